@@ -1,0 +1,493 @@
+//! Compiler: runbook model + inventory (+ `--limit`) -> a DAG of tasks. Takes a [`Script`]'s
+//! model and an [`Inventory`]; gives a [`Graph`] whose nodes are (host, step) tasks plus
+//! once/role/gate/approval nodes and role barriers. Limits are not edges: they are carried
+//! as [`Rules`] for the scheduler and the executor.
+
+use crate::error::{Error, Pos, Result, SourceDiag};
+use crate::inventory::{pattern, Inventory};
+use crate::model::{Amount, Runbook, Scope};
+use crate::script::Script;
+use indexmap::{IndexMap, IndexSet};
+use petgraph::algo::{kosaraju_scc, toposort};
+use petgraph::graphmap::DiGraphMap;
+use std::time::Duration;
+
+/// Estimated duration of a step that declares no `.estimate(...)`: one unit.
+pub const UNIT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+pub struct PlanHost {
+    pub name: String,
+    /// Roles in role order.
+    pub roles: Vec<usize>,
+    pub vars: IndexMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Role {
+    pub name: String,
+    pub hosts: Vec<usize>,
+    /// Roles this one waits for (direct predecessors).
+    pub after: Vec<usize>,
+    pub limit: Option<usize>,
+    pub limit_decl: Option<Amount>,
+    pub max_failures: Option<usize>,
+    pub canary: Option<usize>,
+    /// True when the runbook names the role (not just a group that holds hosts).
+    pub named: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    Once,
+    BeforeRole,
+    Host,
+    AfterRole,
+    Gate,
+    CanaryGate,
+    Approval,
+    /// A barrier: every host of a role (or of its canary) is done. Runs nothing.
+    RoleDone,
+    CanaryDone,
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: String,
+    pub kind: TaskKind,
+    pub host: Option<usize>,
+    /// Index into the runbook's steps; none for barriers.
+    pub step: Option<usize>,
+    pub role: Option<usize>,
+    pub deps: Vec<usize>,
+    pub duration: u64,
+}
+
+/// Limits as the scheduler and executor enforce them, resolved against the host counts.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    pub total: Option<usize>,
+    /// (variable, max in flight per distinct value)
+    pub by: Vec<(String, usize)>,
+    pub batches: bool,
+    /// Per step index.
+    pub throttle: Vec<Option<usize>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Graph {
+    pub hosts: Vec<PlanHost>,
+    /// In role order (a topological order of `.order`/`.after`).
+    pub roles: Vec<Role>,
+    pub tasks: Vec<Task>,
+    /// Per host: its tasks in step order.
+    pub host_tasks: Vec<Vec<usize>>,
+    pub rules: Rules,
+    pub warnings: Vec<String>,
+}
+
+fn at(script: &Script, pos: &Pos, message: String, label: &str) -> SourceDiag {
+    let text = script.source_text(&pos.source).unwrap_or_else(|| std::sync::Arc::from(""));
+    SourceDiag::new(&pos.source, text, message).label_at(pos.line, pos.col, label)
+}
+
+/// Checks what needs no inventory: the role order must be acyclic.
+pub fn validate(script: &Script) -> Result<Vec<String>> {
+    let rb = &script.runbook;
+    role_order(script, &rb.named_roles().into_iter().map(|(r, _)| r).collect::<Vec<_>>())?;
+    let mut warnings = Vec::new();
+    if !rb.steps.iter().any(|s| matches!(s.scope, Scope::Host { .. })) {
+        warnings.push(format!("runbook {:?} declares no per-host step", rb.name));
+    }
+    Ok(warnings)
+}
+
+/// Topological order of `roles` under the runbook's order edges; a cycle is an error that
+/// names the whole cycle and where each of its edges was declared.
+fn role_order(script: &Script, roles: &[String]) -> Result<Vec<String>> {
+    let rb = &script.runbook;
+    let mut g: DiGraphMap<&str, ()> = DiGraphMap::new();
+    for r in roles {
+        g.add_node(r);
+    }
+    for e in &rb.order {
+        g.add_edge(&e.before, &e.after, ());
+    }
+    match toposort(&g, None) {
+        Ok(order) => Ok(order.into_iter().map(str::to_string).collect()),
+        Err(_) => Err(cycle_error(script, &g)),
+    }
+}
+
+fn cycle_error(script: &Script, g: &DiGraphMap<&str, ()>) -> Error {
+    let rb = &script.runbook;
+    let scc = kosaraju_scc(g)
+        .into_iter()
+        .find(|c| c.len() > 1 || g.contains_edge(c[0], c[0]))
+        .unwrap_or_default();
+    // Walk inside the component until a node repeats: that walk is a cycle.
+    let members: IndexSet<&str> = scc.iter().copied().collect();
+    let start = members.iter().copied().min().unwrap_or_default();
+    let mut path = vec![start];
+    let mut cur = start;
+    loop {
+        let next = g
+            .neighbors(cur)
+            .filter(|n| members.contains(n))
+            .min()
+            .unwrap_or(start);
+        if let Some(i) = path.iter().position(|p| *p == next) {
+            path.drain(..i);
+            path.push(next);
+            break;
+        }
+        path.push(next);
+        cur = next;
+    }
+    let edges: Vec<&crate::model::OrderEdge> = path
+        .windows(2)
+        .filter_map(|w| rb.order.iter().find(|e| e.before == w[0] && e.after == w[1]))
+        .collect();
+    let message = format!("role order has a cycle: {}", path.join(" -> "));
+    let first = edges.first().map(|e| e.pos.clone()).unwrap_or_default();
+    let mut d = at(script, &first, message, "");
+    d.labels.clear();
+    let mut elsewhere = Vec::new();
+    for e in &edges {
+        let label = format!("{} -> {} declared here", e.before, e.after);
+        if e.pos.source == first.source {
+            d = d.label_at(e.pos.line, e.pos.col, label);
+        } else {
+            elsewhere.push(format!("{label}: {}", e.pos));
+        }
+    }
+    let mut help = "remove one of these order edges".to_string();
+    if !elsewhere.is_empty() {
+        help = format!("{help}; also {}", elsewhere.join("; "));
+    }
+    d.help(help).into()
+}
+
+fn known_roles_help(inv: &Inventory) -> String {
+    let names: Vec<&str> = inv
+        .groups
+        .keys()
+        .map(String::as_str)
+        .filter(|g| *g != "ungrouped")
+        .collect();
+    format!("groups in {}: {}", inv.source, names.join(", "))
+}
+
+/// Compiles the script's runbook against an inventory.
+pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<Graph> {
+    let rb = &script.runbook;
+    let mut warnings = Vec::new();
+    let selected: IndexSet<String> = match limit {
+        Some(p) => pattern::select(inv, p)?,
+        None => inv.hosts.keys().cloned().collect(),
+    };
+    if selected.is_empty() {
+        return Err(Error::input(format!("inventory {} has no hosts", inv.source)));
+    }
+
+    // Roles: every group that lists a selected host directly, plus every group the runbook
+    // names (which may be a group that only gathers others, or even `all`).
+    let named = rb.named_roles();
+    for (r, pos) in &named {
+        if !inv.groups.contains_key(r) {
+            return Err(at(script, pos, format!("unknown role {r:?}: the inventory {} has no such group", inv.source), "named here")
+                .help(known_roles_help(inv))
+                .into());
+        }
+    }
+    let mut role_names: IndexSet<String> = IndexSet::new();
+    for h in &selected {
+        for g in inv.direct_groups(h) {
+            role_names.insert(g);
+        }
+    }
+    role_names.extend(named.iter().map(|(r, _)| r.clone()));
+    let order = role_order(script, &role_names.iter().cloned().collect::<Vec<_>>())?;
+    let role_index: IndexMap<&str, usize> = order.iter().enumerate().map(|(i, r)| (r.as_str(), i)).collect();
+
+    let all_vars = inv.all_host_vars();
+    let mut hosts: Vec<PlanHost> = selected
+        .iter()
+        .map(|h| PlanHost {
+            name: h.clone(),
+            roles: Vec::new(),
+            vars: all_vars.get(h).cloned().unwrap_or_default(),
+        })
+        .collect();
+    let host_index: IndexMap<&str, usize> = selected.iter().enumerate().map(|(i, h)| (h.as_str(), i)).collect();
+    let mut roles: Vec<Role> = order
+        .iter()
+        .map(|r| Role {
+            name: r.clone(),
+            hosts: Vec::new(),
+            after: Vec::new(),
+            limit: None,
+            limit_decl: None,
+            max_failures: None,
+            canary: None,
+            named: named.iter().any(|(n, _)| n == r),
+        })
+        .collect();
+    for (ri, role) in roles.iter_mut().enumerate() {
+        for h in inv.members(&role.name) {
+            if let Some(&hi) = host_index.get(h.as_str()) {
+                role.hosts.push(hi);
+                hosts[hi].roles.push(ri);
+            }
+        }
+        if role.hosts.is_empty() {
+            warnings.push(format!(
+                "role {:?} has no hosts{}",
+                role.name,
+                if limit.is_some() { " after --limit" } else { "" }
+            ));
+        }
+    }
+    for e in &rb.order {
+        let (b, a) = (role_index[e.before.as_str()], role_index[e.after.as_str()]);
+        if !roles[a].after.contains(&b) {
+            roles[a].after.push(b);
+        }
+    }
+
+    // Limits, resolved against the number of hosts in each role.
+    let star = |list: &[crate::model::RoleAmount]| list.iter().find(|l| l.role == "*").map(|l| l.amount);
+    let (star_limit, star_fail) = (star(&rb.limits), star(&rb.max_failures));
+    for role in roles.iter_mut() {
+        let own = rb.limits.iter().find(|l| l.role == role.name).map(|l| l.amount).or(star_limit);
+        role.limit_decl = own;
+        role.limit = own.map(|a| a.of(role.hosts.len()).max(1));
+        role.max_failures = rb
+            .max_failures
+            .iter()
+            .find(|l| l.role == role.name)
+            .map(|l| l.amount)
+            .or(star_fail)
+            .map(|a| a.of(role.hosts.len()));
+        role.canary = rb.canaries.iter().find(|c| c.role == role.name).map(|c| c.count as usize);
+    }
+    let rules = Rules {
+        total: rb.limit_total.as_ref().map(|(a, _)| a.of(hosts.len()).max(1)),
+        by: rb.limit_by.iter().map(|l| (l.var.clone(), l.max as usize)).collect(),
+        batches: rb.batches,
+        throttle: rb.steps.iter().map(|s| s.throttle.map(|t| t as usize)).collect(),
+    };
+    for l in &rb.limit_by {
+        if !hosts.iter().any(|h| h.vars.contains_key(&l.var)) {
+            warnings.push(format!("limit_by({:?}, {}): no planned host has that variable", l.var, l.max));
+        }
+    }
+
+    check_self_waits(&hosts, &roles)?;
+    let (tasks, host_tasks) = build_tasks(rb, &hosts, &roles);
+    Ok(Graph { hosts, roles, tasks, host_tasks, rules, warnings })
+}
+
+/// A host in roles A and B where B must (through other roles) wait for A would wait for
+/// itself. Roles a host belongs to are left out of its wait set; anything else is an error.
+fn check_self_waits(hosts: &[PlanHost], roles: &[Role]) -> Result<()> {
+    let n = roles.len();
+    // ancestors[r]: roles that r waits for, transitively. Roles are in topological order.
+    let mut ancestors: Vec<Vec<bool>> = vec![vec![false; n]; n];
+    for r in 0..n {
+        for &p in &roles[r].after {
+            ancestors[r][p] = true;
+            for q in 0..n {
+                if ancestors[p][q] {
+                    ancestors[r][q] = true;
+                }
+            }
+        }
+    }
+    for h in hosts {
+        for &r in &h.roles {
+            for &w in &roles[r].after {
+                if h.roles.contains(&w) {
+                    continue;
+                }
+                if let Some(&own) = h.roles.iter().find(|&&o| ancestors[w][o]) {
+                    return Err(Error::input_with_help(
+                        format!(
+                            "host {} is in roles {} and {}, but {} waits for {}, which waits for {}: the host would wait for itself",
+                            h.name, roles[own].name, roles[r].name, roles[r].name, roles[w].name, roles[own].name
+                        ),
+                        "take the host out of one of these groups, or leave it out of the run with --limit",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Builder {
+    tasks: Vec<Task>,
+}
+
+impl Builder {
+    fn add(&mut self, id: String, kind: TaskKind, host: Option<usize>, step: Option<usize>, role: Option<usize>, deps: Vec<usize>, duration: u64) -> usize {
+        self.tasks.push(Task { id, kind, host, step, role, deps, duration });
+        self.tasks.len() - 1
+    }
+
+    /// Adds `steps` as a chain after `deps`; returns the last task (or `deps` unchanged).
+    fn chain(&mut self, rb: &Runbook, steps: &[usize], kind: TaskKind, role: Option<(usize, &str)>, mut deps: Vec<usize>) -> Vec<usize> {
+        for &s in steps {
+            let step = &rb.steps[s];
+            let prefix = match kind {
+                TaskKind::Once => "once".to_string(),
+                TaskKind::BeforeRole => format!("before:{}", role.map_or("", |r| r.1)),
+                TaskKind::AfterRole => format!("after:{}", role.map_or("", |r| r.1)),
+                TaskKind::Gate => format!("gate:{}", role.map_or("", |r| r.1)),
+                TaskKind::CanaryGate => format!("canary-gate:{}", role.map_or("", |r| r.1)),
+                TaskKind::Approval => format!("approval:{}", role.map_or("", |r| r.1)),
+                _ => String::new(),
+            };
+            let duration = if kind == TaskKind::Approval { 0 } else { step.estimate.unwrap_or(UNIT).as_secs() };
+            let t = self.add(format!("{prefix}:{}", step.name), kind, None, Some(s), role.map(|r| r.0), deps, duration);
+            deps = vec![t];
+        }
+        deps
+    }
+}
+
+fn build_tasks(rb: &Runbook, hosts: &[PlanHost], roles: &[Role]) -> (Vec<Task>, Vec<Vec<usize>>) {
+    let mut b = Builder { tasks: Vec::with_capacity(hosts.len() * rb.steps.len() + 4 * roles.len() + 8) };
+    let steps_of = |pred: &dyn Fn(&Scope) -> bool| -> Vec<usize> {
+        rb.steps.iter().enumerate().filter(|(_, s)| pred(&s.scope)).map(|(i, _)| i).collect()
+    };
+    let onces = steps_of(&|s| *s == Scope::Once);
+    let after_onces = b.chain(rb, &onces, TaskKind::Once, None, Vec::new());
+
+    // Role nodes first, with the dependencies on other roles' barriers filled in once all
+    // barriers exist; host tasks are then hung between each role's entry and exit.
+    struct RoleNodes {
+        entry_first: Option<usize>,
+        entry: Vec<usize>,
+        canary_done: Option<usize>,
+        release: Option<usize>,
+        exit_first: usize,
+        done: usize,
+    }
+    let mut nodes: Vec<RoleNodes> = Vec::with_capacity(roles.len());
+    for (ri, role) in roles.iter().enumerate() {
+        let before = steps_of(&|s| *s == Scope::BeforeRole(role.name.clone()));
+        let first_idx = b.tasks.len();
+        let entry = b.chain(rb, &before, TaskKind::BeforeRole, Some((ri, &role.name)), Vec::new());
+        let entry_first = (!before.is_empty()).then_some(first_idx);
+        let (canary_done, release) = if role.canary.is_some() {
+            let done = b.add(format!("canary:{}", role.name), TaskKind::CanaryDone, None, None, Some(ri), entry.clone(), 0);
+            let gates = steps_of(&|s| *s == Scope::Gate(role.name.clone()));
+            let last = b.chain(rb, &gates, TaskKind::CanaryGate, Some((ri, &role.name)), vec![done]);
+            (Some(done), last.first().copied())
+        } else {
+            (None, None)
+        };
+        let exit_steps: Vec<usize> = rb
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.scope.role() == Some(role.name.as_str()) && !matches!(s.scope, Scope::BeforeRole(_)))
+            .map(|(i, _)| i)
+            .collect();
+        let exit_first = b.tasks.len();
+        let mut deps = entry.clone();
+        for &s in &exit_steps {
+            let kind = match rb.steps[s].scope {
+                Scope::AfterRole(_) => TaskKind::AfterRole,
+                Scope::Gate(_) => TaskKind::Gate,
+                _ => TaskKind::Approval,
+            };
+            deps = b.chain(rb, &[s], kind, Some((ri, &role.name)), deps);
+        }
+        let done = b.add(format!("done:{}", role.name), TaskKind::RoleDone, None, None, Some(ri), deps, 0);
+        nodes.push(RoleNodes { entry_first, entry, canary_done, release, exit_first, done });
+    }
+    for (ri, role) in roles.iter().enumerate() {
+        let mut deps = after_onces.clone();
+        deps.extend(role.after.iter().map(|&p| nodes[p].done));
+        // Without before_role hooks the role's entry is the set of its own prerequisites.
+        match nodes[ri].entry_first {
+            Some(first) => b.tasks[first].deps.extend(deps),
+            None => nodes[ri].entry = deps,
+        }
+    }
+    // Roles without before hooks: their canary barrier and exit need the prerequisites too.
+    for n in &nodes {
+        if n.entry_first.is_none() {
+            if let Some(c) = n.canary_done {
+                b.tasks[c].deps.extend(n.entry.iter().copied());
+            }
+            b.tasks[n.exit_first].deps.extend(n.entry.iter().copied());
+        }
+    }
+
+    let host_steps: Vec<(usize, &crate::model::Step)> = rb
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s.scope, Scope::Host { .. }))
+        .collect();
+    let mut host_tasks: Vec<Vec<usize>> = vec![Vec::new(); hosts.len()];
+    let canary_hosts: Vec<Vec<usize>> = roles
+        .iter()
+        .map(|r| r.canary.map(|n| r.hosts.iter().copied().take(n).collect()).unwrap_or_default())
+        .collect();
+    for (h, host) in hosts.iter().enumerate() {
+        let mut deps: Vec<usize> = after_onces.clone();
+        for &r in &host.roles {
+            deps.extend(nodes[r].entry.iter().copied());
+            if let Some(rel) = nodes[r].release {
+                if !canary_hosts[r].contains(&h) {
+                    deps.push(rel);
+                }
+            }
+        }
+        // A host waits for the union of its roles' prerequisites, minus roles it is in.
+        deps.retain(|&d| !(b.tasks[d].kind == TaskKind::RoleDone && b.tasks[d].role.is_some_and(|r| host.roles.contains(&r))));
+        deps.sort_unstable();
+        deps.dedup();
+        for &(si, step) in &host_steps {
+            let applies = match &step.scope {
+                Scope::Host { roles: None } => true,
+                Scope::Host { roles: Some(rs) } => host.roles.iter().any(|&r| rs.contains(&roles[r].name)),
+                _ => false,
+            };
+            if !applies {
+                continue;
+            }
+            let t = b.add(
+                format!("host:{}:{}", host.name, step.name),
+                TaskKind::Host,
+                Some(h),
+                Some(si),
+                host.roles.first().copied(),
+                std::mem::take(&mut deps),
+                step.estimate.unwrap_or(UNIT).as_secs(),
+            );
+            host_tasks[h].push(t);
+            deps = vec![t];
+        }
+        if let Some(&last) = host_tasks[h].last() {
+            for &r in &host.roles {
+                b.tasks[nodes[r].exit_first].deps.push(last);
+                if canary_hosts[r].contains(&h) {
+                    if let Some(c) = nodes[r].canary_done {
+                        b.tasks[c].deps.push(last);
+                    }
+                }
+            }
+        }
+    }
+    for t in &mut b.tasks {
+        t.deps.sort_unstable();
+        t.deps.dedup();
+    }
+    (b.tasks, host_tasks)
+}

@@ -1,0 +1,158 @@
+//! Errors of the engine. Input errors (a bad runbook, inventory, parameter or pattern) are
+//! what the user must fix and carry a source position where there is one; everything else is
+//! internal. The binary maps them to exit codes in one place.
+
+use miette::{Diagnostic, LabeledSpan, NamedSource, SourceSpan};
+use std::sync::Arc;
+
+/// A message about a place in a source file, drawn by miette with a caret.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{message}")]
+pub struct SourceDiag {
+    pub message: String,
+    #[source_code]
+    pub src: NamedSource<Arc<str>>,
+    #[label(collection)]
+    pub labels: Vec<LabeledSpan>,
+    #[help]
+    pub help: Option<String>,
+}
+
+/// A position in a source: 1-based line and column, as Rhai reports them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Pos {
+    pub source: String,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl std::fmt::Display for Pos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.source, self.line, self.col)
+    }
+}
+
+/// Byte offset of a 1-based line and column in `text` (clamped to the text).
+pub fn offset_of(text: &str, line: usize, col: usize) -> usize {
+    let mut offset = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            let in_line = l
+                .char_indices()
+                .nth(col.saturating_sub(1))
+                .map(|(b, _)| b)
+                .unwrap_or(l.trim_end_matches('\n').len());
+            return offset + in_line;
+        }
+        offset += l.len();
+    }
+    text.len()
+}
+
+/// Length of the token at `offset` (an identifier or one character), for the caret's width.
+fn token_len(text: &str, offset: usize) -> usize {
+    let rest = &text[offset.min(text.len())..];
+    let ident = rest
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    if ident > 0 {
+        ident
+    } else {
+        rest.chars().next().map_or(0, |c| c.len_utf8())
+    }
+}
+
+impl SourceDiag {
+    pub fn new(name: &str, text: Arc<str>, message: impl Into<String>) -> Self {
+        SourceDiag {
+            message: message.into(),
+            src: NamedSource::new(name, text),
+            labels: Vec::new(),
+            help: None,
+        }
+    }
+
+    /// Adds a label under the token at `line:col`.
+    pub fn label_at(mut self, line: usize, col: usize, label: impl Into<String>) -> Self {
+        let text = self.src.inner().clone();
+        let off = offset_of(&text, line, col);
+        let span = SourceSpan::new(off.into(), token_len(&text, off));
+        self.labels.push(LabeledSpan::new_with_span(Some(label.into()), span));
+        self
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+/// Every error the engine returns.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum Error {
+    /// A problem in a runbook or inventory file, shown with its source.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Source(SourceDiag),
+
+    /// Bad input that has no source position (a parameter, a pattern, a file that is missing).
+    #[error("{message}")]
+    Input {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    /// A bug or an environment failure, not the user's input.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<SourceDiag> for Error {
+    fn from(d: SourceDiag) -> Self {
+        Error::Source(d)
+    }
+}
+
+impl Error {
+    pub fn input(message: impl Into<String>) -> Self {
+        Error::Input {
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    pub fn input_with_help(message: impl Into<String>, help: impl Into<String>) -> Self {
+        Error::Input {
+            message: message.into(),
+            help: Some(help.into()),
+        }
+    }
+
+    /// True when the user's input is at fault (exit code 2), false for internal failures.
+    pub fn is_input(&self) -> bool {
+        !matches!(self, Error::Internal(_))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Reads a file with the path in the error.
+pub fn read_file(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::input(format!("cannot read {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_follow_lines_and_columns() {
+        let t = "ab\ncdef\ng";
+        assert_eq!(offset_of(t, 1, 1), 0);
+        assert_eq!(offset_of(t, 2, 3), 5);
+        assert_eq!(offset_of(t, 3, 1), 8);
+        assert_eq!(offset_of(t, 9, 1), t.len());
+    }
+}

@@ -1,0 +1,162 @@
+//! The native TOML inventory:
+//!
+//! ```toml
+//! [vars]                      # variables of `all`
+//! ansible_user = "root"
+//!
+//! [groups.controller]
+//! hosts = ["ctl[1:3]"]
+//! vars = { pkg_manager = "apt" }
+//!
+//! [groups.openstack]
+//! children = ["controller"]
+//!
+//! [hosts.ctl1]                # optional per-host settings
+//! address = "10.0.0.11"       # ansible_host
+//! port = 22                   # ansible_port
+//! user = "admin"              # ansible_user
+//! key = "~/.ssh/fleet"        # ansible_ssh_private_key_file
+//! vars = { rack = "r1" }
+//! ```
+
+use super::{range, Inventory, ParseError};
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    vars: IndexMap<String, toml::Value>,
+    #[serde(default)]
+    groups: IndexMap<String, GroupDef>,
+    #[serde(default)]
+    hosts: IndexMap<String, HostDef>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupDef {
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    children: Vec<String>,
+    #[serde(default)]
+    vars: IndexMap<String, toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostDef {
+    address: Option<String>,
+    port: Option<u16>,
+    user: Option<String>,
+    key: Option<String>,
+    #[serde(default)]
+    vars: IndexMap<String, toml::Value>,
+}
+
+fn scalar(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn strings(m: &IndexMap<String, toml::Value>) -> IndexMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), scalar(v))).collect()
+}
+
+pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
+    let file: File = toml::from_str(text).map_err(|e| {
+        let (line, col) = e
+            .span()
+            .map(|s| {
+                let before = &text[..s.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                (line, col)
+            })
+            .unwrap_or((1, 1));
+        ParseError {
+            line,
+            col,
+            message: e.message().to_string(),
+        }
+    })?;
+    let line_of = |needle: &str| {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .map_or(1, |i| i + 1)
+    };
+    inv.group_mut("all").vars.extend(strings(&file.vars));
+    for (name, g) in &file.groups {
+        inv.group_mut(name).vars.extend(strings(&g.vars));
+        for pattern in &g.hosts {
+            for host in range::expand(pattern).map_err(|m| ParseError::at(line_of(pattern), m))? {
+                inv.add_host(Some(name), &host, IndexMap::new());
+            }
+        }
+        for child in &g.children {
+            inv.group_mut(child);
+            inv.group_mut(name).children.insert(child.clone());
+        }
+    }
+    for (pattern, h) in &file.hosts {
+        let mut vars = strings(&h.vars);
+        let fixed = [
+            ("ansible_host", h.address.clone()),
+            ("ansible_port", h.port.map(|p| p.to_string())),
+            ("ansible_user", h.user.clone()),
+            ("ansible_ssh_private_key_file", h.key.clone()),
+        ];
+        for (k, v) in fixed {
+            if let Some(v) = v {
+                vars.insert(k.to_string(), v);
+            }
+        }
+        for host in range::expand(pattern).map_err(|m| ParseError::at(line_of(pattern), m))? {
+            inv.add_host(None, &host, vars.clone());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::inventory::{Format, Inventory};
+
+    #[test]
+    fn reads_groups_hosts_and_connection_settings() {
+        let text = r#"
+vars = { ansible_user = "root" }
+[groups.controller]
+hosts = ["ctl[1:2]"]
+[groups.compute]
+hosts = ["cmp1"]
+vars = { cores = 8 }
+[groups.openstack]
+children = ["controller", "compute"]
+[hosts.ctl1]
+address = "10.0.0.11"
+port = 2222
+"#;
+        let inv = Inventory::parse("inv.toml", text, Format::Toml).unwrap();
+        let vars = inv.all_host_vars();
+        assert_eq!(vars["ctl1"]["ansible_host"], "10.0.0.11");
+        assert_eq!(vars["ctl1"]["ansible_port"], "2222");
+        assert_eq!(vars["cmp1"]["cores"], "8");
+        assert_eq!(vars["cmp1"]["ansible_user"], "root");
+        assert_eq!(inv.members("openstack").len(), 3);
+    }
+
+    #[test]
+    fn unknown_fields_and_syntax_errors_have_lines() {
+        let err = Inventory::parse("i.toml", "[groups.a]\nhostz = []\n", Format::Toml).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("unknown field `hostz`"), "{msg}");
+        let crate::Error::Source(d) = err else { panic!() };
+        assert_eq!(d.labels.len(), 1);
+        assert!(Inventory::parse("i.toml", "[groups.a\n", Format::Toml).is_err());
+    }
+}

@@ -1,0 +1,16 @@
+//! fleetbook's engine: inventories, the runbook compiler (Rhai -> model -> DAG), the planner
+//! and schedule simulator, and the plan renderers. No terminal code, no command-line parsing.
+
+pub mod api;
+pub mod compile;
+pub mod dry_run;
+pub mod error;
+pub mod inventory;
+pub mod model;
+pub mod plan;
+pub mod render;
+pub mod schedule;
+pub mod script;
+pub mod slots;
+
+pub use error::{Error, Result};

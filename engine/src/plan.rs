@@ -1,0 +1,312 @@
+//! The plan: the compiled DAG for an inventory, the recorded commands of every task and the
+//! simulated schedule, in the serialisable form that `fleetbook plan` prints and saves.
+//! `docs/plan-schema.md` documents it; bump [`SCHEMA_VERSION`] on any incompatible change.
+
+use crate::compile::{self, Graph, TaskKind};
+use crate::dry_run::{self, redact};
+use crate::error::{read_file, Result};
+use crate::inventory::{is_secret_var, Inventory};
+use crate::model::Scope;
+use crate::schedule;
+use crate::script::{self, Limits, Script, ScriptInput};
+use indexmap::IndexMap;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub schema_version: u32,
+    pub fleetbook_version: String,
+    pub runbook: RunbookInfo,
+    pub runbook_digest: String,
+    pub inventory: String,
+    pub inventory_digest: String,
+    pub limit_pattern: Option<String>,
+    pub params: Vec<ParamInfo>,
+    pub limits: LimitsInfo,
+    pub roles: Vec<RoleInfo>,
+    pub hosts: Vec<HostInfo>,
+    pub tasks: Vec<TaskInfo>,
+    /// Simulated total duration, in seconds (the unit of every `start`/`end`).
+    pub duration: u64,
+    pub time_unit: &'static str,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunbookInfo {
+    pub name: String,
+    pub description: String,
+    pub path: String,
+    pub rollback_on_failure: bool,
+    pub steps: Vec<StepInfo>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepInfo {
+    pub name: String,
+    pub kind: &'static str,
+    /// Host steps: the roles they are limited to (none = every host). Role hooks: their role.
+    pub roles: Option<Vec<String>>,
+    pub timeout: Option<u64>,
+    pub retries: u32,
+    pub retry_delay: u64,
+    pub throttle: Option<u32>,
+    pub estimate: u64,
+    pub has_undo: bool,
+    pub conditional: bool,
+    pub idempotent: bool,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ParamInfo {
+    pub name: String,
+    pub value: String,
+    pub default: String,
+    pub secret: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitsInfo {
+    pub total: Option<usize>,
+    pub limit_by: Vec<LimitByInfo>,
+    pub batches: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitByInfo {
+    pub var: String,
+    pub max: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleInfo {
+    pub name: String,
+    pub hosts: usize,
+    pub after: Vec<String>,
+    /// Hosts in flight at once (none = unlimited), and as declared (`"25%"`).
+    pub limit: Option<usize>,
+    pub limit_declared: Option<String>,
+    pub max_failures: Option<usize>,
+    pub canary: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostInfo {
+    pub name: String,
+    pub roles: Vec<String>,
+    pub vars: IndexMap<String, String>,
+    pub start: u64,
+    pub end: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskInfo {
+    pub id: String,
+    pub kind: TaskKind,
+    pub host: Option<String>,
+    pub step: Option<String>,
+    pub role: Option<String>,
+    pub start: u64,
+    pub end: u64,
+    pub depends_on: Vec<String>,
+    pub commands: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub undo_commands: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
+}
+
+/// What `fleetbook plan` is asked.
+pub struct PlanRequest<'a> {
+    pub runbook: &'a Path,
+    pub inventory: &'a Path,
+    pub params: &'a BTreeMap<String, String>,
+    pub limit: Option<&'a str>,
+    pub lib_dirs: &'a [PathBuf],
+}
+
+/// A compiled runbook with its plan: what the executor needs (script and graph) and what
+/// the user sees (plan).
+pub struct Planned {
+    pub script: Script,
+    pub graph: Graph,
+    pub plan: Plan,
+}
+
+pub fn digest(bytes: &[u8]) -> String {
+    let d = Sha256::digest(bytes);
+    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Compiles a runbook file without an inventory (`fleetbook check`).
+pub fn load_script(path: &Path, params: &BTreeMap<String, String>, lib_dirs: &[PathBuf]) -> Result<(Script, String)> {
+    let text = read_file(path)?;
+    let name = path.display().to_string();
+    let dir = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
+    let script = script::compile(ScriptInput {
+        name: &name,
+        text: &text,
+        dir,
+        lib_dirs,
+        params,
+        limits: Limits::default(),
+    })?;
+    Ok((script, digest(text.as_bytes())))
+}
+
+/// Compiles, records and schedules: the whole of `fleetbook plan`.
+pub fn plan(req: &PlanRequest) -> Result<Planned> {
+    let (script, runbook_digest) = load_script(req.runbook, req.params, req.lib_dirs)?;
+    let inv_text = read_file(req.inventory)?;
+    let inventory = Inventory::parse(
+        &req.inventory.display().to_string(),
+        &inv_text,
+        crate::inventory::Format::of(req.inventory),
+    )?;
+    let mut warnings = compile::validate(&script)?;
+    let graph = compile::compile(&script, &inventory, req.limit)?;
+    warnings.extend(graph.warnings.iter().cloned());
+    let records = dry_run::record(&script, &graph)?;
+    let skipped: Vec<bool> = records.iter().map(|r| r.skipped).collect();
+    let sched = schedule::simulate(&graph, &skipped)?;
+    let plan = assemble(&script, &graph, records, &sched, req, runbook_digest, digest(inv_text.as_bytes()), warnings);
+    Ok(Planned { script, graph, plan })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    script: &Script,
+    graph: &Graph,
+    records: Vec<dry_run::TaskRecord>,
+    sched: &schedule::Schedule,
+    req: &PlanRequest,
+    runbook_digest: String,
+    inventory_digest: String,
+    warnings: Vec<String>,
+) -> Plan {
+    let rb = &script.runbook;
+    let secrets: Vec<(String, String)> = script
+        .params
+        .iter()
+        .filter(|p| p.secret)
+        .map(|p| (p.name.clone(), p.value.clone()))
+        .collect();
+    let steps = rb
+        .steps
+        .iter()
+        .map(|s| StepInfo {
+            name: s.name.clone(),
+            kind: s.scope.kind(),
+            roles: match &s.scope {
+                Scope::Host { roles } => roles.clone(),
+                other => other.role().map(|r| vec![r.to_string()]),
+            },
+            timeout: s.timeout.map(|d| d.as_secs()),
+            retries: s.retries,
+            retry_delay: s.retry_delay.as_secs(),
+            throttle: s.throttle,
+            estimate: s.estimate.unwrap_or(compile::UNIT).as_secs(),
+            has_undo: s.undo.is_some(),
+            conditional: s.when.is_some(),
+            idempotent: s.idempotent,
+            line: s.pos.line,
+        })
+        .collect();
+    let role_names = |rs: &[usize]| rs.iter().map(|&r| graph.roles[r].name.clone()).collect::<Vec<_>>();
+    let hosts = graph
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(h, host)| {
+            let ts = &graph.host_tasks[h];
+            HostInfo {
+                name: host.name.clone(),
+                roles: role_names(&host.roles),
+                vars: host
+                    .vars
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = if is_secret_var(k) { "<secret>".to_string() } else { redact(v, &secrets) };
+                        (k.clone(), v)
+                    })
+                    .collect(),
+                start: ts.first().map_or(0, |&t| sched.tasks[t].start),
+                end: ts.last().map_or(0, |&t| sched.tasks[t].end),
+            }
+        })
+        .collect();
+    let tasks = graph
+        .tasks
+        .iter()
+        .zip(records)
+        .enumerate()
+        .map(|(t, (task, rec))| TaskInfo {
+            id: task.id.clone(),
+            kind: task.kind,
+            host: task.host.map(|h| graph.hosts[h].name.clone()),
+            step: task.step.map(|s| rb.steps[s].name.clone()),
+            role: task.role.map(|r| graph.roles[r].name.clone()),
+            start: sched.tasks[t].start,
+            end: sched.tasks[t].end,
+            depends_on: task.deps.iter().map(|&d| graph.tasks[d].id.clone()).collect(),
+            commands: rec.commands,
+            undo_commands: rec.undo,
+            skipped: rec.skipped,
+        })
+        .collect();
+    Plan {
+        schema_version: SCHEMA_VERSION,
+        fleetbook_version: env!("CARGO_PKG_VERSION").to_string(),
+        runbook: RunbookInfo {
+            name: rb.name.clone(),
+            description: rb.description.clone(),
+            path: script.name.clone(),
+            rollback_on_failure: rb.rollback_on_failure,
+            steps,
+        },
+        runbook_digest,
+        inventory: req.inventory.display().to_string(),
+        inventory_digest,
+        limit_pattern: req.limit.map(str::to_string),
+        params: script
+            .params
+            .iter()
+            .map(|p| ParamInfo {
+                name: p.name.clone(),
+                value: if p.secret { "<secret>".into() } else { p.value.clone() },
+                default: if p.secret { "<secret>".into() } else { p.default.clone() },
+                secret: p.secret,
+            })
+            .collect(),
+        limits: LimitsInfo {
+            total: graph.rules.total,
+            limit_by: graph.rules.by.iter().map(|(v, m)| LimitByInfo { var: v.clone(), max: *m }).collect(),
+            batches: graph.rules.batches,
+        },
+        roles: graph
+            .roles
+            .iter()
+            .map(|r| RoleInfo {
+                name: r.name.clone(),
+                hosts: r.hosts.len(),
+                after: role_names(&r.after),
+                limit: r.limit,
+                limit_declared: r.limit_decl.map(|a| a.to_string()),
+                max_failures: r.max_failures,
+                canary: r.canary,
+            })
+            .collect(),
+        hosts,
+        tasks,
+        duration: sched.duration,
+        time_unit: "s",
+        warnings,
+    }
+}

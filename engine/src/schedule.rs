@@ -1,0 +1,166 @@
+//! Schedule simulator: lays a [`Graph`] out in time under every limit, with each task taking
+//! its estimate. Takes the graph; gives a start and end (seconds from the run's start) per
+//! task. Runs in O(tasks log tasks): waiting hosts are queued by slot key, so a pass looks
+//! at one head per key instead of every waiting host.
+
+use crate::compile::{Graph, TaskKind};
+use crate::error::{Error, Result};
+use crate::slots::{SlotKey, Slots};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Slot {
+    pub start: u64,
+    pub end: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub tasks: Vec<Slot>,
+    pub duration: u64,
+}
+
+/// Simulates the run. `skipped[t]` tasks (a `.when` that said no) take no time.
+pub fn simulate(graph: &Graph, skipped: &[bool]) -> Result<Schedule> {
+    let n = graph.tasks.len();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut waiting: Vec<usize> = vec![0; n];
+    for (t, task) in graph.tasks.iter().enumerate() {
+        waiting[t] = task.deps.len();
+        for &d in &task.deps {
+            dependents[d].push(t);
+        }
+    }
+    let first_of_host: Vec<Option<usize>> = {
+        let mut v = vec![None; n];
+        for (h, ts) in graph.host_tasks.iter().enumerate() {
+            if let Some(&f) = ts.first() {
+                v[f] = Some(h);
+            }
+        }
+        v
+    };
+    let last_of_host: Vec<Option<usize>> = {
+        let mut v = vec![None; n];
+        for (h, ts) in graph.host_tasks.iter().enumerate() {
+            if let Some(&l) = ts.last() {
+                v[l] = Some(h);
+            }
+        }
+        v
+    };
+    let keys: Vec<SlotKey> = (0..graph.hosts.len()).map(|h| Slots::key(graph, h)).collect();
+
+    let mut slots = Slots::new(graph);
+    let mut out = vec![Slot::default(); n];
+    let mut done = 0usize;
+    let mut events: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
+    // Hosts waiting for slots, per slot key, by host index.
+    let mut host_queues: BTreeMap<SlotKey, BinaryHeap<Reverse<usize>>> = BTreeMap::new();
+    // Host tasks waiting for a throttled step, per step.
+    let mut step_queues: Vec<BinaryHeap<Reverse<(usize, usize)>>> = vec![BinaryHeap::new(); graph.rules.throttle.len()];
+    let mut ready: Vec<usize> = (0..n).filter(|&t| waiting[t] == 0).collect();
+    let mut now = 0u64;
+
+    let duration = |t: usize| if skipped.get(t).copied().unwrap_or(false) { 0 } else { graph.tasks[t].duration };
+
+    loop {
+        // Place newly ready tasks: a host's first task needs slots; a throttled step needs
+        // room in the step; anything else starts now.
+        let mut pass_ready = std::mem::take(&mut ready);
+        loop {
+            for t in pass_ready.drain(..) {
+                let task = &graph.tasks[t];
+                if let Some(h) = first_of_host[t] {
+                    host_queues.entry(keys[h].clone()).or_default().push(Reverse(h));
+                } else if task.kind == TaskKind::Host && graph.rules.throttle[task.step.unwrap_or(0)].is_some() {
+                    step_queues[task.step.unwrap_or(0)].push(Reverse((task.host.unwrap_or(0), t)));
+                } else {
+                    out[t].start = now;
+                    events.push(Reverse((now + duration(t), t)));
+                }
+            }
+            // Start hosts whose slots are free, lowest host index first.
+            loop {
+                let pick = host_queues
+                    .iter()
+                    .filter(|(k, q)| !q.is_empty() && slots.can_start(k))
+                    .map(|(k, q)| (q.peek().map(|r| r.0).unwrap_or(usize::MAX), k.clone()))
+                    .min();
+                let Some((h, key)) = pick else { break };
+                if let Some(q) = host_queues.get_mut(&key) {
+                    q.pop();
+                }
+                slots.start(&key);
+                let first = graph.host_tasks[h][0];
+                let step = graph.tasks[first].step.unwrap_or(0);
+                if graph.rules.throttle[step].is_some() {
+                    step_queues[step].push(Reverse((h, first)));
+                } else {
+                    out[first].start = now;
+                    events.push(Reverse((now + duration(first), first)));
+                }
+            }
+            for (step, q) in step_queues.iter_mut().enumerate() {
+                while !q.is_empty() && slots.can_enter_step(step) {
+                    let Some(Reverse((_, t))) = q.pop() else { break };
+                    slots.enter_step(step);
+                    out[t].start = now;
+                    events.push(Reverse((now + duration(t), t)));
+                }
+            }
+            if pass_ready.is_empty() {
+                break;
+            }
+        }
+        slots.end_pass();
+
+        // Advance to the next completion time and finish everything that ends then.
+        let Some(&Reverse((t_next, _))) = events.peek() else { break };
+        now = t_next;
+        while let Some(&Reverse((t_end, t))) = events.peek() {
+            if t_end != now {
+                break;
+            }
+            events.pop();
+            out[t].end = now;
+            done += 1;
+            let task = &graph.tasks[t];
+            if task.kind == TaskKind::Host {
+                if let Some(step) = task.step {
+                    if graph.rules.throttle[step].is_some() {
+                        slots.leave_step(step);
+                    }
+                }
+            }
+            if let Some(h) = last_of_host[t] {
+                slots.finish(&keys[h]);
+            }
+            for &d in &dependents[t] {
+                waiting[d] -= 1;
+                if waiting[d] == 0 {
+                    ready.push(d);
+                }
+            }
+        }
+    }
+
+    if done != n {
+        let stuck: Vec<&str> = graph
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(t, _)| waiting[*t] > 0)
+            .map(|(_, t)| t.id.as_str())
+            .take(5)
+            .collect();
+        return Err(Error::input(format!(
+            "the plan cannot complete: {} task(s) wait on each other (e.g. {}); a host in several ordered roles with before_role hooks can cause this",
+            n - done,
+            stuck.join(", ")
+        )));
+    }
+    let duration = out.iter().map(|s| s.end).max().unwrap_or(0);
+    Ok(Schedule { tasks: out, duration })
+}

@@ -1,0 +1,368 @@
+//! The Rhai engine, hardened, and the evaluation of a runbook script into a [`Script`]: the
+//! runbook model plus what is needed to call its closures later. Errors become diagnostics
+//! with file:line:column and a caret.
+
+use crate::api::{self, ApiState, Fleet, FleetBinding, ParamState, RunbookHandle, StepHandle};
+use crate::error::{Error, Result, SourceDiag};
+use crate::model::{Param, Runbook};
+use fleetbook_stdlib::{Host, LIBRARIES};
+use indexmap::IndexMap;
+use rhai::module_resolvers::ModuleResolver;
+use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, Module, Position, Scope, Shared, AST};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Limits that stop a runaway or hostile script.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_operations: u64,
+    pub max_call_levels: usize,
+    pub max_string_size: usize,
+    pub max_array_size: usize,
+    pub max_map_size: usize,
+    pub max_expr_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_operations: 5_000_000,
+            max_call_levels: 64,
+            max_string_size: 1 << 20,
+            max_array_size: 100_000,
+            max_map_size: 100_000,
+            max_expr_depth: 128,
+        }
+    }
+}
+
+/// Sources seen while compiling (the runbook and every imported module), by name, so that a
+/// diagnostic can quote the right file.
+pub type Sources = Arc<Mutex<IndexMap<String, Arc<str>>>>;
+
+/// What to compile.
+pub struct ScriptInput<'a> {
+    /// The name shown in messages (usually the path as the user gave it).
+    pub name: &'a str,
+    pub text: &'a str,
+    /// The runbook's directory: imports are resolved inside it.
+    pub dir: Option<&'a Path>,
+    /// Further library directories (`--lib`).
+    pub lib_dirs: &'a [PathBuf],
+    pub params: &'a BTreeMap<String, String>,
+    pub limits: Limits,
+}
+
+/// A compiled and evaluated runbook.
+pub struct Script {
+    engine: Engine,
+    ast: AST,
+    pub name: String,
+    pub runbook: Runbook,
+    pub params: Vec<Param>,
+    pub sources: Sources,
+    fleet: FleetBinding,
+    max_operations: u64,
+}
+
+/// Resolves `import` inside the runbook's directory, the library directories and the
+/// built-in libraries only: no absolute paths, no `..`, no symlink out.
+struct ConfinedResolver {
+    roots: Vec<PathBuf>,
+    sources: Sources,
+    cache: Mutex<HashMap<String, Shared<Module>>>,
+}
+
+fn module_error(path: &str, pos: Position, msg: String) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorInModule(
+        path.to_string(),
+        Box::new(EvalAltResult::ErrorRuntime(msg.into(), pos)),
+        pos,
+    ))
+}
+
+impl ConfinedResolver {
+    fn load(&self, engine: &Engine, name: &str, text: Arc<str>, pos: Position) -> Result<Shared<Module>, Box<EvalAltResult>> {
+        self.sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), text.clone());
+        let mut ast = engine
+            .compile(&*text)
+            .map_err(|e| Box::new(EvalAltResult::ErrorInModule(name.into(), Box::new(e.into()), pos)))?;
+        ast.set_source(name);
+        let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
+            .map_err(|e| Box::new(EvalAltResult::ErrorInModule(name.into(), e, pos)))?;
+        Ok(module.into())
+    }
+}
+
+impl ModuleResolver for ConfinedResolver {
+    fn resolve(&self, engine: &Engine, _source: Option<&str>, path: &str, pos: Position) -> Result<Shared<Module>, Box<EvalAltResult>> {
+        if let Some(m) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
+            return Ok(m.clone());
+        }
+        let p = Path::new(path);
+        if p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+            return Err(module_error(
+                path,
+                pos,
+                format!("import {path:?} is not allowed: imports are relative paths inside the runbook's directory or the library path (no '..', no absolute paths)"),
+            ));
+        }
+        let file = if p.extension().is_some() { p.to_path_buf() } else { p.with_extension("rhai") };
+        for root in &self.roots {
+            let candidate = root.join(&file);
+            if !candidate.is_file() {
+                continue;
+            }
+            let real = candidate
+                .canonicalize()
+                .map_err(|e| module_error(path, pos, format!("cannot open {}: {e}", candidate.display())))?;
+            if !real.starts_with(root) {
+                return Err(module_error(
+                    path,
+                    pos,
+                    format!("import {path:?} leads outside {} (through a symlink)", root.display()),
+                ));
+            }
+            let text = std::fs::read_to_string(&real)
+                .map_err(|e| module_error(path, pos, format!("cannot read {}: {e}", real.display())))?;
+            let module = self.load(engine, &file.display().to_string(), text.into(), pos)?;
+            self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_string(), module.clone());
+            return Ok(module);
+        }
+        let stem = path.strip_suffix(".rhai").unwrap_or(path);
+        if let Some((name, text)) = LIBRARIES.iter().find(|(n, _)| *n == stem) {
+            let module = self.load(engine, &format!("<lib>/{name}.rhai"), Arc::from(*text), pos)?;
+            self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_string(), module.clone());
+            return Ok(module);
+        }
+        let builtin: Vec<&str> = LIBRARIES.iter().map(|(n, _)| *n).collect();
+        Err(module_error(
+            path,
+            pos,
+            format!(
+                "module {path:?} not found in the runbook's directory, the library path or the built-in libraries ({})",
+                builtin.join(", ")
+            ),
+        ))
+    }
+}
+
+fn build_engine(input: &ScriptInput, state: &ApiState, sources: &Sources) -> Engine {
+    let mut engine = Engine::new();
+    let l = &input.limits;
+    engine
+        .set_max_operations(l.max_operations)
+        .set_max_call_levels(l.max_call_levels)
+        .set_max_string_size(l.max_string_size)
+        .set_max_array_size(l.max_array_size)
+        .set_max_map_size(l.max_map_size)
+        .set_max_expr_depths(l.max_expr_depth, l.max_expr_depth)
+        .set_strict_variables(true)
+        .disable_symbol("eval");
+    // Script output must not mix with machine output on stdout.
+    engine.on_print(|s| eprintln!("runbook: {s}"));
+    engine.on_debug(|s, src, pos| eprintln!("runbook debug {}{pos}: {s}", src.unwrap_or("")));
+    let mut roots = Vec::new();
+    if let Some(dir) = input.dir {
+        roots.push(dir.to_path_buf());
+    }
+    roots.extend(input.lib_dirs.iter().cloned());
+    let roots = roots.into_iter().filter_map(|r| r.canonicalize().ok()).collect();
+    engine.set_module_resolver(ConfinedResolver {
+        roots,
+        sources: sources.clone(),
+        cache: Mutex::default(),
+    });
+    fleetbook_stdlib::register(&mut engine);
+    api::register(&mut engine, state);
+    engine
+}
+
+/// Compiles and evaluates a runbook script.
+pub fn compile(input: ScriptInput) -> Result<Script> {
+    let sources: Sources = Arc::default();
+    let text: Arc<str> = Arc::from(input.text);
+    sources
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(input.name.to_string(), text.clone());
+    let state = ApiState {
+        main_source: Arc::from(input.name),
+        params: Arc::new(Mutex::new(ParamState {
+            given: input.params.clone(),
+            declared: Vec::new(),
+        })),
+        runbooks: Arc::default(),
+        fleet: Arc::default(),
+    };
+    let engine = build_engine(&input, &state, &sources);
+    let diag = |e: &EvalAltResult| script_error(e, input.name, &sources, input.limits.max_operations);
+
+    let mut ast = engine.compile(input.text).map_err(|e| diag(&e.into()))?;
+    ast.set_source(input.name);
+    let result: Dynamic = engine
+        .eval_ast_with_scope(&mut Scope::new(), &ast)
+        .map_err(|e| diag(&e))?;
+
+    let handle = if let Some(rb) = result.clone().try_cast::<RunbookHandle>() {
+        rb
+    } else if let Some(st) = result.clone().try_cast::<StepHandle>() {
+        st.runbook()
+    } else {
+        let last = input.text.trim_end().lines().count().max(1);
+        let made = state.runbooks.lock().map(|r| r.len()).unwrap_or(0);
+        let help = if made > 0 {
+            "end the script with the runbook variable, e.g. a last line `rb`"
+        } else {
+            "create one with `let rb = runbook(\"name\");` and end the script with `rb`"
+        };
+        return Err(SourceDiag::new(input.name, text, format!("the script must return a runbook, but it returned {}", result.type_name()))
+            .label_at(last, 1, "the last expression is the script's value")
+            .help(help)
+            .into());
+    };
+    let runbook = handle.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+
+    let params = std::mem::take(&mut state.params.lock().unwrap_or_else(|e| e.into_inner()).declared);
+    let unknown: Vec<&String> = input.params.keys().filter(|k| !params.iter().any(|p| &p.name == *k)).collect();
+    if !unknown.is_empty() {
+        let declared: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+        return Err(Error::input_with_help(
+            format!(
+                "unknown parameter{} {} for runbook {}",
+                if unknown.len() > 1 { "s" } else { "" },
+                unknown.iter().map(|u| format!("--param {u}")).collect::<Vec<_>>().join(", "),
+                input.name
+            ),
+            if declared.is_empty() {
+                "this runbook declares no parameters".to_string()
+            } else {
+                format!("it declares: {}", declared.join(", "))
+            },
+        ));
+    }
+
+    Ok(Script {
+        engine,
+        ast,
+        name: input.name.to_string(),
+        runbook,
+        params,
+        sources,
+        fleet: state.fleet,
+        max_operations: input.limits.max_operations,
+    })
+}
+
+impl Script {
+    /// Makes `host(name)` and `hosts(role)` answer with these hosts.
+    pub fn bind_fleet(&self, hosts: IndexMap<String, Host>) {
+        *self.fleet.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Fleet { hosts }));
+    }
+
+    /// Calls a host closure (`|h| ...`).
+    pub fn call_host(&self, f: &FnPtr, host: Host) -> Result<Dynamic, Box<EvalAltResult>> {
+        f.call::<Dynamic>(&self.engine, &self.ast, (host,))
+    }
+
+    /// Calls a closure without arguments (`|| ...`).
+    pub fn call(&self, f: &FnPtr) -> Result<Dynamic, Box<EvalAltResult>> {
+        f.call::<Dynamic>(&self.engine, &self.ast, ())
+    }
+
+    /// A diagnostic for an error raised while running one of the script's closures.
+    pub fn error(&self, e: &EvalAltResult, context: &str) -> Error {
+        let mut err = script_error(e, &self.name, &self.sources, self.max_operations);
+        if let Error::Source(d) = &mut err {
+            d.message = format!("{context}: {}", d.message);
+        }
+        err
+    }
+
+    pub fn source_text(&self, name: &str) -> Option<Arc<str>> {
+        self.sources.lock().ok()?.get(name).cloned()
+    }
+}
+
+/// The human message of a script error, without Rhai's position suffix.
+pub fn error_message(e: &EvalAltResult, max_operations: u64) -> String {
+    match e {
+        EvalAltResult::ErrorRuntime(v, _) => {
+            if let Some(m) = v.read_lock::<rhai::Map>() {
+                if let Some(msg) = m.get("message") {
+                    return msg.to_string();
+                }
+            }
+            v.to_string()
+        }
+        EvalAltResult::ErrorTooManyOperations(_) => format!(
+            "the script was stopped after {max_operations} operations: an endless loop?"
+        ),
+        EvalAltResult::ErrorDataRace(what, _) if what.contains("wait_until") => {
+            "h.wait_until(|| ...) cannot use `h` inside the closure (Rhai locks `h` during the call): write h.wait_until(|h| ..., timeout), or wait_until(h, || ..., timeout)".into()
+        }
+        EvalAltResult::ErrorStackOverflow(_) => "the script recursed too deeply and was stopped".into(),
+        EvalAltResult::ErrorDataTooLarge(what, _) => format!("{what} grew past fleetbook's limit and the script was stopped"),
+        EvalAltResult::ErrorParsing(p, _) => p.to_string(),
+        EvalAltResult::ErrorVariableNotFound(v, _) => format!("variable {v:?} is not defined (fleetbook scripts use strict variables: declare it with `let`)"),
+        EvalAltResult::ErrorFunctionNotFound(sig, _) if sig.contains("anon$") || sig.starts_with("anon") => format!(
+            "a closure was called with the wrong number of arguments ({sig}): host steps take one (`|h| ...`), once/before_role/after_role/gate closures take none (`|| ...`)"
+        ),
+        other => {
+            let s = other.to_string();
+            match s.rfind(" (line ") {
+                Some(i) if s.ends_with(')') => s[..i].to_string(),
+                _ => s,
+            }
+        }
+    }
+}
+
+/// Turns a Rhai error into a diagnostic that points at the innermost position, in the source
+/// (runbook or module) where it happened.
+pub fn script_error(e: &EvalAltResult, main: &str, sources: &Sources, max_operations: u64) -> Error {
+    let mut source = main.to_string();
+    let mut cur = e;
+    let mut trail = Vec::new();
+    loop {
+        match cur {
+            EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) => {
+                if !pos.is_none() && !name.starts_with("anon$") {
+                    trail.push(format!("in call to {name} at {source}:{}", pos.line().unwrap_or(0)));
+                }
+                if !src.is_empty() {
+                    source = src.clone();
+                }
+                cur = inner;
+            }
+            EvalAltResult::ErrorInModule(name, inner, _) => {
+                trail.push(format!("in module {name}"));
+                let known = sources.lock().map(|s| s.contains_key(name)).unwrap_or(false);
+                if known {
+                    source = name.clone();
+                } else if let Some(k) = sources.lock().ok().and_then(|s| s.keys().find(|k| k.ends_with(&format!("{name}.rhai")) || k.ends_with(name.as_str())).cloned()) {
+                    source = k;
+                }
+                cur = inner;
+            }
+            _ => break,
+        }
+    }
+    let message = error_message(cur, max_operations);
+    let pos = cur.position();
+    let text = sources.lock().ok().and_then(|s| s.get(&source).cloned());
+    match (text, pos.line()) {
+        (Some(text), Some(line)) => {
+            let mut d = SourceDiag::new(&source, text, message).label_at(line, pos.position().unwrap_or(1), "here");
+            if !trail.is_empty() {
+                d = d.help(trail.join("; "));
+            }
+            d.into()
+        }
+        _ => Error::input(format!("{source}: {message}")),
+    }
+}

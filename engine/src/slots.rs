@@ -1,0 +1,141 @@
+//! Slot accounting: the limits a runbook declares, as counters that say whether a host may
+//! start now. The schedule simulator and the executor both ask this one type, so the plan
+//! and the run obey the same rules.
+//!
+//! A host takes a slot in each of its roles, in the fleet total and in its `limit_by`
+//! groups when its first step starts, and gives them back when its last step ends. With
+//! batches, a role's hosts start in lock-step: a new batch opens only when the role has no
+//! host in flight, and it closes at the end of the scheduling pass that opened it.
+
+use crate::compile::{Graph, Rules};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Default)]
+struct RoleState {
+    in_flight: usize,
+    batch_started: usize,
+    batch_open: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Slots {
+    role_limit: Vec<Option<usize>>,
+    roles: Vec<RoleState>,
+    rules: Rules,
+    total: usize,
+    /// Per `limit_by` rule: value -> hosts in flight.
+    by: Vec<HashMap<String, usize>>,
+    /// Per step: hosts in it now (for throttles).
+    in_step: Vec<usize>,
+}
+
+/// What about a host matters for slots: its roles and its `limit_by` values.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SlotKey {
+    pub roles: Vec<usize>,
+    pub by: Vec<Option<String>>,
+}
+
+impl Slots {
+    pub fn new(graph: &Graph) -> Slots {
+        Slots {
+            role_limit: graph.roles.iter().map(|r| r.limit).collect(),
+            roles: vec![RoleState::default(); graph.roles.len()],
+            rules: graph.rules.clone(),
+            total: 0,
+            by: vec![HashMap::new(); graph.rules.by.len()],
+            in_step: vec![0; graph.rules.throttle.len()],
+        }
+    }
+
+    pub fn key(graph: &Graph, host: usize) -> SlotKey {
+        let h = &graph.hosts[host];
+        SlotKey {
+            roles: h.roles.clone(),
+            by: graph.rules.by.iter().map(|(var, _)| h.vars.get(var).cloned()).collect(),
+        }
+    }
+
+    /// May a host with this key take its slots now?
+    pub fn can_start(&self, key: &SlotKey) -> bool {
+        if self.rules.total.is_some_and(|t| self.total >= t) {
+            return false;
+        }
+        for &r in &key.roles {
+            let st = &self.roles[r];
+            if let Some(limit) = self.role_limit[r] {
+                if st.in_flight >= limit {
+                    return false;
+                }
+                if self.rules.batches && st.in_flight > 0 && !(st.batch_open && st.batch_started < limit) {
+                    return false;
+                }
+            }
+        }
+        for (i, v) in key.by.iter().enumerate() {
+            if let Some(v) = v {
+                if self.by[i].get(v).copied().unwrap_or(0) >= self.rules.by[i].1 {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    pub fn start(&mut self, key: &SlotKey) {
+        self.total += 1;
+        for &r in &key.roles {
+            let st = &mut self.roles[r];
+            if st.in_flight == 0 {
+                st.batch_open = true;
+                st.batch_started = 0;
+            }
+            st.in_flight += 1;
+            st.batch_started += 1;
+        }
+        for (i, v) in key.by.iter().enumerate() {
+            if let Some(v) = v {
+                *self.by[i].entry(v.clone()).or_insert(0) += 1;
+            }
+        }
+    }
+
+    pub fn finish(&mut self, key: &SlotKey) {
+        self.total -= 1;
+        for &r in &key.roles {
+            self.roles[r].in_flight -= 1;
+        }
+        for (i, v) in key.by.iter().enumerate() {
+            if let Some(v) = v {
+                if let Some(n) = self.by[i].get_mut(v) {
+                    *n -= 1;
+                }
+            }
+        }
+    }
+
+    /// Ends a scheduling pass: batches that started hosts in it take no more.
+    pub fn end_pass(&mut self) {
+        for st in &mut self.roles {
+            if st.in_flight > 0 {
+                st.batch_open = false;
+            }
+        }
+    }
+
+    pub fn can_enter_step(&self, step: usize) -> bool {
+        self.rules.throttle[step].is_none_or(|t| self.in_step[step] < t)
+    }
+
+    pub fn enter_step(&mut self, step: usize) {
+        self.in_step[step] += 1;
+    }
+
+    pub fn leave_step(&mut self, step: usize) {
+        self.in_step[step] -= 1;
+    }
+
+    pub fn in_flight_total(&self) -> usize {
+        self.total
+    }
+}

@@ -1,0 +1,89 @@
+//! One function per subcommand: glue between the arguments and the engine.
+
+use crate::cli::{Cli, Command, Format, ScriptArgs};
+use crate::exit;
+use fleetbook_engine::{compile, plan, render, Error, Result};
+use std::io::Write;
+
+pub fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Check { runbook, script } => check(&runbook, &script),
+        Command::Plan { runbook, inventory, script, limit, format, output } => {
+            let params = script.param_map().map_err(Error::input)?;
+            let planned = plan::plan(&plan::PlanRequest {
+                runbook: &runbook,
+                inventory: &inventory,
+                params: &params,
+                limit: limit.as_deref(),
+                lib_dirs: &script.lib_dirs,
+            })?;
+            let p = &planned.plan;
+            for w in &p.warnings {
+                eprintln!("warning: {w}");
+            }
+            let text = match format {
+                Format::Text => render::text(p),
+                Format::Json => {
+                    let mut s = serde_json::to_string_pretty(p).map_err(|e| Error::Internal(e.to_string()))?;
+                    s.push('\n');
+                    s
+                }
+                Format::Dot => render::dot(p),
+                Format::Mermaid => render::mermaid(p),
+            };
+            write_output(output.as_deref(), &text)?;
+            if let Some(path) = output {
+                eprintln!(
+                    "plan of {} on {} hosts ({} tasks) written to {}",
+                    p.runbook.name,
+                    p.hosts.len(),
+                    p.tasks.len(),
+                    path.display()
+                );
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn check(runbook: &std::path::Path, args: &ScriptArgs) -> Result<i32> {
+    let params = args.param_map().map_err(Error::input)?;
+    let (script, _) = plan::load_script(runbook, &params, &args.lib_dirs)?;
+    let warnings = compile::validate(&script)?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let rb = &script.runbook;
+    let roles: Vec<String> = rb.named_roles().into_iter().map(|(r, _)| r).collect();
+    println!(
+        "ok: runbook {:?} ({}): {} step{}, {} parameter{}{}",
+        rb.name,
+        runbook.display(),
+        rb.steps.len(),
+        if rb.steps.len() == 1 { "" } else { "s" },
+        script.params.len(),
+        if script.params.len() == 1 { "" } else { "s" },
+        if roles.is_empty() { String::new() } else { format!(", roles {}", roles.join(", ")) }
+    );
+    Ok(exit::OK)
+}
+
+fn write_output(path: Option<&std::path::Path>, text: &str) -> Result<()> {
+    match path {
+        Some(p) => {
+            // Write next to the target and rename, so a failure never leaves half a plan.
+            let tmp = p.with_extension("fleetbook-tmp");
+            std::fs::write(&tmp, text)
+                .and_then(|_| std::fs::rename(&tmp, p))
+                .map_err(|e| Error::input(format!("cannot write {}: {e}", p.display())))
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+                // A closed pipe (`| head`) is the reader's choice, not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => other.map_err(|e| Error::Internal(format!("cannot write to stdout: {e}"))),
+            }
+        }
+    }
+}

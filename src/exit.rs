@@ -1,0 +1,29 @@
+//! Exit codes, decided here and nowhere else, and how errors are printed.
+
+use fleetbook_engine::Error;
+use miette::{GraphicalTheme, MietteHandlerOpts};
+use std::io::IsTerminal;
+
+/// The command did what was asked.
+pub const OK: i32 = 0;
+/// fleetbook itself failed (a bug or the environment), not the input.
+pub const INTERNAL: i32 = 1;
+/// Bad input: a runbook, inventory, parameter, pattern or argument the user must fix.
+pub const BAD_INPUT: i32 = 2;
+
+pub fn install_report_handler() {
+    let _ = miette::set_hook(Box::new(|_| {
+        let mut opts = MietteHandlerOpts::new().terminal_links(false).width(100);
+        if !std::io::stderr().is_terminal() || std::env::var_os("NO_COLOR").is_some() {
+            opts = opts.graphical_theme(GraphicalTheme::unicode_nocolor());
+        }
+        Box::new(opts.build())
+    }));
+}
+
+/// Prints the error with its source snippet and returns the exit code it calls for.
+pub fn report(err: Error) -> i32 {
+    let code = if err.is_input() { BAD_INPUT } else { INTERNAL };
+    eprintln!("{:?}", miette::Report::new(err));
+    code
+}

@@ -1,0 +1,18 @@
+//! The `fleetbook` command: parses arguments, runs the command, maps the outcome to an exit
+//! code. Everything else lives in the engine.
+
+mod cli;
+mod commands;
+mod exit;
+
+use clap::Parser;
+
+fn main() {
+    exit::install_report_handler();
+    let args = cli::Cli::parse();
+    let code = match commands::run(args) {
+        Ok(code) => code,
+        Err(err) => exit::report(err),
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,217 @@
+//! The `Host` value a step closure receives (`|h| ...`), and its methods.
+
+use crate::quote::quote;
+use crate::transport::{HostInfo, Output, Transport, TransportError};
+use crate::{duration::parse_duration, runtime_error};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// A host as seen by a runbook closure. Cheap to clone; clones share the fact cache.
+#[derive(Clone)]
+pub struct Host {
+    pub info: Arc<HostInfo>,
+    transport: Arc<dyn Transport>,
+    /// Facts learned during the run (e.g. the detected package manager).
+    facts: Arc<Mutex<HashMap<String, String>>>,
+    /// The timeout of the step being run, passed to the transport for every command.
+    pub timeout: Option<Duration>,
+}
+
+impl Host {
+    pub fn new(info: Arc<HostInfo>, transport: Arc<dyn Transport>) -> Self {
+        Host {
+            info,
+            transport,
+            facts: Arc::default(),
+            timeout: None,
+        }
+    }
+
+    /// The same host with a different command timeout (one per step).
+    pub fn with_timeout(&self, timeout: Option<Duration>) -> Self {
+        Host {
+            timeout,
+            ..self.clone()
+        }
+    }
+
+    pub fn is_dry_run(&self) -> bool {
+        self.transport.is_dry_run()
+    }
+
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.info.vars.get(name).map(String::as_str)
+    }
+
+    pub fn fact(&self, key: &str) -> Option<String> {
+        self.facts.lock().ok()?.get(key).cloned()
+    }
+
+    pub fn set_fact(&self, key: &str, value: String) {
+        if let Ok(mut f) = self.facts.lock() {
+            f.insert(key.to_string(), value);
+        }
+    }
+
+    /// Runs a command and returns its output, whatever the exit code. Transport failures
+    /// (unreachable, timeout) become script errors that fail the step.
+    pub fn exec(&self, command: &str) -> RhaiResult<Output> {
+        self.transport
+            .exec(&self.info, command, self.timeout)
+            .map_err(|e| transport_error(&self.info.name, command, e))
+    }
+
+    /// Runs a command; a non-zero exit fails the step.
+    pub fn run(&self, command: &str) -> RhaiResult<Output> {
+        let out = self.exec(command)?;
+        if out.code != 0 {
+            return Err(command_failed(&self.info.name, command, &out));
+        }
+        Ok(out)
+    }
+
+    /// Runs a command and says whether it exited 0. Only transport failures are errors.
+    pub fn run_ok(&self, command: &str) -> RhaiResult<bool> {
+        Ok(self.exec(command)?.code == 0)
+    }
+
+    /// Whether commands that need root should be wrapped in sudo (Ansible's `become`).
+    pub fn becomes(&self) -> bool {
+        matches!(
+            self.var("ansible_become")
+                .map(|v| v.to_ascii_lowercase())
+                .as_deref(),
+            Some("true" | "yes" | "1" | "on")
+        )
+    }
+
+    /// `command`, wrapped in non-interactive sudo when the host asks for `become`.
+    pub fn privileged(&self, command: &str) -> String {
+        if self.becomes() {
+            sudo_command(command)
+        } else {
+            command.to_string()
+        }
+    }
+}
+
+/// `sudo -n`: never prompt; a host that needs a password fails with sudo's own message.
+pub fn sudo_command(command: &str) -> String {
+    format!("sudo -n -- sh -c {}", quote(command))
+}
+
+fn output_map(out: Output) -> Map {
+    let mut m = Map::new();
+    m.insert("code".into(), Dynamic::from_int(out.code as rhai::INT));
+    m.insert("stdout".into(), out.stdout.into());
+    m.insert("stderr".into(), out.stderr.into());
+    m
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.trim_end().lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn command_failed(host: &str, command: &str, out: &Output) -> Box<EvalAltResult> {
+    let mut msg = format!(
+        "host {host}: command exited with code {}: {command}",
+        out.code
+    );
+    let err = tail(&out.stderr, 5);
+    if !err.is_empty() {
+        msg.push_str("\n  stderr: ");
+        msg.push_str(&err.replace('\n', "\n          "));
+    }
+    if out.stderr.contains("sudo: a password is required") {
+        msg.push_str(
+            "\n  hint: sudo needs a password on this host; fleetbook only uses passwordless sudo (sudo -n)",
+        );
+    }
+    runtime_error(msg)
+}
+
+/// Transport errors carry a marker so the executor can tell "unreachable" from "failed".
+fn transport_error(host: &str, command: &str, e: TransportError) -> Box<EvalAltResult> {
+    let kind = match e {
+        TransportError::Unreachable(_) => "unreachable",
+        TransportError::TimedOut(_) => "timeout",
+        TransportError::Other(_) => "transport",
+    };
+    let mut m = Map::new();
+    m.insert("kind".into(), kind.into());
+    m.insert(
+        "message".into(),
+        format!("host {host}: {e} (while running: {command})").into(),
+    );
+    Box::new(EvalAltResult::ErrorRuntime(
+        m.into(),
+        rhai::Position::NONE,
+    ))
+}
+
+/// Calls a condition closure: with the host when it takes one (`|h| ...`), else without.
+fn call_condition(ctx: &NativeCallContext, cond: &FnPtr, h: &Host) -> RhaiResult<bool> {
+    match cond.call_within_context::<bool>(ctx, (h.clone(),)) {
+        Err(e) if matches!(&*e, EvalAltResult::ErrorFunctionNotFound(sig, _) if sig.starts_with(cond.fn_name())) => {
+            cond.call_within_context::<bool>(ctx, ())
+        }
+        other => other,
+    }
+}
+
+/// Polls `cond` every 2 s (or less) until it holds or `timeout` passes.
+fn wait_until(ctx: NativeCallContext, h: Host, cond: FnPtr, timeout: &str) -> RhaiResult<()> {
+    let limit = parse_duration(timeout).map_err(runtime_error)?;
+    let start = Instant::now();
+    loop {
+        let ok = call_condition(&ctx, &cond, &h)?;
+        // The recorder answers every probe with success, so one evaluation shows the commands.
+        if ok || h.is_dry_run() {
+            return Ok(());
+        }
+        let elapsed = start.elapsed();
+        if elapsed >= limit {
+            return Err(runtime_error(format!(
+                "host {}: condition not met within {timeout}",
+                h.info.name
+            )));
+        }
+        std::thread::sleep((limit - elapsed).min(Duration::from_secs(2)));
+    }
+}
+
+pub(crate) fn register(engine: &mut Engine) {
+    engine
+        .register_type_with_name::<Host>("Host")
+        .register_get("name", |h: &mut Host| h.info.name.clone())
+        .register_get("roles", |h: &mut Host| -> Array {
+            h.info.roles.iter().map(|r| r.clone().into()).collect()
+        })
+        .register_fn("var", |h: &mut Host, name: &str| -> Dynamic {
+            h.var(name).map(|v| v.to_string().into()).unwrap_or(Dynamic::UNIT)
+        })
+        .register_fn("var", |h: &mut Host, name: &str, default: Dynamic| -> Dynamic {
+            h.var(name).map(|v| v.to_string().into()).unwrap_or(default)
+        })
+        .register_fn("has_var", |h: &mut Host, name: &str| h.var(name).is_some())
+        .register_fn("has_role", |h: &mut Host, role: &str| {
+            h.info.roles.iter().any(|r| r == role)
+        })
+        .register_fn("run", |h: &mut Host, cmd: &str| -> RhaiResult<Map> {
+            h.run(cmd).map(output_map)
+        })
+        .register_fn("run_ok", |h: &mut Host, cmd: &str| h.run_ok(cmd))
+        .register_fn("sudo", |h: &mut Host, cmd: &str| -> RhaiResult<Map> {
+            h.run(&sudo_command(cmd)).map(output_map)
+        })
+        .register_fn("sudo_ok", |h: &mut Host, cmd: &str| h.run_ok(&sudo_command(cmd)))
+        .register_fn("wait_until", wait_until)
+        .register_fn("is_dry_run", |h: &mut Host| h.is_dry_run())
+        .register_fn("to_string", |h: &mut Host| format!("Host({})", h.info.name))
+        .register_fn("to_debug", |h: &mut Host| format!("Host({})", h.info.name));
+}

@@ -1,0 +1,45 @@
+//! Host operations exposed to Rhai runbooks as namespaced modules (`pkg::`, `puppet::`,
+//! `service::`, `file::`, `http::`, `sh::`) plus the `Host` type, and the shared `.rhai`
+//! libraries that runbooks can `import`. Every operation builds one exact shell command with
+//! every argument quoted, and runs it through a [`Transport`].
+
+pub mod duration;
+mod files;
+pub mod host;
+pub mod pkg;
+pub mod puppet;
+pub mod quote;
+pub mod service;
+pub mod transport;
+
+pub use host::Host;
+pub use transport::{HostInfo, Output, Transport, TransportError};
+
+use rhai::{Engine, EvalAltResult, FuncRegistration, Module};
+
+/// The shared `.rhai` libraries, importable by name (`import "rolling" as rolling;`).
+pub const LIBRARIES: &[(&str, &str)] = &[
+    ("rolling", include_str!("../rhai/rolling.rhai")),
+    ("checks", include_str!("../rhai/checks.rhai")),
+];
+
+/// A script error with a message and no position (Rhai adds the call site).
+pub fn runtime_error(msg: impl Into<String>) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(
+        msg.into().into(),
+        rhai::Position::NONE,
+    ))
+}
+
+/// Registers the `Host` type and every host-operation module on `engine`.
+pub fn register(engine: &mut Engine) {
+    host::register(engine);
+    engine.register_static_module("pkg", pkg::module().into());
+    engine.register_static_module("puppet", puppet::module().into());
+    engine.register_static_module("service", service::module().into());
+    engine.register_static_module("file", files::file_module().into());
+    engine.register_static_module("http", files::http_module().into());
+    let mut sh = Module::new();
+    FuncRegistration::new("quote").set_into_module(&mut sh, |s: &str| quote::quote(s));
+    engine.register_static_module("sh", sh.into());
+}

@@ -1,0 +1,200 @@
+//! `pkg::` — package operations for apt (Debian, Ubuntu) and dnf (RHEL, Fedora).
+//!
+//! The package manager comes from the host variable `pkg_manager` (`apt` or `dnf`), or is
+//! detected once per host with `command -v`. apt runs non-interactively and keeps local
+//! configuration files (`--force-confdef --force-confold`), as Software Heritage does.
+
+use crate::host::Host;
+use crate::quote::{join, quote};
+use crate::runtime_error;
+use rhai::{Array, EvalAltResult, FuncRegistration, Module};
+
+type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Manager {
+    Apt,
+    Dnf,
+}
+
+const APT: &str = "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold";
+
+pub fn manager(h: &Host) -> RhaiResult<Manager> {
+    let known = h
+        .var("pkg_manager")
+        .map(str::to_string)
+        .or_else(|| h.fact("pkg_manager"));
+    let name = match known {
+        Some(n) => n,
+        None => {
+            let detected = if h.run_ok("command -v apt-get >/dev/null 2>&1")? {
+                "apt"
+            } else if h.run_ok("command -v dnf >/dev/null 2>&1")? {
+                "dnf"
+            } else {
+                return Err(runtime_error(format!(
+                    "host {}: neither apt-get nor dnf found; set the host variable pkg_manager",
+                    h.info.name
+                )));
+            };
+            h.set_fact("pkg_manager", detected.to_string());
+            detected.to_string()
+        }
+    };
+    match name.as_str() {
+        "apt" => Ok(Manager::Apt),
+        "dnf" | "yum" => Ok(Manager::Dnf),
+        other => Err(runtime_error(format!(
+            "host {}: unsupported pkg_manager {other:?} (use apt or dnf)",
+            h.info.name
+        ))),
+    }
+}
+
+fn names(list: &Array) -> RhaiResult<Vec<String>> {
+    list.iter()
+        .map(|v| {
+            v.clone()
+                .into_string()
+                .map_err(|t| runtime_error(format!("package names must be strings, got {t}")))
+        })
+        .collect()
+}
+
+pub fn update_index_command(m: Manager) -> String {
+    match m {
+        Manager::Apt => "apt-get -q update".into(),
+        Manager::Dnf => "dnf -q -y makecache".into(),
+    }
+}
+
+pub fn upgrade_command(m: Manager, names: &[String]) -> String {
+    match (m, names.is_empty()) {
+        (Manager::Apt, true) => format!("{APT} dist-upgrade"),
+        (Manager::Apt, false) => format!("{APT} install --only-upgrade {}", join(names)),
+        (Manager::Dnf, true) => "dnf -y upgrade".into(),
+        (Manager::Dnf, false) => format!("dnf -y upgrade {}", join(names)),
+    }
+}
+
+pub fn install_command(m: Manager, name: &str, version: &str) -> String {
+    match (m, version.is_empty()) {
+        (Manager::Apt, true) => format!("{APT} install {}", quote(name)),
+        (Manager::Apt, false) => format!(
+            "{APT} install --allow-downgrades {}",
+            quote(&format!("{name}={version}"))
+        ),
+        (Manager::Dnf, true) => format!("dnf -y install {}", quote(name)),
+        (Manager::Dnf, false) => {
+            let spec = quote(&format!("{name}-{version}"));
+            format!("dnf -y install {spec} || dnf -y downgrade {spec}")
+        }
+    }
+}
+
+pub fn remove_command(m: Manager, name: &str) -> String {
+    match m {
+        Manager::Apt => format!("{APT} remove {}", quote(name)),
+        Manager::Dnf => format!("dnf -y remove {}", quote(name)),
+    }
+}
+
+pub fn version_command(m: Manager, name: &str) -> String {
+    match m {
+        Manager::Apt => format!("dpkg-query -W -f='${{Version}}' {}", quote(name)),
+        Manager::Dnf => format!("rpm -q --qf '%{{VERSION}}-%{{RELEASE}}' {}", quote(name)),
+    }
+}
+
+fn run_privileged(h: &Host, cmd: &str) -> RhaiResult<()> {
+    h.run(&h.privileged(cmd)).map(|_| ())
+}
+
+pub(crate) fn module() -> Module {
+    let mut m = Module::new();
+    FuncRegistration::new("update_index").set_into_module(&mut m, |h: Host| -> RhaiResult<()> {
+        let mgr = manager(&h)?;
+        run_privileged(&h, &update_index_command(mgr))
+    });
+    FuncRegistration::new("upgrade").set_into_module(
+        &mut m,
+        |h: Host, list: Array| -> RhaiResult<()> {
+            let mgr = manager(&h)?;
+            let list = names(&list)?;
+            if list.is_empty() {
+                return Err(runtime_error(
+                    "pkg::upgrade needs package names; use pkg::dist_upgrade(h) to upgrade everything",
+                ));
+            }
+            run_privileged(&h, &upgrade_command(mgr, &list))
+        },
+    );
+    FuncRegistration::new("dist_upgrade").set_into_module(&mut m, |h: Host| -> RhaiResult<()> {
+        let mgr = manager(&h)?;
+        run_privileged(&h, &upgrade_command(mgr, &[]))
+    });
+    FuncRegistration::new("install").set_into_module(
+        &mut m,
+        |h: Host, name: &str, version: &str| -> RhaiResult<()> {
+            let mgr = manager(&h)?;
+            run_privileged(&h, &install_command(mgr, name, version))
+        },
+    );
+    FuncRegistration::new("install").set_into_module(
+        &mut m,
+        |h: Host, name: &str| -> RhaiResult<()> {
+            let mgr = manager(&h)?;
+            run_privileged(&h, &install_command(mgr, name, ""))
+        },
+    );
+    FuncRegistration::new("remove").set_into_module(
+        &mut m,
+        |h: Host, name: &str| -> RhaiResult<()> {
+            let mgr = manager(&h)?;
+            run_privileged(&h, &remove_command(mgr, name))
+        },
+    );
+    FuncRegistration::new("version").set_into_module(
+        &mut m,
+        |h: Host, name: &str| -> RhaiResult<String> {
+            let mgr = manager(&h)?;
+            let out = h.exec(&version_command(mgr, name))?;
+            // Not installed is an answer (""), not a failure.
+            Ok(if out.code == 0 {
+                out.stdout.trim().to_string()
+            } else {
+                String::new()
+            })
+        },
+    );
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apt_upgrade_is_noninteractive_and_keeps_configs() {
+        let cmd = upgrade_command(Manager::Apt, &["nova-common".into(), "a b".into()]);
+        assert_eq!(
+            cmd,
+            "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confdef \
+             -o Dpkg::Options::=--force-confold install --only-upgrade nova-common 'a b'"
+        );
+        assert!(upgrade_command(Manager::Apt, &[]).ends_with("--force-confold dist-upgrade"));
+    }
+
+    #[test]
+    fn versions_are_pinned_per_manager() {
+        assert!(install_command(Manager::Apt, "demo", "1.0").ends_with("--allow-downgrades demo=1.0"));
+        assert_eq!(
+            install_command(Manager::Dnf, "demo", "1.0"),
+            "dnf -y install demo-1.0 || dnf -y downgrade demo-1.0"
+        );
+        assert_eq!(
+            version_command(Manager::Apt, "x;y"),
+            "dpkg-query -W -f='${Version}' 'x;y'"
+        );
+    }
+}

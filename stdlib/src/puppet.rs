@@ -1,0 +1,35 @@
+//! `puppet::` — the Puppet agent: disable with a reason, enable, run once.
+
+use crate::host::Host;
+use crate::quote::quote;
+use rhai::{EvalAltResult, FuncRegistration, Module};
+
+type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+pub fn disable_command(reason: &str) -> String {
+    format!("puppet agent --disable {}", quote(reason))
+}
+
+pub const ENABLE: &str = "puppet agent --enable";
+/// `--test` implies `--detailed-exitcodes`: 2 means "changes applied", which is success.
+pub const RUN: &str = "puppet agent --test || [ $? -eq 2 ]";
+
+pub(crate) fn module() -> Module {
+    let mut m = Module::new();
+    FuncRegistration::new("disable").set_into_module(
+        &mut m,
+        |h: Host, reason: &str| -> RhaiResult<()> {
+            h.run(&h.privileged(&disable_command(reason))).map(|_| ())
+        },
+    );
+    FuncRegistration::new("enable").set_into_module(&mut m, |h: Host| -> RhaiResult<()> {
+        h.run(&h.privileged(ENABLE)).map(|_| ())
+    });
+    FuncRegistration::new("run").set_into_module(&mut m, |h: Host| -> RhaiResult<()> {
+        h.run(&h.privileged(RUN)).map(|_| ())
+    });
+    FuncRegistration::new("is_disabled").set_into_module(&mut m, |h: Host| -> RhaiResult<bool> {
+        h.run_ok("test -e \"$(puppet config print agent_disabled_lockfile)\"")
+    });
+    m
+}

@@ -114,10 +114,27 @@ fn role_order(script: &Script, roles: &[String]) -> Result<Vec<String>> {
     for e in &rb.order {
         g.add_edge(&e.before, &e.after, ());
     }
-    match toposort(&g, None) {
-        Ok(order) => Ok(order.into_iter().map(str::to_string).collect()),
-        Err(_) => Err(cycle_error(script, &g)),
+    if toposort(&g, None).is_err() {
+        return Err(cycle_error(script, &g));
     }
+    // Kahn's algorithm, taking the earliest-listed ready role each time, so that roles the
+    // order leaves free keep the order in which the runbook and inventory list them.
+    let mut indegree: Vec<usize> = roles
+        .iter()
+        .map(|r| g.neighbors_directed(r, petgraph::Direction::Incoming).count())
+        .collect();
+    let mut done = vec![false; roles.len()];
+    let mut out = Vec::with_capacity(roles.len());
+    while let Some(i) = (0..roles.len()).find(|&i| !done[i] && indegree[i] == 0) {
+        done[i] = true;
+        out.push(roles[i].clone());
+        for n in g.neighbors(&roles[i]) {
+            if let Some(j) = roles.iter().position(|r| r == n) {
+                indegree[j] -= 1;
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn cycle_error(script: &Script, g: &DiGraphMap<&str, ()>) -> Error {
@@ -201,13 +218,12 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
                 .into());
         }
     }
-    let mut role_names: IndexSet<String> = IndexSet::new();
+    let mut role_names: IndexSet<String> = named.iter().map(|(r, _)| r.clone()).collect();
     for h in &selected {
         for g in inv.direct_groups(h) {
             role_names.insert(g);
         }
     }
-    role_names.extend(named.iter().map(|(r, _)| r.clone()));
     let order = role_order(script, &role_names.iter().cloned().collect::<Vec<_>>())?;
     let role_index: IndexMap<&str, usize> = order.iter().enumerate().map(|(i, r)| (r.as_str(), i)).collect();
 

@@ -163,6 +163,13 @@ fn build_engine(input: &ScriptInput, state: &ApiState, sources: &Sources) -> Eng
         .set_max_expr_depths(l.max_expr_depth, l.max_expr_depth)
         .set_strict_variables(true)
         .disable_symbol("eval");
+    // `var` is reserved in Rhai but is the natural name of `h.var(name)`: let it through as
+    // an identifier (it still cannot declare variables; `let` does that).
+    #[allow(deprecated)]
+    engine.on_parse_token(|token, _pos, _state| match token {
+        rhai::Token::Reserved(s) if &**s == "var" => rhai::Token::Identifier(s),
+        other => other,
+    });
     // Script output must not mix with machine output on stdout.
     engine.on_print(|s| eprintln!("runbook: {s}"));
     engine.on_debug(|s, src, pos| eprintln!("runbook debug {}{pos}: {s}", src.unwrap_or("")));

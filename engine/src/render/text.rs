@@ -116,7 +116,9 @@ pub fn text(plan: &Plan) -> String {
     // Events by time: host starts and runbook-level tasks.
     let mut events: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     let mut host_starts: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
-    for h in &plan.hosts {
+    let busy: std::collections::HashSet<&str> = plan.tasks.iter().filter_map(|t| t.host.as_deref()).collect();
+    let idle = plan.hosts.iter().filter(|h| !busy.contains(h.name.as_str())).count();
+    for h in plan.hosts.iter().filter(|h| busy.contains(h.name.as_str())) {
         host_starts.entry(h.start).or_default().push(&h.name);
     }
     for t in &plan.tasks {
@@ -152,15 +154,21 @@ pub fn text(plan: &Plan) -> String {
         }
     }
     let _ = writeln!(o, "  +{:<8} done", dur(plan.duration));
+    if idle > 0 {
+        let _ = writeln!(o, "  ({idle} host{} run no step)", if idle == 1 { "" } else { "s" });
+    }
 
     // Commands, for the first host of each role: hosts of a role usually run the same ones.
     let _ = writeln!(o, "\nCommands (dry-run; first host of each role, --format json lists every task)");
     let mut shown_hosts = Vec::new();
     for r in &plan.roles {
-        let Some(h) = plan.hosts.iter().find(|h| h.roles.first() == Some(&r.name)) else { continue };
-        if shown_hosts.contains(&&h.name) {
+        let Some(h) = plan
+            .hosts
+            .iter()
+            .find(|h| h.roles.contains(&r.name) && busy.contains(h.name.as_str()) && !shown_hosts.contains(&&h.name))
+        else {
             continue;
-        }
+        };
         shown_hosts.push(&h.name);
         let _ = writeln!(o, "  {} ({})", h.name, h.roles.join(", "));
         for t in plan.tasks.iter().filter(|t| t.host.as_ref() == Some(&h.name)) {

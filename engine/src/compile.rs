@@ -507,3 +507,55 @@ fn build_tasks(rb: &Runbook, hosts: &[PlanHost], roles: &[Role]) -> (Vec<Task>, 
     }
     (b.tasks, host_tasks)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::inventory::Format;
+    use crate::plan::plan_text;
+    use std::collections::BTreeMap;
+
+    fn plan_err(rb: &str, inv: &str) -> crate::Error {
+        match plan_text(rb, inv, Format::Ini, &BTreeMap::new(), None) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn cycles_name_the_whole_cycle_and_each_edge() {
+        let rb = "let rb = runbook(\"x\");\nrb.order([\"a\", \"b\"]);\nrb.after(\"c\", [\"b\"]);\nrb.after(\"a\", [\"c\"]);\nrb";
+        let e = plan_err(rb, "[a]\n1\n[b]\n2\n[c]\n3\n");
+        assert!(e.to_string().contains("role order has a cycle: a -> b -> c -> a"), "{e}");
+        let crate::Error::Source(d) = e else { panic!() };
+        let lines: Vec<usize> = d
+            .labels
+            .iter()
+            .map(|l| rb[..l.offset()].matches('\n').count() + 1)
+            .collect();
+        assert_eq!(lines, [2, 3, 4]);
+    }
+
+    #[test]
+    fn unknown_roles_list_the_known_ones() {
+        let e = plan_err("let rb = runbook(\"x\");\nrb.limit(\"cmopute\", 1);\nrb", "[compute]\nc1\n[controller]\nk1\n");
+        assert!(e.to_string().contains("unknown role \"cmopute\""), "{e}");
+        let crate::Error::Source(d) = e else { panic!() };
+        assert!(d.help.unwrap_or_default().contains("all, compute, controller"));
+    }
+
+    #[test]
+    fn a_host_that_would_wait_for_itself_is_an_error() {
+        let rb = "let rb = runbook(\"x\");\nrb.order([\"a\", \"m\", \"b\"]);\nrb.step(\"s\", |h| h.run(\"x\"));\nrb";
+        let e = plan_err(rb, "[a]\nboth\n[m]\nmid\n[b]\nboth\n");
+        assert!(e.to_string().contains("would wait for itself"), "{e}");
+    }
+
+    #[test]
+    fn a_host_in_two_ordered_roles_runs_with_the_first() {
+        let rb = "let rb = runbook(\"x\");\nrb.order([\"a\", \"b\"]);\nrb.step(\"s\", |h| h.run(\"x\"));\nrb";
+        let p = plan_text(rb, "[a]\nboth\na1\n[b]\nboth\nb1\n", Format::Ini, &BTreeMap::new(), None).unwrap().plan;
+        let start = |n: &str| p.hosts.iter().find(|h| h.name == n).unwrap().start;
+        assert_eq!(start("both"), 0);
+        assert!(start("b1") >= 60);
+    }
+}

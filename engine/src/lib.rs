@@ -10,6 +10,8 @@ pub mod model;
 pub mod plan;
 pub mod render;
 pub mod schedule;
+#[cfg(test)]
+mod schedule_tests;
 pub mod script;
 pub mod slots;
 

@@ -170,14 +170,33 @@ pub fn plan(req: &PlanRequest) -> Result<Planned> {
         &inv_text,
         crate::inventory::Format::of(req.inventory),
     )?;
+    plan_loaded(script, runbook_digest, &inventory, digest(inv_text.as_bytes()), req.limit)
+}
+
+/// Plans an already compiled script against an already parsed inventory.
+pub fn plan_loaded(script: Script, runbook_digest: String, inventory: &Inventory, inventory_digest: String, limit: Option<&str>) -> Result<Planned> {
     let mut warnings = compile::validate(&script)?;
-    let graph = compile::compile(&script, &inventory, req.limit)?;
+    let graph = compile::compile(&script, inventory, limit)?;
     warnings.extend(graph.warnings.iter().cloned());
     let records = dry_run::record(&script, &graph)?;
     let skipped: Vec<bool> = records.iter().map(|r| r.skipped).collect();
     let sched = schedule::simulate(&graph, &skipped)?;
-    let plan = assemble(&script, &graph, records, &sched, req, runbook_digest, digest(inv_text.as_bytes()), warnings);
+    let plan = assemble(&script, &graph, records, &sched, &inventory.source, limit, runbook_digest, inventory_digest, warnings);
     Ok(Planned { script, graph, plan })
+}
+
+/// Plans a runbook and an inventory given as text (tests, benchmarks, embedding).
+pub fn plan_text(runbook: &str, inventory: &str, format: crate::inventory::Format, params: &BTreeMap<String, String>, limit: Option<&str>) -> Result<Planned> {
+    let script = script::compile(ScriptInput {
+        name: "runbook.rhai",
+        text: runbook,
+        dir: None,
+        lib_dirs: &[],
+        params,
+        limits: Limits::default(),
+    })?;
+    let inv = Inventory::parse("inventory", inventory, format)?;
+    plan_loaded(script, digest(runbook.as_bytes()), &inv, digest(inventory.as_bytes()), limit)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -186,7 +205,8 @@ fn assemble(
     graph: &Graph,
     records: Vec<dry_run::TaskRecord>,
     sched: &schedule::Schedule,
-    req: &PlanRequest,
+    inventory: &str,
+    limit: Option<&str>,
     runbook_digest: String,
     inventory_digest: String,
     warnings: Vec<String>,
@@ -272,9 +292,9 @@ fn assemble(
             steps,
         },
         runbook_digest,
-        inventory: req.inventory.display().to_string(),
+        inventory: inventory.to_string(),
         inventory_digest,
-        limit_pattern: req.limit.map(str::to_string),
+        limit_pattern: limit.map(str::to_string),
         params: script
             .params
             .iter()

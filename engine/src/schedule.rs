@@ -156,7 +156,7 @@ pub fn simulate(graph: &Graph, skipped: &[bool]) -> Result<Schedule> {
             .take(5)
             .collect();
         return Err(Error::input(format!(
-            "the plan cannot complete: {} task(s) wait on each other (e.g. {}); a host in several ordered roles with before_role hooks can cause this",
+            "the plan cannot complete: {} task(s) wait on each other (e.g. {}); a host in several roles that are ordered or have canaries can end up waiting for itself",
             n - done,
             stuck.join(", ")
         )));

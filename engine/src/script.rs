@@ -314,6 +314,9 @@ pub fn error_message(e: &EvalAltResult, max_operations: u64) -> String {
         }
         EvalAltResult::ErrorStackOverflow(_) => "the script recursed too deeply and was stopped".into(),
         EvalAltResult::ErrorDataTooLarge(what, _) => format!("{what} grew past fleetbook's limit and the script was stopped"),
+        EvalAltResult::ErrorParsing(rhai::ParseErrorType::VariableUndefined(v), _) => {
+            format!("variable {v:?} is not defined (fleetbook scripts use strict variables: declare it with `let`)")
+        }
         EvalAltResult::ErrorParsing(p, _) => p.to_string(),
         EvalAltResult::ErrorVariableNotFound(v, _) => format!("variable {v:?} is not defined (fleetbook scripts use strict variables: declare it with `let`)"),
         EvalAltResult::ErrorFunctionNotFound(sig, _) if sig.contains("anon$") || sig.starts_with("anon") => format!(
@@ -371,5 +374,110 @@ pub fn script_error(e: &EvalAltResult, main: &str, sources: &Sources, max_operat
             d.into()
         }
         _ => Error::input(format!("{source}: {message}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile_in(dir: Option<&Path>, text: &str, params: &[(&str, &str)]) -> Result<Script> {
+        let params: BTreeMap<String, String> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        compile(ScriptInput {
+            name: "rb.rhai",
+            text,
+            dir,
+            lib_dirs: &[],
+            params: &params,
+            limits: Limits { max_operations: 100_000, ..Limits::default() },
+        })
+    }
+
+    fn err(text: &str) -> String {
+        match compile_in(None, text, &[]) {
+            Ok(_) => panic!("expected an error for {text:?}"),
+            Err(e) => {
+                let short = e.to_string();
+                format!("{short} | {:?}", miette::Report::new(e))
+            }
+        }
+    }
+
+    #[test]
+    fn runaway_loops_are_stopped() {
+        let e = err("let rb = runbook(\"x\");\nloop { }\nrb");
+        assert!(e.contains("stopped after 100000 operations"), "{e}");
+    }
+
+    #[test]
+    fn eval_is_disabled_and_variables_are_strict() {
+        assert!(err("eval(\"1\")").contains("eval"));
+        let e = err("let rb = runbook(\"x\");\nrb.limit(\"*\", nope);\nrb");
+        assert!(e.contains("\"nope\" is not defined"), "{e}");
+    }
+
+    #[test]
+    fn script_errors_point_at_line_and_column() {
+        let e = compile_in(None, "let rb = runbook(\"x\");\nrb.limit(\"web\", \"lots\");\nrb", &[]).err().unwrap();
+        let Error::Source(d) = e else { panic!("no source") };
+        assert!(d.message.contains("expected a count or a percentage"), "{}", d.message);
+        let span = d.labels[0].inner();
+        let text = "let rb = runbook(\"x\");\nrb.limit(\"web\", \"lots\");\nrb";
+        assert_eq!(&text[span.offset()..span.offset() + span.len()], "limit");
+    }
+
+    #[test]
+    fn imports_cannot_escape() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("lib.rhai"), "fn greet() { \"hi\" }").unwrap();
+        for bad in ["../x", "/etc/passwd", "sub/../../x"] {
+            let text = format!("import \"{bad}\" as m;\nlet rb = runbook(\"x\");\nrb");
+            let e = compile_in(Some(dir.path()), &text, &[]).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains("is not allowed"), "{bad}: {e}");
+        }
+        let ok = "import \"lib\" as m;\nlet rb = runbook(m::greet());\nrb";
+        assert_eq!(compile_in(Some(dir.path()), ok, &[]).unwrap().runbook.name, "hi");
+        let builtin = "import \"rolling\" as r;\nlet rb = runbook(\"x\");\nrb";
+        assert!(compile_in(None, builtin, &[]).is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn imports_cannot_escape_through_a_symlink() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("evil.rhai"), "fn x() { 1 }").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path().join("evil.rhai"), dir.path().join("evil.rhai")).unwrap();
+        let e = compile_in(Some(dir.path()), "import \"evil\" as m;\nlet rb = runbook(\"x\");\nrb", &[]).err().unwrap();
+        assert!(e.to_string().contains("through a symlink"), "{e}");
+    }
+
+    #[test]
+    fn params_take_the_default_type_and_unknown_ones_are_errors() {
+        let text = "let n = param(\"n\", 2);\nlet rb = runbook(`x${n + 1}`);\nrb";
+        assert_eq!(compile_in(None, text, &[("n", "40")]).unwrap().runbook.name, "x41");
+        let e = compile_in(None, text, &[("n", "forty")]).err().unwrap().to_string();
+        assert!(e.contains("expected an integer"), "{e}");
+        let e = compile_in(None, text, &[("m", "1")]).err().unwrap();
+        assert!(e.to_string().contains("unknown parameter --param m"), "{e}");
+    }
+
+    #[test]
+    fn the_script_must_return_a_runbook() {
+        let e = err("let rb = runbook(\"x\");\n42");
+        assert!(e.contains("must return a runbook"), "{e}");
+    }
+
+    #[test]
+    fn step_options_are_recorded() {
+        let text = "let rb = runbook(\"x\");\nrb.step(\"a\", |h| h.run(\"true\")).roles([\"web\"]).timeout(\"15m\").retries(2).retry_delay(\"10s\").throttle(3).idempotent(true);\nrb";
+        let s = compile_in(None, text, &[]).unwrap();
+        let st = &s.runbook.steps[0];
+        assert_eq!(st.scope, crate::model::Scope::Host { roles: Some(vec!["web".into()]) });
+        assert_eq!(st.timeout, Some(std::time::Duration::from_secs(900)));
+        assert_eq!((st.retries, st.throttle, st.idempotent), (2, Some(3), true));
+        assert_eq!(st.pos.line, 2);
+        let e = err("let rb = runbook(\"x\");\nrb.once(\"a\", || 1).throttle(2);\nrb");
+        assert!(e.contains("applies to per-host steps"), "{e}");
     }
 }

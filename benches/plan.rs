@@ -49,17 +49,31 @@ fn peak_rss_kib() -> Option<u64> {
 }
 
 fn main() {
-    let hosts = std::env::var("FLEETBOOK_BENCH_HOSTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let hosts = std::env::var("FLEETBOOK_BENCH_HOSTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let inv = inventory(hosts);
     let start = Instant::now();
-    let planned = plan_text(RUNBOOK, &inv, Format::Ini, &BTreeMap::new(), None).expect("the benchmark plan compiles");
+    let planned = plan_text(RUNBOOK, &inv, Format::Ini, &BTreeMap::new(), None)
+        .expect("the benchmark plan compiles");
     let planned_at = start.elapsed();
     let json = serde_json::to_string(&planned.plan).expect("serialises");
     let total = start.elapsed();
     let p = &planned.plan;
     let host_steps = p.tasks.iter().filter(|t| t.host.is_some()).count();
-    println!("plan: {} hosts, {} tasks ({host_steps} host steps), {} commands", p.hosts.len(), p.tasks.len(), p.tasks.iter().map(|t| t.commands.len()).sum::<usize>());
-    println!("wall time: plan {:.3} s, plan + JSON ({} MiB) {:.3} s", planned_at.as_secs_f64(), json.len() >> 20, total.as_secs_f64());
+    println!(
+        "plan: {} hosts, {} tasks ({host_steps} host steps), {} commands",
+        p.hosts.len(),
+        p.tasks.len(),
+        p.tasks.iter().map(|t| t.commands.len()).sum::<usize>()
+    );
+    println!(
+        "wall time: plan {:.3} s, plan + JSON ({} MiB) {:.3} s",
+        planned_at.as_secs_f64(),
+        json.len() >> 20,
+        total.as_secs_f64()
+    );
     match peak_rss_kib() {
         Some(k) => println!("peak memory (VmHWM): {:.1} MiB", k as f64 / 1024.0),
         None => println!("peak memory: unavailable (no /proc/self/status)"),

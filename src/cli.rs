@@ -21,7 +21,9 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Compile and validate a runbook (syntax, role order, parameters) without an inventory.
-    #[command(after_help = "Examples:\n  fleetbook check runbooks/swh-debian-upgrade.rhai\n  fleetbook check upgrade.rhai --param version=2.0")]
+    #[command(
+        after_help = "Examples:\n  fleetbook check runbooks/swh-debian-upgrade.rhai\n  fleetbook check upgrade.rhai --param version=2.0"
+    )]
     Check {
         /// The runbook script (.rhai).
         runbook: PathBuf,
@@ -29,7 +31,9 @@ pub enum Command {
         script: ScriptArgs,
     },
     /// Show what a runbook would do on an inventory: roles, limits, schedule, commands.
-    #[command(after_help = "Examples:\n  fleetbook plan runbooks/jiocloud-rolling.rhai -i examples/inventories/jiocloud.ini\n  fleetbook plan upgrade.rhai -i hosts --limit 'compute:!cmp03' --param version=2.0\n  fleetbook plan upgrade.rhai -i hosts.yml --format json -o plan.json\n  fleetbook plan upgrade.rhai -i hosts --format dot | dot -Tsvg > plan.svg")]
+    #[command(
+        after_help = "Examples:\n  fleetbook plan runbooks/jiocloud-rolling.rhai -i examples/inventories/jiocloud.ini\n  fleetbook plan upgrade.rhai -i hosts --limit 'compute:!cmp03' --param version=2.0\n  fleetbook plan upgrade.rhai -i hosts.yml --format json -o plan.json\n  fleetbook plan upgrade.rhai -i hosts --format dot | dot -Tsvg > plan.svg"
+    )]
     Plan {
         /// The runbook script (.rhai).
         runbook: PathBuf,
@@ -85,7 +89,11 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
         .split_once('=')
         .ok_or_else(|| format!("expected KEY=VALUE, found {s:?}"))?;
     let k = k.trim();
-    if k.is_empty() || !k.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') {
+    if k.is_empty()
+        || !k
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    {
         return Err(format!("invalid parameter name {k:?}"));
     }
     Ok((k.to_string(), v.to_string()))

@@ -8,7 +8,14 @@ use std::io::Write;
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Check { runbook, script } => check(&runbook, &script),
-        Command::Plan { runbook, inventory, script, limit, format, output } => {
+        Command::Plan {
+            runbook,
+            inventory,
+            script,
+            limit,
+            format,
+            output,
+        } => {
             let params = script.param_map().map_err(Error::input)?;
             let planned = plan::plan(&plan::PlanRequest {
                 runbook: &runbook,
@@ -24,7 +31,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             let text = match format {
                 Format::Text => render::text(p),
                 Format::Json => {
-                    let mut s = serde_json::to_string_pretty(p).map_err(|e| Error::Internal(e.to_string()))?;
+                    let mut s = serde_json::to_string_pretty(p)
+                        .map_err(|e| Error::Internal(e.to_string()))?;
                     s.push('\n');
                     s
                 }
@@ -63,7 +71,11 @@ fn check(runbook: &std::path::Path, args: &ScriptArgs) -> Result<i32> {
         if rb.steps.len() == 1 { "" } else { "s" },
         script.params.len(),
         if script.params.len() == 1 { "" } else { "s" },
-        if roles.is_empty() { String::new() } else { format!(", roles {}", roles.join(", ")) }
+        if roles.is_empty() {
+            String::new()
+        } else {
+            format!(", roles {}", roles.join(", "))
+        }
     );
     Ok(exit::OK)
 }

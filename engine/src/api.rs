@@ -73,7 +73,9 @@ fn strings(list: &Array, what: &str) -> RhaiResult<Vec<String>> {
     list.iter()
         .map(|v| {
             v.clone().into_string().map_err(|t| {
-                runtime_error(format!("{what} must be a list of role names (strings), found {t}"))
+                runtime_error(format!(
+                    "{what} must be a list of role names (strings), found {t}"
+                ))
             })
         })
         .collect()
@@ -82,7 +84,9 @@ fn strings(list: &Array, what: &str) -> RhaiResult<Vec<String>> {
 fn amount(v: &Dynamic, what: &str) -> RhaiResult<Amount> {
     if let Some(n) = v.clone().try_cast::<INT>() {
         if n < 0 {
-            return Err(runtime_error(format!("{what} must not be negative, found {n}")));
+            return Err(runtime_error(format!(
+                "{what} must not be negative, found {n}"
+            )));
         }
         return Ok(Amount::Count(n.min(u32::MAX as INT) as u32));
     }
@@ -96,7 +100,9 @@ fn amount(v: &Dynamic, what: &str) -> RhaiResult<Amount> {
 
 fn positive(v: INT, what: &str) -> RhaiResult<u32> {
     if v < 1 {
-        return Err(runtime_error(format!("{what} must be at least 1, found {v}")));
+        return Err(runtime_error(format!(
+            "{what} must be at least 1, found {v}"
+        )));
     }
     Ok(v.min(u32::MAX as INT) as u32)
 }
@@ -107,9 +113,17 @@ fn duration(text: &str, what: &str) -> RhaiResult<std::time::Duration> {
 
 /// Converts a `--param` string to the type of the script's default.
 fn convert_param(name: &str, given: &str, default: &Dynamic) -> RhaiResult<Dynamic> {
-    let bad = |t: &str| runtime_error(format!("--param {name}={given:?}: expected {t}, like the default {default}"));
+    let bad = |t: &str| {
+        runtime_error(format!(
+            "--param {name}={given:?}: expected {t}, like the default {default}"
+        ))
+    };
     if default.is_int() {
-        given.trim().parse::<INT>().map(Dynamic::from).map_err(|_| bad("an integer"))
+        given
+            .trim()
+            .parse::<INT>()
+            .map(Dynamic::from)
+            .map_err(|_| bad("an integer"))
     } else if default.is_bool() {
         match given.trim() {
             "true" | "yes" | "1" => Ok(true.into()),
@@ -117,7 +131,11 @@ fn convert_param(name: &str, given: &str, default: &Dynamic) -> RhaiResult<Dynam
             _ => Err(bad("true or false")),
         }
     } else if default.is_float() {
-        given.trim().parse::<f64>().map(Dynamic::from).map_err(|_| bad("a number"))
+        given
+            .trim()
+            .parse::<f64>()
+            .map(Dynamic::from)
+            .map_err(|_| bad("a number"))
     } else {
         Ok(given.to_string().into())
     }
@@ -136,7 +154,11 @@ impl StepHandle {
         Ok(self.clone())
     }
 
-    fn host_only(&mut self, option: &str, f: impl FnOnce(&mut Step) -> RhaiResult<()>) -> RhaiResult<StepHandle> {
+    fn host_only(
+        &mut self,
+        option: &str,
+        f: impl FnOnce(&mut Step) -> RhaiResult<()>,
+    ) -> RhaiResult<StepHandle> {
         let option = option.to_string();
         self.with(|s| match s.scope {
             Scope::Host { .. } => f(s),
@@ -151,7 +173,11 @@ impl StepHandle {
 
 fn add_step(rb: &RunbookHandle, step: Step) -> RhaiResult<StepHandle> {
     let mut m = lock(&rb.0);
-    if let Some(prev) = m.steps.iter().find(|s| s.name == step.name && s.scope == step.scope) {
+    if let Some(prev) = m
+        .steps
+        .iter()
+        .find(|s| s.name == step.name && s.scope == step.scope)
+    {
         return Err(runtime_error(format!(
             "a step named {:?} is already declared at line {}",
             step.name, prev.pos.line
@@ -169,44 +195,53 @@ pub fn register(engine: &mut Engine, state: &ApiState) {
     engine.register_type_with_name::<StepHandle>("Step");
 
     let s = state.clone();
-    engine.register_fn("runbook", move |ctx: NativeCallContext, name: &str| -> RhaiResult<RunbookHandle> {
-        if name.trim().is_empty() {
-            return Err(runtime_error("runbook(name): the name must not be empty"));
-        }
-        let rb = RunbookHandle(Arc::new(Mutex::new(Runbook {
-            name: name.to_string(),
-            pos: s.pos(&ctx),
-            ..Default::default()
-        })));
-        s.runbooks.lock().unwrap_or_else(|e| e.into_inner()).push(rb.clone());
-        Ok(rb)
-    });
+    engine.register_fn(
+        "runbook",
+        move |ctx: NativeCallContext, name: &str| -> RhaiResult<RunbookHandle> {
+            if name.trim().is_empty() {
+                return Err(runtime_error("runbook(name): the name must not be empty"));
+            }
+            let rb = RunbookHandle(Arc::new(Mutex::new(Runbook {
+                name: name.to_string(),
+                pos: s.pos(&ctx),
+                ..Default::default()
+            })));
+            s.runbooks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(rb.clone());
+            Ok(rb)
+        },
+    );
 
     for secret in [false, true] {
         let s = state.clone();
         let fname = if secret { "secret_param" } else { "param" };
-        engine.register_fn(fname, move |ctx: NativeCallContext, name: &str, default: Dynamic| -> RhaiResult<Dynamic> {
-            let pos = s.pos(&ctx);
-            let mut p = s.params.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(prev) = p.declared.iter().find(|d| d.name == name) {
-                return Err(runtime_error(format!(
-                    "parameter {name:?} is already declared at line {}",
-                    prev.pos.line
-                )));
-            }
-            let value = match p.given.get(name) {
-                Some(g) => convert_param(name, g, &default)?,
-                None => default.clone(),
-            };
-            p.declared.push(Param {
-                name: name.to_string(),
-                default: default.to_string(),
-                value: value.to_string(),
-                secret,
-                pos,
-            });
-            Ok(value)
-        });
+        engine.register_fn(
+            fname,
+            move |ctx: NativeCallContext, name: &str, default: Dynamic| -> RhaiResult<Dynamic> {
+                let pos = s.pos(&ctx);
+                let mut p = s.params.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(prev) = p.declared.iter().find(|d| d.name == name) {
+                    return Err(runtime_error(format!(
+                        "parameter {name:?} is already declared at line {}",
+                        prev.pos.line
+                    )));
+                }
+                let value = match p.given.get(name) {
+                    Some(g) => convert_param(name, g, &default)?,
+                    None => default.clone(),
+                };
+                p.declared.push(Param {
+                    name: name.to_string(),
+                    default: default.to_string(),
+                    value: value.to_string(),
+                    secret,
+                    pos,
+                });
+                Ok(value)
+            },
+        );
     }
 
     // Runbook-level settings.
@@ -228,67 +263,130 @@ pub fn register(engine: &mut Engine, state: &ApiState) {
         Ok(rb.clone())
     });
     let s = state.clone();
-    engine.register_fn("after", move |ctx: NativeCallContext, rb: &mut RunbookHandle, role: &str, before: Array| -> RhaiResult<RunbookHandle> {
-        let before = strings(&before, "after(role, [...])")?;
-        let pos = s.pos(&ctx);
-        let mut m = lock(&rb.0);
-        for b in before {
-            m.order.push(OrderEdge { before: b, after: role.to_string(), pos: pos.clone() });
-        }
-        Ok(rb.clone())
-    });
+    engine.register_fn(
+        "after",
+        move |ctx: NativeCallContext,
+              rb: &mut RunbookHandle,
+              role: &str,
+              before: Array|
+              -> RhaiResult<RunbookHandle> {
+            let before = strings(&before, "after(role, [...])")?;
+            let pos = s.pos(&ctx);
+            let mut m = lock(&rb.0);
+            for b in before {
+                m.order.push(OrderEdge {
+                    before: b,
+                    after: role.to_string(),
+                    pos: pos.clone(),
+                });
+            }
+            Ok(rb.clone())
+        },
+    );
     let s = state.clone();
-    engine.register_fn("limit", move |ctx: NativeCallContext, rb: &mut RunbookHandle, role: &str, n: Dynamic| -> RhaiResult<RunbookHandle> {
-        let amount = amount(&n, "limit")?;
-        if amount == Amount::Count(0) || amount == Amount::Percent(0.0) {
-            return Err(runtime_error("limit must be at least 1 (a limit of 0 would never start a host)"));
-        }
-        let pos = s.pos(&ctx);
-        let mut m = lock(&rb.0);
-        m.limits.retain(|l| l.role != role);
-        m.limits.push(RoleAmount { role: role.to_string(), amount, pos });
-        Ok(rb.clone())
-    });
+    engine.register_fn(
+        "limit",
+        move |ctx: NativeCallContext,
+              rb: &mut RunbookHandle,
+              role: &str,
+              n: Dynamic|
+              -> RhaiResult<RunbookHandle> {
+            let amount = amount(&n, "limit")?;
+            if amount == Amount::Count(0) || amount == Amount::Percent(0.0) {
+                return Err(runtime_error(
+                    "limit must be at least 1 (a limit of 0 would never start a host)",
+                ));
+            }
+            let pos = s.pos(&ctx);
+            let mut m = lock(&rb.0);
+            m.limits.retain(|l| l.role != role);
+            m.limits.push(RoleAmount {
+                role: role.to_string(),
+                amount,
+                pos,
+            });
+            Ok(rb.clone())
+        },
+    );
     let s = state.clone();
-    engine.register_fn("limit_total", move |ctx: NativeCallContext, rb: &mut RunbookHandle, n: Dynamic| -> RhaiResult<RunbookHandle> {
-        let amount = amount(&n, "limit_total")?;
-        if amount == Amount::Count(0) {
-            return Err(runtime_error("limit_total must be at least 1"));
-        }
-        lock(&rb.0).limit_total = Some((amount, s.pos(&ctx)));
-        Ok(rb.clone())
-    });
+    engine.register_fn(
+        "limit_total",
+        move |ctx: NativeCallContext,
+              rb: &mut RunbookHandle,
+              n: Dynamic|
+              -> RhaiResult<RunbookHandle> {
+            let amount = amount(&n, "limit_total")?;
+            if amount == Amount::Count(0) {
+                return Err(runtime_error("limit_total must be at least 1"));
+            }
+            lock(&rb.0).limit_total = Some((amount, s.pos(&ctx)));
+            Ok(rb.clone())
+        },
+    );
     let s = state.clone();
-    engine.register_fn("limit_by", move |ctx: NativeCallContext, rb: &mut RunbookHandle, var: &str, n: INT| -> RhaiResult<RunbookHandle> {
-        let max = positive(n, "limit_by")?;
-        let pos = s.pos(&ctx);
-        let mut m = lock(&rb.0);
-        m.limit_by.retain(|l| l.var != var);
-        m.limit_by.push(LimitBy { var: var.to_string(), max, pos });
-        Ok(rb.clone())
-    });
+    engine.register_fn(
+        "limit_by",
+        move |ctx: NativeCallContext,
+              rb: &mut RunbookHandle,
+              var: &str,
+              n: INT|
+              -> RhaiResult<RunbookHandle> {
+            let max = positive(n, "limit_by")?;
+            let pos = s.pos(&ctx);
+            let mut m = lock(&rb.0);
+            m.limit_by.retain(|l| l.var != var);
+            m.limit_by.push(LimitBy {
+                var: var.to_string(),
+                max,
+                pos,
+            });
+            Ok(rb.clone())
+        },
+    );
     engine.register_fn("batches", |rb: &mut RunbookHandle, on: bool| {
         lock(&rb.0).batches = on;
         rb.clone()
     });
     let s = state.clone();
-    engine.register_fn("canary", move |ctx: NativeCallContext, rb: &mut RunbookHandle, role: &str, n: INT| -> RhaiResult<RunbookHandle> {
-        let count = positive(n, "canary")?;
-        let pos = s.pos(&ctx);
-        let mut m = lock(&rb.0);
-        m.canaries.retain(|c| c.role != role);
-        m.canaries.push(Canary { role: role.to_string(), count, pos });
-        Ok(rb.clone())
-    });
+    engine.register_fn(
+        "canary",
+        move |ctx: NativeCallContext,
+              rb: &mut RunbookHandle,
+              role: &str,
+              n: INT|
+              -> RhaiResult<RunbookHandle> {
+            let count = positive(n, "canary")?;
+            let pos = s.pos(&ctx);
+            let mut m = lock(&rb.0);
+            m.canaries.retain(|c| c.role != role);
+            m.canaries.push(Canary {
+                role: role.to_string(),
+                count,
+                pos,
+            });
+            Ok(rb.clone())
+        },
+    );
     let s = state.clone();
-    engine.register_fn("max_failures", move |ctx: NativeCallContext, rb: &mut RunbookHandle, role: &str, n: Dynamic| -> RhaiResult<RunbookHandle> {
-        let amount = amount(&n, "max_failures")?;
-        let pos = s.pos(&ctx);
-        let mut m = lock(&rb.0);
-        m.max_failures.retain(|l| l.role != role);
-        m.max_failures.push(RoleAmount { role: role.to_string(), amount, pos });
-        Ok(rb.clone())
-    });
+    engine.register_fn(
+        "max_failures",
+        move |ctx: NativeCallContext,
+              rb: &mut RunbookHandle,
+              role: &str,
+              n: Dynamic|
+              -> RhaiResult<RunbookHandle> {
+            let amount = amount(&n, "max_failures")?;
+            let pos = s.pos(&ctx);
+            let mut m = lock(&rb.0);
+            m.max_failures.retain(|l| l.role != role);
+            m.max_failures.push(RoleAmount {
+                role: role.to_string(),
+                amount,
+                pos,
+            });
+            Ok(rb.clone())
+        },
+    );
     engine.register_fn("rollback_on_failure", |rb: &mut RunbookHandle, on: bool| {
         lock(&rb.0).rollback_on_failure = on;
         rb.clone()
@@ -296,15 +394,26 @@ pub fn register(engine: &mut Engine, state: &ApiState) {
 
     // Steps and hooks.
     let s = state.clone();
-    engine.register_fn("step", move |ctx: NativeCallContext, rb: &mut RunbookHandle, name: &str, f: FnPtr| {
-        let step = Step::new(name.to_string(), Scope::Host { roles: None }, Some(f), s.pos(&ctx));
-        add_step(rb, step)
-    });
+    engine.register_fn(
+        "step",
+        move |ctx: NativeCallContext, rb: &mut RunbookHandle, name: &str, f: FnPtr| {
+            let step = Step::new(
+                name.to_string(),
+                Scope::Host { roles: None },
+                Some(f),
+                s.pos(&ctx),
+            );
+            add_step(rb, step)
+        },
+    );
     let s = state.clone();
-    engine.register_fn("once", move |ctx: NativeCallContext, rb: &mut RunbookHandle, name: &str, f: FnPtr| {
-        let step = Step::new(name.to_string(), Scope::Once, Some(f), s.pos(&ctx));
-        add_step(rb, step)
-    });
+    engine.register_fn(
+        "once",
+        move |ctx: NativeCallContext, rb: &mut RunbookHandle, name: &str, f: FnPtr| {
+            let step = Step::new(name.to_string(), Scope::Once, Some(f), s.pos(&ctx));
+            add_step(rb, step)
+        },
+    );
     type ScopeOf = fn(String) -> Scope;
     let role_hooks: [(&str, ScopeOf); 3] = [
         ("before_role", Scope::BeforeRole),
@@ -313,83 +422,134 @@ pub fn register(engine: &mut Engine, state: &ApiState) {
     ];
     for (fname, scope) in role_hooks {
         let s = state.clone();
-        engine.register_fn(fname, move |ctx: NativeCallContext, rb: &mut RunbookHandle, role: &str, name: &str, f: FnPtr| {
-            let step = Step::new(name.to_string(), scope(role.to_string()), Some(f), s.pos(&ctx));
-            add_step(rb, step)
-        });
+        engine.register_fn(
+            fname,
+            move |ctx: NativeCallContext,
+                  rb: &mut RunbookHandle,
+                  role: &str,
+                  name: &str,
+                  f: FnPtr| {
+                let step = Step::new(
+                    name.to_string(),
+                    scope(role.to_string()),
+                    Some(f),
+                    s.pos(&ctx),
+                );
+                add_step(rb, step)
+            },
+        );
     }
     let s = state.clone();
-    engine.register_fn("approval", move |ctx: NativeCallContext, rb: &mut RunbookHandle, name: &str, after_role: &str| {
-        let step = Step::new(name.to_string(), Scope::Approval(after_role.to_string()), None, s.pos(&ctx));
-        add_step(rb, step)
-    });
+    engine.register_fn(
+        "approval",
+        move |ctx: NativeCallContext, rb: &mut RunbookHandle, name: &str, after_role: &str| {
+            let step = Step::new(
+                name.to_string(),
+                Scope::Approval(after_role.to_string()),
+                None,
+                s.pos(&ctx),
+            );
+            add_step(rb, step)
+        },
+    );
 
     // Step options.
-    engine.register_fn("roles", |st: &mut StepHandle, roles: Array| -> RhaiResult<StepHandle> {
-        let roles = strings(&roles, ".roles(...)")?;
-        if roles.is_empty() {
-            return Err(runtime_error(".roles([]) selects no host; leave it out to run on every host"));
-        }
-        st.host_only("roles", |s| {
-            s.scope = Scope::Host { roles: Some(roles) };
-            Ok(())
-        })
-    });
-    engine.register_fn("timeout", |st: &mut StepHandle, d: &str| -> RhaiResult<StepHandle> {
-        let d = duration(d, ".timeout")?;
-        st.with(|s| {
-            s.timeout = Some(d);
-            Ok(())
-        })
-    });
-    engine.register_fn("retries", |st: &mut StepHandle, n: INT| -> RhaiResult<StepHandle> {
-        if !(0..=1000).contains(&n) {
-            return Err(runtime_error(format!(".retries must be between 0 and 1000, found {n}")));
-        }
-        st.with(|s| {
-            s.retries = n as u32;
-            Ok(())
-        })
-    });
-    engine.register_fn("retry_delay", |st: &mut StepHandle, d: &str| -> RhaiResult<StepHandle> {
-        let d = duration(d, ".retry_delay")?;
-        st.with(|s| {
-            s.retry_delay = d;
-            Ok(())
-        })
-    });
-    engine.register_fn("estimate", |st: &mut StepHandle, d: &str| -> RhaiResult<StepHandle> {
-        let d = duration(d, ".estimate")?;
-        st.with(|s| {
-            s.estimate = Some(d);
-            Ok(())
-        })
-    });
-    engine.register_fn("idempotent", |st: &mut StepHandle, on: bool| -> RhaiResult<StepHandle> {
-        st.with(|s| {
-            s.idempotent = on;
-            Ok(())
-        })
-    });
-    engine.register_fn("undo", |st: &mut StepHandle, f: FnPtr| -> RhaiResult<StepHandle> {
-        st.host_only("undo", |s| {
-            s.undo = Some(f);
-            Ok(())
-        })
-    });
-    engine.register_fn("when", |st: &mut StepHandle, f: FnPtr| -> RhaiResult<StepHandle> {
-        st.host_only("when", |s| {
-            s.when = Some(f);
-            Ok(())
-        })
-    });
-    engine.register_fn("throttle", |st: &mut StepHandle, n: INT| -> RhaiResult<StepHandle> {
-        let n = positive(n, ".throttle")?;
-        st.host_only("throttle", |s| {
-            s.throttle = Some(n);
-            Ok(())
-        })
-    });
+    engine.register_fn(
+        "roles",
+        |st: &mut StepHandle, roles: Array| -> RhaiResult<StepHandle> {
+            let roles = strings(&roles, ".roles(...)")?;
+            if roles.is_empty() {
+                return Err(runtime_error(
+                    ".roles([]) selects no host; leave it out to run on every host",
+                ));
+            }
+            st.host_only("roles", |s| {
+                s.scope = Scope::Host { roles: Some(roles) };
+                Ok(())
+            })
+        },
+    );
+    engine.register_fn(
+        "timeout",
+        |st: &mut StepHandle, d: &str| -> RhaiResult<StepHandle> {
+            let d = duration(d, ".timeout")?;
+            st.with(|s| {
+                s.timeout = Some(d);
+                Ok(())
+            })
+        },
+    );
+    engine.register_fn(
+        "retries",
+        |st: &mut StepHandle, n: INT| -> RhaiResult<StepHandle> {
+            if !(0..=1000).contains(&n) {
+                return Err(runtime_error(format!(
+                    ".retries must be between 0 and 1000, found {n}"
+                )));
+            }
+            st.with(|s| {
+                s.retries = n as u32;
+                Ok(())
+            })
+        },
+    );
+    engine.register_fn(
+        "retry_delay",
+        |st: &mut StepHandle, d: &str| -> RhaiResult<StepHandle> {
+            let d = duration(d, ".retry_delay")?;
+            st.with(|s| {
+                s.retry_delay = d;
+                Ok(())
+            })
+        },
+    );
+    engine.register_fn(
+        "estimate",
+        |st: &mut StepHandle, d: &str| -> RhaiResult<StepHandle> {
+            let d = duration(d, ".estimate")?;
+            st.with(|s| {
+                s.estimate = Some(d);
+                Ok(())
+            })
+        },
+    );
+    engine.register_fn(
+        "idempotent",
+        |st: &mut StepHandle, on: bool| -> RhaiResult<StepHandle> {
+            st.with(|s| {
+                s.idempotent = on;
+                Ok(())
+            })
+        },
+    );
+    engine.register_fn(
+        "undo",
+        |st: &mut StepHandle, f: FnPtr| -> RhaiResult<StepHandle> {
+            st.host_only("undo", |s| {
+                s.undo = Some(f);
+                Ok(())
+            })
+        },
+    );
+    engine.register_fn(
+        "when",
+        |st: &mut StepHandle, f: FnPtr| -> RhaiResult<StepHandle> {
+            st.host_only("when", |s| {
+                s.when = Some(f);
+                Ok(())
+            })
+        },
+    );
+    engine.register_fn(
+        "throttle",
+        |st: &mut StepHandle, n: INT| -> RhaiResult<StepHandle> {
+            let n = positive(n, ".throttle")?;
+            st.host_only("throttle", |s| {
+                s.throttle = Some(n);
+                Ok(())
+            })
+        },
+    );
     // Hosts for `once` and gate closures.
     let s = state.clone();
     engine.register_fn("host", move |name: &str| -> RhaiResult<Host> {

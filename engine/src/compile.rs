@@ -88,16 +88,28 @@ pub struct Graph {
 }
 
 fn at(script: &Script, pos: &Pos, message: String, label: &str) -> SourceDiag {
-    let text = script.source_text(&pos.source).unwrap_or_else(|| std::sync::Arc::from(""));
+    let text = script
+        .source_text(&pos.source)
+        .unwrap_or_else(|| std::sync::Arc::from(""));
     SourceDiag::new(&pos.source, text, message).label_at(pos.line, pos.col, label)
 }
 
 /// Checks what needs no inventory: the role order must be acyclic.
 pub fn validate(script: &Script) -> Result<Vec<String>> {
     let rb = &script.runbook;
-    role_order(script, &rb.named_roles().into_iter().map(|(r, _)| r).collect::<Vec<_>>())?;
+    role_order(
+        script,
+        &rb.named_roles()
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect::<Vec<_>>(),
+    )?;
     let mut warnings = Vec::new();
-    if !rb.steps.iter().any(|s| matches!(s.scope, Scope::Host { .. })) {
+    if !rb
+        .steps
+        .iter()
+        .any(|s| matches!(s.scope, Scope::Host { .. }))
+    {
         warnings.push(format!("runbook {:?} declares no per-host step", rb.name));
     }
     Ok(warnings)
@@ -121,7 +133,10 @@ fn role_order(script: &Script, roles: &[String]) -> Result<Vec<String>> {
     // order leaves free keep the order in which the runbook and inventory list them.
     let mut indegree: Vec<usize> = roles
         .iter()
-        .map(|r| g.neighbors_directed(r, petgraph::Direction::Incoming).count())
+        .map(|r| {
+            g.neighbors_directed(r, petgraph::Direction::Incoming)
+                .count()
+        })
         .collect();
     let mut done = vec![false; roles.len()];
     let mut out = Vec::with_capacity(roles.len());
@@ -164,7 +179,11 @@ fn cycle_error(script: &Script, g: &DiGraphMap<&str, ()>) -> Error {
     }
     let edges: Vec<&crate::model::OrderEdge> = path
         .windows(2)
-        .filter_map(|w| rb.order.iter().find(|e| e.before == w[0] && e.after == w[1]))
+        .filter_map(|w| {
+            rb.order
+                .iter()
+                .find(|e| e.before == w[0] && e.after == w[1])
+        })
         .collect();
     let message = format!("role order has a cycle: {}", path.join(" -> "));
     let first = edges.first().map(|e| e.pos.clone()).unwrap_or_default();
@@ -205,7 +224,10 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
         None => inv.hosts.keys().cloned().collect(),
     };
     if selected.is_empty() {
-        return Err(Error::input(format!("inventory {} has no hosts", inv.source)));
+        return Err(Error::input(format!(
+            "inventory {} has no hosts",
+            inv.source
+        )));
     }
 
     // Roles: every group that lists a selected host directly, plus every group the runbook
@@ -213,9 +235,17 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
     let named = rb.named_roles();
     for (r, pos) in &named {
         if !inv.groups.contains_key(r) {
-            return Err(at(script, pos, format!("unknown role {r:?}: the inventory {} has no such group", inv.source), "named here")
-                .help(known_roles_help(inv))
-                .into());
+            return Err(at(
+                script,
+                pos,
+                format!(
+                    "unknown role {r:?}: the inventory {} has no such group",
+                    inv.source
+                ),
+                "named here",
+            )
+            .help(known_roles_help(inv))
+            .into());
         }
     }
     let mut role_names: IndexSet<String> = named.iter().map(|(r, _)| r.clone()).collect();
@@ -225,7 +255,11 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
         }
     }
     let order = role_order(script, &role_names.iter().cloned().collect::<Vec<_>>())?;
-    let role_index: IndexMap<&str, usize> = order.iter().enumerate().map(|(i, r)| (r.as_str(), i)).collect();
+    let role_index: IndexMap<&str, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.as_str(), i))
+        .collect();
 
     let all_vars = inv.all_host_vars();
     let mut hosts: Vec<PlanHost> = selected
@@ -236,7 +270,11 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
             vars: all_vars.get(h).cloned().unwrap_or_default(),
         })
         .collect();
-    let host_index: IndexMap<&str, usize> = selected.iter().enumerate().map(|(i, h)| (h.as_str(), i)).collect();
+    let host_index: IndexMap<&str, usize> = selected
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.as_str(), i))
+        .collect();
     let mut roles: Vec<Role> = order
         .iter()
         .map(|r| Role {
@@ -261,7 +299,11 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
             warnings.push(format!(
                 "role {:?} has no hosts{}",
                 role.name,
-                if limit.is_some() { " after --limit" } else { "" }
+                if limit.is_some() {
+                    " after --limit"
+                } else {
+                    ""
+                }
             ));
         }
     }
@@ -273,10 +315,16 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
     }
 
     // Limits, resolved against the number of hosts in each role.
-    let star = |list: &[crate::model::RoleAmount]| list.iter().find(|l| l.role == "*").map(|l| l.amount);
+    let star =
+        |list: &[crate::model::RoleAmount]| list.iter().find(|l| l.role == "*").map(|l| l.amount);
     let (star_limit, star_fail) = (star(&rb.limits), star(&rb.max_failures));
     for role in roles.iter_mut() {
-        let own = rb.limits.iter().find(|l| l.role == role.name).map(|l| l.amount).or(star_limit);
+        let own = rb
+            .limits
+            .iter()
+            .find(|l| l.role == role.name)
+            .map(|l| l.amount)
+            .or(star_limit);
         role.limit_decl = own;
         role.limit = own.map(|a| a.of(role.hosts.len()).max(1));
         role.max_failures = rb
@@ -286,23 +334,48 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
             .map(|l| l.amount)
             .or(star_fail)
             .map(|a| a.of(role.hosts.len()));
-        role.canary = rb.canaries.iter().find(|c| c.role == role.name).map(|c| c.count as usize);
+        role.canary = rb
+            .canaries
+            .iter()
+            .find(|c| c.role == role.name)
+            .map(|c| c.count as usize);
     }
     let rules = Rules {
-        total: rb.limit_total.as_ref().map(|(a, _)| a.of(hosts.len()).max(1)),
-        by: rb.limit_by.iter().map(|l| (l.var.clone(), l.max as usize)).collect(),
+        total: rb
+            .limit_total
+            .as_ref()
+            .map(|(a, _)| a.of(hosts.len()).max(1)),
+        by: rb
+            .limit_by
+            .iter()
+            .map(|l| (l.var.clone(), l.max as usize))
+            .collect(),
         batches: rb.batches,
-        throttle: rb.steps.iter().map(|s| s.throttle.map(|t| t as usize)).collect(),
+        throttle: rb
+            .steps
+            .iter()
+            .map(|s| s.throttle.map(|t| t as usize))
+            .collect(),
     };
     for l in &rb.limit_by {
         if !hosts.iter().any(|h| h.vars.contains_key(&l.var)) {
-            warnings.push(format!("limit_by({:?}, {}): no planned host has that variable", l.var, l.max));
+            warnings.push(format!(
+                "limit_by({:?}, {}): no planned host has that variable",
+                l.var, l.max
+            ));
         }
     }
 
     check_self_waits(&hosts, &roles)?;
     let (tasks, host_tasks) = build_tasks(rb, &hosts, &roles);
-    Ok(Graph { hosts, roles, tasks, host_tasks, rules, warnings })
+    Ok(Graph {
+        hosts,
+        roles,
+        tasks,
+        host_tasks,
+        rules,
+        warnings,
+    })
 }
 
 /// A host in roles A and B where B must (through other roles) wait for A would wait for
@@ -314,10 +387,9 @@ fn check_self_waits(hosts: &[PlanHost], roles: &[Role]) -> Result<()> {
     for r in 0..n {
         for &p in &roles[r].after {
             ancestors[r][p] = true;
-            for q in 0..n {
-                if ancestors[p][q] {
-                    ancestors[r][q] = true;
-                }
+            let inherited = ancestors[p].clone();
+            for (mine, theirs) in ancestors[r].iter_mut().zip(inherited) {
+                *mine |= theirs;
             }
         }
     }
@@ -347,13 +419,38 @@ struct Builder {
 }
 
 impl Builder {
-    fn add(&mut self, id: String, kind: TaskKind, host: Option<usize>, step: Option<usize>, role: Option<usize>, deps: Vec<usize>, duration: u64) -> usize {
-        self.tasks.push(Task { id, kind, host, step, role, deps, duration });
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        id: String,
+        kind: TaskKind,
+        host: Option<usize>,
+        step: Option<usize>,
+        role: Option<usize>,
+        deps: Vec<usize>,
+        duration: u64,
+    ) -> usize {
+        self.tasks.push(Task {
+            id,
+            kind,
+            host,
+            step,
+            role,
+            deps,
+            duration,
+        });
         self.tasks.len() - 1
     }
 
     /// Adds `steps` as a chain after `deps`; returns the last task (or `deps` unchanged).
-    fn chain(&mut self, rb: &Runbook, steps: &[usize], kind: TaskKind, role: Option<(usize, &str)>, mut deps: Vec<usize>) -> Vec<usize> {
+    fn chain(
+        &mut self,
+        rb: &Runbook,
+        steps: &[usize],
+        kind: TaskKind,
+        role: Option<(usize, &str)>,
+        mut deps: Vec<usize>,
+    ) -> Vec<usize> {
         for &s in steps {
             let step = &rb.steps[s];
             let prefix = match kind {
@@ -365,8 +462,20 @@ impl Builder {
                 TaskKind::Approval => format!("approval:{}", role.map_or("", |r| r.1)),
                 _ => String::new(),
             };
-            let duration = if kind == TaskKind::Approval { 0 } else { step.estimate.unwrap_or(UNIT).as_secs() };
-            let t = self.add(format!("{prefix}:{}", step.name), kind, None, Some(s), role.map(|r| r.0), deps, duration);
+            let duration = if kind == TaskKind::Approval {
+                0
+            } else {
+                step.estimate.unwrap_or(UNIT).as_secs()
+            };
+            let t = self.add(
+                format!("{prefix}:{}", step.name),
+                kind,
+                None,
+                Some(s),
+                role.map(|r| r.0),
+                deps,
+                duration,
+            );
             deps = vec![t];
         }
         deps
@@ -374,9 +483,16 @@ impl Builder {
 }
 
 fn build_tasks(rb: &Runbook, hosts: &[PlanHost], roles: &[Role]) -> (Vec<Task>, Vec<Vec<usize>>) {
-    let mut b = Builder { tasks: Vec::with_capacity(hosts.len() * rb.steps.len() + 4 * roles.len() + 8) };
+    let mut b = Builder {
+        tasks: Vec::with_capacity(hosts.len() * rb.steps.len() + 4 * roles.len() + 8),
+    };
     let steps_of = |pred: &dyn Fn(&Scope) -> bool| -> Vec<usize> {
-        rb.steps.iter().enumerate().filter(|(_, s)| pred(&s.scope)).map(|(i, _)| i).collect()
+        rb.steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| pred(&s.scope))
+            .map(|(i, _)| i)
+            .collect()
     };
     let onces = steps_of(&|s| *s == Scope::Once);
     let after_onces = b.chain(rb, &onces, TaskKind::Once, None, Vec::new());
@@ -395,12 +511,32 @@ fn build_tasks(rb: &Runbook, hosts: &[PlanHost], roles: &[Role]) -> (Vec<Task>, 
     for (ri, role) in roles.iter().enumerate() {
         let before = steps_of(&|s| *s == Scope::BeforeRole(role.name.clone()));
         let first_idx = b.tasks.len();
-        let entry = b.chain(rb, &before, TaskKind::BeforeRole, Some((ri, &role.name)), Vec::new());
+        let entry = b.chain(
+            rb,
+            &before,
+            TaskKind::BeforeRole,
+            Some((ri, &role.name)),
+            Vec::new(),
+        );
         let entry_first = (!before.is_empty()).then_some(first_idx);
         let (canary_done, release) = if role.canary.is_some() {
-            let done = b.add(format!("canary:{}", role.name), TaskKind::CanaryDone, None, None, Some(ri), entry.clone(), 0);
+            let done = b.add(
+                format!("canary:{}", role.name),
+                TaskKind::CanaryDone,
+                None,
+                None,
+                Some(ri),
+                entry.clone(),
+                0,
+            );
             let gates = steps_of(&|s| *s == Scope::Gate(role.name.clone()));
-            let last = b.chain(rb, &gates, TaskKind::CanaryGate, Some((ri, &role.name)), vec![done]);
+            let last = b.chain(
+                rb,
+                &gates,
+                TaskKind::CanaryGate,
+                Some((ri, &role.name)),
+                vec![done],
+            );
             (Some(done), last.first().copied())
         } else {
             (None, None)
@@ -409,7 +545,10 @@ fn build_tasks(rb: &Runbook, hosts: &[PlanHost], roles: &[Role]) -> (Vec<Task>, 
             .steps
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.scope.role() == Some(role.name.as_str()) && !matches!(s.scope, Scope::BeforeRole(_)))
+            .filter(|(_, s)| {
+                s.scope.role() == Some(role.name.as_str())
+                    && !matches!(s.scope, Scope::BeforeRole(_))
+            })
             .map(|(i, _)| i)
             .collect();
         let exit_first = b.tasks.len();
@@ -422,8 +561,23 @@ fn build_tasks(rb: &Runbook, hosts: &[PlanHost], roles: &[Role]) -> (Vec<Task>, 
             };
             deps = b.chain(rb, &[s], kind, Some((ri, &role.name)), deps);
         }
-        let done = b.add(format!("done:{}", role.name), TaskKind::RoleDone, None, None, Some(ri), deps, 0);
-        nodes.push(RoleNodes { entry_first, entry, canary_done, release, exit_first, done });
+        let done = b.add(
+            format!("done:{}", role.name),
+            TaskKind::RoleDone,
+            None,
+            None,
+            Some(ri),
+            deps,
+            0,
+        );
+        nodes.push(RoleNodes {
+            entry_first,
+            entry,
+            canary_done,
+            release,
+            exit_first,
+            done,
+        });
     }
     for (ri, role) in roles.iter().enumerate() {
         let mut deps = after_onces.clone();
@@ -453,7 +607,11 @@ fn build_tasks(rb: &Runbook, hosts: &[PlanHost], roles: &[Role]) -> (Vec<Task>, 
     let mut host_tasks: Vec<Vec<usize>> = vec![Vec::new(); hosts.len()];
     let canary_hosts: Vec<Vec<usize>> = roles
         .iter()
-        .map(|r| r.canary.map(|n| r.hosts.iter().copied().take(n).collect()).unwrap_or_default())
+        .map(|r| {
+            r.canary
+                .map(|n| r.hosts.iter().copied().take(n).collect())
+                .unwrap_or_default()
+        })
         .collect();
     for (h, host) in hosts.iter().enumerate() {
         let mut deps: Vec<usize> = after_onces.clone();
@@ -466,13 +624,18 @@ fn build_tasks(rb: &Runbook, hosts: &[PlanHost], roles: &[Role]) -> (Vec<Task>, 
             }
         }
         // A host waits for the union of its roles' prerequisites, minus roles it is in.
-        deps.retain(|&d| !(b.tasks[d].kind == TaskKind::RoleDone && b.tasks[d].role.is_some_and(|r| host.roles.contains(&r))));
+        deps.retain(|&d| {
+            !(b.tasks[d].kind == TaskKind::RoleDone
+                && b.tasks[d].role.is_some_and(|r| host.roles.contains(&r)))
+        });
         deps.sort_unstable();
         deps.dedup();
         for &(si, step) in &host_steps {
             let applies = match &step.scope {
                 Scope::Host { roles: None } => true,
-                Scope::Host { roles: Some(rs) } => host.roles.iter().any(|&r| rs.contains(&roles[r].name)),
+                Scope::Host { roles: Some(rs) } => {
+                    host.roles.iter().any(|&r| rs.contains(&roles[r].name))
+                }
                 _ => false,
             };
             if !applies {
@@ -525,7 +688,11 @@ mod tests {
     fn cycles_name_the_whole_cycle_and_each_edge() {
         let rb = "let rb = runbook(\"x\");\nrb.order([\"a\", \"b\"]);\nrb.after(\"c\", [\"b\"]);\nrb.after(\"a\", [\"c\"]);\nrb";
         let e = plan_err(rb, "[a]\n1\n[b]\n2\n[c]\n3\n");
-        assert!(e.to_string().contains("role order has a cycle: a -> b -> c -> a"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("role order has a cycle: a -> b -> c -> a"),
+            "{e}"
+        );
         let crate::Error::Source(d) = e else { panic!() };
         let lines: Vec<usize> = d
             .labels
@@ -537,10 +704,16 @@ mod tests {
 
     #[test]
     fn unknown_roles_list_the_known_ones() {
-        let e = plan_err("let rb = runbook(\"x\");\nrb.limit(\"cmopute\", 1);\nrb", "[compute]\nc1\n[controller]\nk1\n");
+        let e = plan_err(
+            "let rb = runbook(\"x\");\nrb.limit(\"cmopute\", 1);\nrb",
+            "[compute]\nc1\n[controller]\nk1\n",
+        );
         assert!(e.to_string().contains("unknown role \"cmopute\""), "{e}");
         let crate::Error::Source(d) = e else { panic!() };
-        assert!(d.help.unwrap_or_default().contains("all, compute, controller"));
+        assert!(d
+            .help
+            .unwrap_or_default()
+            .contains("all, compute, controller"));
     }
 
     #[test]
@@ -553,7 +726,15 @@ mod tests {
     #[test]
     fn a_host_in_two_ordered_roles_runs_with_the_first() {
         let rb = "let rb = runbook(\"x\");\nrb.order([\"a\", \"b\"]);\nrb.step(\"s\", |h| h.run(\"x\"));\nrb";
-        let p = plan_text(rb, "[a]\nboth\na1\n[b]\nboth\nb1\n", Format::Ini, &BTreeMap::new(), None).unwrap().plan;
+        let p = plan_text(
+            rb,
+            "[a]\nboth\na1\n[b]\nboth\nb1\n",
+            Format::Ini,
+            &BTreeMap::new(),
+            None,
+        )
+        .unwrap()
+        .plan;
         let start = |n: &str| p.hosts.iter().find(|h| h.name == n).unwrap().start;
         assert_eq!(start("both"), 0);
         assert!(start("b1") >= 60);

@@ -21,8 +21,16 @@ thread_local! {
 pub struct Recorder;
 
 impl Transport for Recorder {
-    fn exec(&self, host: &HostInfo, command: &str, _timeout: Option<Duration>) -> Result<Output, TransportError> {
-        RECORD.with(|r| r.borrow_mut().push((host.name.clone(), command.to_string())));
+    fn exec(
+        &self,
+        host: &HostInfo,
+        command: &str,
+        _timeout: Option<Duration>,
+    ) -> Result<Output, TransportError> {
+        RECORD.with(|r| {
+            r.borrow_mut()
+                .push((host.name.clone(), command.to_string()))
+        });
         Ok(Output::default())
     }
 
@@ -77,7 +85,11 @@ pub fn hosts(graph: &Graph, transport: Arc<dyn Transport>) -> IndexMap<String, H
         .map(|h| {
             let info = HostInfo {
                 name: h.name.clone(),
-                roles: h.roles.iter().map(|&r| graph.roles[r].name.clone()).collect(),
+                roles: h
+                    .roles
+                    .iter()
+                    .map(|&r| graph.roles[r].name.clone())
+                    .collect(),
                 vars: h.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             };
             (h.name.clone(), Host::new(Arc::new(info), transport.clone()))
@@ -106,12 +118,17 @@ pub fn record(script: &Script, graph: &Graph) -> Result<Vec<TaskRecord>> {
         if task.kind == TaskKind::Host {
             continue;
         }
-        let Some(step) = task.step.map(|s| &rb.steps[s]) else { continue };
+        let Some(step) = task.step.map(|s| &rb.steps[s]) else {
+            continue;
+        };
         let Some(action) = &step.action else { continue };
         take_record(None, &secrets);
-        let _ = script
-            .call(action)
-            .map_err(|e| script.error(&e, &format!("{} {:?} (dry-run)", step.scope.kind(), step.name)))?;
+        let _ = script.call(action).map_err(|e| {
+            script.error(
+                &e,
+                &format!("{} {:?} (dry-run)", step.scope.kind(), step.name),
+            )
+        })?;
         records[t].commands = take_record(None, &secrets);
     }
 
@@ -127,24 +144,36 @@ pub fn record(script: &Script, graph: &Graph) -> Result<Vec<TaskRecord>> {
             for &t in tasks {
                 let step = &rb.steps[graph.tasks[t].step.unwrap_or(0)];
                 let fail = |e: Box<rhai::EvalAltResult>, what: &str| -> Error {
-                    script.error(&e, &format!("host {}, step {:?}{what} (dry-run)", host.info.name, step.name))
+                    script.error(
+                        &e,
+                        &format!(
+                            "host {}, step {:?}{what} (dry-run)",
+                            host.info.name, step.name
+                        ),
+                    )
                 };
                 let mut rec = TaskRecord::default();
                 let h = host.with_timeout(step.timeout);
                 if let Some(when) = &step.when {
-                    let go = script.call_host(when, h.clone()).map_err(|e| fail(e, ", when"))?;
+                    let go = script
+                        .call_host(when, h.clone())
+                        .map_err(|e| fail(e, ", when"))?;
                     // Probes inside the condition would run for real, so they are shown too.
                     rec.commands.extend(take_record(own, &secrets));
                     rec.skipped = !truthy(&go);
                 }
                 if !rec.skipped {
                     if let Some(action) = &step.action {
-                        let _ = script.call_host(action, h.clone()).map_err(|e| fail(e, ""))?;
+                        let _ = script
+                            .call_host(action, h.clone())
+                            .map_err(|e| fail(e, ""))?;
                         rec.commands.extend(take_record(own, &secrets));
                     }
                 }
                 if let Some(undo) = &step.undo {
-                    let _ = script.call_host(undo, h.clone()).map_err(|e| fail(e, ", undo"))?;
+                    let _ = script
+                        .call_host(undo, h.clone())
+                        .map_err(|e| fail(e, ", undo"))?;
                     rec.undo = take_record(own, &secrets);
                 }
                 out.push((t, rec));

@@ -77,7 +77,8 @@ impl SourceDiag {
         let text = self.src.inner().clone();
         let off = offset_of(&text, line, col);
         let span = SourceSpan::new(off.into(), token_len(&text, off));
-        self.labels.push(LabeledSpan::new_with_span(Some(label.into()), span));
+        self.labels
+            .push(LabeledSpan::new_with_span(Some(label.into()), span));
         self
     }
 
@@ -88,18 +89,16 @@ impl SourceDiag {
 }
 
 /// Every error the engine returns.
-#[derive(Debug, thiserror::Error, Diagnostic)]
+#[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A problem in a runbook or inventory file, shown with its source.
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Source(SourceDiag),
+    #[error("{0}")]
+    Source(Box<SourceDiag>),
 
     /// Bad input that has no source position (a parameter, a pattern, a file that is missing).
     #[error("{message}")]
     Input {
         message: String,
-        #[help]
         help: Option<String>,
     },
 
@@ -108,9 +107,33 @@ pub enum Error {
     Internal(String),
 }
 
+impl Diagnostic for Error {
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        match self {
+            Error::Source(d) => d.source_code(),
+            _ => None,
+        }
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        match self {
+            Error::Source(d) => d.labels(),
+            _ => None,
+        }
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        match self {
+            Error::Source(d) => Diagnostic::help(&**d),
+            Error::Input { help: Some(h), .. } => Some(Box::new(h)),
+            _ => None,
+        }
+    }
+}
+
 impl From<SourceDiag> for Error {
     fn from(d: SourceDiag) -> Self {
-        Error::Source(d)
+        Error::Source(Box::new(d))
     }
 }
 

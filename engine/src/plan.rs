@@ -146,10 +146,20 @@ pub fn digest(bytes: &[u8]) -> String {
 }
 
 /// Compiles a runbook file without an inventory (`fleetbook check`).
-pub fn load_script(path: &Path, params: &BTreeMap<String, String>, lib_dirs: &[PathBuf]) -> Result<(Script, String)> {
+pub fn load_script(
+    path: &Path,
+    params: &BTreeMap<String, String>,
+    lib_dirs: &[PathBuf],
+) -> Result<(Script, String)> {
     let text = read_file(path)?;
     let name = path.display().to_string();
-    let dir = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
+    let dir = path.parent().map(|p| {
+        if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        }
+    });
     let script = script::compile(ScriptInput {
         name: &name,
         text: &text,
@@ -170,23 +180,55 @@ pub fn plan(req: &PlanRequest) -> Result<Planned> {
         &inv_text,
         crate::inventory::Format::of(req.inventory),
     )?;
-    plan_loaded(script, runbook_digest, &inventory, digest(inv_text.as_bytes()), req.limit)
+    plan_loaded(
+        script,
+        runbook_digest,
+        &inventory,
+        digest(inv_text.as_bytes()),
+        req.limit,
+    )
 }
 
 /// Plans an already compiled script against an already parsed inventory.
-pub fn plan_loaded(script: Script, runbook_digest: String, inventory: &Inventory, inventory_digest: String, limit: Option<&str>) -> Result<Planned> {
+pub fn plan_loaded(
+    script: Script,
+    runbook_digest: String,
+    inventory: &Inventory,
+    inventory_digest: String,
+    limit: Option<&str>,
+) -> Result<Planned> {
     let mut warnings = compile::validate(&script)?;
     let graph = compile::compile(&script, inventory, limit)?;
     warnings.extend(graph.warnings.iter().cloned());
     let records = dry_run::record(&script, &graph)?;
     let skipped: Vec<bool> = records.iter().map(|r| r.skipped).collect();
     let sched = schedule::simulate(&graph, &skipped)?;
-    let plan = assemble(&script, &graph, records, &sched, &inventory.source, limit, runbook_digest, inventory_digest, warnings);
-    Ok(Planned { script, graph, plan })
+    let plan = assemble(
+        &script,
+        &graph,
+        records,
+        &sched,
+        &inventory.source,
+        limit,
+        runbook_digest,
+        inventory_digest,
+        warnings,
+    );
+    Ok(Planned {
+        script,
+        graph,
+        plan,
+    })
 }
 
 /// Plans a runbook and an inventory given as text (tests, benchmarks, embedding).
-pub fn plan_text(runbook: &str, inventory: &str, format: crate::inventory::Format, params: &BTreeMap<String, String>, limit: Option<&str>) -> Result<Planned> {
+pub fn plan_text(
+    runbook: &str,
+    inventory: &str,
+    format: crate::inventory::Format,
+    params: &BTreeMap<String, String>,
+    limit: Option<&str>,
+) -> Result<Planned> {
     let script = script::compile(ScriptInput {
         name: "runbook.rhai",
         text: runbook,
@@ -196,7 +238,13 @@ pub fn plan_text(runbook: &str, inventory: &str, format: crate::inventory::Forma
         limits: Limits::default(),
     })?;
     let inv = Inventory::parse("inventory", inventory, format)?;
-    plan_loaded(script, digest(runbook.as_bytes()), &inv, digest(inventory.as_bytes()), limit)
+    plan_loaded(
+        script,
+        digest(runbook.as_bytes()),
+        &inv,
+        digest(inventory.as_bytes()),
+        limit,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -239,7 +287,11 @@ fn assemble(
             line: s.pos.line,
         })
         .collect();
-    let role_names = |rs: &[usize]| rs.iter().map(|&r| graph.roles[r].name.clone()).collect::<Vec<_>>();
+    let role_names = |rs: &[usize]| {
+        rs.iter()
+            .map(|&r| graph.roles[r].name.clone())
+            .collect::<Vec<_>>()
+    };
     let hosts = graph
         .hosts
         .iter()
@@ -253,7 +305,11 @@ fn assemble(
                     .vars
                     .iter()
                     .map(|(k, v)| {
-                        let v = if is_secret_var(k) { "<secret>".to_string() } else { redact(v, &secrets) };
+                        let v = if is_secret_var(k) {
+                            "<secret>".to_string()
+                        } else {
+                            redact(v, &secrets)
+                        };
                         (k.clone(), v)
                     })
                     .collect(),
@@ -275,7 +331,11 @@ fn assemble(
             role: task.role.map(|r| graph.roles[r].name.clone()),
             start: sched.tasks[t].start,
             end: sched.tasks[t].end,
-            depends_on: task.deps.iter().map(|&d| graph.tasks[d].id.clone()).collect(),
+            depends_on: task
+                .deps
+                .iter()
+                .map(|&d| graph.tasks[d].id.clone())
+                .collect(),
             commands: rec.commands,
             undo_commands: rec.undo,
             skipped: rec.skipped,
@@ -300,14 +360,30 @@ fn assemble(
             .iter()
             .map(|p| ParamInfo {
                 name: p.name.clone(),
-                value: if p.secret { "<secret>".into() } else { p.value.clone() },
-                default: if p.secret { "<secret>".into() } else { p.default.clone() },
+                value: if p.secret {
+                    "<secret>".into()
+                } else {
+                    p.value.clone()
+                },
+                default: if p.secret {
+                    "<secret>".into()
+                } else {
+                    p.default.clone()
+                },
                 secret: p.secret,
             })
             .collect(),
         limits: LimitsInfo {
             total: graph.rules.total,
-            limit_by: graph.rules.by.iter().map(|(v, m)| LimitByInfo { var: v.clone(), max: *m }).collect(),
+            limit_by: graph
+                .rules
+                .by
+                .iter()
+                .map(|(v, m)| LimitByInfo {
+                    var: v.clone(),
+                    max: *m,
+                })
+                .collect(),
             batches: graph.rules.batches,
         },
         roles: graph

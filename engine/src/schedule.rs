@@ -50,7 +50,9 @@ pub fn simulate(graph: &Graph, skipped: &[bool]) -> Result<Schedule> {
         }
         v
     };
-    let keys: Vec<SlotKey> = (0..graph.hosts.len()).map(|h| Slots::key(graph, h)).collect();
+    let keys: Vec<SlotKey> = (0..graph.hosts.len())
+        .map(|h| Slots::key(graph, h))
+        .collect();
 
     let mut slots = Slots::new(graph);
     let mut out = vec![Slot::default(); n];
@@ -59,11 +61,18 @@ pub fn simulate(graph: &Graph, skipped: &[bool]) -> Result<Schedule> {
     // Hosts waiting for slots, per slot key, by host index.
     let mut host_queues: BTreeMap<SlotKey, BinaryHeap<Reverse<usize>>> = BTreeMap::new();
     // Host tasks waiting for a throttled step, per step.
-    let mut step_queues: Vec<BinaryHeap<Reverse<(usize, usize)>>> = vec![BinaryHeap::new(); graph.rules.throttle.len()];
+    let mut step_queues: Vec<BinaryHeap<Reverse<(usize, usize)>>> =
+        vec![BinaryHeap::new(); graph.rules.throttle.len()];
     let mut ready: Vec<usize> = (0..n).filter(|&t| waiting[t] == 0).collect();
     let mut now = 0u64;
 
-    let duration = |t: usize| if skipped.get(t).copied().unwrap_or(false) { 0 } else { graph.tasks[t].duration };
+    let duration = |t: usize| {
+        if skipped.get(t).copied().unwrap_or(false) {
+            0
+        } else {
+            graph.tasks[t].duration
+        }
+    };
 
     loop {
         // Place newly ready tasks: a host's first task needs slots; a throttled step needs
@@ -73,8 +82,13 @@ pub fn simulate(graph: &Graph, skipped: &[bool]) -> Result<Schedule> {
             for t in pass_ready.drain(..) {
                 let task = &graph.tasks[t];
                 if let Some(h) = first_of_host[t] {
-                    host_queues.entry(keys[h].clone()).or_default().push(Reverse(h));
-                } else if task.kind == TaskKind::Host && graph.rules.throttle[task.step.unwrap_or(0)].is_some() {
+                    host_queues
+                        .entry(keys[h].clone())
+                        .or_default()
+                        .push(Reverse(h));
+                } else if task.kind == TaskKind::Host
+                    && graph.rules.throttle[task.step.unwrap_or(0)].is_some()
+                {
                     step_queues[task.step.unwrap_or(0)].push(Reverse((task.host.unwrap_or(0), t)));
                 } else {
                     out[t].start = now;
@@ -104,7 +118,9 @@ pub fn simulate(graph: &Graph, skipped: &[bool]) -> Result<Schedule> {
             }
             for (step, q) in step_queues.iter_mut().enumerate() {
                 while !q.is_empty() && slots.can_enter_step(step) {
-                    let Some(Reverse((_, t))) = q.pop() else { break };
+                    let Some(Reverse((_, t))) = q.pop() else {
+                        break;
+                    };
                     slots.enter_step(step);
                     out[t].start = now;
                     events.push(Reverse((now + duration(t), t)));
@@ -117,7 +133,9 @@ pub fn simulate(graph: &Graph, skipped: &[bool]) -> Result<Schedule> {
         slots.end_pass();
 
         // Advance to the next completion time and finish everything that ends then.
-        let Some(&Reverse((t_next, _))) = events.peek() else { break };
+        let Some(&Reverse((t_next, _))) = events.peek() else {
+            break;
+        };
         now = t_next;
         while let Some(&Reverse((t_end, t))) = events.peek() {
             if t_end != now {
@@ -162,5 +180,8 @@ pub fn simulate(graph: &Graph, skipped: &[bool]) -> Result<Schedule> {
         )));
     }
     let duration = out.iter().map(|s| s.end).max().unwrap_or(0);
-    Ok(Schedule { tasks: out, duration })
+    Ok(Schedule {
+        tasks: out,
+        duration,
+    })
 }

@@ -40,12 +40,17 @@ fn host_span(p: &Plan, name: &str) -> (u64, u64) {
 }
 
 fn hosts_of<'a>(p: &'a Plan, role: &str) -> Vec<&'a str> {
-    p.hosts.iter().filter(|h| h.roles.iter().any(|r| r == role)).map(|h| h.name.as_str()).collect()
+    p.hosts
+        .iter()
+        .filter(|h| h.roles.iter().any(|r| r == role))
+        .map(|h| h.name.as_str())
+        .collect()
 }
 
 /// Checks every invariant the scheduler promises; returns the first broken one.
 fn verify(p: &Plan, rb: &Spec) -> Result<(), String> {
-    let ids: HashMap<&str, &crate::plan::TaskInfo> = p.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+    let ids: HashMap<&str, &crate::plan::TaskInfo> =
+        p.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
     if ids.len() != p.tasks.len() {
         return Err("duplicate task ids".into());
     }
@@ -54,53 +59,96 @@ fn verify(p: &Plan, rb: &Spec) -> Result<(), String> {
             return Err(format!("{} ends before it starts", t.id));
         }
         for d in &t.depends_on {
-            let dep = ids.get(d.as_str()).ok_or(format!("{} depends on unknown {d}", t.id))?;
+            let dep = ids
+                .get(d.as_str())
+                .ok_or(format!("{} depends on unknown {d}", t.id))?;
             if t.start < dep.end {
-                return Err(format!("{} starts at {} before its dependency {d} ends at {}", t.id, t.start, dep.end));
+                return Err(format!(
+                    "{} starts at {} before its dependency {d} ends at {}",
+                    t.id, t.start, dep.end
+                ));
             }
         }
     }
     // Every host runs each of its steps exactly once.
     for h in &p.hosts {
-        let n = p.tasks.iter().filter(|t| t.host.as_deref() == Some(&h.name)).count();
+        let n = p
+            .tasks
+            .iter()
+            .filter(|t| t.host.as_deref() == Some(&h.name))
+            .count();
         if n != rb.steps {
-            return Err(format!("host {} has {n} tasks, expected {}", h.name, rb.steps));
+            return Err(format!(
+                "host {} has {n} tasks, expected {}",
+                h.name, rb.steps
+            ));
         }
     }
     for role in &p.roles {
-        let spans: Vec<(u64, u64)> = hosts_of(p, &role.name).iter().map(|h| host_span(p, h)).collect();
+        let spans: Vec<(u64, u64)> = hosts_of(p, &role.name)
+            .iter()
+            .map(|h| host_span(p, h))
+            .collect();
         if let Some(limit) = role.limit {
             let m = max_overlap(&spans);
             if m > limit {
-                return Err(format!("role {} had {m} hosts in flight, limit {limit}", role.name));
+                return Err(format!(
+                    "role {} had {m} hosts in flight, limit {limit}",
+                    role.name
+                ));
             }
             if rb.batches {
                 for a in &spans {
                     for b in &spans {
                         let overlap = a.0 < b.1 && b.0 < a.1;
                         if overlap && a.0 != b.0 {
-                            return Err(format!("role {}: batches overlap: {a:?} {b:?}", role.name));
+                            return Err(format!(
+                                "role {}: batches overlap: {a:?} {b:?}",
+                                role.name
+                            ));
                         }
                     }
                 }
             }
         }
         for before in &role.after {
-            let done = hosts_of(p, before).iter().map(|h| host_span(p, h).1).max().unwrap_or(0);
+            let done = hosts_of(p, before)
+                .iter()
+                .map(|h| host_span(p, h).1)
+                .max()
+                .unwrap_or(0);
             for h in hosts_of(p, &role.name) {
-                let in_before = p.hosts.iter().any(|x| x.name == h && x.roles.contains(before));
+                let in_before = p
+                    .hosts
+                    .iter()
+                    .any(|x| x.name == h && x.roles.contains(before));
                 if !in_before && host_span(p, h).0 < done {
-                    return Err(format!("host {h} of {} started before {before} was done", role.name));
+                    return Err(format!(
+                        "host {h} of {} started before {before} was done",
+                        role.name
+                    ));
                 }
             }
         }
         if let Some(c) = role.canary {
             let hosts = hosts_of(p, &role.name);
-            let canary_end = hosts.iter().take(c).map(|h| host_span(p, h).1).max().unwrap_or(0);
+            let canary_end = hosts
+                .iter()
+                .take(c)
+                .map(|h| host_span(p, h).1)
+                .max()
+                .unwrap_or(0);
             for h in hosts.iter().skip(c) {
-                let first_role = p.hosts.iter().find(|x| x.name == *h).and_then(|x| x.roles.first());
+                let first_role = p
+                    .hosts
+                    .iter()
+                    .find(|x| x.name == *h)
+                    .and_then(|x| x.roles.first());
                 if first_role == Some(&role.name) && host_span(p, h).0 < canary_end {
-                    return Err(format!("host {h} started before the canary of {} finished", role.name));
+                    return Err(format!(
+                        "host {h} started before the canary of {} finished",
+                        role.name
+                    ));
                 }
             }
         }
@@ -108,7 +156,10 @@ fn verify(p: &Plan, rb: &Spec) -> Result<(), String> {
     if let Some(total) = p.limits.total {
         let spans: Vec<(u64, u64)> = p.hosts.iter().map(|h| (h.start, h.end)).collect();
         if max_overlap(&spans) > total {
-            return Err(format!("{} hosts in flight, limit_total {total}", max_overlap(&spans)));
+            return Err(format!(
+                "{} hosts in flight, limit_total {total}",
+                max_overlap(&spans)
+            ));
         }
     }
     for by in &p.limits.limit_by {
@@ -120,7 +171,12 @@ fn verify(p: &Plan, rb: &Spec) -> Result<(), String> {
         }
         for (v, spans) in groups {
             if max_overlap(&spans) > by.max {
-                return Err(format!("{}={v} had {} in flight, limit {}", by.var, max_overlap(&spans), by.max));
+                return Err(format!(
+                    "{}={v} had {} in flight, limit {}",
+                    by.var,
+                    max_overlap(&spans),
+                    by.max
+                ));
             }
         }
     }
@@ -132,7 +188,10 @@ fn verify(p: &Plan, rb: &Spec) -> Result<(), String> {
             .map(|t| (t.start, t.end))
             .collect();
         if max_overlap(&spans) > *n {
-            return Err(format!("step {step} had {} hosts at once, throttle {n}", max_overlap(&spans)));
+            return Err(format!(
+                "step {step} had {} hosts at once, throttle {n}",
+                max_overlap(&spans)
+            ));
         }
     }
     Ok(())
@@ -178,7 +237,10 @@ impl Spec {
             s += &format!("rb.canary(\"r{r}\", {n});\n");
         }
         for i in 0..self.steps {
-            s += &format!("rb.step(\"s{i}\", |h| h.run(\"true\")).estimate(\"{}m\")", self.estimates[i]);
+            s += &format!(
+                "rb.step(\"s{i}\", |h| h.run(\"true\")).estimate(\"{}m\")",
+                self.estimates[i]
+            );
             if let Some((_, n)) = self.throttles.iter().find(|(n, _)| *n == format!("s{i}")) {
                 s += &format!(".throttle({n})");
             }
@@ -206,7 +268,8 @@ fn spec() -> impl Strategy<Value = Spec> {
         (
             Just(roles),
             proptest::collection::vec(
-                proptest::collection::btree_set(0..roles, 1..=roles.min(2)).prop_map(|s| s.into_iter().collect::<Vec<_>>()),
+                proptest::collection::btree_set(0..roles, 1..=roles.min(2))
+                    .prop_map(|s| s.into_iter().collect::<Vec<_>>()),
                 hosts,
             ),
             proptest::collection::vec(0u8..3, hosts),
@@ -220,20 +283,61 @@ fn spec() -> impl Strategy<Value = Spec> {
             proptest::collection::vec(1u32..4, 4),
             proptest::option::of(1usize..3),
         )
-            .prop_map(|(roles, membership, rack, edges, limits, total, limit_by, batches, canary, steps, estimates, throttle)| {
-                // Edges only from lower to higher role: acyclic by construction.
-                let edges: Vec<(usize, usize)> = edges.into_iter().filter(|(a, b)| a < b).collect();
-                // A host in two ordered roles can be impossible; keep hosts to unordered pairs.
-                let related = |a: usize, b: usize| edges.iter().any(|&(x, y)| (x == a && y == b) || (x == b && y == a));
-                // A canary host in a later-ordered second role can deadlock against the canary
-                // barrier (reported as an error); keep hosts to one role when there is a canary.
-                let membership = membership
-                    .into_iter()
-                    .map(|rs| if rs.len() == 2 && (related(rs[0], rs[1]) || canary.is_some()) { vec![rs[0]] } else { rs })
-                    .collect();
-                let throttles = throttle.map(|n| vec![(format!("s{}", steps - 1), n)]).unwrap_or_default();
-                Spec { roles, membership, rack, edges, limits, total, limit_by, batches, canary, steps, estimates, throttles }
-            })
+            .prop_map(
+                |(
+                    roles,
+                    membership,
+                    rack,
+                    edges,
+                    limits,
+                    total,
+                    limit_by,
+                    batches,
+                    canary,
+                    steps,
+                    estimates,
+                    throttle,
+                )| {
+                    // Edges only from lower to higher role: acyclic by construction.
+                    let edges: Vec<(usize, usize)> =
+                        edges.into_iter().filter(|(a, b)| a < b).collect();
+                    // A host in two ordered roles can be impossible; keep hosts to unordered pairs.
+                    let related = |a: usize, b: usize| {
+                        edges
+                            .iter()
+                            .any(|&(x, y)| (x == a && y == b) || (x == b && y == a))
+                    };
+                    // A canary host in a later-ordered second role can deadlock against the canary
+                    // barrier (reported as an error); keep hosts to one role when there is a canary.
+                    let membership = membership
+                        .into_iter()
+                        .map(|rs| {
+                            if rs.len() == 2 && (related(rs[0], rs[1]) || canary.is_some()) {
+                                vec![rs[0]]
+                            } else {
+                                rs
+                            }
+                        })
+                        .collect();
+                    let throttles = throttle
+                        .map(|n| vec![(format!("s{}", steps - 1), n)])
+                        .unwrap_or_default();
+                    Spec {
+                        roles,
+                        membership,
+                        rack,
+                        edges,
+                        limits,
+                        total,
+                        limit_by,
+                        batches,
+                        canary,
+                        steps,
+                        estimates,
+                        throttles,
+                    }
+                },
+            )
     })
 }
 
@@ -251,7 +355,10 @@ proptest! {
 const FLEET: &str = "[controller]\nctl[1:3]\n[compute]\ncmp[1:9] rack=a\n[storage]\nst[1:4]\n";
 
 fn spans_by_start(p: &Plan, role: &str) -> Vec<u64> {
-    let mut v: Vec<u64> = hosts_of(p, role).iter().map(|h| host_span(p, h).0).collect();
+    let mut v: Vec<u64> = hosts_of(p, role)
+        .iter()
+        .map(|h| host_span(p, h).0)
+        .collect();
     v.sort();
     v
 }
@@ -262,9 +369,15 @@ fn rolling_window_reaches_the_limit() {
         "let rb = runbook(\"t\"); rb.order([\"controller\", \"compute\"]); rb.limit(\"*\", 1); rb.limit(\"compute\", 3); rb.step(\"a\", |h| h.run(\"x\")); rb",
         FLEET,
     );
-    let spans: Vec<(u64, u64)> = hosts_of(&p, "compute").iter().map(|h| host_span(&p, h)).collect();
+    let spans: Vec<(u64, u64)> = hosts_of(&p, "compute")
+        .iter()
+        .map(|h| host_span(&p, h))
+        .collect();
     assert_eq!(max_overlap(&spans), 3, "the compute limit is reached");
-    let spans: Vec<(u64, u64)> = hosts_of(&p, "controller").iter().map(|h| host_span(&p, h)).collect();
+    let spans: Vec<(u64, u64)> = hosts_of(&p, "controller")
+        .iter()
+        .map(|h| host_span(&p, h))
+        .collect();
     assert_eq!(max_overlap(&spans), 1);
     // Controllers serial (3 units), then computes 3 at a time (3 units); storage unordered.
     assert_eq!(p.duration, 6 * 60);
@@ -298,13 +411,19 @@ fn batches_start_in_lock_step() {
         FLEET,
     );
     // cmp1 finishes early (its second step is skipped), but the next batch still waits.
-    assert_eq!(spans_by_start(&p, "compute"), [0, 0, 0, 0, 120, 120, 120, 120, 240]);
+    assert_eq!(
+        spans_by_start(&p, "compute"),
+        [0, 0, 0, 0, 120, 120, 120, 120, 240]
+    );
 }
 
 #[test]
 fn limit_by_spreads_over_values() {
     let inv = "[storage]\nst1 rg=0\nst2 rg=0\nst3 rg=1\nst4 rg=1\n";
-    let p = plan("let rb = runbook(\"t\"); rb.limit_by(\"rg\", 1); rb.step(\"a\", |h| h.run(\"x\")); rb", inv);
+    let p = plan(
+        "let rb = runbook(\"t\"); rb.limit_by(\"rg\", 1); rb.step(\"a\", |h| h.run(\"x\")); rb",
+        inv,
+    );
     assert_eq!(host_span(&p, "st1").0, 0);
     assert_eq!(host_span(&p, "st3").0, 0);
     assert_eq!(host_span(&p, "st2").0, 60);
@@ -317,18 +436,33 @@ fn throttle_limits_one_step_not_the_host() {
         "let rb = runbook(\"t\"); rb.step(\"a\", |h| h.run(\"x\")); rb.step(\"b\", |h| h.run(\"y\")).throttle(1); rb",
         "[web]\nw[1:3]\n",
     );
-    let b: Vec<u64> = p.tasks.iter().filter(|t| t.step.as_deref() == Some("b")).map(|t| t.start).collect();
+    let b: Vec<u64> = p
+        .tasks
+        .iter()
+        .filter(|t| t.step.as_deref() == Some("b"))
+        .map(|t| t.start)
+        .collect();
     assert_eq!(b, [60, 120, 180]);
-    assert!(p.tasks.iter().filter(|t| t.step.as_deref() == Some("a")).all(|t| t.start == 0));
+    assert!(p
+        .tasks
+        .iter()
+        .filter(|t| t.step.as_deref() == Some("a"))
+        .all(|t| t.start == 0));
 }
 
 #[test]
 fn multi_role_host_counts_against_each_role() {
     let inv = "[a]\nx1\nboth\n[b]\nboth\ny1\n";
-    let p = plan("let rb = runbook(\"t\"); rb.limit(\"*\", 1); rb.step(\"s\", |h| h.run(\"x\")); rb", inv);
+    let p = plan(
+        "let rb = runbook(\"t\"); rb.limit(\"*\", 1); rb.step(\"s\", |h| h.run(\"x\")); rb",
+        inv,
+    );
     let both = host_span(&p, "both");
     for other in ["x1", "y1"] {
         let o = host_span(&p, other);
-        assert!(o.1 <= both.0 || both.1 <= o.0, "{other} overlaps the shared host");
+        assert!(
+            o.1 <= both.0 || both.1 <= o.0,
+            "{other} overlaps the shared host"
+        );
     }
 }

@@ -71,8 +71,12 @@ pub struct Script {
 struct ConfinedResolver {
     roots: Vec<PathBuf>,
     sources: Sources,
-    cache: Mutex<HashMap<String, Shared<Module>>>,
+    cache: ModuleCache,
 }
+
+/// Modules loaded by `import`, by path, shared with [`compile`] so that closures called after
+/// the script's evaluation still see them.
+type ModuleCache = Arc<Mutex<HashMap<String, Shared<Module>>>>;
 
 fn module_error(path: &str, pos: Position, msg: String) -> Box<EvalAltResult> {
     Box::new(EvalAltResult::ErrorInModule(
@@ -83,14 +87,24 @@ fn module_error(path: &str, pos: Position, msg: String) -> Box<EvalAltResult> {
 }
 
 impl ConfinedResolver {
-    fn load(&self, engine: &Engine, name: &str, text: Arc<str>, pos: Position) -> Result<Shared<Module>, Box<EvalAltResult>> {
+    fn load(
+        &self,
+        engine: &Engine,
+        name: &str,
+        text: Arc<str>,
+        pos: Position,
+    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
         self.sources
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_string(), text.clone());
-        let mut ast = engine
-            .compile(&*text)
-            .map_err(|e| Box::new(EvalAltResult::ErrorInModule(name.into(), Box::new(e.into()), pos)))?;
+        let mut ast = engine.compile(&*text).map_err(|e| {
+            Box::new(EvalAltResult::ErrorInModule(
+                name.into(),
+                Box::new(e.into()),
+                pos,
+            ))
+        })?;
         ast.set_source(name);
         let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
             .map_err(|e| Box::new(EvalAltResult::ErrorInModule(name.into(), e, pos)))?;
@@ -99,44 +113,76 @@ impl ConfinedResolver {
 }
 
 impl ModuleResolver for ConfinedResolver {
-    fn resolve(&self, engine: &Engine, _source: Option<&str>, path: &str, pos: Position) -> Result<Shared<Module>, Box<EvalAltResult>> {
-        if let Some(m) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        _source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
+        if let Some(m) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+        {
             return Ok(m.clone());
         }
         let p = Path::new(path);
-        if p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+        if p.is_absolute()
+            || p.components()
+                .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        {
             return Err(module_error(
                 path,
                 pos,
                 format!("import {path:?} is not allowed: imports are relative paths inside the runbook's directory or the library path (no '..', no absolute paths)"),
             ));
         }
-        let file = if p.extension().is_some() { p.to_path_buf() } else { p.with_extension("rhai") };
+        let file = if p.extension().is_some() {
+            p.to_path_buf()
+        } else {
+            p.with_extension("rhai")
+        };
         for root in &self.roots {
             let candidate = root.join(&file);
             if !candidate.is_file() {
                 continue;
             }
-            let real = candidate
-                .canonicalize()
-                .map_err(|e| module_error(path, pos, format!("cannot open {}: {e}", candidate.display())))?;
+            let real = candidate.canonicalize().map_err(|e| {
+                module_error(
+                    path,
+                    pos,
+                    format!("cannot open {}: {e}", candidate.display()),
+                )
+            })?;
             if !real.starts_with(root) {
                 return Err(module_error(
                     path,
                     pos,
-                    format!("import {path:?} leads outside {} (through a symlink)", root.display()),
+                    format!(
+                        "import {path:?} leads outside {} (through a symlink)",
+                        root.display()
+                    ),
                 ));
             }
-            let text = std::fs::read_to_string(&real)
-                .map_err(|e| module_error(path, pos, format!("cannot read {}: {e}", real.display())))?;
+            let text = std::fs::read_to_string(&real).map_err(|e| {
+                module_error(path, pos, format!("cannot read {}: {e}", real.display()))
+            })?;
             let module = self.load(engine, &file.display().to_string(), text.into(), pos)?;
-            self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_string(), module.clone());
+            self.cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(path.to_string(), module.clone());
             return Ok(module);
         }
         let stem = path.strip_suffix(".rhai").unwrap_or(path);
         if let Some((name, text)) = LIBRARIES.iter().find(|(n, _)| *n == stem) {
             let module = self.load(engine, &format!("<lib>/{name}.rhai"), Arc::from(*text), pos)?;
-            self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_string(), module.clone());
+            self.cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(path.to_string(), module.clone());
             return Ok(module);
         }
         let builtin: Vec<&str> = LIBRARIES.iter().map(|(n, _)| *n).collect();
@@ -151,7 +197,12 @@ impl ModuleResolver for ConfinedResolver {
     }
 }
 
-fn build_engine(input: &ScriptInput, state: &ApiState, sources: &Sources) -> Engine {
+fn build_engine(
+    input: &ScriptInput,
+    state: &ApiState,
+    sources: &Sources,
+    cache: &ModuleCache,
+) -> Engine {
     let mut engine = Engine::new();
     let l = &input.limits;
     engine
@@ -178,11 +229,14 @@ fn build_engine(input: &ScriptInput, state: &ApiState, sources: &Sources) -> Eng
         roots.push(dir.to_path_buf());
     }
     roots.extend(input.lib_dirs.iter().cloned());
-    let roots = roots.into_iter().filter_map(|r| r.canonicalize().ok()).collect();
+    let roots = roots
+        .into_iter()
+        .filter_map(|r| r.canonicalize().ok())
+        .collect();
     engine.set_module_resolver(ConfinedResolver {
         roots,
         sources: sources.clone(),
-        cache: Mutex::default(),
+        cache: cache.clone(),
     });
     fleetbook_stdlib::register(&mut engine);
     api::register(&mut engine, state);
@@ -206,14 +260,31 @@ pub fn compile(input: ScriptInput) -> Result<Script> {
         runbooks: Arc::default(),
         fleet: Arc::default(),
     };
-    let engine = build_engine(&input, &state, &sources);
-    let diag = |e: &EvalAltResult| script_error(e, input.name, &sources, input.limits.max_operations);
+    let cache: ModuleCache = Arc::default();
+    let mut engine = build_engine(&input, &state, &sources, &cache);
+    let diag =
+        |e: &EvalAltResult| script_error(e, input.name, &sources, input.limits.max_operations);
 
     let mut ast = engine.compile(input.text).map_err(|e| diag(&e.into()))?;
     ast.set_source(input.name);
     let result: Dynamic = engine
         .eval_ast_with_scope(&mut Scope::new(), &ast)
         .map_err(|e| diag(&e))?;
+
+    // Imports live in the evaluation's state, which is gone when closures are called later;
+    // register each top-level `import "path" as alias` as a static module instead.
+    for stmt in ast.statements() {
+        if let rhai::Stmt::Import(x, _) = stmt {
+            let (expr, alias) = &**x;
+            let path = expr
+                .get_literal_value(None)
+                .and_then(|v| v.into_string().ok());
+            let module = path.and_then(|p| cache.lock().ok()?.get(&p).cloned());
+            if let (Some(m), false) = (module, alias.name.is_empty()) {
+                engine.register_static_module(alias.name.as_str(), m);
+            }
+        }
+    }
 
     let handle = if let Some(rb) = result.clone().try_cast::<RunbookHandle>() {
         rb
@@ -227,22 +298,43 @@ pub fn compile(input: ScriptInput) -> Result<Script> {
         } else {
             "create one with `let rb = runbook(\"name\");` and end the script with `rb`"
         };
-        return Err(SourceDiag::new(input.name, text, format!("the script must return a runbook, but it returned {}", result.type_name()))
-            .label_at(last, 1, "the last expression is the script's value")
-            .help(help)
-            .into());
+        return Err(SourceDiag::new(
+            input.name,
+            text,
+            format!(
+                "the script must return a runbook, but it returned {}",
+                result.type_name()
+            ),
+        )
+        .label_at(last, 1, "the last expression is the script's value")
+        .help(help)
+        .into());
     };
     let runbook = handle.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
 
-    let params = std::mem::take(&mut state.params.lock().unwrap_or_else(|e| e.into_inner()).declared);
-    let unknown: Vec<&String> = input.params.keys().filter(|k| !params.iter().any(|p| &p.name == *k)).collect();
+    let params = std::mem::take(
+        &mut state
+            .params
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .declared,
+    );
+    let unknown: Vec<&String> = input
+        .params
+        .keys()
+        .filter(|k| !params.iter().any(|p| &p.name == *k))
+        .collect();
     if !unknown.is_empty() {
         let declared: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
         return Err(Error::input_with_help(
             format!(
                 "unknown parameter{} {} for runbook {}",
                 if unknown.len() > 1 { "s" } else { "" },
-                unknown.iter().map(|u| format!("--param {u}")).collect::<Vec<_>>().join(", "),
+                unknown
+                    .iter()
+                    .map(|u| format!("--param {u}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 input.name
             ),
             if declared.is_empty() {
@@ -334,7 +426,12 @@ pub fn error_message(e: &EvalAltResult, max_operations: u64) -> String {
 
 /// Turns a Rhai error into a diagnostic that points at the innermost position, in the source
 /// (runbook or module) where it happened.
-pub fn script_error(e: &EvalAltResult, main: &str, sources: &Sources, max_operations: u64) -> Error {
+pub fn script_error(
+    e: &EvalAltResult,
+    main: &str,
+    sources: &Sources,
+    max_operations: u64,
+) -> Error {
     let mut source = main.to_string();
     let mut cur = e;
     let mut trail = Vec::new();
@@ -342,7 +439,10 @@ pub fn script_error(e: &EvalAltResult, main: &str, sources: &Sources, max_operat
         match cur {
             EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) => {
                 if !pos.is_none() && !name.starts_with("anon$") {
-                    trail.push(format!("in call to {name} at {source}:{}", pos.line().unwrap_or(0)));
+                    trail.push(format!(
+                        "in call to {name} at {source}:{}",
+                        pos.line().unwrap_or(0)
+                    ));
                 }
                 if !src.is_empty() {
                     source = src.clone();
@@ -351,10 +451,19 @@ pub fn script_error(e: &EvalAltResult, main: &str, sources: &Sources, max_operat
             }
             EvalAltResult::ErrorInModule(name, inner, _) => {
                 trail.push(format!("in module {name}"));
-                let known = sources.lock().map(|s| s.contains_key(name)).unwrap_or(false);
+                let known = sources
+                    .lock()
+                    .map(|s| s.contains_key(name))
+                    .unwrap_or(false);
                 if known {
                     source = name.clone();
-                } else if let Some(k) = sources.lock().ok().and_then(|s| s.keys().find(|k| k.ends_with(&format!("{name}.rhai")) || k.ends_with(name.as_str())).cloned()) {
+                } else if let Some(k) = sources.lock().ok().and_then(|s| {
+                    s.keys()
+                        .find(|k| {
+                            k.ends_with(&format!("{name}.rhai")) || k.ends_with(name.as_str())
+                        })
+                        .cloned()
+                }) {
                     source = k;
                 }
                 cur = inner;
@@ -367,7 +476,11 @@ pub fn script_error(e: &EvalAltResult, main: &str, sources: &Sources, max_operat
     let text = sources.lock().ok().and_then(|s| s.get(&source).cloned());
     match (text, pos.line()) {
         (Some(text), Some(line)) => {
-            let mut d = SourceDiag::new(&source, text, message).label_at(line, pos.position().unwrap_or(1), "here");
+            let mut d = SourceDiag::new(&source, text, message).label_at(
+                line,
+                pos.position().unwrap_or(1),
+                "here",
+            );
             if !trail.is_empty() {
                 d = d.help(trail.join("; "));
             }
@@ -382,14 +495,20 @@ mod tests {
     use super::*;
 
     fn compile_in(dir: Option<&Path>, text: &str, params: &[(&str, &str)]) -> Result<Script> {
-        let params: BTreeMap<String, String> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let params: BTreeMap<String, String> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         compile(ScriptInput {
             name: "rb.rhai",
             text,
             dir,
             lib_dirs: &[],
             params: &params,
-            limits: Limits { max_operations: 100_000, ..Limits::default() },
+            limits: Limits {
+                max_operations: 100_000,
+                ..Limits::default()
+            },
         })
     }
 
@@ -418,9 +537,21 @@ mod tests {
 
     #[test]
     fn script_errors_point_at_line_and_column() {
-        let e = compile_in(None, "let rb = runbook(\"x\");\nrb.limit(\"web\", \"lots\");\nrb", &[]).err().unwrap();
-        let Error::Source(d) = e else { panic!("no source") };
-        assert!(d.message.contains("expected a count or a percentage"), "{}", d.message);
+        let e = compile_in(
+            None,
+            "let rb = runbook(\"x\");\nrb.limit(\"web\", \"lots\");\nrb",
+            &[],
+        )
+        .err()
+        .unwrap();
+        let Error::Source(d) = e else {
+            panic!("no source")
+        };
+        assert!(
+            d.message.contains("expected a count or a percentage"),
+            "{}",
+            d.message
+        );
         let span = d.labels[0].inner();
         let text = "let rb = runbook(\"x\");\nrb.limit(\"web\", \"lots\");\nrb";
         assert_eq!(&text[span.offset()..span.offset() + span.len()], "limit");
@@ -432,11 +563,17 @@ mod tests {
         std::fs::write(dir.path().join("lib.rhai"), "fn greet() { \"hi\" }").unwrap();
         for bad in ["../x", "/etc/passwd", "sub/../../x"] {
             let text = format!("import \"{bad}\" as m;\nlet rb = runbook(\"x\");\nrb");
-            let e = compile_in(Some(dir.path()), &text, &[]).err().map(|e| e.to_string()).unwrap_or_default();
+            let e = compile_in(Some(dir.path()), &text, &[])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(e.contains("is not allowed"), "{bad}: {e}");
         }
         let ok = "import \"lib\" as m;\nlet rb = runbook(m::greet());\nrb";
-        assert_eq!(compile_in(Some(dir.path()), ok, &[]).unwrap().runbook.name, "hi");
+        assert_eq!(
+            compile_in(Some(dir.path()), ok, &[]).unwrap().runbook.name,
+            "hi"
+        );
         let builtin = "import \"rolling\" as r;\nlet rb = runbook(\"x\");\nrb";
         assert!(compile_in(None, builtin, &[]).is_ok());
     }
@@ -447,16 +584,32 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("evil.rhai"), "fn x() { 1 }").unwrap();
         let dir = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink(outside.path().join("evil.rhai"), dir.path().join("evil.rhai")).unwrap();
-        let e = compile_in(Some(dir.path()), "import \"evil\" as m;\nlet rb = runbook(\"x\");\nrb", &[]).err().unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("evil.rhai"),
+            dir.path().join("evil.rhai"),
+        )
+        .unwrap();
+        let e = compile_in(
+            Some(dir.path()),
+            "import \"evil\" as m;\nlet rb = runbook(\"x\");\nrb",
+            &[],
+        )
+        .err()
+        .unwrap();
         assert!(e.to_string().contains("through a symlink"), "{e}");
     }
 
     #[test]
     fn params_take_the_default_type_and_unknown_ones_are_errors() {
         let text = "let n = param(\"n\", 2);\nlet rb = runbook(`x${n + 1}`);\nrb";
-        assert_eq!(compile_in(None, text, &[("n", "40")]).unwrap().runbook.name, "x41");
-        let e = compile_in(None, text, &[("n", "forty")]).err().unwrap().to_string();
+        assert_eq!(
+            compile_in(None, text, &[("n", "40")]).unwrap().runbook.name,
+            "x41"
+        );
+        let e = compile_in(None, text, &[("n", "forty")])
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("expected an integer"), "{e}");
         let e = compile_in(None, text, &[("m", "1")]).err().unwrap();
         assert!(e.to_string().contains("unknown parameter --param m"), "{e}");
@@ -473,7 +626,12 @@ mod tests {
         let text = "let rb = runbook(\"x\");\nrb.step(\"a\", |h| h.run(\"true\")).roles([\"web\"]).timeout(\"15m\").retries(2).retry_delay(\"10s\").throttle(3).idempotent(true);\nrb";
         let s = compile_in(None, text, &[]).unwrap();
         let st = &s.runbook.steps[0];
-        assert_eq!(st.scope, crate::model::Scope::Host { roles: Some(vec!["web".into()]) });
+        assert_eq!(
+            st.scope,
+            crate::model::Scope::Host {
+                roles: Some(vec!["web".into()])
+            }
+        );
         assert_eq!(st.timeout, Some(std::time::Duration::from_secs(900)));
         assert_eq!((st.retries, st.throttle, st.idempotent), (2, Some(3), true));
         assert_eq!(st.pos.line, 2);

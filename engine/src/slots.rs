@@ -52,7 +52,12 @@ impl Slots {
         let h = &graph.hosts[host];
         SlotKey {
             roles: h.roles.clone(),
-            by: graph.rules.by.iter().map(|(var, _)| h.vars.get(var).cloned()).collect(),
+            by: graph
+                .rules
+                .by
+                .iter()
+                .map(|(var, _)| h.vars.get(var).cloned())
+                .collect(),
         }
     }
 
@@ -67,7 +72,10 @@ impl Slots {
                 if st.in_flight >= limit {
                     return false;
                 }
-                if self.rules.batches && st.in_flight > 0 && !(st.batch_open && st.batch_started < limit) {
+                if self.rules.batches
+                    && st.in_flight > 0
+                    && !(st.batch_open && st.batch_started < limit)
+                {
                     return false;
                 }
             }

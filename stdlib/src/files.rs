@@ -20,22 +20,21 @@ pub fn http_ok_command(url: &str) -> String {
 
 pub(crate) fn file_module() -> Module {
     let mut m = Module::new();
-    FuncRegistration::new("read").set_into_module(
-        &mut m,
-        |h: Host, path: &str| -> RhaiResult<String> { Ok(h.run(&read_command(path))?.stdout) },
-    );
-    FuncRegistration::new("exists").set_into_module(
-        &mut m,
-        |h: Host, path: &str| -> RhaiResult<bool> { h.run_ok(&exists_command(path)) },
-    );
+    FuncRegistration::new("read")
+        .set_into_module(&mut m, |h: Host, path: &str| -> RhaiResult<String> {
+            Ok(h.run(&read_command(path))?.stdout)
+        });
+    FuncRegistration::new("exists")
+        .set_into_module(&mut m, |h: Host, path: &str| -> RhaiResult<bool> {
+            h.run_ok(&exists_command(path))
+        });
     m
 }
 
 pub(crate) fn http_module() -> Module {
     let mut m = Module::new();
-    FuncRegistration::new("ok").set_into_module(
-        &mut m,
-        |h: Host, url: &str| -> RhaiResult<bool> { h.run_ok(&http_ok_command(url)) },
-    );
+    FuncRegistration::new("ok").set_into_module(&mut m, |h: Host, url: &str| -> RhaiResult<bool> {
+        h.run_ok(&http_ok_command(url))
+    });
     m
 }

@@ -148,10 +148,7 @@ fn transport_error(host: &str, command: &str, e: TransportError) -> Box<EvalAltR
         "message".into(),
         format!("host {host}: {e} (while running: {command})").into(),
     );
-    Box::new(EvalAltResult::ErrorRuntime(
-        m.into(),
-        rhai::Position::NONE,
-    ))
+    Box::new(EvalAltResult::ErrorRuntime(m.into(), rhai::Position::NONE))
 }
 
 /// Calls a condition closure: with the host when it takes one (`|h| ...`), else without.
@@ -193,11 +190,16 @@ pub(crate) fn register(engine: &mut Engine) {
             h.info.roles.iter().map(|r| r.clone().into()).collect()
         })
         .register_fn("var", |h: &mut Host, name: &str| -> Dynamic {
-            h.var(name).map(|v| v.to_string().into()).unwrap_or(Dynamic::UNIT)
+            h.var(name)
+                .map(|v| v.to_string().into())
+                .unwrap_or(Dynamic::UNIT)
         })
-        .register_fn("var", |h: &mut Host, name: &str, default: Dynamic| -> Dynamic {
-            h.var(name).map(|v| v.to_string().into()).unwrap_or(default)
-        })
+        .register_fn(
+            "var",
+            |h: &mut Host, name: &str, default: Dynamic| -> Dynamic {
+                h.var(name).map(|v| v.to_string().into()).unwrap_or(default)
+            },
+        )
         .register_fn("has_var", |h: &mut Host, name: &str| h.var(name).is_some())
         .register_fn("has_role", |h: &mut Host, role: &str| {
             h.info.roles.iter().any(|r| r == role)
@@ -209,7 +211,9 @@ pub(crate) fn register(engine: &mut Engine) {
         .register_fn("sudo", |h: &mut Host, cmd: &str| -> RhaiResult<Map> {
             h.run(&sudo_command(cmd)).map(output_map)
         })
-        .register_fn("sudo_ok", |h: &mut Host, cmd: &str| h.run_ok(&sudo_command(cmd)))
+        .register_fn("sudo_ok", |h: &mut Host, cmd: &str| {
+            h.run_ok(&sudo_command(cmd))
+        })
         .register_fn("wait_until", wait_until)
         .register_fn("is_dry_run", |h: &mut Host| h.is_dry_run())
         .register_fn("to_string", |h: &mut Host| format!("Host({})", h.info.name))

@@ -187,7 +187,9 @@ mod tests {
 
     #[test]
     fn versions_are_pinned_per_manager() {
-        assert!(install_command(Manager::Apt, "demo", "1.0").ends_with("--allow-downgrades demo=1.0"));
+        assert!(
+            install_command(Manager::Apt, "demo", "1.0").ends_with("--allow-downgrades demo=1.0")
+        );
         assert_eq!(
             install_command(Manager::Dnf, "demo", "1.0"),
             "dnf -y install demo-1.0 || dnf -y downgrade demo-1.0"

@@ -6,8 +6,7 @@
 /// stay as they are so that recorded commands remain readable.
 pub fn quote(s: &str) -> String {
     let plain = !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b));
     if plain && !s.starts_with('-') && !s.starts_with('=') {
         return s.to_string();

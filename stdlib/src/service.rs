@@ -16,9 +16,13 @@ pub fn main_pid_command(name: &str) -> String {
 }
 
 fn register_action(m: &mut Module, action: &'static str) {
-    FuncRegistration::new(action).set_into_module(m, move |h: Host, name: &str| -> RhaiResult<()> {
-        h.run(&h.privileged(&action_command(action, name))).map(|_| ())
-    });
+    FuncRegistration::new(action).set_into_module(
+        m,
+        move |h: Host, name: &str| -> RhaiResult<()> {
+            h.run(&h.privileged(&action_command(action, name)))
+                .map(|_| ())
+        },
+    );
 }
 
 pub(crate) fn module() -> Module {

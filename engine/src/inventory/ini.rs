@@ -58,7 +58,11 @@ pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
                 }
                 let group = g.clone();
                 for host in range::expand(&pattern).map_err(|m| ParseError::at(n, m))? {
-                    let target = if group == "ungrouped" { None } else { Some(group.as_str()) };
+                    let target = if group == "ungrouped" {
+                        None
+                    } else {
+                        Some(group.as_str())
+                    };
                     inv.add_host(target, &host, vars.clone());
                 }
             }
@@ -76,7 +80,10 @@ pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
             }
             Section::Vars(g) => {
                 let (k, v) = line.split_once('=').ok_or_else(|| {
-                    ParseError::at(n, format!("expected key=value in [{g}:vars], found {line:?}"))
+                    ParseError::at(
+                        n,
+                        format!("expected key=value in [{g}:vars], found {line:?}"),
+                    )
                 })?;
                 let key = k.trim();
                 if key.is_empty() || key.contains(char::is_whitespace) {
@@ -225,14 +232,17 @@ region = "east 1"
             let err = Inventory::parse("inv.ini", text, Format::Ini).unwrap_err();
             let msg = format!("{err}");
             assert!(msg.contains(needle), "{text:?}: {msg}");
-            let crate::Error::Source(d) = err else { panic!("no source for {text:?}") };
+            let crate::Error::Source(d) = err else {
+                panic!("no source for {text:?}")
+            };
             assert_eq!(d.labels.len(), 1);
         }
     }
 
     #[test]
     fn child_group_cycles_are_rejected() {
-        let err = Inventory::parse("i", "[a:children]\nb\n[b:children]\na\n", Format::Ini).unwrap_err();
+        let err =
+            Inventory::parse("i", "[a:children]\nb\n[b:children]\na\n", Format::Ini).unwrap_err();
         assert!(err.to_string().contains("a -> b -> a"), "{err}");
     }
 }

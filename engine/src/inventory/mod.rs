@@ -94,8 +94,12 @@ impl Inventory {
         };
         parsed.map_err(|e| {
             Error::from(
-                SourceDiag::new(source, Arc::from(text), format!("malformed inventory: {}", e.message))
-                    .label_at(e.line, e.col, "here"),
+                SourceDiag::new(
+                    source,
+                    Arc::from(text),
+                    format!("malformed inventory: {}", e.message),
+                )
+                .label_at(e.line, e.col, "here"),
             )
         })?;
         inv.finish();
@@ -112,11 +116,19 @@ impl Inventory {
             })
     }
 
-    pub(crate) fn add_host(&mut self, group: Option<&str>, name: &str, vars: IndexMap<String, String>) {
-        let host = self.hosts.entry(name.to_string()).or_insert_with(|| InvHost {
-            name: name.to_string(),
-            vars: IndexMap::new(),
-        });
+    pub(crate) fn add_host(
+        &mut self,
+        group: Option<&str>,
+        name: &str,
+        vars: IndexMap<String, String>,
+    ) {
+        let host = self
+            .hosts
+            .entry(name.to_string())
+            .or_insert_with(|| InvHost {
+                name: name.to_string(),
+                vars: IndexMap::new(),
+            });
         host.vars.extend(vars);
         if let Some(g) = group {
             self.group_mut(g).hosts.insert(name.to_string());
@@ -203,7 +215,8 @@ impl Inventory {
 
     /// Depth of each group below `all` (longest path), for variable precedence.
     fn depths(&self) -> IndexMap<String, usize> {
-        let mut depth: IndexMap<String, usize> = self.groups.keys().map(|g| (g.clone(), 1)).collect();
+        let mut depth: IndexMap<String, usize> =
+            self.groups.keys().map(|g| (g.clone(), 1)).collect();
         depth.insert("all".into(), 0);
         // Relax along child edges; cycles were rejected, so this settles in |groups| rounds.
         for _ in 0..self.groups.len() {
@@ -230,8 +243,11 @@ impl Inventory {
         let depths = self.depths();
         let mut order: Vec<&Group> = self.groups.values().collect();
         order.sort_by(|a, b| (depths[&a.name], &a.name).cmp(&(depths[&b.name], &b.name)));
-        let mut out: IndexMap<String, IndexMap<String, String>> =
-            self.hosts.keys().map(|h| (h.clone(), IndexMap::new())).collect();
+        let mut out: IndexMap<String, IndexMap<String, String>> = self
+            .hosts
+            .keys()
+            .map(|h| (h.clone(), IndexMap::new()))
+            .collect();
         for g in order {
             if g.vars.is_empty() {
                 continue;
@@ -262,9 +278,17 @@ pub fn is_secret_var(name: &str) -> bool {
     if n.ends_with("_file") || n.ends_with("_path") {
         return false;
     }
-    ["pass", "secret", "token", "credential", "private_key", "api_key", "apikey"]
-        .iter()
-        .any(|s| n.contains(s))
+    [
+        "pass",
+        "secret",
+        "token",
+        "credential",
+        "private_key",
+        "api_key",
+        "apikey",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
 }
 
 #[cfg(test)]

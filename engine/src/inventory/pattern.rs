@@ -61,7 +61,11 @@ pub fn select(inv: &Inventory, pattern: &str) -> Result<IndexSet<String>> {
     let mut intersect: Vec<IndexSet<String>> = Vec::new();
     let mut exclude: IndexSet<String> = IndexSet::new();
     let mut any_positive = false;
-    for raw in pattern.split([':', ',']).map(str::trim).filter(|t| !t.is_empty()) {
+    for raw in pattern
+        .split([':', ','])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
         let (kind, term) = match raw.as_bytes()[0] {
             b'&' => ('&', &raw[1..]),
             b'!' => ('!', &raw[1..]),
@@ -139,7 +143,10 @@ mod tests {
 
     #[test]
     fn nothing_matched_is_an_error() {
-        assert!(select(&inv(), "nosuch").unwrap_err().to_string().contains("matches no host"));
+        assert!(select(&inv(), "nosuch")
+            .unwrap_err()
+            .to_string()
+            .contains("matches no host"));
         assert!(select(&inv(), "controller:&compute").is_err());
     }
 

@@ -89,7 +89,10 @@ mod tests {
     fn alpha_stride_and_nested_ranges() {
         assert_eq!(expand("db-[a:c]").unwrap(), ["db-a", "db-b", "db-c"]);
         assert_eq!(expand("n[0:4:2]").unwrap(), ["n0", "n2", "n4"]);
-        assert_eq!(expand("r[1:2]c[1:2]").unwrap(), ["r1c1", "r1c2", "r2c1", "r2c2"]);
+        assert_eq!(
+            expand("r[1:2]c[1:2]").unwrap(),
+            ["r1c1", "r1c2", "r2c1", "r2c2"]
+        );
     }
 
     #[test]

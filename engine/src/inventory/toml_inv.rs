@@ -155,7 +155,9 @@ port = 2222
         let err = Inventory::parse("i.toml", "[groups.a]\nhostz = []\n", Format::Toml).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("unknown field `hostz`"), "{msg}");
-        let crate::Error::Source(d) = err else { panic!() };
+        let crate::Error::Source(d) = err else {
+            panic!()
+        };
         assert_eq!(d.labels.len(), 1);
         assert!(Inventory::parse("i.toml", "[groups.a\n", Format::Toml).is_err());
     }

@@ -20,7 +20,12 @@ pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
     let top = match doc {
         Value::Mapping(m) => m,
         Value::Null => return Ok(()),
-        _ => return Err(ParseError::at(1, "the top level must be a mapping of groups (e.g. all:)")),
+        _ => {
+            return Err(ParseError::at(
+                1,
+                "the top level must be a mapping of groups (e.g. all:)",
+            ))
+        }
     };
     for (name, body) in &top {
         let name = key(name, &finder)?;
@@ -83,7 +88,11 @@ fn scalar(v: &Value) -> String {
     }
 }
 
-fn mapping<'v>(v: &'v Value, what: &str, f: &LineFinder) -> Result<Option<&'v Mapping>, ParseError> {
+fn mapping<'v>(
+    v: &'v Value,
+    what: &str,
+    f: &LineFinder,
+) -> Result<Option<&'v Mapping>, ParseError> {
     match v {
         Value::Null => Ok(None),
         Value::Mapping(m) => Ok(Some(m)),
@@ -112,7 +121,9 @@ fn group(name: &str, body: &Value, inv: &mut Inventory, f: &LineFinder) -> Resul
     for (k, v) in body {
         match key(k, f)?.as_str() {
             "hosts" => {
-                let Some(hosts) = mapping(v, "hosts", f)? else { continue };
+                let Some(hosts) = mapping(v, "hosts", f)? else {
+                    continue;
+                };
                 for (h, hv) in hosts {
                     let pattern = key(h, f)?;
                     let hvars = vars(hv, &pattern, f)?;
@@ -129,7 +140,9 @@ fn group(name: &str, body: &Value, inv: &mut Inventory, f: &LineFinder) -> Resul
                 inv.group_mut(name).vars.extend(gv);
             }
             "children" => {
-                let Some(children) = mapping(v, "children", f)? else { continue };
+                let Some(children) = mapping(v, "children", f)? else {
+                    continue;
+                };
                 for (c, cv) in children {
                     let child = key(c, f)?;
                     inv.group_mut(name).children.insert(child.clone());
@@ -181,11 +194,17 @@ all:
     #[test]
     fn errors_carry_a_line() {
         let err = Inventory::parse("inv.yml", "all:\n  hosts: [a, b]\n", Format::Yaml).unwrap_err();
-        assert!(err.to_string().contains("hosts: expected a mapping"), "{err}");
-        let err = Inventory::parse("inv.yml", "all:\n  hostz:\n    a:\n", Format::Yaml).unwrap_err();
+        assert!(
+            err.to_string().contains("hosts: expected a mapping"),
+            "{err}"
+        );
+        let err =
+            Inventory::parse("inv.yml", "all:\n  hostz:\n    a:\n", Format::Yaml).unwrap_err();
         assert!(err.to_string().contains("unknown key \"hostz\""), "{err}");
         let err = Inventory::parse("inv.yml", "all:\n  hosts: {a: 1\n", Format::Yaml).unwrap_err();
-        let crate::Error::Source(d) = err else { panic!() };
+        let crate::Error::Source(d) = err else {
+            panic!()
+        };
         assert_eq!(d.labels.len(), 1);
     }
 }

@@ -23,11 +23,31 @@ struct RoleBox {
 
 fn picture(plan: &Plan) -> Picture {
     let steps = &plan.runbook.steps;
+    // (role, step) pairs that some host of the role runs: a step limited to `members` also
+    // shows in the boxes of the groups its hosts come from.
+    let host_roles: std::collections::HashMap<&str, &Vec<String>> = plan
+        .hosts
+        .iter()
+        .map(|h| (h.name.as_str(), &h.roles))
+        .collect();
+    let mut runs: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
+    for t in &plan.tasks {
+        if let (Some(h), Some(st)) = (t.host.as_deref(), t.step.as_deref()) {
+            for r in host_roles.get(h).into_iter().flat_map(|v| v.iter()) {
+                runs.insert((r.as_str(), st));
+            }
+        }
+    }
     let roles = plan
         .roles
         .iter()
         .map(|r| {
-            let mut label = format!("{} ({} host{})", r.name, r.hosts, if r.hosts == 1 { "" } else { "s" });
+            let mut label = format!(
+                "{} ({} host{})",
+                r.name,
+                r.hosts,
+                if r.hosts == 1 { "" } else { "s" }
+            );
             if let Some(l) = r.limit {
                 let _ = write!(label, "\nlimit {l}");
                 if let Some(d) = r.limit_declared.as_ref().filter(|d| d.ends_with('%')) {
@@ -40,7 +60,9 @@ fn picture(plan: &Plan) -> Picture {
             let for_role = |kind: &str| -> Vec<String> {
                 steps
                     .iter()
-                    .filter(|s| s.kind == kind && s.roles.as_ref().is_some_and(|rs| rs.contains(&r.name)))
+                    .filter(|s| {
+                        s.kind == kind && s.roles.as_ref().is_some_and(|rs| rs.contains(&r.name))
+                    })
                     .map(|s| s.name.clone())
                     .collect()
             };
@@ -49,7 +71,9 @@ fn picture(plan: &Plan) -> Picture {
                 before: for_role("before_role"),
                 steps: steps
                     .iter()
-                    .filter(|s| s.kind == "host" && s.roles.as_ref().is_none_or(|rs| rs.contains(&r.name)))
+                    .filter(|s| {
+                        s.kind == "host" && runs.contains(&(r.name.as_str(), s.name.as_str()))
+                    })
                     .map(|s| {
                         let mut l = s.name.clone();
                         if let Some(t) = s.throttle {
@@ -81,7 +105,11 @@ fn picture(plan: &Plan) -> Picture {
         .collect();
     Picture {
         title: plan.runbook.name.clone(),
-        onces: steps.iter().filter(|s| s.kind == "once").map(|s| s.name.clone()).collect(),
+        onces: steps
+            .iter()
+            .filter(|s| s.kind == "once")
+            .map(|s| s.name.clone())
+            .collect(),
         roles,
         edges,
     }
@@ -118,7 +146,11 @@ fn role_nodes(i: usize, r: &RoleBox) -> Vec<(String, String, &'static str)> {
             "approval" => "hexagon",
             _ => "ellipse",
         };
-        v.push((format!("r{i}a{j}"), format!("{}: {a}", kind.replace('_', " ")), shape));
+        v.push((
+            format!("r{i}a{j}"),
+            format!("{}: {a}", kind.replace('_', " ")),
+            shape,
+        ));
     }
     if v.is_empty() {
         v.push((format!("r{i}empty"), "(no steps)".into(), "plaintext"));
@@ -130,18 +162,34 @@ pub fn dot(plan: &Plan) -> String {
     let p = picture(plan);
     let mut o = String::new();
     let _ = writeln!(o, "digraph {} {{", dq(&p.title));
-    let _ = writeln!(o, "  rankdir=LR; compound=true; node [shape=box, fontname=\"Helvetica\"];");
-    let _ = writeln!(o, "  label={}; labelloc=t;", dq(&format!("runbook {}", p.title)));
+    let _ = writeln!(
+        o,
+        "  rankdir=LR; compound=true; node [shape=box, fontname=\"Helvetica\"];"
+    );
+    let _ = writeln!(
+        o,
+        "  label={}; labelloc=t;",
+        dq(&format!("runbook {}", p.title))
+    );
     let mut prev: Option<String> = None;
     for (k, name) in p.onces.iter().enumerate() {
         let id = format!("once{k}");
-        let _ = writeln!(o, "  {id} [label={}, shape=ellipse];", dq(&format!("once: {name}")));
+        let _ = writeln!(
+            o,
+            "  {id} [label={}, shape=ellipse];",
+            dq(&format!("once: {name}"))
+        );
         if let Some(pr) = &prev {
             let _ = writeln!(o, "  {pr} -> {id};");
         }
         prev = Some(id);
     }
-    let nodes: Vec<Vec<(String, String, &str)>> = p.roles.iter().enumerate().map(|(i, r)| role_nodes(i, r)).collect();
+    let nodes: Vec<Vec<(String, String, &str)>> = p
+        .roles
+        .iter()
+        .enumerate()
+        .map(|(i, r)| role_nodes(i, r))
+        .collect();
     for (i, r) in p.roles.iter().enumerate() {
         let _ = writeln!(o, "  subgraph cluster_r{i} {{");
         let _ = writeln!(o, "    label={}; style=rounded;", dq(&r.label));
@@ -153,7 +201,9 @@ pub fn dot(plan: &Plan) -> String {
         }
         let _ = writeln!(o, "  }}");
     }
-    let has_pred: Vec<bool> = (0..p.roles.len()).map(|i| p.edges.iter().any(|&(_, a)| a == i)).collect();
+    let has_pred: Vec<bool> = (0..p.roles.len())
+        .map(|i| p.edges.iter().any(|&(_, a)| a == i))
+        .collect();
     if let Some(last_once) = &prev {
         for (i, n) in nodes.iter().enumerate() {
             if !has_pred[i] {
@@ -162,8 +212,14 @@ pub fn dot(plan: &Plan) -> String {
         }
     }
     for &(b, a) in &p.edges {
-        let (from, to) = (&nodes[b].last().map(|n| n.0.clone()).unwrap_or_default(), &nodes[a][0].0);
-        let _ = writeln!(o, "  {from} -> {to} [ltail=cluster_r{b}, lhead=cluster_r{a}, style=bold];");
+        let (from, to) = (
+            &nodes[b].last().map(|n| n.0.clone()).unwrap_or_default(),
+            &nodes[a][0].0,
+        );
+        let _ = writeln!(
+            o,
+            "  {from} -> {to} [ltail=cluster_r{b}, lhead=cluster_r{a}, style=bold];"
+        );
     }
     o.push_str("}\n");
     o
@@ -215,7 +271,9 @@ pub fn mermaid(plan: &Plan) -> String {
         }
         let _ = writeln!(o, "  end");
     }
-    let has_pred: Vec<bool> = (0..p.roles.len()).map(|i| p.edges.iter().any(|&(_, a)| a == i)).collect();
+    let has_pred: Vec<bool> = (0..p.roles.len())
+        .map(|i| p.edges.iter().any(|&(_, a)| a == i))
+        .collect();
     if let Some(last_once) = &prev {
         for (i, _) in p.roles.iter().enumerate().filter(|(i, _)| !has_pred[*i]) {
             let _ = writeln!(o, "  {last_once} --> r{i}");
@@ -238,6 +296,9 @@ mod tests {
 
     #[test]
     fn mermaid_labels_are_escaped() {
-        assert_eq!(mq("say \"hi\" <b> #1"), "\"say #quot;hi#quot; #lt;b#gt; #35;1\"");
+        assert_eq!(
+            mq("say \"hi\" <b> #1"),
+            "\"say #quot;hi#quot; #lt;b#gt; #35;1\""
+        );
     }
 }

@@ -23,8 +23,22 @@ fn short_digest(d: &str) -> &str {
 pub fn text(plan: &Plan) -> String {
     let mut o = String::new();
     let rb = &plan.runbook;
-    let _ = writeln!(o, "Runbook    {}{}", rb.name, if rb.description.is_empty() { String::new() } else { format!(" — {}", rb.description) });
-    let _ = writeln!(o, "Source     {} ({})", rb.path, short_digest(&plan.runbook_digest));
+    let _ = writeln!(
+        o,
+        "Runbook    {}{}",
+        rb.name,
+        if rb.description.is_empty() {
+            String::new()
+        } else {
+            format!(" — {}", rb.description)
+        }
+    );
+    let _ = writeln!(
+        o,
+        "Source     {} ({})",
+        rb.path,
+        short_digest(&plan.runbook_digest)
+    );
     let _ = writeln!(
         o,
         "Inventory  {} ({}): {} host{}{}",
@@ -32,10 +46,17 @@ pub fn text(plan: &Plan) -> String {
         short_digest(&plan.inventory_digest),
         plan.hosts.len(),
         if plan.hosts.len() == 1 { "" } else { "s" },
-        plan.limit_pattern.as_ref().map(|p| format!(", --limit {p}")).unwrap_or_default()
+        plan.limit_pattern
+            .as_ref()
+            .map(|p| format!(", --limit {p}"))
+            .unwrap_or_default()
     );
     if !plan.params.is_empty() {
-        let ps: Vec<String> = plan.params.iter().map(|p| format!("{}={}", p.name, p.value)).collect();
+        let ps: Vec<String> = plan
+            .params
+            .iter()
+            .map(|p| format!("{}={}", p.name, p.value))
+            .collect();
         let _ = writeln!(o, "Params     {}", ps.join(" "));
     }
     let mut policy = Vec::new();
@@ -45,7 +66,11 @@ pub fn text(plan: &Plan) -> String {
     for b in &plan.limits.limit_by {
         policy.push(format!("at most {} per distinct {}", b.max, b.var));
     }
-    policy.push(if plan.limits.batches { "lock-step batches".into() } else { "rolling window".into() });
+    policy.push(if plan.limits.batches {
+        "lock-step batches".into()
+    } else {
+        "rolling window".into()
+    });
     if rb.rollback_on_failure {
         policy.push("failed hosts roll back (undo)".into());
     }
@@ -94,7 +119,11 @@ pub fn text(plan: &Plan) -> String {
             opts.push(format!("timeout {}", dur(t)));
         }
         if s.retries > 0 {
-            opts.push(format!("retries {} every {}", s.retries, dur(s.retry_delay)));
+            opts.push(format!(
+                "retries {} every {}",
+                s.retries,
+                dur(s.retry_delay)
+            ));
         }
         if let Some(t) = s.throttle {
             opts.push(format!("throttle {t}"));
@@ -116,20 +145,36 @@ pub fn text(plan: &Plan) -> String {
     // Events by time: host starts and runbook-level tasks.
     let mut events: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     let mut host_starts: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
-    let busy: std::collections::HashSet<&str> = plan.tasks.iter().filter_map(|t| t.host.as_deref()).collect();
-    let idle = plan.hosts.iter().filter(|h| !busy.contains(h.name.as_str())).count();
+    let busy: std::collections::HashSet<&str> = plan
+        .tasks
+        .iter()
+        .filter_map(|t| t.host.as_deref())
+        .collect();
+    let idle = plan
+        .hosts
+        .iter()
+        .filter(|h| !busy.contains(h.name.as_str()))
+        .count();
     for h in plan.hosts.iter().filter(|h| busy.contains(h.name.as_str())) {
         host_starts.entry(h.start).or_default().push(&h.name);
     }
     for t in &plan.tasks {
         let label = match t.kind {
             TaskKind::Host | TaskKind::RoleDone | TaskKind::CanaryDone => continue,
-            TaskKind::Approval => format!("wait for approval {:?}", t.step.as_deref().unwrap_or("")),
+            TaskKind::Approval => {
+                format!("wait for approval {:?}", t.step.as_deref().unwrap_or(""))
+            }
             k => format!(
                 "{} {}{}",
-                serde_json::to_value(k).ok().and_then(|v| v.as_str().map(|s| s.replace('_', " "))).unwrap_or_default(),
+                serde_json::to_value(k)
+                    .ok()
+                    .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+                    .unwrap_or_default(),
                 t.step.as_deref().unwrap_or(""),
-                t.role.as_ref().map(|r| format!(" [{r}]")).unwrap_or_default()
+                t.role
+                    .as_ref()
+                    .map(|r| format!(" [{r}]"))
+                    .unwrap_or_default()
             ),
         };
         events.entry(t.start).or_default().push(label);
@@ -146,7 +191,11 @@ pub fn text(plan: &Plan) -> String {
     let total_lines = events.len();
     for (i, (t, labels)) in events.iter().enumerate() {
         if i == MAX_SCHEDULE_LINES {
-            let _ = writeln!(o, "  … {} more start times (see --format json)", total_lines - MAX_SCHEDULE_LINES);
+            let _ = writeln!(
+                o,
+                "  … {} more start times (see --format json)",
+                total_lines - MAX_SCHEDULE_LINES
+            );
             break;
         }
         for l in labels {
@@ -155,23 +204,34 @@ pub fn text(plan: &Plan) -> String {
     }
     let _ = writeln!(o, "  +{:<8} done", dur(plan.duration));
     if idle > 0 {
-        let _ = writeln!(o, "  ({idle} host{} run no step)", if idle == 1 { "" } else { "s" });
+        let _ = writeln!(
+            o,
+            "  ({idle} host{} run no step)",
+            if idle == 1 { "" } else { "s" }
+        );
     }
 
     // Commands, for the first host of each role: hosts of a role usually run the same ones.
-    let _ = writeln!(o, "\nCommands (dry-run; first host of each role, --format json lists every task)");
+    let _ = writeln!(
+        o,
+        "\nCommands (dry-run; first host of each role, --format json lists every task)"
+    );
     let mut shown_hosts = Vec::new();
     for r in &plan.roles {
-        let Some(h) = plan
-            .hosts
-            .iter()
-            .find(|h| h.roles.contains(&r.name) && busy.contains(h.name.as_str()) && !shown_hosts.contains(&&h.name))
-        else {
+        let Some(h) = plan.hosts.iter().find(|h| {
+            h.roles.contains(&r.name)
+                && busy.contains(h.name.as_str())
+                && !shown_hosts.contains(&&h.name)
+        }) else {
             continue;
         };
         shown_hosts.push(&h.name);
         let _ = writeln!(o, "  {} ({})", h.name, h.roles.join(", "));
-        for t in plan.tasks.iter().filter(|t| t.host.as_ref() == Some(&h.name)) {
+        for t in plan
+            .tasks
+            .iter()
+            .filter(|t| t.host.as_ref() == Some(&h.name))
+        {
             let step = t.step.as_deref().unwrap_or("");
             if t.skipped {
                 let _ = writeln!(o, "    {step:22} (skipped: its condition is false)");
@@ -181,7 +241,12 @@ pub fn text(plan: &Plan) -> String {
                 let _ = writeln!(o, "    {step:22} (runs no command)");
             }
             for (i, c) in t.commands.iter().enumerate() {
-                let _ = writeln!(o, "    {:22} {}", if i == 0 { step } else { "" }, c.replace('\n', "\n                           "));
+                let _ = writeln!(
+                    o,
+                    "    {:22} {}",
+                    if i == 0 { step } else { "" },
+                    c.replace('\n', "\n                           ")
+                );
             }
         }
     }

@@ -1,0 +1,52 @@
+use crate::support::{fleetbook, root};
+
+/// Every shipped runbook and example compiles: they cannot rot.
+#[test]
+fn every_shipped_runbook_checks() {
+    let mut seen = 0;
+    for dir in ["runbooks", "examples"] {
+        for entry in walk(&root().join(dir)) {
+            if entry.extension().is_some_and(|e| e == "rhai") {
+                let out = fleetbook(&["check"])
+                    .arg(entry.display().to_string())
+                    .code(0);
+                assert!(out.stdout.starts_with("ok: runbook"), "{}", out.stdout);
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 5, "found only {seen} runbooks");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn check_reports_roles_steps_and_params() {
+    let out = fleetbook(&["check", "runbooks/jiocloud-rolling.rhai"]).code(0);
+    assert_eq!(
+        out.stdout,
+        "ok: runbook \"jiocloud-rolling\" (runbooks/jiocloud-rolling.rhai): 3 steps, 2 parameters, roles controller, compute\n"
+    );
+    assert_eq!(out.stderr, "");
+}
+
+#[test]
+fn help_has_examples() {
+    let out = fleetbook(&["plan", "--help"]).code(0);
+    assert!(out.stdout.contains("Examples:"), "{}", out.stdout);
+    assert!(out.stdout.contains("--limit"), "{}", out.stdout);
+}

@@ -1,0 +1,78 @@
+//! A fluent builder around the `fleetbook` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Fleetbook {
+    args: Vec<String>,
+    dir: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn fleetbook(args: &[&str]) -> Fleetbook {
+    Fleetbook {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        dir: root().to_path_buf(),
+    }
+}
+
+impl Fleetbook {
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn run(self) -> Outcome {
+        let out = Command::new(env!("CARGO_BIN_EXE_fleetbook"))
+            .args(&self.args)
+            .current_dir(&self.dir)
+            .env("NO_COLOR", "1")
+            .env_remove("CLICOLOR_FORCE")
+            .output()
+            .expect("fleetbook runs");
+        Outcome {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs and insists on exit code `code`, showing stderr otherwise.
+    pub fn code(self, code: i32) -> Outcome {
+        let args = self.args.join(" ");
+        let out = self.run();
+        assert_eq!(
+            out.code, code,
+            "fleetbook {args}\nstdout:\n{}\nstderr:\n{}",
+            out.stdout, out.stderr
+        );
+        out
+    }
+}
+
+/// Replaces digests (which change with every edit of a runbook) by a placeholder.
+pub fn redact_digests(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("sha256:") {
+        out.push_str(&rest[..i + 7]);
+        rest = &rest[i + 7..];
+        let hex = rest
+            .find(|c: char| !c.is_ascii_hexdigit())
+            .unwrap_or(rest.len());
+        out.push_str("[digest]");
+        rest = &rest[hex..];
+    }
+    out.push_str(rest);
+    out
+}

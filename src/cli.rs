@@ -52,6 +52,77 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Plan, confirm, and run a runbook over SSH with a live display and a recap.
+    #[command(
+        after_help = "Examples:\n  fleetbook run runbooks/jiocloud-rolling.rhai -i hosts\n  fleetbook run upgrade.rhai -i hosts --limit compute --param version=2.0 --yes\n  fleetbook run upgrade.rhai -i hosts --yes --events jsonl > events.jsonl\n\nExit codes: 0 success, 2 bad input, 3 halted on failures, 4 aborted, 5 finished with tolerated failures.\nCtrl-C once stops starting hosts and lets in-flight steps finish; twice kills them."
+    )]
+    Run {
+        /// The runbook script (.rhai).
+        runbook: PathBuf,
+        #[arg(short, long, value_name = "INVENTORY")]
+        inventory: PathBuf,
+        #[command(flatten)]
+        script: ScriptArgs,
+        /// Only these hosts, as an Ansible pattern.
+        #[arg(short, long, value_name = "PATTERN")]
+        limit: Option<String>,
+        /// Do not ask for confirmation (required when standard input is not a terminal).
+        #[arg(short, long)]
+        yes: bool,
+        /// Stream one JSON object per task transition on standard output.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        events: Option<EventsFormat>,
+        /// Approve this `.approval(...)` gate in advance (repeatable).
+        #[arg(long, value_name = "NAME")]
+        approve: Vec<String>,
+        #[command(flatten)]
+        ssh: SshArgs,
+    },
+    /// Run an ad-hoc command on the hosts a pattern selects, in parallel.
+    #[command(
+        after_help = "Examples:\n  fleetbook exec -i examples/inventories/punch.ini kafka_servers -- df -h /data\n  fleetbook exec -i hosts 'web*:!web3' -b --forks 20 -- systemctl is-active nginx"
+    )]
+    Exec {
+        #[arg(short, long, value_name = "INVENTORY")]
+        inventory: PathBuf,
+        /// Hosts, as an Ansible pattern (group, host, glob, a:b, a:&b, a:!b).
+        pattern: String,
+        /// Hosts at once.
+        #[arg(short, long, default_value_t = 10)]
+        forks: usize,
+        /// Group hosts whose output is identical (like clush -b).
+        #[arg(short = 'b', long)]
+        group_identical: bool,
+        /// Kill the command on the host after this long (e.g. 30s, 5m).
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
+        #[command(flatten)]
+        ssh: SshArgs,
+        /// The command (after --); its words are joined with spaces and run by sh on the host.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventsFormat {
+    Jsonl,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SshArgs {
+    /// Read this ssh config instead of ~/.ssh/config.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// Accept and remember unknown host keys (host keys are checked strictly by default).
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// Give up connecting to a host after this long.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub connect_timeout: String,
+    /// Commands in flight at once on one host (sshd allows 10 sessions by default).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub max_per_host: usize,
 }
 
 #[derive(clap::Args, Debug)]

@@ -10,6 +10,12 @@ pub const OK: i32 = 0;
 pub const INTERNAL: i32 = 1;
 /// Bad input: a runbook, inventory, parameter, pattern or argument the user must fix.
 pub const BAD_INPUT: i32 = 2;
+/// A run halted: failures past `max_failures`, a failed gate or pre-check.
+pub const HALTED: i32 = 3;
+/// A run was stopped by the operator (Ctrl-C).
+pub const ABORTED: i32 = 4;
+/// A run finished, but some hosts failed within the tolerance (or `exec` failed somewhere).
+pub const FAILURES: i32 = 5;
 
 pub fn install_report_handler() {
     let _ = miette::set_hook(Box::new(|_| {

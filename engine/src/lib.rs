@@ -3,8 +3,8 @@
 
 pub mod api;
 pub mod compile;
-pub mod dry_run;
 pub mod error;
+pub mod exec;
 pub mod inventory;
 pub mod model;
 pub mod plan;
@@ -14,5 +14,6 @@ pub mod schedule;
 mod schedule_tests;
 pub mod script;
 pub mod slots;
+pub mod transport;
 
 pub use error::{Error, Result};

@@ -3,12 +3,12 @@
 //! `docs/plan-schema.md` documents it; bump [`SCHEMA_VERSION`] on any incompatible change.
 
 use crate::compile::{self, Graph, TaskKind};
-use crate::dry_run::{self, redact};
 use crate::error::{read_file, Result};
 use crate::inventory::{is_secret_var, Inventory};
 use crate::model::Scope;
 use crate::schedule;
 use crate::script::{self, Limits, Script, ScriptInput};
+use crate::transport::dry_run::{self, redact};
 use indexmap::IndexMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};

@@ -382,6 +382,50 @@ impl Script {
         err
     }
 
+    /// One line for a run-time failure: the innermost message and where in the script.
+    pub fn describe(&self, e: &EvalAltResult) -> String {
+        let mut cur = e;
+        let mut source = self.name.clone();
+        loop {
+            match cur {
+                EvalAltResult::ErrorInFunctionCall(_, src, inner, _) => {
+                    if !src.is_empty() {
+                        source = src.clone();
+                    }
+                    cur = inner;
+                }
+                EvalAltResult::ErrorInModule(name, inner, _) => {
+                    source = name.clone();
+                    cur = inner;
+                }
+                _ => break,
+            }
+        }
+        let msg = error_message(cur, self.max_operations);
+        match cur.position().line() {
+            Some(line) => format!("{msg} ({source}:{line})"),
+            None => msg,
+        }
+    }
+
+    /// Whether the error came from a host that could not be reached.
+    pub fn is_unreachable(e: &EvalAltResult) -> bool {
+        let mut cur = e;
+        loop {
+            match cur {
+                EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+                | EvalAltResult::ErrorInModule(_, inner, _) => cur = inner,
+                EvalAltResult::ErrorRuntime(v, _) => {
+                    return v
+                        .read_lock::<rhai::Map>()
+                        .and_then(|m| m.get("kind").map(|k| k.to_string() == "unreachable"))
+                        .unwrap_or(false)
+                }
+                _ => return false,
+            }
+        }
+    }
+
     pub fn source_text(&self, name: &str) -> Option<Arc<str>> {
         self.sources.lock().ok()?.get(name).cloned()
     }

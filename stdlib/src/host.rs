@@ -17,8 +17,9 @@ pub struct Host {
     transport: Arc<dyn Transport>,
     /// Facts learned during the run (e.g. the detected package manager).
     facts: Arc<Mutex<HashMap<String, String>>>,
-    /// The timeout of the step being run, passed to the transport for every command.
-    pub timeout: Option<Duration>,
+    /// When the step being run must end; every command gets the time that is left, so the
+    /// transport can enforce it on the host too.
+    pub deadline: Option<Instant>,
 }
 
 impl Host {
@@ -27,14 +28,14 @@ impl Host {
             info,
             transport,
             facts: Arc::default(),
-            timeout: None,
+            deadline: None,
         }
     }
 
-    /// The same host with a different command timeout (one per step).
+    /// The same host for a step that must end within `timeout` from now.
     pub fn with_timeout(&self, timeout: Option<Duration>) -> Self {
         Host {
-            timeout,
+            deadline: timeout.map(|t| Instant::now() + t),
             ..self.clone()
         }
     }
@@ -60,8 +61,19 @@ impl Host {
     /// Runs a command and returns its output, whatever the exit code. Transport failures
     /// (unreachable, timeout) become script errors that fail the step.
     pub fn exec(&self, command: &str) -> RhaiResult<Output> {
+        let left = match self.deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    let e = TransportError::TimedOut(Duration::ZERO);
+                    return Err(transport_error(&self.info.name, command, e));
+                }
+                Some(left)
+            }
+            None => None,
+        };
         self.transport
-            .exec(&self.info, command, self.timeout)
+            .exec(&self.info, command, left)
             .map_err(|e| transport_error(&self.info.name, command, e))
     }
 

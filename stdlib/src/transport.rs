@@ -37,7 +37,14 @@ impl fmt::Display for TransportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TransportError::Unreachable(m) => write!(f, "host unreachable: {m}"),
-            TransportError::TimedOut(d) => write!(f, "command timed out after {}s", d.as_secs()),
+            TransportError::TimedOut(d) if d.is_zero() => {
+                f.write_str("the step's timeout has passed")
+            }
+            TransportError::TimedOut(d) => write!(
+                f,
+                "command timed out after {}s (killed on the host)",
+                d.as_secs()
+            ),
             TransportError::Other(m) => f.write_str(m),
         }
     }
@@ -59,4 +66,10 @@ pub trait Transport: Send + Sync {
     fn is_dry_run(&self) -> bool {
         false
     }
+
+    /// Kills every command in flight (a second Ctrl-C). Later calls fail at once.
+    fn kill_all(&self) {}
+
+    /// Closes connections; called once when the run ends.
+    fn shutdown(&self) {}
 }

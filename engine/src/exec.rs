@@ -1,0 +1,578 @@
+//! Executor: runs a planned DAG for real. Takes the [`Planned`] runbook (script + graph) and
+//! a transport; starts tasks as their dependencies finish, under the same [`Slots`] the
+//! schedule simulator uses; reports every task transition as an [`Event`]; gives a
+//! [`RunOutcome`] with a recap per host.
+//!
+//! Rhai closures block, so each running task has its own thread; the scheduler loop owns all
+//! state and learns of results through a channel.
+//!
+//! Failure policy: a step fails its host after its retries; the host's remaining steps do not
+//! run (with `rollback_on_failure`, the `undo` closures of its steps run in reverse, the
+//! failed one first). Failures are counted per role; past a role's `max_failures` (0 when
+//! undeclared) the run halts: no new host starts, hosts in flight finish the step they are
+//! in, then stop. A failed once/hook/gate step, a gate that says no or a refused approval
+//! halts the run too.
+
+use crate::compile::{Graph, TaskKind};
+use crate::plan::Planned;
+use crate::script::Script;
+use crate::slots::{SlotKey, Slots};
+use crate::transport::dry_run::hosts as host_objects;
+use fleetbook_stdlib::{Host, Transport};
+use serde::Serialize;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+/// Requests from outside the run: Ctrl-C once (`stop`), twice (`kill`), `fleetbook abort`.
+#[derive(Default)]
+pub struct Control {
+    pub stop: AtomicBool,
+    pub kill: AtomicBool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Running,
+    Ok,
+    Failed,
+    Unreachable,
+    Skipped,
+    Retrying,
+    RolledBack,
+    NotRun,
+    WaitingApproval,
+}
+
+/// One task transition, as `--events jsonl` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Seconds since the run started.
+    pub at: f64,
+    pub task: String,
+    pub kind: TaskKind,
+    pub host: Option<String>,
+    pub step: Option<String>,
+    pub role: Option<String>,
+    pub state: State,
+    pub attempt: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Succeeded,
+    /// Every host ran, but some failed within the tolerance.
+    SucceededWithFailures,
+    Halted,
+    Aborted,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HostRecap {
+    pub name: String,
+    pub ok: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub unreachable: usize,
+    pub not_run: usize,
+    pub rolled_back: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunOutcome {
+    pub status: RunStatus,
+    pub reason: Option<String>,
+    pub hosts: Vec<HostRecap>,
+    pub elapsed: f64,
+}
+
+pub struct ExecOptions<'a> {
+    pub transport: Arc<dyn Transport>,
+    pub control: Arc<Control>,
+    pub on_event: &'a (dyn Fn(&Event) + Sync),
+    /// Asked when an `.approval(...)` is reached; false halts the run.
+    pub approve: &'a (dyn Fn(&str) -> bool + Sync),
+}
+
+enum Outcome {
+    Ok,
+    Skipped,
+    Failed { message: String, unreachable: bool },
+}
+
+struct Done {
+    task: usize,
+    outcome: Outcome,
+    attempts: u32,
+    rolled_back: bool,
+}
+
+/// Sleeps up to `d`, waking early when the run is killed.
+fn nap(d: Duration, control: &Control) {
+    let end = Instant::now() + d;
+    while Instant::now() < end && !control.kill.load(Ordering::SeqCst) {
+        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(100)));
+    }
+}
+
+fn truthy(v: &rhai::Dynamic) -> bool {
+    v.as_bool().unwrap_or(!v.is_unit())
+}
+
+struct Runner<'a> {
+    script: &'a Script,
+    graph: &'a Graph,
+    hosts: Vec<Host>,
+    opts: &'a ExecOptions<'a>,
+    start: Instant,
+}
+
+impl Runner<'_> {
+    fn event(&self, t: usize, state: State, attempt: u32, message: Option<String>) {
+        let task = &self.graph.tasks[t];
+        let rb = &self.script.runbook;
+        (self.opts.on_event)(&Event {
+            at: self.start.elapsed().as_secs_f64(),
+            task: task.id.clone(),
+            kind: task.kind,
+            host: task.host.map(|h| self.graph.hosts[h].name.clone()),
+            step: task.step.map(|s| rb.steps[s].name.clone()),
+            role: task.role.map(|r| self.graph.roles[r].name.clone()),
+            state,
+            attempt,
+            message,
+        });
+    }
+
+    /// Runs one task to its outcome, with retries; `done_before` are the host's earlier
+    /// tasks that ran, for rollback.
+    fn run(&self, t: usize, done_before: &[usize]) -> Done {
+        let task = &self.graph.tasks[t];
+        let control = &self.opts.control;
+        let Some(step) = task.step.map(|s| &self.script.runbook.steps[s]) else {
+            return Done {
+                task: t,
+                outcome: Outcome::Ok,
+                attempts: 0,
+                rolled_back: false,
+            };
+        };
+        let fail = |message: String, unreachable: bool, attempts: u32| Done {
+            task: t,
+            outcome: Outcome::Failed {
+                message,
+                unreachable,
+            },
+            attempts,
+            rolled_back: false,
+        };
+        if task.kind == TaskKind::Approval {
+            self.event(t, State::WaitingApproval, 1, None);
+            return if (self.opts.approve)(&step.name) {
+                Done {
+                    task: t,
+                    outcome: Outcome::Ok,
+                    attempts: 1,
+                    rolled_back: false,
+                }
+            } else {
+                fail(format!("approval {:?} was not given", step.name), false, 1)
+            };
+        }
+        let host = task.host.map(|h| &self.hosts[h]);
+        if let (Some(h), Some(when)) = (host, &step.when) {
+            match self.script.call_host(when, h.clone()) {
+                Ok(v) if !truthy(&v) => {
+                    return Done {
+                        task: t,
+                        outcome: Outcome::Skipped,
+                        attempts: 0,
+                        rolled_back: false,
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return fail(
+                        format!("when: {}", self.script.describe(&e)),
+                        Script::is_unreachable(&e),
+                        1,
+                    )
+                }
+            }
+        }
+        let Some(action) = &step.action else {
+            return Done {
+                task: t,
+                outcome: Outcome::Ok,
+                attempts: 0,
+                rolled_back: false,
+            };
+        };
+        let attempts = step.retries + 1;
+        for attempt in 1..=attempts {
+            if control.kill.load(Ordering::SeqCst) {
+                return fail("killed".into(), false, attempt);
+            }
+            if attempt > 1 {
+                self.event(t, State::Running, attempt, None);
+            }
+            let result = match host {
+                Some(h) => self.script.call_host(action, h.with_timeout(step.timeout)),
+                None => self.script.call(action),
+            };
+            let err = match result {
+                Ok(v) if task.kind == TaskKind::Gate || task.kind == TaskKind::CanaryGate => {
+                    if truthy(&v) {
+                        return Done {
+                            task: t,
+                            outcome: Outcome::Ok,
+                            attempts: attempt,
+                            rolled_back: false,
+                        };
+                    }
+                    format!("gate {:?} does not hold", step.name)
+                }
+                Ok(_) => {
+                    return Done {
+                        task: t,
+                        outcome: Outcome::Ok,
+                        attempts: attempt,
+                        rolled_back: false,
+                    }
+                }
+                Err(e) => {
+                    let unreachable = Script::is_unreachable(&e);
+                    let message = self.script.describe(&e);
+                    if unreachable || attempt == attempts {
+                        let mut d = fail(message, unreachable, attempt);
+                        if let Some(h) = host {
+                            d.rolled_back = self.rollback(t, done_before, h);
+                        }
+                        return d;
+                    }
+                    message
+                }
+            };
+            if attempt == attempts {
+                return fail(err, false, attempt);
+            }
+            self.event(t, State::Retrying, attempt, Some(err));
+            nap(step.retry_delay, control);
+        }
+        fail("no attempt was made".into(), false, 0)
+    }
+
+    /// Runs the `undo` closures of the failed step and the host's earlier steps, newest
+    /// first. Returns whether any undo ran and all of them succeeded.
+    fn rollback(&self, failed: usize, done_before: &[usize], h: &Host) -> bool {
+        if !self.script.runbook.rollback_on_failure {
+            return false;
+        }
+        let mut any = false;
+        for &t in std::iter::once(&failed).chain(done_before.iter().rev()) {
+            let Some(step) = self.graph.tasks[t]
+                .step
+                .map(|s| &self.script.runbook.steps[s])
+            else {
+                continue;
+            };
+            let Some(undo) = &step.undo else { continue };
+            any = true;
+            match self.script.call_host(undo, h.with_timeout(step.timeout)) {
+                Ok(_) => self.event(t, State::RolledBack, 1, None),
+                Err(e) => {
+                    self.event(
+                        t,
+                        State::Failed,
+                        1,
+                        Some(format!("undo failed: {}", self.script.describe(&e))),
+                    );
+                    return false;
+                }
+            }
+        }
+        any
+    }
+}
+
+/// Runs the plan. Blocks until every started task has ended.
+pub fn execute(planned: &Planned, opts: ExecOptions) -> RunOutcome {
+    let graph = &planned.graph;
+    let script = &planned.script;
+    let hosts = host_objects(graph, opts.transport.clone());
+    script.bind_fleet(hosts.clone());
+    let runner = Runner {
+        script,
+        graph,
+        hosts: hosts.into_values().collect(),
+        opts: &opts,
+        start: Instant::now(),
+    };
+    let outcome = std::thread::scope(|scope| schedule(&runner, scope));
+    opts.transport.shutdown();
+    outcome
+}
+
+fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> RunOutcome {
+    let graph = r.graph;
+    let n = graph.tasks.len();
+    let control = &r.opts.control;
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut waiting: Vec<usize> = vec![0; n];
+    for (t, task) in graph.tasks.iter().enumerate() {
+        waiting[t] = task.deps.len();
+        for &d in &task.deps {
+            dependents[d].push(t);
+        }
+    }
+    let keys: Vec<SlotKey> = (0..graph.hosts.len())
+        .map(|h| Slots::key(graph, h))
+        .collect();
+    let position: Vec<Option<(usize, usize)>> = {
+        let mut v = vec![None; n];
+        for (h, ts) in graph.host_tasks.iter().enumerate() {
+            for (i, &t) in ts.iter().enumerate() {
+                v[t] = Some((h, i));
+            }
+        }
+        v
+    };
+    let mut slots = Slots::new(graph);
+    let mut recap: Vec<HostRecap> = graph
+        .hosts
+        .iter()
+        .map(|h| HostRecap {
+            name: h.name.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let mut host_queues: BTreeMap<SlotKey, BinaryHeap<Reverse<usize>>> = BTreeMap::new();
+    let mut step_queues: Vec<BinaryHeap<Reverse<(usize, usize)>>> =
+        vec![BinaryHeap::new(); graph.rules.throttle.len()];
+    let mut ready: Vec<usize> = (0..n).filter(|&t| waiting[t] == 0).collect();
+    let mut finished = vec![false; n];
+    let mut role_failures = vec![0usize; graph.roles.len()];
+    let mut halted: Option<String> = None;
+    let mut running = 0usize;
+    let mut killed = false;
+    let (tx, rx) = mpsc::channel::<Done>();
+
+    let start_task = |t: usize, slots: &mut Slots, running: &mut usize| {
+        let task = &graph.tasks[t];
+        if let Some(step) = task.step.filter(|_| task.kind == TaskKind::Host) {
+            if graph.rules.throttle[step].is_some() {
+                slots.enter_step(step);
+            }
+        }
+        *running += 1;
+        r.event(t, State::Running, 1, None);
+        let done_before: Vec<usize> = match position[t] {
+            Some((h, i)) => graph.host_tasks[h][..i].to_vec(),
+            None => Vec::new(),
+        };
+        let tx = tx.clone();
+        scope.spawn(move || {
+            let _ = tx.send(r.run(t, &done_before));
+        });
+    };
+
+    loop {
+        let stopping = halted.is_some() || control.stop.load(Ordering::SeqCst);
+        // Place ready tasks, then start what the limits allow.
+        for t in std::mem::take(&mut ready) {
+            let task = &graph.tasks[t];
+            if stopping {
+                continue;
+            }
+            match position[t] {
+                Some((h, 0)) => host_queues
+                    .entry(keys[h].clone())
+                    .or_default()
+                    .push(Reverse(h)),
+                Some((h, _)) if graph.rules.throttle[task.step.unwrap_or(0)].is_some() => {
+                    step_queues[task.step.unwrap_or(0)].push(Reverse((h, t)))
+                }
+                _ => start_task(t, &mut slots, &mut running),
+            }
+        }
+        if !stopping {
+            loop {
+                let pick = host_queues
+                    .iter()
+                    .filter(|(k, q)| !q.is_empty() && slots.can_start(k))
+                    .map(|(k, q)| (q.peek().map(|r| r.0).unwrap_or(usize::MAX), k.clone()))
+                    .min();
+                let Some((h, key)) = pick else { break };
+                if let Some(q) = host_queues.get_mut(&key) {
+                    q.pop();
+                }
+                slots.start(&key);
+                let first = graph.host_tasks[h][0];
+                let step = graph.tasks[first].step.unwrap_or(0);
+                if graph.rules.throttle[step].is_some() {
+                    step_queues[step].push(Reverse((h, first)));
+                } else {
+                    start_task(first, &mut slots, &mut running);
+                }
+            }
+            for step in 0..step_queues.len() {
+                while !step_queues[step].is_empty() && slots.can_enter_step(step) {
+                    let Some(Reverse((_, t))) = step_queues[step].pop() else {
+                        break;
+                    };
+                    start_task(t, &mut slots, &mut running);
+                }
+            }
+            slots.end_pass();
+        }
+        if running == 0 {
+            break;
+        }
+        let done = match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(d) => d,
+            Err(_) => {
+                if control.kill.load(Ordering::SeqCst) && !killed {
+                    killed = true;
+                    r.opts.transport.kill_all();
+                }
+                continue;
+            }
+        };
+        running -= 1;
+        let t = done.task;
+        let task = &graph.tasks[t];
+        if let Some(step) = task.step.filter(|_| task.kind == TaskKind::Host) {
+            if graph.rules.throttle[step].is_some() {
+                slots.leave_step(step);
+            }
+        }
+        let mut complete = vec![t];
+        match done.outcome {
+            Outcome::Ok => {
+                r.event(t, State::Ok, done.attempts, None);
+                if let Some((h, _)) = position[t] {
+                    recap[h].ok += 1;
+                }
+            }
+            Outcome::Skipped => {
+                r.event(t, State::Skipped, 0, Some("condition is false".into()));
+                if let Some((h, _)) = position[t] {
+                    recap[h].skipped += 1;
+                }
+            }
+            Outcome::Failed {
+                message,
+                unreachable,
+            } => {
+                r.event(
+                    t,
+                    if unreachable {
+                        State::Unreachable
+                    } else {
+                        State::Failed
+                    },
+                    done.attempts,
+                    Some(message.clone()),
+                );
+                match position[t] {
+                    Some((h, i)) => {
+                        if unreachable {
+                            recap[h].unreachable += 1;
+                        } else {
+                            recap[h].failed += 1;
+                        }
+                        recap[h].rolled_back = done.rolled_back;
+                        // The host's remaining steps will not run; they count as done so
+                        // that a tolerated failure does not block the role.
+                        for &rest in &graph.host_tasks[h][i + 1..] {
+                            r.event(
+                                rest,
+                                State::NotRun,
+                                0,
+                                Some("an earlier step failed".into()),
+                            );
+                            recap[h].not_run += 1;
+                            finished[rest] = true;
+                            complete.push(rest);
+                        }
+                        for &role in &graph.hosts[h].roles {
+                            role_failures[role] += 1;
+                            let max = graph.roles[role].max_failures.unwrap_or(0);
+                            if role_failures[role] > max && halted.is_none() {
+                                halted = Some(format!(
+                                    "role {} has {} failed host{} (max_failures {max})",
+                                    graph.roles[role].name,
+                                    role_failures[role],
+                                    if role_failures[role] == 1 { "" } else { "s" }
+                                ));
+                            }
+                        }
+                    }
+                    None => {
+                        if halted.is_none() {
+                            halted = Some(format!("{}: {message}", task.id));
+                        }
+                    }
+                }
+            }
+        }
+        let stopping = halted.is_some() || control.stop.load(Ordering::SeqCst);
+        for c in complete {
+            finished[c] = true;
+            if let Some((h, i)) = position[c] {
+                let last = i + 1 == graph.host_tasks[h].len();
+                if last {
+                    slots.finish(&keys[h]);
+                }
+                // Halting: an in-flight host finishes this step and stops here.
+                if stopping && !last && !finished[graph.host_tasks[h][i + 1]] {
+                    for &rest in &graph.host_tasks[h][i + 1..] {
+                        finished[rest] = true;
+                        r.event(rest, State::NotRun, 0, Some("the run stopped".into()));
+                        recap[h].not_run += 1;
+                    }
+                    slots.finish(&keys[h]);
+                    continue;
+                }
+            }
+            for &d in &dependents[c] {
+                waiting[d] -= 1;
+                if waiting[d] == 0 && !finished[d] {
+                    ready.push(d);
+                }
+            }
+        }
+    }
+    // Hosts that never started.
+    for (h, ts) in graph.host_tasks.iter().enumerate() {
+        let untouched = ts.iter().filter(|&&t| !finished[t]).count();
+        recap[h].not_run += untouched;
+    }
+    let aborted = control.stop.load(Ordering::SeqCst);
+    let any_failed = recap.iter().any(|h| h.failed + h.unreachable > 0);
+    let status = if aborted {
+        RunStatus::Aborted
+    } else if halted.is_some() {
+        RunStatus::Halted
+    } else if any_failed {
+        RunStatus::SucceededWithFailures
+    } else {
+        RunStatus::Succeeded
+    };
+    RunOutcome {
+        status,
+        reason: if aborted {
+            Some("stopped by the operator".into())
+        } else {
+            halted
+        },
+        hosts: recap,
+        elapsed: r.start.elapsed().as_secs_f64(),
+    }
+}

@@ -1,0 +1,42 @@
+//! Transports: how host operations reach hosts. `dry_run` records commands for plans,
+//! `local` runs them on this machine (`ansible_connection=local`), `ssh` runs them over one
+//! OpenSSH master connection per host. `Router` picks one per host.
+
+pub mod dry_run;
+pub mod local;
+pub mod ssh;
+
+use fleetbook_stdlib::{HostInfo, Output, Transport, TransportError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Sends each host to the local transport when its `ansible_connection` is `local`, and to
+/// SSH otherwise.
+pub struct Router {
+    pub local: Arc<local::Local>,
+    pub ssh: Arc<ssh::Ssh>,
+}
+
+impl Transport for Router {
+    fn exec(
+        &self,
+        host: &HostInfo,
+        command: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Output, TransportError> {
+        if host.vars.get("ansible_connection").map(String::as_str) == Some("local") {
+            self.local.exec(host, command, timeout)
+        } else {
+            self.ssh.exec(host, command, timeout)
+        }
+    }
+
+    fn kill_all(&self) {
+        self.local.kill_all();
+        self.ssh.kill_all();
+    }
+
+    fn shutdown(&self) {
+        self.ssh.shutdown();
+    }
+}

@@ -1,0 +1,309 @@
+//! The SSH transport: one OpenSSH master connection per host (the `openssh` crate, native
+//! multiplexing), reused for every command. Host keys are checked strictly unless the user
+//! explicitly relaxes it. The master has an idle `ControlPersist`, so a crashed fleetbook
+//! leaves no ssh behind for long. Every command runs under `timeout(1)` on the host when the
+//! step has a timeout, because a local timeout alone would leave it running there.
+
+use fleetbook_stdlib::quote::quote;
+use fleetbook_stdlib::{HostInfo, Output, Transport, TransportError};
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{OnceCell, Semaphore};
+
+#[derive(Debug, Clone)]
+pub struct SshOptions {
+    /// `-F FILE`: read this ssh config instead of `~/.ssh/config`.
+    pub config_file: Option<PathBuf>,
+    /// Accept unknown host keys (and add them to known_hosts). Off by default.
+    pub accept_new_host_keys: bool,
+    pub connect_timeout: Duration,
+    /// Commands in flight per host (sshd refuses the 11th session by default).
+    pub max_per_host: usize,
+}
+
+impl Default for SshOptions {
+    fn default() -> Self {
+        SshOptions {
+            config_file: None,
+            accept_new_host_keys: false,
+            connect_timeout: Duration::from_secs(10),
+            max_per_host: 4,
+        }
+    }
+}
+
+type Conn = Arc<OnceCell<Result<Arc<Session>, String>>>;
+
+pub struct Ssh {
+    rt: tokio::runtime::Runtime,
+    opts: SshOptions,
+    control_dir: tempfile::TempDir,
+    sessions: Mutex<HashMap<String, Conn>>,
+    permits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    killed: AtomicBool,
+}
+
+/// Seconds for `timeout(1)`, rounded up so a command never gets less than it was given.
+fn remote_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// The command line sent to the host: always `sh -c`, whatever the login shell is.
+pub fn remote_command(command: &str, timeout: Option<Duration>) -> String {
+    match timeout {
+        Some(t) => format!(
+            "timeout -k 5 {} sh -c {}",
+            remote_secs(t).max(1),
+            quote(command)
+        ),
+        None => format!("sh -c {}", quote(command)),
+    }
+}
+
+fn describe(e: &openssh::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(s.to_string().trim());
+        src = s.source();
+    }
+    msg
+}
+
+impl Ssh {
+    pub fn new(opts: SshOptions) -> std::io::Result<Ssh> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("fleetbook-ssh")
+            .build()?;
+        // A short directory: control socket paths must fit in sun_path (108 bytes).
+        let control_dir = tempfile::Builder::new().prefix("fb-").tempdir_in("/tmp")?;
+        Ok(Ssh {
+            rt,
+            opts,
+            control_dir,
+            sessions: Mutex::default(),
+            permits: Mutex::default(),
+            killed: AtomicBool::new(false),
+        })
+    }
+
+    fn builder(&self, host: &HostInfo) -> SessionBuilder {
+        let mut b = SessionBuilder::default();
+        b.known_hosts_check(if self.opts.accept_new_host_keys {
+            KnownHosts::Add
+        } else {
+            KnownHosts::Strict
+        })
+        .connect_timeout(self.opts.connect_timeout)
+        .server_alive_interval(Duration::from_secs(15))
+        .control_directory(self.control_dir.path())
+        .control_persist(ControlPersist::IdleFor(
+            NonZeroUsize::new(60).expect("non-zero"),
+        ));
+        if let Some(cfg) = &self.opts.config_file {
+            b.config_file(cfg);
+        }
+        if let Some(u) = host.vars.get("ansible_user") {
+            b.user(u.clone());
+        }
+        if let Some(p) = host.vars.get("ansible_port").and_then(|p| p.parse().ok()) {
+            b.port(p);
+        }
+        if let Some(k) = host.vars.get("ansible_ssh_private_key_file") {
+            let path = match (k.strip_prefix("~/"), std::env::var_os("HOME")) {
+                (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+                _ => PathBuf::from(k),
+            };
+            b.keyfile(path);
+        }
+        b
+    }
+
+    fn session(&self, host: &HostInfo) -> Result<Arc<Session>, TransportError> {
+        let cell = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(host.name.clone())
+            .or_default()
+            .clone();
+        let dest = host
+            .vars
+            .get("ansible_host")
+            .cloned()
+            .unwrap_or_else(|| host.name.clone());
+        let builder = self.builder(host);
+        let result = self.rt.block_on(cell.get_or_init(|| async move {
+            builder
+                .connect_mux(&dest)
+                .await
+                .map(Arc::new)
+                .map_err(|e| describe(&e))
+        }));
+        result.clone().map_err(TransportError::Unreachable)
+    }
+
+    fn permit(&self, host: &str) -> Arc<Semaphore> {
+        self.permits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(host.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.opts.max_per_host.max(1))))
+            .clone()
+    }
+
+    /// Every control socket: `ssh -O exit` on it ends the master and its sessions.
+    fn exit_masters(&self) {
+        let sessions: Vec<Conn> = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for cell in sessions {
+            if let Some(Ok(s)) = cell.get() {
+                let _ = std::process::Command::new("ssh")
+                    .arg("-S")
+                    .arg(s.control_socket())
+                    .args(["-O", "exit", "fleetbook-host"])
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+impl Transport for Ssh {
+    fn exec(
+        &self,
+        host: &HostInfo,
+        command: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Output, TransportError> {
+        if self.killed.load(Ordering::SeqCst) {
+            return Err(TransportError::Other("the run was killed".into()));
+        }
+        let session = self.session(host)?;
+        let permits = self.permit(&host.name);
+        let remote = remote_command(command, timeout);
+        let start = Instant::now();
+        let result = self.rt.block_on(async {
+            let _permit = permits.acquire().await;
+            let run = async {
+                session
+                    .raw_command(&remote)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .output()
+                    .await
+            };
+            match timeout {
+                // The host enforces the timeout; this one only guards against a dead link.
+                Some(t) => tokio::time::timeout(t + Duration::from_secs(15), run)
+                    .await
+                    .ok(),
+                None => Some(run.await),
+            }
+        });
+        let out = match result {
+            None => return Err(TransportError::TimedOut(timeout.unwrap_or_default())),
+            Some(Err(e)) => {
+                return Err(match e {
+                    openssh::Error::Disconnected
+                    | openssh::Error::RemoteProcessTerminated
+                    | openssh::Error::SshMux(_) => {
+                        if self.killed.load(Ordering::SeqCst) {
+                            TransportError::Other("the run was killed".into())
+                        } else {
+                            TransportError::Unreachable(describe(&e))
+                        }
+                    }
+                    other => TransportError::Other(describe(&other)),
+                })
+            }
+            Some(Ok(o)) => o,
+        };
+        let code = out.status.code().unwrap_or(-1);
+        // timeout(1) exits 124 (or 137 after -k) when it had to stop the command.
+        if let Some(t) = timeout {
+            if (code == 124 || code == 137) && start.elapsed() + Duration::from_millis(500) >= t {
+                return Err(TransportError::TimedOut(t));
+            }
+        }
+        Ok(Output {
+            code,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    fn kill_all(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+        self.exit_masters();
+    }
+
+    fn shutdown(&self) {
+        let cells: Vec<Conn> = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, c)| c)
+            .collect();
+        for cell in cells {
+            let Ok(cell) = Arc::try_unwrap(cell) else {
+                continue;
+            };
+            if let Some(Ok(session)) = cell.into_inner() {
+                match Arc::try_unwrap(session) {
+                    Ok(s) => {
+                        let _ = self.rt.block_on(s.close());
+                    }
+                    Err(s) => {
+                        let _ = std::process::Command::new("ssh")
+                            .arg("-S")
+                            .arg(s.control_socket())
+                            .args(["-O", "exit", "fleetbook-host"])
+                            .stderr(std::process::Stdio::null())
+                            .status();
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Ssh {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_commands_are_wrapped_and_quoted() {
+        assert_eq!(
+            remote_command("echo 'hi' ; id", None),
+            "sh -c 'echo '\\''hi'\\'' ; id'"
+        );
+        assert_eq!(
+            remote_command("sleep 100", Some(Duration::from_millis(2500))),
+            "timeout -k 5 3 sh -c 'sleep 100'"
+        );
+    }
+}

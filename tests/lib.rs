@@ -1,9 +1,11 @@
 //! Integration tests: the real `fleetbook` binary, run through a small builder, with its
 //! stdout, stderr and exit status checked exactly (insta snapshots for the long ones).
 
+mod sshd;
 mod support;
 
 mod check;
 mod docs;
 mod errors;
 mod plan;
+mod run;

@@ -136,6 +136,10 @@ struct Runner<'a> {
 impl Runner<'_> {
     fn event(&self, t: usize, state: State, attempt: u32, message: Option<String>) {
         let task = &self.graph.tasks[t];
+        // Barriers run nothing; their transitions would only be noise.
+        if matches!(task.kind, TaskKind::RoleDone | TaskKind::CanaryDone) {
+            return;
+        }
         let rb = &self.script.runbook;
         (self.opts.on_event)(&Event {
             at: self.start.elapsed().as_secs_f64(),
@@ -421,11 +425,9 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
                     start_task(first, &mut slots, &mut running);
                 }
             }
-            for step in 0..step_queues.len() {
-                while !step_queues[step].is_empty() && slots.can_enter_step(step) {
-                    let Some(Reverse((_, t))) = step_queues[step].pop() else {
-                        break;
-                    };
+            for (step, queue) in step_queues.iter_mut().enumerate() {
+                while !queue.is_empty() && slots.can_enter_step(step) {
+                    let Some(Reverse((_, t))) = queue.pop() else { break };
                     start_task(t, &mut slots, &mut running);
                 }
             }

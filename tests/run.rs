@@ -448,3 +448,34 @@ extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+#[test]
+fn local_connection_runs_on_this_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("hosts");
+    std::fs::write(
+        &inv,
+        format!(
+            "[web]\nl[1:3] ansible_connection=local dir={}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let rb = dir.path().join("rb.rhai");
+    std::fs::write(
+        &rb,
+        "let rb = runbook(\"t\");\nrb.limit(\"web\", 1);\nrb.step(\"a\", |h| h.run(`echo ${h.name} >> ${h.var(\"dir\")}/order`));\nrb\n",
+    )
+    .unwrap();
+    let out = fleetbook(&["run"])
+        .arg(rb.display().to_string())
+        .arg("-i")
+        .arg(inv.display().to_string())
+        .arg("--yes")
+        .code(0);
+    assert!(out.stderr.contains("run succeeded"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("order")).unwrap(),
+        "l1\nl2\nl3\n"
+    );
+}

@@ -427,7 +427,9 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
             }
             for (step, queue) in step_queues.iter_mut().enumerate() {
                 while !queue.is_empty() && slots.can_enter_step(step) {
-                    let Some(Reverse((_, t))) = queue.pop() else { break };
+                    let Some(Reverse((_, t))) = queue.pop() else {
+                        break;
+                    };
                     start_task(t, &mut slots, &mut running);
                 }
             }

@@ -367,7 +367,9 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
     let mut killed = false;
     let (tx, rx) = mpsc::channel::<Done>();
 
-    let start_task = |t: usize, slots: &mut Slots, running: &mut usize| {
+    // Tasks that ran and succeeded: only their `undo` closures run on rollback.
+    let mut ran_ok = vec![false; n];
+    let start_task = |t: usize, slots: &mut Slots, running: &mut usize, ran_ok: &[bool]| {
         let task = &graph.tasks[t];
         if let Some(step) = task.step.filter(|_| task.kind == TaskKind::Host) {
             if graph.rules.throttle[step].is_some() {
@@ -377,7 +379,11 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
         *running += 1;
         r.event(t, State::Running, 1, None);
         let done_before: Vec<usize> = match position[t] {
-            Some((h, i)) => graph.host_tasks[h][..i].to_vec(),
+            Some((h, i)) => graph.host_tasks[h][..i]
+                .iter()
+                .copied()
+                .filter(|&p| ran_ok[p])
+                .collect(),
             None => Vec::new(),
         };
         let tx = tx.clone();
@@ -402,7 +408,7 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
                 Some((h, _)) if graph.rules.throttle[task.step.unwrap_or(0)].is_some() => {
                     step_queues[task.step.unwrap_or(0)].push(Reverse((h, t)))
                 }
-                _ => start_task(t, &mut slots, &mut running),
+                _ => start_task(t, &mut slots, &mut running, &ran_ok),
             }
         }
         if !stopping {
@@ -422,7 +428,7 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
                 if graph.rules.throttle[step].is_some() {
                     step_queues[step].push(Reverse((h, first)));
                 } else {
-                    start_task(first, &mut slots, &mut running);
+                    start_task(first, &mut slots, &mut running, &ran_ok);
                 }
             }
             for (step, queue) in step_queues.iter_mut().enumerate() {
@@ -430,7 +436,7 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
                     let Some(Reverse((_, t))) = queue.pop() else {
                         break;
                     };
-                    start_task(t, &mut slots, &mut running);
+                    start_task(t, &mut slots, &mut running, &ran_ok);
                 }
             }
             slots.end_pass();
@@ -459,6 +465,7 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
         let mut complete = vec![t];
         match done.outcome {
             Outcome::Ok => {
+                ran_ok[t] = true;
                 r.event(t, State::Ok, done.attempts, None);
                 if let Some((h, _)) = position[t] {
                     recap[h].ok += 1;
@@ -505,9 +512,28 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
                             finished[rest] = true;
                             complete.push(rest);
                         }
-                        for &role in &graph.hosts[h].roles {
+                        // A failure counts in each of the host's roles; the tolerances
+                        // that apply are those the runbook declared for them. A host in no
+                        // role with a declared tolerance gets none (0): a broken change must
+                        // not keep rolling (salt#54521).
+                        let roles = &graph.hosts[h].roles;
+                        let declared: Vec<usize> = roles
+                            .iter()
+                            .copied()
+                            .filter(|&r| graph.roles[r].max_failures.is_some())
+                            .collect();
+                        for &role in roles {
                             role_failures[role] += 1;
-                            let max = graph.roles[role].max_failures.unwrap_or(0);
+                        }
+                        let checked: Vec<(usize, usize)> = if declared.is_empty() {
+                            roles.first().map(|&r| (r, 0)).into_iter().collect()
+                        } else {
+                            declared
+                                .iter()
+                                .map(|&r| (r, graph.roles[r].max_failures.unwrap_or(0)))
+                                .collect()
+                        };
+                        for (role, max) in checked {
                             if role_failures[role] > max && halted.is_none() {
                                 halted = Some(format!(
                                     "role {} has {} failed host{} (max_failures {max})",
@@ -516,6 +542,12 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
                                     if role_failures[role] == 1 { "" } else { "s" }
                                 ));
                             }
+                        }
+                        if roles.is_empty() && halted.is_none() {
+                            halted = Some(format!(
+                                "host {} failed (it is in no role, so no failure is tolerated)",
+                                graph.hosts[h].name
+                            ));
                         }
                     }
                     None => {

@@ -66,17 +66,89 @@ pub enum Command {
         /// Only these hosts, as an Ansible pattern.
         #[arg(short, long, value_name = "PATTERN")]
         limit: Option<String>,
-        /// Do not ask for confirmation (required when standard input is not a terminal).
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Run a plan saved with `fleetbook plan -o plan.json`, exactly; refused if anything changed.
+    #[command(
+        after_help = "Examples:\n  fleetbook plan upgrade.rhai -i hosts --format json -o plan.json\n  fleetbook apply plan.json --yes"
+    )]
+    Apply {
+        /// The saved plan (JSON).
+        plan: PathBuf,
+        /// Values of secret parameters (they are not saved in plans).
+        #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        #[arg(long = "lib", value_name = "DIR")]
+        lib_dirs: Vec<PathBuf>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Continue a halted, aborted or crashed run from where it stopped.
+    #[command(
+        after_help = "Examples:\n  fleetbook resume 20261121-230836-1a2b --state .fleetbook\n  fleetbook resume RUN --retry-unknown   # re-run steps a crash left unknown\n  fleetbook resume RUN --replan          # the runbook or inventory changed: accept it"
+    )]
+    Resume {
+        /// The run id (`fleetbook runs` lists them).
+        run_id: String,
+        /// Re-run steps that a crash left in an unknown state.
+        #[arg(long, conflicts_with = "skip_unknown")]
+        retry_unknown: bool,
+        /// Treat steps that a crash left in an unknown state as done.
+        #[arg(long)]
+        skip_unknown: bool,
+        /// Go on even though the runbook or inventory changed since the run started.
+        #[arg(long)]
+        replan: bool,
+        /// Parameter values (secret ones must be given again).
+        #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        #[arg(long = "lib", value_name = "DIR")]
+        lib_dirs: Vec<PathBuf>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Where a run stands: per role and per host, upgraded / upgrading / pending / failed.
+    Status {
+        /// The run id (default: the newest run).
+        run_id: Option<String>,
+        #[command(flatten)]
+        state: StateArgs,
+        #[arg(short, long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
+    /// Run history, newest first.
+    Runs {
+        #[command(flatten)]
+        state: StateArgs,
+        #[arg(short, long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
+    /// Ask a running run (from any terminal) to stop starting hosts and exit as aborted.
+    Abort {
+        run_id: String,
+        /// Also kill the steps in flight.
+        #[arg(long)]
+        now: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Release an `.approval(...)` that a run is waiting for.
+    Approve {
+        run_id: String,
+        /// The approval's name (default: the one the run waits for).
+        #[arg(long, value_name = "NAME")]
+        gate: Option<String>,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Break a fleet lock left by a run whose process is gone.
+    Unlock {
+        #[command(flatten)]
+        state: StateArgs,
+        /// Do not ask for confirmation.
         #[arg(short, long)]
         yes: bool,
-        /// Stream one JSON object per task transition on standard output.
-        #[arg(long, value_enum, value_name = "FORMAT")]
-        events: Option<EventsFormat>,
-        /// Approve this `.approval(...)` gate in advance (repeatable).
-        #[arg(long, value_name = "NAME")]
-        approve: Vec<String>,
-        #[command(flatten)]
-        ssh: SshArgs,
     },
     /// Run an ad-hoc command on the hosts a pattern selects, in parallel.
     #[command(
@@ -102,6 +174,51 @@ pub enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
+}
+
+/// Options of every command that runs a plan.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Do not ask for confirmation (required when standard input is not a terminal).
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Stream one JSON object per task transition on standard output.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub events: Option<EventsFormat>,
+    /// Approve this `.approval(...)` in advance (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub approve: Vec<String>,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+/// Where the journal lives.
+#[derive(clap::Args, Debug)]
+pub struct StateArgs {
+    /// State directory (journal and locks). Default: `.fleetbook` next to the inventory for
+    /// run/apply, else `./.fleetbook`; or $FLEETBOOK_STATE.
+    #[arg(long = "state", value_name = "DIR", env = "FLEETBOOK_STATE")]
+    pub dir: Option<PathBuf>,
+}
+
+impl StateArgs {
+    pub fn resolve(&self, inventory: Option<&std::path::Path>) -> PathBuf {
+        if let Some(d) = &self.dir {
+            return d.clone();
+        }
+        match inventory.and_then(|i| i.parent()) {
+            Some(p) if !p.as_os_str().is_empty() => p.join(".fleetbook"),
+            _ => PathBuf::from(".fleetbook"),
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportFormat {
+    Text,
+    Json,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

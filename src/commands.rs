@@ -1,17 +1,12 @@
 //! One function per subcommand: glue between the arguments and the engine.
 
-use crate::cli::{Cli, Command, EventsFormat, Format, ScriptArgs, SshArgs};
-use crate::exit;
-use crate::progress::{recap, Progress};
-use fleetbook_engine::exec::{self, Control, ExecOptions, RunStatus};
-use fleetbook_engine::inventory::{pattern, Inventory};
-use fleetbook_engine::transport::{local::Local, ssh, Router};
+use crate::cli::{Cli, Command, Format, ScriptArgs};
+use crate::drive::{self, Start};
+use crate::journal_cmds::{self, ResumeArgs};
+use crate::{adhoc, exit};
+use fleetbook_engine::journal::Journal;
 use fleetbook_engine::{compile, plan, render, Error, Result};
-use fleetbook_stdlib::duration::parse_duration;
-use fleetbook_stdlib::{HostInfo, Transport, TransportError};
-use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::io::Write;
 
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
@@ -64,10 +59,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             inventory,
             script,
             limit,
-            yes,
-            events,
-            approve,
-            ssh,
+            run,
         } => {
             let params = script.param_map().map_err(Error::input)?;
             let planned = plan::plan(&plan::PlanRequest {
@@ -77,14 +69,45 @@ pub fn run(cli: Cli) -> Result<i32> {
                 limit: limit.as_deref(),
                 lib_dirs: &script.lib_dirs,
             })?;
-            run_planned(
-                planned,
-                yes,
-                events.is_some_and(|e| e == EventsFormat::Jsonl),
-                approve,
-                &ssh,
-            )
+            let journal = Journal::open(&run.state.resolve(Some(&inventory)))?;
+            drive::drive(planned, journal, Start::New, &run)
         }
+        Command::Apply {
+            plan,
+            params,
+            lib_dirs,
+            run,
+        } => journal_cmds::apply(&plan, &params, &lib_dirs, &run),
+        Command::Resume {
+            run_id,
+            retry_unknown,
+            skip_unknown,
+            replan,
+            params,
+            lib_dirs,
+            run,
+        } => journal_cmds::resume(ResumeArgs {
+            id: &run_id,
+            retry_unknown,
+            skip_unknown,
+            replan,
+            params: &params,
+            lib_dirs: &lib_dirs,
+            run: &run,
+        }),
+        Command::Status {
+            run_id,
+            state,
+            format,
+        } => journal_cmds::status(run_id.as_deref(), &state, format),
+        Command::Runs { state, format } => journal_cmds::runs(&state, format),
+        Command::Abort { run_id, now, state } => journal_cmds::abort(&run_id, now, &state),
+        Command::Approve {
+            run_id,
+            gate,
+            state,
+        } => journal_cmds::approve(&run_id, gate.as_deref(), &state),
+        Command::Unlock { state, yes } => journal_cmds::unlock(&state, yes),
         Command::Exec {
             inventory,
             pattern,
@@ -93,7 +116,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             timeout,
             ssh,
             command,
-        } => adhoc(
+        } => adhoc::adhoc(
             &inventory,
             &pattern,
             forks,
@@ -103,234 +126,6 @@ pub fn run(cli: Cli) -> Result<i32> {
             &command.join(" "),
         ),
     }
-}
-
-fn transport(args: &SshArgs) -> Result<Arc<Router>> {
-    let connect_timeout = parse_duration(&args.connect_timeout)
-        .map_err(|e| Error::input(format!("--connect-timeout: {e}")))?;
-    if args.accept_new_host_keys {
-        eprintln!("warning: --accept-new-host-keys: unknown host keys are trusted and remembered; a man in the middle would go unnoticed");
-    }
-    let ssh = ssh::Ssh::new(ssh::SshOptions {
-        config_file: args.ssh_config.clone(),
-        accept_new_host_keys: args.accept_new_host_keys,
-        connect_timeout,
-        max_per_host: args.max_per_host,
-    })
-    .map_err(|e| Error::Internal(format!("cannot start the ssh transport: {e}")))?;
-    Ok(Arc::new(Router {
-        local: Arc::new(Local::default()),
-        ssh: Arc::new(ssh),
-    }))
-}
-
-/// Ctrl-C once asks to stop starting work; twice asks to kill what runs.
-fn install_ctrl_c(control: Arc<Control>) {
-    let presses = AtomicUsize::new(0);
-    let _ = ctrlc::set_handler(move || {
-        let n = presses.fetch_add(1, Ordering::SeqCst) + 1;
-        if n == 1 {
-            control.stop.store(true, Ordering::SeqCst);
-            eprintln!("\nstopping: no new host starts; steps in flight finish (Ctrl-C again to kill them)");
-        } else {
-            control.kill.store(true, Ordering::SeqCst);
-            eprintln!("\nkilling the steps in flight");
-        }
-    });
-}
-
-fn summary(p: &plan::Plan) -> String {
-    let roles: Vec<String> = p
-        .roles
-        .iter()
-        .filter(|r| r.hosts > 0)
-        .map(|r| {
-            format!(
-                "{} {}{}",
-                r.name,
-                r.hosts,
-                r.limit.map(|l| format!(" (limit {l})")).unwrap_or_default()
-            )
-        })
-        .collect();
-    format!(
-        "runbook {} on {} hosts, {} tasks; roles: {}; estimated {}",
-        p.runbook.name,
-        p.hosts.len(),
-        p.tasks.len(),
-        roles.join(", "),
-        fleetbook_stdlib::duration::format_duration(std::time::Duration::from_secs(p.duration))
-    )
-}
-
-fn run_planned(
-    planned: plan::Planned,
-    yes: bool,
-    jsonl: bool,
-    approvals: Vec<String>,
-    ssh: &SshArgs,
-) -> Result<i32> {
-    let p = &planned.plan;
-    for w in &p.warnings {
-        eprintln!("warning: {w}");
-    }
-    eprintln!("{}", summary(p));
-    let interactive = std::io::stdin().is_terminal();
-    if !yes {
-        if !interactive {
-            return Err(Error::input_with_help(
-                "refusing to run without confirmation: standard input is not a terminal",
-                "review the plan with `fleetbook plan`, then pass --yes",
-            ));
-        }
-        eprint!("Run it? [y/N] ");
-        let mut answer = String::new();
-        let _ = std::io::stdin().read_line(&mut answer);
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            eprintln!("not run");
-            return Ok(exit::ABORTED);
-        }
-    }
-    let transport = transport(ssh)?;
-    let control = Arc::new(Control::default());
-    install_ctrl_c(control.clone());
-    let progress = Progress::new(p, std::io::stderr().is_terminal(), jsonl);
-    let ask = Mutex::new(());
-    let approve = |name: &str| -> bool {
-        if approvals.iter().any(|a| a == name) {
-            return true;
-        }
-        if !interactive {
-            eprintln!("approval {name:?} needed: not given (pass --approve {name})");
-            return false;
-        }
-        let _one_at_a_time = ask.lock();
-        eprint!("\napproval {name:?}: go on? [y/N] ");
-        let mut answer = String::new();
-        let _ = std::io::stdin().read_line(&mut answer);
-        matches!(answer.trim(), "y" | "Y" | "yes")
-    };
-    let outcome = exec::execute(
-        &planned,
-        ExecOptions {
-            transport,
-            control,
-            on_event: &|e| progress.event(e),
-            approve: &approve,
-        },
-    );
-    progress.finish();
-    eprint!("{}", recap(&outcome));
-    Ok(match outcome.status {
-        RunStatus::Succeeded => exit::OK,
-        RunStatus::SucceededWithFailures => exit::FAILURES,
-        RunStatus::Halted => exit::HALTED,
-        RunStatus::Aborted => exit::ABORTED,
-    })
-}
-
-/// One host's answer to an ad-hoc command.
-type Answer = std::result::Result<fleetbook_stdlib::Output, TransportError>;
-
-fn adhoc(
-    inventory: &std::path::Path,
-    pat: &str,
-    forks: usize,
-    group: bool,
-    timeout: Option<&str>,
-    ssh: &SshArgs,
-    command: &str,
-) -> Result<i32> {
-    let inv = Inventory::load(inventory)?;
-    let selected = pattern::select(&inv, pat)?;
-    let timeout = timeout
-        .map(parse_duration)
-        .transpose()
-        .map_err(|e| Error::input(format!("--timeout: {e}")))?;
-    let vars = inv.all_host_vars();
-    let hosts: Vec<HostInfo> = selected
-        .iter()
-        .map(|h| HostInfo {
-            name: h.clone(),
-            roles: inv.direct_groups(h),
-            vars: vars
-                .get(h)
-                .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default(),
-        })
-        .collect();
-    let transport = transport(ssh)?;
-    let control = Arc::new(Control::default());
-    install_ctrl_c(control.clone());
-    let next = AtomicUsize::new(0);
-    let answers: Mutex<Vec<Option<Answer>>> = Mutex::new(vec![None; hosts.len()]);
-    std::thread::scope(|scope| {
-        for _ in 0..forks.clamp(1, hosts.len().max(1)) {
-            scope.spawn(|| loop {
-                if control.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(h) = hosts.get(i) else { break };
-                let a = transport.exec(h, command, timeout);
-                answers.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(a);
-            });
-        }
-        scope.spawn(|| {
-            while next.load(Ordering::SeqCst) < hosts.len() + forks
-                && !control.kill.load(Ordering::SeqCst)
-            {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                if answers
-                    .lock()
-                    .map(|a| a.iter().all(Option::is_some))
-                    .unwrap_or(true)
-                {
-                    return;
-                }
-            }
-            if control.kill.load(Ordering::SeqCst) {
-                transport.kill_all();
-            }
-        });
-    });
-    transport.shutdown();
-    let answers = answers.into_inner().unwrap_or_else(|e| e.into_inner());
-    let render = |a: &Option<Answer>| -> (String, bool) {
-        match a {
-            None => ("(not run)\n".into(), false),
-            Some(Ok(o)) => {
-                let mut text = format!("rc={}\n{}", o.code, o.stdout);
-                if !o.stderr.is_empty() {
-                    text.push_str(&o.stderr);
-                }
-                (text, o.code == 0)
-            }
-            Some(Err(e)) => (format!("{e}\n"), false),
-        }
-    };
-    let mut groups: Vec<(Vec<&str>, String)> = Vec::new();
-    let mut all_ok = true;
-    for (h, a) in hosts.iter().zip(&answers) {
-        let (text, ok) = render(a);
-        all_ok &= ok;
-        match groups.iter_mut().find(|(_, t)| group && *t == text) {
-            Some((names, _)) => names.push(&h.name),
-            None => groups.push((vec![&h.name], text)),
-        }
-    }
-    let mut out = std::io::stdout().lock();
-    for (names, text) in groups {
-        let header = names.join(",");
-        let _ = writeln!(
-            out,
-            "{}\n{header}\n{}\n{}",
-            "-".repeat(header.len().min(78)),
-            "-".repeat(header.len().min(78)),
-            text.trim_end()
-        );
-    }
-    Ok(if all_ok { exit::OK } else { exit::FAILURES })
 }
 
 fn check(runbook: &std::path::Path, args: &ScriptArgs) -> Result<i32> {

@@ -16,6 +16,8 @@ pub const HALTED: i32 = 3;
 pub const ABORTED: i32 = 4;
 /// A run finished, but some hosts failed within the tolerance (or `exec` failed somewhere).
 pub const FAILURES: i32 = 5;
+/// The fleet is locked by another run (or a stale lock waits for `fleetbook unlock`).
+pub const LOCKED: i32 = 6;
 
 pub fn install_report_handler() {
     let _ = miette::set_hook(Box::new(|_| {
@@ -29,7 +31,11 @@ pub fn install_report_handler() {
 
 /// Prints the error with its source snippet and returns the exit code it calls for.
 pub fn report(err: Error) -> i32 {
-    let code = if err.is_input() { BAD_INPUT } else { INTERNAL };
+    let code = match &err {
+        fleetbook_engine::Error::Locked { .. } => LOCKED,
+        e if e.is_input() => BAD_INPUT,
+        _ => INTERNAL,
+    };
     eprintln!("{:?}", miette::Report::new(err));
     code
 }

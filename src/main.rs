@@ -1,9 +1,12 @@
 //! The `fleetbook` command: parses arguments, runs the command, maps the outcome to an exit
 //! code. Everything else lives in the engine.
 
+mod adhoc;
 mod cli;
 mod commands;
+mod drive;
 mod exit;
+mod journal_cmds;
 mod progress;
 
 use clap::Parser;

@@ -102,6 +102,14 @@ pub enum Error {
         help: Option<String>,
     },
 
+    /// The fleet is locked by another run.
+    #[error("{message}")]
+    Locked { message: String, help: String },
+
+    /// The journal cannot be used (corrupted, foreign, newer schema); it is left untouched.
+    #[error("{message}")]
+    Journal { message: String },
+
     /// A bug or an environment failure, not the user's input.
     #[error("{0}")]
     Internal(String),
@@ -126,6 +134,7 @@ impl Diagnostic for Error {
         match self {
             Error::Source(d) => Diagnostic::help(&**d),
             Error::Input { help: Some(h), .. } => Some(Box::new(h)),
+            Error::Locked { help, .. } => Some(Box::new(help)),
             _ => None,
         }
     }
@@ -154,7 +163,10 @@ impl Error {
 
     /// True when the user's input is at fault (exit code 2), false for internal failures.
     pub fn is_input(&self) -> bool {
-        !matches!(self, Error::Internal(_))
+        !matches!(
+            self,
+            Error::Internal(_) | Error::Journal { .. } | Error::Locked { .. }
+        )
     }
 }
 

@@ -98,6 +98,8 @@ pub struct ExecOptions<'a> {
     pub on_event: &'a (dyn Fn(&Event) + Sync),
     /// Asked when an `.approval(...)` is reached; false halts the run.
     pub approve: &'a (dyn Fn(&str) -> bool + Sync),
+    /// Tasks already done by an earlier attempt of this run (resume): not run again.
+    pub done: Vec<bool>,
 }
 
 enum Outcome {
@@ -359,16 +361,34 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
     let mut host_queues: BTreeMap<SlotKey, BinaryHeap<Reverse<usize>>> = BTreeMap::new();
     let mut step_queues: Vec<BinaryHeap<Reverse<(usize, usize)>>> =
         vec![BinaryHeap::new(); graph.rules.throttle.len()];
-    let mut ready: Vec<usize> = (0..n).filter(|&t| waiting[t] == 0).collect();
     let mut finished = vec![false; n];
+    // Tasks that ran and succeeded: only their `undo` closures run on rollback.
+    let mut ran_ok = vec![false; n];
+    for t in (0..n).filter(|&t| r.opts.done.get(t).copied().unwrap_or(false)) {
+        finished[t] = true;
+        ran_ok[t] = true;
+        if let Some((h, _)) = position[t] {
+            recap[h].ok += 1;
+        }
+        for &d in &dependents[t] {
+            waiting[d] -= 1;
+        }
+    }
+    // A resumed host takes its slot again at its first task still to do.
+    let first_pending: Vec<usize> = graph
+        .host_tasks
+        .iter()
+        .map(|ts| ts.iter().position(|&t| !finished[t]).unwrap_or(ts.len()))
+        .collect();
+    let mut ready: Vec<usize> = (0..n)
+        .filter(|&t| waiting[t] == 0 && !finished[t])
+        .collect();
     let mut role_failures = vec![0usize; graph.roles.len()];
     let mut halted: Option<String> = None;
     let mut running = 0usize;
     let mut killed = false;
     let (tx, rx) = mpsc::channel::<Done>();
 
-    // Tasks that ran and succeeded: only their `undo` closures run on rollback.
-    let mut ran_ok = vec![false; n];
     let start_task = |t: usize, slots: &mut Slots, running: &mut usize, ran_ok: &[bool]| {
         let task = &graph.tasks[t];
         if let Some(step) = task.step.filter(|_| task.kind == TaskKind::Host) {
@@ -401,7 +421,7 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
                 continue;
             }
             match position[t] {
-                Some((h, 0)) => host_queues
+                Some((h, i)) if i == first_pending[h] => host_queues
                     .entry(keys[h].clone())
                     .or_default()
                     .push(Reverse(h)),
@@ -423,7 +443,7 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
                     q.pop();
                 }
                 slots.start(&key);
-                let first = graph.host_tasks[h][0];
+                let first = graph.host_tasks[h][first_pending[h]];
                 let step = graph.tasks[first].step.unwrap_or(0);
                 if graph.rules.throttle[step].is_some() {
                     step_queues[step].push(Reverse((h, first)));

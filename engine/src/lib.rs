@@ -6,6 +6,7 @@ pub mod compile;
 pub mod error;
 pub mod exec;
 pub mod inventory;
+pub mod journal;
 pub mod model;
 pub mod plan;
 pub mod render;

@@ -1,0 +1,644 @@
+//! The run journal: every run and every task transition, in an embedded SQLite database
+//! (`journal.sqlite` in the state directory). Takes events from the executor; gives run
+//! history, per-task state for `status` and `resume`, abort and approval requests from other
+//! terminals, and the fleet lock.
+//!
+//! Durability: WAL with `synchronous=FULL`, one transaction per write, so a transition to
+//! running is on disk before the command is sent, and a result before the host's next task
+//! starts. Secrets never reach it: secret parameters are stored as `<secret>`, and the
+//! executor's messages are redacted before they arrive.
+//!
+//! A journal that is not a fleetbook journal, is corrupted or has a newer schema is an error
+//! and is never touched. Schema: see `docs/journal.md`; bump [`SCHEMA_VERSION`] on change.
+
+use crate::error::{Error, Result};
+use crate::exec::{Event, State};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub const SCHEMA_VERSION: i32 = 1;
+pub const FILE: &str = "journal.sqlite";
+
+const SCHEMA: &str = "
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    runbook TEXT NOT NULL,
+    runbook_path TEXT NOT NULL,
+    runbook_digest TEXT NOT NULL,
+    inventory_path TEXT NOT NULL,
+    inventory_digest TEXT NOT NULL,
+    params TEXT NOT NULL,
+    limit_pattern TEXT,
+    user TEXT NOT NULL,
+    controller TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    abort_requested INTEGER NOT NULL DEFAULT 0,
+    abort_now INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE hosts (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    host TEXT NOT NULL,
+    roles TEXT NOT NULL,
+    PRIMARY KEY (run_id, host)
+);
+CREATE TABLE tasks (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    task_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    host TEXT,
+    step TEXT,
+    role TEXT,
+    state TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    started_at REAL,
+    ended_at REAL,
+    message TEXT,
+    PRIMARY KEY (run_id, task_id)
+);
+CREATE TABLE events (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    task_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    message TEXT
+);
+CREATE TABLE approvals (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    gate TEXT NOT NULL,
+    approved_by TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (run_id, gate)
+);
+CREATE TABLE locks (
+    fleet TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    controller TEXT NOT NULL,
+    since REAL NOT NULL
+);
+";
+
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
+}
+
+/// `2026-11-21 23:08:36Z` for a Unix time.
+pub fn format_time(t: f64) -> String {
+    let secs = t as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+pub fn user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+pub fn controller() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Whether a process of this machine is alive (a zombie is not).
+pub fn pid_alive(pid: i64) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    !stat.is_empty() && !stat.contains(") Z ") && !stat.contains(") X ")
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub runbook: String,
+    pub runbook_path: String,
+    pub runbook_digest: String,
+    pub inventory_path: String,
+    pub inventory_digest: String,
+    pub params: BTreeMap<String, String>,
+    pub limit_pattern: Option<String>,
+    pub user: String,
+    pub controller: String,
+    pub pid: i64,
+    pub started_at: f64,
+    pub ended_at: Option<f64>,
+    /// `running`, `succeeded`, `succeeded_with_failures`, `halted`, `aborted`; a `running` run
+    /// whose process is gone reads `crashed`.
+    pub state: String,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRow {
+    pub task_id: String,
+    pub kind: String,
+    pub host: Option<String>,
+    pub step: Option<String>,
+    pub role: Option<String>,
+    pub state: String,
+    pub attempt: i64,
+    pub started_at: Option<f64>,
+    pub ended_at: Option<f64>,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LockInfo {
+    pub fleet: String,
+    pub run_id: String,
+    pub pid: i64,
+    pub user: String,
+    pub controller: String,
+    pub since: f64,
+}
+
+impl LockInfo {
+    /// The holder is gone: it ran on this machine and its process no longer exists.
+    pub fn is_stale(&self) -> bool {
+        self.controller == controller() && !pid_alive(self.pid)
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "run {} by {} on {} (pid {}{}) since {}",
+            self.run_id,
+            self.user,
+            self.controller,
+            self.pid,
+            if self.is_stale() {
+                ", no longer running"
+            } else {
+                ""
+            },
+            format_time(self.since)
+        )
+    }
+}
+
+pub struct Journal {
+    conn: Mutex<Connection>,
+    pub path: PathBuf,
+}
+
+fn db_error(path: &Path, e: rusqlite::Error) -> Error {
+    Error::Internal(format!("journal {}: {e}", path.display()))
+}
+
+fn state_name(s: State) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `dir`.
+    pub fn open(dir: &Path) -> Result<Journal> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::Internal(format!(
+                "cannot create state directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let path = dir.join(FILE);
+        let conn = Connection::open(&path).map_err(|e| db_error(&path, e))?;
+        let unusable = |what: String| Error::Journal {
+            message: format!("journal {} {what}; it was left as it is", path.display()),
+        };
+        let version: i32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| unusable(format!("is not a fleetbook journal or is corrupted ({e})")))?;
+        if version > SCHEMA_VERSION {
+            return Err(unusable(format!(
+                "has schema version {version}, newer than this fleetbook's ({SCHEMA_VERSION}): use a newer fleetbook"
+            )));
+        }
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| unusable(format!("is not a fleetbook journal or is corrupted ({e})")))?;
+        if version == 0 && tables > 0 {
+            return Err(unusable("is a database but not a fleetbook journal".into()));
+        }
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(|e| db_error(&path, e))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(|e| unusable(format!("cannot be used ({e})")))?;
+        if version < SCHEMA_VERSION {
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(|e| db_error(&path, e))?;
+        }
+        let quick: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| unusable(format!("is corrupted ({e})")))?;
+        if quick != "ok" {
+            return Err(unusable(format!("is corrupted ({quick})")));
+        }
+        Ok(Journal {
+            conn: Mutex::new(conn),
+            path,
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let mut c = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut c).map_err(|e| db_error(&self.path, e))
+    }
+
+    /// Records a new run and all its tasks as pending, with each host's roles.
+    pub fn create_run(
+        &self,
+        run: &RunRecord,
+        hosts: &[(String, Vec<String>)],
+        tasks: &[TaskRow],
+    ) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO runs (id, runbook, runbook_path, runbook_digest, inventory_path, inventory_digest, params, limit_pattern, user, controller, pid, started_at, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'running')",
+                params![
+                    run.id,
+                    run.runbook,
+                    run.runbook_path,
+                    run.runbook_digest,
+                    run.inventory_path,
+                    run.inventory_digest,
+                    serde_json::to_string(&run.params).unwrap_or_default(),
+                    run.limit_pattern,
+                    run.user,
+                    run.controller,
+                    run.pid,
+                    run.started_at
+                ],
+            )?;
+            for (h, roles) in hosts {
+                tx.execute(
+                    "INSERT INTO hosts (run_id, host, roles) VALUES (?1, ?2, ?3)",
+                    params![run.id, h, serde_json::to_string(roles).unwrap_or_default()],
+                )?;
+            }
+            for t in tasks {
+                tx.execute(
+                    "INSERT INTO tasks (run_id, task_id, kind, host, step, role, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![run.id, t.task_id, t.kind, t.host, t.step, t.role, t.state],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// Records one transition, durably, before returning.
+    pub fn record(&self, run: &str, e: &Event, started: f64) -> Result<()> {
+        let at = started + e.at;
+        let state = state_name(e.state);
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO events (run_id, at, task_id, state, attempt, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![run, at, e.task, state, e.attempt, e.message],
+            )?;
+            let sql = match e.state {
+                State::Running => "UPDATE tasks SET state = ?3, attempt = ?4, started_at = ?5, ended_at = NULL, message = ?6 WHERE run_id = ?1 AND task_id = ?2",
+                State::Retrying | State::WaitingApproval => "UPDATE tasks SET state = ?3, attempt = ?4, message = ?6 WHERE run_id = ?1 AND task_id = ?2 AND ?5 IS NOT NULL",
+                _ => "UPDATE tasks SET state = ?3, attempt = max(attempt, ?4), ended_at = ?5, message = ?6 WHERE run_id = ?1 AND task_id = ?2",
+            };
+            tx.execute(sql, params![run, e.task, state, e.attempt, at, e.message])?;
+            tx.commit()
+        })
+    }
+
+    pub fn set_state(
+        &self,
+        run: &str,
+        state: &str,
+        reason: Option<&str>,
+        ended: bool,
+    ) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE runs SET state = ?2, reason = ?3, ended_at = CASE WHEN ?4 THEN ?5 ELSE NULL END, pid = CASE WHEN ?4 THEN pid ELSE ?6 END, abort_requested = 0, abort_now = 0 WHERE id = ?1",
+                params![run, state, reason, ended, now(), std::process::id() as i64],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn run_from_row(r: &rusqlite::Row) -> rusqlite::Result<RunRecord> {
+        let params: String = r.get("params")?;
+        let mut state: String = r.get("state")?;
+        let pid: i64 = r.get("pid")?;
+        let ctl: String = r.get("controller")?;
+        if state == "running" && ctl == controller() && !pid_alive(pid) {
+            state = "crashed".into();
+        }
+        Ok(RunRecord {
+            id: r.get("id")?,
+            runbook: r.get("runbook")?,
+            runbook_path: r.get("runbook_path")?,
+            runbook_digest: r.get("runbook_digest")?,
+            inventory_path: r.get("inventory_path")?,
+            inventory_digest: r.get("inventory_digest")?,
+            params: serde_json::from_str(&params).unwrap_or_default(),
+            limit_pattern: r.get("limit_pattern")?,
+            user: r.get("user")?,
+            controller: ctl,
+            pid,
+            started_at: r.get("started_at")?,
+            ended_at: r.get("ended_at")?,
+            state,
+            reason: r.get("reason")?,
+        })
+    }
+
+    pub fn runs(&self) -> Result<Vec<RunRecord>> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT * FROM runs ORDER BY started_at DESC, id DESC")?;
+            let rows = st.query_map([], Self::run_from_row)?;
+            rows.collect()
+        })
+    }
+
+    /// A run by id, or the newest when `id` is `None`.
+    pub fn run(&self, id: Option<&str>) -> Result<RunRecord> {
+        let found = match id {
+            Some(id) => self.with(|c| {
+                c.query_row("SELECT * FROM runs WHERE id = ?1", [id], Self::run_from_row)
+                    .optional()
+            })?,
+            None => self.runs()?.into_iter().next(),
+        };
+        found.ok_or_else(|| match id {
+            Some(id) => Error::input_with_help(
+                format!("no run {id} in {}", self.path.display()),
+                "`fleetbook runs` lists them",
+            ),
+            None => Error::input(format!("no run recorded in {} yet", self.path.display())),
+        })
+    }
+
+    pub fn tasks(&self, run: &str) -> Result<Vec<TaskRow>> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT task_id, kind, host, step, role, state, attempt, started_at, ended_at, message FROM tasks WHERE run_id = ?1 ORDER BY rowid")?;
+            let rows = st.query_map([run], |r| {
+                Ok(TaskRow {
+                    task_id: r.get(0)?,
+                    kind: r.get(1)?,
+                    host: r.get(2)?,
+                    step: r.get(3)?,
+                    role: r.get(4)?,
+                    state: r.get(5)?,
+                    attempt: r.get(6)?,
+                    started_at: r.get(7)?,
+                    ended_at: r.get(8)?,
+                    message: r.get(9)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    pub fn hosts(&self, run: &str) -> Result<Vec<(String, Vec<String>)>> {
+        self.with(|c| {
+            let mut st =
+                c.prepare("SELECT host, roles FROM hosts WHERE run_id = ?1 ORDER BY rowid")?;
+            let rows = st.query_map([run], |r| {
+                let roles: String = r.get(1)?;
+                Ok((
+                    r.get::<_, String>(0)?,
+                    serde_json::from_str(&roles).unwrap_or_default(),
+                ))
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Adds tasks that a replanned resume has and the run did not.
+    pub fn add_missing_tasks(&self, run: &str, tasks: &[TaskRow]) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            for t in tasks {
+                tx.execute(
+                    "INSERT OR IGNORE INTO tasks (run_id, task_id, kind, host, step, role, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![run, t.task_id, t.kind, t.host, t.step, t.role, t.state],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    pub fn request_abort(&self, run: &str, now: bool) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE runs SET abort_requested = 1, abort_now = max(abort_now, ?2) WHERE id = ?1",
+                params![run, now],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// (abort requested, kill in-flight steps too)
+    pub fn abort_requested(&self, run: &str) -> Result<(bool, bool)> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT abort_requested, abort_now FROM runs WHERE id = ?1",
+                [run],
+                |r| Ok((r.get::<_, bool>(0)?, r.get::<_, bool>(1)?)),
+            )
+        })
+    }
+
+    pub fn approve(&self, run: &str, gate: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO approvals (run_id, gate, approved_by, at) VALUES (?1, ?2, ?3, ?4)",
+                params![run, gate, user(), now()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn approved(&self, run: &str, gate: &str) -> Result<bool> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT count(*) FROM approvals WHERE run_id = ?1 AND gate = ?2",
+                [run, gate],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+        })
+    }
+
+    /// Takes the fleet lock for `run`. A lock held by another live run is refused; a lock
+    /// whose process is gone is reported as stale (break it with `fleetbook unlock`), except
+    /// that a run may take over its own stale lock (resume after a crash).
+    pub fn lock(&self, fleet: &str, run: &str) -> Result<()> {
+        let held = self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let current = tx
+                .query_row("SELECT fleet, run_id, pid, user, controller, since FROM locks WHERE fleet = ?1", [fleet], |r| {
+                    Ok(LockInfo { fleet: r.get(0)?, run_id: r.get(1)?, pid: r.get(2)?, user: r.get(3)?, controller: r.get(4)?, since: r.get(5)? })
+                })
+                .optional()?;
+            let take = match &current {
+                None => true,
+                Some(l) => l.run_id == run && l.is_stale(),
+            };
+            if take {
+                tx.execute(
+                    "INSERT OR REPLACE INTO locks (fleet, run_id, pid, user, controller, since) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![fleet, run, std::process::id() as i64, user(), controller(), now()],
+                )?;
+            }
+            tx.commit()?;
+            Ok(if take { None } else { current })
+        })?;
+        match held {
+            None => Ok(()),
+            Some(l) if l.is_stale() => Err(Error::Locked {
+                message: format!("the fleet is locked by {}", l.describe()),
+                help: "that process is gone: break the lock with `fleetbook unlock`".into(),
+            }),
+            Some(l) => Err(Error::Locked {
+                message: format!("the fleet is locked by {}", l.describe()),
+                help: "one operator at a time: wait for it, or `fleetbook abort` it".into(),
+            }),
+        }
+    }
+
+    pub fn unlock(&self, fleet: &str, run: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM locks WHERE fleet = ?1 AND run_id = ?2",
+                [fleet, run],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn locks(&self) -> Result<Vec<LockInfo>> {
+        self.with(|c| {
+            let mut st =
+                c.prepare("SELECT fleet, run_id, pid, user, controller, since FROM locks")?;
+            let rows = st.query_map([], |r| {
+                Ok(LockInfo {
+                    fleet: r.get(0)?,
+                    run_id: r.get(1)?,
+                    pid: r.get(2)?,
+                    user: r.get(3)?,
+                    controller: r.get(4)?,
+                    since: r.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    pub fn break_lock(&self, fleet: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute("DELETE FROM locks WHERE fleet = ?1", [fleet])
+                .map(|_| ())
+        })
+    }
+}
+
+/// A new run id: sortable by time, unique enough on one machine.
+pub fn new_run_id() -> String {
+    let t = now();
+    let stamp = format_time(t)
+        .replace(['-', ':', 'Z'], "")
+        .replace(' ', "-");
+    format!(
+        "{stamp}-{:04x}",
+        (std::process::id() ^ ((t.fract() * 65536.0) as u32)) & 0xffff
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_format_as_utc() {
+        assert_eq!(format_time(0.0), "1970-01-01 00:00:00Z");
+        assert_eq!(format_time(1_795_302_516.0), "2026-11-21 23:08:36Z");
+    }
+
+    #[test]
+    fn newer_schemas_and_foreign_files_are_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE),
+            b"this is not sqlite at all, just bytes",
+        )
+        .unwrap();
+        let e = Journal::open(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("not a fleetbook journal or is corrupted"), "{e}");
+        assert_eq!(
+            std::fs::read(dir.path().join(FILE)).unwrap(),
+            b"this is not sqlite at all, just bytes"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        Connection::open(dir.path().join(FILE))
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 99;")
+            .unwrap();
+        let e = Journal::open(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("schema version 99, newer"), "{e}");
+    }
+
+    #[test]
+    fn locks_are_exclusive_and_stale_ones_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        j.lock("fleet", "r1").unwrap();
+        let e = j.lock("fleet", "r2").err().unwrap().to_string();
+        assert!(e.contains("locked by run r1"), "{e}");
+        // A holder whose process is gone.
+        j.with(|c| c.execute("UPDATE locks SET pid = 999999999", []))
+            .unwrap();
+        let e = j.lock("fleet", "r2").err().unwrap();
+        assert!(e.to_string().contains("no longer running"), "{e}");
+        // The same run may take its own stale lock back.
+        j.lock("fleet", "r1").unwrap();
+        j.unlock("fleet", "r1").unwrap();
+        j.lock("fleet", "r2").unwrap();
+    }
+}

@@ -1,0 +1,593 @@
+//! Commands that read or steer recorded runs: `status`, `runs`, `abort`, `approve`,
+//! `unlock`, `resume`, and `apply` of a saved plan.
+
+use crate::cli::{ReportFormat, RunArgs, StateArgs};
+use crate::drive::{self, Start};
+use crate::exit;
+use fleetbook_engine::journal::{format_time, Journal, RunRecord, TaskRow};
+use fleetbook_engine::plan::{self, Planned};
+use fleetbook_engine::{Error, Result};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+fn open(state: &StateArgs) -> Result<Journal> {
+    let dir = state.resolve(None);
+    if !dir.join(fleetbook_engine::journal::FILE).exists() {
+        return Err(Error::input_with_help(
+            format!("no journal in {}", dir.display()),
+            "pass --state DIR (the state directory of the run), or run from the directory that holds .fleetbook",
+        ));
+    }
+    Journal::open(&dir)
+}
+
+#[derive(Serialize)]
+struct HostStatus {
+    host: String,
+    roles: Vec<String>,
+    /// upgraded, upgrading, pending, failed, rolled_back
+    state: &'static str,
+    step: Option<String>,
+    message: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Status {
+    run: RunRecord,
+    /// StarlingX-style: not started, partial, applied, partially rolled back, aborted.
+    overall: &'static str,
+    waiting_approval: Option<String>,
+    roles: BTreeMap<String, BTreeMap<&'static str, usize>>,
+    hosts: Vec<HostStatus>,
+}
+
+fn host_state(tasks: &[&TaskRow]) -> (&'static str, Option<String>, Option<String>) {
+    let any = |s: &str| tasks.iter().find(|t| t.state == s);
+    if let Some(t) = any("rolled_back") {
+        return ("rolled_back", t.step.clone(), t.message.clone());
+    }
+    if let Some(t) = any("failed").or_else(|| any("unreachable")) {
+        return ("failed", t.step.clone(), t.message.clone());
+    }
+    if let Some(t) = any("running").or_else(|| any("retrying")) {
+        return ("upgrading", t.step.clone(), None);
+    }
+    if !tasks.is_empty()
+        && tasks
+            .iter()
+            .all(|t| t.state == "ok" || t.state == "skipped")
+    {
+        return ("upgraded", None, None);
+    }
+    if tasks
+        .iter()
+        .any(|t| t.state == "ok" || t.state == "skipped")
+    {
+        return ("upgrading", None, None);
+    }
+    ("pending", None, None)
+}
+
+fn status_of(journal: &Journal, run: RunRecord) -> Result<Status> {
+    let tasks = journal.tasks(&run.id)?;
+    let mut by_host: HashMap<&str, Vec<&TaskRow>> = HashMap::new();
+    for t in &tasks {
+        if let Some(h) = &t.host {
+            by_host.entry(h).or_default().push(t);
+        }
+    }
+    let mut hosts = Vec::new();
+    let mut roles: BTreeMap<String, BTreeMap<&'static str, usize>> = BTreeMap::new();
+    for (host, host_roles) in journal.hosts(&run.id)? {
+        let ts = by_host.get(host.as_str()).cloned().unwrap_or_default();
+        if ts.is_empty() {
+            continue;
+        }
+        let (state, step, message) = host_state(&ts);
+        for r in &host_roles {
+            *roles
+                .entry(r.clone())
+                .or_default()
+                .entry(state)
+                .or_default() += 1;
+        }
+        hosts.push(HostStatus {
+            host,
+            roles: host_roles,
+            state,
+            step,
+            message,
+        });
+    }
+    let upgraded = hosts.iter().filter(|h| h.state == "upgraded").count();
+    let started = tasks.iter().any(|t| t.state != "pending");
+    let overall = if hosts.iter().any(|h| h.state == "rolled_back") {
+        "partially rolled back"
+    } else if run.state == "aborted" {
+        "aborted"
+    } else if !started {
+        "not started"
+    } else if upgraded == hosts.len()
+        && tasks
+            .iter()
+            .all(|t| matches!(t.state.as_str(), "ok" | "skipped") || t.kind.ends_with("done"))
+    {
+        "applied"
+    } else {
+        "partial"
+    };
+    let waiting_approval = tasks
+        .iter()
+        .find(|t| t.state == "waiting_approval")
+        .and_then(|t| t.step.clone());
+    Ok(Status {
+        run,
+        overall,
+        waiting_approval,
+        roles,
+        hosts,
+    })
+}
+
+pub fn status(id: Option<&str>, state: &StateArgs, format: ReportFormat) -> Result<i32> {
+    let journal = open(state)?;
+    let run = journal.run(id)?;
+    let st = status_of(&journal, run)?;
+    if format == ReportFormat::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&st).map_err(|e| Error::Internal(e.to_string()))?
+        );
+        return Ok(exit::OK);
+    }
+    let r = &st.run;
+    println!("run {}  {}  ({})", r.id, r.state, st.overall);
+    println!(
+        "runbook {} on {}, started {} by {}@{}",
+        r.runbook,
+        r.inventory_path,
+        format_time(r.started_at),
+        r.user,
+        r.controller
+    );
+    if let Some(reason) = &r.reason {
+        println!("reason: {reason}");
+    }
+    if let Some(gate) = &st.waiting_approval {
+        println!(
+            "waiting for approval {gate:?}: fleetbook approve {} --gate {gate}",
+            r.id
+        );
+    }
+    println!();
+    for (role, counts) in &st.roles {
+        let get = |k| counts.get(k).copied().unwrap_or(0);
+        println!(
+            "{role:16} upgraded {:<4} upgrading {:<4} pending {:<4} failed {:<4}{}",
+            get("upgraded"),
+            get("upgrading"),
+            get("pending"),
+            get("failed"),
+            if get("rolled_back") > 0 {
+                format!(" rolled back {}", get("rolled_back"))
+            } else {
+                String::new()
+            }
+        );
+    }
+    println!();
+    let width = st.hosts.iter().map(|h| h.host.len()).max().unwrap_or(4);
+    for h in &st.hosts {
+        let detail = match (&h.step, &h.message) {
+            (Some(s), Some(m)) => format!("  {s}: {m}"),
+            (Some(s), None) => format!("  {s}"),
+            _ => String::new(),
+        };
+        println!("{:width$}  {:11}{}", h.host, h.state, detail);
+    }
+    Ok(exit::OK)
+}
+
+pub fn runs(state: &StateArgs, format: ReportFormat) -> Result<i32> {
+    let journal = open(state)?;
+    let runs = journal.runs()?;
+    if format == ReportFormat::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&runs).map_err(|e| Error::Internal(e.to_string()))?
+        );
+        return Ok(exit::OK);
+    }
+    if runs.is_empty() {
+        println!("no runs recorded in {}", journal.path.display());
+    }
+    for r in runs {
+        println!(
+            "{}  {:24} {:20} {}  {}@{}",
+            r.id,
+            r.state,
+            r.runbook,
+            format_time(r.started_at),
+            r.user,
+            r.controller
+        );
+    }
+    Ok(exit::OK)
+}
+
+pub fn abort(id: &str, now: bool, state: &StateArgs) -> Result<i32> {
+    let journal = open(state)?;
+    let run = journal.run(Some(id))?;
+    if run.state != "running" {
+        return Err(Error::input(format!(
+            "run {id} is not running (it is {})",
+            run.state
+        )));
+    }
+    journal.request_abort(id, now)?;
+    eprintln!(
+        "abort requested for run {id}{}",
+        if now {
+            " (killing the steps in flight)"
+        } else {
+            ""
+        }
+    );
+    Ok(exit::OK)
+}
+
+pub fn approve(id: &str, gate: Option<&str>, state: &StateArgs) -> Result<i32> {
+    let journal = open(state)?;
+    let run = journal.run(Some(id))?;
+    let gate = match gate {
+        Some(g) => g.to_string(),
+        None => {
+            let waiting: Vec<String> = journal
+                .tasks(id)?
+                .into_iter()
+                .filter(|t| t.state == "waiting_approval")
+                .filter_map(|t| t.step)
+                .collect();
+            match waiting.as_slice() {
+                [one] => one.clone(),
+                [] => {
+                    return Err(Error::input(format!(
+                        "run {id} waits for no approval now; name one with --gate"
+                    )))
+                }
+                _ => {
+                    return Err(Error::input(format!(
+                        "run {id} waits for several approvals ({}); name one with --gate",
+                        waiting.join(", ")
+                    )))
+                }
+            }
+        }
+    };
+    journal.approve(&run.id, &gate)?;
+    eprintln!("approved {gate:?} for run {id}");
+    Ok(exit::OK)
+}
+
+pub fn unlock(state: &StateArgs, yes: bool) -> Result<i32> {
+    let journal = open(state)?;
+    let locks = journal.locks()?;
+    if locks.is_empty() {
+        eprintln!("no lock held in {}", journal.path.display());
+        return Ok(exit::OK);
+    }
+    for l in locks {
+        if !l.is_stale() {
+            return Err(Error::Locked {
+                message: format!("the fleet is locked by {}", l.describe()),
+                help: "that run is alive: stop it with `fleetbook abort`, not unlock".into(),
+            });
+        }
+        eprintln!("stale lock: {}", l.describe());
+        if !yes {
+            if !std::io::stdin().is_terminal() {
+                return Err(Error::input(
+                    "pass --yes to break the lock (standard input is not a terminal)",
+                ));
+            }
+            eprint!("Break it? [y/N] ");
+            let mut a = String::new();
+            let _ = std::io::stdin().read_line(&mut a);
+            if !matches!(a.trim(), "y" | "Y" | "yes") {
+                continue;
+            }
+        }
+        journal.break_lock(&l.fleet)?;
+        eprintln!(
+            "lock broken; resume the run with: fleetbook resume {}",
+            l.run_id
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn param_map(given: &[(String, String)]) -> BTreeMap<String, String> {
+    given.iter().cloned().collect()
+}
+
+/// Stored parameters plus the ones given now; secret ones must be given again.
+fn merge_params(
+    stored: &BTreeMap<String, String>,
+    given: &[(String, String)],
+) -> Result<BTreeMap<String, String>> {
+    let given = param_map(given);
+    let mut out = BTreeMap::new();
+    for (k, v) in stored {
+        match given.get(k) {
+            Some(g) => {
+                out.insert(k.clone(), g.clone());
+            }
+            None if v == "<secret>" => {
+                return Err(Error::input_with_help(
+                    format!("secret parameter {k} is not recorded: give it again"),
+                    format!("--param {k}=..."),
+                ))
+            }
+            None => {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    for (k, v) in given {
+        out.entry(k).or_insert(v);
+    }
+    Ok(out)
+}
+
+pub struct ResumeArgs<'a> {
+    pub id: &'a str,
+    pub retry_unknown: bool,
+    pub skip_unknown: bool,
+    pub replan: bool,
+    pub params: &'a [(String, String)],
+    pub lib_dirs: &'a [PathBuf],
+    pub run: &'a RunArgs,
+}
+
+pub fn resume(a: ResumeArgs) -> Result<i32> {
+    let journal = open(&a.run.state)?;
+    let run = journal.run(Some(a.id))?;
+    match run.state.as_str() {
+        "running" => {
+            return Err(Error::input(format!(
+                "run {} is still running (pid {} on {})",
+                run.id, run.pid, run.controller
+            )))
+        }
+        "succeeded" => {
+            return Err(Error::input(format!(
+                "run {} succeeded: there is nothing to resume",
+                run.id
+            )))
+        }
+        _ => {}
+    }
+    let params = merge_params(&run.params, a.params)?;
+    let planned = plan::plan(&plan::PlanRequest {
+        runbook: Path::new(&run.runbook_path),
+        inventory: Path::new(&run.inventory_path),
+        params: &params,
+        limit: run.limit_pattern.as_deref(),
+        lib_dirs: a.lib_dirs,
+    })?;
+    let p = &planned.plan;
+    let mut changed = Vec::new();
+    if p.runbook_digest != run.runbook_digest {
+        changed.push(format!(
+            "the runbook {} changed ({} -> {})",
+            run.runbook_path,
+            short(&run.runbook_digest),
+            short(&p.runbook_digest)
+        ));
+    }
+    if p.inventory_digest != run.inventory_digest {
+        changed.push(format!(
+            "the inventory {} changed ({} -> {})",
+            run.inventory_path,
+            short(&run.inventory_digest),
+            short(&p.inventory_digest)
+        ));
+    }
+    if !changed.is_empty() {
+        if !a.replan {
+            return Err(Error::input_with_help(
+                format!("refusing to resume run {}: {}", run.id, changed.join("; ")),
+                "resume with --replan to continue with the new version (tasks done stay done)",
+            ));
+        }
+        eprintln!("replanning: {}", changed.join("; "));
+        journal.add_missing_tasks(&run.id, &drive::tasks_of(p))?;
+    }
+    let done = done_tasks(&journal, &run, &planned, a.retry_unknown, a.skip_unknown)?;
+    drive::drive(planned, journal, Start::Resume { run: Box::new(run), done }, a.run)
+}
+
+fn short(d: &str) -> &str {
+    &d[..d.len().min(19)]
+}
+
+/// Which tasks an earlier attempt finished. A task left `running` by a crash is unknown: it
+/// runs again only if its step is idempotent or `--retry-unknown` says so; `--skip-unknown`
+/// takes it as done; otherwise resume stops and names them.
+fn done_tasks(
+    journal: &Journal,
+    run: &RunRecord,
+    planned: &Planned,
+    retry: bool,
+    skip: bool,
+) -> Result<Vec<bool>> {
+    let rows: HashMap<String, TaskRow> = journal
+        .tasks(&run.id)?
+        .into_iter()
+        .map(|t| (t.task_id.clone(), t))
+        .collect();
+    let rb = &planned.script.runbook;
+    let mut unknown = Vec::new();
+    let done = planned
+        .graph
+        .tasks
+        .iter()
+        .map(|t| match rows.get(&t.id).map(|r| r.state.as_str()) {
+            Some("ok" | "skipped") => true,
+            Some("running" | "retrying") => {
+                let idempotent = t.step.is_some_and(|s| rb.steps[s].idempotent);
+                if skip {
+                    true
+                } else {
+                    if !idempotent && !retry {
+                        unknown.push(t.id.clone());
+                    }
+                    false
+                }
+            }
+            _ => false,
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Error::input_with_help(
+            format!(
+                "run {} stopped while {} task(s) were running, and their steps are not idempotent: {}",
+                run.id,
+                unknown.len(),
+                unknown.join(", ")
+            ),
+            "check those hosts, then resume with --retry-unknown (run them again) or --skip-unknown (take them as done); steps declared .idempotent(true) are re-run on their own",
+        ));
+    }
+    Ok(done)
+}
+
+/// The fields of a saved plan that `apply` checks.
+#[derive(serde::Deserialize)]
+struct SavedPlan {
+    schema_version: u32,
+    fleetbook_version: String,
+    runbook: SavedRunbook,
+    runbook_digest: String,
+    inventory: String,
+    inventory_digest: String,
+    limit_pattern: Option<String>,
+    params: Vec<SavedParam>,
+    tasks: Vec<SavedTask>,
+}
+
+#[derive(serde::Deserialize)]
+struct SavedRunbook {
+    path: String,
+}
+
+#[derive(serde::Deserialize)]
+struct SavedParam {
+    name: String,
+    value: String,
+    secret: bool,
+}
+
+#[derive(serde::Deserialize, PartialEq)]
+struct SavedTask {
+    id: String,
+    commands: Vec<String>,
+}
+
+pub fn apply(
+    path: &Path,
+    given: &[(String, String)],
+    lib_dirs: &[PathBuf],
+    args: &RunArgs,
+) -> Result<i32> {
+    let text = fleetbook_engine::error::read_file(path)?;
+    let saved: SavedPlan = serde_json::from_str(&text)
+        .map_err(|e| Error::input(format!("{} is not a fleetbook plan: {e}", path.display())))?;
+    let refuse = |why: String| {
+        Error::input_with_help(
+            format!("refusing to apply {}: {why}", path.display()),
+            "make a new plan with `fleetbook plan ... -o plan.json`, review it, and apply that",
+        )
+    };
+    if saved.schema_version != plan::SCHEMA_VERSION {
+        return Err(refuse(format!(
+            "it has plan schema {}, this fleetbook reads {}",
+            saved.schema_version,
+            plan::SCHEMA_VERSION
+        )));
+    }
+    if saved.fleetbook_version != env!("CARGO_PKG_VERSION") {
+        return Err(refuse(format!(
+            "it was made by fleetbook {}, this is {}",
+            saved.fleetbook_version,
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+    let given_map = param_map(given);
+    let mut params = BTreeMap::new();
+    for p in &saved.params {
+        let v = match (p.secret, given_map.get(&p.name)) {
+            (true, Some(v)) => v.clone(),
+            (true, None) => {
+                return Err(Error::input_with_help(
+                    format!(
+                        "secret parameter {} is not in the plan: give it again",
+                        p.name
+                    ),
+                    format!("--param {}=...", p.name),
+                ))
+            }
+            (false, Some(v)) if *v != p.value => {
+                return Err(refuse(format!(
+                    "--param {}={v} differs from the plan's {}",
+                    p.name, p.value
+                )))
+            }
+            (false, _) => p.value.clone(),
+        };
+        params.insert(p.name.clone(), v);
+    }
+    let planned = plan::plan(&plan::PlanRequest {
+        runbook: Path::new(&saved.runbook.path),
+        inventory: Path::new(&saved.inventory),
+        params: &params,
+        limit: saved.limit_pattern.as_deref(),
+        lib_dirs,
+    })?;
+    let p = &planned.plan;
+    if p.runbook_digest != saved.runbook_digest {
+        return Err(refuse(format!(
+            "the runbook {} changed since the plan was made",
+            saved.runbook.path
+        )));
+    }
+    if p.inventory_digest != saved.inventory_digest {
+        return Err(refuse(format!(
+            "the inventory {} changed since the plan was made",
+            saved.inventory
+        )));
+    }
+    let now: Vec<SavedTask> = p
+        .tasks
+        .iter()
+        .map(|t| SavedTask {
+            id: t.id.clone(),
+            commands: t.commands.clone(),
+        })
+        .collect();
+    let secret_free = |ts: &[SavedTask]| {
+        ts.iter()
+            .map(|t| (t.id.clone(), t.commands.clone()))
+            .collect::<Vec<_>>()
+    };
+    if secret_free(&now) != secret_free(&saved.tasks) {
+        return Err(refuse(
+            "the plan computed now differs from the saved one (tasks or commands)".into(),
+        ));
+    }
+    let state = args.state.resolve(Some(Path::new(&saved.inventory)));
+    let journal = Journal::open(&state)?;
+    drive::drive(planned, journal, Start::New, args)
+}

@@ -90,7 +90,10 @@ pub fn fleet_key(inventory: &str) -> String {
 /// A fresh run, or the continuation of a recorded one.
 pub enum Start {
     New,
-    Resume { run: Box<RunRecord>, done: Vec<bool> },
+    Resume {
+        run: Box<RunRecord>,
+        done: Vec<bool>,
+    },
 }
 
 pub fn confirm(args: &RunArgs, question: &str) -> Result<bool> {

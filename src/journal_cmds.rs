@@ -406,7 +406,15 @@ pub fn resume(a: ResumeArgs) -> Result<i32> {
         journal.add_missing_tasks(&run.id, &drive::tasks_of(p))?;
     }
     let done = done_tasks(&journal, &run, &planned, a.retry_unknown, a.skip_unknown)?;
-    drive::drive(planned, journal, Start::Resume { run: Box::new(run), done }, a.run)
+    drive::drive(
+        planned,
+        journal,
+        Start::Resume {
+            run: Box::new(run),
+            done,
+        },
+        a.run,
+    )
 }
 
 fn short(d: &str) -> &str {

@@ -7,5 +7,6 @@ mod support;
 mod check;
 mod docs;
 mod errors;
+mod journal;
 mod plan;
 mod run;

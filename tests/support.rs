@@ -76,3 +76,8 @@ pub fn redact_digests(text: &str) -> String {
     out.push_str(rest);
     out
 }
+
+/// A diagnostic with miette's line wrapping undone, for assertions on whole sentences.
+pub fn flat(text: &str) -> String {
+    text.replace("\n  │ ", " ")
+}

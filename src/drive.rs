@@ -246,13 +246,21 @@ fn execute(
         std::io::stderr().is_terminal(),
         args.events == Some(EventsFormat::Jsonl),
     );
-    let secrets: Vec<(String, String)> = planned
+    // Secret parameters and host variables named like credentials never reach the journal.
+    let mut secrets: Vec<(String, String)> = planned
         .script
         .params
         .iter()
         .filter(|x| x.secret)
         .map(|x| (x.name.clone(), x.value.clone()))
         .collect();
+    for h in &planned.graph.hosts {
+        for (k, v) in &h.vars {
+            if fleetbook_engine::inventory::is_secret_var(k) && v.len() >= 4 {
+                secrets.push((k.clone(), v.clone()));
+            }
+        }
+    }
     let journal_failed: Mutex<Option<String>> = Mutex::new(None);
     let on_event = |e: &Event| {
         let mut e = e.clone();

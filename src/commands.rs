@@ -19,14 +19,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             format,
             output,
         } => {
-            let params = script.param_map().map_err(Error::input)?;
-            let planned = plan::plan(&plan::PlanRequest {
-                runbook: &runbook,
-                inventory: &inventory,
-                params: &params,
-                limit: limit.as_deref(),
-                lib_dirs: &script.lib_dirs,
-            })?;
+            let planned = plan_of(&runbook, &inventory, &script, limit.as_deref())?;
             let p = &planned.plan;
             for w in &p.warnings {
                 eprintln!("warning: {w}");
@@ -61,14 +54,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             limit,
             run,
         } => {
-            let params = script.param_map().map_err(Error::input)?;
-            let planned = plan::plan(&plan::PlanRequest {
-                runbook: &runbook,
-                inventory: &inventory,
-                params: &params,
-                limit: limit.as_deref(),
-                lib_dirs: &script.lib_dirs,
-            })?;
+            let planned = plan_of(&runbook, &inventory, &script, limit.as_deref())?;
             let journal = Journal::open(&run.state.resolve(Some(&inventory)))?;
             drive::drive(planned, journal, Start::New, &run)
         }
@@ -126,6 +112,23 @@ pub fn run(cli: Cli) -> Result<i32> {
             &command.join(" "),
         ),
     }
+}
+
+/// Plans a runbook file against an inventory file with the command line's parameters.
+fn plan_of(
+    runbook: &std::path::Path,
+    inventory: &std::path::Path,
+    script: &ScriptArgs,
+    limit: Option<&str>,
+) -> Result<plan::Planned> {
+    let params = script.param_map().map_err(Error::input)?;
+    plan::plan(&plan::PlanRequest {
+        runbook,
+        inventory,
+        params: &params,
+        limit,
+        lib_dirs: &script.lib_dirs,
+    })
 }
 
 fn check(runbook: &std::path::Path, args: &ScriptArgs) -> Result<i32> {

@@ -247,13 +247,7 @@ fn execute(
         args.events == Some(EventsFormat::Jsonl),
     );
     // Secret parameters and host variables named like credentials never reach the journal.
-    let mut secrets: Vec<(String, String)> = planned
-        .script
-        .params
-        .iter()
-        .filter(|x| x.secret)
-        .map(|x| (x.name.clone(), x.value.clone()))
-        .collect();
+    let mut secrets = planned.script.secrets();
     for h in &planned.graph.hosts {
         for (k, v) in &h.vars {
             if fleetbook_engine::inventory::is_secret_var(k) && v.len() >= 4 {

@@ -16,12 +16,10 @@
 use crate::compile::{Graph, TaskKind};
 use crate::plan::Planned;
 use crate::script::Script;
-use crate::slots::{SlotKey, Slots};
+use crate::slots::{SlotKey, Slots, WaitingHosts, WaitingSteps};
 use crate::transport::dry_run::hosts as host_objects;
 use fleetbook_stdlib::{Host, Transport};
 use serde::Serialize;
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -358,9 +356,8 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
             ..Default::default()
         })
         .collect();
-    let mut host_queues: BTreeMap<SlotKey, BinaryHeap<Reverse<usize>>> = BTreeMap::new();
-    let mut step_queues: Vec<BinaryHeap<Reverse<(usize, usize)>>> =
-        vec![BinaryHeap::new(); graph.rules.throttle.len()];
+    let mut waiting_hosts = WaitingHosts::default();
+    let mut waiting_steps = WaitingSteps::new(graph.rules.throttle.len());
     let mut finished = vec![false; n];
     // Tasks that ran and succeeded: only their `undo` closures run on rollback.
     let mut ran_ok = vec![false; n];
@@ -389,13 +386,8 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
     let mut killed = false;
     let (tx, rx) = mpsc::channel::<Done>();
 
-    let start_task = |t: usize, slots: &mut Slots, running: &mut usize, ran_ok: &[bool]| {
-        let task = &graph.tasks[t];
-        if let Some(step) = task.step.filter(|_| task.kind == TaskKind::Host) {
-            if graph.rules.throttle[step].is_some() {
-                slots.enter_step(step);
-            }
-        }
+    // Throttled steps were let in by `waiting_steps`, which took their place in the step.
+    let start_task = |t: usize, running: &mut usize, ran_ok: &[bool]| {
         *running += 1;
         r.event(t, State::Running, 1, None);
         let done_before: Vec<usize> = match position[t] {
@@ -421,43 +413,25 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
                 continue;
             }
             match position[t] {
-                Some((h, i)) if i == first_pending[h] => host_queues
-                    .entry(keys[h].clone())
-                    .or_default()
-                    .push(Reverse(h)),
+                Some((h, i)) if i == first_pending[h] => waiting_hosts.push(&keys[h], h),
                 Some((h, _)) if graph.rules.throttle[task.step.unwrap_or(0)].is_some() => {
-                    step_queues[task.step.unwrap_or(0)].push(Reverse((h, t)))
+                    waiting_steps.push(task.step.unwrap_or(0), h, t)
                 }
-                _ => start_task(t, &mut slots, &mut running, &ran_ok),
+                _ => start_task(t, &mut running, &ran_ok),
             }
         }
         if !stopping {
-            loop {
-                let pick = host_queues
-                    .iter()
-                    .filter(|(k, q)| !q.is_empty() && slots.can_start(k))
-                    .map(|(k, q)| (q.peek().map(|r| r.0).unwrap_or(usize::MAX), k.clone()))
-                    .min();
-                let Some((h, key)) = pick else { break };
-                if let Some(q) = host_queues.get_mut(&key) {
-                    q.pop();
-                }
-                slots.start(&key);
+            while let Some(h) = waiting_hosts.start_next(&mut slots) {
                 let first = graph.host_tasks[h][first_pending[h]];
                 let step = graph.tasks[first].step.unwrap_or(0);
                 if graph.rules.throttle[step].is_some() {
-                    step_queues[step].push(Reverse((h, first)));
+                    waiting_steps.push(step, h, first);
                 } else {
-                    start_task(first, &mut slots, &mut running, &ran_ok);
+                    start_task(first, &mut running, &ran_ok);
                 }
             }
-            for (step, queue) in step_queues.iter_mut().enumerate() {
-                while !queue.is_empty() && slots.can_enter_step(step) {
-                    let Some(Reverse((_, t))) = queue.pop() else {
-                        break;
-                    };
-                    start_task(t, &mut slots, &mut running, &ran_ok);
-                }
+            for t in waiting_steps.enter_next(&mut slots) {
+                start_task(t, &mut running, &ran_ok);
             }
             slots.end_pass();
         }

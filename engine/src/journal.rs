@@ -220,6 +220,17 @@ fn state_name(s: State) -> String {
         .unwrap_or_default()
 }
 
+fn lock_from_row(r: &rusqlite::Row) -> rusqlite::Result<LockInfo> {
+    Ok(LockInfo {
+        fleet: r.get(0)?,
+        run_id: r.get(1)?,
+        pid: r.get(2)?,
+        user: r.get(3)?,
+        controller: r.get(4)?,
+        since: r.get(5)?,
+    })
+}
+
 impl Journal {
     /// Opens (or creates) the journal in `dir`.
     pub fn open(dir: &Path) -> Result<Journal> {
@@ -512,9 +523,7 @@ impl Journal {
         let held = self.with(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let current = tx
-                .query_row("SELECT fleet, run_id, pid, user, controller, since FROM locks WHERE fleet = ?1", [fleet], |r| {
-                    Ok(LockInfo { fleet: r.get(0)?, run_id: r.get(1)?, pid: r.get(2)?, user: r.get(3)?, controller: r.get(4)?, since: r.get(5)? })
-                })
+                .query_row("SELECT fleet, run_id, pid, user, controller, since FROM locks WHERE fleet = ?1", [fleet], lock_from_row)
                 .optional()?;
             let take = match &current {
                 None => true,
@@ -556,16 +565,7 @@ impl Journal {
         self.with(|c| {
             let mut st =
                 c.prepare("SELECT fleet, run_id, pid, user, controller, since FROM locks")?;
-            let rows = st.query_map([], |r| {
-                Ok(LockInfo {
-                    fleet: r.get(0)?,
-                    run_id: r.get(1)?,
-                    pid: r.get(2)?,
-                    user: r.get(3)?,
-                    controller: r.get(4)?,
-                    since: r.get(5)?,
-                })
-            })?;
+            let rows = st.query_map([], lock_from_row)?;
             rows.collect()
         })
     }

@@ -260,12 +260,7 @@ fn assemble(
     warnings: Vec<String>,
 ) -> Plan {
     let rb = &script.runbook;
-    let secrets: Vec<(String, String)> = script
-        .params
-        .iter()
-        .filter(|p| p.secret)
-        .map(|p| (p.name.clone(), p.value.clone()))
-        .collect();
+    let secrets = script.secrets();
     let steps = rb
         .steps
         .iter()

@@ -5,9 +5,9 @@
 
 use crate::compile::{Graph, TaskKind};
 use crate::error::{Error, Result};
-use crate::slots::{SlotKey, Slots};
+use crate::slots::{SlotKey, Slots, WaitingHosts, WaitingSteps};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BinaryHeap;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Slot {
@@ -58,11 +58,8 @@ pub fn simulate(graph: &Graph, skipped: &[bool]) -> Result<Schedule> {
     let mut out = vec![Slot::default(); n];
     let mut done = 0usize;
     let mut events: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
-    // Hosts waiting for slots, per slot key, by host index.
-    let mut host_queues: BTreeMap<SlotKey, BinaryHeap<Reverse<usize>>> = BTreeMap::new();
-    // Host tasks waiting for a throttled step, per step.
-    let mut step_queues: Vec<BinaryHeap<Reverse<(usize, usize)>>> =
-        vec![BinaryHeap::new(); graph.rules.throttle.len()];
+    let mut waiting_hosts = WaitingHosts::default();
+    let mut waiting_steps = WaitingSteps::new(graph.rules.throttle.len());
     let mut ready: Vec<usize> = (0..n).filter(|&t| waiting[t] == 0).collect();
     let mut now = 0u64;
 
@@ -82,49 +79,30 @@ pub fn simulate(graph: &Graph, skipped: &[bool]) -> Result<Schedule> {
             for t in pass_ready.drain(..) {
                 let task = &graph.tasks[t];
                 if let Some(h) = first_of_host[t] {
-                    host_queues
-                        .entry(keys[h].clone())
-                        .or_default()
-                        .push(Reverse(h));
+                    waiting_hosts.push(&keys[h], h);
                 } else if task.kind == TaskKind::Host
                     && graph.rules.throttle[task.step.unwrap_or(0)].is_some()
                 {
-                    step_queues[task.step.unwrap_or(0)].push(Reverse((task.host.unwrap_or(0), t)));
+                    waiting_steps.push(task.step.unwrap_or(0), task.host.unwrap_or(0), t);
                 } else {
                     out[t].start = now;
                     events.push(Reverse((now + duration(t), t)));
                 }
             }
             // Start hosts whose slots are free, lowest host index first.
-            loop {
-                let pick = host_queues
-                    .iter()
-                    .filter(|(k, q)| !q.is_empty() && slots.can_start(k))
-                    .map(|(k, q)| (q.peek().map(|r| r.0).unwrap_or(usize::MAX), k.clone()))
-                    .min();
-                let Some((h, key)) = pick else { break };
-                if let Some(q) = host_queues.get_mut(&key) {
-                    q.pop();
-                }
-                slots.start(&key);
+            while let Some(h) = waiting_hosts.start_next(&mut slots) {
                 let first = graph.host_tasks[h][0];
                 let step = graph.tasks[first].step.unwrap_or(0);
                 if graph.rules.throttle[step].is_some() {
-                    step_queues[step].push(Reverse((h, first)));
+                    waiting_steps.push(step, h, first);
                 } else {
                     out[first].start = now;
                     events.push(Reverse((now + duration(first), first)));
                 }
             }
-            for (step, q) in step_queues.iter_mut().enumerate() {
-                while !q.is_empty() && slots.can_enter_step(step) {
-                    let Some(Reverse((_, t))) = q.pop() else {
-                        break;
-                    };
-                    slots.enter_step(step);
-                    out[t].start = now;
-                    events.push(Reverse((now + duration(t), t)));
-                }
+            for t in waiting_steps.enter_next(&mut slots) {
+                out[t].start = now;
+                events.push(Reverse((now + duration(t), t)));
             }
             if pass_ready.is_empty() {
                 break;

@@ -358,6 +358,15 @@ pub fn compile(input: ScriptInput) -> Result<Script> {
 }
 
 impl Script {
+    /// (name, value) of every secret parameter, for redaction.
+    pub fn secrets(&self) -> Vec<(String, String)> {
+        self.params
+            .iter()
+            .filter(|p| p.secret)
+            .map(|p| (p.name.clone(), p.value.clone()))
+            .collect()
+    }
+
     /// Makes `host(name)` and `hosts(role)` answer with these hosts.
     pub fn bind_fleet(&self, hosts: IndexMap<String, Host>) {
         *self.fleet.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Fleet { hosts }));

@@ -147,3 +147,69 @@ impl Slots {
         self.total
     }
 }
+
+/// Hosts waiting for their slots, queued by slot key: hosts with the same key are alike for
+/// every limit, so a pass looks at one head per key instead of at every waiting host.
+#[derive(Debug, Default)]
+pub struct WaitingHosts {
+    queues:
+        std::collections::BTreeMap<SlotKey, std::collections::BinaryHeap<std::cmp::Reverse<usize>>>,
+}
+
+impl WaitingHosts {
+    pub fn push(&mut self, key: &SlotKey, host: usize) {
+        self.queues
+            .entry(key.clone())
+            .or_default()
+            .push(std::cmp::Reverse(host));
+    }
+
+    /// The lowest-numbered waiting host whose slots are free now, with its slots taken.
+    pub fn start_next(&mut self, slots: &mut Slots) -> Option<usize> {
+        let (host, key) = self
+            .queues
+            .iter()
+            .filter(|(k, q)| !q.is_empty() && slots.can_start(k))
+            .filter_map(|(k, q)| q.peek().map(|r| (r.0, k)))
+            .min()?;
+        let key = key.clone();
+        if let Some(q) = self.queues.get_mut(&key) {
+            q.pop();
+        }
+        slots.start(&key);
+        Some(host)
+    }
+}
+
+/// Host tasks waiting for room in a throttled step, per step, lowest host first.
+#[derive(Debug)]
+pub struct WaitingSteps {
+    queues: Vec<std::collections::BinaryHeap<std::cmp::Reverse<(usize, usize)>>>,
+}
+
+impl WaitingSteps {
+    pub fn new(steps: usize) -> WaitingSteps {
+        WaitingSteps {
+            queues: vec![std::collections::BinaryHeap::new(); steps],
+        }
+    }
+
+    pub fn push(&mut self, step: usize, host: usize, task: usize) {
+        self.queues[step].push(std::cmp::Reverse((host, task)));
+    }
+
+    /// Tasks that may enter their step now, with their places in the step taken.
+    pub fn enter_next(&mut self, slots: &mut Slots) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (step, q) in self.queues.iter_mut().enumerate() {
+            while !q.is_empty() && slots.can_enter_step(step) {
+                let Some(std::cmp::Reverse((_, t))) = q.pop() else {
+                    break;
+                };
+                slots.enter_step(step);
+                out.push(t);
+            }
+        }
+        out
+    }
+}

@@ -103,12 +103,7 @@ fn truthy(v: &rhai::Dynamic) -> bool {
 
 /// Records what every task would run.
 pub fn record(script: &Script, graph: &Graph) -> Result<Vec<TaskRecord>> {
-    let secrets: Vec<(String, String)> = script
-        .params
-        .iter()
-        .filter(|p| p.secret)
-        .map(|p| (p.name.clone(), p.value.clone()))
-        .collect();
+    let secrets = script.secrets();
     let hosts = hosts(graph, Arc::new(Recorder));
     script.bind_fleet(hosts.clone());
     let rb = &script.runbook;

@@ -76,6 +76,18 @@ fn describe(e: &openssh::Error) -> String {
     msg
 }
 
+/// `ssh -O exit` on a control socket: ends the master and every session on it.
+fn exit_master(socket: &std::path::Path) {
+    let _ = std::process::Command::new("ssh")
+        .arg("-S")
+        .arg(socket)
+        .args(["-O", "exit", "fleetbook-host"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
 impl Ssh {
     pub fn new(opts: SshOptions) -> std::io::Result<Ssh> {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -171,14 +183,7 @@ impl Ssh {
             .collect();
         for cell in sessions {
             if let Some(Ok(s)) = cell.get() {
-                let _ = std::process::Command::new("ssh")
-                    .arg("-S")
-                    .arg(s.control_socket())
-                    .args(["-O", "exit", "fleetbook-host"])
-                    .stdin(std::process::Stdio::null())
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .status();
+                exit_master(s.control_socket());
             }
         }
     }
@@ -271,14 +276,7 @@ impl Transport for Ssh {
                     Ok(s) => {
                         let _ = self.rt.block_on(s.close());
                     }
-                    Err(s) => {
-                        let _ = std::process::Command::new("ssh")
-                            .arg("-S")
-                            .arg(s.control_socket())
-                            .args(["-O", "exit", "fleetbook-host"])
-                            .stderr(std::process::Stdio::null())
-                            .status();
-                    }
+                    Err(s) => exit_master(s.control_socket()),
                 }
             }
         }

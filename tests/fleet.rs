@@ -1,0 +1,433 @@
+//! End-to-end tests on a real fleet: Debian containers from examples/fleet (systemd, sshd,
+//! puppet-agent, a demo service packaged in 1.0 and 2.0). They check the hosts themselves:
+//! dpkg-query, the running service's version and PID, puppet's lock file, cron.
+//!
+//! Without a usable Docker they are skipped, except under CI, where they fail.
+
+use crate::support::root;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+/// Building the image is shared; fleets come up one test at a time (two cores).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn docker_usable() -> bool {
+    let ok = Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new("sh")
+            .args([
+                "-c",
+                "command -v debootstrap && command -v dpkg-scanpackages",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ok && std::env::var_os("CI").is_some() {
+        panic!("Docker (or debootstrap/dpkg-dev) is not usable, and CI is set: the fleet tests must run");
+    }
+    if !ok {
+        eprintln!("skipping: Docker, debootstrap or dpkg-dev is not usable here");
+    }
+    ok
+}
+
+fn fleet_sh() -> PathBuf {
+    root().join("examples/fleet/fleet.sh")
+}
+
+/// A fleet that goes down when dropped, whatever happened.
+struct DemoFleet {
+    dir: tempfile::TempDir,
+}
+
+impl DemoFleet {
+    fn up() -> DemoFleet {
+        let dir = tempfile::Builder::new()
+            .prefix("fbfleet")
+            .tempdir()
+            .unwrap();
+        let out = Command::new(fleet_sh())
+            .arg("up")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let fleet = DemoFleet { dir };
+        assert!(
+            out.status.success(),
+            "fleet up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        fleet
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn container(&self, host: &str) -> String {
+        format!(
+            "{}-{host}",
+            std::fs::read_to_string(self.path("fleet-id"))
+                .unwrap()
+                .trim()
+        )
+    }
+
+    /// Runs a command on a host through docker (the test's own view, not fleetbook's).
+    fn sh(&self, host: &str, cmd: &str) -> String {
+        let out = Command::new("docker")
+            .args(["exec", &self.container(host), "sh", "-c", cmd])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn installed(&self, host: &str) -> String {
+        self.sh(host, "dpkg-query -W -f='${Version}' fleetbook-demo")
+    }
+
+    /// "VERSION PID" of the running service, and systemd's MainPID.
+    fn running(&self, host: &str) -> (String, String) {
+        (
+            self.sh(host, "cat /run/fleetbook-demo/running"),
+            self.sh(host, "systemctl show -p MainPID --value fleetbook-demo"),
+        )
+    }
+
+    /// `fleetbook ARGS... --state STATE [--ssh-config CONFIG]`.
+    fn fleetbook(&self, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fleetbook"));
+        for a in args {
+            c.arg(a);
+        }
+        c.arg("--state")
+            .arg(self.path("state"))
+            .current_dir(root())
+            .stdin(Stdio::null());
+        if matches!(args[0].as_ref().to_str(), Some("run" | "resume")) {
+            c.arg("--ssh-config").arg(self.path("ssh_config"));
+        }
+        c
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for DemoFleet {
+    fn drop(&mut self) {
+        let _ = Command::new(fleet_sh())
+            .arg("down")
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+const HOSTS: [&str; 12] = [
+    "ctl1", "ctl2", "ctl3", "cmp1", "cmp2", "cmp3", "cmp4", "cmp5", "cmp6", "st1", "st2", "st3",
+];
+
+fn run(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn assert_upgraded(f: &DemoFleet, host: &str, version: &str) {
+    assert_eq!(f.installed(host), version, "{host}: installed version");
+    let (running, pid) = f.running(host);
+    assert_eq!(
+        running,
+        format!("{version} {pid}"),
+        "{host}: the running service is the new binary"
+    );
+}
+
+#[test]
+fn swh_debian_upgrade_runs_for_real() {
+    if !docker_usable() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let f = DemoFleet::up();
+    // The swh runbook's groups on the fleet's hosts, with the demo service as their service.
+    let hosts = std::fs::read_to_string(f.path("hosts.ini")).unwrap();
+    let addr = |h: &str| {
+        hosts
+            .lines()
+            .find(|l| l.starts_with(&format!("{h} ")))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    let mut inv = String::new();
+    for (group, members) in [
+        ("rpc", &HOSTS[0..3]),
+        ("workers", &HOSTS[3..9]),
+        ("journal_clients", &HOSTS[9..12]),
+    ] {
+        inv.push_str(&format!("[{group}]\n"));
+        for h in members {
+            inv.push_str(&format!("{h} {}\n", addr(h)));
+        }
+    }
+    inv.push_str("[all:vars]\nansible_user=root\npkg_manager=apt\nservices=fleetbook-demo\n");
+    let inv = f.write("swh.ini", &inv);
+    let mut child = f
+        .fleetbook(&[
+            &"run",
+            &"runbooks/swh-debian-upgrade.rhai",
+            &"-i",
+            &inv,
+            &"--yes",
+            &"--param",
+            &"migration=touch /root/migrated",
+            &"--events",
+            &"jsonl",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While it runs, puppet must be off on the workers (its real lock file) and cron stopped.
+    let mut saw_disabled = false;
+    let events = BufReader::new(child.stdout.take().unwrap());
+    for line in events.lines().map_while(Result::ok) {
+        if !saw_disabled
+            && line.contains("\"host:cmp6:update-index\"")
+            && line.contains("\"running\"")
+        {
+            saw_disabled = f.sh(
+                "cmp6",
+                "test -e /var/cache/puppet/state/agent_disabled.lock && echo yes",
+            ) == "yes"
+                && f.sh("cmp6", "systemctl is-active cron") != "active";
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        saw_disabled,
+        "puppet was disabled and cron stopped on cmp6 during its upgrade"
+    );
+    for h in HOSTS {
+        assert_upgraded(&f, h, "2.0");
+    }
+    for h in &HOSTS[3..9] {
+        assert_eq!(f.sh(h, "test -e /var/cache/puppet/state/agent_disabled.lock && echo disabled || echo enabled"), "enabled", "{h}: puppet back on");
+        assert_eq!(
+            f.sh(h, "systemctl is-active cron"),
+            "active",
+            "{h}: cron back"
+        );
+    }
+    assert_eq!(
+        f.sh("ctl1", "test -e /root/migrated && echo yes"),
+        "yes",
+        "the migration ran on the first rpc host"
+    );
+    // Role order, from the hosts' own clocks: every worker restarted its service after every rpc host.
+    let started = |h: &str| {
+        f.sh(
+            h,
+            "systemctl show -p ActiveEnterTimestampMonotonic --value fleetbook-demo",
+        )
+        .parse::<u64>()
+        .unwrap()
+    };
+    let last_rpc = HOSTS[0..3].iter().map(|h| started(h)).max().unwrap();
+    assert!(
+        HOSTS[3..9].iter().all(|h| started(h) > last_rpc),
+        "a worker restarted before the rpc hosts were done"
+    );
+}
+
+#[test]
+fn faults_mid_rollout() {
+    if !docker_usable() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let f = DemoFleet::up();
+    let inv = f.path("hosts.ini");
+    // A failing postinst on cmp4 (2.0 only): its upgrade fails and rollback restores 1.0.
+    f.sh(
+        "cmp4",
+        "mkdir -p /etc/fleetbook-demo && echo 2.0 > /etc/fleetbook-demo/fail-postinst",
+    );
+    // cmp2 is killed while it upgrades: with max_failures 1 on compute, the run goes on...
+    // but two failed computes exceed it, so the run halts; both faults are counted.
+    let mut child = f
+        .fleetbook(&[
+            &"run",
+            &"examples/fleet/demo-upgrade.rhai",
+            &"-i",
+            &inv,
+            &"--yes",
+            &"--events",
+            &"jsonl",
+            &"--connect-timeout",
+            &"3s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = BufReader::new(child.stdout.take().unwrap());
+    let mut killed = false;
+    let mut seen = Vec::new();
+    for line in events.lines().map_while(Result::ok) {
+        if !killed && line.contains("\"host:cmp2:upgrade\"") && line.contains("\"running\"") {
+            let _ = Command::new("docker")
+                .args(["kill", &f.container("cmp2")])
+                .output();
+            killed = true;
+        }
+        seen.push(line);
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(killed, "cmp2 reached its upgrade step");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "two failed computes halt the run:\n{stderr}"
+    );
+    let failed: Vec<&String> = seen
+        .iter()
+        .filter(|l| l.contains("\"failed\"") || l.contains("\"unreachable\""))
+        .collect();
+    assert!(
+        failed.iter().any(|l| l.contains("cmp2")),
+        "the killed host counts as failed: {failed:?}"
+    );
+    assert!(
+        failed.iter().any(|l| l.contains("cmp4")),
+        "the failing postinst fails cmp4: {failed:?}"
+    );
+    assert_upgraded(&f, "ctl1", "2.0");
+    // cmp4 was rolled back to 1.0 by the runbook's undo, and runs it.
+    assert_eq!(f.installed("cmp4"), "1.0", "cmp4 rolled back");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("host:cmp4:upgrade") && l.contains("rolled_back")),
+        "undo ran on cmp4"
+    );
+
+    // Fix both, resume: every host ends on 2.0 and nothing that finished runs twice.
+    f.sh("cmp4", "rm -f /etc/fleetbook-demo/fail-postinst");
+    let _ = Command::new("docker")
+        .args(["start", &f.container("cmp2")])
+        .output();
+    for _ in 0..100 {
+        if f.sh("cmp2", "systemctl is-active ssh") == "active" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let runs = f
+        .fleetbook(&[&"runs", &"--format", &"json"])
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    let id = runs[0]["id"].as_str().unwrap().to_string();
+    let upgrades_before: Vec<String> = HOSTS
+        .iter()
+        .map(|h| {
+            f.sh(
+                h,
+                "grep -c ' upgrade fleetbook-demo:all 1.0 2.0' /var/log/dpkg.log || true",
+            )
+        })
+        .collect();
+    let (code, stderr) = run(f
+        .fleetbook(&[&"resume", &id, &"--yes"])
+        .stderr(Stdio::piped()));
+    assert_eq!(code, 0, "{stderr}");
+    for (i, h) in HOSTS.iter().enumerate() {
+        assert_upgraded(&f, h, "2.0");
+        let after = f.sh(
+            h,
+            "grep -c ' upgrade fleetbook-demo:all 1.0 2.0' /var/log/dpkg.log || true",
+        );
+        if upgrades_before[i] == "1" && !["cmp2", "cmp4"].contains(h) {
+            assert_eq!(after, "1", "{h} was upgraded before the halt and not again");
+        }
+    }
+}
+
+#[test]
+fn controller_killed_then_resumed() {
+    if !docker_usable() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let f = DemoFleet::up();
+    let inv = f.path("hosts.ini");
+    let mut child = f
+        .fleetbook(&[
+            &"run",
+            &"examples/fleet/demo-upgrade.rhai",
+            &"-i",
+            &inv,
+            &"--yes",
+            &"--events",
+            &"jsonl",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let events = BufReader::new(child.stdout.take().unwrap());
+    for line in events.lines().map_while(Result::ok) {
+        // Kill -9 while computes are mid-step.
+        if line.contains("\"host:cmp2:upgrade\"") && line.contains("\"running\"") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let runs = f
+        .fleetbook(&[&"runs", &"--format", &"json"])
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(runs[0]["state"], "crashed");
+    let id = runs[0]["id"].as_str().unwrap().to_string();
+    // Every step of demo-upgrade is idempotent: the unknown ones are simply run again.
+    let (code, stderr) = run(f
+        .fleetbook(&[&"resume", &id, &"--yes"])
+        .stderr(Stdio::piped()));
+    assert_eq!(code, 0, "{stderr}");
+    for h in HOSTS {
+        assert_upgraded(&f, h, "2.0");
+        assert_eq!(
+            f.sh(
+                h,
+                "grep -c ' upgrade fleetbook-demo:all 1.0 2.0' /var/log/dpkg.log"
+            ),
+            "1",
+            "{h} upgraded exactly once"
+        );
+        assert_eq!(f.sh(h, "test -e /var/cache/puppet/state/agent_disabled.lock && echo disabled || echo enabled"), "enabled");
+    }
+    let _ = Path::new("");
+}

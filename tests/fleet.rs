@@ -431,3 +431,95 @@ fn controller_killed_then_resumed() {
     }
     let _ = Path::new("");
 }
+
+#[test]
+fn network_cut_fails_the_host_at_its_step_timeout() {
+    if !docker_usable() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let f = DemoFleet::up();
+    let rb = f.write(
+        "cut.rhai",
+        "let rb = runbook(\"cut\");\nrb.limit(\"compute\", 3);\nrb.max_failures(\"compute\", 1);\n\
+         rb.step(\"slow\", |h| h.run(`if [ ${h.name} = cmp2 ]; then sleep 30; else sleep 2; fi; touch /root/slow-done`)).roles([\"compute\"]).timeout(\"6s\");\nrb\n",
+    );
+    let net = format!(
+        "{}-net",
+        std::fs::read_to_string(f.path("fleet-id")).unwrap().trim()
+    );
+    let started = std::time::Instant::now();
+    let mut child = f
+        .fleetbook(&[
+            &"run",
+            &rb,
+            &"-i",
+            &f.path("hosts.ini"),
+            &"--yes",
+            &"--events",
+            &"jsonl",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    let mut cut = false;
+    for line in events.lines().map_while(Result::ok) {
+        if !cut && line.contains("\"host:cmp2:slow\"") && line.contains("\"running\"") {
+            // Cut once the command runs on the host.
+            for _ in 0..100 {
+                if f.sh("cmp2", "ps -eo args | grep -cx 'sleep 30' || true") == "1" {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let out = Command::new("docker")
+                .args(["network", "disconnect", &net, &f.container("cmp2")])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            cut = true;
+        }
+        seen.push(line);
+    }
+    let out = child.wait_with_output().unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "one tolerated failure:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cmp2 = seen
+        .iter()
+        .find(|l| {
+            l.contains("\"host:cmp2:slow\"")
+                && (l.contains("\"failed\"") || l.contains("\"unreachable\""))
+        })
+        .expect("cmp2 failed");
+    assert!(cmp2.contains("timed out"), "{cmp2}");
+    assert!(
+        elapsed < std::time::Duration::from_secs(60),
+        "the cut host held the run for {elapsed:?}"
+    );
+    // The others finished; on the cut host the command was stopped by its timeout there.
+    for h in ["cmp1", "cmp3", "cmp4", "cmp5", "cmp6"] {
+        assert_eq!(f.sh(h, "test -e /root/slow-done && echo yes"), "yes", "{h}");
+    }
+    // timeout(1) on the host stopped the command at 6 s, cut off or not.
+    assert_eq!(
+        f.sh("cmp2", "ps -eo args | grep -cx 'sleep 30' || true"),
+        "0",
+        "the command still runs on cmp2"
+    );
+    assert_eq!(
+        f.sh("cmp2", "test -e /root/slow-done && echo yes || echo no"),
+        "no"
+    );
+}

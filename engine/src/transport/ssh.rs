@@ -153,12 +153,17 @@ impl Ssh {
             .cloned()
             .unwrap_or_else(|| host.name.clone());
         let builder = self.builder(host);
+        // ConnectTimeout covers only the TCP connect; a link that dies during the handshake
+        // would otherwise hang until the server-alive checks give up.
+        let limit = self.opts.connect_timeout + Duration::from_secs(5);
         let result = self.rt.block_on(cell.get_or_init(|| async move {
-            builder
-                .connect_mux(&dest)
-                .await
-                .map(Arc::new)
-                .map_err(|e| describe(&e))
+            match tokio::time::timeout(limit, builder.connect_mux(&dest)).await {
+                Ok(r) => r.map(Arc::new).map_err(|e| describe(&e)),
+                Err(_) => Err(format!(
+                    "no SSH session with {dest} after {}s",
+                    limit.as_secs()
+                )),
+            }
         }));
         result.clone().map_err(TransportError::Unreachable)
     }

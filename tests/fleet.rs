@@ -523,3 +523,60 @@ fn network_cut_fails_the_host_at_its_step_timeout() {
         "no"
     );
 }
+
+/// Also the regression test for masters that ControlPersist ended while their host waited
+/// for its turn (the computes sit idle for over a minute behind the controllers).
+#[test]
+fn jiocloud_rolling_converges_with_masterless_puppet() {
+    if !docker_usable() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let f = DemoFleet::up();
+    let out = f
+        .fleetbook(&[
+            &"run",
+            &"runbooks/jiocloud-rolling.rhai",
+            &"-i",
+            &f.path("hosts.ini"),
+            &"--yes",
+            &"--param",
+            &"converge=/etc/puppet/code/fleet.pp",
+            &"--param",
+            &"health_url=file:///run/fleetbook-demo/running",
+            &"--param",
+            &"version=2.0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for h in HOSTS {
+        // Puppet itself upgraded the package and restarted the service.
+        assert_upgraded(&f, h, "2.0");
+        assert_eq!(f.sh(h, "test -e /var/cache/puppet/state/agent_disabled.lock && echo disabled || echo enabled"), "enabled", "{h}");
+        assert_eq!(
+            f.sh(h, "cat /var/lib/jiocloud-running-version"),
+            "2.0",
+            "{h} reports its running version"
+        );
+    }
+    // compute after controller, from the hosts' own clocks.
+    let started = |h: &str| {
+        f.sh(
+            h,
+            "systemctl show -p ActiveEnterTimestampMonotonic --value fleetbook-demo",
+        )
+        .parse::<u64>()
+        .unwrap()
+    };
+    let last_ctl = HOSTS[0..3].iter().map(|h| started(h)).max().unwrap();
+    assert!(
+        HOSTS[3..9].iter().all(|h| started(h) > last_ctl),
+        "a compute converged before every controller was done"
+    );
+}

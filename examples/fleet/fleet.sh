@@ -17,7 +17,7 @@ CACHE="${FLEETBOOK_FLEET_CACHE:-/var/tmp/fleetbook-fleet}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 INCLUDE="openssh-server,sudo,procps,cron,systemd,systemd-sysv,puppet-agent,curl,iproute2"
 # The image changes when this script or the demo packages change.
-KEY="$(cat "$0" "$HERE"/packages/*/* 2>/dev/null | sha256sum | cut -c1-12)"
+KEY="$( { cat "$0"; find "$HERE/packages" -type f | LC_ALL=C sort | xargs cat; } | sha256sum | cut -c1-12)"
 IMAGE="fleetbook-fleet:$KEY"
 
 log() { echo "fleet: $*" >&2; }
@@ -91,6 +91,9 @@ WantedBy=multi-user.target
 UNIT
   ln -sf /etc/systemd/system/fleet-hostkeys.service "$root/etc/systemd/system/multi-user.target.wants/fleet-hostkeys.service"
   mkdir -p "$root/root/.ssh" && chmod 700 "$root/root/.ssh"
+  # Masterless puppet: the manifest that converges a host to the demo service's 2.0.
+  mkdir -p "$root/etc/puppet/code"
+  cp "$HERE/packages/fleet.pp" "$root/etc/puppet/code/fleet.pp"
   rm -rf "$root/.done"
   log "importing $IMAGE"
   tar -C "$root" -c . | docker import --change 'CMD ["/sbin/init"]' - "$IMAGE" >/dev/null

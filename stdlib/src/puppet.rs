@@ -14,6 +14,14 @@ pub const ENABLE: &str = "puppet agent --enable";
 /// `--test` implies `--detailed-exitcodes`: 2 means "changes applied", which is success.
 pub const RUN: &str = "puppet agent --test || [ $? -eq 2 ]";
 
+/// Masterless: apply a manifest on the host; exit 2 ("changes applied") is success.
+pub fn apply_command(manifest: &str) -> String {
+    format!(
+        "puppet apply --detailed-exitcodes {} || [ $? -eq 2 ]",
+        quote(manifest)
+    )
+}
+
 pub(crate) fn module() -> Module {
     let mut m = Module::new();
     FuncRegistration::new("disable").set_into_module(
@@ -28,6 +36,12 @@ pub(crate) fn module() -> Module {
     FuncRegistration::new("run").set_into_module(&mut m, |h: Host| -> RhaiResult<()> {
         h.run(&h.privileged(RUN)).map(|_| ())
     });
+    FuncRegistration::new("apply").set_into_module(
+        &mut m,
+        |h: Host, manifest: &str| -> RhaiResult<()> {
+            h.run(&h.privileged(&apply_command(manifest))).map(|_| ())
+        },
+    );
     FuncRegistration::new("is_disabled").set_into_module(&mut m, |h: Host| -> RhaiResult<bool> {
         h.run_ok("test -e \"$(puppet config print agent_disabled_lockfile)\"")
     });

@@ -39,12 +39,19 @@ impl Default for SshOptions {
 
 type Conn = Arc<OnceCell<Result<Arc<Session>, String>>>;
 
+/// Masters exit after this long idle (ControlPersist), so a crash leaves no ssh behind.
+const CONTROL_PERSIST: usize = 60;
+/// A master idle longer than this is checked before use.
+const IDLE_CHECK: u64 = 30;
+
 pub struct Ssh {
     rt: tokio::runtime::Runtime,
     opts: SshOptions,
     control_dir: tempfile::TempDir,
     sessions: Mutex<HashMap<String, Conn>>,
     permits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// When each host's master was last used: an idle master exits after ControlPersist.
+    last_used: Mutex<HashMap<String, Instant>>,
     killed: AtomicBool,
 }
 
@@ -103,6 +110,7 @@ impl Ssh {
             control_dir,
             sessions: Mutex::default(),
             permits: Mutex::default(),
+            last_used: Mutex::default(),
             killed: AtomicBool::new(false),
         })
     }
@@ -118,7 +126,7 @@ impl Ssh {
         .server_alive_interval(Duration::from_secs(15))
         .control_directory(self.control_dir.path())
         .control_persist(ControlPersist::IdleFor(
-            NonZeroUsize::new(60).expect("non-zero"),
+            NonZeroUsize::new(CONTROL_PERSIST).expect("non-zero"),
         ));
         if let Some(cfg) = &self.opts.config_file {
             b.config_file(cfg);
@@ -139,7 +147,28 @@ impl Ssh {
         b
     }
 
+    /// The host's master connection, checked (and replaced) when it has been idle long
+    /// enough that ControlPersist may have ended it: a host waiting for its turn in a long
+    /// rollout must not find its connection gone.
     fn session(&self, host: &HostInfo) -> Result<Arc<Session>, TransportError> {
+        let idle = self
+            .last_used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(host.name.clone(), Instant::now())
+            .is_some_and(|t| t.elapsed() > Duration::from_secs(IDLE_CHECK));
+        let session = self.connect(host)?;
+        if idle && self.rt.block_on(session.check()).is_err() {
+            self.sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&host.name);
+            return self.connect(host);
+        }
+        Ok(session)
+    }
+
+    fn connect(&self, host: &HostInfo) -> Result<Arc<Session>, TransportError> {
         let cell = self
             .sessions
             .lock()

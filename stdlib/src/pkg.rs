@@ -17,7 +17,10 @@ pub enum Manager {
     Dnf,
 }
 
-const APT: &str = "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold";
+/// Waits (up to 2 minutes) for a dpkg lock held by another apt, e.g. one that a killed
+/// controller left running on the host, instead of failing at once.
+const LOCK_WAIT: &str = "-o DPkg::Lock::Timeout=120";
+const APT: &str = "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold";
 
 pub fn manager(h: &Host) -> RhaiResult<Manager> {
     let known = h
@@ -63,7 +66,7 @@ fn names(list: &Array) -> RhaiResult<Vec<String>> {
 
 pub fn update_index_command(m: Manager) -> String {
     match m {
-        Manager::Apt => "apt-get -q update".into(),
+        Manager::Apt => format!("apt-get -q {LOCK_WAIT} update"),
         Manager::Dnf => "dnf -q -y makecache".into(),
     }
 }
@@ -179,8 +182,9 @@ mod tests {
         let cmd = upgrade_command(Manager::Apt, &["nova-common".into(), "a b".into()]);
         assert_eq!(
             cmd,
-            "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confdef \
-             -o Dpkg::Options::=--force-confold install --only-upgrade nova-common 'a b'"
+            "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=120 \
+             -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+             install --only-upgrade nova-common 'a b'"
         );
         assert!(upgrade_command(Manager::Apt, &[]).ends_with("--force-confold dist-upgrade"));
     }

@@ -6,7 +6,7 @@
 
 use crate::support::root;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
@@ -429,7 +429,6 @@ fn controller_killed_then_resumed() {
         );
         assert_eq!(f.sh(h, "test -e /var/cache/puppet/state/agent_disabled.lock && echo disabled || echo enabled"), "enabled");
     }
-    let _ = Path::new("");
 }
 
 #[test]

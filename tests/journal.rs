@@ -4,7 +4,7 @@
 use crate::sshd::Fleet;
 use crate::support::{flat, fleetbook, Outcome};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -370,5 +370,4 @@ fn an_unusable_journal_is_reported_and_left_alone() {
         std::fs::read(&file).unwrap(),
         b"garbage that is not a database, padded to look like a file"
     );
-    let _ = Path::new("");
 }

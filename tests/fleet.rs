@@ -579,3 +579,95 @@ fn jiocloud_rolling_converges_with_masterless_puppet() {
         "a compute converged before every controller was done"
     );
 }
+
+#[test]
+fn punch_patch_deploys_verifies_and_rolls_back() {
+    if !docker_usable() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let f = DemoFleet::up();
+    let hosts = std::fs::read_to_string(f.path("hosts.ini")).unwrap();
+    let line = |h: &str| {
+        hosts
+            .lines()
+            .find(|l| l.starts_with(&format!("{h} ")))
+            .unwrap()
+            .to_string()
+    };
+    let group = ["cmp1", "cmp2", "cmp3"];
+    let mut inv = String::from("[punchplatform_operator_servers]\n");
+    for h in group {
+        inv.push_str(&line(h));
+        inv.push('\n');
+    }
+    inv.push_str(&format!(
+        "[kafka_servers]\n{}\n[all:vars]\nansible_user=root\n",
+        line("st1")
+    ));
+    let inv = f.write("punch.ini", &inv);
+    let jar = "/tmp/punch-patch/punch-command-app-6.4.5-jar-with-dependencies.jar";
+    for h in group {
+        f.sh(
+            h,
+            &format!("mkdir -p /tmp/punch-patch && echo patched > {jar}"),
+        );
+    }
+    // cmp3's deployer changed the unit to another version without anyone noticing: the
+    // running-version check must catch it, and rollback must take the patch away there.
+    f.sh("cmp3", "sed -i 's/6.4.5/6.4.4/' /etc/systemd/system/shiva-runner.service && systemctl daemon-reload && systemctl restart shiva-runner");
+    let pid_before: Vec<String> = group
+        .iter()
+        .map(|h| f.sh(h, "systemctl show -p MainPID --value shiva-runner"))
+        .collect();
+    let out = f
+        .fleetbook(&[&"run", &"runbooks/punch-patch.rhai", &"-i", &inv, &"--yes"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "cmp3's check fails and halts the run:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("does not start punch-binaries-6.4.5"),
+        "{stderr}"
+    );
+    for (i, h) in group.iter().enumerate().take(2) {
+        assert_eq!(
+            f.sh(h, "cat /data/opt/punch-binaries-6.4.5/patch/*.jar"),
+            "patched",
+            "{h} has the patch"
+        );
+        let pid = f.sh(h, "systemctl show -p MainPID --value shiva-runner");
+        assert_ne!(pid, pid_before[i], "{h} restarted");
+        assert!(
+            f.sh(h, &format!("ps -o args= -p {pid}"))
+                .contains("punch-binaries-6.4.5"),
+            "{h} runs 6.4.5"
+        );
+    }
+    assert_eq!(
+        f.sh(
+            "cmp3",
+            "test -e /data/opt/punch-binaries-6.4.5/patch && echo present || echo removed"
+        ),
+        "removed",
+        "rolled back"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("cmp3") && l.contains("rolled_back")),
+        "{stderr}"
+    );
+    assert_eq!(
+        f.sh(
+            "st1",
+            "test -e /data/opt/punch-binaries-6.4.5/patch && echo present || echo absent"
+        ),
+        "absent",
+        "other groups untouched"
+    );
+}

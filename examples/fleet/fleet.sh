@@ -91,6 +91,12 @@ WantedBy=multi-user.target
 UNIT
   ln -sf /etc/systemd/system/fleet-hostkeys.service "$root/etc/systemd/system/multi-user.target.wants/fleet-hostkeys.service"
   mkdir -p "$root/root/.ssh" && chmod 700 "$root/root/.ssh"
+  # A Punch-style deployed tree (seed 000): versioned binaries and the unit that runs them.
+  for v in 6.4.4 6.4.5; do
+    install -D -m 755 "$HERE/packages/punch/shiva-runner" "$root/data/opt/punch-binaries-$v/bin/shiva-runner"
+  done
+  cp "$HERE/packages/punch/shiva-runner.service" "$root/etc/systemd/system/"
+  ln -sf /etc/systemd/system/shiva-runner.service "$root/etc/systemd/system/multi-user.target.wants/shiva-runner.service"
   # Masterless puppet: the manifest that converges a host to the demo service's 2.0.
   mkdir -p "$root/etc/puppet/code"
   cp "$HERE/packages/fleet.pp" "$root/etc/puppet/code/fleet.pp"

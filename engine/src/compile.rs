@@ -87,6 +87,21 @@ pub struct Graph {
     pub warnings: Vec<String>,
 }
 
+impl Graph {
+    /// For each task, the tasks that depend on it, and how many tasks it waits for.
+    pub fn dependents(&self) -> (Vec<Vec<usize>>, Vec<usize>) {
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); self.tasks.len()];
+        let mut waiting: Vec<usize> = vec![0; self.tasks.len()];
+        for (t, task) in self.tasks.iter().enumerate() {
+            waiting[t] = task.deps.len();
+            for &d in &task.deps {
+                dependents[d].push(t);
+            }
+        }
+        (dependents, waiting)
+    }
+}
+
 fn at(script: &Script, pos: &Pos, message: String, label: &str) -> SourceDiag {
     let text = script
         .source_text(&pos.source)

@@ -327,14 +327,7 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
     let graph = r.graph;
     let n = graph.tasks.len();
     let control = &r.opts.control;
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let mut waiting: Vec<usize> = vec![0; n];
-    for (t, task) in graph.tasks.iter().enumerate() {
-        waiting[t] = task.deps.len();
-        for &d in &task.deps {
-            dependents[d].push(t);
-        }
-    }
+    let (dependents, mut waiting) = graph.dependents();
     let keys: Vec<SlotKey> = (0..graph.hosts.len())
         .map(|h| Slots::key(graph, h))
         .collect();

@@ -24,14 +24,7 @@ pub struct Schedule {
 /// Simulates the run. `skipped[t]` tasks (a `.when` that said no) take no time.
 pub fn simulate(graph: &Graph, skipped: &[bool]) -> Result<Schedule> {
     let n = graph.tasks.len();
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let mut waiting: Vec<usize> = vec![0; n];
-    for (t, task) in graph.tasks.iter().enumerate() {
-        waiting[t] = task.deps.len();
-        for &d in &task.deps {
-            dependents[d].push(t);
-        }
-    }
+    let (dependents, mut waiting) = graph.dependents();
     let first_of_host: Vec<Option<usize>> = {
         let mut v = vec![None; n];
         for (h, ts) in graph.host_tasks.iter().enumerate() {

@@ -671,3 +671,70 @@ fn punch_patch_deploys_verifies_and_rolls_back() {
         "other groups untouched"
     );
 }
+
+#[test]
+fn demo_upgrade_limits_hold_on_the_hosts() {
+    if !docker_usable() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let f = DemoFleet::up();
+    let out = f
+        .fleetbook(&[
+            &"run",
+            &"examples/fleet/demo-upgrade.rhai",
+            &"-i",
+            &f.path("hosts.ini"),
+            &"--yes",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Each host's slot, from its own clock (containers share the kernel's).
+    let span = |h: &str| -> (f64, f64) {
+        let t = |f_: &str| {
+            f.sh(h, &format!("cat /var/log/fleetbook-demo-upgrade.{f_}"))
+                .parse::<f64>()
+                .unwrap()
+        };
+        (t("start"), t("end"))
+    };
+    let spans = |hs: &[&str]| hs.iter().map(|h| span(h)).collect::<Vec<_>>();
+    let overlap = |s: &[(f64, f64)]| {
+        let mut ev: Vec<(f64, i32)> = s.iter().flat_map(|&(a, b)| [(a, 1), (b, -1)]).collect();
+        ev.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        ev.iter()
+            .scan(0, |c, e| {
+                *c += e.1;
+                Some(*c)
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    let (ctl, cmp) = (spans(&HOSTS[0..3]), spans(&HOSTS[3..9]));
+    assert_eq!(overlap(&ctl), 1, "controllers one at a time: {ctl:?}");
+    assert_eq!(
+        overlap(&cmp),
+        3,
+        "three computes at a time, and the limit is reached: {cmp:?}"
+    );
+    assert!(
+        overlap(&spans(&["st1", "st2"])) <= 1,
+        "one host per replication group"
+    );
+    let ctl_done = ctl.iter().map(|s| s.1).fold(0.0, f64::max);
+    assert!(
+        cmp.iter()
+            .chain(&spans(&HOSTS[9..12]))
+            .all(|s| s.0 >= ctl_done),
+        "compute and storage after every controller"
+    );
+    for h in HOSTS {
+        assert_upgraded(&f, h, "2.0");
+    }
+}

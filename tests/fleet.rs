@@ -37,6 +37,15 @@ fn docker_usable() -> bool {
     ok
 }
 
+/// A fresh fleet, one test at a time; `None` (skip) without Docker outside CI.
+fn fleet() -> Option<(std::sync::MutexGuard<'static, ()>, DemoFleet)> {
+    if !docker_usable() {
+        return None;
+    }
+    let one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    Some((one, DemoFleet::up()))
+}
+
 fn fleet_sh() -> PathBuf {
     root().join("examples/fleet/fleet.sh")
 }
@@ -144,6 +153,21 @@ fn run(cmd: &mut Command) -> (i32, String) {
     )
 }
 
+/// Every host of `later` (re)started the demo service after every host of `first`, by the
+/// hosts' own monotonic clocks (one kernel).
+fn assert_started_after(f: &DemoFleet, first: &[&str], later: &[&str], what: &str) {
+    let started = |h: &str| {
+        f.sh(
+            h,
+            "systemctl show -p ActiveEnterTimestampMonotonic --value fleetbook-demo",
+        )
+        .parse::<u64>()
+        .unwrap()
+    };
+    let last = first.iter().map(|h| started(h)).max().unwrap();
+    assert!(later.iter().all(|h| started(h) > last), "{what}");
+}
+
 fn assert_upgraded(f: &DemoFleet, host: &str, version: &str) {
     assert_eq!(f.installed(host), version, "{host}: installed version");
     let (running, pid) = f.running(host);
@@ -156,11 +180,7 @@ fn assert_upgraded(f: &DemoFleet, host: &str, version: &str) {
 
 #[test]
 fn swh_debian_upgrade_runs_for_real() {
-    if !docker_usable() {
-        return;
-    }
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let f = DemoFleet::up();
+    let Some((_one, f)) = fleet() else { return };
     // The swh runbook's groups on the fleet's hosts, with the demo service as their service.
     let hosts = std::fs::read_to_string(f.path("hosts.ini")).unwrap();
     let addr = |h: &str| {
@@ -245,28 +265,17 @@ fn swh_debian_upgrade_runs_for_real() {
         "the migration ran on the first rpc host"
     );
     // Role order, from the hosts' own clocks: every worker restarted its service after every rpc host.
-    let started = |h: &str| {
-        f.sh(
-            h,
-            "systemctl show -p ActiveEnterTimestampMonotonic --value fleetbook-demo",
-        )
-        .parse::<u64>()
-        .unwrap()
-    };
-    let last_rpc = HOSTS[0..3].iter().map(|h| started(h)).max().unwrap();
-    assert!(
-        HOSTS[3..9].iter().all(|h| started(h) > last_rpc),
-        "a worker restarted before the rpc hosts were done"
+    assert_started_after(
+        &f,
+        &HOSTS[0..3],
+        &HOSTS[3..9],
+        "a worker restarted before the rpc hosts were done",
     );
 }
 
 #[test]
 fn faults_mid_rollout() {
-    if !docker_usable() {
-        return;
-    }
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let f = DemoFleet::up();
+    let Some((_one, f)) = fleet() else { return };
     let inv = f.path("hosts.ini");
     // A failing postinst on cmp4 (2.0 only): its upgrade fails and rollback restores 1.0.
     f.sh(
@@ -376,11 +385,7 @@ fn faults_mid_rollout() {
 
 #[test]
 fn controller_killed_then_resumed() {
-    if !docker_usable() {
-        return;
-    }
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let f = DemoFleet::up();
+    let Some((_one, f)) = fleet() else { return };
     let inv = f.path("hosts.ini");
     let mut child = f
         .fleetbook(&[
@@ -433,11 +438,7 @@ fn controller_killed_then_resumed() {
 
 #[test]
 fn network_cut_fails_the_host_at_its_step_timeout() {
-    if !docker_usable() {
-        return;
-    }
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let f = DemoFleet::up();
+    let Some((_one, f)) = fleet() else { return };
     let rb = f.write(
         "cut.rhai",
         "let rb = runbook(\"cut\");\nrb.limit(\"compute\", 3);\nrb.max_failures(\"compute\", 1);\n\
@@ -527,11 +528,7 @@ fn network_cut_fails_the_host_at_its_step_timeout() {
 /// for its turn (the computes sit idle for over a minute behind the controllers).
 #[test]
 fn jiocloud_rolling_converges_with_masterless_puppet() {
-    if !docker_usable() {
-        return;
-    }
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let f = DemoFleet::up();
+    let Some((_one, f)) = fleet() else { return };
     let out = f
         .fleetbook(&[
             &"run",
@@ -565,28 +562,17 @@ fn jiocloud_rolling_converges_with_masterless_puppet() {
         );
     }
     // compute after controller, from the hosts' own clocks.
-    let started = |h: &str| {
-        f.sh(
-            h,
-            "systemctl show -p ActiveEnterTimestampMonotonic --value fleetbook-demo",
-        )
-        .parse::<u64>()
-        .unwrap()
-    };
-    let last_ctl = HOSTS[0..3].iter().map(|h| started(h)).max().unwrap();
-    assert!(
-        HOSTS[3..9].iter().all(|h| started(h) > last_ctl),
-        "a compute converged before every controller was done"
+    assert_started_after(
+        &f,
+        &HOSTS[0..3],
+        &HOSTS[3..9],
+        "a compute converged before every controller was done",
     );
 }
 
 #[test]
 fn punch_patch_deploys_verifies_and_rolls_back() {
-    if !docker_usable() {
-        return;
-    }
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let f = DemoFleet::up();
+    let Some((_one, f)) = fleet() else { return };
     let hosts = std::fs::read_to_string(f.path("hosts.ini")).unwrap();
     let line = |h: &str| {
         hosts
@@ -674,11 +660,7 @@ fn punch_patch_deploys_verifies_and_rolls_back() {
 
 #[test]
 fn demo_upgrade_limits_hold_on_the_hosts() {
-    if !docker_usable() {
-        return;
-    }
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let f = DemoFleet::up();
+    let Some((_one, f)) = fleet() else { return };
     let out = f
         .fleetbook(&[
             &"run",

@@ -97,14 +97,24 @@ pub enum Start {
 }
 
 pub fn confirm(args: &RunArgs, question: &str) -> Result<bool> {
-    if args.yes {
+    ask(
+        args.yes,
+        question,
+        Error::input_with_help(
+            "refusing to run without confirmation: standard input is not a terminal",
+            "review the plan with `fleetbook plan`, then pass --yes",
+        ),
+    )
+}
+
+/// A yes/no question on the terminal: true at once with `--yes`; `refusal` when there is no
+/// terminal to ask on.
+pub fn ask(yes: bool, question: &str, refusal: Error) -> Result<bool> {
+    if yes {
         return Ok(true);
     }
     if !std::io::stdin().is_terminal() {
-        return Err(Error::input_with_help(
-            "refusing to run without confirmation: standard input is not a terminal",
-            "review the plan with `fleetbook plan`, then pass --yes",
-        ));
+        return Err(refusal);
     }
     eprint!("{question} [y/N] ");
     let mut answer = String::new();

@@ -9,7 +9,6 @@ use fleetbook_engine::plan::{self, Planned};
 use fleetbook_engine::{Error, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 fn open(state: &StateArgs) -> Result<Journal> {
@@ -286,18 +285,10 @@ pub fn unlock(state: &StateArgs, yes: bool) -> Result<i32> {
             });
         }
         eprintln!("stale lock: {}", l.describe());
-        if !yes {
-            if !std::io::stdin().is_terminal() {
-                return Err(Error::input(
-                    "pass --yes to break the lock (standard input is not a terminal)",
-                ));
-            }
-            eprint!("Break it? [y/N] ");
-            let mut a = String::new();
-            let _ = std::io::stdin().read_line(&mut a);
-            if !matches!(a.trim(), "y" | "Y" | "yes") {
-                continue;
-            }
+        let refusal =
+            Error::input("pass --yes to break the lock (standard input is not a terminal)");
+        if !drive::ask(yes, "Break it?", refusal)? {
+            continue;
         }
         journal.break_lock(&l.fleet)?;
         eprintln!(

@@ -43,6 +43,11 @@ fn fleet() -> Option<(std::sync::MutexGuard<'static, ()>, DemoFleet)> {
         return None;
     }
     let one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Fleets that a killed test run left behind (their owner process is gone).
+    static PRUNE: std::sync::Once = std::sync::Once::new();
+    PRUNE.call_once(|| {
+        let _ = Command::new(fleet_sh()).arg("prune").status();
+    });
     Some((one, DemoFleet::up()))
 }
 
@@ -64,6 +69,7 @@ impl DemoFleet {
         let out = Command::new(fleet_sh())
             .arg("up")
             .arg(dir.path())
+            .env("FLEETBOOK_FLEET_OWNER", std::process::id().to_string())
             .output()
             .unwrap();
         let fleet = DemoFleet { dir };
@@ -168,6 +174,39 @@ fn assert_started_after(f: &DemoFleet, first: &[&str], later: &[&str], what: &st
     assert!(later.iter().all(|h| started(h) > last), "{what}");
 }
 
+/// The most spans (start, end) that are open at once.
+fn overlap(spans: &[(f64, f64)]) -> i32 {
+    let mut ev: Vec<(f64, i32)> = spans.iter().flat_map(|&(a, b)| [(a, 1), (b, -1)]).collect();
+    // At equal times an end comes before a start: touching spans do not overlap.
+    ev.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    ev.iter()
+        .scan(0, |c, e| {
+            *c += e.1;
+            Some(*c)
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// A host-side event log ("MICROSECONDS WORDS..." per line) as (seconds, words).
+fn event_log(f: &DemoFleet, host: &str, path: &str) -> Vec<(f64, String)> {
+    f.sh(host, &format!("cat {path}"))
+        .lines()
+        .map(|l| {
+            let (t, rest) = l.split_once(' ').unwrap();
+            (t.parse::<f64>().unwrap() / 1e6, rest.to_string())
+        })
+        .collect()
+}
+
+/// The time of the first event that is exactly `what`.
+fn at(log: &[(f64, String)], what: &str) -> f64 {
+    log.iter()
+        .find(|e| e.1 == what)
+        .unwrap_or_else(|| panic!("no event {what:?} in {log:?}"))
+        .0
+}
+
 fn assert_upgraded(f: &DemoFleet, host: &str, version: &str) {
     assert_eq!(f.installed(host), version, "{host}: installed version");
     let (running, pid) = f.running(host);
@@ -182,30 +221,7 @@ fn assert_upgraded(f: &DemoFleet, host: &str, version: &str) {
 fn swh_debian_upgrade_runs_for_real() {
     let Some((_one, f)) = fleet() else { return };
     // The swh runbook's groups on the fleet's hosts, with the demo service as their service.
-    let hosts = std::fs::read_to_string(f.path("hosts.ini")).unwrap();
-    let addr = |h: &str| {
-        hosts
-            .lines()
-            .find(|l| l.starts_with(&format!("{h} ")))
-            .unwrap()
-            .split_whitespace()
-            .nth(1)
-            .unwrap()
-            .to_string()
-    };
-    let mut inv = String::new();
-    for (group, members) in [
-        ("rpc", &HOSTS[0..3]),
-        ("workers", &HOSTS[3..9]),
-        ("journal_clients", &HOSTS[9..12]),
-    ] {
-        inv.push_str(&format!("[{group}]\n"));
-        for h in members {
-            inv.push_str(&format!("{h} {}\n", addr(h)));
-        }
-    }
-    inv.push_str("[all:vars]\nansible_user=root\npkg_manager=apt\nservices=fleetbook-demo\n");
-    let inv = f.write("swh.ini", &inv);
+    let inv = f.path("swh.ini");
     let mut child = f
         .fleetbook(&[
             &"run",
@@ -352,12 +368,7 @@ fn faults_mid_rollout() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let runs = f
-        .fleetbook(&[&"runs", &"--format", &"json"])
-        .output()
-        .unwrap();
-    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
-    let id = runs[0]["id"].as_str().unwrap().to_string();
+    let id = run_id(&f);
     let upgrades_before: Vec<String> = HOSTS
         .iter()
         .map(|h| {
@@ -573,25 +584,8 @@ fn jiocloud_rolling_converges_with_masterless_puppet() {
 #[test]
 fn punch_patch_deploys_verifies_and_rolls_back() {
     let Some((_one, f)) = fleet() else { return };
-    let hosts = std::fs::read_to_string(f.path("hosts.ini")).unwrap();
-    let line = |h: &str| {
-        hosts
-            .lines()
-            .find(|l| l.starts_with(&format!("{h} ")))
-            .unwrap()
-            .to_string()
-    };
     let group = ["cmp1", "cmp2", "cmp3"];
-    let mut inv = String::from("[punchplatform_operator_servers]\n");
-    for h in group {
-        inv.push_str(&line(h));
-        inv.push('\n');
-    }
-    inv.push_str(&format!(
-        "[kafka_servers]\n{}\n[all:vars]\nansible_user=root\n",
-        line("st1")
-    ));
-    let inv = f.write("punch.ini", &inv);
+    let inv = f.path("punch.ini");
     let jar = "/tmp/punch-patch/punch-command-app-6.4.5-jar-with-dependencies.jar";
     for h in group {
         f.sh(
@@ -687,17 +681,6 @@ fn demo_upgrade_limits_hold_on_the_hosts() {
         (t("start"), t("end"))
     };
     let spans = |hs: &[&str]| hs.iter().map(|h| span(h)).collect::<Vec<_>>();
-    let overlap = |s: &[(f64, f64)]| {
-        let mut ev: Vec<(f64, i32)> = s.iter().flat_map(|&(a, b)| [(a, 1), (b, -1)]).collect();
-        ev.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        ev.iter()
-            .scan(0, |c, e| {
-                *c += e.1;
-                Some(*c)
-            })
-            .max()
-            .unwrap_or(0)
-    };
     let (ctl, cmp) = (spans(&HOSTS[0..3]), spans(&HOSTS[3..9]));
     assert_eq!(overlap(&ctl), 1, "controllers one at a time: {ctl:?}");
     assert_eq!(
@@ -718,5 +701,229 @@ fn demo_upgrade_limits_hold_on_the_hosts() {
     );
     for h in HOSTS {
         assert_upgraded(&f, h, "2.0");
+    }
+}
+
+fn run_id(f: &DemoFleet) -> String {
+    let runs = f
+        .fleetbook(&[&"runs", &"--format", &"json"])
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    runs[0]["id"].as_str().unwrap().to_string()
+}
+
+/// runbooks/starlingx-patch.rhai against the fleet's StarlingX CLIs (sw-patch, fm, system over
+/// the shared /opt/platform): refused while an alarm is raised, then, once it is cleared,
+/// resumed: the patch is uploaded and applied once, installed host by host in the strategy's
+/// order and limits (from the patching system's own log), storage hosts locked around their
+/// install, and every host runs 2.0.
+#[test]
+fn starlingx_patch_waits_for_alarms_then_patches_in_order() {
+    let Some((_one, f)) = fleet() else { return };
+    let alarm = "/opt/platform/alarms/4b1d6c8e-6a52-4c53-9d0e-0a3b1f1c0d01";
+    f.sh(
+        "ctl1",
+        &format!("echo '100.101|Platform CPU threshold exceeded|host=ctl2|major' > {alarm}"),
+    );
+    let run_args: [&dyn AsRef<std::ffi::OsStr>; 13] = [
+        &"run",
+        &"runbooks/starlingx-patch.rhai",
+        &"-i",
+        &f.path("starlingx.ini"),
+        &"--yes",
+        &"--param",
+        &"patch_id=FB_PATCH_0001",
+        &"--param",
+        &"patch_file=/root/patches/FB_PATCH_0001.patch",
+        &"--param",
+        &"storage_apply_type=parallel",
+        &"--param",
+        &"max_parallel_worker_hosts=3",
+    ];
+    let (code, stderr) = run(f.fleetbook(&run_args).stderr(Stdio::piped()));
+    assert_eq!(code, 3, "strict alarm restrictions halt the run:\n{stderr}");
+    assert!(stderr.contains("1 alarm(s) raised"), "{stderr}");
+    assert_eq!(
+        f.sh("ctl1", "sw-patch query | tail -n +3"),
+        "",
+        "nothing was uploaded"
+    );
+    for h in HOSTS {
+        assert_eq!(f.installed(h), "1.0", "{h} untouched");
+    }
+
+    f.sh("ctl1", &format!("rm {alarm}"));
+    let (code, stderr) = run(f
+        .fleetbook(&[&"resume", &run_id(&f), &"--yes"])
+        .stderr(Stdio::piped()));
+    assert_eq!(code, 0, "{stderr}");
+    for h in HOSTS {
+        assert_upgraded(&f, h, "2.0");
+    }
+    assert!(
+        f.sh("ctl1", "sw-patch query")
+            .contains("FB_PATCH_0001        N   19.09    Applied"),
+        "the patch is applied everywhere"
+    );
+    assert_eq!(
+        f.sh(
+            "ctl1",
+            "sw-patch query-hosts | tail -n +3 | awk '{ print $3 }' | sort -u"
+        ),
+        "Yes",
+        "every host is patch current"
+    );
+    assert!(
+        !f.sh("ctl1", ". /etc/platform/openrc && system host-list")
+            .contains("| locked"),
+        "every host is unlocked again"
+    );
+
+    let log = event_log(&f, "ctl1", "/opt/platform/events.log");
+    let count = |what: &str| log.iter().filter(|e| e.1.ends_with(what)).count();
+    assert_eq!(count("upload FB_PATCH_0001"), 1, "uploaded once: {log:?}");
+    assert_eq!(count("apply FB_PATCH_0001"), 1, "applied once: {log:?}");
+    assert_eq!(
+        count("install-begin FB_PATCH_0001"),
+        12,
+        "installed once per host"
+    );
+    let install = |h: &str| {
+        (
+            at(&log, &format!("{h} install-begin FB_PATCH_0001")),
+            at(&log, &format!("{h} install-end FB_PATCH_0001")),
+        )
+    };
+    let spans = |hs: &[&str]| hs.iter().map(|h| install(h)).collect::<Vec<_>>();
+    let (ctl, st, wk) = (
+        spans(&HOSTS[0..3]),
+        spans(&HOSTS[9..12]),
+        spans(&HOSTS[3..9]),
+    );
+    assert!(
+        at(&log, "ctl1 apply FB_PATCH_0001") < ctl[0].0,
+        "applied before any install"
+    );
+    assert_eq!(overlap(&ctl), 1, "controllers serial: {ctl:?}");
+    assert!(
+        overlap(&spans(&["st1", "st2"])) <= 1,
+        "one storage host per replication group: {st:?}"
+    );
+    assert_eq!(overlap(&wk), 3, "three workers at a time, reached: {wk:?}");
+    let last = |s: &[(f64, f64)]| s.iter().map(|x| x.1).fold(0.0, f64::max);
+    let first = |s: &[(f64, f64)]| s.iter().map(|x| x.0).fold(f64::MAX, f64::min);
+    assert!(last(&ctl) < first(&st), "storage after every controller");
+    assert!(last(&st) < first(&wk), "workers after every storage host");
+    for h in &HOSTS[9..12] {
+        let (begin, end) = install(h);
+        assert!(
+            at(&log, &format!("ctl1 host-lock {h}")) < begin
+                && end < at(&log, &format!("ctl1 host-unlock {h}")),
+            "{h} locked around its install: {log:?}"
+        );
+    }
+    assert_eq!(
+        log.iter().filter(|e| e.1.contains(" host-lock ")).count(),
+        3,
+        "only the storage hosts were locked"
+    );
+}
+
+/// runbooks/maintenance-mode.rhai against the Stratos CLI on ctl1 and the demo service on the
+/// computes: autoscaling off around the whole update, each member restarted inside its
+/// maintenance window, never two members of a cluster at once (from the manager's own log and
+/// the services' start times). cmp5 comes back on the wrong port: its health check fails at
+/// the timeout, it stays in maintenance, the run goes on (one failure tolerated); once fixed,
+/// `resume` takes it out of maintenance.
+#[test]
+fn maintenance_mode_keeps_each_cluster_in_service() {
+    let Some((_one, f)) = fleet() else { return };
+    let members = &HOSTS[3..9];
+    f.sh("cmp5", "mkdir -p /etc/systemd/system/fleetbook-demo.service.d && printf '[Service]\\nEnvironment=FLEETBOOK_DEMO_PORT=9999\\n' > /etc/systemd/system/fleetbook-demo.service.d/port.conf && systemctl daemon-reload");
+    let pids: Vec<String> = members.iter().map(|h| f.running(h).1).collect();
+    let (code, stderr) = run(f
+        .fleetbook(&[
+            &"run",
+            &"runbooks/maintenance-mode.rhai",
+            &"-i",
+            &f.path("stratos.ini"),
+            &"--yes",
+            &"--param",
+            &"health_timeout=8s",
+        ])
+        .stderr(Stdio::piped()));
+    assert_eq!(code, 5, "one tolerated member failure:\n{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("cmp5 health failed") && l.contains("not met within 8s")),
+        "{stderr}"
+    );
+    assert_eq!(
+        f.sh("ctl1", "ls /var/lib/stratos/maintenance"),
+        "cmp5",
+        "the failed member stays in maintenance, the others are out"
+    );
+
+    let log = event_log(&f, "ctl1", "/var/log/stratos/events.log");
+    let off = at(&log, "policy webapp autoscaling=off autohealing=off");
+    let on = at(&log, "policy webapp autoscaling=on autohealing=on");
+    let window = |h: &str| {
+        (
+            at(&log, &format!("maintenance-on {h}")),
+            at(&log, &format!("maintenance-off {h}")),
+        )
+    };
+    let done: Vec<&str> = members.iter().copied().filter(|h| *h != "cmp5").collect();
+    for (i, h) in members.iter().enumerate() {
+        if *h == "cmp5" {
+            continue;
+        }
+        let (start, end) = window(h);
+        let started = f
+            .sh(h, "cat /run/fleetbook-demo/started")
+            .parse::<f64>()
+            .unwrap()
+            / 1e6;
+        assert!(
+            off < start && start < started && started < end && end < on,
+            "{h} restarted inside its maintenance window, autoscaling off around it: {log:?}"
+        );
+        assert_ne!(f.running(h).1, pids[i], "{h} was restarted");
+    }
+    let spans = |hs: &[&str]| hs.iter().map(|h| window(h)).collect::<Vec<_>>();
+    assert_eq!(
+        overlap(&spans(&done)),
+        2,
+        "one member per cluster at a time, both clusters at once"
+    );
+    assert_eq!(overlap(&spans(&["cmp1", "cmp2", "cmp3"])), 1, "php");
+    assert!(
+        at(&log, "maintenance-on cmp5") < at(&log, "maintenance-on cmp6"),
+        "cmp6 waited for cmp5's slot"
+    );
+
+    // Fix cmp5 (its unit, then restart it by hand) and resume: only its remaining steps run.
+    f.sh("cmp5", "rm -r /etc/systemd/system/fleetbook-demo.service.d && systemctl daemon-reload && systemctl restart fleetbook-demo");
+    let (code, stderr) = run(f
+        .fleetbook(&[&"resume", &run_id(&f), &"--yes"])
+        .stderr(Stdio::piped()));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(f.sh("ctl1", "ls /var/lib/stratos/maintenance"), "");
+    let log = event_log(&f, "ctl1", "/var/log/stratos/events.log");
+    assert_eq!(
+        log.iter()
+            .filter(|e| e.1.starts_with("maintenance-on"))
+            .count(),
+        6,
+        "no member went through maintenance twice: {log:?}"
+    );
+    for h in members {
+        assert_eq!(
+            f.sh(h, "curl -fsS http://localhost:8080/health"),
+            f.sh(h, "cat /run/fleetbook-demo/running"),
+            "{h} serves"
+        );
     }
 }

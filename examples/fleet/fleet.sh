@@ -5,11 +5,16 @@
 #
 #   fleet.sh image            build the host image (cached by a content key)
 #   fleet.sh up [NAME]        start a fleet: 3 controllers, 6 computes, 3 storage hosts in 2
-#                             replication groups; writes NAME/hosts.ini and NAME/ssh_config
-#   fleet.sh down [NAME]      remove its containers and network
+#                             replication groups; writes NAME/ssh_config, NAME/hosts.ini and
+#                             an inventory per shipped runbook's groups (NAME/swh.ini,
+#                             punch.ini, starlingx.ini, stratos.ini)
+#   fleet.sh down [NAME]      remove its containers, network and volume
 #   fleet.sh exec NAME HOST CMD...   run a command in a host (docker exec)
+#   fleet.sh prune            remove fleets whose owner process is gone (test fleets left
+#                             behind by a killed test run; fleets without an owner stay)
 #
 # NAME is a directory for the fleet's inventory, keys and ssh config (default: ./demo-fleet).
+# FLEETBOOK_FLEET_OWNER=PID at `up` marks the fleet as owned by that process (for `prune`).
 # The image needs debootstrap and dpkg-dev (apt-get install debootstrap dpkg-dev).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -53,6 +58,20 @@ build_repo() {
   (cd "$repo" && dpkg-scanpackages --multiversion . /dev/null > Packages 2>/dev/null)
 }
 
+# Builds a StarlingX-style patch ID from a .deb into OUT: a gzipped tar of its metadata, the
+# package, and the restart script an in-service patch runs after installing.
+build_patch() {
+  local id="$1" deb="$2" out="$3" d
+  d="$(mktemp -d)"
+  printf 'id=%s\nreboot_required=N\n' "$id" > "$d/metadata"
+  cp "$deb" "$d/"
+  printf '#!/bin/sh\nsystemctl restart fleetbook-demo\n' > "$d/restart"
+  chmod 755 "$d/restart"
+  mkdir -p "$(dirname "$out")"
+  tar -C "$d" -czf "$out" .
+  rm -rf "$d"
+}
+
 cmd_image() {
   if docker image inspect "$IMAGE" >/dev/null 2>&1; then
     log "image $IMAGE is cached"
@@ -62,7 +81,8 @@ cmd_image() {
   command -v debootstrap >/dev/null && command -v dpkg-scanpackages >/dev/null || {
     log "needs debootstrap and dpkg-dev: apt-get install debootstrap dpkg-dev"; exit 1; }
   mkdir -p "$CACHE"
-  local base="$CACHE/base-bookworm" root="$CACHE/root-$KEY"
+  # The debootstrap tree is cached by what it includes.
+  local base="$CACHE/base-bookworm-$(echo "$INCLUDE" | sha256sum | cut -c1-8)" root="$CACHE/root-$KEY"
   if [ ! -e "$base/.done" ]; then
     log "debootstrap bookworm (about a minute)"
     rm -rf "$base"
@@ -97,6 +117,14 @@ UNIT
   done
   cp "$HERE/packages/punch/shiva-runner.service" "$root/etc/systemd/system/"
   ln -sf /etc/systemd/system/shiva-runner.service "$root/etc/systemd/system/multi-user.target.wants/shiva-runner.service"
+  # StarlingX's platform CLIs (seed 002) over the shared /opt/platform volume, and a patch
+  # that carries fleetbook-demo 2.0 and restarts the service (an in-service patch).
+  install -m 755 "$HERE/packages/starlingx/sw-patch" "$HERE/packages/starlingx/system" \
+    "$HERE/packages/starlingx/fm" "$root/usr/bin/"
+  install -D -m 644 "$HERE/packages/starlingx/openrc" "$root/etc/platform/openrc"
+  build_patch FB_PATCH_0001 "$root/srv/demo-repo/fleetbook-demo_2.0_all.deb" "$root/root/patches/FB_PATCH_0001.patch"
+  # Apache Stratos's CLI (seed 001), used on the manager host.
+  install -m 755 "$HERE/packages/stratos/stratos" "$root/usr/bin/"
   # Masterless puppet: the manifest that converges a host to the demo service's 2.0.
   mkdir -p "$root/etc/puppet/code"
   cp "$HERE/packages/fleet.pp" "$root/etc/puppet/code/fleet.pp"
@@ -121,6 +149,76 @@ st1 storage rg1
 st2 storage rg1
 st3 storage rg2"
 
+# The StarlingX host record of NAME in the shared /opt/platform (the first controller is the
+# active one).
+platform_host() {
+  local c="$1" name="$2" group="$3" ip="$4" personality="$3"
+  [ "$group" = compute ] && personality=worker
+  docker exec "$c" sh -c "mkdir -p /opt/platform/hosts /opt/platform/alarms && printf 'personality=%s\nip=%s\nadministrative=unlocked\noperational=enabled\navailability=available\n' $personality $ip > /opt/platform/hosts/$name"
+  [ "$group" != controller ] || docker exec "$c" sh -c "[ -e /opt/platform/active-controller ] || echo $name > /opt/platform/active-controller"
+}
+
+# `NAME ansible_host=ADDRESS [VAR=VALUE...]`: one inventory line (IP is cmd_up's map).
+inv_host() {
+  local name="$1"; shift
+  echo "$name ansible_host=${IP[$name]}${*:+ $*}"
+}
+
+inv_group() { # GROUP HOST...
+  local group="$1"; shift
+  echo "[$group]"
+  for h in "$@"; do inv_host "$h"; done
+}
+
+# One inventory per shape of runbook: the fleet's own groups, then the same hosts under the
+# groups the shipped runbooks name.
+write_inventories() {
+  local dir="$1" all_vars=$'\n[all:vars]\nansible_user=root\npkg_manager=apt'
+  {
+    # examples/fleet/demo-upgrade.rhai, runbooks/jiocloud-rolling.rhai
+    inv_group controller ctl1 ctl2 ctl3
+    inv_group compute cmp1 cmp2 cmp3 cmp4 cmp5 cmp6
+    echo "[storage]"
+    inv_host st1 replication_group=rg1; inv_host st2 replication_group=rg1; inv_host st3 replication_group=rg2
+    echo "$all_vars"
+  } > "$dir/hosts.ini"
+  {
+    # runbooks/swh-debian-upgrade.rhai: the demo service is the service to restart.
+    inv_group rpc ctl1 ctl2 ctl3
+    inv_group workers cmp1 cmp2 cmp3 cmp4 cmp5 cmp6
+    inv_group journal_clients st1 st2 st3
+    echo "$all_vars"; echo "services=fleetbook-demo"
+  } > "$dir/swh.ini"
+  {
+    # runbooks/punch-patch.rhai: one group of operator servers, and a group it leaves alone.
+    inv_group punchplatform_operator_servers cmp1 cmp2 cmp3
+    inv_group kafka_servers st1
+    echo "$all_vars"
+  } > "$dir/punch.ini"
+  {
+    # runbooks/starlingx-patch.rhai: ctl1 is the active controller; storage hosts are locked
+    # and unlocked around their install.
+    inv_group controller ctl1 ctl2 ctl3
+    echo "[storage]"
+    inv_host st1 replication_group=rg1; inv_host st2 replication_group=rg1; inv_host st3 replication_group=rg2
+    echo $'[storage:vars]\nreboot_required=true'
+    inv_group worker cmp1 cmp2 cmp3 cmp4 cmp5 cmp6
+    echo "$all_vars"
+  } > "$dir/starlingx.ini"
+  {
+    # runbooks/maintenance-mode.rhai: ctl1 is the Stratos manager of two clusters of
+    # computes, whose service is the demo service (health on port 8080).
+    inv_group manager ctl1
+    inv_group php_cluster cmp1 cmp2 cmp3
+    echo $'[php_cluster:vars]\ncluster=php'
+    inv_group tomcat_cluster cmp4 cmp5 cmp6
+    echo $'[tomcat_cluster:vars]\ncluster=tomcat'
+    echo $'[members:children]\nphp_cluster\ntomcat_cluster'
+    echo $'[members:vars]\nservice=fleetbook-demo\nport=8080'
+    echo "$all_vars"
+  } > "$dir/stratos.ini"
+}
+
 fleet_id() { basename "$(cd "$1" && pwd)" | tr -c 'a-zA-Z0-9\n' '-' ; }
 
 cmd_up() {
@@ -132,31 +230,32 @@ cmd_up() {
   id="fbf-$(echo "$dir" | sha256sum | cut -c1-8)"
   net="$id-net"
   echo "$id" > "$dir/fleet-id"
-  docker network create --label "fleetbook-fleet=$id" "$net" >/dev/null
+  local labels=(--label "fleetbook-fleet=$id")
+  [ -z "${FLEETBOOK_FLEET_OWNER:-}" ] || labels+=(--label "fleetbook-fleet-owner=$FLEETBOOK_FLEET_OWNER")
+  docker network create "${labels[@]}" "$net" >/dev/null
+  # /opt/platform: what the hosts share (StarlingX's patching system and host records).
+  docker volume create "${labels[@]}" "$id-platform" >/dev/null
   [ -e "$dir/client_key" ] || ssh-keygen -q -t ed25519 -N "" -f "$dir/client_key"
   while read -r name group rg; do
     docker run -d --name "$id-$name" --hostname "$name" --network "$net" \
-      --label "fleetbook-fleet=$id" --stop-signal SIGRTMIN+3 \
+      "${labels[@]}" --stop-signal SIGRTMIN+3 -v "$id-platform:/opt/platform" \
       -v /sys/fs/cgroup:/sys/fs/cgroup:ro --tmpfs /run --tmpfs /run/lock "$IMAGE" >/dev/null
   done <<< "$LAYOUT"
   : > "$dir/known_hosts"
-  {
-    local current=""
-    while read -r name group rg; do
-      local c="$id-$name" ip i
-      for i in $(seq 1 300); do
-        docker exec "$c" systemctl is-active --quiet ssh 2>/dev/null && break
-        sleep 0.1
-      done
-      docker exec "$c" systemctl is-active --quiet ssh || { log "sshd did not start on $name"; exit 1; }
-      docker exec -i "$c" sh -c 'cat > /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys' < "$dir/client_key.pub"
-      ip="$(docker inspect -f "{{(index .NetworkSettings.Networks \"$net\").IPAddress}}" "$c")"
-      echo "$ip $(docker exec "$c" cat /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f1,2)" >> "$dir/known_hosts"
-      if [ "$group" != "$current" ]; then echo "[$group]"; current="$group"; fi
-      if [ "$rg" = "-" ]; then echo "$name ansible_host=$ip"; else echo "$name ansible_host=$ip replication_group=$rg"; fi
-    done <<< "$LAYOUT"
-    printf '\n[all:vars]\nansible_user=root\npkg_manager=apt\n'
-  } > "$dir/hosts.ini"
+  declare -A IP
+  while read -r name group rg; do
+    local c="$id-$name" i
+    for i in $(seq 1 300); do
+      docker exec "$c" systemctl is-active --quiet ssh 2>/dev/null && break
+      sleep 0.1
+    done
+    docker exec "$c" systemctl is-active --quiet ssh || { log "sshd did not start on $name"; exit 1; }
+    docker exec -i "$c" sh -c 'cat > /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys' < "$dir/client_key.pub"
+    IP[$name]="$(docker inspect -f "{{(index .NetworkSettings.Networks \"$net\").IPAddress}}" "$c")"
+    echo "${IP[$name]} $(docker exec "$c" cat /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f1,2)" >> "$dir/known_hosts"
+    platform_host "$c" "$name" "$group" "${IP[$name]}"
+  done <<< "$LAYOUT"
+  write_inventories "$dir"
   cat > "$dir/ssh_config" <<CFG
 Host *
   User root
@@ -168,15 +267,57 @@ Host *
   BatchMode yes
   LogLevel ERROR
 CFG
-  log "fleet $id is up: inventory $dir/hosts.ini, ssh config $dir/ssh_config"
+  log "fleet $id is up: inventories $dir/{hosts,swh,punch,starlingx,stratos}.ini, ssh config $dir/ssh_config"
+}
+
+remove_fleet() {
+  local id="$1" i
+  local ids
+  ids="$(docker ps -aq --filter "label=fleetbook-fleet=$id")"
+  # Kill, wait until they are down, then remove: force-removing running containers can leave
+  # the engine counting endpoints on their network that no longer exist (moby/moby#42119),
+  # and then the network cannot be removed until the engine restarts.
+  if [ -n "$ids" ]; then
+    docker kill $ids >/dev/null 2>&1 || true
+    docker wait $ids >/dev/null 2>&1 || true
+    docker rm -f $ids >/dev/null || true
+  fi
+  # The engine may still hold the network for a moment after its containers are gone.
+  for i in $(seq 1 20); do
+    docker network ls -q --filter "label=fleetbook-fleet=$id" | xargs -r docker network rm >/dev/null 2>&1 &&
+      docker volume ls -q --filter "label=fleetbook-fleet=$id" | xargs -r docker volume rm >/dev/null 2>&1 &&
+      return 0
+    sleep 0.5
+  done
+  log "could not remove the network or volume of fleet $id"
+  return 1
+}
+
+# Every fleet (containers, networks, volumes) that has an owner process, and that owner.
+owned_fleets() {
+  local fmt='{{.Label "fleetbook-fleet"}} {{.Label "fleetbook-fleet-owner"}}'
+  {
+    docker ps -a --filter label=fleetbook-fleet-owner --format "$fmt"
+    docker network ls --filter label=fleetbook-fleet-owner --format "$fmt"
+    docker volume ls --filter label=fleetbook-fleet-owner --format "$fmt"
+  } | sort -u
+}
+
+cmd_prune() {
+  local id owner
+  owned_fleets | while read -r id owner; do
+    if ! kill -0 "$owner" 2>/dev/null; then
+      remove_fleet "$id"
+      log "removed fleet $id: its owner (process $owner) is gone"
+    fi
+  done
 }
 
 cmd_down() {
   local dir="${1:-$PWD/demo-fleet}" id
   [ -e "$dir/fleet-id" ] || { log "no fleet in $dir"; return 0; }
   id="$(cat "$dir/fleet-id")"
-  docker ps -aq --filter "label=fleetbook-fleet=$id" | xargs -r docker rm -f >/dev/null
-  docker network ls -q --filter "label=fleetbook-fleet=$id" | xargs -r docker network rm >/dev/null
+  remove_fleet "$id"
   rm -f "$dir/fleet-id"
   log "fleet $id is down"
 }
@@ -191,5 +332,6 @@ case "${1:-}" in
   up) shift; cmd_up "$@" ;;
   down) shift; cmd_down "$@" ;;
   exec) shift; cmd_exec "$@" ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  prune) cmd_prune ;;
+  *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

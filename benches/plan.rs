@@ -74,6 +74,13 @@ fn main() {
         json.len() >> 20,
         total.as_secs_f64()
     );
+    let html_start = Instant::now();
+    let html = fleetbook_engine::render::html(p);
+    println!(
+        "html plan: {:.1} KiB in {:.3} s",
+        html.len() as f64 / 1024.0,
+        html_start.elapsed().as_secs_f64()
+    );
     match peak_rss_kib() {
         Some(k) => println!("peak memory (VmHWM): {:.1} MiB", k as f64 / 1024.0),
         None => println!("peak memory: unavailable (no /proc/self/status)"),

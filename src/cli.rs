@@ -32,7 +32,7 @@ pub enum Command {
     },
     /// Show what a runbook would do on an inventory: roles, limits, schedule, commands.
     #[command(
-        after_help = "Examples:\n  fleetbook plan runbooks/jiocloud-rolling.rhai -i examples/inventories/jiocloud.ini\n  fleetbook plan upgrade.rhai -i hosts --limit 'compute:!cmp03' --param version=2.0\n  fleetbook plan upgrade.rhai -i hosts.yml --format json -o plan.json\n  fleetbook plan upgrade.rhai -i hosts --format dot | dot -Tsvg > plan.svg"
+        after_help = "Examples:\n  fleetbook plan runbooks/jiocloud-rolling.rhai -i examples/inventories/jiocloud.ini\n  fleetbook plan upgrade.rhai -i hosts --limit 'compute:!cmp03' --param version=2.0\n  fleetbook plan upgrade.rhai -i hosts.yml --format json -o plan.json\n  fleetbook plan upgrade.rhai -i hosts --format dot | dot -Tsvg > plan.svg\n  fleetbook plan upgrade.rhai -i hosts --format html -o plan.html"
     )]
     Plan {
         /// The runbook script (.rhai).
@@ -266,10 +266,17 @@ impl ScriptArgs {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
+    /// For a terminal.
     Text,
+    /// Every task and command (docs/plan-schema.md); what `apply` takes.
     Json,
+    /// Graphviz: the role/step graph.
     Dot,
+    /// Mermaid: the role/step graph.
     Mermaid,
+    /// One self-contained page: hosts in flight per role against the limits, the schedule as
+    /// a Gantt chart, the commands.
+    Html,
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {

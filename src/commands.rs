@@ -34,6 +34,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 }
                 Format::Dot => render::dot(p),
                 Format::Mermaid => render::mermaid(p),
+                Format::Html => render::html(p),
             };
             write_output(output.as_deref(), &text)?;
             if let Some(path) = output {

@@ -163,22 +163,125 @@ fn secrets_never_reach_the_plan() {
         "[web]\nweb1 ansible_become_password=hunter2 api_token=abc123\n",
     )
     .unwrap();
+    for (format, shown) in [
+        ("json", "login --token <secret:token>"),
+        ("html", "login --token &lt;secret:token&gt;"),
+    ] {
+        let out = fleetbook(&["plan"])
+            .arg(rb.display().to_string())
+            .arg("-i")
+            .arg(inv.display().to_string())
+            .arg("--param")
+            .arg("token=s3cr3t-value")
+            .arg("--format")
+            .arg(format)
+            .code(0);
+        for secret in ["s3cr3t-value", "hunter2", "abc123"] {
+            assert!(
+                !out.stdout.contains(secret),
+                "{secret} leaked into the {format} plan"
+            );
+        }
+        assert!(out.stdout.contains(shown), "{format}");
+    }
+}
+
+/// `(role, max in flight, limit)` of each in-flight lane of an HTML plan.
+fn html_lanes(html: &str) -> Vec<(String, usize, Option<usize>)> {
+    html.split("<g class=\"lane\" ")
+        .skip(1)
+        .map(|g| {
+            let attr = |name: &str| {
+                let start = g.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+                g[start..start + g[start..].find('"').unwrap()].to_string()
+            };
+            (
+                attr("data-role"),
+                attr("data-max").parse().unwrap(),
+                attr("data-limit").parse().ok(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn html_plans_are_self_contained_pictures_within_the_limits() {
+    for (rb, inv) in SHIPPED {
+        let html = plan(rb, inv, &["--format", "html"]);
+        assert!(html.starts_with("<!DOCTYPE html>"), "{rb}");
+        assert!(html.trim_end().ends_with("</html>"), "{rb}");
+        for external in ["<script", " src=", "<link", "@import", "url("] {
+            assert!(!html.contains(external), "{rb}: {external}");
+        }
+        let p = json(rb, inv, &[]);
+        for step in p["runbook"]["steps"].as_array().unwrap() {
+            assert!(
+                html.contains(step["name"].as_str().unwrap()),
+                "{rb}: {step}"
+            );
+        }
+        let lanes = html_lanes(&html);
+        let roles = p["roles"].as_array().unwrap();
+        assert_eq!(lanes.len(), roles.len(), "{rb}: a lane per role");
+        for ((name, max, limit), role) in lanes.iter().zip(roles) {
+            assert_eq!(name, role["name"].as_str().unwrap());
+            assert_eq!(*limit, role["limit"].as_u64().map(|l| l as usize), "{rb}");
+            if let Some(l) = limit {
+                assert!(
+                    max <= l,
+                    "{rb}: {name} draws {max} in flight over its limit {l}"
+                );
+            }
+        }
+    }
+    // The jiocloud computes: limit 3 of 6, reached.
+    let html = plan(
+        "jiocloud-rolling",
+        "examples/inventories/jiocloud.ini",
+        &["--format", "html"],
+    );
+    let lanes = html_lanes(&html);
+    let compute = lanes.iter().find(|l| l.0 == "compute").unwrap();
+    assert_eq!(compute.1, compute.2.unwrap(), "{lanes:?}");
+}
+
+#[test]
+fn html_plans_escape_what_they_show_and_stay_small_on_big_fleets() {
+    let dir = tempfile::tempdir().unwrap();
+    let rb = dir.path().join("big.rhai");
+    std::fs::write(
+        &rb,
+        "let rb = runbook(\"big\");\nlet note = param(\"note\", \"\");\nrb.limit(\"web\", 10);\n\
+         rb.step(\"say\", |h| h.run(`echo ${sh::quote(note)}`));\nrb\n",
+    )
+    .unwrap();
+    let inv = dir.path().join("hosts");
+    std::fs::write(&inv, "[web]\nweb[001:500]\n").unwrap();
     let out = fleetbook(&["plan"])
         .arg(rb.display().to_string())
         .arg("-i")
         .arg(inv.display().to_string())
         .arg("--param")
-        .arg("token=s3cr3t-value")
+        .arg("note=<img src=x onerror=alert(1)>")
         .arg("--format")
-        .arg("json")
+        .arg("html")
         .code(0);
-    for secret in ["s3cr3t-value", "hunter2", "abc123"] {
-        assert!(
-            !out.stdout.contains(secret),
-            "{secret} leaked into the plan"
-        );
-    }
-    assert!(out.stdout.contains("login --token <secret:token>"));
+    assert!(
+        !out.stdout.contains("<img"),
+        "markup from a parameter is escaped"
+    );
+    assert!(out.stdout.contains("&lt;img src=x onerror=alert(1)&gt;"));
+    assert_eq!(
+        out.stdout.matches("class=\"row\"").count(),
+        41,
+        "40 hosts and a summary row"
+    );
+    assert!(out.stdout.contains("… 460 more web hosts"));
+    assert_eq!(
+        html_lanes(&out.stdout),
+        vec![("web".to_string(), 10, Some(10))]
+    );
+    assert!(out.stdout.len() < 200_000, "{} bytes", out.stdout.len());
 }
 
 #[test]

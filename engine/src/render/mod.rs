@@ -1,8 +1,12 @@
-//! Renderers of a [`Plan`](crate::plan::Plan): text for a terminal, and the role-level and
-//! step-level graph as Graphviz DOT and Mermaid (hosts collapsed by role, with counts).
+//! Renderers of a [`Plan`](crate::plan::Plan): text for a terminal, the role-level and
+//! step-level graph as Graphviz DOT and Mermaid (hosts collapsed by role, with counts), and a
+//! self-contained HTML page with the schedule drawn.
 
+mod describe;
 mod graph;
+mod html;
 mod text;
 
 pub use graph::{dot, mermaid};
+pub use html::html;
 pub use text::text;

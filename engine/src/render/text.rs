@@ -2,23 +2,17 @@
 //! steps, the schedule as start times with the hosts that start then, and the commands of
 //! one host per role.
 
+use super::describe::{
+    busy_hosts, dur, policy, role_extras, role_limit, sample_hosts, short_digest, step_options,
+    step_scope,
+};
 use crate::compile::TaskKind;
 use crate::plan::Plan;
-use fleetbook_stdlib::duration::format_duration;
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::time::Duration;
 
 const MAX_SCHEDULE_LINES: usize = 40;
 const MAX_NAMES_PER_LINE: usize = 8;
-
-fn dur(secs: u64) -> String {
-    format_duration(Duration::from_secs(secs))
-}
-
-fn short_digest(d: &str) -> &str {
-    &d[..d.len().min(19)]
-}
 
 pub fn text(plan: &Plan) -> String {
     let mut o = String::new();
@@ -59,41 +53,13 @@ pub fn text(plan: &Plan) -> String {
             .collect();
         let _ = writeln!(o, "Params     {}", ps.join(" "));
     }
-    let mut policy = Vec::new();
-    if let Some(t) = plan.limits.total {
-        policy.push(format!("at most {t} hosts in flight in all"));
-    }
-    for b in &plan.limits.limit_by {
-        policy.push(format!("at most {} per distinct {}", b.max, b.var));
-    }
-    policy.push(if plan.limits.batches {
-        "lock-step batches".into()
-    } else {
-        "rolling window".into()
-    });
-    if rb.rollback_on_failure {
-        policy.push("failed hosts roll back (undo)".into());
-    }
-    let _ = writeln!(o, "Policy     {}", policy.join("; "));
+    let _ = writeln!(o, "Policy     {}", policy(plan).join("; "));
 
     let _ = writeln!(o, "\nRoles, in order");
     let width = plan.roles.iter().map(|r| r.name.len()).max().unwrap_or(4);
     for (i, r) in plan.roles.iter().enumerate() {
-        let limit = match (&r.limit, &r.limit_declared) {
-            (Some(l), Some(d)) if d.ends_with('%') => format!("limit {l} ({d})"),
-            (Some(l), _) => format!("limit {l}"),
-            (None, _) => "no limit".into(),
-        };
-        let mut extra = Vec::new();
-        if let Some(m) = r.max_failures {
-            extra.push(format!("max failures {m}"));
-        }
-        if let Some(c) = r.canary {
-            extra.push(format!("canary {c}"));
-        }
-        if !r.after.is_empty() {
-            extra.push(format!("after {}", r.after.join(", ")));
-        }
+        let limit = role_limit(r);
+        let extra = role_extras(r);
         let _ = writeln!(
             o,
             "  {:>2}. {:width$}  {:>5} host{}  {:18} {}",
@@ -108,32 +74,7 @@ pub fn text(plan: &Plan) -> String {
 
     let _ = writeln!(o, "\nSteps");
     for s in &rb.steps {
-        let scope = match (s.kind, &s.roles) {
-            ("host", None) => "every host".to_string(),
-            ("host", Some(rs)) => format!("roles {}", rs.join(", ")),
-            (k, Some(rs)) => format!("{} {}", k.replace('_', " "), rs.join(", ")),
-            (k, None) => k.to_string(),
-        };
-        let mut opts = Vec::new();
-        if let Some(t) = s.timeout {
-            opts.push(format!("timeout {}", dur(t)));
-        }
-        if s.retries > 0 {
-            opts.push(format!(
-                "retries {} every {}",
-                s.retries,
-                dur(s.retry_delay)
-            ));
-        }
-        if let Some(t) = s.throttle {
-            opts.push(format!("throttle {t}"));
-        }
-        if s.has_undo {
-            opts.push("undo".into());
-        }
-        if s.conditional {
-            opts.push("when".into());
-        }
+        let (scope, opts) = (step_scope(s), step_options(s));
         let _ = writeln!(o, "  {:24} {:28} {}", s.name, scope, opts.join(", "));
     }
 
@@ -145,11 +86,7 @@ pub fn text(plan: &Plan) -> String {
     // Events by time: host starts and runbook-level tasks.
     let mut events: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     let mut host_starts: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
-    let busy: std::collections::HashSet<&str> = plan
-        .tasks
-        .iter()
-        .filter_map(|t| t.host.as_deref())
-        .collect();
+    let busy = busy_hosts(plan);
     let idle = plan
         .hosts
         .iter()
@@ -216,16 +153,7 @@ pub fn text(plan: &Plan) -> String {
         o,
         "\nCommands (dry-run; first host of each role, --format json lists every task)"
     );
-    let mut shown_hosts = Vec::new();
-    for r in &plan.roles {
-        let Some(h) = plan.hosts.iter().find(|h| {
-            h.roles.contains(&r.name)
-                && busy.contains(h.name.as_str())
-                && !shown_hosts.contains(&&h.name)
-        }) else {
-            continue;
-        };
-        shown_hosts.push(&h.name);
+    for h in sample_hosts(plan) {
         let _ = writeln!(o, "  {} ({})", h.name, h.roles.join(", "));
         for t in plan
             .tasks

@@ -182,8 +182,16 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, args: &RunArgs) -
         }
     };
     eprintln!("run {run_id} (journal {})", journal.path.display());
+    // On resume, what the hosts learned before (e.g. the versions to roll back to).
+    let facts = journal.facts(&run_id)?;
     let outcome = execute(
-        &planned, &journal, &run_id, started_at, done, args, transport,
+        &planned,
+        &journal,
+        (&run_id, started_at),
+        done,
+        facts,
+        args,
+        transport,
     );
     let state = serde_json::to_value(outcome.status)
         .ok()
@@ -242,9 +250,9 @@ pub fn tasks_of(p: &plan::Plan) -> Vec<TaskRow> {
 fn execute(
     planned: &Planned,
     journal: &Journal,
-    run_id: &str,
-    started_at: f64,
+    (run_id, started_at): (&str, f64),
     done: Vec<bool>,
+    facts: Vec<(String, String, String)>,
     args: &RunArgs,
     transport: Arc<Router>,
 ) -> exec::RunOutcome {
@@ -275,6 +283,12 @@ fn execute(
             *journal_failed.lock().unwrap_or_else(|x| x.into_inner()) = Some(err.to_string());
         }
         progress.event(&e);
+    };
+    let on_fact = |host: &str, name: &str, value: &str| {
+        if let Err(err) = journal.record_fact(run_id, host, name, &redact(value, &secrets)) {
+            control.stop.store(true, Ordering::SeqCst);
+            *journal_failed.lock().unwrap_or_else(|x| x.into_inner()) = Some(err.to_string());
+        }
     };
     let approve = |name: &str| -> bool {
         if args.approve.iter().any(|a| a == name) {
@@ -326,6 +340,8 @@ fn execute(
                 on_event: &on_event,
                 approve: &approve,
                 done,
+                facts,
+                on_fact: &on_fact,
             },
         )
     });

@@ -212,6 +212,28 @@ fn halt_fix_resume_completes_and_recaps_the_whole_run() {
     assert_eq!(s.status(&id)["overall"], "applied");
 }
 
+/// A fact learned before a halt is there after resume, although the step that learned it
+/// does not run again: resume reads it from the journal.
+#[test]
+fn facts_learned_before_a_halt_survive_resume() {
+    let rb = "let rb = runbook(\"t\");\n\
+              rb.step(\"learn\", |h| { let v = h.run(`cat ${h.var(\"dir\")}/version`).stdout; v.trim(); h.set_fact(\"before\", v); h.run(`echo learned >> ${h.var(\"dir\")}/log`); });\n\
+              rb.step(\"change\", |h| h.run(`d=${h.var(\"dir\")}; echo 2.0 > $d/version; [ -e $d/fixed ]`));\n\
+              rb.step(\"report\", |h| h.run(`echo \"was ${h.fact(\"before\")}\" >> ${h.var(\"dir\")}/log`));\nrb\n";
+    let s = setup(&["w1"], &[("web", &["w1"])], rb);
+    let dir = s.fleet.host("w1").dir.clone();
+    std::fs::write(dir.join("version"), "1.0\n").unwrap();
+    let out = s.cmd("run", &["--yes"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let id = s.run_id();
+    std::fs::write(dir.join("fixed"), "").unwrap();
+    let out = s.cmd("resume", &[&id, "--yes"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // "learn" ran once, before the halt, and the version had changed since: the fact is the
+    // one the journal kept.
+    assert_eq!(s.log("w1"), "learned\nwas 1.0\n");
+}
+
 #[test]
 fn abort_from_another_terminal() {
     let rb = format!(

@@ -98,6 +98,11 @@ pub struct ExecOptions<'a> {
     pub approve: &'a (dyn Fn(&str) -> bool + Sync),
     /// Tasks already done by an earlier attempt of this run (resume): not run again.
     pub done: Vec<bool>,
+    /// Facts hosts learned in an earlier attempt of this run (resume): (host, name, value).
+    pub facts: Vec<(String, String, String)>,
+    /// Called with (host, name, value) for each fact a task learned, before the task's end
+    /// is reported, so that a journal has the fact before it has the task as done.
+    pub on_fact: &'a (dyn Fn(&str, &str, &str) + Sync),
 }
 
 enum Outcome {
@@ -134,6 +139,12 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
+    fn report_facts(&self, h: &Host) {
+        for (name, value) in h.take_new_facts() {
+            (self.opts.on_fact)(&h.info.name, &name, &value);
+        }
+    }
+
     fn event(&self, t: usize, state: State, attempt: u32, message: Option<String>) {
         let task = &self.graph.tasks[t];
         // Barriers run nothing; their transitions would only be noise.
@@ -310,6 +321,11 @@ pub fn execute(planned: &Planned, opts: ExecOptions) -> RunOutcome {
     let graph = &planned.graph;
     let script = &planned.script;
     let hosts = host_objects(graph, opts.transport.clone());
+    for (host, name, value) in &opts.facts {
+        if let Some(h) = hosts.get(host) {
+            h.seed_fact(name, value.clone());
+        }
+    }
     script.bind_fleet(hosts.clone());
     let runner = Runner {
         script,
@@ -448,6 +464,12 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
             if graph.rules.throttle[step].is_some() {
                 slots.leave_step(step);
             }
+        }
+        // What the task learned: its host's new facts (a runbook-level task may have
+        // learned on any host).
+        match position[t] {
+            Some((h, _)) => r.report_facts(&r.hosts[h]),
+            None => r.hosts.iter().for_each(|h| r.report_facts(h)),
         }
         let mut complete = vec![t];
         match done.outcome {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 pub const FILE: &str = "journal.sqlite";
 
 const SCHEMA: &str = "
@@ -86,6 +86,18 @@ CREATE TABLE locks (
     user TEXT NOT NULL,
     controller TEXT NOT NULL,
     since REAL NOT NULL
+);
+";
+
+/// Schema 2: what each host learned during a run (`h.set_fact`, the versions `pkg::` found
+/// before changing them), so that a resumed run's undo still knows them.
+const FACTS: &str = "
+CREATE TABLE facts (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    host TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (run_id, host, name)
 );
 ";
 
@@ -270,8 +282,10 @@ impl Journal {
         )
         .map_err(|e| unusable(format!("cannot be used ({e})")))?;
         if version < SCHEMA_VERSION {
+            // A new journal gets every table; a schema-1 journal gains the facts table.
+            let missing = if version == 0 { SCHEMA } else { "" };
             conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN IMMEDIATE; {missing} {FACTS} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
             .map_err(|e| db_error(&path, e))?;
         }
@@ -352,6 +366,28 @@ impl Journal {
             };
             tx.execute(sql, params![run, e.task, state, e.attempt, at, e.message])?;
             tx.commit()
+        })
+    }
+
+    /// Records what a host learned, durably, before the task that learned it is recorded.
+    pub fn record_fact(&self, run: &str, host: &str, name: &str, value: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO facts (run_id, host, name, value) VALUES (?1, ?2, ?3, ?4)",
+                params![run, host, name, value],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Every fact of a run, as (host, name, value).
+    pub fn facts(&self, run: &str) -> Result<Vec<(String, String, String)>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT host, name, value FROM facts WHERE run_id = ?1 ORDER BY host, name",
+            )?;
+            let rows = st.query_map(params![run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
         })
     }
 

@@ -15,8 +15,9 @@ type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 pub struct Host {
     pub info: Arc<HostInfo>,
     transport: Arc<dyn Transport>,
-    /// Facts learned during the run (e.g. the detected package manager).
-    facts: Arc<Mutex<HashMap<String, String>>>,
+    /// Facts learned during the run (the detected package manager, the version a package
+    /// had before `pkg::` changed it, `h.set_fact`), shared by every clone.
+    facts: Arc<Mutex<Facts>>,
     /// When the step being run must end; every command gets the time that is left, so the
     /// transport can enforce it on the host too.
     pub deadline: Option<Instant>,
@@ -48,14 +49,35 @@ impl Host {
         self.info.vars.get(name).map(String::as_str)
     }
 
-    pub fn fact(&self, key: &str) -> Option<String> {
-        self.facts.lock().ok()?.get(key).cloned()
+    fn facts(&self) -> std::sync::MutexGuard<'_, Facts> {
+        self.facts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    pub fn fact(&self, key: &str) -> Option<String> {
+        self.facts().values.get(key).cloned()
+    }
+
+    pub fn fact_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.facts().values.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Learns a fact; the executor takes new facts (`take_new_facts`) to journal them.
     pub fn set_fact(&self, key: &str, value: String) {
-        if let Ok(mut f) = self.facts.lock() {
-            f.insert(key.to_string(), value);
-        }
+        let mut f = self.facts();
+        f.values.insert(key.to_string(), value.clone());
+        f.new.push((key.to_string(), value));
+    }
+
+    /// Facts already known (from the journal, on resume): not new.
+    pub fn seed_fact(&self, key: &str, value: String) {
+        self.facts().values.insert(key.to_string(), value);
+    }
+
+    /// The facts learned since the last call.
+    pub fn take_new_facts(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.facts().new)
     }
 
     /// Runs a command and returns its output, whatever the exit code. Transport failures
@@ -194,6 +216,33 @@ fn wait_until(ctx: NativeCallContext, h: Host, cond: FnPtr, timeout: &str) -> Rh
     }
 }
 
+#[derive(Default)]
+struct Facts {
+    values: HashMap<String, String>,
+    new: Vec<(String, String)>,
+}
+
+/// `h.fact(name)`: a fact the run learned on this host. In a dry run, where nothing is
+/// learned, an unknown fact shows as `<fact:NAME>` in the commands.
+fn fact(h: &mut Host, name: &str) -> RhaiResult<String> {
+    if let Some(v) = h.fact(name) {
+        return Ok(v);
+    }
+    if h.is_dry_run() {
+        return Ok(format!("<fact:{name}>"));
+    }
+    let known = h.fact_names();
+    Err(runtime_error(format!(
+        "host {} has no fact {name:?}{}: facts come from h.set_fact(name, value), and pkg::install/upgrade record previous_version (and previous_version:PACKAGE) before changing a package",
+        h.info.name,
+        if known.is_empty() {
+            String::new()
+        } else {
+            format!(" (it has {})", known.join(", "))
+        }
+    )))
+}
+
 pub(crate) fn register(engine: &mut Engine) {
     engine
         .register_type_with_name::<Host>("Host")
@@ -213,6 +262,19 @@ pub(crate) fn register(engine: &mut Engine) {
             },
         )
         .register_fn("has_var", |h: &mut Host, name: &str| h.var(name).is_some())
+        .register_fn("fact", fact)
+        .register_fn(
+            "fact",
+            |h: &mut Host, name: &str, default: Dynamic| -> Dynamic {
+                h.fact(name).map(Dynamic::from).unwrap_or(default)
+            },
+        )
+        .register_fn("has_fact", |h: &mut Host, name: &str| {
+            h.fact(name).is_some()
+        })
+        .register_fn("set_fact", |h: &mut Host, name: &str, value: Dynamic| {
+            h.set_fact(name, value.to_string())
+        })
         .register_fn("has_role", |h: &mut Host, role: &str| {
             h.info.roles.iter().any(|r| r == role)
         })

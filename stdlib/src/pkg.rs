@@ -109,6 +109,62 @@ pub fn version_command(m: Manager, name: &str) -> String {
     }
 }
 
+/// One query for the installed versions of several packages: a `NAME VERSION` line each
+/// (packages that are not installed print nothing, or an empty version).
+pub fn versions_command(m: Manager, names: &[&str]) -> String {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    match m {
+        Manager::Apt => format!(
+            "dpkg-query -W -f='${{Package}} ${{Version}}\\n' {} 2>/dev/null || true",
+            join(&names)
+        ),
+        Manager::Dnf => format!(
+            "rpm -q --qf '%{{NAME}} %{{VERSION}}-%{{RELEASE}}\\n' {} 2>/dev/null | grep -v ' is not installed$' || true",
+            join(&names)
+        ),
+    }
+}
+
+/// Before a package changes, the version it had becomes the facts `previous_version:NAME`
+/// (empty: it was not installed) and, for the first package the run changes on this host,
+/// `previous_version`, so that an undo can put it back. A fact already known is kept: a
+/// retry or a resumed run must not take the new version for the old one.
+fn remember_previous(h: &Host, mgr: Manager, names: &[String]) -> RhaiResult<()> {
+    let missing: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| h.fact(&format!("previous_version:{n}")).is_none())
+        .collect();
+    if !missing.is_empty() {
+        let out = h.exec(&versions_command(mgr, &missing))?;
+        let found: std::collections::HashMap<&str, &str> = out
+            .stdout
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .collect();
+        for n in &missing {
+            let v = if h.is_dry_run() {
+                format!("<previous_version:{n}>")
+            } else {
+                found
+                    .get(n)
+                    .map(|v| v.trim().to_string())
+                    .unwrap_or_default()
+            };
+            h.set_fact(&format!("previous_version:{n}"), v);
+        }
+    }
+    if h.fact("previous_version").is_none() {
+        if let Some(v) = names
+            .first()
+            .and_then(|n| h.fact(&format!("previous_version:{n}")))
+        {
+            h.set_fact("previous_version", v);
+        }
+    }
+    Ok(())
+}
+
 fn run_privileged(h: &Host, cmd: &str) -> RhaiResult<()> {
     h.run(&h.privileged(cmd)).map(|_| ())
 }
@@ -129,6 +185,7 @@ pub(crate) fn module() -> Module {
                     "pkg::upgrade needs package names; use pkg::dist_upgrade(h) to upgrade everything",
                 ));
             }
+            remember_previous(&h, mgr, &list)?;
             run_privileged(&h, &upgrade_command(mgr, &list))
         },
     );
@@ -140,6 +197,7 @@ pub(crate) fn module() -> Module {
         &mut m,
         |h: Host, name: &str, version: &str| -> RhaiResult<()> {
             let mgr = manager(&h)?;
+            remember_previous(&h, mgr, &[name.to_string()])?;
             run_privileged(&h, &install_command(mgr, name, version))
         },
     );
@@ -147,6 +205,7 @@ pub(crate) fn module() -> Module {
         &mut m,
         |h: Host, name: &str| -> RhaiResult<()> {
             let mgr = manager(&h)?;
+            remember_previous(&h, mgr, &[name.to_string()])?;
             run_privileged(&h, &install_command(mgr, name, ""))
         },
     );
@@ -187,6 +246,16 @@ mod tests {
              install --only-upgrade nova-common 'a b'"
         );
         assert!(upgrade_command(Manager::Apt, &[]).ends_with("--force-confold dist-upgrade"));
+    }
+
+    #[test]
+    fn previous_versions_are_asked_in_one_quoted_query() {
+        assert_eq!(
+            versions_command(Manager::Apt, &["nova-common", "a b"]),
+            "dpkg-query -W -f='${Package} ${Version}\\n' nova-common 'a b' 2>/dev/null || true"
+        );
+        assert!(versions_command(Manager::Dnf, &["demo"])
+            .starts_with("rpm -q --qf '%{NAME} %{VERSION}-%{RELEASE}\\n' demo"));
     }
 
     #[test]

@@ -637,6 +637,36 @@ mod tests {
     }
 
     #[test]
+    fn a_schema_1_journal_keeps_its_runs_and_gains_facts() {
+        let dir = tempfile::tempdir().unwrap();
+        Connection::open(dir.path().join(FILE))
+            .unwrap()
+            .execute_batch(&format!(
+                "{SCHEMA} INSERT INTO runs (id, runbook, runbook_path, runbook_digest, inventory_path, inventory_digest, params, user, controller, pid, started_at, state) \
+                 VALUES ('r1', 'rb', 'rb.rhai', 'd', 'hosts', 'd', '{{}}', 'u', 'c', 1, 0, 'halted'); PRAGMA user_version = 1;"
+            ))
+            .unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.run(Some("r1")).unwrap().state, "halted");
+        j.record_fact("r1", "web1", "previous_version", "1.0")
+            .unwrap();
+        j.record_fact("r1", "web1", "previous_version", "1.1")
+            .unwrap();
+        assert_eq!(
+            j.facts("r1").unwrap(),
+            [("web1".into(), "previous_version".into(), "1.1".into())]
+        );
+        drop(j);
+        // Opened again: already at the current schema, nothing to do.
+        let v: i32 = Connection::open(dir.path().join(FILE))
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert!(Journal::open(dir.path()).is_ok());
+    }
+
+    #[test]
     fn newer_schemas_and_foreign_files_are_refused_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(

@@ -444,6 +444,88 @@ fn ctrl_c_stops_cleanly_and_leaves_no_ssh_behind() {
     assert!(left.is_empty(), "ssh processes left behind: {left:?}");
 }
 
+/// A second Ctrl-C kills the steps in flight, on the hosts too, and the run ends at once.
+#[test]
+fn ctrl_c_twice_kills_the_steps_in_flight() {
+    let fleet = Fleet::start(&["h1", "h2"]);
+    let inv = fleet.inventory(&[("web", &["h1", "h2"])], "");
+    let rb = fleet.file(
+        "rb.rhai",
+        &format!(
+            "let rb = runbook(\"t\");\n{};\n{};\nrb\n",
+            timed("a", 37.25),
+            timed("b", 0.1)
+        ),
+    );
+    let started = std::time::Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetbook"))
+        .arg("run")
+        .arg(&rb)
+        .arg("-i")
+        .arg(&inv)
+        .arg("--yes")
+        .arg("--ssh-config")
+        .arg(&fleet.ssh_config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Both hosts are in their long step.
+    let in_step = || {
+        ["h1", "h2"].iter().all(|h| {
+            std::fs::read_to_string(fleet.host(h).dir.join("log"))
+                .is_ok_and(|l| l.contains("start a"))
+        })
+    };
+    while !in_step() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the hosts never started their step"
+        );
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("fleetbook ended early: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for _ in 0..2 {
+        // SAFETY: sending SIGINT to the child we spawned.
+        unsafe {
+            libc_kill(child.id() as i32, 2);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("killing the steps in flight"), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the run waited for its steps: {:?}",
+        started.elapsed()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for h in ["h1", "h2"] {
+        let log = std::fs::read_to_string(fleet.host(h).dir.join("log")).unwrap();
+        assert!(
+            !log.contains("end a") && !log.contains("start b"),
+            "{h}: {log}"
+        );
+    }
+    // The hosts are loopback sshd processes: their commands are this machine's processes.
+    let sleeping = std::process::Command::new("pgrep")
+        .args(["-f", "sleep 37.25"])
+        .output()
+        .unwrap();
+    assert!(
+        sleeping.stdout.is_empty(),
+        "the killed step still runs on a host: {}",
+        String::from_utf8_lossy(&sleeping.stdout)
+    );
+    let left = live_ssh(&fleet.ssh_config.display().to_string());
+    assert!(left.is_empty(), "ssh processes left behind: {left:?}");
+}
+
 extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;

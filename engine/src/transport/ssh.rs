@@ -53,6 +53,9 @@ pub struct Ssh {
     /// When each host's master was last used: an idle master exits after ControlPersist.
     last_used: Mutex<HashMap<String, Instant>>,
     killed: AtomicBool,
+    /// The stdin of each command in flight, by a command number: written to kill it.
+    in_flight: Mutex<HashMap<u64, openssh::ChildStdin>>,
+    next_command: std::sync::atomic::AtomicU64,
 }
 
 /// Seconds for `timeout(1)`, rounded up so a command never gets less than it was given.
@@ -60,16 +63,33 @@ fn remote_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
+/// What fleetbook writes to a command's stdin to have it stopped on the host.
+const KILL_LINE: &[u8] = b"kill\n";
+
 /// The command line sent to the host: always `sh -c`, whatever the login shell is.
+///
+/// The command runs in its own session (`setsid`), beside a watcher that reads the channel's
+/// stdin, which fleetbook holds open and writes only to kill: on `kill` the watcher stops the
+/// command's whole process group (TERM, then KILL after 5 s). Closing the SSH connection alone
+/// would not stop it (sshd sends no signal without a tty). Plain end of input (the command
+/// ended, or fleetbook died) stops nothing: a crashed controller leaves its hosts to finish
+/// what they were doing (an apt run cut in half is worse than one that completes), and
+/// `resume` takes it from there.
 pub fn remote_command(command: &str, timeout: Option<Duration>) -> String {
-    match timeout {
+    let run = match timeout {
         Some(t) => format!(
             "timeout -k 5 {} sh -c {}",
             remote_secs(t).max(1),
             quote(command)
         ),
         None => format!("sh -c {}", quote(command)),
-    }
+    };
+    let script = format!(
+        "exec 3<&0; setsid {run} </dev/null 3<&- & c=$!; \
+         {{ read -r w <&3 && [ \"$w\" = kill ] && {{ kill -TERM -$c; sleep 5; kill -KILL -$c; }}; }} >/dev/null 2>&1 & w=$!; \
+         exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; exit $r"
+    );
+    format!("sh -c {}", quote(&script))
 }
 
 fn describe(e: &openssh::Error) -> String {
@@ -112,6 +132,8 @@ impl Ssh {
             permits: Mutex::default(),
             last_used: Mutex::default(),
             killed: AtomicBool::new(false),
+            in_flight: Mutex::default(),
+            next_command: Default::default(),
         })
     }
 
@@ -240,13 +262,27 @@ impl Transport for Ssh {
         let result = self.rt.block_on(async {
             let _permit = permits.acquire().await;
             let run = async {
-                session
+                let mut child = session
                     .raw_command(&remote)
-                    .stdin(Stdio::null())
+                    .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
-                    .output()
-                    .await
+                    .spawn()
+                    .await?;
+                // Held open, and written only by kill_all (see remote_command).
+                let id = self.next_command.fetch_add(1, Ordering::SeqCst);
+                if let Some(stdin) = child.stdin().take() {
+                    self.in_flight
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(id, stdin);
+                }
+                let out = child.wait_with_output().await;
+                self.in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
+                out
             };
             match timeout {
                 // The host enforces the timeout; this one only guards against a dead link.
@@ -290,6 +326,34 @@ impl Transport for Ssh {
 
     fn kill_all(&self) {
         self.killed.store(true, Ordering::SeqCst);
+        // Ask every host to stop the commands in flight, give the requests a moment to get
+        // there, then close the connections.
+        let stdins: Vec<openssh::ChildStdin> = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        if !stdins.is_empty() {
+            self.rt.block_on(async {
+                use tokio::io::AsyncWriteExt;
+                let writes: Vec<_> = stdins
+                    .into_iter()
+                    .map(|mut s| {
+                        tokio::spawn(async move {
+                            let _ = s.write_all(KILL_LINE).await;
+                            let _ = s.flush().await;
+                            // Kept until the requests had time to reach the hosts.
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                        })
+                    })
+                    .collect();
+                for w in writes {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), w).await;
+                }
+            });
+        }
         self.exit_masters();
     }
 
@@ -329,13 +393,59 @@ mod tests {
 
     #[test]
     fn remote_commands_are_wrapped_and_quoted() {
-        assert_eq!(
-            remote_command("echo 'hi' ; id", None),
-            "sh -c 'echo '\\''hi'\\'' ; id'"
+        let plain = remote_command("echo 'hi' ; id", None);
+        assert!(
+            plain.starts_with("sh -c 'exec 3<&0; setsid sh -c '"),
+            "{plain}"
         );
-        assert_eq!(
-            remote_command("sleep 100", Some(Duration::from_millis(2500))),
-            "timeout -k 5 3 sh -c 'sleep 100'"
-        );
+        let timed = remote_command("sleep 100", Some(Duration::from_millis(2500)));
+        assert!(timed.contains("setsid timeout -k 5 3 sh -c"), "{timed}");
+    }
+
+    /// The wrapper as a host's login shell runs it: `sh -c LINE`, stdin a pipe (the channel).
+    fn start(command: &str) -> std::process::Child {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(remote_command(command, None))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_wrapper_passes_output_and_exit_code_through() {
+        let child = start("echo 'it'\\''s'; echo err >&2; exit 3");
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "it's\n");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+        assert_eq!(out.status.code(), Some(3));
+    }
+
+    #[test]
+    fn kill_on_stdin_stops_the_whole_command_and_end_of_input_does_not() {
+        use std::io::Write;
+        // Killed: the command and its children (its process group) stop at once.
+        let mut child = start("sleep 41.5 & sleep 41.5; echo never");
+        std::thread::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        child.stdin.take().unwrap().write_all(KILL_LINE).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(4));
+        assert_eq!(out.status.code(), Some(143), "terminated");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+        std::thread::sleep(Duration::from_millis(200));
+        let left = std::process::Command::new("pgrep")
+            .args(["-f", "sleep 41.5"])
+            .output()
+            .unwrap();
+        assert!(left.stdout.is_empty(), "children left running");
+        // Input ends (fleetbook died): the command goes on to its end.
+        let mut child = start("sleep 0.5; echo finished");
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "finished\n");
+        assert_eq!(out.status.code(), Some(0));
     }
 }

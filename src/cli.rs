@@ -174,6 +174,20 @@ pub enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  fleetbook completions bash > /etc/bash_completion.d/fleetbook\n  fleetbook completions zsh > \"${fpath[1]}/_fleetbook\"\n  fleetbook completions fish > ~/.config/fish/completions/fleetbook.fish"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), for `man`.
+    #[command(
+        after_help = "Examples:\n  fleetbook man > /usr/local/share/man/man1/fleetbook.1\n  fleetbook man | man -l -"
+    )]
+    Man,
 }
 
 /// Options of every command that runs a plan.

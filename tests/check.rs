@@ -50,3 +50,43 @@ fn help_has_examples() {
     assert!(out.stdout.contains("Examples:"), "{}", out.stdout);
     assert!(out.stdout.contains("--limit"), "{}", out.stdout);
 }
+
+/// Shell completions and the manual page cover every subcommand; bash accepts the script.
+#[test]
+fn completions_and_man_page_cover_every_subcommand() {
+    let subcommands = [
+        "check", "plan", "run", "apply", "resume", "status", "runs", "abort", "approve", "unlock",
+        "exec",
+    ];
+    let bash = fleetbook(&["completions", "bash"]).code(0).stdout;
+    let zsh = fleetbook(&["completions", "zsh"]).code(0).stdout;
+    let man = fleetbook(&["man"]).code(0).stdout;
+    assert!(man.contains(".TH fleetbook 1"), "{man}");
+    for s in subcommands {
+        assert!(
+            bash.contains(&format!("fleetbook__subcmd__{s}")),
+            "bash: {s}"
+        );
+        assert!(zsh.contains(&format!("'{s}:")), "zsh: {s}");
+        assert!(man.contains(&format!("fleetbook\\-{s}")), "man: {s}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("fleetbook.bash");
+    std::fs::write(&script, &bash).unwrap();
+    let syntax = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        syntax.status.success(),
+        "{}",
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+    let out = fleetbook(&["completions", "tcsh"]).code(2);
+    assert!(
+        out.stderr.contains("invalid value 'tcsh'"),
+        "{}",
+        out.stderr
+    );
+}

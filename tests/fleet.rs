@@ -138,8 +138,26 @@ impl DemoFleet {
     }
 }
 
+impl DemoFleet {
+    /// ssh processes (masters) still using this fleet's ssh config.
+    fn ssh_left(&self) -> String {
+        let out = Command::new("pgrep")
+            .args(["-a", "-f"])
+            .arg(self.path("ssh_config"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
 impl Drop for DemoFleet {
     fn drop(&mut self) {
+        // A killed fleetbook leaves its SSH masters behind (until ControlPersist ends them):
+        // a test must not, whatever happened in it.
+        let _ = Command::new("pkill")
+            .arg("-f")
+            .arg(self.path("ssh_config"))
+            .output();
         let _ = Command::new(fleet_sh())
             .arg("down")
             .arg(self.dir.path())
@@ -911,6 +929,7 @@ fn maintenance_mode_keeps_each_cluster_in_service() {
         .stderr(Stdio::piped()));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(f.sh("ctl1", "ls /var/lib/stratos/maintenance"), "");
+    assert_eq!(f.ssh_left(), "", "fleetbook closed its SSH connections");
     let log = event_log(&f, "ctl1", "/var/log/stratos/events.log");
     assert_eq!(
         log.iter()

@@ -413,19 +413,7 @@ fn ctrl_c_stops_cleanly_and_leaves_no_ssh_behind() {
             timed("b", 0.1)
         ),
     );
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetbook"))
-        .arg("run")
-        .arg(&rb)
-        .arg("-i")
-        .arg(&inv)
-        .arg("--yes")
-        .arg("--ssh-config")
-        .arg(&fleet.ssh_config)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_run(&fleet, &rb, &inv);
     std::thread::sleep(std::time::Duration::from_millis(800));
     // SAFETY: sending SIGINT to the child we just spawned.
     unsafe {
@@ -458,19 +446,7 @@ fn ctrl_c_twice_kills_the_steps_in_flight() {
         ),
     );
     let started = std::time::Instant::now();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetbook"))
-        .arg("run")
-        .arg(&rb)
-        .arg("-i")
-        .arg(&inv)
-        .arg("--yes")
-        .arg("--ssh-config")
-        .arg(&fleet.ssh_config)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&fleet, &rb, &inv);
     // Both hosts are in their long step.
     let in_step = || {
         ["h1", "h2"].iter().all(|h| {
@@ -524,6 +500,23 @@ fn ctrl_c_twice_kills_the_steps_in_flight() {
     );
     let left = live_ssh(&fleet.ssh_config.display().to_string());
     assert!(left.is_empty(), "ssh processes left behind: {left:?}");
+}
+
+/// `fleetbook run RB -i INV --yes` in the background, its standard error captured.
+fn spawn_run(fleet: &Fleet, rb: &Path, inv: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_fleetbook"))
+        .arg("run")
+        .arg(rb)
+        .arg("-i")
+        .arg(inv)
+        .arg("--yes")
+        .arg("--ssh-config")
+        .arg(&fleet.ssh_config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 extern "C" {

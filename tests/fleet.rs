@@ -946,3 +946,57 @@ fn maintenance_mode_keeps_each_cluster_in_service() {
         );
     }
 }
+
+/// `h.sudo` on hosts reached as an ordinary user: with passwordless sudo it runs as root; where
+/// sudo wants a password it fails at once (never prompts) and says why.
+#[test]
+fn sudo_without_a_password_or_a_clear_hint() {
+    let Some((_one, f)) = fleet() else { return };
+    for (host, user, rule) in [
+        ("cmp1", "ops", "ops ALL=(ALL) ALL"),
+        ("cmp2", "ops", "ops ALL=(ALL) NOPASSWD: ALL"),
+    ] {
+        f.sh(
+            host,
+            &format!(
+                "useradd -m {user} && echo '{user}:not-used-by-fleetbook' | chpasswd && \
+                 echo '{rule}' > /etc/sudoers.d/{user} && chmod 440 /etc/sudoers.d/{user} && \
+                 install -d -o {user} -m 700 /home/{user}/.ssh && \
+                 install -o {user} -m 600 /root/.ssh/authorized_keys /home/{user}/.ssh/"
+            ),
+        );
+    }
+    let hosts = std::fs::read_to_string(f.path("hosts.ini")).unwrap();
+    let line = |h: &str| {
+        hosts
+            .lines()
+            .find(|l| l.starts_with(&format!("{h} ")))
+            .unwrap()
+            .to_string()
+    };
+    let inv = f.write(
+        "ops.ini",
+        &format!(
+            "[compute]\n{} ansible_user=ops\n{} ansible_user=ops\n",
+            line("cmp1"),
+            line("cmp2")
+        ),
+    );
+    let rb = f.write(
+        "whoami.rhai",
+        "let rb = runbook(\"whoami\");\nrb.step(\"as-root\", |h| h.sudo(\"id -u > /tmp/whoami\"));\nrb\n",
+    );
+    let (code, stderr) = run(f
+        .fleetbook(&[&"run", &rb, &"-i", &inv, &"--yes"])
+        .stderr(Stdio::piped()));
+    assert_eq!(code, 3, "cmp1 fails, and max_failures is 0:\n{stderr}");
+    assert!(
+        stderr.contains("hint: sudo needs a password on this host"),
+        "{stderr}"
+    );
+    assert_eq!(f.sh("cmp2", "cat /tmp/whoami"), "0", "cmp2 ran it as root");
+    assert_eq!(
+        f.sh("cmp1", "test -e /tmp/whoami && echo ran || echo not-run"),
+        "not-run"
+    );
+}

@@ -309,3 +309,49 @@ fn output_file_is_written() {
         .iter()
         .any(|t| !t["undo_commands"].is_null()));
 }
+
+/// pkg::restore puts back the recorded version, or removes a package the run installed.
+#[test]
+fn pkg_restore_installs_the_previous_version_or_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rb = dir.path().join("restore.rhai");
+    std::fs::write(
+        &rb,
+        "let rb = runbook(\"r\");\n\
+         rb.step(\"back\", |h| {\n\
+           h.set_fact(\"previous_version:old\", \"1.0-1\");\n\
+           h.set_fact(\"previous_version:new\", \"\");\n\
+           pkg::restore(h, \"old\");\n\
+           pkg::restore(h, \"new\");\n\
+         });\nrb\n",
+    )
+    .unwrap();
+    let inv = dir.path().join("hosts");
+    std::fs::write(&inv, "[web]\nweb1 pkg_manager=apt\n").unwrap();
+    let out = fleetbook(&["plan"])
+        .arg(rb.display().to_string())
+        .arg("-i")
+        .arg(inv.display().to_string())
+        .arg("--format")
+        .arg("json")
+        .code(0);
+    let p: Value = serde_json::from_str(&out.stdout).unwrap();
+    let task = p["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "host:web1:back")
+        .unwrap();
+    let commands: Vec<&str> = task["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(commands.len(), 2, "{commands:?}");
+    assert!(
+        commands[0].ends_with("install --allow-downgrades old=1.0-1"),
+        "{commands:?}"
+    );
+    assert!(commands[1].ends_with(" remove new"), "{commands:?}");
+}

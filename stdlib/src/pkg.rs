@@ -209,6 +209,26 @@ pub(crate) fn module() -> Module {
             run_privileged(&h, &install_command(mgr, name, ""))
         },
     );
+    // Puts a package back as it was before this run changed it on this host: the version
+    // recorded in the fact previous_version:NAME, or removed if it was not installed.
+    FuncRegistration::new("restore").set_into_module(
+        &mut m,
+        |h: Host, name: &str| -> RhaiResult<()> {
+            let mgr = manager(&h)?;
+            let key = format!("previous_version:{name}");
+            match h.fact(&key) {
+                None if h.is_dry_run() => {
+                    run_privileged(&h, &install_command(mgr, name, &format!("<{key}>")))
+                }
+                None => Err(runtime_error(format!(
+                    "pkg::restore: host {} has no fact {key}: this run did not change {name} there (pkg::install or pkg::upgrade record it)",
+                    h.info.name
+                ))),
+                Some(v) if v.is_empty() => run_privileged(&h, &remove_command(mgr, name)),
+                Some(v) => run_privileged(&h, &install_command(mgr, name, &v)),
+            }
+        },
+    );
     FuncRegistration::new("remove").set_into_module(
         &mut m,
         |h: Host, name: &str| -> RhaiResult<()> {

@@ -27,6 +27,24 @@ fn json(runbook: &str, inventory: &str, extra: &[&str]) -> Value {
     serde_json::from_str(&plan(runbook, inventory, &args)).expect("plan JSON parses")
 }
 
+/// `fleetbook plan` of a runbook and an inventory given as text (written to a temporary
+/// directory), with `args`; it must exit 0.
+fn plan_texts(runbook: &str, inventory: &str, args: &[&str]) -> crate::support::Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let rb = dir.path().join("rb.rhai");
+    std::fs::write(&rb, runbook).unwrap();
+    let inv = dir.path().join("hosts");
+    std::fs::write(&inv, inventory).unwrap();
+    let mut cmd = fleetbook(&["plan"])
+        .arg(rb.display().to_string())
+        .arg("-i")
+        .arg(inv.display().to_string());
+    for a in args {
+        cmd = cmd.arg(*a);
+    }
+    cmd.code(0)
+}
+
 #[test]
 fn text_plans_of_shipped_runbooks() {
     for (rb, inv) in SHIPPED {
@@ -154,28 +172,15 @@ fn limit_pattern_selects_hosts() {
 
 #[test]
 fn secrets_never_reach_the_plan() {
-    let dir = tempfile::tempdir().unwrap();
-    let rb = dir.path().join("secret.rhai");
-    std::fs::write(&rb, "let rb = runbook(\"s\");\nlet t = secret_param(\"token\", \"\");\nrb.step(\"login\", |h| h.run(`login --token ${t}`));\nrb\n").unwrap();
-    let inv = dir.path().join("hosts");
-    std::fs::write(
-        &inv,
-        "[web]\nweb1 ansible_become_password=hunter2 api_token=abc123\n",
-    )
-    .unwrap();
     for (format, shown) in [
         ("json", "login --token <secret:token>"),
         ("html", "login --token &lt;secret:token&gt;"),
     ] {
-        let out = fleetbook(&["plan"])
-            .arg(rb.display().to_string())
-            .arg("-i")
-            .arg(inv.display().to_string())
-            .arg("--param")
-            .arg("token=s3cr3t-value")
-            .arg("--format")
-            .arg(format)
-            .code(0);
+        let out = plan_texts(
+            "let rb = runbook(\"s\");\nlet t = secret_param(\"token\", \"\");\nrb.step(\"login\", |h| h.run(`login --token ${t}`));\nrb\n",
+            "[web]\nweb1 ansible_become_password=hunter2 api_token=abc123\n",
+            &["--param", "token=s3cr3t-value", "--format", format],
+        );
         for secret in ["s3cr3t-value", "hunter2", "abc123"] {
             assert!(
                 !out.stdout.contains(secret),
@@ -247,25 +252,17 @@ fn html_plans_are_self_contained_pictures_within_the_limits() {
 
 #[test]
 fn html_plans_escape_what_they_show_and_stay_small_on_big_fleets() {
-    let dir = tempfile::tempdir().unwrap();
-    let rb = dir.path().join("big.rhai");
-    std::fs::write(
-        &rb,
+    let out = plan_texts(
         "let rb = runbook(\"big\");\nlet note = param(\"note\", \"\");\nrb.limit(\"web\", 10);\n\
          rb.step(\"say\", |h| h.run(`echo ${sh::quote(note)}`));\nrb\n",
-    )
-    .unwrap();
-    let inv = dir.path().join("hosts");
-    std::fs::write(&inv, "[web]\nweb[001:500]\n").unwrap();
-    let out = fleetbook(&["plan"])
-        .arg(rb.display().to_string())
-        .arg("-i")
-        .arg(inv.display().to_string())
-        .arg("--param")
-        .arg("note=<img src=x onerror=alert(1)>")
-        .arg("--format")
-        .arg("html")
-        .code(0);
+        "[web]\nweb[001:500]\n",
+        &[
+            "--param",
+            "note=<img src=x onerror=alert(1)>",
+            "--format",
+            "html",
+        ],
+    );
     assert!(
         !out.stdout.contains("<img"),
         "markup from a parameter is escaped"
@@ -313,10 +310,7 @@ fn output_file_is_written() {
 /// pkg::restore puts back the recorded version, or removes a package the run installed.
 #[test]
 fn pkg_restore_installs_the_previous_version_or_removes() {
-    let dir = tempfile::tempdir().unwrap();
-    let rb = dir.path().join("restore.rhai");
-    std::fs::write(
-        &rb,
+    let out = plan_texts(
         "let rb = runbook(\"r\");\n\
          rb.step(\"back\", |h| {\n\
            h.set_fact(\"previous_version:old\", \"1.0-1\");\n\
@@ -324,17 +318,9 @@ fn pkg_restore_installs_the_previous_version_or_removes() {
            pkg::restore(h, \"old\");\n\
            pkg::restore(h, \"new\");\n\
          });\nrb\n",
-    )
-    .unwrap();
-    let inv = dir.path().join("hosts");
-    std::fs::write(&inv, "[web]\nweb1 pkg_manager=apt\n").unwrap();
-    let out = fleetbook(&["plan"])
-        .arg(rb.display().to_string())
-        .arg("-i")
-        .arg(inv.display().to_string())
-        .arg("--format")
-        .arg("json")
-        .code(0);
+        "[web]\nweb1 pkg_manager=apt\n",
+        &["--format", "json"],
+    );
     let p: Value = serde_json::from_str(&out.stdout).unwrap();
     let task = p["tasks"]
         .as_array()

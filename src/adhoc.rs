@@ -6,6 +6,7 @@ use crate::drive::{install_ctrl_c, transport};
 use crate::exit;
 use fleetbook_engine::exec::Control;
 use fleetbook_engine::inventory::{pattern, Inventory};
+use fleetbook_engine::secrets::Secrets;
 use fleetbook_engine::{Error, Result};
 use fleetbook_stdlib::duration::parse_duration;
 use fleetbook_stdlib::{HostInfo, Transport, TransportError};
@@ -32,6 +33,11 @@ pub fn adhoc(
         .transpose()
         .map_err(|e| Error::input(format!("--timeout: {e}")))?;
     let vars = inv.all_host_vars();
+    // Credentials in the inventory never reach the output, even if a command echoes them.
+    let secrets = Secrets::new();
+    for v in vars.values() {
+        secrets.add_vars(v, &[]);
+    }
     let hosts: Vec<HostInfo> = selected
         .iter()
         .map(|h| HostInfo {
@@ -97,6 +103,7 @@ pub fn adhoc(
     let mut all_ok = true;
     for (h, a) in hosts.iter().zip(&answers) {
         let (text, ok) = render(a);
+        let text = secrets.redacted(&text);
         all_ok &= ok;
         match groups.iter_mut().find(|(_, t)| group && *t == text) {
             Some((names, _)) => names.push(&h.name),

@@ -8,7 +8,6 @@ use crate::progress::{recap, Progress};
 use fleetbook_engine::exec::{self, Control, Event, ExecOptions, RunStatus};
 use fleetbook_engine::journal::{self, Journal, RunRecord, TaskRow};
 use fleetbook_engine::plan::{self, Planned};
-use fleetbook_engine::transport::dry_run::redact;
 use fleetbook_engine::transport::{local::Local, ssh, Router};
 use fleetbook_engine::{Error, Result};
 use fleetbook_stdlib::duration::parse_duration;
@@ -264,28 +263,18 @@ fn execute(
         std::io::stderr().is_terminal(),
         args.events == Some(EventsFormat::Jsonl),
     );
-    // Secret parameters and host variables named like credentials never reach the journal.
-    let mut secrets = planned.script.secrets();
-    for h in &planned.graph.hosts {
-        for (k, v) in &h.vars {
-            if fleetbook_engine::inventory::is_secret_var(k) && v.len() >= 4 {
-                secrets.push((k.clone(), v.clone()));
-            }
-        }
-    }
+    // Events and facts come out of the engine redacted (engine::secrets).
     let journal_failed: Mutex<Option<String>> = Mutex::new(None);
     let on_event = |e: &Event| {
-        let mut e = e.clone();
-        e.message = e.message.map(|m| redact(&m, &secrets));
-        if let Err(err) = journal.record(run_id, &e, started_at) {
+        if let Err(err) = journal.record(run_id, e, started_at) {
             // Without a journal the run cannot be resumed: stop starting work.
             control.stop.store(true, Ordering::SeqCst);
             *journal_failed.lock().unwrap_or_else(|x| x.into_inner()) = Some(err.to_string());
         }
-        progress.event(&e);
+        progress.event(e);
     };
     let on_fact = |host: &str, name: &str, value: &str| {
-        if let Err(err) = journal.record_fact(run_id, host, name, &redact(value, &secrets)) {
+        if let Err(err) = journal.record_fact(run_id, host, name, value) {
             control.stop.store(true, Ordering::SeqCst);
             *journal_failed.lock().unwrap_or_else(|x| x.into_inner()) = Some(err.to_string());
         }

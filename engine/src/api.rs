@@ -34,9 +34,13 @@ pub struct ParamState {
 /// the runbook is planned against an inventory.
 pub type FleetBinding = Arc<RwLock<Option<Arc<Fleet>>>>;
 
+/// The whole inventory, whatever `--limit` selected: `--limit` restricts which hosts the
+/// run acts on, not what the runbook can read (as Ansible's `groups[...]`).
 #[derive(Default)]
 pub struct Fleet {
     pub hosts: indexmap::IndexMap<String, Host>,
+    /// Every group with its hosts (through child groups), in inventory order.
+    pub groups: indexmap::IndexMap<String, Vec<String>>,
 }
 
 /// Everything the API closures share.
@@ -387,6 +391,19 @@ pub fn register(engine: &mut Engine, state: &ApiState) {
             Ok(rb.clone())
         },
     );
+    engine.register_fn(
+        "secret_vars",
+        |rb: &mut RunbookHandle, names: Array| -> RhaiResult<RunbookHandle> {
+            let names = strings(&names, "secret_vars")?;
+            let mut m = lock(&rb.0);
+            for n in names {
+                if !m.secret_vars.contains(&n) {
+                    m.secret_vars.push(n);
+                }
+            }
+            Ok(rb.clone())
+        },
+    );
     engine.register_fn("rollback_on_failure", |rb: &mut RunbookHandle, on: bool| {
         lock(&rb.0).rollback_on_failure = on;
         rb.clone()
@@ -473,6 +490,11 @@ pub fn register(engine: &mut Engine, state: &ApiState) {
         "timeout",
         |st: &mut StepHandle, d: &str| -> RhaiResult<StepHandle> {
             let d = duration(d, ".timeout")?;
+            if d.is_zero() {
+                return Err(runtime_error(
+                    ".timeout must be longer than 0s: a step with no time cannot run (leave .timeout out for no limit)",
+                ));
+            }
             st.with(|s| {
                 s.timeout = Some(d);
                 Ok(())
@@ -531,11 +553,14 @@ pub fn register(engine: &mut Engine, state: &ApiState) {
             })
         },
     );
+    let s = state.clone();
     engine.register_fn(
         "when",
-        |st: &mut StepHandle, f: FnPtr| -> RhaiResult<StepHandle> {
-            st.host_only("when", |s| {
-                s.when = Some(f);
+        move |ctx: NativeCallContext, st: &mut StepHandle, f: FnPtr| -> RhaiResult<StepHandle> {
+            let pos = s.pos(&ctx);
+            st.host_only("when", |step| {
+                step.when = Some(f);
+                step.when_pos = Some(pos);
                 Ok(())
             })
         },
@@ -567,11 +592,16 @@ pub fn register(engine: &mut Engine, state: &ApiState) {
         let fleet = fleet
             .as_ref()
             .ok_or_else(|| runtime_error("hosts(role) is only available inside steps, once the runbook runs against an inventory"))?;
-        Ok(fleet
-            .hosts
-            .values()
-            .filter(|h| role == "all" || h.info.roles.iter().any(|r| r == role))
-            .map(|h| Dynamic::from(h.clone()))
-            .collect())
+        let pick = |name: &String| fleet.hosts.get(name).map(|h| Dynamic::from(h.clone()));
+        if role == "all" {
+            return Ok(fleet.hosts.keys().filter_map(pick).collect());
+        }
+        match fleet.groups.get(role) {
+            Some(members) => Ok(members.iter().filter_map(pick).collect()),
+            None => Err(runtime_error(format!(
+                "hosts({role:?}): the inventory has no such group (groups: {})",
+                fleet.groups.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+            ))),
+        }
     });
 }

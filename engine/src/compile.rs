@@ -85,6 +85,11 @@ pub struct Graph {
     pub host_tasks: Vec<Vec<usize>>,
     pub rules: Rules,
     pub warnings: Vec<String>,
+    /// Inventory hosts that `--limit` left out: the runbook can read them (`hosts(role)`,
+    /// `host(name)`), the run does not act on them.
+    pub outside: Vec<PlanHost>,
+    /// Every inventory group (but `all`) with its hosts, in inventory order.
+    pub groups: IndexMap<String, Vec<String>>,
 }
 
 impl Graph {
@@ -311,15 +316,14 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
             }
         }
         if role.hosts.is_empty() {
-            warnings.push(format!(
-                "role {:?} has no hosts{}",
-                role.name,
-                if limit.is_some() {
-                    " after --limit"
-                } else {
-                    ""
-                }
-            ));
+            let after_limit = if limit.is_some() { " after --limit" } else { "" };
+            warnings.push(match named.iter().find(|(n, _)| *n == role.name) {
+                Some((_, pos)) => format!(
+                    "role {:?} (named at {pos}) has no hosts{after_limit}: what the runbook declares for it does nothing",
+                    role.name
+                ),
+                None => format!("role {:?} has no hosts{after_limit}", role.name),
+            });
         }
     }
     for e in &rb.order {
@@ -383,6 +387,22 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
 
     check_self_waits(&hosts, &roles)?;
     let (tasks, host_tasks) = build_tasks(rb, &hosts, &roles);
+    let outside = inv
+        .hosts
+        .keys()
+        .filter(|h| !selected.contains(*h))
+        .map(|h| PlanHost {
+            name: h.clone(),
+            roles: Vec::new(),
+            vars: all_vars.get(h).cloned().unwrap_or_default(),
+        })
+        .collect();
+    let groups = inv
+        .groups
+        .keys()
+        .filter(|g| *g != "all")
+        .map(|g| (g.clone(), inv.members(g).into_iter().collect()))
+        .collect();
     Ok(Graph {
         hosts,
         roles,
@@ -390,6 +410,8 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
         host_tasks,
         rules,
         warnings,
+        outside,
+        groups,
     })
 }
 

@@ -161,6 +161,47 @@ impl Error {
         }
     }
 
+    /// The same error with every secret value replaced (messages, help, labels) or masked
+    /// (the quoted source, with `*` of the same length so that carets stay in place).
+    pub fn redact(self, secrets: &crate::secrets::Secrets) -> Error {
+        if secrets.is_empty() {
+            return self;
+        }
+        let r = |s: String| secrets.redacted(&s);
+        match self {
+            Error::Source(d) => {
+                let d = *d;
+                let text = secrets.mask(d.src.inner());
+                let labels = d
+                    .labels
+                    .into_iter()
+                    .map(|l| {
+                        let label = l.label().map(|s| secrets.redacted(s));
+                        LabeledSpan::new_with_span(label, *l.inner())
+                    })
+                    .collect();
+                Error::Source(Box::new(SourceDiag {
+                    message: r(d.message),
+                    src: NamedSource::new(d.src.name(), Arc::from(text)),
+                    labels,
+                    help: d.help.map(r),
+                }))
+            }
+            Error::Input { message, help } => Error::Input {
+                message: r(message),
+                help: help.map(r),
+            },
+            Error::Locked { message, help } => Error::Locked {
+                message: r(message),
+                help: r(help),
+            },
+            Error::Journal { message } => Error::Journal {
+                message: r(message),
+            },
+            Error::Internal(m) => Error::Internal(r(m)),
+        }
+    }
+
     /// True when the user's input is at fault (exit code 2), false for internal failures.
     pub fn is_input(&self) -> bool {
         !matches!(

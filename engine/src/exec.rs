@@ -15,9 +15,11 @@
 
 use crate::compile::{Graph, TaskKind};
 use crate::plan::Planned;
+use crate::predicate;
 use crate::script::Script;
+use crate::secrets::Secrets;
 use crate::slots::{SlotKey, Slots, WaitingHosts, WaitingSteps};
-use crate::transport::dry_run::hosts as host_objects;
+use crate::transport::dry_run::{bind, hosts as host_objects};
 use fleetbook_stdlib::{Host, Transport};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -126,12 +128,9 @@ fn nap(d: Duration, control: &Control) {
     }
 }
 
-fn truthy(v: &rhai::Dynamic) -> bool {
-    v.as_bool().unwrap_or(!v.is_unit())
-}
-
 struct Runner<'a> {
     script: &'a Script,
+    secrets: &'a Secrets,
     graph: &'a Graph,
     hosts: Vec<Host>,
     opts: &'a ExecOptions<'a>,
@@ -141,7 +140,7 @@ struct Runner<'a> {
 impl Runner<'_> {
     fn report_facts(&self, h: &Host) {
         for (name, value) in h.take_new_facts() {
-            (self.opts.on_fact)(&h.info.name, &name, &value);
+            (self.opts.on_fact)(&h.info.name, &name, &self.secrets.redact(&value));
         }
     }
 
@@ -161,7 +160,7 @@ impl Runner<'_> {
             role: task.role.map(|r| self.graph.roles[r].name.clone()),
             state,
             attempt,
-            message,
+            message: message.map(|m| self.secrets.redacted(&m)),
         });
     }
 
@@ -202,8 +201,8 @@ impl Runner<'_> {
         }
         let host = task.host.map(|h| &self.hosts[h]);
         if let (Some(h), Some(when)) = (host, &step.when) {
-            match self.script.call_host(when, h.clone()) {
-                Ok(v) if !truthy(&v) => {
+            match self.script.call_host(when, h.clone()).map(|v| predicate::decide(&v)) {
+                Ok(Ok(false)) => {
                     return Done {
                         task: t,
                         outcome: Outcome::Skipped,
@@ -211,7 +210,11 @@ impl Runner<'_> {
                         rolled_back: false,
                     }
                 }
-                Ok(_) => {}
+                Ok(Ok(true)) => {}
+                Ok(Err(returned)) => {
+                    let what = predicate::not_a_bool(".when(...)", &returned);
+                    return fail(format!("{what}: the step did not run"), false, 1);
+                }
                 Err(e) => {
                     return fail(
                         format!("when: {}", self.script.describe(&e)),
@@ -243,15 +246,22 @@ impl Runner<'_> {
             };
             let err = match result {
                 Ok(v) if task.kind == TaskKind::Gate || task.kind == TaskKind::CanaryGate => {
-                    if truthy(&v) {
-                        return Done {
-                            task: t,
-                            outcome: Outcome::Ok,
-                            attempts: attempt,
-                            rolled_back: false,
-                        };
+                    match predicate::decide(&v) {
+                        Ok(true) => {
+                            return Done {
+                                task: t,
+                                outcome: Outcome::Ok,
+                                attempts: attempt,
+                                rolled_back: false,
+                            };
+                        }
+                        Ok(false) => format!("gate {:?} does not hold", step.name),
+                        Err(returned) => format!(
+                            "gate {:?}: {}",
+                            step.name,
+                            predicate::not_a_bool("the gate", &returned)
+                        ),
                     }
-                    format!("gate {:?} does not hold", step.name)
                 }
                 Ok(_) => {
                     return Done {
@@ -263,7 +273,7 @@ impl Runner<'_> {
                 }
                 Err(e) => {
                     let unreachable = Script::is_unreachable(&e);
-                    let message = self.script.describe(&e);
+                    let message = self.script.describe_step(&e, step);
                     if unreachable || attempt == attempts {
                         let mut d = fail(message, unreachable, attempt);
                         if let Some(h) = host {
@@ -323,12 +333,14 @@ pub fn execute(planned: &Planned, opts: ExecOptions) -> RunOutcome {
     let hosts = host_objects(graph, opts.transport.clone());
     for (host, name, value) in &opts.facts {
         if let Some(h) = hosts.get(host) {
-            h.seed_fact(name, value.clone());
+            // Facts are journaled redacted; a resumed run has the same secrets.
+            h.seed_fact(name, planned.secrets.reveal(value));
         }
     }
-    script.bind_fleet(hosts.clone());
+    bind(script, graph, &hosts);
     let runner = Runner {
         script,
+        secrets: &planned.secrets,
         graph,
         hosts: hosts.into_values().collect(),
         opts: &opts,
@@ -615,7 +627,7 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
         reason: if aborted {
             Some("stopped by the operator".into())
         } else {
-            halted
+            halted.map(|m| r.secrets.redacted(&m))
         },
         hosts: recap,
         elapsed: r.start.elapsed().as_secs_f64(),

@@ -9,11 +9,13 @@ pub mod inventory;
 pub mod journal;
 pub mod model;
 pub mod plan;
+pub mod predicate;
 pub mod render;
 pub mod schedule;
 #[cfg(test)]
 mod schedule_tests;
 pub mod script;
+pub mod secrets;
 pub mod slots;
 pub mod transport;
 

@@ -132,6 +132,8 @@ pub struct Step {
     pub undo: Option<FnPtr>,
     pub throttle: Option<u32>,
     pub when: Option<FnPtr>,
+    /// Where `.when(...)` was called, for errors about what the predicate returned.
+    pub when_pos: Option<Pos>,
     pub estimate: Option<Duration>,
     pub idempotent: bool,
     pub pos: Pos,
@@ -149,6 +151,7 @@ impl Step {
             undo: None,
             throttle: None,
             when: None,
+            when_pos: None,
             estimate: None,
             idempotent: false,
             pos,
@@ -181,6 +184,8 @@ pub struct Runbook {
     pub max_failures: Vec<RoleAmount>,
     pub rollback_on_failure: bool,
     pub steps: Vec<Step>,
+    /// Host variables the runbook marks as secret (`rb.secret_vars([...])`).
+    pub secret_vars: Vec<String>,
 }
 
 impl Runbook {

@@ -4,11 +4,12 @@
 
 use crate::compile::{self, Graph, TaskKind};
 use crate::error::{read_file, Result};
-use crate::inventory::{is_secret_var, Inventory};
+use crate::inventory::Inventory;
 use crate::model::Scope;
 use crate::schedule;
 use crate::script::{self, Limits, Script, ScriptInput};
-use crate::transport::dry_run::{self, redact};
+use crate::secrets::Secrets;
+use crate::transport::dry_run;
 use indexmap::IndexMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -137,6 +138,21 @@ pub struct Planned {
     pub script: Script,
     pub graph: Graph,
     pub plan: Plan,
+    /// Every secret value of this run; what leaves the engine is redacted with it.
+    pub secrets: Secrets,
+}
+
+/// The secrets of a run: the script's secret parameters and every host's secret variables
+/// (named like credentials, or marked by the runbook or the inventory), planned or not.
+pub fn secrets_of(script: &Script, graph: &Graph) -> Secrets {
+    let secrets = Secrets::new();
+    for p in script.params.iter().filter(|p| p.secret) {
+        secrets.add(&p.name, &p.value);
+    }
+    for h in graph.hosts.iter().chain(&graph.outside) {
+        secrets.add_vars(&h.vars, &script.runbook.secret_vars);
+    }
+    secrets
 }
 
 pub fn digest(bytes: &[u8]) -> String {
@@ -199,13 +215,15 @@ pub fn plan_loaded(
 ) -> Result<Planned> {
     let mut warnings = compile::validate(&script)?;
     let graph = compile::compile(&script, inventory, limit)?;
+    let secrets = secrets_of(&script, &graph);
     warnings.extend(graph.warnings.iter().cloned());
-    let records = dry_run::record(&script, &graph)?;
+    let records = dry_run::record(&script, &graph, &secrets)?;
     let skipped: Vec<bool> = records.iter().map(|r| r.skipped).collect();
     let sched = schedule::simulate(&graph, &skipped)?;
     let plan = assemble(
         &script,
         &graph,
+        &secrets,
         records,
         &sched,
         &inventory.source,
@@ -218,6 +236,7 @@ pub fn plan_loaded(
         script,
         graph,
         plan,
+        secrets,
     })
 }
 
@@ -251,6 +270,7 @@ pub fn plan_text(
 fn assemble(
     script: &Script,
     graph: &Graph,
+    secrets: &Secrets,
     records: Vec<dry_run::TaskRecord>,
     sched: &schedule::Schedule,
     inventory: &str,
@@ -260,7 +280,6 @@ fn assemble(
     warnings: Vec<String>,
 ) -> Plan {
     let rb = &script.runbook;
-    let secrets = script.secrets();
     let steps = rb
         .steps
         .iter()
@@ -299,14 +318,7 @@ fn assemble(
                 vars: host
                     .vars
                     .iter()
-                    .map(|(k, v)| {
-                        let v = if is_secret_var(k) {
-                            "<secret>".to_string()
-                        } else {
-                            redact(v, &secrets)
-                        };
-                        (k.clone(), v)
-                    })
+                    .map(|(k, v)| (k.clone(), secrets.redacted(v)))
                     .collect(),
                 start: ts.first().map_or(0, |&t| sched.tasks[t].start),
                 end: ts.last().map_or(0, |&t| sched.tasks[t].end),
@@ -340,8 +352,8 @@ fn assemble(
         schema_version: SCHEMA_VERSION,
         fleetbook_version: env!("CARGO_PKG_VERSION").to_string(),
         runbook: RunbookInfo {
-            name: rb.name.clone(),
-            description: rb.description.clone(),
+            name: secrets.redacted(&rb.name),
+            description: secrets.redacted(&rb.description),
             path: script.name.clone(),
             rollback_on_failure: rb.rollback_on_failure,
             steps,
@@ -398,6 +410,6 @@ fn assemble(
         tasks,
         duration: sched.duration,
         time_unit: "s",
-        warnings,
+        warnings: warnings.iter().map(|w| secrets.redacted(w)).collect(),
     }
 }

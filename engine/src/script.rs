@@ -3,7 +3,7 @@
 //! with file:line:column and a caret.
 
 use crate::api::{self, ApiState, Fleet, FleetBinding, ParamState, RunbookHandle, StepHandle};
-use crate::error::{Error, Result, SourceDiag};
+use crate::error::{Error, Pos, Result, SourceDiag};
 use crate::model::{Param, Runbook};
 use fleetbook_stdlib::{Host, LIBRARIES};
 use indexmap::IndexMap;
@@ -72,6 +72,16 @@ struct ConfinedResolver {
     roots: Vec<PathBuf>,
     sources: Sources,
     cache: ModuleCache,
+    /// The imports being loaded, outermost first: a module that imports one of them again
+    /// is a cycle (without this, Rhai recurses until the stack overflows).
+    loading: Mutex<Vec<Loading>>,
+}
+
+/// A module being loaded: its identity, its name in messages, and where it was imported.
+struct Loading {
+    key: PathBuf,
+    name: String,
+    site: Option<String>,
 }
 
 /// Modules loaded by `import`, by path, shared with [`compile`] so that closures called after
@@ -112,11 +122,63 @@ impl ConfinedResolver {
     }
 }
 
+/// `file:line: import "path"`, for the trail of an import cycle.
+fn import_site(source: Option<&str>, path: &str, pos: Position) -> String {
+    format!(
+        "{}:{}: import {path:?}",
+        source.unwrap_or("?"),
+        pos.line().unwrap_or(0)
+    )
+}
+
+impl ConfinedResolver {
+    /// Loads a module unless it is already being loaded further up: then the import closes
+    /// a cycle, reported with every import that makes it.
+    fn guarded(
+        &self,
+        key: PathBuf,
+        name: &str,
+        site: String,
+        pos: Position,
+        load: impl FnOnce() -> Result<Shared<Module>, Box<EvalAltResult>>,
+    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
+        {
+            let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = loading.iter().position(|l| l.key == key) {
+                let mut names: Vec<&str> = loading[i..].iter().map(|l| l.name.as_str()).collect();
+                names.push(&loading[i].name);
+                let mut sites: Vec<&str> = loading[i + 1..]
+                    .iter()
+                    .filter_map(|l| l.site.as_deref())
+                    .collect();
+                sites.push(&site);
+                // Not wrapped in the imported module's name: the error is in the importer.
+                return Err(Box::new(EvalAltResult::ErrorRuntime(
+                    format!("import cycle: {} ({})", names.join(" -> "), sites.join("; "))
+                        .into(),
+                    pos,
+                )));
+            }
+            loading.push(Loading {
+                key,
+                name: name.to_string(),
+                site: Some(site),
+            });
+        }
+        let result = load();
+        self.loading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        result
+    }
+}
+
 impl ModuleResolver for ConfinedResolver {
     fn resolve(
         &self,
         engine: &Engine,
-        _source: Option<&str>,
+        source: Option<&str>,
         path: &str,
         pos: Position,
     ) -> Result<Shared<Module>, Box<EvalAltResult>> {
@@ -169,7 +231,11 @@ impl ModuleResolver for ConfinedResolver {
             let text = std::fs::read_to_string(&real).map_err(|e| {
                 module_error(path, pos, format!("cannot read {}: {e}", real.display()))
             })?;
-            let module = self.load(engine, &file.display().to_string(), text.into(), pos)?;
+            let name = file.display().to_string();
+            let site = import_site(source, path, pos);
+            let module = self.guarded(real, &name, site, pos, || {
+                self.load(engine, &name, text.into(), pos)
+            })?;
             self.cache
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -178,7 +244,11 @@ impl ModuleResolver for ConfinedResolver {
         }
         let stem = path.strip_suffix(".rhai").unwrap_or(path);
         if let Some((name, text)) = LIBRARIES.iter().find(|(n, _)| *n == stem) {
-            let module = self.load(engine, &format!("<lib>/{name}.rhai"), Arc::from(*text), pos)?;
+            let shown = format!("<lib>/{name}.rhai");
+            let site = import_site(source, path, pos);
+            let module = self.guarded(PathBuf::from(&shown), &shown, site, pos, || {
+                self.load(engine, &shown, Arc::from(*text), pos)
+            })?;
             self.cache
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -233,10 +303,24 @@ fn build_engine(
         .into_iter()
         .filter_map(|r| r.canonicalize().ok())
         .collect();
+    // The runbook itself is the outermost module: importing it is a cycle too.
+    let main = input
+        .dir
+        .zip(Path::new(input.name).file_name())
+        .and_then(|(d, f)| d.join(f).canonicalize().ok());
+    let loading = main
+        .map(|key| Loading {
+            key,
+            name: input.name.to_string(),
+            site: None,
+        })
+        .into_iter()
+        .collect();
     engine.set_module_resolver(ConfinedResolver {
         roots,
         sources: sources.clone(),
         cache: cache.clone(),
+        loading: Mutex::new(loading),
     });
     fleetbook_stdlib::register(&mut engine);
     api::register(&mut engine, state);
@@ -262,8 +346,15 @@ pub fn compile(input: ScriptInput) -> Result<Script> {
     };
     let cache: ModuleCache = Arc::default();
     let mut engine = build_engine(&input, &state, &sources, &cache);
-    let diag =
-        |e: &EvalAltResult| script_error(e, input.name, &sources, input.limits.max_operations);
+    // An error raised while the script runs may quote a secret parameter's value.
+    let diag = |e: &EvalAltResult| {
+        let secrets = crate::secrets::Secrets::new();
+        let params = state.params.lock().unwrap_or_else(|e| e.into_inner());
+        for p in params.declared.iter().filter(|p| p.secret) {
+            secrets.add(&p.name, &p.value);
+        }
+        script_error(e, input.name, &sources, input.limits.max_operations).redact(&secrets)
+    };
 
     let mut ast = engine.compile(input.text).map_err(|e| diag(&e.into()))?;
     ast.set_source(input.name);
@@ -358,18 +449,10 @@ pub fn compile(input: ScriptInput) -> Result<Script> {
 }
 
 impl Script {
-    /// (name, value) of every secret parameter, for redaction.
-    pub fn secrets(&self) -> Vec<(String, String)> {
-        self.params
-            .iter()
-            .filter(|p| p.secret)
-            .map(|p| (p.name.clone(), p.value.clone()))
-            .collect()
-    }
-
-    /// Makes `host(name)` and `hosts(role)` answer with these hosts.
-    pub fn bind_fleet(&self, hosts: IndexMap<String, Host>) {
-        *self.fleet.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Fleet { hosts }));
+    /// Makes `host(name)` and `hosts(role)` answer with these hosts and groups.
+    pub fn bind_fleet(&self, hosts: IndexMap<String, Host>, groups: IndexMap<String, Vec<String>>) {
+        *self.fleet.write().unwrap_or_else(|e| e.into_inner()) =
+            Some(Arc::new(Fleet { hosts, groups }));
     }
 
     /// Calls a host closure (`|h| ...`).
@@ -382,11 +465,23 @@ impl Script {
         f.call::<Dynamic>(&self.engine, &self.ast, ())
     }
 
-    /// A diagnostic for an error raised while running one of the script's closures.
-    pub fn error(&self, e: &EvalAltResult, context: &str) -> Error {
+    /// A diagnostic for an error raised while running one of the script's closures, with
+    /// `context` (host, step) in front. An error Rhai gives no position (too many
+    /// operations, a data race) points at `fallback`: the step's declaration.
+    pub fn error(&self, e: &EvalAltResult, context: &str, fallback: &Pos) -> Error {
         let mut err = script_error(e, &self.name, &self.sources, self.max_operations);
-        if let Error::Source(d) = &mut err {
-            d.message = format!("{context}: {}", d.message);
+        match &mut err {
+            Error::Source(d) => d.message = format!("{context}: {}", d.message),
+            Error::Input { message, .. } => {
+                let text = self.source_text(&fallback.source).unwrap_or_else(|| Arc::from(""));
+                let inner = message
+                    .strip_prefix(&format!("{}: ", fallback.source))
+                    .unwrap_or(message);
+                return SourceDiag::new(&fallback.source, text, format!("{context}: {inner}"))
+                    .label_at(fallback.line, fallback.col, "in this step")
+                    .into();
+            }
+            _ => {}
         }
         err
     }
@@ -415,6 +510,16 @@ impl Script {
             Some(line) => format!("{msg} ({source}:{line})"),
             None => msg,
         }
+    }
+
+    /// [`describe`](Self::describe), pointing at the step's declaration when Rhai gives the
+    /// error no position (too many operations, too deep a recursion).
+    pub fn describe_step(&self, e: &EvalAltResult, step: &crate::model::Step) -> String {
+        let d = self.describe(e);
+        if d.ends_with(')') && d.contains(" (") {
+            return d;
+        }
+        format!("{d} (step {:?} at {}:{})", step.name, step.pos.source, step.pos.line)
     }
 
     /// Whether the error came from a host that could not be reached.
@@ -457,6 +562,9 @@ pub fn error_message(e: &EvalAltResult, max_operations: u64) -> String {
         EvalAltResult::ErrorDataRace(what, _) if what.contains("wait_until") => {
             "h.wait_until(|| ...) cannot use `h` inside the closure (Rhai locks `h` during the call): write h.wait_until(|h| ..., timeout), or wait_until(h, || ..., timeout)".into()
         }
+        EvalAltResult::ErrorDataRace(what, _) => format!(
+            "a closure uses a variable that is in use by the same call ({what}): most often a step closure that uses the runbook variable (`rb`). Closures run on the hosts later and cannot change the runbook: call rb.limit/rb.order/rb.step at the top level of the script, and inside closures use only `h`, params and values computed before"
+        ),
         EvalAltResult::ErrorStackOverflow(_) => "the script recursed too deeply and was stopped".into(),
         EvalAltResult::ErrorDataTooLarge(what, _) => format!("{what} grew past fleetbook's limit and the script was stopped"),
         EvalAltResult::ErrorParsing(rhai::ParseErrorType::VariableUndefined(v), _) => {

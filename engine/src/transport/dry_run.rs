@@ -3,22 +3,99 @@
 //! `h.run_ok(...)` is true, `pkg::version(...)` is "", and `wait_until` returns at once.
 //! Takes the script and the graph; gives the recorded commands per task.
 
-use crate::compile::{Graph, TaskKind};
-use crate::error::{Error, Result};
+use crate::compile::{Graph, PlanHost, TaskKind};
+use crate::error::{Error, Result, SourceDiag};
+use crate::predicate;
 use crate::script::Script;
+use crate::secrets::Secrets;
 use fleetbook_stdlib::{Host, HostInfo, Output, Transport, TransportError};
 use indexmap::IndexMap;
 use rayon::prelude::*;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 thread_local! {
     static RECORD: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+    /// Bytes recorded for the host (or once step) being evaluated on this thread.
+    static HOST_BYTES: Cell<usize> = const { Cell::new(0) };
 }
 
-/// The recording transport.
-pub struct Recorder;
+/// How much a plan may record: a runbook within every script limit can still loop out
+/// hundreds of megabytes of commands per host.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub per_host: usize,
+    pub per_plan: usize,
+}
+
+/// The environment variables that raise [`Bounds`].
+pub const MAX_HOST_BYTES_ENV: &str = "FLEETBOOK_MAX_PLAN_BYTES_PER_HOST";
+pub const MAX_PLAN_BYTES_ENV: &str = "FLEETBOOK_MAX_PLAN_BYTES";
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            per_host: 1 << 20,
+            per_plan: 64 << 20,
+        }
+    }
+}
+
+impl Bounds {
+    /// The defaults, raised or lowered by the environment.
+    pub fn from_env() -> Result<Bounds> {
+        let read = |name: &str, default: usize| -> Result<usize> {
+            match std::env::var(name) {
+                Ok(v) => v.trim().parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    Error::input(format!("{name}={v:?}: expected a number of bytes above 0"))
+                }),
+                Err(_) => Ok(default),
+            }
+        };
+        let d = Bounds::default();
+        Ok(Bounds {
+            per_host: read(MAX_HOST_BYTES_ENV, d.per_host)?,
+            per_plan: read(MAX_PLAN_BYTES_ENV, d.per_plan)?,
+        })
+    }
+}
+
+/// The recording transport. Past a bound it refuses to record, and the refusal sticks
+/// (`over`): a runbook that catches the error cannot get a truncated plan through.
+pub struct Recorder {
+    bounds: Bounds,
+    total: AtomicUsize,
+    over: std::sync::Mutex<Option<String>>,
+    tripped: AtomicBool,
+}
+
+impl Recorder {
+    pub fn new(bounds: Bounds) -> Recorder {
+        Recorder {
+            bounds,
+            total: AtomicUsize::new(0),
+            over: std::sync::Mutex::new(None),
+            tripped: AtomicBool::new(false),
+        }
+    }
+
+    fn refuse(&self, message: String) -> TransportError {
+        self.tripped.store(true, Ordering::SeqCst);
+        let mut over = self.over.lock().unwrap_or_else(|e| e.into_inner());
+        over.get_or_insert(message.clone());
+        TransportError::Other(message)
+    }
+
+    /// The bound that was hit, if any.
+    fn exceeded(&self) -> Option<String> {
+        if !self.tripped.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.over.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
 
 impl Transport for Recorder {
     fn exec(
@@ -27,6 +104,27 @@ impl Transport for Recorder {
         command: &str,
         _timeout: Option<Duration>,
     ) -> Result<Output, TransportError> {
+        if self.tripped.load(Ordering::SeqCst) {
+            return Err(self.refuse(String::new()));
+        }
+        let len = command.len() + host.name.len();
+        let mine = HOST_BYTES.with(|b| {
+            b.set(b.get() + len);
+            b.get()
+        });
+        if mine > self.bounds.per_host {
+            return Err(self.refuse(format!(
+                "the plan records more than {} bytes of commands for host {}: is a loop building commands without end? ({MAX_HOST_BYTES_ENV} raises the limit)",
+                self.bounds.per_host, host.name
+            )));
+        }
+        let total = self.total.fetch_add(len, Ordering::SeqCst) + len;
+        if total > self.bounds.per_plan {
+            return Err(self.refuse(format!(
+                "the plan records more than {} bytes of commands in all ({MAX_PLAN_BYTES_ENV} raises the limit; --limit plans fewer hosts)",
+                self.bounds.per_plan
+            )));
+        }
         RECORD.with(|r| {
             r.borrow_mut()
                 .push((host.name.clone(), command.to_string()))
@@ -50,12 +148,12 @@ pub struct TaskRecord {
 
 /// Commands recorded since the last call, as plain commands when they ran on `own` and as
 /// `host: command` otherwise.
-fn take_record(own: Option<&str>, secrets: &[(String, String)]) -> Vec<String> {
+fn take_record(own: Option<&str>, secrets: &Secrets) -> Vec<String> {
     RECORD.with(|r| {
         r.borrow_mut()
             .drain(..)
             .map(|(h, c)| {
-                let c = redact(&c, secrets);
+                let c = secrets.redacted(&c);
                 if Some(h.as_str()) == own {
                     c
                 } else {
@@ -66,48 +164,90 @@ fn take_record(own: Option<&str>, secrets: &[(String, String)]) -> Vec<String> {
     })
 }
 
-/// Secret parameter values never reach a plan: they are replaced by `<secret:NAME>`.
-pub fn redact(text: &str, secrets: &[(String, String)]) -> String {
-    let mut out = text.to_string();
-    for (name, value) in secrets {
-        if !value.is_empty() && out.contains(value.as_str()) {
-            out = out.replace(value.as_str(), &format!("<secret:{name}>"));
-        }
-    }
-    out
-}
-
-/// The `Host` values the runbook's closures receive, one per planned host.
+/// The `Host` values the runbook's closures receive: one per planned host, in plan order
+/// (so that index `h` of the result is host `h` of the graph), then the hosts `--limit`
+/// left out, which the runbook can read but the run does not act on.
 pub fn hosts(graph: &Graph, transport: Arc<dyn Transport>) -> IndexMap<String, Host> {
-    graph
-        .hosts
-        .iter()
-        .map(|h| {
-            let info = HostInfo {
-                name: h.name.clone(),
-                roles: h
-                    .roles
-                    .iter()
-                    .map(|&r| graph.roles[r].name.clone())
-                    .collect(),
-                vars: h.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            };
-            (h.name.clone(), Host::new(Arc::new(info), transport.clone()))
-        })
+    let info = |h: &PlanHost, roles: Vec<String>| HostInfo {
+        name: h.name.clone(),
+        roles,
+        vars: h.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    };
+    let planned = graph.hosts.iter().map(|h| {
+        let roles = h
+            .roles
+            .iter()
+            .map(|&r| graph.roles[r].name.clone())
+            .collect();
+        info(h, roles)
+    });
+    let outside = graph.outside.iter().map(|h| {
+        let roles = graph
+            .groups
+            .iter()
+            .filter(|(_, members)| members.contains(&h.name))
+            .map(|(g, _)| g.clone())
+            .collect();
+        info(h, roles)
+    });
+    planned
+        .chain(outside)
+        .map(|i| (i.name.clone(), Host::new(Arc::new(i), transport.clone())))
         .collect()
 }
 
-fn truthy(v: &rhai::Dynamic) -> bool {
-    v.as_bool().unwrap_or(!v.is_unit())
+/// Binds the runbook's `host(name)`/`hosts(role)` to these hosts and the graph's groups.
+pub fn bind(script: &Script, graph: &Graph, hosts: &IndexMap<String, Host>) {
+    script.bind_fleet(hosts.clone(), graph.groups.clone());
+}
+
+/// A predicate's value as a bool, or the plan-time error naming the runbook line, the step,
+/// the host and what it returned.
+fn predicate_at(
+    script: &Script,
+    step: &crate::model::Step,
+    what: &str,
+    host: Option<&str>,
+    value: &rhai::Dynamic,
+) -> Result<bool> {
+    predicate::decide(value).map_err(|returned| {
+        let pos = step.when_pos.as_ref().filter(|_| what == ".when(...)").unwrap_or(&step.pos);
+        let who = host.map(|h| format!(" for host {h}")).unwrap_or_default();
+        let message = format!(
+            "step {:?}: {}",
+            step.name,
+            predicate::not_a_bool(&format!("{what}{who}"), &returned)
+        );
+        let text = script.source_text(&pos.source).unwrap_or_else(|| Arc::from(""));
+        SourceDiag::new(&pos.source, text, message)
+            .label_at(pos.line, pos.col, "this predicate")
+            .help(predicate::HELP)
+            .into()
+    })
 }
 
 /// Records what every task would run.
-pub fn record(script: &Script, graph: &Graph) -> Result<Vec<TaskRecord>> {
-    let secrets = script.secrets();
-    let hosts = hosts(graph, Arc::new(Recorder));
-    script.bind_fleet(hosts.clone());
+pub fn record(script: &Script, graph: &Graph, secrets: &Secrets) -> Result<Vec<TaskRecord>> {
+    let recorder = Arc::new(Recorder::new(Bounds::from_env()?));
+    let result = record_with(script, graph, secrets, recorder.clone());
+    // A bound that was hit is the error, whatever the script made of the refusal.
+    if let Some(over) = recorder.exceeded() {
+        return Err(Error::input(over));
+    }
+    result
+}
+
+fn record_with(
+    script: &Script,
+    graph: &Graph,
+    secrets: &Secrets,
+    recorder: Arc<Recorder>,
+) -> Result<Vec<TaskRecord>> {
+    let hosts = hosts(graph, recorder);
+    bind(script, graph, &hosts);
     let rb = &script.runbook;
     let mut records = vec![TaskRecord::default(); graph.tasks.len()];
+    let redact_err = |e: Error| e.redact(secrets);
 
     for (t, task) in graph.tasks.iter().enumerate() {
         if task.kind == TaskKind::Host {
@@ -117,14 +257,19 @@ pub fn record(script: &Script, graph: &Graph) -> Result<Vec<TaskRecord>> {
             continue;
         };
         let Some(action) = &step.action else { continue };
-        take_record(None, &secrets);
-        let _ = script.call(action).map_err(|e| {
-            script.error(
+        take_record(None, secrets);
+        HOST_BYTES.with(|b| b.set(0));
+        let value = script.call(action).map_err(|e| {
+            redact_err(script.error(
                 &e,
                 &format!("{} {:?} (dry-run)", step.scope.kind(), step.name),
-            )
+                &step.pos,
+            ))
         })?;
-        records[t].commands = take_record(None, &secrets);
+        if matches!(task.kind, TaskKind::Gate | TaskKind::CanaryGate) {
+            predicate_at(script, step, "the gate", None, &value).map_err(redact_err)?;
+        }
+        records[t].commands = take_record(None, secrets);
     }
 
     let per_host: Vec<Result<Vec<(usize, TaskRecord)>>> = graph
@@ -135,17 +280,19 @@ pub fn record(script: &Script, graph: &Graph) -> Result<Vec<TaskRecord>> {
             let host = &hosts[h];
             let own = Some(host.info.name.as_str());
             let mut out = Vec::with_capacity(tasks.len());
-            take_record(own, &secrets);
+            take_record(own, secrets);
+            HOST_BYTES.with(|b| b.set(0));
             for &t in tasks {
                 let step = &rb.steps[graph.tasks[t].step.unwrap_or(0)];
                 let fail = |e: Box<rhai::EvalAltResult>, what: &str| -> Error {
-                    script.error(
+                    redact_err(script.error(
                         &e,
                         &format!(
                             "host {}, step {:?}{what} (dry-run)",
                             host.info.name, step.name
                         ),
-                    )
+                        &step.pos,
+                    ))
                 };
                 let mut rec = TaskRecord::default();
                 let h = host.with_timeout(step.timeout);
@@ -154,22 +301,24 @@ pub fn record(script: &Script, graph: &Graph) -> Result<Vec<TaskRecord>> {
                         .call_host(when, h.clone())
                         .map_err(|e| fail(e, ", when"))?;
                     // Probes inside the condition would run for real, so they are shown too.
-                    rec.commands.extend(take_record(own, &secrets));
-                    rec.skipped = !truthy(&go);
+                    rec.commands.extend(take_record(own, secrets));
+                    let go = predicate_at(script, step, ".when(...)", own, &go)
+                        .map_err(redact_err)?;
+                    rec.skipped = !go;
                 }
                 if !rec.skipped {
                     if let Some(action) = &step.action {
                         let _ = script
                             .call_host(action, h.clone())
                             .map_err(|e| fail(e, ""))?;
-                        rec.commands.extend(take_record(own, &secrets));
+                        rec.commands.extend(take_record(own, secrets));
                     }
                 }
                 if let Some(undo) = &step.undo {
                     let _ = script
                         .call_host(undo, h.clone())
                         .map_err(|e| fail(e, ", undo"))?;
-                    rec.undo = take_record(own, &secrets);
+                    rec.undo = take_record(own, secrets);
                 }
                 out.push((t, rec));
             }

@@ -1,0 +1,185 @@
+//! The one place that knows secret values. Everything that leaves the engine as text — the
+//! plan in every format, saved plans, events, the journal, errors, status — goes through
+//! [`Secrets::redact`], which replaces each known value by `<secret:NAME>`.
+//!
+//! Secrets come from: `secret_param(...)` values; inventory variables named like credentials
+//! ([`is_secret_name`]); variables a runbook marks with `rb.secret_vars([...])` or an
+//! inventory marks with `fleetbook_secret_vars`; and, since redaction works on values, any
+//! fact set from one of those.
+
+use std::borrow::Cow;
+use std::sync::{Arc, RwLock};
+
+/// The variable an inventory sets (in any group or host) to mark more variables as secret:
+/// a comma-separated list of names, or a YAML list.
+pub const INVENTORY_MARKER: &str = "fleetbook_secret_vars";
+
+/// Secret values, shared by every clone. Values are kept longest first, so that a secret
+/// that contains another is replaced whole.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    values: Arc<RwLock<Vec<(String, String)>>>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the values themselves.
+        write!(f, "Secrets({} values)", self.len())
+    }
+}
+
+/// Whether a variable's name says it holds a credential: Ansible's connection and become
+/// passwords, and anything named like a password, secret, token or private key (but not a
+/// path to a key file).
+pub fn is_secret_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    if n.ends_with("_file") || n.ends_with("_path") {
+        return false;
+    }
+    [
+        "pass",
+        "secret",
+        "token",
+        "credential",
+        "private_key",
+        "api_key",
+        "apikey",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
+impl Secrets {
+    pub fn new() -> Secrets {
+        Secrets::default()
+    }
+
+    /// Adds a secret value under a name (the name is what redacted text shows).
+    pub fn add(&self, name: &str, value: &str) {
+        if value.is_empty() {
+            return;
+        }
+        let mut v = self.values.write().unwrap_or_else(|e| e.into_inner());
+        if v.iter().any(|(_, known)| known == value) {
+            return;
+        }
+        v.push((name.to_string(), value.to_string()));
+        v.sort_by(|a, b| b.1.len().cmp(&a.1.len()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.read().map(|v| v.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The text with every secret value replaced by `<secret:NAME>`.
+    pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        let values = self.values.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: Cow<'t, str> = Cow::Borrowed(text);
+        for (name, value) in values.iter() {
+            if out.contains(value.as_str()) {
+                out = Cow::Owned(out.replace(value.as_str(), &format!("<secret:{name}>")));
+            }
+        }
+        out
+    }
+
+    /// [`redact`](Self::redact) into an owned string.
+    pub fn redacted(&self, text: &str) -> String {
+        self.redact(text).into_owned()
+    }
+
+    /// The text with every secret value overwritten by `*` of the same byte length, for
+    /// quoted sources where positions must not move.
+    pub fn mask(&self, text: &str) -> String {
+        let values = self.values.read().unwrap_or_else(|e| e.into_inner());
+        let mut out = text.to_string();
+        for (_, value) in values.iter() {
+            if out.contains(value.as_str()) {
+                out = out.replace(value.as_str(), &"*".repeat(value.len()));
+            }
+        }
+        out
+    }
+
+    /// Undoes [`redact`](Self::redact): a fact recorded as `<secret:NAME>` gets its value
+    /// back on resume (a resumed run has the same secrets, or it is refused).
+    pub fn reveal(&self, text: &str) -> String {
+        let values = self.values.read().unwrap_or_else(|e| e.into_inner());
+        let mut out = text.to_string();
+        for (name, value) in values.iter() {
+            let marker = format!("<secret:{name}>");
+            if out.contains(&marker) {
+                out = out.replace(&marker, value);
+            }
+        }
+        out
+    }
+
+    /// Adds every variable of a host that is secret: named like a credential, or marked by
+    /// the runbook (`marked`) or by the inventory ([`INVENTORY_MARKER`]).
+    pub fn add_vars<'v>(
+        &self,
+        vars: impl IntoIterator<Item = (&'v String, &'v String)> + Clone,
+        marked: &[String],
+    ) {
+        let from_inventory: Vec<String> = vars
+            .clone()
+            .into_iter()
+            .find(|(k, _)| k.as_str() == INVENTORY_MARKER)
+            .map(|(_, v)| marker_names(v))
+            .unwrap_or_default();
+        for (k, v) in vars {
+            if is_secret_name(k) || marked.contains(k) || from_inventory.contains(k) {
+                self.add(k, v);
+            }
+        }
+    }
+}
+
+/// The names in a `fleetbook_secret_vars` value: `a,b`, `a b` or a JSON/YAML list.
+fn marker_names(value: &str) -> Vec<String> {
+    value
+        .split(|c: char| c == ',' || c.is_whitespace() || "[]\"'".contains(c))
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_value_wins_and_reveal_undoes_redact() {
+        let s = Secrets::new();
+        s.add("short", "abc");
+        s.add("long", "abcdef");
+        let r = s.redacted("x abcdef y abc");
+        assert_eq!(r, "x <secret:long> y <secret:short>");
+        assert_eq!(s.reveal(&r), "x abcdef y abc");
+        assert_eq!(format!("{s:?}"), "Secrets(2 values)");
+    }
+
+    #[test]
+    fn credential_names_and_markers() {
+        assert!(is_secret_name("ansible_become_password"));
+        assert!(is_secret_name("ansible_ssh_pass"));
+        assert!(is_secret_name("vault_token"));
+        assert!(is_secret_name("db_private_key"));
+        assert!(!is_secret_name("ansible_ssh_private_key_file"));
+        assert!(!is_secret_name("replication_group"));
+        let s = Secrets::new();
+        let vars: Vec<(String, String)> = vec![
+            (INVENTORY_MARKER.into(), "[\"api_key\", 'other']".into()),
+            ("api_key".into(), "k-123".into()),
+            ("db".into(), "plain".into()),
+            ("mine".into(), "m-456".into()),
+        ];
+        s.add_vars(vars.iter().map(|(k, v)| (k, v)), &["mine".to_string()]);
+        assert_eq!(s.redacted("k-123 plain m-456"), "<secret:api_key> plain <secret:mine>");
+    }
+}

@@ -11,3 +11,4 @@ mod fleet;
 mod journal;
 mod plan;
 mod run;
+mod trust;

@@ -10,6 +10,7 @@ pub fn root() -> &'static Path {
 pub struct Fleetbook {
     args: Vec<String>,
     dir: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -23,6 +24,7 @@ pub fn fleetbook(args: &[&str]) -> Fleetbook {
     Fleetbook {
         args: args.iter().map(|s| s.to_string()).collect(),
         dir: root().to_path_buf(),
+        env: Vec::new(),
     }
 }
 
@@ -32,9 +34,22 @@ impl Fleetbook {
         self
     }
 
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// The binary and its arguments, for tests that spawn it themselves.
+    pub fn argv(&self) -> Vec<String> {
+        let mut v = vec![env!("CARGO_BIN_EXE_fleetbook").to_string()];
+        v.extend(self.args.iter().cloned());
+        v
+    }
+
     pub fn run(self) -> Outcome {
         let out = Command::new(env!("CARGO_BIN_EXE_fleetbook"))
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.dir)
             .env("NO_COLOR", "1")
             .env_remove("CLICOLOR_FORCE")

@@ -316,7 +316,11 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
             }
         }
         if role.hosts.is_empty() {
-            let after_limit = if limit.is_some() { " after --limit" } else { "" };
+            let after_limit = if limit.is_some() {
+                " after --limit"
+            } else {
+                ""
+            };
             warnings.push(match named.iter().find(|(n, _)| *n == role.name) {
                 Some((_, pos)) => format!(
                     "role {:?} (named at {pos}) has no hosts{after_limit}: what the runbook declares for it does nothing",

@@ -201,7 +201,11 @@ impl Runner<'_> {
         }
         let host = task.host.map(|h| &self.hosts[h]);
         if let (Some(h), Some(when)) = (host, &step.when) {
-            match self.script.call_host(when, h.clone()).map(|v| predicate::decide(&v)) {
+            match self
+                .script
+                .call_host(when, h.clone())
+                .map(|v| predicate::decide(&v))
+            {
                 Ok(Ok(false)) => {
                     return Done {
                         task: t,

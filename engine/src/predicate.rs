@@ -35,7 +35,8 @@ pub fn not_a_bool(what: &str, returned: &str) -> String {
 }
 
 /// How to fix the common case: a variable's text compared as if it were a bool.
-pub const HELP: &str = "compare explicitly, e.g. .when(|h| h.var(\"do_upgrade\", \"false\") == \"true\")";
+pub const HELP: &str =
+    "compare explicitly, e.g. .when(|h| h.var(\"do_upgrade\", \"false\") == \"true\")";
 
 #[cfg(test)]
 mod tests {

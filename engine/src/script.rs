@@ -154,8 +154,12 @@ impl ConfinedResolver {
                 sites.push(&site);
                 // Not wrapped in the imported module's name: the error is in the importer.
                 return Err(Box::new(EvalAltResult::ErrorRuntime(
-                    format!("import cycle: {} ({})", names.join(" -> "), sites.join("; "))
-                        .into(),
+                    format!(
+                        "import cycle: {} ({})",
+                        names.join(" -> "),
+                        sites.join("; ")
+                    )
+                    .into(),
                     pos,
                 )));
             }
@@ -166,10 +170,7 @@ impl ConfinedResolver {
             });
         }
         let result = load();
-        self.loading
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop();
+        self.loading.lock().unwrap_or_else(|e| e.into_inner()).pop();
         result
     }
 }
@@ -473,7 +474,9 @@ impl Script {
         match &mut err {
             Error::Source(d) => d.message = format!("{context}: {}", d.message),
             Error::Input { message, .. } => {
-                let text = self.source_text(&fallback.source).unwrap_or_else(|| Arc::from(""));
+                let text = self
+                    .source_text(&fallback.source)
+                    .unwrap_or_else(|| Arc::from(""));
                 let inner = message
                     .strip_prefix(&format!("{}: ", fallback.source))
                     .unwrap_or(message);
@@ -519,7 +522,10 @@ impl Script {
         if d.ends_with(')') && d.contains(" (") {
             return d;
         }
-        format!("{d} (step {:?} at {}:{})", step.name, step.pos.source, step.pos.line)
+        format!(
+            "{d} (step {:?} at {}:{})",
+            step.name, step.pos.source, step.pos.line
+        )
     }
 
     /// Whether the error came from a host that could not be reached.

@@ -180,6 +180,9 @@ mod tests {
             ("mine".into(), "m-456".into()),
         ];
         s.add_vars(vars.iter().map(|(k, v)| (k, v)), &["mine".to_string()]);
-        assert_eq!(s.redacted("k-123 plain m-456"), "<secret:api_key> plain <secret:mine>");
+        assert_eq!(
+            s.redacted("k-123 plain m-456"),
+            "<secret:api_key> plain <secret:mine>"
+        );
     }
 }

@@ -48,9 +48,14 @@ impl Bounds {
     pub fn from_env() -> Result<Bounds> {
         let read = |name: &str, default: usize| -> Result<usize> {
             match std::env::var(name) {
-                Ok(v) => v.trim().parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    Error::input(format!("{name}={v:?}: expected a number of bytes above 0"))
-                }),
+                Ok(v) => v
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        Error::input(format!("{name}={v:?}: expected a number of bytes above 0"))
+                    }),
                 Err(_) => Ok(default),
             }
         };
@@ -211,14 +216,20 @@ fn predicate_at(
     value: &rhai::Dynamic,
 ) -> Result<bool> {
     predicate::decide(value).map_err(|returned| {
-        let pos = step.when_pos.as_ref().filter(|_| what == ".when(...)").unwrap_or(&step.pos);
+        let pos = step
+            .when_pos
+            .as_ref()
+            .filter(|_| what == ".when(...)")
+            .unwrap_or(&step.pos);
         let who = host.map(|h| format!(" for host {h}")).unwrap_or_default();
         let message = format!(
             "step {:?}: {}",
             step.name,
             predicate::not_a_bool(&format!("{what}{who}"), &returned)
         );
-        let text = script.source_text(&pos.source).unwrap_or_else(|| Arc::from(""));
+        let text = script
+            .source_text(&pos.source)
+            .unwrap_or_else(|| Arc::from(""));
         SourceDiag::new(&pos.source, text, message)
             .label_at(pos.line, pos.col, "this predicate")
             .help(predicate::HELP)
@@ -302,8 +313,8 @@ fn record_with(
                         .map_err(|e| fail(e, ", when"))?;
                     // Probes inside the condition would run for real, so they are shown too.
                     rec.commands.extend(take_record(own, secrets));
-                    let go = predicate_at(script, step, ".when(...)", own, &go)
-                        .map_err(redact_err)?;
+                    let go =
+                        predicate_at(script, step, ".when(...)", own, &go).map_err(redact_err)?;
                     rec.skipped = !go;
                 }
                 if !rec.skipped {

@@ -1,0 +1,291 @@
+//! Regression tests for issue 10 ("never do more than the operator asked"), each named after
+//! what broke, for the runbook compiler and the planner.
+
+use crate::support::{flat, fleetbook, Outcome};
+use std::path::{Path, PathBuf};
+
+/// A runbook and an inventory written to a fresh directory.
+struct Case {
+    dir: tempfile::TempDir,
+}
+
+impl Case {
+    fn new(runbook: &str, inventory: &str) -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rb.rhai"), runbook).unwrap();
+        std::fs::write(dir.path().join("hosts"), inventory).unwrap();
+        Case { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn file(&self, name: &str, text: &str) -> &Case {
+        std::fs::write(self.path(name), text).unwrap();
+        self
+    }
+
+    fn cmd(&self, verb: &str, args: &[&str]) -> crate::support::Fleetbook {
+        let mut c = fleetbook(&[verb])
+            .arg(self.path("rb.rhai").display().to_string())
+            .arg("-i")
+            .arg(self.path("hosts").display().to_string());
+        for a in args {
+            c = c.arg(*a);
+        }
+        c
+    }
+
+    fn plan(&self, args: &[&str], code: i32) -> Outcome {
+        self.cmd("plan", args).code(code)
+    }
+}
+
+fn local_inventory(dir: &Path, hosts: &str) -> String {
+    format!(
+        "[web]\n{hosts} ansible_connection=local dir={}\n",
+        dir.display()
+    )
+}
+
+// A `.when` that returned the string "false" counted as true and ran the step.
+#[test]
+fn a_when_that_returns_a_string_is_refused_and_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("upgraded");
+    let case = Case::new(
+        &format!(
+            "let rb = runbook(\"x\");\nrb.step(\"upgrade\", |h| h.run(\"touch {}\"))\n  .when(|h| h.var(\"do_upgrade\", \"false\"));\nrb\n",
+            marker.display()
+        ),
+        &local_inventory(dir.path(), "l1"),
+    );
+    let out = case.plan(&[], 2);
+    let err = flat(&out.stderr);
+    assert!(
+        err.contains("step \"upgrade\": .when(...) for host l1 must return true or false, but it returned string \"false\""),
+        "{err}"
+    );
+    assert!(err.contains("rb.rhai:3:4"), "names the line: {err}");
+    let out = case.cmd("run", &["--yes"]).code(2);
+    assert!(
+        out.stderr.contains("must return true or false"),
+        "{}",
+        out.stderr
+    );
+    assert!(!marker.exists(), "the step ran");
+}
+
+// A gate closure's non-bool value counted as "holds".
+#[test]
+fn a_gate_that_returns_a_number_is_refused() {
+    let case = Case::new(
+        "let rb = runbook(\"x\");\nrb.order([\"a\", \"b\"]);\nrb.step(\"s\", |h| h.run(\"true\"));\nrb.gate_after(\"a\", \"healthy\", || 1);\nrb\n",
+        "[a]\na1\n[b]\nb1\n",
+    );
+    let err = flat(&case.plan(&[], 2).stderr);
+    assert!(
+        err.contains("step \"healthy\": the gate must return true or false, but it returned i64 1"),
+        "{err}"
+    );
+}
+
+// An import cycle overflowed the stack (exit 134).
+#[test]
+fn an_import_cycle_is_an_error_naming_each_import() {
+    let case = Case::new(
+        "import \"a\" as a;\nlet rb = runbook(\"x\");\nrb\n",
+        "[web]\nw1\n",
+    );
+    case.file("a.rhai", "import \"b\" as b;\nfn x() { 1 }\n")
+        .file("b.rhai", "// b\nimport \"a\" as a;\n");
+    let out = fleetbook(&["check"])
+        .arg(case.path("rb.rhai").display().to_string())
+        .code(2);
+    assert!(
+        flat(&out.stderr).contains(
+            "import cycle: a.rhai -> b.rhai -> a.rhai (a.rhai:1: import \"b\"; b.rhai:2: import \"a\")"
+        ),
+        "{}",
+        out.stderr
+    );
+    let selfish = Case::new("import \"rb\" as me;\nlet rb = runbook(\"x\");\nrb\n", "");
+    let out = fleetbook(&["check"])
+        .arg(selfish.path("rb.rhai").display().to_string())
+        .code(2);
+    let err = flat(&out.stderr);
+    assert!(err.contains("import cycle:"), "{err}");
+    assert!(err.contains("rb.rhai:1: import \"rb\")"), "{err}");
+}
+
+// Under --limit, hosts("rpc") in a hook was empty and the README's example failed.
+#[test]
+fn hosts_of_a_role_see_the_whole_inventory_under_limit() {
+    let case = Case::new(
+        "let rb = runbook(\"x\");\nrb.once(\"first\", || hosts(\"db\")[0].run(\"stop-writes\"));\nrb.step(\"s\", |h| h.run(\"true\")).roles([\"web\"]);\nrb.order([\"db\", \"web\"]);\nrb\n",
+        "[db]\ndb1\n[web]\nw1\nw2\n",
+    );
+    let out = case.plan(&["--limit", "w1", "--format", "json"], 0);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let hosts: Vec<&str> = plan["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, ["w1"], "--limit still decides who is acted on");
+    let once = &plan["tasks"][0];
+    assert_eq!(once["commands"][0], "db1: stop-writes");
+    // A group that does not exist is an error, not an empty list.
+    let case = Case::new(
+        "let rb = runbook(\"x\");\nrb.once(\"first\", || hosts(\"dbs\").len() > 0);\nrb.step(\"s\", |h| h.run(\"true\"));\nrb\n",
+        "[db]\ndb1\n",
+    );
+    let err = flat(&case.plan(&[], 2).stderr);
+    assert!(
+        err.contains("hosts(\"dbs\"): the inventory has no such group (groups: ungrouped, db)")
+            || err.contains("hosts(\"dbs\"): the inventory has no such group"),
+        "{err}"
+    );
+}
+
+// A runbook within every script limit recorded ~170 MB per host; memory ran out at 30 hosts.
+#[test]
+fn plan_size_is_bounded_per_host_and_in_total() {
+    let per_host = Case::new(
+        "let rb = runbook(\"x\");\nrb.step(\"s\", |h| {\n  let c = \"x\";\n  for i in 0..16 { c += c; }\n  for i in 0..1000 { try { h.run(c); } catch (e) { } }\n});\nrb\n",
+        "[web]\nw1\n",
+    );
+    let err = flat(&per_host.plan(&[], 2).stderr);
+    assert!(
+        err.contains("the plan records more than 1048576 bytes of commands for host w1")
+            && err.contains("FLEETBOOK_MAX_PLAN_BYTES_PER_HOST raises the limit"),
+        "{err}"
+    );
+    let total = Case::new(
+        "let rb = runbook(\"x\");\nrb.step(\"s\", |h| {\n  let c = \"x\";\n  for i in 0..16 { c += c; }\n  for i in 0..12 { h.run(c); }\n});\nrb\n",
+        "[web]\nw[1:100]\n",
+    );
+    let (out, peak) = peak_memory(total.cmd("plan", &[]).argv());
+    assert_eq!(out.status.code(), Some(2));
+    let err = flat(&String::from_utf8_lossy(&out.stderr));
+    assert!(
+        err.contains("the plan records more than 67108864 bytes of commands in all (FLEETBOOK_MAX_PLAN_BYTES raises the limit"),
+        "{err}"
+    );
+    assert!(peak < 256 << 20, "peak memory {peak} bytes");
+    // The limit is an option: raised, the same plan passes.
+    let saved = total.path("plan.json").display().to_string();
+    total
+        .cmd("plan", &["--format", "json", "-o", &saved])
+        .env("FLEETBOOK_MAX_PLAN_BYTES", "100000000")
+        .code(0);
+}
+
+/// Runs a command and returns its output and peak resident memory in bytes (from wait4).
+fn peak_memory(argv: Vec<String>) -> (std::process::Output, u64) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        err_pipe.read_to_end(&mut buf).unwrap();
+        buf
+    });
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    stderr.extend(reader.join().unwrap());
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid);
+    use std::os::unix::process::ExitStatusExt;
+    let out = std::process::Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout,
+        stderr,
+    };
+    (out, usage.ru_maxrss as u64 * 1024)
+}
+
+// `.timeout("0s")` passed check and then failed every plan.
+#[test]
+fn a_zero_timeout_is_refused_by_check() {
+    let case = Case::new(
+        "let rb = runbook(\"x\");\nrb.step(\"s\", |h| h.run(\"x\")).timeout(\"0s\");\nrb\n",
+        "",
+    );
+    let out = fleetbook(&["check"])
+        .arg(case.path("rb.rhai").display().to_string())
+        .code(2);
+    assert!(
+        flat(&out.stderr).contains(".timeout must be longer than 0s"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("rb.rhai:2:30"), "{}", out.stderr);
+}
+
+// "Data race detected on argument #2 of function 'step'" told the user nothing.
+#[test]
+fn a_closure_using_the_runbook_variable_is_told_what_to_write() {
+    let case = Case::new(
+        "let rb = runbook(\"x\");\nrb.step(\"s\", |h| { rb.limit(\"*\", 1); h.run(\"x\") });\nrb\n",
+        "",
+    );
+    let out = fleetbook(&["check"])
+        .arg(case.path("rb.rhai").display().to_string())
+        .code(2);
+    let err = flat(&out.stderr);
+    assert!(
+        err.contains("most often a step closure that uses the runbook variable (`rb`)")
+            && err.contains("call rb.limit/rb.order/rb.step at the top level of the script"),
+        "{err}"
+    );
+}
+
+// An endless loop inside a step said neither where nor for which host.
+#[test]
+fn a_runaway_step_names_host_step_and_line() {
+    let case = Case::new(
+        "let rb = runbook(\"x\");\n\nrb.step(\"spin\", |h| { loop { } });\nrb\n",
+        "[web]\nw1\n",
+    );
+    let err = flat(&case.plan(&[], 2).stderr);
+    assert!(
+        err.contains("host w1, step \"spin\" (dry-run): the script was stopped after 5000000 operations: an endless loop?"),
+        "{err}"
+    );
+    assert!(err.contains("rb.rhai:3:4"), "{err}");
+}
+
+// A limit naming a role with no hosts did nothing, silently.
+#[test]
+fn a_limit_on_a_role_without_hosts_is_a_warning() {
+    let case = Case::new(
+        "let rb = runbook(\"x\");\nrb.limit(\"db\", 1);\nrb.step(\"s\", |h| h.run(\"x\"));\nrb\n",
+        "[web]\nw1\n[db]\n",
+    );
+    let out = case.plan(&[], 0);
+    assert!(
+        out.stderr.contains("role \"db\" (named at ")
+            && out.stderr.contains(
+                "rb.rhai:2:4) has no hosts: what the runbook declares for it does nothing"
+            ),
+        "{}",
+        out.stderr
+    );
+}

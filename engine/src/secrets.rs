@@ -64,7 +64,7 @@ impl Secrets {
             return;
         }
         v.push((name.to_string(), value.to_string()));
-        v.sort_by(|a, b| b.1.len().cmp(&a.1.len()));
+        v.sort_by_key(|b| std::cmp::Reverse(b.1.len()));
     }
 
     pub fn len(&self) -> usize {

@@ -291,3 +291,110 @@ fn a_limit_on_a_role_without_hosts_is_a_warning() {
         out.stderr
     );
 }
+
+/// Every secret source of the secrets test, with the unique value planted in it.
+const PLANTED: [&str; 4] = [
+    "PLANTED-param-7f3a",
+    "PLANTED-cred-91c2",
+    "PLANTED-marked-5d0e",
+    "PLANTED-invmark-c4b8",
+];
+
+fn assert_clean(what: &str, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    for p in PLANTED {
+        assert!(!text.contains(p), "{p} leaked into {what}:\n{text}");
+    }
+}
+
+// Credential variables reached recorded commands in clear, and redaction in three places
+// disagreed: one Secrets type redacts every output of plan, run, resume, status, exec,
+// events and the journal file.
+#[test]
+fn no_secret_reaches_any_output_or_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let all = "${t} ${h.var(\"db_password\")} ${h.var(\"marked\")} ${h.var(\"inv_marked\")} ${h.fact(\"pw\")}";
+    let case = Case::new(
+        &format!(
+            "let rb = runbook(\"s\").describe(\"leaks nothing\");\nlet t = secret_param(\"token\", \"\");\nrb.secret_vars([\"marked\"]);\nrb.step(\"a\", |h| {{ h.set_fact(\"pw\", h.var(\"db_password\")); h.run(`echo {all}`); }});\nrb.step(\"b\", |h| h.run(`echo {all}; echo {all} >&2; exit 1`));\nrb\n"
+        ),
+        &format!(
+            "[all:vars]\nfleetbook_secret_vars=inv_marked\n[web]\nl1 ansible_connection=local db_password={} marked={} inv_marked={}\n",
+            PLANTED[1], PLANTED[2], PLANTED[3]
+        ),
+    );
+    let param = format!("token={}", PLANTED[0]);
+    let state_arg = state.display().to_string();
+    let mut outputs: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut keep = |what: &str, out: Outcome| {
+        outputs.push((format!("{what} stdout"), out.stdout.into_bytes()));
+        outputs.push((format!("{what} stderr"), out.stderr.into_bytes()));
+    };
+    for format in ["text", "json", "dot", "mermaid", "html"] {
+        keep(
+            &format!("plan {format}"),
+            case.plan(&["--param", &param, "--format", format], 0),
+        );
+    }
+    let saved = case.path("plan.json").display().to_string();
+    keep(
+        "plan -o",
+        case.plan(&["--param", &param, "--format", "json", "-o", &saved], 0),
+    );
+    let run = case
+        .cmd(
+            "run",
+            &[
+                "--param", &param, "--yes", "--state", &state_arg, "--events", "jsonl",
+            ],
+        )
+        .code(3);
+    let id = run
+        .stderr
+        .split_whitespace()
+        .skip_while(|w| *w != "run")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    keep("run", run);
+    for (what, args) in [
+        (
+            "resume",
+            vec![
+                "resume", &id, "--yes", "--param", &param, "--events", "jsonl",
+            ],
+        ),
+        ("status", vec!["status", &id]),
+        ("status json", vec!["status", &id, "--format", "json"]),
+        ("runs", vec!["runs"]),
+    ] {
+        keep(what, fleetbook(&args).arg("--state").arg(&state_arg).run());
+    }
+    keep(
+        "exec",
+        fleetbook(&["exec", "-i"])
+            .arg(case.path("hosts").display().to_string())
+            .arg("web")
+            .arg("--")
+            .arg(format!("echo {} {}", PLANTED[1], PLANTED[3]))
+            .run(),
+    );
+    for (what, bytes) in &outputs {
+        assert_clean(what, bytes);
+    }
+    assert_clean("saved plan", &std::fs::read(&saved).unwrap());
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            assert_clean(&path.display().to_string(), &std::fs::read(&path).unwrap());
+        }
+    }
+    // The redaction is visible, so the test cannot pass by printing nothing.
+    let events = &outputs.iter().find(|(w, _)| w == "run stdout").unwrap().1;
+    assert!(
+        String::from_utf8_lossy(events).contains("<secret:"),
+        "{}",
+        String::from_utf8_lossy(events)
+    );
+}

@@ -1,4 +1,9 @@
 //! `file::` (read, exists) and `http::` (ok, checked from the host itself).
+//!
+//! `cat` and `curl` get `--` before the path or URL. `test -e PATH` needs none: with two
+//! arguments POSIX `test` always reads the first as the operator and the second as its operand.
+//! curl gets `--globoff` (`[1-9]` and `{a,b}` would fetch several URLs) and `--proto
+//! =http,https` (`http::` checks HTTP, not `file://` or `dict://`).
 
 use crate::host::Host;
 use crate::quote::quote;
@@ -15,15 +20,21 @@ pub fn exists_command(path: &str) -> String {
 }
 
 pub fn http_ok_command(url: &str) -> String {
-    format!("curl -fsS -o /dev/null --max-time 10 {}", quote(url))
+    format!(
+        "curl -fsS -o /dev/null --max-time 10 --globoff --proto =http,https -- {}",
+        quote(url)
+    )
 }
 
 pub(crate) fn file_module() -> Module {
     let mut m = Module::new();
-    FuncRegistration::new("read")
-        .set_into_module(&mut m, |h: Host, path: &str| -> RhaiResult<String> {
-            Ok(h.run(&read_command(path))?.stdout)
-        });
+    FuncRegistration::new("read").set_into_module(
+        &mut m,
+        |h: Host, path: &str| -> RhaiResult<String> {
+            let out = h.run(&read_command(path))?;
+            Ok(crate::host::strip_newline(&out.stdout).to_string())
+        },
+    );
     FuncRegistration::new("exists")
         .set_into_module(&mut m, |h: Host, path: &str| -> RhaiResult<bool> {
             h.run_ok(&exists_command(path))

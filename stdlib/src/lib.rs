@@ -12,6 +12,9 @@ pub mod quote;
 pub mod service;
 pub mod transport;
 
+#[cfg(test)]
+mod operand_tests;
+
 pub use host::Host;
 pub use transport::{HostInfo, Output, Transport, TransportError};
 
@@ -31,6 +34,12 @@ pub fn runtime_error(msg: impl Into<String>) -> Box<EvalAltResult> {
     ))
 }
 
+/// A host operation refusing a value it was given: names the operation, the value (escaped,
+/// so a newline or a control character shows) and why.
+pub fn refused(op: &str, what: &str, value: &str, why: &str) -> Box<EvalAltResult> {
+    runtime_error(format!("{op}: refused {what} {value:?}: {why}"))
+}
+
 /// Registers the `Host` type and every host-operation module on `engine`.
 pub fn register(engine: &mut Engine) {
     host::register(engine);
@@ -39,7 +48,11 @@ pub fn register(engine: &mut Engine) {
     engine.register_static_module("service", service::module().into());
     engine.register_static_module("file", files::file_module().into());
     engine.register_static_module("http", files::http_module().into());
+    engine.register_static_module("sh", sh_module().into());
+}
+
+fn sh_module() -> Module {
     let mut sh = Module::new();
     FuncRegistration::new("quote").set_into_module(&mut sh, |s: &str| quote::quote(s));
-    engine.register_static_module("sh", sh.into());
+    sh
 }

@@ -1,4 +1,8 @@
 //! `puppet::` — the Puppet agent: disable with a reason, enable, run once.
+//!
+//! `--disable` takes its message as an optional argument, which Ruby's OptionParser reads from
+//! the next word only when that word does not start with `-`; `--disable=MESSAGE` always takes
+//! MESSAGE, whatever it starts with. A manifest comes after `--`.
 
 use crate::host::Host;
 use crate::quote::quote;
@@ -7,7 +11,7 @@ use rhai::{EvalAltResult, FuncRegistration, Module};
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
 pub fn disable_command(reason: &str) -> String {
-    format!("puppet agent --disable {}", quote(reason))
+    format!("puppet agent --disable={}", quote(reason))
 }
 
 pub const ENABLE: &str = "puppet agent --enable";
@@ -17,7 +21,7 @@ pub const RUN: &str = "puppet agent --test || [ $? -eq 2 ]";
 /// Masterless: apply a manifest on the host; exit 2 ("changes applied") is success.
 pub fn apply_command(manifest: &str) -> String {
     format!(
-        "puppet apply --detailed-exitcodes {} || [ $? -eq 2 ]",
+        "puppet apply --detailed-exitcodes -- {} || [ $? -eq 2 ]",
         quote(manifest)
     )
 }

@@ -1,7 +1,8 @@
 //! Host operations exposed to Rhai runbooks as namespaced modules (`pkg::`, `puppet::`,
 //! `service::`, `file::`, `http::`, `sh::`) plus the `Host` type, and the shared `.rhai`
 //! libraries that runbooks can `import`. Every operation builds one exact shell command with
-//! every argument quoted, and runs it through a [`Transport`].
+//! every argument quoted and every value the runbook gives as one operand, never an option
+//! (after `--`, or refused where the program has none), and runs it through a [`Transport`].
 
 pub mod duration;
 mod files;

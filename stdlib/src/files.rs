@@ -6,8 +6,9 @@
 //! =http,https` (`http::` checks HTTP, not `file://` or `dict://`).
 
 use crate::host::Host;
+use crate::located;
 use crate::quote::quote;
-use rhai::{EvalAltResult, FuncRegistration, Module};
+use rhai::{EvalAltResult, FuncRegistration, Module, NativeCallContext};
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
@@ -30,22 +31,29 @@ pub(crate) fn file_module() -> Module {
     let mut m = Module::new();
     FuncRegistration::new("read").set_into_module(
         &mut m,
-        |h: Host, path: &str| -> RhaiResult<String> {
-            let out = h.run(&read_command(path))?;
-            Ok(crate::host::strip_newline(&out.stdout).to_string())
+        |ctx: NativeCallContext, h: Host, path: &str| -> RhaiResult<String> {
+            located(&ctx, || {
+                let out = h.run(&read_command(path))?;
+                Ok(crate::host::strip_newline(&out.stdout).to_string())
+            })
         },
     );
-    FuncRegistration::new("exists")
-        .set_into_module(&mut m, |h: Host, path: &str| -> RhaiResult<bool> {
-            h.run_ok(&exists_command(path))
-        });
+    FuncRegistration::new("exists").set_into_module(
+        &mut m,
+        |ctx: NativeCallContext, h: Host, path: &str| -> RhaiResult<bool> {
+            located(&ctx, || h.run_ok(&exists_command(path)))
+        },
+    );
     m
 }
 
 pub(crate) fn http_module() -> Module {
     let mut m = Module::new();
-    FuncRegistration::new("ok").set_into_module(&mut m, |h: Host, url: &str| -> RhaiResult<bool> {
-        h.run_ok(&http_ok_command(url))
-    });
+    FuncRegistration::new("ok").set_into_module(
+        &mut m,
+        |ctx: NativeCallContext, h: Host, url: &str| -> RhaiResult<bool> {
+            located(&ctx, || h.run_ok(&http_ok_command(url)))
+        },
+    );
     m
 }

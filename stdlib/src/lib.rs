@@ -19,7 +19,7 @@ mod operand_tests;
 pub use host::Host;
 pub use transport::{HostInfo, Output, Transport, TransportError};
 
-use rhai::{Engine, EvalAltResult, FuncRegistration, Module};
+use rhai::{Engine, EvalAltResult, FuncRegistration, Module, NativeCallContext};
 
 /// The shared `.rhai` libraries, importable by name (`import "rolling" as rolling;`).
 pub const LIBRARIES: &[(&str, &str)] = &[
@@ -33,6 +33,21 @@ pub fn runtime_error(msg: impl Into<String>) -> Box<EvalAltResult> {
         msg.into().into(),
         rhai::Position::NONE,
     ))
+}
+
+/// Runs the body of a namespaced function (`pkg::install`) and gives its error the call's
+/// position: Rhai (1.27) leaves errors from qualified native calls without one, so they would
+/// show no script line, host or step.
+pub(crate) fn located<T>(
+    ctx: &NativeCallContext,
+    body: impl FnOnce() -> Result<T, Box<EvalAltResult>>,
+) -> Result<T, Box<EvalAltResult>> {
+    body().map_err(|mut e| {
+        if e.position().is_none() {
+            e.set_position(ctx.call_position());
+        }
+        e
+    })
 }
 
 /// A host operation refusing a value it was given: names the operation, the value (escaped,

@@ -604,6 +604,8 @@ fn patterns_were_taken_as_package_and_unit_names() {
             err.contains(&format!("{op}: refused")) && err.contains(&format!("{v:?}")),
             "{call} with {v:?}: {err}"
         );
+        // Where in the script: Rhai leaves errors of namespaced calls without a position.
+        assert!(err.contains("(line 1, position "), "{call}: {err}");
     }
 }
 

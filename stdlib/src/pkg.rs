@@ -10,8 +10,8 @@
 
 use crate::host::Host;
 use crate::quote::{join, quote};
-use crate::{refused, runtime_error};
-use rhai::{Array, EvalAltResult, FuncRegistration, Module};
+use crate::{located, refused, runtime_error};
+use rhai::{Array, EvalAltResult, FuncRegistration, Module, NativeCallContext};
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
@@ -217,13 +217,18 @@ fn run_privileged(h: &Host, cmd: &str) -> RhaiResult<()> {
 
 pub(crate) fn module() -> Module {
     let mut m = Module::new();
-    FuncRegistration::new("update_index").set_into_module(&mut m, |h: Host| -> RhaiResult<()> {
-        let mgr = manager(&h)?;
-        run_privileged(&h, &update_index_command(mgr))
-    });
+    FuncRegistration::new("update_index").set_into_module(
+        &mut m,
+        |ctx: NativeCallContext, h: Host| -> RhaiResult<()> {
+            located(&ctx, || {
+                let mgr = manager(&h)?;
+                run_privileged(&h, &update_index_command(mgr))
+            })
+        },
+    );
     FuncRegistration::new("upgrade").set_into_module(
         &mut m,
-        |h: Host, list: Array| -> RhaiResult<()> {
+        |ctx: NativeCallContext, h: Host, list: Array| -> RhaiResult<()> { located(&ctx, || {
             let list = names("pkg::upgrade", &list)?;
             let mgr = manager(&h)?;
             if list.is_empty() {
@@ -233,36 +238,45 @@ pub(crate) fn module() -> Module {
             }
             remember_previous(&h, mgr, &list)?;
             run_privileged(&h, &upgrade_command(mgr, &list))
-        },
+        }) },
     );
-    FuncRegistration::new("dist_upgrade").set_into_module(&mut m, |h: Host| -> RhaiResult<()> {
-        let mgr = manager(&h)?;
-        run_privileged(&h, &upgrade_command(mgr, &[]))
-    });
-    FuncRegistration::new("install").set_into_module(
+    FuncRegistration::new("dist_upgrade").set_into_module(
         &mut m,
-        |h: Host, name: &str, version: &str| -> RhaiResult<()> {
-            check_name("pkg::install", name)?;
-            check_version("pkg::install", version)?;
-            let mgr = manager(&h)?;
-            remember_previous(&h, mgr, &[name.to_string()])?;
-            run_privileged(&h, &install_command(mgr, name, version))
+        |ctx: NativeCallContext, h: Host| -> RhaiResult<()> {
+            located(&ctx, || {
+                let mgr = manager(&h)?;
+                run_privileged(&h, &upgrade_command(mgr, &[]))
+            })
         },
     );
     FuncRegistration::new("install").set_into_module(
         &mut m,
-        |h: Host, name: &str| -> RhaiResult<()> {
-            check_name("pkg::install", name)?;
-            let mgr = manager(&h)?;
-            remember_previous(&h, mgr, &[name.to_string()])?;
-            run_privileged(&h, &install_command(mgr, name, ""))
+        |ctx: NativeCallContext, h: Host, name: &str, version: &str| -> RhaiResult<()> {
+            located(&ctx, || {
+                check_name("pkg::install", name)?;
+                check_version("pkg::install", version)?;
+                let mgr = manager(&h)?;
+                remember_previous(&h, mgr, &[name.to_string()])?;
+                run_privileged(&h, &install_command(mgr, name, version))
+            })
+        },
+    );
+    FuncRegistration::new("install").set_into_module(
+        &mut m,
+        |ctx: NativeCallContext, h: Host, name: &str| -> RhaiResult<()> {
+            located(&ctx, || {
+                check_name("pkg::install", name)?;
+                let mgr = manager(&h)?;
+                remember_previous(&h, mgr, &[name.to_string()])?;
+                run_privileged(&h, &install_command(mgr, name, ""))
+            })
         },
     );
     // Puts a package back as it was before this run changed it on this host: the version
     // recorded in the fact previous_version:NAME, or removed if it was not installed.
     FuncRegistration::new("restore").set_into_module(
         &mut m,
-        |h: Host, name: &str| -> RhaiResult<()> {
+        |ctx: NativeCallContext, h: Host, name: &str| -> RhaiResult<()> { located(&ctx, || {
             check_name("pkg::restore", name)?;
             let mgr = manager(&h)?;
             let key = format!("previous_version:{name}");
@@ -277,35 +291,39 @@ pub(crate) fn module() -> Module {
                 Some(v) if v.is_empty() => run_privileged(&h, &remove_command(mgr, name)),
                 Some(v) => run_privileged(&h, &install_command(mgr, name, &v)),
             }
-        },
+        }) },
     );
     FuncRegistration::new("remove").set_into_module(
         &mut m,
-        |h: Host, name: &str| -> RhaiResult<()> {
-            check_name("pkg::remove", name)?;
-            if name.ends_with('+') {
-                return Err(refused(
-                    "pkg::remove",
-                    "package name",
-                    name,
-                    "apt-get reads a trailing + as \"install\"",
-                ));
-            }
-            let mgr = manager(&h)?;
-            run_privileged(&h, &remove_command(mgr, name))
+        |ctx: NativeCallContext, h: Host, name: &str| -> RhaiResult<()> {
+            located(&ctx, || {
+                check_name("pkg::remove", name)?;
+                if name.ends_with('+') {
+                    return Err(refused(
+                        "pkg::remove",
+                        "package name",
+                        name,
+                        "apt-get reads a trailing + as \"install\"",
+                    ));
+                }
+                let mgr = manager(&h)?;
+                run_privileged(&h, &remove_command(mgr, name))
+            })
         },
     );
     FuncRegistration::new("version").set_into_module(
         &mut m,
-        |h: Host, name: &str| -> RhaiResult<String> {
-            check_name("pkg::version", name)?;
-            let mgr = manager(&h)?;
-            let out = h.exec(&version_command(mgr, name))?;
-            // Not installed is an answer (""), not a failure.
-            Ok(if out.code == 0 {
-                out.stdout.trim().to_string()
-            } else {
-                String::new()
+        |ctx: NativeCallContext, h: Host, name: &str| -> RhaiResult<String> {
+            located(&ctx, || {
+                check_name("pkg::version", name)?;
+                let mgr = manager(&h)?;
+                let out = h.exec(&version_command(mgr, name))?;
+                // Not installed is an answer (""), not a failure.
+                Ok(if out.code == 0 {
+                    out.stdout.trim().to_string()
+                } else {
+                    String::new()
+                })
             })
         },
     );

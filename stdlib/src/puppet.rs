@@ -5,8 +5,9 @@
 //! MESSAGE, whatever it starts with. A manifest comes after `--`.
 
 use crate::host::Host;
+use crate::located;
 use crate::quote::quote;
-use rhai::{EvalAltResult, FuncRegistration, Module};
+use rhai::{EvalAltResult, FuncRegistration, Module, NativeCallContext};
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
@@ -30,24 +31,39 @@ pub(crate) fn module() -> Module {
     let mut m = Module::new();
     FuncRegistration::new("disable").set_into_module(
         &mut m,
-        |h: Host, reason: &str| -> RhaiResult<()> {
-            h.run(&h.privileged(&disable_command(reason))).map(|_| ())
+        |ctx: NativeCallContext, h: Host, reason: &str| -> RhaiResult<()> {
+            located(&ctx, || {
+                h.run(&h.privileged(&disable_command(reason))).map(|_| ())
+            })
         },
     );
-    FuncRegistration::new("enable").set_into_module(&mut m, |h: Host| -> RhaiResult<()> {
-        h.run(&h.privileged(ENABLE)).map(|_| ())
-    });
-    FuncRegistration::new("run").set_into_module(&mut m, |h: Host| -> RhaiResult<()> {
-        h.run(&h.privileged(RUN)).map(|_| ())
-    });
+    FuncRegistration::new("enable").set_into_module(
+        &mut m,
+        |ctx: NativeCallContext, h: Host| -> RhaiResult<()> {
+            located(&ctx, || h.run(&h.privileged(ENABLE)).map(|_| ()))
+        },
+    );
+    FuncRegistration::new("run").set_into_module(
+        &mut m,
+        |ctx: NativeCallContext, h: Host| -> RhaiResult<()> {
+            located(&ctx, || h.run(&h.privileged(RUN)).map(|_| ()))
+        },
+    );
     FuncRegistration::new("apply").set_into_module(
         &mut m,
-        |h: Host, manifest: &str| -> RhaiResult<()> {
-            h.run(&h.privileged(&apply_command(manifest))).map(|_| ())
+        |ctx: NativeCallContext, h: Host, manifest: &str| -> RhaiResult<()> {
+            located(&ctx, || {
+                h.run(&h.privileged(&apply_command(manifest))).map(|_| ())
+            })
         },
     );
-    FuncRegistration::new("is_disabled").set_into_module(&mut m, |h: Host| -> RhaiResult<bool> {
-        h.run_ok("test -e \"$(puppet config print agent_disabled_lockfile)\"")
-    });
+    FuncRegistration::new("is_disabled").set_into_module(
+        &mut m,
+        |ctx: NativeCallContext, h: Host| -> RhaiResult<bool> {
+            located(&ctx, || {
+                h.run_ok("test -e \"$(puppet config print agent_disabled_lockfile)\"")
+            })
+        },
+    );
     m
 }

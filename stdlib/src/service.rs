@@ -5,8 +5,8 @@
 
 use crate::host::Host;
 use crate::quote::quote;
-use crate::{refused, runtime_error};
-use rhai::{EvalAltResult, FuncRegistration, Module, INT};
+use crate::{located, refused, runtime_error};
+use rhai::{EvalAltResult, FuncRegistration, Module, NativeCallContext, INT};
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
@@ -38,10 +38,12 @@ pub fn check_name(op: &str, name: &str) -> RhaiResult<()> {
 fn register_action(m: &mut Module, action: &'static str) {
     FuncRegistration::new(action).set_into_module(
         m,
-        move |h: Host, name: &str| -> RhaiResult<()> {
-            check_name(&format!("service::{action}"), name)?;
-            h.run(&h.privileged(&action_command(action, name)))
-                .map(|_| ())
+        move |ctx: NativeCallContext, h: Host, name: &str| -> RhaiResult<()> {
+            located(&ctx, || {
+                check_name(&format!("service::{action}"), name)?;
+                h.run(&h.privileged(&action_command(action, name)))
+                    .map(|_| ())
+            })
         },
     );
 }
@@ -53,25 +55,29 @@ pub(crate) fn module() -> Module {
     }
     FuncRegistration::new("is_active").set_into_module(
         &mut m,
-        |h: Host, name: &str| -> RhaiResult<bool> {
-            check_name("service::is_active", name)?;
-            h.run_ok(&is_active_command(name))
+        |ctx: NativeCallContext, h: Host, name: &str| -> RhaiResult<bool> {
+            located(&ctx, || {
+                check_name("service::is_active", name)?;
+                h.run_ok(&is_active_command(name))
+            })
         },
     );
     FuncRegistration::new("main_pid").set_into_module(
         &mut m,
-        |h: Host, name: &str| -> RhaiResult<INT> {
-            check_name("service::main_pid", name)?;
-            let out = h.run(&main_pid_command(name))?;
-            let text = out.stdout.trim();
-            if text.is_empty() && h.is_dry_run() {
-                return Ok(0);
-            }
-            text.parse::<INT>().map_err(|_| {
-                runtime_error(format!(
-                    "host {}: unexpected MainPID {text:?} for service {name}",
-                    h.info.name
-                ))
+        |ctx: NativeCallContext, h: Host, name: &str| -> RhaiResult<INT> {
+            located(&ctx, || {
+                check_name("service::main_pid", name)?;
+                let out = h.run(&main_pid_command(name))?;
+                let text = out.stdout.trim();
+                if text.is_empty() && h.is_dry_run() {
+                    return Ok(0);
+                }
+                text.parse::<INT>().map_err(|_| {
+                    runtime_error(format!(
+                        "host {}: unexpected MainPID {text:?} for service {name}",
+                        h.info.name
+                    ))
+                })
             })
         },
     );

@@ -28,6 +28,18 @@ fn unknown_role_lists_known_roles() {
     ]));
 }
 
+// Issue 10 #6: `pkg::remove(h, "~i")` handed apt-get a pattern matching every installed
+// package; refused at plan time with the operation, the value and the script line.
+#[test]
+fn package_pattern_is_refused_with_its_line() {
+    insta::assert_snapshot!(bad(&[
+        "plan",
+        "tests/fixtures/bad/operand.rhai",
+        "-i",
+        "tests/fixtures/small.ini"
+    ]));
+}
+
 #[test]
 fn unknown_param_is_refused() {
     insta::assert_snapshot!(bad(&[

@@ -336,8 +336,8 @@ fn pkg_restore_installs_the_previous_version_or_removes() {
         .collect();
     assert_eq!(commands.len(), 2, "{commands:?}");
     assert!(
-        commands[0].ends_with("install --allow-downgrades old=1.0-1"),
+        commands[0].ends_with("install --allow-downgrades -- old=1.0-1"),
         "{commands:?}"
     );
-    assert!(commands[1].ends_with(" remove new"), "{commands:?}");
+    assert!(commands[1].ends_with(" remove -- new"), "{commands:?}");
 }

@@ -318,6 +318,30 @@ fn a_hostile_parameter_reaches_the_host_as_one_literal_argument() {
     assert!(!Path::new("/tmp/fleetbook-pwned").exists());
 }
 
+// Issue 10 #15: a fact set from `.stdout` kept the command's trailing newline, and a command
+// built from the fact split in two on the host.
+#[test]
+fn a_fact_from_stdout_kept_its_newline_and_split_the_next_command() {
+    let fleet = Fleet::start(&["h1"]);
+    let inv = fleet.inventory(&[("web", &["h1"])], "");
+    let rb = fleet.file(
+        "rb.rhai",
+        "let rb = runbook(\"t\");\n\
+         rb.step(\"learn\", |h| h.set_fact(\"kernel\", h.run(\"echo 6.1.0\").stdout));\n\
+         rb.step(\"use\", |h| h.run(`printf '[%s]' ${h.fact(\"kernel\")} k-${h.fact(\"kernel\")}.img > ${h.var(\"dir\")}/out`));\n\
+         rb.step(\"raw\", |h| h.run(`printf %s ${sh::quote(h.run(\"echo 6.1.0\").stdout_raw)} > ${h.var(\"dir\")}/raw`));\n\
+         rb\n",
+    );
+    let out = run(&fleet, &rb, &inv, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let dir = &fleet.host("h1").dir;
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out")).unwrap(),
+        "[6.1.0][k-6.1.0.img]"
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("raw")).unwrap(), "6.1.0\n");
+}
+
 #[test]
 fn unknown_host_keys_are_refused_by_default() {
     let fleet = Fleet::start(&["h1"]);

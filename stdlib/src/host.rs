@@ -138,11 +138,24 @@ pub fn sudo_command(command: &str) -> String {
     format!("sudo -n -- sh -c {}", quote(command))
 }
 
+/// `text` without one trailing newline (`\n` or `\r\n`), as Ansible gives `stdout`: a value
+/// read from a command's output (`uname -r`) must not carry the newline into a fact or into
+/// the next command built from it.
+pub fn strip_newline(text: &str) -> &str {
+    text.strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(text)
+}
+
+/// What `h.run(...)` returns: `stdout` and `stderr` without one trailing newline, and the
+/// exact text as `stdout_raw` and `stderr_raw`.
 fn output_map(out: Output) -> Map {
     let mut m = Map::new();
     m.insert("code".into(), Dynamic::from_int(out.code as rhai::INT));
-    m.insert("stdout".into(), out.stdout.into());
-    m.insert("stderr".into(), out.stderr.into());
+    m.insert("stdout".into(), strip_newline(&out.stdout).into());
+    m.insert("stderr".into(), strip_newline(&out.stderr).into());
+    m.insert("stdout_raw".into(), out.stdout.into());
+    m.insert("stderr_raw".into(), out.stderr.into());
     m
 }
 
@@ -292,4 +305,72 @@ pub(crate) fn register(engine: &mut Engine) {
         .register_fn("is_dry_run", |h: &mut Host| h.is_dry_run())
         .register_fn("to_string", |h: &mut Host| format!("Host({})", h.info.name))
         .register_fn("to_debug", |h: &mut Host| format!("Host({})", h.info.name));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers every command with the same output, and records the commands.
+    struct Answer(Output, Mutex<Vec<String>>);
+
+    impl Transport for Answer {
+        fn exec(
+            &self,
+            _: &HostInfo,
+            command: &str,
+            _: Option<Duration>,
+        ) -> Result<Output, TransportError> {
+            self.1.lock().unwrap().push(command.to_string());
+            Ok(self.0.clone())
+        }
+    }
+
+    fn eval(stdout: &str, stderr: &str, script: &str) -> (Host, Dynamic, Vec<String>) {
+        let out = Output {
+            code: 0,
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+        };
+        let transport = Arc::new(Answer(out, Mutex::default()));
+        let h = Host::new(Arc::new(HostInfo::default()), transport.clone());
+        let mut engine = Engine::new();
+        crate::register(&mut engine);
+        let mut scope = rhai::Scope::new();
+        scope.push("h", h.clone());
+        let value = engine
+            .eval_with_scope::<Dynamic>(&mut scope, script)
+            .unwrap();
+        let commands = transport.1.lock().unwrap().clone();
+        (h, value, commands)
+    }
+
+    // Issue 10 #15: `h.set_fact("kernel", h.run("uname -r").stdout)` stored "6.1.0\n", and a
+    // command built from the fact split in two.
+    #[test]
+    fn stdout_kept_its_trailing_newline_in_facts_and_commands() {
+        let (h, _, commands) = eval(
+            "6.1.0\n",
+            "",
+            r#"h.set_fact("kernel", h.run("uname -r").stdout); h.run(`echo ${h.fact("kernel")}`)"#,
+        );
+        assert_eq!(h.fact("kernel").as_deref(), Some("6.1.0"));
+        assert_eq!(commands, ["uname -r", "echo 6.1.0"]);
+        let (_, read, _) = eval("12.5\n", "", r#"file::read(h, "/etc/debian_version")"#);
+        assert_eq!(read.into_string().unwrap(), "12.5");
+    }
+
+    // Only one newline goes (`\n` or `\r\n`); the exact text stays in stdout_raw/stderr_raw.
+    #[test]
+    fn one_trailing_newline_is_stripped_and_the_raw_text_kept() {
+        let (_, out, _) = eval("a\n\n", "warn\r\n", r#"h.run("x")"#);
+        let out = out.cast::<Map>();
+        let text = |k: &str| out[k].clone().into_string().unwrap();
+        assert_eq!(text("stdout"), "a\n");
+        assert_eq!(text("stdout_raw"), "a\n\n");
+        assert_eq!(text("stderr"), "warn");
+        assert_eq!(text("stderr_raw"), "warn\r\n");
+        assert_eq!(strip_newline("no newline"), "no newline");
+        assert_eq!(strip_newline("\r"), "\r");
+    }
 }

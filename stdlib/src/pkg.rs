@@ -3,11 +3,15 @@
 //! The package manager comes from the host variable `pkg_manager` (`apt` or `dnf`), or is
 //! detected once per host with `command -v`. apt runs non-interactively and keeps local
 //! configuration files (`--force-confdef --force-confold`), as Software Heritage does.
+//!
+//! A package name is one package, never an option, a pattern or a file: names are checked
+//! ([`check_name`]) before any command runs, and apt, dpkg-query and rpm get `--` before them
+//! (dnf 5 has no `--`, so there the check is what keeps a name from being an option).
 
 use crate::host::Host;
 use crate::quote::{join, quote};
-use crate::runtime_error;
-use rhai::{Array, EvalAltResult, FuncRegistration, Module};
+use crate::{located, refused, runtime_error};
+use rhai::{Array, EvalAltResult, FuncRegistration, Module, NativeCallContext};
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
@@ -20,7 +24,9 @@ pub enum Manager {
 /// Waits (up to 2 minutes) for a dpkg lock held by another apt, e.g. one that a killed
 /// controller left running on the host, instead of failing at once.
 const LOCK_WAIT: &str = "-o DPkg::Lock::Timeout=120";
-const APT: &str = "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold";
+/// `APT::Cmd::Pattern-Only`: a name that is no package is not tried as a regular expression
+/// (apt-get would install every package that `python3.1` matches).
+const APT: &str = "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=120 -o APT::Cmd::Pattern-Only=true -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold";
 
 pub fn manager(h: &Host) -> RhaiResult<Manager> {
     let known = h
@@ -54,12 +60,52 @@ pub fn manager(h: &Host) -> RhaiResult<Manager> {
     }
 }
 
-fn names(list: &Array) -> RhaiResult<Vec<String>> {
+/// Refuses what apt-get or dnf would read as more than one named package: an option (`-y`),
+/// an apt pattern (`~i`, `?installed`), a glob or regex (`nginx*`), a local file (`./x.deb`),
+/// apt's remove suffix (`nginx-`), or several words (`pkg::remove` also refuses apt's install
+/// suffix, `nginx+`). Debian and RPM package names start with a
+/// letter or digit and use only letters, digits and `._+-` (`:` for an architecture or epoch).
+pub fn check_name(op: &str, name: &str) -> RhaiResult<()> {
+    let first_ok = name.starts_with(|c: char| c.is_ascii_alphanumeric());
+    let rest_ok = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._+:-".contains(c));
+    if !first_ok || !rest_ok || name.ends_with('-') {
+        return Err(refused(
+            op,
+            "package name",
+            name,
+            "a package name starts with a letter or digit and has only letters, digits and ._+:- \
+             (the package manager would read anything else as an option, a pattern or a file)",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a version that dnf would expand as a glob or that is several words.
+pub fn check_version(op: &str, version: &str) -> RhaiResult<()> {
+    if version
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "*?[]".contains(c))
+    {
+        return Err(refused(
+            op,
+            "version",
+            version,
+            "a version has no spaces, control characters or glob characters (*?[])",
+        ));
+    }
+    Ok(())
+}
+
+fn names(op: &str, list: &Array) -> RhaiResult<Vec<String>> {
     list.iter()
         .map(|v| {
-            v.clone()
-                .into_string()
-                .map_err(|t| runtime_error(format!("package names must be strings, got {t}")))
+            let name = v.clone().into_string().map_err(|t| {
+                runtime_error(format!("{op}: package names must be strings, got {t}"))
+            })?;
+            check_name(op, &name)?;
+            Ok(name)
         })
         .collect()
 }
@@ -74,7 +120,7 @@ pub fn update_index_command(m: Manager) -> String {
 pub fn upgrade_command(m: Manager, names: &[String]) -> String {
     match (m, names.is_empty()) {
         (Manager::Apt, true) => format!("{APT} dist-upgrade"),
-        (Manager::Apt, false) => format!("{APT} install --only-upgrade {}", join(names)),
+        (Manager::Apt, false) => format!("{APT} install --only-upgrade -- {}", join(names)),
         (Manager::Dnf, true) => "dnf -y upgrade".into(),
         (Manager::Dnf, false) => format!("dnf -y upgrade {}", join(names)),
     }
@@ -82,9 +128,9 @@ pub fn upgrade_command(m: Manager, names: &[String]) -> String {
 
 pub fn install_command(m: Manager, name: &str, version: &str) -> String {
     match (m, version.is_empty()) {
-        (Manager::Apt, true) => format!("{APT} install {}", quote(name)),
+        (Manager::Apt, true) => format!("{APT} install -- {}", quote(name)),
         (Manager::Apt, false) => format!(
-            "{APT} install --allow-downgrades {}",
+            "{APT} install --allow-downgrades -- {}",
             quote(&format!("{name}={version}"))
         ),
         (Manager::Dnf, true) => format!("dnf -y install {}", quote(name)),
@@ -97,15 +143,15 @@ pub fn install_command(m: Manager, name: &str, version: &str) -> String {
 
 pub fn remove_command(m: Manager, name: &str) -> String {
     match m {
-        Manager::Apt => format!("{APT} remove {}", quote(name)),
+        Manager::Apt => format!("{APT} remove -- {}", quote(name)),
         Manager::Dnf => format!("dnf -y remove {}", quote(name)),
     }
 }
 
 pub fn version_command(m: Manager, name: &str) -> String {
     match m {
-        Manager::Apt => format!("dpkg-query -W -f='${{Version}}' {}", quote(name)),
-        Manager::Dnf => format!("rpm -q --qf '%{{VERSION}}-%{{RELEASE}}' {}", quote(name)),
+        Manager::Apt => format!("dpkg-query -W -f='${{Version}}' -- {}", quote(name)),
+        Manager::Dnf => format!("rpm -q --qf '%{{VERSION}}-%{{RELEASE}}' -- {}", quote(name)),
     }
 }
 
@@ -115,11 +161,11 @@ pub fn versions_command(m: Manager, names: &[&str]) -> String {
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     match m {
         Manager::Apt => format!(
-            "dpkg-query -W -f='${{Package}} ${{Version}}\\n' {} 2>/dev/null || true",
+            "dpkg-query -W -f='${{Package}} ${{Version}}\\n' -- {} 2>/dev/null || true",
             join(&names)
         ),
         Manager::Dnf => format!(
-            "rpm -q --qf '%{{NAME}} %{{VERSION}}-%{{RELEASE}}\\n' {} 2>/dev/null | grep -v ' is not installed$' || true",
+            "rpm -q --qf '%{{NAME}} %{{VERSION}}-%{{RELEASE}}\\n' -- {} 2>/dev/null | grep -v ' is not installed$' || true",
             join(&names)
         ),
     }
@@ -171,15 +217,20 @@ fn run_privileged(h: &Host, cmd: &str) -> RhaiResult<()> {
 
 pub(crate) fn module() -> Module {
     let mut m = Module::new();
-    FuncRegistration::new("update_index").set_into_module(&mut m, |h: Host| -> RhaiResult<()> {
-        let mgr = manager(&h)?;
-        run_privileged(&h, &update_index_command(mgr))
-    });
+    FuncRegistration::new("update_index").set_into_module(
+        &mut m,
+        |ctx: NativeCallContext, h: Host| -> RhaiResult<()> {
+            located(&ctx, || {
+                let mgr = manager(&h)?;
+                run_privileged(&h, &update_index_command(mgr))
+            })
+        },
+    );
     FuncRegistration::new("upgrade").set_into_module(
         &mut m,
-        |h: Host, list: Array| -> RhaiResult<()> {
+        |ctx: NativeCallContext, h: Host, list: Array| -> RhaiResult<()> { located(&ctx, || {
+            let list = names("pkg::upgrade", &list)?;
             let mgr = manager(&h)?;
-            let list = names(&list)?;
             if list.is_empty() {
                 return Err(runtime_error(
                     "pkg::upgrade needs package names; use pkg::dist_upgrade(h) to upgrade everything",
@@ -187,33 +238,46 @@ pub(crate) fn module() -> Module {
             }
             remember_previous(&h, mgr, &list)?;
             run_privileged(&h, &upgrade_command(mgr, &list))
-        },
+        }) },
     );
-    FuncRegistration::new("dist_upgrade").set_into_module(&mut m, |h: Host| -> RhaiResult<()> {
-        let mgr = manager(&h)?;
-        run_privileged(&h, &upgrade_command(mgr, &[]))
-    });
-    FuncRegistration::new("install").set_into_module(
+    FuncRegistration::new("dist_upgrade").set_into_module(
         &mut m,
-        |h: Host, name: &str, version: &str| -> RhaiResult<()> {
-            let mgr = manager(&h)?;
-            remember_previous(&h, mgr, &[name.to_string()])?;
-            run_privileged(&h, &install_command(mgr, name, version))
+        |ctx: NativeCallContext, h: Host| -> RhaiResult<()> {
+            located(&ctx, || {
+                let mgr = manager(&h)?;
+                run_privileged(&h, &upgrade_command(mgr, &[]))
+            })
         },
     );
     FuncRegistration::new("install").set_into_module(
         &mut m,
-        |h: Host, name: &str| -> RhaiResult<()> {
-            let mgr = manager(&h)?;
-            remember_previous(&h, mgr, &[name.to_string()])?;
-            run_privileged(&h, &install_command(mgr, name, ""))
+        |ctx: NativeCallContext, h: Host, name: &str, version: &str| -> RhaiResult<()> {
+            located(&ctx, || {
+                check_name("pkg::install", name)?;
+                check_version("pkg::install", version)?;
+                let mgr = manager(&h)?;
+                remember_previous(&h, mgr, &[name.to_string()])?;
+                run_privileged(&h, &install_command(mgr, name, version))
+            })
+        },
+    );
+    FuncRegistration::new("install").set_into_module(
+        &mut m,
+        |ctx: NativeCallContext, h: Host, name: &str| -> RhaiResult<()> {
+            located(&ctx, || {
+                check_name("pkg::install", name)?;
+                let mgr = manager(&h)?;
+                remember_previous(&h, mgr, &[name.to_string()])?;
+                run_privileged(&h, &install_command(mgr, name, ""))
+            })
         },
     );
     // Puts a package back as it was before this run changed it on this host: the version
     // recorded in the fact previous_version:NAME, or removed if it was not installed.
     FuncRegistration::new("restore").set_into_module(
         &mut m,
-        |h: Host, name: &str| -> RhaiResult<()> {
+        |ctx: NativeCallContext, h: Host, name: &str| -> RhaiResult<()> { located(&ctx, || {
+            check_name("pkg::restore", name)?;
             let mgr = manager(&h)?;
             let key = format!("previous_version:{name}");
             match h.fact(&key) {
@@ -227,25 +291,39 @@ pub(crate) fn module() -> Module {
                 Some(v) if v.is_empty() => run_privileged(&h, &remove_command(mgr, name)),
                 Some(v) => run_privileged(&h, &install_command(mgr, name, &v)),
             }
-        },
+        }) },
     );
     FuncRegistration::new("remove").set_into_module(
         &mut m,
-        |h: Host, name: &str| -> RhaiResult<()> {
-            let mgr = manager(&h)?;
-            run_privileged(&h, &remove_command(mgr, name))
+        |ctx: NativeCallContext, h: Host, name: &str| -> RhaiResult<()> {
+            located(&ctx, || {
+                check_name("pkg::remove", name)?;
+                if name.ends_with('+') {
+                    return Err(refused(
+                        "pkg::remove",
+                        "package name",
+                        name,
+                        "apt-get reads a trailing + as \"install\"",
+                    ));
+                }
+                let mgr = manager(&h)?;
+                run_privileged(&h, &remove_command(mgr, name))
+            })
         },
     );
     FuncRegistration::new("version").set_into_module(
         &mut m,
-        |h: Host, name: &str| -> RhaiResult<String> {
-            let mgr = manager(&h)?;
-            let out = h.exec(&version_command(mgr, name))?;
-            // Not installed is an answer (""), not a failure.
-            Ok(if out.code == 0 {
-                out.stdout.trim().to_string()
-            } else {
-                String::new()
+        |ctx: NativeCallContext, h: Host, name: &str| -> RhaiResult<String> {
+            located(&ctx, || {
+                check_name("pkg::version", name)?;
+                let mgr = manager(&h)?;
+                let out = h.exec(&version_command(mgr, name))?;
+                // Not installed is an answer (""), not a failure.
+                Ok(if out.code == 0 {
+                    out.stdout.trim().to_string()
+                } else {
+                    String::new()
+                })
             })
         },
     );
@@ -262,8 +340,9 @@ mod tests {
         assert_eq!(
             cmd,
             "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=120 \
+             -o APT::Cmd::Pattern-Only=true \
              -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-             install --only-upgrade nova-common 'a b'"
+             install --only-upgrade -- nova-common 'a b'"
         );
         assert!(upgrade_command(Manager::Apt, &[]).ends_with("--force-confold dist-upgrade"));
     }
@@ -272,24 +351,23 @@ mod tests {
     fn previous_versions_are_asked_in_one_quoted_query() {
         assert_eq!(
             versions_command(Manager::Apt, &["nova-common", "a b"]),
-            "dpkg-query -W -f='${Package} ${Version}\\n' nova-common 'a b' 2>/dev/null || true"
+            "dpkg-query -W -f='${Package} ${Version}\\n' -- nova-common 'a b' 2>/dev/null || true"
         );
         assert!(versions_command(Manager::Dnf, &["demo"])
-            .starts_with("rpm -q --qf '%{NAME} %{VERSION}-%{RELEASE}\\n' demo"));
+            .starts_with("rpm -q --qf '%{NAME} %{VERSION}-%{RELEASE}\\n' -- demo"));
     }
 
     #[test]
     fn versions_are_pinned_per_manager() {
-        assert!(
-            install_command(Manager::Apt, "demo", "1.0").ends_with("--allow-downgrades demo=1.0")
-        );
+        assert!(install_command(Manager::Apt, "demo", "1.0")
+            .ends_with("--allow-downgrades -- demo=1.0"));
         assert_eq!(
             install_command(Manager::Dnf, "demo", "1.0"),
             "dnf -y install demo-1.0 || dnf -y downgrade demo-1.0"
         );
         assert_eq!(
             version_command(Manager::Apt, "x;y"),
-            "dpkg-query -W -f='${Version}' 'x;y'"
+            "dpkg-query -W -f='${Version}' -- 'x;y'"
         );
     }
 }

@@ -108,7 +108,13 @@ pub struct ExecOptions<'a> {
 enum Outcome {
     Ok,
     Skipped,
-    Failed { message: String, unreachable: bool },
+    Failed {
+        message: String,
+        unreachable: bool,
+        /// The run halts at once, whatever the failure budget (a changed host key, a host
+        /// leased by another run).
+        halts: bool,
+    },
 }
 
 struct Done {
@@ -116,6 +122,13 @@ struct Done {
     outcome: Outcome,
     attempts: u32,
     rolled_back: bool,
+}
+
+/// Marks a failure that must halt the run whatever the budget.
+fn mark_halting(d: &mut Done, e: &rhai::EvalAltResult) {
+    if let Outcome::Failed { halts, .. } = &mut d.outcome {
+        *halts = Script::transport_error(e).is_some_and(|te| te.halts_run());
+    }
 }
 
 /// Sleeps up to `d`, waking early when the run is killed.
@@ -183,6 +196,7 @@ impl Runner<'_> {
             outcome: Outcome::Failed {
                 message,
                 unreachable,
+                halts: false,
             },
             attempts,
             rolled_back: false,
@@ -213,11 +227,13 @@ impl Runner<'_> {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    return fail(
+                    let mut d = fail(
                         format!("when: {}", self.script.describe(&e)),
                         Script::is_unreachable(&e),
                         1,
-                    )
+                    );
+                    mark_halting(&mut d, &e);
+                    return d;
                 }
             }
         }
@@ -263,7 +279,14 @@ impl Runner<'_> {
                 }
                 Err(e) => {
                     let unreachable = Script::is_unreachable(&e);
+                    let halts = Script::transport_error(&e).is_some_and(|te| te.halts_run());
                     let message = self.script.describe(&e);
+                    if halts {
+                        // Nothing more goes to this host, not even an undo.
+                        let mut d = fail(message, false, attempt);
+                        mark_halting(&mut d, &e);
+                        return d;
+                    }
                     if unreachable || attempt == attempts {
                         let mut d = fail(message, unreachable, attempt);
                         if let Some(h) = host {
@@ -489,7 +512,14 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
             Outcome::Failed {
                 message,
                 unreachable,
+                halts,
             } => {
+                if halts && halted.is_none() {
+                    halted = Some(match graph.tasks[t].host {
+                        Some(_) => message.clone(),
+                        None => format!("{}: {message}", task.id),
+                    });
+                }
                 r.event(
                     t,
                     if unreachable {

@@ -1,0 +1,318 @@
+//! Runs under faults, against real sshd hosts on loopback: a frozen host (SIGSTOP on its sshd
+//! and everything under it, as `docker pause` freezes a container), a command that fails
+//! with its reason on stdout, two controllers on one host, a host whose key changed.
+
+use crate::sshd::Fleet;
+use crate::support::{fleetbook, Outcome};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn run_args(fleet: &Fleet, rb: &Path, inv: &Path, state: &Path) -> Vec<String> {
+    vec![
+        "run".into(),
+        rb.display().to_string(),
+        "-i".into(),
+        inv.display().to_string(),
+        "--yes".into(),
+        "--ssh-config".into(),
+        fleet.ssh_config.display().to_string(),
+        "--state".into(),
+        state.display().to_string(),
+    ]
+}
+
+fn run(fleet: &Fleet, rb: &Path, inv: &Path, state: &Path, extra: &[&str]) -> Outcome {
+    let mut cmd = fleetbook(&[]);
+    for a in run_args(fleet, rb, inv, state) {
+        cmd = cmd.arg(a);
+    }
+    for a in extra {
+        cmd = cmd.arg(*a);
+    }
+    cmd.run()
+}
+
+fn spawn(fleet: &Fleet, rb: &Path, inv: &Path, state: &Path, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_fleetbook"))
+        .args(run_args(fleet, rb, inv, state))
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("fleetbook starts")
+}
+
+fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn events(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect()
+}
+
+/// The run id from "run ID (journal PATH)" on standard error.
+fn run_id(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("run ")?
+                .split_once(" (journal ")
+                .map(|x| x.0)
+        })
+        .unwrap_or_else(|| panic!("no run id in {stderr}"))
+        .to_string()
+}
+
+/// Every process under `pid` (by parent), `pid` first.
+fn tree(pid: i32) -> Vec<i32> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        let parent = all[i];
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(p) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // "pid (comm) state ppid ...": comm may hold spaces, so split after the ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+            if ppid == Some(parent) && !all.contains(&p) {
+                all.push(p);
+            }
+        }
+        i += 1;
+    }
+    all
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+const SIGCONT: i32 = 18;
+const SIGSTOP: i32 = 19;
+
+/// A host frozen (its sshd and everything under it stopped) until dropped.
+struct Frozen(Vec<i32>);
+
+impl Frozen {
+    fn host(fleet: &Fleet, name: &str) -> Frozen {
+        let pid: i32 = std::fs::read_to_string(fleet.host(name).dir.join("sshd.pid"))
+            .expect("sshd.pid")
+            .trim()
+            .parse()
+            .expect("a pid");
+        let pids = tree(pid);
+        for &p in &pids {
+            // SAFETY: kill(2) on processes this test's sshd started; no memory involved.
+            unsafe { libc_kill(p, SIGSTOP) };
+        }
+        Frozen(pids)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for &p in &self.0 {
+            // SAFETY: as above.
+            unsafe { libc_kill(p, SIGCONT) };
+        }
+    }
+}
+
+// The step's timeout was not honoured over a dead link: a frozen host failed its step after
+// timeout + 15 s, the run kept starting hosts meanwhile, and the message claimed a kill on
+// the host that nobody could have seen.
+#[test]
+fn a_frozen_host_fails_its_step_at_its_timeout_and_says_the_kill_is_unconfirmed() {
+    let fleet = Fleet::start(&["f1", "f2"]);
+    let inv = fleet.inventory(&[("web", &["f1", "f2"])], "");
+    let rb = fleet.file(
+        "rb.rhai",
+        "let rb = runbook(\"t\");\nrb.limit(\"web\", 1);\n\
+         rb.step(\"hang\", |h| h.run(`touch ${h.var(\"dir\")}/started; sleep 30`)).timeout(\"3s\");\nrb\n",
+    );
+    let state = fleet.dir.path().join("state");
+    let child = spawn(&fleet, &rb, &inv, &state, &["--events", "jsonl"]);
+    let marker = fleet.host("f1").dir.join("started");
+    wait_for(|| marker.exists(), "the step to start on f1");
+    let frozen = Frozen::host(&fleet, "f1");
+    let out = child.wait_with_output().unwrap();
+    drop(frozen);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "halted: {stderr}");
+    let ev = events(&String::from_utf8_lossy(&out.stdout));
+    let at = |state: &str| {
+        ev.iter()
+            .find(|e| e["host"] == "f1" && e["state"] == state)
+            .unwrap_or_else(|| panic!("no {state} event for f1: {ev:?}"))["at"]
+            .as_f64()
+            .unwrap()
+    };
+    let took = at("failed") - at("running");
+    assert!(
+        took < 10.0,
+        "the step failed {took:.1}s after it started, not at its 3s timeout"
+    );
+    let failed = ev
+        .iter()
+        .find(|e| e["host"] == "f1" && e["state"] == "failed")
+        .unwrap();
+    let msg = failed["message"].as_str().unwrap();
+    assert!(msg.contains("timed out after 3s"), "{msg}");
+    assert!(msg.contains("unconfirmed"), "{msg}");
+    assert!(!msg.contains("killed on the host"), "{msg}");
+    assert!(
+        !fleet.host("f2").dir.join("started").exists(),
+        "the halted run started f2"
+    );
+}
+
+// A failed command's reason was lost: only stderr was kept, and dpkg says "No space left
+// on device" on stdout.
+#[test]
+fn a_failed_commands_stdout_and_stderr_reach_events_status_and_journal() {
+    let fleet = Fleet::start(&["d1"]);
+    let inv = fleet.inventory(&[("web", &["d1"])], "");
+    let rb = fleet.file(
+        "rb.rhai",
+        "let rb = runbook(\"t\");\n\
+         rb.step(\"upgrade\", |h| h.run(\"sh -c 'echo No space left on device; echo E: dpkg error >&2; exit 2'\"));\nrb\n",
+    );
+    let state = fleet.dir.path().join("state");
+    let out = run(&fleet, &rb, &inv, &state, &["--events", "jsonl"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let both = |text: &str, what: &str| {
+        assert!(text.contains("No space left on device"), "{what}: {text}");
+        assert!(text.contains("E: dpkg error"), "{what}: {text}");
+    };
+    let ev = events(&out.stdout);
+    let failed = ev
+        .iter()
+        .find(|e| e["state"] == "failed")
+        .expect("a failed event");
+    both(failed["message"].as_str().unwrap(), "events");
+    let id = run_id(&out.stderr);
+    let status = fleetbook(&["status", &id, "--state"])
+        .arg(state.display().to_string())
+        .code(0);
+    both(&status.stdout, "status");
+    let journal: Vec<u8> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .flat_map(|f| std::fs::read(f.path()).unwrap_or_default())
+        .collect();
+    both(&String::from_utf8_lossy(&journal), "journal");
+}
+
+// The lock covered one state directory: a second run with another --state acted on a host
+// while the first run held its lock.
+#[test]
+fn a_second_controller_is_refused_a_host_another_run_holds() {
+    let fleet = Fleet::start(&["l1"]);
+    let inv = fleet.inventory(&[("web", &["l1"])], "");
+    let rb = fleet.file(
+        "rb.rhai",
+        "let rb = runbook(\"t\");\n\
+         rb.step(\"work\", |h| h.run(`echo x >> ${h.var(\"dir\")}/work; sleep 3`));\nrb\n",
+    );
+    let lease = fleet.host("l1").dir.join("fleetbook.lease");
+    let first = spawn(&fleet, &rb, &inv, &fleet.dir.path().join("state-a"), &[]);
+    let work = fleet.host("l1").dir.join("work");
+    wait_for(|| work.exists(), "the first run to act on l1");
+    let second = run(&fleet, &rb, &inv, &fleet.dir.path().join("state-b"), &[]);
+    let out = first.wait_with_output().unwrap();
+    let first_err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{first_err}");
+    let first_id = run_id(&first_err);
+    assert_eq!(second.code, 3, "the second run halts: {}", second.stderr);
+    assert!(
+        second.stderr.contains(&format!(
+            "host l1 is held by run {first_id} from controller "
+        )) && second.stderr.contains(" until "),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&work).unwrap(),
+        "x\n",
+        "only the first run acted on l1"
+    );
+    assert!(!lease.exists(), "the first run released its lease");
+    // Free again: a new run takes the host.
+    let third = run(&fleet, &rb, &inv, &fleet.dir.path().join("state-b"), &[]);
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    assert!(!lease.exists());
+}
+
+/// `ssh-keygen -l` of a public key file: its SHA256 fingerprint.
+fn fingerprint(pubkey: &Path) -> String {
+    let out = Command::new("ssh-keygen")
+        .arg("-l")
+        .arg("-f")
+        .arg(pubkey)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+// A changed host key (a possible man in the middle) counted as an ordinary unreachable host,
+// tolerated by the failure budget, and the run went on to the next hosts.
+#[test]
+fn a_changed_host_key_halts_the_run_whatever_the_failure_budget() {
+    let mut fleet = Fleet::start(&["k1", "k2", "k3"]);
+    let inv = fleet.inventory(&[("web", &["k1", "k2", "k3"])], "");
+    let dir = fleet.host("k2").dir.clone();
+    let expected = fingerprint(&dir.join("host_key.pub"));
+    fleet.stop_host(1);
+    std::fs::remove_file(dir.join("host_key")).unwrap();
+    std::fs::remove_file(dir.join("host_key.pub")).unwrap();
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(dir.join("host_key"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let offered = fingerprint(&dir.join("host_key.pub"));
+    fleet.start_host(1);
+    let rb = fleet.file(
+        "rb.rhai",
+        "let rb = runbook(\"t\");\nrb.limit(\"web\", 1);\nrb.max_failures(\"web\", 2);\n\
+         rb.step(\"a\", |h| h.run(`touch ${h.var(\"dir\")}/ran`));\nrb\n",
+    );
+    let out = run(&fleet, &rb, &inv, &fleet.dir.path().join("state"), &[]);
+    assert_eq!(out.code, 3, "halted: {}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("host k2 offered a host key that differs from known_hosts"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&expected),
+        "expected key: {}",
+        out.stderr
+    );
+    assert!(out.stderr.contains(&offered), "offered key: {}", out.stderr);
+    assert!(fleet.host("k1").dir.join("ran").exists());
+    assert!(
+        !fleet.host("k3").dir.join("ran").exists(),
+        "a host started after the changed key"
+    );
+}

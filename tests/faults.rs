@@ -189,11 +189,12 @@ fn a_failed_commands_stdout_and_stderr_reach_events_status_and_journal() {
     let rb = fleet.file(
         "rb.rhai",
         "let rb = runbook(\"t\");\n\
-         rb.step(\"upgrade\", |h| h.run(\"sh -c 'echo No space left on device; echo E: dpkg error >&2; exit 2'\"));\nrb\n",
+         rb.step(\"upgrade\", |h| h.run(\"sh -c 'printf \\\"No space left on %s\\\\n\\\" device; printf \\\"E: dpkg %s\\\\n\\\" error >&2; exit 2'\"));\nrb\n",
     );
     let state = fleet.dir.path().join("state");
     let out = run(&fleet, &rb, &inv, &state, &["--events", "jsonl"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
+    // The command's text does not hold the lines it prints: only its output can bring them.
     let both = |text: &str, what: &str| {
         assert!(text.contains("No space left on device"), "{what}: {text}");
         assert!(text.contains("E: dpkg error"), "{what}: {text}");

@@ -200,10 +200,14 @@ fn transport_error(host: &str, command: &str, e: TransportError) -> Box<EvalAltR
     };
     let mut m = Map::new();
     m.insert("kind".into(), kind.into());
-    m.insert(
-        "message".into(),
-        format!("host {host}: {e} (while running: {command})").into(),
-    );
+    let message = match e {
+        // These name the host themselves.
+        TransportError::HostKeyChanged { .. } | TransportError::Leased { .. } => {
+            format!("{e} (while running: {command})")
+        }
+        _ => format!("host {host}: {e} (while running: {command})"),
+    };
+    m.insert("message".into(), message.into());
     m.insert("error".into(), Dynamic::from(e));
     Box::new(EvalAltResult::ErrorRuntime(m.into(), rhai::Position::NONE))
 }

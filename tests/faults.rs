@@ -317,3 +317,46 @@ fn a_changed_host_key_halts_the_run_whatever_the_failure_budget() {
         "a host started after the changed key"
     );
 }
+
+// A resumed run must take over its own lease, even one that names a controller elsewhere,
+// while any other run is refused it.
+#[test]
+fn resume_takes_over_its_own_lease_and_other_runs_are_refused_it() {
+    let fleet = Fleet::start(&["r1"]);
+    let inv = fleet.inventory(&[("web", &["r1"])], "");
+    let dir = fleet.host("r1").dir.clone();
+    let rb = fleet.file(
+        "rb.rhai",
+        "let rb = runbook(\"t\");\n\
+         rb.step(\"a\", |h| h.run(`test -e ${h.var(\"dir\")}/fixed`));\nrb\n",
+    );
+    let state = fleet.dir.path().join("state");
+    let out = run(&fleet, &rb, &inv, &state, &[]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let id = run_id(&out.stderr);
+    let lease = dir.join("fleetbook.lease");
+    assert!(!lease.exists(), "released at the end of the run");
+    std::fs::write(dir.join("fixed"), "").unwrap();
+    // The run's lease, as a controller on another machine would have left it.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::fs::write(&lease, format!("{id}\nother-machine:1\n{}\n", now + 3600)).unwrap();
+    let other = run(&fleet, &rb, &inv, &fleet.dir.path().join("other"), &[]);
+    assert_eq!(other.code, 3, "{}", other.stderr);
+    assert!(
+        other.stderr.contains(&format!(
+            "host r1 is held by run {id} from controller other-machine:1"
+        )),
+        "{}",
+        other.stderr
+    );
+    let resumed = fleetbook(&["resume", &id, "--yes", "--state"])
+        .arg(state.display().to_string())
+        .arg("--ssh-config")
+        .arg(fleet.ssh_config.display().to_string())
+        .run();
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert!(!lease.exists(), "released at the end of the resumed run");
+}

@@ -200,10 +200,19 @@ fn read_answer(
             controller,
             until: crate::journal::format_time(until as f64),
         }),
-        None => Err(TransportError::Other(format!(
-            "host {host}: could not take the host's lease (/run/lock/fleetbook.lease or /tmp/fleetbook.lease): {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))),
+        None => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let hint = if err.contains("sudo: a password is required") {
+                "\n  hint: the host has ansible_become, so its lease is written through sudo -n, and sudo needs a password on this host; fleetbook only uses passwordless sudo"
+            } else {
+                ""
+            };
+            Err(TransportError::Other(format!(
+                "host {host}: could not take the host's lease (in {}, /run/lock or /tmp): {}{hint}",
+                lease::DIR_VAR,
+                err.trim()
+            )))
+        }
     }
 }
 

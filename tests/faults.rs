@@ -360,3 +360,36 @@ fn resume_takes_over_its_own_lease_and_other_runs_are_refused_it() {
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
     assert!(!lease.exists(), "released at the end of the resumed run");
 }
+
+// A lease must outlive its 60 s expiry while its run still acts on the host: the run renews
+// it (every 20 s), so a long step does not let another controller in.
+#[test]
+fn a_run_renews_its_lease_while_it_acts_on_the_host() {
+    let fleet = Fleet::start(&["n1"]);
+    let inv = fleet.inventory(&[("web", &["n1"])], "");
+    let dir = fleet.host("n1").dir.clone();
+    let rb = fleet.file(
+        "rb.rhai",
+        "let rb = runbook(\"t\");\n\
+         rb.step(\"long\", |h| h.run(`touch ${h.var(\"dir\")}/started; sleep 23`));\nrb\n",
+    );
+    let mut child = spawn(&fleet, &rb, &inv, &fleet.dir.path().join("state"), &[]);
+    wait_for(|| dir.join("started").exists(), "the step to start");
+    let lease = dir.join("fleetbook.lease");
+    let expiry = || -> u64 {
+        std::fs::read_to_string(&lease)
+            .ok()
+            .and_then(|t| t.lines().nth(2)?.parse().ok())
+            .unwrap_or(0)
+    };
+    let first = expiry();
+    assert!(first > 0, "the lease was taken before the step");
+    let mut renewed = false;
+    while child.try_wait().unwrap().is_none() {
+        renewed |= expiry() > first;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(renewed, "the lease was not renewed during the 23 s step");
+    assert!(child.wait().unwrap().success());
+    assert!(!lease.exists(), "released at the end");
+}

@@ -11,7 +11,9 @@
 //! failed one first). Failures are counted per role; past a role's `max_failures` (0 when
 //! undeclared) the run halts: no new host starts, hosts in flight finish the step they are
 //! in, then stop. A failed once/hook/gate step, a gate that says no or a refused approval
-//! halts the run too.
+//! halts the run too, and so does, whatever the budget, a transport error that says the
+//! host must not be touched (`TransportError::halts_run`: a changed host key, a host leased
+//! by another run).
 
 use crate::compile::{Graph, TaskKind};
 use crate::plan::Planned;

@@ -131,3 +131,36 @@ pub trait Transport: Send + Sync {
     /// Closes connections; called once when the run ends.
     fn shutdown(&self) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeout_says_whether_the_host_confirmed_the_kill() {
+        let t = |killed| {
+            TransportError::TimedOut {
+                after: Duration::from_secs(10),
+                killed,
+            }
+            .to_string()
+        };
+        assert_eq!(
+            t(true),
+            "timed out after 10s (the command was stopped on the host)"
+        );
+        assert!(t(false).starts_with("timed out after 10s; the host did not answer"));
+        assert!(t(false).contains("unconfirmed"));
+    }
+
+    #[test]
+    fn only_a_changed_key_or_a_leased_host_halts_the_run() {
+        assert!(TransportError::HostKeyChanged {
+            host: "h".into(),
+            expected: None,
+            offered: None,
+        }
+        .halts_run());
+        assert!(!TransportError::Unreachable("refused".into()).halts_run());
+    }
+}

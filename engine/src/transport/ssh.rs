@@ -785,3 +785,49 @@ mod tests {
         assert_eq!(out.status.code(), Some(0));
     }
 }
+
+#[cfg(test)]
+mod host_key_tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_host_key_is_read_from_openssh_with_both_fingerprints() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k");
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        let known = dir.path().join("known_hosts");
+        std::fs::write(
+            &known,
+            format!("other ssh-ed25519 AAAA\n[10.0.0.1]:22 {public}"),
+        )
+        .unwrap();
+        let stderr = format!(
+            "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+             @    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n\
+             @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+             IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!\n\
+             The fingerprint for the ED25519 key sent by the remote host is\n\
+             SHA256:offeredoffered.\n\
+             Offending ED25519 key in {}:2\n\
+             Host key verification failed.",
+            known.display()
+        );
+        let expected = known_hosts_fingerprint(&known.display().to_string(), 2).unwrap();
+        assert!(expected.starts_with("SHA256:"), "{expected}");
+        assert_eq!(
+            host_key_changed("db-3", &stderr),
+            Some(TransportError::HostKeyChanged {
+                host: "db-3".into(),
+                expected: Some(expected),
+                offered: Some("SHA256:offeredoffered".into()),
+            })
+        );
+        assert_eq!(host_key_changed("db-3", "Connection refused"), None);
+    }
+}

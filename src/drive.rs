@@ -181,6 +181,8 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, args: &RunArgs) -
         }
     };
     eprintln!("run {run_id} (journal {})", journal.path.display());
+    // Whatever the state directory, no other run acts on a host this run acts on.
+    transport.ssh.lease_hosts(&run_id);
     // On resume, what the hosts learned before (e.g. the versions to roll back to).
     let facts = journal.facts(&run_id)?;
     let outcome = execute(

@@ -7,6 +7,7 @@ mod support;
 mod check;
 mod docs;
 mod errors;
+mod faults;
 mod fleet;
 mod journal;
 mod plan;

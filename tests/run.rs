@@ -92,8 +92,9 @@ fn limit_total_limit_by_and_throttle_hold_on_the_hosts() {
     for (i, n) in web.iter().enumerate() {
         let h = fleet.host(n);
         inv_text.push_str(&format!(
-            "{n} ansible_host={} ansible_port=22022 dir={} rack=r{}\n",
+            "{n} ansible_host={} ansible_port=22022 dir={} fleetbook_lease_dir={} rack=r{}\n",
             h.addr,
+            h.dir.display(),
             h.dir.display(),
             i % 2
         ));

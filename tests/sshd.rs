@@ -158,7 +158,8 @@ impl Fleet {
     }
 
     /// An INI inventory: `groups` maps a group to its host names; every host gets its
-    /// address, port and `dir` variable.
+    /// address, port and `dir` variable, and its lease in `dir` (the loopback hosts share one
+    /// filesystem, so one `/run/lock` lease would make them one host).
     pub fn inventory(&self, groups: &[(&str, &[&str])], extra_vars: &str) -> PathBuf {
         let mut s = String::new();
         for (g, names) in groups {
@@ -166,8 +167,9 @@ impl Fleet {
             for n in *names {
                 let h = self.host(n);
                 s.push_str(&format!(
-                    "{n} ansible_host={} ansible_port={PORT} dir={}\n",
+                    "{n} ansible_host={} ansible_port={PORT} dir={} fleetbook_lease_dir={}\n",
                     h.addr,
+                    h.dir.display(),
                     h.dir.display()
                 ));
             }

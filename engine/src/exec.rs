@@ -11,7 +11,9 @@
 //! failed one first). Failures are counted per role; past a role's `max_failures` (0 when
 //! undeclared) the run halts: no new host starts, hosts in flight finish the step they are
 //! in, then stop. A failed once/hook/gate step, a gate that says no or a refused approval
-//! halts the run too.
+//! halts the run too, and so does, whatever the budget, a transport error that says the
+//! host must not be touched (`TransportError::halts_run`: a changed host key, a host leased
+//! by another run).
 
 use crate::compile::{Graph, TaskKind};
 use crate::plan::Planned;
@@ -110,7 +112,13 @@ pub struct ExecOptions<'a> {
 enum Outcome {
     Ok,
     Skipped,
-    Failed { message: String, unreachable: bool },
+    Failed {
+        message: String,
+        unreachable: bool,
+        /// The run halts at once, whatever the failure budget (a changed host key, a host
+        /// leased by another run).
+        halts: bool,
+    },
 }
 
 struct Done {
@@ -118,6 +126,13 @@ struct Done {
     outcome: Outcome,
     attempts: u32,
     rolled_back: bool,
+}
+
+/// Marks a failure that must halt the run whatever the budget.
+fn mark_halting(d: &mut Done, e: &rhai::EvalAltResult) {
+    if let Outcome::Failed { halts, .. } = &mut d.outcome {
+        *halts = Script::transport_error(e).is_some_and(|te| te.halts_run());
+    }
 }
 
 /// Sleeps up to `d`, waking early when the run is killed.
@@ -182,6 +197,7 @@ impl Runner<'_> {
             outcome: Outcome::Failed {
                 message,
                 unreachable,
+                halts: false,
             },
             attempts,
             rolled_back: false,
@@ -220,11 +236,13 @@ impl Runner<'_> {
                     return fail(format!("{what}: the step did not run"), false, 1);
                 }
                 Err(e) => {
-                    return fail(
+                    let mut d = fail(
                         format!("when: {}", self.script.describe(&e)),
                         Script::is_unreachable(&e),
                         1,
-                    )
+                    );
+                    mark_halting(&mut d, &e);
+                    return d;
                 }
             }
         }
@@ -277,7 +295,14 @@ impl Runner<'_> {
                 }
                 Err(e) => {
                     let unreachable = Script::is_unreachable(&e);
+                    let halts = Script::transport_error(&e).is_some_and(|te| te.halts_run());
                     let message = self.script.describe_step(&e, step);
+                    if halts {
+                        // Nothing more goes to this host, not even an undo.
+                        let mut d = fail(message, false, attempt);
+                        mark_halting(&mut d, &e);
+                        return d;
+                    }
                     if unreachable || attempt == attempts {
                         let mut d = fail(message, unreachable, attempt);
                         if let Some(h) = host {
@@ -505,7 +530,14 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
             Outcome::Failed {
                 message,
                 unreachable,
+                halts,
             } => {
+                if halts && halted.is_none() {
+                    halted = Some(match graph.tasks[t].host {
+                        Some(_) => message.clone(),
+                        None => format!("{}: {message}", task.id),
+                    });
+                }
                 r.event(
                     t,
                     if unreachable {

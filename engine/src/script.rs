@@ -530,6 +530,14 @@ impl Script {
 
     /// Whether the error came from a host that could not be reached.
     pub fn is_unreachable(e: &EvalAltResult) -> bool {
+        matches!(
+            Self::transport_error(e),
+            Some(fleetbook_stdlib::TransportError::Unreachable(_))
+        )
+    }
+
+    /// The transport's typed error, when a host operation failed to reach its host.
+    pub fn transport_error(e: &EvalAltResult) -> Option<fleetbook_stdlib::TransportError> {
         let mut cur = e;
         loop {
             match cur {
@@ -537,11 +545,12 @@ impl Script {
                 | EvalAltResult::ErrorInModule(_, inner, _) => cur = inner,
                 EvalAltResult::ErrorRuntime(v, _) => {
                     return v
-                        .read_lock::<rhai::Map>()
-                        .and_then(|m| m.get("kind").map(|k| k.to_string() == "unreachable"))
-                        .unwrap_or(false)
+                        .read_lock::<rhai::Map>()?
+                        .get("error")?
+                        .clone()
+                        .try_cast::<fleetbook_stdlib::TransportError>()
                 }
-                _ => return false,
+                _ => return None,
             }
         }
     }

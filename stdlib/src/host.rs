@@ -21,6 +21,8 @@ pub struct Host {
     /// When the step being run must end; every command gets the time that is left, so the
     /// transport can enforce it on the host too.
     pub deadline: Option<Instant>,
+    /// The step's timeout, for messages: a command gets only what is left of it.
+    pub timeout: Option<Duration>,
 }
 
 impl Host {
@@ -30,6 +32,7 @@ impl Host {
             transport,
             facts: Arc::default(),
             deadline: None,
+            timeout: None,
         }
     }
 
@@ -37,6 +40,7 @@ impl Host {
     pub fn with_timeout(&self, timeout: Option<Duration>) -> Self {
         Host {
             deadline: timeout.map(|t| Instant::now() + t),
+            timeout,
             ..self.clone()
         }
     }
@@ -87,7 +91,10 @@ impl Host {
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    let e = TransportError::TimedOut(Duration::ZERO);
+                    let e = TransportError::TimedOut {
+                        after: Duration::ZERO,
+                        killed: false,
+                    };
                     return Err(transport_error(&self.info.name, command, e));
                 }
                 Some(left)
@@ -96,6 +103,15 @@ impl Host {
         };
         self.transport
             .exec(&self.info, command, left)
+            .map_err(|e| match (e, self.timeout) {
+                // The command got what was left of the step; the step's timeout is what
+                // the runbook said.
+                (TransportError::TimedOut { killed, .. }, Some(step)) => TransportError::TimedOut {
+                    after: step,
+                    killed,
+                },
+                (e, _) => e,
+            })
             .map_err(|e| transport_error(&self.info.name, command, e))
     }
 
@@ -169,10 +185,13 @@ fn command_failed(host: &str, command: &str, out: &Output) -> Box<EvalAltResult>
         "host {host}: command exited with code {}: {command}",
         out.code
     );
-    let err = tail(&out.stderr, 5);
-    if !err.is_empty() {
-        msg.push_str("\n  stderr: ");
-        msg.push_str(&err.replace('\n', "\n          "));
+    // Both streams: programs such as dpkg say why they failed on stdout.
+    for (name, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        let t = tail(text, 5);
+        if !t.is_empty() {
+            msg.push_str(&format!("\n  {name}: "));
+            msg.push_str(&t.replace('\n', "\n          "));
+        }
     }
     if out.stderr.contains("sudo: a password is required") {
         msg.push_str(
@@ -182,19 +201,27 @@ fn command_failed(host: &str, command: &str, out: &Output) -> Box<EvalAltResult>
     runtime_error(msg)
 }
 
-/// Transport errors carry a marker so the executor can tell "unreachable" from "failed".
+/// Transport errors carry the typed error (under `error`) so the executor can tell
+/// "unreachable" or "halt the run" from "failed"; `kind` stays for scripts that look.
 fn transport_error(host: &str, command: &str, e: TransportError) -> Box<EvalAltResult> {
     let kind = match e {
         TransportError::Unreachable(_) => "unreachable",
-        TransportError::TimedOut(_) => "timeout",
+        TransportError::TimedOut { .. } => "timeout",
+        TransportError::HostKeyChanged { .. } => "host_key_changed",
+        TransportError::Leased { .. } => "leased",
         TransportError::Other(_) => "transport",
     };
     let mut m = Map::new();
     m.insert("kind".into(), kind.into());
-    m.insert(
-        "message".into(),
-        format!("host {host}: {e} (while running: {command})").into(),
-    );
+    let message = match e {
+        // These name the host themselves.
+        TransportError::HostKeyChanged { .. } | TransportError::Leased { .. } => {
+            format!("{e} (while running: {command})")
+        }
+        _ => format!("host {host}: {e} (while running: {command})"),
+    };
+    m.insert("message".into(), message.into());
+    m.insert("error".into(), Dynamic::from(e));
     Box::new(EvalAltResult::ErrorRuntime(m.into(), rhai::Position::NONE))
 }
 

@@ -88,7 +88,10 @@ impl Transport for Local {
         let stdout = out_reader.join().unwrap_or_default();
         let stderr = err_reader.join().unwrap_or_default();
         if timed_out {
-            return Err(TransportError::TimedOut(timeout.unwrap_or_default()));
+            return Err(TransportError::TimedOut {
+                after: timeout.unwrap_or_default(),
+                killed: true,
+            });
         }
         if self.killed.load(Ordering::SeqCst) {
             return Err(TransportError::Other("the run was killed".into()));

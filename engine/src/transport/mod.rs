@@ -1,8 +1,10 @@
 //! Transports: how host operations reach hosts. `dry_run` records commands for plans,
 //! `local` runs them on this machine (`ansible_connection=local`), `ssh` runs them over one
-//! OpenSSH master connection per host. `Router` picks one per host.
+//! OpenSSH master connection per host, and `lease` keeps two runs off one host. `Router`
+//! picks a transport per host.
 
 pub mod dry_run;
+pub mod lease;
 pub mod local;
 pub mod ssh;
 

@@ -3,7 +3,14 @@
 //! explicitly relaxes it. The master has an idle `ControlPersist`, so a crashed fleetbook
 //! leaves no ssh behind for long. Every command runs under `timeout(1)` on the host when the
 //! step has a timeout, because a local timeout alone would leave it running there.
+//!
+//! A step's timeout holds even when the link dies: fleetbook waits one second past the
+//! host's own `timeout(1)`, then asks the host to stop the command and gives it one more
+//! second to answer; without an answer the failure says the remote kill is unconfirmed.
+//! When a run is leased (`lease_hosts`), each host's lease is taken before the first command
+//! on it, renewed while the run goes on and released at `shutdown` (see `lease`).
 
+use super::lease::{self, Answer, Owner};
 use fleetbook_stdlib::quote::quote;
 use fleetbook_stdlib::{HostInfo, Output, Transport, TransportError};
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
@@ -37,7 +44,14 @@ impl Default for SshOptions {
     }
 }
 
-type Conn = Arc<OnceCell<Result<Arc<Session>, String>>>;
+type Conn = Arc<OnceCell<Result<Arc<Session>, TransportError>>>;
+type LeaseCell = Arc<OnceCell<Result<(), TransportError>>>;
+
+/// How long past the host's own timeout fleetbook waits for the command's end, and then
+/// how long for an answer to its kill request, before it gives the link up.
+const TIMEOUT_MARGIN: Duration = Duration::from_secs(1);
+/// How long lease scripts and liveness checks may take before the host counts as silent.
+const SHORT: Duration = Duration::from_secs(5);
 
 /// Masters exit after this long idle (ControlPersist), so a crash leaves no ssh behind.
 const CONTROL_PERSIST: usize = 60;
@@ -56,6 +70,31 @@ pub struct Ssh {
     /// The stdin of each command in flight, by a command number: written to kill it.
     in_flight: Mutex<HashMap<u64, openssh::ChildStdin>>,
     next_command: std::sync::atomic::AtomicU64,
+    /// The run that leases the hosts it acts on; `None` (ad-hoc `exec`) takes no lease.
+    owner: Mutex<Option<Owner>>,
+    leases: Mutex<HashMap<String, LeaseCell>>,
+    /// Leases held, with what renews them: released at `shutdown`.
+    held: Mutex<Vec<Held>>,
+    /// Hosts whose lease another run took over (it expired while the link was down).
+    lost: Arc<Mutex<HashMap<String, TransportError>>>,
+}
+
+struct Held {
+    host: String,
+    session: Arc<Session>,
+    become_root: bool,
+    dir: Option<String>,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+/// Whether a lease holder is a controller of this machine that no longer runs.
+fn dead_here(controller: &str) -> bool {
+    controller.rsplit_once(':').is_some_and(|(machine, pid)| {
+        machine == crate::journal::controller()
+            && pid
+                .parse::<i64>()
+                .is_ok_and(|p| !crate::journal::pid_alive(p))
+    })
 }
 
 /// Seconds for `timeout(1)`, rounded up so a command never gets less than it was given.
@@ -90,6 +129,136 @@ pub fn remote_command(command: &str, timeout: Option<Duration>) -> String {
          exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; exit $r"
     );
     format!("sh -c {}", quote(&script))
+}
+
+/// How a command's wait ended.
+enum Waited {
+    Done(Result<std::process::Output, openssh::Error>),
+    /// Past the host's timeout and the margin without an end; `killed` when the host then
+    /// answered the kill request.
+    LinkSilent {
+        killed: bool,
+    },
+}
+
+/// Whether the host asks for `become` (root through sudo), as `Host::becomes` reads it.
+fn becomes(host: &HostInfo) -> bool {
+    matches!(
+        host.vars
+            .get("ansible_become")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref(),
+        Some("true" | "yes" | "1" | "on")
+    )
+}
+
+/// Runs a short fleetbook script (a lease) on the host: `sh -c`, under sudo when the host
+/// becomes, given a few seconds.
+async fn short(
+    session: &Session,
+    script: &str,
+    become_root: bool,
+) -> Result<std::process::Output, String> {
+    let line = if become_root {
+        fleetbook_stdlib::host::sudo_command(script)
+    } else {
+        format!("sh -c {}", quote(script))
+    };
+    match tokio::time::timeout(
+        SHORT,
+        session
+            .raw_command(&line)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output(),
+    )
+    .await
+    {
+        Ok(Ok(out)) => Ok(out),
+        Ok(Err(e)) => Err(describe(&e)),
+        Err(_) => Err(format!("no answer within {}s", SHORT.as_secs())),
+    }
+}
+
+/// The lease script's answer as a result for the host.
+fn read_answer(
+    host: &str,
+    answer: Result<std::process::Output, String>,
+) -> Result<(), TransportError> {
+    let out =
+        answer.map_err(|e| TransportError::Unreachable(format!("taking the host's lease: {e}")))?;
+    match lease::parse(&String::from_utf8_lossy(&out.stdout)) {
+        Some(Answer::Taken) => Ok(()),
+        Some(Answer::Held {
+            run,
+            controller,
+            until,
+        }) => Err(TransportError::Leased {
+            host: host.to_string(),
+            run,
+            controller,
+            until: crate::journal::format_time(until as f64),
+        }),
+        None => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let hint = if err.contains("sudo: a password is required") {
+                "\n  hint: the host has ansible_become, so its lease is written through sudo -n, and sudo needs a password on this host; fleetbook only uses passwordless sudo"
+            } else {
+                ""
+            };
+            Err(TransportError::Other(format!(
+                "host {host}: could not take the host's lease (in {}, /run/lock or /tmp): {}{hint}",
+                lease::DIR_VAR,
+                err.trim()
+            )))
+        }
+    }
+}
+
+/// Reads OpenSSH's "REMOTE HOST IDENTIFICATION HAS CHANGED" report: the key the host
+/// offered, and the expected one from the known_hosts line it names.
+fn host_key_changed(host: &str, stderr: &str) -> Option<TransportError> {
+    if !stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+        return None;
+    }
+    let lines: Vec<&str> = stderr.lines().map(str::trim).collect();
+    let offered = lines
+        .iter()
+        .position(|l| l.contains("key sent by the remote host is"))
+        .and_then(|i| lines.get(i + 1))
+        .map(|l| l.trim_end_matches('.').to_string());
+    let expected = lines
+        .iter()
+        .find_map(|l| l.split_once("Offending ").map(|(_, rest)| rest))
+        .and_then(|rest| rest.split_once(" key in ").map(|(_, at)| at))
+        .and_then(|at| at.rsplit_once(':'))
+        .and_then(|(file, line)| known_hosts_fingerprint(file, line.parse().ok()?));
+    Some(TransportError::HostKeyChanged {
+        host: host.to_string(),
+        expected,
+        offered,
+    })
+}
+
+/// The fingerprint of line `n` (from 1) of a known_hosts file, as `ssh-keygen -l` gives it.
+fn known_hosts_fingerprint(file: &str, n: usize) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let line = text.lines().nth(n.checked_sub(1)?)?;
+    let mut tmp = tempfile::NamedTempFile::new().ok()?;
+    std::io::Write::write_all(&mut tmp, format!("{line}\n").as_bytes()).ok()?;
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-l")
+        .arg("-f")
+        .arg(tmp.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    // "256 SHA256:... host (ED25519)"
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .map(str::to_string)
 }
 
 fn describe(e: &openssh::Error) -> String {
@@ -134,7 +303,121 @@ impl Ssh {
             killed: AtomicBool::new(false),
             in_flight: Mutex::default(),
             next_command: Default::default(),
+            owner: Mutex::default(),
+            leases: Mutex::default(),
+            held: Mutex::default(),
+            lost: Arc::default(),
         })
+    }
+
+    /// From now on, take a lease on each host before acting on it, in the name of `run`.
+    pub fn lease_hosts(&self, run: &str) {
+        *self.owner.lock().unwrap_or_else(|e| e.into_inner()) = Some(Owner {
+            run: run.to_string(),
+            controller: format!("{}:{}", crate::journal::controller(), std::process::id()),
+        });
+    }
+
+    /// Takes the host's lease once; later calls give the first answer, or the loss of the
+    /// lease to another run.
+    fn lease(&self, host: &HostInfo, session: &Arc<Session>) -> Result<(), TransportError> {
+        let Some(owner) = self.owner.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+            return Ok(());
+        };
+        if let Some(e) = self
+            .lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&host.name)
+        {
+            return Err(e.clone());
+        }
+        let cell = self
+            .leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(host.name.clone())
+            .or_default()
+            .clone();
+        let become_root = becomes(host);
+        let dir = host.vars.get(lease::DIR_VAR).map(String::as_str);
+        let result = self.rt.block_on(cell.get_or_init(|| async {
+            let script = lease::take_script(&owner, dir, None);
+            let answer = read_answer(&host.name, short(session, &script, become_root).await);
+            match &answer {
+                // A run whose controller died on this machine acts on nothing any more.
+                Err(TransportError::Leased {
+                    run, controller, ..
+                }) if dead_here(controller) => {
+                    let script = lease::take_script(&owner, dir, Some(run));
+                    read_answer(&host.name, short(session, &script, become_root).await)
+                }
+                _ => answer,
+            }
+        }));
+        if result.is_ok() {
+            self.renew(host, session, owner, become_root);
+        }
+        result.clone()
+    }
+
+    /// Starts renewing a lease just taken (once per host).
+    fn renew(&self, host: &HostInfo, session: &Arc<Session>, owner: Owner, become_root: bool) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.iter().any(|h| h.host == host.name) {
+            return;
+        }
+        let (name, s, lost) = (host.name.clone(), session.clone(), self.lost.clone());
+        let dir = host.vars.get(lease::DIR_VAR).cloned();
+        let renewal = self.rt.spawn(async move {
+            let script = lease::take_script(&owner, dir.as_deref(), None);
+            loop {
+                tokio::time::sleep(lease::RENEW).await;
+                // A silent host keeps its lease until it expires; its commands fail anyway.
+                if let Err(e @ TransportError::Leased { .. }) =
+                    read_answer(&name, short(&s, &script, become_root).await)
+                {
+                    lost.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(name, e);
+                    return;
+                }
+            }
+        });
+        held.push(Held {
+            host: host.name.clone(),
+            session: session.clone(),
+            become_root,
+            dir: host.vars.get(lease::DIR_VAR).cloned(),
+            renewal,
+        });
+    }
+
+    /// Releases every lease this run holds, all hosts at once, each given a few seconds.
+    fn release_leases(&self) {
+        let held: Vec<Held> =
+            std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()));
+        if held.is_empty() {
+            return;
+        }
+        let Some(owner) = self.owner.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+            return;
+        };
+        self.rt.block_on(async {
+            let releases: Vec<_> = held
+                .into_iter()
+                .map(|h| {
+                    h.renewal.abort();
+                    let script = lease::release_script(&owner.run, h.dir.as_deref());
+                    tokio::spawn(async move {
+                        let _ = short(&h.session, &script, h.become_root).await;
+                    })
+                })
+                .collect();
+            for r in releases {
+                let _ = r.await;
+            }
+        });
     }
 
     fn builder(&self, host: &HostInfo) -> SessionBuilder {
@@ -180,7 +463,12 @@ impl Ssh {
             .insert(host.name.clone(), Instant::now())
             .is_some_and(|t| t.elapsed() > Duration::from_secs(IDLE_CHECK));
         let session = self.connect(host)?;
-        if idle && self.rt.block_on(session.check()).is_err() {
+        let alive = || {
+            self.rt
+                .block_on(tokio::time::timeout(SHORT, session.check()))
+                .is_ok_and(|r| r.is_ok())
+        };
+        if idle && !alive() {
             self.sessions
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -204,19 +492,23 @@ impl Ssh {
             .cloned()
             .unwrap_or_else(|| host.name.clone());
         let builder = self.builder(host);
+        let name = host.name.clone();
         // ConnectTimeout covers only the TCP connect; a link that dies during the handshake
         // would otherwise hang until the server-alive checks give up.
         let limit = self.opts.connect_timeout + Duration::from_secs(5);
         let result = self.rt.block_on(cell.get_or_init(|| async move {
             match tokio::time::timeout(limit, builder.connect_mux(&dest)).await {
-                Ok(r) => r.map(Arc::new).map_err(|e| describe(&e)),
-                Err(_) => Err(format!(
+                Ok(r) => r.map(Arc::new).map_err(|e| {
+                    let msg = describe(&e);
+                    host_key_changed(&name, &msg).unwrap_or(TransportError::Unreachable(msg))
+                }),
+                Err(_) => Err(TransportError::Unreachable(format!(
                     "no SSH session with {dest} after {}s",
                     limit.as_secs()
-                )),
+                ))),
             }
         }));
-        result.clone().map_err(TransportError::Unreachable)
+        result.clone()
     }
 
     fn permit(&self, host: &str) -> Arc<Semaphore> {
@@ -256,45 +548,85 @@ impl Transport for Ssh {
             return Err(TransportError::Other("the run was killed".into()));
         }
         let session = self.session(host)?;
+        self.lease(host, &session)?;
         let permits = self.permit(&host.name);
         let remote = remote_command(command, timeout);
         let start = Instant::now();
+        let id = self.next_command.fetch_add(1, Ordering::SeqCst);
         let result = self.rt.block_on(async {
             let _permit = permits.acquire().await;
-            let run = async {
-                let mut child = session
-                    .raw_command(&remote)
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .await?;
-                // Held open, and written only by kill_all (see remote_command).
-                let id = self.next_command.fetch_add(1, Ordering::SeqCst);
-                if let Some(stdin) = child.stdin().take() {
-                    self.in_flight
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(id, stdin);
+            // The host stops the command at its timeout (whole seconds, rounded up); past
+            // that and a margin, the link is taken for dead.
+            let deadline = timeout.map(|t| {
+                tokio::time::Instant::from_std(
+                    start + Duration::from_secs(remote_secs(t).max(1)) + TIMEOUT_MARGIN,
+                )
+            });
+            let until_deadline = || async move {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
                 }
-                let out = child.wait_with_output().await;
+            };
+            let mut cmd = session.raw_command(&remote);
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let spawned = tokio::select! {
+                r = cmd.spawn() => r,
+                _ = until_deadline() => return Waited::LinkSilent { killed: false },
+            };
+            let mut child = match spawned {
+                Ok(c) => c,
+                Err(e) => return Waited::Done(Err(e)),
+            };
+            // Held open, and written only to kill (see remote_command).
+            if let Some(stdin) = child.stdin().take() {
                 self.in_flight
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
-                out
-            };
-            match timeout {
-                // The host enforces the timeout; this one only guards against a dead link.
-                Some(t) => tokio::time::timeout(t + Duration::from_secs(15), run)
-                    .await
-                    .ok(),
-                None => Some(run.await),
+                    .insert(id, stdin);
             }
+            let output = child.wait_with_output();
+            tokio::pin!(output);
+            let waited = tokio::select! {
+                r = &mut output => Waited::Done(r),
+                _ = until_deadline() => {
+                    // The host did not stop it in time: ask once more, through the watcher,
+                    // and give it a moment to say it did.
+                    let stdin = self
+                        .in_flight
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&id);
+                    if let Some(mut stdin) = stdin {
+                        use tokio::io::AsyncWriteExt;
+                        let _ = tokio::time::timeout(TIMEOUT_MARGIN, async {
+                            let _ = stdin.write_all(KILL_LINE).await;
+                            let _ = stdin.flush().await;
+                        })
+                        .await;
+                    }
+                    let answered = tokio::time::timeout(TIMEOUT_MARGIN, &mut output).await;
+                    Waited::LinkSilent {
+                        killed: matches!(answered, Ok(Ok(_))),
+                    }
+                }
+            };
+            self.in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+            waited
         });
         let out = match result {
-            None => return Err(TransportError::TimedOut(timeout.unwrap_or_default())),
-            Some(Err(e)) => {
+            Waited::LinkSilent { killed } => {
+                return Err(TransportError::TimedOut {
+                    after: timeout.unwrap_or_default(),
+                    killed,
+                })
+            }
+            Waited::Done(Err(e)) => {
                 return Err(match e {
                     openssh::Error::Disconnected
                     | openssh::Error::RemoteProcessTerminated
@@ -308,13 +640,16 @@ impl Transport for Ssh {
                     other => TransportError::Other(describe(&other)),
                 })
             }
-            Some(Ok(o)) => o,
+            Waited::Done(Ok(o)) => o,
         };
         let code = out.status.code().unwrap_or(-1);
         // timeout(1) exits 124 (or 137 after -k) when it had to stop the command.
         if let Some(t) = timeout {
             if (code == 124 || code == 137) && start.elapsed() + Duration::from_millis(500) >= t {
-                return Err(TransportError::TimedOut(t));
+                return Err(TransportError::TimedOut {
+                    after: t,
+                    killed: true,
+                });
             }
         }
         Ok(Output {
@@ -358,6 +693,7 @@ impl Transport for Ssh {
     }
 
     fn shutdown(&self) {
+        self.release_leases();
         let cells: Vec<Conn> = self
             .sessions
             .lock()
@@ -447,5 +783,51 @@ mod tests {
         let out = child.wait_with_output().unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "finished\n");
         assert_eq!(out.status.code(), Some(0));
+    }
+}
+
+#[cfg(test)]
+mod host_key_tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_host_key_is_read_from_openssh_with_both_fingerprints() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k");
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        let known = dir.path().join("known_hosts");
+        std::fs::write(
+            &known,
+            format!("other ssh-ed25519 AAAA\n[10.0.0.1]:22 {public}"),
+        )
+        .unwrap();
+        let stderr = format!(
+            "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+             @    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n\
+             @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+             IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!\n\
+             The fingerprint for the ED25519 key sent by the remote host is\n\
+             SHA256:offeredoffered.\n\
+             Offending ED25519 key in {}:2\n\
+             Host key verification failed.",
+            known.display()
+        );
+        let expected = known_hosts_fingerprint(&known.display().to_string(), 2).unwrap();
+        assert!(expected.starts_with("SHA256:"), "{expected}");
+        assert_eq!(
+            host_key_changed("db-3", &stderr),
+            Some(TransportError::HostKeyChanged {
+                host: "db-3".into(),
+                expected: Some(expected),
+                offered: Some("SHA256:offeredoffered".into()),
+            })
+        );
+        assert_eq!(host_key_changed("db-3", "Connection refused"), None);
     }
 }

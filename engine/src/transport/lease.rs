@@ -1,0 +1,165 @@
+//! Host leases: before a run acts on a host it takes a lease on that host, a small file on
+//! the host itself (`/run/lock/fleetbook.lease`, or `/tmp/fleetbook.lease` where `/run/lock`
+//! is not writable) naming the run, the controller (`hostname:pid`) and an expiry in the
+//! host's clock; the host variable `fleetbook_lease_dir` puts it elsewhere (hosts that share
+//! a filesystem, such as containers on one machine, need one each). Two controllers never act on one host at once, whatever their state
+//! directories. This module builds the shell scripts and reads their answers; the SSH
+//! transport sends them, renews the lease while the run goes on and releases it at the end.
+
+use fleetbook_stdlib::quote::quote;
+use std::time::Duration;
+
+/// How long a lease lasts unless renewed: a crashed controller's lease expires after this.
+pub const TTL: Duration = Duration::from_secs(60);
+/// How often a run renews its leases.
+pub const RENEW: Duration = Duration::from_secs(20);
+
+/// Who takes the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub run: String,
+    /// `hostname:pid` of the controller.
+    pub controller: String,
+}
+
+/// What a take (or renewal) found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Taken,
+    Held {
+        run: String,
+        controller: String,
+        /// Unix time, in the host's clock.
+        until: i64,
+    },
+}
+
+/// The host variable that sets the lease's directory.
+pub const DIR_VAR: &str = "fleetbook_lease_dir";
+
+/// Picks the lease file. The lock beside it serializes takers where `flock(1)` exists
+/// (util-linux); without it the check and the write are still one short script.
+fn path(dir: Option<&str>) -> String {
+    let pick = match dir {
+        Some(d) => format!("f={};", quote(d)),
+        None => "f=/run/lock; { [ -d \"$f\" ] && [ -w \"$f\" ]; } || f=/tmp;".into(),
+    };
+    format!(
+        "{pick} f=$f/fleetbook.lease; \
+         if command -v flock >/dev/null 2>&1 && : 2>/dev/null >>\"$f.lock\"; then exec 9>>\"$f.lock\"; flock -w 10 9; fi; "
+    )
+}
+
+/// Takes the lease, or renews it when this run holds it (a resumed run takes over its own
+/// lease); `stale` names a run whose lease may be taken over too (its controller is known
+/// to be dead). Prints `taken`, or `held`, the holder's run, controller and expiry, one a
+/// line.
+pub fn take_script(owner: &Owner, dir: Option<&str>, stale: Option<&str>) -> String {
+    format!(
+        "{}run={}; stale={}; now=$(date +%s); \
+         if [ -s \"$f\" ]; then {{ read -r r; read -r c; read -r e; }} < \"$f\"; \
+         if [ \"$r\" != \"$run\" ] && [ \"$r\" != \"$stale\" ] && [ \"${{e:-0}}\" -gt \"$now\" ] 2>/dev/null; then printf 'held\\n%s\\n%s\\n%s\\n' \"$r\" \"$c\" \"$e\"; exit 0; fi; fi; \
+         printf '%s\\n%s\\n%s\\n' \"$run\" {} $((now + {})) > \"$f.$$\" && mv -f \"$f.$$\" \"$f\" && echo taken",
+        path(dir),
+        quote(&owner.run),
+        quote(stale.unwrap_or("")),
+        quote(&owner.controller),
+        TTL.as_secs()
+    )
+}
+
+/// Removes the lease if this run still holds it.
+pub fn release_script(run: &str, dir: Option<&str>) -> String {
+    format!(
+        "{}if [ -s \"$f\" ]; then read -r r < \"$f\"; [ \"$r\" = {} ] && rm -f \"$f\"; fi; echo released",
+        path(dir),
+        quote(run)
+    )
+}
+
+/// Reads what `take_script` printed; `None` when it printed neither answer (the file could
+/// not be written).
+pub fn parse(stdout: &str) -> Option<Answer> {
+    let mut lines = stdout.lines().map(str::trim);
+    match lines.next()? {
+        "taken" => Some(Answer::Taken),
+        "held" => Some(Answer::Held {
+            run: lines.next()?.to_string(),
+            controller: lines.next()?.to_string(),
+            until: lines.next()?.parse().ok()?,
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> String {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn a_lease_is_refused_to_another_run_and_taken_over_by_the_same_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let a = Owner {
+            run: "run-a".into(),
+            controller: "ctl-a:1".into(),
+        };
+        let b = Owner {
+            run: "run-b".into(),
+            controller: "ctl b:2".into(),
+        };
+        assert_eq!(
+            parse(&sh(&take_script(&a, Some(&d), None))),
+            Some(Answer::Taken)
+        );
+        match parse(&sh(&take_script(&b, Some(&d), None))) {
+            Some(Answer::Held {
+                run, controller, ..
+            }) => assert_eq!((run.as_str(), controller.as_str()), ("run-a", "ctl-a:1")),
+            other => panic!("{other:?}"),
+        }
+        // The same run (a resume) takes it over.
+        assert_eq!(
+            parse(&sh(&take_script(&a, Some(&d), None))),
+            Some(Answer::Taken)
+        );
+        // Another run's release leaves it; the holder's removes it.
+        sh(&release_script("run-b", Some(&d)));
+        assert!(dir.path().join("fleetbook.lease").exists());
+        sh(&release_script("run-a", Some(&d)));
+        assert!(!dir.path().join("fleetbook.lease").exists());
+        assert_eq!(
+            parse(&sh(&take_script(&b, Some(&d), None))),
+            Some(Answer::Taken)
+        );
+        // A dead controller's run is taken over when named stale.
+        assert_eq!(
+            parse(&sh(&take_script(&a, Some(&d), Some("run-b")))),
+            Some(Answer::Taken)
+        );
+    }
+
+    #[test]
+    fn an_expired_lease_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        std::fs::write(dir.path().join("fleetbook.lease"), "old\nctl:1\n1000\n").unwrap();
+        let a = Owner {
+            run: "run-a".into(),
+            controller: "c:1".into(),
+        };
+        assert_eq!(
+            parse(&sh(&take_script(&a, Some(&d), None))),
+            Some(Answer::Taken)
+        );
+    }
+}

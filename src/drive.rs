@@ -13,6 +13,7 @@ use fleetbook_engine::transport::{local::Local, ssh, Router};
 use fleetbook_engine::{Error, Result};
 use fleetbook_stdlib::duration::parse_duration;
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -122,10 +123,141 @@ pub fn ask(yes: bool, question: &str, refusal: Error) -> Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
-pub fn drive(planned: Planned, journal: Journal, start: Start, args: &RunArgs) -> Result<i32> {
+/// The names of the `.approval(...)` gates of a plan.
+pub fn gates(p: &plan::Plan) -> Vec<String> {
+    let mut names: Vec<String> = p
+        .tasks
+        .iter()
+        .filter(|t| t.kind == fleetbook_engine::compile::TaskKind::Approval)
+        .filter_map(|t| t.step.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// `--approve NAME` must name a gate of the plan.
+pub fn check_approvals(p: &plan::Plan, approve: &[String]) -> Result<()> {
+    let gates = gates(p);
+    let unknown: Vec<&String> = approve.iter().filter(|a| !gates.contains(a)).collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(Error::input_with_help(
+        format!(
+            "--approve {}: the runbook has no such approval",
+            unknown
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        if gates.is_empty() {
+            "this runbook has no .approval(...) gates".to_string()
+        } else {
+            format!("its approvals are: {}", gates.join(", "))
+        },
+    ))
+}
+
+/// The digest of every module the runbook imported (not the runbook itself).
+pub fn lib_digest(planned: &Planned) -> String {
+    let sources = planned
+        .script
+        .sources
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let mut all: Vec<(String, std::sync::Arc<str>)> = sources
+        .into_iter()
+        .filter(|(name, _)| *name != planned.script.name)
+        .collect();
+    all.sort();
+    let mut bytes = Vec::new();
+    for (name, text) in all {
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(text.as_bytes());
+        bytes.push(0);
+    }
+    plan::digest(&bytes)
+}
+
+/// Salted digests of the secret parameters' values, for run `id`.
+pub fn secret_digests(planned: &Planned, id: &str) -> std::collections::BTreeMap<String, String> {
+    planned
+        .script
+        .secrets()
+        .into_iter()
+        .map(|(k, v)| {
+            let d = journal::secret_digest(id, &k, &v);
+            (k, d)
+        })
+        .collect()
+}
+
+fn absolute(path: &str) -> String {
+    std::fs::canonicalize(path)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| path.to_string())
+}
+
+/// A `fleetbook resume` command line that works when pasted: the state directory and every
+/// option of this run, absolute paths, each word shell-quoted; never a secret's value.
+pub fn resume_hint(
+    run_id: &str,
+    state: &std::path::Path,
+    args: &RunArgs,
+    libs: &[PathBuf],
+) -> String {
+    let abs = |p: &std::path::Path| {
+        std::fs::canonicalize(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .display()
+            .to_string()
+    };
+    let mut words: Vec<String> = vec!["fleetbook".into(), "resume".into(), run_id.into()];
+    words.extend(["--state".into(), abs(state)]);
+    for l in libs {
+        words.extend(["--lib".into(), abs(l)]);
+    }
+    let ssh = &args.ssh;
+    if let Some(c) = &ssh.ssh_config {
+        words.extend(["--ssh-config".into(), abs(c)]);
+    }
+    if ssh.accept_new_host_keys {
+        words.push("--accept-new-host-keys".into());
+    }
+    words.extend(["--connect-timeout".into(), ssh.connect_timeout.clone()]);
+    words.extend(["--max-per-host".into(), ssh.max_per_host.to_string()]);
+    if args.events == Some(EventsFormat::Jsonl) {
+        words.extend(["--events".into(), "jsonl".into()]);
+    }
+    if args.yes {
+        words.push("--yes".into());
+    }
+    words
+        .iter()
+        .map(|w| fleetbook_stdlib::quote::quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What a run needs besides the plan and the journal.
+pub struct Invocation<'a> {
+    pub args: &'a RunArgs,
+    /// `--lib` directories, for the resume hint.
+    pub libs: &'a [PathBuf],
+}
+
+pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) -> Result<i32> {
+    let args = inv.args;
     let p = &planned.plan;
     for w in &p.warnings {
         eprintln!("warning: {w}");
+    }
+    if let Start::New = start {
+        check_approvals(p, &args.approve)?;
     }
     eprintln!("{}", summary(p));
     let question = match &start {
@@ -142,16 +274,21 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, args: &RunArgs) -
         return Ok(exit::ABORTED);
     }
     let transport = transport(&args.ssh)?;
-    let (run_id, started_at, done) = match start {
+    let state_dir = journal
+        .path
+        .parent()
+        .map(|d| d.to_path_buf())
+        .unwrap_or_default();
+    let (run_id, started_at, done, pre_approved) = match start {
         Start::New => {
             let id = journal::new_run_id();
             let started_at = journal::now();
             let record = RunRecord {
                 id: id.clone(),
                 runbook: p.runbook.name.clone(),
-                runbook_path: p.runbook.path.clone(),
+                runbook_path: absolute(&p.runbook.path),
                 runbook_digest: p.runbook_digest.clone(),
-                inventory_path: p.inventory.clone(),
+                inventory_path: absolute(&p.inventory),
                 inventory_digest: p.inventory_digest.clone(),
                 params: p
                     .params
@@ -166,30 +303,35 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, args: &RunArgs) -
                 ended_at: None,
                 state: "running".into(),
                 reason: None,
+                lib_digest: Some(lib_digest(&planned)),
+                secret_digests: secret_digests(&planned, &id),
+                pre_approved: args.approve.clone(),
             };
-            journal.lock(&fleet_key(&p.inventory), &id)?;
+            if let Err(e) = journal.lock(&fleet_key(&p.inventory), &id) {
+                return Err(stale_lock_hint(e, &journal, &p.inventory, &state_dir, &inv));
+            }
             let created = journal.create_run(&record, &hosts_of(p), &tasks_of(p));
             if let Err(e) = created {
                 let _ = journal.unlock(&fleet_key(&p.inventory), &id);
                 return Err(e);
             }
-            (id, started_at, Vec::new())
+            (id, started_at, Vec::new(), record.pre_approved)
         }
         Start::Resume { run, done } => {
             journal.lock(&fleet_key(&p.inventory), &run.id)?;
             journal.set_state(&run.id, "running", None, false)?;
-            (run.id, journal::now(), done)
+            (run.id, journal::now(), done, run.pre_approved)
         }
     };
     eprintln!("run {run_id} (journal {})", journal.path.display());
     // On resume, what the hosts learned before (e.g. the versions to roll back to).
     let facts = journal.facts(&run_id)?;
-    let outcome = execute(
+    let journal = Arc::new(journal);
+    let (outcome, events_failed) = execute(
         &planned,
         &journal,
         (&run_id, started_at),
-        done,
-        facts,
+        (done, facts, &pre_approved),
         args,
         transport,
     );
@@ -202,14 +344,33 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, args: &RunArgs) -
     saved?;
     eprint!("{}", recap(&outcome));
     if outcome.status != RunStatus::Succeeded {
+        let hint = resume_hint(&run_id, &state_dir, args, inv.libs);
         eprintln!(
-            "status: fleetbook status {run_id} --state {}; continue: fleetbook resume {run_id}",
-            journal
-                .path
-                .parent()
-                .map(|d| d.display().to_string())
-                .unwrap_or_default()
+            "status: fleetbook status {run_id} --state {}\ncontinue: {hint}",
+            fleetbook_stdlib::quote::quote(&state_dir.display().to_string())
         );
+        let secrets: Vec<String> = planned
+            .script
+            .secrets()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        if !secrets.is_empty() {
+            eprintln!(
+                "  (add the secret parameter{} again: {})",
+                if secrets.len() == 1 { "" } else { "s" },
+                secrets
+                    .iter()
+                    .map(|k| format!("--param {k}=..."))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
+    }
+    if let Some(err) = events_failed {
+        return Err(exit::stdout_error(&std::io::Error::other(format!(
+            "the event stream broke ({err}); the run was stopped"
+        ))));
     }
     Ok(match outcome.status {
         RunStatus::Succeeded => exit::OK,
@@ -217,6 +378,37 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, args: &RunArgs) -
         RunStatus::Halted => exit::HALTED,
         RunStatus::Aborted => exit::ABORTED,
     })
+}
+
+/// A new run that finds the lock of a crashed run is told how to continue that run, not
+/// only how to break its lock.
+fn stale_lock_hint(
+    err: Error,
+    journal: &Journal,
+    inventory: &str,
+    state: &std::path::Path,
+    inv: &Invocation,
+) -> Error {
+    let Error::Locked { message, .. } = &err else {
+        return err;
+    };
+    let key = fleet_key(inventory);
+    let stale = journal
+        .locks()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|l| l.fleet == key && l.is_stale());
+    match stale {
+        Some(l) => Error::Locked {
+            message: message.clone(),
+            help: format!(
+                "that process is gone: continue its run with `{}`, or break the lock with `fleetbook unlock --state {}`",
+                resume_hint(&l.run_id, state, inv.args, inv.libs),
+                fleetbook_stdlib::quote::quote(&state.display().to_string())
+            ),
+        },
+        None => err,
+    }
 }
 
 fn hosts_of(p: &plan::Plan) -> Vec<(String, Vec<String>)> {
@@ -247,15 +439,17 @@ pub fn tasks_of(p: &plan::Plan) -> Vec<TaskRow> {
         .collect()
 }
 
+/// (host, name, value) learned in an earlier attempt of a run.
+type Facts = Vec<(String, String, String)>;
+
 fn execute(
     planned: &Planned,
-    journal: &Journal,
+    journal: &Arc<Journal>,
     (run_id, started_at): (&str, f64),
-    done: Vec<bool>,
-    facts: Vec<(String, String, String)>,
+    (done, facts, pre_approved): (Vec<bool>, Facts, &[String]),
     args: &RunArgs,
     transport: Arc<Router>,
-) -> exec::RunOutcome {
+) -> (exec::RunOutcome, Option<String>) {
     let p = &planned.plan;
     let control = Arc::new(Control::default());
     install_ctrl_c(control.clone());
@@ -273,7 +467,8 @@ fn execute(
             }
         }
     }
-    let journal_failed: Mutex<Option<String>> = Mutex::new(None);
+    let secrets = Arc::new(secrets);
+    let journal_failed: Arc<Mutex<Option<String>>> = Arc::default();
     let on_event = |e: &Event| {
         let mut e = e.clone();
         e.message = e.message.map(|m| redact(&m, &secrets));
@@ -283,15 +478,28 @@ fn execute(
             *journal_failed.lock().unwrap_or_else(|x| x.into_inner()) = Some(err.to_string());
         }
         progress.event(&e);
-    };
-    let on_fact = |host: &str, name: &str, value: &str| {
-        if let Err(err) = journal.record_fact(run_id, host, name, &redact(value, &secrets)) {
+        if progress.events_failed().is_some() {
             control.stop.store(true, Ordering::SeqCst);
-            *journal_failed.lock().unwrap_or_else(|x| x.into_inner()) = Some(err.to_string());
         }
     };
+    // Called from inside a step as `set_fact` runs: the fact is on disk when it returns.
+    let on_fact: fleetbook_stdlib::host::FactSink = {
+        let (journal, control, failed, secrets) = (
+            journal.clone(),
+            control.clone(),
+            journal_failed.clone(),
+            secrets.clone(),
+        );
+        let run_id = run_id.to_string();
+        Arc::new(move |host: &str, name: &str, value: &str| {
+            if let Err(err) = journal.record_fact(&run_id, host, name, &redact(value, &secrets)) {
+                control.stop.store(true, Ordering::SeqCst);
+                *failed.lock().unwrap_or_else(|x| x.into_inner()) = Some(err.to_string());
+            }
+        })
+    };
     let approve = |name: &str| -> bool {
-        if args.approve.iter().any(|a| a == name) {
+        if pre_approved.iter().any(|a| a == name) {
             return true;
         }
         eprintln!(
@@ -341,19 +549,25 @@ fn execute(
                 approve: &approve,
                 done,
                 facts,
-                on_fact: &on_fact,
+                on_fact,
             },
         )
     });
     progress.finish();
     let mut outcome = outcome;
-    if let Some(err) = journal_failed
-        .into_inner()
+    let journal_failed = journal_failed
+        .lock()
         .unwrap_or_else(|x| x.into_inner())
-    {
+        .clone();
+    if let Some(err) = journal_failed {
         eprintln!("error: the journal could not be written, the run was stopped: {err}");
         outcome.status = RunStatus::Aborted;
         outcome.reason = Some(format!("journal write failed: {err}"));
     }
-    outcome
+    let events_failed = progress.events_failed();
+    if let Some(err) = &events_failed {
+        outcome.status = RunStatus::Aborted;
+        outcome.reason = Some(format!("the event stream on standard output broke: {err}"));
+    }
+    (outcome, events_failed)
 }

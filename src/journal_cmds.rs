@@ -4,12 +4,23 @@
 use crate::cli::{ReportFormat, RunArgs, StateArgs};
 use crate::drive::{self, Start};
 use crate::exit;
-use fleetbook_engine::journal::{format_time, Journal, RunRecord, TaskRow};
+use fleetbook_engine::journal::{self, format_time, Journal, RunRecord, TaskRow};
 use fleetbook_engine::plan::{self, Planned};
 use fleetbook_engine::{Error, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+
+/// Appends a line to a `String` (printed at once with [`exit::print`]).
+macro_rules! out {
+    ($o:expr) => {
+        $o.push('\n')
+    };
+    ($o:expr, $($t:tt)*) => {{
+        $o.push_str(&format!($($t)*));
+        $o.push('\n');
+    }};
+}
 
 fn open(state: &StateArgs) -> Result<Journal> {
     let dir = state.resolve(None);
@@ -134,16 +145,20 @@ pub fn status(id: Option<&str>, state: &StateArgs, format: ReportFormat) -> Resu
     let journal = open(state)?;
     let run = journal.run(id)?;
     let st = status_of(&journal, run)?;
+    let mut o = String::new();
     if format == ReportFormat::Json {
-        println!(
+        out!(
+            o,
             "{}",
             serde_json::to_string_pretty(&st).map_err(|e| Error::Internal(e.to_string()))?
         );
+        exit::print(&o)?;
         return Ok(exit::OK);
     }
     let r = &st.run;
-    println!("run {}  {}  ({})", r.id, r.state, st.overall);
-    println!(
+    out!(o, "run {}  {}  ({})", r.id, r.state, st.overall);
+    out!(
+        o,
         "runbook {} on {}, started {} by {}@{}",
         r.runbook,
         r.inventory_path,
@@ -152,18 +167,20 @@ pub fn status(id: Option<&str>, state: &StateArgs, format: ReportFormat) -> Resu
         r.controller
     );
     if let Some(reason) = &r.reason {
-        println!("reason: {reason}");
+        out!(o, "reason: {reason}");
     }
     if let Some(gate) = &st.waiting_approval {
-        println!(
+        out!(
+            o,
             "waiting for approval {gate:?}: fleetbook approve {} --gate {gate}",
             r.id
         );
     }
-    println!();
+    out!(o);
     for (role, counts) in &st.roles {
         let get = |k| counts.get(k).copied().unwrap_or(0);
-        println!(
+        out!(
+            o,
             "{role:16} upgraded {:<4} upgrading {:<4} pending {:<4} failed {:<4}{}",
             get("upgraded"),
             get("upgrading"),
@@ -176,7 +193,7 @@ pub fn status(id: Option<&str>, state: &StateArgs, format: ReportFormat) -> Resu
             }
         );
     }
-    println!();
+    out!(o);
     let width = st.hosts.iter().map(|h| h.host.len()).max().unwrap_or(4);
     for h in &st.hosts {
         let detail = match (&h.step, &h.message) {
@@ -184,26 +201,31 @@ pub fn status(id: Option<&str>, state: &StateArgs, format: ReportFormat) -> Resu
             (Some(s), None) => format!("  {s}"),
             _ => String::new(),
         };
-        println!("{:width$}  {:11}{}", h.host, h.state, detail);
+        out!(o, "{:width$}  {:11}{}", h.host, h.state, detail);
     }
+    exit::print(&o)?;
     Ok(exit::OK)
 }
 
 pub fn runs(state: &StateArgs, format: ReportFormat) -> Result<i32> {
     let journal = open(state)?;
     let runs = journal.runs()?;
+    let mut o = String::new();
     if format == ReportFormat::Json {
-        println!(
+        out!(
+            o,
             "{}",
             serde_json::to_string_pretty(&runs).map_err(|e| Error::Internal(e.to_string()))?
         );
+        exit::print(&o)?;
         return Ok(exit::OK);
     }
     if runs.is_empty() {
-        println!("no runs recorded in {}", journal.path.display());
+        out!(o, "no runs recorded in {}", journal.path.display());
     }
     for r in runs {
-        println!(
+        out!(
+            o,
             "{}  {:24} {:20} {}  {}@{}",
             r.id,
             r.state,
@@ -213,6 +235,7 @@ pub fn runs(state: &StateArgs, format: ReportFormat) -> Result<i32> {
             r.controller
         );
     }
+    exit::print(&o)?;
     Ok(exit::OK)
 }
 
@@ -240,11 +263,40 @@ pub fn abort(id: &str, now: bool, state: &StateArgs) -> Result<i32> {
 pub fn approve(id: &str, gate: Option<&str>, state: &StateArgs) -> Result<i32> {
     let journal = open(state)?;
     let run = journal.run(Some(id))?;
+    let tasks = journal.tasks(id)?;
+    let mut gates: Vec<String> = tasks
+        .iter()
+        .filter(|t| t.kind == "approval")
+        .filter_map(|t| t.step.clone())
+        .collect();
+    gates.sort();
+    gates.dedup();
+    let listed = || {
+        if gates.is_empty() {
+            format!("run {id} has no approvals")
+        } else {
+            format!("run {id}'s approvals are: {}", gates.join(", "))
+        }
+    };
+    if matches!(run.state.as_str(), "succeeded" | "succeeded_with_failures") {
+        return Err(Error::input_with_help(
+            format!(
+                "run {id} has finished ({}): there is nothing left to approve",
+                run.state
+            ),
+            listed(),
+        ));
+    }
     let gate = match gate {
-        Some(g) => g.to_string(),
+        Some(g) if gates.iter().any(|x| x == g) => g.to_string(),
+        Some(g) => {
+            return Err(Error::input_with_help(
+                format!("run {id} has no approval {g:?}"),
+                listed(),
+            ))
+        }
         None => {
-            let waiting: Vec<String> = journal
-                .tasks(id)?
+            let waiting: Vec<String> = tasks
                 .into_iter()
                 .filter(|t| t.state == "waiting_approval")
                 .filter_map(|t| t.step)
@@ -252,9 +304,10 @@ pub fn approve(id: &str, gate: Option<&str>, state: &StateArgs) -> Result<i32> {
             match waiting.as_slice() {
                 [one] => one.clone(),
                 [] => {
-                    return Err(Error::input(format!(
-                        "run {id} waits for no approval now; name one with --gate"
-                    )))
+                    return Err(Error::input_with_help(
+                        format!("run {id} waits for no approval now; name one with --gate"),
+                        listed(),
+                    ))
                 }
                 _ => {
                     return Err(Error::input(format!(
@@ -303,31 +356,39 @@ fn param_map(given: &[(String, String)]) -> BTreeMap<String, String> {
     given.iter().cloned().collect()
 }
 
-/// Stored parameters plus the ones given now; secret ones must be given again.
-fn merge_params(
-    stored: &BTreeMap<String, String>,
+const SECRET: &str = "<secret>";
+
+/// The run's recorded parameters, with the secret ones given again. Any other difference
+/// between what is given now and what the run recorded is listed in `changed` (values of
+/// secrets never shown): a resumed run keeps its inputs unless `--replan` accepts new ones.
+fn resume_params(
+    run: &RunRecord,
     given: &[(String, String)],
+    changed: &mut Vec<String>,
 ) -> Result<BTreeMap<String, String>> {
     let given = param_map(given);
-    let mut out = BTreeMap::new();
-    for (k, v) in stored {
-        match given.get(k) {
-            Some(g) => {
-                out.insert(k.clone(), g.clone());
-            }
-            None if v == "<secret>" => {
-                return Err(Error::input_with_help(
-                    format!("secret parameter {k} is not recorded: give it again"),
-                    format!("--param {k}=..."),
-                ))
-            }
-            None => {
-                out.insert(k.clone(), v.clone());
-            }
+    let mut out = run.params.clone();
+    for (k, v) in &run.params {
+        if v == SECRET && !given.contains_key(k) {
+            return Err(Error::input_with_help(
+                format!("secret parameter {k} is not recorded: give it again"),
+                format!("--param {k}=..."),
+            ));
         }
     }
     for (k, v) in given {
-        out.entry(k).or_insert(v);
+        match run.params.get(&k) {
+            Some(old) if old == SECRET => {
+                let recorded = run.secret_digests.get(&k);
+                if recorded.is_some_and(|d| *d != journal::secret_digest(&run.id, &k, &v)) {
+                    changed.push(format!("secret parameter {k}: changed (values not shown)"));
+                }
+            }
+            Some(old) if *old != v => changed.push(format!("parameter {k}: {old} -> {v}")),
+            Some(_) => {}
+            None => changed.push(format!("parameter {k}: (not set) -> {v}")),
+        }
+        out.insert(k, v);
     }
     Ok(out)
 }
@@ -344,7 +405,7 @@ pub struct ResumeArgs<'a> {
 
 pub fn resume(a: ResumeArgs) -> Result<i32> {
     let journal = open(&a.run.state)?;
-    let run = journal.run(Some(a.id))?;
+    let mut run = journal.run(Some(a.id))?;
     match run.state.as_str() {
         "running" => {
             return Err(Error::input(format!(
@@ -360,7 +421,8 @@ pub fn resume(a: ResumeArgs) -> Result<i32> {
         }
         _ => {}
     }
-    let params = merge_params(&run.params, a.params)?;
+    let mut changed = Vec::new();
+    let params = resume_params(&run, a.params, &mut changed)?;
     let planned = plan::plan(&plan::PlanRequest {
         runbook: Path::new(&run.runbook_path),
         inventory: Path::new(&run.inventory_path),
@@ -369,10 +431,9 @@ pub fn resume(a: ResumeArgs) -> Result<i32> {
         lib_dirs: a.lib_dirs,
     })?;
     let p = &planned.plan;
-    let mut changed = Vec::new();
     if p.runbook_digest != run.runbook_digest {
         changed.push(format!(
-            "the runbook {} changed ({} -> {})",
+            "the runbook {} changed: {} -> {}",
             run.runbook_path,
             short(&run.runbook_digest),
             short(&p.runbook_digest)
@@ -380,20 +441,61 @@ pub fn resume(a: ResumeArgs) -> Result<i32> {
     }
     if p.inventory_digest != run.inventory_digest {
         changed.push(format!(
-            "the inventory {} changed ({} -> {})",
+            "the inventory {} changed: {} -> {}",
             run.inventory_path,
             short(&run.inventory_digest),
             short(&p.inventory_digest)
         ));
     }
+    let libs = drive::lib_digest(&planned);
+    if let Some(old) = run.lib_digest.as_ref().filter(|d| **d != libs) {
+        changed.push(format!(
+            "the imported modules changed: {} -> {}",
+            short(old),
+            short(&libs)
+        ));
+    }
+    let new_approvals: Vec<&String> = a
+        .run
+        .approve
+        .iter()
+        .filter(|g| !run.pre_approved.contains(g))
+        .collect();
+    if !new_approvals.is_empty() {
+        drive::check_approvals(p, &a.run.approve)?;
+        let mut now = run.pre_approved.clone();
+        now.extend(new_approvals.iter().map(|g| g.to_string()));
+        changed.push(format!(
+            "approved in advance: [{}] -> [{}]",
+            run.pre_approved.join(", "),
+            now.join(", ")
+        ));
+    }
     if !changed.is_empty() {
         if !a.replan {
             return Err(Error::input_with_help(
-                format!("refusing to resume run {}: {}", run.id, changed.join("; ")),
-                "resume with --replan to continue with the new version (tasks done stay done)",
+                format!(
+                    "refusing to resume run {} with other inputs than it started with:\n  {}",
+                    run.id,
+                    changed.join("\n  ")
+                ),
+                "a resumed run keeps its parameters, secrets, approvals, runbook, inventory and modules; resume with --replan to continue with the new ones (tasks done stay done), or drop the options that differ",
             ));
         }
-        eprintln!("replanning: {}", changed.join("; "));
+        eprintln!("replanning run {}:\n  {}", run.id, changed.join("\n  "));
+        for g in new_approvals {
+            run.pre_approved.push(g.clone());
+        }
+        run.runbook_digest = p.runbook_digest.clone();
+        run.inventory_digest = p.inventory_digest.clone();
+        run.lib_digest = Some(libs);
+        run.params = p
+            .params
+            .iter()
+            .map(|x| (x.name.clone(), x.value.clone()))
+            .collect();
+        run.secret_digests = drive::secret_digests(&planned, &run.id);
+        journal.replan(&run)?;
         journal.add_missing_tasks(&run.id, &drive::tasks_of(p))?;
     }
     let done = done_tasks(&journal, &run, &planned, a.retry_unknown, a.skip_unknown)?;
@@ -404,7 +506,10 @@ pub fn resume(a: ResumeArgs) -> Result<i32> {
             run: Box::new(run),
             done,
         },
-        a.run,
+        drive::Invocation {
+            args: a.run,
+            libs: a.lib_dirs,
+        },
     )
 }
 
@@ -588,5 +693,13 @@ pub fn apply(
     }
     let state = args.state.resolve(Some(Path::new(&saved.inventory)));
     let journal = Journal::open(&state)?;
-    drive::drive(planned, journal, Start::New, args)
+    drive::drive(
+        planned,
+        journal,
+        Start::New,
+        drive::Invocation {
+            args,
+            libs: lib_dirs,
+        },
+    )
 }

@@ -238,9 +238,21 @@ pub fn resume_hint(
     }
     words
         .iter()
-        .map(|w| fleetbook_stdlib::quote::quote(w))
+        .map(|w| shell_word(w))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A word as a shell reads it: bare when it holds no special character, else quoted.
+pub fn shell_word(w: &str) -> String {
+    let plain = !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
+    if plain {
+        w.to_string()
+    } else {
+        fleetbook_stdlib::quote::quote(w)
+    }
 }
 
 /// What a run needs besides the plan and the journal.
@@ -347,7 +359,7 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) 
         let hint = resume_hint(&run_id, &state_dir, args, inv.libs);
         eprintln!(
             "status: fleetbook status {run_id} --state {}\ncontinue: {hint}",
-            fleetbook_stdlib::quote::quote(&state_dir.display().to_string())
+            shell_word(&state_dir.display().to_string())
         );
         let secrets: Vec<String> = planned
             .script
@@ -399,14 +411,21 @@ fn stale_lock_hint(
         .into_iter()
         .find(|l| l.fleet == key && l.is_stale());
     match stale {
-        Some(l) => Error::Locked {
-            message: message.clone(),
-            help: format!(
-                "that process is gone: continue its run with `{}`, or break the lock with `fleetbook unlock --state {}`",
-                resume_hint(&l.run_id, state, inv.args, inv.libs),
-                fleetbook_stdlib::quote::quote(&state.display().to_string())
-            ),
-        },
+        Some(l) => {
+            // On a line of its own, so that it can be pasted whole.
+            eprintln!(
+                "continue: {}",
+                resume_hint(&l.run_id, state, inv.args, inv.libs)
+            );
+            Error::Locked {
+                message: message.clone(),
+                help: format!(
+                    "that process is gone: continue run {} with the `continue:` command above, or break the lock with `fleetbook unlock --state {}`",
+                    l.run_id,
+                    shell_word(&state.display().to_string())
+                ),
+            }
+        }
         None => err,
     }
 }

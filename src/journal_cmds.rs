@@ -51,6 +51,14 @@ struct Status {
     waiting_approval: Option<String>,
     roles: BTreeMap<String, BTreeMap<&'static str, usize>>,
     hosts: Vec<HostStatus>,
+    /// The tasks of no single host (hooks, gates, approvals, role barriers) and their state.
+    tasks: Vec<RunTask>,
+}
+
+#[derive(Serialize)]
+struct RunTask {
+    task: String,
+    state: String,
 }
 
 fn host_state(tasks: &[&TaskRow]) -> (&'static str, Option<String>, Option<String>) {
@@ -132,12 +140,21 @@ fn status_of(journal: &Journal, run: RunRecord) -> Result<Status> {
         .iter()
         .find(|t| t.state == "waiting_approval")
         .and_then(|t| t.step.clone());
+    let run_tasks = tasks
+        .iter()
+        .filter(|t| t.host.is_none())
+        .map(|t| RunTask {
+            task: t.task_id.clone(),
+            state: t.state.clone(),
+        })
+        .collect();
     Ok(Status {
         run,
         overall,
         waiting_approval,
         roles,
         hosts,
+        tasks: run_tasks,
     })
 }
 

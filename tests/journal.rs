@@ -576,9 +576,10 @@ fn approving_a_gate_that_does_not_exist_is_refused() {
          rb.step(\"work\", |h| h.run(`echo done >> ${h.var(\"dir\")}/log`));\n\
          rb.approval(\"go-on\", \"a\");\nrb\n",
     );
-    let out = l.cmd("run", &["--yes", "--approve", "go-onn"]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
-    let err = flat(&out.stderr);
+    let child = l.spawn("run", &["--yes", "--approve", "go-onn"]);
+    let (code, stderr) = finish_within(child, 20, "run --approve go-onn");
+    assert_eq!(code, 2, "{stderr}");
+    let err = flat(&stderr);
     assert!(
         err.contains("--approve go-onn: the runbook has no such approval")
             && err.contains("its approvals are: go-on"),

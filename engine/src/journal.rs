@@ -304,6 +304,10 @@ fn create(dir: &Path, path: &Path) -> Result<()> {
     ))
     .map_err(|e| failed(e.to_string()))?;
     conn.close().map_err(|(_, e)| failed(e.to_string()))?;
+    // As readable as a journal SQLite creates itself, not the temporary file's 0600.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| failed(e.to_string()))?;
     match std::fs::hard_link(tmp.path(), path) {
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(failed(e.to_string())),
         _ => Ok(()),
@@ -852,6 +856,34 @@ mod tests {
             .unwrap();
         let e = Journal::open(dir.path()).err().unwrap().to_string();
         assert!(e.contains("schema version 99, newer"), "{e}");
+    }
+
+    #[test]
+    fn secret_digests_are_salted_with_the_run_and_the_name() {
+        let d = secret_digest("r1", "token", "hunter2");
+        assert_eq!(d, secret_digest("r1", "token", "hunter2"));
+        assert!(d.starts_with("sha256:") && !d.contains("hunter2"));
+        assert_ne!(d, secret_digest("r2", "token", "hunter2"));
+        assert_ne!(d, secret_digest("r1", "password", "hunter2"));
+        assert_ne!(d, crate::plan::digest(b"hunter2"));
+    }
+
+    #[test]
+    fn a_new_journal_is_readable_by_others_and_leaves_no_temporary_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        drop(Journal::open(dir.path()).unwrap());
+        let mode = std::fs::metadata(dir.path().join(FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644);
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".new"))
+            .collect();
+        assert!(names.is_empty(), "{names:?}");
     }
 
     #[test]

@@ -590,3 +590,25 @@ fn execute(
     }
     (outcome, events_failed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hint_words_are_bare_only_when_a_shell_reads_them_unchanged() {
+        assert_eq!(shell_word("--state"), "--state");
+        assert_eq!(shell_word("/srv/fleet/.fleetbook"), "/srv/fleet/.fleetbook");
+        for w in ["a b", "it's", "$(id)", "x;y", "", "*"] {
+            let q = shell_word(w);
+            assert_ne!(q, w, "{w:?} must be quoted");
+            let back = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {q}"))
+                .output()
+                .unwrap()
+                .stdout;
+            assert_eq!(String::from_utf8(back).unwrap(), w);
+        }
+    }
+}

@@ -361,9 +361,15 @@ pub fn unlock(state: &StateArgs, yes: bool) -> Result<i32> {
             continue;
         }
         journal.break_lock(&l.fleet)?;
+        let dir = journal
+            .path
+            .parent()
+            .and_then(|d| d.canonicalize().ok())
+            .unwrap_or_default();
         eprintln!(
-            "lock broken; resume the run with: fleetbook resume {}",
-            l.run_id
+            "lock broken; resume the run with: fleetbook resume {} --state {}",
+            l.run_id,
+            drive::shell_word(&dir.display().to_string())
         );
     }
     Ok(exit::OK)

@@ -10,7 +10,7 @@ use fleetbook_engine::journal::{self, Journal, RunRecord, TaskRow};
 use fleetbook_engine::plan::{self, Planned};
 use fleetbook_engine::transport::dry_run::redact;
 use fleetbook_engine::transport::{local::Local, ssh, Router};
-use fleetbook_engine::{Error, Result};
+use fleetbook_engine::{session, Error, Result};
 use fleetbook_stdlib::duration::parse_duration;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -123,79 +123,6 @@ pub fn ask(yes: bool, question: &str, refusal: Error) -> Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
-/// The names of the `.approval(...)` gates of a plan.
-pub fn gates(p: &plan::Plan) -> Vec<String> {
-    let mut names: Vec<String> = p
-        .tasks
-        .iter()
-        .filter(|t| t.kind == fleetbook_engine::compile::TaskKind::Approval)
-        .filter_map(|t| t.step.clone())
-        .collect();
-    names.sort();
-    names.dedup();
-    names
-}
-
-/// `--approve NAME` must name a gate of the plan.
-pub fn check_approvals(p: &plan::Plan, approve: &[String]) -> Result<()> {
-    let gates = gates(p);
-    let unknown: Vec<&String> = approve.iter().filter(|a| !gates.contains(a)).collect();
-    if unknown.is_empty() {
-        return Ok(());
-    }
-    Err(Error::input_with_help(
-        format!(
-            "--approve {}: the runbook has no such approval",
-            unknown
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        if gates.is_empty() {
-            "this runbook has no .approval(...) gates".to_string()
-        } else {
-            format!("its approvals are: {}", gates.join(", "))
-        },
-    ))
-}
-
-/// The digest of every module the runbook imported (not the runbook itself).
-pub fn lib_digest(planned: &Planned) -> String {
-    let sources = planned
-        .script
-        .sources
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let mut all: Vec<(String, std::sync::Arc<str>)> = sources
-        .into_iter()
-        .filter(|(name, _)| *name != planned.script.name)
-        .collect();
-    all.sort();
-    let mut bytes = Vec::new();
-    for (name, text) in all {
-        bytes.extend_from_slice(name.as_bytes());
-        bytes.push(0);
-        bytes.extend_from_slice(text.as_bytes());
-        bytes.push(0);
-    }
-    plan::digest(&bytes)
-}
-
-/// Salted digests of the secret parameters' values, for run `id`.
-pub fn secret_digests(planned: &Planned, id: &str) -> std::collections::BTreeMap<String, String> {
-    planned
-        .script
-        .secrets()
-        .into_iter()
-        .map(|(k, v)| {
-            let d = journal::secret_digest(id, &k, &v);
-            (k, d)
-        })
-        .collect()
-}
-
 fn absolute(path: &str) -> String {
     std::fs::canonicalize(path)
         .map(|p| p.display().to_string())
@@ -269,7 +196,7 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) 
         eprintln!("warning: {w}");
     }
     if let Start::New = start {
-        check_approvals(p, &args.approve)?;
+        session::check_approvals(p, &args.approve)?;
     }
     eprintln!("{}", summary(p));
     let question = match &start {
@@ -315,8 +242,8 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) 
                 ended_at: None,
                 state: "running".into(),
                 reason: None,
-                lib_digest: Some(lib_digest(&planned)),
-                secret_digests: secret_digests(&planned, &id),
+                lib_digest: Some(session::lib_digest(&planned)),
+                secret_digests: session::secret_digests(&planned, &id),
                 pre_approved: args.approve.clone(),
             };
             if let Err(e) = journal.lock(&fleet_key(&p.inventory), &id) {

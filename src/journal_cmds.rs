@@ -4,8 +4,8 @@
 use crate::cli::{ReportFormat, RunArgs, StateArgs};
 use crate::drive::{self, Start};
 use crate::exit;
-use fleetbook_engine::journal::{self, format_time, Journal, RunRecord, TaskRow};
-use fleetbook_engine::plan::{self, Planned};
+use fleetbook_engine::journal::{format_time, Journal, RunRecord, TaskRow};
+use fleetbook_engine::{plan, session};
 use fleetbook_engine::{Error, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -379,43 +379,6 @@ fn param_map(given: &[(String, String)]) -> BTreeMap<String, String> {
     given.iter().cloned().collect()
 }
 
-const SECRET: &str = "<secret>";
-
-/// The run's recorded parameters, with the secret ones given again. Any other difference
-/// between what is given now and what the run recorded is listed in `changed` (values of
-/// secrets never shown): a resumed run keeps its inputs unless `--replan` accepts new ones.
-fn resume_params(
-    run: &RunRecord,
-    given: &[(String, String)],
-    changed: &mut Vec<String>,
-) -> Result<BTreeMap<String, String>> {
-    let given = param_map(given);
-    let mut out = run.params.clone();
-    for (k, v) in &run.params {
-        if v == SECRET && !given.contains_key(k) {
-            return Err(Error::input_with_help(
-                format!("secret parameter {k} is not recorded: give it again"),
-                format!("--param {k}=..."),
-            ));
-        }
-    }
-    for (k, v) in given {
-        match run.params.get(&k) {
-            Some(old) if old == SECRET => {
-                let recorded = run.secret_digests.get(&k);
-                if recorded.is_some_and(|d| *d != journal::secret_digest(&run.id, &k, &v)) {
-                    changed.push(format!("secret parameter {k}: changed (values not shown)"));
-                }
-            }
-            Some(old) if *old != v => changed.push(format!("parameter {k}: {old} -> {v}")),
-            Some(_) => {}
-            None => changed.push(format!("parameter {k}: (not set) -> {v}")),
-        }
-        out.insert(k, v);
-    }
-    Ok(out)
-}
-
 pub struct ResumeArgs<'a> {
     pub id: &'a str,
     pub retry_unknown: bool,
@@ -445,7 +408,7 @@ pub fn resume(a: ResumeArgs) -> Result<i32> {
         _ => {}
     }
     let mut changed = Vec::new();
-    let params = resume_params(&run, a.params, &mut changed)?;
+    let params = session::params(&run, a.params, &mut changed)?;
     let planned = plan::plan(&plan::PlanRequest {
         runbook: Path::new(&run.runbook_path),
         inventory: Path::new(&run.inventory_path),
@@ -453,47 +416,7 @@ pub fn resume(a: ResumeArgs) -> Result<i32> {
         limit: run.limit_pattern.as_deref(),
         lib_dirs: a.lib_dirs,
     })?;
-    let p = &planned.plan;
-    if p.runbook_digest != run.runbook_digest {
-        changed.push(format!(
-            "the runbook {} changed: {} -> {}",
-            run.runbook_path,
-            short(&run.runbook_digest),
-            short(&p.runbook_digest)
-        ));
-    }
-    if p.inventory_digest != run.inventory_digest {
-        changed.push(format!(
-            "the inventory {} changed: {} -> {}",
-            run.inventory_path,
-            short(&run.inventory_digest),
-            short(&p.inventory_digest)
-        ));
-    }
-    let libs = drive::lib_digest(&planned);
-    if let Some(old) = run.lib_digest.as_ref().filter(|d| **d != libs) {
-        changed.push(format!(
-            "the imported modules changed: {} -> {}",
-            short(old),
-            short(&libs)
-        ));
-    }
-    let new_approvals: Vec<&String> = a
-        .run
-        .approve
-        .iter()
-        .filter(|g| !run.pre_approved.contains(g))
-        .collect();
-    if !new_approvals.is_empty() {
-        drive::check_approvals(p, &a.run.approve)?;
-        let mut now = run.pre_approved.clone();
-        now.extend(new_approvals.iter().map(|g| g.to_string()));
-        changed.push(format!(
-            "approved in advance: [{}] -> [{}]",
-            run.pre_approved.join(", "),
-            now.join(", ")
-        ));
-    }
+    let new_approvals = session::changes(&run, &planned, &a.run.approve, &mut changed)?;
     if !changed.is_empty() {
         if !a.replan {
             return Err(Error::input_with_help(
@@ -506,22 +429,17 @@ pub fn resume(a: ResumeArgs) -> Result<i32> {
             ));
         }
         eprintln!("replanning run {}:\n  {}", run.id, changed.join("\n  "));
-        for g in new_approvals {
-            run.pre_approved.push(g.clone());
-        }
-        run.runbook_digest = p.runbook_digest.clone();
-        run.inventory_digest = p.inventory_digest.clone();
-        run.lib_digest = Some(libs);
-        run.params = p
-            .params
-            .iter()
-            .map(|x| (x.name.clone(), x.value.clone()))
-            .collect();
-        run.secret_digests = drive::secret_digests(&planned, &run.id);
+        session::replanned(&mut run, &planned, new_approvals);
         journal.replan(&run)?;
-        journal.add_missing_tasks(&run.id, &drive::tasks_of(p))?;
+        journal.add_missing_tasks(&run.id, &drive::tasks_of(&planned.plan))?;
     }
-    let done = done_tasks(&journal, &run, &planned, a.retry_unknown, a.skip_unknown)?;
+    let done = session::done_tasks(
+        &run,
+        journal.tasks(&run.id)?,
+        &planned,
+        a.retry_unknown,
+        a.skip_unknown,
+    )?;
     drive::drive(
         planned,
         journal,
@@ -534,61 +452,6 @@ pub fn resume(a: ResumeArgs) -> Result<i32> {
             libs: a.lib_dirs,
         },
     )
-}
-
-fn short(d: &str) -> &str {
-    &d[..d.len().min(19)]
-}
-
-/// Which tasks an earlier attempt finished. A task left `running` by a crash is unknown: it
-/// runs again only if its step is idempotent or `--retry-unknown` says so; `--skip-unknown`
-/// takes it as done; otherwise resume stops and names them.
-fn done_tasks(
-    journal: &Journal,
-    run: &RunRecord,
-    planned: &Planned,
-    retry: bool,
-    skip: bool,
-) -> Result<Vec<bool>> {
-    let rows: HashMap<String, TaskRow> = journal
-        .tasks(&run.id)?
-        .into_iter()
-        .map(|t| (t.task_id.clone(), t))
-        .collect();
-    let rb = &planned.script.runbook;
-    let mut unknown = Vec::new();
-    let done = planned
-        .graph
-        .tasks
-        .iter()
-        .map(|t| match rows.get(&t.id).map(|r| r.state.as_str()) {
-            Some("ok" | "skipped") => true,
-            Some("running" | "retrying") => {
-                let idempotent = t.step.is_some_and(|s| rb.steps[s].idempotent);
-                if skip {
-                    true
-                } else {
-                    if !idempotent && !retry {
-                        unknown.push(t.id.clone());
-                    }
-                    false
-                }
-            }
-            _ => false,
-        })
-        .collect();
-    if !unknown.is_empty() {
-        return Err(Error::input_with_help(
-            format!(
-                "run {} stopped while {} task(s) were running, and their steps are not idempotent: {}",
-                run.id,
-                unknown.len(),
-                unknown.join(", ")
-            ),
-            "check those hosts, then resume with --retry-unknown (run them again) or --skip-unknown (take them as done); steps declared .idempotent(true) are re-run on their own",
-        ));
-    }
-    Ok(done)
 }
 
 /// The fields of a saved plan that `apply` checks.

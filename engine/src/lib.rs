@@ -14,6 +14,7 @@ pub mod schedule;
 #[cfg(test)]
 mod schedule_tests;
 pub mod script;
+pub mod session;
 pub mod slots;
 pub mod transport;
 

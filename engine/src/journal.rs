@@ -502,7 +502,7 @@ impl Journal {
         })
     }
 
-    /// Records what a host learned, durably, before the task that learned it is recorded.
+    /// Records what a host learned, durably, before `set_fact` returns to the step.
     pub fn record_fact(&self, run: &str, host: &str, name: &str, value: &str) -> Result<()> {
         self.with(|c| {
             c.execute(

@@ -10,7 +10,6 @@ use fleetbook_engine::secrets::Secrets;
 use fleetbook_engine::{Error, Result};
 use fleetbook_stdlib::duration::parse_duration;
 use fleetbook_stdlib::{HostInfo, Transport, TransportError};
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -110,16 +109,16 @@ pub fn adhoc(
             None => groups.push((vec![&h.name], text)),
         }
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = String::new();
     for (names, text) in groups {
         let header = names.join(",");
-        let _ = writeln!(
-            out,
-            "{}\n{header}\n{}\n{}",
+        out.push_str(&format!(
+            "{}\n{header}\n{}\n{}\n",
             "-".repeat(header.len().min(78)),
             "-".repeat(header.len().min(78)),
             text.trim_end()
-        );
+        ));
     }
+    exit::print(&out)?;
     Ok(if all_ok { exit::OK } else { exit::FAILURES })
 }

@@ -6,7 +6,6 @@ use crate::journal_cmds::{self, ResumeArgs};
 use crate::{adhoc, exit};
 use fleetbook_engine::journal::Journal;
 use fleetbook_engine::{compile, plan, render, Error, Result};
-use std::io::Write;
 
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
@@ -19,6 +18,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             format,
             output,
         } => {
+            if let Some(out) = &output {
+                refuse_to_overwrite(out, &[("runbook", &runbook), ("inventory", &inventory)])?;
+            }
             let planned = plan_of(&runbook, &inventory, &script, limit.as_deref())?;
             let p = &planned.plan;
             for w in &p.warnings {
@@ -57,7 +59,15 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => {
             let planned = plan_of(&runbook, &inventory, &script, limit.as_deref())?;
             let journal = Journal::open(&run.state.resolve(Some(&inventory)))?;
-            drive::drive(planned, journal, Start::New, &run)
+            drive::drive(
+                planned,
+                journal,
+                Start::New,
+                drive::Invocation {
+                    args: &run,
+                    libs: &script.lib_dirs,
+                },
+            )
         }
         Command::Apply {
             plan,
@@ -156,8 +166,8 @@ fn check(runbook: &std::path::Path, args: &ScriptArgs) -> Result<i32> {
     }
     let rb = &script.runbook;
     let roles: Vec<String> = rb.named_roles().into_iter().map(|(r, _)| r).collect();
-    println!(
-        "ok: runbook {:?} ({}): {} step{}, {} parameter{}{}",
+    exit::print(&format!(
+        "ok: runbook {:?} ({}): {} step{}, {} parameter{}{}\n",
         rb.name,
         runbook.display(),
         rb.steps.len(),
@@ -169,7 +179,7 @@ fn check(runbook: &std::path::Path, args: &ScriptArgs) -> Result<i32> {
         } else {
             format!(", roles {}", roles.join(", "))
         }
-    );
+    ))?;
     Ok(exit::OK)
 }
 
@@ -182,13 +192,29 @@ fn write_output(path: Option<&std::path::Path>, text: &str) -> Result<()> {
                 .and_then(|_| std::fs::rename(&tmp, p))
                 .map_err(|e| Error::input(format!("cannot write {}: {e}", p.display())))
         }
-        None => {
-            let mut out = std::io::stdout().lock();
-            match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-                // A closed pipe (`| head`) is the reader's choice, not an error.
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                other => other.map_err(|e| Error::Internal(format!("cannot write to stdout: {e}"))),
+        None => exit::print(text),
+    }
+}
+
+/// `-o FILE` must not name one of the command's inputs: writing it would destroy it.
+fn refuse_to_overwrite(out: &std::path::Path, inputs: &[(&str, &std::path::Path)]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(o) = std::fs::metadata(out) else {
+        return Ok(()); // a new file
+    };
+    for (what, input) in inputs {
+        if let Ok(i) = std::fs::metadata(input) {
+            if (i.dev(), i.ino()) == (o.dev(), o.ino()) {
+                return Err(Error::input_with_help(
+                    format!(
+                        "refusing to write the plan to {}: it is the {what} {}",
+                        out.display(),
+                        input.display()
+                    ),
+                    "give -o another file name",
+                ));
             }
         }
     }
+    Ok(())
 }

@@ -9,9 +9,10 @@ use fleetbook_engine::exec::{self, Control, Event, ExecOptions, RunStatus};
 use fleetbook_engine::journal::{self, Journal, RunRecord, TaskRow};
 use fleetbook_engine::plan::{self, Planned};
 use fleetbook_engine::transport::{local::Local, ssh, Router};
-use fleetbook_engine::{Error, Result};
+use fleetbook_engine::{session, Error, Result};
 use fleetbook_stdlib::duration::parse_duration;
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -121,10 +122,80 @@ pub fn ask(yes: bool, question: &str, refusal: Error) -> Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
-pub fn drive(planned: Planned, journal: Journal, start: Start, args: &RunArgs) -> Result<i32> {
+fn absolute(path: &str) -> String {
+    std::fs::canonicalize(path)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| path.to_string())
+}
+
+/// A `fleetbook resume` command line that works when pasted: the state directory and every
+/// option of this run, absolute paths, each word shell-quoted; never a secret's value.
+pub fn resume_hint(
+    run_id: &str,
+    state: &std::path::Path,
+    args: &RunArgs,
+    libs: &[PathBuf],
+) -> String {
+    let abs = |p: &std::path::Path| {
+        std::fs::canonicalize(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .display()
+            .to_string()
+    };
+    let mut words: Vec<String> = vec!["fleetbook".into(), "resume".into(), run_id.into()];
+    words.extend(["--state".into(), abs(state)]);
+    for l in libs {
+        words.extend(["--lib".into(), abs(l)]);
+    }
+    let ssh = &args.ssh;
+    if let Some(c) = &ssh.ssh_config {
+        words.extend(["--ssh-config".into(), abs(c)]);
+    }
+    if ssh.accept_new_host_keys {
+        words.push("--accept-new-host-keys".into());
+    }
+    words.extend(["--connect-timeout".into(), ssh.connect_timeout.clone()]);
+    words.extend(["--max-per-host".into(), ssh.max_per_host.to_string()]);
+    if args.events == Some(EventsFormat::Jsonl) {
+        words.extend(["--events".into(), "jsonl".into()]);
+    }
+    if args.yes {
+        words.push("--yes".into());
+    }
+    words
+        .iter()
+        .map(|w| shell_word(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A word as a shell reads it: bare when it holds no special character, else quoted.
+pub fn shell_word(w: &str) -> String {
+    let plain = !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
+    if plain {
+        w.to_string()
+    } else {
+        fleetbook_stdlib::quote::quote(w)
+    }
+}
+
+/// What a run needs besides the plan and the journal.
+pub struct Invocation<'a> {
+    pub args: &'a RunArgs,
+    /// `--lib` directories, for the resume hint.
+    pub libs: &'a [PathBuf],
+}
+
+pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) -> Result<i32> {
+    let args = inv.args;
     let p = &planned.plan;
     for w in &p.warnings {
         eprintln!("warning: {w}");
+    }
+    if let Start::New = start {
+        session::check_approvals(p, &args.approve)?;
     }
     eprintln!("{}", summary(p));
     let question = match &start {
@@ -141,16 +212,21 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, args: &RunArgs) -
         return Ok(exit::ABORTED);
     }
     let transport = transport(&args.ssh)?;
-    let (run_id, started_at, done) = match start {
+    let state_dir = journal
+        .path
+        .parent()
+        .map(|d| d.to_path_buf())
+        .unwrap_or_default();
+    let (run_id, started_at, done, pre_approved) = match start {
         Start::New => {
             let id = journal::new_run_id();
             let started_at = journal::now();
             let record = RunRecord {
                 id: id.clone(),
                 runbook: p.runbook.name.clone(),
-                runbook_path: p.runbook.path.clone(),
+                runbook_path: absolute(&p.runbook.path),
                 runbook_digest: p.runbook_digest.clone(),
-                inventory_path: p.inventory.clone(),
+                inventory_path: absolute(&p.inventory),
                 inventory_digest: p.inventory_digest.clone(),
                 params: p
                     .params
@@ -165,19 +241,24 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, args: &RunArgs) -
                 ended_at: None,
                 state: "running".into(),
                 reason: None,
+                lib_digest: Some(session::lib_digest(&planned)),
+                secret_digests: session::secret_digests(&planned, &id),
+                pre_approved: args.approve.clone(),
             };
-            journal.lock(&fleet_key(&p.inventory), &id)?;
+            if let Err(e) = journal.lock(&fleet_key(&p.inventory), &id) {
+                return Err(stale_lock_hint(e, &journal, &p.inventory, &state_dir, &inv));
+            }
             let created = journal.create_run(&record, &hosts_of(p), &tasks_of(p));
             if let Err(e) = created {
                 let _ = journal.unlock(&fleet_key(&p.inventory), &id);
                 return Err(e);
             }
-            (id, started_at, Vec::new())
+            (id, started_at, Vec::new(), record.pre_approved)
         }
         Start::Resume { run, done } => {
             journal.lock(&fleet_key(&p.inventory), &run.id)?;
             journal.set_state(&run.id, "running", None, false)?;
-            (run.id, journal::now(), done)
+            (run.id, journal::now(), done, run.pre_approved)
         }
     };
     eprintln!("run {run_id} (journal {})", journal.path.display());
@@ -185,12 +266,12 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, args: &RunArgs) -
     transport.ssh.lease_hosts(&run_id);
     // On resume, what the hosts learned before (e.g. the versions to roll back to).
     let facts = journal.facts(&run_id)?;
-    let outcome = execute(
+    let journal = Arc::new(journal);
+    let (outcome, events_failed) = execute(
         &planned,
         &journal,
         (&run_id, started_at),
-        done,
-        facts,
+        (done, facts, &pre_approved),
         args,
         transport,
     );
@@ -203,14 +284,34 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, args: &RunArgs) -
     saved?;
     eprint!("{}", recap(&outcome));
     if outcome.status != RunStatus::Succeeded {
+        let hint = resume_hint(&run_id, &state_dir, args, inv.libs);
         eprintln!(
-            "status: fleetbook status {run_id} --state {}; continue: fleetbook resume {run_id}",
-            journal
-                .path
-                .parent()
-                .map(|d| d.display().to_string())
-                .unwrap_or_default()
+            "status: fleetbook status {run_id} --state {}\ncontinue: {hint}",
+            shell_word(&state_dir.display().to_string())
         );
+        let secrets: Vec<String> = planned
+            .script
+            .params
+            .iter()
+            .filter(|p| p.secret)
+            .map(|p| p.name.clone())
+            .collect();
+        if !secrets.is_empty() {
+            eprintln!(
+                "  (add the secret parameter{} again: {})",
+                if secrets.len() == 1 { "" } else { "s" },
+                secrets
+                    .iter()
+                    .map(|k| format!("--param {k}=..."))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
+    }
+    if let Some(err) = events_failed {
+        return Err(exit::stdout_error(&std::io::Error::other(format!(
+            "the event stream broke ({err}); the run was stopped"
+        ))));
     }
     Ok(match outcome.status {
         RunStatus::Succeeded => exit::OK,
@@ -218,6 +319,44 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, args: &RunArgs) -
         RunStatus::Halted => exit::HALTED,
         RunStatus::Aborted => exit::ABORTED,
     })
+}
+
+/// A new run that finds the lock of a crashed run is told how to continue that run, not
+/// only how to break its lock.
+fn stale_lock_hint(
+    err: Error,
+    journal: &Journal,
+    inventory: &str,
+    state: &std::path::Path,
+    inv: &Invocation,
+) -> Error {
+    let Error::Locked { message, .. } = &err else {
+        return err;
+    };
+    let key = fleet_key(inventory);
+    let stale = journal
+        .locks()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|l| l.fleet == key && l.is_stale());
+    match stale {
+        Some(l) => {
+            // On a line of its own, so that it can be pasted whole.
+            eprintln!(
+                "continue: {}",
+                resume_hint(&l.run_id, state, inv.args, inv.libs)
+            );
+            Error::Locked {
+                message: message.clone(),
+                help: format!(
+                    "that process is gone: continue run {} with the `continue:` command above, or break the lock with `fleetbook unlock --state {}`",
+                    l.run_id,
+                    shell_word(&state.display().to_string())
+                ),
+            }
+        }
+        None => err,
+    }
 }
 
 fn hosts_of(p: &plan::Plan) -> Vec<(String, Vec<String>)> {
@@ -248,15 +387,17 @@ pub fn tasks_of(p: &plan::Plan) -> Vec<TaskRow> {
         .collect()
 }
 
+/// (host, name, value) learned in an earlier attempt of a run.
+type Facts = Vec<(String, String, String)>;
+
 fn execute(
     planned: &Planned,
-    journal: &Journal,
+    journal: &Arc<Journal>,
     (run_id, started_at): (&str, f64),
-    done: Vec<bool>,
-    facts: Vec<(String, String, String)>,
+    (done, facts, pre_approved): (Vec<bool>, Facts, &[String]),
     args: &RunArgs,
     transport: Arc<Router>,
-) -> exec::RunOutcome {
+) -> (exec::RunOutcome, Option<String>) {
     let p = &planned.plan;
     let control = Arc::new(Control::default());
     install_ctrl_c(control.clone());
@@ -266,23 +407,31 @@ fn execute(
         args.events == Some(EventsFormat::Jsonl),
     );
     // Events and facts come out of the engine redacted (engine::secrets).
-    let journal_failed: Mutex<Option<String>> = Mutex::new(None);
+    let journal_failed: Arc<Mutex<Option<String>>> = Arc::default();
     let on_event = |e: &Event| {
         if let Err(err) = journal.record(run_id, e, started_at) {
             // Without a journal the run cannot be resumed: stop starting work.
             control.stop.store(true, Ordering::SeqCst);
             *journal_failed.lock().unwrap_or_else(|x| x.into_inner()) = Some(err.to_string());
         }
-        progress.event(e);
-    };
-    let on_fact = |host: &str, name: &str, value: &str| {
-        if let Err(err) = journal.record_fact(run_id, host, name, value) {
+        progress.event(&e);
+        if progress.events_failed().is_some() {
             control.stop.store(true, Ordering::SeqCst);
-            *journal_failed.lock().unwrap_or_else(|x| x.into_inner()) = Some(err.to_string());
         }
     };
+    // Called from inside a step as `set_fact` runs: the fact is on disk when it returns.
+    let on_fact: fleetbook_stdlib::host::FactSink = {
+        let (journal, control, failed) = (journal.clone(), control.clone(), journal_failed.clone());
+        let run_id = run_id.to_string();
+        Arc::new(move |host: &str, name: &str, value: &str| {
+            if let Err(err) = journal.record_fact(&run_id, host, name, value) {
+                control.stop.store(true, Ordering::SeqCst);
+                *failed.lock().unwrap_or_else(|x| x.into_inner()) = Some(err.to_string());
+            }
+        })
+    };
     let approve = |name: &str| -> bool {
-        if args.approve.iter().any(|a| a == name) {
+        if pre_approved.iter().any(|a| a == name) {
             return true;
         }
         eprintln!(
@@ -332,19 +481,47 @@ fn execute(
                 approve: &approve,
                 done,
                 facts,
-                on_fact: &on_fact,
+                on_fact,
             },
         )
     });
     progress.finish();
     let mut outcome = outcome;
-    if let Some(err) = journal_failed
-        .into_inner()
+    let journal_failed = journal_failed
+        .lock()
         .unwrap_or_else(|x| x.into_inner())
-    {
+        .clone();
+    if let Some(err) = journal_failed {
         eprintln!("error: the journal could not be written, the run was stopped: {err}");
         outcome.status = RunStatus::Aborted;
         outcome.reason = Some(format!("journal write failed: {err}"));
     }
-    outcome
+    let events_failed = progress.events_failed();
+    if let Some(err) = &events_failed {
+        outcome.status = RunStatus::Aborted;
+        outcome.reason = Some(format!("the event stream on standard output broke: {err}"));
+    }
+    (outcome, events_failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hint_words_are_bare_only_when_a_shell_reads_them_unchanged() {
+        assert_eq!(shell_word("--state"), "--state");
+        assert_eq!(shell_word("/srv/fleet/.fleetbook"), "/srv/fleet/.fleetbook");
+        for w in ["a b", "it's", "$(id)", "x;y", "", "*"] {
+            let q = shell_word(w);
+            assert_ne!(q, w, "{w:?} must be quoted");
+            let back = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {q}"))
+                .output()
+                .unwrap()
+                .stdout;
+            assert_eq!(String::from_utf8(back).unwrap(), w);
+        }
+    }
 }

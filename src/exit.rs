@@ -2,7 +2,7 @@
 
 use fleetbook_engine::Error;
 use miette::{GraphicalTheme, MietteHandlerOpts};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 /// The command did what was asked.
 pub const OK: i32 = 0;
@@ -38,4 +38,39 @@ pub fn report(err: Error) -> i32 {
     };
     eprintln!("{:?}", miette::Report::new(err));
     code
+}
+
+/// Writes `text` to standard output. A closed pipe (`fleetbook runs | head -1`) ends the
+/// command quietly, as Unix tools do; any other failure (`> /dev/full`) is an error.
+pub fn print(text: &str) -> fleetbook_engine::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(OK),
+        Err(e) => Err(stdout_error(&e)),
+    }
+}
+
+pub fn stdout_error(e: &std::io::Error) -> Error {
+    Error::Internal(format!("cannot write to standard output: {e}"))
+}
+
+/// Parses the command line. Help and version go through [`print`], so that `--help >
+/// /dev/full` fails as any other output would.
+pub fn parse_args<T: clap::Parser>() -> T {
+    match T::try_parse() {
+        Ok(args) => args,
+        Err(e) if e.use_stderr() => e.exit(),
+        Err(e) => {
+            let text = if std::io::stdout().is_terminal() {
+                e.render().ansi().to_string()
+            } else {
+                e.render().to_string()
+            };
+            std::process::exit(match print(&text) {
+                Ok(()) => OK,
+                Err(err) => report(err),
+            })
+        }
+    }
 }

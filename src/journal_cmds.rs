@@ -5,11 +5,22 @@ use crate::cli::{ReportFormat, RunArgs, StateArgs};
 use crate::drive::{self, Start};
 use crate::exit;
 use fleetbook_engine::journal::{format_time, Journal, RunRecord, TaskRow};
-use fleetbook_engine::plan::{self, Planned};
+use fleetbook_engine::{plan, session};
 use fleetbook_engine::{Error, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+
+/// Appends a line to a `String` (printed at once with [`exit::print`]).
+macro_rules! out {
+    ($o:expr) => {
+        $o.push('\n')
+    };
+    ($o:expr, $($t:tt)*) => {{
+        $o.push_str(&format!($($t)*));
+        $o.push('\n');
+    }};
+}
 
 fn open(state: &StateArgs) -> Result<Journal> {
     let dir = state.resolve(None);
@@ -40,6 +51,14 @@ struct Status {
     waiting_approval: Option<String>,
     roles: BTreeMap<String, BTreeMap<&'static str, usize>>,
     hosts: Vec<HostStatus>,
+    /// The tasks of no single host (hooks, gates, approvals, role barriers) and their state.
+    tasks: Vec<RunTask>,
+}
+
+#[derive(Serialize)]
+struct RunTask {
+    task: String,
+    state: String,
 }
 
 fn host_state(tasks: &[&TaskRow]) -> (&'static str, Option<String>, Option<String>) {
@@ -121,12 +140,21 @@ fn status_of(journal: &Journal, run: RunRecord) -> Result<Status> {
         .iter()
         .find(|t| t.state == "waiting_approval")
         .and_then(|t| t.step.clone());
+    let run_tasks = tasks
+        .iter()
+        .filter(|t| t.host.is_none())
+        .map(|t| RunTask {
+            task: t.task_id.clone(),
+            state: t.state.clone(),
+        })
+        .collect();
     Ok(Status {
         run,
         overall,
         waiting_approval,
         roles,
         hosts,
+        tasks: run_tasks,
     })
 }
 
@@ -134,16 +162,20 @@ pub fn status(id: Option<&str>, state: &StateArgs, format: ReportFormat) -> Resu
     let journal = open(state)?;
     let run = journal.run(id)?;
     let st = status_of(&journal, run)?;
+    let mut o = String::new();
     if format == ReportFormat::Json {
-        println!(
+        out!(
+            o,
             "{}",
             serde_json::to_string_pretty(&st).map_err(|e| Error::Internal(e.to_string()))?
         );
+        exit::print(&o)?;
         return Ok(exit::OK);
     }
     let r = &st.run;
-    println!("run {}  {}  ({})", r.id, r.state, st.overall);
-    println!(
+    out!(o, "run {}  {}  ({})", r.id, r.state, st.overall);
+    out!(
+        o,
         "runbook {} on {}, started {} by {}@{}",
         r.runbook,
         r.inventory_path,
@@ -152,18 +184,20 @@ pub fn status(id: Option<&str>, state: &StateArgs, format: ReportFormat) -> Resu
         r.controller
     );
     if let Some(reason) = &r.reason {
-        println!("reason: {reason}");
+        out!(o, "reason: {reason}");
     }
     if let Some(gate) = &st.waiting_approval {
-        println!(
+        out!(
+            o,
             "waiting for approval {gate:?}: fleetbook approve {} --gate {gate}",
             r.id
         );
     }
-    println!();
+    out!(o);
     for (role, counts) in &st.roles {
         let get = |k| counts.get(k).copied().unwrap_or(0);
-        println!(
+        out!(
+            o,
             "{role:16} upgraded {:<4} upgrading {:<4} pending {:<4} failed {:<4}{}",
             get("upgraded"),
             get("upgrading"),
@@ -176,7 +210,7 @@ pub fn status(id: Option<&str>, state: &StateArgs, format: ReportFormat) -> Resu
             }
         );
     }
-    println!();
+    out!(o);
     let width = st.hosts.iter().map(|h| h.host.len()).max().unwrap_or(4);
     for h in &st.hosts {
         let detail = match (&h.step, &h.message) {
@@ -184,26 +218,31 @@ pub fn status(id: Option<&str>, state: &StateArgs, format: ReportFormat) -> Resu
             (Some(s), None) => format!("  {s}"),
             _ => String::new(),
         };
-        println!("{:width$}  {:11}{}", h.host, h.state, detail);
+        out!(o, "{:width$}  {:11}{}", h.host, h.state, detail);
     }
+    exit::print(&o)?;
     Ok(exit::OK)
 }
 
 pub fn runs(state: &StateArgs, format: ReportFormat) -> Result<i32> {
     let journal = open(state)?;
     let runs = journal.runs()?;
+    let mut o = String::new();
     if format == ReportFormat::Json {
-        println!(
+        out!(
+            o,
             "{}",
             serde_json::to_string_pretty(&runs).map_err(|e| Error::Internal(e.to_string()))?
         );
+        exit::print(&o)?;
         return Ok(exit::OK);
     }
     if runs.is_empty() {
-        println!("no runs recorded in {}", journal.path.display());
+        out!(o, "no runs recorded in {}", journal.path.display());
     }
     for r in runs {
-        println!(
+        out!(
+            o,
             "{}  {:24} {:20} {}  {}@{}",
             r.id,
             r.state,
@@ -213,6 +252,7 @@ pub fn runs(state: &StateArgs, format: ReportFormat) -> Result<i32> {
             r.controller
         );
     }
+    exit::print(&o)?;
     Ok(exit::OK)
 }
 
@@ -240,11 +280,40 @@ pub fn abort(id: &str, now: bool, state: &StateArgs) -> Result<i32> {
 pub fn approve(id: &str, gate: Option<&str>, state: &StateArgs) -> Result<i32> {
     let journal = open(state)?;
     let run = journal.run(Some(id))?;
+    let tasks = journal.tasks(id)?;
+    let mut gates: Vec<String> = tasks
+        .iter()
+        .filter(|t| t.kind == "approval")
+        .filter_map(|t| t.step.clone())
+        .collect();
+    gates.sort();
+    gates.dedup();
+    let listed = || {
+        if gates.is_empty() {
+            format!("run {id} has no approvals")
+        } else {
+            format!("run {id}'s approvals are: {}", gates.join(", "))
+        }
+    };
+    if matches!(run.state.as_str(), "succeeded" | "succeeded_with_failures") {
+        return Err(Error::input_with_help(
+            format!(
+                "run {id} has finished ({}): there is nothing left to approve",
+                run.state
+            ),
+            listed(),
+        ));
+    }
     let gate = match gate {
-        Some(g) => g.to_string(),
+        Some(g) if gates.iter().any(|x| x == g) => g.to_string(),
+        Some(g) => {
+            return Err(Error::input_with_help(
+                format!("run {id} has no approval {g:?}"),
+                listed(),
+            ))
+        }
         None => {
-            let waiting: Vec<String> = journal
-                .tasks(id)?
+            let waiting: Vec<String> = tasks
                 .into_iter()
                 .filter(|t| t.state == "waiting_approval")
                 .filter_map(|t| t.step)
@@ -252,9 +321,10 @@ pub fn approve(id: &str, gate: Option<&str>, state: &StateArgs) -> Result<i32> {
             match waiting.as_slice() {
                 [one] => one.clone(),
                 [] => {
-                    return Err(Error::input(format!(
-                        "run {id} waits for no approval now; name one with --gate"
-                    )))
+                    return Err(Error::input_with_help(
+                        format!("run {id} waits for no approval now; name one with --gate"),
+                        listed(),
+                    ))
                 }
                 _ => {
                     return Err(Error::input(format!(
@@ -291,9 +361,15 @@ pub fn unlock(state: &StateArgs, yes: bool) -> Result<i32> {
             continue;
         }
         journal.break_lock(&l.fleet)?;
+        let dir = journal
+            .path
+            .parent()
+            .and_then(|d| d.canonicalize().ok())
+            .unwrap_or_default();
         eprintln!(
-            "lock broken; resume the run with: fleetbook resume {}",
-            l.run_id
+            "lock broken; resume the run with: fleetbook resume {} --state {}",
+            l.run_id,
+            drive::shell_word(&dir.display().to_string())
         );
     }
     Ok(exit::OK)
@@ -301,35 +377,6 @@ pub fn unlock(state: &StateArgs, yes: bool) -> Result<i32> {
 
 fn param_map(given: &[(String, String)]) -> BTreeMap<String, String> {
     given.iter().cloned().collect()
-}
-
-/// Stored parameters plus the ones given now; secret ones must be given again.
-fn merge_params(
-    stored: &BTreeMap<String, String>,
-    given: &[(String, String)],
-) -> Result<BTreeMap<String, String>> {
-    let given = param_map(given);
-    let mut out = BTreeMap::new();
-    for (k, v) in stored {
-        match given.get(k) {
-            Some(g) => {
-                out.insert(k.clone(), g.clone());
-            }
-            None if v == "<secret>" => {
-                return Err(Error::input_with_help(
-                    format!("secret parameter {k} is not recorded: give it again"),
-                    format!("--param {k}=..."),
-                ))
-            }
-            None => {
-                out.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    for (k, v) in given {
-        out.entry(k).or_insert(v);
-    }
-    Ok(out)
 }
 
 pub struct ResumeArgs<'a> {
@@ -344,7 +391,7 @@ pub struct ResumeArgs<'a> {
 
 pub fn resume(a: ResumeArgs) -> Result<i32> {
     let journal = open(&a.run.state)?;
-    let run = journal.run(Some(a.id))?;
+    let mut run = journal.run(Some(a.id))?;
     match run.state.as_str() {
         "running" => {
             return Err(Error::input(format!(
@@ -360,7 +407,8 @@ pub fn resume(a: ResumeArgs) -> Result<i32> {
         }
         _ => {}
     }
-    let params = merge_params(&run.params, a.params)?;
+    let mut changed = Vec::new();
+    let params = session::params(&run, a.params, &mut changed)?;
     let planned = plan::plan(&plan::PlanRequest {
         runbook: Path::new(&run.runbook_path),
         inventory: Path::new(&run.inventory_path),
@@ -368,35 +416,30 @@ pub fn resume(a: ResumeArgs) -> Result<i32> {
         limit: run.limit_pattern.as_deref(),
         lib_dirs: a.lib_dirs,
     })?;
-    let p = &planned.plan;
-    let mut changed = Vec::new();
-    if p.runbook_digest != run.runbook_digest {
-        changed.push(format!(
-            "the runbook {} changed ({} -> {})",
-            run.runbook_path,
-            short(&run.runbook_digest),
-            short(&p.runbook_digest)
-        ));
-    }
-    if p.inventory_digest != run.inventory_digest {
-        changed.push(format!(
-            "the inventory {} changed ({} -> {})",
-            run.inventory_path,
-            short(&run.inventory_digest),
-            short(&p.inventory_digest)
-        ));
-    }
+    let new_approvals = session::changes(&run, &planned, &a.run.approve, &mut changed)?;
     if !changed.is_empty() {
         if !a.replan {
             return Err(Error::input_with_help(
-                format!("refusing to resume run {}: {}", run.id, changed.join("; ")),
-                "resume with --replan to continue with the new version (tasks done stay done)",
+                format!(
+                    "refusing to resume run {} with other inputs than it started with:\n  {}",
+                    run.id,
+                    changed.join("\n  ")
+                ),
+                "a resumed run keeps its parameters, secrets, approvals, runbook, inventory and modules; resume with --replan to continue with the new ones (tasks done stay done), or drop the options that differ",
             ));
         }
-        eprintln!("replanning: {}", changed.join("; "));
-        journal.add_missing_tasks(&run.id, &drive::tasks_of(p))?;
+        eprintln!("replanning run {}:\n  {}", run.id, changed.join("\n  "));
+        session::replanned(&mut run, &planned, new_approvals);
+        journal.replan(&run)?;
+        journal.add_missing_tasks(&run.id, &drive::tasks_of(&planned.plan))?;
     }
-    let done = done_tasks(&journal, &run, &planned, a.retry_unknown, a.skip_unknown)?;
+    let done = session::done_tasks(
+        &run,
+        journal.tasks(&run.id)?,
+        &planned,
+        a.retry_unknown,
+        a.skip_unknown,
+    )?;
     drive::drive(
         planned,
         journal,
@@ -404,63 +447,11 @@ pub fn resume(a: ResumeArgs) -> Result<i32> {
             run: Box::new(run),
             done,
         },
-        a.run,
+        drive::Invocation {
+            args: a.run,
+            libs: a.lib_dirs,
+        },
     )
-}
-
-fn short(d: &str) -> &str {
-    &d[..d.len().min(19)]
-}
-
-/// Which tasks an earlier attempt finished. A task left `running` by a crash is unknown: it
-/// runs again only if its step is idempotent or `--retry-unknown` says so; `--skip-unknown`
-/// takes it as done; otherwise resume stops and names them.
-fn done_tasks(
-    journal: &Journal,
-    run: &RunRecord,
-    planned: &Planned,
-    retry: bool,
-    skip: bool,
-) -> Result<Vec<bool>> {
-    let rows: HashMap<String, TaskRow> = journal
-        .tasks(&run.id)?
-        .into_iter()
-        .map(|t| (t.task_id.clone(), t))
-        .collect();
-    let rb = &planned.script.runbook;
-    let mut unknown = Vec::new();
-    let done = planned
-        .graph
-        .tasks
-        .iter()
-        .map(|t| match rows.get(&t.id).map(|r| r.state.as_str()) {
-            Some("ok" | "skipped") => true,
-            Some("running" | "retrying") => {
-                let idempotent = t.step.is_some_and(|s| rb.steps[s].idempotent);
-                if skip {
-                    true
-                } else {
-                    if !idempotent && !retry {
-                        unknown.push(t.id.clone());
-                    }
-                    false
-                }
-            }
-            _ => false,
-        })
-        .collect();
-    if !unknown.is_empty() {
-        return Err(Error::input_with_help(
-            format!(
-                "run {} stopped while {} task(s) were running, and their steps are not idempotent: {}",
-                run.id,
-                unknown.len(),
-                unknown.join(", ")
-            ),
-            "check those hosts, then resume with --retry-unknown (run them again) or --skip-unknown (take them as done); steps declared .idempotent(true) are re-run on their own",
-        ));
-    }
-    Ok(done)
 }
 
 /// The fields of a saved plan that `apply` checks.
@@ -588,5 +579,13 @@ pub fn apply(
     }
     let state = args.state.resolve(Some(Path::new(&saved.inventory)));
     let journal = Journal::open(&state)?;
-    drive::drive(planned, journal, Start::New, args)
+    drive::drive(
+        planned,
+        journal,
+        Start::New,
+        drive::Invocation {
+            args,
+            libs: lib_dirs,
+        },
+    )
 }

@@ -9,11 +9,9 @@ mod exit;
 mod journal_cmds;
 mod progress;
 
-use clap::Parser;
-
 fn main() {
     exit::install_report_handler();
-    let args = cli::Cli::parse();
+    let args: cli::Cli = exit::parse_args();
     let code = match commands::run(args) {
         Ok(code) => code,
         Err(err) => exit::report(err),

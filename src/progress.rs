@@ -28,6 +28,8 @@ pub struct Progress {
     _multi: Option<MultiProgress>,
     jsonl: bool,
     plain: bool,
+    /// Why the event stream on standard output broke, if it did.
+    events_failed: Mutex<Option<String>>,
 }
 
 impl Progress {
@@ -86,15 +88,20 @@ impl Progress {
             _multi: multi,
             jsonl,
             plain: !tty,
+            events_failed: Mutex::new(None),
         }
     }
 
     pub fn event(&self, e: &Event) {
         if self.jsonl {
-            if let Ok(line) = serde_json::to_string(e) {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{line}");
-                let _ = out.flush();
+            let mut failed = self.events_failed.lock().unwrap_or_else(|e| e.into_inner());
+            if failed.is_none() {
+                if let Ok(line) = serde_json::to_string(e) {
+                    let mut out = std::io::stdout().lock();
+                    if let Err(err) = writeln!(out, "{line}").and_then(|_| out.flush()) {
+                        *failed = Some(err.to_string());
+                    }
+                }
             }
         }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -179,6 +186,15 @@ impl Progress {
                 ));
             }
         }
+    }
+
+    /// Why `--events` could not be written, once it could not: the run must stop, since
+    /// whatever reads the events no longer sees them.
+    pub fn events_failed(&self) -> Option<String> {
+        self.events_failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn finish(&self) {

@@ -579,3 +579,137 @@ fn local_connection_runs_on_this_machine() {
         "l1\nl2\nl3\n"
     );
 }
+
+/// A runbook and an inventory of one host run on this machine, and a state directory with one
+/// finished run in it.
+fn local_state() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("hosts");
+    std::fs::write(&inv, "[web]\nl1 ansible_connection=local\n").unwrap();
+    let rb = dir.path().join("rb.rhai");
+    std::fs::write(
+        &rb,
+        "let rb = runbook(\"t\");\nrb.step(\"a\", |h| h.run(\"true\"));\nrb\n",
+    )
+    .unwrap();
+    (dir, rb, inv)
+}
+
+fn with_stdout(args: &[&str], stdout: std::process::Stdio) -> Outcome {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetbook"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .output()
+        .unwrap();
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::new(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `check`, `status` and `runs` panicked (exit 101) on a closed pipe (`| head -1`).
+#[test]
+fn a_closed_stdout_ends_reports_quietly() {
+    let (dir, rb, inv) = local_state();
+    let state = dir.path().join("state");
+    let (rb, inv, state) = (
+        rb.display().to_string(),
+        inv.display().to_string(),
+        state.display().to_string(),
+    );
+    fleetbook(&["run", &rb, "-i", &inv, "--yes", "--state", &state]).code(0);
+    for args in [
+        vec!["check", rb.as_str()],
+        vec!["status", "--state", &state],
+        vec!["runs", "--state", &state],
+        vec!["runs", "--state", &state, "--format", "json"],
+        vec!["--help"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = with_stdout(&args, writer.into());
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr, "", "{args:?}");
+    }
+}
+
+/// Output to a full disk was lost without an error: `--events jsonl` exited 0 with every event
+/// lost, `--help` and the reports panicked or said nothing.
+#[test]
+fn a_full_stdout_is_an_error() {
+    let (dir, rb, inv) = local_state();
+    let state = dir.path().join("state");
+    let (rb, inv, state) = (
+        rb.display().to_string(),
+        inv.display().to_string(),
+        state.display().to_string(),
+    );
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let out = with_stdout(
+        &[
+            "run", &rb, "-i", &inv, "--yes", "--state", &state, "--events", "jsonl",
+        ],
+        full().into(),
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot write to standard output")
+            && out.stderr.contains("No space left on device"),
+        "{}",
+        out.stderr
+    );
+    for args in [
+        vec!["check", rb.as_str()],
+        vec!["status", "--state", &state],
+        vec!["runs", "--state", &state],
+        vec!["--help"],
+        vec!["plan", &rb, "-i", &inv],
+    ] {
+        let out = with_stdout(&args, full().into());
+        assert_eq!(out.code, 1, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("cannot write to standard output: No space left on device"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+}
+
+/// `plan -o FILE` overwrote FILE when it was the runbook or the inventory.
+#[test]
+fn plan_output_over_its_own_input_is_refused() {
+    let (dir, rb, inv) = local_state();
+    let before = (std::fs::read(&rb).unwrap(), std::fs::read(&inv).unwrap());
+    let link = dir.path().join("link.rhai");
+    std::os::unix::fs::symlink(&rb, &link).unwrap();
+    for (out, what) in [(&rb, "runbook"), (&inv, "inventory"), (&link, "runbook")] {
+        let o = fleetbook(&["plan"])
+            .arg(rb.display().to_string())
+            .arg("-i")
+            .arg(inv.display().to_string())
+            .arg("-o")
+            .arg(out.display().to_string())
+            .code(2);
+        assert!(
+            o.stderr.contains(&format!(
+                "refusing to write the plan to {}: it is the {what}",
+                out.display()
+            )),
+            "{}",
+            o.stderr
+        );
+    }
+    assert_eq!(
+        (std::fs::read(&rb).unwrap(), std::fs::read(&inv).unwrap()),
+        before
+    );
+}

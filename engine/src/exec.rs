@@ -104,9 +104,9 @@ pub struct ExecOptions<'a> {
     pub done: Vec<bool>,
     /// Facts hosts learned in an earlier attempt of this run (resume): (host, name, value).
     pub facts: Vec<(String, String, String)>,
-    /// Called with (host, name, value) for each fact a task learned, before the task's end
-    /// is reported, so that a journal has the fact before it has the task as done.
-    pub on_fact: &'a (dyn Fn(&str, &str, &str) + Sync),
+    /// Called with (host, name, value) for each fact as a step sets it, before `set_fact`
+    /// returns, so that a journal has the fact even if the controller dies mid-step.
+    pub on_fact: fleetbook_stdlib::host::FactSink,
 }
 
 enum Outcome {
@@ -153,12 +153,6 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    fn report_facts(&self, h: &Host) {
-        for (name, value) in h.take_new_facts() {
-            (self.opts.on_fact)(&h.info.name, &name, &self.secrets.redact(&value));
-        }
-    }
-
     fn event(&self, t: usize, state: State, attempt: u32, message: Option<String>) {
         let task = &self.graph.tasks[t];
         // Barriers run nothing; their transitions would only be noise.
@@ -366,6 +360,13 @@ pub fn execute(planned: &Planned, opts: ExecOptions) -> RunOutcome {
             h.seed_fact(name, planned.secrets.reveal(value));
         }
     }
+    // Facts reach the journal as they are set, redacted like everything that leaves.
+    for h in hosts.values() {
+        let (sink, secrets) = (opts.on_fact.clone(), planned.secrets.clone());
+        h.set_fact_sink(Arc::new(move |host: &str, name: &str, value: &str| {
+            sink(host, name, &secrets.redact(value))
+        }));
+    }
     bind(script, graph, &hosts);
     let runner = Runner {
         script,
@@ -505,12 +506,6 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
             if graph.rules.throttle[step].is_some() {
                 slots.leave_step(step);
             }
-        }
-        // What the task learned: its host's new facts (a runbook-level task may have
-        // learned on any host).
-        match position[t] {
-            Some((h, _)) => r.report_facts(&r.hosts[h]),
-            None => r.hosts.iter().for_each(|h| r.report_facts(h)),
         }
         let mut complete = vec![t];
         match done.outcome {

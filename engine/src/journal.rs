@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 pub const FILE: &str = "journal.sqlite";
 
 const SCHEMA: &str = "
@@ -101,6 +101,36 @@ CREATE TABLE facts (
 );
 ";
 
+/// Schema 3: what a resumed run must keep exactly: the digest of the imported modules,
+/// salted digests of the secret parameters (never their values) and the gates approved in
+/// advance with `--approve`.
+const INPUTS: &str = "
+ALTER TABLE runs ADD COLUMN lib_digest TEXT;
+ALTER TABLE runs ADD COLUMN secret_digests TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE runs ADD COLUMN pre_approved TEXT NOT NULL DEFAULT '[]';
+";
+
+/// The tables and columns a journal at `version` lacks.
+fn migration(version: i32) -> String {
+    let mut sql = String::new();
+    if version < 1 {
+        sql.push_str(SCHEMA);
+    }
+    if version < 2 {
+        sql.push_str(FACTS);
+    }
+    if version < 3 {
+        sql.push_str(INPUTS);
+    }
+    sql
+}
+
+/// A secret parameter's digest, salted with the run and the name so that equal secrets of two
+/// runs do not match and a short secret cannot be looked up in a table.
+pub fn secret_digest(run: &str, name: &str, value: &str) -> String {
+    crate::plan::digest(format!("fleetbook-secret\0{run}\0{name}\0{value}").as_bytes())
+}
+
 pub fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -130,10 +160,27 @@ pub fn format_time(t: f64) -> String {
     )
 }
 
+/// The name of the user this process runs as, from the password database (`$USER` can be
+/// unset or wrong, as under cron or `env -i`).
 pub fn user() -> String {
+    // SAFETY: getuid cannot fail; getpwuid_r writes only into `pwd` and `buf`, which outlive
+    // the call, and `pw_name` points into `buf` when `found` is set.
+    let uid = unsafe { libc::getuid() };
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc == 0 && !found.is_null() && !pwd.pw_name.is_null() {
+        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }
+            .to_string_lossy()
+            .into_owned();
+        if !name.is_empty() {
+            return name;
+        }
+    }
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+        .unwrap_or_else(|_| format!("uid {uid}"))
 }
 
 pub fn controller() -> String {
@@ -167,6 +214,13 @@ pub struct RunRecord {
     /// whose process is gone reads `crashed`.
     pub state: String,
     pub reason: Option<String>,
+    /// Digest of the modules the runbook imported (`None` in journals before schema 3).
+    pub lib_digest: Option<String>,
+    /// Secret parameter -> [`secret_digest`] of its value. Not shown anywhere.
+    #[serde(skip)]
+    pub secret_digests: BTreeMap<String, String>,
+    /// Gates approved in advance (`run --approve`): a resumed run does not wait at them.
+    pub pre_approved: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -225,6 +279,59 @@ fn db_error(path: &Path, e: rusqlite::Error) -> Error {
     Error::Internal(format!("journal {}: {e}", path.display()))
 }
 
+/// Writes a complete new journal next to `path` and links it into place; if another process
+/// was first, its journal stays and this one is dropped.
+fn create(dir: &Path, path: &Path) -> Result<()> {
+    let failed =
+        |e: String| Error::Internal(format!("cannot create journal {}: {e}", path.display()));
+    let tmp = tempfile::Builder::new()
+        .prefix(".journal-")
+        .suffix(".new")
+        .tempfile_in(dir)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => Error::Journal {
+                message: format!(
+                    "cannot create journal {}: the state directory is read-only ({e}); make it writable, or use another --state",
+                    path.display()
+                ),
+            },
+            _ => failed(e.to_string()),
+        })?;
+    let conn = Connection::open(tmp.path()).map_err(|e| failed(e.to_string()))?;
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; BEGIN; {} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;",
+        migration(0)
+    ))
+    .map_err(|e| failed(e.to_string()))?;
+    conn.close().map_err(|(_, e)| failed(e.to_string()))?;
+    // As readable as a journal SQLite creates itself, not the temporary file's 0600.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| failed(e.to_string()))?;
+    match std::fs::hard_link(tmp.path(), path) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(failed(e.to_string())),
+        _ => Ok(()),
+    }
+}
+
+/// Why the journal cannot be written, if it cannot: the file, or the directory where SQLite
+/// keeps its write-ahead log.
+fn read_only(dir: &Path, path: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let writable = |p: &Path| {
+        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
+        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+        Some(unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
+    };
+    if writable(path) == Some(false) {
+        return Some("the file is not writable".into());
+    }
+    if writable(dir) == Some(false) {
+        return Some(format!("its directory {} is not writable", dir.display()));
+    }
+    None
+}
+
 fn state_name(s: State) -> String {
     serde_json::to_value(s)
         .ok()
@@ -244,7 +351,9 @@ fn lock_from_row(r: &rusqlite::Row) -> rusqlite::Result<LockInfo> {
 }
 
 impl Journal {
-    /// Opens (or creates) the journal in `dir`.
+    /// Opens (or creates) the journal in `dir`. A new journal appears whole or not at all,
+    /// so that runs started at once on a new state directory meet at the fleet lock; an
+    /// existing one is checked before anything is written to it.
     pub fn open(dir: &Path) -> Result<Journal> {
         std::fs::create_dir_all(dir).map_err(|e| {
             Error::Internal(format!(
@@ -253,10 +362,23 @@ impl Journal {
             ))
         })?;
         let path = dir.join(FILE);
-        let conn = Connection::open(&path).map_err(|e| db_error(&path, e))?;
+        if !path.exists() {
+            create(dir, &path)?;
+        }
         let unusable = |what: String| Error::Journal {
             message: format!("journal {} {what}; it was left as it is", path.display()),
         };
+        if let Some(what) = read_only(dir, &path) {
+            return Err(Error::Journal {
+                message: format!(
+                    "journal {} is read-only ({what}): fleetbook records every run in it; make it writable, or use another --state",
+                    path.display()
+                ),
+            });
+        }
+        let mut conn = Connection::open(&path).map_err(|e| db_error(&path, e))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(|e| db_error(&path, e))?;
         let version: i32 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| unusable(format!("is not a fleetbook journal or is corrupted ({e})")))?;
@@ -275,25 +397,33 @@ impl Journal {
         if version == 0 && tables > 0 {
             return Err(unusable("is a database but not a fleetbook journal".into()));
         }
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(|e| db_error(&path, e))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-        )
-        .map_err(|e| unusable(format!("cannot be used ({e})")))?;
-        if version < SCHEMA_VERSION {
-            // A new journal gets every table; a schema-1 journal gains the facts table.
-            let missing = if version == 0 { SCHEMA } else { "" };
-            conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {missing} {FACTS} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            ))
-            .map_err(|e| db_error(&path, e))?;
-        }
+        // Before the first write: a corrupted journal is reported as it was found.
         let quick: String = conn
             .query_row("PRAGMA quick_check", [], |r| r.get(0))
             .map_err(|e| unusable(format!("is corrupted ({e})")))?;
         if quick != "ok" {
             return Err(unusable(format!("is corrupted ({quick})")));
+        }
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(|e| unusable(format!("cannot be used ({e})")))?;
+        if version < SCHEMA_VERSION {
+            // Another fleetbook may be upgrading it too: look again inside the transaction.
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| db_error(&path, e))?;
+            let version: i32 = tx
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(|e| db_error(&path, e))?;
+            if version < SCHEMA_VERSION {
+                tx.execute_batch(&format!(
+                    "{} PRAGMA user_version = {SCHEMA_VERSION};",
+                    migration(version)
+                ))
+                .map_err(|e| db_error(&path, e))?;
+            }
+            tx.commit().map_err(|e| db_error(&path, e))?;
         }
         Ok(Journal {
             conn: Mutex::new(conn),
@@ -316,8 +446,8 @@ impl Journal {
         self.with(|c| {
             let tx = c.transaction()?;
             tx.execute(
-                "INSERT INTO runs (id, runbook, runbook_path, runbook_digest, inventory_path, inventory_digest, params, limit_pattern, user, controller, pid, started_at, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'running')",
+                "INSERT INTO runs (id, runbook, runbook_path, runbook_digest, inventory_path, inventory_digest, params, limit_pattern, user, controller, pid, started_at, state, lib_digest, secret_digests, pre_approved)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'running', ?13, ?14, ?15)",
                 params![
                     run.id,
                     run.runbook,
@@ -330,7 +460,10 @@ impl Journal {
                     run.user,
                     run.controller,
                     run.pid,
-                    run.started_at
+                    run.started_at,
+                    run.lib_digest,
+                    serde_json::to_string(&run.secret_digests).unwrap_or_default(),
+                    serde_json::to_string(&run.pre_approved).unwrap_or_default(),
                 ],
             )?;
             for (h, roles) in hosts {
@@ -369,7 +502,7 @@ impl Journal {
         })
     }
 
-    /// Records what a host learned, durably, before the task that learned it is recorded.
+    /// Records what a host learned, durably, before `set_fact` returns to the step.
     pub fn record_fact(&self, run: &str, host: &str, name: &str, value: &str) -> Result<()> {
         self.with(|c| {
             c.execute(
@@ -399,11 +532,22 @@ impl Journal {
         ended: bool,
     ) -> Result<()> {
         self.with(|c| {
-            c.execute(
+            let tx = c.transaction()?;
+            tx.execute(
                 "UPDATE runs SET state = ?2, reason = ?3, ended_at = CASE WHEN ?4 THEN ?5 ELSE NULL END, pid = CASE WHEN ?4 THEN pid ELSE ?6 END, abort_requested = 0, abort_now = 0 WHERE id = ?1",
                 params![run, state, reason, ended, now(), std::process::id() as i64],
-            )
-            .map(|_| ())
+            )?;
+            if ended {
+                // Barriers run nothing and report no transition: one is passed when every
+                // other task of its role is.
+                tx.execute(
+                    "UPDATE tasks SET state = 'ok', ended_at = ?2 WHERE run_id = ?1 AND kind IN ('role_done', 'canary_done') AND state = 'pending'
+                     AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.run_id = tasks.run_id AND o.role IS tasks.role
+                                     AND o.kind NOT IN ('role_done', 'canary_done') AND o.state NOT IN ('ok', 'skipped'))",
+                    params![run, now()],
+                )?;
+            }
+            tx.commit()
         })
     }
 
@@ -431,6 +575,30 @@ impl Journal {
             ended_at: r.get("ended_at")?,
             state,
             reason: r.get("reason")?,
+            lib_digest: r.get("lib_digest")?,
+            secret_digests: serde_json::from_str(&r.get::<_, String>("secret_digests")?)
+                .unwrap_or_default(),
+            pre_approved: serde_json::from_str(&r.get::<_, String>("pre_approved")?)
+                .unwrap_or_default(),
+        })
+    }
+
+    /// A replanned resume: the run goes on with these inputs from now on.
+    pub fn replan(&self, run: &RunRecord) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE runs SET runbook_digest = ?2, inventory_digest = ?3, params = ?4, lib_digest = ?5, secret_digests = ?6, pre_approved = ?7 WHERE id = ?1",
+                params![
+                    run.id,
+                    run.runbook_digest,
+                    run.inventory_digest,
+                    serde_json::to_string(&run.params).unwrap_or_default(),
+                    run.lib_digest,
+                    serde_json::to_string(&run.secret_digests).unwrap_or_default(),
+                    serde_json::to_string(&run.pre_approved).unwrap_or_default(),
+                ],
+            )
+            .map(|_| ())
         })
     }
 
@@ -688,6 +856,34 @@ mod tests {
             .unwrap();
         let e = Journal::open(dir.path()).err().unwrap().to_string();
         assert!(e.contains("schema version 99, newer"), "{e}");
+    }
+
+    #[test]
+    fn secret_digests_are_salted_with_the_run_and_the_name() {
+        let d = secret_digest("r1", "token", "hunter2");
+        assert_eq!(d, secret_digest("r1", "token", "hunter2"));
+        assert!(d.starts_with("sha256:") && !d.contains("hunter2"));
+        assert_ne!(d, secret_digest("r2", "token", "hunter2"));
+        assert_ne!(d, secret_digest("r1", "password", "hunter2"));
+        assert_ne!(d, crate::plan::digest(b"hunter2"));
+    }
+
+    #[test]
+    fn a_new_journal_is_readable_by_others_and_leaves_no_temporary_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        drop(Journal::open(dir.path()).unwrap());
+        let mode = std::fs::metadata(dir.path().join(FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644);
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".new"))
+            .collect();
+        assert!(names.is_empty(), "{names:?}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod schedule;
 mod schedule_tests;
 pub mod script;
 pub mod secrets;
+pub mod session;
 pub mod slots;
 pub mod transport;
 

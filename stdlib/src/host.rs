@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
+/// Told (host, name, value) of every fact as it is set, before `set_fact` returns: a run's
+/// journal keeps facts that a controller killed mid-step would otherwise lose.
+pub type FactSink = Arc<dyn Fn(&str, &str, &str) + Send + Sync>;
+
 /// A host as seen by a runbook closure. Cheap to clone; clones share the fact cache.
 #[derive(Clone)]
 pub struct Host {
@@ -67,21 +71,26 @@ impl Host {
         names
     }
 
-    /// Learns a fact; the executor takes new facts (`take_new_facts`) to journal them.
+    /// Learns a fact, and hands it to the fact sink (if any) before returning.
     pub fn set_fact(&self, key: &str, value: String) {
-        let mut f = self.facts();
-        f.values.insert(key.to_string(), value.clone());
-        f.new.push((key.to_string(), value));
+        let sink = {
+            let mut f = self.facts();
+            f.values.insert(key.to_string(), value.clone());
+            f.sink.clone()
+        };
+        if let Some(sink) = sink {
+            sink(&self.info.name, key, &value);
+        }
+    }
+
+    /// Where this host's facts (and its clones') go as they are learned.
+    pub fn set_fact_sink(&self, sink: FactSink) {
+        self.facts().sink = Some(sink);
     }
 
     /// Facts already known (from the journal, on resume): not new.
     pub fn seed_fact(&self, key: &str, value: String) {
         self.facts().values.insert(key.to_string(), value);
-    }
-
-    /// The facts learned since the last call.
-    pub fn take_new_facts(&self) -> Vec<(String, String)> {
-        std::mem::take(&mut self.facts().new)
     }
 
     /// Runs a command and returns its output, whatever the exit code. Transport failures
@@ -259,7 +268,7 @@ fn wait_until(ctx: NativeCallContext, h: Host, cond: FnPtr, timeout: &str) -> Rh
 #[derive(Default)]
 struct Facts {
     values: HashMap<String, String>,
-    new: Vec<(String, String)>,
+    sink: Option<FactSink>,
 }
 
 /// `h.fact(name)`: a fact the run learned on this host. In a dry run, where nothing is

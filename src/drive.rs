@@ -414,7 +414,7 @@ fn execute(
             control.stop.store(true, Ordering::SeqCst);
             *journal_failed.lock().unwrap_or_else(|x| x.into_inner()) = Some(err.to_string());
         }
-        progress.event(&e);
+        progress.event(e);
         if progress.events_failed().is_some() {
             control.stop.store(true, Ordering::SeqCst);
         }

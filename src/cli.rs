@@ -22,11 +22,15 @@ pub struct Cli {
 pub enum Command {
     /// Compile and validate a runbook (syntax, role order, parameters) without an inventory.
     #[command(
-        after_help = "Examples:\n  fleetbook check runbooks/swh-debian-upgrade.rhai\n  fleetbook check upgrade.rhai --param version=2.0"
+        after_help = "Examples:\n  fleetbook check runbooks/swh-debian-upgrade.rhai\n  fleetbook check upgrade.rhai --param version=2.0\n  fleetbook check runbooks/swh-debian-upgrade.rhai -i examples/inventories/swh.ini   # roles too"
     )]
     Check {
         /// The runbook script (.rhai).
         runbook: PathBuf,
+        /// Also check the runbook against this inventory: every role it names exists, and
+        /// warn about roles without hosts.
+        #[arg(short, long)]
+        inventory: Option<PathBuf>,
         #[command(flatten)]
         script: ScriptArgs,
     },

@@ -9,7 +9,11 @@ use fleetbook_engine::{compile, plan, render, Error, Result};
 
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Check { runbook, script } => check(&runbook, &script),
+        Command::Check {
+            runbook,
+            inventory,
+            script,
+        } => check(&runbook, inventory.as_deref(), &script),
         Command::Plan {
             runbook,
             inventory,
@@ -157,10 +161,18 @@ fn plan_of(
     })
 }
 
-fn check(runbook: &std::path::Path, args: &ScriptArgs) -> Result<i32> {
+fn check(
+    runbook: &std::path::Path,
+    inventory: Option<&std::path::Path>,
+    args: &ScriptArgs,
+) -> Result<i32> {
     let params = args.param_map().map_err(Error::input)?;
     let (script, _) = plan::load_script(runbook, &params, &args.lib_dirs)?;
-    let warnings = compile::validate(&script)?;
+    let mut warnings = compile::validate(&script)?;
+    if let Some(path) = inventory {
+        let inv = fleetbook_engine::inventory::Inventory::load(path)?;
+        warnings.extend(compile::compile(&script, &inv, None)?.warnings);
+    }
     for w in &warnings {
         eprintln!("warning: {w}");
     }

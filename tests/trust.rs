@@ -281,6 +281,16 @@ fn a_limit_on_a_role_without_hosts_is_a_warning() {
         "let rb = runbook(\"x\");\nrb.limit(\"db\", 1);\nrb.step(\"s\", |h| h.run(\"x\"));\nrb\n",
         "[web]\nw1\n[db]\n",
     );
+    let check = fleetbook(&["check"])
+        .arg(case.path("rb.rhai").display().to_string())
+        .arg("-i")
+        .arg(case.path("hosts").display().to_string())
+        .code(0);
+    assert!(
+        check.stderr.contains("warning: role \"db\" (named at "),
+        "{}",
+        check.stderr
+    );
     let out = case.plan(&[], 0);
     assert!(
         out.stderr.contains("role \"db\" (named at ")

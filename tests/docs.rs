@@ -137,6 +137,11 @@ pub struct DocCommand {
 }
 
 impl DocCommand {
+    /// The command as run: `cargo run --release --` is the binary under test.
+    pub fn typed(&self) -> String {
+        self.text.replace("cargo run --release --", "fleetbook")
+    }
+
     /// Runs on the demo fleet (Docker): tests/fleet.rs runs it.
     pub fn needs_fleet(&self) -> bool {
         self.text.contains("demo-fleet") || self.text.contains("examples/fleet/fleet.sh")
@@ -246,7 +251,8 @@ impl Sandbox {
     }
 
     /// `cmd`'s environment: the sandbox's PATH and HOME; cargo keeps its own home and
-    /// toolchain, installs under the sandbox's HOME and reuses the workspace's build.
+    /// toolchain, installs under the sandbox's HOME and reuses the workspace's build (CI
+    /// builds the release binary before the tests); docker keeps its configuration.
     fn env(&self, cmd: &mut Command) {
         let real_home = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
         let keep = |var: &str, default: PathBuf| {
@@ -263,6 +269,10 @@ impl Sandbox {
             .env(
                 "RUSTUP_HOME",
                 keep("RUSTUP_HOME", real_home.join(".rustup")),
+            )
+            .env(
+                "DOCKER_CONFIG",
+                keep("DOCKER_CONFIG", real_home.join(".docker")),
             )
             .env("CARGO_INSTALL_ROOT", self.home().join(".cargo"))
             .env("CARGO_TARGET_DIR", target)
@@ -323,7 +333,7 @@ impl Sandbox {
     /// (waiting at an approval for `abort` and `approve`, halted on a broken host for
     /// `resume`), and checks its exit status.
     fn run_documented(&self, cmd: &DocCommand) {
-        let text = cmd.text.replace("cargo run --release --", "fleetbook");
+        let text = cmd.typed();
         if text.starts_with("cargo test") {
             // It is the test run itself: check that CI runs exactly it.
             let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();

@@ -39,6 +39,12 @@ fn docker_usable() -> bool {
 
 /// A fresh fleet, one test at a time; `None` (skip) without Docker outside CI.
 fn fleet() -> Option<(std::sync::MutexGuard<'static, ()>, DemoFleet)> {
+    let one = fleet_turn()?;
+    Some((one, DemoFleet::up()))
+}
+
+/// This test's turn to bring a fleet up; `None` (skip) without Docker outside CI.
+fn fleet_turn() -> Option<std::sync::MutexGuard<'static, ()>> {
     if !docker_usable() {
         return None;
     }
@@ -48,7 +54,7 @@ fn fleet() -> Option<(std::sync::MutexGuard<'static, ()>, DemoFleet)> {
     PRUNE.call_once(|| {
         let _ = Command::new(fleet_sh()).arg("prune").status();
     });
-    Some((one, DemoFleet::up()))
+    Some(one)
 }
 
 fn fleet_sh() -> PathBuf {
@@ -152,17 +158,18 @@ impl DemoFleet {
 
 impl Drop for DemoFleet {
     fn drop(&mut self) {
-        // A killed fleetbook leaves its SSH masters behind (until ControlPersist ends them):
-        // a test must not, whatever happened in it.
-        let _ = Command::new("pkill")
-            .arg("-f")
-            .arg(self.path("ssh_config"))
-            .output();
-        let _ = Command::new(fleet_sh())
-            .arg("down")
-            .arg(self.dir.path())
-            .output();
+        take_down(self.dir.path());
     }
+}
+
+fn take_down(dir: &std::path::Path) {
+    // A killed fleetbook leaves its SSH masters behind (until ControlPersist ends them):
+    // a test must not, whatever happened in it.
+    let _ = Command::new("pkill")
+        .arg("-f")
+        .arg(dir.join("ssh_config"))
+        .output();
+    let _ = Command::new(fleet_sh()).arg("down").arg(dir).output();
 }
 
 const HOSTS: [&str; 12] = [
@@ -999,4 +1006,44 @@ fn sudo_without_a_password_or_a_clear_hint() {
         f.sh("cmp1", "test -e /tmp/whoami && echo ran || echo not-run"),
         "not-run"
     );
+}
+
+// The README's fleet commands were never run: a documented example could rot unseen.
+/// Every documented command on the demo fleet (README.md, docs/*.md), as typed, in the docs
+/// sandbox (tests/docs.rs): `fleet.sh up demo-fleet` brings the fleet up, the commands after
+/// it run on it, and each document's fleet goes down at its end, whatever happened.
+#[test]
+fn documented_fleet_commands_run() {
+    let Some(_one) = fleet_turn() else { return };
+    let owner = std::process::id().to_string();
+    let mut ran = 0;
+    for doc in crate::docs::documents() {
+        let commands: Vec<_> = crate::docs::doc_commands(&doc)
+            .into_iter()
+            .filter(|c| c.needs_fleet())
+            .collect();
+        if commands.is_empty() {
+            continue;
+        }
+        let sandbox = crate::docs::Sandbox::new();
+        let _down = TakeDown(sandbox.path().join("demo-fleet"));
+        for cmd in &commands {
+            let (code, out) = sandbox.shell(&cmd.typed(), &[("FLEETBOOK_FLEET_OWNER", &owner)]);
+            assert_eq!(
+                code, cmd.expect,
+                "{}: `{}` exited {code}, the docs say {}:\n{out}",
+                cmd.at, cmd.text, cmd.expect
+            );
+            ran += 1;
+        }
+    }
+    assert!(ran >= 5, "only {ran} documented fleet commands found");
+}
+
+struct TakeDown(PathBuf);
+
+impl Drop for TakeDown {
+    fn drop(&mut self) {
+        take_down(&self.0);
+    }
 }

@@ -408,3 +408,17 @@ fn no_secret_reaches_any_output_or_the_journal() {
         String::from_utf8_lossy(events)
     );
 }
+
+// A wait_until condition that returned a string said only "Output type incorrect".
+#[test]
+fn a_wait_until_condition_that_returns_a_string_is_named() {
+    let case = Case::new(
+        "let rb = runbook(\"x\");\nrb.step(\"s\", |h| h.wait_until(|h| h.var(\"ready\", \"no\"), \"10s\"));\nrb\n",
+        "[web]\nw1\n",
+    );
+    let err = flat(&case.plan(&[], 2).stderr);
+    assert!(
+        err.contains("host w1: the wait_until condition must return true or false, but it returned string \"no\""),
+        "{err}"
+    );
+}

@@ -235,13 +235,26 @@ fn transport_error(host: &str, command: &str, e: TransportError) -> Box<EvalAltR
 }
 
 /// Calls a condition closure: with the host when it takes one (`|h| ...`), else without.
+/// A condition must return a bool: the text "false" or a number is an error, never true.
 fn call_condition(ctx: &NativeCallContext, cond: &FnPtr, h: &Host) -> RhaiResult<bool> {
-    match cond.call_within_context::<bool>(ctx, (h.clone(),)) {
+    let value = match cond.call_within_context::<Dynamic>(ctx, (h.clone(),)) {
         Err(e) if matches!(&*e, EvalAltResult::ErrorFunctionNotFound(sig, _) if sig.starts_with(cond.fn_name())) => {
-            cond.call_within_context::<bool>(ctx, ())
+            cond.call_within_context::<Dynamic>(ctx, ())
         }
         other => other,
-    }
+    }?;
+    value.as_bool().map_err(|_| {
+        let shown = if value.is_string() {
+            format!("{:?}", value.to_string())
+        } else {
+            value.to_string()
+        };
+        runtime_error(format!(
+            "host {}: the wait_until condition must return true or false, but it returned {} {shown}",
+            h.info.name,
+            value.type_name()
+        ))
+    })
 }
 
 /// Polls `cond` every 2 s (or less) until it holds or `timeout` passes.

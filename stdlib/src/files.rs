@@ -3,7 +3,8 @@
 //! `cat` and `curl` get `--` before the path or URL. `test -e PATH` needs none: with two
 //! arguments POSIX `test` always reads the first as the operator and the second as its operand.
 //! curl gets `--globoff` (`[1-9]` and `{a,b}` would fetch several URLs) and `--proto
-//! =http,https` (`http::` checks HTTP, not `file://` or `dict://`).
+//! =http,https,file` (`http::` checks HTTP, or a local `file://` that a health check writes;
+//! never `dict://`, `gopher://` or another protocol).
 
 use crate::host::Host;
 use crate::located;
@@ -22,7 +23,7 @@ pub fn exists_command(path: &str) -> String {
 
 pub fn http_ok_command(url: &str) -> String {
     format!(
-        "curl -fsS -o /dev/null --max-time 10 --globoff --proto =http,https -- {}",
+        "curl -fsS -o /dev/null --max-time 10 --globoff --proto =http,https,file -- {}",
         quote(url)
     )
 }

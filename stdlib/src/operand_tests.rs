@@ -379,7 +379,7 @@ fn cases() -> Vec<(&'static str, &'static str, Expect)> {
         }),
         ("http::ok/2", "http::ok(h, v)", |_, v| {
             vec![cmd(
-                "curl -fsS -o /dev/null --max-time 10 --globoff --proto =http,https --",
+                "curl -fsS -o /dev/null --max-time 10 --globoff --proto =http,https,file --",
                 &[v],
             )]
         }),
@@ -571,7 +571,7 @@ fn curl_config_and_systemctl_option_were_read_from_values() {
     };
     assert_eq!(
         run_one("http::ok(h, v)", "-K/file"),
-        ["curl -fsS -o /dev/null --max-time 10 --globoff --proto =http,https -- '-K/file'"]
+        ["curl -fsS -o /dev/null --max-time 10 --globoff --proto =http,https,file -- '-K/file'"]
     );
     assert_eq!(
         run_one("service::restart(h, v)", "--user"),

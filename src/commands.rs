@@ -214,6 +214,28 @@ fn refuse_to_overwrite(out: &std::path::Path, inputs: &[(&str, &std::path::Path)
     let Ok(o) = std::fs::metadata(out) else {
         return Ok(()); // a new file
     };
+    // A plan is never a Rhai module (an imported library would be destroyed) nor an SQLite
+    // database (a journal: history and resume would be lost).
+    let refuse = |what: &str| {
+        Err(Error::input_with_help(
+            format!(
+                "refusing to write the plan to {}: it is {what}",
+                out.display()
+            ),
+            "give -o another file name",
+        ))
+    };
+    if out.extension().is_some_and(|e| e == "rhai") {
+        return refuse("a Rhai script (a runbook or a library module)");
+    }
+    let mut head = [0u8; 16];
+    let is_sqlite = std::fs::File::open(out)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && &head == b"SQLite format 3\0";
+    if is_sqlite {
+        return refuse("an SQLite database (a fleetbook journal?)");
+    }
     for (what, input) in inputs {
         if let Ok(i) = std::fs::metadata(input) {
             if (i.dev(), i.ino()) == (o.dev(), o.ino()) {

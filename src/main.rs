@@ -1,6 +1,24 @@
 //! The `fleetbook` command: parses arguments, runs the command, maps the outcome to an exit
 //! code. Everything else lives in the engine.
 
+/// Human output goes to stderr, which the user may close or fill (`2>&-`, `2>/dev/full`,
+/// `2>&1 | head`): std's `eprintln!` panics then, which would leave a run crashed with its
+/// lock held. These shadow std's macros in every module below: output is lost, the run
+/// goes on and ends cleanly (the journal and `status` still tell everything).
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+macro_rules! eprint {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod adhoc;
 mod cli;
 mod commands;

@@ -422,3 +422,106 @@ fn a_wait_until_condition_that_returns_a_string_is_named() {
         "{err}"
     );
 }
+
+// A secret with a `'` reached outputs in its sh::quote'd form; print() and a step named
+// after a secret showed it; a fact named like a credential was journaled in clear.
+#[test]
+fn quoted_printed_and_learned_secrets_are_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state").display().to_string();
+    let case = Case::new(
+        "let rb = runbook(\"q\");\nlet tok = secret_param(\"tok\", \"\");\nprint(tok);\nrb.step(\"st-\" + tok, |h| { h.set_fact(\"api_token\", h.run(\"echo LEARNED-9f1e\").stdout); h.run(`echo ${sh::quote(tok)} LEARNED-9f1e; exit 4`) });\nrb\n",
+        &local_inventory(dir.path(), "l1"),
+    );
+    let secret = "tok=it's-Pa55w0rdZ";
+    let plan = case.plan(&["--param", secret], 0);
+    let run = case
+        .cmd(
+            "run",
+            &[
+                "--param", secret, "--yes", "--state", &state, "--events", "jsonl",
+            ],
+        )
+        .code(3);
+    let status = fleetbook(&["status", "--state", &state]).run();
+    assert!(!plan.stdout.contains("Pa55w0rdZ") && !plan.stderr.contains("Pa55w0rdZ"));
+    // The value is learned on the host: a secret from then on (the plan shows the literal
+    // command that produces it, which is no secret).
+    let mut seen = String::new();
+    for out in [&run, &status] {
+        seen.push_str(&out.stdout);
+        seen.push_str(&out.stderr);
+    }
+    for entry in std::fs::read_dir(dir.path().join("state")).unwrap() {
+        seen.push_str(&String::from_utf8_lossy(
+            &std::fs::read(entry.unwrap().path()).unwrap(),
+        ));
+    }
+    for leak in ["Pa55w0rdZ", "LEARNED-9f1e"] {
+        assert!(!seen.contains(leak), "{leak} leaked:\n{seen}");
+    }
+    assert!(run.stdout.contains("<secret:api_token>"), "{}", run.stdout);
+}
+
+// `plan -o` destroyed an imported module or the journal it was pointed at.
+#[test]
+fn plan_output_over_a_module_or_a_journal_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state").display().to_string();
+    let case = Case::new(
+        "let rb = runbook(\"o\");\nrb.step(\"s\", |h| h.run(\"true\"));\nrb\n",
+        &local_inventory(dir.path(), "l1"),
+    );
+    case.cmd("run", &["--yes", "--state", &state]).code(0);
+    let journal = dir.path().join("state/journal.sqlite");
+    let before = std::fs::read(&journal).unwrap();
+    let out = case.plan(&["-o", &journal.display().to_string()], 2);
+    assert!(
+        out.stderr.contains("it is an SQLite database"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read(&journal).unwrap(), before);
+    case.file("lib.rhai", "fn x() { 1 }\n");
+    let out = case.plan(&["-o", &case.path("lib.rhai").display().to_string()], 2);
+    assert!(out.stderr.contains("it is a Rhai script"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(case.path("lib.rhai")).unwrap(),
+        "fn x() { 1 }\n"
+    );
+}
+
+// A wait_until whose condition runs no command ignored Ctrl-C twice.
+#[test]
+fn ctrl_c_twice_ends_a_wait_that_runs_no_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = Case::new(
+        "let rb = runbook(\"w\");\nrb.step(\"s\", |h| h.wait_until(|h| false, \"5m\"));\nrb\n",
+        &local_inventory(dir.path(), "l1"),
+    );
+    let state = dir.path().join("state").display().to_string();
+    let argv = case.cmd("run", &["--yes", "--state", &state]).argv();
+    let mut child = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    for _ in 0..2 {
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            child.kill().unwrap();
+            panic!("the run went on waiting after Ctrl-C twice");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(4));
+}

@@ -50,6 +50,8 @@ pub struct ApiState {
     pub params: Arc<Mutex<ParamState>>,
     pub runbooks: Arc<Mutex<Vec<RunbookHandle>>>,
     pub fleet: FleetBinding,
+    /// Known as soon as `secret_param` returns, so that even `print` redacts them.
+    pub secrets: crate::secrets::Secrets,
 }
 
 impl ApiState {
@@ -236,6 +238,10 @@ pub fn register(engine: &mut Engine, state: &ApiState) {
                     Some(g) => convert_param(name, g, &default)?,
                     None => default.clone(),
                 };
+                if secret {
+                    s.secrets.add(name, &value.to_string());
+                    s.secrets.add(name, &default.to_string());
+                }
                 p.declared.push(Param {
                     name: name.to_string(),
                     default: default.to_string(),

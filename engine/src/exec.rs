@@ -162,10 +162,10 @@ impl Runner<'_> {
         let rb = &self.script.runbook;
         (self.opts.on_event)(&Event {
             at: self.start.elapsed().as_secs_f64(),
-            task: task.id.clone(),
+            task: self.secrets.redacted(&task.id),
             kind: task.kind,
             host: task.host.map(|h| self.graph.hosts[h].name.clone()),
-            step: task.step.map(|s| rb.steps[s].name.clone()),
+            step: task.step.map(|s| self.secrets.redacted(&rb.steps[s].name)),
             role: task.role.map(|r| self.graph.roles[r].name.clone()),
             state,
             attempt,
@@ -356,14 +356,22 @@ pub fn execute(planned: &Planned, opts: ExecOptions) -> RunOutcome {
     let hosts = host_objects(graph, opts.transport.clone());
     for (host, name, value) in &opts.facts {
         if let Some(h) = hosts.get(host) {
-            // Facts are journaled redacted; a resumed run has the same secrets.
-            h.seed_fact(name, planned.secrets.reveal(value));
+            // Facts are journaled redacted; a resumed run has the same secrets. A fact that
+            // held a secret learned on the host is not kept, so it is not known again.
+            if let Some(value) = planned.secrets.reveal(value) {
+                h.seed_fact(name, value);
+            }
         }
     }
     // Facts reach the journal as they are set, redacted like everything that leaves.
     for h in hosts.values() {
         let (sink, secrets) = (opts.on_fact.clone(), planned.secrets.clone());
+        let marked = script.runbook.secret_vars.clone();
         h.set_fact_sink(Arc::new(move |host: &str, name: &str, value: &str| {
+            // A fact named like a credential (or marked secret) is a secret from now on.
+            if secrets.is_secret(name) || marked.iter().any(|m| m == name) {
+                secrets.add(name, value);
+            }
             sink(host, name, &secrets.redact(value))
         }));
     }

@@ -145,10 +145,7 @@ pub struct Planned {
 /// The secrets of a run: the script's secret parameters and every host's secret variables
 /// (named like credentials, or marked by the runbook or the inventory), planned or not.
 pub fn secrets_of(script: &Script, graph: &Graph) -> Secrets {
-    let secrets = Secrets::new();
-    for p in script.params.iter().filter(|p| p.secret) {
-        secrets.add(&p.name, &p.value);
-    }
+    let secrets = script.secrets.clone();
     for h in graph.hosts.iter().chain(&graph.outside) {
         secrets.add_vars(&h.vars, &script.runbook.secret_vars);
     }
@@ -284,7 +281,7 @@ fn assemble(
         .steps
         .iter()
         .map(|s| StepInfo {
-            name: s.name.clone(),
+            name: secrets.redacted(&s.name),
             kind: s.scope.kind(),
             roles: match &s.scope {
                 Scope::Host { roles } => roles.clone(),
@@ -331,17 +328,17 @@ fn assemble(
         .zip(records)
         .enumerate()
         .map(|(t, (task, rec))| TaskInfo {
-            id: task.id.clone(),
+            id: secrets.redacted(&task.id),
             kind: task.kind,
             host: task.host.map(|h| graph.hosts[h].name.clone()),
-            step: task.step.map(|s| rb.steps[s].name.clone()),
+            step: task.step.map(|s| secrets.redacted(&rb.steps[s].name)),
             role: task.role.map(|r| graph.roles[r].name.clone()),
             start: sched.tasks[t].start,
             end: sched.tasks[t].end,
             depends_on: task
                 .deps
                 .iter()
-                .map(|&d| graph.tasks[d].id.clone())
+                .map(|&d| secrets.redacted(&graph.tasks[d].id))
                 .collect(),
             commands: rec.commands,
             undo_commands: rec.undo,

@@ -5,11 +5,13 @@
 use crate::api::{self, ApiState, Fleet, FleetBinding, ParamState, RunbookHandle, StepHandle};
 use crate::error::{Error, Pos, Result, SourceDiag};
 use crate::model::{Param, Runbook};
+use crate::secrets::Secrets;
 use fleetbook_stdlib::{Host, LIBRARIES};
 use indexmap::IndexMap;
 use rhai::module_resolvers::ModuleResolver;
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, Module, Position, Scope, Shared, AST};
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -56,6 +58,8 @@ pub struct ScriptInput<'a> {
 
 /// A compiled and evaluated runbook.
 pub struct Script {
+    /// The secret parameters, and later every secret of the run ([`crate::plan::secrets_of`]).
+    pub secrets: Secrets,
     engine: Engine,
     ast: AST,
     pub name: String,
@@ -293,8 +297,16 @@ fn build_engine(
         other => other,
     });
     // Script output must not mix with machine output on stdout.
-    engine.on_print(|s| eprintln!("runbook: {s}"));
-    engine.on_debug(|s, src, pos| eprintln!("runbook debug {}{pos}: {s}", src.unwrap_or("")));
+    // Script output must not show secrets either; stderr may be closed (`2>&-`).
+    let secrets = state.secrets.clone();
+    engine.on_print(move |s| {
+        let _ = writeln!(std::io::stderr(), "runbook: {}", secrets.redact(s));
+    });
+    let secrets = state.secrets.clone();
+    engine.on_debug(move |s, src, pos| {
+        let line = format!("runbook debug {}{pos}: {s}", src.unwrap_or(""));
+        let _ = writeln!(std::io::stderr(), "{}", secrets.redact(&line));
+    });
     let mut roots = Vec::new();
     if let Some(dir) = input.dir {
         roots.push(dir.to_path_buf());
@@ -344,17 +356,13 @@ pub fn compile(input: ScriptInput) -> Result<Script> {
         })),
         runbooks: Arc::default(),
         fleet: Arc::default(),
+        secrets: Secrets::new(),
     };
     let cache: ModuleCache = Arc::default();
     let mut engine = build_engine(&input, &state, &sources, &cache);
     // An error raised while the script runs may quote a secret parameter's value.
     let diag = |e: &EvalAltResult| {
-        let secrets = crate::secrets::Secrets::new();
-        let params = state.params.lock().unwrap_or_else(|e| e.into_inner());
-        for p in params.declared.iter().filter(|p| p.secret) {
-            secrets.add(&p.name, &p.value);
-        }
-        script_error(e, input.name, &sources, input.limits.max_operations).redact(&secrets)
+        script_error(e, input.name, &sources, input.limits.max_operations).redact(&state.secrets)
     };
 
     let mut ast = engine.compile(input.text).map_err(|e| diag(&e.into()))?;
@@ -438,6 +446,7 @@ pub fn compile(input: ScriptInput) -> Result<Script> {
     }
 
     Ok(Script {
+        secrets: state.secrets.clone(),
         engine,
         ast,
         name: input.name.to_string(),

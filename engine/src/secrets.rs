@@ -14,6 +14,9 @@ use std::sync::{Arc, RwLock};
 /// a comma-separated list of names, or a YAML list.
 pub const INVENTORY_MARKER: &str = "fleetbook_secret_vars";
 
+/// The shortest value redacted, in characters.
+pub const MIN_LEN: usize = 4;
+
 /// Secret values, shared by every clone. Values are kept longest first, so that a secret
 /// that contains another is replaced whole.
 #[derive(Clone, Default)]
@@ -33,7 +36,7 @@ impl std::fmt::Debug for Secrets {
 /// path to a key file).
 pub fn is_secret_name(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    if n.ends_with("_file") || n.ends_with("_path") {
+    if n.ends_with("_file") || n.ends_with("_path") || n == INVENTORY_MARKER {
         return false;
     }
     [
@@ -54,16 +57,29 @@ impl Secrets {
         Secrets::default()
     }
 
-    /// Adds a secret value under a name (the name is what redacted text shows).
+    /// Adds a secret value under a name (the name is what redacted text shows), with the
+    /// forms it takes inside a command: single-quoted by `sh::quote` (`'` as `'\''`) and
+    /// escaped in double quotes. Values shorter than [`MIN_LEN`] are not redacted: replacing
+    /// every `s` of every command would make outputs unreadable and show the value anyway.
     pub fn add(&self, name: &str, value: &str) {
-        if value.is_empty() {
+        if value.chars().count() < MIN_LEN {
             return;
         }
         let mut v = self.values.write().unwrap_or_else(|e| e.into_inner());
-        if v.iter().any(|(_, known)| known == value) {
-            return;
+        let forms = [
+            value.to_string(),
+            value.replace('\'', "'\\''"),
+            value
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('$', "\\$")
+                .replace('`', "\\`"),
+        ];
+        for form in forms {
+            if !v.iter().any(|(_, known)| *known == form) {
+                v.push((name.to_string(), form));
+            }
         }
-        v.push((name.to_string(), value.to_string()));
         v.sort_by_key(|b| std::cmp::Reverse(b.1.len()));
     }
 
@@ -106,17 +122,36 @@ impl Secrets {
     }
 
     /// Undoes [`redact`](Self::redact): a fact recorded as `<secret:NAME>` gets its value
-    /// back on resume (a resumed run has the same secrets, or it is refused).
-    pub fn reveal(&self, text: &str) -> String {
+    /// back on resume (a resumed run has the same secrets, or it is refused). None when a
+    /// marker names a secret this run does not know (a fact named like a credential, learned
+    /// on a host: it is never kept in clear).
+    pub fn reveal(&self, text: &str) -> Option<String> {
         let values = self.values.read().unwrap_or_else(|e| e.into_inner());
         let mut out = text.to_string();
-        for (name, value) in values.iter() {
+        // A name's plain value is the shortest of its forms: shortest first, first per name.
+        let mut seen: Vec<&str> = Vec::new();
+        for (name, value) in values.iter().rev() {
+            if seen.contains(&name.as_str()) {
+                continue;
+            }
+            seen.push(name);
             let marker = format!("<secret:{name}>");
             if out.contains(&marker) {
                 out = out.replace(&marker, value);
             }
         }
-        out
+        (!out.contains("<secret:")).then_some(out)
+    }
+
+    /// Whether a fact or variable with this name holds a secret: named like a credential,
+    /// or already known under that name.
+    pub fn is_secret(&self, name: &str) -> bool {
+        is_secret_name(name)
+            || self
+                .values
+                .read()
+                .map(|v| v.iter().any(|(n, _)| n == name))
+                .unwrap_or(false)
     }
 
     /// Adds every variable of a host that is secret: named like a credential, or marked by
@@ -156,12 +191,26 @@ mod tests {
     #[test]
     fn longest_value_wins_and_reveal_undoes_redact() {
         let s = Secrets::new();
-        s.add("short", "abc");
-        s.add("long", "abcdef");
-        let r = s.redacted("x abcdef y abc");
-        assert_eq!(r, "x <secret:long> y <secret:short>");
-        assert_eq!(s.reveal(&r), "x abcdef y abc");
+        s.add("short", "abcd");
+        s.add("long", "abcdefg");
+        s.add("tiny", "s");
+        let r = s.redacted("x abcdefg y abcd s");
+        assert_eq!(r, "x <secret:long> y <secret:short> s");
+        assert_eq!(s.reveal(&r).as_deref(), Some("x abcdefg y abcd s"));
+        assert_eq!(s.reveal("<secret:other>"), None);
         assert_eq!(format!("{s:?}"), "Secrets(2 values)");
+    }
+
+    #[test]
+    fn quoted_forms_are_redacted_too() {
+        let s = Secrets::new();
+        s.add("tok", "it's-\"Pa$$\"");
+        let quoted = "echo 'it'\\''s-\"Pa$$\"'; echo \"it's-\\\"Pa\\$\\$\\\"\"";
+        assert_eq!(
+            s.redacted(quoted),
+            "echo '<secret:tok>'; echo \"<secret:tok>\""
+        );
+        assert_eq!(s.reveal("<secret:tok>").as_deref(), Some("it's-\"Pa$$\""));
     }
 
     #[test]
@@ -172,6 +221,7 @@ mod tests {
         assert!(is_secret_name("db_private_key"));
         assert!(!is_secret_name("ansible_ssh_private_key_file"));
         assert!(!is_secret_name("replication_group"));
+        assert!(!is_secret_name(INVENTORY_MARKER));
         let s = Secrets::new();
         let vars: Vec<(String, String)> = vec![
             (INVENTORY_MARKER.into(), "[\"api_key\", 'other']".into()),

@@ -2,8 +2,23 @@
 
 use std::time::Duration;
 
-/// Parses a duration such as `"1h30m"`. A bare number is seconds.
+/// The longest duration a runbook may write: a year. Anything longer is a typo, and a wait
+/// of "99999999999999d" would never end.
+pub const MAX: Duration = Duration::from_secs(366 * 86400);
+
+/// Parses a duration such as `"1h30m"`. A bare number is seconds. At most [`MAX`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = parse_any(text)?;
+    if d > MAX {
+        return Err(format!(
+            "duration {text:?} is longer than the longest allowed, 366d"
+        ));
+    }
+    Ok(d)
+}
+
+fn parse_any(text: &str) -> Result<Duration, String> {
+    let too_large = || format!("duration {text:?} is longer than the longest allowed, 366d");
     let s = text.trim();
     if s.is_empty() {
         return Err("empty duration (write e.g. \"90s\", \"15m\", \"1h30m\")".into());
@@ -31,19 +46,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
+        let secs = |per: u64| {
+            n.checked_mul(per)
+                .map(Duration::from_secs)
+                .ok_or_else(too_large)
+        };
         let d = match unit {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            "d" => Duration::from_secs(n * 86400),
+            "m" => secs(60)?,
+            "h" => secs(3600)?,
+            "d" => secs(86400)?,
             _ => {
                 return Err(format!(
                     "invalid duration {text:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
                 ))
             }
         };
-        total += d;
+        total = total.checked_add(d).ok_or_else(too_large)?;
     }
     Ok(total)
 }
@@ -80,6 +100,19 @@ mod tests {
         assert!(parse_duration("10 minutes").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    // "99999999999999d" overflowed (a panic) or meant a wait that never ends.
+    #[test]
+    fn absurd_durations_are_refused() {
+        assert_eq!(parse_duration("366d"), Ok(MAX));
+        for bad in ["367d", "99999999999999d", "18446744073709551615h", "9000h"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(
+                e.contains("longer than the longest allowed, 366d"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -274,7 +274,25 @@ fn wait_until(ctx: NativeCallContext, h: Host, cond: FnPtr, timeout: &str) -> Rh
                 h.info.name
             )));
         }
-        std::thread::sleep((limit - elapsed).min(Duration::from_secs(2)));
+        // Sleep in short slices: a kill (Ctrl-C twice, abort --now) or the step's own
+        // timeout must end the wait even when the condition runs no command.
+        let until = Instant::now() + (limit - elapsed).min(Duration::from_secs(2));
+        while Instant::now() < until {
+            if h.transport.is_killed() {
+                return Err(runtime_error(format!(
+                    "host {}: killed while waiting",
+                    h.info.name
+                )));
+            }
+            if h.deadline.is_some_and(|d| Instant::now() >= d) {
+                let e = TransportError::TimedOut {
+                    after: Duration::ZERO,
+                    killed: false,
+                };
+                return Err(runtime_error(format!("host {}: {e}", h.info.name)));
+            }
+            std::thread::sleep(Duration::from_millis(100).min(until - Instant::now()));
+        }
     }
 }
 

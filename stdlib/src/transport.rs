@@ -128,6 +128,11 @@ pub trait Transport: Send + Sync {
     /// Kills every command in flight (a second Ctrl-C). Later calls fail at once.
     fn kill_all(&self) {}
 
+    /// Whether [`kill_all`](Self::kill_all) was called: waits that run no command stop too.
+    fn is_killed(&self) -> bool {
+        false
+    }
+
     /// Closes connections; called once when the run ends.
     fn shutdown(&self) {}
 }

@@ -104,6 +104,10 @@ impl Transport for Local {
         })
     }
 
+    fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
+    }
+
     fn kill_all(&self) {
         self.killed.store(true, Ordering::SeqCst);
         for &pgid in self

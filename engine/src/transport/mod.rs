@@ -38,6 +38,10 @@ impl Transport for Router {
         self.ssh.kill_all();
     }
 
+    fn is_killed(&self) -> bool {
+        self.local.is_killed() || self.ssh.is_killed()
+    }
+
     fn shutdown(&self) {
         self.ssh.shutdown();
     }

@@ -659,6 +659,10 @@ impl Transport for Ssh {
         })
     }
 
+    fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
+    }
+
     fn kill_all(&self) {
         self.killed.store(true, Ordering::SeqCst);
         // Ask every host to stop the commands in flight, give the requests a moment to get

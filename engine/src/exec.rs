@@ -459,7 +459,28 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
         };
         let tx = tx.clone();
         scope.spawn(move || {
-            let _ = tx.send(r.run(t, &done_before));
+            // A bug that panics in one task must fail that task, not leave the run waiting
+            // for an answer that never comes.
+            let done =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.run(t, &done_before)))
+                    .unwrap_or_else(|panic| {
+                        let why = panic
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_default();
+                        Done {
+                            task: t,
+                            outcome: Outcome::Failed {
+                                message: format!("internal error (a fleetbook bug): {why}"),
+                                unreachable: false,
+                                halts: true,
+                            },
+                            attempts: 1,
+                            rolled_back: false,
+                        }
+                    });
+            let _ = tx.send(done);
         });
     };
 

@@ -465,7 +465,7 @@ impl Ssh {
         let session = self.connect(host)?;
         let alive = || {
             self.rt
-                .block_on(tokio::time::timeout(SHORT, session.check()))
+                .block_on(async { tokio::time::timeout(SHORT, session.check()).await })
                 .is_ok_and(|r| r.is_ok())
         };
         if idle && !alive() {

@@ -9,6 +9,7 @@ use fleetbook_engine::inventory::{pattern, Inventory};
 use fleetbook_engine::{Error, Result};
 use fleetbook_stdlib::duration::parse_duration;
 use fleetbook_stdlib::{HostInfo, Transport, TransportError};
+use pattern::Origin;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,7 +27,7 @@ pub fn adhoc(
     command: &str,
 ) -> Result<i32> {
     let inv = Inventory::load(inventory)?;
-    let selected = pattern::select(&inv, pat)?;
+    let selected = pattern::select_as(&inv, pat, Origin::Exec)?;
     let timeout = timeout
         .map(parse_duration)
         .transpose()

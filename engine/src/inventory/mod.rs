@@ -3,7 +3,7 @@
 
 mod ini;
 pub mod pattern;
-mod range;
+pub(crate) mod range;
 mod toml_inv;
 mod yaml;
 
@@ -35,6 +35,8 @@ pub struct Inventory {
     pub hosts: IndexMap<String, InvHost>,
     /// Every group, `all` and `ungrouped` included.
     pub groups: IndexMap<String, Group>,
+    /// Hosts that ranges may still produce while the inventory is read.
+    ranges: range::Budget,
 }
 
 /// The formats an inventory can be written in.
@@ -82,8 +84,11 @@ impl Inventory {
     }
 
     pub fn parse(source: &str, text: &str, format: Format) -> Result<Inventory> {
+        // Editors on Windows start files with a byte order mark; it is not part of the text.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut inv = Inventory {
             source: source.to_string(),
+            ranges: range::Budget::from_env().map_err(Error::input)?,
             ..Default::default()
         };
         inv.group_mut("all");
@@ -116,12 +121,22 @@ impl Inventory {
             })
     }
 
+    /// The host names `pattern` stands for, its ranges expanded within the inventory's bound.
+    pub(crate) fn expand(&mut self, pattern: &str) -> Result<Vec<String>, String> {
+        range::expand(pattern, &mut self.ranges)
+    }
+
+    /// Adds a host (to `group` too, if given) after checking its name and connection variables.
     pub(crate) fn add_host(
         &mut self,
         group: Option<&str>,
         name: &str,
         vars: IndexMap<String, String>,
-    ) {
+    ) -> Result<(), String> {
+        check_host_name(name)?;
+        for (k, v) in &vars {
+            check_var(k, v)?;
+        }
         let host = self
             .hosts
             .entry(name.to_string())
@@ -133,10 +148,12 @@ impl Inventory {
         if let Some(g) = group {
             self.group_mut(g).hosts.insert(name.to_string());
         }
+        Ok(())
     }
 
-    /// Puts hosts that are in no group but `all` into `ungrouped`, and makes every group a
-    /// descendant of `all`, as Ansible does.
+    /// Puts hosts that are in no group but `all` into `ungrouped`, and only those (a host
+    /// listed before any section and again under a group is not ungrouped), and makes every
+    /// group a descendant of `all`, as Ansible does.
     fn finish(&mut self) {
         let grouped: IndexSet<String> = self
             .groups
@@ -144,15 +161,14 @@ impl Inventory {
             .filter(|g| g.name != "all" && g.name != "ungrouped")
             .flat_map(|g| g.hosts.iter().cloned())
             .collect();
-        let lonely: Vec<String> = self
+        let lonely: IndexSet<String> = self
             .hosts
             .keys()
             .filter(|h| !grouped.contains(*h))
             .cloned()
             .collect();
-        if !lonely.is_empty() {
-            let ungrouped = self.group_mut("ungrouped");
-            ungrouped.hosts.extend(lonely);
+        if !lonely.is_empty() || self.groups.contains_key("ungrouped") {
+            self.group_mut("ungrouped").hosts = lonely;
         }
         let all_hosts: IndexSet<String> = self.hosts.keys().cloned().collect();
         self.group_mut("all").hosts = all_hosts;
@@ -204,11 +220,12 @@ impl Inventory {
         ordered.into_iter().collect()
     }
 
-    /// Groups that list the host directly (`all` and `ungrouped` excluded).
+    /// Groups that list the host directly, `all` excluded. A host in no other group is in
+    /// `ungrouped`, so every host has at least one.
     pub fn direct_groups(&self, host: &str) -> Vec<String> {
         self.groups
             .values()
-            .filter(|g| g.name != "all" && g.name != "ungrouped" && g.hosts.contains(host))
+            .filter(|g| g.name != "all" && g.hosts.contains(host))
             .map(|g| g.name.clone())
             .collect()
     }
@@ -272,6 +289,56 @@ impl Inventory {
     }
 }
 
+/// A host name must be usable as an SSH destination and never read as an option.
+fn check_host_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty host name".into());
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("host name {name:?} contains a control character"));
+    }
+    if name.starts_with('-') {
+        return Err(format!(
+            "host name {name:?} starts with '-' (ssh would read it as an option)"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the connection variables fleetbook uses itself; other variables are free text.
+pub(crate) fn check_var(key: &str, value: &str) -> Result<(), String> {
+    match key {
+        "ansible_port" => {
+            let ok = !value.is_empty()
+                && value.bytes().all(|b| b.is_ascii_digit())
+                && value.parse::<u16>().is_ok_and(|p| p > 0);
+            if !ok {
+                return Err(format!(
+                    "{key}={value:?} is not a port (expected a number from 1 to 65535)"
+                ));
+            }
+        }
+        "ansible_host" => {
+            let bad = if value.is_empty() {
+                Some("is empty")
+            } else if value.chars().any(char::is_control) {
+                Some("contains a control character")
+            } else if value.chars().any(char::is_whitespace) {
+                Some("contains whitespace")
+            } else if value.starts_with('-') {
+                Some("starts with '-' (ssh would read it as an option)")
+            } else {
+                None
+            };
+            if let Some(why) = bad {
+                return Err(format!("{key}={value:?} {why}"));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Names that look like credentials; their values never leave the inventory.
 pub fn is_secret_var(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
@@ -302,5 +369,176 @@ mod tests {
         assert!(is_secret_var("vault_token"));
         assert!(!is_secret_var("ansible_ssh_private_key_file"));
         assert!(!is_secret_var("replication_group"));
+    }
+
+    /// The message and the 1-based line of an inventory error.
+    fn load_err(text: &str, format: Format) -> (String, usize) {
+        let err = Inventory::parse("inv", text, format).unwrap_err();
+        let Error::Source(d) = err else {
+            panic!("no position in {err}")
+        };
+        let at = d.labels[0].offset();
+        (d.message.clone(), text[..at].matches('\n').count() + 1)
+    }
+
+    // `ansible_port=abc` or `99999` used to fall back to port 22 silently.
+    #[test]
+    fn invalid_port_is_an_error_at_load() {
+        let bad = "malformed inventory: ansible_port=\"abc\" is not a port (expected a number from 1 to 65535)";
+        let ini = "[web]\nw1\nw2 ansible_port=abc\n";
+        assert_eq!(load_err(ini, Format::Ini), (bad.to_string(), 3));
+        let ini = "[web]\nw1\n[web:vars]\nansible_port=99999\n";
+        assert_eq!(
+            load_err(ini, Format::Ini),
+            (bad.replace("\"abc\"", "\"99999\""), 4)
+        );
+        let ini = "[web]\nw1:0\n";
+        assert_eq!(load_err(ini, Format::Ini), (bad.replace("abc", "0"), 2));
+        let yaml = "all:\n  hosts:\n    w1:\n    w2:\n      ansible_port: abc\n";
+        assert_eq!(load_err(yaml, Format::Yaml), (bad.to_string(), 5));
+        let yaml = "web:\n  hosts:\n    w1: { ansible_port: 99999 }\n";
+        assert_eq!(
+            load_err(yaml, Format::Yaml),
+            (bad.replace("\"abc\"", "\"99999\""), 3)
+        );
+        let toml = "[groups.web]\nhosts = [\"w1\"]\n[hosts.w1]\nuser = \"u\"\nport = 0\n";
+        assert_eq!(
+            load_err(toml, Format::Toml),
+            (
+                "malformed inventory: port=\"0\" is not a port (expected a number from 1 to 65535)"
+                    .to_string(),
+                5
+            )
+        );
+        let toml = "[groups.web]\nhosts = [\"w1\"]\nvars = { ansible_port = \"abc\" }\n";
+        assert_eq!(load_err(toml, Format::Toml), (bad.to_string(), 3));
+    }
+
+    // Host names and ansible_host values that ssh would read as options, or that hold control
+    // characters, were accepted.
+    #[test]
+    fn invalid_host_names_and_addresses_are_errors_at_load() {
+        let cases: [(&str, Format, &str, usize); 8] = [
+            (
+                "[web]\n-oProxyCommand=x\n",
+                Format::Ini,
+                "host name \"-oProxyCommand=x\" starts with '-' (ssh would read it as an option)",
+                2,
+            ),
+            (
+                "[web]\nw1 ansible_host=-oProxyCommand=x\n",
+                Format::Ini,
+                "ansible_host=\"-oProxyCommand=x\" starts with '-' (ssh would read it as an option)",
+                2,
+            ),
+            (
+                "[web]\nw1 ansible_host=\"\"\n",
+                Format::Ini,
+                "ansible_host=\"\" is empty",
+                2,
+            ),
+            (
+                "[web]\nw1 \"ansible_host=a b\"\n",
+                Format::Ini,
+                "ansible_host=\"a b\" contains whitespace",
+                2,
+            ),
+            (
+                "all:\n  hosts:\n    \"w\\u0007\":\n",
+                Format::Yaml,
+                "host name \"w\\u{7}\" contains a control character",
+                1,
+            ),
+            (
+                "all:\n  hosts:\n    \"\":\n",
+                Format::Yaml,
+                "empty host name",
+                3,
+            ),
+            (
+                "all:\n  hosts:\n    w1:\n      ansible_host: \"10.0.0.1\\n\"\n",
+                Format::Yaml,
+                "ansible_host=\"10.0.0.1\\n\" contains a control character",
+                4,
+            ),
+            (
+                "[hosts.w1]\naddress = \"-x\"\n",
+                Format::Toml,
+                "address=\"-x\" starts with '-' (ssh would read it as an option)",
+                2,
+            ),
+        ];
+        for (text, format, msg, line) in cases {
+            assert_eq!(
+                load_err(text, format),
+                (format!("malformed inventory: {msg}"), line),
+                "{text:?}"
+            );
+        }
+    }
+
+    // `web[1:2]-[a:b]` was read as host `web[1:2]-[a` with port `b]` ("bad port").
+    #[test]
+    fn multi_range_host_names_expand_not_bad_port() {
+        let inv = Inventory::parse("inv", "[web]\nweb[1:2]-[a:b]:2222\n", Format::Ini).unwrap();
+        let names: Vec<&String> = inv.hosts.keys().collect();
+        assert_eq!(names, ["web1-a", "web1-b", "web2-a", "web2-b"]);
+        assert_eq!(inv.all_host_vars()["web2-b"]["ansible_port"], "2222");
+        assert_eq!(
+            load_err("[web]\nweb[1:2]-[a:b]:x\n", Format::Ini),
+            (
+                "malformed inventory: bad port in \"web[1:2]-[a:b]:x\"".to_string(),
+                2
+            )
+        );
+    }
+
+    // web[0:999999] took 123 s and 2.1 GB; the bound covers all ranges of the inventory.
+    #[test]
+    fn ranges_beyond_the_host_bound_fail_with_file_line() {
+        let text = "[a]\nx[1:60000]\n[b]\ny[1:60000]\n";
+        assert_eq!(
+            load_err(text, Format::Ini),
+            (
+                "malformed inventory: host ranges give more than 100000 hosts (\"y[1:60000]\" \
+                 alone gives 60000); set FLEETBOOK_MAX_HOSTS to raise the limit"
+                    .to_string(),
+                4
+            )
+        );
+        let text = "[groups.a]\nhosts = [\"w[0:999999]\"]\n";
+        assert_eq!(load_err(text, Format::Toml).1, 2);
+    }
+
+    // Hosts under `[all]` only (or YAML `all: hosts:`) had no group at all, so `*` limits and
+    // roles missed them; they are in `ungrouped`, as in Ansible.
+    #[test]
+    fn hosts_in_no_group_are_ungrouped() {
+        for (text, format) in [
+            ("[all]\nh1\nh2\n[web]\nw1\n", Format::Ini),
+            ("h1\nh2\n[web]\nw1\n", Format::Ini),
+            ("all:\n  hosts:\n    h1:\n    h2:\n  children:\n    web:\n      hosts:\n        w1:\n", Format::Yaml),
+            ("[hosts.h1]\n[hosts.h2]\n[groups.web]\nhosts = [\"w1\"]\n", Format::Toml),
+        ] {
+            let inv = Inventory::parse("inv", text, format).unwrap();
+            let ungrouped: Vec<&String> = inv.groups["ungrouped"].hosts.iter().collect();
+            assert_eq!(ungrouped, ["h1", "h2"], "{text:?}");
+            assert_eq!(inv.direct_groups("h1"), ["ungrouped"], "{text:?}");
+            assert_eq!(inv.direct_groups("w1"), ["web"], "{text:?}");
+        }
+        // A host listed before any section and again in a group is not ungrouped.
+        let inv = Inventory::parse("inv", "w1\n[web]\nw1\n", Format::Ini).unwrap();
+        assert!(inv
+            .groups
+            .get("ungrouped")
+            .map_or(true, |g| g.hosts.is_empty()));
+        assert_eq!(inv.direct_groups("w1"), ["web"]);
+    }
+
+    // A byte order mark made the first line of an inventory unreadable.
+    #[test]
+    fn bom_at_the_start_is_ignored() {
+        let inv = Inventory::parse("inv", "\u{feff}[web]\nw1\n", Format::Ini).unwrap();
+        assert_eq!(inv.direct_groups("w1"), ["web"]);
     }
 }

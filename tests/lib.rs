@@ -8,6 +8,7 @@ mod check;
 mod docs;
 mod errors;
 mod fleet;
+mod inventory;
 mod journal;
 mod plan;
 mod run;

@@ -175,25 +175,52 @@ impl Inventory {
     }
 
     fn check_children_cycles(&self) -> Result<()> {
-        // Depth-first with an explicit stack: inventories are small but may be hostile.
-        for start in self.groups.keys() {
-            let mut stack = vec![(start.as_str(), vec![start.as_str()])];
-            while let Some((g, path)) = stack.pop() {
-                for c in &self.groups[g].children {
-                    if c == start {
-                        let mut cycle = path.clone();
-                        cycle.push(c);
+        // Depth-first with an explicit stack and colours, so a hostile inventory (deep, or
+        // with many paths to one group) costs time linear in its size.
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mark {
+            New,
+            OnPath,
+            Done,
+        }
+        let mut mark = vec![Mark::New; self.groups.len()];
+        for root in 0..self.groups.len() {
+            if mark[root] != Mark::New {
+                continue;
+            }
+            let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+            mark[root] = Mark::OnPath;
+            while let Some(top) = path.last_mut() {
+                let (g, next) = *top;
+                top.1 += 1;
+                let child = self.groups[g]
+                    .children
+                    .get_index(next)
+                    .and_then(|c| self.groups.get_index_of(c));
+                match child {
+                    None if next >= self.groups[g].children.len() => {
+                        mark[g] = Mark::Done;
+                        path.pop();
+                    }
+                    None => {}
+                    Some(c) if mark[c] == Mark::OnPath => {
+                        let from = path.iter().position(|&(p, _)| p == c).unwrap_or(0);
+                        let mut cycle: Vec<&str> = path[from..]
+                            .iter()
+                            .map(|&(p, _)| self.groups[p].name.as_str())
+                            .collect();
+                        cycle.push(self.groups[c].name.as_str());
                         return Err(Error::input(format!(
                             "{}: group children form a cycle: {}",
                             self.source,
                             cycle.join(" -> ")
                         )));
                     }
-                    if !path.contains(&c.as_str()) && path.len() < 64 {
-                        let mut p = path.clone();
-                        p.push(c);
-                        stack.push((c, p));
+                    Some(c) if mark[c] == Mark::New => {
+                        mark[c] = Mark::OnPath;
+                        path.push((c, 0));
                     }
+                    Some(_) => {}
                 }
             }
         }
@@ -508,6 +535,21 @@ mod tests {
         );
         let text = "[groups.a]\nhosts = [\"w[0:999999]\"]\n";
         assert_eq!(load_err(text, Format::Toml).1, 2);
+    }
+
+    // Many paths to one group made the cycle check exponential (layers of diamonds).
+    #[test]
+    fn cycle_check_is_linear_in_diamond_layers() {
+        let mut text = String::new();
+        for i in 0..60 {
+            text += &format!(
+                "[l{i}a:children]\nl{n}a\nl{n}b\n[l{i}b:children]\nl{n}a\nl{n}b\n",
+                n = i + 1
+            );
+        }
+        let t = std::time::Instant::now();
+        Inventory::parse("inv", &text, Format::Ini).unwrap();
+        assert!(t.elapsed().as_secs() < 2, "{:?}", t.elapsed());
     }
 
     // Hosts under `[all]` only (or YAML `all: hosts:`) had no group at all, so `*` limits and

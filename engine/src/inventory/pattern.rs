@@ -121,7 +121,7 @@ fn subscript(term: &str) -> Option<(&str, i64, Option<i64>)> {
             } else {
                 Some(num(b)?)
             };
-            (a >= 0 && b.map_or(true, |b| b >= 0)).then_some((name, a, b))
+            (a >= 0 && b.unwrap_or(0) >= 0).then_some((name, a, b))
         }
     }
 }

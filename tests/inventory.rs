@@ -75,6 +75,26 @@ fn empty_or_separator_only_limit_selects_nothing() {
             out.stderr
         );
     }
+    // `run` plans first, so it stops there too: nothing is contacted, no journal is written.
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().join("state");
+    let out = fleetbook(&[
+        "run",
+        "runbooks/jiocloud-rolling.rhai",
+        "-i",
+        "examples/inventories/jiocloud.ini",
+        "--yes",
+        "--limit",
+        ":",
+        "--state",
+    ])
+    .arg(state_dir.display().to_string())
+    .code(2);
+    assert_eq!(
+        headline(&out.stderr),
+        "--limit \":\" names no host or group"
+    );
+    assert!(!state_dir.join("journal.sqlite").exists());
     for (limit, sep) in [("&", '&'), (":!", '!'), ("compute:&", '&')] {
         let out = fleetbook(&[
             "plan",

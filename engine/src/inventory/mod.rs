@@ -37,6 +37,9 @@ pub struct Inventory {
     pub groups: IndexMap<String, Group>,
     /// Hosts that ranges may still produce while the inventory is read.
     ranges: range::Budget,
+    /// For each host (by index), the groups that list it directly, `all` excluded; built
+    /// once the inventory is read, so asking for every host's groups is not hosts x groups.
+    direct: Vec<Vec<usize>>,
 }
 
 /// The formats an inventory can be written in.
@@ -172,6 +175,17 @@ impl Inventory {
         }
         let all_hosts: IndexSet<String> = self.hosts.keys().cloned().collect();
         self.group_mut("all").hosts = all_hosts;
+        let mut direct = vec![Vec::new(); self.hosts.len()];
+        for (g, grp) in self.groups.values().enumerate() {
+            if grp.name != "all" {
+                for h in &grp.hosts {
+                    if let Some(i) = self.hosts.get_index_of(h) {
+                        direct[i].push(g);
+                    }
+                }
+            }
+        }
+        self.direct = direct;
     }
 
     fn check_children_cycles(&self) -> Result<()> {
@@ -229,53 +243,91 @@ impl Inventory {
 
     /// Every host of `group`, through its children, in inventory order.
     pub fn members(&self, group: &str) -> IndexSet<String> {
-        let mut seen = IndexSet::new();
-        let mut out = IndexSet::new();
-        let mut stack = vec![group];
+        self.members_of(&[group])
+    }
+
+    /// Every host of any of `groups`, through their children, in inventory order: one pass
+    /// over the hosts however many groups there are.
+    pub fn members_of(&self, groups: &[&str]) -> IndexSet<String> {
+        let mut seen = vec![false; self.groups.len()];
+        let mut member = vec![false; self.hosts.len()];
+        let mut stack: Vec<usize> = groups
+            .iter()
+            .filter_map(|g| self.groups.get_index_of(*g))
+            .collect();
         while let Some(g) = stack.pop() {
-            if !seen.insert(g.to_string()) {
+            if std::mem::replace(&mut seen[g], true) {
                 continue;
             }
-            if let Some(grp) = self.groups.get(g) {
-                out.extend(grp.hosts.iter().cloned());
-                stack.extend(grp.children.iter().map(String::as_str));
+            let grp = &self.groups[g];
+            for h in &grp.hosts {
+                if let Some(i) = self.hosts.get_index_of(h) {
+                    member[i] = true;
+                }
             }
+            stack.extend(
+                grp.children
+                    .iter()
+                    .filter_map(|c| self.groups.get_index_of(c)),
+            );
         }
         // Inventory order, not discovery order.
-        let mut ordered: Vec<String> = out.into_iter().collect();
-        ordered.sort_by_key(|h| self.hosts.get_index_of(h).unwrap_or(usize::MAX));
-        ordered.into_iter().collect()
+        self.hosts
+            .keys()
+            .zip(member)
+            .filter(|(_, m)| *m)
+            .map(|(h, _)| h.clone())
+            .collect()
     }
 
     /// Groups that list the host directly, `all` excluded. A host in no other group is in
     /// `ungrouped`, so every host has at least one.
     pub fn direct_groups(&self, host: &str) -> Vec<String> {
-        self.groups
-            .values()
-            .filter(|g| g.name != "all" && g.hosts.contains(host))
-            .map(|g| g.name.clone())
-            .collect()
+        match self.hosts.get_index_of(host) {
+            Some(i) if self.direct.len() == self.hosts.len() => self.direct[i]
+                .iter()
+                .map(|&g| self.groups[g].name.clone())
+                .collect(),
+            _ => self
+                .groups
+                .values()
+                .filter(|g| g.name != "all" && g.hosts.contains(host))
+                .map(|g| g.name.clone())
+                .collect(),
+        }
     }
 
-    /// Depth of each group below `all` (longest path), for variable precedence.
-    fn depths(&self) -> IndexMap<String, usize> {
-        let mut depth: IndexMap<String, usize> =
-            self.groups.keys().map(|g| (g.clone(), 1)).collect();
-        depth.insert("all".into(), 0);
-        // Relax along child edges; cycles were rejected, so this settles in |groups| rounds.
-        for _ in 0..self.groups.len() {
-            let mut changed = false;
-            for g in self.groups.values() {
-                let d = depth[&g.name];
-                for c in &g.children {
-                    if depth[c] < d + 1 {
-                        depth.insert(c.clone(), d + 1);
-                        changed = true;
-                    }
+    /// Depth of each group below `all` (longest path), for variable precedence: parents
+    /// before children (Kahn's order; cycles were rejected), so linear in the graph's size.
+    fn depths(&self) -> Vec<usize> {
+        let n = self.groups.len();
+        let mut depth: Vec<usize> = self
+            .groups
+            .keys()
+            .map(|g| usize::from(g != "all"))
+            .collect();
+        let children: Vec<Vec<usize>> = self
+            .groups
+            .values()
+            .map(|g| {
+                g.children
+                    .iter()
+                    .filter_map(|c| self.groups.get_index_of(c))
+                    .collect()
+            })
+            .collect();
+        let mut parents = vec![0usize; n];
+        for c in children.iter().flatten() {
+            parents[*c] += 1;
+        }
+        let mut ready: Vec<usize> = (0..n).filter(|&g| parents[g] == 0).collect();
+        while let Some(g) = ready.pop() {
+            for &c in &children[g] {
+                depth[c] = depth[c].max(depth[g] + 1);
+                parents[c] -= 1;
+                if parents[c] == 0 {
+                    ready.push(c);
                 }
-            }
-            if !changed {
-                break;
             }
         }
         depth
@@ -285,25 +337,59 @@ impl Inventory {
     /// from the shallowest to the deepest (by name within a depth), then the host line.
     pub fn all_host_vars(&self) -> IndexMap<String, IndexMap<String, String>> {
         let depths = self.depths();
-        let mut order: Vec<&Group> = self.groups.values().collect();
-        order.sort_by(|a, b| (depths[&a.name], &a.name).cmp(&(depths[&b.name], &b.name)));
-        let mut out: IndexMap<String, IndexMap<String, String>> = self
-            .hosts
-            .keys()
-            .map(|h| (h.clone(), IndexMap::new()))
-            .collect();
-        for g in order {
-            if g.vars.is_empty() {
-                continue;
+        let n = self.groups.len();
+        let mut parents: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (g, grp) in self.groups.values().enumerate() {
+            for c in grp
+                .children
+                .iter()
+                .filter_map(|c| self.groups.get_index_of(c))
+            {
+                parents[c].push(g);
             }
-            for h in self.members(&g.name) {
-                if let Some(v) = out.get_mut(&h) {
-                    v.extend(g.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        // Hosts listed in the same groups get the same group variables: merge once per set
+        // of groups, so a range of many hosts costs one merge, not one per host.
+        let mut direct: Vec<Vec<usize>> = vec![Vec::new(); self.hosts.len()];
+        for (g, grp) in self.groups.values().enumerate() {
+            for h in &grp.hosts {
+                if let Some(i) = self.hosts.get_index_of(h) {
+                    direct[i].push(g);
                 }
             }
         }
-        for (name, h) in &self.hosts {
-            out[name].extend(h.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let all = self.groups.get_index_of("all");
+        let mut merged: std::collections::HashMap<Vec<usize>, IndexMap<String, String>> =
+            std::collections::HashMap::new();
+        let mut out = IndexMap::with_capacity(self.hosts.len());
+        for ((name, host), groups) in self.hosts.iter().zip(direct) {
+            let group_vars = merged.entry(groups).or_insert_with_key(|groups| {
+                let mut seen = vec![false; n];
+                let mut stack: Vec<usize> = groups.iter().copied().chain(all).collect();
+                let mut up = Vec::new();
+                while let Some(g) = stack.pop() {
+                    if !std::mem::replace(&mut seen[g], true) {
+                        up.push(g);
+                        stack.extend(&parents[g]);
+                    }
+                }
+                up.sort_by(|&a, &b| {
+                    (depths[a], &self.groups[a].name).cmp(&(depths[b], &self.groups[b].name))
+                });
+                let mut vars = IndexMap::new();
+                for g in up {
+                    vars.extend(
+                        self.groups[g]
+                            .vars
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone())),
+                    );
+                }
+                vars
+            });
+            let mut vars = group_vars.clone();
+            vars.extend(host.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+            out.insert(name.clone(), vars);
         }
         out
     }
@@ -327,6 +413,13 @@ fn check_host_name(name: &str) -> Result<(), String> {
     if name.starts_with('-') {
         return Err(format!(
             "host name {name:?} starts with '-' (ssh would read it as an option)"
+        ));
+    }
+    if name.len() > range::MAX_NAME {
+        return Err(format!(
+            "host name {:?}... is longer than {} characters",
+            name.chars().take(20).collect::<String>(),
+            range::MAX_NAME
         ));
     }
     Ok(())

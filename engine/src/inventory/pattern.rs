@@ -34,17 +34,19 @@ fn term_hosts(inv: &Inventory, term: &str) -> IndexSet<String> {
         return inv.hosts.keys().cloned().collect();
     }
     if term.contains('*') || term.contains('?') {
-        let mut out: IndexSet<String> = inv
+        let groups: Vec<&str> = inv
+            .groups
+            .keys()
+            .map(String::as_str)
+            .filter(|g| glob_match(term, g))
+            .collect();
+        let in_groups = inv.members_of(&groups);
+        return inv
             .hosts
             .keys()
-            .filter(|h| glob_match(term, h))
+            .filter(|h| in_groups.contains(*h) || glob_match(term, h))
             .cloned()
             .collect();
-        for g in inv.groups.keys().filter(|g| glob_match(term, g)) {
-            out.extend(inv.members(g));
-        }
-        out.sort_by_key(|h| inv.hosts.get_index_of(h));
-        return out;
     }
     if inv.groups.contains_key(term) {
         return inv.members(term);

@@ -35,6 +35,9 @@ impl Budget {
     }
 }
 
+/// The longest host name a range may produce (a DNS name has at most 253 characters).
+pub const MAX_NAME: usize = 255;
+
 /// One `[start:end(:stride)]`.
 enum Range {
     Numeric {
@@ -54,6 +57,19 @@ impl Range {
     fn count(&self) -> u64 {
         match self {
             Range::Numeric { count, .. } | Range::Alpha { count, .. } => *count,
+        }
+    }
+
+    /// The length of the longest item.
+    fn width(&self) -> usize {
+        match *self {
+            Range::Numeric {
+                start,
+                stride,
+                count,
+                width,
+            } => (start + (count - 1) * stride).to_string().len().max(width),
+            Range::Alpha { .. } => 1,
         }
     }
 
@@ -109,7 +125,7 @@ fn parse_range(body: &str, pattern: &str) -> Result<Range, String> {
         return Ok(Range::Numeric {
             start: a,
             stride,
-            count: (b - a) / stride + 1,
+            count: ((b - a) / stride).saturating_add(1),
             width,
         });
     }
@@ -163,6 +179,18 @@ pub fn expand(pattern: &str, budget: &mut Budget) -> Result<Vec<String>, String>
         .collect();
     if ranges.is_empty() {
         return Ok(vec![pattern.to_string()]);
+    }
+    let longest: usize = segments
+        .iter()
+        .map(|s| match s {
+            Segment::Text(t) => t.len(),
+            Segment::Range(r) => r.width(),
+        })
+        .sum();
+    if longest > MAX_NAME {
+        return Err(format!(
+            "host range {pattern:?} gives names of {longest} characters (at most {MAX_NAME})"
+        ));
     }
     // Count before allocating anything: `web[0:999999]` must fail at once.
     let count = ranges
@@ -261,6 +289,20 @@ mod tests {
         let err = expand("a[0:99999999999][0:99999999999][0:99999999999]").unwrap_err();
         assert!(err.contains("more than 2^64"), "{err}");
         assert!(t.elapsed().as_millis() < 100);
+    }
+
+    // Found by fuzzing: [0:18446744073709551615] overflowed the count (a panic), and a wide
+    // zero-padded start could make 100,000 names of kilobytes each.
+    #[test]
+    fn extreme_ranges_are_errors_not_panics() {
+        assert!(expand("h[0:18446744073709551615]")
+            .unwrap_err()
+            .contains("more than 100000 hosts"));
+        let wide = format!("h[{}1:9]", "0".repeat(300));
+        assert_eq!(
+            expand(&wide).unwrap_err(),
+            format!("host range {wide:?} gives names of 302 characters (at most 255)")
+        );
     }
 
     // The bound is on the whole inventory, not on each range.

@@ -293,3 +293,27 @@ fn multi_range_host_names_expand() {
         .collect();
     assert_eq!(names, ["web1-a", "web1-b", "web2-a", "web2-b"]);
 }
+
+// An imported module that is not UTF-8 said only "stream did not contain valid UTF-8"; it
+// gets the runbook's message, and a BOM in it is dropped.
+#[test]
+fn invalid_utf8_in_an_import_names_line_and_byte() {
+    let runbook = format!("import \"lib\" as lib;\n{RUNBOOK}");
+    let dir = files(&[
+        ("rb.rhai", runbook.as_bytes()),
+        ("lib.rhai", b"fn f() {\n  \"\xFF\"\n}\n"),
+    ]);
+    let out = run_in(dir.path(), &["check", "rb.rhai"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        flat(&out.stderr).contains(
+            "lib.rhai:2:4: invalid UTF-8 (byte 0xFF at offset 12); runbooks and inventories must \
+             be UTF-8 text"
+        ),
+        "{}",
+        out.stderr
+    );
+    std::fs::write(dir.path().join("lib.rhai"), b"\xEF\xBB\xBFfn f() { 1 }\n").unwrap();
+    let out = run_in(dir.path(), &["check", "rb.rhai"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}

@@ -123,10 +123,10 @@ pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
         let gv = checked(&g.vars, &format!("[groups.{name}"))?;
         inv.group_mut(name).vars.extend(gv);
         for pattern in &g.hosts {
-            let line = line_of(pattern);
-            for host in inv.expand(pattern).map_err(|m| ParseError::at(line, m))? {
+            let at = |m| ParseError::at(line_of(pattern), m);
+            for host in inv.expand(pattern).map_err(at)? {
                 inv.add_host(Some(name), &host, IndexMap::new())
-                    .map_err(|m| ParseError::at(line, m))?;
+                    .map_err(at)?;
             }
         }
         for child in &g.children {
@@ -152,10 +152,9 @@ pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
                 vars.insert(k.to_string(), v);
             }
         }
-        let line = header_line(&header);
-        for host in inv.expand(pattern).map_err(|m| ParseError::at(line, m))? {
-            inv.add_host(None, &host, vars.clone())
-                .map_err(|m| ParseError::at(line, m))?;
+        let at = |m| ParseError::at(header_line(&header), m);
+        for host in inv.expand(pattern).map_err(at)? {
+            inv.add_host(None, &host, vars.clone()).map_err(at)?;
         }
     }
     Ok(())

@@ -117,10 +117,11 @@ fn mapping<'v>(
 fn vars(v: &Value, what: &str, f: &LineFinder) -> Result<IndexMap<String, String>, ParseError> {
     let mut out = IndexMap::new();
     if let Some(m) = mapping(v, what, f)? {
-        let owner = f.line_of(what);
         for (k, v) in m {
             let (k, v) = (key(k, f)?, scalar(v));
-            super::check_var(&k, &v).map_err(|m| ParseError::at(f.line_after(&k, owner), m))?;
+            // Lines are looked for only on error: the search reads the whole text.
+            super::check_var(&k, &v)
+                .map_err(|m| ParseError::at(f.line_after(&k, f.line_of(what)), m))?;
             out.insert(k, v);
         }
     }
@@ -141,12 +142,11 @@ fn group(name: &str, body: &Value, inv: &mut Inventory, f: &LineFinder) -> Resul
                 for (h, hv) in hosts {
                     let pattern = key(h, f)?;
                     let hvars = vars(hv, &pattern, f)?;
-                    let line = f.line_of(&pattern);
-                    let names = inv.expand(&pattern).map_err(|m| ParseError::at(line, m))?;
+                    let at = |m| ParseError::at(f.line_of(&pattern), m);
+                    let names = inv.expand(&pattern).map_err(at)?;
                     let target = (name != "all").then_some(name);
                     for host in names {
-                        inv.add_host(target, &host, hvars.clone())
-                            .map_err(|m| ParseError::at(line, m))?;
+                        inv.add_host(target, &host, hvars.clone()).map_err(at)?;
                     }
                 }
             }

@@ -10,6 +10,7 @@ use fleetbook_engine::secrets::Secrets;
 use fleetbook_engine::{Error, Result};
 use fleetbook_stdlib::duration::parse_duration;
 use fleetbook_stdlib::{HostInfo, Transport, TransportError};
+use pattern::Origin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -26,7 +27,7 @@ pub fn adhoc(
     command: &str,
 ) -> Result<i32> {
     let inv = Inventory::load(inventory)?;
-    let selected = pattern::select(&inv, pat)?;
+    let selected = pattern::select_as(&inv, pat, Origin::Exec)?;
     let timeout = timeout
         .map(parse_duration)
         .transpose()

@@ -9,6 +9,7 @@ mod docs;
 mod errors;
 mod faults;
 mod fleet;
+mod inventory;
 mod journal;
 mod plan;
 mod run;

@@ -213,10 +213,34 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Reads a file with the path in the error.
+/// Reads a text file with the path in the error. A byte order mark at the start is dropped;
+/// bytes that are not UTF-8 are an error naming the line, column and byte offset.
 pub fn read_file(path: &std::path::Path) -> Result<String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| Error::input(format!("cannot read {}: {e}", path.display())))
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::input(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(text.to_string()),
+        Err(e) => Err(Error::input(not_utf8(path, bytes, e.valid_up_to()))),
+    }
+}
+
+/// "FILE:LINE:COL: invalid UTF-8 (byte 0xFF at offset N)"; the column counts characters.
+fn not_utf8(path: &std::path::Path, bytes: &[u8], at: usize) -> String {
+    let before = &bytes[..at];
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    // Everything before `at` is valid UTF-8, so the column is a character count.
+    let col = std::str::from_utf8(&before[line_start..]).map_or(0, |s| s.chars().count()) + 1;
+    format!(
+        "{}:{line}:{col}: invalid UTF-8 (byte 0x{:02X} at offset {at}); runbooks and \
+         inventories must be UTF-8 text",
+        path.display(),
+        bytes[at]
+    )
 }
 
 #[cfg(test)]
@@ -230,5 +254,34 @@ mod tests {
         assert_eq!(offset_of(t, 2, 3), 5);
         assert_eq!(offset_of(t, 3, 1), 8);
         assert_eq!(offset_of(t, 9, 1), t.len());
+    }
+
+    fn read(bytes: &[u8]) -> Result<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inv.ini");
+        std::fs::write(&path, bytes).unwrap();
+        read_file(&path).map_err(|e| {
+            Error::input(
+                e.to_string()
+                    .replace(&dir.path().display().to_string(), "DIR"),
+            )
+        })
+    }
+
+    // A file with a byte that is not UTF-8 said only "stream did not contain valid UTF-8".
+    #[test]
+    fn invalid_utf8_names_line_column_and_offset() {
+        let err = read(b"[web]\nw\xC3\xA91 x=\xFF\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "DIR/inv.ini:2:7: invalid UTF-8 (byte 0xFF at offset 13); runbooks and inventories \
+             must be UTF-8 text"
+        );
+    }
+
+    // A byte order mark was kept as part of the first line.
+    #[test]
+    fn byte_order_mark_is_dropped() {
+        assert_eq!(read(b"\xEF\xBB\xBF[web]\n").unwrap(), "[web]\n");
     }
 }

@@ -5,6 +5,8 @@ pub mod api;
 pub mod compile;
 pub mod error;
 pub mod exec;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inventory;
 pub mod journal;
 pub mod model;

@@ -233,9 +233,9 @@ impl ModuleResolver for ConfinedResolver {
                     ),
                 ));
             }
-            let text = std::fs::read_to_string(&real).map_err(|e| {
-                module_error(path, pos, format!("cannot read {}: {e}", real.display()))
-            })?;
+            // Same rules as the runbook: a BOM is dropped, bytes that are not UTF-8 are named.
+            let text = crate::error::read_file(&real)
+                .map_err(|e| module_error(path, pos, e.to_string()))?;
             let name = file.display().to_string();
             let site = import_site(source, path, pos);
             let module = self.guarded(real, &name, site, pos, || {

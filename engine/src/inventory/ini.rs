@@ -1,6 +1,6 @@
 //! Ansible INI inventories, read as Ansible reads them.
 
-use super::{range, Inventory, ParseError};
+use super::{Inventory, ParseError};
 use indexmap::IndexMap;
 
 enum Section {
@@ -43,27 +43,26 @@ pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
                     }
                     vars.insert(k.to_string(), v.to_string());
                 }
-                // `host:port` is Ansible shorthand for ansible_port.
-                let (pattern, port) = match pattern.rsplit_once(':') {
-                    Some((h, p)) if !h.contains('[') || h.contains(']') => {
+                // `host:port` is Ansible shorthand for ansible_port; a ':' inside a range's
+                // brackets is not one.
+                let (pattern, port) = match port_colon(pattern) {
+                    Some(i) => {
+                        let p = &pattern[i + 1..];
                         if !p.chars().all(|c| c.is_ascii_digit()) || p.is_empty() {
                             return Err(ParseError::at(n, format!("bad port in {pattern:?}")));
                         }
-                        (h.to_string(), Some(p.to_string()))
+                        (pattern[..i].to_string(), Some(p.to_string()))
                     }
-                    _ => (pattern.clone(), None),
+                    None => (pattern.clone(), None),
                 };
                 if let Some(p) = port {
                     vars.entry("ansible_port".into()).or_insert(p);
                 }
                 let group = g.clone();
-                for host in range::expand(&pattern).map_err(|m| ParseError::at(n, m))? {
-                    let target = if group == "ungrouped" {
-                        None
-                    } else {
-                        Some(group.as_str())
-                    };
-                    inv.add_host(target, &host, vars.clone());
+                let target = (group != "ungrouped").then_some(group.as_str());
+                for host in inv.expand(&pattern).map_err(|m| ParseError::at(n, m))? {
+                    inv.add_host(target, &host, vars.clone())
+                        .map_err(|m| ParseError::at(n, m))?;
                 }
             }
             Section::Children(g) => {
@@ -90,12 +89,28 @@ pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
                     return Err(ParseError::at(n, format!("bad variable name {key:?}")));
                 }
                 let value = unquote(v.trim()).map_err(|m| ParseError::at(n, m))?;
+                super::check_var(key, &value).map_err(|m| ParseError::at(n, m))?;
                 let g = g.clone();
                 inv.group_mut(&g).vars.insert(key.to_string(), value);
             }
         }
     }
     Ok(())
+}
+
+/// The byte index of the last ':' outside brackets, which starts a `host:port` port.
+fn port_colon(pattern: &str) -> Option<usize> {
+    let mut depth = 0i32;
+    let mut found = None;
+    for (i, b) in pattern.bytes().enumerate() {
+        match b {
+            b'[' => depth += 1,
+            b']' => depth -= 1,
+            b':' if depth == 0 => found = Some(i),
+            _ => {}
+        }
+    }
+    found
 }
 
 fn valid_group_name(name: &str) -> bool {

@@ -34,16 +34,19 @@ fn term_hosts(inv: &Inventory, term: &str) -> IndexSet<String> {
         return inv.hosts.keys().cloned().collect();
     }
     if term.contains('*') || term.contains('?') {
-        let mut out: IndexSet<String> = inv
+        let groups: Vec<&str> = inv
+            .groups
+            .keys()
+            .map(String::as_str)
+            .filter(|g| glob_match(term, g))
+            .collect();
+        let in_groups = inv.members_of(&groups);
+        return inv
             .hosts
             .keys()
-            .filter(|h| glob_match(term, h))
+            .filter(|h| in_groups.contains(*h) || glob_match(term, h))
             .cloned()
             .collect();
-        for g in inv.groups.keys().filter(|g| glob_match(term, g)) {
-            out.extend(inv.members(g));
-        }
-        return out;
     }
     if inv.groups.contains_key(term) {
         return inv.members(term);
@@ -54,39 +57,146 @@ fn term_hosts(inv: &Inventory, term: &str) -> IndexSet<String> {
     IndexSet::new()
 }
 
-/// The hosts `pattern` selects, in inventory order. An empty selection is an error, and so is
-/// a term that names nothing (a typo would otherwise silently shrink the run).
+/// Where a pattern came from, to name it in messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// `--limit` of plan, run, apply and check.
+    Limit,
+    /// The positional pattern of `exec`.
+    Exec,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Origin::Limit => "--limit",
+            Origin::Exec => "pattern",
+        })
+    }
+}
+
+/// Splits a pattern into terms at `,` and at `:` outside brackets, so the subscript in
+/// `web[0:1]` stays whole.
+fn terms(pattern: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, b) in pattern.bytes().enumerate() {
+        match b {
+            b'[' => depth += 1,
+            b']' => depth -= 1,
+            b',' => {}
+            b':' if depth <= 0 => {}
+            _ => continue,
+        }
+        if b == b',' || b == b':' {
+            out.push(&pattern[start..i]);
+            start = i + 1;
+        }
+    }
+    out.push(&pattern[start..]);
+    out.into_iter().map(str::trim).collect()
+}
+
+/// Ansible's subscript on a term: `web[0]`, `web[-1]`, `web[1:3]` (end included), `web[1:]`,
+/// `web[:2]`. Gives the term without it and the first and last index (`None` for the end).
+fn subscript(term: &str) -> Option<(&str, i64, Option<i64>)> {
+    let inner = term.strip_suffix(']')?;
+    let open = inner.rfind('[')?;
+    let (name, sub) = (&inner[..open], &inner[open + 1..]);
+    if name.is_empty() {
+        return None;
+    }
+    let num = |s: &str| -> Option<i64> {
+        let s = s.trim();
+        let digits = s.strip_prefix('-').unwrap_or(s);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    match sub.split_once(':') {
+        None => Some((name, num(sub)?, Some(num(sub)?))),
+        Some((a, b)) => {
+            let a = if a.trim().is_empty() { 0 } else { num(a)? };
+            let b = if b.trim().is_empty() {
+                None
+            } else {
+                Some(num(b)?)
+            };
+            (a >= 0 && b.unwrap_or(0) >= 0).then_some((name, a, b))
+        }
+    }
+}
+
+/// The hosts `pattern` selects, in inventory order. An empty pattern, one of separators only,
+/// an empty selection and a term that names nothing are errors (a typo would otherwise
+/// silently shrink the run, or an empty limit widen it to the whole fleet).
 pub fn select(inv: &Inventory, pattern: &str) -> Result<IndexSet<String>> {
+    select_as(inv, pattern, Origin::Limit)
+}
+
+/// [`select`] for a pattern that did not come from `--limit`, named as `origin` in errors.
+pub fn select_as(inv: &Inventory, pattern: &str, origin: Origin) -> Result<IndexSet<String>> {
+    let known = || {
+        let groups: Vec<&str> = inv
+            .groups
+            .keys()
+            .map(String::as_str)
+            .filter(|g| *g != "ungrouped")
+            .collect();
+        format!("groups in {}: {}", inv.source, groups.join(", "))
+    };
     let mut union: IndexSet<String> = IndexSet::new();
     let mut intersect: Vec<IndexSet<String>> = Vec::new();
     let mut exclude: IndexSet<String> = IndexSet::new();
     let mut any_positive = false;
-    for raw in pattern
-        .split([':', ','])
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-    {
+    let mut any_term = false;
+    for raw in terms(pattern).into_iter().filter(|t| !t.is_empty()) {
         let (kind, term) = match raw.as_bytes()[0] {
-            b'&' => ('&', &raw[1..]),
-            b'!' => ('!', &raw[1..]),
+            b'&' => ('&', raw[1..].trim()),
+            b'!' => ('!', raw[1..].trim()),
             _ => ('+', raw),
         };
+        if term.is_empty() {
+            return Err(Error::input_with_help(
+                format!("{origin} {pattern:?}: '{kind}' must be followed by a group or host"),
+                known(),
+            ));
+        }
+        any_term = true;
         if term.starts_with('~') {
             return Err(Error::input(format!(
-                "--limit {pattern:?}: regular-expression terms (~) are not supported; use globs"
+                "{origin} {pattern:?}: regular-expression terms (~) are not supported; use globs"
             )));
         }
-        let hosts = term_hosts(inv, term);
+        let hosts = match subscript(term) {
+            Some((name, first, last)) if !term_hosts(inv, name).is_empty() => {
+                let all: Vec<String> = term_hosts(inv, name).into_iter().collect();
+                let len = all.len() as i64;
+                let first = if first < 0 { len + first } else { first };
+                let last = match last {
+                    Some(l) if l < 0 => len + l,
+                    Some(l) => l,
+                    None => len - 1,
+                };
+                if first < 0 || first >= len || last < first {
+                    return Err(Error::input(format!(
+                        "{origin} {pattern:?}: subscript in {term:?} selects nothing: \
+                         {name:?} has {len} hosts, numbered from 0"
+                    )));
+                }
+                let last = last.min(len - 1);
+                all[first as usize..=last as usize]
+                    .iter()
+                    .cloned()
+                    .collect()
+            }
+            _ => term_hosts(inv, term),
+        };
         if hosts.is_empty() {
-            let known: Vec<&str> = inv
-                .groups
-                .keys()
-                .map(String::as_str)
-                .filter(|g| *g != "ungrouped")
-                .collect();
             return Err(Error::input_with_help(
-                format!("--limit {pattern:?}: {term:?} matches no host or group"),
-                format!("groups in {}: {}", inv.source, known.join(", ")),
+                format!("{origin} {pattern:?}: {term:?} matches no host or group"),
+                known(),
             ));
         }
         match kind {
@@ -98,6 +208,15 @@ pub fn select(inv: &Inventory, pattern: &str) -> Result<IndexSet<String>> {
             }
         }
     }
+    if !any_term {
+        return Err(Error::input_with_help(
+            format!("{origin} {pattern:?} names no host or group"),
+            format!(
+                "to act on every host, give {origin} all (or leave it out); {}",
+                known()
+            ),
+        ));
+    }
     if !any_positive {
         union = inv.hosts.keys().cloned().collect();
     }
@@ -108,7 +227,7 @@ pub fn select(inv: &Inventory, pattern: &str) -> Result<IndexSet<String>> {
     out.sort_by_key(|h| inv.hosts.get_index_of(h));
     if out.is_empty() {
         return Err(Error::input(format!(
-            "--limit {pattern:?} matches no host of {}",
+            "{origin} {pattern:?} matches no host of {}",
             inv.source
         )));
     }
@@ -155,5 +274,53 @@ mod tests {
         assert!(glob_match("web*.dc1", "web01.dc1"));
         assert!(glob_match("w?b", "wab"));
         assert!(!glob_match("web*", "db1"));
+    }
+
+    fn err(p: &str, origin: Origin) -> String {
+        select_as(&inv(), p, origin).unwrap_err().to_string()
+    }
+
+    // `--limit ""` and `--limit ":"` selected the whole fleet (a run upgraded every host).
+    #[test]
+    fn empty_or_separator_only_limit_is_an_error() {
+        for p in ["", " ", ":", ",", "::", ", :"] {
+            assert_eq!(
+                err(p, Origin::Limit),
+                format!("--limit {p:?} names no host or group"),
+            );
+        }
+        assert_eq!(
+            err("&", Origin::Limit),
+            "--limit \"&\": '&' must be followed by a group or host"
+        );
+        assert_eq!(
+            err(":!", Origin::Exec),
+            "pattern \":!\": '!' must be followed by a group or host"
+        );
+        assert_eq!(err("", Origin::Exec), "pattern \"\" names no host or group");
+        assert_eq!(
+            err("controller:&compute", Origin::Exec),
+            "pattern \"controller:&compute\" matches no host of inv"
+        );
+    }
+
+    // `--limit web[0:1]` was split at the ':' inside the brackets and reported as "web[0".
+    #[test]
+    fn subscripts_select_by_position() {
+        assert_eq!(names("controller[0:1]"), ["ctl1", "ctl2"]);
+        assert_eq!(names("controller[1]"), ["ctl2"]);
+        assert_eq!(names("controller[-1]"), ["ctl3"]);
+        assert_eq!(names("compute[2:]"), ["cmp3", "cmp4"]);
+        assert_eq!(names("compute[:1],controller[0]"), ["ctl1", "cmp1", "cmp2"]);
+        assert_eq!(names("compute[0:9]:!cmp2"), ["cmp1", "cmp3", "cmp4"]);
+        assert_eq!(
+            err("controller[5:6]", Origin::Limit),
+            "--limit \"controller[5:6]\": subscript in \"controller[5:6]\" selects nothing: \
+             \"controller\" has 3 hosts, numbered from 0"
+        );
+        assert_eq!(
+            err("web[0:1]", Origin::Limit),
+            "--limit \"web[0:1]\": \"web[0:1]\" matches no host or group"
+        );
     }
 }

@@ -19,7 +19,7 @@
 //! vars = { rack = "r1" }
 //! ```
 
-use super::{range, Inventory, ParseError};
+use super::{check_var, Inventory, ParseError};
 use indexmap::IndexMap;
 use serde::Deserialize;
 
@@ -89,12 +89,44 @@ pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
             .position(|l| l.contains(needle))
             .map_or(1, |i| i + 1)
     };
-    inv.group_mut("all").vars.extend(strings(&file.vars));
+    // The header line of table `[kind.name]`, quoted or not.
+    let header_line = |header: &str| {
+        let (kind, name) = header.split_once('.').unwrap_or((header, ""));
+        let quoted = format!("{kind}.\"{name}\"");
+        text.lines()
+            .position(|l| {
+                let l = l.trim_start();
+                l.starts_with(header) || (!name.is_empty() && l.starts_with(&quoted))
+            })
+            .map_or(1, |i| i + 1)
+    };
+    // The line of `key` in the table that starts with `header` (or the header's own line).
+    let line_in = |header: &str, key: &str| {
+        let start = header_line(header);
+        text.lines()
+            .enumerate()
+            .skip(start)
+            .take_while(|(_, l)| !l.trim_start().starts_with('['))
+            .find(|(_, l)| l.contains(key))
+            .map_or(start, |(i, _)| i + 1)
+    };
+    let checked = |m: &IndexMap<String, toml::Value>, header: &str| {
+        let vars = strings(m);
+        for (k, v) in &vars {
+            check_var(k, v).map_err(|e| ParseError::at(line_in(header, k), e))?;
+        }
+        Ok::<_, ParseError>(vars)
+    };
+    let all_vars = checked(&file.vars, "[vars]")?;
+    inv.group_mut("all").vars.extend(all_vars);
     for (name, g) in &file.groups {
-        inv.group_mut(name).vars.extend(strings(&g.vars));
+        let gv = checked(&g.vars, &format!("[groups.{name}"))?;
+        inv.group_mut(name).vars.extend(gv);
         for pattern in &g.hosts {
-            for host in range::expand(pattern).map_err(|m| ParseError::at(line_of(pattern), m))? {
-                inv.add_host(Some(name), &host, IndexMap::new());
+            let at = |m| ParseError::at(line_of(pattern), m);
+            for host in inv.expand(pattern).map_err(at)? {
+                inv.add_host(Some(name), &host, IndexMap::new())
+                    .map_err(at)?;
             }
         }
         for child in &g.children {
@@ -103,20 +135,26 @@ pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
         }
     }
     for (pattern, h) in &file.hosts {
-        let mut vars = strings(&h.vars);
+        let header = format!("[hosts.{pattern}");
+        let mut vars = checked(&h.vars, &header)?;
         let fixed = [
-            ("ansible_host", h.address.clone()),
-            ("ansible_port", h.port.map(|p| p.to_string())),
-            ("ansible_user", h.user.clone()),
-            ("ansible_ssh_private_key_file", h.key.clone()),
+            ("ansible_host", "address", h.address.clone()),
+            ("ansible_port", "port", h.port.map(|p| p.to_string())),
+            ("ansible_user", "user", h.user.clone()),
+            ("ansible_ssh_private_key_file", "key", h.key.clone()),
         ];
-        for (k, v) in fixed {
+        for (k, field, v) in fixed {
             if let Some(v) = v {
+                check_var(k, &v).map_err(|e| {
+                    let e = e.replacen(k, field, 1);
+                    ParseError::at(line_in(&header, field), e)
+                })?;
                 vars.insert(k.to_string(), v);
             }
         }
-        for host in range::expand(pattern).map_err(|m| ParseError::at(line_of(pattern), m))? {
-            inv.add_host(None, &host, vars.clone());
+        let at = |m| ParseError::at(header_line(&header), m);
+        for host in inv.expand(pattern).map_err(at)? {
+            inv.add_host(None, &host, vars.clone()).map_err(at)?;
         }
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! Ansible YAML inventories: `all: { hosts, vars, children: { group: {...} } }`.
 
-use super::{range, Inventory, ParseError};
+use super::{Inventory, ParseError};
 use indexmap::IndexMap;
 use serde_yaml::{Mapping, Value};
 
@@ -42,15 +42,26 @@ impl LineFinder<'_> {
     /// The first line that defines `name:`, for messages about structure (serde_yaml's
     /// values carry no positions).
     fn line_of(&self, name: &str) -> usize {
-        self.text
-            .lines()
-            .position(|l| {
-                let t = l.trim_start().trim_start_matches("- ");
-                t.starts_with(&format!("{name}:"))
-                    || t.starts_with(&format!("\"{name}\":"))
-                    || t.starts_with(&format!("'{name}':"))
-            })
-            .map_or(1, |i| i + 1)
+        self.line_after(name, 1)
+    }
+
+    /// The first line at or after `from` that defines `name:` (or the first line at all).
+    fn line_after(&self, name: &str, from: usize) -> usize {
+        let defines = |l: &str| {
+            let t = l.trim_start().trim_start_matches("- ");
+            t.starts_with(&format!("{name}:"))
+                || t.starts_with(&format!("\"{name}\":"))
+                || t.starts_with(&format!("'{name}':"))
+                // Flow mappings: `host: { ansible_port: 22 }`.
+                || t.contains(&format!("{{ {name}:"))
+                || t.contains(&format!(", {name}:"))
+        };
+        let lines = || self.text.lines().enumerate();
+        lines()
+            .skip(from.saturating_sub(1))
+            .find(|(_, l)| defines(l))
+            .or_else(|| lines().find(|(_, l)| defines(l)))
+            .map_or(1, |(i, _)| i + 1)
     }
 }
 
@@ -107,7 +118,11 @@ fn vars(v: &Value, what: &str, f: &LineFinder) -> Result<IndexMap<String, String
     let mut out = IndexMap::new();
     if let Some(m) = mapping(v, what, f)? {
         for (k, v) in m {
-            out.insert(key(k, f)?, scalar(v));
+            let (k, v) = (key(k, f)?, scalar(v));
+            // Lines are looked for only on error: the search reads the whole text.
+            super::check_var(&k, &v)
+                .map_err(|m| ParseError::at(f.line_after(&k, f.line_of(what)), m))?;
+            out.insert(k, v);
         }
     }
     Ok(out)
@@ -127,11 +142,11 @@ fn group(name: &str, body: &Value, inv: &mut Inventory, f: &LineFinder) -> Resul
                 for (h, hv) in hosts {
                     let pattern = key(h, f)?;
                     let hvars = vars(hv, &pattern, f)?;
-                    let names = range::expand(&pattern)
-                        .map_err(|m| ParseError::at(f.line_of(&pattern), m))?;
+                    let at = |m| ParseError::at(f.line_of(&pattern), m);
+                    let names = inv.expand(&pattern).map_err(at)?;
+                    let target = (name != "all").then_some(name);
                     for host in names {
-                        let target = if name == "all" { None } else { Some(name) };
-                        inv.add_host(target, &host, hvars.clone());
+                        inv.add_host(target, &host, hvars.clone()).map_err(at)?;
                     }
                 }
             }

@@ -525,3 +525,27 @@ fn ctrl_c_twice_ends_a_wait_that_runs_no_command() {
     };
     assert_eq!(status.code(), Some(4));
 }
+
+// With hosts under [all] only, rb.limit("*", 5) started all twelve at once and the plan's
+// role table was empty.
+#[test]
+fn a_star_limit_covers_hosts_in_no_group() {
+    let case = Case::new(
+        "let rb = runbook(\"x\");\nrb.limit(\"*\", 5);\nrb.step(\"s\", |h| h.run(\"true\"));\nrb\n",
+        "[all]\nh[01:12]\n",
+    );
+    let out = case.plan(&["--format", "json"], 0);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let roles = plan["roles"].as_array().unwrap();
+    assert_eq!(roles.len(), 1, "{roles:?}");
+    assert_eq!(roles[0]["name"], "ungrouped");
+    assert_eq!(roles[0]["hosts"], 12);
+    assert_eq!(roles[0]["limit"], 5);
+    let starts: Vec<u64> = plan["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["start"].as_u64().unwrap())
+        .collect();
+    assert_eq!(starts.iter().filter(|s| **s == 0).count(), 5, "{starts:?}");
+}

@@ -214,6 +214,20 @@ fn refuse_to_overwrite(out: &std::path::Path, inputs: &[(&str, &std::path::Path)
     let Ok(o) = std::fs::metadata(out) else {
         return Ok(()); // a new file
     };
+    for (what, input) in inputs {
+        if let Ok(i) = std::fs::metadata(input) {
+            if (i.dev(), i.ino()) == (o.dev(), o.ino()) {
+                return Err(Error::input_with_help(
+                    format!(
+                        "refusing to write the plan to {}: it is the {what} {}",
+                        out.display(),
+                        input.display()
+                    ),
+                    "give -o another file name",
+                ));
+            }
+        }
+    }
     // A plan is never a Rhai module (an imported library would be destroyed) nor an SQLite
     // database (a journal: history and resume would be lost).
     let refuse = |what: &str| {
@@ -235,20 +249,6 @@ fn refuse_to_overwrite(out: &std::path::Path, inputs: &[(&str, &std::path::Path)
         && &head == b"SQLite format 3\0";
     if is_sqlite {
         return refuse("an SQLite database (a fleetbook journal?)");
-    }
-    for (what, input) in inputs {
-        if let Ok(i) = std::fs::metadata(input) {
-            if (i.dev(), i.ino()) == (o.dev(), o.ino()) {
-                return Err(Error::input_with_help(
-                    format!(
-                        "refusing to write the plan to {}: it is the {what} {}",
-                        out.display(),
-                        input.display()
-                    ),
-                    "give -o another file name",
-                ));
-            }
-        }
     }
     Ok(())
 }

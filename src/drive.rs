@@ -171,10 +171,7 @@ pub fn resume_hint(
 
 /// A word as a shell reads it: bare when it holds no special character, else quoted.
 pub fn shell_word(w: &str) -> String {
-    let plain = !w.is_empty()
-        && w.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
-    if plain {
+    if fleetbook_stdlib::quote::is_plain(w) {
         w.to_string()
     } else {
         fleetbook_stdlib::quote::quote(w)

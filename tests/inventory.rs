@@ -19,19 +19,7 @@ fn files(files: &[(&str, &[u8])]) -> tempfile::TempDir {
 
 /// `fleetbook ARGS` run in `dir`, so paths in messages are short.
 fn run_in(dir: &Path, args: &[&str]) -> Outcome {
-    let out = Command::new(env!("CARGO_BIN_EXE_fleetbook"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env_remove("CLICOLOR_FORCE")
-        .env_remove("FLEETBOOK_MAX_HOSTS")
-        .output()
-        .expect("fleetbook runs");
-    Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    fleetbook(args).in_dir(dir).run()
 }
 
 /// `fleetbook plan rb.rhai -i INV ARGS` in `dir`.

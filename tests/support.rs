@@ -34,6 +34,12 @@ impl Fleetbook {
         self
     }
 
+    /// Runs in `dir` instead of the repository root (short paths in messages).
+    pub fn in_dir(mut self, dir: &Path) -> Self {
+        self.dir = dir.to_path_buf();
+        self
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.into(), value.into()));
         self
@@ -49,10 +55,13 @@ impl Fleetbook {
     pub fn run(self) -> Outcome {
         let out = Command::new(env!("CARGO_BIN_EXE_fleetbook"))
             .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.dir)
             .env("NO_COLOR", "1")
             .env_remove("CLICOLOR_FORCE")
+            // The limits the tests check must be the defaults, whatever the caller's shell set
+            // (a test that sets one with `env` still does).
+            .env_remove("FLEETBOOK_MAX_HOSTS")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("fleetbook runs");
         Outcome {

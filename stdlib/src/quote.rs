@@ -5,10 +5,7 @@
 /// Quotes `s` as one word for a POSIX shell. Plain words (letters, digits and `-_./:=@%+,`)
 /// stay as they are so that recorded commands remain readable.
 pub fn quote(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b));
-    if plain && !s.starts_with('-') && !s.starts_with('=') {
+    if is_plain(s) && !s.starts_with('-') && !s.starts_with('=') {
         return s.to_string();
     }
     let mut out = String::with_capacity(s.len() + 2);
@@ -22,6 +19,14 @@ pub fn quote(s: &str) -> String {
     }
     out.push('\'');
     out
+}
+
+/// Whether a shell reads `s` unchanged without quotes: not empty, and only letters, digits
+/// and `-_./:=@%+,`. (As an operand it may still need quoting: a leading `-` or `=`.)
+pub fn is_plain(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b))
 }
 
 /// Quotes every word and joins them with spaces.

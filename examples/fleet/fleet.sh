@@ -271,7 +271,7 @@ CFG
 }
 
 remove_fleet() {
-  local id="$1" i
+  local id="$1" i net
   local ids
   ids="$(docker ps -aq --filter "label=fleetbook-fleet=$id")"
   # Kill, wait until they are down, then remove: force-removing running containers can leave
@@ -282,6 +282,17 @@ remove_fleet() {
     docker wait $ids >/dev/null 2>&1 || true
     docker rm -f $ids >/dev/null || true
   fi
+  if [ -n "$(docker ps -aq --filter "label=fleetbook-fleet=$id")" ]; then
+    log "could not remove the containers of fleet $id"
+    return 1
+  fi
+  # An endpoint the engine still counts after its container is gone (moby/moby#42119) is
+  # released by a forced disconnect of the container's name.
+  for net in $(docker network ls -q --filter "label=fleetbook-fleet=$id"); do
+    while read -r name _; do
+      docker network disconnect -f "$net" "$id-$name" >/dev/null 2>&1 || true
+    done <<< "$LAYOUT"
+  done
   # The engine may still hold the network for a moment after its containers are gone.
   for i in $(seq 1 20); do
     docker network ls -q --filter "label=fleetbook-fleet=$id" | xargs -r docker network rm >/dev/null 2>&1 &&
@@ -289,8 +300,8 @@ remove_fleet() {
       return 0
     sleep 0.5
   done
-  log "could not remove the network or volume of fleet $id"
-  return 1
+  log "could not remove the network or volume of fleet $id (no container uses them; restarting the Docker engine frees them)"
+  return 2
 }
 
 # Every fleet (containers, networks, volumes) that has an owner process, and that owner.
@@ -306,10 +317,15 @@ owned_fleets() {
 cmd_prune() {
   local id owner
   owned_fleets | while read -r id owner; do
-    if ! kill -0 "$owner" 2>/dev/null; then
-      remove_fleet "$id"
-      log "removed fleet $id: its owner (process $owner) is gone"
-    fi
+    kill -0 "$owner" 2>/dev/null && continue
+    # A network or volume the engine will not let go of holds no host: warn, go on.
+    local rc=0
+    remove_fleet "$id" || rc=$?
+    case $rc in
+      0) log "removed fleet $id: its owner (process $owner) is gone" ;;
+      2) log "removed the hosts of fleet $id: its owner (process $owner) is gone" ;;
+      *) return 1 ;;
+    esac
   done
 }
 

@@ -3,7 +3,9 @@
 //! that later errors (a cycle, an unknown role) point back at the line that caused them.
 
 use crate::error::Pos;
-use crate::model::{Amount, Canary, LimitBy, OrderEdge, Param, RoleAmount, Runbook, Scope, Step};
+use crate::model::{
+    Amount, Canary, LimitBy, OrderEdge, Param, RoleAmount, RollbackScope, Runbook, Scope, Step,
+};
 use fleetbook_stdlib::{duration::parse_duration, runtime_error, Host};
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext, INT};
 use std::collections::BTreeMap;
@@ -301,12 +303,11 @@ pub fn register(engine: &mut Engine, state: &ApiState) {
               role: &str,
               n: Dynamic|
               -> RhaiResult<RunbookHandle> {
-            let amount = amount(&n, "limit")?;
-            if amount == Amount::Count(0) || amount == Amount::Percent(0.0) {
-                return Err(runtime_error(
-                    "limit must be at least 1 (a limit of 0 would never start a host)",
-                ));
-            }
+            // A limit of 0 holds the role: none of its hosts start (jiocloud's rolling rules).
+            let amount = match amount(&n, "limit")? {
+                Amount::Percent(0.0) => Amount::Count(0),
+                a => a,
+            };
             let pos = s.pos(&ctx);
             let mut m = lock(&rb.0);
             m.limits.retain(|l| l.role != role);
@@ -414,6 +415,32 @@ pub fn register(engine: &mut Engine, state: &ApiState) {
         lock(&rb.0).rollback_on_failure = on;
         rb.clone()
     });
+    engine.register_fn(
+        "rollback_scope",
+        |rb: &mut RunbookHandle, scope: &str| -> RhaiResult<RunbookHandle> {
+            let scope = RollbackScope::parse(scope).map_err(runtime_error)?;
+            lock(&rb.0).rollback_scope = scope;
+            Ok(rb.clone())
+        },
+    );
+    let s = state.clone();
+    engine.register_fn(
+        "deadline",
+        move |ctx: NativeCallContext, rb: &mut RunbookHandle, d: &str| -> RhaiResult<RunbookHandle> {
+            let d = duration(d, "deadline")?;
+            if d.is_zero() {
+                return Err(runtime_error(
+                    "deadline must be longer than 0s: no host could start (leave it out for no deadline)",
+                ));
+            }
+            lock(&rb.0).deadline = Some((d, s.pos(&ctx)));
+            Ok(rb.clone())
+        },
+    );
+    engine.register_fn("become", |rb: &mut RunbookHandle, on: bool| {
+        lock(&rb.0).become_default = on;
+        rb.clone()
+    });
 
     // Steps and hooks.
     let s = state.clone();
@@ -434,6 +461,30 @@ pub fn register(engine: &mut Engine, state: &ApiState) {
         "once",
         move |ctx: NativeCallContext, rb: &mut RunbookHandle, name: &str, f: FnPtr| {
             let step = Step::new(name.to_string(), Scope::Once, Some(f), s.pos(&ctx));
+            add_step(rb, step)
+        },
+    );
+    let s = state.clone();
+    engine.register_fn(
+        "before_each_host",
+        move |ctx: NativeCallContext, rb: &mut RunbookHandle, name: &str, f: FnPtr| {
+            let step = Step::new(name.to_string(), Scope::HostCheck, Some(f), s.pos(&ctx));
+            add_step(rb, step)
+        },
+    );
+    let s = state.clone();
+    engine.register_fn(
+        "finally",
+        move |ctx: NativeCallContext, rb: &mut RunbookHandle, name: &str, f: FnPtr| {
+            let step = Step::new(name.to_string(), Scope::Finally, Some(f), s.pos(&ctx));
+            add_step(rb, step)
+        },
+    );
+    let s = state.clone();
+    engine.register_fn(
+        "finally",
+        move |ctx: NativeCallContext, rb: &mut RunbookHandle, f: FnPtr| {
+            let step = Step::new("finally".into(), Scope::Finally, Some(f), s.pos(&ctx));
             add_step(rb, step)
         },
     );
@@ -546,6 +597,22 @@ pub fn register(engine: &mut Engine, state: &ApiState) {
         |st: &mut StepHandle, on: bool| -> RhaiResult<StepHandle> {
             st.with(|s| {
                 s.idempotent = on;
+                Ok(())
+            })
+        },
+    );
+    engine.register_fn("always", |st: &mut StepHandle| -> RhaiResult<StepHandle> {
+        st.host_only("always", |s| {
+            s.always = true;
+            Ok(())
+        })
+    });
+    engine.register_fn(
+        "soak",
+        |st: &mut StepHandle, d: &str| -> RhaiResult<StepHandle> {
+            let d = duration(d, ".soak")?;
+            st.host_only("soak", |s| {
+                s.soak = Some(d);
                 Ok(())
             })
         },

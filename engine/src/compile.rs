@@ -50,6 +50,17 @@ pub enum TaskKind {
     /// A barrier: every host of a role (or of its canary) is done. Runs nothing.
     RoleDone,
     CanaryDone,
+    /// `rb.before_each_host`: a host's first task; false or an error halts the run.
+    HostCheck,
+    /// `rb.finally`: after everything else, whatever the run's outcome.
+    Finally,
+}
+
+impl TaskKind {
+    /// Tasks that belong to one host and run inside its slot.
+    pub fn is_host(self) -> bool {
+        matches!(self, TaskKind::Host | TaskKind::HostCheck)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +84,10 @@ pub struct Rules {
     pub batches: bool,
     /// Per step index.
     pub throttle: Vec<Option<usize>>,
+    /// Per step index: seconds a host keeps its slot after the step succeeds.
+    pub soak: Vec<Option<u64>>,
+    /// `rb.deadline(...)`: no host starts after this long from an attempt's start.
+    pub deadline: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -90,21 +105,29 @@ pub struct Graph {
     pub outside: Vec<PlanHost>,
     /// Every inventory group (but `all`) with its hosts, in inventory order.
     pub groups: IndexMap<String, Vec<String>>,
+    /// Per task: it cannot start because a role it needs is held (`rb.limit(role, 0)`).
+    pub held: Vec<bool>,
+    /// `rb.become(true)`: the default for hosts whose inventory does not set become.
+    pub become_default: bool,
 }
 
 impl Graph {
     /// For each task, the tasks that depend on it, and how many tasks it waits for.
     pub fn dependents(&self) -> (Vec<Vec<usize>>, Vec<usize>) {
-        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); self.tasks.len()];
-        let mut waiting: Vec<usize> = vec![0; self.tasks.len()];
-        for (t, task) in self.tasks.iter().enumerate() {
-            waiting[t] = task.deps.len();
-            for &d in &task.deps {
-                dependents[d].push(t);
-            }
-        }
-        (dependents, waiting)
+        dependents_of(&self.tasks)
     }
+}
+
+fn dependents_of(tasks: &[Task]) -> (Vec<Vec<usize>>, Vec<usize>) {
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
+    let mut waiting: Vec<usize> = vec![0; tasks.len()];
+    for (t, task) in tasks.iter().enumerate() {
+        waiting[t] = task.deps.len();
+        for &d in &task.deps {
+            dependents[d].push(t);
+        }
+    }
+    (dependents, waiting)
 }
 
 fn at(script: &Script, pos: &Pos, message: String, label: &str) -> SourceDiag {
@@ -349,7 +372,10 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
             .map(|l| l.amount)
             .or(star_limit);
         role.limit_decl = own;
-        role.limit = own.map(|a| a.of(role.hosts.len()).max(1));
+        role.limit = own.map(|a| match a {
+            Amount::Count(0) => 0,
+            a => a.of(role.hosts.len()).max(1),
+        });
         role.max_failures = rb
             .max_failures
             .iter()
@@ -379,6 +405,12 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
             .iter()
             .map(|s| s.throttle.map(|t| t as usize))
             .collect(),
+        soak: rb
+            .steps
+            .iter()
+            .map(|s| s.soak.map(|d| d.as_secs()))
+            .collect(),
+        deadline: rb.deadline.as_ref().map(|(d, _)| *d),
     };
     for l in &rb.limit_by {
         if !hosts.iter().any(|h| h.vars.contains_key(&l.var)) {
@@ -391,6 +423,17 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
 
     check_self_waits(&hosts, &roles)?;
     let (tasks, host_tasks) = build_tasks(rb, &hosts, &roles);
+    let held = held_tasks(&tasks, &host_tasks, &roles);
+    for r in roles
+        .iter()
+        .filter(|r| r.limit == Some(0) && !r.hosts.is_empty())
+    {
+        warnings.push(format!(
+            "role {:?} is held (limit 0): none of its {} host(s) start, nor what waits for them",
+            r.name,
+            r.hosts.len()
+        ));
+    }
     let outside = inv
         .hosts
         .keys()
@@ -416,7 +459,35 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
         warnings,
         outside,
         groups,
+        held,
+        become_default: rb.become_default,
     })
+}
+
+/// Tasks that can never start because they are, or wait for, a host of a held role (limit
+/// 0). `finally` tasks are never held: they run whatever happened.
+fn held_tasks(tasks: &[Task], host_tasks: &[Vec<usize>], roles: &[Role]) -> Vec<bool> {
+    let mut held = vec![false; tasks.len()];
+    let mut queue: Vec<usize> = Vec::new();
+    for r in roles.iter().filter(|r| r.limit == Some(0)) {
+        for &h in &r.hosts {
+            queue.extend(host_tasks[h].iter().copied());
+        }
+    }
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
+    for (t, task) in tasks.iter().enumerate() {
+        for &d in &task.deps {
+            dependents[d].push(t);
+        }
+    }
+    while let Some(t) = queue.pop() {
+        if held[t] || tasks[t].kind == TaskKind::Finally {
+            continue;
+        }
+        held[t] = true;
+        queue.extend(dependents[t].iter().copied());
+    }
+    held
 }
 
 /// A host in roles A and B where B must (through other roles) wait for A would wait for
@@ -501,6 +572,7 @@ impl Builder {
                 TaskKind::Gate => format!("gate:{}", role.map_or("", |r| r.1)),
                 TaskKind::CanaryGate => format!("canary-gate:{}", role.map_or("", |r| r.1)),
                 TaskKind::Approval => format!("approval:{}", role.map_or("", |r| r.1)),
+                TaskKind::Finally => "finally".to_string(),
                 _ => String::new(),
             };
             let duration = if kind == TaskKind::Approval {
@@ -643,7 +715,13 @@ fn build_tasks(rb: &Runbook, hosts: &[PlanHost], roles: &[Role]) -> (Vec<Task>, 
         .steps
         .iter()
         .enumerate()
-        .filter(|(_, s)| matches!(s.scope, Scope::Host { .. }))
+        .filter(|(_, s)| s.scope == Scope::HostCheck)
+        .chain(
+            rb.steps
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| matches!(s.scope, Scope::Host { .. })),
+        )
         .collect();
     let mut host_tasks: Vec<Vec<usize>> = vec![Vec::new(); hosts.len()];
     let canary_hosts: Vec<Vec<usize>> = roles
@@ -671,20 +749,28 @@ fn build_tasks(rb: &Runbook, hosts: &[PlanHost], roles: &[Role]) -> (Vec<Task>, 
         });
         deps.sort_unstable();
         deps.dedup();
-        for &(si, step) in &host_steps {
-            let applies = match &step.scope {
-                Scope::Host { roles: None } => true,
-                Scope::Host { roles: Some(rs) } => {
-                    host.roles.iter().any(|&r| rs.contains(&roles[r].name))
-                }
-                _ => false,
-            };
-            if !applies {
-                continue;
+        let applies = |step: &crate::model::Step| match &step.scope {
+            Scope::Host { roles: None } | Scope::HostCheck => true,
+            Scope::Host { roles: Some(rs) } => {
+                host.roles.iter().any(|&r| rs.contains(&roles[r].name))
             }
+            _ => false,
+        };
+        // A host with no step of its own does not start, so it runs no check either.
+        if !host_steps
+            .iter()
+            .any(|(_, s)| s.scope != Scope::HostCheck && applies(s))
+        {
+            continue;
+        }
+        for &(si, step) in host_steps.iter().filter(|(_, s)| applies(s)) {
+            let (kind, prefix) = match step.scope {
+                Scope::HostCheck => (TaskKind::HostCheck, "check"),
+                _ => (TaskKind::Host, "host"),
+            };
             let t = b.add(
-                format!("host:{}:{}", host.name, step.name),
-                TaskKind::Host,
+                format!("{prefix}:{}:{}", host.name, step.name),
+                kind,
                 Some(h),
                 Some(si),
                 host.roles.first().copied(),
@@ -704,6 +790,16 @@ fn build_tasks(rb: &Runbook, hosts: &[PlanHost], roles: &[Role]) -> (Vec<Task>, 
                 }
             }
         }
+    }
+    // `finally` steps come after every other task (in the plan; the executor runs them at
+    // the end of an attempt whatever happened).
+    let finals = steps_of(&|s| *s == Scope::Finally);
+    if !finals.is_empty() {
+        let (dependents, _) = dependents_of(&b.tasks);
+        let sinks: Vec<usize> = (0..b.tasks.len())
+            .filter(|&t| dependents[t].is_empty())
+            .collect();
+        b.chain(rb, &finals, TaskKind::Finally, None, sinks);
     }
     for t in &mut b.tasks {
         t.deps.sort_unstable();

@@ -16,6 +16,7 @@
 //! by another run).
 
 use crate::compile::{Graph, TaskKind};
+use crate::model::RollbackScope;
 use crate::plan::Planned;
 use crate::predicate;
 use crate::script::Script;
@@ -128,6 +129,14 @@ struct Done {
     rolled_back: bool,
 }
 
+/// Tasks whose closure answers yes or no.
+fn is_predicate(kind: TaskKind) -> bool {
+    matches!(
+        kind,
+        TaskKind::Gate | TaskKind::CanaryGate | TaskKind::HostCheck
+    )
+}
+
 /// Marks a failure that must halt the run whatever the budget.
 fn mark_halting(d: &mut Done, e: &rhai::EvalAltResult) {
     if let Outcome::Failed { halts, .. } = &mut d.outcome {
@@ -135,10 +144,12 @@ fn mark_halting(d: &mut Done, e: &rhai::EvalAltResult) {
     }
 }
 
-/// Sleeps up to `d`, waking early when the run is killed.
-fn nap(d: Duration, control: &Control) {
+/// Sleeps up to `d`, waking early when the run is killed (or, with `or_stop`, stopped).
+fn nap(d: Duration, control: &Control, or_stop: bool) {
     let end = Instant::now() + d;
-    while Instant::now() < end && !control.kill.load(Ordering::SeqCst) {
+    let woken =
+        || control.kill.load(Ordering::SeqCst) || (or_stop && control.stop.load(Ordering::SeqCst));
+    while Instant::now() < end && !woken() {
         std::thread::sleep((end - Instant::now()).min(Duration::from_millis(100)));
     }
 }
@@ -261,7 +272,12 @@ impl Runner<'_> {
                 None => self.script.call(action),
             };
             let err = match result {
-                Ok(v) if task.kind == TaskKind::Gate || task.kind == TaskKind::CanaryGate => {
+                Ok(v) if is_predicate(task.kind) => {
+                    let what = if task.kind == TaskKind::HostCheck {
+                        "check"
+                    } else {
+                        "gate"
+                    };
                     match predicate::decide(&v) {
                         Ok(true) => {
                             return Done {
@@ -271,21 +287,50 @@ impl Runner<'_> {
                                 rolled_back: false,
                             };
                         }
-                        Ok(false) => format!("gate {:?} does not hold", step.name),
-                        Err(returned) => format!(
-                            "gate {:?}: {}",
+                        Ok(false) => format!(
+                            "{what} {:?} does not hold{}",
                             step.name,
-                            predicate::not_a_bool("the gate", &returned)
+                            host.map(|h| format!(" on {}", h.info.name))
+                                .unwrap_or_default()
+                        ),
+                        Err(returned) => format!(
+                            "{what} {:?}: {}",
+                            step.name,
+                            predicate::not_a_bool(&format!("the {what}"), &returned)
                         ),
                     }
                 }
                 Ok(_) => {
+                    if let Some(soak) = step.soak.filter(|_| task.kind == TaskKind::Host) {
+                        // The host keeps its slot while the change soaks; a stop ends it.
+                        self.event(
+                            t,
+                            State::Running,
+                            attempt,
+                            Some(format!(
+                                "soaking for {}",
+                                fleetbook_stdlib::duration::format_duration(soak)
+                            )),
+                        );
+                        nap(soak, control, true);
+                    }
                     return Done {
                         task: t,
                         outcome: Outcome::Ok,
                         attempts: attempt,
                         rolled_back: false,
+                    };
+                }
+                Err(e) if task.kind == TaskKind::HostCheck => {
+                    // A check that cannot say yes is a no: fail closed, and halt.
+                    let mut d = fail(self.script.describe_step(&e, step), false, attempt);
+                    if let Outcome::Failed { halts, .. } = &mut d.outcome {
+                        *halts = true;
                     }
+                    if attempt == attempts {
+                        return d;
+                    }
+                    self.script.describe_step(&e, step)
                 }
                 Err(e) => {
                     let unreachable = Script::is_unreachable(&e);
@@ -308,10 +353,15 @@ impl Runner<'_> {
                 }
             };
             if attempt == attempts {
-                return fail(err, false, attempt);
+                let mut d = fail(err, false, attempt);
+                if let Outcome::Failed { halts, .. } = &mut d.outcome {
+                    // A failed host check halts the run, whatever the failure budget.
+                    *halts = task.kind == TaskKind::HostCheck;
+                }
+                return d;
             }
             self.event(t, State::Retrying, attempt, Some(err));
-            nap(step.retry_delay, control);
+            nap(step.retry_delay, control, false);
         }
         fail("no attempt was made".into(), false, 0)
     }
@@ -324,16 +374,27 @@ impl Runner<'_> {
         }
         let mut any = false;
         for &t in std::iter::once(&failed).chain(done_before.iter().rev()) {
-            let Some(step) = self.graph.tasks[t]
-                .step
-                .map(|s| &self.script.runbook.steps[s])
-            else {
-                continue;
-            };
-            let Some(undo) = &step.undo else { continue };
-            any = true;
+            match self.undo(t, h) {
+                None => {}
+                Some(true) => any = true,
+                Some(false) => return false,
+            }
+        }
+        any
+    }
+
+    /// Runs task `t`'s `undo` on `h`: `None` when its step has none, else whether it worked.
+    fn undo(&self, t: usize, h: &Host) -> Option<bool> {
+        let step = self.graph.tasks[t]
+            .step
+            .map(|s| &self.script.runbook.steps[s])?;
+        let undo = step.undo.as_ref()?;
+        Some(
             match self.script.call_host(undo, h.with_timeout(step.timeout)) {
-                Ok(_) => self.event(t, State::RolledBack, 1, None),
+                Ok(_) => {
+                    self.event(t, State::RolledBack, 1, None);
+                    true
+                }
                 Err(e) => {
                     self.event(
                         t,
@@ -341,11 +402,10 @@ impl Runner<'_> {
                         1,
                         Some(format!("undo failed: {}", self.script.describe(&e))),
                     );
-                    return false;
+                    false
                 }
-            }
-        }
-        any
+            },
+        )
     }
 }
 
@@ -389,8 +449,36 @@ pub fn execute(planned: &Planned, opts: ExecOptions) -> RunOutcome {
     outcome
 }
 
+/// The scheduler's view of a run in progress.
+struct Progress {
+    finished: Vec<bool>,
+    /// Tasks that ran and succeeded: only their `undo` closures run on rollback.
+    ran_ok: Vec<bool>,
+    /// When each task succeeded, in order (0: not, or in an earlier attempt): rollback
+    /// undoes the newest first.
+    ok_seq: Vec<u64>,
+    seq: u64,
+    /// Per host: it holds its slots now.
+    open: Vec<bool>,
+    /// Per host: a step of it (not a check) started, so its `.always()` steps are owed.
+    ran: Vec<bool>,
+    recap: Vec<HostRecap>,
+}
+
+impl Progress {
+    fn host_done(&self, graph: &Graph, h: usize) -> bool {
+        graph.host_tasks[h].iter().all(|&t| self.finished[t])
+    }
+}
+
+fn is_always(r: &Runner, t: usize) -> bool {
+    let task = &r.graph.tasks[t];
+    task.kind == TaskKind::Host && task.step.is_some_and(|s| r.script.runbook.steps[s].always)
+}
+
 fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> RunOutcome {
     let graph = r.graph;
+    let rb = &r.script.runbook;
     let n = graph.tasks.len();
     let control = &r.opts.control;
     let (dependents, mut waiting) = graph.dependents();
@@ -406,25 +494,36 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
         }
         v
     };
-    let mut slots = Slots::new(graph);
-    let mut recap: Vec<HostRecap> = graph
-        .hosts
-        .iter()
-        .map(|h| HostRecap {
-            name: h.name.clone(),
-            ..Default::default()
-        })
+    let finals: Vec<usize> = (0..n)
+        .filter(|&t| graph.tasks[t].kind == TaskKind::Finally)
         .collect();
+    let mut slots = Slots::new(graph);
+    let mut p = Progress {
+        finished: vec![false; n],
+        ran_ok: vec![false; n],
+        ok_seq: vec![0; n],
+        seq: 0,
+        open: vec![false; graph.hosts.len()],
+        ran: vec![false; graph.hosts.len()],
+        recap: graph
+            .hosts
+            .iter()
+            .map(|h| HostRecap {
+                name: h.name.clone(),
+                ..Default::default()
+            })
+            .collect(),
+    };
     let mut waiting_hosts = WaitingHosts::default();
     let mut waiting_steps = WaitingSteps::new(graph.rules.throttle.len());
-    let mut finished = vec![false; n];
-    // Tasks that ran and succeeded: only their `undo` closures run on rollback.
-    let mut ran_ok = vec![false; n];
-    for t in (0..n).filter(|&t| r.opts.done.get(t).copied().unwrap_or(false)) {
-        finished[t] = true;
-        ran_ok[t] = true;
+    // `finally` steps run at the end of every attempt, whatever an earlier one did.
+    for t in (0..n).filter(|&t| {
+        r.opts.done.get(t).copied().unwrap_or(false) && graph.tasks[t].kind != TaskKind::Finally
+    }) {
+        p.finished[t] = true;
+        p.ran_ok[t] = true;
         if let Some((h, _)) = position[t] {
-            recap[h].ok += 1;
+            p.recap[h].ok += 1;
         }
         for &d in &dependents[t] {
             waiting[d] -= 1;
@@ -434,84 +533,87 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
     let first_pending: Vec<usize> = graph
         .host_tasks
         .iter()
-        .map(|ts| ts.iter().position(|&t| !finished[t]).unwrap_or(ts.len()))
+        .map(|ts| ts.iter().position(|&t| !p.finished[t]).unwrap_or(ts.len()))
         .collect();
     let mut ready: Vec<usize> = (0..n)
-        .filter(|&t| waiting[t] == 0 && !finished[t])
+        .filter(|&t| waiting[t] == 0 && !p.finished[t])
         .collect();
     let mut role_failures = vec![0usize; graph.roles.len()];
     let mut halted: Option<String> = None;
     let mut running = 0usize;
     let mut killed = false;
+    let mut expired = false;
+    // Hosts whose completed steps a role- or run-wide rollback undoes after the loop.
+    let mut undo_hosts: Vec<bool> = vec![false; graph.hosts.len()];
     let (tx, rx) = mpsc::channel::<Done>();
 
     // Throttled steps were let in by `waiting_steps`, which took their place in the step.
-    let start_task = |t: usize, running: &mut usize, ran_ok: &[bool]| {
+    let start_task = |t: usize, running: &mut usize, p: &mut Progress| {
         *running += 1;
         r.event(t, State::Running, 1, None);
         let done_before: Vec<usize> = match position[t] {
-            Some((h, i)) => graph.host_tasks[h][..i]
-                .iter()
-                .copied()
-                .filter(|&p| ran_ok[p])
-                .collect(),
+            Some((h, i)) => {
+                if graph.tasks[t].kind == TaskKind::Host {
+                    p.ran[h] = true;
+                }
+                graph.host_tasks[h][..i]
+                    .iter()
+                    .copied()
+                    .filter(|&q| p.ran_ok[q])
+                    .collect()
+            }
             None => Vec::new(),
         };
         let tx = tx.clone();
         scope.spawn(move || {
-            // A bug that panics in one task must fail that task, not leave the run waiting
-            // for an answer that never comes.
-            let done =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.run(t, &done_before)))
-                    .unwrap_or_else(|panic| {
-                        let why = panic
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_default();
-                        Done {
-                            task: t,
-                            outcome: Outcome::Failed {
-                                message: format!("internal error (a fleetbook bug): {why}"),
-                                unreachable: false,
-                                halts: true,
-                            },
-                            attempts: 1,
-                            rolled_back: false,
-                        }
-                    });
-            let _ = tx.send(done);
+            let _ = tx.send(run_caught(r, t, &done_before));
         });
     };
 
     loop {
         let stopping = halted.is_some() || control.stop.load(Ordering::SeqCst);
+        let killing = control.kill.load(Ordering::SeqCst);
+        expired = expired || graph.rules.deadline.is_some_and(|d| r.start.elapsed() >= d);
         // Place ready tasks, then start what the limits allow.
         for t in std::mem::take(&mut ready) {
             let task = &graph.tasks[t];
-            if stopping {
+            // Held tasks never start; `finally` steps run after the loop.
+            if graph.held[t] || task.kind == TaskKind::Finally {
+                continue;
+            }
+            // A stopping run still releases the hosts it touched (`.always()` steps).
+            let owed = is_always(r, t) && position[t].is_some_and(|(h, _)| p.open[h] && p.ran[h]);
+            if (stopping && !owed) || killing {
                 continue;
             }
             match position[t] {
-                Some((h, i)) if i == first_pending[h] => waiting_hosts.push(&keys[h], h),
-                Some((h, _)) if graph.rules.throttle[task.step.unwrap_or(0)].is_some() => {
+                Some((h, i)) if i == first_pending[h] && !p.open[h] => {
+                    waiting_hosts.push(&keys[h], h)
+                }
+                Some((h, _))
+                    if graph.rules.throttle[task.step.unwrap_or(0)].is_some() && !stopping =>
+                {
                     waiting_steps.push(task.step.unwrap_or(0), h, t)
                 }
-                _ => start_task(t, &mut running, &ran_ok),
+                _ => start_task(t, &mut running, &mut p),
             }
         }
         if !stopping {
-            while let Some(h) = waiting_hosts.start_next(&mut slots) {
+            while let Some(h) = (!expired)
+                .then(|| waiting_hosts.start_next(&mut slots))
+                .flatten()
+            {
+                p.open[h] = true;
                 let first = graph.host_tasks[h][first_pending[h]];
                 let step = graph.tasks[first].step.unwrap_or(0);
                 if graph.rules.throttle[step].is_some() {
                     waiting_steps.push(step, h, first);
                 } else {
-                    start_task(first, &mut running, &ran_ok);
+                    start_task(first, &mut running, &mut p);
                 }
             }
             for t in waiting_steps.enter_next(&mut slots) {
-                start_task(t, &mut running, &ran_ok);
+                start_task(t, &mut running, &mut p);
             }
             slots.end_pass();
         }
@@ -539,16 +641,18 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
         let mut complete = vec![t];
         match done.outcome {
             Outcome::Ok => {
-                ran_ok[t] = true;
+                p.ran_ok[t] = true;
+                p.seq += 1;
+                p.ok_seq[t] = p.seq;
                 r.event(t, State::Ok, done.attempts, None);
                 if let Some((h, _)) = position[t] {
-                    recap[h].ok += 1;
+                    p.recap[h].ok += 1;
                 }
             }
             Outcome::Skipped => {
                 r.event(t, State::Skipped, 0, Some("condition is false".into()));
                 if let Some((h, _)) = position[t] {
-                    recap[h].skipped += 1;
+                    p.recap[h].skipped += 1;
                 }
             }
             Outcome::Failed {
@@ -575,59 +679,44 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
                 match position[t] {
                     Some((h, i)) => {
                         if unreachable {
-                            recap[h].unreachable += 1;
+                            p.recap[h].unreachable += 1;
                         } else {
-                            recap[h].failed += 1;
+                            p.recap[h].failed += 1;
                         }
-                        recap[h].rolled_back = done.rolled_back;
-                        // The host's remaining steps will not run; they count as done so
-                        // that a tolerated failure does not block the role.
+                        p.recap[h].rolled_back = done.rolled_back;
+                        // The host's remaining steps will not run (but its `.always()`
+                        // steps); they count as done so that a tolerated failure does not
+                        // block the role.
                         for &rest in &graph.host_tasks[h][i + 1..] {
+                            if is_always(r, rest) && p.ran[h] {
+                                continue;
+                            }
                             r.event(
                                 rest,
                                 State::NotRun,
                                 0,
                                 Some("an earlier step failed".into()),
                             );
-                            recap[h].not_run += 1;
-                            finished[rest] = true;
+                            p.recap[h].not_run += 1;
+                            p.finished[rest] = true;
                             complete.push(rest);
                         }
-                        // A failure counts in each of the host's roles; the tolerances
-                        // that apply are those the runbook declared for them. A host in no
-                        // role with a declared tolerance gets none (0): a broken change must
-                        // not keep rolling (salt#54521).
-                        let roles = &graph.hosts[h].roles;
-                        let declared: Vec<usize> = roles
-                            .iter()
-                            .copied()
-                            .filter(|&r| graph.roles[r].max_failures.is_some())
-                            .collect();
-                        for &role in roles {
-                            role_failures[role] += 1;
+                        if let Some(why) = count_failure(graph, &mut role_failures, h) {
+                            halted.get_or_insert(why);
                         }
-                        let checked: Vec<(usize, usize)> = if declared.is_empty() {
-                            roles.first().map(|&r| (r, 0)).into_iter().collect()
-                        } else {
-                            declared
-                                .iter()
-                                .map(|&r| (r, graph.roles[r].max_failures.unwrap_or(0)))
-                                .collect()
-                        };
-                        for (role, max) in checked {
-                            if role_failures[role] > max && halted.is_none() {
-                                halted = Some(format!(
-                                    "role {} has {} failed host{} (max_failures {max})",
-                                    graph.roles[role].name,
-                                    role_failures[role],
-                                    if role_failures[role] == 1 { "" } else { "s" }
-                                ));
+                        if rb.rollback_on_failure && rb.rollback_scope != RollbackScope::Host {
+                            let hosts = rollback_hosts(graph, rb.rollback_scope, h);
+                            for o in hosts.iter().filter(|&&o| o != h) {
+                                undo_hosts[*o] = true;
                             }
-                        }
-                        if roles.is_empty() && halted.is_none() {
-                            halted = Some(format!(
-                                "host {} failed (it is in no role, so no failure is tolerated)",
-                                graph.hosts[h].name
+                            halted.get_or_insert(format!(
+                                "host {} failed: rolling back {} (rollback_scope {:?})",
+                                graph.hosts[h].name,
+                                match rb.rollback_scope {
+                                    RollbackScope::Role => "the hosts of its roles",
+                                    _ => "every host of the run",
+                                },
+                                rb.rollback_scope
                             ));
                         }
                     }
@@ -640,39 +729,63 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
             }
         }
         let stopping = halted.is_some() || control.stop.load(Ordering::SeqCst);
-        for c in complete {
-            finished[c] = true;
+        let mut touched = Vec::new();
+        while let Some(c) = complete.pop() {
+            p.finished[c] = true;
             if let Some((h, i)) = position[c] {
-                let last = i + 1 == graph.host_tasks[h].len();
-                if last {
-                    slots.finish(&keys[h]);
-                }
-                // Halting: an in-flight host finishes this step and stops here.
-                if stopping && !last && !finished[graph.host_tasks[h][i + 1]] {
+                touched.push(h);
+                // Stopping: an in-flight host finishes this step and stops here, but for
+                // its `.always()` steps.
+                if stopping {
                     for &rest in &graph.host_tasks[h][i + 1..] {
-                        finished[rest] = true;
+                        if p.finished[rest] || (is_always(r, rest) && p.ran[h]) {
+                            continue;
+                        }
+                        p.finished[rest] = true;
                         r.event(rest, State::NotRun, 0, Some("the run stopped".into()));
-                        recap[h].not_run += 1;
+                        p.recap[h].not_run += 1;
+                        complete.push(rest);
                     }
-                    slots.finish(&keys[h]);
-                    continue;
                 }
             }
             for &d in &dependents[c] {
                 waiting[d] -= 1;
-                if waiting[d] == 0 && !finished[d] {
+                if waiting[d] == 0 && !p.finished[d] {
                     ready.push(d);
                 }
             }
         }
+        for h in touched {
+            if p.open[h] && p.host_done(graph, h) {
+                p.open[h] = false;
+                slots.finish(&keys[h]);
+            }
+        }
     }
-    // Hosts that never started.
+    let killed = control.kill.load(Ordering::SeqCst);
+    if undo_hosts.iter().any(|&u| u) && !killed {
+        group_rollback(r, &mut p, &undo_hosts);
+    }
+    // Hosts that never started, and held ones.
     for (h, ts) in graph.host_tasks.iter().enumerate() {
-        let untouched = ts.iter().filter(|&&t| !finished[t]).count();
-        recap[h].not_run += untouched;
+        let untouched = ts.iter().filter(|&&t| !p.finished[t]).count();
+        p.recap[h].not_run += untouched;
+    }
+    if halted.is_none() {
+        halted = unfinished_reason(r, &p, expired);
+    }
+    if !killed {
+        for &t in &finals {
+            if let Some(why) = run_finally(r, t) {
+                halted = Some(match halted {
+                    Some(h) => format!("{h}; then {why}"),
+                    None => why,
+                });
+            }
+        }
     }
     let aborted = control.stop.load(Ordering::SeqCst);
-    let any_failed = recap.iter().any(|h| h.failed + h.unreachable > 0);
+    let any_failed = p.recap.iter().any(|h| h.failed + h.unreachable > 0);
     let status = if aborted {
         RunStatus::Aborted
     } else if halted.is_some() {
@@ -689,7 +802,171 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
         } else {
             halted.map(|m| r.secrets.redacted(&m))
         },
-        hosts: recap,
+        hosts: p.recap,
         elapsed: r.start.elapsed().as_secs_f64(),
+    }
+}
+
+/// Runs a task, turning a panic (a fleetbook bug) into a failure that halts the run rather
+/// than a run waiting for an answer that never comes.
+fn run_caught(r: &Runner, t: usize, done_before: &[usize]) -> Done {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.run(t, done_before))).unwrap_or_else(
+        |panic| {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Done {
+                task: t,
+                outcome: Outcome::Failed {
+                    message: format!("internal error (a fleetbook bug): {why}"),
+                    unreachable: false,
+                    halts: true,
+                },
+                attempts: 1,
+                rolled_back: false,
+            }
+        },
+    )
+}
+
+/// Counts a host's failure in each of its roles; the reason to halt when a role is past
+/// its tolerance. The tolerances that apply are those the runbook declared for the host's
+/// roles; a host in no role with a declared tolerance gets none (0): a broken change must
+/// not keep rolling (salt#54521).
+fn count_failure(graph: &Graph, role_failures: &mut [usize], h: usize) -> Option<String> {
+    let roles = &graph.hosts[h].roles;
+    for &role in roles {
+        role_failures[role] += 1;
+    }
+    if roles.is_empty() {
+        return Some(format!(
+            "host {} failed (it is in no role, so no failure is tolerated)",
+            graph.hosts[h].name
+        ));
+    }
+    let declared: Vec<usize> = roles
+        .iter()
+        .copied()
+        .filter(|&r| graph.roles[r].max_failures.is_some())
+        .collect();
+    let checked: Vec<(usize, usize)> = if declared.is_empty() {
+        roles.first().map(|&r| (r, 0)).into_iter().collect()
+    } else {
+        declared
+            .iter()
+            .map(|&r| (r, graph.roles[r].max_failures.unwrap_or(0)))
+            .collect()
+    };
+    checked.into_iter().find_map(|(role, max)| {
+        (role_failures[role] > max).then(|| {
+            format!(
+                "role {} has {} failed host{} (max_failures {max})",
+                graph.roles[role].name,
+                role_failures[role],
+                if role_failures[role] == 1 { "" } else { "s" }
+            )
+        })
+    })
+}
+
+/// The hosts a failure of host `h` rolls back under `scope`.
+fn rollback_hosts(graph: &Graph, scope: RollbackScope, h: usize) -> Vec<usize> {
+    match scope {
+        RollbackScope::Host => vec![h],
+        RollbackScope::Role => {
+            let mut out: Vec<usize> = graph.hosts[h]
+                .roles
+                .iter()
+                .flat_map(|&r| graph.roles[r].hosts.iter().copied())
+                .collect();
+            out.sort_unstable();
+            out.dedup();
+            out
+        }
+        RollbackScope::Run => (0..graph.hosts.len()).collect(),
+    }
+}
+
+/// Undoes the completed steps of `hosts` (but those a failure already rolled back), newest
+/// first across hosts; an undo that fails stops that host's rollback, not the others'.
+fn group_rollback(r: &Runner, p: &mut Progress, hosts: &[bool]) {
+    let mut order: Vec<(u64, usize, usize)> = Vec::new();
+    for (h, ts) in r.graph.host_tasks.iter().enumerate() {
+        // A failed host's own rollback already ran, when it failed.
+        if !hosts[h] || p.recap[h].failed + p.recap[h].unreachable > 0 {
+            continue;
+        }
+        for &t in ts.iter().filter(|&&t| p.ran_ok[t]) {
+            order.push((p.ok_seq[t], t, h));
+        }
+    }
+    // Newest first; steps done in an earlier attempt (no sequence) last, latest step first.
+    order.sort_by(|a, b| b.cmp(a));
+    let mut broken = vec![false; r.graph.hosts.len()];
+    for (_, t, h) in order {
+        if broken[h] {
+            continue;
+        }
+        match r.undo(t, &r.hosts[h]) {
+            Some(false) => {
+                broken[h] = true;
+                p.recap[h].rolled_back = false;
+            }
+            Some(true) => p.recap[h].rolled_back = true,
+            None => {}
+        }
+    }
+}
+
+/// Why hosts are left that did not start, if they are: the deadline passed, or a role
+/// is held.
+fn unfinished_reason(r: &Runner, p: &Progress, expired: bool) -> Option<String> {
+    let graph = r.graph;
+    let left = |pred: &dyn Fn(usize) -> bool| {
+        graph
+            .host_tasks
+            .iter()
+            .filter(|ts| ts.iter().any(|&t| !p.finished[t] && pred(t)))
+            .count()
+    };
+    let held = left(&|t| graph.held[t]);
+    let unstarted = left(&|t| !graph.held[t]);
+    if expired && unstarted > 0 {
+        let d = graph.rules.deadline.unwrap_or_default();
+        return Some(format!(
+            "the run's deadline ({}) passed: {unstarted} host(s) did not start; `fleetbook resume` goes on",
+            fleetbook_stdlib::duration::format_duration(d)
+        ));
+    }
+    if held > 0 {
+        let roles: Vec<&str> = graph
+            .roles
+            .iter()
+            .filter(|r| r.limit == Some(0) && !r.hosts.is_empty())
+            .map(|r| r.name.as_str())
+            .collect();
+        return Some(format!(
+            "role {} is held (limit 0): {held} host(s) did not start",
+            roles.join(", ")
+        ));
+    }
+    None
+}
+
+/// Runs a `finally` step; the reason it failed, if it did.
+fn run_finally(r: &Runner, t: usize) -> Option<String> {
+    r.event(t, State::Running, 1, None);
+    let done = run_caught(r, t, &[]);
+    match done.outcome {
+        Outcome::Failed { message, .. } => {
+            r.event(t, State::Failed, done.attempts, Some(message.clone()));
+            Some(format!("{}: {message}", r.graph.tasks[t].id))
+        }
+        _ => {
+            r.event(t, State::Ok, done.attempts, None);
+            None
+        }
     }
 }

@@ -96,6 +96,11 @@ pub enum Scope {
     Gate(String),
     /// A pause after the role until a human approves.
     Approval(String),
+    /// `rb.before_each_host(name, |h| ...)`: a check each host runs first, inside its slot;
+    /// false or an error halts the run.
+    HostCheck,
+    /// `rb.finally(...)`: once at the end of every attempt of the run, whatever its outcome.
+    Finally,
 }
 
 impl Scope {
@@ -107,6 +112,8 @@ impl Scope {
             Scope::AfterRole(_) => "after_role",
             Scope::Gate(_) => "gate",
             Scope::Approval(_) => "approval",
+            Scope::HostCheck => "before_each_host",
+            Scope::Finally => "finally",
         }
     }
 
@@ -136,6 +143,11 @@ pub struct Step {
     pub when_pos: Option<Pos>,
     pub estimate: Option<Duration>,
     pub idempotent: bool,
+    /// `.always()`: runs on a host that ran a step even after an earlier step of that host
+    /// failed, or the run stopped while the host was in flight (release steps).
+    pub always: bool,
+    /// `.soak(d)`: after the step succeeds the host keeps its slot this long.
+    pub soak: Option<Duration>,
     pub pos: Pos,
 }
 
@@ -154,7 +166,35 @@ impl Step {
             when_pos: None,
             estimate: None,
             idempotent: false,
+            always: false,
+            soak: None,
             pos,
+        }
+    }
+}
+
+/// `rb.rollback_scope(...)`: on a host's failure, the undo closures of which hosts run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackScope {
+    /// The failed host only.
+    #[default]
+    Host,
+    /// Every host of the failed host's roles that completed steps.
+    Role,
+    /// Every host of the run that completed steps.
+    Run,
+}
+
+impl RollbackScope {
+    pub fn parse(text: &str) -> Result<RollbackScope, String> {
+        match text {
+            "host" => Ok(RollbackScope::Host),
+            "role" => Ok(RollbackScope::Role),
+            "run" => Ok(RollbackScope::Run),
+            _ => Err(format!(
+                "rollback_scope must be \"host\", \"role\" or \"run\", found {text:?}"
+            )),
         }
     }
 }
@@ -183,6 +223,13 @@ pub struct Runbook {
     pub canaries: Vec<Canary>,
     pub max_failures: Vec<RoleAmount>,
     pub rollback_on_failure: bool,
+    /// Whose completed steps a failure rolls back (with `rollback_on_failure`).
+    pub rollback_scope: RollbackScope,
+    /// `rb.deadline(d)`: after `d` from an attempt's start no new host starts.
+    pub deadline: Option<(Duration, Pos)>,
+    /// `rb.become(true)`: host operations that need root use sudo unless the inventory
+    /// says otherwise for a host.
+    pub become_default: bool,
     pub steps: Vec<Step>,
     /// Host variables the runbook marks as secret (`rb.secret_vars([...])`).
     pub secret_vars: Vec<String>,

@@ -44,6 +44,13 @@ pub struct RunbookInfo {
     pub description: String,
     pub path: String,
     pub rollback_on_failure: bool,
+    /// Whose steps a failure rolls back: `host`, `role` or `run`.
+    pub rollback_scope: crate::model::RollbackScope,
+    /// `rb.deadline(...)` in seconds: no host starts after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<u64>,
+    /// `rb.become(true)`: host operations that need root use sudo by default.
+    pub r#become: bool,
     pub steps: Vec<StepInfo>,
 }
 
@@ -61,6 +68,12 @@ pub struct StepInfo {
     pub has_undo: bool,
     pub conditional: bool,
     pub idempotent: bool,
+    /// `.always()`: runs on a started host even after a failure or a stop.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub always: bool,
+    /// `.soak(...)` in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soak: Option<u64>,
     pub line: usize,
 }
 
@@ -121,6 +134,9 @@ pub struct TaskInfo {
     pub undo_commands: Vec<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub skipped: bool,
+    /// It cannot start: it is, or waits for, a host of a held role (limit 0).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 /// What `fleetbook plan` is asked.
@@ -217,6 +233,15 @@ pub fn plan_loaded(
     let records = dry_run::record(&script, &graph, &secrets)?;
     let skipped: Vec<bool> = records.iter().map(|r| r.skipped).collect();
     let sched = schedule::simulate(&graph, &skipped)?;
+    if let Some(d) = graph.rules.deadline {
+        if sched.duration > d.as_secs() {
+            warnings.push(format!(
+                "the simulated run takes {}, past rb.deadline({:?}): hosts not started by then will not start",
+                fleetbook_stdlib::duration::format_duration(std::time::Duration::from_secs(sched.duration)),
+                fleetbook_stdlib::duration::format_duration(d)
+            ));
+        }
+    }
     let plan = assemble(
         &script,
         &graph,
@@ -295,6 +320,8 @@ fn assemble(
             has_undo: s.undo.is_some(),
             conditional: s.when.is_some(),
             idempotent: s.idempotent,
+            always: s.always,
+            soak: s.soak.map(|d| d.as_secs()),
             line: s.pos.line,
         })
         .collect();
@@ -343,6 +370,7 @@ fn assemble(
             commands: rec.commands,
             undo_commands: rec.undo,
             skipped: rec.skipped,
+            held: graph.held[t],
         })
         .collect();
     Plan {
@@ -353,6 +381,9 @@ fn assemble(
             description: secrets.redacted(&rb.description),
             path: script.name.clone(),
             rollback_on_failure: rb.rollback_on_failure,
+            rollback_scope: rb.rollback_scope,
+            deadline: rb.deadline.as_ref().map(|(d, _)| d.as_secs()),
+            r#become: rb.become_default,
             steps,
         },
         runbook_digest,

@@ -56,22 +56,33 @@ pub fn simulate(graph: &Graph, skipped: &[bool]) -> Result<Schedule> {
     let mut ready: Vec<usize> = (0..n).filter(|&t| waiting[t] == 0).collect();
     let mut now = 0u64;
 
+    // A soaking step keeps its host (and the host's slots) for its soak time too.
     let duration = |t: usize| {
         if skipped.get(t).copied().unwrap_or(false) {
             0
         } else {
-            graph.tasks[t].duration
+            let soak = graph.tasks[t]
+                .step
+                .filter(|_| graph.tasks[t].kind == TaskKind::Host)
+                .and_then(|s| graph.rules.soak.get(s).copied().flatten())
+                .unwrap_or(0);
+            graph.tasks[t].duration + soak
         }
     };
+    let held = |t: usize| graph.held.get(t).copied().unwrap_or(false);
 
     loop {
         // Place newly ready tasks: a host's first task needs slots; a throttled step needs
         // room in the step; anything else starts now.
         let mut pass_ready = std::mem::take(&mut ready);
         loop {
+            let mut instant = Vec::new();
             for t in pass_ready.drain(..) {
                 let task = &graph.tasks[t];
-                if let Some(h) = first_of_host[t] {
+                if held(t) {
+                    // Never starts; what waits for it is held too (but `finally`).
+                    instant.push(t);
+                } else if let Some(h) = first_of_host[t] {
                     waiting_hosts.push(&keys[h], h);
                 } else if task.kind == TaskKind::Host
                     && graph.rules.throttle[task.step.unwrap_or(0)].is_some()
@@ -96,6 +107,19 @@ pub fn simulate(graph: &Graph, skipped: &[bool]) -> Result<Schedule> {
             for t in waiting_steps.enter_next(&mut slots) {
                 out[t].start = now;
                 events.push(Reverse((now + duration(t), t)));
+            }
+            for t in instant {
+                out[t] = Slot {
+                    start: now,
+                    end: now,
+                };
+                done += 1;
+                for &d in &dependents[t] {
+                    waiting[d] -= 1;
+                    if waiting[d] == 0 {
+                        pass_ready.push(d);
+                    }
+                }
             }
             if pass_ready.is_empty() {
                 break;

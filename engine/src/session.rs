@@ -212,6 +212,8 @@ pub fn done_tasks(
         .tasks
         .iter()
         .map(|t| match rows.get(&t.id).map(|r| r.state.as_str()) {
+            // `finally` steps run at the end of every attempt, a resumed one too.
+            _ if t.kind == crate::compile::TaskKind::Finally => false,
             Some("ok" | "skipped") => true,
             Some("running" | "retrying") => {
                 let idempotent = t.step.is_some_and(|s| rb.steps[s].idempotent);

@@ -1,6 +1,7 @@
 //! Words for a plan's parts, shared by the text and HTML renderers so that both say the same
 //! thing: the policy, a role's limit and extras, a step's scope and options, the duration.
 
+use crate::model::RollbackScope;
 use crate::plan::{HostInfo, Plan, RoleInfo, StepInfo};
 use fleetbook_stdlib::duration::format_duration;
 use std::collections::HashSet;
@@ -29,7 +30,17 @@ pub fn policy(plan: &Plan) -> Vec<String> {
         "rolling window".into()
     });
     if plan.runbook.rollback_on_failure {
-        policy.push("failed hosts roll back (undo)".into());
+        policy.push(match plan.runbook.rollback_scope {
+            RollbackScope::Host => "failed hosts roll back (undo)".into(),
+            RollbackScope::Role => "a failed host rolls back every host of its roles (undo)".into(),
+            RollbackScope::Run => "a failed host rolls back every host of the run (undo)".into(),
+        });
+    }
+    if let Some(d) = plan.runbook.deadline {
+        policy.push(format!("no host starts after {}", dur(d)));
+    }
+    if plan.runbook.r#become {
+        policy.push("root operations use sudo (become)".into());
     }
     policy
 }
@@ -37,6 +48,7 @@ pub fn policy(plan: &Plan) -> Vec<String> {
 /// `limit 3`, `limit 3 (25%)` or `no limit`.
 pub fn role_limit(r: &RoleInfo) -> String {
     match (&r.limit, &r.limit_declared) {
+        (Some(0), _) => "held (limit 0)".into(),
         (Some(l), Some(d)) if d.ends_with('%') => format!("limit {l} ({d})"),
         (Some(l), _) => format!("limit {l}"),
         (None, _) => "no limit".into(),
@@ -62,6 +74,8 @@ pub fn role_extras(r: &RoleInfo) -> Vec<String> {
 pub fn step_scope(s: &StepInfo) -> String {
     match (s.kind, &s.roles) {
         ("host", None) => "every host".to_string(),
+        ("before_each_host", _) => "before each host (halts)".to_string(),
+        ("finally", _) => "finally (end of every run)".to_string(),
         ("host", Some(rs)) => format!("roles {}", rs.join(", ")),
         (k, Some(rs)) => format!("{} {}", k.replace('_', " "), rs.join(", ")),
         (k, None) => k.to_string(),
@@ -89,6 +103,12 @@ pub fn step_options(s: &StepInfo) -> Vec<String> {
     }
     if s.conditional {
         opts.push("when".into());
+    }
+    if let Some(t) = s.soak {
+        opts.push(format!("soak {}", dur(t)));
+    }
+    if s.always {
+        opts.push("always (even after a failure or a stop)".into());
     }
     opts
 }

@@ -92,12 +92,26 @@ pub fn text(plan: &Plan) -> String {
         .iter()
         .filter(|h| !busy.contains(h.name.as_str()))
         .count();
+    let held: std::collections::HashSet<&str> = plan
+        .tasks
+        .iter()
+        .filter(|t| t.held)
+        .filter_map(|t| t.host.as_deref())
+        .collect();
+    let mut held_hosts = Vec::new();
     for h in plan.hosts.iter().filter(|h| busy.contains(h.name.as_str())) {
-        host_starts.entry(h.start).or_default().push(&h.name);
+        if held.contains(h.name.as_str()) {
+            held_hosts.push(h.name.as_str());
+        } else {
+            host_starts.entry(h.start).or_default().push(&h.name);
+        }
     }
     for t in &plan.tasks {
         let label = match t.kind {
-            TaskKind::Host | TaskKind::RoleDone | TaskKind::CanaryDone => continue,
+            TaskKind::Host | TaskKind::HostCheck | TaskKind::RoleDone | TaskKind::CanaryDone => {
+                continue
+            }
+            _ if t.held => continue,
             TaskKind::Approval => {
                 format!("wait for approval {:?}", t.step.as_deref().unwrap_or(""))
             }
@@ -140,6 +154,20 @@ pub fn text(plan: &Plan) -> String {
         }
     }
     let _ = writeln!(o, "  +{:<8} done", dur(plan.duration));
+    if !held_hosts.is_empty() {
+        let more = held_hosts.len().saturating_sub(MAX_NAMES_PER_LINE);
+        held_hosts.truncate(MAX_NAMES_PER_LINE);
+        let _ = writeln!(
+            o,
+            "  held (a role at limit 0, or waiting for one): {}{}",
+            held_hosts.join(" "),
+            if more > 0 {
+                format!(" … +{more} more")
+            } else {
+                String::new()
+            }
+        );
+    }
     if idle > 0 {
         let _ = writeln!(
             o,

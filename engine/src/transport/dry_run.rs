@@ -261,7 +261,7 @@ fn record_with(
     let redact_err = |e: Error| e.redact(secrets);
 
     for (t, task) in graph.tasks.iter().enumerate() {
-        if task.kind == TaskKind::Host {
+        if task.kind.is_host() {
             continue;
         }
         let Some(step) = task.step.map(|s| &rb.steps[s]) else {
@@ -319,10 +319,14 @@ fn record_with(
                 }
                 if !rec.skipped {
                     if let Some(action) = &step.action {
-                        let _ = script
+                        let value = script
                             .call_host(action, h.clone())
                             .map_err(|e| fail(e, ""))?;
                         rec.commands.extend(take_record(own, secrets));
+                        if graph.tasks[t].kind == TaskKind::HostCheck {
+                            predicate_at(script, step, "the check", own, &value)
+                                .map_err(redact_err)?;
+                        }
                     }
                 }
                 if let Some(undo) = &step.undo {

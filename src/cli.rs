@@ -112,6 +112,25 @@ pub enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Undo the steps a run completed, newest first, on every host that ran them (finished
+    /// hosts too): the `undo` closures of the runbook the run was made from.
+    #[command(
+        after_help = "Examples:\n  fleetbook rollback 20261121-230836-1a2b --state .fleetbook\n  fleetbook rollback RUN --limit compute --yes   # only these hosts\n\nOrder: the completed steps that have an undo, newest first across hosts (by when each ended).\nAn undo that fails stops that host's rollback; the other hosts go on. A rolled-back run cannot be resumed."
+    )]
+    Rollback {
+        /// The run id (`fleetbook runs` lists them).
+        run_id: String,
+        /// Only these hosts of the run, as an Ansible pattern.
+        #[arg(short, long, value_name = "PATTERN")]
+        limit: Option<String>,
+        /// Values of secret parameters (they are not saved in the journal).
+        #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        #[arg(long = "lib", value_name = "DIR")]
+        lib_dirs: Vec<PathBuf>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Where a run stands: per role and per host, upgraded / upgrading / pending / failed.
     Status {
         /// The run id (default: the newest run).

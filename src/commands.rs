@@ -96,6 +96,19 @@ pub fn run(cli: Cli) -> Result<i32> {
             lib_dirs: &lib_dirs,
             run: &run,
         }),
+        Command::Rollback {
+            run_id,
+            limit,
+            params,
+            lib_dirs,
+            run,
+        } => journal_cmds::rollback(journal_cmds::RollbackArgs {
+            id: &run_id,
+            limit: limit.as_deref(),
+            params: &params,
+            lib_dirs: &lib_dirs,
+            run: &run,
+        }),
         Command::Status {
             run_id,
             state,

@@ -94,6 +94,11 @@ pub enum Start {
         run: Box<RunRecord>,
         done: Vec<bool>,
     },
+    /// `fleetbook rollback`: the undo of these tasks, newest first.
+    Rollback {
+        run: Box<RunRecord>,
+        order: Vec<usize>,
+    },
 }
 
 pub fn confirm(args: &RunArgs, question: &str) -> Result<bool> {
@@ -194,7 +199,10 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) 
     if let Start::New = start {
         session::check_approvals(p, &args.approve)?;
     }
-    eprintln!("{}", summary(p));
+    match &start {
+        Start::Rollback { order, .. } => eprintln!("{}", rollback_summary(&planned, order)),
+        _ => eprintln!("{}", summary(p)),
+    }
     let question = match &start {
         Start::New => "Run it?".to_string(),
         Start::Resume { run, done } => format!(
@@ -203,12 +211,18 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) 
             done.iter().filter(|d| **d).count(),
             done.len()
         ),
+        Start::Rollback { run, order } => format!(
+            "Roll back run {}: undo {} step(s), newest first?",
+            run.id,
+            order.len()
+        ),
     };
     if !confirm(args, &question)? {
         eprintln!("not run");
         return Ok(exit::ABORTED);
     }
     let transport = transport(&args.ssh)?;
+    let mut undo_only = None;
     let state_dir = journal
         .path
         .parent()
@@ -257,6 +271,12 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) 
             journal.set_state(&run.id, "running", None, false)?;
             (run.id, journal::now(), done, run.pre_approved)
         }
+        Start::Rollback { run, order } => {
+            journal.lock(&fleet_key(&p.inventory), &run.id)?;
+            journal.set_state(&run.id, "running", None, false)?;
+            undo_only = Some(order);
+            (run.id, journal::now(), Vec::new(), run.pre_approved)
+        }
     };
     eprintln!("run {run_id} (journal {})", journal.path.display());
     // Whatever the state directory, no other run acts on a host this run acts on.
@@ -269,7 +289,7 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) 
         &journal,
         (&run_id, started_at),
         (done, facts, &pre_approved),
-        args,
+        (args, undo_only),
         transport,
     );
     let state = serde_json::to_value(outcome.status)
@@ -280,7 +300,7 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) 
     let _ = journal.unlock(&fleet_key(&p.inventory), &run_id);
     saved?;
     eprint!("{}", recap(&outcome));
-    if outcome.status != RunStatus::Succeeded {
+    if !matches!(outcome.status, RunStatus::Succeeded | RunStatus::RolledBack) {
         let hint = resume_hint(&run_id, &state_dir, args, inv.libs);
         eprintln!(
             "status: fleetbook status {run_id} --state {}\ncontinue: {hint}",
@@ -311,11 +331,35 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) 
         ))));
     }
     Ok(match outcome.status {
-        RunStatus::Succeeded => exit::OK,
+        RunStatus::Succeeded | RunStatus::RolledBack => exit::OK,
         RunStatus::SucceededWithFailures => exit::FAILURES,
         RunStatus::Halted => exit::HALTED,
         RunStatus::Aborted => exit::ABORTED,
     })
+}
+
+/// What `fleetbook rollback` will undo, newest first, before it asks.
+fn rollback_summary(planned: &Planned, order: &[usize]) -> String {
+    let g = &planned.graph;
+    let mut lines = vec![format!(
+        "rollback of runbook {}: {} undo step(s), newest first",
+        planned.plan.runbook.name,
+        order.len()
+    )];
+    for &t in order {
+        let task = &g.tasks[t];
+        let host = task.host.map(|h| g.hosts[h].name.as_str()).unwrap_or("");
+        let step = task
+            .step
+            .map(|s| {
+                planned
+                    .secrets
+                    .redacted(&planned.script.runbook.steps[s].name)
+            })
+            .unwrap_or_default();
+        lines.push(format!("  {host}: undo {step}"));
+    }
+    lines.join("\n")
 }
 
 /// A new run that finds the lock of a crashed run is told how to continue that run, not
@@ -392,7 +436,7 @@ fn execute(
     journal: &Arc<Journal>,
     (run_id, started_at): (&str, f64),
     (done, facts, pre_approved): (Vec<bool>, Facts, &[String]),
-    args: &RunArgs,
+    (args, undo_only): (&RunArgs, Option<Vec<usize>>),
     transport: Arc<Router>,
 ) -> (exec::RunOutcome, Option<String>) {
     let p = &planned.plan;
@@ -479,6 +523,7 @@ fn execute(
                 done,
                 facts,
                 on_fact,
+                undo_only,
             },
         )
     });

@@ -389,21 +389,33 @@ pub struct ResumeArgs<'a> {
     pub run: &'a RunArgs,
 }
 
+/// A recorded run, for `resume` and `rollback`: refused while it runs.
+fn stopped_run(journal: &Journal, id: &str) -> Result<RunRecord> {
+    let run = journal.run(Some(id))?;
+    if run.state == "running" {
+        return Err(Error::input(format!(
+            "run {} is still running (pid {} on {})",
+            run.id, run.pid, run.controller
+        )));
+    }
+    Ok(run)
+}
+
 pub fn resume(a: ResumeArgs) -> Result<i32> {
     let journal = open(&a.run.state)?;
-    let mut run = journal.run(Some(a.id))?;
+    let mut run = stopped_run(&journal, a.id)?;
     match run.state.as_str() {
-        "running" => {
-            return Err(Error::input(format!(
-                "run {} is still running (pid {} on {})",
-                run.id, run.pid, run.controller
-            )))
-        }
         "succeeded" => {
             return Err(Error::input(format!(
                 "run {} succeeded: there is nothing to resume",
                 run.id
             )))
+        }
+        "rolled_back" => {
+            return Err(Error::input_with_help(
+                format!("run {} was rolled back: there is nothing to resume", run.id),
+                "start a new run to apply the change again",
+            ))
         }
         _ => {}
     }
@@ -452,6 +464,72 @@ pub fn resume(a: ResumeArgs) -> Result<i32> {
             libs: a.lib_dirs,
         },
     )
+}
+
+pub struct RollbackArgs<'a> {
+    pub id: &'a str,
+    pub limit: Option<&'a str>,
+    pub params: &'a [(String, String)],
+    pub lib_dirs: &'a [PathBuf],
+    pub run: &'a RunArgs,
+}
+
+/// `fleetbook rollback RUN`: the `undo` of every step the run completed, on the hosts the
+/// limit selects, newest first — hosts that finished too.
+pub fn rollback(a: RollbackArgs) -> Result<i32> {
+    let journal = open(&a.run.state)?;
+    let run = stopped_run(&journal, a.id)?;
+    let mut changed = Vec::new();
+    let params = session::params(&run, a.params, &mut changed)?;
+    let planned = plan::plan(&plan::PlanRequest {
+        runbook: Path::new(&run.runbook_path),
+        inventory: Path::new(&run.inventory_path),
+        params: &params,
+        limit: run.limit_pattern.as_deref(),
+        lib_dirs: a.lib_dirs,
+    })?;
+    session::changes(&run, &planned, &a.run.approve, &mut changed)?;
+    if !changed.is_empty() {
+        return Err(Error::input_with_help(
+            format!(
+                "refusing to roll back run {} with other inputs than it ran with:\n  {}",
+                run.id,
+                changed.join("\n  ")
+            ),
+            "the undo steps must be those of the runbook that made the changes: restore it (or the inventory, parameters, modules) first",
+        ));
+    }
+    let hosts = match a.limit {
+        Some(p) => Some(limited_hosts(&run, p)?),
+        None => None,
+    };
+    let order = session::undo_order(&journal.tasks(&run.id)?, &planned, hosts.as_ref())?;
+    drive::drive(
+        planned,
+        journal,
+        Start::Rollback {
+            run: Box::new(run),
+            order,
+        },
+        drive::Invocation {
+            args: a.run,
+            libs: a.lib_dirs,
+        },
+    )
+}
+
+/// The hosts of the run's inventory that `pattern` selects; none is an error.
+fn limited_hosts(run: &RunRecord, pattern: &str) -> Result<std::collections::HashSet<String>> {
+    let path = Path::new(&run.inventory_path);
+    let text = fleetbook_engine::error::read_file(path)?;
+    let inv = fleetbook_engine::inventory::Inventory::parse(
+        &path.display().to_string(),
+        &text,
+        fleetbook_engine::inventory::Format::of(path),
+    )?;
+    Ok(fleetbook_engine::inventory::pattern::select(&inv, pattern)?
+        .into_iter()
+        .collect())
 }
 
 /// The fields of a saved plan that `apply` checks.

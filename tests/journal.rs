@@ -48,7 +48,7 @@ impl Setup {
         v
     }
 
-    fn cmd(&self, cmd: &str, extra: &[&str]) -> Outcome {
+    pub(crate) fn cmd(&self, cmd: &str, extra: &[&str]) -> Outcome {
         let mut b = fleetbook(&[]);
         for a in self.args(cmd) {
             b = b.arg(a);
@@ -59,7 +59,7 @@ impl Setup {
         b.run()
     }
 
-    fn spawn(&self, cmd: &str, extra: &[&str]) -> Child {
+    pub(crate) fn spawn(&self, cmd: &str, extra: &[&str]) -> Child {
         Command::new(env!("CARGO_BIN_EXE_fleetbook"))
             .args(self.args(cmd))
             .args(extra)
@@ -88,13 +88,13 @@ impl Setup {
         serde_json::from_str(&out.stdout).expect("status JSON")
     }
 
-    fn run_id(&self) -> String {
+    pub(crate) fn run_id(&self) -> String {
         wait_for(|| !self.runs().is_empty(), "the run to be recorded");
         self.runs()[0]["id"].as_str().unwrap().to_string()
     }
 }
 
-fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
+pub(crate) fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -110,7 +110,7 @@ fn finish(child: Child) -> (i32, String) {
     )
 }
 
-fn kill9(child: &mut Child) {
+pub(crate) fn kill9(child: &mut Child) {
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -396,14 +396,14 @@ fn an_unusable_journal_is_reported_and_left_alone() {
 
 /// A state directory, an inventory of hosts run on this machine (`ansible_connection=local`)
 /// and a runbook, in a fresh temporary directory.
-struct Local {
-    dir: tempfile::TempDir,
-    inv: PathBuf,
-    rb: PathBuf,
-    state: PathBuf,
+pub(crate) struct Local {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) inv: PathBuf,
+    pub(crate) rb: PathBuf,
+    pub(crate) state: PathBuf,
 }
 
-fn local(groups: &[(&str, &[&str])], runbook: &str) -> Local {
+pub(crate) fn local(groups: &[(&str, &[&str])], runbook: &str) -> Local {
     let dir = tempfile::tempdir().unwrap();
     let mut inv = String::new();
     for (g, hosts) in groups {
@@ -431,7 +431,7 @@ fn local(groups: &[(&str, &[&str])], runbook: &str) -> Local {
 }
 
 impl Local {
-    fn command(&self, cmd: &str, extra: &[&str]) -> Command {
+    pub(crate) fn command(&self, cmd: &str, extra: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_fleetbook"));
         c.arg(cmd);
         if cmd == "run" {
@@ -442,7 +442,7 @@ impl Local {
         c
     }
 
-    fn cmd(&self, cmd: &str, extra: &[&str]) -> Outcome {
+    pub(crate) fn cmd(&self, cmd: &str, extra: &[&str]) -> Outcome {
         let out = self.command(cmd, extra).output().unwrap();
         Outcome {
             code: out.status.code().unwrap_or(-1),
@@ -451,7 +451,7 @@ impl Local {
         }
     }
 
-    fn spawn(&self, cmd: &str, extra: &[&str]) -> Child {
+    pub(crate) fn spawn(&self, cmd: &str, extra: &[&str]) -> Child {
         self.command(cmd, extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -459,11 +459,11 @@ impl Local {
             .unwrap()
     }
 
-    fn file(&self, host: &str, name: &str) -> PathBuf {
+    pub(crate) fn file(&self, host: &str, name: &str) -> PathBuf {
         self.dir.path().join(host).join(name)
     }
 
-    fn run_id(&self) -> String {
+    pub(crate) fn run_id(&self) -> String {
         let out = self.cmd("runs", &["--format", "json"]);
         let runs: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
         runs[0]["id"].as_str().unwrap().to_string()
@@ -471,7 +471,7 @@ impl Local {
 }
 
 /// Waits for `child` at most `secs`; kills it and fails if it takes longer.
-fn finish_within(mut child: Child, secs: u64, what: &str) -> (i32, String) {
+pub(crate) fn finish_within(mut child: Child, secs: u64, what: &str) -> (i32, String) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {

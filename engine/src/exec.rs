@@ -74,6 +74,8 @@ pub enum RunStatus {
     SucceededWithFailures,
     Halted,
     Aborted,
+    /// `fleetbook rollback` undid every completed step it was asked to.
+    RolledBack,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -108,6 +110,9 @@ pub struct ExecOptions<'a> {
     /// Called with (host, name, value) for each fact as a step sets it, before `set_fact`
     /// returns, so that a journal has the fact even if the controller dies mid-step.
     pub on_fact: fleetbook_stdlib::host::FactSink,
+    /// `fleetbook rollback`: run only the `undo` of these tasks, in this order (newest
+    /// first), instead of the plan.
+    pub undo_only: Option<Vec<usize>>,
 }
 
 enum Outcome {
@@ -444,9 +449,69 @@ pub fn execute(planned: &Planned, opts: ExecOptions) -> RunOutcome {
         opts: &opts,
         start: Instant::now(),
     };
-    let outcome = std::thread::scope(|scope| schedule(&runner, scope));
+    let outcome = match &opts.undo_only {
+        Some(order) => undo_tasks(&runner, order),
+        None => std::thread::scope(|scope| schedule(&runner, scope)),
+    };
     opts.transport.shutdown();
     outcome
+}
+
+/// `fleetbook rollback`: the undo of each task in `order`, one at a time; an undo that
+/// fails stops that host's rollback (its older steps stay as they are), not the others'.
+fn undo_tasks(r: &Runner, order: &[usize]) -> RunOutcome {
+    let graph = r.graph;
+    let mut recap: Vec<HostRecap> = graph
+        .hosts
+        .iter()
+        .map(|h| HostRecap {
+            name: h.name.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let mut broken: Vec<Option<String>> = vec![None; graph.hosts.len()];
+    let stopped = || r.opts.control.stop.load(Ordering::SeqCst);
+    for &t in order {
+        let Some(h) = graph.tasks[t].host else {
+            continue;
+        };
+        if broken[h].is_some() || stopped() {
+            recap[h].not_run += 1;
+            continue;
+        }
+        r.event(t, State::Running, 1, Some("undo".into()));
+        match r.undo(t, &r.hosts[h]) {
+            Some(true) => {
+                recap[h].ok += 1;
+                recap[h].rolled_back = true;
+            }
+            Some(false) => {
+                recap[h].failed += 1;
+                broken[h] = Some(graph.tasks[t].id.clone());
+            }
+            None => recap[h].skipped += 1,
+        }
+    }
+    let failed: Vec<String> = broken.into_iter().flatten().collect();
+    let (status, reason) = if stopped() {
+        (RunStatus::Aborted, Some("stopped by the operator".into()))
+    } else if !failed.is_empty() {
+        (
+            RunStatus::Halted,
+            Some(format!(
+                "rollback failed at {}: those hosts' older steps were not undone",
+                failed.join(", ")
+            )),
+        )
+    } else {
+        (RunStatus::RolledBack, None)
+    };
+    RunOutcome {
+        status,
+        reason: reason.map(|m| r.secrets.redacted(&m)),
+        hosts: recap,
+        elapsed: r.start.elapsed().as_secs_f64(),
+    }
 }
 
 /// The scheduler's view of a run in progress.
@@ -701,23 +766,23 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
                             p.finished[rest] = true;
                             complete.push(rest);
                         }
-                        if let Some(why) = count_failure(graph, &mut role_failures, h) {
-                            halted.get_or_insert(why);
-                        }
+                        // A role- or run-wide rollback stops the run, whatever the budget.
                         if rb.rollback_on_failure && rb.rollback_scope != RollbackScope::Host {
                             let hosts = rollback_hosts(graph, rb.rollback_scope, h);
                             for o in hosts.iter().filter(|&&o| o != h) {
                                 undo_hosts[*o] = true;
                             }
                             halted.get_or_insert(format!(
-                                "host {} failed: rolling back {} (rollback_scope {:?})",
+                                "host {} failed: rolling back {}",
                                 graph.hosts[h].name,
                                 match rb.rollback_scope {
                                     RollbackScope::Role => "the hosts of its roles",
                                     _ => "every host of the run",
                                 },
-                                rb.rollback_scope
                             ));
+                        }
+                        if let Some(why) = count_failure(graph, &mut role_failures, h) {
+                            halted.get_or_insert(why);
                         }
                     }
                     None => {

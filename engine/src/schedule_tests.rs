@@ -301,12 +301,23 @@ fn spec() -> impl Strategy<Value = Spec> {
                     // Edges only from lower to higher role: acyclic by construction.
                     let edges: Vec<(usize, usize)> =
                         edges.into_iter().filter(|(a, b)| a < b).collect();
-                    // A host in two ordered roles can be impossible; keep hosts to unordered pairs.
-                    let related = |a: usize, b: usize| {
-                        edges
-                            .iter()
-                            .any(|&(x, y)| (x == a && y == b) || (x == b && y == a))
+                    // A host in two ordered roles can be impossible (through other roles,
+                    // too: r0 -> r1 -> r2); keep hosts to pairs no path of edges joins.
+                    let reaches = |from: usize, to: usize| {
+                        let mut seen = vec![from];
+                        let mut i = 0;
+                        while i < seen.len() {
+                            let cur = seen[i];
+                            for &(x, y) in &edges {
+                                if x == cur && !seen.contains(&y) {
+                                    seen.push(y);
+                                }
+                            }
+                            i += 1;
+                        }
+                        seen.contains(&to)
                     };
+                    let related = |a: usize, b: usize| reaches(a, b) || reaches(b, a);
                     // A canary host in a later-ordered second role can deadlock against the canary
                     // barrier (reported as an error); keep hosts to one role when there is a canary.
                     let membership = membership

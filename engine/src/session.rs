@@ -243,6 +243,54 @@ pub fn done_tasks(
     Ok(done)
 }
 
+/// `fleetbook rollback`: the run's completed host steps that have an `undo`, on `hosts`
+/// (all when `None`), newest first by when they ended. Nothing to undo is an error.
+pub fn undo_order(
+    rows: &[TaskRow],
+    planned: &Planned,
+    hosts: Option<&std::collections::HashSet<String>>,
+) -> Result<Vec<usize>> {
+    let g = &planned.graph;
+    let rb = &planned.script.runbook;
+    let index: HashMap<&str, usize> = g
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
+    let in_run = |h: usize| hosts.is_none_or(|set| set.contains(&g.hosts[h].name));
+    if let Some(set) = hosts {
+        if !g.hosts.iter().any(|h| set.contains(&h.name)) {
+            return Err(Error::input(
+                "--limit selects none of the run's hosts: nothing to roll back",
+            ));
+        }
+    }
+    let mut done: Vec<(f64, usize)> = rows
+        .iter()
+        .filter(|r| r.state == "ok")
+        .filter_map(|r| {
+            index
+                .get(r.task_id.as_str())
+                .map(|&t| (r.ended_at.unwrap_or(0.0), t))
+        })
+        .filter(|&(_, t)| {
+            let task = &g.tasks[t];
+            task.kind == crate::compile::TaskKind::Host
+                && task.host.is_some_and(in_run)
+                && task.step.is_some_and(|s| rb.steps[s].undo.is_some())
+        })
+        .collect();
+    // Newest first; a tie keeps the later step of a host first.
+    done.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+    if done.is_empty() {
+        return Err(Error::input(
+            "nothing to roll back: no completed step with an undo on the selected hosts",
+        ));
+    }
+    Ok(done.into_iter().map(|(_, t)| t).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

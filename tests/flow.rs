@@ -1,0 +1,341 @@
+//! The run-flow features the seed procedures need (issue 19), run for real on hosts of this
+//! machine (`ansible_connection=local`): `rb.finally`, `.always()`, rollback scopes and
+//! `fleetbook rollback`, `.soak`, `rb.deadline`, `rb.before_each_host` and a held role
+//! (limit 0). What the hosts did is read from what their commands wrote, with timestamps.
+
+use crate::journal::{finish_within, kill9, local, wait_for, Local};
+
+/// A step body that appends `WHAT HOST SECONDS` to the shared log, then runs `then`.
+fn mark(what: &str, then: &str) -> String {
+    format!(
+        "h.run(`echo \"{what} ${{h.name}} $(date +%s.%N)\" >> ${{h.var(\"dir\")}}/../log; {then}`)"
+    )
+}
+
+/// The shared log as (what, host, seconds) lines.
+fn log(l: &Local) -> Vec<(String, String, f64)> {
+    std::fs::read_to_string(l.dir.path().join("log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            (w[0].to_string(), w[1].to_string(), w[2].parse().unwrap())
+        })
+        .collect()
+}
+
+fn entries(l: &Local) -> Vec<String> {
+    log(l)
+        .into_iter()
+        .map(|(w, h, _)| format!("{w} {h}"))
+        .collect()
+}
+
+const FINALLY: &str =
+    "rb.finally(\"restore\", || host(\"w1\").run(`echo \"finally all $(date +%s)\" >> ${host(\"w1\").var(\"dir\")}/../log`));\n";
+
+/// A halted run, an aborted one and a succeeded one all run `finally`, once, last.
+#[test]
+fn finally_runs_once_at_the_end_whatever_the_outcome() {
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.limit(\"web\", 1);\nrb.step(\"work\", |h| {});\n{FINALLY}rb.approval(\"go on\", \"web\");\nrb\n",
+        mark("work", "[ ! -e ${h.var(\"dir\")}/broken ]")
+    );
+    let l = local(&[("web", &["w1", "w2"])], &rb);
+    std::fs::write(l.file("w1", "broken"), "").unwrap();
+    let out = l.cmd("run", &["--yes"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(entries(&l), ["work w1", "finally all"], "{}", out.stderr);
+
+    // Aborted while it waits for an approval: `finally` still runs.
+    std::fs::remove_file(l.file("w1", "broken")).unwrap();
+    std::fs::remove_file(l.dir.path().join("log")).unwrap();
+    let child = l.spawn("run", &["--yes"]);
+    wait_for(
+        || entries(&l).len() == 2,
+        "both hosts worked and the run waits for its approval",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let id = l.run_id();
+    assert_eq!(l.cmd("abort", &[&id]).code, 0);
+    let (code, stderr) = finish_within(child, 30, "the aborted run");
+    assert_eq!(code, 4, "{stderr}");
+    assert_eq!(
+        entries(&l),
+        ["work w1", "work w2", "finally all"],
+        "{stderr}"
+    );
+    assert!(stderr.contains("finally:restore"), "{stderr}");
+
+    // Succeeded: once, after everything.
+    std::fs::remove_file(l.dir.path().join("log")).unwrap();
+    let out = l.cmd("run", &["--yes", "--approve", "go on"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(entries(&l), ["work w1", "work w2", "finally all"]);
+}
+
+/// A controller killed with -9 never got to `finally`; resume runs it.
+#[test]
+fn finally_runs_on_resume_after_kill_9() {
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.step(\"work\", |h| {}).idempotent(true);\n{FINALLY}rb\n",
+        mark("work", "sleep 30")
+    );
+    let l = local(&[("web", &["w1"])], &rb);
+    let mut child = l.spawn("run", &["--yes"]);
+    wait_for(|| entries(&l) == ["work w1"], "the step to start");
+    kill9(&mut child);
+    let id = l.run_id();
+    // Let the orphaned step go, so that the resumed run's step is the one that counts.
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", "sleep 30"])
+        .status();
+    let out = l.cmd("resume", &[&id, "--yes"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let e = entries(&l);
+    assert_eq!(e.last().map(String::as_str), Some("finally all"), "{e:?}");
+    assert_eq!(e.iter().filter(|x| *x == "finally all").count(), 1);
+}
+
+/// `.always()` releases a host whose step failed and a host in flight when the run halted;
+/// a host that never started is not touched.
+#[test]
+fn always_steps_release_failed_and_in_flight_hosts_only() {
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.limit(\"web\", 2);\n\
+         rb.step(\"disable\", |h| {});\n\
+         rb.step(\"upgrade\", |h| {});\n\
+         rb.step(\"later\", |h| {});\n\
+         rb.step(\"enable\", |h| {}).always();\nrb\n",
+        mark("disable", ""),
+        mark(
+            "upgrade",
+            "if [ -e ${h.var(\"dir\")}/broken ]; then exit 1; fi; sleep 1"
+        ),
+        mark("later", ""),
+        mark("enable", "")
+    );
+    let l = local(&[("web", &["w1", "w2", "w3"])], &rb);
+    std::fs::write(l.file("w1", "broken"), "").unwrap();
+    let out = l.cmd("run", &["--yes"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let e = entries(&l);
+    let of = |h: &str| -> Vec<String> {
+        e.iter()
+            .filter(|x| x.ends_with(&format!(" {h}")))
+            .map(|x| x.split(' ').next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(of("w1"), ["disable", "upgrade", "enable"], "{e:?}");
+    // w2 was in its upgrade when w1 failed: it finishes that step, then only releases.
+    assert_eq!(of("w2"), ["disable", "upgrade", "enable"], "{e:?}");
+    assert!(of("w3").is_empty(), "{e:?}");
+    assert!(out.stderr.contains("w1 later not_run"), "{}", out.stderr);
+}
+
+/// With `rb.rollback_scope("role")`, one host's failure undoes the completed steps of
+/// every host of its role, newest first; the failed host rolls back its own first.
+#[test]
+fn a_role_wide_rollback_undoes_every_host_of_the_role_newest_first() {
+    let step = |name: &str, fail: bool| {
+        format!(
+            "rb.step(\"{name}\", |h| {}).undo(|h| {});\n",
+            mark(
+                name,
+                if fail {
+                    "if [ -e ${h.var(\"dir\")}/broken ]; then exit 1; fi"
+                } else {
+                    ""
+                }
+            ),
+            mark(&format!("undo-{name}"), "")
+        )
+    };
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.order([\"web\", \"db\"]);\nrb.limit(\"web\", 1);\nrb.rollback_on_failure(true);\nrb.rollback_scope(\"role\");\n{}{}rb\n",
+        step("one", false),
+        step("two", true)
+    );
+    let l = local(&[("web", &["w1", "w2", "w3"]), ("db", &["d1"])], &rb);
+    std::fs::write(l.file("w3", "broken"), "").unwrap();
+    let out = l.cmd("run", &["--yes"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("rolling back the hosts of its roles"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        entries(&l),
+        [
+            "one w1",
+            "two w1",
+            "one w2",
+            "two w2",
+            "one w3",
+            "two w3",
+            // The failed host: its failed step's undo, then its earlier ones.
+            "undo-two w3",
+            "undo-one w3",
+            // The rest of the role, newest first; the db role never started.
+            "undo-two w2",
+            "undo-one w2",
+            "undo-two w1",
+            "undo-one w1",
+        ]
+    );
+}
+
+/// `fleetbook rollback RUN --limit P` undoes the completed steps of a finished run on those
+/// hosts, newest first; the rest later; nothing twice; a rolled-back run is not resumed.
+#[test]
+fn fleetbook_rollback_undoes_completed_steps_newest_first() {
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.limit(\"web\", 1);\n\
+         rb.step(\"one\", |h| {}).undo(|h| {});\n\
+         rb.step(\"check\", |h| {});\n\
+         rb.step(\"two\", |h| {}).undo(|h| {});\nrb\n",
+        mark("one", ""),
+        mark("undo-one", ""),
+        mark("check", ""),
+        mark("two", ""),
+        mark("undo-two", "")
+    );
+    let l = local(&[("web", &["w1", "w2"])], &rb);
+    assert_eq!(l.cmd("run", &["--yes"]).code, 0);
+    let id = l.run_id();
+    let before = entries(&l).len();
+
+    let out = l.cmd("rollback", &[&id, "--limit", "w2", "--yes"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(entries(&l)[before..], ["undo-two w2", "undo-one w2"]);
+
+    let out = l.cmd("rollback", &[&id, "--yes"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        entries(&l)[before..],
+        ["undo-two w2", "undo-one w2", "undo-two w1", "undo-one w1"]
+    );
+    let out = l.cmd("rollback", &[&id, "--yes"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("nothing to roll back"),
+        "{}",
+        out.stderr
+    );
+    let out = l.cmd("resume", &[&id, "--yes"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("was rolled back"), "{}", out.stderr);
+    let out = l.cmd("rollback", &[&id, "--limit", "nosuch*", "--yes"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+}
+
+/// `.soak` keeps the host's slot after its step: with one host at a time, the next host
+/// starts no sooner than the soak after the first ended.
+#[test]
+fn soak_keeps_the_slot_after_the_step() {
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.limit(\"web\", 1);\nrb.step(\"work\", |h| {}).soak(\"2s\");\nrb\n",
+        mark("work", "")
+    );
+    let l = local(&[("web", &["w1", "w2"])], &rb);
+    let out = l.cmd("run", &["--yes"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let e = log(&l);
+    assert_eq!(e.len(), 2);
+    let gap = e[1].2 - e[0].2;
+    assert!(
+        gap >= 2.0,
+        "w2 started {gap:.2}s after w1: the soak was not kept"
+    );
+    assert!(out.stderr.contains("soaking for 2s"), "{}", out.stderr);
+}
+
+/// After `rb.deadline`, no new host starts; hosts in flight finish; the run halts and says
+/// why.
+#[test]
+fn no_host_starts_after_the_deadline() {
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.limit(\"web\", 1);\nrb.deadline(\"3s\");\nrb.step(\"work\", |h| {});\nrb.step(\"after\", |h| {});\nrb\n",
+        mark("work", "sleep 2"),
+        mark("after", "")
+    );
+    let l = local(&[("web", &["w1", "w2", "w3", "w4"])], &rb);
+    let out = l.cmd("run", &["--yes"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    // w1 ends at ~2 s, w2 starts then and ends past 3 s (finishing both its steps).
+    assert_eq!(
+        entries(&l),
+        ["work w1", "after w1", "work w2", "after w2"],
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("deadline (3s) passed: 2 host(s) did not start"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A `before_each_host` check that fails halts the run before that host does anything,
+/// whatever the failure budget; a check that returns no bool is an error at plan time.
+#[test]
+fn a_failing_before_each_host_check_halts_the_run() {
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.limit(\"web\", 1);\nrb.max_failures(\"web\", 5);\n\
+         rb.before_each_host(\"no alarm\", |h| h.run_ok(`test ! -e ${{h.var(\"dir\")}}/../alarm`));\n\
+         rb.step(\"work\", |h| {});\nrb\n",
+        mark("work", "touch ${h.var(\"dir\")}/../alarm")
+    );
+    let l = local(&[("web", &["w1", "w2", "w3"])], &rb);
+    let out = l.cmd("run", &["--yes"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(entries(&l), ["work w1"]);
+    assert!(
+        out.stderr
+            .contains("check \"no alarm\" does not hold on w2"),
+        "{}",
+        out.stderr
+    );
+
+    let bad = "let rb = runbook(\"t\");\nrb.before_each_host(\"x\", |h| \"yes\");\nrb.step(\"s\", |h| h.run(\"true\"));\nrb\n";
+    let l = local(&[("web", &["w1"])], bad);
+    let out = l.cmd("run", &["--yes"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("the check"), "{}", out.stderr);
+}
+
+/// A limit of 0 holds a role: the plan says so, and the run starts none of its hosts nor
+/// the roles ordered after it, then halts naming the role.
+#[test]
+fn a_limit_of_zero_holds_the_role_and_what_follows() {
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.order([\"web\", \"db\", \"cache\"]);\nrb.limit(\"db\", 0);\nrb.step(\"work\", |h| {});\nrb\n",
+        mark("work", "")
+    );
+    let l = local(
+        &[("web", &["w1"]), ("db", &["d1"]), ("cache", &["c1"])],
+        &rb,
+    );
+    let plan = crate::support::fleetbook(&["plan"])
+        .arg(l.rb.display().to_string())
+        .arg("-i")
+        .arg(l.inv.display().to_string())
+        .code(0);
+    assert!(plan.stdout.contains("held (limit 0)"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("waiting for one): d1 c1"),
+        "{}",
+        plan.stdout
+    );
+    let out = l.cmd("run", &["--yes"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(entries(&l), ["work w1"]);
+    assert!(
+        out.stderr
+            .contains("role db is held (limit 0): 2 host(s) did not start"),
+        "{}",
+        out.stderr
+    );
+}

@@ -9,6 +9,8 @@ struct Picture {
     title: String,
     onces: Vec<String>,
     roles: Vec<RoleBox>,
+    /// `finally` steps: after everything, whatever happened.
+    finals: Vec<String>,
     /// (before role, after role)
     edges: Vec<(usize, usize)>,
 }
@@ -16,6 +18,8 @@ struct Picture {
 struct RoleBox {
     label: String,
     before: Vec<String>,
+    /// `before_each_host` checks every host of the role runs first.
+    checks: Vec<String>,
     steps: Vec<String>,
     /// (kind, name): after_role, gate, approval
     after: Vec<(&'static str, String)>,
@@ -48,7 +52,9 @@ fn picture(plan: &Plan) -> Picture {
                 r.hosts,
                 if r.hosts == 1 { "" } else { "s" }
             );
-            if let Some(l) = r.limit {
+            if r.limit == Some(0) {
+                label.push_str("\nheld (limit 0)");
+            } else if let Some(l) = r.limit {
                 let _ = write!(label, "\nlimit {l}");
                 if let Some(d) = r.limit_declared.as_ref().filter(|d| d.ends_with('%')) {
                     let _ = write!(label, " ({d})");
@@ -69,6 +75,14 @@ fn picture(plan: &Plan) -> Picture {
             RoleBox {
                 label,
                 before: for_role("before_role"),
+                checks: steps
+                    .iter()
+                    .filter(|s| {
+                        s.kind == "before_each_host"
+                            && runs.contains(&(r.name.as_str(), s.name.as_str()))
+                    })
+                    .map(|s| s.name.clone())
+                    .collect(),
                 steps: steps
                     .iter()
                     .filter(|s| {
@@ -81,6 +95,12 @@ fn picture(plan: &Plan) -> Picture {
                         }
                         if s.conditional {
                             l.push_str(" (when)");
+                        }
+                        if let Some(t) = s.soak {
+                            let _ = write!(l, " (soak {})", super::describe::dur(t));
+                        }
+                        if s.always {
+                            l.push_str(" (always)");
                         }
                         l
                     })
@@ -112,6 +132,20 @@ fn picture(plan: &Plan) -> Picture {
             .collect(),
         roles,
         edges,
+        finals: steps
+            .iter()
+            .filter(|s| s.kind == "finally")
+            .map(|s| s.name.clone())
+            .collect(),
+    }
+}
+
+impl Picture {
+    /// Roles no other role waits for: where the `finally` steps hang.
+    fn last_roles(&self) -> Vec<usize> {
+        (0..self.roles.len())
+            .filter(|&i| !self.edges.iter().any(|&(b, _)| b == i))
+            .collect()
     }
 }
 
@@ -136,6 +170,13 @@ fn role_nodes(i: usize, r: &RoleBox) -> Vec<(String, String, &'static str)> {
     let mut v = Vec::new();
     for (j, b) in r.before.iter().enumerate() {
         v.push((format!("r{i}b{j}"), format!("before: {b}"), "ellipse"));
+    }
+    for (j, c) in r.checks.iter().enumerate() {
+        v.push((
+            format!("r{i}c{j}"),
+            format!("check each host: {c}"),
+            "diamond",
+        ));
     }
     for (j, s) in r.steps.iter().enumerate() {
         v.push((format!("r{i}s{j}"), s.clone(), "box"));
@@ -221,6 +262,27 @@ pub fn dot(plan: &Plan) -> String {
             "  {from} -> {to} [ltail=cluster_r{b}, lhead=cluster_r{a}, style=bold];"
         );
     }
+    let mut prev_final: Option<String> = None;
+    for (k, name) in p.finals.iter().enumerate() {
+        let id = format!("finally{k}");
+        let _ = writeln!(
+            o,
+            "  {id} [label={}, shape=ellipse, style=dashed];",
+            dq(&format!("finally: {name}\n(whatever happened)"))
+        );
+        match &prev_final {
+            Some(pr) => {
+                let _ = writeln!(o, "  {pr} -> {id};");
+            }
+            None => {
+                for i in p.last_roles() {
+                    let from = nodes[i].last().map(|n| n.0.clone()).unwrap_or_default();
+                    let _ = writeln!(o, "  {from} -> {id} [ltail=cluster_r{i}, style=dashed];");
+                }
+            }
+        }
+        prev_final = Some(id);
+    }
     o.push_str("}\n");
     o
 }
@@ -281,6 +343,26 @@ pub fn mermaid(plan: &Plan) -> String {
     }
     for &(b, a) in &p.edges {
         let _ = writeln!(o, "  r{b} ==> r{a}");
+    }
+    let mut prev_final: Option<String> = None;
+    for (k, name) in p.finals.iter().enumerate() {
+        let id = format!("finally{k}");
+        let _ = writeln!(
+            o,
+            "  {id}([{}])",
+            mq(&format!("finally: {name}\n(whatever happened)"))
+        );
+        match &prev_final {
+            Some(pr) => {
+                let _ = writeln!(o, "  {pr} --> {id}");
+            }
+            None => {
+                for i in p.last_roles() {
+                    let _ = writeln!(o, "  r{i} -.-> {id}");
+                }
+            }
+        }
+        prev_final = Some(id);
     }
     o
 }

@@ -131,6 +131,28 @@ fn always_steps_release_failed_and_in_flight_hosts_only() {
     assert_eq!(of("w2"), ["disable", "upgrade", "enable"], "{e:?}");
     assert!(of("w3").is_empty(), "{e:?}");
     assert!(out.stderr.contains("w1 later not_run"), "{}", out.stderr);
+
+    // Resumed, a released host does what is left, then releases again, last.
+    std::fs::remove_file(l.file("w1", "broken")).unwrap();
+    let id = l.run_id();
+    let out = l.cmd("resume", &[&id, "--yes"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let e = entries(&l);
+    let of = |h: &str| -> Vec<String> {
+        e.iter()
+            .filter(|x| x.ends_with(&format!(" {h}")))
+            .map(|x| x.split(' ').next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        of("w1"),
+        ["disable", "upgrade", "enable", "upgrade", "later", "enable"]
+    );
+    assert_eq!(
+        of("w2"),
+        ["disable", "upgrade", "enable", "later", "enable"]
+    );
+    assert_eq!(of("w3"), ["disable", "upgrade", "later", "enable"]);
 }
 
 /// With `rb.rollback_scope("role")`, one host's failure undoes the completed steps of

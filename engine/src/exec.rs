@@ -581,10 +581,19 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
     };
     let mut waiting_hosts = WaitingHosts::default();
     let mut waiting_steps = WaitingSteps::new(graph.rules.throttle.len());
-    // `finally` steps run at the end of every attempt, whatever an earlier one did.
-    for t in (0..n).filter(|&t| {
-        r.opts.done.get(t).copied().unwrap_or(false) && graph.tasks[t].kind != TaskKind::Finally
-    }) {
+    // `finally` steps run at the end of every attempt, whatever an earlier one did; a
+    // resumed host with steps still to do runs its `.always()` (release) steps again after
+    // them, so that the release comes last.
+    let mut done = r.opts.done.clone();
+    done.resize(n, false);
+    for ts in &graph.host_tasks {
+        if ts.iter().any(|&t| !done[t] && !is_always(r, t)) {
+            ts.iter()
+                .filter(|&&t| is_always(r, t))
+                .for_each(|&t| done[t] = false);
+        }
+    }
+    for t in (0..n).filter(|&t| done[t] && graph.tasks[t].kind != TaskKind::Finally) {
         p.finished[t] = true;
         p.ran_ok[t] = true;
         if let Some((h, _)) = position[t] {

@@ -47,6 +47,7 @@ pub fn adhoc(
                 .get(h)
                 .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                 .unwrap_or_default(),
+            ..HostInfo::default()
         })
         .collect();
     let transport = transport(ssh)?;

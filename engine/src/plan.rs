@@ -230,7 +230,9 @@ pub fn plan_loaded(
     let graph = compile::compile(&script, inventory, limit)?;
     let secrets = secrets_of(&script, &graph);
     warnings.extend(graph.warnings.iter().cloned());
-    let records = dry_run::record(&script, &graph, &secrets)?;
+    let recorded = dry_run::record(&script, &graph, &secrets)?;
+    warnings.extend(recorded.warnings);
+    let records = recorded.tasks;
     let skipped: Vec<bool> = records.iter().map(|r| r.skipped).collect();
     let sched = schedule::simulate(&graph, &skipped)?;
     if let Some(d) = graph.rules.deadline {

@@ -238,7 +238,7 @@ cmd_up() {
   [ -e "$dir/client_key" ] || ssh-keygen -q -t ed25519 -N "" -f "$dir/client_key"
   while read -r name group rg; do
     docker run -d --name "$id-$name" --hostname "$name" --network "$net" \
-      "${labels[@]}" --stop-signal SIGRTMIN+3 -v "$id-platform:/opt/platform" \
+      "${labels[@]}" --restart unless-stopped --stop-signal SIGRTMIN+3 -v "$id-platform:/opt/platform" \
       -v /sys/fs/cgroup:/sys/fs/cgroup:ro --tmpfs /run --tmpfs /run/lock "$IMAGE" >/dev/null
   done <<< "$LAYOUT"
   : > "$dir/known_hosts"

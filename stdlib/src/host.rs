@@ -5,7 +5,8 @@ use crate::transport::{HostInfo, Output, Transport, TransportError};
 use crate::{duration::parse_duration, runtime_error};
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
@@ -27,6 +28,9 @@ pub struct Host {
     pub deadline: Option<Instant>,
     /// The step's timeout, for messages: a command gets only what is left of it.
     pub timeout: Option<Duration>,
+    /// The runbook's directory, against which `file::copy` reads relative paths; shared by
+    /// every host of a run and set once when the run binds its hosts.
+    runbook_dir: Arc<OnceLock<PathBuf>>,
 }
 
 impl Host {
@@ -37,6 +41,64 @@ impl Host {
             facts: Arc::default(),
             deadline: None,
             timeout: None,
+            runbook_dir: Arc::default(),
+        }
+    }
+
+    /// The same host, sharing `dir` (the runbook's directory, once known) with other hosts.
+    pub fn with_runbook_dir(self, dir: Arc<OnceLock<PathBuf>>) -> Self {
+        Host {
+            runbook_dir: dir,
+            ..self
+        }
+    }
+
+    /// Sets the runbook's directory for this host and every host sharing it (first call wins).
+    pub fn set_runbook_dir(&self, dir: PathBuf) {
+        let _ = self.runbook_dir.set(dir);
+    }
+
+    pub fn runbook_dir(&self) -> Option<&Path> {
+        self.runbook_dir.get().map(PathBuf::as_path)
+    }
+
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.transport
+    }
+
+    /// What is left of the step's time, or the timeout error when nothing is.
+    pub fn time_left(&self, command: &str) -> RhaiResult<Option<Duration>> {
+        match self.deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    let e = TransportError::TimedOut {
+                        after: Duration::ZERO,
+                        killed: false,
+                    };
+                    return Err(transport_error(&self.label(), command, e));
+                }
+                Ok(Some(left))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// A host value whose commands run on `other` (its connection, its become settings and
+    /// its facts), within this host's step time, recorded under this host's task.
+    pub fn delegate_to(&self, other: &Host) -> Host {
+        let mut info = (*other.info).clone();
+        info.delegate_for = Some(
+            self.info
+                .delegate_for
+                .clone()
+                .unwrap_or_else(|| self.info.name.clone()),
+        );
+        Host {
+            info: Arc::new(info),
+            deadline: self.deadline,
+            timeout: self.timeout,
+            ..other.clone()
         }
     }
 
@@ -96,39 +158,31 @@ impl Host {
     /// Runs a command and returns its output, whatever the exit code. Transport failures
     /// (unreachable, timeout) become script errors that fail the step.
     pub fn exec(&self, command: &str) -> RhaiResult<Output> {
-        let left = match self.deadline {
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    let e = TransportError::TimedOut {
-                        after: Duration::ZERO,
-                        killed: false,
-                    };
-                    return Err(transport_error(&self.info.name, command, e));
-                }
-                Some(left)
-            }
-            None => None,
-        };
+        let left = self.time_left(command)?;
         self.transport
             .exec(&self.info, command, left)
-            .map_err(|e| match (e, self.timeout) {
-                // The command got what was left of the step; the step's timeout is what
-                // the runbook said.
-                (TransportError::TimedOut { killed, .. }, Some(step)) => TransportError::TimedOut {
-                    after: step,
-                    killed,
-                },
-                (e, _) => e,
-            })
-            .map_err(|e| transport_error(&self.info.name, command, e))
+            .map_err(|e| self.failed_to_run(command, e))
+    }
+
+    /// A transport error as the script error that fails the step.
+    pub fn failed_to_run(&self, command: &str, e: TransportError) -> Box<EvalAltResult> {
+        let e = match (e, self.timeout) {
+            // The command got what was left of the step; the step's timeout is what the
+            // runbook said.
+            (TransportError::TimedOut { killed, .. }, Some(step)) => TransportError::TimedOut {
+                after: step,
+                killed,
+            },
+            (e, _) => e,
+        };
+        transport_error(&self.label(), command, e)
     }
 
     /// Runs a command; a non-zero exit fails the step.
     pub fn run(&self, command: &str) -> RhaiResult<Output> {
         let out = self.exec(command)?;
         if out.code != 0 {
-            return Err(command_failed(&self.info.name, command, &out));
+            return Err(command_failed(&self.label(), command, &out));
         }
         Ok(out)
     }
@@ -138,23 +192,30 @@ impl Host {
         Ok(self.exec(command)?.code == 0)
     }
 
-    /// Whether commands that need root should be wrapped in sudo (Ansible's `become`).
-    pub fn becomes(&self) -> bool {
-        matches!(
-            self.var("ansible_become")
-                .map(|v| v.to_ascii_lowercase())
-                .as_deref(),
-            Some("true" | "yes" | "1" | "on")
-        )
+    /// The host's name in messages: `ctl1 (for web1)` for a delegated host.
+    pub fn label(&self) -> String {
+        match &self.info.delegate_for {
+            Some(owner) => format!("{} (for {owner})", self.info.name),
+            None => self.info.name.clone(),
+        }
     }
 
-    /// `command`, wrapped in non-interactive sudo when the host asks for `become`.
-    pub fn privileged(&self, command: &str) -> String {
+    /// Whether commands that need root should be wrapped in sudo (Ansible's `become`).
+    pub fn becomes(&self) -> bool {
+        self.info.becomes()
+    }
+
+    /// `command` of the root operation `op` (`service::restart`), wrapped in non-interactive
+    /// sudo when the host becomes root; otherwise the transport is told (plans warn), unless
+    /// the host logs in as root.
+    pub fn privileged(&self, op: &str, command: &str) -> String {
         if self.becomes() {
-            sudo_command(command)
-        } else {
-            command.to_string()
+            return sudo_command(command);
         }
+        if !self.info.logs_in_as_root() {
+            self.transport.without_root(&self.info, op, command);
+        }
+        command.to_string()
     }
 }
 
@@ -189,7 +250,7 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn command_failed(host: &str, command: &str, out: &Output) -> Box<EvalAltResult> {
+pub(crate) fn command_failed(host: &str, command: &str, out: &Output) -> Box<EvalAltResult> {
     let mut msg = format!(
         "host {host}: command exited with code {}: {command}",
         out.code
@@ -296,6 +357,13 @@ fn wait_until(ctx: NativeCallContext, h: Host, cond: FnPtr, timeout: &str) -> Rh
     }
 }
 
+/// `h.delegate_to("ctl1")`: the inventory host of that name, through the runbook's
+/// `host(name)` (the engine knows the inventory; its error names unknown hosts).
+fn delegate_to_name(ctx: NativeCallContext, h: &mut Host, name: &str) -> RhaiResult<Host> {
+    let other: Host = ctx.call_native_fn("host", (name.to_string(),))?;
+    Ok(h.delegate_to(&other))
+}
+
 #[derive(Default)]
 struct Facts {
     values: HashMap<String, String>,
@@ -369,6 +437,22 @@ pub(crate) fn register(engine: &mut Engine) {
             h.run_ok(&sudo_command(cmd))
         })
         .register_fn("wait_until", wait_until)
+        .register_fn(
+            "reboot",
+            |ctx: NativeCallContext, h: &mut Host, timeout: &str| {
+                crate::located(&ctx, || crate::reboot::reboot(h, timeout))
+            },
+        )
+        .register_fn(
+            "wait_reachable",
+            |ctx: NativeCallContext, h: &mut Host, timeout: &str| {
+                crate::located(&ctx, || crate::reboot::wait_reachable(h, timeout))
+            },
+        )
+        .register_fn("delegate_to", |h: &mut Host, other: Host| {
+            h.delegate_to(&other)
+        })
+        .register_fn("delegate_to", delegate_to_name)
         .register_fn("is_dry_run", |h: &mut Host| h.is_dry_run())
         .register_fn("to_string", |h: &mut Host| format!("Host({})", h.info.name))
         .register_fn("to_debug", |h: &mut Host| format!("Host({})", h.info.name));

@@ -10,6 +10,7 @@ pub mod host;
 pub mod pkg;
 pub mod puppet;
 pub mod quote;
+pub mod reboot;
 pub mod service;
 pub mod transport;
 
@@ -17,7 +18,7 @@ pub mod transport;
 mod operand_tests;
 
 pub use host::Host;
-pub use transport::{HostInfo, Output, Transport, TransportError};
+pub use transport::{HostInfo, Output, Put, Transport, TransportError, Upload};
 
 use rhai::{Engine, EvalAltResult, FuncRegistration, Module, NativeCallContext};
 

@@ -211,8 +211,8 @@ fn remember_previous(h: &Host, mgr: Manager, names: &[String]) -> RhaiResult<()>
     Ok(())
 }
 
-fn run_privileged(h: &Host, cmd: &str) -> RhaiResult<()> {
-    h.run(&h.privileged(cmd)).map(|_| ())
+fn run_privileged(h: &Host, op: &str, cmd: &str) -> RhaiResult<()> {
+    h.run(&h.privileged(op, cmd)).map(|_| ())
 }
 
 pub(crate) fn module() -> Module {
@@ -222,7 +222,7 @@ pub(crate) fn module() -> Module {
         |ctx: NativeCallContext, h: Host| -> RhaiResult<()> {
             located(&ctx, || {
                 let mgr = manager(&h)?;
-                run_privileged(&h, &update_index_command(mgr))
+                run_privileged(&h, "pkg::update_index", &update_index_command(mgr))
             })
         },
     );
@@ -237,7 +237,7 @@ pub(crate) fn module() -> Module {
                 ));
             }
             remember_previous(&h, mgr, &list)?;
-            run_privileged(&h, &upgrade_command(mgr, &list))
+            run_privileged(&h, "pkg::upgrade", &upgrade_command(mgr, &list))
         }) },
     );
     FuncRegistration::new("dist_upgrade").set_into_module(
@@ -245,7 +245,7 @@ pub(crate) fn module() -> Module {
         |ctx: NativeCallContext, h: Host| -> RhaiResult<()> {
             located(&ctx, || {
                 let mgr = manager(&h)?;
-                run_privileged(&h, &upgrade_command(mgr, &[]))
+                run_privileged(&h, "pkg::dist_upgrade", &upgrade_command(mgr, &[]))
             })
         },
     );
@@ -257,7 +257,7 @@ pub(crate) fn module() -> Module {
                 check_version("pkg::install", version)?;
                 let mgr = manager(&h)?;
                 remember_previous(&h, mgr, &[name.to_string()])?;
-                run_privileged(&h, &install_command(mgr, name, version))
+                run_privileged(&h, "pkg::install", &install_command(mgr, name, version))
             })
         },
     );
@@ -268,7 +268,7 @@ pub(crate) fn module() -> Module {
                 check_name("pkg::install", name)?;
                 let mgr = manager(&h)?;
                 remember_previous(&h, mgr, &[name.to_string()])?;
-                run_privileged(&h, &install_command(mgr, name, ""))
+                run_privileged(&h, "pkg::install", &install_command(mgr, name, ""))
             })
         },
     );
@@ -282,14 +282,14 @@ pub(crate) fn module() -> Module {
             let key = format!("previous_version:{name}");
             match h.fact(&key) {
                 None if h.is_dry_run() => {
-                    run_privileged(&h, &install_command(mgr, name, &format!("<{key}>")))
+                    run_privileged(&h, "pkg::restore", &install_command(mgr, name, &format!("<{key}>")))
                 }
                 None => Err(runtime_error(format!(
                     "pkg::restore: host {} has no fact {key}: this run did not change {name} there (pkg::install or pkg::upgrade record it)",
                     h.info.name
                 ))),
-                Some(v) if v.is_empty() => run_privileged(&h, &remove_command(mgr, name)),
-                Some(v) => run_privileged(&h, &install_command(mgr, name, &v)),
+                Some(v) if v.is_empty() => run_privileged(&h, "pkg::restore", &remove_command(mgr, name)),
+                Some(v) => run_privileged(&h, "pkg::restore", &install_command(mgr, name, &v)),
             }
         }) },
     );
@@ -307,7 +307,7 @@ pub(crate) fn module() -> Module {
                     ));
                 }
                 let mgr = manager(&h)?;
-                run_privileged(&h, &remove_command(mgr, name))
+                run_privileged(&h, "pkg::remove", &remove_command(mgr, name))
             })
         },
     );

@@ -33,27 +33,33 @@ pub(crate) fn module() -> Module {
         &mut m,
         |ctx: NativeCallContext, h: Host, reason: &str| -> RhaiResult<()> {
             located(&ctx, || {
-                h.run(&h.privileged(&disable_command(reason))).map(|_| ())
+                h.run(&h.privileged("puppet::disable", &disable_command(reason)))
+                    .map(|_| ())
             })
         },
     );
     FuncRegistration::new("enable").set_into_module(
         &mut m,
         |ctx: NativeCallContext, h: Host| -> RhaiResult<()> {
-            located(&ctx, || h.run(&h.privileged(ENABLE)).map(|_| ()))
+            located(&ctx, || {
+                h.run(&h.privileged("puppet::enable", ENABLE)).map(|_| ())
+            })
         },
     );
     FuncRegistration::new("run").set_into_module(
         &mut m,
         |ctx: NativeCallContext, h: Host| -> RhaiResult<()> {
-            located(&ctx, || h.run(&h.privileged(RUN)).map(|_| ()))
+            located(&ctx, || {
+                h.run(&h.privileged("puppet::run", RUN)).map(|_| ())
+            })
         },
     );
     FuncRegistration::new("apply").set_into_module(
         &mut m,
         |ctx: NativeCallContext, h: Host, manifest: &str| -> RhaiResult<()> {
             located(&ctx, || {
-                h.run(&h.privileged(&apply_command(manifest))).map(|_| ())
+                h.run(&h.privileged("puppet::apply", &apply_command(manifest)))
+                    .map(|_| ())
             })
         },
     );

@@ -40,8 +40,9 @@ fn register_action(m: &mut Module, action: &'static str) {
         m,
         move |ctx: NativeCallContext, h: Host, name: &str| -> RhaiResult<()> {
             located(&ctx, || {
-                check_name(&format!("service::{action}"), name)?;
-                h.run(&h.privileged(&action_command(action, name)))
+                let op = format!("service::{action}");
+                check_name(&op, name)?;
+                h.run(&h.privileged(&op, &action_command(action, name)))
                     .map(|_| ())
             })
         },

@@ -12,6 +12,50 @@ pub struct HostInfo {
     pub roles: Vec<String>,
     /// Inventory variables, merged from `all` through the groups to the host line.
     pub vars: BTreeMap<String, String>,
+    /// Whether root operations go through sudo when the inventory has no `ansible_become`
+    /// for this host (the runbook's `rb.become(true)`).
+    pub become_default: bool,
+    /// Set on a `h.delegate_to(other)` value: the host whose task these commands are for
+    /// (commands run on this host, and are recorded under that host's task).
+    pub delegate_for: Option<String>,
+}
+
+impl HostInfo {
+    /// Whether commands that need root go through sudo (Ansible's `become`): the host's
+    /// `ansible_become` when it has one, else the runbook's default.
+    pub fn becomes(&self) -> bool {
+        match self.vars.get("ansible_become") {
+            Some(v) => matches!(v.to_ascii_lowercase().as_str(), "true" | "yes" | "1" | "on"),
+            None => self.become_default,
+        }
+    }
+
+    /// Whether the host logs in as root, so root operations need no sudo.
+    pub fn logs_in_as_root(&self) -> bool {
+        self.vars.get("ansible_user").map(String::as_str) == Some("root")
+    }
+}
+
+/// A file to write on a host ([`Transport::put`]): `check` prints `unchanged` when the
+/// host already has these bytes (and sets the mode), `write` reads them on stdin and puts
+/// them in place. Both are built by `file::` (already wrapped in sudo where the host becomes).
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub check: String,
+    pub write: String,
+    pub content: Vec<u8>,
+    /// What plans and errors show instead of the scripts and the bytes (which may be secret):
+    /// `copy LOCAL -> REMOTE (sha256:...)`.
+    pub shown: String,
+}
+
+/// What [`Transport::put`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Put {
+    /// The host already had the bytes.
+    Unchanged,
+    /// `write` ran; its output (a non-zero code means the file was not written).
+    Written(Output),
 }
 
 /// The result of one command.
@@ -110,6 +154,19 @@ impl fmt::Display for TransportError {
 
 impl std::error::Error for TransportError {}
 
+/// `command` for a shell that fails a pipeline when any of its commands fails
+/// (`fm alarm-list | wc -l` fails when `fm` fails): `set -o pipefail` where `sh` has it
+/// (bash, busybox, dash >= 0.5.13); else, where bash is installed (Debian 12's dash has no
+/// pipefail), the command runs in `bash -o pipefail`; else in `sh` as it is. `set` is a
+/// special builtin: an unknown option would end a POSIX shell, so it is tried in a subshell.
+pub fn fail_closed(command: &str) -> String {
+    format!(
+        "if (set -o pipefail) 2>/dev/null; then set -o pipefail; \
+         elif command -v bash >/dev/null 2>&1; then exec bash -o pipefail -c {}; fi\n{command}",
+        crate::quote::quote(command)
+    )
+}
+
 /// Runs shell commands on hosts. Calls block: runbook closures run on blocking threads.
 pub trait Transport: Send + Sync {
     /// Runs `command` (a shell command line) on `host`.
@@ -119,6 +176,48 @@ pub trait Transport: Send + Sync {
         command: &str,
         timeout: Option<Duration>,
     ) -> Result<Output, TransportError>;
+
+    /// Runs `command` with `input` on its stdin. Transports that cannot send input refuse.
+    fn exec_with_input(
+        &self,
+        host: &HostInfo,
+        command: &str,
+        input: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Output, TransportError> {
+        let _ = (host, command, input, timeout);
+        Err(TransportError::Other(
+            "this transport cannot send a file to a host".into(),
+        ))
+    }
+
+    /// Writes a file on the host unless it already has the bytes: `check`, then `write`
+    /// with the bytes on stdin. The recorder shows `upload.shown` instead.
+    fn put(
+        &self,
+        host: &HostInfo,
+        upload: &Upload,
+        timeout: Option<Duration>,
+    ) -> Result<Put, TransportError> {
+        let checked = self.exec(host, &upload.check, timeout)?;
+        if checked.code == 0 && checked.stdout.trim() == "unchanged" {
+            return Ok(Put::Unchanged);
+        }
+        self.exec_with_input(host, &upload.write, &upload.content, timeout)
+            .map(Put::Written)
+    }
+
+    /// Drops the host's connection, so the next command opens a fresh one (after a reboot,
+    /// or to retry a host that was unreachable).
+    fn disconnect(&self, host: &HostInfo) {
+        let _ = host;
+    }
+
+    /// Told of each root operation (`op`, as `service::restart`) that runs `command` on a
+    /// host that does not become root; the plan recorder turns these into warnings.
+    fn without_root(&self, host: &HostInfo, op: &str, command: &str) {
+        let _ = (host, op, command);
+    }
 
     /// True for the plan-time recorder: waits return at once and probes succeed.
     fn is_dry_run(&self) -> bool {
@@ -156,6 +255,46 @@ mod tests {
         );
         assert!(t(false).starts_with("timed out after 10s; the host did not answer"));
         assert!(t(false).contains("unconfirmed"));
+    }
+
+    #[test]
+    fn a_pipeline_fails_when_its_first_command_fails() {
+        let sh = |cmd: &str| {
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(fail_closed(cmd))
+                .output()
+                .unwrap()
+        };
+        let out = sh("false | wc -l");
+        assert_ne!(out.status.code(), Some(0), "pipefail");
+        let out = sh("echo a | wc -l; exit 4");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+        assert_eq!(out.status.code(), Some(4));
+        // A host with neither pipefail in sh nor bash (no bash in an empty PATH) still runs it,
+        // if this machine's sh has no pipefail.
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(fail_closed("echo ran; exit 5"))
+            .env("PATH", "/nonexistent")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+        assert_eq!(out.status.code(), Some(5));
+    }
+
+    #[test]
+    fn become_follows_the_inventory_then_the_runbook_default() {
+        let mut info = HostInfo {
+            become_default: true,
+            ..HostInfo::default()
+        };
+        assert!(info.becomes());
+        info.vars.insert("ansible_become".into(), "False".into());
+        assert!(!info.becomes(), "the inventory says no");
+        info.become_default = false;
+        info.vars.insert("ansible_become".into(), "yes".into());
+        assert!(info.becomes());
     }
 
     #[test]

@@ -8,10 +8,11 @@ use crate::error::{Error, Result, SourceDiag};
 use crate::predicate;
 use crate::script::Script;
 use crate::secrets::Secrets;
-use fleetbook_stdlib::{Host, HostInfo, Output, Transport, TransportError};
+use fleetbook_stdlib::{Host, HostInfo, Output, Put, Transport, TransportError, Upload};
 use indexmap::IndexMap;
 use rayon::prelude::*;
 use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,7 +75,13 @@ pub struct Recorder {
     total: AtomicUsize,
     over: std::sync::Mutex<Option<String>>,
     tripped: AtomicBool,
+    /// Root operations recorded on hosts that do not become root: by operation, the first
+    /// command and every host.
+    without_root: std::sync::Mutex<IndexMap<String, (String, Vec<String>)>>,
 }
+
+/// How many host names a warning lists before it says how many more there are.
+const HOSTS_SHOWN: usize = 5;
 
 impl Recorder {
     pub fn new(bounds: Bounds) -> Recorder {
@@ -83,7 +90,24 @@ impl Recorder {
             total: AtomicUsize::new(0),
             over: std::sync::Mutex::new(None),
             tripped: AtomicBool::new(false),
+            without_root: Default::default(),
         }
+    }
+
+    /// One warning per root operation run without root, naming its hosts in `order`.
+    fn root_warnings(&self, order: &IndexMap<String, Host>) -> Vec<String> {
+        let seen = self.without_root.lock().unwrap_or_else(|e| e.into_inner());
+        seen.iter()
+            .map(|(op, (command, hosts))| {
+                let mut hosts = hosts.clone();
+                hosts.sort_by_key(|h| order.get_index_of(h).unwrap_or(usize::MAX));
+                hosts.dedup();
+                format!(
+                    "{}: {op} runs {command:?} without root; set rb.become(true) or ansible_become=true",
+                    host_list(&hosts)
+                )
+            })
+            .collect()
     }
 
     fn refuse(&self, message: String) -> TransportError {
@@ -109,6 +133,38 @@ impl Transport for Recorder {
         command: &str,
         _timeout: Option<Duration>,
     ) -> Result<Output, TransportError> {
+        self.record_line(host, command)?;
+        Ok(Output::default())
+    }
+
+    /// A file is shown by what it is and its digest, never its bytes (they may be secret).
+    fn put(
+        &self,
+        host: &HostInfo,
+        upload: &Upload,
+        _timeout: Option<Duration>,
+    ) -> Result<Put, TransportError> {
+        self.record_line(host, &upload.shown)?;
+        Ok(Put::Written(Output::default()))
+    }
+
+    fn without_root(&self, host: &HostInfo, op: &str, command: &str) {
+        let mut seen = self.without_root.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = seen
+            .entry(op.to_string())
+            .or_insert_with(|| (command.to_string(), Vec::new()));
+        entry.1.push(host.name.clone());
+    }
+
+    fn is_dry_run(&self) -> bool {
+        true
+    }
+}
+
+impl Recorder {
+    /// Records one line for `host`, within the bounds. A delegated host's line goes under the
+    /// task of the host it is for, as `[on OTHER] command`.
+    fn record_line(&self, host: &HostInfo, command: &str) -> Result<(), TransportError> {
         if self.tripped.load(Ordering::SeqCst) {
             return Err(self.refuse(String::new()));
         }
@@ -130,15 +186,25 @@ impl Transport for Recorder {
                 self.bounds.per_plan
             )));
         }
-        RECORD.with(|r| {
-            r.borrow_mut()
-                .push((host.name.clone(), command.to_string()))
-        });
-        Ok(Output::default())
+        let line = match &host.delegate_for {
+            Some(owner) => (owner.clone(), format!("[on {}] {command}", host.name)),
+            None => (host.name.clone(), command.to_string()),
+        };
+        RECORD.with(|r| r.borrow_mut().push(line));
+        Ok(())
     }
+}
 
-    fn is_dry_run(&self) -> bool {
-        true
+/// `host web1`, or `hosts web1, web2 and 3 more`.
+fn host_list(hosts: &[String]) -> String {
+    match hosts {
+        [one] => format!("host {one}"),
+        _ if hosts.len() <= HOSTS_SHOWN => format!("hosts {}", hosts.join(", ")),
+        _ => format!(
+            "hosts {} and {} more",
+            hosts[..HOSTS_SHOWN].join(", "),
+            hosts.len() - HOSTS_SHOWN
+        ),
     }
 }
 
@@ -177,7 +243,10 @@ pub fn hosts(graph: &Graph, transport: Arc<dyn Transport>) -> IndexMap<String, H
         name: h.name.clone(),
         roles,
         vars: h.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        ..HostInfo::default()
     };
+    // One runbook directory for every host, set by `bind` (the script knows it).
+    let dir = Arc::default();
     let planned = graph.hosts.iter().map(|h| {
         let roles = h
             .roles
@@ -197,13 +266,28 @@ pub fn hosts(graph: &Graph, transport: Arc<dyn Transport>) -> IndexMap<String, H
     });
     planned
         .chain(outside)
-        .map(|i| (i.name.clone(), Host::new(Arc::new(i), transport.clone())))
+        .map(|i| {
+            let host = Host::new(Arc::new(i), transport.clone()).with_runbook_dir(Arc::clone(&dir));
+            (host.info.name.clone(), host)
+        })
         .collect()
 }
 
-/// Binds the runbook's `host(name)`/`hosts(role)` to these hosts and the graph's groups.
+/// Binds the runbook's `host(name)`/`hosts(role)` to these hosts and the graph's groups,
+/// and tells the hosts the runbook's directory (for `file::copy`'s relative paths).
 pub fn bind(script: &Script, graph: &Graph, hosts: &IndexMap<String, Host>) {
+    if let Some(h) = hosts.values().next() {
+        h.set_runbook_dir(runbook_dir(&script.name));
+    }
     script.bind_fleet(hosts.clone(), graph.groups.clone());
+}
+
+/// The directory of the runbook at `path` (its name is the path it was loaded from).
+fn runbook_dir(path: &str) -> PathBuf {
+    match Path::new(path).parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 /// A predicate's value as a bool, or the plan-time error naming the runbook line, the step,
@@ -237,25 +321,35 @@ fn predicate_at(
     })
 }
 
+/// What every task would run, and the plan's warnings about it.
+pub struct Recorded {
+    pub tasks: Vec<TaskRecord>,
+    /// Root operations that would run without root, one per operation.
+    pub warnings: Vec<String>,
+}
+
 /// Records what every task would run.
-pub fn record(script: &Script, graph: &Graph, secrets: &Secrets) -> Result<Vec<TaskRecord>> {
+pub fn record(script: &Script, graph: &Graph, secrets: &Secrets) -> Result<Recorded> {
     let recorder = Arc::new(Recorder::new(Bounds::from_env()?));
-    let result = record_with(script, graph, secrets, recorder.clone());
+    let hosts = hosts(graph, recorder.clone());
+    let result = record_with(script, graph, secrets, &hosts);
     // A bound that was hit is the error, whatever the script made of the refusal.
     if let Some(over) = recorder.exceeded() {
         return Err(Error::input(over));
     }
-    result
+    Ok(Recorded {
+        tasks: result?,
+        warnings: recorder.root_warnings(&hosts),
+    })
 }
 
 fn record_with(
     script: &Script,
     graph: &Graph,
     secrets: &Secrets,
-    recorder: Arc<Recorder>,
+    hosts: &IndexMap<String, Host>,
 ) -> Result<Vec<TaskRecord>> {
-    let hosts = hosts(graph, recorder);
-    bind(script, graph, &hosts);
+    bind(script, graph, hosts);
     let rb = &script.runbook;
     let mut records = vec![TaskRecord::default(); graph.tasks.len()];
     let redact_err = |e: Error| e.redact(secrets);

@@ -1,6 +1,7 @@
 //! The local transport: `sh -c COMMAND` on this machine, in its own process group so that a
 //! timeout or a second Ctrl-C kills the whole command, not just the shell.
 
+use fleetbook_stdlib::transport::fail_closed;
 use fleetbook_stdlib::{HostInfo, Output, Transport, TransportError};
 use std::collections::HashSet;
 use std::io::Read;
@@ -30,13 +31,55 @@ impl Transport for Local {
         command: &str,
         timeout: Option<Duration>,
     ) -> Result<Output, TransportError> {
+        self.run(command, None, timeout)
+    }
+
+    fn exec_with_input(
+        &self,
+        _host: &HostInfo,
+        command: &str,
+        input: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Output, TransportError> {
+        self.run(command, Some(input), timeout)
+    }
+
+    fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
+    }
+
+    fn kill_all(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+        for &pgid in self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            kill_group(pgid, libc::SIGKILL);
+        }
+    }
+}
+
+impl Local {
+    /// Runs `command`, with `input` on its stdin (or none), killed at `timeout`.
+    fn run(
+        &self,
+        command: &str,
+        input: Option<&[u8]>,
+        timeout: Option<Duration>,
+    ) -> Result<Output, TransportError> {
         if self.killed.load(Ordering::SeqCst) {
             return Err(TransportError::Other("the run was killed".into()));
         }
         let mut child = Command::new("sh")
             .arg("-c")
-            .arg(command)
-            .stdin(Stdio::null())
+            .arg(fail_closed(command))
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -47,6 +90,15 @@ impl Transport for Local {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(pgid);
+        // Fed from a thread: a command that stops reading (it already has the file) must
+        // not block the wait.
+        let feeder = child.stdin.take().zip(input).map(|(mut pipe, bytes)| {
+            let bytes = bytes.to_vec();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let _ = pipe.write_all(&bytes);
+            })
+        });
         let mut out_pipe = child.stdout.take();
         let mut err_pipe = child.stderr.take();
         let out_reader = std::thread::spawn(move || {
@@ -85,6 +137,9 @@ impl Transport for Local {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&pgid);
+        if let Some(f) = feeder {
+            let _ = f.join();
+        }
         let stdout = out_reader.join().unwrap_or_default();
         let stderr = err_reader.join().unwrap_or_default();
         if timed_out {
@@ -102,21 +157,5 @@ impl Transport for Local {
             stdout,
             stderr,
         })
-    }
-
-    fn is_killed(&self) -> bool {
-        self.killed.load(Ordering::SeqCst)
-    }
-
-    fn kill_all(&self) {
-        self.killed.store(true, Ordering::SeqCst);
-        for &pgid in self
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            kill_group(pgid, libc::SIGKILL);
-        }
     }
 }

@@ -19,6 +19,10 @@ pub struct Router {
     pub ssh: Arc<ssh::Ssh>,
 }
 
+fn is_local(host: &HostInfo) -> bool {
+    host.vars.get("ansible_connection").map(String::as_str) == Some("local")
+}
+
 impl Transport for Router {
     fn exec(
         &self,
@@ -26,10 +30,30 @@ impl Transport for Router {
         command: &str,
         timeout: Option<Duration>,
     ) -> Result<Output, TransportError> {
-        if host.vars.get("ansible_connection").map(String::as_str) == Some("local") {
+        if is_local(host) {
             self.local.exec(host, command, timeout)
         } else {
             self.ssh.exec(host, command, timeout)
+        }
+    }
+
+    fn exec_with_input(
+        &self,
+        host: &HostInfo,
+        command: &str,
+        input: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Output, TransportError> {
+        if is_local(host) {
+            self.local.exec_with_input(host, command, input, timeout)
+        } else {
+            self.ssh.exec_with_input(host, command, input, timeout)
+        }
+    }
+
+    fn disconnect(&self, host: &HostInfo) {
+        if !is_local(host) {
+            self.ssh.disconnect(host);
         }
     }
 

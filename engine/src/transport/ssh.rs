@@ -12,6 +12,7 @@
 
 use super::lease::{self, Answer, Owner};
 use fleetbook_stdlib::quote::quote;
+use fleetbook_stdlib::transport::fail_closed;
 use fleetbook_stdlib::{HostInfo, Output, Transport, TransportError};
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 use std::collections::HashMap;
@@ -115,20 +116,22 @@ const KILL_LINE: &[u8] = b"kill\n";
 /// what they were doing (an apt run cut in half is worse than one that completes), and
 /// `resume` takes it from there.
 pub fn remote_command(command: &str, timeout: Option<Duration>) -> String {
-    let run = match timeout {
-        Some(t) => format!(
-            "timeout -k 5 {} sh -c {}",
-            remote_secs(t).max(1),
-            quote(command)
-        ),
-        None => format!("sh -c {}", quote(command)),
-    };
+    let run = bounded(command, timeout);
     let script = format!(
         "exec 3<&0; setsid {run} </dev/null 3<&- & c=$!; \
          {{ read -r w <&3 && [ \"$w\" = kill ] && {{ kill -TERM -$c; sleep 5; kill -KILL -$c; }}; }} >/dev/null 2>&1 & w=$!; \
          exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; exit $r"
     );
     format!("sh -c {}", quote(&script))
+}
+
+/// `sh -c COMMAND` with pipefail (see `fail_closed`), under `timeout(1)` when it has one.
+fn bounded(command: &str, timeout: Option<Duration>) -> String {
+    let command = quote(&fail_closed(command));
+    match timeout {
+        Some(t) => format!("timeout -k 5 {} sh -c {command}", remote_secs(t).max(1)),
+        None => format!("sh -c {command}"),
+    }
 }
 
 /// How a command's wait ended.
@@ -139,17 +142,6 @@ enum Waited {
     LinkSilent {
         killed: bool,
     },
-}
-
-/// Whether the host asks for `become` (root through sudo), as `Host::becomes` reads it.
-fn becomes(host: &HostInfo) -> bool {
-    matches!(
-        host.vars
-            .get("ansible_become")
-            .map(|v| v.to_ascii_lowercase())
-            .as_deref(),
-        Some("true" | "yes" | "1" | "on")
-    )
 }
 
 /// Runs a short fleetbook script (a lease) on the host: `sh -c`, under sudo when the host
@@ -339,7 +331,7 @@ impl Ssh {
             .entry(host.name.clone())
             .or_default()
             .clone();
-        let become_root = becomes(host);
+        let become_root = host.becomes();
         let dir = host.vars.get(lease::DIR_VAR).map(String::as_str);
         let result = self.rt.block_on(cell.get_or_init(|| async {
             let script = lease::take_script(&owner, dir, None);
@@ -657,6 +649,90 @@ impl Transport for Ssh {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })
+    }
+
+    /// `sh -c` reading `input` on stdin, on the host's connection. The channel's stdin
+    /// carries the bytes, so no kill watcher: the host's `timeout(1)` bounds the command and
+    /// closing the connection ends the transfer.
+    fn exec_with_input(
+        &self,
+        host: &HostInfo,
+        command: &str,
+        input: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Output, TransportError> {
+        if self.killed.load(Ordering::SeqCst) {
+            return Err(TransportError::Other("the run was killed".into()));
+        }
+        let session = self.session(host)?;
+        self.lease(host, &session)?;
+        let permits = self.permit(&host.name);
+        let remote = bounded(command, timeout);
+        let limit = timeout.map(|t| Duration::from_secs(remote_secs(t).max(1)) + TIMEOUT_MARGIN);
+        let out = self.rt.block_on(async {
+            let _permit = permits.acquire().await;
+            let run = async {
+                let mut child = session
+                    .raw_command(&remote)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .await?;
+                if let Some(mut stdin) = child.stdin().take() {
+                    use tokio::io::AsyncWriteExt;
+                    // A command that stops reading (it failed) ends the write; its exit
+                    // status says what happened.
+                    let feed = async move {
+                        let _ = stdin.write_all(input).await;
+                        let _ = stdin.shutdown().await;
+                    };
+                    let (_, out) = tokio::join!(feed, child.wait_with_output());
+                    return out;
+                }
+                child.wait_with_output().await
+            };
+            match limit {
+                Some(l) => tokio::time::timeout(l, run).await.ok(),
+                None => Some(run.await),
+            }
+        });
+        match out {
+            None => Err(TransportError::TimedOut {
+                after: timeout.unwrap_or_default(),
+                killed: false,
+            }),
+            Some(Err(e)) => Err(TransportError::Unreachable(describe(&e))),
+            Some(Ok(o)) => Ok(Output {
+                code: o.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            }),
+        }
+    }
+
+    /// Ends the host's master (and its lease bookkeeping: a rebooted host lost its lease
+    /// file with /run, so the next command takes the lease again on the new connection).
+    fn disconnect(&self, host: &HostInfo) {
+        let cell = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&host.name);
+        if let Some(Ok(s)) = cell.as_ref().and_then(|c| c.get()) {
+            exit_master(s.control_socket());
+        }
+        self.leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&host.name);
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.retain(|h| {
+            if h.host == host.name {
+                h.renewal.abort();
+            }
+            h.host != host.name
+        });
     }
 
     fn is_killed(&self) -> bool {

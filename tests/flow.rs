@@ -361,3 +361,62 @@ fn a_limit_of_zero_holds_the_role_and_what_follows() {
         out.stderr
     );
 }
+
+/// `rb.become(true)` wraps root operations in sudo on hosts whose inventory does not say
+/// otherwise; without it the plan warns, once for all the hosts concerned.
+#[test]
+fn rb_become_wraps_root_operations_and_the_plan_warns_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("hosts");
+    std::fs::write(&inv, "[web]\nw1\nw2\nw3 ansible_become=false\n").unwrap();
+    let plan = |become_: &str| {
+        let rb = dir.path().join("rb.rhai");
+        std::fs::write(
+            &rb,
+            format!("let rb = runbook(\"t\");\n{become_}rb.step(\"restart\", |h| service::restart(h, \"nginx\"));\nrb\n"),
+        )
+        .unwrap();
+        crate::support::fleetbook(&["plan", "--format", "json"])
+            .arg(rb.display().to_string())
+            .arg("-i")
+            .arg(inv.display().to_string())
+            .code(0)
+    };
+    let commands = |out: &crate::support::Outcome| -> Vec<(String, String)> {
+        let p: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        p["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["kind"] == "host")
+            .map(|t| {
+                (
+                    t["host"].as_str().unwrap().to_string(),
+                    t["commands"][0].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let out = plan("");
+    assert!(
+        out.stderr.contains(
+            "hosts w1, w2, w3: service::restart runs \"systemctl restart -- nginx\" without root"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(commands(&out).iter().all(|(_, c)| !c.contains("sudo")));
+    let out = plan("rb.become(true);\n");
+    let c = commands(&out);
+    assert!(
+        c[0].1.starts_with("sudo -n -- ") && c[1].1.starts_with("sudo -n -- "),
+        "{c:?}"
+    );
+    // The inventory's word wins for its host, and that host is still warned about.
+    assert!(!c[2].1.contains("sudo"), "{c:?}");
+    assert!(
+        out.stderr.contains("host w3: service::restart"),
+        "{}",
+        out.stderr
+    );
+}

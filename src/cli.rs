@@ -42,8 +42,9 @@ pub enum Command {
         /// The runbook script (.rhai).
         runbook: PathBuf,
         /// Inventory: Ansible INI (any name), Ansible YAML (.yml/.yaml) or TOML (.toml).
+        /// Default: `inventory` in fleetbook.toml.
         #[arg(short, long, value_name = "INVENTORY")]
-        inventory: PathBuf,
+        inventory: Option<PathBuf>,
         #[command(flatten)]
         script: ScriptArgs,
         /// Only these hosts, as an Ansible pattern: group, host, glob, a:b, a:&b, a:!b.
@@ -63,8 +64,9 @@ pub enum Command {
     Run {
         /// The runbook script (.rhai).
         runbook: PathBuf,
+        /// The inventory (Ansible INI or YAML, or TOML). Default: `inventory` in fleetbook.toml.
         #[arg(short, long, value_name = "INVENTORY")]
-        inventory: PathBuf,
+        inventory: Option<PathBuf>,
         #[command(flatten)]
         script: ScriptArgs,
         /// Only these hosts, as an Ansible pattern.
@@ -178,13 +180,14 @@ pub enum Command {
         after_help = "Examples:\n  fleetbook exec -i examples/inventories/punch.ini kafka_servers -- df -h /data\n  fleetbook exec -i hosts 'web*:!web3' -b --forks 20 -- systemctl is-active nginx"
     )]
     Exec {
+        /// The inventory (Ansible INI or YAML, or TOML). Default: `inventory` in fleetbook.toml.
         #[arg(short, long, value_name = "INVENTORY")]
-        inventory: PathBuf,
+        inventory: Option<PathBuf>,
         /// Hosts, as an Ansible pattern (group, host, glob, a:b, a:&b, a:!b).
         pattern: String,
-        /// Hosts at once.
-        #[arg(short, long, default_value_t = 10)]
-        forks: usize,
+        /// Hosts at once [default: 10, or `forks` in fleetbook.toml].
+        #[arg(short, long)]
+        forks: Option<usize>,
         /// Group hosts whose output is identical (like clush -b).
         #[arg(short = 'b', long)]
         group_identical: bool,
@@ -196,6 +199,17 @@ pub enum Command {
         /// The command (after --); its words are joined with spaces and run by sh on the host.
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
+    },
+    /// Show the settings in force here and where each comes from (command line,
+    /// environment, fleetbook.toml, default).
+    #[command(
+        after_help = "Examples:\n  fleetbook config\n  fleetbook config --format json\n\nfleetbook.toml (found in the current directory or the nearest one above) sets a project's\ndefaults: inventory, state, ssh_config, forks, limit, connect_timeout, max_per_host, lib,\nand [params]. Options on the command line win over it."
+    )]
+    Config {
+        #[command(flatten)]
+        state: StateArgs,
+        #[arg(short, long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
     },
     /// Print a shell completion script.
     #[command(
@@ -234,20 +248,23 @@ pub struct RunArgs {
 /// Where the journal lives.
 #[derive(clap::Args, Debug)]
 pub struct StateArgs {
-    /// State directory (journal and locks). Default: `.fleetbook` next to the inventory for
-    /// run/apply, else `./.fleetbook`; or $FLEETBOOK_STATE.
+    /// State directory (journal and locks), the same rule for every command: this, or
+    /// $FLEETBOOK_STATE; else the project's (`state` in the nearest fleetbook.toml above the
+    /// current directory, default `.fleetbook` beside it); else $XDG_STATE_HOME/fleetbook
+    /// (~/.local/state/fleetbook).
     #[arg(long = "state", value_name = "DIR", env = "FLEETBOOK_STATE")]
     pub dir: Option<PathBuf>,
 }
 
 impl StateArgs {
-    pub fn resolve(&self, inventory: Option<&std::path::Path>) -> PathBuf {
-        if let Some(d) = &self.dir {
-            return d.clone();
-        }
-        match inventory.and_then(|i| i.parent()) {
-            Some(p) if !p.as_os_str().is_empty() => p.join(".fleetbook"),
-            _ => PathBuf::from(".fleetbook"),
+    /// The state directory in force, once `fill` has applied the project file.
+    pub fn resolve(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(crate::project::user_state)
+    }
+
+    pub fn fill(&mut self, project: &crate::project::Project) {
+        if self.dir.is_none() {
+            self.dir = Some(project.state());
         }
     }
 }
@@ -271,12 +288,37 @@ pub struct SshArgs {
     /// Accept and remember unknown host keys (host keys are checked strictly by default).
     #[arg(long)]
     pub accept_new_host_keys: bool,
-    /// Give up connecting to a host after this long.
-    #[arg(long, value_name = "DURATION", default_value = "10s")]
-    pub connect_timeout: String,
-    /// Commands in flight at once on one host (sshd allows 10 sessions by default).
-    #[arg(long, value_name = "N", default_value_t = 4)]
-    pub max_per_host: usize,
+    /// Give up connecting to a host after this long [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+    /// Commands in flight at once on one host (sshd allows 10 sessions by default)
+    /// [default: 4].
+    #[arg(long, value_name = "N")]
+    pub max_per_host: Option<usize>,
+}
+
+impl SshArgs {
+    pub fn connect_timeout(&self) -> &str {
+        self.connect_timeout.as_deref().unwrap_or("10s")
+    }
+
+    pub fn max_per_host(&self) -> usize {
+        self.max_per_host.unwrap_or(4)
+    }
+
+    /// Fills what the command line left out from the project file.
+    pub fn fill(&mut self, project: &crate::project::Project) {
+        let s = &project.settings;
+        if self.ssh_config.is_none() {
+            self.ssh_config = s.ssh_config.as_deref().map(|p| project.path(p));
+        }
+        if self.connect_timeout.is_none() {
+            self.connect_timeout = s.connect_timeout.clone();
+        }
+        if self.max_per_host.is_none() {
+            self.max_per_host = s.max_per_host;
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]

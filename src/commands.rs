@@ -3,17 +3,31 @@
 use crate::cli::{Cli, Command, Format, ScriptArgs};
 use crate::drive::{self, Start};
 use crate::journal_cmds::{self, ResumeArgs};
-use crate::{adhoc, exit};
+use crate::{adhoc, exit, project};
 use fleetbook_engine::journal::Journal;
 use fleetbook_engine::{compile, plan, render, Error, Result};
 
 pub fn run(cli: Cli) -> Result<i32> {
-    match cli.command {
+    let mut command = cli.command;
+    let here =
+        std::env::current_dir().map_err(|e| Error::input(format!("the current directory: {e}")))?;
+    let project = project::Project::find(&here)?;
+    project::fill(&mut command, project.as_ref());
+    match command {
         Command::Check {
             runbook,
             inventory,
             script,
         } => check(&runbook, inventory.as_deref(), &script),
+        Command::Config { state, format } => {
+            let text = project::show(
+                project.as_ref(),
+                state.dir.as_deref(),
+                format == crate::cli::ReportFormat::Json,
+            )?;
+            exit::print(&text)?;
+            Ok(exit::OK)
+        }
         Command::Plan {
             runbook,
             inventory,
@@ -22,10 +36,11 @@ pub fn run(cli: Cli) -> Result<i32> {
             format,
             output,
         } => {
+            let inventory = project::need_inventory(inventory.as_deref())?;
             if let Some(out) = &output {
-                refuse_to_overwrite(out, &[("runbook", &runbook), ("inventory", &inventory)])?;
+                refuse_to_overwrite(out, &[("runbook", &runbook), ("inventory", inventory)])?;
             }
-            let planned = plan_of(&runbook, &inventory, &script, limit.as_deref())?;
+            let planned = plan_of(&runbook, inventory, &script, limit.as_deref())?;
             let p = &planned.plan;
             for w in &p.warnings {
                 eprintln!("warning: {w}");
@@ -61,8 +76,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             limit,
             run,
         } => {
-            let planned = plan_of(&runbook, &inventory, &script, limit.as_deref())?;
-            let journal = Journal::open(&run.state.resolve(Some(&inventory)))?;
+            let inventory = project::need_inventory(inventory.as_deref())?;
+            let planned = plan_of(&runbook, inventory, &script, limit.as_deref())?;
+            let journal = Journal::open(&run.state.resolve())?;
             drive::drive(
                 planned,
                 journal,
@@ -146,9 +162,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             ssh,
             command,
         } => adhoc::adhoc(
-            &inventory,
+            project::need_inventory(inventory.as_deref())?,
             &pattern,
-            forks,
+            forks.unwrap_or(10),
             group_identical,
             timeout.as_deref(),
             &ssh,

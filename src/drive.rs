@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub fn transport(args: &SshArgs) -> Result<Arc<Router>> {
-    let connect_timeout = parse_duration(&args.connect_timeout)
+    let connect_timeout = parse_duration(args.connect_timeout())
         .map_err(|e| Error::input(format!("--connect-timeout: {e}")))?;
     if args.accept_new_host_keys {
         eprintln!("warning: --accept-new-host-keys: unknown host keys are trusted and remembered; a man in the middle would go unnoticed");
@@ -27,7 +27,7 @@ pub fn transport(args: &SshArgs) -> Result<Arc<Router>> {
         config_file: args.ssh_config.clone(),
         accept_new_host_keys: args.accept_new_host_keys,
         connect_timeout,
-        max_per_host: args.max_per_host,
+        max_per_host: args.max_per_host(),
     })
     .map_err(|e| Error::Internal(format!("cannot start the ssh transport: {e}")))?;
     Ok(Arc::new(Router {
@@ -159,8 +159,11 @@ pub fn resume_hint(
     if ssh.accept_new_host_keys {
         words.push("--accept-new-host-keys".into());
     }
-    words.extend(["--connect-timeout".into(), ssh.connect_timeout.clone()]);
-    words.extend(["--max-per-host".into(), ssh.max_per_host.to_string()]);
+    words.extend([
+        "--connect-timeout".into(),
+        ssh.connect_timeout().to_string(),
+    ]);
+    words.extend(["--max-per-host".into(), ssh.max_per_host().to_string()]);
     if args.events == Some(EventsFormat::Jsonl) {
         words.extend(["--events".into(), "jsonl".into()]);
     }

@@ -23,11 +23,11 @@ macro_rules! out {
 }
 
 fn open(state: &StateArgs) -> Result<Journal> {
-    let dir = state.resolve(None);
+    let dir = state.resolve();
     if !dir.join(fleetbook_engine::journal::FILE).exists() {
         return Err(Error::input_with_help(
-            format!("no journal in {}", dir.display()),
-            "pass --state DIR (the state directory of the run), or run from the directory that holds .fleetbook",
+            format!("no runs recorded in {}", dir.display()),
+            "runs are recorded in --state DIR or $FLEETBOOK_STATE, else in the project's state (fleetbook.toml), else in $XDG_STATE_HOME/fleetbook; `fleetbook config` shows which is in force here",
         ));
     }
     Journal::open(&dir)
@@ -225,6 +225,16 @@ pub fn status(id: Option<&str>, state: &StateArgs, format: ReportFormat) -> Resu
 }
 
 pub fn runs(state: &StateArgs, format: ReportFormat) -> Result<i32> {
+    // A fresh state has no journal yet: that is no runs, not an error.
+    let dir = state.resolve();
+    if !dir.join(fleetbook_engine::journal::FILE).exists() {
+        let text = match format {
+            ReportFormat::Json => "[]\n".to_string(),
+            ReportFormat::Text => format!("no runs recorded in {}\n", dir.display()),
+        };
+        exit::print(&text)?;
+        return Ok(exit::OK);
+    }
     let journal = open(state)?;
     let runs = journal.runs()?;
     let mut o = String::new();
@@ -655,7 +665,7 @@ pub fn apply(
             "the plan computed now differs from the saved one (tasks or commands)".into(),
         ));
     }
-    let state = args.state.resolve(Some(Path::new(&saved.inventory)));
+    let state = args.state.resolve();
     let journal = Journal::open(&state)?;
     drive::drive(
         planned,

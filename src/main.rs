@@ -26,6 +26,7 @@ mod drive;
 mod exit;
 mod journal_cmds;
 mod progress;
+mod project;
 
 fn main() {
     exit::install_report_handler();

@@ -46,7 +46,8 @@ fn spawn(fleet: &Fleet, rb: &Path, inv: &Path, state: &Path, extra: &[&str]) -> 
 }
 
 fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Generous: a loaded 2-core CI machine can take long to start a run.
+    let deadline = Instant::now() + Duration::from_secs(120);
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));

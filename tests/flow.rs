@@ -420,3 +420,70 @@ fn rb_become_wraps_root_operations_and_the_plan_warns_without_it() {
         out.stderr
     );
 }
+
+/// `rb.max_failures_total` is one budget for the whole run, unreachable hosts counted,
+/// whatever the roles: two failures in two roles go on, a third halts.
+#[test]
+fn max_failures_total_is_one_budget_for_the_run() {
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.limit_total(1);\nrb.max_failures_total(2);\nrb.step(\"work\", |h| {});\nrb\n",
+        mark("work", "[ ! -e ${h.var(\"dir\")}/broken ]")
+    );
+    let l = local(&[("web", &["w1", "w2", "w3"]), ("db", &["d1", "d2"])], &rb);
+    for h in ["w1", "d1"] {
+        std::fs::write(l.file(h, "broken"), "").unwrap();
+    }
+    let out = l.cmd("run", &["--yes"]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert_eq!(entries(&l).len(), 5);
+    std::fs::write(l.file("w2", "broken"), "").unwrap();
+    std::fs::remove_file(l.dir.path().join("log")).unwrap();
+    let out = l.cmd("run", &["--yes"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("3 hosts failed in all (max_failures_total 2)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(entries(&l), ["work w1", "work w2", "work w3", "work d1"]);
+}
+
+/// The docs say a bare number is seconds: `.timeout(90)` works as `.timeout("90s")`.
+#[test]
+fn durations_take_a_bare_number_of_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let rb = dir.path().join("rb.rhai");
+    std::fs::write(
+        &rb,
+        "let rb = runbook(\"t\");\nrb.deadline(7200);\nrb.step(\"s\", |h| h.run(\"true\")).timeout(90).retry_delay(5).estimate(30).soak(60);\nrb\n",
+    )
+    .unwrap();
+    let inv = dir.path().join("hosts");
+    std::fs::write(&inv, "[web]\nw1\n").unwrap();
+    let out = crate::support::fleetbook(&["plan", "--format", "json"])
+        .arg(rb.display().to_string())
+        .arg("-i")
+        .arg(inv.display().to_string())
+        .code(0);
+    let p: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let s = &p["runbook"]["steps"][0];
+    assert_eq!(
+        (&s["timeout"], &s["retry_delay"], &s["estimate"], &s["soak"]),
+        (&90.into(), &5.into(), &30.into(), &60.into())
+    );
+    assert_eq!(p["runbook"]["deadline"], 7200);
+    std::fs::write(
+        &rb,
+        "let rb = runbook(\"t\");\nrb.step(\"s\", |h| h.run(\"true\")).timeout(-1);\nrb\n",
+    )
+    .unwrap();
+    let out = crate::support::fleetbook(&["check"])
+        .arg(rb.display().to_string())
+        .code(2);
+    assert!(
+        out.stderr.contains("must not be negative"),
+        "{}",
+        out.stderr
+    );
+}

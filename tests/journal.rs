@@ -95,7 +95,8 @@ impl Setup {
 }
 
 pub(crate) fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Generous: a loaded 2-core CI machine can take long to start a run.
+    let deadline = Instant::now() + Duration::from_secs(120);
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));

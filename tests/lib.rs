@@ -13,5 +13,6 @@ mod flow;
 mod inventory;
 mod journal;
 mod plan;
+mod project;
 mod run;
 mod trust;

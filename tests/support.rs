@@ -20,6 +20,11 @@ pub struct Outcome {
     pub stderr: String,
 }
 
+/// The user state directory of this test process (`$XDG_STATE_HOME`).
+pub fn tests_state() -> PathBuf {
+    std::env::temp_dir().join(format!("fleetbook-tests-{}", std::process::id()))
+}
+
 pub fn fleetbook(args: &[&str]) -> Fleetbook {
     Fleetbook {
         args: args.iter().map(|s| s.to_string()).collect(),
@@ -61,6 +66,10 @@ impl Fleetbook {
             // The limits the tests check must be the defaults, whatever the caller's shell set
             // (a test that sets one with `env` still does).
             .env_remove("FLEETBOOK_MAX_HOSTS")
+            // Runs without --state go to the user's state directory: the tests' own, not the
+            // user's (a test may set XDG_STATE_HOME itself).
+            .env("XDG_STATE_HOME", tests_state())
+            .env_remove("FLEETBOOK_STATE")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("fleetbook runs");

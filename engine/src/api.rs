@@ -115,8 +115,19 @@ fn positive(v: INT, what: &str) -> RhaiResult<u32> {
     Ok(v.min(u32::MAX as INT) as u32)
 }
 
-fn duration(text: &str, what: &str) -> RhaiResult<std::time::Duration> {
-    parse_duration(text).map_err(|e| runtime_error(format!("{what}: {e}")))
+/// A duration argument: `"90s"`, `"1h30m"`, or a bare number of seconds (`90`).
+fn duration(value: Dynamic, what: &str) -> RhaiResult<std::time::Duration> {
+    if let Some(n) = value.clone().try_cast::<INT>() {
+        return u64::try_from(n)
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| runtime_error(format!("{what} must not be negative, found {n}")));
+    }
+    match value.into_string() {
+        Ok(text) => parse_duration(&text).map_err(|e| runtime_error(format!("{what}: {e}"))),
+        Err(t) => Err(runtime_error(format!(
+            "{what} must be a duration like \"90s\" or \"15m\", or a number of seconds, found {t}"
+        ))),
+    }
 }
 
 /// Converts a `--param` string to the type of the script's default.
@@ -236,7 +247,8 @@ pub fn register(engine: &mut Engine, state: &ApiState) {
                         prev.pos.line
                     )));
                 }
-                let value = match p.given.get(name) {
+                let soft = format!("{name}{}", crate::script::SOFT);
+                let value = match p.given.get(name).or_else(|| p.given.get(&soft)) {
                     Some(g) => convert_param(name, g, &default)?,
                     None => default.clone(),
                 };
@@ -398,6 +410,18 @@ pub fn register(engine: &mut Engine, state: &ApiState) {
             Ok(rb.clone())
         },
     );
+    let s = state.clone();
+    engine.register_fn(
+        "max_failures_total",
+        move |ctx: NativeCallContext,
+              rb: &mut RunbookHandle,
+              n: Dynamic|
+              -> RhaiResult<RunbookHandle> {
+            let amount = amount(&n, "max_failures_total")?;
+            lock(&rb.0).max_failures_total = Some((amount, s.pos(&ctx)));
+            Ok(rb.clone())
+        },
+    );
     engine.register_fn(
         "secret_vars",
         |rb: &mut RunbookHandle, names: Array| -> RhaiResult<RunbookHandle> {
@@ -426,7 +450,7 @@ pub fn register(engine: &mut Engine, state: &ApiState) {
     let s = state.clone();
     engine.register_fn(
         "deadline",
-        move |ctx: NativeCallContext, rb: &mut RunbookHandle, d: &str| -> RhaiResult<RunbookHandle> {
+        move |ctx: NativeCallContext, rb: &mut RunbookHandle, d: Dynamic| -> RhaiResult<RunbookHandle> {
             let d = duration(d, "deadline")?;
             if d.is_zero() {
                 return Err(runtime_error(
@@ -545,7 +569,7 @@ pub fn register(engine: &mut Engine, state: &ApiState) {
     );
     engine.register_fn(
         "timeout",
-        |st: &mut StepHandle, d: &str| -> RhaiResult<StepHandle> {
+        |st: &mut StepHandle, d: Dynamic| -> RhaiResult<StepHandle> {
             let d = duration(d, ".timeout")?;
             if d.is_zero() {
                 return Err(runtime_error(
@@ -574,7 +598,7 @@ pub fn register(engine: &mut Engine, state: &ApiState) {
     );
     engine.register_fn(
         "retry_delay",
-        |st: &mut StepHandle, d: &str| -> RhaiResult<StepHandle> {
+        |st: &mut StepHandle, d: Dynamic| -> RhaiResult<StepHandle> {
             let d = duration(d, ".retry_delay")?;
             st.with(|s| {
                 s.retry_delay = d;
@@ -584,7 +608,7 @@ pub fn register(engine: &mut Engine, state: &ApiState) {
     );
     engine.register_fn(
         "estimate",
-        |st: &mut StepHandle, d: &str| -> RhaiResult<StepHandle> {
+        |st: &mut StepHandle, d: Dynamic| -> RhaiResult<StepHandle> {
             let d = duration(d, ".estimate")?;
             st.with(|s| {
                 s.estimate = Some(d);
@@ -609,7 +633,7 @@ pub fn register(engine: &mut Engine, state: &ApiState) {
     });
     engine.register_fn(
         "soak",
-        |st: &mut StepHandle, d: &str| -> RhaiResult<StepHandle> {
+        |st: &mut StepHandle, d: Dynamic| -> RhaiResult<StepHandle> {
             let d = duration(d, ".soak")?;
             st.host_only("soak", |s| {
                 s.soak = Some(d);

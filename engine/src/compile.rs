@@ -88,6 +88,8 @@ pub struct Rules {
     pub soak: Vec<Option<u64>>,
     /// `rb.deadline(...)`: no host starts after this long from an attempt's start.
     pub deadline: Option<std::time::Duration>,
+    /// `rb.max_failures_total(...)`, resolved against the planned hosts.
+    pub max_failures_total: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -411,6 +413,10 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
             .map(|s| s.soak.map(|d| d.as_secs()))
             .collect(),
         deadline: rb.deadline.as_ref().map(|(d, _)| *d),
+        max_failures_total: rb
+            .max_failures_total
+            .as_ref()
+            .map(|(a, _)| a.of(hosts.len())),
     };
     for l in &rb.limit_by {
         if !hosts.iter().any(|h| h.vars.contains_key(&l.var)) {

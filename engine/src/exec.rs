@@ -612,7 +612,8 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
     let mut ready: Vec<usize> = (0..n)
         .filter(|&t| waiting[t] == 0 && !p.finished[t])
         .collect();
-    let mut role_failures = vec![0usize; graph.roles.len()];
+    // One counter per role, then one for the whole run.
+    let mut role_failures = vec![0usize; graph.roles.len() + 1];
     let mut halted: Option<String> = None;
     let mut running = 0usize;
     let mut killed = false;
@@ -914,7 +915,20 @@ fn count_failure(graph: &Graph, role_failures: &mut [usize], h: usize) -> Option
     for &role in roles {
         role_failures[role] += 1;
     }
-    if roles.is_empty() {
+    if let Some(all) = role_failures.last_mut() {
+        *all += 1;
+    }
+    // The whole run's budget (its own counter, after the roles'), with unreachable hosts.
+    let total = graph.rules.max_failures_total;
+    if let Some(max) = total {
+        let failed = role_failures.last().copied().unwrap_or(0);
+        if failed > max {
+            return Some(format!(
+                "{failed} hosts failed in all (max_failures_total {max})"
+            ));
+        }
+    }
+    if roles.is_empty() && total.is_none() {
         return Some(format!(
             "host {} failed (it is in no role, so no failure is tolerated)",
             graph.hosts[h].name
@@ -925,7 +939,10 @@ fn count_failure(graph: &Graph, role_failures: &mut [usize], h: usize) -> Option
         .copied()
         .filter(|&r| graph.roles[r].max_failures.is_some())
         .collect();
-    let checked: Vec<(usize, usize)> = if declared.is_empty() {
+    // With a run-wide budget, a role without its own is not limited by role.
+    let checked: Vec<(usize, usize)> = if declared.is_empty() && total.is_some() {
+        Vec::new()
+    } else if declared.is_empty() {
         roles.first().map(|&r| (r, 0)).into_iter().collect()
     } else {
         declared

@@ -222,6 +222,8 @@ pub struct Runbook {
     pub batches: bool,
     pub canaries: Vec<Canary>,
     pub max_failures: Vec<RoleAmount>,
+    /// `rb.max_failures_total(n)`: failed hosts tolerated in the whole run.
+    pub max_failures_total: Option<(Amount, Pos)>,
     pub rollback_on_failure: bool,
     /// Whose completed steps a failure rolls back (with `rollback_on_failure`).
     pub rollback_scope: RollbackScope,

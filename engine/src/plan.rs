@@ -88,6 +88,9 @@ pub struct ParamInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct LimitsInfo {
     pub total: Option<usize>,
+    /// `rb.max_failures_total`: failed hosts tolerated in the whole run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_failures_total: Option<usize>,
     pub limit_by: Vec<LimitByInfo>,
     pub batches: bool,
 }
@@ -412,6 +415,7 @@ fn assemble(
             .collect(),
         limits: LimitsInfo {
             total: graph.rules.total,
+            max_failures_total: graph.rules.max_failures_total,
             limit_by: graph
                 .rules
                 .by

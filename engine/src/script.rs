@@ -340,6 +340,10 @@ fn build_engine(
     engine
 }
 
+/// Marks a parameter value given as a soft default (`version?`): it applies when the
+/// runbook declares the parameter, and is ignored otherwise.
+pub const SOFT: &str = "?";
+
 /// Compiles and evaluates a runbook script.
 pub fn compile(input: ScriptInput) -> Result<Script> {
     let sources: Sources = Arc::default();
@@ -419,10 +423,11 @@ pub fn compile(input: ScriptInput) -> Result<Script> {
             .unwrap_or_else(|e| e.into_inner())
             .declared,
     );
+    // `NAME?` keys are soft defaults (a project file's): ignored where not declared.
     let unknown: Vec<&String> = input
         .params
         .keys()
-        .filter(|k| !params.iter().any(|p| &p.name == *k))
+        .filter(|k| !k.ends_with(SOFT) && !params.iter().any(|p| &p.name == *k))
         .collect();
     if !unknown.is_empty() {
         let declared: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();

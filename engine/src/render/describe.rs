@@ -36,6 +36,9 @@ pub fn policy(plan: &Plan) -> Vec<String> {
             RollbackScope::Run => "a failed host rolls back every host of the run (undo)".into(),
         });
     }
+    if let Some(m) = plan.limits.max_failures_total {
+        policy.push(format!("at most {m} failed hosts in all"));
+    }
     if let Some(d) = plan.runbook.deadline {
         policy.push(format!("no host starts after {}", dur(d)));
     }

@@ -1,0 +1,398 @@
+//! The project file and where state lives: `fleetbook.toml`, found by walking up from the
+//! current directory, sets a project's defaults; options on the command line win over it.
+//!
+//! One rule for the state directory, for every command: `--state DIR` (or
+//! `$FLEETBOOK_STATE`), else the project's (`state` in fleetbook.toml, default
+//! `.fleetbook` beside the file), else the user's (`$XDG_STATE_HOME/fleetbook`, default
+//! `~/.local/state/fleetbook`). So `status`, `runs`, `abort` and `approve` find a run from
+//! any terminal of the same user, or anywhere inside the project.
+
+use fleetbook_engine::{Error, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const FILE: &str = "fleetbook.toml";
+
+/// What `fleetbook.toml` may set. Paths are relative to the file's directory.
+#[derive(Debug, Default, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub inventory: Option<PathBuf>,
+    pub state: Option<PathBuf>,
+    pub ssh_config: Option<PathBuf>,
+    /// `exec --forks`.
+    pub forks: Option<usize>,
+    /// The default `--limit` pattern of plan and run.
+    pub limit: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub max_per_host: Option<usize>,
+    #[serde(default)]
+    pub lib: Vec<PathBuf>,
+    /// Parameter defaults for the project's runbooks (a runbook that does not declare one
+    /// ignores it; `--param` wins).
+    #[serde(default)]
+    pub params: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub file: PathBuf,
+    pub settings: Settings,
+}
+
+impl Project {
+    /// The project whose `fleetbook.toml` is in `start` or the nearest directory above it.
+    pub fn find(start: &Path) -> Result<Option<Project>> {
+        let start = std::fs::canonicalize(start).unwrap_or_else(|_| start.to_path_buf());
+        for dir in start.ancestors() {
+            let file = dir.join(FILE);
+            if file.is_file() {
+                return Project::load(&file).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn load(file: &Path) -> Result<Project> {
+        let text = fleetbook_engine::error::read_file(file)?;
+        let settings: Settings = toml::from_str(&text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start].matches('\n').count() + 1;
+                    let col = s.start - text[..s.start].rfind('\n').map_or(0, |i| i + 1) + 1;
+                    format!(":{line}:{col}")
+                })
+                .unwrap_or_default();
+            Error::input(format!("{}{at}: {}", file.display(), e.message()))
+        })?;
+        Ok(Project {
+            file: file.to_path_buf(),
+            settings,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.file.parent().unwrap_or(Path::new("."))
+    }
+
+    /// A path from the file, as the file means it: relative to the file's directory.
+    pub fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir().join(p)
+        }
+    }
+
+    /// The project's state directory.
+    pub fn state(&self) -> PathBuf {
+        self.path(
+            self.settings
+                .state
+                .as_deref()
+                .unwrap_or(Path::new(".fleetbook")),
+        )
+    }
+
+    /// The parameter defaults as strings, as `--param` would give them.
+    pub fn params(&self) -> BTreeMap<String, String> {
+        self.settings
+            .params
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect()
+    }
+}
+
+/// The user's state directory: `$XDG_STATE_HOME/fleetbook`, or `~/.local/state/fleetbook`.
+pub fn user_state() -> PathBuf {
+    let xdg = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute());
+    match xdg {
+        Some(d) => d.join("fleetbook"),
+        None => {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            home.join(".local/state/fleetbook")
+        }
+    }
+}
+
+/// Where a value in force came from, for `fleetbook config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    CommandLine,
+    Environment,
+    ProjectFile,
+    Default,
+}
+
+impl Source {
+    pub fn describe(self, project: Option<&Project>) -> String {
+        match (self, project) {
+            (Source::CommandLine, _) => "command line".into(),
+            (Source::Environment, _) => "environment".into(),
+            (Source::ProjectFile, Some(p)) => p.file.display().to_string(),
+            (Source::ProjectFile, None) | (Source::Default, _) => "default".into(),
+        }
+    }
+}
+
+/// The state directory in force and where it came from.
+pub fn state_dir(flag: Option<&Path>, project: Option<&Project>) -> (PathBuf, Source) {
+    if let Some(d) = flag {
+        let from_env = std::env::var_os("FLEETBOOK_STATE").is_some_and(|e| Path::new(&e) == d);
+        let source = if from_env {
+            Source::Environment
+        } else {
+            Source::CommandLine
+        };
+        return (d.to_path_buf(), source);
+    }
+    match project {
+        Some(p) => (
+            p.state(),
+            if p.settings.state.is_some() {
+                Source::ProjectFile
+            } else {
+                Source::Default
+            },
+        ),
+        None => (user_state(), Source::Default),
+    }
+}
+
+/// Fills what the command line left out from the project file, for every command.
+pub fn fill(command: &mut crate::cli::Command, project: Option<&Project>) {
+    use crate::cli::Command as C;
+    let Some(p) = project else { return };
+    let s = &p.settings;
+    let inventory = |i: &mut Option<PathBuf>| {
+        if i.is_none() {
+            *i = s.inventory.as_deref().map(|f| p.path(f));
+        }
+    };
+    let script = |a: &mut crate::cli::ScriptArgs| {
+        // Soft defaults: a runbook that does not declare one ignores it.
+        for (k, v) in p.params() {
+            if !a.params.iter().any(|(given, _)| *given == k) {
+                a.params
+                    .push((format!("{k}{}", fleetbook_engine::script::SOFT), v));
+            }
+        }
+        a.lib_dirs.extend(s.lib.iter().map(|l| p.path(l)));
+    };
+    let limit = |l: &mut Option<String>| {
+        if l.is_none() {
+            l.clone_from(&s.limit);
+        }
+    };
+    let run = |r: &mut crate::cli::RunArgs| {
+        r.state.fill(p);
+        r.ssh.fill(p);
+    };
+    match command {
+        C::Check {
+            inventory: i,
+            script: a,
+            ..
+        } => {
+            inventory(i);
+            script(a);
+        }
+        C::Plan {
+            inventory: i,
+            script: a,
+            limit: l,
+            ..
+        } => {
+            inventory(i);
+            script(a);
+            limit(l);
+        }
+        C::Run {
+            inventory: i,
+            script: a,
+            limit: l,
+            run: r,
+            ..
+        } => {
+            inventory(i);
+            script(a);
+            limit(l);
+            run(r);
+        }
+        C::Apply {
+            run: r, lib_dirs, ..
+        }
+        | C::Resume {
+            run: r, lib_dirs, ..
+        }
+        | C::Rollback {
+            run: r, lib_dirs, ..
+        } => {
+            run(r);
+            lib_dirs.extend(s.lib.iter().map(|l| p.path(l)));
+        }
+        C::Status { state, .. }
+        | C::Runs { state, .. }
+        | C::Abort { state, .. }
+        | C::Approve { state, .. }
+        | C::Unlock { state, .. } => state.fill(p),
+        // `config` shows where the state comes from: it takes the flag as given.
+        C::Config { .. } => {}
+        C::Exec {
+            inventory: i,
+            forks,
+            ssh,
+            ..
+        } => {
+            inventory(i);
+            if forks.is_none() {
+                *forks = s.forks;
+            }
+            ssh.fill(p);
+        }
+        C::Completions { .. } | C::Man => {}
+    }
+}
+
+/// The inventory a command needs: given, or from the project file.
+pub fn need_inventory(i: Option<&Path>) -> Result<&Path> {
+    i.ok_or_else(|| {
+        Error::input_with_help(
+            "no inventory given",
+            "pass -i INVENTORY, or set `inventory = \"...\"` in a fleetbook.toml in this directory or one above it",
+        )
+    })
+}
+
+/// `fleetbook config`: each setting in force here, with where it comes from.
+pub fn show(project: Option<&Project>, state_flag: Option<&Path>, json: bool) -> Result<String> {
+    let s = project.map(|p| p.settings.clone()).unwrap_or_default();
+    let from = |set: bool| {
+        if set {
+            Source::ProjectFile
+        } else {
+            Source::Default
+        }
+    };
+    let path = |v: &Option<PathBuf>| {
+        v.as_deref().map(|f| {
+            project
+                .map_or(f.to_path_buf(), |p| p.path(f))
+                .display()
+                .to_string()
+        })
+    };
+    let (state, state_from) = state_dir(state_flag, project);
+    let mut rows: Vec<(&str, Option<String>, Source)> = vec![
+        ("inventory", path(&s.inventory), from(s.inventory.is_some())),
+        ("state", Some(state.display().to_string()), state_from),
+        (
+            "ssh_config",
+            path(&s.ssh_config),
+            from(s.ssh_config.is_some()),
+        ),
+        (
+            "forks",
+            Some(s.forks.unwrap_or(10).to_string()),
+            from(s.forks.is_some()),
+        ),
+        ("limit", s.limit.clone(), from(s.limit.is_some())),
+        (
+            "connect_timeout",
+            Some(s.connect_timeout.clone().unwrap_or_else(|| "10s".into())),
+            from(s.connect_timeout.is_some()),
+        ),
+        (
+            "max_per_host",
+            Some(s.max_per_host.unwrap_or(4).to_string()),
+            from(s.max_per_host.is_some()),
+        ),
+    ];
+    let libs: Vec<String> = s
+        .lib
+        .iter()
+        .map(|l| path(&Some(l.clone())).unwrap_or_default())
+        .collect();
+    if !libs.is_empty() {
+        rows.push(("lib", Some(libs.join(", ")), Source::ProjectFile));
+    }
+    let params = project.map(Project::params).unwrap_or_default();
+    if json {
+        let v = serde_json::json!({
+            "project_file": project.map(|p| p.file.display().to_string()),
+            "settings": rows.iter().map(|(k, v, src)| serde_json::json!({
+                "name": k, "value": v, "source": src,
+            })).collect::<Vec<_>>(),
+            "params": params,
+        });
+        return serde_json::to_string_pretty(&v)
+            .map(|t| t + "\n")
+            .map_err(|e| Error::Internal(e.to_string()));
+    }
+    let mut o = match project {
+        Some(p) => format!("project file  {}\n", p.file.display()),
+        None => format!("project file  none ({FILE} in this directory or above)\n"),
+    };
+    for (k, v, src) in &rows {
+        o.push_str(&format!(
+            "{k:15} {:40} ({})\n",
+            v.as_deref().unwrap_or("-"),
+            src.describe(project)
+        ));
+    }
+    for (k, v) in params {
+        o.push_str(&format!(
+            "param {k:9} {v:40} ({}, for runbooks that declare it)\n",
+            Source::ProjectFile.describe(project)
+        ));
+    }
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_key_names_the_file_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join(FILE);
+        std::fs::write(&f, "inventory = \"hosts\"\ninventroy = \"x\"\n").unwrap();
+        let e = Project::load(&f).unwrap_err().to_string();
+        assert!(e.contains("fleetbook.toml:2:1"), "{e}");
+        assert!(e.contains("inventroy"), "{e}");
+    }
+
+    #[test]
+    fn the_file_is_found_from_a_directory_below_and_paths_are_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE),
+            "inventory = \"inv/hosts\"\n[params]\nversion = \"2.0\"\nretries = 3\n",
+        )
+        .unwrap();
+        let below = dir.path().join("a/b");
+        std::fs::create_dir_all(&below).unwrap();
+        let p = Project::find(&below).unwrap().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(
+            p.path(p.settings.inventory.as_deref().unwrap()),
+            root.join("inv/hosts")
+        );
+        assert_eq!(p.state(), root.join(".fleetbook"));
+        assert_eq!(p.params()["retries"], "3");
+    }
+}

@@ -9,6 +9,7 @@ mod docs;
 mod errors;
 mod faults;
 mod fleet;
+mod hostops;
 mod inventory;
 mod journal;
 mod plan;

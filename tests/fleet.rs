@@ -1012,6 +1012,58 @@ fn sudo_without_a_password_or_a_clear_hint() {
 /// Every documented command on the demo fleet (README.md, docs/*.md), as typed, in the docs
 /// sandbox (tests/docs.rs): `fleet.sh up demo-fleet` brings the fleet up, the commands after
 /// it run on it, and each document's fleet goes down at its end, whatever happened.
+// Issue 19: `h.reboot` on a container host (systemd as PID 1, `--restart unless-stopped`):
+// the host goes down, comes back at the same address, and the step goes on after it on a
+// fresh connection.
+#[test]
+fn reboot_brings_a_container_host_back_and_the_step_goes_on() {
+    let Some((_one, f)) = fleet() else { return };
+    let rb = f.write(
+        "reboot.rhai",
+        r#"let rb = runbook("reboot");
+rb.step("reboot", |h| {
+    h.run("sed 's/^.*) //' /proc/1/stat | cut -d' ' -f20 > /root/pid1-before");
+    h.reboot("3m");
+    h.run("sed 's/^.*) //' /proc/1/stat | cut -d' ' -f20 > /root/pid1-after");
+}).roles(["controller"]);
+rb
+"#,
+    );
+    let (code, stderr) = run(&mut f.fleetbook(&[
+        &"run",
+        &rb,
+        &"-i",
+        &f.path("hosts.ini"),
+        &"--limit",
+        &"ctl1",
+        &"--yes",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let restarts = Command::new("docker")
+        .args(["inspect", "-f", "{{.RestartCount}}", &f.container("ctl1")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&restarts.stdout).trim(),
+        "1",
+        "ctl1 rebooted once"
+    );
+    let (before, after) = (
+        f.sh("ctl1", "cat /root/pid1-before"),
+        f.sh("ctl1", "cat /root/pid1-after"),
+    );
+    assert!(!before.is_empty() && !after.is_empty(), "{stderr}");
+    assert_ne!(
+        before, after,
+        "the command after the reboot ran in the new boot"
+    );
+    assert_eq!(
+        f.sh("ctl2", "test -e /root/pid1-before && echo yes"),
+        "",
+        "only ctl1"
+    );
+}
+
 #[test]
 fn documented_fleet_commands_run() {
     let Some(_one) = fleet_turn() else { return };

@@ -10,6 +10,7 @@ mod errors;
 mod faults;
 mod fleet;
 mod flow;
+mod hostops;
 mod inventory;
 mod journal;
 mod plan;

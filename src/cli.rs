@@ -16,6 +16,14 @@ tasks, shows it as a plan, and runs it over SSH under per-role limits.",
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// More log on standard error: -v every task transition, -vv debug (limit waits,
+    /// connections, commands), -vvv trace. $FLEETBOOK_LOG (a tracing filter such as
+    /// `fleetbook_engine=debug`) overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Also append the log to this file as JSON Lines (run, host and task on every line).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub log_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

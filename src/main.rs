@@ -25,13 +25,16 @@ mod commands;
 mod drive;
 mod exit;
 mod journal_cmds;
+mod logging;
 mod progress;
 mod project;
 
 fn main() {
     exit::install_report_handler();
     let args: cli::Cli = exit::parse_args();
-    let code = match commands::run(args) {
+    let code = match logging::init(args.verbose, args.log_file.as_deref())
+        .and_then(|()| commands::run(args))
+    {
         Ok(code) => code,
         Err(err) => exit::report(err),
     };

@@ -956,7 +956,10 @@ fn starlingx_patch_waits_for_alarms_then_patches_in_order() {
     let log = event_log(&f, "ctl1", "/opt/platform/events.log");
     let rr = &HOSTS[3..12];
     for h in rr {
-        let (begin, end) = span(h, "FB_PATCH_0002");
+        let (begin, end) = (
+            at(&log, &format!("{h} install-begin FB_PATCH_0002")),
+            at(&log, &format!("{h} install-end FB_PATCH_0002")),
+        );
         let lock = at(&log, &format!("ctl1 host-lock {h}"));
         let unlock = at(&log, &format!("ctl1 host-unlock {h}"));
         let back = at(&log, &format!("{h} reboot-end"));

@@ -1095,7 +1095,13 @@ fn maintenance_mode_keeps_each_cluster_in_service() {
     );
     assert_eq!(overlap(&spans(&["cmp1", "cmp2", "cmp3"])), 1, "php");
     assert!(
-        window("cmp5").0 < window("cmp6").0,
+        at(
+            &log,
+            "webapp/tomcat/cmp5 operationalState=maintenance-restart"
+        ) < at(
+            &log,
+            "webapp/tomcat/cmp6 operationalState=maintenance-restart"
+        ),
         "cmp6 waited for cmp5's slot"
     );
 

@@ -487,3 +487,43 @@ fn durations_take_a_bare_number_of_seconds() {
         out.stderr
     );
 }
+
+/// `file::put` of a secret is shown without its digest: a short secret could be found
+/// again from its SHA-256. Other files keep theirs.
+#[test]
+fn a_put_of_a_secret_shows_no_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let rb = dir.path().join("rb.rhai");
+    std::fs::write(
+        &rb,
+        "let rb = runbook(\"t\");\nlet pw = secret_param(\"pw\", \"\");\n\
+         rb.step(\"s\", |h| { file::put(h, \"/tmp/pw\", `password=${pw}`, \"0600\"); file::put(h, \"/tmp/motd\", \"hello\"); });\nrb\n",
+    )
+    .unwrap();
+    let inv = dir.path().join("hosts");
+    std::fs::write(&inv, "[web]\nw1\n").unwrap();
+    let out = crate::support::fleetbook(&["plan", "--format", "json", "-p", "pw=hunter2-long"])
+        .arg(rb.display().to_string())
+        .arg("-i")
+        .arg(inv.display().to_string())
+        .code(0);
+    let p: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let task = p["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["kind"] == "host")
+        .unwrap();
+    let c: Vec<&str> = task["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(
+        c[0].contains("holds a secret") && !c[0].contains("sha256"),
+        "{c:?}"
+    );
+    assert!(c[1].contains("sha256:"), "{c:?}");
+    assert!(!out.stdout.contains("hunter2"));
+}

@@ -219,6 +219,35 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
+    /// Show what fleetbook reads from an inventory, in ansible-inventory's forms.
+    #[command(
+        group = clap::ArgGroup::new("what").required(true).multiple(false),
+        after_help = "Examples:\n  fleetbook inventory -i examples/inventories/jiocloud.ini --graph\n  fleetbook inventory -i hosts.yml --list --limit compute\n  fleetbook inventory -i hosts --host web1 --vault-password-file ~/.vault_pass\n  ansible-inventory -i aws_ec2.yml --list | fleetbook inventory -i - --list\n\nThe output compares with `ansible-inventory --list`, `--graph` and `--host`."
+    )]
+    Inventory {
+        /// Inventory: Ansible INI or YAML (format by content), ansible-inventory JSON
+        /// (`-` reads it from standard input), or TOML (.toml).
+        #[arg(short, long, value_name = "INVENTORY")]
+        inventory: PathBuf,
+        /// Only these hosts, as an Ansible pattern.
+        #[arg(short, long, value_name = "PATTERN")]
+        limit: Option<String>,
+        /// Every group and host with its merged, typed variables, as JSON.
+        #[arg(long, group = "what")]
+        list: bool,
+        /// The group tree from GROUP (default all).
+        #[arg(long, group = "what", value_name = "GROUP", num_args = 0..=1, default_missing_value = "all")]
+        graph: Option<String>,
+        /// One host's variables, as JSON.
+        #[arg(long, group = "what", value_name = "HOST")]
+        host: Option<String>,
+        #[command(flatten)]
+        vault: VaultArgs,
+        /// Also read group_vars/ and host_vars/ of this directory (as Ansible reads the
+        /// playbook's).
+        #[arg(long, value_name = "DIR")]
+        playbook_dir: Option<PathBuf>,
+    },
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  fleetbook completions bash > /etc/bash_completion.d/fleetbook\n  fleetbook completions zsh > \"${fpath[1]}/_fleetbook\"\n  fleetbook completions fish > ~/.config/fish/completions/fleetbook.fish"
@@ -379,4 +408,15 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
         return Err(format!("invalid parameter name {k:?}"));
     }
     Ok((k.to_string(), v.to_string()))
+}
+
+/// Ansible Vault passwords (also read from ANSIBLE_VAULT_PASSWORD_FILE).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct VaultArgs {
+    /// A file whose first line is the vault password.
+    #[arg(long, value_name = "FILE")]
+    pub vault_password_file: Vec<PathBuf>,
+    /// A vault id and its password file, as ID@FILE (or FILE).
+    #[arg(long, value_name = "ID@FILE")]
+    pub vault_id: Vec<String>,
 }

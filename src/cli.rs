@@ -366,6 +366,8 @@ pub struct ScriptArgs {
     /// Another directory that `import` may load modules from (repeatable).
     #[arg(long = "lib", value_name = "DIR")]
     pub lib_dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub vault: VaultArgs,
 }
 
 impl ScriptArgs {

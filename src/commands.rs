@@ -203,6 +203,7 @@ fn plan_of(
         params: &params,
         limit,
         lib_dirs: &script.lib_dirs,
+        vault: Some(&crate::inventory_cmd::vault_keys(&script.vault)?),
     })
 }
 

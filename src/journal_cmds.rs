@@ -415,6 +415,7 @@ fn plan_again(
         params: &params,
         limit: run.limit_pattern.as_deref(),
         lib_dirs,
+        vault: None,
     })?;
     let new_approvals = session::changes(run, &planned, &args.approve, &mut changed)?;
     Ok((planned, new_approvals, changed))
@@ -636,6 +637,7 @@ pub fn apply(
         params: &params,
         limit: saved.limit_pattern.as_deref(),
         lib_dirs,
+        vault: None,
     })?;
     let p = &planned.plan;
     if p.runbook_digest != saved.runbook_digest {

@@ -48,6 +48,10 @@ pub enum State {
     RolledBack,
     NotRun,
     WaitingApproval,
+    /// Its `undo` is running.
+    RollingBack,
+    /// Its `undo` failed: the step's change is still there.
+    UndoFailed,
 }
 
 /// One task transition, as `--events jsonl` prints it.
@@ -76,6 +80,8 @@ pub enum RunStatus {
     Aborted,
     /// `fleetbook rollback` undid every completed step it was asked to.
     RolledBack,
+    /// `fleetbook rollback` stopped on a host whose undo failed (or was stopped).
+    RollbackFailed,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -434,6 +440,7 @@ impl Runner<'_> {
             .step
             .map(|s| &self.script.runbook.steps[s])?;
         let undo = step.undo.as_ref()?;
+        self.event(t, State::RollingBack, 1, None);
         Some(
             match self.script.call_host(undo, h.with_timeout(step.timeout)) {
                 Ok(_) => {
@@ -443,7 +450,7 @@ impl Runner<'_> {
                 Err(e) => {
                     self.event(
                         t,
-                        State::Failed,
+                        State::UndoFailed,
                         1,
                         Some(format!("undo failed: {}", self.script.describe(&e))),
                     );
@@ -531,7 +538,6 @@ fn undo_tasks(r: &Runner, order: &[usize]) -> RunOutcome {
             recap[h].not_run += 1;
             continue;
         }
-        r.event(t, State::Running, 1, Some("undo".into()));
         match r.undo(t, &r.hosts[h]) {
             Some(true) => {
                 recap[h].ok += 1;
@@ -545,19 +551,36 @@ fn undo_tasks(r: &Runner, order: &[usize]) -> RunOutcome {
         }
     }
     let failed: Vec<String> = broken.into_iter().flatten().collect();
-    let (status, reason) = if stopped() {
-        (RunStatus::Aborted, Some("stopped by the operator".into()))
+    let (status, mut reason) = if stopped() {
+        (
+            RunStatus::RollbackFailed,
+            Some("stopped by the operator: `fleetbook rollback` again goes on".into()),
+        )
     } else if !failed.is_empty() {
         (
-            RunStatus::Halted,
+            RunStatus::RollbackFailed,
             Some(format!(
-                "rollback failed at {}: those hosts' older steps were not undone",
+                "rollback failed at {}: those hosts' older steps were not undone; fix them, then `fleetbook rollback` again retries it first",
                 failed.join(", ")
             )),
         )
     } else {
         (RunStatus::RolledBack, None)
     };
+    // The run's `finally` steps, if it never ran them (it crashed or was killed before).
+    if !r.opts.control.kill.load(Ordering::SeqCst) {
+        for t in (0..graph.tasks.len()).filter(|&t| {
+            graph.tasks[t].kind == TaskKind::Finally
+                && !r.opts.done.get(t).copied().unwrap_or(false)
+        }) {
+            if let Some(why) = run_finally(r, t) {
+                reason = Some(match reason {
+                    Some(x) => format!("{x}; then {why}"),
+                    None => why,
+                });
+            }
+        }
+    }
     RunOutcome {
         status,
         reason: reason.map(|m| r.secrets.redacted(&m)),

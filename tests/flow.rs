@@ -597,3 +597,52 @@ fn a_rollback_after_a_crash_names_unknown_steps_and_runs_the_owed_finally() {
         out.stderr
     );
 }
+
+/// A held role's own hooks are held too (a `before_role` that disables a scheduler must not
+/// run for a role that does not start); after the deadline no hook runs and no approval
+/// waits; a halt ends a soak at once.
+#[test]
+fn held_roles_keep_their_hooks_and_deadlines_and_halts_end_waits() {
+    let hook = |what: &str| {
+        format!("|| host(\"w1\").run(`echo \"{what} hook 0\" >> ${{host(\"w1\").var(\"dir\")}}/../log`)")
+    };
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.order([\"web\", \"db\"]);\nrb.limit(\"db\", 0);\n\
+         rb.before_role(\"db\", \"off\", {});\nrb.after_role(\"db\", \"on\", {});\n\
+         rb.step(\"work\", |h| {});\nrb\n",
+        hook("before-db"),
+        hook("after-db"),
+        mark("work", "")
+    );
+    let l = local(&[("web", &["w1"]), ("db", &["d1"])], &rb);
+    let out = l.cmd("run", &["--yes"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(entries(&l), ["work w1"], "{}", out.stderr);
+
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.order([\"web\", \"db\"]);\nrb.deadline(\"1s\");\n\
+         rb.approval(\"go\", \"web\");\nrb.before_role(\"db\", \"off\", {});\n\
+         rb.step(\"work\", |h| {});\nrb\n",
+        hook("before-db"),
+        mark("work", "sleep 1.5")
+    );
+    let l = local(&[("web", &["w1"]), ("db", &["d1"])], &rb);
+    let child = l.spawn("run", &["--yes"]);
+    let (code, stderr) = finish_within(child, 20, "a run past its deadline at an approval");
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(entries(&l), ["work w1"], "{stderr}");
+    assert!(!stderr.contains("waits for approval"), "{stderr}");
+
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.step(\"work\", |h| {}).soak(\"1h\");\nrb\n",
+        mark(
+            "work",
+            "if [ -e ${h.var(\"dir\")}/broken ]; then sleep 1; exit 1; fi"
+        )
+    );
+    let l = local(&[("web", &["w1", "w2"])], &rb);
+    std::fs::write(l.file("w2", "broken"), "").unwrap();
+    let child = l.spawn("run", &["--yes"]);
+    let (code, stderr) = finish_within(child, 30, "a halted run with a soaking host");
+    assert_eq!(code, 3, "{stderr}");
+}

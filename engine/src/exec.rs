@@ -193,6 +193,19 @@ fn mark_halting(d: &mut Done, e: &rhai::EvalAltResult) {
     }
 }
 
+/// A soak: up to `d`, ended early by a stop, a kill or a halt.
+fn nap_soak(d: Duration, control: &Control, halting: &AtomicBool) {
+    let end = Instant::now() + d;
+    let woken = || {
+        control.kill.load(Ordering::SeqCst)
+            || control.stop.load(Ordering::SeqCst)
+            || halting.load(Ordering::SeqCst)
+    };
+    while Instant::now() < end && !woken() {
+        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(100)));
+    }
+}
+
 /// Sleeps up to `d`, waking early when the run is killed (or, with `or_stop`, stopped).
 fn nap(d: Duration, control: &Control, or_stop: bool) {
     let end = Instant::now() + d;
@@ -204,6 +217,8 @@ fn nap(d: Duration, control: &Control, or_stop: bool) {
 }
 
 struct Runner<'a> {
+    /// Set when the run halts, so that soaking hosts stop waiting.
+    halting: AtomicBool,
     script: &'a Script,
     secrets: &'a Secrets,
     graph: &'a Graph,
@@ -363,7 +378,7 @@ impl Runner<'_> {
                                 fleetbook_stdlib::duration::format_duration(soak)
                             )),
                         );
-                        nap(soak, control, true);
+                        nap_soak(soak, control, &self.halting);
                     }
                     return Done {
                         task: t,
@@ -500,6 +515,7 @@ pub fn execute(planned: &Planned, opts: ExecOptions) -> RunOutcome {
         "run starts"
     );
     let runner = Runner {
+        halting: AtomicBool::new(false),
         script,
         secrets: &planned.secrets,
         graph,
@@ -745,9 +761,11 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
             if graph.held[t] || task.kind == TaskKind::Finally {
                 continue;
             }
-            // A stopping run still releases the hosts it touched (`.always()` steps).
+            // A stopping run still releases the hosts it touched (`.always()` steps); past
+            // the deadline only hosts in flight go on (no hook, gate or approval either).
             let owed = is_always(r, t) && position[t].is_some_and(|(h, _)| p.open[h] && p.ran[h]);
-            if (stopping && !owed) || killing {
+            let in_flight = position[t].is_some_and(|(h, _)| p.open[h]);
+            if (stopping && !owed) || killing || (expired && !in_flight) {
                 continue;
             }
             match position[t] {
@@ -894,6 +912,10 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
             }
         }
         let stopping = halted.is_some() || control.stop.load(Ordering::SeqCst);
+        // A halt ends soaks: no host will start in the slots they keep.
+        if halted.is_some() {
+            r.halting.store(true, Ordering::SeqCst);
+        }
         let mut touched = Vec::new();
         while let Some(c) = complete.pop() {
             p.finished[c] = true;

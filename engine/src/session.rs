@@ -212,8 +212,15 @@ pub fn done_tasks(
         .tasks
         .iter()
         .map(|t| match rows.get(&t.id).map(|r| r.state.as_str()) {
-            // `finally` steps run at the end of every attempt, a resumed one too.
-            _ if t.kind == crate::compile::TaskKind::Finally => false,
+            // `finally` steps run at the end of every attempt, a resumed one too; one a
+            // crash cut short is unknown, as any step is.
+            Some(s)
+                if t.kind == crate::compile::TaskKind::Finally
+                    && !matches!(s, "running" | "retrying") =>
+            {
+                false
+            }
+            None if t.kind == crate::compile::TaskKind::Finally => false,
             Some("ok" | "skipped") => true,
             Some("running" | "retrying") => {
                 let idempotent = t.step.is_some_and(|s| rb.steps[s].idempotent);

@@ -8,6 +8,7 @@ use crate::progress::{recap, Progress};
 use fleetbook_engine::exec::{self, Control, Event, ExecOptions, RunStatus};
 use fleetbook_engine::journal::{self, Journal, RunRecord, TaskRow};
 use fleetbook_engine::plan::{self, Planned};
+use fleetbook_engine::store::RunState;
 use fleetbook_engine::transport::{local::Local, ssh, Router};
 use fleetbook_engine::{session, Error, Result};
 use fleetbook_stdlib::duration::parse_duration;
@@ -255,7 +256,7 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) 
                 pid: std::process::id() as i64,
                 started_at,
                 ended_at: None,
-                state: "running".into(),
+                state: RunState::Running,
                 reason: None,
                 lib_digest: Some(session::lib_digest(&planned)),
                 secret_digests: session::secret_digests(&planned, &id),
@@ -273,13 +274,13 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) 
         }
         Start::Resume { run, done } => {
             journal.lock(&fleet_key(&p.inventory), &run.id)?;
-            journal.set_state(&run.id, "running", None, false)?;
+            journal.set_state(&run.id, RunState::Running, None, false)?;
             (run.id, journal::now(), done, run.pre_approved)
         }
         Start::Rollback { run, order, done } => {
             journal.lock(&fleet_key(&p.inventory), &run.id)?;
             // Not `running`: a rollback that dies leaves a run that must not be resumed.
-            journal.set_state(&run.id, "rolling_back", None, false)?;
+            journal.set_state(&run.id, RunState::RollingBack, None, false)?;
             undo_only = Some(order);
             (run.id, journal::now(), done, run.pre_approved)
         }
@@ -298,11 +299,12 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) 
         (args, undo_only),
         transport,
     );
-    let state = serde_json::to_value(outcome.status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    let saved = journal.set_state(&run_id, &state, outcome.reason.as_deref(), true);
+    let saved = journal.set_state(
+        &run_id,
+        RunState::from(outcome.status),
+        outcome.reason.as_deref(),
+        true,
+    );
     let _ = journal.unlock(&fleet_key(&p.inventory), &run_id);
     saved?;
     eprint!("{}", recap(&outcome));

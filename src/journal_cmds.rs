@@ -5,6 +5,7 @@ use crate::cli::{ReportFormat, RunArgs, StateArgs};
 use crate::drive::{self, Start};
 use crate::exit;
 use fleetbook_engine::journal::{format_time, Journal, RunRecord, TaskRow};
+use fleetbook_engine::store::RunState;
 use fleetbook_engine::{plan, session};
 use fleetbook_engine::{Error, Result};
 use serde::Serialize;
@@ -124,11 +125,13 @@ fn status_of(journal: &Journal, run: RunRecord) -> Result<Status> {
     }
     let upgraded = hosts.iter().filter(|h| h.state == "upgraded").count();
     let started = tasks.iter().any(|t| t.state != "pending");
-    let overall = if run.state == "rolled_back" {
+    let overall = if run.state == RunState::RolledBack {
         "rolled back"
-    } else if hosts.iter().any(|h| h.state == "rolled_back") || run.state == "rollback_failed" {
+    } else if hosts.iter().any(|h| h.state == "rolled_back")
+        || run.state == RunState::RollbackFailed
+    {
         "partially rolled back"
-    } else if run.state == "aborted" {
+    } else if run.state == RunState::Aborted {
         "aborted"
     } else if !started {
         "not started"
@@ -274,7 +277,7 @@ pub fn runs(state: &StateArgs, format: ReportFormat) -> Result<i32> {
 pub fn abort(id: &str, now: bool, state: &StateArgs) -> Result<i32> {
     let journal = open(state)?;
     let run = journal.run(Some(id))?;
-    if run.state != "running" {
+    if run.state != RunState::Running {
         return Err(Error::input(format!(
             "run {id} is not running (it is {})",
             run.state
@@ -429,7 +432,7 @@ fn plan_again(
 /// A recorded run, for `resume` and `rollback`: refused while it runs.
 fn stopped_run(journal: &Journal, id: &str) -> Result<RunRecord> {
     let run = journal.run(Some(id))?;
-    if run.state == "running" {
+    if run.state == RunState::Running {
         return Err(Error::input(format!(
             "run {} is still running (pid {} on {})",
             run.id, run.pid, run.controller

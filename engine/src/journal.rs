@@ -13,6 +13,7 @@
 
 use crate::error::{Error, Result};
 use crate::exec::{Event, State};
+use crate::store::{RunState, RunStore};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -210,9 +211,8 @@ pub struct RunRecord {
     pub pid: i64,
     pub started_at: f64,
     pub ended_at: Option<f64>,
-    /// `running`, `succeeded`, `succeeded_with_failures`, `halted`, `aborted`; a `running` run
-    /// whose process is gone reads `crashed`.
-    pub state: String,
+    /// A `running` run whose process is gone reads `crashed`.
+    pub state: RunState,
     pub reason: Option<String>,
     /// Digest of the modules the runbook imported (`None` in journals before schema 3).
     pub lib_digest: Option<String>,
@@ -527,10 +527,11 @@ impl Journal {
     pub fn set_state(
         &self,
         run: &str,
-        state: &str,
+        state: RunState,
         reason: Option<&str>,
         ended: bool,
     ) -> Result<()> {
+        let state = state.as_str();
         self.with(|c| {
             let tx = c.transaction()?;
             tx.execute(
@@ -553,11 +554,18 @@ impl Journal {
 
     fn run_from_row(r: &rusqlite::Row) -> rusqlite::Result<RunRecord> {
         let params: String = r.get("params")?;
-        let mut state: String = r.get("state")?;
+        let name: String = r.get("state")?;
+        let mut state = RunState::parse(&name).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                0,
+                rusqlite::types::Type::Text,
+                format!("unknown run state {name:?}").into(),
+            )
+        })?;
         let pid: i64 = r.get("pid")?;
         let ctl: String = r.get("controller")?;
-        if state == "running" && ctl == controller() && !pid_alive(pid) {
-            state = "crashed".into();
+        if state == RunState::Running && ctl == controller() && !pid_alive(pid) {
+            state = RunState::Crashed;
         }
         Ok(RunRecord {
             id: r.get("id")?,
@@ -782,6 +790,80 @@ impl Journal {
     }
 }
 
+impl RunStore for Journal {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+    fn create_run(
+        &self,
+        run: &RunRecord,
+        hosts: &[(String, Vec<String>)],
+        tasks: &[TaskRow],
+    ) -> Result<()> {
+        Journal::create_run(self, run, hosts, tasks)
+    }
+    fn run(&self, id: Option<&str>) -> Result<RunRecord> {
+        Journal::run(self, id)
+    }
+    fn runs(&self) -> Result<Vec<RunRecord>> {
+        Journal::runs(self)
+    }
+    fn tasks(&self, run: &str) -> Result<Vec<TaskRow>> {
+        Journal::tasks(self, run)
+    }
+    fn hosts(&self, run: &str) -> Result<Vec<(String, Vec<String>)>> {
+        Journal::hosts(self, run)
+    }
+    fn add_missing_tasks(&self, run: &str, tasks: &[TaskRow]) -> Result<()> {
+        Journal::add_missing_tasks(self, run, tasks)
+    }
+    fn record(&self, run: &str, e: &Event, started: f64) -> Result<()> {
+        Journal::record(self, run, e, started)
+    }
+    fn record_fact(&self, run: &str, host: &str, name: &str, value: &str) -> Result<()> {
+        Journal::record_fact(self, run, host, name, value)
+    }
+    fn facts(&self, run: &str) -> Result<Vec<(String, String, String)>> {
+        Journal::facts(self, run)
+    }
+    fn set_state(
+        &self,
+        run: &str,
+        state: RunState,
+        reason: Option<&str>,
+        ended: bool,
+    ) -> Result<()> {
+        Journal::set_state(self, run, state, reason, ended)
+    }
+    fn replan(&self, run: &RunRecord) -> Result<()> {
+        Journal::replan(self, run)
+    }
+    fn request_abort(&self, run: &str, now: bool) -> Result<()> {
+        Journal::request_abort(self, run, now)
+    }
+    fn abort_requested(&self, run: &str) -> Result<(bool, bool)> {
+        Journal::abort_requested(self, run)
+    }
+    fn approve(&self, run: &str, gate: &str) -> Result<()> {
+        Journal::approve(self, run, gate)
+    }
+    fn approved(&self, run: &str, gate: &str) -> Result<bool> {
+        Journal::approved(self, run, gate)
+    }
+    fn lock(&self, fleet: &str, run: &str) -> Result<()> {
+        Journal::lock(self, fleet, run)
+    }
+    fn unlock(&self, fleet: &str, run: &str) -> Result<()> {
+        Journal::unlock(self, fleet, run)
+    }
+    fn locks(&self) -> Result<Vec<LockInfo>> {
+        Journal::locks(self)
+    }
+    fn break_lock(&self, fleet: &str) -> Result<()> {
+        Journal::break_lock(self, fleet)
+    }
+}
+
 /// A new run id: sortable by time, unique enough on one machine.
 pub fn new_run_id() -> String {
     let t = now();
@@ -815,7 +897,7 @@ mod tests {
             ))
             .unwrap();
         let j = Journal::open(dir.path()).unwrap();
-        assert_eq!(j.run(Some("r1")).unwrap().state, "halted");
+        assert_eq!(j.run(Some("r1")).unwrap().state, RunState::Halted);
         j.record_fact("r1", "web1", "previous_version", "1.0")
             .unwrap();
         j.record_fact("r1", "web1", "previous_version", "1.1")
@@ -902,5 +984,18 @@ mod tests {
         j.lock("fleet", "r1").unwrap();
         j.unlock("fleet", "r1").unwrap();
         j.lock("fleet", "r2").unwrap();
+    }
+
+    /// The SQLite journal does all a run store must.
+    #[test]
+    fn the_sqlite_journal_conforms_to_the_run_store() {
+        let dirs = std::sync::Mutex::new(Vec::new());
+        crate::store::conformance::check_all(&|| {
+            let d = tempfile::tempdir().unwrap();
+            let j: std::sync::Arc<dyn RunStore> =
+                std::sync::Arc::new(Journal::open(d.path()).unwrap());
+            dirs.lock().unwrap().push(d);
+            j
+        });
     }
 }

@@ -356,7 +356,7 @@ mod tests {
             pid: 1,
             started_at: 0.0,
             ended_at: None,
-            state: "halted".into(),
+            state: crate::store::RunState::Halted,
             reason: None,
             lib_digest: None,
             secret_digests: secrets

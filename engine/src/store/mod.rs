@@ -1,0 +1,169 @@
+//! The storage boundary: where runs, task transitions, facts, approvals, abort requests and
+//! the fleet lock live. The session and the commands only see [`RunStore`]; the SQLite
+//! journal ([`crate::journal::Journal`]) is today's implementation, and a shared backend
+//! (etcd) is another. [`conformance`] is the behaviour every implementation must show,
+//! written once.
+
+pub mod conformance;
+
+use crate::error::Result;
+use crate::exec::{Event, RunStatus};
+use crate::journal::{LockInfo, RunRecord, TaskRow};
+use std::sync::Arc;
+
+/// Where a run stands, as stored. A `Running` run whose controller process is gone reads
+/// `Crashed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Running,
+    Succeeded,
+    SucceededWithFailures,
+    Halted,
+    Aborted,
+    Crashed,
+    /// `fleetbook rollback` is undoing it (or died doing so).
+    RollingBack,
+    RolledBack,
+    RollbackFailed,
+}
+
+impl RunState {
+    pub const ALL: [RunState; 9] = [
+        RunState::Running,
+        RunState::Succeeded,
+        RunState::SucceededWithFailures,
+        RunState::Halted,
+        RunState::Aborted,
+        RunState::Crashed,
+        RunState::RollingBack,
+        RunState::RolledBack,
+        RunState::RollbackFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Succeeded => "succeeded",
+            RunState::SucceededWithFailures => "succeeded_with_failures",
+            RunState::Halted => "halted",
+            RunState::Aborted => "aborted",
+            RunState::Crashed => "crashed",
+            RunState::RollingBack => "rolling_back",
+            RunState::RolledBack => "rolled_back",
+            RunState::RollbackFailed => "rollback_failed",
+        }
+    }
+
+    /// The state a stored name stands for; an unknown name is a corrupt store.
+    pub fn parse(name: &str) -> Option<RunState> {
+        RunState::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// A run in one of these states was rolled back (or is being): it is never resumed.
+    pub fn is_rolled_back(self) -> bool {
+        matches!(
+            self,
+            RunState::RollingBack | RunState::RolledBack | RunState::RollbackFailed
+        )
+    }
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<RunStatus> for RunState {
+    fn from(s: RunStatus) -> RunState {
+        match s {
+            RunStatus::Succeeded => RunState::Succeeded,
+            RunStatus::SucceededWithFailures => RunState::SucceededWithFailures,
+            RunStatus::Halted => RunState::Halted,
+            RunStatus::Aborted => RunState::Aborted,
+            RunStatus::RolledBack => RunState::RolledBack,
+            RunStatus::RollbackFailed => RunState::RollbackFailed,
+        }
+    }
+}
+
+/// What a run store keeps. Every write is durable before it returns: a transition to
+/// running is stored before its command is sent.
+pub trait RunStore: Send + Sync {
+    /// Where the store is, for messages (a file path, an etcd prefix).
+    fn location(&self) -> String;
+
+    fn create_run(
+        &self,
+        run: &RunRecord,
+        hosts: &[(String, Vec<String>)],
+        tasks: &[TaskRow],
+    ) -> Result<()>;
+    /// One run (`None`: the newest).
+    fn run(&self, id: Option<&str>) -> Result<RunRecord>;
+    /// Every run, newest first.
+    fn runs(&self) -> Result<Vec<RunRecord>>;
+    fn tasks(&self, run: &str) -> Result<Vec<TaskRow>>;
+    fn hosts(&self, run: &str) -> Result<Vec<(String, Vec<String>)>>;
+    fn add_missing_tasks(&self, run: &str, tasks: &[TaskRow]) -> Result<()>;
+    /// Records one task transition (`started`: when the attempt started, for times).
+    fn record(&self, run: &str, e: &Event, started: f64) -> Result<()>;
+    fn record_fact(&self, run: &str, host: &str, name: &str, value: &str) -> Result<()>;
+    fn facts(&self, run: &str) -> Result<Vec<(String, String, String)>>;
+    fn set_state(
+        &self,
+        run: &str,
+        state: RunState,
+        reason: Option<&str>,
+        ended: bool,
+    ) -> Result<()>;
+    /// A replanned resume: the run's inputs from now on.
+    fn replan(&self, run: &RunRecord) -> Result<()>;
+    fn request_abort(&self, run: &str, now: bool) -> Result<()>;
+    /// (stop requested, kill requested)
+    fn abort_requested(&self, run: &str) -> Result<(bool, bool)>;
+    fn approve(&self, run: &str, gate: &str) -> Result<()>;
+    fn approved(&self, run: &str, gate: &str) -> Result<bool>;
+    /// Takes the fleet lock for `run` (a run may take over its own stale lock).
+    fn lock(&self, fleet: &str, run: &str) -> Result<()>;
+    fn unlock(&self, fleet: &str, run: &str) -> Result<()>;
+    fn locks(&self) -> Result<Vec<LockInfo>>;
+    fn break_lock(&self, fleet: &str) -> Result<()>;
+}
+
+/// The fleet lock held by a run: released when dropped, and able to say whether it was
+/// lost meanwhile (broken with `fleetbook unlock`, or taken over).
+pub struct FleetLock {
+    store: Arc<dyn RunStore>,
+    fleet: String,
+    run: String,
+}
+
+impl FleetLock {
+    pub fn take(store: Arc<dyn RunStore>, fleet: &str, run: &str) -> Result<FleetLock> {
+        store.lock(fleet, run)?;
+        Ok(FleetLock {
+            store,
+            fleet: fleet.to_string(),
+            run: run.to_string(),
+        })
+    }
+
+    /// True when the store no longer says this run holds the lock. A store that cannot
+    /// be read answers `true`: a run that cannot show it holds the fleet must not go on.
+    pub fn lost(&self) -> bool {
+        match self.store.locks() {
+            Ok(locks) => !locks
+                .iter()
+                .any(|l| l.fleet == self.fleet && l.run_id == self.run),
+            Err(_) => true,
+        }
+    }
+}
+
+impl Drop for FleetLock {
+    fn drop(&mut self) {
+        let _ = self.store.unlock(&self.fleet, &self.run);
+    }
+}

@@ -851,7 +851,7 @@ mod tests {
         assert!(inv
             .groups
             .get("ungrouped")
-            .map_or(true, |g| g.hosts.is_empty()));
+            .is_none_or(|g| g.hosts.is_empty()));
         assert_eq!(inv.direct_groups("w1"), ["web"]);
     }
 

@@ -8,7 +8,7 @@ use crate::progress::{recap, Progress};
 use fleetbook_engine::exec::{self, Control, Event, ExecOptions, RunStatus};
 use fleetbook_engine::journal::{self, Journal, RunRecord, TaskRow};
 use fleetbook_engine::plan::{self, Planned};
-use fleetbook_engine::store::RunState;
+use fleetbook_engine::store::{FleetLock, RunState, RunStore};
 use fleetbook_engine::transport::{local::Local, ssh, Router};
 use fleetbook_engine::{session, Error, Result};
 use fleetbook_stdlib::duration::parse_duration;
@@ -286,14 +286,17 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) 
         }
     };
     eprintln!("run {run_id} (journal {})", journal.path.display());
+    let journal = Arc::new(journal);
+    // The lock is already taken above; the guard watches it (and releases it at the end).
+    let store: Arc<dyn RunStore> = journal.clone();
+    let guard = FleetLock::watch(store, &fleet_key(&p.inventory), &run_id);
     // Whatever the state directory, no other run acts on a host this run acts on.
     transport.ssh.lease_hosts(&run_id);
     // On resume, what the hosts learned before (e.g. the versions to roll back to).
     let facts = journal.facts(&run_id)?;
-    let journal = Arc::new(journal);
     let (outcome, events_failed) = execute(
         &planned,
-        &journal,
+        (&journal, &guard),
         (&run_id, started_at),
         (done, facts, &pre_approved),
         (args, undo_only),
@@ -305,7 +308,7 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) 
         outcome.reason.as_deref(),
         true,
     );
-    let _ = journal.unlock(&fleet_key(&p.inventory), &run_id);
+    drop(guard);
     saved?;
     eprint!("{}", recap(&outcome));
     if outcome.status == RunStatus::RollbackFailed {
@@ -347,6 +350,7 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) 
         RunStatus::Succeeded | RunStatus::RolledBack => exit::OK,
         RunStatus::SucceededWithFailures => exit::FAILURES,
         RunStatus::Halted | RunStatus::RollbackFailed => exit::HALTED,
+        RunStatus::StoreFailed => exit::STORE,
         RunStatus::Aborted => exit::ABORTED,
     })
 }
@@ -446,7 +450,7 @@ type Facts = Vec<(String, String, String)>;
 
 fn execute(
     planned: &Planned,
-    journal: &Arc<Journal>,
+    (journal, lock): (&Arc<Journal>, &FleetLock),
     (run_id, started_at): (&str, f64),
     (done, facts, pre_approved): (Vec<bool>, Facts, &[String]),
     (args, undo_only): (&RunArgs, Option<Vec<usize>>),
@@ -462,11 +466,17 @@ fn execute(
     );
     // Events and facts come out of the engine redacted (engine::secrets).
     let journal_failed: Arc<Mutex<Option<String>>> = Arc::default();
+    // Transitions the journal could not keep: their tasks' outcome is unknown to a resume.
+    let unrecorded: Mutex<Vec<String>> = Mutex::default();
     let on_event = |e: &Event| {
         if let Err(err) = journal.record(run_id, e, started_at) {
             // Without a journal the run cannot be resumed: stop starting work.
             control.stop.store(true, Ordering::SeqCst);
             *journal_failed.lock().unwrap_or_else(|x| x.into_inner()) = Some(err.to_string());
+            let mut u = unrecorded.lock().unwrap_or_else(|x| x.into_inner());
+            if !u.contains(&e.task) {
+                u.push(e.task.clone());
+            }
         }
         progress.event(e);
         if progress.events_failed().is_some() {
@@ -502,11 +512,19 @@ fn execute(
             }
         }
     };
-    // `fleetbook abort` from another terminal reaches the run through the journal.
+    // `fleetbook abort` from another terminal reaches the run through the journal; a lock
+    // broken meanwhile (`fleetbook unlock`) stops the run within one poll.
     let finished = AtomicBool::new(false);
+    let lock_lost = AtomicBool::new(false);
     let outcome = std::thread::scope(|scope| {
         scope.spawn(|| {
             while !finished.load(Ordering::SeqCst) {
+                if lock.lost() && !lock_lost.swap(true, Ordering::SeqCst) {
+                    control.stop.store(true, Ordering::SeqCst);
+                    eprintln!(
+                        "error: the fleet lock was taken away from this run: no new task starts"
+                    );
+                }
                 if let Ok((stop, now)) = journal.abort_requested(run_id) {
                     if stop && !control.stop.swap(true, Ordering::SeqCst) {
                         eprintln!("abort requested: no new host starts");
@@ -547,10 +565,26 @@ fn execute(
         .lock()
         .unwrap_or_else(|x| x.into_inner())
         .clone();
+    let unknown = unrecorded.into_inner().unwrap_or_else(|x| x.into_inner());
+    let left = if unknown.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; tasks whose outcome the journal lacks: {}",
+            unknown.join(", ")
+        )
+    };
     if let Some(err) = journal_failed {
         eprintln!("error: the journal could not be written, the run was stopped: {err}");
-        outcome.status = RunStatus::Aborted;
-        outcome.reason = Some(format!("journal write failed: {err}"));
+        outcome.status = RunStatus::StoreFailed;
+        outcome.reason = Some(format!(
+            "the journal could not be written ({err}): no task started after that{left}"
+        ));
+    } else if lock_lost.load(Ordering::SeqCst) {
+        outcome.status = RunStatus::StoreFailed;
+        outcome.reason = Some(format!(
+            "the fleet lock was taken away (`fleetbook unlock`?): no task started after that, the tasks in flight finished{left}"
+        ));
     }
     let events_failed = progress.events_failed();
     if let Some(err) = &events_failed {

@@ -18,6 +18,8 @@ pub const ABORTED: i32 = 4;
 pub const FAILURES: i32 = 5;
 /// The fleet is locked by another run (or a stale lock waits for `fleetbook unlock`).
 pub const LOCKED: i32 = 6;
+/// A run lost its fleet lock or could not write its journal: it stopped starting tasks.
+pub const STORE: i32 = 7;
 
 pub fn install_report_handler() {
     let _ = miette::set_hook(Box::new(|_| {

@@ -646,3 +646,38 @@ fn held_roles_keep_their_hooks_and_deadlines_and_halts_end_waits() {
     let (code, stderr) = finish_within(child, 30, "a halted run with a soaking host");
     assert_eq!(code, 3, "{stderr}");
 }
+
+/// A run whose fleet lock is taken away (here: its row deleted behind its back) stops
+/// starting tasks within a poll and ends with its own status (7), never "aborted"; resume
+/// goes on.
+#[test]
+fn a_run_that_loses_its_fleet_lock_stops_with_its_own_status() {
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.limit(\"web\", 1);\nrb.step(\"work\", |h| {}).idempotent(true);\nrb\n",
+        mark("work", "sleep 2")
+    );
+    let l = local(&[("web", &["w1", "w2", "w3"])], &rb);
+    let child = l.spawn("run", &["--yes"]);
+    wait_for(|| entries(&l) == ["work w1"], "w1 at work");
+    let db = l.state.join("journal.sqlite");
+    let status = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('DELETE FROM locks'); c.commit()",
+        ])
+        .arg(&db)
+        .status()
+        .expect("python3 runs");
+    assert!(status.success());
+    let (code, stderr) = finish_within(child, 30, "the run that lost its lock");
+    assert_eq!(code, 7, "{stderr}");
+    assert!(stderr.contains("the fleet lock was taken away"), "{stderr}");
+    assert!(!stderr.contains("aborted"), "{stderr}");
+    assert_eq!(entries(&l), ["work w1"]);
+    let id = l.run_id();
+    let out = l.cmd("status", &[&id, "--format", "json"]);
+    assert!(out.stdout.contains("store_failed"), "{}", out.stdout);
+    let out = l.cmd("resume", &[&id, "--yes"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(entries(&l), ["work w1", "work w2", "work w3"]);
+}

@@ -82,6 +82,9 @@ pub enum RunStatus {
     RolledBack,
     /// `fleetbook rollback` stopped on a host whose undo failed (or was stopped).
     RollbackFailed,
+    /// The run lost its fleet lock or could not write its journal, and stopped starting
+    /// tasks (set by the session, never by the executor).
+    StoreFailed,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -26,10 +26,12 @@ pub enum RunState {
     RollingBack,
     RolledBack,
     RollbackFailed,
+    /// The run lost its fleet lock or its journal: it stopped; resume goes on.
+    StoreFailed,
 }
 
 impl RunState {
-    pub const ALL: [RunState; 9] = [
+    pub const ALL: [RunState; 10] = [
         RunState::Running,
         RunState::Succeeded,
         RunState::SucceededWithFailures,
@@ -39,6 +41,7 @@ impl RunState {
         RunState::RollingBack,
         RunState::RolledBack,
         RunState::RollbackFailed,
+        RunState::StoreFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +55,7 @@ impl RunState {
             RunState::RollingBack => "rolling_back",
             RunState::RolledBack => "rolled_back",
             RunState::RollbackFailed => "rollback_failed",
+            RunState::StoreFailed => "store_failed",
         }
     }
 
@@ -84,6 +88,7 @@ impl From<RunStatus> for RunState {
             RunStatus::Aborted => RunState::Aborted,
             RunStatus::RolledBack => RunState::RolledBack,
             RunStatus::RollbackFailed => RunState::RollbackFailed,
+            RunStatus::StoreFailed => RunState::StoreFailed,
         }
     }
 }
@@ -148,6 +153,15 @@ impl FleetLock {
             fleet: fleet.to_string(),
             run: run.to_string(),
         })
+    }
+
+    /// Watches a lock `run` already holds (taken with [`RunStore::lock`]).
+    pub fn watch(store: Arc<dyn RunStore>, fleet: &str, run: &str) -> FleetLock {
+        FleetLock {
+            store,
+            fleet: fleet.to_string(),
+            run: run.to_string(),
+        }
     }
 
     /// True when the store no longer says this run holds the lock. A store that cannot

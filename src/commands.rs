@@ -4,7 +4,6 @@ use crate::cli::{Cli, Command, Format, ScriptArgs};
 use crate::drive::{self, Start};
 use crate::journal_cmds::{self, ResumeArgs};
 use crate::{adhoc, exit, inventory_cmd, project};
-use fleetbook_engine::journal::Journal;
 use fleetbook_engine::{compile, plan, render, Error, Result};
 
 pub fn run(cli: Cli) -> Result<i32> {
@@ -78,7 +77,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => {
             let inventory = project::need_inventory(inventory.as_deref())?;
             let planned = plan_of(&runbook, inventory, &script, limit.as_deref())?;
-            let journal = Journal::open(&run.state.resolve())?;
+            let journal = fleetbook_engine::store::open(&run.state.resolve())?;
             drive::drive(
                 planned,
                 journal,

@@ -6,7 +6,7 @@ use crate::cli::{EventsFormat, RunArgs, SshArgs};
 use crate::exit;
 use crate::progress::{recap, Progress};
 use fleetbook_engine::exec::{self, Control, Event, ExecOptions, RunStatus};
-use fleetbook_engine::journal::{self, Journal, RunRecord, TaskRow};
+use fleetbook_engine::journal::{self, RunRecord, TaskRow};
 use fleetbook_engine::plan::{self, Planned};
 use fleetbook_engine::store::{FleetLock, RunState, RunStore};
 use fleetbook_engine::transport::{local::Local, ssh, Router};
@@ -196,7 +196,12 @@ pub struct Invocation<'a> {
     pub libs: &'a [PathBuf],
 }
 
-pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) -> Result<i32> {
+pub fn drive(
+    planned: Planned,
+    journal: Arc<dyn RunStore>,
+    start: Start,
+    inv: Invocation,
+) -> Result<i32> {
     let args = inv.args;
     let p = &planned.plan;
     for w in &p.warnings {
@@ -229,11 +234,7 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) 
     }
     let transport = transport(&args.ssh)?;
     let mut undo_only = None;
-    let state_dir = journal
-        .path
-        .parent()
-        .map(|d| d.to_path_buf())
-        .unwrap_or_default();
+    let state_dir = args.state.resolve();
     let (run_id, started_at, done, pre_approved) = match start {
         Start::New => {
             let id = journal::new_run_id();
@@ -263,7 +264,13 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) 
                 pre_approved: args.approve.clone(),
             };
             if let Err(e) = journal.lock(&fleet_key(&p.inventory), &id) {
-                return Err(stale_lock_hint(e, &journal, &p.inventory, &state_dir, &inv));
+                return Err(stale_lock_hint(
+                    e,
+                    &*journal,
+                    &p.inventory,
+                    &state_dir,
+                    &inv,
+                ));
             }
             let created = journal.create_run(&record, &hosts_of(p), &tasks_of(p));
             if let Err(e) = created {
@@ -285,11 +292,9 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) 
             (run.id, journal::now(), done, run.pre_approved)
         }
     };
-    eprintln!("run {run_id} (journal {})", journal.path.display());
-    let journal = Arc::new(journal);
+    eprintln!("run {run_id} (journal {})", journal.location());
     // The lock is already taken above; the guard watches it (and releases it at the end).
-    let store: Arc<dyn RunStore> = journal.clone();
-    let guard = FleetLock::watch(store, &fleet_key(&p.inventory), &run_id);
+    let guard = FleetLock::watch(journal.clone(), &fleet_key(&p.inventory), &run_id);
     // Whatever the state directory, no other run acts on a host this run acts on.
     transport.ssh.lease_hosts(&run_id);
     // On resume, what the hosts learned before (e.g. the versions to roll back to).
@@ -383,7 +388,7 @@ fn rollback_summary(planned: &Planned, order: &[usize]) -> String {
 /// only how to break its lock.
 fn stale_lock_hint(
     err: Error,
-    journal: &Journal,
+    journal: &dyn RunStore,
     inventory: &str,
     state: &std::path::Path,
     inv: &Invocation,
@@ -450,7 +455,7 @@ type Facts = Vec<(String, String, String)>;
 
 fn execute(
     planned: &Planned,
-    (journal, lock): (&Arc<Journal>, &FleetLock),
+    (journal, lock): (&Arc<dyn RunStore>, &FleetLock),
     (run_id, started_at): (&str, f64),
     (done, facts, pre_approved): (Vec<bool>, Facts, &[String]),
     (args, undo_only): (&RunArgs, Option<Vec<usize>>),

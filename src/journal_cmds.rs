@@ -4,13 +4,15 @@
 use crate::cli::{ReportFormat, RunArgs, StateArgs};
 use crate::drive::{self, Start};
 use crate::exit;
-use fleetbook_engine::journal::{format_time, Journal, RunRecord, TaskRow};
+use fleetbook_engine::journal::{format_time, RunRecord, TaskRow};
 use fleetbook_engine::store::RunState;
+use fleetbook_engine::store::RunStore;
 use fleetbook_engine::{plan, session};
 use fleetbook_engine::{Error, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Appends a line to a `String` (printed at once with [`exit::print`]).
 macro_rules! out {
@@ -23,15 +25,15 @@ macro_rules! out {
     }};
 }
 
-fn open(state: &StateArgs) -> Result<Journal> {
+fn open(state: &StateArgs) -> Result<Arc<dyn RunStore>> {
     let dir = state.resolve();
-    if !dir.join(fleetbook_engine::journal::FILE).exists() {
+    if !fleetbook_engine::store::exists(&dir) {
         return Err(Error::input_with_help(
             format!("no runs recorded in {}", dir.display()),
             "runs are recorded in --state DIR or $FLEETBOOK_STATE, else in the project's state (fleetbook.toml), else in $XDG_STATE_HOME/fleetbook; `fleetbook config` shows which is in force here",
         ));
     }
-    Journal::open(&dir)
+    fleetbook_engine::store::open(&dir)
 }
 
 #[derive(Serialize)]
@@ -92,7 +94,7 @@ fn host_state(tasks: &[&TaskRow]) -> (&'static str, Option<String>, Option<Strin
     ("pending", None, None)
 }
 
-fn status_of(journal: &Journal, run: RunRecord) -> Result<Status> {
+fn status_of(journal: &dyn RunStore, run: RunRecord) -> Result<Status> {
     let tasks = journal.tasks(&run.id)?;
     let mut by_host: HashMap<&str, Vec<&TaskRow>> = HashMap::new();
     for t in &tasks {
@@ -169,7 +171,7 @@ fn status_of(journal: &Journal, run: RunRecord) -> Result<Status> {
 pub fn status(id: Option<&str>, state: &StateArgs, format: ReportFormat) -> Result<i32> {
     let journal = open(state)?;
     let run = journal.run(id)?;
-    let st = status_of(&journal, run)?;
+    let st = status_of(&*journal, run)?;
     let mut o = String::new();
     if format == ReportFormat::Json {
         out!(
@@ -256,7 +258,7 @@ pub fn runs(state: &StateArgs, format: ReportFormat) -> Result<i32> {
         return Ok(exit::OK);
     }
     if runs.is_empty() {
-        out!(o, "no runs recorded in {}", journal.path.display());
+        out!(o, "no runs recorded in {}", journal.location());
     }
     for r in runs {
         out!(
@@ -362,7 +364,7 @@ pub fn unlock(state: &StateArgs, yes: bool) -> Result<i32> {
     let journal = open(state)?;
     let locks = journal.locks()?;
     if locks.is_empty() {
-        eprintln!("no lock held in {}", journal.path.display());
+        eprintln!("no lock held in {}", journal.location());
         return Ok(exit::OK);
     }
     for l in locks {
@@ -379,11 +381,8 @@ pub fn unlock(state: &StateArgs, yes: bool) -> Result<i32> {
             continue;
         }
         journal.break_lock(&l.fleet)?;
-        let dir = journal
-            .path
-            .parent()
-            .and_then(|d| d.canonicalize().ok())
-            .unwrap_or_default();
+        let dir = state.resolve();
+        let dir = dir.canonicalize().unwrap_or(dir);
         eprintln!(
             "lock broken; resume the run with: fleetbook resume {} --state {}",
             l.run_id,
@@ -430,7 +429,7 @@ fn plan_again(
 }
 
 /// A recorded run, for `resume` and `rollback`: refused while it runs.
-fn stopped_run(journal: &Journal, id: &str) -> Result<RunRecord> {
+fn stopped_run(journal: &dyn RunStore, id: &str) -> Result<RunRecord> {
     let run = journal.run(Some(id))?;
     if run.state == RunState::Running {
         return Err(Error::input(format!(
@@ -443,7 +442,7 @@ fn stopped_run(journal: &Journal, id: &str) -> Result<RunRecord> {
 
 pub fn resume(a: ResumeArgs) -> Result<i32> {
     let journal = open(&a.run.state)?;
-    let mut run = stopped_run(&journal, a.id)?;
+    let mut run = stopped_run(&*journal, a.id)?;
     match run.state.as_str() {
         "succeeded" => {
             return Err(Error::input(format!(
@@ -513,7 +512,7 @@ pub struct RollbackArgs<'a> {
 /// limit selects, newest first — hosts that finished too.
 pub fn rollback(a: RollbackArgs) -> Result<i32> {
     let journal = open(&a.run.state)?;
-    let run = stopped_run(&journal, a.id)?;
+    let run = stopped_run(&*journal, a.id)?;
     let (planned, _, changed) = plan_again(&run, a.params, a.lib_dirs, a.run)?;
     if !changed.is_empty() {
         return Err(Error::input_with_help(
@@ -697,7 +696,7 @@ pub fn apply(
         ));
     }
     let state = args.state.resolve();
-    let journal = Journal::open(&state)?;
+    let journal = fleetbook_engine::store::open(&state)?;
     drive::drive(
         planned,
         journal,

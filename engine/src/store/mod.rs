@@ -137,6 +137,16 @@ pub trait RunStore: Send + Sync {
     fn break_lock(&self, fleet: &str) -> Result<()>;
 }
 
+/// The store in the state directory `dir`: today the SQLite journal there.
+pub fn open(dir: &std::path::Path) -> Result<Arc<dyn RunStore>> {
+    Ok(Arc::new(crate::journal::Journal::open(dir)?))
+}
+
+/// Whether `dir` holds a store already (commands that only read do not create one).
+pub fn exists(dir: &std::path::Path) -> bool {
+    dir.join(crate::journal::FILE).exists()
+}
+
 /// The fleet lock held by a run: released when dropped, and able to say whether it was
 /// lost meanwhile (broken with `fleetbook unlock`, or taken over).
 pub struct FleetLock {

@@ -16,6 +16,83 @@ tasks, shows it as a plan, and runs it over SSH under per-role limits.",
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Colour errors and help: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = Color::Auto)]
+    pub color: Color,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+/// The environment variables fleetbook reads, for the man pages.
+pub const ENVIRONMENT: &[(&str, &str)] = &[
+    (
+        "FLEETBOOK_STATE",
+        "the state directory (journal and locks), as --state",
+    ),
+    (
+        "XDG_STATE_HOME",
+        "the user's state directory is $XDG_STATE_HOME/fleetbook (default ~/.local/state/fleetbook)",
+    ),
+    (
+        "FLEETBOOK_MAX_HOSTS",
+        "how many hosts an inventory's ranges may produce (default 100000)",
+    ),
+    (
+        "FLEETBOOK_MAX_PLAN_BYTES, FLEETBOOK_MAX_PLAN_BYTES_PER_HOST",
+        "bounds on the commands a plan records (default 64 MiB, 1 MiB per host)",
+    ),
+    ("NO_COLOR", "when set and not empty, no colours unless --color says otherwise"),
+    ("HOME", "where ~/.ssh/config and ~/.local/state are"),
+];
+
+/// The files fleetbook reads and writes, for the man pages.
+pub const FILES: &[(&str, &str)] = &[
+    (
+        "fleetbook.toml",
+        "the project file, in the current directory or the nearest one above: a project's defaults (fleetbook config shows them)",
+    ),
+    (
+        ".fleetbook/journal.sqlite",
+        "a project's journal (SQLite) and locks, beside its fleetbook.toml",
+    ),
+    (
+        "~/.local/state.fleetbook/journal.sqlite",
+        "the user's journal outside any project",
+    ),
+    ("~/.ssh/config", "the ssh configuration, unless --ssh-config names another"),
+];
+
+/// The command tree: the derived one plus what derive cannot say, so that help, man pages
+/// and completions agree: every subcommand's exit statuses, and the colour choice.
+pub fn command() -> clap::Command {
+    let mut cmd = <Cli as clap::CommandFactory>::command().color(crate::exit::clap_color());
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(&name, |s| {
+            let before = s
+                .get_after_help()
+                .map(|h| format!("{h}\n\n"))
+                .unwrap_or_default();
+            s.after_help(format!(
+                "{before}{}",
+                crate::exit::help_section(Some(&name))
+            ))
+        });
+    }
+    let before = cmd
+        .get_after_help()
+        .map(|h| format!("{h}\n\n"))
+        .unwrap_or_default();
+    let all = crate::exit::help_section(None);
+    cmd.after_help(format!("{before}{all}"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -59,7 +136,7 @@ pub enum Command {
     },
     /// Plan, confirm, and run a runbook over SSH with a live display and a recap.
     #[command(
-        after_help = "Examples:\n  fleetbook run runbooks/jiocloud-rolling.rhai -i hosts\n  fleetbook run upgrade.rhai -i hosts --limit compute --param version=2.0 --yes\n  fleetbook run upgrade.rhai -i hosts --yes --events jsonl > events.jsonl\n\nExit codes: 0 success, 2 bad input, 3 halted on failures, 4 aborted, 5 finished with tolerated failures.\nCtrl-C once stops starting hosts and lets in-flight steps finish; twice kills them."
+        after_help = "Examples:\n  fleetbook run runbooks/jiocloud-rolling.rhai -i hosts\n  fleetbook run upgrade.rhai -i hosts --limit compute --param version=2.0 --yes\n  fleetbook run upgrade.rhai -i hosts --yes --events jsonl > events.jsonl\n\nCtrl-C once stops starting hosts and lets in-flight steps finish; twice kills them."
     )]
     Run {
         /// The runbook script (.rhai).
@@ -85,6 +162,8 @@ pub enum Command {
         /// Values of secret parameters (they are not saved in plans).
         #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
         params: Vec<(String, String)>,
+        /// Another directory that `import` may load modules from (repeatable; the plan's own
+        /// are used too).
         #[arg(long = "lib", value_name = "DIR")]
         lib_dirs: Vec<PathBuf>,
         #[command(flatten)]
@@ -109,6 +188,7 @@ pub enum Command {
         /// Parameter values (secret ones must be given again).
         #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
         params: Vec<(String, String)>,
+        /// Another directory that `import` may load modules from (repeatable).
         #[arg(long = "lib", value_name = "DIR")]
         lib_dirs: Vec<PathBuf>,
         #[command(flatten)]
@@ -128,6 +208,7 @@ pub enum Command {
         /// Values of secret parameters (they are not saved in the journal).
         #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
         params: Vec<(String, String)>,
+        /// Another directory that `import` may load modules from (repeatable).
         #[arg(long = "lib", value_name = "DIR")]
         lib_dirs: Vec<PathBuf>,
         #[command(flatten)]
@@ -139,6 +220,7 @@ pub enum Command {
         run_id: Option<String>,
         #[command(flatten)]
         state: StateArgs,
+        /// Output format.
         #[arg(short, long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
@@ -146,11 +228,13 @@ pub enum Command {
     Runs {
         #[command(flatten)]
         state: StateArgs,
+        /// Output format.
         #[arg(short, long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
     /// Ask a running run (from any terminal) to stop starting hosts and exit as aborted.
     Abort {
+        /// The run id (`fleetbook runs` lists them).
         run_id: String,
         /// Also kill the steps in flight.
         #[arg(long)]
@@ -160,6 +244,7 @@ pub enum Command {
     },
     /// Release an `.approval(...)` that a run is waiting for.
     Approve {
+        /// The run id (`fleetbook runs` lists them).
         run_id: String,
         /// The approval's name (default: the one the run waits for).
         #[arg(long, value_name = "NAME")]
@@ -208,6 +293,7 @@ pub enum Command {
     Config {
         #[command(flatten)]
         state: StateArgs,
+        /// Output format.
         #[arg(short, long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
@@ -220,11 +306,16 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff), for `man`.
+    /// Print the manual page (roff), or write one page per subcommand to a directory.
     #[command(
-        after_help = "Examples:\n  fleetbook man > /usr/local/share/man/man1/fleetbook.1\n  fleetbook man | man -l -"
+        after_help = "Examples:\n  fleetbook man -o ~/.local/share/man/man1   # fleetbook.1, fleetbook-run.1, ...\n  fleetbook man | man -l -"
     )]
-    Man,
+    Man {
+        /// Write fleetbook.1 and a fleetbook-COMMAND.1 per subcommand into this directory
+        /// (created if missing) instead of printing fleetbook.1.
+        #[arg(short, long, value_name = "DIR")]
+        output: Option<PathBuf>,
+    },
 }
 
 /// Options of every command that runs a plan.
@@ -271,7 +362,9 @@ impl StateArgs {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReportFormat {
+    /// For people.
     Text,
+    /// For programs.
     Json,
 }
 
@@ -371,4 +464,103 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
         return Err(format!("invalid parameter name {k:?}"));
     }
     Ok((k.to_string(), v.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    fn doc(name: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// The section of docs/cli.md under `### \`fleetbook NAME\``, up to the next heading.
+    fn section<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+        let head = format!("### `fleetbook {name}`\n");
+        let start = text.find(&head)? + head.len();
+        let end = text[start..].find("\n#").map_or(text.len(), |e| start + e);
+        Some(&text[start..end])
+    }
+
+    // 21 of 61 options were in no doc (8 of `apply`'s and `resume`'s among them).
+    #[test]
+    fn cli_md_documents_every_option_of_every_subcommand() {
+        let text = doc("docs/cli.md");
+        let mut cmd = super::command();
+        cmd.build();
+        let mut checked = 0;
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let name = sub.get_name();
+            let sec = section(&text, name).unwrap_or_else(|| {
+                panic!("docs/cli.md has no section \"### `fleetbook {name}`\" in \"Commands and options\"")
+            });
+            for arg in sub.get_arguments() {
+                if arg.is_hide_set() || arg.get_id() == "help" || arg.get_id() == "version" {
+                    continue;
+                }
+                let shown = match arg.get_long() {
+                    Some(long) if arg.is_global_set() => {
+                        // Global options are documented once, before the commands.
+                        assert!(
+                            text.contains(&format!("`--{long} ")),
+                            "docs/cli.md lacks --{long}"
+                        );
+                        continue;
+                    }
+                    Some(long) => format!("--{long}"),
+                    None => arg
+                        .get_value_names()
+                        .and_then(|v| v.first())
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| arg.get_id().to_string().to_uppercase()),
+                };
+                assert!(
+                    sec.lines().any(|l| l.starts_with(&format!("| `{shown}"))
+                        || l.starts_with(&format!(
+                            "| `-{}, {shown}",
+                            arg.get_short().unwrap_or(' ')
+                        ))),
+                    "docs/cli.md, `fleetbook {name}`: {shown} is not documented:\n{sec}"
+                );
+                if let Some(short) = arg.get_short() {
+                    assert!(
+                        sec.contains(&format!("`-{short}, --")),
+                        "`fleetbook {name}`: -{short}"
+                    );
+                }
+                checked += 1;
+            }
+            // And nothing documented that the command does not take.
+            for line in sec.lines().filter(|l| l.starts_with("| `-")) {
+                let long = line
+                    .split("--")
+                    .nth(1)
+                    .and_then(|l| l.split([' ', '`']).next())
+                    .unwrap_or("");
+                assert!(
+                    sub.get_arguments().any(|a| a.get_long() == Some(long)),
+                    "docs/cli.md documents --{long} for `fleetbook {name}`, which has no such option"
+                );
+            }
+        }
+        assert!(checked > 60, "only {checked} options checked");
+    }
+
+    // The help of each subcommand documents every option it takes (`--lib` had no text in
+    // apply and resume).
+    #[test]
+    fn every_option_has_help_text() {
+        let mut cmd = super::command();
+        cmd.build();
+        for sub in cmd.get_subcommands() {
+            for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
+                assert!(
+                    arg.get_help()
+                        .is_some_and(|h| !h.to_string().trim().is_empty()),
+                    "`fleetbook {} --help`: {} has no help text",
+                    sub.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
+    }
 }

@@ -25,12 +25,15 @@ mod commands;
 mod drive;
 mod exit;
 mod journal_cmds;
+mod man;
 mod progress;
 mod project;
 
 fn main() {
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    exit::set_color(&raw);
     exit::install_report_handler();
-    let args: cli::Cli = exit::parse_args();
+    let args: cli::Cli = exit::parse_args(cli::command());
     let code = match commands::run(args) {
         Ok(code) => code,
         Err(err) => exit::report(err),

@@ -19,6 +19,14 @@ pub struct Cli {
     /// Colour errors and help: auto (on a terminal, unless NO_COLOR is set), always, never.
     #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = Color::Auto)]
     pub color: Color,
+    /// More log on standard error: -v every task transition, -vv debug (limit waits,
+    /// connections, commands), -vvv trace. $FLEETBOOK_LOG (a tracing filter such as
+    /// `fleetbook_engine=debug`) overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Also append the log to this file as JSON Lines (run, host and task on every line).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub log_file: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +54,10 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
         "FLEETBOOK_MAX_PLAN_BYTES, FLEETBOOK_MAX_PLAN_BYTES_PER_HOST",
         "bounds on the commands a plan records (default 64 MiB, 1 MiB per host)",
     ),
+    (
+        "FLEETBOOK_LOG",
+        "a tracing filter for the log on standard error (e.g. fleetbook_engine=debug); overrides -v",
+    ),
     ("NO_COLOR", "when set and not empty, no colours unless --color says otherwise"),
     ("HOME", "where ~/.ssh/config and ~/.local/state are"),
 ];
@@ -61,7 +73,7 @@ pub const FILES: &[(&str, &str)] = &[
         "a project's journal (SQLite) and locks, beside its fleetbook.toml",
     ),
     (
-        "~/.local/state.fleetbook/journal.sqlite",
+        "~/.local/state/fleetbook/journal.sqlite",
         "the user's journal outside any project",
     ),
     ("~/.ssh/config", "the ssh configuration, unless --ssh-config names another"),
@@ -501,8 +513,8 @@ mod tests {
                     Some(long) if arg.is_global_set() => {
                         // Global options are documented once, before the commands.
                         assert!(
-                            text.contains(&format!("`--{long} ")),
-                            "docs/cli.md lacks --{long}"
+                            text.contains(&format!("--{long}")),
+                            "docs/cli.md lacks the global option --{long}"
                         );
                         continue;
                     }

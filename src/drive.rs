@@ -527,6 +527,7 @@ fn execute(
                 facts,
                 on_fact,
                 undo_only,
+                run_id: run_id.to_string(),
             },
         )
     });

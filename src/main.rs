@@ -25,6 +25,7 @@ mod commands;
 mod drive;
 mod exit;
 mod journal_cmds;
+mod logging;
 mod man;
 mod progress;
 mod project;
@@ -34,7 +35,9 @@ fn main() {
     exit::set_color(&raw);
     exit::install_report_handler();
     let args: cli::Cli = exit::parse_args(cli::command());
-    let code = match commands::run(args) {
+    let code = match logging::init(args.verbose, args.log_file.as_deref())
+        .and_then(|()| commands::run(args))
+    {
         Ok(code) => code,
         Err(err) => exit::report(err),
     };

@@ -10,6 +10,18 @@ use std::io::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// The live display in progress, if any: log lines are drawn around it.
+static ACTIVE: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+/// Runs `f` (which writes to standard error) with the live display hidden meanwhile.
+pub fn suspend(f: impl FnOnce()) {
+    let active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match active {
+        Some(m) => m.suspend(f),
+        None => f(),
+    }
+}
+
 struct RoleView {
     bar: Option<ProgressBar>,
     hosts: usize,
@@ -35,6 +47,7 @@ pub struct Progress {
 impl Progress {
     pub fn new(plan: &Plan, tty: bool, jsonl: bool) -> Progress {
         let multi = tty.then(MultiProgress::new);
+        *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = multi.clone();
         let style = ProgressStyle::with_template(
             "{prefix:>14} [{bar:24}] {pos}/{len} {elapsed_precise} {wide_msg}",
         )
@@ -198,6 +211,7 @@ impl Progress {
     }
 
     pub fn finish(&self) {
+        *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         for (_, v) in &inner.roles {
             if let Some(b) = &v.bar {

@@ -39,7 +39,7 @@ fn check_reports_roles_steps_and_params() {
     let out = fleetbook(&["check", "runbooks/jiocloud-rolling.rhai"]).code(0);
     assert_eq!(
         out.stdout,
-        "ok: runbook \"jiocloud-rolling\" (runbooks/jiocloud-rolling.rhai): 3 steps, 3 parameters, roles controller, compute\n"
+        "ok: runbook \"jiocloud-rolling\" (runbooks/jiocloud-rolling.rhai): 3 steps, 7 parameters, roles controller, compute\n"
     );
     assert_eq!(out.stderr, "");
 }

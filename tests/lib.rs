@@ -13,6 +13,7 @@ mod flow;
 mod hostops;
 mod inventory;
 mod journal;
+mod logging;
 mod plan;
 mod project;
 mod run;

@@ -81,10 +81,7 @@ fn json_plan_holds_the_documented_fields() {
     }
     assert!(p["runbook_digest"].as_str().unwrap().starts_with("sha256:"));
     let tasks = p["tasks"].as_array().unwrap();
-    let once = tasks
-        .iter()
-        .find(|t| t["id"] == "once:alarm-precheck")
-        .unwrap();
+    let once = tasks.iter().find(|t| t["id"] == "once:precheck").unwrap();
     assert!(once["host"].is_null());
     assert_eq!(
         once["commands"][0].as_str().unwrap().split(':').next(),
@@ -96,9 +93,10 @@ fn json_plan_holds_the_documented_fields() {
         .unwrap();
     assert_eq!(install["host"], "worker-3");
     assert_eq!(install["role"], "worker");
+    // Installed from the active controller, as the seed does, then checked there.
     assert_eq!(
         install["commands"][0],
-        "sudo -n -- sh -c 'sw-patch host-install-local'"
+        "controller-0: sudo -n -- sh -c 'sw-patch host-install worker-3'"
     );
     assert!(install["end"].as_u64() > install["start"].as_u64());
     let deps: Vec<&str> = install["depends_on"]
@@ -108,7 +106,8 @@ fn json_plan_holds_the_documented_fields() {
         .map(|d| d.as_str().unwrap())
         .collect();
     assert_eq!(deps, ["host:worker-3:lock"]);
-    // Conditional steps whose condition is false at plan time are marked skipped.
+    // Lock and unlock only when the patch is reboot-required: the plan shows them skipped
+    // unless `--param reboot_required=true` says it is.
     let lock = tasks
         .iter()
         .find(|t| t["id"] == "host:worker-3:lock")

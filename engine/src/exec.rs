@@ -113,6 +113,8 @@ pub struct ExecOptions<'a> {
     /// `fleetbook rollback`: run only the `undo` of these tasks, in this order (newest
     /// first), instead of the plan.
     pub undo_only: Option<Vec<usize>>,
+    /// The run's id, for the structured log (`tracing` spans).
+    pub run_id: String,
 }
 
 enum Outcome {
@@ -132,6 +134,42 @@ struct Done {
     outcome: Outcome,
     attempts: u32,
     rolled_back: bool,
+}
+
+/// A task transition in the structured log (already redacted, as every event is).
+fn trace_event(e: &Event) {
+    let detail = e.message.as_deref().unwrap_or("");
+    let (task, host, step) = (
+        e.task.as_str(),
+        e.host.as_deref().unwrap_or(""),
+        e.step.as_deref().unwrap_or(""),
+    );
+    let state = serde_json::to_value(e.state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    match e.state {
+        State::Failed | State::Unreachable | State::Retrying | State::NotRun => {
+            tracing::warn!(
+                task,
+                host,
+                step,
+                state,
+                attempt = e.attempt,
+                detail,
+                "task {state}"
+            )
+        }
+        _ => tracing::info!(
+            task,
+            host,
+            step,
+            state,
+            attempt = e.attempt,
+            detail,
+            "task {state}"
+        ),
+    }
 }
 
 /// Tasks whose closure answers yes or no.
@@ -176,7 +214,7 @@ impl Runner<'_> {
             return;
         }
         let rb = &self.script.runbook;
-        (self.opts.on_event)(&Event {
+        let e = Event {
             at: self.start.elapsed().as_secs_f64(),
             task: self.secrets.redacted(&task.id),
             kind: task.kind,
@@ -186,7 +224,9 @@ impl Runner<'_> {
             state,
             attempt,
             message: message.map(|m| self.secrets.redacted(&m)),
-        });
+        };
+        trace_event(&e);
+        (self.opts.on_event)(&e);
     }
 
     /// Runs one task to its outcome, with retries; `done_before` are the host's earlier
@@ -441,6 +481,17 @@ pub fn execute(planned: &Planned, opts: ExecOptions) -> RunOutcome {
         }));
     }
     bind(script, graph, &hosts);
+    let span = tracing::info_span!(
+        "run",
+        run = %opts.run_id,
+        runbook = %planned.secrets.redacted(&script.runbook.name)
+    );
+    let _run = span.enter();
+    tracing::info!(
+        hosts = graph.hosts.len(),
+        tasks = graph.tasks.len(),
+        "run starts"
+    );
     let runner = Runner {
         script,
         secrets: &planned.secrets,
@@ -454,6 +505,7 @@ pub fn execute(planned: &Planned, opts: ExecOptions) -> RunOutcome {
         None => std::thread::scope(|scope| schedule(&runner, scope)),
     };
     opts.transport.shutdown();
+    tracing::info!(status = ?outcome.status, reason = outcome.reason.as_deref().unwrap_or(""), elapsed = outcome.elapsed, "run ends");
     outcome
 }
 
@@ -622,8 +674,21 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
     let mut undo_hosts: Vec<bool> = vec![false; graph.hosts.len()];
     let (tx, rx) = mpsc::channel::<Done>();
 
+    // One span per host, under the run's, for the tasks of that host.
+    let run_span = tracing::Span::current();
+    let host_spans: Vec<tracing::Span> = graph
+        .hosts
+        .iter()
+        .map(|h| tracing::info_span!(parent: &run_span, "host", host = %h.name))
+        .collect();
     // Throttled steps were let in by `waiting_steps`, which took their place in the step.
     let start_task = |t: usize, running: &mut usize, p: &mut Progress| {
+        let parent = position[t].map_or(&run_span, |(h, _)| &host_spans[h]);
+        let span = tracing::info_span!(
+            parent: parent,
+            "task",
+            task = %r.secrets.redacted(&graph.tasks[t].id)
+        );
         *running += 1;
         r.event(t, State::Running, 1, None);
         let done_before: Vec<usize> = match position[t] {
@@ -641,6 +706,7 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
         };
         let tx = tx.clone();
         scope.spawn(move || {
+            let _task = span.enter();
             let _ = tx.send(run_caught(r, t, &done_before));
         });
     };
@@ -663,6 +729,7 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
             }
             match position[t] {
                 Some((h, i)) if i == first_pending[h] && !p.open[h] => {
+                    tracing::debug!(host = %graph.hosts[h].name, "host waits for its slots");
                     waiting_hosts.push(&keys[h], h)
                 }
                 Some((h, _))

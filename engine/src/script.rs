@@ -11,7 +11,6 @@ use indexmap::IndexMap;
 use rhai::module_resolvers::ModuleResolver;
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, Module, Position, Scope, Shared, AST};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -299,13 +298,21 @@ fn build_engine(
     // Script output must not mix with machine output on stdout.
     // Script output must not show secrets either; stderr may be closed (`2>&-`).
     let secrets = state.secrets.clone();
+    // Script output is part of the structured log (target `fleetbook::script`): the binary
+    // shows `print` by default and `debug` with -v.
     engine.on_print(move |s| {
-        let _ = writeln!(std::io::stderr(), "runbook: {}", secrets.redact(s));
+        tracing::info!(target: "fleetbook::script", "runbook: {}", secrets.redact(s));
     });
     let secrets = state.secrets.clone();
     engine.on_debug(move |s, src, pos| {
-        let line = format!("runbook debug {}{pos}: {s}", src.unwrap_or(""));
-        let _ = writeln!(std::io::stderr(), "{}", secrets.redact(&line));
+        tracing::debug!(
+            target: "fleetbook::script",
+            source = src.unwrap_or(""),
+            position = %pos,
+            "runbook debug {}{pos}: {}",
+            src.unwrap_or(""),
+            secrets.redact(s)
+        );
     });
     let mut roots = Vec::new();
     if let Some(dir) = input.dir {

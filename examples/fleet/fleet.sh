@@ -58,15 +58,19 @@ build_repo() {
   (cd "$repo" && dpkg-scanpackages --multiversion . /dev/null > Packages 2>/dev/null)
 }
 
-# Builds a StarlingX-style patch ID from a .deb into OUT: a gzipped tar of its metadata, the
-# package, and the restart script an in-service patch runs after installing.
-build_patch() {
-  local id="$1" deb="$2" out="$3" d
+# Builds a StarlingX-style patch into OUT: a gzipped tar of its metadata (id, release,
+# reboot-required, the host personalities it is for), the .deb files given, and for an
+# in-service patch the restart script it runs after installing.
+build_patch() { # ID RR(Y|N) PERSONALITIES OUT [DEB...]
+  local id="$1" rr="$2" personalities="$3" out="$4" d
+  shift 4
   d="$(mktemp -d)"
-  printf 'id=%s\nreboot_required=N\n' "$id" > "$d/metadata"
-  cp "$deb" "$d/"
-  printf '#!/bin/sh\nsystemctl restart fleetbook-demo\n' > "$d/restart"
-  chmod 755 "$d/restart"
+  printf 'id=%s\nrelease=19.09\nreboot_required=%s\npersonalities=%s\n' "$id" "$rr" "$personalities" > "$d/metadata"
+  [ $# -eq 0 ] || cp "$@" "$d/"
+  if [ "$rr" = N ]; then
+    printf '#!/bin/sh\nsystemctl restart fleetbook-demo\n' > "$d/restart"
+    chmod 755 "$d/restart"
+  fi
   mkdir -p "$(dirname "$out")"
   tar -C "$d" -czf "$out" .
   rm -rf "$d"
@@ -117,14 +121,21 @@ UNIT
   done
   cp "$HERE/packages/punch/shiva-runner.service" "$root/etc/systemd/system/"
   ln -sf /etc/systemd/system/shiva-runner.service "$root/etc/systemd/system/multi-user.target.wants/shiva-runner.service"
-  # StarlingX's platform CLIs (seed 002) over the shared /opt/platform volume, and a patch
-  # that carries fleetbook-demo 2.0 and restarts the service (an in-service patch).
+  # StarlingX's platform CLIs (seed 002) over the shared /opt/platform volume, the patch agent
+  # every host runs, an in-service patch that carries fleetbook-demo 2.0 and restarts the
+  # service, and a reboot-required patch for storage and worker hosts.
   install -m 755 "$HERE/packages/starlingx/sw-patch" "$HERE/packages/starlingx/system" \
-    "$HERE/packages/starlingx/fm" "$root/usr/bin/"
+    "$HERE/packages/starlingx/fm" "$HERE/packages/starlingx/sw-patch-agent" "$root/usr/bin/"
   install -D -m 644 "$HERE/packages/starlingx/openrc" "$root/etc/platform/openrc"
-  build_patch FB_PATCH_0001 "$root/srv/demo-repo/fleetbook-demo_2.0_all.deb" "$root/root/patches/FB_PATCH_0001.patch"
-  # Apache Stratos's CLI (seed 001), used on the manager host.
-  install -m 755 "$HERE/packages/stratos/stratos" "$root/usr/bin/"
+  cp "$HERE/packages/starlingx/sw-patch-agent.service" "$root/etc/systemd/system/"
+  ln -sf /etc/systemd/system/sw-patch-agent.service "$root/etc/systemd/system/multi-user.target.wants/sw-patch-agent.service"
+  build_patch FB_PATCH_0001 N "" "$root/root/patches/FB_PATCH_0001.patch" "$root/srv/demo-repo/fleetbook-demo_2.0_all.deb"
+  build_patch FB_PATCH_0002 Y "storage worker" "$root/root/patches/FB_PATCH_0002.patch"
+  # Apache Stratos's REST API (seed 001): started on the manager host by `up`.
+  install -m 755 "$HERE/packages/stratos/stratos-manager" "$root/usr/bin/"
+  cp "$HERE/packages/stratos/stratos-manager.service" "$root/etc/systemd/system/"
+  # jiocloud's key/value store (seed 004): `consul kv` over the shared /opt/platform volume.
+  install -m 755 "$HERE/packages/jiocloud/consul" "$root/usr/bin/"
   # Masterless puppet: the manifest that converges a host to the demo service's 2.0.
   mkdir -p "$root/etc/puppet/code"
   cp "$HERE/packages/fleet.pp" "$root/etc/puppet/code/fleet.pp"
@@ -190,31 +201,32 @@ write_inventories() {
     echo "$all_vars"; echo "services=fleetbook-demo"
   } > "$dir/swh.ini"
   {
-    # runbooks/punch-patch.rhai: one group of operator servers, and a group it leaves alone.
-    inv_group punchplatform_operator_servers cmp1 cmp2 cmp3
+    # runbooks/punch-patch.rhai: the shiva cluster (its default group), and a group it leaves
+    # alone.
+    inv_group shiva_local cmp1 cmp2 cmp3
     inv_group kafka_servers st1
     echo "$all_vars"
   } > "$dir/punch.ini"
   {
-    # runbooks/starlingx-patch.rhai: ctl1 is the active controller; storage hosts are locked
-    # and unlocked around their install.
+    # runbooks/starlingx-patch.rhai: ctl1 is the active controller.
     inv_group controller ctl1 ctl2 ctl3
     echo "[storage]"
     inv_host st1 replication_group=rg1; inv_host st2 replication_group=rg1; inv_host st3 replication_group=rg2
-    echo $'[storage:vars]\nreboot_required=true'
     inv_group worker cmp1 cmp2 cmp3 cmp4 cmp5 cmp6
     echo "$all_vars"
   } > "$dir/starlingx.ini"
   {
-    # runbooks/maintenance-mode.rhai: ctl1 is the Stratos manager of two clusters of
-    # computes, whose service is the demo service (health on port 8080).
-    inv_group manager ctl1
+    # runbooks/maintenance-mode.rhai: ctl1 is the Stratos manager (its REST API on port 9763)
+    # of two clusters of computes, whose service is the demo service (health on port 8080).
+    echo "[manager]"; inv_host ctl1
+    echo "[manager:vars]"; echo "stratos_url=http://${IP[ctl1]}:9763"
     inv_group php_cluster cmp1 cmp2 cmp3
     echo $'[php_cluster:vars]\ncluster=php'
     inv_group tomcat_cluster cmp4 cmp5 cmp6
     echo $'[tomcat_cluster:vars]\ncluster=tomcat'
     echo $'[members:children]\nphp_cluster\ntomcat_cluster'
     echo $'[members:vars]\nservice=fleetbook-demo\nport=8080'
+    echo "stratos_url=http://${IP[ctl1]}:9763"
     echo "$all_vars"
   } > "$dir/stratos.ini"
 }
@@ -256,6 +268,7 @@ cmd_up() {
     platform_host "$c" "$name" "$group" "${IP[$name]}"
   done <<< "$LAYOUT"
   write_inventories "$dir"
+  docker exec "$id-ctl1" systemctl start stratos-manager
   cat > "$dir/ssh_config" <<CFG
 Host *
   User root

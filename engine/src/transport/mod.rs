@@ -23,6 +23,21 @@ fn is_local(host: &HostInfo) -> bool {
     host.vars.get("ansible_connection").map(String::as_str) == Some("local")
 }
 
+/// A command starts: logged by its program only, never its arguments (they may hold a
+/// secret; the plan and events show commands redacted).
+fn traced_start(host: &HostInfo, command: &str) {
+    let program = command.split_whitespace().next().unwrap_or("");
+    tracing::debug!(host = %host.name, program, bytes = command.len(), "command starts");
+}
+
+fn traced_end(host: &HostInfo, out: &Result<Output, TransportError>, started: std::time::Instant) {
+    let elapsed = started.elapsed().as_secs_f64();
+    match out {
+        Ok(o) => tracing::debug!(host = %host.name, code = o.code, elapsed, "command ends"),
+        Err(e) => tracing::warn!(host = %host.name, elapsed, error = %e, "command could not run"),
+    }
+}
+
 impl Transport for Router {
     fn exec(
         &self,
@@ -30,11 +45,15 @@ impl Transport for Router {
         command: &str,
         timeout: Option<Duration>,
     ) -> Result<Output, TransportError> {
-        if is_local(host) {
+        let started = std::time::Instant::now();
+        traced_start(host, command);
+        let out = if is_local(host) {
             self.local.exec(host, command, timeout)
         } else {
             self.ssh.exec(host, command, timeout)
-        }
+        };
+        traced_end(host, &out, started);
+        out
     }
 
     fn exec_with_input(
@@ -44,11 +63,15 @@ impl Transport for Router {
         input: &[u8],
         timeout: Option<Duration>,
     ) -> Result<Output, TransportError> {
-        if is_local(host) {
+        let started = std::time::Instant::now();
+        traced_start(host, command);
+        let out = if is_local(host) {
             self.local.exec_with_input(host, command, input, timeout)
         } else {
             self.ssh.exec_with_input(host, command, input, timeout)
-        }
+        };
+        traced_end(host, &out, started);
+        out
     }
 
     fn disconnect(&self, host: &HostInfo) {

@@ -488,7 +488,9 @@ impl Ssh {
         // ConnectTimeout covers only the TCP connect; a link that dies during the handshake
         // would otherwise hang until the server-alive checks give up.
         let limit = self.opts.connect_timeout + Duration::from_secs(5);
+        let started = std::time::Instant::now();
         let result = self.rt.block_on(cell.get_or_init(|| async move {
+            tracing::debug!(host = %name, dest = %dest, "ssh connecting");
             match tokio::time::timeout(limit, builder.connect_mux(&dest)).await {
                 Ok(r) => r.map(Arc::new).map_err(|e| {
                     let msg = describe(&e);
@@ -500,6 +502,13 @@ impl Ssh {
                 ))),
             }
         }));
+        let elapsed = started.elapsed().as_secs_f64();
+        match &result {
+            Ok(_) => tracing::debug!(host = %host.name, elapsed, "ssh session ready"),
+            Err(e) => {
+                tracing::warn!(host = %host.name, elapsed, error = %e, "ssh connection failed")
+            }
+        }
         result.clone()
     }
 

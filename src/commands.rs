@@ -60,10 +60,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             write_output(output.as_deref(), &text)?;
             if let Some(path) = output {
                 eprintln!(
-                    "plan of {} on {} hosts ({} tasks) written to {}",
+                    "plan of {} on {} ({}) written to {}",
                     p.runbook.name,
-                    p.hosts.len(),
-                    p.tasks.len(),
+                    render::count(p.hosts.len(), "host"),
+                    render::count(p.tasks.len(), "task"),
                     path.display()
                 );
             }

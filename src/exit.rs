@@ -130,9 +130,12 @@ pub fn clap_color() -> clap::ColorChoice {
 pub fn install_report_handler() {
     let _ = miette::set_hook(Box::new(|_| {
         let mut opts = MietteHandlerOpts::new().terminal_links(false).width(100);
-        if !color(std::io::stderr().is_terminal()) {
-            opts = opts.graphical_theme(GraphicalTheme::unicode_nocolor());
-        }
+        opts = if color(std::io::stderr().is_terminal()) {
+            opts.color(true).graphical_theme(GraphicalTheme::unicode())
+        } else {
+            opts.color(false)
+                .graphical_theme(GraphicalTheme::unicode_nocolor())
+        };
         Box::new(opts.build())
     }));
 }

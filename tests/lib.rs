@@ -18,3 +18,4 @@ mod plan;
 mod project;
 mod run;
 mod trust;
+mod ux;

@@ -309,6 +309,35 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
+    /// Show what fleetbook reads from an inventory, in ansible-inventory's forms.
+    #[command(
+        group = clap::ArgGroup::new("what").required(true).multiple(false),
+        after_help = "Examples:\n  fleetbook inventory -i examples/inventories/jiocloud.ini --graph\n  fleetbook inventory -i hosts.yml --list --limit compute\n  fleetbook inventory -i hosts --host web1 --vault-password-file ~/.vault_pass\n  ansible-inventory -i aws_ec2.yml --list | fleetbook inventory -i - --list\n\nThe output compares with `ansible-inventory --list`, `--graph` and `--host`."
+    )]
+    Inventory {
+        /// Inventory: Ansible INI or YAML (format by content), ansible-inventory JSON
+        /// (`-` reads it from standard input), or TOML (.toml).
+        #[arg(short, long, value_name = "INVENTORY")]
+        inventory: PathBuf,
+        /// Only these hosts, as an Ansible pattern.
+        #[arg(short, long, value_name = "PATTERN")]
+        limit: Option<String>,
+        /// Every group and host with its merged, typed variables, as JSON.
+        #[arg(long, group = "what")]
+        list: bool,
+        /// The group tree from GROUP (default all).
+        #[arg(long, group = "what", value_name = "GROUP", num_args = 0..=1, default_missing_value = "all")]
+        graph: Option<String>,
+        /// One host's variables, as JSON.
+        #[arg(long, group = "what", value_name = "HOST")]
+        host: Option<String>,
+        #[command(flatten)]
+        vault: VaultArgs,
+        /// Also read group_vars/ and host_vars/ of this directory (as Ansible reads the
+        /// playbook's).
+        #[arg(long, value_name = "DIR")]
+        playbook_dir: Option<PathBuf>,
+    },
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  fleetbook completions bash > /etc/bash_completion.d/fleetbook\n  fleetbook completions zsh > \"${fpath[1]}/_fleetbook\"\n  fleetbook completions fish > ~/.config/fish/completions/fleetbook.fish"
@@ -434,6 +463,8 @@ pub struct ScriptArgs {
     /// Another directory that `import` may load modules from (repeatable).
     #[arg(long = "lib", value_name = "DIR")]
     pub lib_dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub vault: VaultArgs,
 }
 
 impl ScriptArgs {
@@ -478,6 +509,17 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
+/// Ansible Vault passwords (also read from ANSIBLE_VAULT_PASSWORD_FILE).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct VaultArgs {
+    /// A file whose first line is the vault password.
+    #[arg(long, value_name = "FILE")]
+    pub vault_password_file: Vec<PathBuf>,
+    /// A vault id and its password file, as ID@FILE (or FILE).
+    #[arg(long, value_name = "ID@FILE")]
+    pub vault_id: Vec<String>,
+}
+
 #[cfg(test)]
 mod tests {
     fn doc(name: &str) -> String {
@@ -493,10 +535,71 @@ mod tests {
         Some(&text[start..end])
     }
 
+    /// docs/cli.md's "Commands and options" made from the command tree, for
+    /// `FLEETBOOK_BLESS=1` to write when options were added.
+    fn reference(cmd: &clap::Command) -> String {
+        let mut out = String::new();
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+            out.push_str(&format!(
+                "### `fleetbook {}`\n\n{about}\n\n| option | meaning |\n| --- | --- |\n",
+                sub.get_name()
+            ));
+            for a in sub.get_arguments() {
+                if a.is_global_set() || a.is_hide_set() || a.get_id() == "help" {
+                    continue;
+                }
+                let value = a
+                    .get_value_names()
+                    .map(|v| {
+                        v.iter()
+                            .map(|x| x.to_string())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default();
+                let name = match (a.get_short(), a.get_long()) {
+                    (Some(s), Some(l)) => format!("-{s}, --{l}"),
+                    (None, Some(l)) => format!("--{l}"),
+                    _ => String::new(),
+                };
+                let takes_value = a.get_num_args().is_some_and(|n| n.takes_values());
+                let shown = match (name.is_empty(), takes_value && !value.is_empty()) {
+                    (true, _) => value,
+                    (false, true) => format!("{name} {value}"),
+                    (false, false) => name,
+                };
+                let help = match a.get_long() {
+                    Some("state") => "State directory (journal and locks); the rule for where it \
+                                      is by default is in [journal.md](journal.md)"
+                        .to_string(),
+                    _ => a
+                        .get_help()
+                        .map(|h| h.to_string().replace('\n', " ").replace('|', "\\|"))
+                        .unwrap_or_default(),
+                };
+                out.push_str(&format!("| `{shown}` | {help} |\n"));
+            }
+            out.push('\n');
+        }
+        out
+    }
+
     // 21 of 61 options were in no doc (8 of `apply`'s and `resume`'s among them).
     #[test]
     fn cli_md_documents_every_option_of_every_subcommand() {
-        let text = doc("docs/cli.md");
+        let mut text = doc("docs/cli.md");
+        if std::env::var_os("FLEETBOOK_BLESS").is_some() {
+            let mut cmd = super::command();
+            cmd.build();
+            let at = text
+                .find("### `fleetbook ")
+                .expect("docs/cli.md: Commands and options");
+            text = format!("{}{}", &text[..at], reference(&cmd).trim_end());
+            text.push('\n');
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/cli.md");
+            std::fs::write(path, &text).unwrap();
+        }
         let mut cmd = super::command();
         cmd.build();
         let mut checked = 0;
@@ -531,7 +634,8 @@ mod tests {
                             "| `-{}, {shown}",
                             arg.get_short().unwrap_or(' ')
                         ))),
-                    "docs/cli.md, `fleetbook {name}`: {shown} is not documented:\n{sec}"
+                    "docs/cli.md, `fleetbook {name}`: {shown} is not documented \
+                     (FLEETBOOK_BLESS=1 cargo test --bin fleetbook cli_md rewrites the section):\n{sec}"
                 );
                 if let Some(short) = arg.get_short() {
                     assert!(

@@ -3,7 +3,7 @@
 use crate::cli::{Cli, Command, Format, ScriptArgs};
 use crate::drive::{self, Start};
 use crate::journal_cmds::{self, ResumeArgs};
-use crate::{adhoc, exit, project};
+use crate::{adhoc, exit, inventory_cmd, project};
 use fleetbook_engine::journal::Journal;
 use fleetbook_engine::{compile, plan, render, Error, Result};
 
@@ -130,6 +130,22 @@ pub fn run(cli: Cli) -> Result<i32> {
             state,
             format,
         } => journal_cmds::status(run_id.as_deref(), &state, format),
+        Command::Inventory {
+            inventory,
+            limit,
+            list: _,
+            graph,
+            host,
+            vault,
+            playbook_dir,
+        } => inventory_cmd::run(
+            &inventory,
+            limit.as_deref(),
+            graph,
+            host,
+            &vault,
+            playbook_dir,
+        ),
         Command::Runs { state, format } => journal_cmds::runs(&state, format),
         Command::Abort { run_id, now, state } => journal_cmds::abort(&run_id, now, &state),
         Command::Approve {
@@ -193,6 +209,7 @@ fn plan_of(
         params: &params,
         limit,
         lib_dirs: &script.lib_dirs,
+        vault: Some(&crate::inventory_cmd::vault_keys(&script.vault)?),
     })
 }
 

@@ -399,6 +399,28 @@ pub struct ResumeArgs<'a> {
     pub run: &'a RunArgs,
 }
 
+/// A recorded run planned again from its runbook, inventory and parameters (secret ones
+/// given again): the plan, approvals given now that the run had not, and what differs.
+fn plan_again(
+    run: &RunRecord,
+    given: &[(String, String)],
+    lib_dirs: &[PathBuf],
+    args: &RunArgs,
+) -> Result<(plan::Planned, Vec<String>, Vec<String>)> {
+    let mut changed = Vec::new();
+    let params = session::params(run, given, &mut changed)?;
+    let planned = plan::plan(&plan::PlanRequest {
+        runbook: Path::new(&run.runbook_path),
+        inventory: Path::new(&run.inventory_path),
+        params: &params,
+        limit: run.limit_pattern.as_deref(),
+        lib_dirs,
+        vault: None,
+    })?;
+    let new_approvals = session::changes(run, &planned, &args.approve, &mut changed)?;
+    Ok((planned, new_approvals, changed))
+}
+
 /// A recorded run, for `resume` and `rollback`: refused while it runs.
 fn stopped_run(journal: &Journal, id: &str) -> Result<RunRecord> {
     let run = journal.run(Some(id))?;
@@ -429,16 +451,7 @@ pub fn resume(a: ResumeArgs) -> Result<i32> {
         }
         _ => {}
     }
-    let mut changed = Vec::new();
-    let params = session::params(&run, a.params, &mut changed)?;
-    let planned = plan::plan(&plan::PlanRequest {
-        runbook: Path::new(&run.runbook_path),
-        inventory: Path::new(&run.inventory_path),
-        params: &params,
-        limit: run.limit_pattern.as_deref(),
-        lib_dirs: a.lib_dirs,
-    })?;
-    let new_approvals = session::changes(&run, &planned, &a.run.approve, &mut changed)?;
+    let (planned, new_approvals, changed) = plan_again(&run, a.params, a.lib_dirs, a.run)?;
     if !changed.is_empty() {
         if !a.replan {
             return Err(Error::input_with_help(
@@ -489,16 +502,7 @@ pub struct RollbackArgs<'a> {
 pub fn rollback(a: RollbackArgs) -> Result<i32> {
     let journal = open(&a.run.state)?;
     let run = stopped_run(&journal, a.id)?;
-    let mut changed = Vec::new();
-    let params = session::params(&run, a.params, &mut changed)?;
-    let planned = plan::plan(&plan::PlanRequest {
-        runbook: Path::new(&run.runbook_path),
-        inventory: Path::new(&run.inventory_path),
-        params: &params,
-        limit: run.limit_pattern.as_deref(),
-        lib_dirs: a.lib_dirs,
-    })?;
-    session::changes(&run, &planned, &a.run.approve, &mut changed)?;
+    let (planned, _, changed) = plan_again(&run, a.params, a.lib_dirs, a.run)?;
     if !changed.is_empty() {
         return Err(Error::input_with_help(
             format!(
@@ -633,6 +637,7 @@ pub fn apply(
         params: &params,
         limit: saved.limit_pattern.as_deref(),
         lib_dirs,
+        vault: None,
     })?;
     let p = &planned.plan;
     if p.runbook_digest != saved.runbook_digest {

@@ -24,6 +24,7 @@ mod cli;
 mod commands;
 mod drive;
 mod exit;
+mod inventory_cmd;
 mod journal_cmds;
 mod logging;
 mod man;

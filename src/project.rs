@@ -263,7 +263,7 @@ pub fn fill(command: &mut crate::cli::Command, project: Option<&Project>) {
             }
             ssh.fill(p);
         }
-        C::Completions { .. } | C::Man { .. } => {}
+        C::Completions { .. } | C::Man { .. } | C::Inventory { .. } => {}
     }
 }
 

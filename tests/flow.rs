@@ -31,6 +31,22 @@ fn entries(l: &Local) -> Vec<String> {
         .collect()
 }
 
+/// The JSON plan of `runbook` on `inventory` (both texts), with `extra` options.
+fn plan_json(runbook: &str, inventory: &str, extra: &[&str]) -> crate::support::Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let (rb, inv) = (dir.path().join("rb.rhai"), dir.path().join("hosts"));
+    std::fs::write(&rb, runbook).unwrap();
+    std::fs::write(&inv, inventory).unwrap();
+    let mut cmd = crate::support::fleetbook(&["plan", "--format", "json"]);
+    for a in extra {
+        cmd = cmd.arg(*a);
+    }
+    cmd.arg(rb.display().to_string())
+        .arg("-i")
+        .arg(inv.display().to_string())
+        .run()
+}
+
 const FINALLY: &str =
     "rb.finally(\"restore\", || host(\"w1\").run(`echo \"finally all $(date +%s)\" >> ${host(\"w1\").var(\"dir\")}/../log`));\n";
 
@@ -366,21 +382,14 @@ fn a_limit_of_zero_holds_the_role_and_what_follows() {
 /// otherwise; without it the plan warns, once for all the hosts concerned.
 #[test]
 fn rb_become_wraps_root_operations_and_the_plan_warns_without_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let inv = dir.path().join("hosts");
-    std::fs::write(&inv, "[web]\nw1\nw2\nw3 ansible_become=false\n").unwrap();
     let plan = |become_: &str| {
-        let rb = dir.path().join("rb.rhai");
-        std::fs::write(
-            &rb,
-            format!("let rb = runbook(\"t\");\n{become_}rb.step(\"restart\", |h| service::restart(h, \"nginx\"));\nrb\n"),
-        )
-        .unwrap();
-        crate::support::fleetbook(&["plan", "--format", "json"])
-            .arg(rb.display().to_string())
-            .arg("-i")
-            .arg(inv.display().to_string())
-            .code(0)
+        let out = plan_json(
+            &format!("let rb = runbook(\"t\");\n{become_}rb.step(\"restart\", |h| service::restart(h, \"nginx\"));\nrb\n"),
+            "[web]\nw1\nw2\nw3 ansible_become=false\n",
+            &[],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out
     };
     let commands = |out: &crate::support::Outcome| -> Vec<(String, String)> {
         let p: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
@@ -452,20 +461,12 @@ fn max_failures_total_is_one_budget_for_the_run() {
 /// The docs say a bare number is seconds: `.timeout(90)` works as `.timeout("90s")`.
 #[test]
 fn durations_take_a_bare_number_of_seconds() {
-    let dir = tempfile::tempdir().unwrap();
-    let rb = dir.path().join("rb.rhai");
-    std::fs::write(
-        &rb,
+    let out = plan_json(
         "let rb = runbook(\"t\");\nrb.deadline(7200);\nrb.step(\"s\", |h| h.run(\"true\")).timeout(90).retry_delay(5).estimate(30).soak(60);\nrb\n",
-    )
-    .unwrap();
-    let inv = dir.path().join("hosts");
-    std::fs::write(&inv, "[web]\nw1\n").unwrap();
-    let out = crate::support::fleetbook(&["plan", "--format", "json"])
-        .arg(rb.display().to_string())
-        .arg("-i")
-        .arg(inv.display().to_string())
-        .code(0);
+        "[web]\nw1\n",
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
     let p: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let s = &p["runbook"]["steps"][0];
     assert_eq!(
@@ -473,17 +474,47 @@ fn durations_take_a_bare_number_of_seconds() {
         (&90.into(), &5.into(), &30.into(), &60.into())
     );
     assert_eq!(p["runbook"]["deadline"], 7200);
-    std::fs::write(
-        &rb,
+    let out = plan_json(
         "let rb = runbook(\"t\");\nrb.step(\"s\", |h| h.run(\"true\")).timeout(-1);\nrb\n",
-    )
-    .unwrap();
-    let out = crate::support::fleetbook(&["check"])
-        .arg(rb.display().to_string())
-        .code(2);
+        "[web]\nw1\n",
+        &[],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         out.stderr.contains("must not be negative"),
         "{}",
         out.stderr
     );
+}
+
+/// `file::put` of a secret is shown without its digest: a short secret could be found
+/// again from its SHA-256. Other files keep theirs.
+#[test]
+fn a_put_of_a_secret_shows_no_digest() {
+    let out = plan_json(
+        "let rb = runbook(\"t\");\nlet pw = secret_param(\"pw\", \"\");\n\
+         rb.step(\"s\", |h| { file::put(h, \"/tmp/pw\", `password=${pw}`, \"0600\"); file::put(h, \"/tmp/motd\", \"hello\"); });\nrb\n",
+        "[web]\nw1\n",
+        &["-p", "pw=hunter2-long"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let p: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let task = p["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["kind"] == "host")
+        .unwrap();
+    let c: Vec<&str> = task["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(
+        c[0].contains("holds a secret") && !c[0].contains("sha256"),
+        "{c:?}"
+    );
+    assert!(c[1].contains("sha256:"), "{c:?}");
+    assert!(!out.stdout.contains("hunter2"));
 }

@@ -5,6 +5,7 @@ mod sshd;
 mod support;
 
 mod check;
+mod conformance;
 mod docs;
 mod errors;
 mod faults;

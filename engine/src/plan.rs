@@ -149,6 +149,8 @@ pub struct PlanRequest<'a> {
     pub params: &'a BTreeMap<String, String>,
     pub limit: Option<&'a str>,
     pub lib_dirs: &'a [PathBuf],
+    /// Vault passwords for the inventory (`None`: those the environment names).
+    pub vault: Option<&'a crate::inventory::VaultKeys>,
 }
 
 /// A compiled runbook with its plan: what the executor needs (script and graph) and what
@@ -206,17 +208,36 @@ pub fn load_script(
 /// Compiles, records and schedules: the whole of `fleetbook plan`.
 pub fn plan(req: &PlanRequest) -> Result<Planned> {
     let (script, runbook_digest) = load_script(req.runbook, req.params, req.lib_dirs)?;
-    let inv_text = read_file(req.inventory)?;
-    let inventory = Inventory::parse(
-        &req.inventory.display().to_string(),
-        &inv_text,
-        crate::inventory::Format::of(req.inventory),
+    // As Ansible reads a playbook's: group_vars/ and host_vars/ beside the inventory and
+    // beside the runbook; the digest covers every file read.
+    let vault = match req.vault {
+        Some(v) => v.clone(),
+        None => crate::inventory::VaultKeys::from_env().map_err(crate::Error::input)?,
+    };
+    let playbook_dir = req
+        .runbook
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .map(Path::to_path_buf);
+    let inventory = Inventory::load_with(
+        req.inventory,
+        &crate::inventory::LoadOptions {
+            vault,
+            playbook_dir,
+        },
     )?;
+    let inventory_digest = inventory.digest.clone();
     plan_loaded(
         script,
         runbook_digest,
         &inventory,
-        digest(inv_text.as_bytes()),
+        inventory_digest,
         req.limit,
     )
 }

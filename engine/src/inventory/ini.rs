@@ -1,172 +1,260 @@
-//! Ansible INI inventories, read as Ansible reads them.
+//! Ansible INI inventories, read as Ansible's `ini` plugin reads them: host lines split by
+//! shell rules, values typed by Python's literal rules, sections that name groups defined
+//! later, and Ansible's refusals (an undefined child or vars-only group).
 
-use super::{Inventory, ParseError};
+use super::{address, literal, Inventory, ParseError, Vars};
 use indexmap::IndexMap;
 
-enum Section {
-    Hosts(String),
-    Children(String),
-    Vars(String),
+#[derive(Clone, Copy, PartialEq)]
+enum State {
+    Hosts,
+    Children,
+    Vars,
+}
+
+/// A group named before it is defined: by `[g:vars]`, or as a child.
+struct Pending {
+    line: usize,
+    state: State,
+    parents: Vec<String>,
 }
 
 pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
-    let mut section = Section::Hosts("ungrouped".into());
+    let mut group = "ungrouped".to_string();
+    let mut state = State::Hosts;
+    let mut pending: IndexMap<String, Pending> = IndexMap::new();
     for (i, raw) in text.lines().enumerate() {
         let n = i + 1;
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
             continue;
         }
-        if line.starts_with('[') {
-            section = header(line).map_err(|m| ParseError::at(n, m))?;
-            match &section {
-                Section::Hosts(g) | Section::Children(g) | Section::Vars(g) => {
-                    inv.group_mut(g);
+        if let Some((name, kind)) = section(line) {
+            state = match kind {
+                None | Some("hosts") => State::Hosts,
+                Some("children") => State::Children,
+                Some("vars") => State::Vars,
+                Some(other) => {
+                    return Err(ParseError::at(
+                        n,
+                        format!("Section [{name}:{other}] has unknown type: {other}"),
+                    ))
+                }
+            };
+            group = name.to_string();
+            if !inv.groups.contains_key(&group) {
+                if state == State::Vars && !pending.contains_key(&group) {
+                    pending.insert(
+                        group.clone(),
+                        Pending {
+                            line: n,
+                            state,
+                            parents: vec![],
+                        },
+                    );
+                }
+                inv.group_mut(&group);
+            }
+            if state != State::Vars {
+                if let Some(p) = pending.get(&group) {
+                    if p.state == State::Children {
+                        add_pending_children(inv, &group, &mut pending);
+                    } else {
+                        pending.shift_remove(&group);
+                    }
                 }
             }
             continue;
         }
-        match &section {
-            Section::Hosts(g) => {
-                let words = split_words(line).map_err(|m| ParseError::at(n, m))?;
-                let (pattern, rest) = words.split_first().expect("line is not empty");
-                let mut vars = IndexMap::new();
+        if line.starts_with('[') && !line.ends_with(']') && !line.contains(']') {
+            // Ansible would read this as a host named like the header; it is a typo.
+            return Err(ParseError::at(
+                n,
+                format!("section header {line:?} must end with ']' (fleetbook refuses a host name starting with '[')"),
+            ));
+        }
+        if line.starts_with('[') && line.ends_with(']') {
+            return Err(ParseError::at(
+                n,
+                format!(
+                    "Invalid section entry: '{line}'. Please make sure that there are no spaces in the section entry, and that there are no other invalid characters"
+                ),
+            ));
+        }
+        match state {
+            State::Hosts => {
+                let words = split_words(line).map_err(|m| {
+                    ParseError::at(n, format!("Error parsing host definition '{line}': {m}"))
+                })?;
+                let Some((pattern, rest)) = words.split_first() else {
+                    continue;
+                };
+                let mut vars = Vars::new();
                 for w in rest {
                     let (k, v) = w.split_once('=').ok_or_else(|| {
                         ParseError::at(
                             n,
-                            format!("expected key=value after the host name, found {w:?}"),
+                            format!("Expected key=value host variable assignment, got: {w}"),
                         )
                     })?;
-                    if k.is_empty() {
-                        return Err(ParseError::at(n, format!("empty variable name in {w:?}")));
-                    }
-                    vars.insert(k.to_string(), v.to_string());
+                    vars.insert(k.to_string(), literal::ini_value(v));
                 }
-                // `host:port` is Ansible shorthand for ansible_port; a ':' inside a range's
-                // brackets is not one.
-                let (pattern, port) = match port_colon(pattern) {
-                    Some(i) => {
-                        let p = &pattern[i + 1..];
-                        if !p.chars().all(|c| c.is_ascii_digit()) || p.is_empty() {
-                            return Err(ParseError::at(n, format!("bad port in {pattern:?}")));
-                        }
-                        (pattern[..i].to_string(), Some(p.to_string()))
-                    }
-                    None => (pattern.clone(), None),
-                };
-                if let Some(p) = port {
-                    vars.entry("ansible_port".into()).or_insert(p);
+                let (name, port) = address::split(pattern).map_err(|m| ParseError::at(n, m))?;
+                if pattern.trim().ends_with(':') && port.is_none() {
+                    return Err(ParseError::at(
+                        n,
+                        format!("Invalid host pattern '{pattern}' supplied, ending in ':' is not allowed, this character is reserved to provide a port."),
+                    ));
                 }
-                let group = g.clone();
-                let target = (group != "ungrouped").then_some(group.as_str());
-                for host in inv.expand(&pattern).map_err(|m| ParseError::at(n, m))? {
-                    inv.add_host(target, &host, vars.clone())
+                let hosts = inv.expand(&name).map_err(|m| ParseError::at(n, m))?;
+                if hosts.iter().any(|h| h.trim() == "---") {
+                    return Err(ParseError::at(
+                        n,
+                        format!("Invalid host pattern '{pattern}' supplied, '---' is normally a sign this is a YAML file."),
+                    ));
+                }
+                for host in hosts {
+                    inv.add_host(Some(&group), &host, port, vars.clone())
                         .map_err(|m| ParseError::at(n, m))?;
                 }
             }
-            Section::Children(g) => {
-                let child = line.split_whitespace().next().unwrap_or_default();
-                if line.split_whitespace().count() != 1 || !valid_group_name(child) {
-                    return Err(ParseError::at(
-                        n,
-                        format!("expected one group name in [{g}:children], found {line:?}"),
-                    ));
-                }
-                inv.group_mut(child);
-                let g = g.clone();
-                inv.group_mut(&g).children.insert(child.to_string());
+            State::Vars => {
+                let (k, v) = line
+                    .split_once('=')
+                    .ok_or_else(|| ParseError::at(n, format!("Expected key=value, got: {line}")))?;
+                let (key, value) = (k.trim(), literal::ini_value(v.trim()));
+                inv.set_group_var(&group, key, value)
+                    .map_err(|m| ParseError::at(n, m))?;
             }
-            Section::Vars(g) => {
-                let (k, v) = line.split_once('=').ok_or_else(|| {
-                    ParseError::at(
-                        n,
-                        format!("expected key=value in [{g}:vars], found {line:?}"),
-                    )
+            State::Children => {
+                let child = group_name(line).ok_or_else(|| {
+                    ParseError::at(n, format!("Expected group name, got: {line}"))
                 })?;
-                let key = k.trim();
-                if key.is_empty() || key.contains(char::is_whitespace) {
-                    return Err(ParseError::at(n, format!("bad variable name {key:?}")));
+                if inv.groups.contains_key(child) {
+                    inv.group_mut(&group).children.insert(child.to_string());
+                } else {
+                    pending
+                        .entry(child.to_string())
+                        .or_insert(Pending {
+                            line: n,
+                            state: State::Children,
+                            parents: vec![],
+                        })
+                        .parents
+                        .push(group.clone());
                 }
-                let value = unquote(v.trim()).map_err(|m| ParseError::at(n, m))?;
-                super::check_var(key, &value).map_err(|m| ParseError::at(n, m))?;
-                let g = g.clone();
-                inv.group_mut(&g).vars.insert(key.to_string(), value);
             }
         }
+    }
+    if let Some((name, p)) = pending.first() {
+        return Err(ParseError::at(
+            p.line,
+            match p.state {
+                State::Vars => {
+                    format!("Section [{name}:vars] not valid for undefined group '{name}'.")
+                }
+                _ => format!(
+                    "Section [{}:children] includes undefined group '{name}'.",
+                    p.parents.last().map_or("", String::as_str)
+                ),
+            },
+        ));
     }
     Ok(())
 }
 
-/// The byte index of the last ':' outside brackets, which starts a `host:port` port.
-fn port_colon(pattern: &str) -> Option<usize> {
-    let mut depth = 0i32;
-    let mut found = None;
-    for (i, b) in pattern.bytes().enumerate() {
-        match b {
-            b'[' => depth += 1,
-            b']' => depth -= 1,
-            b':' if depth == 0 => found = Some(i),
-            _ => {}
+fn add_pending_children(inv: &mut Inventory, group: &str, pending: &mut IndexMap<String, Pending>) {
+    let parents = pending
+        .get(group)
+        .map(|p| p.parents.clone())
+        .unwrap_or_default();
+    for parent in parents {
+        inv.group_mut(&parent).children.insert(group.to_string());
+        if pending
+            .get(&parent)
+            .is_some_and(|p| p.state == State::Children)
+        {
+            add_pending_children(inv, &parent, pending);
         }
     }
-    found
+    pending.shift_remove(group);
 }
 
-fn valid_group_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '.')
-}
-
-fn header(line: &str) -> Result<Section, String> {
-    let inner = line
-        .strip_prefix('[')
-        .and_then(|l| l.strip_suffix(']'))
-        .ok_or_else(|| format!("section header {line:?} must end with ']'"))?;
+/// `[name]` or `[name:kind]`, with an optional trailing comment; names hold no ':', ']' or
+/// whitespace (other punctuation is allowed, as Ansible allows it with a warning).
+fn section(line: &str) -> Option<(&str, Option<&str>)> {
+    let inner = line.strip_prefix('[')?;
+    let close = inner.find(']')?;
+    let after = inner[close + 1..].trim_start();
+    if !(after.is_empty() || after.starts_with('#')) {
+        return None;
+    }
+    let inner = &inner[..close];
     let (name, kind) = match inner.split_once(':') {
         Some((n, k)) => (n, Some(k)),
         None => (inner, None),
     };
-    if !valid_group_name(name) {
-        return Err(format!("bad group name {name:?} in {line:?}"));
-    }
-    let name = name.to_string();
-    match kind {
-        None => Ok(Section::Hosts(name)),
-        Some("children") => Ok(Section::Children(name)),
-        Some("vars") => Ok(Section::Vars(name)),
-        Some(other) => Err(format!(
-            "unknown section kind {other:?} in {line:?} (expected :children or :vars)"
-        )),
-    }
+    let name_ok =
+        !name.is_empty() && !name.contains(|c: char| c == ':' || c == ']' || c.is_whitespace());
+    let kind_ok =
+        kind.is_none_or(|k| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_'));
+    (name_ok && kind_ok).then_some((name, kind))
 }
 
-/// Splits a host line into words, honouring single and double quotes (shlex-like).
+/// A `[g:children]` line: one group name, then an optional comment.
+fn group_name(line: &str) -> Option<&str> {
+    let end = line
+        .find(|c: char| c == ':' || c == ']' || c.is_whitespace())
+        .unwrap_or(line.len());
+    let (name, rest) = line.split_at(end);
+    let rest = rest.trim_start();
+    (!name.is_empty() && (rest.is_empty() || rest.starts_with('#'))).then_some(name)
+}
+
+/// Splits a host line as Python's `shlex.split(line, comments=True)` does.
 fn split_words(line: &str) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;
-    let mut chars = line.chars();
+    let mut chars = line.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
-            '\'' | '"' => {
+            '\'' => {
                 in_word = true;
                 loop {
                     match chars.next() {
-                        Some(q) if q == c => break,
-                        Some('\\') if c == '"' => {
-                            if let Some(e) = chars.next() {
-                                cur.push(e)
-                            }
-                        }
+                        Some('\'') => break,
                         Some(x) => cur.push(x),
-                        None => return Err(format!("unclosed {c} quote")),
+                        None => return Err("No closing quotation".into()),
                     }
                 }
             }
-            '#' if !in_word => break,
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(e @ ('"' | '\\')) => cur.push(e),
+                            Some(e) => {
+                                cur.push('\\');
+                                cur.push(e);
+                            }
+                            None => return Err("No closing quotation".into()),
+                        },
+                        Some(x) => cur.push(x),
+                        None => return Err("No closing quotation".into()),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(e) => cur.push(e),
+                    None => return Err("No escaped character".into()),
+                }
+            }
+            '#' => break,
             c if c.is_whitespace() => {
                 if in_word {
                     words.push(std::mem::take(&mut cur));
@@ -183,18 +271,6 @@ fn split_words(line: &str) -> Result<Vec<String>, String> {
         words.push(cur);
     }
     Ok(words)
-}
-
-fn unquote(v: &str) -> Result<String, String> {
-    if v.is_empty() {
-        return Ok(String::new());
-    }
-    let words = split_words(v)?;
-    if words.len() == 1 && (v.starts_with('"') || v.starts_with('\'')) {
-        Ok(words.into_iter().next().unwrap_or_default())
-    } else {
-        Ok(v.to_string())
-    }
 }
 
 #[cfg(test)]
@@ -238,11 +314,29 @@ region = "east 1"
     fn malformed_lines_name_the_line() {
         for (text, needle) in [
             ("[web\nh1", "must end with ']'"),
-            ("[web]\nh1 novalue", "expected key=value"),
-            ("[web:kids]\nh1", "unknown section kind"),
-            ("[web:vars]\njustaword", "expected key=value"),
-            ("[web]\nh[1:", "unclosed"),
-            ("[web]\nh1 a=\"open", "unclosed"),
+            (
+                "[web]\nh1 novalue",
+                "Expected key=value host variable assignment, got: novalue",
+            ),
+            (
+                "[web:kids]\nh1",
+                "Section [web:kids] has unknown type: kids",
+            ),
+            (
+                "[web:vars]\njustaword",
+                "Expected key=value, got: justaword",
+            ),
+            ("[web]\nh[1:", "ending in ':' is not allowed"),
+            ("[web]\nh1 a=\"open", "No closing quotation"),
+            (
+                "[usa:children]\nsouth\n",
+                "Section [usa:children] includes undefined group 'south'.",
+            ),
+            (
+                "[db:vars]\nx=1\n",
+                "Section [db:vars] not valid for undefined group 'db'.",
+            ),
+            ("[web]\nweb[01:100]\n", "equal-length"),
         ] {
             let err = Inventory::parse("inv.ini", text, Format::Ini).unwrap_err();
             let msg = format!("{err}");

@@ -1,22 +1,42 @@
-//! Inventories: hosts, groups and variables, read from Ansible INI, Ansible YAML or the
-//! native TOML form. Takes a file; gives an [`Inventory`] in file order.
+//! Inventories: hosts, groups and variables, read as Ansible reads them — INI, YAML (1.1, as
+//! PyYAML), `ansible-inventory --list` JSON, Ansible Vault, `group_vars/` and `host_vars/` —
+//! or from the native TOML form. Takes a file (or its text); gives an [`Inventory`] in file
+//! order whose variables keep their types ([`Inventory::all_host_values`]).
 
+mod address;
+pub mod export;
 mod ini;
+mod json_inv;
+mod literal;
+mod load;
 pub mod pattern;
 pub(crate) mod range;
 mod toml_inv;
+mod vars_dirs;
+pub mod vault;
 mod yaml;
+mod yaml11;
 
-use crate::error::{read_file, Error, Result, SourceDiag};
+pub use load::LoadOptions;
+pub use vault::VaultKeys;
+
+use crate::error::{Error, Result, SourceDiag};
 use indexmap::{IndexMap, IndexSet};
+use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
+
+/// Variables with their types, as Ansible gives them.
+pub type Vars = IndexMap<String, Value>;
 
 /// One host as the inventory declares it (its own variables only).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InvHost {
     pub name: String,
-    pub vars: IndexMap<String, String>,
+    /// From the inventory file.
+    pub vars: Vars,
+    /// From `host_vars/` (above the inventory's own, as in Ansible).
+    pub file_vars: Vars,
 }
 
 /// One group: hosts listed directly, child groups, and group variables.
@@ -25,7 +45,12 @@ pub struct Group {
     pub name: String,
     pub hosts: IndexSet<String>,
     pub children: IndexSet<String>,
-    pub vars: IndexMap<String, String>,
+    /// From the inventory file.
+    pub vars: Vars,
+    /// From `group_vars/`.
+    pub file_vars: Vars,
+    /// `ansible_group_priority`: orders groups of one depth before their names do.
+    pub priority: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -35,6 +60,17 @@ pub struct Inventory {
     pub hosts: IndexMap<String, InvHost>,
     /// Every group, `all` and `ungrouped` included.
     pub groups: IndexMap<String, Group>,
+    /// What Ansible would warn about and go on (duplicate YAML keys, skipped entries).
+    pub warnings: Vec<String>,
+    /// Variables that held vaulted values: every value they take is a secret.
+    pub secret_vars: IndexSet<String>,
+    /// Decrypted `!vault` values and their envelopes: listings show the envelope, as
+    /// `ansible-inventory` does, never the plain text.
+    pub vault_envelopes: IndexMap<String, String>,
+    /// sha256 of every file read (inventory, vars files), set by [`Inventory::load_with`].
+    pub digest: String,
+    /// Hosts put in `ungrouped` by the file itself (INI lines before any section).
+    explicit_ungrouped: IndexSet<String>,
     /// Hosts that ranges may still produce while the inventory is read.
     ranges: range::Budget,
     /// For each host (by index), the groups that list it directly, `all` excluded; built
@@ -48,14 +84,20 @@ pub enum Format {
     Ini,
     Yaml,
     Toml,
+    /// `ansible-inventory --list` output, or a dynamic inventory script's.
+    Json,
+    /// Decided by content, as Ansible's plugins do: `--list` JSON, else YAML, else INI.
+    Auto,
 }
 
 impl Format {
-    /// From the extension; files without one are INI, as Ansible's `hosts` file is.
+    /// From the extension, as Ansible chooses plugins: `.toml` is TOML; files with no
+    /// extension, `.yml`, `.yaml` and `.json` are tried as YAML then INI (by content);
+    /// anything else is INI.
     pub fn of(path: &Path) -> Format {
         match path.extension().and_then(|e| e.to_str()) {
-            Some("yml" | "yaml") => Format::Yaml,
             Some("toml") => Format::Toml,
+            None | Some("yml" | "yaml" | "json") => Format::Auto,
             _ => Format::Ini,
         }
     }
@@ -80,27 +122,65 @@ impl ParseError {
 }
 
 impl Inventory {
-    /// Reads an inventory file in the format its extension says.
+    /// Reads an inventory file, its `group_vars/` and `host_vars/`, with the vault
+    /// passwords of the environment (`ANSIBLE_VAULT_PASSWORD_FILE`).
     pub fn load(path: &Path) -> Result<Inventory> {
-        let text = read_file(path)?;
-        Inventory::parse(&path.display().to_string(), &text, Format::of(path))
+        Inventory::load_with(path, &LoadOptions::from_env()?)
     }
 
+    /// The text alone (no `group_vars/`), with the vault passwords of the environment.
     pub fn parse(source: &str, text: &str, format: Format) -> Result<Inventory> {
-        // Editors on Windows start files with a byte order mark; it is not part of the text.
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let keys = VaultKeys::from_env().map_err(Error::input)?;
+        let mut inv = Inventory::empty(source)?;
+        if vault::is_vaulted(text) {
+            // Never read ciphertext as host names.
+            let plain = keys.decrypt(text).map_err(|m| {
+                Error::input(format!(
+                    "{source}: cannot decrypt this vaulted inventory: {m}"
+                ))
+            })?;
+            inv.read_text(source, &plain, format, &keys)?;
+            inv.mark_all_secret();
+        } else {
+            inv.read_text(source, text, format, &keys)?;
+        }
+        inv.finish()?;
+        Ok(inv)
+    }
+
+    /// Every variable of the inventory file is a secret (the file was vaulted).
+    pub(crate) fn mark_all_secret(&mut self) {
+        let names: Vec<String> = self
+            .hosts
+            .values()
+            .flat_map(|h| h.vars.keys())
+            .chain(self.groups.values().flat_map(|g| g.vars.keys()))
+            .cloned()
+            .collect();
+        self.secret_vars.extend(names);
+    }
+
+    fn empty(source: &str) -> Result<Inventory> {
         let mut inv = Inventory {
             source: source.to_string(),
             ranges: range::Budget::from_env().map_err(Error::input)?,
             ..Default::default()
         };
         inv.group_mut("all");
-        let parsed = match format {
-            Format::Ini => ini::parse(text, &mut inv),
-            Format::Yaml => yaml::parse(text, &mut inv),
-            Format::Toml => toml_inv::parse(text, &mut inv),
-        };
-        parsed.map_err(|e| {
+        Ok(inv)
+    }
+
+    /// Adds what `text` declares, in `format`.
+    fn read_text(
+        &mut self,
+        source: &str,
+        text: &str,
+        format: Format,
+        vault: &VaultKeys,
+    ) -> Result<()> {
+        // Editors on Windows start files with a byte order mark; it is not part of the text.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let diag = |e: ParseError| {
             Error::from(
                 SourceDiag::new(
                     source,
@@ -109,10 +189,47 @@ impl Inventory {
                 )
                 .label_at(e.line, e.col, "here"),
             )
-        })?;
-        inv.finish();
-        inv.check_children_cycles()?;
-        Ok(inv)
+        };
+        let parsed = match format {
+            Format::Ini => ini::parse(text, self),
+            Format::Yaml => yaml::parse(text, self, vault),
+            Format::Toml => toml_inv::parse(text, self),
+            Format::Json => json_inv::parse(text, self),
+            Format::Auto => {
+                if json_inv::is_list_output(text) {
+                    json_inv::parse(text, self)
+                } else {
+                    // Ansible tries YAML first and, when the file is not a YAML inventory,
+                    // INI; a YAML inventory that is broken inside is an error, not INI.
+                    let before = self.clone();
+                    match yaml::parse(text, self, vault) {
+                        Ok(()) => Ok(()),
+                        Err(e) if e.message.starts_with(yaml::NOT_YAML_INVENTORY) => {
+                            *self = before;
+                            // Both failed: a file named as YAML gets the YAML reason.
+                            let yaml_named = [".yml", ".yaml", ".json"]
+                                .iter()
+                                .any(|x| source.ends_with(x));
+                            ini::parse(text, self).map_err(|ini_err| {
+                                if yaml_named {
+                                    ParseError {
+                                        message: e
+                                            .message
+                                            .trim_start_matches(yaml::NOT_YAML_INVENTORY)
+                                            .to_string(),
+                                        ..e
+                                    }
+                                } else {
+                                    ini_err
+                                }
+                            })
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            }
+        };
+        parsed.map_err(diag)
     }
 
     pub(crate) fn group_mut(&mut self, name: &str) -> &mut Group {
@@ -129,49 +246,90 @@ impl Inventory {
         range::expand(pattern, &mut self.ranges)
     }
 
-    /// Adds a host (to `group` too, if given) after checking its name and connection variables.
+    /// Adds a host (to `group` too, if given) after checking its name and connection
+    /// variables. A port (`host:2222`) counts only where the host is first declared.
     pub(crate) fn add_host(
         &mut self,
         group: Option<&str>,
         name: &str,
-        vars: IndexMap<String, String>,
+        port: Option<u16>,
+        vars: Vars,
     ) -> Result<(), String> {
         check_host_name(name)?;
         for (k, v) in &vars {
-            check_var(k, v)?;
+            check_var(k, &text_of(v))?;
         }
+        let new = !self.hosts.contains_key(name);
         let host = self
             .hosts
             .entry(name.to_string())
             .or_insert_with(|| InvHost {
                 name: name.to_string(),
-                vars: IndexMap::new(),
+                ..Default::default()
             });
+        if let (true, Some(p)) = (new, port) {
+            host.vars.insert("ansible_port".into(), Value::from(p));
+        }
         host.vars.extend(vars);
-        if let Some(g) = group {
-            self.group_mut(g).hosts.insert(name.to_string());
+        match group {
+            Some("ungrouped") => {
+                self.explicit_ungrouped.insert(name.to_string());
+                self.group_mut("ungrouped").hosts.insert(name.to_string());
+            }
+            Some(g) => {
+                self.group_mut(g).hosts.insert(name.to_string());
+            }
+            None => {}
         }
         Ok(())
     }
 
-    /// Puts hosts that are in no group but `all` into `ungrouped`, and only those (a host
-    /// listed before any section and again under a group is not ungrouped), and makes every
-    /// group a descendant of `all`, as Ansible does.
-    fn finish(&mut self) {
+    /// Sets a group variable; `ansible_group_priority` also orders the group.
+    pub(crate) fn set_group_var(
+        &mut self,
+        group: &str,
+        key: &str,
+        value: Value,
+    ) -> Result<(), String> {
+        check_var(key, &text_of(&value))?;
+        let g = self.group_mut(group);
+        if key == "ansible_group_priority" {
+            g.priority = match &value {
+                Value::Number(n) => n.as_i64().unwrap_or(0),
+                Value::String(s) => s
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("ansible_group_priority={s:?} is not an integer"))?,
+                Value::Bool(b) => i64::from(*b),
+                _ => g.priority,
+            };
+            // Ansible keeps it as the group's priority, not as a variable.
+            return Ok(());
+        }
+        g.vars.insert(key.to_string(), value);
+        Ok(())
+    }
+
+    /// After reading: refuses cycles; puts hosts that are in no group but `all` into
+    /// `ungrouped`, and takes out of it hosts that another group lists, as Ansible does;
+    /// `all` lists every host.
+    fn finish(&mut self) -> Result<()> {
+        self.check_children_cycles()?;
         let grouped: IndexSet<String> = self
             .groups
             .values()
             .filter(|g| g.name != "all" && g.name != "ungrouped")
             .flat_map(|g| g.hosts.iter().cloned())
             .collect();
-        let lonely: IndexSet<String> = self
-            .hosts
-            .keys()
+        let mut ungrouped: IndexSet<String> = self
+            .explicit_ungrouped
+            .iter()
             .filter(|h| !grouped.contains(*h))
             .cloned()
             .collect();
-        if !lonely.is_empty() || self.groups.contains_key("ungrouped") {
-            self.group_mut("ungrouped").hosts = lonely;
+        ungrouped.extend(self.hosts.keys().filter(|h| !grouped.contains(*h)).cloned());
+        if !ungrouped.is_empty() || self.groups.contains_key("ungrouped") {
+            self.group_mut("ungrouped").hosts = ungrouped;
         }
         let all_hosts: IndexSet<String> = self.hosts.keys().cloned().collect();
         self.group_mut("all").hosts = all_hosts;
@@ -186,6 +344,7 @@ impl Inventory {
             }
         }
         self.direct = direct;
+        Ok(())
     }
 
     fn check_children_cycles(&self) -> Result<()> {
@@ -333,9 +492,11 @@ impl Inventory {
         depth
     }
 
-    /// Host variables for every host, merged as Ansible does: `all`, then the host's groups
-    /// from the shallowest to the deepest (by name within a depth), then the host line.
-    pub fn all_host_vars(&self) -> IndexMap<String, IndexMap<String, String>> {
+    /// Host variables for every host with their types, merged as Ansible merges them: the
+    /// inventory's `all` vars, its other groups' vars (by depth, `ansible_group_priority`,
+    /// name), `group_vars/all`, `group_vars/<group>` (same order), the host's own vars, then
+    /// `host_vars/<host>`. Each layer replaces whole values (Ansible's `hash_behaviour`).
+    pub fn all_host_values(&self) -> IndexMap<String, Vars> {
         let depths = self.depths();
         let n = self.groups.len();
         let mut parents: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -352,6 +513,9 @@ impl Inventory {
         // of groups, so a range of many hosts costs one merge, not one per host.
         let mut direct: Vec<Vec<usize>> = vec![Vec::new(); self.hosts.len()];
         for (g, grp) in self.groups.values().enumerate() {
+            if grp.name == "all" {
+                continue;
+            }
             for h in &grp.hosts {
                 if let Some(i) = self.hosts.get_index_of(h) {
                     direct[i].push(g);
@@ -359,39 +523,76 @@ impl Inventory {
             }
         }
         let all = self.groups.get_index_of("all");
-        let mut merged: std::collections::HashMap<Vec<usize>, IndexMap<String, String>> =
+        let mut merged: std::collections::HashMap<Vec<usize>, Vars> =
             std::collections::HashMap::new();
         let mut out = IndexMap::with_capacity(self.hosts.len());
         for ((name, host), groups) in self.hosts.iter().zip(direct) {
             let group_vars = merged.entry(groups).or_insert_with_key(|groups| {
                 let mut seen = vec![false; n];
-                let mut stack: Vec<usize> = groups.iter().copied().chain(all).collect();
+                let mut stack: Vec<usize> = groups.clone();
                 let mut up = Vec::new();
                 while let Some(g) = stack.pop() {
-                    if !std::mem::replace(&mut seen[g], true) {
+                    if Some(g) != all && !std::mem::replace(&mut seen[g], true) {
                         up.push(g);
                         stack.extend(&parents[g]);
                     }
                 }
                 up.sort_by(|&a, &b| {
-                    (depths[a], &self.groups[a].name).cmp(&(depths[b], &self.groups[b].name))
+                    let (ga, gb) = (&self.groups[a], &self.groups[b]);
+                    (depths[a], ga.priority, &ga.name).cmp(&(depths[b], gb.priority, &gb.name))
                 });
-                let mut vars = IndexMap::new();
-                for g in up {
-                    vars.extend(
-                        self.groups[g]
-                            .vars
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.clone())),
-                    );
+                let mut vars = Vars::new();
+                let all_group = all.map(|a| &self.groups[a]);
+                let layers = all_group
+                    .map(|g| &g.vars)
+                    .into_iter()
+                    .chain(up.iter().map(|&g| &self.groups[g].vars))
+                    .chain(all_group.map(|g| &g.file_vars))
+                    .chain(up.iter().map(|&g| &self.groups[g].file_vars));
+                for layer in layers {
+                    vars.extend(layer.iter().map(|(k, v)| (k.clone(), v.clone())));
                 }
                 vars
             });
             let mut vars = group_vars.clone();
             vars.extend(host.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+            vars.extend(host.file_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
             out.insert(name.clone(), vars);
         }
         out
+    }
+
+    /// [`all_host_values`](Self::all_host_values) as text (strings as they are, other
+    /// values as JSON), for what takes text: commands, limits by variable, secrets. A host
+    /// with vaulted variables gets them named in `fleetbook_secret_vars`, so they are
+    /// redacted wherever the plan and the run show them.
+    pub fn all_host_vars(&self) -> IndexMap<String, IndexMap<String, String>> {
+        self.all_host_values()
+            .into_iter()
+            .map(|(h, vars)| {
+                let mut text: IndexMap<String, String> =
+                    vars.iter().map(|(k, v)| (k.clone(), text_of(v))).collect();
+                let vaulted: Vec<&str> = vars
+                    .keys()
+                    .filter(|k| self.secret_vars.contains(*k))
+                    .map(String::as_str)
+                    .collect();
+                if !vaulted.is_empty() {
+                    let marker = text
+                        .entry(crate::secrets::INVENTORY_MARKER.to_string())
+                        .or_default();
+                    let mut names = marker.clone();
+                    for v in vaulted {
+                        if !names.is_empty() {
+                            names.push(',');
+                        }
+                        names.push_str(v);
+                    }
+                    *marker = names;
+                }
+                (h, text)
+            })
+            .collect()
     }
 
     /// Groups that hold other groups and no host directly: not roles unless a runbook names them.
@@ -399,6 +600,15 @@ impl Inventory {
         self.groups
             .get(name)
             .is_some_and(|g| g.hosts.is_empty() && !g.children.is_empty())
+    }
+}
+
+/// A value as text: strings as they are, nothing as "", anything else as JSON.
+pub fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
     }
 }
 
@@ -443,7 +653,8 @@ pub(crate) fn check_var(key: &str, value: &str) -> Result<(), String> {
                 Some("is empty")
             } else if value.chars().any(char::is_control) {
                 Some("contains a control character")
-            } else if value.chars().any(char::is_whitespace) {
+            } else if value.chars().any(char::is_whitespace) && !value.contains("{{") {
+                // A Jinja template (`{{ ... }}`) is Ansible's to evaluate: kept as text.
                 Some("contains whitespace")
             } else if value.starts_with('-') {
                 Some("starts with '-' (ssh would read it as an option)")
@@ -539,7 +750,7 @@ mod tests {
                 "all:\n  hosts:\n    \"w\\u0007\":\n",
                 Format::Yaml,
                 "host name \"w\\u{7}\" contains a control character",
-                1,
+                3,
             ),
             (
                 "all:\n  hosts:\n    \"\":\n",
@@ -612,6 +823,8 @@ mod tests {
                 n = i + 1
             );
         }
+        // Ansible refuses children that no section defines.
+        text += "[l60a]\n[l60b]\n";
         let t = std::time::Instant::now();
         Inventory::parse("inv", &text, Format::Ini).unwrap();
         assert!(t.elapsed().as_secs() < 2, "{:?}", t.elapsed());
@@ -640,6 +853,47 @@ mod tests {
             .get("ungrouped")
             .map_or(true, |g| g.hosts.is_empty()));
         assert_eq!(inv.direct_groups("w1"), ["web"]);
+    }
+
+    // A vaulted value must reach the plan's redaction: all_host_vars names it in the
+    // inventory marker, which Secrets::add_vars reads.
+    #[test]
+    fn vaulted_values_are_marked_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "secret\n").unwrap();
+        let envelope = "$ANSIBLE_VAULT;1.1;AES256
+          34623462323132643965393762333632396435653836366537633661313764336533646236643333
+          6566633035366664393366616464633764353930636465340a376339633263373264376466363230
+          34303563616364636166376534663036656538396330633131366365303836303361656538333332
+          6165333034613739620a303230306231663539343332636537663438613534313233666637616564
+          3735";
+        let inv_path = dir.path().join("hosts.yml");
+        std::fs::write(
+            &inv_path,
+            format!("db:\n  hosts:\n    db1:\n      dbpw: !vault |\n          {envelope}\n      other: x\n"),
+        )
+        .unwrap();
+        let mut opts = LoadOptions::default();
+        opts.vault
+            .add_file("default", &dir.path().join("pw"))
+            .unwrap();
+        let inv = Inventory::load_with(&inv_path, &opts).unwrap();
+        let vars = inv.all_host_vars();
+        assert_eq!(vars["db1"]["dbpw"], "hunter2-value");
+        assert_eq!(vars["db1"][crate::secrets::INVENTORY_MARKER], "dbpw");
+        let secrets = crate::secrets::Secrets::new();
+        secrets.add_vars(&vars["db1"], &[]);
+        assert_eq!(
+            secrets.redacted("echo hunter2-value x"),
+            "echo <secret:dbpw> x"
+        );
+        // Without a password: an error at the value, naming the file.
+        let err = Inventory::load_with(&inv_path, &LoadOptions::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("cannot decrypt this !vault value: no vault password"),
+            "{err}"
+        );
     }
 
     // A byte order mark made the first line of an inventory unreadable.

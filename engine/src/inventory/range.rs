@@ -118,6 +118,11 @@ fn parse_range(body: &str, pattern: &str) -> Result<Range, String> {
         }
         // A leading zero fixes the width, as in Ansible: [01:20] gives 01..20.
         let width = if start.len() > 1 && start.starts_with('0') {
+            if start.len() != end.len() {
+                return Err(format!(
+                    "host range {pattern:?}: host range must specify equal-length begin and end formats"
+                ));
+            }
             start.len()
         } else {
             0
@@ -298,7 +303,7 @@ mod tests {
         assert!(expand("h[0:18446744073709551615]")
             .unwrap_err()
             .contains("more than 100000 hosts"));
-        let wide = format!("h[{}1:9]", "0".repeat(300));
+        let wide = format!("h[{}1:{}9]", "0".repeat(300), "0".repeat(300));
         assert_eq!(
             expand(&wide).unwrap_err(),
             format!("host range {wide:?} gives names of 302 characters (at most 255)")

@@ -19,9 +19,10 @@
 //! vars = { rack = "r1" }
 //! ```
 
-use super::{check_var, Inventory, ParseError};
+use super::{check_var, text_of, Inventory, ParseError, Vars};
 use indexmap::IndexMap;
 use serde::Deserialize;
+use serde_json::Value;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,15 +57,13 @@ struct HostDef {
     vars: IndexMap<String, toml::Value>,
 }
 
-fn scalar(v: &toml::Value) -> String {
-    match v {
-        toml::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn strings(m: &IndexMap<String, toml::Value>) -> IndexMap<String, String> {
-    m.iter().map(|(k, v)| (k.clone(), scalar(v))).collect()
+fn typed(m: &IndexMap<String, toml::Value>) -> Vars {
+    m.iter()
+        .map(|(k, v)| {
+            let v = serde_json::to_value(v).unwrap_or_else(|_| Value::String(v.to_string()));
+            (k.clone(), v)
+        })
+        .collect()
 }
 
 pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
@@ -111,9 +110,9 @@ pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
             .map_or(start, |(i, _)| i + 1)
     };
     let checked = |m: &IndexMap<String, toml::Value>, header: &str| {
-        let vars = strings(m);
+        let vars = typed(m);
         for (k, v) in &vars {
-            check_var(k, v).map_err(|e| ParseError::at(line_in(header, k), e))?;
+            check_var(k, &text_of(v)).map_err(|e| ParseError::at(line_in(header, k), e))?;
         }
         Ok::<_, ParseError>(vars)
     };
@@ -125,7 +124,7 @@ pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
         for pattern in &g.hosts {
             let at = |m| ParseError::at(line_of(pattern), m);
             for host in inv.expand(pattern).map_err(at)? {
-                inv.add_host(Some(name), &host, IndexMap::new())
+                inv.add_host(Some(name), &host, None, Vars::new())
                     .map_err(at)?;
             }
         }
@@ -149,12 +148,16 @@ pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
                     let e = e.replacen(k, field, 1);
                     ParseError::at(line_in(&header, field), e)
                 })?;
+                let v = match (k, h.port) {
+                    ("ansible_port", Some(p)) => Value::from(p),
+                    _ => Value::String(v),
+                };
                 vars.insert(k.to_string(), v);
             }
         }
         let at = |m| ParseError::at(header_line(&header), m);
         for host in inv.expand(pattern).map_err(at)? {
-            inv.add_host(None, &host, vars.clone()).map_err(at)?;
+            inv.add_host(None, &host, None, vars.clone()).map_err(at)?;
         }
     }
     Ok(())

@@ -1,177 +1,214 @@
-//! Ansible YAML inventories: `all: { hosts, vars, children: { group: {...} } }`.
+//! Ansible YAML inventories: `all: { hosts, vars, children: { group: {...} } }`, read as
+//! Ansible's `yaml` plugin reads them (YAML 1.1 values, warnings where Ansible warns).
 
-use super::{Inventory, ParseError};
-use indexmap::IndexMap;
-use serde_yaml::{Mapping, Value};
+use super::yaml11::{self, Kind, Node};
+use super::{address, Inventory, ParseError, Vars, VaultKeys};
 
-pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
-    let doc: Value = serde_yaml::from_str(text).map_err(|e| {
-        let (line, col) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((1, 1));
-        ParseError {
-            line,
-            col,
-            message: e.to_string(),
+/// Starts the message of an error that means "not a YAML inventory": Ansible then tries INI.
+pub(crate) const NOT_YAML_INVENTORY: &str = "not a YAML inventory: ";
+
+pub(crate) fn parse(text: &str, inv: &mut Inventory, vault: &VaultKeys) -> Result<(), ParseError> {
+    let not_yaml = |line, col, m: String| ParseError {
+        line,
+        col,
+        message: format!("{NOT_YAML_INVENTORY}{m}"),
+    };
+    let mut warnings = Vec::new();
+    let doc = yaml11::parse(text, vault, &mut warnings).map_err(|e| {
+        if e.message.starts_with("cannot decrypt") {
+            ParseError {
+                line: e.line,
+                col: e.col,
+                message: e.message,
+            }
+        } else {
+            not_yaml(e.line, e.col, format!("YAML parsing failed: {}", e.message))
         }
     })?;
-    let finder = LineFinder { text };
+    inv.warnings.extend(warnings);
+    let empty = |line, col| not_yaml(line, col, "Parsed empty YAML file".into());
     let top = match doc {
-        Value::Mapping(m) => m,
-        Value::Null => return Ok(()),
-        _ => {
-            return Err(ParseError::at(
-                1,
-                "the top level must be a mapping of groups (e.g. all:)",
-            ))
-        }
+        None => return Err(empty(1, 1)),
+        Some(n) => match n.kind {
+            Kind::Map(pairs) if !pairs.is_empty() => pairs,
+            Kind::Map(_) | Kind::Null | Kind::Bool(false) => return Err(empty(n.line, n.col)),
+            Kind::Str(ref s) if s.is_empty() => return Err(empty(n.line, n.col)),
+            Kind::Seq(ref s) if s.is_empty() => return Err(empty(n.line, n.col)),
+            _ => {
+                return Err(not_yaml(
+                    n.line,
+                    n.col,
+                    format!(
+                        "YAML inventory has invalid structure, it should be a dictionary, got: {}",
+                        n.kind_name()
+                    ),
+                ))
+            }
+        },
     };
+    if top
+        .iter()
+        .any(|(k, v)| k.key_text() == "plugin" && !matches!(v.kind, Kind::Null | Kind::Bool(false)))
+    {
+        return Err(ParseError::at(
+            1,
+            "this is an inventory plugin configuration, not an inventory: fleetbook does not run inventory plugins; \
+             give it their output (`ansible-inventory -i FILE --list > inventory.json`)",
+        ));
+    }
     for (name, body) in &top {
-        let name = key(name, &finder)?;
-        group(&name, body, inv, &finder)?;
+        group(&name.key_text(), body, inv)?;
     }
     Ok(())
 }
 
-struct LineFinder<'a> {
-    text: &'a str,
-}
-
-impl LineFinder<'_> {
-    /// The first line that defines `name:`, for messages about structure (serde_yaml's
-    /// values carry no positions).
-    fn line_of(&self, name: &str) -> usize {
-        self.line_after(name, 1)
-    }
-
-    /// The first line at or after `from` that defines `name:` (or the first line at all).
-    fn line_after(&self, name: &str, from: usize) -> usize {
-        let defines = |l: &str| {
-            let t = l.trim_start().trim_start_matches("- ");
-            t.starts_with(&format!("{name}:"))
-                || t.starts_with(&format!("\"{name}\":"))
-                || t.starts_with(&format!("'{name}':"))
-                // Flow mappings: `host: { ansible_port: 22 }`.
-                || t.contains(&format!("{{ {name}:"))
-                || t.contains(&format!(", {name}:"))
-        };
-        let lines = || self.text.lines().enumerate();
-        lines()
-            .skip(from.saturating_sub(1))
-            .find(|(_, l)| defines(l))
-            .or_else(|| lines().find(|(_, l)| defines(l)))
-            .map_or(1, |(i, _)| i + 1)
+fn at(n: &Node, message: impl Into<String>) -> ParseError {
+    ParseError {
+        line: n.line,
+        col: n.col,
+        message: message.into(),
     }
 }
 
-fn key(v: &Value, f: &LineFinder) -> Result<String, ParseError> {
-    match v {
-        Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
-        other => Err(ParseError::at(
-            f.line_of(&scalar(other)),
-            format!("expected a name, found {}", kind(other)),
-        )),
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "nothing",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a mapping",
-        Value::Tagged(_) => "a tagged value",
-    }
-}
-
-/// A variable value as a string; lists and mappings become JSON.
-fn scalar(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.clone(),
-        other => serde_json::to_string(other).unwrap_or_default(),
-    }
-}
-
-fn mapping<'v>(
-    v: &'v Value,
-    what: &str,
-    f: &LineFinder,
-) -> Result<Option<&'v Mapping>, ParseError> {
-    match v {
-        Value::Null => Ok(None),
-        Value::Mapping(m) => Ok(Some(m)),
-        other => Err(ParseError::at(
-            f.line_of(what),
-            format!("{what}: expected a mapping, found {}", kind(other)),
-        )),
-    }
-}
-
-fn vars(v: &Value, what: &str, f: &LineFinder) -> Result<IndexMap<String, String>, ParseError> {
-    let mut out = IndexMap::new();
-    if let Some(m) = mapping(v, what, f)? {
-        for (k, v) in m {
-            let (k, v) = (key(k, f)?, scalar(v));
-            // Lines are looked for only on error: the search reads the whole text.
-            super::check_var(&k, &v)
-                .map_err(|m| ParseError::at(f.line_after(&k, f.line_of(what)), m))?;
-            out.insert(k, v);
+fn vars_of(body: &Node, inv: &mut Inventory) -> Vars {
+    let mut out = Vars::new();
+    if let Kind::Map(pairs) = &body.kind {
+        for (k, v) in pairs {
+            let name = k.key_text();
+            if v.is_secret() {
+                inv.secret_vars.insert(name.clone());
+                let mut found = Vec::new();
+                v.envelopes(&mut found);
+                inv.vault_envelopes.extend(found);
+            }
+            out.insert(name, v.to_json());
         }
     }
-    Ok(out)
+    out
 }
 
-fn group(name: &str, body: &Value, inv: &mut Inventory, f: &LineFinder) -> Result<(), ParseError> {
-    inv.group_mut(name);
-    let Some(body) = mapping(body, name, f)? else {
-        return Ok(());
+fn group(name: &str, body: &Node, inv: &mut Inventory) -> Result<(), ParseError> {
+    let pairs = match &body.kind {
+        Kind::Null => {
+            inv.group_mut(name);
+            return Ok(());
+        }
+        Kind::Map(pairs) => pairs,
+        _ => {
+            inv.warnings.push(format!(
+                "line {}: skipping '{name}' as this is not a valid group definition",
+                body.line
+            ));
+            return Ok(());
+        }
     };
-    for (k, v) in body {
-        match key(k, f)?.as_str() {
-            "hosts" => {
-                let Some(hosts) = mapping(v, "hosts", f)? else {
-                    continue;
+    inv.group_mut(name);
+    for (k, v) in pairs {
+        let key = k.key_text();
+        // A string in place of a mapping names one entry (`hosts: web1`).
+        let one;
+        let v = match (&v.kind, key.as_str()) {
+            (Kind::Str(s), "vars" | "children" | "hosts") => {
+                one = Node {
+                    kind: Kind::Map(vec![(
+                        Node {
+                            kind: Kind::Str(s.clone()),
+                            ..v.clone()
+                        },
+                        Node {
+                            kind: Kind::Null,
+                            ..v.clone()
+                        },
+                    )]),
+                    ..v.clone()
                 };
-                for (h, hv) in hosts {
-                    let pattern = key(h, f)?;
-                    let hvars = vars(hv, &pattern, f)?;
-                    let at = |m| ParseError::at(f.line_of(&pattern), m);
-                    let names = inv.expand(&pattern).map_err(at)?;
-                    let target = (name != "all").then_some(name);
-                    for host in names {
-                        inv.add_host(target, &host, hvars.clone()).map_err(at)?;
-                    }
-                }
+                &one
             }
-            "vars" => {
-                let gv = vars(v, "vars", f)?;
-                inv.group_mut(name).vars.extend(gv);
-            }
-            "children" => {
-                let Some(children) = mapping(v, "children", f)? else {
-                    continue;
-                };
-                for (c, cv) in children {
-                    let child = key(c, f)?;
-                    inv.group_mut(name).children.insert(child.clone());
-                    group(&child, cv, inv, f)?;
-                }
-            }
-            other => {
-                return Err(ParseError::at(
-                    f.line_of(other),
+            _ => v,
+        };
+        match (&v.kind, key.as_str()) {
+            (Kind::Map(_) | Kind::Null, _) => {}
+            (_, "vars" | "children" | "hosts") => {
+                return Err(at(
+                    v,
                     format!(
-                        "unknown key {other:?} in group {name:?} (expected hosts, vars or children)"
+                        "Invalid \"{key}\" entry for \"{name}\" group, requires a dictionary, found \"{}\" instead.",
+                        v.kind_name()
                     ),
                 ))
             }
+            _ => {
+                inv.warnings.push(format!(
+                    "line {}: skipping key ({key}) in group ({name}) as it is not a mapping, it is a {}",
+                    k.line,
+                    v.kind_name()
+                ));
+                continue;
+            }
+        }
+        let Kind::Map(entries) = &v.kind else {
+            continue;
+        };
+        match key.as_str() {
+            "vars" => {
+                for (var, value) in vars_of(v, inv) {
+                    inv.set_group_var(name, &var, value).map_err(|m| {
+                        let node = entries.iter().find(|(k, _)| k.key_text() == var);
+                        node.map_or_else(|| at(v, m.clone()), |(_, n)| at(n, m.clone()))
+                    })?;
+                }
+            }
+            "children" => {
+                for (c, cv) in entries {
+                    let child = c.key_text();
+                    group(&child, cv, inv)?;
+                    if child != name {
+                        inv.group_mut(name).children.insert(child);
+                    }
+                }
+            }
+            "hosts" => {
+                for (h, hv) in entries {
+                    let Kind::Str(pattern) = &h.kind else {
+                        return Err(at(
+                            h,
+                            format!(
+                                "Host pattern {} must be a string. Enclose integers/floats in quotation marks.",
+                                h.key_text()
+                            ),
+                        ));
+                    };
+                    let hvars = match &hv.kind {
+                        Kind::Null => Vars::new(),
+                        Kind::Map(_) => vars_of(hv, inv),
+                        _ => {
+                            return Err(at(
+                                hv,
+                                format!(
+                                    "Invalid data from file, expected dictionary and got: {}",
+                                    hv.kind_name()
+                                ),
+                            ))
+                        }
+                    };
+                    let (pattern, port) = address::split(pattern).map_err(|m| at(h, m))?;
+                    let names = inv.expand(&pattern).map_err(|m| at(h, m))?;
+                    for host in names {
+                        inv.add_host(Some(name), &host, port, hvars.clone())
+                            .map_err(|m| {
+                                let bad = match &hv.kind {
+                                    Kind::Map(p) => p.iter().find(|(k, _)| m.contains(&format!("{}=", k.key_text()))).map(|(_, n)| n),
+                                    _ => None,
+                                };
+                                at(bad.unwrap_or(h), m)
+                            })?;
+                    }
+                }
+            }
+            other => inv.warnings.push(format!(
+                "line {}: skipping unexpected key ({other}) in group ({name}), only \"vars\", \"children\" and \"hosts\" are valid",
+                k.line
+            )),
         }
     }
     Ok(())
@@ -210,12 +247,12 @@ all:
     fn errors_carry_a_line() {
         let err = Inventory::parse("inv.yml", "all:\n  hosts: [a, b]\n", Format::Yaml).unwrap_err();
         assert!(
-            err.to_string().contains("hosts: expected a mapping"),
+            err.to_string().contains("Invalid \"hosts\" entry for \"all\" group, requires a dictionary, found \"list\" instead."),
             "{err}"
         );
-        let err =
-            Inventory::parse("inv.yml", "all:\n  hostz:\n    a:\n", Format::Yaml).unwrap_err();
-        assert!(err.to_string().contains("unknown key \"hostz\""), "{err}");
+        // Ansible warns about an unknown key and goes on.
+        let inv = Inventory::parse("inv.yml", "all:\n  hostz:\n    a:\n", Format::Yaml).unwrap();
+        assert_eq!(inv.warnings, ["line 2: skipping unexpected key (hostz) in group (all), only \"vars\", \"children\" and \"hosts\" are valid"]);
         let err = Inventory::parse("inv.yml", "all:\n  hosts: {a: 1\n", Format::Yaml).unwrap_err();
         let crate::Error::Source(d) = err else {
             panic!()

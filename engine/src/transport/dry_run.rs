@@ -78,6 +78,9 @@ pub struct Recorder {
     /// Root operations recorded on hosts that do not become root: by operation, the first
     /// command and every host.
     without_root: std::sync::Mutex<IndexMap<String, (String, Vec<String>)>>,
+    /// A file whose bytes hold a secret is shown without its digest: a short secret could
+    /// be found again from its SHA-256.
+    secrets: Secrets,
 }
 
 /// How many host names a warning lists before it says how many more there are.
@@ -85,7 +88,12 @@ const HOSTS_SHOWN: usize = 5;
 
 impl Recorder {
     pub fn new(bounds: Bounds) -> Recorder {
+        Recorder::with_secrets(bounds, Secrets::new())
+    }
+
+    pub fn with_secrets(bounds: Bounds, secrets: Secrets) -> Recorder {
         Recorder {
+            secrets,
             bounds,
             total: AtomicUsize::new(0),
             over: std::sync::Mutex::new(None),
@@ -144,7 +152,16 @@ impl Transport for Recorder {
         upload: &Upload,
         _timeout: Option<Duration>,
     ) -> Result<Put, TransportError> {
-        self.record_line(host, &upload.shown)?;
+        let text = String::from_utf8_lossy(&upload.content);
+        if self.secrets.redact(&text) != text {
+            let shown = match upload.shown.find(" (") {
+                Some(i) => format!("{} (holds a secret: digest not shown)", &upload.shown[..i]),
+                None => "a file that holds a secret".to_string(),
+            };
+            self.record_line(host, &shown)?;
+        } else {
+            self.record_line(host, &upload.shown)?;
+        }
         Ok(Put::Written(Output::default()))
     }
 
@@ -332,7 +349,7 @@ pub struct Recorded {
 
 /// Records what every task would run.
 pub fn record(script: &Script, graph: &Graph, secrets: &Secrets) -> Result<Recorded> {
-    let recorder = Arc::new(Recorder::new(Bounds::from_env()?));
+    let recorder = Arc::new(Recorder::with_secrets(Bounds::from_env()?, secrets.clone()));
     let hosts = hosts(graph, recorder.clone());
     let result = record_with(script, graph, secrets, &hosts);
     // A bound that was hit is the error, whatever the script made of the refusal.

@@ -256,3 +256,63 @@ fn color_flag_and_no_color() {
     let bad = fleetbook(&["--color", "sometimes", "runs"]).run();
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 }
+
+// `rolling::upgrade_to(h, ["nginx"], "1.24.0-2")` planned `install --only-upgrade -- nginx`:
+// the version was only checked afterwards, so a run upgraded to whatever was newest.
+#[test]
+fn rolling_upgrade_to_installs_the_version_it_names() {
+    let l = local(
+        &[("web", &["w1"])],
+        "import \"rolling\" as rolling;\nlet rb = runbook(\"u\");\nrb.step(\"up\", |h| rolling::upgrade_to(h, [\"nginx\"], \"1.24.0-2\"));\nrb.step(\"any\", |h| rolling::upgrade_to(h, [\"curl\"], \"\"));\nrb\n",
+    );
+    let out = fleetbook(&["plan"])
+        .arg(l.rb.display().to_string())
+        .arg("-i")
+        .arg(l.inv.display().to_string())
+        .arg("--format")
+        .arg("json")
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plan: Value = serde_json::from_str(&out.stdout).unwrap();
+    let commands = |id: &str| -> String {
+        let task = plan["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .unwrap();
+        task["commands"].to_string()
+    };
+    let up = commands("host:w1:up");
+    assert!(
+        up.contains("install --allow-downgrades -- nginx=1.24.0-2"),
+        "{up}"
+    );
+    assert!(!up.contains("--only-upgrade"), "{up}");
+    let any = commands("host:w1:any");
+    assert!(any.contains("--only-upgrade -- curl"), "{any}");
+}
+
+// `file::exists` is true in a plan, silently: a step that branched on it planned the branch
+// where the file exists, and nothing said so.
+#[test]
+fn a_plan_warns_that_file_exists_was_assumed_true() {
+    let l = local(
+        &[("web", &["w1", "w2"])],
+        "let rb = runbook(\"e\");\nrb.step(\"s\", |h| if file::exists(h, \"/etc/app.conf\") { h.run(\"true\") });\nrb\n",
+    );
+    let out = fleetbook(&["plan"])
+        .arg(l.rb.display().to_string())
+        .arg("-i")
+        .arg(l.inv.display().to_string())
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "warning: hosts w1, w2: in this plan file::exists(\"/etc/app.conf\") is true \
+             (nothing is checked before the run); the run may take the other branch"
+        ),
+        "{}",
+        out.stderr
+    );
+}

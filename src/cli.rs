@@ -217,6 +217,12 @@ pub enum Command {
         /// Only these hosts of the run, as an Ansible pattern.
         #[arg(short, long, value_name = "PATTERN")]
         limit: Option<String>,
+        /// Also undo steps a crash left running (their outcome is unknown).
+        #[arg(long, conflicts_with = "skip_unknown")]
+        undo_unknown: bool,
+        /// Leave steps a crash left running as they are.
+        #[arg(long)]
+        skip_unknown: bool,
         /// Values of secret parameters (they are not saved in the journal).
         #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
         params: Vec<(String, String)>,

@@ -115,11 +115,18 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Rollback {
             run_id,
             limit,
+            undo_unknown,
+            skip_unknown,
             params,
             lib_dirs,
             run,
         } => journal_cmds::rollback(journal_cmds::RollbackArgs {
             id: &run_id,
+            unknown: match (undo_unknown, skip_unknown) {
+                (true, _) => fleetbook_engine::session::Unknown::Undo,
+                (_, true) => fleetbook_engine::session::Unknown::Skip,
+                _ => fleetbook_engine::session::Unknown::Refuse,
+            },
             limit: limit.as_deref(),
             params: &params,
             lib_dirs: &lib_dirs,

@@ -70,10 +70,12 @@ pub enum Start {
         run: Box<RunRecord>,
         done: Vec<bool>,
     },
-    /// `fleetbook rollback`: the undo of these tasks, newest first.
+    /// `fleetbook rollback`: the undo of these tasks, newest first; `done` says which
+    /// `finally` steps the run already ran (the others are owed).
     Rollback {
         run: Box<RunRecord>,
         order: Vec<usize>,
+        done: Vec<bool>,
     },
 }
 
@@ -190,7 +192,7 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) 
             done.iter().filter(|d| **d).count(),
             done.len()
         ),
-        Start::Rollback { run, order } => format!(
+        Start::Rollback { run, order, .. } => format!(
             "Roll back run {}: undo {} step(s), newest first?",
             run.id,
             order.len()
@@ -250,11 +252,12 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) 
             journal.set_state(&run.id, "running", None, false)?;
             (run.id, journal::now(), done, run.pre_approved)
         }
-        Start::Rollback { run, order } => {
+        Start::Rollback { run, order, done } => {
             journal.lock(&fleet_key(&p.inventory), &run.id)?;
-            journal.set_state(&run.id, "running", None, false)?;
+            // Not `running`: a rollback that dies leaves a run that must not be resumed.
+            journal.set_state(&run.id, "rolling_back", None, false)?;
             undo_only = Some(order);
-            (run.id, journal::now(), Vec::new(), run.pre_approved)
+            (run.id, journal::now(), done, run.pre_approved)
         }
     };
     eprintln!("run {run_id} (journal {})", journal.path.display());
@@ -279,7 +282,12 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) 
     let _ = journal.unlock(&fleet_key(&p.inventory), &run_id);
     saved?;
     eprint!("{}", recap(&outcome));
-    if !matches!(outcome.status, RunStatus::Succeeded | RunStatus::RolledBack) {
+    if outcome.status == RunStatus::RollbackFailed {
+        eprintln!(
+            "status: fleetbook status {run_id} --state {0}\ncontinue the rollback: fleetbook rollback {run_id} --state {0}",
+            shell_word(&state_dir.display().to_string())
+        );
+    } else if !matches!(outcome.status, RunStatus::Succeeded | RunStatus::RolledBack) {
         let hint = resume_hint(&run_id, &state_dir, args, inv.libs);
         eprintln!(
             "status: fleetbook status {run_id} --state {}\ncontinue: {hint}",
@@ -312,7 +320,7 @@ pub fn drive(planned: Planned, journal: Journal, start: Start, inv: Invocation) 
     Ok(match outcome.status {
         RunStatus::Succeeded | RunStatus::RolledBack => exit::OK,
         RunStatus::SucceededWithFailures => exit::FAILURES,
-        RunStatus::Halted => exit::HALTED,
+        RunStatus::Halted | RunStatus::RollbackFailed => exit::HALTED,
         RunStatus::Aborted => exit::ABORTED,
     })
 }

@@ -63,6 +63,9 @@ struct RunTask {
 
 fn host_state(tasks: &[&TaskRow]) -> (&'static str, Option<String>, Option<String>) {
     let any = |s: &str| tasks.iter().find(|t| t.state == s);
+    if let Some(t) = any("undo_failed").or_else(|| any("rolling_back")) {
+        return ("failed", t.step.clone(), t.message.clone());
+    }
     if let Some(t) = any("rolled_back") {
         return ("rolled_back", t.step.clone(), t.message.clone());
     }
@@ -121,7 +124,9 @@ fn status_of(journal: &Journal, run: RunRecord) -> Result<Status> {
     }
     let upgraded = hosts.iter().filter(|h| h.state == "upgraded").count();
     let started = tasks.iter().any(|t| t.state != "pending");
-    let overall = if hosts.iter().any(|h| h.state == "rolled_back") {
+    let overall = if run.state == "rolled_back" {
+        "rolled back"
+    } else if hosts.iter().any(|h| h.state == "rolled_back") || run.state == "rollback_failed" {
         "partially rolled back"
     } else if run.state == "aborted" {
         "aborted"
@@ -443,10 +448,13 @@ pub fn resume(a: ResumeArgs) -> Result<i32> {
                 run.id
             )))
         }
-        "rolled_back" => {
+        "rolled_back" | "rollback_failed" | "rolling_back" => {
             return Err(Error::input_with_help(
-                format!("run {} was rolled back: there is nothing to resume", run.id),
-                "start a new run to apply the change again",
+                format!(
+                    "run {} was rolled back ({}): there is nothing to resume",
+                    run.id, run.state
+                ),
+                "finish the rollback with `fleetbook rollback`, or start a new run to apply the change again",
             ))
         }
         _ => {}
@@ -491,6 +499,7 @@ pub fn resume(a: ResumeArgs) -> Result<i32> {
 
 pub struct RollbackArgs<'a> {
     pub id: &'a str,
+    pub unknown: session::Unknown,
     pub limit: Option<&'a str>,
     pub params: &'a [(String, String)],
     pub lib_dirs: &'a [PathBuf],
@@ -517,13 +526,27 @@ pub fn rollback(a: RollbackArgs) -> Result<i32> {
         Some(p) => Some(limited_hosts(&run, p)?),
         None => None,
     };
-    let order = session::undo_order(&journal.tasks(&run.id)?, &planned, hosts.as_ref())?;
+    let rows = journal.tasks(&run.id)?;
+    let order = session::undo_order(&rows, &planned, hosts.as_ref(), a.unknown)?;
+    // The `finally` steps the run already ran; the others are owed, and run at the end.
+    let ok: std::collections::HashSet<&str> = rows
+        .iter()
+        .filter(|r| r.state == "ok")
+        .map(|r| r.task_id.as_str())
+        .collect();
+    let done = planned
+        .graph
+        .tasks
+        .iter()
+        .map(|t| ok.contains(t.id.as_str()))
+        .collect();
     drive::drive(
         planned,
         journal,
         Start::Rollback {
             run: Box::new(run),
             order,
+            done,
         },
         drive::Invocation {
             args: a.run,

@@ -42,11 +42,17 @@ pub struct Project {
 
 impl Project {
     /// The project whose `fleetbook.toml` is in `start` or the nearest directory above it.
+    /// A file another user could have written is not trusted (as git's `safe.directory`):
+    /// it could point `lib` at their modules or `ssh_config` at their hosts.
     pub fn find(start: &Path) -> Result<Option<Project>> {
         let start = std::fs::canonicalize(start).unwrap_or_else(|_| start.to_path_buf());
         for dir in start.ancestors() {
             let file = dir.join(FILE);
             if file.is_file() {
+                if let Some(why) = untrusted(&file) {
+                    eprintln!("warning: ignoring {}: {why}", file.display());
+                    return Ok(None);
+                }
                 return Project::load(&file).map(Some);
             }
         }
@@ -109,6 +115,34 @@ impl Project {
             })
             .collect()
     }
+}
+
+/// Why a project file must not be trusted: another user owns it or its directory, or
+/// others may write to either.
+fn untrusted(file: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let dir = file.parent().unwrap_or(Path::new("/"));
+    for (what, path) in [("it", file), ("its directory", dir)] {
+        let Ok(m) = std::fs::metadata(path) else {
+            return Some(format!("{what} cannot be read"));
+        };
+        if m.uid() != me && m.uid() != 0 {
+            return Some(format!(
+                "{what} belongs to another user (uid {}); fleetbook.toml is only read from your own directories",
+                m.uid()
+            ));
+        }
+        // A world- or group-writable file or directory, unless it is a sticky directory
+        // owned by the user (their own /tmp corner is fine).
+        let writable = m.mode() & 0o022 != 0;
+        let sticky_own = m.is_dir() && m.mode() & 0o1000 != 0 && m.uid() == me;
+        if writable && !sticky_own {
+            return Some(format!("others may write to {what} ({})", path.display()));
+        }
+    }
+    None
 }
 
 /// The user's state directory: `$XDG_STATE_HOME/fleetbook`, or `~/.local/state/fleetbook`.
@@ -192,9 +226,13 @@ pub fn fill(command: &mut crate::cli::Command, project: Option<&Project>) {
         }
         a.lib_dirs.extend(s.lib.iter().map(|l| p.path(l)));
     };
-    let limit = |l: &mut Option<String>| {
-        if l.is_none() {
-            l.clone_from(&s.limit);
+    // The file's limit is for the file's inventory: with `-i OTHER` it does not apply.
+    let limit = |l: &mut Option<String>, own_inventory: bool| {
+        if l.is_none() && own_inventory {
+            if let Some(pattern) = &s.limit {
+                eprintln!("--limit {pattern} (from {})", p.file.display());
+                *l = Some(pattern.clone());
+            }
         }
     };
     let run = |r: &mut crate::cli::RunArgs| {
@@ -216,9 +254,10 @@ pub fn fill(command: &mut crate::cli::Command, project: Option<&Project>) {
             limit: l,
             ..
         } => {
+            let own = i.is_none();
             inventory(i);
             script(a);
-            limit(l);
+            limit(l, own);
         }
         C::Run {
             inventory: i,
@@ -227,9 +266,10 @@ pub fn fill(command: &mut crate::cli::Command, project: Option<&Project>) {
             run: r,
             ..
         } => {
+            let own = i.is_none();
             inventory(i);
             script(a);
-            limit(l);
+            limit(l, own);
             run(r);
         }
         C::Apply {
@@ -329,7 +369,16 @@ pub fn show(project: Option<&Project>, state_flag: Option<&Path>, json: bool) ->
     if !libs.is_empty() {
         rows.push(("lib", Some(libs.join(", ")), Source::ProjectFile));
     }
-    let params = project.map(Project::params).unwrap_or_default();
+    // Named like a credential: shown as such, never its value.
+    let params: BTreeMap<String, String> = project
+        .map(Project::params)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| {
+            let secret = fleetbook_engine::secrets::is_secret_name(&k);
+            (k, if secret { "<secret>".to_string() } else { v })
+        })
+        .collect();
     if json {
         let v = serde_json::json!({
             "project_file": project.map(|p| p.file.display().to_string()),

@@ -518,3 +518,131 @@ fn a_put_of_a_secret_shows_no_digest() {
     assert!(c[1].contains("sha256:"), "{c:?}");
     assert!(!out.stdout.contains("hunter2"));
 }
+
+/// An undo that fails stops its host's rollback and the run can only be rolled back further,
+/// not resumed; the next rollback tries the failed undo first, then the older steps.
+#[test]
+fn a_failed_undo_is_tried_again_first_and_the_run_is_not_resumed() {
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.limit(\"web\", 1);\n\
+         rb.step(\"a\", |h| {}).undo(|h| {});\n\
+         rb.step(\"b\", |h| {}).undo(|h| {});\nrb\n",
+        mark("a", ""),
+        mark("undo-a", ""),
+        mark("b", ""),
+        mark("undo-b", "[ ! -e ${h.var(\"dir\")}/broken ]")
+    );
+    let l = local(&[("web", &["w1", "w2"])], &rb);
+    assert_eq!(l.cmd("run", &["--yes"]).code, 0);
+    let id = l.run_id();
+    std::fs::write(l.file("w1", "broken"), "").unwrap();
+    let out = l.cmd("rollback", &[&id, "--yes"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("continue the rollback: fleetbook rollback"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("fleetbook resume"), "{}", out.stderr);
+    let out = l.cmd("resume", &[&id, "--yes"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    // w1's `b` is still applied: its `a` was not undone under it.
+    let undone = |h: &str| -> Vec<String> {
+        entries(&l)
+            .into_iter()
+            .filter(|e| e.starts_with("undo") && e.ends_with(h))
+            .collect()
+    };
+    assert_eq!(
+        undone("w1"),
+        ["undo-b w1"],
+        "the failed attempt wrote its mark"
+    );
+    std::fs::remove_file(l.file("w1", "broken")).unwrap();
+    let out = l.cmd("rollback", &[&id, "--yes"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(undone("w1"), ["undo-b w1", "undo-b w1", "undo-a w1"]);
+    assert_eq!(undone("w2"), ["undo-b w2", "undo-a w2"]);
+}
+
+/// A run killed with -9 mid-step: rollback names the step whose outcome is unknown and
+/// stops; with --undo-unknown it undoes it too, then runs the `finally` the run never ran.
+#[test]
+fn a_rollback_after_a_crash_names_unknown_steps_and_runs_the_owed_finally() {
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.limit(\"web\", 1);\n\
+         rb.step(\"a\", |h| {}).undo(|h| {});\n{FINALLY}rb\n",
+        mark(
+            "a",
+            "if [ $(hostname) != x ] && [ -e ${h.var(\"dir\")}/slow ]; then sleep 30; fi"
+        ),
+        mark("undo-a", "")
+    );
+    let l = local(&[("web", &["w1", "w2"])], &rb);
+    std::fs::write(l.file("w2", "slow"), "").unwrap();
+    let mut child = l.spawn("run", &["--yes"]);
+    wait_for(|| entries(&l) == ["a w1", "a w2"], "w2 in its step");
+    kill9(&mut child);
+    let id = l.run_id();
+    let out = l.cmd("rollback", &[&id, "--yes"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("host:w2:a"), "{}", out.stderr);
+    let out = l.cmd("rollback", &[&id, "--yes", "--undo-unknown"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        entries(&l)[2..],
+        ["undo-a w2", "undo-a w1", "finally all"],
+        "{}",
+        out.stderr
+    );
+}
+
+/// A held role's own hooks are held too (a `before_role` that disables a scheduler must not
+/// run for a role that does not start); after the deadline no hook runs and no approval
+/// waits; a halt ends a soak at once.
+#[test]
+fn held_roles_keep_their_hooks_and_deadlines_and_halts_end_waits() {
+    let hook = |what: &str| {
+        format!("|| host(\"w1\").run(`echo \"{what} hook 0\" >> ${{host(\"w1\").var(\"dir\")}}/../log`)")
+    };
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.order([\"web\", \"db\"]);\nrb.limit(\"db\", 0);\n\
+         rb.before_role(\"db\", \"off\", {});\nrb.after_role(\"db\", \"on\", {});\n\
+         rb.step(\"work\", |h| {});\nrb\n",
+        hook("before-db"),
+        hook("after-db"),
+        mark("work", "")
+    );
+    let l = local(&[("web", &["w1"]), ("db", &["d1"])], &rb);
+    let out = l.cmd("run", &["--yes"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(entries(&l), ["work w1"], "{}", out.stderr);
+
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.order([\"web\", \"db\"]);\nrb.deadline(\"1s\");\n\
+         rb.approval(\"go\", \"web\");\nrb.before_role(\"db\", \"off\", {});\n\
+         rb.step(\"work\", |h| {});\nrb\n",
+        hook("before-db"),
+        mark("work", "sleep 1.5")
+    );
+    let l = local(&[("web", &["w1"]), ("db", &["d1"])], &rb);
+    let child = l.spawn("run", &["--yes"]);
+    let (code, stderr) = finish_within(child, 20, "a run past its deadline at an approval");
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(entries(&l), ["work w1"], "{stderr}");
+    assert!(!stderr.contains("waits for approval"), "{stderr}");
+
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.step(\"work\", |h| {}).soak(\"1h\");\nrb\n",
+        mark(
+            "work",
+            "if [ -e ${h.var(\"dir\")}/broken ]; then sleep 1; exit 1; fi"
+        )
+    );
+    let l = local(&[("web", &["w1", "w2"])], &rb);
+    std::fs::write(l.file("w2", "broken"), "").unwrap();
+    let child = l.spawn("run", &["--yes"]);
+    let (code, stderr) = finish_within(child, 30, "a halted run with a soaking host");
+    assert_eq!(code, 3, "{stderr}");
+}

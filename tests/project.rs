@@ -153,3 +153,30 @@ fn a_bad_project_file_is_an_error_at_its_line() {
     assert!(out.stderr.contains("fleetbook.toml:2:1"), "{}", out.stderr);
     assert!(out.stderr.contains("forcks"), "{}", out.stderr);
 }
+
+/// A fleetbook.toml others may write to is ignored with a warning (it could point `lib` at
+/// their modules); the file's `limit` is for its own inventory, not for `-i OTHER`.
+#[test]
+fn an_untrusted_project_file_is_ignored_and_its_limit_stays_with_its_inventory() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = project("inventory = \"inv/hosts\"\nlimit = \"w1\"\n");
+    let d = dir.path();
+    std::fs::write(d.join("other"), "[web]\nw2\n").unwrap();
+    let out = fleetbook(&["plan", "upgrade.rhai"]).in_dir(d).code(0);
+    assert!(out.stderr.contains("--limit w1 (from "), "{}", out.stderr);
+    let out = fleetbook(&["plan", "upgrade.rhai", "-i", "other"])
+        .in_dir(d)
+        .code(0);
+    assert!(out.stdout.contains("w2"), "{}", out.stdout);
+    assert!(!out.stderr.contains("--limit"), "{}", out.stderr);
+
+    std::fs::set_permissions(
+        d.join("fleetbook.toml"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    let out = fleetbook(&["plan", "upgrade.rhai"]).in_dir(d).code(2);
+    assert!(out.stderr.contains("warning: ignoring"), "{}", out.stderr);
+    assert!(out.stderr.contains("others may write"), "{}", out.stderr);
+    assert!(out.stderr.contains("no inventory given"), "{}", out.stderr);
+}

@@ -475,10 +475,19 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
 fn held_tasks(tasks: &[Task], host_tasks: &[Vec<usize>], roles: &[Role]) -> Vec<bool> {
     let mut held = vec![false; tasks.len()];
     let mut queue: Vec<usize> = Vec::new();
-    for r in roles.iter().filter(|r| r.limit == Some(0)) {
+    for (ri, r) in roles.iter().enumerate().filter(|(_, r)| r.limit == Some(0)) {
         for &h in &r.hosts {
             queue.extend(host_tasks[h].iter().copied());
         }
+        // The role's own hooks too: a `before_role` that disables a scheduler must not run
+        // for a role that does not start.
+        queue.extend(
+            tasks
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.role == Some(ri) && t.host.is_none())
+                .map(|(i, _)| i),
+        );
     }
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
     for (t, task) in tasks.iter().enumerate() {

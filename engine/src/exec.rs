@@ -48,6 +48,10 @@ pub enum State {
     RolledBack,
     NotRun,
     WaitingApproval,
+    /// Its `undo` is running.
+    RollingBack,
+    /// Its `undo` failed: the step's change is still there.
+    UndoFailed,
 }
 
 /// One task transition, as `--events jsonl` prints it.
@@ -76,6 +80,8 @@ pub enum RunStatus {
     Aborted,
     /// `fleetbook rollback` undid every completed step it was asked to.
     RolledBack,
+    /// `fleetbook rollback` stopped on a host whose undo failed (or was stopped).
+    RollbackFailed,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -187,6 +193,19 @@ fn mark_halting(d: &mut Done, e: &rhai::EvalAltResult) {
     }
 }
 
+/// A soak: up to `d`, ended early by a stop, a kill or a halt.
+fn nap_soak(d: Duration, control: &Control, halting: &AtomicBool) {
+    let end = Instant::now() + d;
+    let woken = || {
+        control.kill.load(Ordering::SeqCst)
+            || control.stop.load(Ordering::SeqCst)
+            || halting.load(Ordering::SeqCst)
+    };
+    while Instant::now() < end && !woken() {
+        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(100)));
+    }
+}
+
 /// Sleeps up to `d`, waking early when the run is killed (or, with `or_stop`, stopped).
 fn nap(d: Duration, control: &Control, or_stop: bool) {
     let end = Instant::now() + d;
@@ -198,6 +217,8 @@ fn nap(d: Duration, control: &Control, or_stop: bool) {
 }
 
 struct Runner<'a> {
+    /// Set when the run halts, so that soaking hosts stop waiting.
+    halting: AtomicBool,
     script: &'a Script,
     secrets: &'a Secrets,
     graph: &'a Graph,
@@ -357,7 +378,7 @@ impl Runner<'_> {
                                 fleetbook_stdlib::duration::format_duration(soak)
                             )),
                         );
-                        nap(soak, control, true);
+                        nap_soak(soak, control, &self.halting);
                     }
                     return Done {
                         task: t,
@@ -434,6 +455,7 @@ impl Runner<'_> {
             .step
             .map(|s| &self.script.runbook.steps[s])?;
         let undo = step.undo.as_ref()?;
+        self.event(t, State::RollingBack, 1, None);
         Some(
             match self.script.call_host(undo, h.with_timeout(step.timeout)) {
                 Ok(_) => {
@@ -443,7 +465,7 @@ impl Runner<'_> {
                 Err(e) => {
                     self.event(
                         t,
-                        State::Failed,
+                        State::UndoFailed,
                         1,
                         Some(format!("undo failed: {}", self.script.describe(&e))),
                     );
@@ -493,6 +515,7 @@ pub fn execute(planned: &Planned, opts: ExecOptions) -> RunOutcome {
         "run starts"
     );
     let runner = Runner {
+        halting: AtomicBool::new(false),
         script,
         secrets: &planned.secrets,
         graph,
@@ -531,7 +554,6 @@ fn undo_tasks(r: &Runner, order: &[usize]) -> RunOutcome {
             recap[h].not_run += 1;
             continue;
         }
-        r.event(t, State::Running, 1, Some("undo".into()));
         match r.undo(t, &r.hosts[h]) {
             Some(true) => {
                 recap[h].ok += 1;
@@ -545,19 +567,36 @@ fn undo_tasks(r: &Runner, order: &[usize]) -> RunOutcome {
         }
     }
     let failed: Vec<String> = broken.into_iter().flatten().collect();
-    let (status, reason) = if stopped() {
-        (RunStatus::Aborted, Some("stopped by the operator".into()))
+    let (status, mut reason) = if stopped() {
+        (
+            RunStatus::RollbackFailed,
+            Some("stopped by the operator: `fleetbook rollback` again goes on".into()),
+        )
     } else if !failed.is_empty() {
         (
-            RunStatus::Halted,
+            RunStatus::RollbackFailed,
             Some(format!(
-                "rollback failed at {}: those hosts' older steps were not undone",
+                "rollback failed at {}: those hosts' older steps were not undone; fix them, then `fleetbook rollback` again retries it first",
                 failed.join(", ")
             )),
         )
     } else {
         (RunStatus::RolledBack, None)
     };
+    // The run's `finally` steps, if it never ran them (it crashed or was killed before).
+    if !r.opts.control.kill.load(Ordering::SeqCst) {
+        for t in (0..graph.tasks.len()).filter(|&t| {
+            graph.tasks[t].kind == TaskKind::Finally
+                && !r.opts.done.get(t).copied().unwrap_or(false)
+        }) {
+            if let Some(why) = run_finally(r, t) {
+                reason = Some(match reason {
+                    Some(x) => format!("{x}; then {why}"),
+                    None => why,
+                });
+            }
+        }
+    }
     RunOutcome {
         status,
         reason: reason.map(|m| r.secrets.redacted(&m)),
@@ -722,9 +761,11 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
             if graph.held[t] || task.kind == TaskKind::Finally {
                 continue;
             }
-            // A stopping run still releases the hosts it touched (`.always()` steps).
+            // A stopping run still releases the hosts it touched (`.always()` steps); past
+            // the deadline only hosts in flight go on (no hook, gate or approval either).
             let owed = is_always(r, t) && position[t].is_some_and(|(h, _)| p.open[h] && p.ran[h]);
-            if (stopping && !owed) || killing {
+            let in_flight = position[t].is_some_and(|(h, _)| p.open[h]);
+            if (stopping && !owed) || killing || (expired && !in_flight) {
                 continue;
             }
             match position[t] {
@@ -871,6 +912,10 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
             }
         }
         let stopping = halted.is_some() || control.stop.load(Ordering::SeqCst);
+        // A halt ends soaks: no host will start in the slots they keep.
+        if halted.is_some() {
+            r.halting.store(true, Ordering::SeqCst);
+        }
         let mut touched = Vec::new();
         while let Some(c) = complete.pop() {
             p.finished[c] = true;

@@ -494,7 +494,7 @@ impl Journal {
             )?;
             let sql = match e.state {
                 State::Running => "UPDATE tasks SET state = ?3, attempt = ?4, started_at = ?5, ended_at = NULL, message = ?6 WHERE run_id = ?1 AND task_id = ?2",
-                State::Retrying | State::WaitingApproval => "UPDATE tasks SET state = ?3, attempt = ?4, message = ?6 WHERE run_id = ?1 AND task_id = ?2 AND ?5 IS NOT NULL",
+                State::Retrying | State::WaitingApproval | State::RollingBack => "UPDATE tasks SET state = ?3, attempt = ?4, message = ?6 WHERE run_id = ?1 AND task_id = ?2 AND ?5 IS NOT NULL",
                 _ => "UPDATE tasks SET state = ?3, attempt = max(attempt, ?4), ended_at = ?5, message = ?6 WHERE run_id = ?1 AND task_id = ?2",
             };
             tx.execute(sql, params![run, e.task, state, e.attempt, at, e.message])?;

@@ -212,8 +212,15 @@ pub fn done_tasks(
         .tasks
         .iter()
         .map(|t| match rows.get(&t.id).map(|r| r.state.as_str()) {
-            // `finally` steps run at the end of every attempt, a resumed one too.
-            _ if t.kind == crate::compile::TaskKind::Finally => false,
+            // `finally` steps run at the end of every attempt, a resumed one too; one a
+            // crash cut short is unknown, as any step is.
+            Some(s)
+                if t.kind == crate::compile::TaskKind::Finally
+                    && !matches!(s, "running" | "retrying") =>
+            {
+                false
+            }
+            None if t.kind == crate::compile::TaskKind::Finally => false,
             Some("ok" | "skipped") => true,
             Some("running" | "retrying") => {
                 let idempotent = t.step.is_some_and(|s| rb.steps[s].idempotent);
@@ -243,12 +250,25 @@ pub fn done_tasks(
     Ok(done)
 }
 
-/// `fleetbook rollback`: the run's completed host steps that have an `undo`, on `hosts`
+/// What `fleetbook rollback` does with a step a crash left in an unknown state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unknown {
+    /// Stop and name them.
+    Refuse,
+    /// Undo them too (`--undo-unknown`).
+    Undo,
+    /// Leave them as they are (`--skip-unknown`).
+    Skip,
+}
+
+/// `fleetbook rollback`: the run's host steps that have an `undo` and whose change is there
+/// — completed, or whose undo failed or was cut short (tried again first) — on `hosts`
 /// (all when `None`), newest first by when they ended. Nothing to undo is an error.
 pub fn undo_order(
     rows: &[TaskRow],
     planned: &Planned,
     hosts: Option<&std::collections::HashSet<String>>,
+    unknown: Unknown,
 ) -> Result<Vec<usize>> {
     let g = &planned.graph;
     let rb = &planned.script.runbook;
@@ -266,20 +286,43 @@ pub fn undo_order(
             ));
         }
     }
+    let undoable = |t: usize| {
+        let task = &g.tasks[t];
+        task.kind == crate::compile::TaskKind::Host
+            && task.host.is_some_and(in_run)
+            && task.step.is_some_and(|s| rb.steps[s].undo.is_some())
+    };
+    let in_flight: Vec<&TaskRow> = rows
+        .iter()
+        .filter(|r| matches!(r.state.as_str(), "running" | "retrying"))
+        .filter(|r| index.get(r.task_id.as_str()).is_some_and(|&t| undoable(t)))
+        .collect();
+    if !in_flight.is_empty() && unknown == Unknown::Refuse {
+        return Err(Error::input_with_help(
+            format!(
+                "the run stopped while {} step(s) were running, so whether they changed their host is unknown: {}",
+                in_flight.len(),
+                in_flight
+                    .iter()
+                    .map(|r| r.task_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "check those hosts, then roll back with --undo-unknown (undo them too) or --skip-unknown (leave them as they are)",
+        ));
+    }
     let mut done: Vec<(f64, usize)> = rows
         .iter()
-        .filter(|r| r.state == "ok")
+        .filter(|r| match r.state.as_str() {
+            "ok" | "undo_failed" | "rolling_back" => true,
+            "running" | "retrying" => unknown == Unknown::Undo,
+            _ => false,
+        })
         .filter_map(|r| {
-            index
-                .get(r.task_id.as_str())
-                .map(|&t| (r.ended_at.unwrap_or(0.0), t))
+            let at = r.ended_at.or(r.started_at).unwrap_or(0.0);
+            index.get(r.task_id.as_str()).map(|&t| (at, t))
         })
-        .filter(|&(_, t)| {
-            let task = &g.tasks[t];
-            task.kind == crate::compile::TaskKind::Host
-                && task.host.is_some_and(in_run)
-                && task.step.is_some_and(|s| rb.steps[s].undo.is_some())
-        })
+        .filter(|&(_, t)| undoable(t))
         .collect();
     // Newest first; a tie keeps the later step of a host first.
     done.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));

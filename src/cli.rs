@@ -16,6 +16,9 @@ tasks, shows it as a plan, and runs it over SSH under per-role limits.",
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Colour errors and help: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = Color::Auto)]
+    pub color: Color,
     /// More log on standard error: -v every task transition, -vv debug (limit waits,
     /// connections, commands), -vvv trace. $FLEETBOOK_LOG (a tracing filter such as
     /// `fleetbook_engine=debug`) overrides it.
@@ -24,6 +27,84 @@ pub struct Cli {
     /// Also append the log to this file as JSON Lines (run, host and task on every line).
     #[arg(long, value_name = "PATH", global = true)]
     pub log_file: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+/// The environment variables fleetbook reads, for the man pages.
+pub const ENVIRONMENT: &[(&str, &str)] = &[
+    (
+        "FLEETBOOK_STATE",
+        "the state directory (journal and locks), as --state",
+    ),
+    (
+        "XDG_STATE_HOME",
+        "the user's state directory is $XDG_STATE_HOME/fleetbook (default ~/.local/state/fleetbook)",
+    ),
+    (
+        "FLEETBOOK_MAX_HOSTS",
+        "how many hosts an inventory's ranges may produce (default 100000)",
+    ),
+    (
+        "FLEETBOOK_MAX_PLAN_BYTES, FLEETBOOK_MAX_PLAN_BYTES_PER_HOST",
+        "bounds on the commands a plan records (default 64 MiB, 1 MiB per host)",
+    ),
+    (
+        "FLEETBOOK_LOG",
+        "a tracing filter for the log on standard error (e.g. fleetbook_engine=debug); overrides -v",
+    ),
+    ("NO_COLOR", "when set and not empty, no colours unless --color says otherwise"),
+    ("HOME", "where ~/.ssh/config and ~/.local/state are"),
+];
+
+/// The files fleetbook reads and writes, for the man pages.
+pub const FILES: &[(&str, &str)] = &[
+    (
+        "fleetbook.toml",
+        "the project file, in the current directory or the nearest one above: a project's defaults (fleetbook config shows them)",
+    ),
+    (
+        ".fleetbook/journal.sqlite",
+        "a project's journal (SQLite) and locks, beside its fleetbook.toml",
+    ),
+    (
+        "~/.local/state/fleetbook/journal.sqlite",
+        "the user's journal outside any project",
+    ),
+    ("~/.ssh/config", "the ssh configuration, unless --ssh-config names another"),
+];
+
+/// The command tree: the derived one plus what derive cannot say, so that help, man pages
+/// and completions agree: every subcommand's exit statuses, and the colour choice.
+pub fn command() -> clap::Command {
+    let mut cmd = <Cli as clap::CommandFactory>::command().color(crate::exit::clap_color());
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(&name, |s| {
+            let before = s
+                .get_after_help()
+                .map(|h| format!("{h}\n\n"))
+                .unwrap_or_default();
+            s.after_help(format!(
+                "{before}{}",
+                crate::exit::help_section(Some(&name))
+            ))
+        });
+    }
+    let before = cmd
+        .get_after_help()
+        .map(|h| format!("{h}\n\n"))
+        .unwrap_or_default();
+    let all = crate::exit::help_section(None);
+    cmd.after_help(format!("{before}{all}"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -67,7 +148,7 @@ pub enum Command {
     },
     /// Plan, confirm, and run a runbook over SSH with a live display and a recap.
     #[command(
-        after_help = "Examples:\n  fleetbook run runbooks/jiocloud-rolling.rhai -i hosts\n  fleetbook run upgrade.rhai -i hosts --limit compute --param version=2.0 --yes\n  fleetbook run upgrade.rhai -i hosts --yes --events jsonl > events.jsonl\n\nExit codes: 0 success, 2 bad input, 3 halted on failures, 4 aborted, 5 finished with tolerated failures.\nCtrl-C once stops starting hosts and lets in-flight steps finish; twice kills them."
+        after_help = "Examples:\n  fleetbook run runbooks/jiocloud-rolling.rhai -i hosts\n  fleetbook run upgrade.rhai -i hosts --limit compute --param version=2.0 --yes\n  fleetbook run upgrade.rhai -i hosts --yes --events jsonl > events.jsonl\n\nCtrl-C once stops starting hosts and lets in-flight steps finish; twice kills them."
     )]
     Run {
         /// The runbook script (.rhai).
@@ -93,6 +174,8 @@ pub enum Command {
         /// Values of secret parameters (they are not saved in plans).
         #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
         params: Vec<(String, String)>,
+        /// Another directory that `import` may load modules from (repeatable; the plan's own
+        /// are used too).
         #[arg(long = "lib", value_name = "DIR")]
         lib_dirs: Vec<PathBuf>,
         #[command(flatten)]
@@ -117,6 +200,7 @@ pub enum Command {
         /// Parameter values (secret ones must be given again).
         #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
         params: Vec<(String, String)>,
+        /// Another directory that `import` may load modules from (repeatable).
         #[arg(long = "lib", value_name = "DIR")]
         lib_dirs: Vec<PathBuf>,
         #[command(flatten)]
@@ -142,6 +226,7 @@ pub enum Command {
         /// Values of secret parameters (they are not saved in the journal).
         #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
         params: Vec<(String, String)>,
+        /// Another directory that `import` may load modules from (repeatable).
         #[arg(long = "lib", value_name = "DIR")]
         lib_dirs: Vec<PathBuf>,
         #[command(flatten)]
@@ -153,6 +238,7 @@ pub enum Command {
         run_id: Option<String>,
         #[command(flatten)]
         state: StateArgs,
+        /// Output format.
         #[arg(short, long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
@@ -160,11 +246,13 @@ pub enum Command {
     Runs {
         #[command(flatten)]
         state: StateArgs,
+        /// Output format.
         #[arg(short, long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
     /// Ask a running run (from any terminal) to stop starting hosts and exit as aborted.
     Abort {
+        /// The run id (`fleetbook runs` lists them).
         run_id: String,
         /// Also kill the steps in flight.
         #[arg(long)]
@@ -174,6 +262,7 @@ pub enum Command {
     },
     /// Release an `.approval(...)` that a run is waiting for.
     Approve {
+        /// The run id (`fleetbook runs` lists them).
         run_id: String,
         /// The approval's name (default: the one the run waits for).
         #[arg(long, value_name = "NAME")]
@@ -222,6 +311,7 @@ pub enum Command {
     Config {
         #[command(flatten)]
         state: StateArgs,
+        /// Output format.
         #[arg(short, long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
@@ -263,11 +353,16 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff), for `man`.
+    /// Print the manual page (roff), or write one page per subcommand to a directory.
     #[command(
-        after_help = "Examples:\n  fleetbook man > /usr/local/share/man/man1/fleetbook.1\n  fleetbook man | man -l -"
+        after_help = "Examples:\n  fleetbook man -o ~/.local/share/man/man1   # fleetbook.1, fleetbook-run.1, ...\n  fleetbook man | man -l -"
     )]
-    Man,
+    Man {
+        /// Write fleetbook.1 and a fleetbook-COMMAND.1 per subcommand into this directory
+        /// (created if missing) instead of printing fleetbook.1.
+        #[arg(short, long, value_name = "DIR")]
+        output: Option<PathBuf>,
+    },
 }
 
 /// Options of every command that runs a plan.
@@ -314,7 +409,9 @@ impl StateArgs {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReportFormat {
+    /// For people.
     Text,
+    /// For programs.
     Json,
 }
 
@@ -427,4 +524,165 @@ pub struct VaultArgs {
     /// A vault id and its password file, as ID@FILE (or FILE).
     #[arg(long, value_name = "ID@FILE")]
     pub vault_id: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    fn doc(name: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// The section of docs/cli.md under `### \`fleetbook NAME\``, up to the next heading.
+    fn section<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+        let head = format!("### `fleetbook {name}`\n");
+        let start = text.find(&head)? + head.len();
+        let end = text[start..].find("\n#").map_or(text.len(), |e| start + e);
+        Some(&text[start..end])
+    }
+
+    /// docs/cli.md's "Commands and options" made from the command tree, for
+    /// `FLEETBOOK_BLESS=1` to write when options were added.
+    fn reference(cmd: &clap::Command) -> String {
+        let mut out = String::new();
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+            out.push_str(&format!(
+                "### `fleetbook {}`\n\n{about}\n\n| option | meaning |\n| --- | --- |\n",
+                sub.get_name()
+            ));
+            for a in sub.get_arguments() {
+                if a.is_global_set() || a.is_hide_set() || a.get_id() == "help" {
+                    continue;
+                }
+                let value = a
+                    .get_value_names()
+                    .map(|v| {
+                        v.iter()
+                            .map(|x| x.to_string())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default();
+                let name = match (a.get_short(), a.get_long()) {
+                    (Some(s), Some(l)) => format!("-{s}, --{l}"),
+                    (None, Some(l)) => format!("--{l}"),
+                    _ => String::new(),
+                };
+                let takes_value = a.get_num_args().is_some_and(|n| n.takes_values());
+                let shown = match (name.is_empty(), takes_value && !value.is_empty()) {
+                    (true, _) => value,
+                    (false, true) => format!("{name} {value}"),
+                    (false, false) => name,
+                };
+                let help = match a.get_long() {
+                    Some("state") => "State directory (journal and locks); the rule for where it \
+                                      is by default is in [journal.md](journal.md)"
+                        .to_string(),
+                    _ => a
+                        .get_help()
+                        .map(|h| h.to_string().replace('\n', " ").replace('|', "\\|"))
+                        .unwrap_or_default(),
+                };
+                out.push_str(&format!("| `{shown}` | {help} |\n"));
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    // 21 of 61 options were in no doc (8 of `apply`'s and `resume`'s among them).
+    #[test]
+    fn cli_md_documents_every_option_of_every_subcommand() {
+        let mut text = doc("docs/cli.md");
+        if std::env::var_os("FLEETBOOK_BLESS").is_some() {
+            let mut cmd = super::command();
+            cmd.build();
+            let at = text
+                .find("### `fleetbook ")
+                .expect("docs/cli.md: Commands and options");
+            text = format!("{}{}", &text[..at], reference(&cmd).trim_end());
+            text.push('\n');
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/cli.md");
+            std::fs::write(path, &text).unwrap();
+        }
+        let mut cmd = super::command();
+        cmd.build();
+        let mut checked = 0;
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let name = sub.get_name();
+            let sec = section(&text, name).unwrap_or_else(|| {
+                panic!("docs/cli.md has no section \"### `fleetbook {name}`\" in \"Commands and options\"")
+            });
+            for arg in sub.get_arguments() {
+                if arg.is_hide_set() || arg.get_id() == "help" || arg.get_id() == "version" {
+                    continue;
+                }
+                let shown = match arg.get_long() {
+                    Some(long) if arg.is_global_set() => {
+                        // Global options are documented once, before the commands.
+                        assert!(
+                            text.contains(&format!("--{long}")),
+                            "docs/cli.md lacks the global option --{long}"
+                        );
+                        continue;
+                    }
+                    Some(long) => format!("--{long}"),
+                    None => arg
+                        .get_value_names()
+                        .and_then(|v| v.first())
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| arg.get_id().to_string().to_uppercase()),
+                };
+                assert!(
+                    sec.lines().any(|l| l.starts_with(&format!("| `{shown}"))
+                        || l.starts_with(&format!(
+                            "| `-{}, {shown}",
+                            arg.get_short().unwrap_or(' ')
+                        ))),
+                    "docs/cli.md, `fleetbook {name}`: {shown} is not documented \
+                     (FLEETBOOK_BLESS=1 cargo test --bin fleetbook cli_md rewrites the section):\n{sec}"
+                );
+                if let Some(short) = arg.get_short() {
+                    assert!(
+                        sec.contains(&format!("`-{short}, --")),
+                        "`fleetbook {name}`: -{short}"
+                    );
+                }
+                checked += 1;
+            }
+            // And nothing documented that the command does not take.
+            for line in sec.lines().filter(|l| l.starts_with("| `-")) {
+                let long = line
+                    .split("--")
+                    .nth(1)
+                    .and_then(|l| l.split([' ', '`']).next())
+                    .unwrap_or("");
+                assert!(
+                    sub.get_arguments().any(|a| a.get_long() == Some(long)),
+                    "docs/cli.md documents --{long} for `fleetbook {name}`, which has no such option"
+                );
+            }
+        }
+        assert!(checked > 60, "only {checked} options checked");
+    }
+
+    // The help of each subcommand documents every option it takes (`--lib` had no text in
+    // apply and resume).
+    #[test]
+    fn every_option_has_help_text() {
+        let mut cmd = super::command();
+        cmd.build();
+        for sub in cmd.get_subcommands() {
+            for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
+                assert!(
+                    arg.get_help()
+                        .is_some_and(|h| !h.to_string().trim().is_empty()),
+                    "`fleetbook {} --help`: {} has no help text",
+                    sub.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
+    }
 }

@@ -59,10 +59,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             write_output(output.as_deref(), &text)?;
             if let Some(path) = output {
                 eprintln!(
-                    "plan of {} on {} hosts ({} tasks) written to {}",
+                    "plan of {} on {} ({}) written to {}",
                     p.runbook.name,
-                    p.hosts.len(),
-                    p.tasks.len(),
+                    render::count(p.hosts.len(), "host"),
+                    render::count(p.tasks.len(), "task"),
                     path.display()
                 );
             }
@@ -161,18 +161,24 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => journal_cmds::approve(&run_id, gate.as_deref(), &state),
         Command::Unlock { state, yes } => journal_cmds::unlock(&state, yes),
         Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut cmd = crate::cli::command();
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut cmd, "fleetbook", &mut out);
             write_output(None, &String::from_utf8_lossy(&out))?;
             Ok(exit::OK)
         }
-        Command::Man => {
-            let mut out = Vec::new();
-            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
-                .render(&mut out)
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            write_output(None, &String::from_utf8_lossy(&out))?;
+        Command::Man { output: Some(dir) } => {
+            let written = crate::man::write_to(&dir)?;
+            eprintln!(
+                "{} manual pages written to {}",
+                written.len(),
+                dir.display()
+            );
+            Ok(exit::OK)
+        }
+        Command::Man { output: None } => {
+            let pages = crate::man::pages()?;
+            write_output(None, &pages[0].1)?;
             Ok(exit::OK)
         }
         Command::Exec {

@@ -52,30 +52,6 @@ pub fn install_ctrl_c(control: Arc<Control>) {
     });
 }
 
-fn summary(p: &plan::Plan) -> String {
-    let roles: Vec<String> = p
-        .roles
-        .iter()
-        .filter(|r| r.hosts > 0)
-        .map(|r| {
-            format!(
-                "{} {}{}",
-                r.name,
-                r.hosts,
-                r.limit.map(|l| format!(" (limit {l})")).unwrap_or_default()
-            )
-        })
-        .collect();
-    format!(
-        "runbook {} on {} hosts, {} tasks; roles: {}; estimated {}",
-        p.runbook.name,
-        p.hosts.len(),
-        p.tasks.len(),
-        roles.join(", "),
-        fleetbook_stdlib::duration::format_duration(Duration::from_secs(p.duration))
-    )
-}
-
 /// The fleet a lock protects: the inventory, by its real path (an edited inventory is still
 /// the same fleet), in this state directory.
 pub fn fleet_key(inventory: &str) -> String {
@@ -212,7 +188,7 @@ pub fn drive(
     }
     match &start {
         Start::Rollback { order, .. } => eprintln!("{}", rollback_summary(&planned, order)),
-        _ => eprintln!("{}", summary(p)),
+        _ => eprintln!("{}", fleetbook_engine::render::summary(p)),
     }
     let question = match &start {
         Start::New => "Run it?".to_string(),

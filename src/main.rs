@@ -27,12 +27,15 @@ mod exit;
 mod inventory_cmd;
 mod journal_cmds;
 mod logging;
+mod man;
 mod progress;
 mod project;
 
 fn main() {
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    exit::set_color(&raw);
     exit::install_report_handler();
-    let args: cli::Cli = exit::parse_args();
+    let args: cli::Cli = exit::parse_args(cli::command());
     let code = match logging::init(args.verbose, args.log_file.as_deref())
         .and_then(|()| commands::run(args))
     {

@@ -22,6 +22,17 @@ pub fn suspend(f: impl FnOnce()) {
     }
 }
 
+/// The version of `--events jsonl` lines (docs/events.md): bumped when a field is removed,
+/// renamed or changes meaning.
+pub const EVENTS_SCHEMA_VERSION: u32 = 1;
+
+#[derive(serde::Serialize)]
+struct EventLine<'a> {
+    schema_version: u32,
+    #[serde(flatten)]
+    event: &'a Event,
+}
+
 struct RoleView {
     bar: Option<ProgressBar>,
     hosts: usize,
@@ -109,7 +120,10 @@ impl Progress {
         if self.jsonl {
             let mut failed = self.events_failed.lock().unwrap_or_else(|e| e.into_inner());
             if failed.is_none() {
-                if let Ok(line) = serde_json::to_string(e) {
+                if let Ok(line) = serde_json::to_string(&EventLine {
+                    schema_version: EVENTS_SCHEMA_VERSION,
+                    event: e,
+                }) {
                     let mut out = std::io::stdout().lock();
                     if let Err(err) = writeln!(out, "{line}").and_then(|_| out.flush()) {
                         *failed = Some(err.to_string());

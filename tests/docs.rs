@@ -74,6 +74,52 @@ fn every_documented_shell_command_runs() {
     assert!(ran >= 20, "only {ran} documented commands found");
 }
 
+// The README's test command was `cargo test --workspace`, which silently skipped the SSH and
+// fleet tests on a machine without sshd or Docker; now it is ./test.sh, which CI runs too.
+#[test]
+fn readme_test_command_is_test_sh_and_ci_runs_it() {
+    let readme = doc_commands(&root().join("README.md"));
+    assert!(
+        readme.iter().any(|c| c.typed() == "./test.sh"),
+        "README.md has no `./test.sh` command"
+    );
+    let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
+    let lines: Vec<&str> = ci.lines().map(str::trim).collect();
+    assert!(
+        lines.contains(&"./test.sh"),
+        ".ci/run does not run ./test.sh"
+    );
+    assert!(
+        !lines.iter().any(|l| l.starts_with("cargo test")),
+        ".ci/run runs cargo test itself, not through ./test.sh"
+    );
+    let script = std::fs::read_to_string(root().join("test.sh")).unwrap();
+    assert!(
+        script
+            .lines()
+            .any(|l| l.trim() == "exec cargo test --workspace \"$@\""),
+        "test.sh does not end in cargo test --workspace"
+    );
+    for package in [
+        "openssh-server",
+        "debootstrap",
+        "dpkg-dev",
+        "docker.io",
+        "graphviz",
+    ] {
+        assert!(
+            script.contains(package),
+            "test.sh does not install {package}"
+        );
+    }
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(root().join("test.sh"))
+            .unwrap()
+            .permissions(),
+    );
+    assert!(mode & 0o111 != 0, "test.sh is not executable");
+}
+
 // A shell example in a bare ``` block was never run; sample output in a ```sh block would be.
 #[test]
 fn every_fenced_block_names_its_language() {
@@ -334,7 +380,7 @@ impl Sandbox {
     /// `resume`), and checks its exit status.
     fn run_documented(&self, cmd: &DocCommand) {
         let text = cmd.typed();
-        if text.starts_with("cargo test") {
+        if text.starts_with("cargo test") || text == "./test.sh" {
             // It is the test run itself: check that CI runs exactly it.
             let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
             assert!(

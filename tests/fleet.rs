@@ -2,7 +2,8 @@
 //! puppet-agent, a demo service packaged in 1.0 and 2.0). They check the hosts themselves:
 //! dpkg-query, the running service's version and PID, puppet's lock file, cron.
 //!
-//! Without a usable Docker they are skipped, except under CI, where they fail.
+//! Without Docker, debootstrap or dpkg-dev they fail, saying what to install (`./test.sh`
+//! installs them).
 
 use crate::support::root;
 use std::io::{BufRead, BufReader};
@@ -13,48 +14,67 @@ use std::sync::Mutex;
 /// Building the image is shared; fleets come up one test at a time (two cores).
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn docker_usable() -> bool {
-    let ok = Command::new("docker")
+/// Fails the test, saying what to install, when Docker, debootstrap or dpkg-dev is missing:
+/// a test that cannot run must not pass as if it had (`./test.sh` installs them).
+fn require_fleet_tools() {
+    let docker = Command::new("docker")
         .arg("info")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success())
-        && Command::new("sh")
-            .args([
-                "-c",
-                "command -v debootstrap && command -v dpkg-scanpackages",
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-    if !ok && std::env::var_os("CI").is_some() {
-        panic!("Docker (or debootstrap/dpkg-dev) is not usable, and CI is set: the fleet tests must run");
-    }
-    if !ok {
-        eprintln!("skipping: Docker, debootstrap or dpkg-dev is not usable here");
-    }
-    ok
+        .is_ok_and(|s| s.success());
+    let missing: Vec<&str> = [
+        ("debootstrap", "debootstrap"),
+        ("dpkg-scanpackages", "dpkg-dev"),
+    ]
+    .into_iter()
+    .filter(|(tool, _)| !on_path(tool))
+    .map(|(_, package)| package)
+    .collect();
+    assert!(
+        docker && missing.is_empty(),
+        "the fleet tests need {}{}{}: run ./test.sh as root (it installs them), or \
+         `apt-get install {}` and start Docker",
+        if docker {
+            ""
+        } else {
+            "a usable Docker (`docker info` failed)"
+        },
+        if docker || missing.is_empty() {
+            ""
+        } else {
+            " and "
+        },
+        missing.join(", "),
+        if missing.is_empty() {
+            "docker.io".to_string()
+        } else {
+            missing.join(" ")
+        },
+    );
 }
 
-/// A fresh fleet, one test at a time; `None` (skip) without Docker outside CI.
-fn fleet() -> Option<(std::sync::MutexGuard<'static, ()>, DemoFleet)> {
-    let one = fleet_turn()?;
-    Some((one, DemoFleet::up()))
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
-/// This test's turn to bring a fleet up; `None` (skip) without Docker outside CI.
-fn fleet_turn() -> Option<std::sync::MutexGuard<'static, ()>> {
-    if !docker_usable() {
-        return None;
-    }
+/// A fresh fleet, one test at a time.
+fn fleet() -> (std::sync::MutexGuard<'static, ()>, DemoFleet) {
+    let one = fleet_turn();
+    (one, DemoFleet::up())
+}
+
+/// This test's turn to bring a fleet up.
+fn fleet_turn() -> std::sync::MutexGuard<'static, ()> {
+    require_fleet_tools();
     let one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // Fleets that a killed test run left behind (their owner process is gone).
     static PRUNE: std::sync::Once = std::sync::Once::new();
     PRUNE.call_once(|| {
         let _ = Command::new(fleet_sh()).arg("prune").status();
     });
-    Some(one)
+    one
 }
 
 fn fleet_sh() -> PathBuf {
@@ -244,7 +264,7 @@ fn assert_upgraded(f: &DemoFleet, host: &str, version: &str) {
 
 #[test]
 fn swh_debian_upgrade_runs_for_real() {
-    let Some((_one, f)) = fleet() else { return };
+    let (_one, f) = fleet();
     // The swh runbook's groups on the fleet's hosts, with the demo service as their service.
     let inv = f.path("swh.ini");
     let mut child = f
@@ -318,7 +338,7 @@ fn swh_debian_upgrade_runs_for_real() {
 
 #[test]
 fn faults_mid_rollout() {
-    let Some((_one, f)) = fleet() else { return };
+    let (_one, f) = fleet();
     let inv = f.path("hosts.ini");
     // A failing postinst on cmp4 (2.0 only): its upgrade fails and rollback restores 1.0.
     f.sh(
@@ -423,7 +443,7 @@ fn faults_mid_rollout() {
 
 #[test]
 fn controller_killed_then_resumed() {
-    let Some((_one, f)) = fleet() else { return };
+    let (_one, f) = fleet();
     let inv = f.path("hosts.ini");
     let mut child = f
         .fleetbook(&[
@@ -476,7 +496,7 @@ fn controller_killed_then_resumed() {
 
 #[test]
 fn network_cut_fails_the_host_at_its_step_timeout() {
-    let Some((_one, f)) = fleet() else { return };
+    let (_one, f) = fleet();
     let rb = f.write(
         "cut.rhai",
         "let rb = runbook(\"cut\");\nrb.limit(\"compute\", 3);\nrb.max_failures(\"compute\", 1);\n\
@@ -568,7 +588,7 @@ fn network_cut_fails_the_host_at_its_step_timeout() {
 /// host's running version is recorded in jiocloud's keys (/running/versions/<host>/<version>).
 #[test]
 fn jiocloud_rolling_converges_with_masterless_puppet() {
-    let Some((_one, f)) = fleet() else { return };
+    let (_one, f) = fleet();
     f.sh("cmp6", "DEBIAN_FRONTEND=noninteractive apt-get install -y -q fleetbook-demo=2.0 >/dev/null && systemctl restart fleetbook-demo");
     let cmp6_pid = f.running("cmp6").1;
     let out = f
@@ -629,7 +649,7 @@ fn jiocloud_rolling_converges_with_masterless_puppet() {
 /// patch directory before restarting, so cmp3 runs again without the patch.
 #[test]
 fn punch_patch_deploys_verifies_and_rolls_back() {
-    let Some((_one, f)) = fleet() else { return };
+    let (_one, f) = fleet();
     let group = ["cmp1", "cmp2", "cmp3"];
     let inv = f.path("punch.ini");
     let jar = "/tmp/punch-patch/punch-command-app-6.4.5-jar-with-dependencies.jar";
@@ -721,7 +741,7 @@ fn punch_patch_deploys_verifies_and_rolls_back() {
 
 #[test]
 fn demo_upgrade_limits_hold_on_the_hosts() {
-    let Some((_one, f)) = fleet() else { return };
+    let (_one, f) = fleet();
     let out = f
         .fleetbook(&[
             &"run",
@@ -792,7 +812,7 @@ fn run_id(f: &DemoFleet) -> String {
 ///    and the next host of its lane starts only once the previous one is back from its reboot.
 #[test]
 fn starlingx_patch_waits_for_alarms_then_patches_in_order() {
-    let Some((_one, f)) = fleet() else { return };
+    let (_one, f) = fleet();
     let alarm = "/opt/platform/alarms/4b1d6c8e-6a52-4c53-9d0e-0a3b1f1c0d01";
     let raise = format!("echo '100.101|Platform CPU threshold exceeded|host=ctl2|major' > {alarm}");
     f.sh("ctl1", &raise);
@@ -1011,7 +1031,7 @@ fn starlingx_patch_waits_for_alarms_then_patches_in_order() {
 /// `resume` takes it out of maintenance.
 #[test]
 fn maintenance_mode_keeps_each_cluster_in_service() {
-    let Some((_one, f)) = fleet() else { return };
+    let (_one, f) = fleet();
     let members = &HOSTS[3..9];
     f.sh("cmp5", "mkdir -p /etc/systemd/system/fleetbook-demo.service.d && printf '[Service]\\nEnvironment=FLEETBOOK_DEMO_PORT=9999\\n' > /etc/systemd/system/fleetbook-demo.service.d/port.conf && systemctl daemon-reload");
     let pids: Vec<String> = members.iter().map(|h| f.running(h).1).collect();
@@ -1134,7 +1154,7 @@ fn maintenance_mode_keeps_each_cluster_in_service() {
 /// sudo wants a password it fails at once (never prompts) and says why.
 #[test]
 fn sudo_without_a_password_or_a_clear_hint() {
-    let Some((_one, f)) = fleet() else { return };
+    let (_one, f) = fleet();
     for (host, user, rule) in [
         ("cmp1", "ops", "ops ALL=(ALL) ALL"),
         ("cmp2", "ops", "ops ALL=(ALL) NOPASSWD: ALL"),
@@ -1193,7 +1213,7 @@ fn sudo_without_a_password_or_a_clear_hint() {
 // fresh connection.
 #[test]
 fn reboot_brings_a_container_host_back_and_the_step_goes_on() {
-    let Some((_one, f)) = fleet() else { return };
+    let (_one, f) = fleet();
     let rb = f.write(
         "reboot.rhai",
         r#"let rb = runbook("reboot");
@@ -1242,7 +1262,7 @@ rb
 
 #[test]
 fn documented_fleet_commands_run() {
-    let Some(_one) = fleet_turn() else { return };
+    let _one = fleet_turn();
     let owner = std::process::id().to_string();
     let mut ran = 0;
     for doc in crate::docs::documents() {

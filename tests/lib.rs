@@ -19,3 +19,4 @@ mod plan;
 mod project;
 mod run;
 mod trust;
+mod ux;

@@ -42,17 +42,31 @@ fn sshd_path() -> &'static str {
             return p;
         }
     }
-    panic!("sshd is not installed (apt-get install openssh-server)");
+    panic!(
+        "the SSH tests need sshd: run ./test.sh as root (it installs it), or \
+         `apt-get install openssh-server`"
+    );
 }
 
 impl Fleet {
     /// Starts one sshd per name.
     pub fn start(names: &[&str]) -> Fleet {
+        // SAFETY: geteuid has no preconditions.
+        assert!(
+            unsafe { libc::geteuid() } == 0,
+            "the SSH tests start sshd and log in as root over loopback: run them as root \
+             (sudo ./test.sh)"
+        );
         let dir = tempfile::Builder::new()
             .prefix("fbssh")
             .tempdir_in("/tmp")
             .expect("tempdir");
-        std::fs::create_dir_all("/run/sshd").ok();
+        if let Err(e) = std::fs::create_dir_all("/run/sshd") {
+            panic!(
+                "the SSH tests need /run/sshd (sshd's privilege-separation directory): {e}; \
+                 run ./test.sh as root, or `mkdir -p /run/sshd` as root"
+            );
+        }
         let client_key = dir.path().join("client_key");
         run(Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", ""])

@@ -835,4 +835,115 @@ mod tests {
         let e = err("let rb = runbook(\"x\");\nrb.once(\"a\", || 1).throttle(2);\nrb");
         assert!(e.contains("applies to per-host steps"), "{e}");
     }
+
+    /// Every `name(args)` call form in a text: (name with its `ns::`, arity counting a method
+    /// call's receiver). `h.name` without parentheses counts as the property `get$name`.
+    fn call_forms(text: &str) -> std::collections::BTreeSet<(String, usize)> {
+        let mut out = std::collections::BTreeSet::new();
+        let b = text.as_bytes();
+        let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+        let mut i = 0;
+        while i < b.len() {
+            if !ident(b[i]) || (i > 0 && (ident(b[i - 1]) || b[i - 1] == b':')) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < b.len() && (ident(b[i]) || (b[i] == b':' && b.get(i + 1) == Some(&b':'))) {
+                i += if b[i] == b':' { 2 } else { 1 };
+            }
+            let name = &text[start..i];
+            let method = start > 0 && b[start - 1] == b'.';
+            if b.get(i) != Some(&b'(') {
+                if method {
+                    out.insert((format!("get${name}"), 1));
+                }
+                continue;
+            }
+            // Count the arguments at depth 0 up to the matching ')'.
+            let (mut depth, mut args, mut j, mut empty) = (0, 0, i + 1, true);
+            while j < b.len() {
+                match b[j] {
+                    b'(' | b'[' | b'{' => depth += 1,
+                    b')' | b']' | b'}' if depth == 0 => break,
+                    b')' | b']' | b'}' => depth -= 1,
+                    b',' if depth == 0 => args += 1,
+                    b'|' if depth == 0 => {
+                        // A closure's parameters: |h| or |a, b|.
+                        if let Some(end) = text[j + 1..].find('|') {
+                            j += end + 1;
+                        }
+                    }
+                    c if !c.is_ascii_whitespace() => {}
+                    _ => {}
+                }
+                if !b[j].is_ascii_whitespace() {
+                    empty = false;
+                }
+                j += 1;
+            }
+            let arity = if empty { 0 } else { args + 1 } + usize::from(method);
+            out.insert((name.to_string(), arity));
+        }
+        out
+    }
+
+    // 5 registered functions were in no doc (`pkg::install(h, name)`, `rolling::puppet_off`,
+    // `checks::http_healthy`, ...): every function a runbook can call is documented now, with
+    // its every arity, in docs/runbook-language.md.
+    #[test]
+    fn every_registered_function_is_documented() {
+        let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/runbook-language.md");
+        let doc = std::fs::read_to_string(&doc_path).unwrap();
+        let mut documented = std::collections::BTreeSet::new();
+        for (i, span) in doc.split('`').enumerate() {
+            if i % 2 == 1 {
+                documented.extend(call_forms(&span.replace("\\|", "|")));
+            }
+        }
+        let script = compile_in(None, "let rb = runbook(\"x\"); rb", &[]).unwrap();
+        let mut registered: Vec<(String, usize)> = script
+            .engine
+            .gen_fn_signatures(false)
+            .iter()
+            .map(|sig| {
+                let (name, rest) = sig.split_once('(').unwrap();
+                let params = rest.split(") ->").next().unwrap().trim_end_matches(')');
+                let arity = if params.trim().is_empty() {
+                    0
+                } else {
+                    params.split(", ").count()
+                };
+                (name.to_string(), arity)
+            })
+            .collect();
+        for (lib, text) in fleetbook_stdlib::LIBRARIES {
+            for line in text.lines() {
+                if let Some(def) = line.trim_start().strip_prefix("fn ") {
+                    let (name, rest) = def.split_once('(').unwrap();
+                    let params = rest.split(')').next().unwrap();
+                    let arity = params.split(',').filter(|p| !p.trim().is_empty()).count();
+                    registered.push((format!("{lib}::{name}"), arity));
+                }
+            }
+        }
+        // Rhai calls these itself for `print(h)`, `debug(h)` and `${h}`.
+        let implicit = ["to_string", "to_debug"];
+        let missing: Vec<String> = registered
+            .iter()
+            .filter(|(n, _)| !implicit.contains(&n.as_str()))
+            .filter(|f| !documented.contains(*f))
+            .map(|(n, a)| format!("{n}/{a}"))
+            .collect();
+        assert!(
+            registered.len() > 80,
+            "only {} functions listed",
+            registered.len()
+        );
+        assert!(
+            missing.is_empty(),
+            "registered but not documented in docs/runbook-language.md (name/arity, a method \
+             counting its receiver): {missing:?}"
+        );
+    }
 }

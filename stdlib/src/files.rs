@@ -207,7 +207,13 @@ pub(crate) fn file_module() -> Module {
     FuncRegistration::new("exists").set_into_module(
         &mut m,
         |ctx: NativeCallContext, h: Host, path: &str| -> RhaiResult<bool> {
-            located(&ctx, || h.run_ok(&exists_command(path)))
+            located(&ctx, || {
+                let found = h.run_ok(&exists_command(path))?;
+                if h.is_dry_run() {
+                    h.assumed("file::exists", &format!("file::exists({path:?}) is true"));
+                }
+                Ok(found)
+            })
         },
     );
     FuncRegistration::new("copy").set_into_module(

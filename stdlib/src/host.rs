@@ -205,6 +205,11 @@ impl Host {
         self.info.becomes()
     }
 
+    /// Tells a plan that `op`'s answer on this host is `assumption`, not something known.
+    pub fn assumed(&self, op: &str, assumption: &str) {
+        self.transport.assumed(&self.info, op, assumption);
+    }
+
     /// `command` of the root operation `op` (`service::restart`), wrapped in non-interactive
     /// sudo when the host becomes root; otherwise the transport is told (plans warn), unless
     /// the host logs in as root.

@@ -219,6 +219,12 @@ pub trait Transport: Send + Sync {
         let _ = (host, op, command);
     }
 
+    /// Told when an operation's answer in a plan is assumed, not known (`file::exists` is
+    /// true because the recorded command "succeeded"): the plan recorder warns.
+    fn assumed(&self, host: &HostInfo, op: &str, assumption: &str) {
+        let _ = (host, op, assumption);
+    }
+
     /// True for the plan-time recorder: waits return at once and probes succeed.
     fn is_dry_run(&self) -> bool {
         false

@@ -1,31 +1,79 @@
-//! Ansible host patterns for `--limit`: `group`, `host`, globs (`web*`), unions (`a:b`,
+//! Ansible host patterns for `--limit`: `group`, `host`, globs (`web*`, `web0[2-8]*`), unions (`a:b`,
 //! `a,b`), intersections (`a:&b`) and exclusions (`a:!b`).
 
 use super::Inventory;
 use crate::error::{Error, Result};
 use indexmap::IndexSet;
 
-/// Simple glob: `*` any run of characters, `?` one character.
+/// Ansible's glob (Python's `fnmatch`): `*` any run of characters, `?` one character,
+/// `[seq]` one character of `seq` (ranges `a-z` allowed), `[!seq]` one character not in it.
+/// A `[` without its `]` is an ordinary character, as in `fnmatch`.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    // Where the last `*` was, and the text position it has consumed up to.
     let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
+        let step = match p.get(pi) {
+            Some('*') => {
+                star = Some(pi);
+                mark = ti;
+                pi += 1;
+                continue;
+            }
+            Some('?') => Some(1),
+            Some('[') => match class(&p[pi..], t[ti]) {
+                Some((true, len)) => Some(len),
+                Some((false, _)) => None,
+                None => (t[ti] == '[').then_some(1),
+            },
+            Some(&c) => (c == t[ti]).then_some(1),
+            None => None,
+        };
+        match (step, star) {
+            (Some(len), _) => {
+                pi += len;
+                ti += 1;
+            }
+            (None, Some(s)) => {
+                pi = s + 1;
+                mark += 1;
+                ti = mark;
+            }
+            (None, None) => return false,
         }
     }
     p[pi..].iter().all(|&c| c == '*')
+}
+
+/// A bracket expression at the start of `p` (`p[0] == '['`) against `c`: whether it matches
+/// and how many pattern characters it spans, or `None` if the `]` is missing. As in `fnmatch`,
+/// a `]` right after `[` or `[!` is a member, not the end.
+fn class(p: &[char], c: char) -> Option<(bool, usize)> {
+    let mut i = 1;
+    let negate = p.get(i) == Some(&'!');
+    if negate {
+        i += 1;
+    }
+    let first = i;
+    let mut hit = false;
+    while let Some(&lo) = p.get(i) {
+        if lo == ']' && i > first {
+            return Some((hit != negate, i + 1));
+        }
+        if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|&hi| hi != ']') {
+            hit |= lo <= c && c <= p[i + 2];
+            i += 3;
+        } else {
+            hit |= lo == c;
+            i += 1;
+        }
+    }
+    None
+}
+
+/// Whether a term is a glob over host and group names rather than one name.
+fn is_glob(term: &str) -> bool {
+    term.contains(['*', '?', '['])
 }
 
 /// Hosts that one term names: a group's members, a host, or every host or group a glob matches.
@@ -33,7 +81,7 @@ fn term_hosts(inv: &Inventory, term: &str) -> IndexSet<String> {
     if term == "all" || term == "*" {
         return inv.hosts.keys().cloned().collect();
     }
-    if term.contains('*') || term.contains('?') {
+    if is_glob(term) {
         let groups: Vec<&str> = inv
             .groups
             .keys()
@@ -274,6 +322,44 @@ mod tests {
         assert!(glob_match("web*.dc1", "web01.dc1"));
         assert!(glob_match("w?b", "wab"));
         assert!(!glob_match("web*", "db1"));
+    }
+
+    // `--limit 'web0[2-8]*'` matched nothing: brackets were not a glob, as they are in
+    // Ansible (Python's fnmatch).
+    #[test]
+    fn bracket_globs_match_as_ansible() {
+        assert!(glob_match("web0[2-8]*", "web02.dc1"));
+        assert!(glob_match("web0[2-8]*", "web08"));
+        assert!(!glob_match("web0[2-8]*", "web01"));
+        assert!(!glob_match("web0[2-8]*", "web09.dc1"));
+        assert!(glob_match("web[!0-1]", "web2"));
+        assert!(!glob_match("web[!0-1]", "web1"));
+        assert!(glob_match("db[13]", "db3"));
+        assert!(!glob_match("db[13]", "db2"));
+        assert!(glob_match("x[]]", "x]"));
+        assert!(glob_match("x[a-]", "x-"));
+        // An unclosed bracket is an ordinary character.
+        assert!(glob_match("web[1", "web[1"));
+        assert!(!glob_match("web[1", "web1"));
+        assert!(glob_match("*[0-9]", "cmp4"));
+
+        let text = "[web]\nweb[01:09]\n[dbs]\ndb1\n[db_east]\ndb2\n";
+        let inv = Inventory::parse("inv", text, Format::Ini).unwrap();
+        let got = |p: &str| -> Vec<String> { select(&inv, p).unwrap().into_iter().collect() };
+        assert_eq!(
+            got("web0[2-8]*"),
+            ["web02", "web03", "web04", "web05", "web06", "web07", "web08"]
+        );
+        assert_eq!(got("web0[2-3]:!web03"), ["web02"]);
+        // Groups match too, as in Ansible: every host of a matching group.
+        assert_eq!(got("db[s_]*"), ["db1", "db2"]);
+        // A numeric subscript is still a subscript, not a class.
+        assert_eq!(got("web[1]"), ["web02"]);
+        assert_eq!(got("web[0:1]"), ["web01", "web02"]);
+        assert!(select(&inv, "web1[0-9]")
+            .unwrap_err()
+            .to_string()
+            .contains("matches no host or group"));
     }
 
     fn err(p: &str, origin: Origin) -> String {

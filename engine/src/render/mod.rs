@@ -5,8 +5,10 @@
 mod describe;
 mod graph;
 mod html;
+mod summary;
 mod text;
 
 pub use graph::{dot, mermaid};
 pub use html::html;
+pub use summary::{count, summary};
 pub use text::text;

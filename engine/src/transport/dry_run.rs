@@ -78,6 +78,8 @@ pub struct Recorder {
     /// Root operations recorded on hosts that do not become root: by operation, the first
     /// command and every host.
     without_root: std::sync::Mutex<IndexMap<String, (String, Vec<String>)>>,
+    /// Answers a plan assumes (`file::exists(...) is true`) and the hosts they were assumed on.
+    assumed: std::sync::Mutex<IndexMap<String, Vec<String>>>,
     /// A file whose bytes hold a secret is shown without its digest: a short secret could
     /// be found again from its SHA-256.
     secrets: Secrets,
@@ -99,6 +101,7 @@ impl Recorder {
             over: std::sync::Mutex::new(None),
             tripped: AtomicBool::new(false),
             without_root: Default::default(),
+            assumed: Default::default(),
         }
     }
 
@@ -112,6 +115,23 @@ impl Recorder {
                 hosts.dedup();
                 format!(
                     "{}: {op} runs {command:?} without root; set rb.become(true) or ansible_become=true",
+                    host_list(&hosts)
+                )
+            })
+            .collect()
+    }
+
+    /// One warning per assumed answer, naming its hosts in `order`.
+    fn assumed_warnings(&self, order: &IndexMap<String, Host>) -> Vec<String> {
+        let seen = self.assumed.lock().unwrap_or_else(|e| e.into_inner());
+        seen.iter()
+            .map(|(assumption, hosts)| {
+                let mut hosts = hosts.clone();
+                hosts.sort_by_key(|h| order.get_index_of(h).unwrap_or(usize::MAX));
+                hosts.dedup();
+                format!(
+                    "{}: in this plan {assumption} (nothing is checked before the run); \
+                     the run may take the other branch",
                     host_list(&hosts)
                 )
             })
@@ -171,6 +191,13 @@ impl Transport for Recorder {
             .entry(op.to_string())
             .or_insert_with(|| (command.to_string(), Vec::new()));
         entry.1.push(host.name.clone());
+    }
+
+    fn assumed(&self, host: &HostInfo, _op: &str, assumption: &str) {
+        let mut seen = self.assumed.lock().unwrap_or_else(|e| e.into_inner());
+        seen.entry(assumption.to_string())
+            .or_default()
+            .push(host.name.clone());
     }
 
     fn is_dry_run(&self) -> bool {
@@ -358,7 +385,11 @@ pub fn record(script: &Script, graph: &Graph, secrets: &Secrets) -> Result<Recor
     }
     Ok(Recorded {
         tasks: result?,
-        warnings: recorder.root_warnings(&hosts),
+        warnings: {
+            let mut w = recorder.root_warnings(&hosts);
+            w.extend(recorder.assumed_warnings(&hosts));
+            w
+        },
     })
 }
 

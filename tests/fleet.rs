@@ -623,24 +623,22 @@ fn jiocloud_rolling_converges_with_masterless_puppet() {
     );
 }
 
-/// runbooks/punch-patch.rhai on the shiva cluster (its default group): cmp1 and cmp2 get the
-/// patch and their services say "using patch : .." in the service log; cmp3's service loads
-/// no patch (a unit drop-in), so its check fails and the run halts; the rollback removes the
-/// patch directory before restarting, so cmp3 runs again without the patch.
+/// runbooks/punch-patch.rhai on the shiva cluster (its default group): the jar is copied from
+/// this machine (file::copy); cmp1 and cmp2 get the patch and their services say "using patch
+/// : .." in the service log; cmp3's service loads no patch (a unit drop-in), so its check fails
+/// and the run halts; the rollback covers the group (seed step 4): on every host of it the
+/// patch directory is removed before the restart, so each runs again without the patch.
 #[test]
 fn punch_patch_deploys_verifies_and_rolls_back() {
     let Some((_one, f)) = fleet() else { return };
     let group = ["cmp1", "cmp2", "cmp3"];
     let inv = f.path("punch.ini");
-    let jar = "/tmp/punch-patch/punch-command-app-6.4.5-jar-with-dependencies.jar";
+    let jar = f.write(
+        "punch-command-app-6.4.5-jar-with-dependencies.jar",
+        "patched\n",
+    );
     let patch = "/data/opt/punch-binaries-6.4.5/patch";
     let log = "/var/log/punchplatform/shiva/shiva-runner.log";
-    for h in group {
-        f.sh(
-            h,
-            &format!("mkdir -p /tmp/punch-patch && echo patched > {jar}"),
-        );
-    }
     f.sh("cmp3", "mkdir -p /etc/systemd/system/shiva-runner.service.d && printf '[Service]\\nEnvironment=SHIVA_IGNORE_PATCH=1\\n' > /etc/systemd/system/shiva-runner.service.d/ignore.conf && systemctl daemon-reload");
     let pid_before: Vec<String> = group
         .iter()
@@ -654,6 +652,8 @@ fn punch_patch_deploys_verifies_and_rolls_back() {
             &inv,
             &"--yes",
             &"--param",
+            &format!("patch_jar={}", jar.display()),
+            &"--param",
             &"restart_timeout=5s",
         ])
         .stderr(Stdio::piped()));
@@ -664,51 +664,52 @@ fn punch_patch_deploys_verifies_and_rolls_back() {
             .any(|l| l.contains("cmp3 check-patch-used failed") && l.contains("not met within 5s")),
         "{stderr}"
     );
-    let using = |h: &str| {
-        let pid = f.sh(h, "systemctl show -p MainPID --value shiva-runner");
-        assert_ne!(pid, "0", "{h}: shiva-runner runs");
+    let pid = |h: &str| f.sh(h, "systemctl show -p MainPID --value shiva-runner");
+    let using = |h: &str, pid: &str| {
+        f.sh(
+            h,
+            &format!("grep -c 'pid={pid} using patch : {patch}/punch-command-app-6.4.5-jar-with-dependencies.jar' {log} || true"),
+        )
+    };
+    for (i, h) in group.iter().enumerate() {
+        // What ran before the rollback: on cmp1 and cmp2 a process that used the copied jar.
+        let used: Vec<String> = f
+            .sh(h, &format!("grep -o 'pid=[0-9]* using patch' {log} || true"))
+            .lines()
+            .map(String::from)
+            .collect();
+        assert_eq!(
+            used.len(),
+            usize::from(i < 2),
+            "{h}: the patched process said it uses the patch: {used:?}"
+        );
+        // Now, on every host of the group: no patch directory, a process started after the
+        // removal that runs 6.4.5 and loads no patch.
+        assert_eq!(
+            f.sh(h, &format!("test -e {patch} && echo present || echo removed")),
+            "removed",
+            "{h} rolled back"
+        );
+        let now = pid(h);
+        assert_ne!(now, "0", "{h}: shiva-runner runs");
+        assert_ne!(now, pid_before[i], "{h} restarted");
         assert!(
-            f.sh(h, &format!("ps -o args= -p {pid}"))
+            used.iter().all(|u| u != &format!("pid={now} using patch")),
+            "{h}: the process that runs now is not the patched one"
+        );
+        assert!(
+            f.sh(h, &format!("ps -o args= -p {now}"))
                 .contains("punch-binaries-6.4.5"),
             "{h} runs 6.4.5"
         );
-        (
-            pid.clone(),
-            f.sh(
-                h,
-                &format!("grep -c 'pid={pid} using patch : {patch}/' {log} || true"),
-            ),
-        )
-    };
-    for (i, h) in group.iter().enumerate().take(2) {
-        assert_eq!(
-            f.sh(h, &format!("cat {patch}/*.jar")),
-            "patched",
-            "{h} has the patch"
+        assert_eq!(using(h, &now), "0", "{h} runs without the patch");
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(h) && l.contains("rolled_back")),
+            "{h} rolled back:\n{stderr}"
         );
-        let (pid, lines) = using(h);
-        assert_ne!(pid, pid_before[i], "{h} restarted");
-        assert_eq!(lines, "1", "{h}: its service log says it uses the patch");
-        // TODO(issue 19): with rb.rollback_scope("role"), cmp1 and cmp2 are rolled back too:
-        // assert the patch is gone and the service runs without it here as for cmp3.
     }
-    assert_eq!(
-        f.sh(
-            "cmp3",
-            &format!("test -e {patch} && echo present || echo removed")
-        ),
-        "removed",
-        "rolled back"
-    );
-    let (pid, lines) = using("cmp3");
-    assert_ne!(pid, pid_before[2], "cmp3 restarted after the removal");
-    assert_eq!(lines, "0", "cmp3 runs without the patch");
-    assert!(
-        stderr
-            .lines()
-            .any(|l| l.starts_with("cmp3") && l.contains("rolled_back")),
-        "{stderr}"
-    );
     assert_eq!(
         f.sh(
             "st1",

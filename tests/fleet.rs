@@ -242,12 +242,31 @@ fn assert_upgraded(f: &DemoFleet, host: &str, version: &str) {
     );
 }
 
+/// runbooks/swh-debian-upgrade.rhai with a long-standing migration, on one fleet:
+/// 1. cmp2's and cmp3's services cannot restart (a unit drop-in): with one worker at a time
+///    and one worker failure tolerated, the run halts at cmp3: cmp1 is done, cmp2 and cmp3
+///    failed, cmp4..cmp6 never started. Cron and puppet were off on every worker; no worker is
+///    left with them off: the failed workers' `.always()` release step ran after their failure,
+///    the `finally` covered the rest.
+/// 2. fixed, resumed: cron and puppet are off again on a worker while it upgrades, and every
+///    host ends on 2.0 with them back on.
 #[test]
 fn swh_debian_upgrade_runs_for_real() {
     let Some((_one, f)) = fleet() else { return };
+    let workers = &HOSTS[3..9];
+    let puppet_and_cron = |h: &str| {
+        (
+            f.sh(h, "test -e /var/cache/puppet/state/agent_disabled.lock && echo disabled || echo enabled"),
+            f.sh(h, "systemctl is-active cron"),
+        )
+    };
     // The swh runbook's groups on the fleet's hosts, with the demo service as their service.
     let inv = f.path("swh.ini");
-    let mut child = f
+    let broken = ["cmp2", "cmp3"];
+    for h in broken {
+        f.sh(h, "mkdir -p /etc/systemd/system/fleetbook-demo.service.d && printf '[Service]\\nExecStartPost=/bin/false\\n' > /etc/systemd/system/fleetbook-demo.service.d/fail.conf && systemctl daemon-reload");
+    }
+    let out = f
         .fleetbook(&[
             &"run",
             &"runbooks/swh-debian-upgrade.rhai",
@@ -261,11 +280,54 @@ fn swh_debian_upgrade_runs_for_real() {
             &"--events",
             &"jsonl",
         ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let events = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "cmp3 halts the run:\n{stderr}");
+    let state = |task: &str, state: &str| {
+        events.lines().any(|l| {
+            l.contains(&format!("\"task\":\"{task}\""))
+                && l.contains(&format!("\"state\":\"{state}\""))
+        })
+    };
+    for h in broken {
+        assert!(state(&format!("host:{h}:restart-services"), "failed"), "{events}");
+        assert!(
+            state(&format!("host:{h}:puppet-and-cron-on"), "ok"),
+            "the release step ran on the failed worker {h}:\n{events}"
+        );
+    }
+    assert!(state("finally:puppet-and-cron-back", "ok"), "{events}");
+    for h in &workers[3..] {
+        assert!(
+            !state(&format!("host:{h}:update-index"), "running"),
+            "{h} never started:\n{events}"
+        );
+        assert_eq!(f.installed(h), "1.0", "{h} never started");
+    }
+    for h in workers {
+        assert_eq!(
+            puppet_and_cron(h),
+            ("enabled".to_string(), "active".to_string()),
+            "{h}: a halted run leaves puppet enabled and cron running"
+        );
+    }
+
+    // Fixed, resumed: while it runs, puppet must be off on the workers (its real lock file)
+    // and cron stopped.
+    for h in broken {
+        f.sh(
+            h,
+            "rm -r /etc/systemd/system/fleetbook-demo.service.d && systemctl daemon-reload",
+        );
+    }
+    let mut child = f
+        .fleetbook(&[&"resume", &run_id(&f), &"--yes", &"--events", &"jsonl"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // While it runs, puppet must be off on the workers (its real lock file) and cron stopped.
     let mut saw_disabled = false;
     let events = BufReader::new(child.stdout.take().unwrap());
     for line in events.lines().map_while(Result::ok) {
@@ -273,10 +335,7 @@ fn swh_debian_upgrade_runs_for_real() {
             && line.contains("\"host:cmp6:update-index\"")
             && line.contains("\"running\"")
         {
-            saw_disabled = f.sh(
-                "cmp6",
-                "test -e /var/cache/puppet/state/agent_disabled.lock && echo yes",
-            ) == "yes"
+            saw_disabled = puppet_and_cron("cmp6").0 == "disabled"
                 && f.sh("cmp6", "systemctl is-active cron") != "active";
         }
     }
@@ -294,12 +353,11 @@ fn swh_debian_upgrade_runs_for_real() {
     for h in HOSTS {
         assert_upgraded(&f, h, "2.0");
     }
-    for h in &HOSTS[3..9] {
-        assert_eq!(f.sh(h, "test -e /var/cache/puppet/state/agent_disabled.lock && echo disabled || echo enabled"), "enabled", "{h}: puppet back on");
+    for h in workers {
         assert_eq!(
-            f.sh(h, "systemctl is-active cron"),
-            "active",
-            "{h}: cron back"
+            puppet_and_cron(h),
+            ("enabled".to_string(), "active".to_string()),
+            "{h}: puppet and cron back"
         );
     }
     assert_eq!(
@@ -311,7 +369,7 @@ fn swh_debian_upgrade_runs_for_real() {
     assert_started_after(
         &f,
         &HOSTS[0..3],
-        &HOSTS[3..9],
+        workers,
         "a worker restarted before the rpc hosts were done",
     );
 }

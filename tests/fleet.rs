@@ -1067,7 +1067,8 @@ fn starlingx_patch_waits_for_alarms_then_patches_in_order() {
 /// the cartridge agent's resume event), never two members of a cluster at once (from the
 /// manager's own event log and the services' start times). cmp5 comes back on the wrong port: its health check fails at
 /// the timeout, it stays in maintenance, the run goes on (one failure tolerated); once fixed,
-/// `resume` takes it out of maintenance.
+/// `resume` takes it out of maintenance. Then a run in replace mode (refused by the manager:
+/// no IaaS) halts, and its `finally` leaves autoscaling and autohealing on.
 #[test]
 fn maintenance_mode_keeps_each_cluster_in_service() {
     let Some((_one, f)) = fleet() else { return };
@@ -1187,6 +1188,53 @@ fn maintenance_mode_keeps_each_cluster_in_service() {
             "{h} serves"
         );
     }
+
+    // A halted run: replace mode needs an IaaS, which this fleet has not (the manager answers
+    // 409), so the first member of each cluster fails and the second failure halts the run.
+    // Its `finally` turns autoscaling and autohealing back on.
+    let (code, stderr) = run(f
+        .fleetbook(&[
+            &"run",
+            &"runbooks/maintenance-mode.rhai",
+            &"-i",
+            &f.path("stratos.ini"),
+            &"--yes",
+            &"--param",
+            &"mode=replace",
+        ])
+        .stderr(Stdio::piped()));
+    assert_eq!(code, 3, "two failed members halt the run:\n{stderr}");
+    assert!(stderr.contains("409"), "{stderr}");
+    let state = f.sh(
+        "ctl1",
+        "curl -fsS 'http://localhost:9763/api/operationalState?application=webapp'",
+    );
+    assert!(
+        state.contains("autoscaling=on") && state.contains("autohealing=on"),
+        "a halted run leaves autoscaling and autohealing on: {state}"
+    );
+    let log = event_log(&f, "ctl1", "/var/log/stratos/events.log");
+    let last = |what: &str| {
+        log.iter()
+            .rev()
+            .find(|e| e.1 == what)
+            .unwrap_or_else(|| panic!("no {what}: {log:?}"))
+            .0
+    };
+    for k in ["autoscaling", "autohealing"] {
+        assert!(
+            last(&format!("webapp operationalState={k}-off"))
+                < last(&format!("webapp operationalState={k}-on")),
+            "{k} turned off, then on again at the end of the halted run: {log:?}"
+        );
+    }
+    assert_eq!(
+        log.iter()
+            .filter(|e| e.1.ends_with("operationalState=autoscaling-off"))
+            .count(),
+        2,
+        "the halted run did turn autoscaling off: {log:?}"
+    );
 }
 
 /// `h.sudo` on hosts reached as an ordinary user: with passwordless sudo it runs as root; where

@@ -292,7 +292,10 @@ fn swh_debian_upgrade_runs_for_real() {
         })
     };
     for h in broken {
-        assert!(state(&format!("host:{h}:restart-services"), "failed"), "{events}");
+        assert!(
+            state(&format!("host:{h}:restart-services"), "failed"),
+            "{events}"
+        );
         assert!(
             state(&format!("host:{h}:puppet-and-cron-on"), "ok"),
             "the release step ran on the failed worker {h}:\n{events}"
@@ -732,7 +735,10 @@ fn punch_patch_deploys_verifies_and_rolls_back() {
     for (i, h) in group.iter().enumerate() {
         // What ran before the rollback: on cmp1 and cmp2 a process that used the copied jar.
         let used: Vec<String> = f
-            .sh(h, &format!("grep -o 'pid=[0-9]* using patch' {log} || true"))
+            .sh(
+                h,
+                &format!("grep -o 'pid=[0-9]* using patch' {log} || true"),
+            )
             .lines()
             .map(String::from)
             .collect();
@@ -744,7 +750,10 @@ fn punch_patch_deploys_verifies_and_rolls_back() {
         // Now, on every host of the group: no patch directory, a process started after the
         // removal that runs 6.4.5 and loads no patch.
         assert_eq!(
-            f.sh(h, &format!("test -e {patch} && echo present || echo removed")),
+            f.sh(
+                h,
+                &format!("test -e {patch} && echo present || echo removed")
+            ),
             "removed",
             "{h} rolled back"
         );
@@ -841,9 +850,10 @@ fn run_id(f: &DemoFleet) -> String {
 
 /// runbooks/starlingx-patch.rhai against the fleet's StarlingX CLIs (sw-patch, fm, system over
 /// the shared /opt/platform, a patch agent on every host), on one fleet:
-/// 1. an alarm raised before the run: refused by the pre-check, nothing uploaded;
-/// 2. cleared, resumed; an alarm raised while the controllers install: the run halts at the
-///    stage check, no storage or worker host installs;
+/// 1. an alarm raised before the run: refused by the pre-check, nothing copied or uploaded;
+/// 2. cleared, resumed; the patch is copied from this machine to the active controller
+///    (file::copy); an alarm raised while ctl2 installs: the before-each-host check halts the
+///    run before ctl3, which installs nothing, nor does any storage or worker host;
 /// 3. cleared, resumed: the in-service patch is uploaded and applied once, installed host by
 ///    host from the active controller in the strategy's order and limits (from the patching
 ///    system's own log), Applied, every host runs 2.0;
@@ -855,6 +865,30 @@ fn starlingx_patch_waits_for_alarms_then_patches_in_order() {
     let alarm = "/opt/platform/alarms/4b1d6c8e-6a52-4c53-9d0e-0a3b1f1c0d01";
     let raise = format!("echo '100.101|Platform CPU threshold exceeded|host=ctl2|major' > {alarm}");
     f.sh("ctl1", &raise);
+    // The patches on this machine (from the image), copied by the runbook to /root/uploads.
+    for id in ["FB_PATCH_0001", "FB_PATCH_0002"] {
+        let out = Command::new("docker")
+            .args([
+                "cp",
+                &format!("{}:/root/patches/{id}.patch", f.container("ctl1")),
+            ])
+            .arg(f.path(&format!("{id}.patch")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let sha256 = |path: &std::path::Path| {
+        let out = Command::new("sha256sum").arg(path).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    };
     let patch_args = |id: &str| -> Vec<String> {
         [
             "run",
@@ -865,7 +899,9 @@ fn starlingx_patch_waits_for_alarms_then_patches_in_order() {
             "--param",
             &format!("patch_id={id}"),
             "--param",
-            &format!("patch_file=/root/patches/{id}.patch"),
+            &format!("patch_file=/root/uploads/{id}.patch"),
+            "--param",
+            &format!("patch_source={}", f.path(&format!("{id}.patch")).display()),
             "--param",
             "storage_apply_type=parallel",
             "--param",
@@ -888,6 +924,11 @@ fn starlingx_patch_waits_for_alarms_then_patches_in_order() {
         f.sh("ctl1", "sw-patch query | tail -n +3"),
         "",
         "nothing was uploaded"
+    );
+    assert_eq!(
+        f.sh("ctl1", "ls /root/uploads 2>/dev/null || true"),
+        "",
+        "nothing was copied"
     );
     for h in HOSTS {
         assert_eq!(f.installed(h), "1.0", "{h} untouched");
@@ -914,20 +955,31 @@ fn starlingx_patch_waits_for_alarms_then_patches_in_order() {
     assert_eq!(
         out.status.code(),
         Some(3),
-        "halted at the stage check:\n{stderr}"
+        "halted by the before-each-host check:\n{stderr}"
     );
-    assert!(
-        stderr.contains("1 alarm(s) raised before storage"),
-        "{stderr}"
+    assert!(stderr.contains("1 alarm(s) raised before ctl3"), "{stderr}");
+    assert_eq!(
+        f.sh(
+            "ctl1",
+            "sha256sum /root/uploads/FB_PATCH_0001.patch | cut -d' ' -f1"
+        ),
+        sha256(&f.path("FB_PATCH_0001.patch")),
+        "the patch was copied to the active controller"
     );
-    for h in &HOSTS[3..12] {
+    assert_eq!(f.installed("ctl2"), "2.0", "ctl2 finished its install");
+    for h in std::iter::once(&"ctl3").chain(&HOSTS[3..12]) {
         assert_eq!(
             f.installed(h),
             "1.0",
-            "{h}: no host of the next stage started"
+            "{h}: no host started after the alarm"
         );
     }
-    assert_eq!(f.installed("ctl3"), "2.0", "the controllers finished");
+    assert!(
+        event_log(&f, "ctl1", "/opt/platform/events.log")
+            .iter()
+            .all(|e| !e.1.starts_with("ctl3 install-begin")),
+        "ctl3 installed nothing"
+    );
 
     f.sh("ctl1", &format!("rm {alarm}"));
     let (code, stderr) = run(f

@@ -262,12 +262,31 @@ fn assert_upgraded(f: &DemoFleet, host: &str, version: &str) {
     );
 }
 
+/// runbooks/swh-debian-upgrade.rhai with a long-standing migration, on one fleet:
+/// 1. cmp2's and cmp3's services cannot restart (a unit drop-in): with one worker at a time
+///    and one worker failure tolerated, the run halts at cmp3: cmp1 is done, cmp2 and cmp3
+///    failed, cmp4..cmp6 never started. Cron and puppet were off on every worker; no worker is
+///    left with them off: the failed workers' `.always()` release step ran after their failure,
+///    the `finally` covered the rest.
+/// 2. fixed, resumed: cron and puppet are off again on a worker while it upgrades, and every
+///    host ends on 2.0 with them back on.
 #[test]
 fn swh_debian_upgrade_runs_for_real() {
     let (_one, f) = fleet();
+    let workers = &HOSTS[3..9];
+    let puppet_and_cron = |h: &str| {
+        (
+            f.sh(h, "test -e /var/cache/puppet/state/agent_disabled.lock && echo disabled || echo enabled"),
+            f.sh(h, "systemctl is-active cron"),
+        )
+    };
     // The swh runbook's groups on the fleet's hosts, with the demo service as their service.
     let inv = f.path("swh.ini");
-    let mut child = f
+    let broken = ["cmp2", "cmp3"];
+    for h in broken {
+        f.sh(h, "mkdir -p /etc/systemd/system/fleetbook-demo.service.d && printf '[Service]\\nExecStartPost=/bin/false\\n' > /etc/systemd/system/fleetbook-demo.service.d/fail.conf && systemctl daemon-reload");
+    }
+    let out = f
         .fleetbook(&[
             &"run",
             &"runbooks/swh-debian-upgrade.rhai",
@@ -281,11 +300,57 @@ fn swh_debian_upgrade_runs_for_real() {
             &"--events",
             &"jsonl",
         ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let events = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "cmp3 halts the run:\n{stderr}");
+    let state = |task: &str, state: &str| {
+        events.lines().any(|l| {
+            l.contains(&format!("\"task\":\"{task}\""))
+                && l.contains(&format!("\"state\":\"{state}\""))
+        })
+    };
+    for h in broken {
+        assert!(
+            state(&format!("host:{h}:restart-services"), "failed"),
+            "{events}"
+        );
+        assert!(
+            state(&format!("host:{h}:puppet-and-cron-on"), "ok"),
+            "the release step ran on the failed worker {h}:\n{events}"
+        );
+    }
+    assert!(state("finally:puppet-and-cron-back", "ok"), "{events}");
+    for h in &workers[3..] {
+        assert!(
+            !state(&format!("host:{h}:update-index"), "running"),
+            "{h} never started:\n{events}"
+        );
+        assert_eq!(f.installed(h), "1.0", "{h} never started");
+    }
+    for h in workers {
+        assert_eq!(
+            puppet_and_cron(h),
+            ("enabled".to_string(), "active".to_string()),
+            "{h}: a halted run leaves puppet enabled and cron running"
+        );
+    }
+
+    // Fixed, resumed: while it runs, puppet must be off on the workers (its real lock file)
+    // and cron stopped.
+    for h in broken {
+        f.sh(
+            h,
+            "rm -r /etc/systemd/system/fleetbook-demo.service.d && systemctl daemon-reload",
+        );
+    }
+    let mut child = f
+        .fleetbook(&[&"resume", &run_id(&f), &"--yes", &"--events", &"jsonl"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // While it runs, puppet must be off on the workers (its real lock file) and cron stopped.
     let mut saw_disabled = false;
     let events = BufReader::new(child.stdout.take().unwrap());
     for line in events.lines().map_while(Result::ok) {
@@ -293,10 +358,7 @@ fn swh_debian_upgrade_runs_for_real() {
             && line.contains("\"host:cmp6:update-index\"")
             && line.contains("\"running\"")
         {
-            saw_disabled = f.sh(
-                "cmp6",
-                "test -e /var/cache/puppet/state/agent_disabled.lock && echo yes",
-            ) == "yes"
+            saw_disabled = puppet_and_cron("cmp6").0 == "disabled"
                 && f.sh("cmp6", "systemctl is-active cron") != "active";
         }
     }
@@ -314,12 +376,11 @@ fn swh_debian_upgrade_runs_for_real() {
     for h in HOSTS {
         assert_upgraded(&f, h, "2.0");
     }
-    for h in &HOSTS[3..9] {
-        assert_eq!(f.sh(h, "test -e /var/cache/puppet/state/agent_disabled.lock && echo disabled || echo enabled"), "enabled", "{h}: puppet back on");
+    for h in workers {
         assert_eq!(
-            f.sh(h, "systemctl is-active cron"),
-            "active",
-            "{h}: cron back"
+            puppet_and_cron(h),
+            ("enabled".to_string(), "active".to_string()),
+            "{h}: puppet and cron back"
         );
     }
     assert_eq!(
@@ -331,7 +392,7 @@ fn swh_debian_upgrade_runs_for_real() {
     assert_started_after(
         &f,
         &HOSTS[0..3],
-        &HOSTS[3..9],
+        workers,
         "a worker restarted before the rpc hosts were done",
     );
 }
@@ -643,24 +704,22 @@ fn jiocloud_rolling_converges_with_masterless_puppet() {
     );
 }
 
-/// runbooks/punch-patch.rhai on the shiva cluster (its default group): cmp1 and cmp2 get the
-/// patch and their services say "using patch : .." in the service log; cmp3's service loads
-/// no patch (a unit drop-in), so its check fails and the run halts; the rollback removes the
-/// patch directory before restarting, so cmp3 runs again without the patch.
+/// runbooks/punch-patch.rhai on the shiva cluster (its default group): the jar is copied from
+/// this machine (file::copy); cmp1 and cmp2 get the patch and their services say "using patch
+/// : .." in the service log; cmp3's service loads no patch (a unit drop-in), so its check fails
+/// and the run halts; the rollback covers the group (seed step 4): on every host of it the
+/// patch directory is removed before the restart, so each runs again without the patch.
 #[test]
 fn punch_patch_deploys_verifies_and_rolls_back() {
     let (_one, f) = fleet();
     let group = ["cmp1", "cmp2", "cmp3"];
     let inv = f.path("punch.ini");
-    let jar = "/tmp/punch-patch/punch-command-app-6.4.5-jar-with-dependencies.jar";
+    let jar = f.write(
+        "punch-command-app-6.4.5-jar-with-dependencies.jar",
+        "patched\n",
+    );
     let patch = "/data/opt/punch-binaries-6.4.5/patch";
     let log = "/var/log/punchplatform/shiva/shiva-runner.log";
-    for h in group {
-        f.sh(
-            h,
-            &format!("mkdir -p /tmp/punch-patch && echo patched > {jar}"),
-        );
-    }
     f.sh("cmp3", "mkdir -p /etc/systemd/system/shiva-runner.service.d && printf '[Service]\\nEnvironment=SHIVA_IGNORE_PATCH=1\\n' > /etc/systemd/system/shiva-runner.service.d/ignore.conf && systemctl daemon-reload");
     let pid_before: Vec<String> = group
         .iter()
@@ -674,6 +733,8 @@ fn punch_patch_deploys_verifies_and_rolls_back() {
             &inv,
             &"--yes",
             &"--param",
+            &format!("patch_jar={}", jar.display()),
+            &"--param",
             &"restart_timeout=5s",
         ])
         .stderr(Stdio::piped()));
@@ -684,51 +745,58 @@ fn punch_patch_deploys_verifies_and_rolls_back() {
             .any(|l| l.contains("cmp3 check-patch-used failed") && l.contains("not met within 5s")),
         "{stderr}"
     );
-    let using = |h: &str| {
-        let pid = f.sh(h, "systemctl show -p MainPID --value shiva-runner");
-        assert_ne!(pid, "0", "{h}: shiva-runner runs");
+    let pid = |h: &str| f.sh(h, "systemctl show -p MainPID --value shiva-runner");
+    let using = |h: &str, pid: &str| {
+        f.sh(
+            h,
+            &format!("grep -c 'pid={pid} using patch : {patch}/punch-command-app-6.4.5-jar-with-dependencies.jar' {log} || true"),
+        )
+    };
+    for (i, h) in group.iter().enumerate() {
+        // What ran before the rollback: on cmp1 and cmp2 a process that used the copied jar.
+        let used: Vec<String> = f
+            .sh(
+                h,
+                &format!("grep -o 'pid=[0-9]* using patch' {log} || true"),
+            )
+            .lines()
+            .map(String::from)
+            .collect();
+        assert_eq!(
+            used.len(),
+            usize::from(i < 2),
+            "{h}: the patched process said it uses the patch: {used:?}"
+        );
+        // Now, on every host of the group: no patch directory, a process started after the
+        // removal that runs 6.4.5 and loads no patch.
+        assert_eq!(
+            f.sh(
+                h,
+                &format!("test -e {patch} && echo present || echo removed")
+            ),
+            "removed",
+            "{h} rolled back"
+        );
+        let now = pid(h);
+        assert_ne!(now, "0", "{h}: shiva-runner runs");
+        assert_ne!(now, pid_before[i], "{h} restarted");
         assert!(
-            f.sh(h, &format!("ps -o args= -p {pid}"))
+            used.iter().all(|u| u != &format!("pid={now} using patch")),
+            "{h}: the process that runs now is not the patched one"
+        );
+        assert!(
+            f.sh(h, &format!("ps -o args= -p {now}"))
                 .contains("punch-binaries-6.4.5"),
             "{h} runs 6.4.5"
         );
-        (
-            pid.clone(),
-            f.sh(
-                h,
-                &format!("grep -c 'pid={pid} using patch : {patch}/' {log} || true"),
-            ),
-        )
-    };
-    for (i, h) in group.iter().enumerate().take(2) {
-        assert_eq!(
-            f.sh(h, &format!("cat {patch}/*.jar")),
-            "patched",
-            "{h} has the patch"
+        assert_eq!(using(h, &now), "0", "{h} runs without the patch");
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(h) && l.contains("rolled_back")),
+            "{h} rolled back:\n{stderr}"
         );
-        let (pid, lines) = using(h);
-        assert_ne!(pid, pid_before[i], "{h} restarted");
-        assert_eq!(lines, "1", "{h}: its service log says it uses the patch");
-        // TODO(issue 19): with rb.rollback_scope("role"), cmp1 and cmp2 are rolled back too:
-        // assert the patch is gone and the service runs without it here as for cmp3.
     }
-    assert_eq!(
-        f.sh(
-            "cmp3",
-            &format!("test -e {patch} && echo present || echo removed")
-        ),
-        "removed",
-        "rolled back"
-    );
-    let (pid, lines) = using("cmp3");
-    assert_ne!(pid, pid_before[2], "cmp3 restarted after the removal");
-    assert_eq!(lines, "0", "cmp3 runs without the patch");
-    assert!(
-        stderr
-            .lines()
-            .any(|l| l.starts_with("cmp3") && l.contains("rolled_back")),
-        "{stderr}"
-    );
     assert_eq!(
         f.sh(
             "st1",
@@ -802,9 +870,10 @@ fn run_id(f: &DemoFleet) -> String {
 
 /// runbooks/starlingx-patch.rhai against the fleet's StarlingX CLIs (sw-patch, fm, system over
 /// the shared /opt/platform, a patch agent on every host), on one fleet:
-/// 1. an alarm raised before the run: refused by the pre-check, nothing uploaded;
-/// 2. cleared, resumed; an alarm raised while the controllers install: the run halts at the
-///    stage check, no storage or worker host installs;
+/// 1. an alarm raised before the run: refused by the pre-check, nothing copied or uploaded;
+/// 2. cleared, resumed; the patch is copied from this machine to the active controller
+///    (file::copy); an alarm raised while ctl2 installs: the before-each-host check halts the
+///    run before ctl3, which installs nothing, nor does any storage or worker host;
 /// 3. cleared, resumed: the in-service patch is uploaded and applied once, installed host by
 ///    host from the active controller in the strategy's order and limits (from the patching
 ///    system's own log), Applied, every host runs 2.0;
@@ -816,6 +885,30 @@ fn starlingx_patch_waits_for_alarms_then_patches_in_order() {
     let alarm = "/opt/platform/alarms/4b1d6c8e-6a52-4c53-9d0e-0a3b1f1c0d01";
     let raise = format!("echo '100.101|Platform CPU threshold exceeded|host=ctl2|major' > {alarm}");
     f.sh("ctl1", &raise);
+    // The patches on this machine (from the image), copied by the runbook to /root/uploads.
+    for id in ["FB_PATCH_0001", "FB_PATCH_0002"] {
+        let out = Command::new("docker")
+            .args([
+                "cp",
+                &format!("{}:/root/patches/{id}.patch", f.container("ctl1")),
+            ])
+            .arg(f.path(&format!("{id}.patch")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let sha256 = |path: &std::path::Path| {
+        let out = Command::new("sha256sum").arg(path).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    };
     let patch_args = |id: &str| -> Vec<String> {
         [
             "run",
@@ -826,7 +919,9 @@ fn starlingx_patch_waits_for_alarms_then_patches_in_order() {
             "--param",
             &format!("patch_id={id}"),
             "--param",
-            &format!("patch_file=/root/patches/{id}.patch"),
+            &format!("patch_file=/root/uploads/{id}.patch"),
+            "--param",
+            &format!("patch_source={}", f.path(&format!("{id}.patch")).display()),
             "--param",
             "storage_apply_type=parallel",
             "--param",
@@ -849,6 +944,11 @@ fn starlingx_patch_waits_for_alarms_then_patches_in_order() {
         f.sh("ctl1", "sw-patch query | tail -n +3"),
         "",
         "nothing was uploaded"
+    );
+    assert_eq!(
+        f.sh("ctl1", "ls /root/uploads 2>/dev/null || true"),
+        "",
+        "nothing was copied"
     );
     for h in HOSTS {
         assert_eq!(f.installed(h), "1.0", "{h} untouched");
@@ -875,20 +975,31 @@ fn starlingx_patch_waits_for_alarms_then_patches_in_order() {
     assert_eq!(
         out.status.code(),
         Some(3),
-        "halted at the stage check:\n{stderr}"
+        "halted by the before-each-host check:\n{stderr}"
     );
-    assert!(
-        stderr.contains("1 alarm(s) raised before storage"),
-        "{stderr}"
+    assert!(stderr.contains("1 alarm(s) raised before ctl3"), "{stderr}");
+    assert_eq!(
+        f.sh(
+            "ctl1",
+            "sha256sum /root/uploads/FB_PATCH_0001.patch | cut -d' ' -f1"
+        ),
+        sha256(&f.path("FB_PATCH_0001.patch")),
+        "the patch was copied to the active controller"
     );
-    for h in &HOSTS[3..12] {
+    assert_eq!(f.installed("ctl2"), "2.0", "ctl2 finished its install");
+    for h in std::iter::once(&"ctl3").chain(&HOSTS[3..12]) {
         assert_eq!(
             f.installed(h),
             "1.0",
-            "{h}: no host of the next stage started"
+            "{h}: no host started after the alarm"
         );
     }
-    assert_eq!(f.installed("ctl3"), "2.0", "the controllers finished");
+    assert!(
+        event_log(&f, "ctl1", "/opt/platform/events.log")
+            .iter()
+            .all(|e| !e.1.starts_with("ctl3 install-begin")),
+        "ctl3 installed nothing"
+    );
 
     f.sh("ctl1", &format!("rm {alarm}"));
     let (code, stderr) = run(f
@@ -1028,7 +1139,8 @@ fn starlingx_patch_waits_for_alarms_then_patches_in_order() {
 /// the cartridge agent's resume event), never two members of a cluster at once (from the
 /// manager's own event log and the services' start times). cmp5 comes back on the wrong port: its health check fails at
 /// the timeout, it stays in maintenance, the run goes on (one failure tolerated); once fixed,
-/// `resume` takes it out of maintenance.
+/// `resume` takes it out of maintenance. Then a run in replace mode (refused by the manager:
+/// no IaaS) halts, and its `finally` leaves autoscaling and autohealing on.
 #[test]
 fn maintenance_mode_keeps_each_cluster_in_service() {
     let (_one, f) = fleet();
@@ -1148,6 +1260,53 @@ fn maintenance_mode_keeps_each_cluster_in_service() {
             "{h} serves"
         );
     }
+
+    // A halted run: replace mode needs an IaaS, which this fleet has not (the manager answers
+    // 409), so the first member of each cluster fails and the second failure halts the run.
+    // Its `finally` turns autoscaling and autohealing back on.
+    let (code, stderr) = run(f
+        .fleetbook(&[
+            &"run",
+            &"runbooks/maintenance-mode.rhai",
+            &"-i",
+            &f.path("stratos.ini"),
+            &"--yes",
+            &"--param",
+            &"mode=replace",
+        ])
+        .stderr(Stdio::piped()));
+    assert_eq!(code, 3, "two failed members halt the run:\n{stderr}");
+    assert!(stderr.contains("409"), "{stderr}");
+    let state = f.sh(
+        "ctl1",
+        "curl -fsS 'http://localhost:9763/api/operationalState?application=webapp'",
+    );
+    assert!(
+        state.contains("autoscaling=on") && state.contains("autohealing=on"),
+        "a halted run leaves autoscaling and autohealing on: {state}"
+    );
+    let log = event_log(&f, "ctl1", "/var/log/stratos/events.log");
+    let last = |what: &str| {
+        log.iter()
+            .rev()
+            .find(|e| e.1 == what)
+            .unwrap_or_else(|| panic!("no {what}: {log:?}"))
+            .0
+    };
+    for k in ["autoscaling", "autohealing"] {
+        assert!(
+            last(&format!("webapp operationalState={k}-off"))
+                < last(&format!("webapp operationalState={k}-on")),
+            "{k} turned off, then on again at the end of the halted run: {log:?}"
+        );
+    }
+    assert_eq!(
+        log.iter()
+            .filter(|e| e.1.ends_with("operationalState=autoscaling-off"))
+            .count(),
+        2,
+        "the halted run did turn autoscaling off: {log:?}"
+    );
 }
 
 /// `h.sudo` on hosts reached as an ordinary user: with passwordless sudo it runs as root; where

@@ -93,10 +93,11 @@ fn json_plan_holds_the_documented_fields() {
         .unwrap();
     assert_eq!(install["host"], "worker-3");
     assert_eq!(install["role"], "worker");
-    // Installed from the active controller, as the seed does, then checked there.
+    // Installed from the active controller, as the seed does, then checked there: delegated,
+    // so one task of the host it is for.
     assert_eq!(
         install["commands"][0],
-        "controller-0: sudo -n -- sh -c 'sw-patch host-install worker-3'"
+        "[on controller-0] sudo -n -- sh -c 'sw-patch host-install worker-3'"
     );
     assert!(install["end"].as_u64() > install["start"].as_u64());
     let deps: Vec<&str> = install["depends_on"]

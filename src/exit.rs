@@ -53,14 +53,19 @@ pub const STATUSES: &[(i32, &str)] = &[
         LOCKED,
         "the fleet is locked by another run (or a stale lock waits for `fleetbook unlock`)",
     ),
+    (
+        STORE,
+        "the run lost its fleet lock or could not write its journal, and stopped starting \
+         tasks (`resume` goes on)",
+    ),
 ];
 
 /// The statuses a subcommand can exit with.
 pub fn statuses_of(command: &str) -> &'static [i32] {
     match command {
-        "run" | "apply" | "resume" | "rollback" => {
-            &[OK, INTERNAL, BAD_INPUT, HALTED, ABORTED, FAILURES, LOCKED]
-        }
+        "run" | "apply" | "resume" | "rollback" => &[
+            OK, INTERNAL, BAD_INPUT, HALTED, ABORTED, FAILURES, LOCKED, STORE,
+        ],
         "exec" => &[OK, INTERNAL, BAD_INPUT, FAILURES],
         "unlock" => &[OK, INTERNAL, BAD_INPUT, LOCKED],
         _ => &[OK, INTERNAL, BAD_INPUT],

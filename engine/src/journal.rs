@@ -332,11 +332,8 @@ fn read_only(dir: &Path, path: &Path) -> Option<String> {
     None
 }
 
-fn state_name(s: State) -> String {
-    serde_json::to_value(s)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+fn state_name(s: State) -> &'static str {
+    s.as_str()
 }
 
 fn lock_from_row(r: &rusqlite::Row) -> rusqlite::Result<LockInfo> {

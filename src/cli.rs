@@ -104,7 +104,7 @@ pub fn command() -> clap::Command {
         .map(|h| format!("{h}\n\n"))
         .unwrap_or_default();
     let all = crate::exit::help_section(None);
-    cmd.after_help(format!("{before}{all}"))
+    crate::complete::attach(cmd.after_help(format!("{before}{all}")))
 }
 
 #[derive(Subcommand, Debug)]
@@ -287,6 +287,9 @@ pub enum Command {
         #[arg(short, long, value_name = "INVENTORY")]
         inventory: Option<PathBuf>,
         /// Hosts, as an Ansible pattern (group, host, glob, a:b, a:&b, a:!b).
+        // The index is explicit: clap numbers a `last` positional first otherwise, and the
+        // completion engine goes by the numbers.
+        #[arg(index = 1)]
         pattern: String,
         /// Hosts at once [default: 10, or `forks` in fleetbook.toml].
         #[arg(short, long)]
@@ -300,7 +303,7 @@ pub enum Command {
         #[command(flatten)]
         ssh: SshArgs,
         /// The command (after --); its words are joined with spaces and run by sh on the host.
-        #[arg(last = true, required = true, value_name = "CMD")]
+        #[arg(last = true, required = true, value_name = "CMD", index = 2)]
         command: Vec<String>,
     },
     /// Show the settings in force here and where each comes from (command line,
@@ -344,9 +347,10 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         playbook_dir: Option<PathBuf>,
     },
-    /// Print a shell completion script.
+    /// Print the script that registers fleetbook's completions (run ids, approval names and
+    /// host patterns too) with a shell; the same as `COMPLETE=SHELL fleetbook`.
     #[command(
-        after_help = "Examples:\n  fleetbook completions bash > /etc/bash_completion.d/fleetbook\n  fleetbook completions zsh > \"${fpath[1]}/_fleetbook\"\n  fleetbook completions fish > ~/.config/fish/completions/fleetbook.fish"
+        after_help = "Examples:\n  echo 'source <(fleetbook completions bash)' >> ~/.bashrc\n  echo 'source <(fleetbook completions zsh)' >> ~/.zshrc\n  fleetbook completions fish > ~/.config/fish/completions/fleetbook.fish\n\nThe script calls fleetbook to complete each word: after an upgrade, source it again."
     )]
     Completions {
         /// The shell.

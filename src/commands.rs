@@ -161,10 +161,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => journal_cmds::approve(&run_id, gate.as_deref(), &state),
         Command::Unlock { state, yes } => journal_cmds::unlock(&state, yes),
         Command::Completions { shell } => {
-            let mut cmd = crate::cli::command();
-            let mut out = Vec::new();
-            clap_complete::generate(shell, &mut cmd, "fleetbook", &mut out);
-            write_output(None, &String::from_utf8_lossy(&out))?;
+            write_output(None, &crate::complete::registration(shell)?)?;
             Ok(exit::OK)
         }
         Command::Man { output: Some(dir) } => {

@@ -22,6 +22,7 @@ macro_rules! eprint {
 mod adhoc;
 mod cli;
 mod commands;
+mod complete;
 mod drive;
 mod exit;
 mod inventory_cmd;
@@ -32,6 +33,8 @@ mod progress;
 mod project;
 
 fn main() {
+    // `COMPLETE=SHELL fleetbook ...`: the shell asks for completions (src/complete.rs).
+    clap_complete::CompleteEnv::with_factory(cli::command).complete();
     let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
     exit::set_color(&raw);
     exit::install_report_handler();

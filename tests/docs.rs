@@ -522,3 +522,188 @@ fn wait(child: &mut Child, limit: Duration) -> Option<i32> {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+// docs/plan-schema.md's example was written by hand: it named a task that did not exist and
+// a wrong line. Now it is `fleetbook plan upgrade.rhai -i hosts --format json` on the docs'
+// fixtures, cut and redacted by `example_of`; `FLEETBOOK_BLESS=1` rewrites it.
+#[test]
+fn plan_schema_example_is_real_output() {
+    let out = fleetbook(&["plan", "upgrade.rhai", "-i", "hosts", "--format", "json"])
+        .in_dir(&root().join("tests/fixtures/docs"))
+        .code(0);
+    let want = example_of(serde_json::from_str(&out.stdout).unwrap());
+    let path = root().join("docs/plan-schema.md");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    let start = text
+        .find("```json\n")
+        .expect("docs/plan-schema.md: a ```json block")
+        + 8;
+    let end = start + text[start..].find("```").unwrap();
+    if std::env::var_os("FLEETBOOK_BLESS").is_some() {
+        let mut block = String::new();
+        want.layout(0, &mut block);
+        text.replace_range(start..end, &format!("{block}\n"));
+        std::fs::write(&path, &text).unwrap();
+    }
+    let end = start + text[start..].find("```").unwrap();
+    let documented: Json = serde_json::from_str(&text[start..end])
+        .unwrap_or_else(|e| panic!("docs/plan-schema.md: the example is not JSON: {e}"));
+    let mut real = String::new();
+    want.layout(0, &mut real);
+    assert!(
+        documented == want,
+        "docs/plan-schema.md's example is not what fleetbook plans \
+         (FLEETBOOK_BLESS=1 cargo test --test integration plan_schema rewrites it); it plans:\n{real}"
+    );
+}
+
+/// The plan as the doc shows it: each list cut to one element (the first; for `tasks` the
+/// first host task, the most telling), digests and the version redacted.
+fn example_of(mut plan: Json) -> Json {
+    let cut = |v: &mut Json, keep: &dyn Fn(&Json) -> bool| {
+        let Json::List(list) = v else {
+            panic!("not a list: {v:?}")
+        };
+        let first = list.iter().position(keep).expect("an element to keep");
+        *list = vec![list.swap_remove(first)];
+    };
+    cut(plan.at(&["runbook", "steps"]), &|_| true);
+    for list in ["params", "roles", "hosts"] {
+        cut(plan.at(&[list]), &|_| true);
+    }
+    cut(
+        plan.at(&["tasks"]),
+        &|t| matches!(t, Json::Object(m) if m.contains(&("kind".into(), Json::Leaf("host".into())))),
+    );
+    for (field, redacted) in [
+        ("runbook_digest", "sha256:…"),
+        ("inventory_digest", "sha256:…"),
+        ("fleetbook_version", "…"),
+    ] {
+        *plan.at(&[field]) = Json::Leaf(redacted.into());
+    }
+    plan
+}
+
+/// JSON that keeps the order of object members (serde_json's `Value` sorts them), to
+/// compare and to write the example in the plan's own order.
+#[derive(Debug, PartialEq)]
+enum Json {
+    Object(Vec<(String, Json)>),
+    List(Vec<Json>),
+    Leaf(serde_json::Value),
+}
+
+impl<'de> serde::Deserialize<'de> for Json {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Json, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Json;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Json, A::Error> {
+                let mut m = Vec::new();
+                while let Some(kv) = a.next_entry()? {
+                    m.push(kv);
+                }
+                Ok(Json::Object(m))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Json, A::Error> {
+                let mut l = Vec::new();
+                while let Some(v) = a.next_element()? {
+                    l.push(v);
+                }
+                Ok(Json::List(l))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
+                Ok(Json::Leaf(v.into()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
+                Ok(Json::Leaf(v.into()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
+                Ok(Json::Leaf(v.into()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Json, E> {
+                Ok(Json::Leaf(v.into()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Json, E> {
+                Ok(Json::Leaf(v.into()))
+            }
+            fn visit_unit<E>(self) -> Result<Json, E> {
+                Ok(Json::Leaf(serde_json::Value::Null))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Json {
+    /// The member at `path` (object keys), which must exist.
+    fn at(&mut self, path: &[&str]) -> &mut Json {
+        path.iter().fold(self, |v, key| match v {
+            Json::Object(m) => {
+                &mut m
+                    .iter_mut()
+                    .find(|(k, _)| k == key)
+                    .unwrap_or_else(|| panic!("no {key:?} in the plan"))
+                    .1
+            }
+            other => panic!("{key:?}: not an object: {other:?}"),
+        })
+    }
+
+    /// As the docs write JSON: a value on one line when it fits in 96 columns, else one
+    /// member per line.
+    fn layout(&self, indent: usize, out: &mut String) {
+        let one_line = self.inline();
+        let (open, close, members): (&str, &str, Vec<(Option<&String>, &Json)>) = match self {
+            Json::Object(m) if indent + one_line.len() > 96 => {
+                ("{", "}", m.iter().map(|(k, v)| (Some(k), v)).collect())
+            }
+            Json::List(l) if indent + one_line.len() > 96 => {
+                ("[", "]", l.iter().map(|v| (None, v)).collect())
+            }
+            _ => {
+                out.push_str(&one_line);
+                return;
+            }
+        };
+        out.push_str(open);
+        for (i, (key, value)) in members.iter().enumerate() {
+            out.push('\n');
+            out.push_str(&" ".repeat(indent + 2));
+            if let Some(k) = key {
+                out.push_str(&format!("{}: ", serde_json::Value::from(k.as_str())));
+            }
+            value.layout(indent + 2, out);
+            if i + 1 < members.len() {
+                out.push(',');
+            }
+        }
+        out.push('\n');
+        out.push_str(&" ".repeat(indent));
+        out.push_str(close);
+    }
+
+    fn inline(&self) -> String {
+        match self {
+            Json::Object(m) if m.is_empty() => "{}".into(),
+            Json::Object(m) => {
+                let fields: Vec<String> = m
+                    .iter()
+                    .map(|(k, v)| {
+                        format!("{}: {}", serde_json::Value::from(k.as_str()), v.inline())
+                    })
+                    .collect();
+                format!("{{ {} }}", fields.join(", "))
+            }
+            Json::List(l) => {
+                let items: Vec<String> = l.iter().map(Json::inline).collect();
+                format!("[{}]", items.join(", "))
+            }
+            Json::Leaf(v) => v.to_string(),
+        }
+    }
+}

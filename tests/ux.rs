@@ -316,3 +316,76 @@ fn a_plan_warns_that_file_exists_was_assumed_true() {
         out.stderr
     );
 }
+
+/// What fleetbook answers when a shell asks it to complete the last of `words` (the
+/// protocol of `fleetbook completions bash`: `COMPLETE=bash fleetbook -- WORDS...`).
+fn completions(dir: &std::path::Path, env: &[(&str, &str)], words: &[&str]) -> Vec<String> {
+    let index = words.len().to_string();
+    let mut cmd = fleetbook(&["--", "fleetbook"])
+        .in_dir(dir)
+        .env("COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", &index)
+        .env("_CLAP_IFS", "\n");
+    for w in words {
+        cmd = cmd.arg(*w);
+    }
+    for (k, v) in env {
+        cmd = cmd.env(k, v);
+    }
+    let out = cmd.code(0);
+    assert_eq!(out.stderr, "");
+    out.stdout.lines().map(str::to_string).collect()
+}
+
+// Completions knew subcommands and options only: not the run ids, approval names and host
+// patterns a user types most.
+#[test]
+fn completions_offer_run_ids_gate_names_and_inventory_groups() {
+    let l = local(
+        &[("controller", &["ctl1"]), ("compute", &["cmp1", "cmp2"])],
+        RUNBOOK,
+    );
+    let out = l.cmd("run", &["--yes", "--approve", "go"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let id = l.run_id();
+    let dir = l.dir.path();
+    let state = l.state.to_str().unwrap();
+    let (rb, inv) = (l.rb.to_str().unwrap(), l.inv.to_str().unwrap());
+    let has = |got: &[String], want: &str| {
+        assert!(got.iter().any(|g| g == want), "no {want:?} in {got:?}");
+    };
+
+    // Run ids from the store in force: --state on the line, or $FLEETBOOK_STATE.
+    has(
+        &completions(dir, &[], &["status", "--state", state, ""]),
+        &id,
+    );
+    let env = [("FLEETBOOK_STATE", state)];
+    has(&completions(dir, &env, &["resume", &id[..4]]), &id);
+    // Approval names: the run's, and the runbook's for `run --approve`.
+    has(
+        &completions(dir, &env, &["approve", &id, "--gate", ""]),
+        "go",
+    );
+    has(&completions(dir, &[], &["run", rb, "--approve", ""]), "go");
+    // Host patterns from `-i` on the line: groups and hosts, after what is typed.
+    let got = completions(dir, &[], &["plan", rb, "-i", inv, "--limit", "all:!c"]);
+    for want in ["all:!controller", "all:!compute", "all:!cmp2"] {
+        has(&got, want);
+    }
+    assert!(got.iter().all(|g| g.starts_with("all:!c")), "{got:?}");
+
+    // In a project, without flags: the project file's inventory and state.
+    std::fs::write(
+        dir.join("fleetbook.toml"),
+        "inventory = \"hosts\"\nstate = \"state\"\n",
+    )
+    .unwrap();
+    has(&completions(dir, &[], &["exec", ""]), "compute");
+    has(&completions(dir, &[], &["abort", ""]), &id);
+    // The run's own hosts for `rollback --limit`.
+    has(
+        &completions(dir, &[], &["rollback", &id, "--limit", "cmp"]),
+        "cmp1",
+    );
+}

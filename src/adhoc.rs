@@ -32,11 +32,14 @@ pub fn adhoc(
         .map(parse_duration)
         .transpose()
         .map_err(|e| Error::input(format!("--timeout: {e}")))?;
-    let vars = inv.all_host_vars();
-    // Credentials in the inventory never reach the output, even if a command echoes them.
+    let values = inv.all_host_values();
+    let vars: std::collections::HashMap<&String, _> =
+        values.iter().map(|(h, v)| (h, inv.text_vars(v))).collect();
+    // Credentials in the inventory never reach the output, even if a command echoes them
+    // (or one part of a secret list or map).
     let secrets = Secrets::new();
-    for v in vars.values() {
-        secrets.add_vars(v, &[]);
+    for (h, v) in &vars {
+        secrets.add_typed_vars(v, &values[*h], &[]);
     }
     let hosts: Vec<HostInfo> = selected
         .iter()

@@ -305,3 +305,49 @@ fn invalid_utf8_in_an_import_names_line_and_byte() {
     let out = run_in(dir.path(), &["check", "rb.rhai"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
+
+// Issue 17: every variable reached runbooks as a string (`port` was "8080", `flag` "True",
+// a list its Python text), so `h.var("flag", false)` was never a bool.
+#[test]
+fn variables_reach_runbooks_with_their_ansible_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("hosts"),
+        format!(
+            "[web]\nl1 ansible_connection=local dir={} port=8080 flag=True disks=\"['a','b']\" word=yes\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir(d.join("group_vars")).unwrap();
+    std::fs::write(
+        d.join("group_vars/web.yml"),
+        "db:\n  host: db1\n  port: 5432\n  tls: on\nratio: 0.5\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("rb.rhai"),
+        r#"let rb = runbook("types");
+rb.step("see", |h| {
+    let seen = "";
+    for n in ["port", "flag", "disks", "db", "ratio", "word", "unset"] {
+        seen += `${n}=${type_of(h.var(n))} `;
+    }
+    seen += `next=${h.var("port", 80) + 1} disk=${h.var("disks", [])[1]} `;
+    seen += `db=${h.var("db").host}:${h.var("db").port}:${h.var("db").tls} `;
+    seen += `default=${h.var("unset", 7)}`;
+    h.run(`echo ${sh::quote(seen)} > ${h.var("dir")}/seen`);
+}).when(|h| h.var("flag", false));
+rb
+"#,
+    )
+    .unwrap();
+    let out = run_in(d, &["run", "rb.rhai", "-i", "hosts", "--yes"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(d.join("seen")).unwrap(),
+        "port=i64 flag=bool disks=array db=map ratio=f64 word=string unset=() \
+         next=8081 disk=b db=db1:5432:true default=7\n"
+    );
+}

@@ -303,11 +303,12 @@ fn a_limit_on_a_role_without_hosts_is_a_warning() {
 }
 
 /// Every secret source of the secrets test, with the unique value planted in it.
-const PLANTED: [&str; 4] = [
+const PLANTED: [&str; 5] = [
     "PLANTED-param-7f3a",
     "PLANTED-cred-91c2",
     "PLANTED-marked-5d0e",
     "PLANTED-invmark-c4b8",
+    "PLANTED-mappart-2e6d",
 ];
 
 fn assert_clean(what: &str, bytes: &[u8]) {
@@ -324,14 +325,15 @@ fn assert_clean(what: &str, bytes: &[u8]) {
 fn no_secret_reaches_any_output_or_the_journal() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let all = "${t} ${h.var(\"db_password\")} ${h.var(\"marked\")} ${h.var(\"inv_marked\")} ${h.fact(\"pw\")}";
+    // A part of a secret map (issue 17: typed values) is as secret as the map.
+    let all = "${t} ${h.var(\"db_password\")} ${h.var(\"marked\")} ${h.var(\"inv_marked\")} ${h.fact(\"pw\")} ${h.var(\"db_credentials\").password}";
     let case = Case::new(
         &format!(
             "let rb = runbook(\"s\").describe(\"leaks nothing\");\nlet t = secret_param(\"token\", \"\");\nrb.secret_vars([\"marked\"]);\nrb.step(\"a\", |h| {{ h.set_fact(\"pw\", h.var(\"db_password\")); h.run(`echo {all}`); }});\nrb.step(\"b\", |h| h.run(`echo {all}; echo {all} >&2; exit 1`));\nrb\n"
         ),
         &format!(
-            "[all:vars]\nfleetbook_secret_vars=inv_marked\n[web]\nl1 ansible_connection=local db_password={} marked={} inv_marked={}\n",
-            PLANTED[1], PLANTED[2], PLANTED[3]
+            "[all:vars]\nfleetbook_secret_vars=inv_marked\n[web]\nl1 ansible_connection=local db_password={} marked={} inv_marked={} db_credentials=\"{{'user': 'app', 'password': '{}'}}\"\n",
+            PLANTED[1], PLANTED[2], PLANTED[3], PLANTED[4]
         ),
     );
     let param = format!("token={}", PLANTED[0]);

@@ -20,7 +20,10 @@ pub struct PlanHost {
     pub name: String,
     /// Roles in role order.
     pub roles: Vec<usize>,
+    /// Variables as text: for commands, limits by variable, secrets and the plan.
     pub vars: IndexMap<String, String>,
+    /// The same variables with their inventory types: what `h.var(name)` returns.
+    pub values: crate::inventory::Vars,
 }
 
 #[derive(Debug, Clone)]
@@ -323,15 +326,17 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
         .map(|(i, r)| (r.as_str(), i))
         .collect();
 
-    let all_vars = inv.all_host_vars();
-    let mut hosts: Vec<PlanHost> = selected
-        .iter()
-        .map(|h| PlanHost {
+    let mut all_values = inv.all_host_values();
+    let mut plan_host = |h: &String| {
+        let values = all_values.swap_remove(h).unwrap_or_default();
+        PlanHost {
             name: h.clone(),
             roles: Vec::new(),
-            vars: all_vars.get(h).cloned().unwrap_or_default(),
-        })
-        .collect();
+            vars: inv.text_vars(&values),
+            values,
+        }
+    };
+    let mut hosts: Vec<PlanHost> = selected.iter().map(&mut plan_host).collect();
     let host_index: IndexMap<&str, usize> = selected
         .iter()
         .enumerate()
@@ -461,11 +466,7 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
         .hosts
         .keys()
         .filter(|h| !selected.contains(*h))
-        .map(|h| PlanHost {
-            name: h.clone(),
-            roles: Vec::new(),
-            vars: all_vars.get(h).cloned().unwrap_or_default(),
-        })
+        .map(plan_host)
         .collect();
     let groups = inv
         .groups

@@ -175,7 +175,7 @@ pub struct Planned {
 pub fn secrets_of(script: &Script, graph: &Graph) -> Secrets {
     let secrets = script.secrets.clone();
     for h in graph.hosts.iter().chain(&graph.outside) {
-        secrets.add_vars(&h.vars, &script.runbook.secret_vars);
+        secrets.add_typed_vars(&h.vars, &h.values, &script.runbook.secret_vars);
     }
     secrets
 }

@@ -34,9 +34,9 @@ pub fn not_a_bool(what: &str, returned: &str) -> String {
     format!("{what} must return true or false, but it returned {returned}")
 }
 
-/// How to fix the common case: a variable's text compared as if it were a bool.
-pub const HELP: &str =
-    "compare explicitly, e.g. .when(|h| h.var(\"do_upgrade\", \"false\") == \"true\")";
+/// How to fix the common case: a string (a variable such as `do_upgrade=yes`, or a string
+/// default) used as if it were a bool.
+pub const HELP: &str = "a variable set to true/false in the inventory is a bool: give a bool default, e.g. .when(|h| h.var(\"do_upgrade\", false)); compare other text explicitly: h.var(\"mode\", \"\") == \"yes\"";
 
 #[cfg(test)]
 mod tests {

@@ -161,18 +161,55 @@ impl Secrets {
         vars: impl IntoIterator<Item = (&'v String, &'v String)> + Clone,
         marked: &[String],
     ) {
-        let from_inventory: Vec<String> = vars
-            .clone()
-            .into_iter()
-            .find(|(k, _)| k.as_str() == INVENTORY_MARKER)
-            .map(|(_, v)| marker_names(v))
-            .unwrap_or_default();
-        for (k, v) in vars {
-            if is_secret_name(k) || marked.contains(k) || from_inventory.contains(k) {
-                self.add(k, v);
+        for (k, v) in secret_vars(vars, marked) {
+            self.add(k, v);
+        }
+    }
+
+    /// [`add_vars`](Self::add_vars) for a host whose variables also have their types
+    /// (`values`): a secret list or map has every string, number and bool inside it secret
+    /// too, since a runbook can take one part (`h.var("db").password`) and show it.
+    pub fn add_typed_vars<'v>(
+        &self,
+        vars: impl IntoIterator<Item = (&'v String, &'v String)> + Clone,
+        values: &indexmap::IndexMap<String, serde_json::Value>,
+        marked: &[String],
+    ) {
+        for (k, v) in secret_vars(vars, marked) {
+            self.add(k, v);
+            if let Some(value) = values.get(k) {
+                self.add_parts(k, value);
             }
         }
     }
+
+    fn add_parts(&self, name: &str, value: &serde_json::Value) {
+        use serde_json::Value;
+        match value {
+            Value::Array(items) => items.iter().for_each(|v| self.add_parts(name, v)),
+            Value::Object(map) => map.values().for_each(|v| self.add_parts(name, v)),
+            Value::Null => {}
+            Value::String(s) => self.add(name, s),
+            leaf => self.add(name, &leaf.to_string()),
+        }
+    }
+}
+
+/// The variables of a host that are secret: named like a credential, or marked by the
+/// runbook (`marked`) or by the inventory ([`INVENTORY_MARKER`]).
+fn secret_vars<'v>(
+    vars: impl IntoIterator<Item = (&'v String, &'v String)> + Clone,
+    marked: &[String],
+) -> impl Iterator<Item = (&'v String, &'v String)> {
+    let from_inventory: Vec<String> = vars
+        .clone()
+        .into_iter()
+        .find(|(k, _)| k.as_str() == INVENTORY_MARKER)
+        .map(|(_, v)| marker_names(v))
+        .unwrap_or_default();
+    let marked = marked.to_vec();
+    vars.into_iter()
+        .filter(move |(k, _)| is_secret_name(k) || marked.contains(k) || from_inventory.contains(k))
 }
 
 /// The names in a `fleetbook_secret_vars` value: `a,b`, `a b` or a JSON/YAML list.
@@ -233,6 +270,35 @@ mod tests {
         assert_eq!(
             s.redacted("k-123 plain m-456"),
             "<secret:api_key> plain <secret:mine>"
+        );
+    }
+
+    // Issue 17: a runbook reads a secret map's part (`h.var("db_creds").password`), which
+    // the map's JSON text alone did not redact.
+    #[test]
+    fn every_part_of_a_secret_list_or_map_is_secret() {
+        let values: indexmap::IndexMap<String, serde_json::Value> = [
+            (
+                "db_creds".to_string(),
+                serde_json::json!({"user": "admin-42", "password": "pw-9876", "port": 54321}),
+            ),
+            (
+                "tokens".to_string(),
+                serde_json::json!(["tok-aaaa", "tok-bbbb"]),
+            ),
+            ("hosts".to_string(), serde_json::json!(["web-1111"])),
+        ]
+        .into_iter()
+        .collect();
+        let vars: indexmap::IndexMap<String, String> = values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
+        let s = Secrets::new();
+        s.add_typed_vars(&vars, &values, &["db_creds".to_string()]);
+        assert_eq!(
+            s.redacted("admin-42 pw-9876 54321 tok-bbbb web-1111"),
+            "<secret:db_creds> <secret:db_creds> <secret:db_creds> <secret:tokens> web-1111"
         );
     }
 }

@@ -115,8 +115,20 @@ impl Host {
         self.transport.is_dry_run()
     }
 
+    /// A variable as text (what commands and options use).
     pub fn var(&self, name: &str) -> Option<&str> {
         self.info.vars.get(name).map(String::as_str)
+    }
+
+    /// A variable as a Rhai value of its inventory type: INT, FLOAT, bool, string, Array for
+    /// a list, Map for a map, `()` for null. A variable known only as text is a string.
+    pub fn value(&self, name: &str) -> Option<Dynamic> {
+        let text = || self.var(name).map(|v| Dynamic::from(v.to_string()));
+        match self.info.values.get(name) {
+            // A JSON value always converts; the text form is the fallback all the same.
+            Some(v) => rhai::serde::to_dynamic(v).ok().or_else(text),
+            None => text(),
+        }
     }
 
     fn facts(&self) -> std::sync::MutexGuard<'_, Facts> {
@@ -404,14 +416,12 @@ pub(crate) fn register(engine: &mut Engine) {
             h.info.roles.iter().map(|r| r.clone().into()).collect()
         })
         .register_fn("var", |h: &mut Host, name: &str| -> Dynamic {
-            h.var(name)
-                .map(|v| v.to_string().into())
-                .unwrap_or(Dynamic::UNIT)
+            h.value(name).unwrap_or(Dynamic::UNIT)
         })
         .register_fn(
             "var",
             |h: &mut Host, name: &str, default: Dynamic| -> Dynamic {
-                h.var(name).map(|v| v.to_string().into()).unwrap_or(default)
+                h.value(name).unwrap_or(default)
             },
         )
         .register_fn("has_var", |h: &mut Host, name: &str| h.var(name).is_some())
@@ -528,5 +538,54 @@ mod tests {
         assert_eq!(text("stderr_raw"), "warn\r\n");
         assert_eq!(strip_newline("no newline"), "no newline");
         assert_eq!(strip_newline("\r"), "\r");
+    }
+
+    // Issue 17: `h.var("port")` was the string "8080" and `h.var("flag", "false") == "true"`
+    // the only way to test a bool; values now keep the inventory's types.
+    #[test]
+    fn var_returns_the_inventory_type_and_the_default_only_when_unset() {
+        let json: serde_json::Value = serde_json::json!({
+            "port": 8080, "ratio": 0.5, "flag": true, "name": "web",
+            "disks": ["a", "b"], "db": {"host": "db1", "port": 5432}, "empty": null
+        });
+        let mut info = HostInfo::default();
+        for (k, v) in json.as_object().unwrap() {
+            info.vars.insert(k.clone(), v.to_string());
+            info.values.insert(k.clone(), v.clone());
+        }
+        info.vars.insert("text_only".into(), "t".into());
+        let h = Host::new(
+            Arc::new(info),
+            Arc::new(Answer(Output::default(), Mutex::default())),
+        );
+        let mut engine = Engine::new();
+        crate::register(&mut engine);
+        // As the engine's script setup does: `var` is reserved in Rhai.
+        #[allow(deprecated)]
+        engine.on_parse_token(|token, _, _| match token {
+            rhai::Token::Reserved(s) if &*s == "var" => rhai::Token::Identifier(s),
+            other => other,
+        });
+        let mut scope = rhai::Scope::new();
+        scope.push("h", h);
+        let types: String = engine
+            .eval_with_scope(
+                &mut scope,
+                r#"["port", "ratio", "flag", "name", "disks", "db", "empty", "text_only", "unset"]
+                   .map(|n| type_of(h.var(n))).reduce(|a, b| a + " " + b, "")"#,
+            )
+            .unwrap();
+        assert_eq!(
+            types, " i64 f64 bool string array map () string ()",
+            "INT FLOAT bool string Array Map, null as (), text as a string"
+        );
+        let picked: String = engine
+            .eval_with_scope(
+                &mut scope,
+                r#"[h.var("port", 1) + 1, h.var("flag", false), h.var("disks", [])[1],
+                    h.var("db").port, h.var("unset", 7)].reduce(|a, b| a + " " + b, "")"#,
+            )
+            .unwrap();
+        assert_eq!(picked, " 8081 true b 5432 7");
     }
 }

@@ -10,8 +10,12 @@ use std::time::Duration;
 pub struct HostInfo {
     pub name: String,
     pub roles: Vec<String>,
-    /// Inventory variables, merged from `all` through the groups to the host line.
+    /// Inventory variables as text (strings as they are, other values as JSON), merged from
+    /// `all` through the groups to the host line: what commands, limits and secrets use.
     pub vars: BTreeMap<String, String>,
+    /// The same variables with the types Ansible gives them (int, float, bool, string, list,
+    /// map, null): what `h.var(name)` returns. A name missing here falls back to `vars`.
+    pub values: BTreeMap<String, serde_json::Value>,
     /// Whether root operations go through sudo when the inventory has no `ansible_become`
     /// for this host (the runbook's `rb.become(true)`).
     pub become_default: bool,

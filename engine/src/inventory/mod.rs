@@ -568,31 +568,35 @@ impl Inventory {
     /// redacted wherever the plan and the run show them.
     pub fn all_host_vars(&self) -> IndexMap<String, IndexMap<String, String>> {
         self.all_host_values()
-            .into_iter()
-            .map(|(h, vars)| {
-                let mut text: IndexMap<String, String> =
-                    vars.iter().map(|(k, v)| (k.clone(), text_of(v))).collect();
-                let vaulted: Vec<&str> = vars
-                    .keys()
-                    .filter(|k| self.secret_vars.contains(*k))
-                    .map(String::as_str)
-                    .collect();
-                if !vaulted.is_empty() {
-                    let marker = text
-                        .entry(crate::secrets::INVENTORY_MARKER.to_string())
-                        .or_default();
-                    let mut names = marker.clone();
-                    for v in vaulted {
-                        if !names.is_empty() {
-                            names.push(',');
-                        }
-                        names.push_str(v);
-                    }
-                    *marker = names;
-                }
-                (h, text)
-            })
+            .iter()
+            .map(|(h, vars)| (h.clone(), self.text_vars(vars)))
             .collect()
+    }
+
+    /// One host's [`all_host_values`](Self::all_host_values) as text, as
+    /// [`all_host_vars`](Self::all_host_vars) gives them.
+    pub fn text_vars(&self, vars: &Vars) -> IndexMap<String, String> {
+        let mut text: IndexMap<String, String> =
+            vars.iter().map(|(k, v)| (k.clone(), text_of(v))).collect();
+        let vaulted: Vec<&str> = vars
+            .keys()
+            .filter(|k| self.secret_vars.contains(*k))
+            .map(String::as_str)
+            .collect();
+        if !vaulted.is_empty() {
+            let marker = text
+                .entry(crate::secrets::INVENTORY_MARKER.to_string())
+                .or_default();
+            let mut names = marker.clone();
+            for v in vaulted {
+                if !names.is_empty() {
+                    names.push(',');
+                }
+                names.push_str(v);
+            }
+            *marker = names;
+        }
+        text
     }
 
     /// Groups that hold other groups and no host directly: not roles unless a runbook names them.

@@ -287,6 +287,11 @@ pub fn hosts(graph: &Graph, transport: Arc<dyn Transport>) -> IndexMap<String, H
         name: h.name.clone(),
         roles,
         vars: h.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        values: h
+            .values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         // `rb.become(true)`: the default where the inventory does not say.
         become_default: graph.become_default,
         ..HostInfo::default()

@@ -410,10 +410,7 @@ pub fn tasks_of(p: &plan::Plan) -> Vec<TaskRow> {
         .iter()
         .map(|t| TaskRow {
             task_id: t.id.clone(),
-            kind: serde_json::to_value(t.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            kind: t.kind.as_str().to_string(),
             host: t.host.clone(),
             step: t.step.clone(),
             role: t.role.clone(),

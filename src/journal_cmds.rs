@@ -4,13 +4,12 @@
 use crate::cli::{ReportFormat, RunArgs, StateArgs};
 use crate::drive::{self, Start};
 use crate::exit;
-use fleetbook_engine::journal::{format_time, RunRecord, TaskRow};
+use fleetbook_engine::journal::{format_time, RunRecord};
 use fleetbook_engine::store::RunState;
 use fleetbook_engine::store::RunStore;
 use fleetbook_engine::{plan, session};
 use fleetbook_engine::{Error, Result};
-use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -36,142 +35,10 @@ fn open(state: &StateArgs) -> Result<Arc<dyn RunStore>> {
     fleetbook_engine::store::open(&dir)
 }
 
-#[derive(Serialize)]
-struct HostStatus {
-    host: String,
-    roles: Vec<String>,
-    /// upgraded, upgrading, pending, failed, rolled_back
-    state: &'static str,
-    step: Option<String>,
-    message: Option<String>,
-}
-
-#[derive(Serialize)]
-struct Status {
-    run: RunRecord,
-    /// StarlingX-style: not started, partial, applied, partially rolled back, aborted.
-    overall: &'static str,
-    waiting_approval: Option<String>,
-    roles: BTreeMap<String, BTreeMap<&'static str, usize>>,
-    hosts: Vec<HostStatus>,
-    /// The tasks of no single host (hooks, gates, approvals, role barriers) and their state.
-    tasks: Vec<RunTask>,
-}
-
-#[derive(Serialize)]
-struct RunTask {
-    task: String,
-    state: String,
-}
-
-fn host_state(tasks: &[&TaskRow]) -> (&'static str, Option<String>, Option<String>) {
-    let any = |s: &str| tasks.iter().find(|t| t.state == s);
-    if let Some(t) = any("undo_failed").or_else(|| any("rolling_back")) {
-        return ("failed", t.step.clone(), t.message.clone());
-    }
-    if let Some(t) = any("rolled_back") {
-        return ("rolled_back", t.step.clone(), t.message.clone());
-    }
-    if let Some(t) = any("failed").or_else(|| any("unreachable")) {
-        return ("failed", t.step.clone(), t.message.clone());
-    }
-    if let Some(t) = any("running").or_else(|| any("retrying")) {
-        return ("upgrading", t.step.clone(), None);
-    }
-    if !tasks.is_empty()
-        && tasks
-            .iter()
-            .all(|t| t.state == "ok" || t.state == "skipped")
-    {
-        return ("upgraded", None, None);
-    }
-    if tasks
-        .iter()
-        .any(|t| t.state == "ok" || t.state == "skipped")
-    {
-        return ("upgrading", None, None);
-    }
-    ("pending", None, None)
-}
-
-fn status_of(journal: &dyn RunStore, run: RunRecord) -> Result<Status> {
-    let tasks = journal.tasks(&run.id)?;
-    let mut by_host: HashMap<&str, Vec<&TaskRow>> = HashMap::new();
-    for t in &tasks {
-        if let Some(h) = &t.host {
-            by_host.entry(h).or_default().push(t);
-        }
-    }
-    let mut hosts = Vec::new();
-    let mut roles: BTreeMap<String, BTreeMap<&'static str, usize>> = BTreeMap::new();
-    for (host, host_roles) in journal.hosts(&run.id)? {
-        let ts = by_host.get(host.as_str()).cloned().unwrap_or_default();
-        if ts.is_empty() {
-            continue;
-        }
-        let (state, step, message) = host_state(&ts);
-        for r in &host_roles {
-            *roles
-                .entry(r.clone())
-                .or_default()
-                .entry(state)
-                .or_default() += 1;
-        }
-        hosts.push(HostStatus {
-            host,
-            roles: host_roles,
-            state,
-            step,
-            message,
-        });
-    }
-    let upgraded = hosts.iter().filter(|h| h.state == "upgraded").count();
-    let started = tasks.iter().any(|t| t.state != "pending");
-    let overall = if run.state == RunState::RolledBack {
-        "rolled back"
-    } else if hosts.iter().any(|h| h.state == "rolled_back")
-        || run.state == RunState::RollbackFailed
-    {
-        "partially rolled back"
-    } else if run.state == RunState::Aborted {
-        "aborted"
-    } else if !started {
-        "not started"
-    } else if upgraded == hosts.len()
-        && tasks
-            .iter()
-            .all(|t| matches!(t.state.as_str(), "ok" | "skipped") || t.kind.ends_with("done"))
-    {
-        "applied"
-    } else {
-        "partial"
-    };
-    let waiting_approval = tasks
-        .iter()
-        .find(|t| t.state == "waiting_approval")
-        .and_then(|t| t.step.clone());
-    let run_tasks = tasks
-        .iter()
-        .filter(|t| t.host.is_none())
-        .map(|t| RunTask {
-            task: t.task_id.clone(),
-            state: t.state.clone(),
-        })
-        .collect();
-    Ok(Status {
-        run,
-        overall,
-        waiting_approval,
-        roles,
-        hosts,
-        tasks: run_tasks,
-    })
-}
-
 pub fn status(id: Option<&str>, state: &StateArgs, format: ReportFormat) -> Result<i32> {
     let journal = open(state)?;
     let run = journal.run(id)?;
-    let st = status_of(&*journal, run)?;
+    let st = fleetbook_engine::status::of(&*journal, run)?;
     let mut o = String::new();
     if format == ReportFormat::Json {
         out!(
@@ -571,38 +438,6 @@ fn limited_hosts(run: &RunRecord, pattern: &str) -> Result<std::collections::Has
         .collect())
 }
 
-/// The fields of a saved plan that `apply` checks.
-#[derive(serde::Deserialize)]
-struct SavedPlan {
-    schema_version: u32,
-    fleetbook_version: String,
-    runbook: SavedRunbook,
-    runbook_digest: String,
-    inventory: String,
-    inventory_digest: String,
-    limit_pattern: Option<String>,
-    params: Vec<SavedParam>,
-    tasks: Vec<SavedTask>,
-}
-
-#[derive(serde::Deserialize)]
-struct SavedRunbook {
-    path: String,
-}
-
-#[derive(serde::Deserialize)]
-struct SavedParam {
-    name: String,
-    value: String,
-    secret: bool,
-}
-
-#[derive(serde::Deserialize, PartialEq)]
-struct SavedTask {
-    id: String,
-    commands: Vec<String>,
-}
-
 pub fn apply(
     path: &Path,
     given: &[(String, String)],
@@ -610,28 +445,34 @@ pub fn apply(
     args: &RunArgs,
 ) -> Result<i32> {
     let text = fleetbook_engine::error::read_file(path)?;
-    let saved: SavedPlan = serde_json::from_str(&text)
-        .map_err(|e| Error::input(format!("{} is not a fleetbook plan: {e}", path.display())))?;
+    let not_a_plan = |e: serde_json::Error| {
+        Error::input(format!("{} is not a fleetbook plan: {e}", path.display()))
+    };
     let refuse = |why: String| {
         Error::input_with_help(
             format!("refusing to apply {}: {why}", path.display()),
             "make a new plan with `fleetbook plan ... -o plan.json`, review it, and apply that",
         )
     };
-    if saved.schema_version != plan::SCHEMA_VERSION {
+    // The versions first: a plan of another schema or fleetbook is refused for that, not
+    // for the fields it lacks.
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(not_a_plan)?;
+    let schema = value["schema_version"].as_u64();
+    if schema != Some(u64::from(plan::SCHEMA_VERSION)) {
         return Err(refuse(format!(
             "it has plan schema {}, this fleetbook reads {}",
-            saved.schema_version,
+            schema.map_or("(none)".to_string(), |v| v.to_string()),
             plan::SCHEMA_VERSION
         )));
     }
-    if saved.fleetbook_version != env!("CARGO_PKG_VERSION") {
+    let version = value["fleetbook_version"].as_str().unwrap_or("(none)");
+    if version != env!("CARGO_PKG_VERSION") {
         return Err(refuse(format!(
-            "it was made by fleetbook {}, this is {}",
-            saved.fleetbook_version,
+            "it was made by fleetbook {version}, this is {}",
             env!("CARGO_PKG_VERSION")
         )));
     }
+    let saved: plan::Plan = serde_json::from_value(value).map_err(not_a_plan)?;
     let given_map = param_map(given);
     let mut params = BTreeMap::new();
     for p in &saved.params {
@@ -677,20 +518,13 @@ pub fn apply(
             saved.inventory
         )));
     }
-    let now: Vec<SavedTask> = p
-        .tasks
-        .iter()
-        .map(|t| SavedTask {
-            id: t.id.clone(),
-            commands: t.commands.clone(),
-        })
-        .collect();
-    let secret_free = |ts: &[SavedTask]| {
-        ts.iter()
+    let commands = |p: &plan::Plan| -> Vec<(String, Vec<String>)> {
+        p.tasks
+            .iter()
             .map(|t| (t.id.clone(), t.commands.clone()))
-            .collect::<Vec<_>>()
+            .collect()
     };
-    if secret_free(&now) != secret_free(&saved.tasks) {
+    if commands(p) != commands(&saved) {
         return Err(refuse(
             "the plan computed now differs from the saved one (tasks or commands)".into(),
         ));

@@ -135,10 +135,7 @@ impl Progress {
         if self.plain && !self.jsonl {
             let what = e.host.as_deref().unwrap_or(e.task.as_str());
             let step = e.step.as_deref().unwrap_or("");
-            let state = serde_json::to_value(e.state)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
+            let state = e.state.as_str();
             let msg = e
                 .message
                 .as_deref()
@@ -258,10 +255,7 @@ pub fn recap(outcome: &RunOutcome) -> String {
             if h.rolled_back { " rolled_back" } else { "" }
         ));
     }
-    let status = serde_json::to_value(outcome.status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let status = outcome.status.as_str();
     o.push_str(&format!("\nrun {status} in {:.1}s", outcome.elapsed));
     if let Some(r) = &outcome.reason {
         o.push_str(&format!(": {r}"));

@@ -126,7 +126,8 @@ fn always_steps_release_failed_and_in_flight_hosts_only() {
         mark("disable", ""),
         mark(
             "upgrade",
-            "if [ -e ${h.var(\"dir\")}/broken ]; then exit 1; fi; sleep 1"
+            // w1 fails only once w2 is in its upgrade: w2 is then in flight for sure.
+            "d=${h.var(\"dir\")}; touch $d/upgrading; if [ -e $d/broken ]; then while [ ! -e $d/../w2/upgrading ]; do sleep 0.05; done; exit 1; fi; sleep 1"
         ),
         mark("later", ""),
         mark("enable", "")
@@ -294,14 +295,14 @@ fn soak_keeps_the_slot_after_the_step() {
 #[test]
 fn no_host_starts_after_the_deadline() {
     let rb = format!(
-        "let rb = runbook(\"t\");\nrb.limit(\"web\", 1);\nrb.deadline(\"3s\");\nrb.step(\"work\", |h| {});\nrb.step(\"after\", |h| {});\nrb\n",
-        mark("work", "sleep 2"),
+        "let rb = runbook(\"t\");\nrb.limit(\"web\", 1);\nrb.deadline(\"6s\");\nrb.step(\"work\", |h| {});\nrb.step(\"after\", |h| {});\nrb\n",
+        mark("work", "sleep 4"),
         mark("after", "")
     );
     let l = local(&[("web", &["w1", "w2", "w3", "w4"])], &rb);
     let out = l.cmd("run", &["--yes"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
-    // w1 ends at ~2 s, w2 starts then and ends past 3 s (finishing both its steps).
+    // w1 ends at ~4 s, w2 starts then and ends past 6 s (2 s of margin for a loaded machine) (finishing both its steps).
     assert_eq!(
         entries(&l),
         ["work w1", "after w1", "work w2", "after w2"],
@@ -310,7 +311,7 @@ fn no_host_starts_after_the_deadline() {
     );
     assert!(
         out.stderr
-            .contains("deadline (3s) passed: 2 host(s) did not start"),
+            .contains("deadline (6s) passed: 2 host(s) did not start"),
         "{}",
         out.stderr
     );
@@ -654,7 +655,7 @@ fn held_roles_keep_their_hooks_and_deadlines_and_halts_end_waits() {
 fn a_run_that_loses_its_fleet_lock_stops_with_its_own_status() {
     let rb = format!(
         "let rb = runbook(\"t\");\nrb.limit(\"web\", 1);\nrb.step(\"work\", |h| {}).idempotent(true);\nrb\n",
-        mark("work", "sleep 2")
+        mark("work", "sleep 5")
     );
     let l = local(&[("web", &["w1", "w2", "w3"])], &rb);
     let child = l.spawn("run", &["--yes"]);

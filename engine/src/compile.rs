@@ -37,7 +37,7 @@ pub struct Role {
     pub named: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskKind {
     Once,
@@ -57,6 +57,23 @@ pub enum TaskKind {
 }
 
 impl TaskKind {
+    /// The name plans, events and the journal use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Once => "once",
+            TaskKind::BeforeRole => "before_role",
+            TaskKind::Host => "host",
+            TaskKind::AfterRole => "after_role",
+            TaskKind::Gate => "gate",
+            TaskKind::CanaryGate => "canary_gate",
+            TaskKind::Approval => "approval",
+            TaskKind::RoleDone => "role_done",
+            TaskKind::CanaryDone => "canary_done",
+            TaskKind::HostCheck => "host_check",
+            TaskKind::Finally => "finally",
+        }
+    }
+
     /// Tasks that belong to one host and run inside its slot.
     pub fn is_host(self) -> bool {
         matches!(self, TaskKind::Host | TaskKind::HostCheck)

@@ -54,6 +54,31 @@ pub enum State {
     UndoFailed,
 }
 
+impl State {
+    /// The name events, the journal and logs use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Ok => "ok",
+            State::Failed => "failed",
+            State::Unreachable => "unreachable",
+            State::Skipped => "skipped",
+            State::Retrying => "retrying",
+            State::RolledBack => "rolled_back",
+            State::NotRun => "not_run",
+            State::WaitingApproval => "waiting_approval",
+            State::RollingBack => "rolling_back",
+            State::UndoFailed => "undo_failed",
+        }
+    }
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        crate::store::RunState::from(self).as_str()
+    }
+}
+
 /// One task transition, as `--events jsonl` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
@@ -153,10 +178,7 @@ fn trace_event(e: &Event) {
         e.host.as_deref().unwrap_or(""),
         e.step.as_deref().unwrap_or(""),
     );
-    let state = serde_json::to_value(e.state)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let state = e.state.as_str();
     match e.state {
         State::Failed | State::Unreachable | State::Retrying | State::NotRun => {
             tracing::warn!(

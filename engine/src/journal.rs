@@ -139,26 +139,14 @@ pub fn now() -> f64 {
         .as_secs_f64()
 }
 
-/// `2026-11-21 23:08:36Z` for a Unix time.
+/// `2026-11-21 23:08:36Z` for a Unix time (the `time` crate's calendar).
 pub fn format_time(t: f64) -> String {
-    let secs = t as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
+    time::OffsetDateTime::from_unix_timestamp(t as i64)
+        .ok()
+        .and_then(|d| d.format(FORMAT).ok())
+        .unwrap_or_else(|| format!("@{t}"))
 }
 
 /// The name of the user this process runs as, from the password database (`$USER` can be
@@ -184,10 +172,17 @@ pub fn user() -> String {
         .unwrap_or_else(|_| format!("uid {uid}"))
 }
 
+/// This machine's host name (the kernel's, as `hostname` prints it).
 pub fn controller() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
+    let name = gethostname::gethostname()
+        .to_string_lossy()
+        .trim()
+        .to_string();
+    if name.is_empty() {
+        "localhost".into()
+    } else {
+        name
+    }
 }
 
 /// Whether a process of this machine is alive (a zombie is not).
@@ -332,11 +327,8 @@ fn read_only(dir: &Path, path: &Path) -> Option<String> {
     None
 }
 
-fn state_name(s: State) -> String {
-    serde_json::to_value(s)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+fn state_name(s: State) -> &'static str {
+    s.as_str()
 }
 
 fn lock_from_row(r: &rusqlite::Row) -> rusqlite::Result<LockInfo> {

@@ -20,6 +20,7 @@ pub mod script;
 pub mod secrets;
 pub mod session;
 pub mod slots;
+pub mod status;
 pub mod store;
 pub mod transport;
 

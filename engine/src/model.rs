@@ -174,7 +174,7 @@ impl Step {
 }
 
 /// `rb.rollback_scope(...)`: on a host's failure, the undo closures of which hosts run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RollbackScope {
     /// The failed host only.

@@ -11,14 +11,14 @@ use crate::script::{self, Limits, Script, ScriptInput};
 use crate::secrets::Secrets;
 use crate::transport::dry_run;
 use indexmap::IndexMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
     pub schema_version: u32,
     pub fleetbook_version: String,
@@ -34,11 +34,11 @@ pub struct Plan {
     pub tasks: Vec<TaskInfo>,
     /// Simulated total duration, in seconds (the unit of every `start`/`end`).
     pub duration: u64,
-    pub time_unit: &'static str,
+    pub time_unit: String,
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunbookInfo {
     pub name: String,
     pub description: String,
@@ -48,16 +48,17 @@ pub struct RunbookInfo {
     pub rollback_scope: crate::model::RollbackScope,
     /// `rb.deadline(...)` in seconds: no host starts after it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub deadline: Option<u64>,
     /// `rb.become(true)`: host operations that need root use sudo by default.
     pub r#become: bool,
     pub steps: Vec<StepInfo>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepInfo {
     pub name: String,
-    pub kind: &'static str,
+    pub kind: String,
     /// Host steps: the roles they are limited to (none = every host). Role hooks: their role.
     pub roles: Option<Vec<String>>,
     pub timeout: Option<u64>,
@@ -70,14 +71,16 @@ pub struct StepInfo {
     pub idempotent: bool,
     /// `.always()`: runs on a started host even after a failure or a stop.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub always: bool,
     /// `.soak(...)` in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub soak: Option<u64>,
     pub line: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ParamInfo {
     pub name: String,
     pub value: String,
@@ -85,23 +88,24 @@ pub struct ParamInfo {
     pub secret: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LimitsInfo {
     pub total: Option<usize>,
     /// `rb.max_failures_total`: failed hosts tolerated in the whole run.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub max_failures_total: Option<usize>,
     pub limit_by: Vec<LimitByInfo>,
     pub batches: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LimitByInfo {
     pub var: String,
     pub max: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RoleInfo {
     pub name: String,
     pub hosts: usize,
@@ -113,7 +117,7 @@ pub struct RoleInfo {
     pub canary: Option<usize>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HostInfo {
     pub name: String,
     pub roles: Vec<String>,
@@ -122,7 +126,7 @@ pub struct HostInfo {
     pub end: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskInfo {
     pub id: String,
     pub kind: TaskKind,
@@ -134,11 +138,14 @@ pub struct TaskInfo {
     pub depends_on: Vec<String>,
     pub commands: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub undo_commands: Vec<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub skipped: bool,
     /// It cannot start: it is, or waits for, a host of a held role (limit 0).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub held: bool,
 }
 
@@ -333,7 +340,7 @@ fn assemble(
         .iter()
         .map(|s| StepInfo {
             name: secrets.redacted(&s.name),
-            kind: s.scope.kind(),
+            kind: s.scope.kind().to_string(),
             roles: match &s.scope {
                 Scope::Host { roles } => roles.clone(),
                 other => other.role().map(|r| vec![r.to_string()]),
@@ -464,7 +471,7 @@ fn assemble(
         hosts,
         tasks,
         duration: sched.duration,
-        time_unit: "s",
+        time_unit: "s".to_string(),
         warnings: warnings.iter().map(|w| secrets.redacted(w)).collect(),
     }
 }

@@ -75,7 +75,7 @@ pub fn role_extras(r: &RoleInfo) -> Vec<String> {
 
 /// Where a step runs: every host, some roles, or a runbook-level hook.
 pub fn step_scope(s: &StepInfo) -> String {
-    match (s.kind, &s.roles) {
+    match (s.kind.as_str(), &s.roles) {
         ("host", None) => "every host".to_string(),
         ("before_each_host", _) => "before each host (halts)".to_string(),
         ("finally", _) => "finally (end of every run)".to_string(),

@@ -22,7 +22,7 @@ struct RoleBox {
     checks: Vec<String>,
     steps: Vec<String>,
     /// (kind, name): after_role, gate, approval
-    after: Vec<(&'static str, String)>,
+    after: Vec<(String, String)>,
 }
 
 fn picture(plan: &Plan) -> Picture {
@@ -108,10 +108,10 @@ fn picture(plan: &Plan) -> Picture {
                 after: steps
                     .iter()
                     .filter(|s| {
-                        matches!(s.kind, "after_role" | "gate" | "approval")
+                        matches!(s.kind.as_str(), "after_role" | "gate" | "approval")
                             && s.roles.as_ref().is_some_and(|rs| rs.contains(&r.name))
                     })
-                    .map(|s| (s.kind, s.name.clone()))
+                    .map(|s| (s.kind.clone(), s.name.clone()))
                     .collect(),
             }
         })
@@ -182,7 +182,7 @@ fn role_nodes(i: usize, r: &RoleBox) -> Vec<(String, String, &'static str)> {
         v.push((format!("r{i}s{j}"), s.clone(), "box"));
     }
     for (j, (kind, a)) in r.after.iter().enumerate() {
-        let shape = match *kind {
+        let shape = match kind.as_str() {
             "gate" => "diamond",
             "approval" => "hexagon",
             _ => "ellipse",

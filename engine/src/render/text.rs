@@ -117,10 +117,7 @@ pub fn text(plan: &Plan) -> String {
             }
             k => format!(
                 "{} {}{}",
-                serde_json::to_value(k)
-                    .ok()
-                    .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
-                    .unwrap_or_default(),
+                k.as_str().replace('_', " "),
                 t.step.as_deref().unwrap_or(""),
                 t.role
                     .as_ref()

@@ -191,3 +191,51 @@ impl Drop for FleetLock {
         let _ = self.store.unlock(&self.fleet, &self.run);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::TaskKind;
+    use crate::exec::State;
+
+    fn serde_name<T: serde::Serialize>(v: T) -> String {
+        serde_json::to_value(v)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// The names stored and shown are the serde names, so JSON and the journal agree.
+    #[test]
+    fn stored_names_are_the_serde_names() {
+        for s in RunState::ALL {
+            assert_eq!(s.as_str(), serde_name(s));
+            assert_eq!(RunState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(RunState::parse("bogus"), None);
+        use State::*;
+        for s in [
+            Running,
+            Ok,
+            Failed,
+            Unreachable,
+            Skipped,
+            Retrying,
+            RolledBack,
+            NotRun,
+            WaitingApproval,
+            RollingBack,
+            UndoFailed,
+        ] {
+            assert_eq!(s.as_str(), serde_name(s));
+        }
+        use TaskKind::*;
+        for k in [
+            Once, BeforeRole, Host, AfterRole, Gate, CanaryGate, Approval, RoleDone, CanaryDone,
+            HostCheck, Finally,
+        ] {
+            assert_eq!(k.as_str(), serde_name(k));
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Where a run stands, from its store: each host upgraded / upgrading / pending / failed /
+//! rolled back, counts per role, the StarlingX-style overall state, the approval it waits
+//! for and the runbook-level tasks. `fleetbook status` prints it; a live view can too.
+
+use crate::error::Result;
+use crate::journal::{RunRecord, TaskRow};
+use crate::store::{RunState, RunStore};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Debug, Serialize)]
+pub struct HostStatus {
+    pub host: String,
+    pub roles: Vec<String>,
+    /// upgraded, upgrading, pending, failed, rolled_back
+    pub state: &'static str,
+    pub step: Option<String>,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub run: RunRecord,
+    /// StarlingX-style: not started, partial, applied, partially rolled back, aborted.
+    pub overall: &'static str,
+    pub waiting_approval: Option<String>,
+    pub roles: BTreeMap<String, BTreeMap<&'static str, usize>>,
+    pub hosts: Vec<HostStatus>,
+    /// The tasks of no single host (hooks, gates, approvals, role barriers) and their state.
+    pub tasks: Vec<RunTask>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunTask {
+    pub task: String,
+    pub state: String,
+}
+
+fn host_state(tasks: &[&TaskRow]) -> (&'static str, Option<String>, Option<String>) {
+    let any = |s: &str| tasks.iter().find(|t| t.state == s);
+    if let Some(t) = any("undo_failed").or_else(|| any("rolling_back")) {
+        return ("failed", t.step.clone(), t.message.clone());
+    }
+    if let Some(t) = any("rolled_back") {
+        return ("rolled_back", t.step.clone(), t.message.clone());
+    }
+    if let Some(t) = any("failed").or_else(|| any("unreachable")) {
+        return ("failed", t.step.clone(), t.message.clone());
+    }
+    if let Some(t) = any("running").or_else(|| any("retrying")) {
+        return ("upgrading", t.step.clone(), None);
+    }
+    if !tasks.is_empty()
+        && tasks
+            .iter()
+            .all(|t| t.state == "ok" || t.state == "skipped")
+    {
+        return ("upgraded", None, None);
+    }
+    if tasks
+        .iter()
+        .any(|t| t.state == "ok" || t.state == "skipped")
+    {
+        return ("upgrading", None, None);
+    }
+    ("pending", None, None)
+}
+
+/// Where run `run` stands, from its store: per host and per role.
+pub fn of(journal: &dyn RunStore, run: RunRecord) -> Result<Status> {
+    let tasks = journal.tasks(&run.id)?;
+    let mut by_host: HashMap<&str, Vec<&TaskRow>> = HashMap::new();
+    for t in &tasks {
+        if let Some(h) = &t.host {
+            by_host.entry(h).or_default().push(t);
+        }
+    }
+    let mut hosts = Vec::new();
+    let mut roles: BTreeMap<String, BTreeMap<&'static str, usize>> = BTreeMap::new();
+    for (host, host_roles) in journal.hosts(&run.id)? {
+        let ts = by_host.get(host.as_str()).cloned().unwrap_or_default();
+        if ts.is_empty() {
+            continue;
+        }
+        let (state, step, message) = host_state(&ts);
+        for r in &host_roles {
+            *roles
+                .entry(r.clone())
+                .or_default()
+                .entry(state)
+                .or_default() += 1;
+        }
+        hosts.push(HostStatus {
+            host,
+            roles: host_roles,
+            state,
+            step,
+            message,
+        });
+    }
+    let upgraded = hosts.iter().filter(|h| h.state == "upgraded").count();
+    let started = tasks.iter().any(|t| t.state != "pending");
+    let overall = if run.state == RunState::RolledBack {
+        "rolled back"
+    } else if hosts.iter().any(|h| h.state == "rolled_back")
+        || run.state == RunState::RollbackFailed
+    {
+        "partially rolled back"
+    } else if run.state == RunState::Aborted {
+        "aborted"
+    } else if !started {
+        "not started"
+    } else if upgraded == hosts.len()
+        && tasks
+            .iter()
+            .all(|t| matches!(t.state.as_str(), "ok" | "skipped") || t.kind.ends_with("done"))
+    {
+        "applied"
+    } else {
+        "partial"
+    };
+    let waiting_approval = tasks
+        .iter()
+        .find(|t| t.state == "waiting_approval")
+        .and_then(|t| t.step.clone());
+    let run_tasks = tasks
+        .iter()
+        .filter(|t| t.host.is_none())
+        .map(|t| RunTask {
+            task: t.task_id.clone(),
+            state: t.state.clone(),
+        })
+        .collect();
+    Ok(Status {
+        run,
+        overall,
+        waiting_approval,
+        roles,
+        hosts,
+        tasks: run_tasks,
+    })
+}

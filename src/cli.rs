@@ -367,6 +367,16 @@ pub enum Command {
         #[arg(short, long, value_name = "DIR")]
         output: Option<PathBuf>,
     },
+    /// Serve the Language Server Protocol on stdin/stdout, for editors: diagnostics as you
+    /// type, hover docs, completion and go-to-definition for runbooks (see docs/editor.md).
+    #[command(
+        after_help = "Examples:\n  fleetbook lsp   # started by the editor, which speaks JSON-RPC on its stdin and stdout"
+    )]
+    Lsp {
+        /// Accepted and ignored: stdio is the only transport (editors' clients pass it).
+        #[arg(long)]
+        stdio: bool,
+    },
 }
 
 /// Options of every command that runs a plan.

@@ -160,6 +160,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             state,
         } => journal_cmds::approve(&run_id, gate.as_deref(), &state),
         Command::Unlock { state, yes } => journal_cmds::unlock(&state, yes),
+        Command::Lsp { .. } => crate::lsp::serve(),
         Command::Completions { shell } => {
             write_output(None, &crate::complete::registration(shell)?)?;
             Ok(exit::OK)

@@ -28,6 +28,7 @@ mod exit;
 mod inventory_cmd;
 mod journal_cmds;
 mod logging;
+mod lsp;
 mod man;
 mod progress;
 mod project;

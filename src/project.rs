@@ -303,7 +303,7 @@ pub fn fill(command: &mut crate::cli::Command, project: Option<&Project>) {
             }
             ssh.fill(p);
         }
-        C::Completions { .. } | C::Man { .. } | C::Inventory { .. } => {}
+        C::Completions { .. } | C::Man { .. } | C::Inventory { .. } | C::Lsp { .. } => {}
     }
 }
 

@@ -15,6 +15,7 @@ mod hostops;
 mod inventory;
 mod journal;
 mod logging;
+mod lsp;
 mod plan;
 mod project;
 mod run;

@@ -165,6 +165,25 @@ pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
 
 #[cfg(test)]
 mod tests {
+
+    /// Groups keep the order they are written in (roles without an order run in it).
+    #[test]
+    fn groups_keep_the_order_written() {
+        let inv = crate::inventory::Inventory::parse(
+            "inv.toml",
+            "[groups.zeta]\nhosts = [\"z1\"]\n[groups.alpha]\nhosts = [\"a1\"]\n[groups.mid]\nhosts = [\"m1\"]\n",
+            crate::inventory::Format::Toml,
+        )
+        .unwrap();
+        let names: Vec<&str> = inv
+            .groups
+            .keys()
+            .map(String::as_str)
+            .filter(|g| !matches!(*g, "all" | "ungrouped"))
+            .collect();
+        assert_eq!(names, ["zeta", "alpha", "mid"]);
+    }
+
     use crate::inventory::{Format, Inventory};
 
     #[test]

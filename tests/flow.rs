@@ -682,3 +682,33 @@ fn a_run_that_loses_its_fleet_lock_stops_with_its_own_status() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(entries(&l), ["work w1", "work w2", "work w3"]);
 }
+
+/// `ansible_become_user` is honoured: a root operation on a host that becomes `postgres` is
+/// run as `postgres` (as Ansible does), never as root.
+#[test]
+fn become_user_is_the_user_become_switches_to() {
+    let out = plan_json(
+        "let rb = runbook(\"t\");\nrb.become(true);\nrb.step(\"restart\", |h| { service::restart(h, \"pg\"); file::put(h, \"/tmp/x\", \"hi\"); });\nrb\n",
+        "[db]\nd1 ansible_become_user=postgres\nd2\n",
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let p: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let commands = |host: &str| -> Vec<String> {
+        p["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["host"] == host)
+            .unwrap()["commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect()
+    };
+    let d1 = commands("d1");
+    assert!(d1[0].starts_with("sudo -n -u postgres -- sh -c "), "{d1:?}");
+    let d2 = commands("d2");
+    assert!(d2[0].starts_with("sudo -n -- sh -c "), "{d2:?}");
+}

@@ -12,7 +12,7 @@
 //! =http,https,file` (`http::` checks HTTP, or a local `file://` that a health check writes;
 //! never `dict://`, `gopher://` or another protocol).
 
-use crate::host::{command_failed, sudo_command, Host};
+use crate::host::{command_failed, Host};
 use crate::quote::quote;
 use crate::transport::{Put, Upload};
 use crate::{located, refused, runtime_error};
@@ -130,7 +130,7 @@ fn send(
     let digest = sha256_hex(&content);
     let as_root = |script: String| {
         if h.becomes() {
-            sudo_command(&script)
+            h.become_command(&script)
         } else {
             script
         }

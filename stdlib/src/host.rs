@@ -217,6 +217,22 @@ impl Host {
         self.info.becomes()
     }
 
+    /// The user `become` switches to when the inventory names one other than root
+    /// (`ansible_become_user`): fleetbook does not run as root what was asked as another.
+    pub fn become_user(&self) -> Option<&str> {
+        self.var("ansible_become_user")
+            .map(str::trim)
+            .filter(|u| !u.is_empty() && *u != "root")
+    }
+
+    /// `command` under `become`: sudo to root, or to `ansible_become_user`.
+    pub fn become_command(&self, command: &str) -> String {
+        match self.become_user() {
+            Some(user) => format!("sudo -n -u {} -- sh -c {}", quote(user), quote(command)),
+            None => sudo_command(command),
+        }
+    }
+
     /// Tells a plan that `op`'s answer on this host is `assumption`, not something known.
     pub fn assumed(&self, op: &str, assumption: &str) {
         self.transport.assumed(&self.info, op, assumption);
@@ -227,7 +243,7 @@ impl Host {
     /// the host logs in as root.
     pub fn privileged(&self, op: &str, command: &str) -> String {
         if self.becomes() {
-            return sudo_command(command);
+            return self.become_command(command);
         }
         if !self.info.logs_in_as_root() {
             self.transport.without_root(&self.info, op, command);

@@ -218,24 +218,9 @@ fn mark_halting(d: &mut Done, e: &rhai::EvalAltResult) {
     }
 }
 
-/// A soak: up to `d`, ended early by a stop, a kill or a halt.
-fn nap_soak(d: Duration, control: &Control, halting: &AtomicBool) {
+/// Sleeps up to `d`, waking early once `woken` says so (checked every 100 ms).
+fn nap(d: Duration, woken: impl Fn() -> bool) {
     let end = Instant::now() + d;
-    let woken = || {
-        control.kill.load(Ordering::SeqCst)
-            || control.stop.load(Ordering::SeqCst)
-            || halting.load(Ordering::SeqCst)
-    };
-    while Instant::now() < end && !woken() {
-        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(100)));
-    }
-}
-
-/// Sleeps up to `d`, waking early when the run is killed (or, with `or_stop`, stopped).
-fn nap(d: Duration, control: &Control, or_stop: bool) {
-    let end = Instant::now() + d;
-    let woken =
-        || control.kill.load(Ordering::SeqCst) || (or_stop && control.stop.load(Ordering::SeqCst));
     while Instant::now() < end && !woken() {
         std::thread::sleep((end - Instant::now()).min(Duration::from_millis(100)));
     }
@@ -403,7 +388,11 @@ impl Runner<'_> {
                                 fleetbook_stdlib::duration::format_duration(soak)
                             )),
                         );
-                        nap_soak(soak, control, &self.halting);
+                        nap(soak, || {
+                            control.kill.load(Ordering::SeqCst)
+                                || control.stop.load(Ordering::SeqCst)
+                                || self.halting.load(Ordering::SeqCst)
+                        });
                     }
                     return Done {
                         task: t,
@@ -452,7 +441,7 @@ impl Runner<'_> {
                 return d;
             }
             self.event(t, State::Retrying, attempt, Some(err));
-            nap(step.retry_delay, control, false);
+            nap(step.retry_delay, || control.kill.load(Ordering::SeqCst));
         }
         fail("no attempt was made".into(), false, 0)
     }

@@ -111,7 +111,7 @@ pub fn command() -> clap::Command {
 pub enum Command {
     /// Compile and validate a runbook (syntax, role order, parameters) without an inventory.
     #[command(
-        after_help = "Examples:\n  fleetbook check runbooks/swh-debian-upgrade.rhai\n  fleetbook check upgrade.rhai --param version=2.0\n  fleetbook check runbooks/swh-debian-upgrade.rhai -i examples/inventories/swh.ini   # roles too"
+        after_help = "Examples:\n  fleetbook check runbooks/swh-debian-upgrade.rhai\n  fleetbook check upgrade.rhai --param version=2.0\n  fleetbook check runbooks/swh-debian-upgrade.rhai -i examples/inventories/swh.ini   # roles too\n  fleetbook check upgrade.rhai --format json   # diagnostics with file, range, severity, code"
     )]
     Check {
         /// The runbook script (.rhai).
@@ -122,6 +122,10 @@ pub enum Command {
         inventory: Option<PathBuf>,
         #[command(flatten)]
         script: ScriptArgs,
+        /// Output format: json prints {"diagnostics": [...]} on stdout (file, range, severity,
+        /// code, message), errors and warnings alike; the exit status is the same as text's.
+        #[arg(short, long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
     },
     /// Show what a runbook would do on an inventory: roles, limits, schedule, commands.
     #[command(

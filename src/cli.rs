@@ -381,6 +381,20 @@ pub enum Command {
         #[arg(long)]
         stdio: bool,
     },
+    /// Write Rhai definition files (.d.rhai) for every function a runbook can call and every
+    /// script library's exported functions, for Rhai-aware editors (see docs/editor.md).
+    #[command(
+        after_help = "Examples:\n  fleetbook definitions -o .rhai/definitions\n  fleetbook definitions -o defs --lib libs   # also the modules in libs/"
+    )]
+    Definitions {
+        /// The directory to write into (created if missing; files of the same name are replaced).
+        #[arg(short, long, value_name = "DIR")]
+        output: PathBuf,
+        /// Another directory of library modules to describe (repeatable); fleetbook.toml's
+        /// `lib` directories are added.
+        #[arg(long = "lib", value_name = "DIR")]
+        lib_dirs: Vec<PathBuf>,
+    },
 }
 
 /// Options of every command that runs a plan.

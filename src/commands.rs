@@ -162,6 +162,15 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => journal_cmds::approve(&run_id, gate.as_deref(), &state),
         Command::Unlock { state, yes } => journal_cmds::unlock(&state, yes),
         Command::Lsp { .. } => crate::lsp::serve(),
+        Command::Definitions { output, lib_dirs } => {
+            let written = crate::definitions::write(&output, &lib_dirs)?;
+            eprintln!(
+                "{} definition files written to {}",
+                written.len(),
+                output.display()
+            );
+            Ok(exit::OK)
+        }
         Command::Completions { shell } => {
             write_output(None, &crate::complete::registration(shell)?)?;
             Ok(exit::OK)

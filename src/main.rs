@@ -24,6 +24,7 @@ mod check;
 mod cli;
 mod commands;
 mod complete;
+mod definitions;
 mod drive;
 mod exit;
 mod inventory_cmd;

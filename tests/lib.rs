@@ -6,6 +6,7 @@ mod support;
 
 mod check;
 mod conformance;
+mod definitions;
 mod docs;
 mod errors;
 mod faults;

@@ -10,7 +10,7 @@
 mod completion;
 mod definition;
 mod diagnostics;
-mod docs;
+pub mod docs;
 mod hover;
 mod symbols;
 mod text;

@@ -185,9 +185,25 @@ pub fn diagnostics(s: &Subject, outcome: &Result<Compiled, Failed>) -> Vec<Diag>
                 ),
                 _ => (runbook, runbook_text()),
             };
-            vec![of_error(&f.error, f.stage, file, text, s.params)]
+            let mut d = of_error(&f.error, f.stage, file, text, s.params);
+            d.file = locate(s, d.file);
+            vec![d]
         }
     }
+}
+
+/// The path of a file the engine names: a module is named as imported (`lib.rhai`), relative
+/// to the runbook's directory or a library directory; a built-in library keeps its name.
+fn locate(s: &Subject, file: String) -> String {
+    if file == s.path.display().to_string() || Path::new(&file).is_absolute() {
+        return file;
+    }
+    let dir = s.path.parent().unwrap_or(Path::new(""));
+    std::iter::once(dir)
+        .chain(s.lib_dirs.iter().map(PathBuf::as_path))
+        .map(|d| d.join(&file))
+        .find(|p| p.is_file())
+        .map_or(file, |p| p.display().to_string())
 }
 
 /// The diagnostic of an engine error: at its label when it has one (in whichever file), else

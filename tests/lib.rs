@@ -5,6 +5,7 @@ mod sshd;
 mod support;
 
 mod check;
+mod check_json;
 mod conformance;
 mod definitions;
 mod docs;

@@ -656,6 +656,7 @@ fn code_of(e: &EvalAltResult) -> &'static str {
         EvalAltResult::ErrorModuleNotFound(..) => "unknown-module",
         EvalAltResult::ErrorFunctionNotFound(..) => "unknown-function",
         EvalAltResult::ErrorVariableNotFound(..) => "unknown-variable",
+        EvalAltResult::ErrorDataRace(..) => "closure",
         EvalAltResult::ErrorTooManyOperations(_)
         | EvalAltResult::ErrorStackOverflow(_)
         | EvalAltResult::ErrorDataTooLarge(..) => "script-limit",

@@ -439,3 +439,71 @@ pub fn command(
     ))?;
     Ok(crate::exit::OK)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subject(path: &Path) -> Subject<'_> {
+        static NO_PARAMS: BTreeMap<String, String> = BTreeMap::new();
+        Subject {
+            path,
+            text: None,
+            lib_dirs: &[],
+            params: &NO_PARAMS,
+            inventory: None,
+            depth: Depth::Compile,
+        }
+    }
+
+    // Any error the engine reports with a place becomes a diagnostic there, whatever its
+    // kind, including kinds added later (a library's namespace violation): no list to extend.
+    #[test]
+    fn any_placed_error_is_a_diagnostic_at_its_place() {
+        let text: Arc<str> = Arc::from("let rb = runbook(\"x\");\nlet y = lib::z();\nrb\n");
+        let err: Error = SourceDiag::new("rb.rhai", text.clone(), "lib may not use z")
+            .label_at(2, 9, "here")
+            .label_at(1, 5, "declared")
+            .help("add it to uses")
+            .code("namespace")
+            .into();
+        let path = Path::new("rb.rhai");
+        let outcome = Err(Failed {
+            error: err,
+            stage: Stage::Script,
+        });
+        let d = diagnostics(&subject(path), &outcome).remove(0);
+        assert_eq!((d.file.as_str(), d.code), ("rb.rhai", "namespace"));
+        assert_eq!(line_col(&d.text, d.span.start), LineCol { line: 2, col: 9 });
+        assert_eq!(line_col(&d.text, d.span.end), LineCol { line: 2, col: 12 });
+        assert_eq!(d.related[0].message, "declared");
+        assert_eq!(d.help.as_deref(), Some("add it to uses"));
+
+        // Without a code: a script error, still at its place.
+        let err: Error = SourceDiag::new("rb.rhai", text, "something new")
+            .label_at(3, 1, "here")
+            .into();
+        let outcome = Err(Failed {
+            error: err,
+            stage: Stage::Script,
+        });
+        let d = diagnostics(&subject(path), &outcome).remove(0);
+        assert_eq!(d.code, "script");
+        assert_eq!(line_col(&d.text, d.span.start), LineCol { line: 3, col: 1 });
+        let json = to_json(&[d]);
+        assert!(
+            json.contains("\"start\": {\n          \"line\": 3,\n          \"col\": 1\n        }"),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn columns_count_characters() {
+        let text = "ab\né€x\n";
+        assert_eq!(
+            line_col(text, text.find('x').unwrap()),
+            LineCol { line: 2, col: 3 }
+        );
+        assert_eq!(line_col(text, 0), LineCol { line: 1, col: 1 });
+    }
+}

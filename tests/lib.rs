@@ -9,6 +9,7 @@ mod check_json;
 mod conformance;
 mod definitions;
 mod docs;
+mod editors;
 mod errors;
 mod faults;
 mod fleet;

@@ -4,7 +4,7 @@
 //! labels give. `check` prints them (text or `--format json`); the language server
 //! publishes them. One producer, so an editor and CI never disagree.
 
-use fleetbook_engine::error::SourceDiag;
+use fleetbook_engine::error::{offset_of, SourceDiag};
 use fleetbook_engine::inventory::Inventory;
 use fleetbook_engine::script::{self, Limits, Script, ScriptInput};
 use fleetbook_engine::{compile, plan, Error};
@@ -45,6 +45,8 @@ pub struct Compiled {
     /// The compiled script (given to the planner, and so gone, at [`Depth::Plan`]).
     pub script: Option<Script>,
     pub warnings: Vec<String>,
+    /// Calls nothing defines (warnings with a place).
+    pub unknown_calls: Vec<crate::calls::Unknown>,
 }
 
 /// A runbook that did not.
@@ -77,11 +79,13 @@ pub fn run(s: &Subject) -> Result<Compiled, Failed> {
         limits: Limits::default(),
     })
     .map_err(fail(Stage::Script))?;
+    let unknown_calls = crate::calls::unknown(&script);
     let mut warnings = compile::validate(&script).map_err(fail(Stage::Script))?;
     let Some(inv_path) = s.inventory else {
         return Ok(Compiled {
             script: Some(script),
             warnings,
+            unknown_calls,
         });
     };
     let inv = Inventory::load(inv_path).map_err(fail(Stage::Inventory))?;
@@ -92,6 +96,7 @@ pub fn run(s: &Subject) -> Result<Compiled, Failed> {
             Ok(Compiled {
                 script: Some(script),
                 warnings,
+                unknown_calls,
             })
         }
         Depth::Plan => {
@@ -101,6 +106,7 @@ pub fn run(s: &Subject) -> Result<Compiled, Failed> {
             Ok(Compiled {
                 script: None,
                 warnings: planned.plan.warnings,
+                unknown_calls,
             })
         }
     }
@@ -157,25 +163,44 @@ pub fn diagnostics(s: &Subject, outcome: &Result<Compiled, Failed>) -> Vec<Diag>
     match outcome {
         Ok(c) => {
             let text = runbook_text();
-            let mut seen: Vec<&String> = Vec::new();
-            c.warnings
-                .iter()
-                .filter(|w| {
-                    let new = !seen.contains(w);
-                    seen.push(w);
-                    new
-                })
-                .map(|w| Diag {
+            let calls = c.unknown_calls.iter().map(|u| {
+                let start = offset_of(&text, u.line, u.col);
+                Diag {
                     file: runbook.clone(),
-                    span: first_line(&text),
+                    span: Span {
+                        start,
+                        end: start + u.name.len(),
+                    },
                     text: text.clone(),
                     severity: Severity::Warning,
-                    code: "warning",
-                    message: w.clone(),
+                    code: "unknown-function",
+                    message: u.message.clone(),
                     help: None,
                     related: Vec::new(),
-                })
-                .collect()
+                }
+            });
+            let mut seen: Vec<&String> = Vec::new();
+            let mut out: Vec<Diag> = calls.collect();
+            out.extend(
+                c.warnings
+                    .iter()
+                    .filter(|w| {
+                        let new = !seen.contains(w);
+                        seen.push(w);
+                        new
+                    })
+                    .map(|w| Diag {
+                        file: runbook.clone(),
+                        span: first_line(&text),
+                        text: text.clone(),
+                        severity: Severity::Warning,
+                        code: "warning",
+                        message: w.clone(),
+                        help: None,
+                        related: Vec::new(),
+                    }),
+            );
+            out
         }
         Err(f) => {
             let (file, text) = match (f.stage, s.inventory) {
@@ -415,6 +440,15 @@ pub fn command(
         });
     }
     let compiled = outcome.map_err(|f| f.error)?;
+    for u in &compiled.unknown_calls {
+        eprintln!(
+            "warning: {}:{}:{}: {}",
+            runbook.display(),
+            u.line,
+            u.col,
+            u.message
+        );
+    }
     for w in &compiled.warnings {
         eprintln!("warning: {w}");
     }

@@ -20,6 +20,7 @@ macro_rules! eprint {
 }
 
 mod adhoc;
+mod calls;
 mod check;
 mod cli;
 mod commands;

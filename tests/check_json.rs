@@ -295,3 +295,38 @@ fn a_good_runbook_gives_an_empty_list_and_warnings_are_warnings() {
     );
     assert!(root().join("runbooks").is_dir());
 }
+
+// A typo in a step's closure ran into no check: the closure runs only when planned. It is a
+// warning at its place now, in `check` and its JSON alike.
+#[test]
+fn an_unknown_function_in_a_step_is_a_warning_at_its_place() {
+    let dir = case(&[(
+        "rb.rhai",
+        b"let rb = runbook(\"x\");\nrb.step(\"s\", |h| pkg::upgarde(h, [\"nginx\"]));\nrb\n",
+    )]);
+    let list = diagnostics(&[&at(dir.path(), "rb.rhai")], 0);
+    assert_eq!(list.len(), 1, "{list:?}");
+    let d = &list[0];
+    assert_eq!(d["severity"], "warning");
+    assert_eq!(d["code"], "unknown-function");
+    assert_eq!(
+        d["range"],
+        serde_json::json!({"start": {"line": 2, "col": 18}, "end": {"line": 2, "col": 30}})
+    );
+    assert!(
+        d["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown function pkg::upgarde: pkg:: has dist_upgrade, install"),
+        "{d}"
+    );
+    let out = fleetbook(&["check"]).arg(at(dir.path(), "rb.rhai")).code(0);
+    assert!(
+        out.stderr.starts_with(&format!(
+            "warning: {}:2:18: unknown function pkg::upgarde",
+            at(dir.path(), "rb.rhai")
+        )),
+        "{}",
+        out.stderr
+    );
+}

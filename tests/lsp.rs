@@ -520,3 +520,21 @@ fn lsp_shows_a_modules_error_on_its_import() {
     assert_eq!(d[0]["code"], "syntax");
     c.stop();
 }
+
+// Unknown functions in step closures show as you type, without an inventory to plan against.
+#[test]
+fn lsp_warns_of_an_unknown_function_in_a_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let u = uri(&dir.path().join("rb.rhai"));
+    let mut c = Client::start(dir.path());
+    c.open(
+        &u,
+        "let rb = runbook(\"x\");\nrb.step(\"s\", |h| service::restrat(h, \"nginx\"));\nrb\n",
+    );
+    let d = c.diagnostics(&u);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0]["range"], range(1, 17, 1, 33));
+    assert_eq!(d[0]["severity"], 2);
+    assert_eq!(d[0]["code"], "unknown-function");
+    c.stop();
+}

@@ -594,6 +594,11 @@ impl Script {
         &self.engine
     }
 
+    /// The runbook as Rhai parsed it, for tools that read its calls.
+    pub fn ast(&self) -> &AST {
+        &self.ast
+    }
+
     pub fn source_text(&self, name: &str) -> Option<Arc<str>> {
         self.sources.lock().ok()?.get(name).cloned()
     }

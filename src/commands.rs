@@ -4,7 +4,7 @@ use crate::cli::{Cli, Command, Format, ScriptArgs};
 use crate::drive::{self, Start};
 use crate::journal_cmds::{self, ResumeArgs};
 use crate::{adhoc, exit, inventory_cmd, project};
-use fleetbook_engine::{compile, plan, render, Error, Result};
+use fleetbook_engine::{plan, render, Error, Result};
 
 pub fn run(cli: Cli) -> Result<i32> {
     let mut command = cli.command;
@@ -17,7 +17,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             runbook,
             inventory,
             script,
-        } => check(&runbook, inventory.as_deref(), &script),
+            format,
+        } => crate::check::command(&runbook, inventory.as_deref(), &script, format),
         Command::Config { state, format } => {
             let text = project::show(
                 project.as_ref(),
@@ -161,6 +162,15 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => journal_cmds::approve(&run_id, gate.as_deref(), &state),
         Command::Unlock { state, yes } => journal_cmds::unlock(&state, yes),
         Command::Lsp { .. } => crate::lsp::serve(),
+        Command::Definitions { output, lib_dirs } => {
+            let written = crate::definitions::write(&output, &lib_dirs)?;
+            eprintln!(
+                "{} definition files written to {}",
+                written.len(),
+                output.display()
+            );
+            Ok(exit::OK)
+        }
         Command::Completions { shell } => {
             write_output(None, &crate::complete::registration(shell)?)?;
             Ok(exit::OK)
@@ -215,40 +225,6 @@ fn plan_of(
         lib_dirs: &script.lib_dirs,
         vault: Some(&crate::inventory_cmd::vault_keys(&script.vault)?),
     })
-}
-
-fn check(
-    runbook: &std::path::Path,
-    inventory: Option<&std::path::Path>,
-    args: &ScriptArgs,
-) -> Result<i32> {
-    let params = args.param_map().map_err(Error::input)?;
-    let (script, _) = plan::load_script(runbook, &params, &args.lib_dirs)?;
-    let mut warnings = compile::validate(&script)?;
-    if let Some(path) = inventory {
-        let inv = fleetbook_engine::inventory::Inventory::load(path)?;
-        warnings.extend(compile::compile(&script, &inv, None)?.warnings);
-    }
-    for w in &warnings {
-        eprintln!("warning: {w}");
-    }
-    let rb = &script.runbook;
-    let roles: Vec<String> = rb.named_roles().into_iter().map(|(r, _)| r).collect();
-    exit::print(&format!(
-        "ok: runbook {:?} ({}): {} step{}, {} parameter{}{}\n",
-        rb.name,
-        runbook.display(),
-        rb.steps.len(),
-        if rb.steps.len() == 1 { "" } else { "s" },
-        script.params.len(),
-        if script.params.len() == 1 { "" } else { "s" },
-        if roles.is_empty() {
-            String::new()
-        } else {
-            format!(", roles {}", roles.join(", "))
-        }
-    ))?;
-    Ok(exit::OK)
 }
 
 fn write_output(path: Option<&std::path::Path>, text: &str) -> Result<()> {

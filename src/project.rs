@@ -304,6 +304,7 @@ pub fn fill(command: &mut crate::cli::Command, project: Option<&Project>) {
             ssh.fill(p);
         }
         C::Completions { .. } | C::Man { .. } | C::Inventory { .. } | C::Lsp { .. } => {}
+        C::Definitions { lib_dirs, .. } => lib_dirs.extend(s.lib.iter().map(|l| p.path(l))),
     }
 }
 

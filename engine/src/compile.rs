@@ -267,7 +267,7 @@ fn cycle_error(script: &Script, g: &DiGraphMap<&str, ()>) -> Error {
     if !elsewhere.is_empty() {
         help = format!("{help}; also {}", elsewhere.join("; "));
     }
-    d.help(help).into()
+    d.help(help).code("cycle").into()
 }
 
 fn known_roles_help(inv: &Inventory) -> String {
@@ -434,6 +434,7 @@ fn check_named_roles(script: &Script, inv: &Inventory, named: &[(String, Pos)]) 
                 "named here",
             )
             .help(known_roles_help(inv))
+            .code("unknown-role")
             .into());
         }
     }

@@ -91,10 +91,22 @@ struct Loading {
 /// the script's evaluation still see them.
 type ModuleCache = Arc<Mutex<HashMap<String, Shared<Module>>>>;
 
+/// The value thrown when an `import` cannot be resolved (not found, not allowed, a cycle):
+/// typed, so that its diagnostic is coded `import` rather than as the script's own error.
+#[derive(Debug, Clone)]
+struct ImportFailed(String);
+
+fn import_failed(msg: String, pos: Position) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(
+        Dynamic::from(ImportFailed(msg)),
+        pos,
+    ))
+}
+
 fn module_error(path: &str, pos: Position, msg: String) -> Box<EvalAltResult> {
     Box::new(EvalAltResult::ErrorInModule(
         path.to_string(),
-        Box::new(EvalAltResult::ErrorRuntime(msg.into(), pos)),
+        import_failed(msg, pos),
         pos,
     ))
 }
@@ -156,15 +168,14 @@ impl ConfinedResolver {
                     .collect();
                 sites.push(&site);
                 // Not wrapped in the imported module's name: the error is in the importer.
-                return Err(Box::new(EvalAltResult::ErrorRuntime(
+                return Err(import_failed(
                     format!(
                         "import cycle: {} ({})",
                         names.join(" -> "),
                         sites.join("; ")
-                    )
-                    .into(),
+                    ),
                     pos,
-                )));
+                ));
             }
             loading.push(Loading {
                 key,
@@ -419,6 +430,7 @@ pub fn compile(input: ScriptInput) -> Result<Script> {
         )
         .label_at(last, 1, "the last expression is the script's value")
         .help(help)
+        .code("no-runbook")
         .into());
     };
     let runbook = handle.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -576,6 +588,17 @@ impl Script {
         }
     }
 
+    /// The engine with everything a runbook can call registered, for tools that list it
+    /// (`fleetbook definitions`, the language server's tests).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The runbook as Rhai parsed it, for tools that read its calls.
+    pub fn ast(&self) -> &AST {
+        &self.ast
+    }
+
     pub fn source_text(&self, name: &str) -> Option<Arc<str>> {
         self.sources.lock().ok()?.get(name).cloned()
     }
@@ -585,6 +608,9 @@ impl Script {
 pub fn error_message(e: &EvalAltResult, max_operations: u64) -> String {
     match e {
         EvalAltResult::ErrorRuntime(v, _) => {
+            if let Some(f) = v.read_lock::<ImportFailed>() {
+                return f.0.clone();
+            }
             if let Some(m) = v.read_lock::<rhai::Map>() {
                 if let Some(msg) = m.get("message") {
                     return msg.to_string();
@@ -618,6 +644,28 @@ pub fn error_message(e: &EvalAltResult, max_operations: u64) -> String {
                 _ => s,
             }
         }
+    }
+}
+
+/// The kind of a script error, for [`SourceDiag::code`].
+fn code_of(e: &EvalAltResult) -> &'static str {
+    match e {
+        EvalAltResult::ErrorParsing(rhai::ParseErrorType::ModuleUndefined(_), _) => {
+            "unknown-module"
+        }
+        EvalAltResult::ErrorParsing(rhai::ParseErrorType::VariableUndefined(_), _) => {
+            "unknown-variable"
+        }
+        EvalAltResult::ErrorParsing(..) => "syntax",
+        EvalAltResult::ErrorRuntime(v, _) if v.is::<ImportFailed>() => "import",
+        EvalAltResult::ErrorModuleNotFound(..) => "unknown-module",
+        EvalAltResult::ErrorFunctionNotFound(..) => "unknown-function",
+        EvalAltResult::ErrorVariableNotFound(..) => "unknown-variable",
+        EvalAltResult::ErrorDataRace(..) => "closure",
+        EvalAltResult::ErrorTooManyOperations(_)
+        | EvalAltResult::ErrorStackOverflow(_)
+        | EvalAltResult::ErrorDataTooLarge(..) => "script-limit",
+        _ => "script",
     }
 }
 
@@ -673,11 +721,9 @@ pub fn script_error(
     let text = sources.lock().ok().and_then(|s| s.get(&source).cloned());
     match (text, pos.line()) {
         (Some(text), Some(line)) => {
-            let mut d = SourceDiag::new(&source, text, message).label_at(
-                line,
-                pos.position().unwrap_or(1),
-                "here",
-            );
+            let mut d = SourceDiag::new(&source, text, message)
+                .label_at(line, pos.position().unwrap_or(1), "here")
+                .code(code_of(cur));
             if !trail.is_empty() {
                 d = d.help(trail.join("; "));
             }

@@ -396,6 +396,18 @@ pub fn compile(input: ScriptInput) -> Result<Script> {
             }
         }
     }
+    // A closure made inside a library function (`rb.step("x", |h| ...)` in a stdlib pattern)
+    // is called later by its name, which Rhai looks up in the runbook's own functions and in
+    // global modules only: without this, such a step fails with "wrong number of arguments".
+    // The module keeps its environment (its own functions and imports) for those calls. The
+    // runbook's own functions still come first.
+    let loaded: Vec<Shared<Module>> = cache
+        .lock()
+        .map(|c| c.values().cloned().collect())
+        .unwrap_or_default();
+    for m in loaded {
+        engine.register_global_module(m);
+    }
 
     let handle = if let Some(rb) = result.clone().try_cast::<RunbookHandle>() {
         rb

@@ -161,6 +161,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => journal_cmds::approve(&run_id, gate.as_deref(), &state),
         Command::Unlock { state, yes } => journal_cmds::unlock(&state, yes),
         Command::Lsp { .. } => crate::lsp::serve(),
+        Command::Test { path, lib_dirs } => crate::test_cmd::run(path.as_deref(), &here, &lib_dirs),
+        Command::Doc { lib, format } => crate::doc_cmd::run(lib.as_deref(), format),
         Command::Completions { shell } => {
             write_output(None, &crate::complete::registration(shell)?)?;
             Ok(exit::OK)

@@ -23,6 +23,7 @@ mod adhoc;
 mod cli;
 mod commands;
 mod complete;
+mod doc_cmd;
 mod drive;
 mod exit;
 mod inventory_cmd;
@@ -32,6 +33,7 @@ mod lsp;
 mod man;
 mod progress;
 mod project;
+mod test_cmd;
 
 fn main() {
     // `COMPLETE=SHELL fleetbook ...`: the shell asks for completions (src/complete.rs).

@@ -59,17 +59,22 @@ pub fn run(path: Option<&Path>, here: &Path, lib_dirs: &[PathBuf]) -> Result<i32
     })
 }
 
-/// The directory a test's paths must stay inside: the current directory, or for tests
-/// outside it, the directory given (a file's own directory).
+/// The directory a test's paths must stay inside: the current directory; for tests outside
+/// it, their project (the nearest directory above them with a fleetbook.toml or a .git), else
+/// the directory given (a file's own directory).
 fn test_root(path: &Path, here: &Path) -> PathBuf {
     let real = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     let here = here.canonicalize().unwrap_or_else(|_| here.to_path_buf());
     if real.starts_with(&here) {
         return here;
     }
-    if real.is_file() {
+    let dir = if real.is_file() {
         real.parent().map(Path::to_path_buf).unwrap_or(real)
     } else {
         real
-    }
+    };
+    dir.ancestors()
+        .find(|d| d.join("fleetbook.toml").is_file() || d.join(".git").exists())
+        .map(Path::to_path_buf)
+        .unwrap_or(dir)
 }

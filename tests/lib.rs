@@ -19,5 +19,6 @@ mod lsp;
 mod plan;
 mod project;
 mod run;
+mod testing;
 mod trust;
 mod ux;

@@ -139,12 +139,10 @@ pub fn run_file(file: &Path, root: &Path, lib_dirs: &[PathBuf]) -> Vec<Outcome> 
 /// `file:line:col: message` of the innermost error: the assertion, not the test's call.
 fn located(file: &str, e: &EvalAltResult) -> String {
     let mut inner = e;
-    loop {
-        match inner {
-            EvalAltResult::ErrorInFunctionCall(_, _, next, _)
-            | EvalAltResult::ErrorInModule(_, next, _) => inner = next,
-            _ => break,
-        }
+    while let EvalAltResult::ErrorInFunctionCall(_, _, next, _)
+    | EvalAltResult::ErrorInModule(_, next, _) = inner
+    {
+        inner = next;
     }
     let p = inner.position();
     let msg = match inner {

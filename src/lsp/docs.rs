@@ -233,7 +233,7 @@ mod tests {
         assert!(count.doc.contains("fail"), "{}", count.doc);
         // The stdlib patterns hover too; a library's private helpers do not.
         let around = find(&Owner::Namespace("rolling".into()), "puppet_off_around").unwrap();
-        assert!(around.doc.contains("always"), "{}", around.doc);
+        assert!(around.doc.contains("puppet off around"), "{}", around.doc);
         assert!(find(&Owner::Namespace("versions".into()), "verify_package").is_some());
         assert!(find(&Owner::Namespace("rolling".into()), "hosts_of").is_none());
     }

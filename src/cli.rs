@@ -371,6 +371,32 @@ pub enum Command {
         #[arg(short, long, value_name = "DIR")]
         output: Option<PathBuf>,
     },
+    /// Run runbook tests without a fleet: every `fn test_*()` of the `*_test.rhai` files
+    /// (see docs/testing.md), which plan runbooks against inline inventories and assert on
+    /// the dry-run plans.
+    #[command(
+        after_help = "Examples:\n  fleetbook test                      # every *_test.rhai below the current directory\n  fleetbook test runbooks/tests\n  fleetbook test runbooks/tests/punch-patch_test.rhai\n\nPaths in a test file are relative to it and must stay inside the current directory\n(or, for tests outside it, the directory given). Exits 5 when a test fails."
+    )]
+    Test {
+        /// A `*_test.rhai` file, or a directory searched recursively (hidden directories and
+        /// target/ skipped). Default: the current directory.
+        path: Option<PathBuf>,
+        /// Another directory that `import` may load modules from (repeatable).
+        #[arg(long = "lib", value_name = "DIR")]
+        lib_dirs: Vec<PathBuf>,
+    },
+    /// Show a library's exported functions with their `///` docs, parameters and examples.
+    #[command(
+        after_help = "Examples:\n  fleetbook doc                  # the built-in libraries\n  fleetbook doc rolling\n  fleetbook doc rolling --format md > rolling.md\n  fleetbook doc runbooks/lib/text.rhai\n  fleetbook doc runbooks/lib     # every .rhai of a library directory"
+    )]
+    Doc {
+        /// A built-in library (`rolling`, `checks`, ...), a .rhai file or a library
+        /// directory. Default: every built-in library.
+        lib: Option<String>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = DocFormat::Text)]
+        format: DocFormat,
+    },
     /// Serve the Language Server Protocol on stdin/stdout, for editors: diagnostics as you
     /// type, hover docs, completion and go-to-definition for runbooks (see docs/editor.md).
     #[command(
@@ -395,6 +421,15 @@ pub enum Command {
         #[arg(long = "lib", value_name = "DIR")]
         lib_dirs: Vec<PathBuf>,
     },
+}
+
+/// How `fleetbook doc` prints.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DocFormat {
+    /// For a terminal.
+    Text,
+    /// Markdown, for a README or a site.
+    Md,
 }
 
 /// Options of every command that runs a plan.

@@ -171,6 +171,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             );
             Ok(exit::OK)
         }
+        Command::Test { path, lib_dirs } => crate::test_cmd::run(path.as_deref(), &here, &lib_dirs),
+        Command::Doc { lib, format } => crate::doc_cmd::run(lib.as_deref(), format),
         Command::Completions { shell } => {
             write_output(None, &crate::complete::registration(shell)?)?;
             Ok(exit::OK)

@@ -47,7 +47,7 @@ pub const STATUSES: &[(i32, &str)] = &[
     (
         FAILURES,
         "finished, but some hosts failed within the tolerance; `exec`: the command failed on \
-         some host",
+         some host; `test`: a test failed",
     ),
     (
         LOCKED,
@@ -66,7 +66,7 @@ pub fn statuses_of(command: &str) -> &'static [i32] {
         "run" | "apply" | "resume" | "rollback" => &[
             OK, INTERNAL, BAD_INPUT, HALTED, ABORTED, FAILURES, LOCKED, STORE,
         ],
-        "exec" => &[OK, INTERNAL, BAD_INPUT, FAILURES],
+        "exec" | "test" => &[OK, INTERNAL, BAD_INPUT, FAILURES],
         "unlock" => &[OK, INTERNAL, BAD_INPUT, LOCKED],
         _ => &[OK, INTERNAL, BAD_INPUT],
     }

@@ -26,6 +26,7 @@ mod cli;
 mod commands;
 mod complete;
 mod definitions;
+mod doc_cmd;
 mod drive;
 mod exit;
 mod inventory_cmd;
@@ -35,6 +36,7 @@ mod lsp;
 mod man;
 mod progress;
 mod project;
+mod test_cmd;
 
 fn main() {
     // `COMPLETE=SHELL fleetbook ...`: the shell asks for completions (src/complete.rs).

@@ -272,6 +272,7 @@ pub fn fill(command: &mut crate::cli::Command, project: Option<&Project>) {
             limit(l, own);
             run(r);
         }
+        C::Test { lib_dirs, .. } => lib_dirs.extend(s.lib.iter().map(|l| p.path(l))),
         C::Apply {
             run: r, lib_dirs, ..
         }
@@ -303,7 +304,11 @@ pub fn fill(command: &mut crate::cli::Command, project: Option<&Project>) {
             }
             ssh.fill(p);
         }
-        C::Completions { .. } | C::Man { .. } | C::Inventory { .. } | C::Lsp { .. } => {}
+        C::Completions { .. }
+        | C::Man { .. }
+        | C::Inventory { .. }
+        | C::Lsp { .. }
+        | C::Doc { .. } => {}
         C::Definitions { lib_dirs, .. } => lib_dirs.extend(s.lib.iter().map(|l| p.path(l))),
     }
 }

@@ -6,7 +6,14 @@ fn every_shipped_runbook_checks() {
     let mut seen = 0;
     for dir in ["runbooks", "examples"] {
         for entry in walk(&root().join(dir)) {
-            if entry.extension().is_some_and(|e| e == "rhai") {
+            // Libraries (runbooks/lib/) are imported, and tests are run by `fleetbook test`
+            // (tests/testing.rs), not checked as runbooks.
+            let name = entry.file_name().unwrap().to_string_lossy().to_string();
+            let library = entry.parent().is_some_and(|p| p.ends_with("lib"));
+            if entry.extension().is_some_and(|e| e == "rhai")
+                && !library
+                && !name.ends_with("_test.rhai")
+            {
                 let out = fleetbook(&["check"])
                     .arg(entry.display().to_string())
                     .code(0);

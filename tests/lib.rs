@@ -22,5 +22,6 @@ mod lsp;
 mod plan;
 mod project;
 mod run;
+mod testing;
 mod trust;
 mod ux;

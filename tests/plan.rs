@@ -341,3 +341,87 @@ fn pkg_restore_installs_the_previous_version_or_removes() {
     );
     assert!(commands[1].ends_with(" remove -- new"), "{commands:?}");
 }
+
+/// The shipped runbooks with parameters that take each of their branches.
+const SHIPPED_CASES: &[(&str, &str, &[&str])] = &[
+    ("jiocloud-rolling", "examples/inventories/jiocloud.ini", &[]),
+    (
+        "jiocloud-rolling",
+        "examples/inventories/jiocloud.ini",
+        &["-p", "converge=apply", "-p", "rolling_compute=0"],
+    ),
+    ("swh-debian-upgrade", "examples/inventories/swh.ini", &[]),
+    (
+        "swh-debian-upgrade",
+        "examples/inventories/swh.ini",
+        &["-p", "migration=swh-migrate", "-p", "config_change=true"],
+    ),
+    ("starlingx-patch", "examples/inventories/starlingx.yml", &[]),
+    (
+        "starlingx-patch",
+        "examples/inventories/starlingx.yml",
+        &[
+            "-p",
+            "action=remove",
+            "-p",
+            "storage_apply_type=parallel",
+            "-p",
+            "worker_apply_type=parallel",
+            "-p",
+            "reboot_required=true",
+            "-p",
+            "alarm_restrictions=relaxed",
+            "-p",
+            "controller_apply_type=ignore",
+        ],
+    ),
+    (
+        "starlingx-patch",
+        "examples/inventories/starlingx.yml",
+        &[
+            "-p",
+            "patch_source=patch/punch-command-app-6.4.5-jar-with-dependencies.jar",
+            "-p",
+            "controller_apply_type=ignore",
+            "-p",
+            "storage_apply_type=ignore",
+        ],
+    ),
+    ("punch-patch", "examples/inventories/punch.ini", &[]),
+    (
+        "punch-patch",
+        "examples/inventories/punch.ini",
+        &["-p", "group=kafka_servers"],
+    ),
+    ("maintenance-mode", "examples/inventories/stratos.toml", &[]),
+    (
+        "maintenance-mode",
+        "examples/inventories/stratos.toml",
+        &["-p", "compatible=false", "-p", "mode=replace"],
+    ),
+];
+
+// The shipped runbooks were rewritten on the stdlib patterns (issue 13) with their plans kept
+// command for command: every task of every host, its commands, undo, schedule and
+// dependencies, and the steps' options, stay as they were (the snapshots were made before).
+#[test]
+fn shipped_runbook_plans_stay_command_for_command() {
+    for (i, (rb, inv, extra)) in SHIPPED_CASES.iter().enumerate() {
+        let mut p = json(rb, inv, extra);
+        let steps: Vec<Value> = p["runbook"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                s.as_object_mut().unwrap().remove("line");
+                s
+            })
+            .collect();
+        let tasks = p["tasks"].take();
+        insta::assert_json_snapshot!(
+            format!("commands-{}-{rb}", i + 1),
+            serde_json::json!({ "steps": steps, "tasks": tasks })
+        );
+    }
+}

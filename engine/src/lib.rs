@@ -9,6 +9,7 @@ pub mod exec;
 pub mod fuzzing;
 pub mod inventory;
 pub mod journal;
+pub mod libdoc;
 pub mod model;
 pub mod plan;
 pub(crate) mod predicate;
@@ -22,6 +23,7 @@ pub mod session;
 pub(crate) mod slots;
 pub mod status;
 pub mod store;
+pub mod testing;
 pub mod transport;
 
 pub use error::{Error, Result};

@@ -407,6 +407,19 @@ pub fn compile(input: ScriptInput) -> Result<Script> {
             }
         }
     }
+    // A closure made inside a library function (`rb.step("x", |h| ...)` in a stdlib pattern)
+    // is called later by its name, which Rhai looks up in the runbook's own functions and in
+    // global modules only (the closure does not carry its module with it): without this,
+    // such a step fails with "wrong number of arguments". So the modules the runbook loaded
+    // are global modules too, after the runbook's own functions. (A known limit: a runbook
+    // can then call an imported library's function without its alias.)
+    let loaded: Vec<Shared<Module>> = cache
+        .lock()
+        .map(|c| c.values().cloned().collect())
+        .unwrap_or_default();
+    for m in loaded {
+        engine.register_global_module(m);
+    }
 
     let handle = if let Some(rb) = result.clone().try_cast::<RunbookHandle>() {
         rb

@@ -46,7 +46,7 @@ pub fn all() -> &'static [Entry] {
         parse_reference(REFERENCE, &mut entries);
         parse_prose(REFERENCE, &mut entries);
         for (lib, text) in fleetbook_stdlib::LIBRARIES {
-            for f in super::symbols::functions(text) {
+            for f in fleetbook_engine::libdoc::exported(text) {
                 add(
                     &mut entries,
                     Owner::Namespace(lib.to_string()),
@@ -231,6 +231,11 @@ mod tests {
         assert!(upgrade_to.doc.contains("version"), "{}", upgrade_to.doc);
         let count = find(&Owner::Namespace("checks".into()), "count").unwrap();
         assert!(count.doc.contains("fail"), "{}", count.doc);
+        // The stdlib patterns hover too; a library's private helpers do not.
+        let around = find(&Owner::Namespace("rolling".into()), "puppet_off_around").unwrap();
+        assert!(around.doc.contains("puppet off around"), "{}", around.doc);
+        assert!(find(&Owner::Namespace("versions".into()), "verify_package").is_some());
+        assert!(find(&Owner::Namespace("rolling".into()), "hosts_of").is_none());
     }
 
     #[test]

@@ -3,17 +3,8 @@
 //! import's module lives. A scan rather than Rhai's parser, so a document with a syntax
 //! error still has its definitions.
 
+pub use fleetbook_engine::libdoc::{functions, Function};
 use std::path::{Path, PathBuf};
-
-#[derive(Debug, Clone)]
-pub struct Function {
-    pub name: String,
-    /// `name(a, b)`.
-    pub signature: String,
-    pub doc: String,
-    /// Byte offset of the name.
-    pub offset: usize,
-}
 
 #[derive(Debug, Clone)]
 pub struct Import {
@@ -21,44 +12,6 @@ pub struct Import {
     pub alias: String,
     /// Byte range of the quoted path, quotes excluded.
     pub path_offset: usize,
-}
-
-pub fn functions(text: &str) -> Vec<Function> {
-    let mut out = Vec::new();
-    let mut doc: Vec<&str> = Vec::new();
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let trimmed = line.trim_start();
-        let indent = line.len() - trimmed.len();
-        if let Some(d) = trimmed.strip_prefix("///") {
-            doc.push(d.strip_prefix(' ').unwrap_or(d).trim_end());
-        } else {
-            let rest = trimmed.strip_prefix("private ").unwrap_or(trimmed);
-            let skipped = trimmed.len() - rest.len();
-            if let Some(after) = rest.strip_prefix("fn ") {
-                let name: String = after
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                let params = after[name.len()..]
-                    .trim_start()
-                    .strip_prefix('(')
-                    .and_then(|p| p.split_once(')'))
-                    .map(|(p, _)| p.trim());
-                if let (false, Some(params)) = (name.is_empty(), params) {
-                    out.push(Function {
-                        signature: format!("{name}({params})"),
-                        name,
-                        doc: doc.join("\n"),
-                        offset: offset + indent + skipped + 3,
-                    });
-                }
-            }
-            doc.clear();
-        }
-        offset += line.len();
-    }
-    out
 }
 
 pub fn imports(text: &str) -> Vec<Import> {

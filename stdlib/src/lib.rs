@@ -26,6 +26,9 @@ use rhai::{Engine, EvalAltResult, FuncRegistration, Module, NativeCallContext};
 pub const LIBRARIES: &[(&str, &str)] = &[
     ("rolling", include_str!("../rhai/rolling.rhai")),
     ("checks", include_str!("../rhai/checks.rhai")),
+    ("versions", include_str!("../rhai/versions.rhai")),
+    ("apt", include_str!("../rhai/apt.rhai")),
+    ("maintenance", include_str!("../rhai/maintenance.rhai")),
 ];
 
 /// A script error with a message and no position (Rhai adds the call site).

@@ -34,6 +34,9 @@ use std::time::{Duration, Instant};
 pub struct Control {
     pub stop: AtomicBool,
     pub kill: AtomicBool,
+    /// Set while the scheduler has nothing to do but wait for a task to end: everything the
+    /// last transition allowed has started (what a test driving the run in lockstep waits for).
+    pub idle: AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -757,6 +760,16 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
             }
             None => Vec::new(),
         };
+        // A barrier runs nothing: it ends at once, before the scheduler waits again.
+        if graph.tasks[t].step.is_none() {
+            let _ = tx.send(Done {
+                task: t,
+                outcome: Outcome::Ok,
+                attempts: 0,
+                rolled_back: false,
+            });
+            return;
+        }
         let tx = tx.clone();
         scope.spawn(move || {
             let _task = span.enter();
@@ -817,7 +830,13 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
         if running == 0 {
             break;
         }
-        let done = match rx.recv_timeout(Duration::from_millis(100)) {
+        let next = rx.try_recv().or_else(|_| {
+            control.idle.store(true, Ordering::SeqCst);
+            let next = rx.recv_timeout(Duration::from_millis(100));
+            control.idle.store(false, Ordering::SeqCst);
+            next
+        });
+        let done = match next {
             Ok(d) => d,
             Err(_) => {
                 if control.kill.load(Ordering::SeqCst) && !killed {

@@ -1,6 +1,8 @@
 //! fleetbook's engine: inventories, the runbook compiler (Rhai -> model -> DAG), the planner
 //! and schedule simulator, and the plan renderers. No terminal code, no command-line parsing.
 
+#[cfg(test)]
+mod agreement_tests;
 pub(crate) mod api;
 pub mod compile;
 pub mod error;

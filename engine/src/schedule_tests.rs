@@ -199,7 +199,7 @@ fn verify(p: &Plan, rb: &Spec) -> Result<(), String> {
 
 /// A generated runbook and inventory.
 #[derive(Debug, Clone)]
-struct Spec {
+pub(crate) struct Spec {
     roles: usize,
     /// host -> roles it is in (indices)
     membership: Vec<Vec<usize>>,
@@ -216,7 +216,7 @@ struct Spec {
 }
 
 impl Spec {
-    fn runbook(&self) -> String {
+    pub(crate) fn runbook(&self) -> String {
         let mut s = String::from("let rb = runbook(\"prop\");\n");
         for &(a, b) in &self.edges {
             s += &format!("rb.after(\"r{b}\", [\"r{a}\"]);\n");
@@ -249,7 +249,7 @@ impl Spec {
         s + "rb\n"
     }
 
-    fn inventory(&self) -> String {
+    pub(crate) fn inventory(&self) -> String {
         let mut s = String::new();
         for r in 0..self.roles {
             s += &format!("[r{r}]\n");
@@ -263,7 +263,7 @@ impl Spec {
     }
 }
 
-fn spec() -> impl Strategy<Value = Spec> {
+pub(crate) fn spec() -> impl Strategy<Value = Spec> {
     (1usize..4, 1usize..16).prop_flat_map(|(roles, hosts)| {
         (
             Just(roles),

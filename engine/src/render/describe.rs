@@ -124,19 +124,155 @@ pub fn busy_hosts(plan: &Plan) -> HashSet<&str> {
         .collect()
 }
 
-/// The first busy host of each role (a host shown once): hosts of a role usually run the
-/// same commands, so one stands for its role.
+/// Each role's enclosing role (`within`), as an index into `plan.roles`.
+pub fn enclosing(plan: &Plan) -> Vec<Option<usize>> {
+    plan.roles
+        .iter()
+        .map(|r| {
+            r.within
+                .as_ref()
+                .and_then(|w| plan.roles.iter().position(|o| &o.name == w))
+        })
+        .collect()
+}
+
+/// Roles `i` is inside of, nearest first.
+pub fn ancestors(within: &[Option<usize>], i: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut at = within[i];
+    while let Some(p) = at.filter(|p| !out.contains(p) && *p != i) {
+        out.push(p);
+        at = within[p];
+    }
+    out
+}
+
+/// Hosts of each role (a host in several roles is in each; a nested group's hosts are in
+/// its enclosing role too), in plan order.
+pub fn role_members(plan: &Plan) -> Vec<Vec<&HostInfo>> {
+    plan.roles
+        .iter()
+        .map(|r| {
+            plan.hosts
+                .iter()
+                .filter(|h| h.roles.contains(&r.name))
+                .collect()
+        })
+        .collect()
+}
+
+/// Per role, (start, end) of each of its busy hosts: a host takes a slot in every role it is
+/// in, so the hosts in flight of a nested group also count in their enclosing role.
+pub fn role_spans(plan: &Plan) -> Vec<Vec<(u64, u64)>> {
+    let busy = busy_hosts(plan);
+    role_members(plan)
+        .iter()
+        .map(|hs| {
+            hs.iter()
+                .filter(|h| busy.contains(h.name.as_str()))
+                .map(|h| (h.start, h.end))
+                .collect()
+        })
+        .collect()
+}
+
+/// What else holds a role's hosts back or ties them to other roles: the role it is within,
+/// `limit_by` over its hosts' values, lock-step batches, hosts it shares with other roles.
+pub fn role_notes(plan: &Plan, i: usize) -> Vec<String> {
+    let within = enclosing(plan);
+    let members = role_members(plan);
+    let role = &plan.roles[i];
+    let mut notes = Vec::new();
+    if let Some(p) = within[i] {
+        notes.push(format!("within {}", plan.roles[p].name));
+    }
+    if plan.limits.batches && role.limit.is_some_and(|l| l > 0) {
+        notes.push("lock-step batches".into());
+    }
+    for b in &plan.limits.limit_by {
+        if let Some(n) = limit_by_note(&members[i], &b.var, b.max) {
+            notes.push(n);
+        }
+    }
+    let family =
+        |j: usize| ancestors(&within, i).contains(&j) || ancestors(&within, j).contains(&i);
+    let shared: Vec<String> = plan
+        .roles
+        .iter()
+        .enumerate()
+        .filter(|&(j, _)| j != i && !family(j))
+        .filter_map(|(_, other)| {
+            let n = members[i]
+                .iter()
+                .filter(|h| h.roles.contains(&other.name))
+                .count();
+            (n > 0).then(|| format!("{n} also in {}", other.name))
+        })
+        .collect();
+    let more = shared.len().saturating_sub(MAX_SHARED);
+    notes.extend(shared.into_iter().take(MAX_SHARED));
+    if more > 0 {
+        notes.push(format!("hosts also in {more} more roles"));
+    }
+    notes
+}
+
+const MAX_VALUES: usize = 4;
+/// Roles sharing hosts with one role, named before the rest are counted.
+const MAX_SHARED: usize = 3;
+
+/// `at most 1 per cluster: php 3, tomcat 4`: the distinct values among `hosts` with their
+/// host counts (None when no host has the variable).
+fn limit_by_note(hosts: &[&HostInfo], var: &str, max: usize) -> Option<String> {
+    let mut values: Vec<(&str, usize)> = Vec::new();
+    for h in hosts {
+        if let Some(v) = h.vars.get(var) {
+            match values.iter_mut().find(|(x, _)| *x == v.as_str()) {
+                Some(e) => e.1 += 1,
+                None => values.push((v.as_str(), 1)),
+            }
+        }
+    }
+    if values.is_empty() {
+        return None;
+    }
+    let mut shown: Vec<String> = values
+        .iter()
+        .take(MAX_VALUES)
+        .map(|(v, n)| format!("{v} {n}"))
+        .collect();
+    if values.len() > MAX_VALUES {
+        shown.push(format!("+{} more", values.len() - MAX_VALUES));
+    }
+    let without = hosts.len() - values.iter().map(|(_, n)| n).sum::<usize>();
+    if without > 0 {
+        shown.push(format!("{without} without it"));
+    }
+    Some(format!("at most {max} per {var}: {}", shown.join(", ")))
+}
+
+/// One busy host for each innermost role, then one for each role none of those is in:
+/// hosts of a role usually run the same commands, so one stands for its role, and a nested
+/// group (`php_cluster` within `members`) is shown by its own first host.
 pub fn sample_hosts(plan: &Plan) -> Vec<&HostInfo> {
     let busy = busy_hosts(plan);
+    let within = enclosing(plan);
+    let members = role_members(plan);
+    let inner = |i: usize| !within.iter().any(|w| *w == Some(i));
     let mut shown: Vec<&HostInfo> = Vec::new();
-    for r in &plan.roles {
-        if let Some(h) = plan.hosts.iter().find(|h| {
-            h.roles.contains(&r.name)
-                && busy.contains(h.name.as_str())
-                && !shown.iter().any(|s| s.name == h.name)
-        }) {
+    let order = (0..plan.roles.len())
+        .filter(|&i| inner(i))
+        .chain((0..plan.roles.len()).filter(|&i| !inner(i)));
+    for i in order {
+        let name = &plan.roles[i].name;
+        if shown.iter().any(|h| h.roles.contains(name)) {
+            continue;
+        }
+        if let Some(h) = members[i].iter().find(|h| busy.contains(h.name.as_str())) {
             shown.push(h);
         }
     }
+    // In the plan's host order, so the listing reads like the inventory.
+    shown.sort_by_key(|h| plan.hosts.iter().position(|x| x.name == h.name));
     shown
 }

@@ -233,6 +233,9 @@ pub enum Command {
         run: RunArgs,
     },
     /// Where a run stands: per role and per host, upgraded / upgrading / pending / failed.
+    #[command(
+        after_help = "Examples:\n  fleetbook status\n  fleetbook status 20261130-081500-1a2b --format json\n  fleetbook status 20261130-081500-1a2b --watch"
+    )]
     Status {
         /// The run id (default: the newest run).
         run_id: Option<String>,
@@ -241,6 +244,10 @@ pub enum Command {
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
+        /// Follow the run as it goes (the live display, from the journal) until it ends, then
+        /// print its status.
+        #[arg(short, long, conflicts_with = "format")]
+        watch: bool,
     },
     /// Run history, newest first.
     Runs {

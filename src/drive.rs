@@ -181,14 +181,19 @@ pub fn drive(
     let args = inv.args;
     let p = &planned.plan;
     for w in &p.warnings {
-        eprintln!("warning: {w}");
+        eprintln!("{}", crate::board::fit(&format!("warning: {w}")));
     }
     if let Start::New = start {
         session::check_approvals(p, &args.approve)?;
     }
     match &start {
-        Start::Rollback { order, .. } => eprintln!("{}", rollback_summary(&planned, order)),
-        _ => eprintln!("{}", fleetbook_engine::render::summary(p)),
+        Start::Rollback { order, .. } => {
+            eprintln!("{}", crate::board::fit(&rollback_summary(&planned, order)))
+        }
+        _ => eprintln!(
+            "{}",
+            crate::board::fit(&fleetbook_engine::render::summary(p))
+        ),
     }
     let question = match &start {
         Start::New => "Run it?".to_string(),
@@ -268,14 +273,17 @@ pub fn drive(
             (run.id, journal::now(), done, run.pre_approved)
         }
     };
-    eprintln!("run {run_id} (journal {})", journal.location());
+    eprintln!(
+        "{}",
+        crate::board::fit(&format!("run {run_id} (journal {})", journal.location()))
+    );
     // The lock is already taken above; the guard watches it (and releases it at the end).
     let guard = FleetLock::watch(journal.clone(), &fleet_key(&p.inventory), &run_id);
     // Whatever the state directory, no other run acts on a host this run acts on.
     transport.ssh.lease_hosts(&run_id);
     // On resume, what the hosts learned before (e.g. the versions to roll back to).
     let facts = journal.facts(&run_id)?;
-    let (outcome, events_failed) = execute(
+    let (outcome, events_failed, spans) = execute(
         &planned,
         (&journal, &guard),
         (&run_id, started_at),
@@ -291,7 +299,10 @@ pub fn drive(
     );
     drop(guard);
     saved?;
-    eprint!("{}", recap(&outcome));
+    let width = std::io::stderr()
+        .is_terminal()
+        .then(|| crate::progress::terminal_size().0.saturating_sub(1));
+    eprint!("{}", recap(&outcome, p, &spans, width));
     if outcome.status == RunStatus::RollbackFailed {
         eprintln!(
             "status: fleetbook status {run_id} --state {0}\ncontinue the rollback: fleetbook rollback {run_id} --state {0}",
@@ -433,7 +444,11 @@ fn execute(
     (done, facts, pre_approved): (Vec<bool>, Facts, &[String]),
     (args, undo_only): (&RunArgs, Option<Vec<usize>>),
     transport: Arc<Router>,
-) -> (exec::RunOutcome, Option<String>) {
+) -> (
+    exec::RunOutcome,
+    Option<String>,
+    std::collections::HashMap<String, (f64, f64)>,
+) {
     let p = &planned.plan;
     let control = Arc::new(Control::default());
     install_ctrl_c(control.clone());
@@ -537,7 +552,7 @@ fn execute(
             },
         )
     });
-    progress.finish();
+    let spans = progress.finish();
     let mut outcome = outcome;
     let journal_failed = journal_failed
         .lock()
@@ -569,7 +584,7 @@ fn execute(
         outcome.status = RunStatus::Aborted;
         outcome.reason = Some(format!("the event stream on standard output broke: {err}"));
     }
-    (outcome, events_failed)
+    (outcome, events_failed, spans)
 }
 
 #[cfg(test)]

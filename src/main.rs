@@ -20,6 +20,7 @@ macro_rules! eprint {
 }
 
 mod adhoc;
+mod board;
 mod cli;
 mod commands;
 mod complete;
@@ -32,6 +33,7 @@ mod lsp;
 mod man;
 mod progress;
 mod project;
+mod status_watch;
 
 fn main() {
     // `COMPLETE=SHELL fleetbook ...`: the shell asks for completions (src/complete.rs).

@@ -19,5 +19,6 @@ mod lsp;
 mod plan;
 mod project;
 mod run;
+mod terminal;
 mod trust;
 mod ux;

@@ -32,6 +32,7 @@ want docker docker.io               # ... and run it in containers
 want dot graphviz                   # the docs pipe a plan to Graphviz
 want pgrep procps                   # tests look for leftover processes,
 want script bsdutils                # run a terminal
+want tmux tmux                      # and read one's screen (the live display's tests)
 want setpriv util-linux             # and drop root
 want python3 python3                # the inventory conformance test makes a venv with
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)   # ansible-core

@@ -44,10 +44,12 @@ pub fn install_ctrl_c(control: Arc<Control>) {
         let n = presses.fetch_add(1, Ordering::SeqCst) + 1;
         if n == 1 {
             control.stop.store(true, Ordering::SeqCst);
-            eprintln!("\nstopping: no new host starts; steps in flight finish (Ctrl-C again to kill them)");
+            crate::progress::suspend(|| {
+                eprintln!("\nstopping: no new host starts; steps in flight finish (Ctrl-C again to kill them)")
+            });
         } else {
             control.kill.store(true, Ordering::SeqCst);
-            eprintln!("\nkilling the steps in flight");
+            crate::progress::suspend(|| eprintln!("\nkilling the steps in flight"));
         }
     });
 }
@@ -491,19 +493,24 @@ fn execute(
         if pre_approved.iter().any(|a| a == name) {
             return true;
         }
-        eprintln!(
+        progress.say(&format!(
             "run {run_id} waits for approval {name:?}: fleetbook approve {run_id} --gate {name}"
-        );
-        loop {
+        ));
+        progress.waiting(Some(format!(
+            "waiting for approval {name:?}: fleetbook approve {run_id} --gate {name}"
+        )));
+        let approved = loop {
             if control.stop.load(Ordering::SeqCst) {
-                return false;
+                break false;
             }
             match journal.approved(run_id, name) {
-                Ok(true) => return true,
+                Ok(true) => break true,
                 Ok(false) => std::thread::sleep(Duration::from_millis(300)),
-                Err(_) => return false,
+                Err(_) => break false,
             }
-        }
+        };
+        progress.waiting(None);
+        approved
     };
     // `fleetbook abort` from another terminal reaches the run through the journal; a lock
     // broken meanwhile (`fleetbook unlock`) stops the run within one poll.
@@ -514,13 +521,13 @@ fn execute(
             while !finished.load(Ordering::SeqCst) {
                 if lock.lost() && !lock_lost.swap(true, Ordering::SeqCst) {
                     control.stop.store(true, Ordering::SeqCst);
-                    eprintln!(
-                        "error: the fleet lock was taken away from this run: no new task starts"
+                    progress.say(
+                        "error: the fleet lock was taken away from this run: no new task starts",
                     );
                 }
                 if let Ok((stop, now)) = journal.abort_requested(run_id) {
                     if stop && !control.stop.swap(true, Ordering::SeqCst) {
-                        eprintln!("abort requested: no new host starts");
+                        progress.say("abort requested: no new host starts");
                     }
                     if now {
                         control.kill.store(true, Ordering::SeqCst);

@@ -64,6 +64,7 @@ struct View {
     roles: Vec<RoleInfo>,
     hosts: BTreeMap<String, HostView>,
     failures_allowed: Option<usize>,
+    waiting: Option<String>,
 }
 
 impl View {
@@ -108,6 +109,7 @@ impl View {
             roles,
             hosts,
             failures_allowed: plan.limits.max_failures_total,
+            waiting: None,
         }
     }
 
@@ -185,7 +187,7 @@ impl View {
             flying,
             failed,
             failures_allowed: self.failures_allowed,
-            notes: Vec::new(),
+            notes: self.waiting.iter().cloned().collect(),
         }
     }
 
@@ -295,6 +297,28 @@ impl Progress {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .event(e);
+        if !self.plain {
+            self.view.draw();
+        }
+    }
+
+    /// A message for the operator: above the live display on a terminal (fitted to its
+    /// width), a plain line elsewhere.
+    pub fn say(&self, line: &str) {
+        if self.plain {
+            eprintln!("{line}");
+        } else {
+            suspend(|| eprintln!("{}", crate::board::fit(line)));
+        }
+    }
+
+    /// What the run waits for (an approval), shown on the live display until cleared.
+    pub fn waiting(&self, why: Option<String>) {
+        self.view
+            .view
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .waiting = why;
         if !self.plain {
             self.view.draw();
         }

@@ -258,7 +258,7 @@ pub fn sample_hosts(plan: &Plan) -> Vec<&HostInfo> {
     let busy = busy_hosts(plan);
     let within = enclosing(plan);
     let members = role_members(plan);
-    let inner = |i: usize| !within.iter().any(|w| *w == Some(i));
+    let inner = |i: usize| !within.contains(&Some(i));
     let mut shown: Vec<&HostInfo> = Vec::new();
     let order = (0..plan.roles.len())
         .filter(|&i| inner(i))
@@ -275,4 +275,79 @@ pub fn sample_hosts(plan: &Plan) -> Vec<&HostInfo> {
     // In the plan's host order, so the listing reads like the inventory.
     shown.sort_by_key(|h| plan.hosts.iter().position(|x| x.name == h.name));
     shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Format;
+    use crate::plan::plan_text;
+    use std::collections::BTreeMap;
+
+    const RUNBOOK: &str = "let rb = runbook(\"n\");\nrb.limit_by(\"rack\", 1);\n\
+        rb.step(\"up\", |h| h.run(\"true\")).roles([\"members\"]);\nrb\n";
+    // `members` gathers two groups through a group that is not a role of its own, and `ops`
+    // shares a host with `php`.
+    const INVENTORY: &str = "[php]\nphp1 rack=a\nphp2 rack=a\n\n[java]\njava1 rack=b\njava2\n\n\
+        [ops]\nphp2\nops1\n\n[apps:children]\nphp\njava\n\n[members:children]\napps\n";
+
+    fn plan() -> Plan {
+        plan_text(RUNBOOK, INVENTORY, Format::Ini, &BTreeMap::new(), None)
+            .unwrap()
+            .plan
+    }
+
+    #[test]
+    fn nested_groups_are_within_the_nearest_role_above_them() {
+        let p = plan();
+        let within: BTreeMap<&str, Option<&str>> = p
+            .roles
+            .iter()
+            .map(|r| (r.name.as_str(), r.within.as_deref()))
+            .collect();
+        assert_eq!(within["php"], Some("members"), "{within:?}");
+        assert_eq!(within["java"], Some("members"));
+        assert_eq!(within["members"], None);
+        assert_eq!(within["ops"], None);
+    }
+
+    #[test]
+    fn notes_count_limit_by_values_and_shared_hosts() {
+        let p = plan();
+        let at = |n: &str| p.roles.iter().position(|r| r.name == n).unwrap();
+        assert_eq!(
+            role_notes(&p, at("members")),
+            [
+                "at most 1 per rack: a 2, b 1, 1 without it",
+                "1 also in ops"
+            ]
+        );
+        assert_eq!(
+            role_notes(&p, at("php")),
+            ["within members", "at most 1 per rack: a 2", "1 also in ops"]
+        );
+    }
+
+    #[test]
+    fn commands_are_shown_for_the_first_host_of_each_innermost_role() {
+        let p = plan();
+        let names: Vec<&str> = sample_hosts(&p).iter().map(|h| h.name.as_str()).collect();
+        // php2 stands for ops (ops1 runs no step), not for php, which php1 shows.
+        assert_eq!(names, ["php1", "php2", "java1"]);
+    }
+
+    #[test]
+    fn a_host_in_flight_counts_in_each_of_its_roles() {
+        let p = plan();
+        let spans = role_spans(&p);
+        for (r, s) in p.roles.iter().zip(&spans) {
+            let busy = match r.name.as_str() {
+                "members" => 4,
+                "php" | "java" => 2,
+                "ops" => 1,
+                _ => 0,
+            };
+            assert_eq!(s.len(), busy, "{}", r.name);
+        }
+    }
 }

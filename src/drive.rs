@@ -456,6 +456,7 @@ fn execute(
     install_ctrl_c(control.clone());
     let progress = Progress::new(
         p,
+        run_id,
         std::io::stderr().is_terminal(),
         args.events == Some(EventsFormat::Jsonl),
     );

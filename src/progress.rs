@@ -68,7 +68,7 @@ struct View {
 }
 
 impl View {
-    fn new(plan: &Plan) -> View {
+    fn new(plan: &Plan, run_id: &str) -> View {
         let mut left: HashMap<&str, usize> = HashMap::new();
         for t in &plan.tasks {
             if let Some(h) = &t.host {
@@ -104,7 +104,7 @@ impl View {
             })
             .collect();
         View {
-            title: format!("run {}", plan.runbook.name),
+            title: format!("run {run_id} {}", plan.runbook.name),
             started: Instant::now(),
             roles,
             hosts,
@@ -235,7 +235,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(plan: &Plan, tty: bool, jsonl: bool) -> Progress {
+    pub fn new(plan: &Plan, run_id: &str, tty: bool, jsonl: bool) -> Progress {
         let multi = tty.then(MultiProgress::new);
         *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = multi.clone();
         let bar = match &multi {
@@ -250,7 +250,7 @@ impl Progress {
             None => ProgressBar::hidden(),
         };
         let view = Arc::new(Live {
-            view: Mutex::new(View::new(plan)),
+            view: Mutex::new(View::new(plan, run_id)),
             bar,
             stop: AtomicBool::new(false),
         });
@@ -413,10 +413,10 @@ fn role_table(
             .iter()
             .filter_map(|h| spans.get(*h))
             .fold((f64::MAX, 0.0f64), |(a, b), s| (a.min(s.0), b.max(s.1)));
-        cells.push(if a <= b {
-            format!("{:.1}s", b - a)
-        } else {
-            "-".into()
+        cells.push(match b - a {
+            d if d >= 60.0 => crate::board::short(d as u64),
+            d if d >= 0.0 => format!("{d:.1}s"),
+            _ => "-".into(),
         });
         rows.push((r.name.clone(), cells));
     }
@@ -507,4 +507,69 @@ pub fn recap(
         o.push('\n');
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetbook_engine::exec::RunStatus;
+    use fleetbook_engine::inventory::Format;
+    use std::collections::BTreeMap;
+
+    fn host(name: &str, ok: usize, failed: usize, not_run: usize, rolled_back: bool) -> HostRecap {
+        HostRecap {
+            name: name.into(),
+            ok,
+            failed,
+            skipped: 0,
+            unreachable: 0,
+            not_run,
+            rolled_back,
+        }
+    }
+
+    #[test]
+    fn the_recap_counts_each_host_once_per_role_by_how_it_ended() {
+        let plan = fleetbook_engine::plan::plan_text(
+            "let rb = runbook(\"r\");\nrb.step(\"a\", |h| h.run(\"true\"));\nrb.step(\"b\", |h| h.run(\"true\"));\nrb\n",
+            "[web]\nw1\nw2\nw3\nw4\n\n[db]\nw4\n",
+            Format::Ini,
+            &BTreeMap::new(),
+            None,
+        )
+        .unwrap()
+        .plan;
+        let outcome = RunOutcome {
+            status: RunStatus::Halted,
+            reason: None,
+            hosts: vec![
+                host("w1", 2, 0, 0, false),
+                host("w2", 1, 1, 0, false),
+                host("w3", 0, 0, 2, false),
+                host("w4", 2, 0, 0, true),
+            ],
+            elapsed: 90.0,
+        };
+        let spans: HashMap<String, (f64, f64)> = [("w1", (1.0, 30.0)), ("w4", (2.0, 75.0))]
+            .into_iter()
+            .map(|(h, s)| (h.to_string(), s))
+            .collect();
+        let table = role_table(&outcome, &plan, &spans, 100);
+        let rows: Vec<Vec<&str>> = table
+            .iter()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                vec!["role", "hosts", "ok", "failed", "skipped", "undone", "duration"],
+                vec!["web", "4", "1", "1", "1", "1", "1m14s"],
+                vec!["db", "1", "0", "0", "0", "1", "1m13s"],
+            ]
+        );
+        // Too narrow for the table: a few lines per role, none wider than asked.
+        for l in role_table(&outcome, &plan, &spans, 30) {
+            assert!(l.chars().count() <= 30, "{l:?}");
+        }
+    }
 }

@@ -234,7 +234,7 @@ pub enum Command {
     },
     /// Where a run stands: per role and per host, upgraded / upgrading / pending / failed.
     #[command(
-        after_help = "Examples:\n  fleetbook status\n  fleetbook status 20261130-081500-1a2b --format json\n  fleetbook status 20261130-081500-1a2b --watch"
+        after_help = "Examples:\n  fleetbook status\n  fleetbook status 01KB7Q2N4R8X6Y3Z5A9C0D1E2F --format json\n  fleetbook status 01KB7Q2N4R8X6Y3Z5A9C0D1E2F --watch"
     )]
     Status {
         /// The run id (default: the newest run).

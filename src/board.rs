@@ -7,7 +7,7 @@ use fleetbook_engine::render::count;
 
 #[derive(Debug, Default, Clone)]
 pub struct Board {
-    /// `run 20261130-… running 1m02s`.
+    /// `run 01KB7Q2N4R8X6Y3Z5A9C0D1E2F running 1m02s`.
     pub title: String,
     pub roles: Vec<RoleRow>,
     pub flying: Vec<Flying>,
@@ -179,7 +179,7 @@ mod tests {
 
     fn board(hosts: usize) -> Board {
         Board {
-            title: "run 20261130-081500-abcd running 1m02s".into(),
+            title: "run 01KB7Q2N4R8X6Y3Z5A9C0D1E2F running 1m02s".into(),
             roles: vec![RoleRow {
                 name: "compute-with-a-long-name".into(),
                 hosts,

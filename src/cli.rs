@@ -237,6 +237,9 @@ pub enum Command {
         run: RunArgs,
     },
     /// Where a run stands: per role and per host, upgraded / upgrading / pending / failed.
+    #[command(
+        after_help = "Examples:\n  fleetbook status\n  fleetbook status 01KB7Q2N4R8X6Y3Z5A9C0D1E2F --format json\n  fleetbook status 01KB7Q2N4R8X6Y3Z5A9C0D1E2F --watch"
+    )]
     Status {
         /// The run id (default: the newest run).
         run_id: Option<String>,
@@ -245,6 +248,10 @@ pub enum Command {
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
+        /// Follow the run as it goes (the live display, from the journal) until it ends, then
+        /// print its status.
+        #[arg(short, long, conflicts_with = "format")]
+        watch: bool,
     },
     /// Run history, newest first.
     Runs {

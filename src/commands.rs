@@ -136,7 +136,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             run_id,
             state,
             format,
-        } => journal_cmds::status(run_id.as_deref(), &state, format),
+            watch,
+        } => journal_cmds::status(run_id.as_deref(), &state, format, watch),
         Command::Inventory {
             inventory,
             limit,

@@ -44,10 +44,12 @@ pub fn install_ctrl_c(control: Arc<Control>) {
         let n = presses.fetch_add(1, Ordering::SeqCst) + 1;
         if n == 1 {
             control.stop.store(true, Ordering::SeqCst);
-            eprintln!("\nstopping: no new host starts; steps in flight finish (Ctrl-C again to kill them)");
+            crate::progress::suspend(|| {
+                eprintln!("\nstopping: no new host starts; steps in flight finish (Ctrl-C again to kill them)")
+            });
         } else {
             control.kill.store(true, Ordering::SeqCst);
-            eprintln!("\nkilling the steps in flight");
+            crate::progress::suspend(|| eprintln!("\nkilling the steps in flight"));
         }
     });
 }
@@ -181,14 +183,19 @@ pub fn drive(
     let args = inv.args;
     let p = &planned.plan;
     for w in &p.warnings {
-        eprintln!("warning: {w}");
+        eprintln!("{}", crate::board::fit(&format!("warning: {w}")));
     }
     if let Start::New = start {
         session::check_approvals(p, &args.approve)?;
     }
     match &start {
-        Start::Rollback { order, .. } => eprintln!("{}", rollback_summary(&planned, order)),
-        _ => eprintln!("{}", fleetbook_engine::render::summary(p)),
+        Start::Rollback { order, .. } => {
+            eprintln!("{}", crate::board::fit(&rollback_summary(&planned, order)))
+        }
+        _ => eprintln!(
+            "{}",
+            crate::board::fit(&fleetbook_engine::render::summary(p))
+        ),
     }
     let question = match &start {
         Start::New => "Run it?".to_string(),
@@ -268,14 +275,17 @@ pub fn drive(
             (run.id, journal::now(), done, run.pre_approved)
         }
     };
-    eprintln!("run {run_id} (journal {})", journal.location());
+    eprintln!(
+        "{}",
+        crate::board::fit(&format!("run {run_id} (journal {})", journal.location()))
+    );
     // The lock is already taken above; the guard watches it (and releases it at the end).
     let guard = FleetLock::watch(journal.clone(), &fleet_key(&p.inventory), &run_id);
     // Whatever the state directory, no other run acts on a host this run acts on.
     transport.ssh.lease_hosts(&run_id);
     // On resume, what the hosts learned before (e.g. the versions to roll back to).
     let facts = journal.facts(&run_id)?;
-    let (outcome, events_failed) = execute(
+    let (outcome, events_failed, spans) = execute(
         &planned,
         (&journal, &guard),
         (&run_id, started_at),
@@ -300,7 +310,10 @@ pub fn drive(
             outcome.reason = Some(format!("the journal could not be written ({err})"));
         }
     }
-    eprint!("{}", recap(&outcome));
+    let width = std::io::stderr()
+        .is_terminal()
+        .then(|| crate::progress::terminal_size().0.saturating_sub(1));
+    eprint!("{}", recap(&outcome, p, &spans, width));
     if outcome.status == RunStatus::RollbackFailed {
         eprintln!(
             "status: fleetbook status {run_id} --state {0}\ncontinue the rollback: fleetbook rollback {run_id} --state {0}",
@@ -442,12 +455,17 @@ fn execute(
     (done, facts, pre_approved): (Vec<bool>, Facts, &[String]),
     (args, undo_only): (&RunArgs, Option<Vec<usize>>),
     transport: Arc<Router>,
-) -> (exec::RunOutcome, Option<String>) {
+) -> (
+    exec::RunOutcome,
+    Option<String>,
+    std::collections::HashMap<String, (f64, f64)>,
+) {
     let p = &planned.plan;
     let control = Arc::new(Control::default());
     install_ctrl_c(control.clone());
     let progress = Progress::new(
         p,
+        run_id,
         std::io::stderr().is_terminal(),
         args.events == Some(EventsFormat::Jsonl),
     );
@@ -485,19 +503,24 @@ fn execute(
         if pre_approved.iter().any(|a| a == name) {
             return true;
         }
-        eprintln!(
+        progress.say(&format!(
             "run {run_id} waits for approval {name:?}: fleetbook approve {run_id} --gate {name}"
-        );
-        loop {
+        ));
+        progress.waiting(Some(format!(
+            "waiting for approval {name:?}: fleetbook approve {run_id} --gate {name}"
+        )));
+        let approved = loop {
             if control.stop.load(Ordering::SeqCst) {
-                return false;
+                break false;
             }
             match journal.approved(run_id, name) {
-                Ok(true) => return true,
+                Ok(true) => break true,
                 Ok(false) => std::thread::sleep(Duration::from_millis(300)),
-                Err(_) => return false,
+                Err(_) => break false,
             }
-        }
+        };
+        progress.waiting(None);
+        approved
     };
     // `fleetbook abort` from another terminal reaches the run through the journal; a lock
     // broken meanwhile (`fleetbook unlock`) stops the run within one poll.
@@ -508,13 +531,13 @@ fn execute(
             while !finished.load(Ordering::SeqCst) {
                 if lock.lost() && !lock_lost.swap(true, Ordering::SeqCst) {
                     control.stop.store(true, Ordering::SeqCst);
-                    eprintln!(
-                        "error: the fleet lock was taken away from this run: no new task starts"
+                    progress.say(
+                        "error: the fleet lock was taken away from this run: no new task starts",
                     );
                 }
                 if let Ok((stop, now)) = journal.abort_requested(run_id) {
                     if stop && !control.stop.swap(true, Ordering::SeqCst) {
-                        eprintln!("abort requested: no new host starts");
+                        progress.say("abort requested: no new host starts");
                     }
                     if now {
                         control.kill.store(true, Ordering::SeqCst);
@@ -546,7 +569,7 @@ fn execute(
             },
         )
     });
-    progress.finish();
+    let spans = progress.finish();
     let mut outcome = outcome;
     let journal_failed = journal_failed
         .lock()
@@ -578,7 +601,7 @@ fn execute(
         outcome.status = RunStatus::Aborted;
         outcome.reason = Some(format!("the event stream on standard output broke: {err}"));
     }
-    (outcome, events_failed)
+    (outcome, events_failed, spans)
 }
 
 #[cfg(test)]

@@ -35,9 +35,17 @@ fn open(state: &StateArgs) -> Result<Arc<dyn RunStore>> {
     fleetbook_engine::store::open(&dir)
 }
 
-pub fn status(id: Option<&str>, state: &StateArgs, format: ReportFormat) -> Result<i32> {
+pub fn status(
+    id: Option<&str>,
+    state: &StateArgs,
+    format: ReportFormat,
+    watch: bool,
+) -> Result<i32> {
     let journal = open(state)?;
-    let run = journal.run(id)?;
+    let run = match watch {
+        true => crate::status_watch::watch(&*journal, id)?,
+        false => journal.run(id)?,
+    };
     let st = fleetbook_engine::status::of(&*journal, run)?;
     let mut o = String::new();
     if format == ReportFormat::Json {

@@ -22,6 +22,7 @@ macro_rules! eprint {
 mod adhoc;
 mod calls;
 mod check;
+mod board;
 mod cli;
 mod commands;
 mod complete;
@@ -37,6 +38,7 @@ mod man;
 mod progress;
 mod project;
 mod test_cmd;
+mod status_watch;
 
 fn main() {
     // `COMPLETE=SHELL fleetbook ...`: the shell asks for completions (src/complete.rs).

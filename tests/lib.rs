@@ -23,5 +23,6 @@ mod plan;
 mod project;
 mod run;
 mod testing;
+mod terminal;
 mod trust;
 mod ux;

@@ -425,3 +425,121 @@ fn shipped_runbook_plans_stay_command_for_command() {
         );
     }
 }
+/// A canary, a gate and an approval after the role, lock-step batches, and a host in two
+/// roles: every one of them is marked in the pictures.
+const MARKED_RUNBOOK: &str = "let rb = runbook(\"marked\");\n\
+rb.order([\"db\", \"web\"]);\n\
+rb.limit(\"web\", 2);\n\
+rb.batches(true);\n\
+rb.canary(\"web\", 1);\n\
+rb.max_failures(\"web\", 1);\n\
+rb.before_each_host(\"no-alarms\", |h| true);\n\
+rb.step(\"upgrade\", |h| h.run(\"apt-get upgrade\"));\n\
+rb.gate_after(\"web\", \"healthy\", || true);\n\
+rb.approval(\"go-live\", \"web\");\n\
+rb\n";
+const MARKED_INVENTORY: &str = "[db]\ndb1\nshared1\n\n[web]\nweb[1:5]\nshared1\n";
+
+#[test]
+fn canaries_batches_gates_and_approvals_are_marked_in_dot_and_mermaid() {
+    for format in ["dot", "mermaid"] {
+        let out = plan_texts(MARKED_RUNBOOK, MARKED_INVENTORY, &["--format", format]);
+        insta::assert_snapshot!(format!("{format}-marked"), out.stdout);
+    }
+}
+
+/// Regression: with nested groups (php_cluster and tomcat_cluster are children of members)
+/// the step chain was drawn three times, the nested groups hung off the `once` step as if
+/// they were first, and `limit_by` showed nowhere in the picture.
+#[test]
+fn nested_groups_are_drawn_inside_their_role_with_the_steps_once() {
+    let dot = plan(
+        "maintenance-mode",
+        "examples/inventories/stratos.toml",
+        &["--format", "dot"],
+    );
+    assert_eq!(dot.matches("label=\"update\"").count(), 1, "{dot}");
+    let members = dot.find("subgraph cluster_r1 {").unwrap();
+    let php = dot.find("label=\"php_cluster (3 hosts)").unwrap();
+    let close = members + dot[members..].find("\n  }\n").unwrap();
+    assert!(
+        php > members && php < close,
+        "php_cluster inside members: {dot}"
+    );
+    assert!(
+        dot.contains("at most 1 per cluster: php 3, tomcat 4"),
+        "{dot}"
+    );
+    assert!(!dot.contains("once0 -> r2"), "{dot}");
+    let mermaid = plan(
+        "maintenance-mode",
+        "examples/inventories/stratos.toml",
+        &["--format", "mermaid"],
+    );
+    assert_eq!(mermaid.matches("[\"update\"]").count(), 1, "{mermaid}");
+    // The JSON plan says which role a nested group is within.
+    let p = json("maintenance-mode", "examples/inventories/stratos.toml", &[]);
+    let within: Vec<&Value> = p["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["within"])
+        .collect();
+    assert_eq!(
+        within,
+        [
+            &Value::Null,
+            &Value::Null,
+            &"members".into(),
+            &"members".into()
+        ]
+    );
+    // Commands of the first host of each innermost role: php-1 and tomcat-1, not php-2.
+    let text = plan("maintenance-mode", "examples/inventories/stratos.toml", &[]);
+    let shown: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands"))
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.contains(" ("))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "  php-1 (members, php_cluster)",
+            "  tomcat-1 (members, tomcat_cluster)"
+        ]
+    );
+}
+
+/// The StarlingX runbook's graph stays readable: roles stacked top to bottom, each role's
+/// steps on one rank, so it is never one very wide line.
+#[test]
+fn starlingx_dot_is_laid_out_role_by_role() {
+    let dot = plan(
+        "starlingx-patch",
+        "examples/inventories/starlingx.yml",
+        &["--format", "dot"],
+    );
+    assert!(dot.contains("rankdir=TB"), "{dot}");
+    assert_eq!(dot.matches("{ rank=same;").count(), 3, "{dot}");
+    let out = std::process::Command::new("dot")
+        .args(["-Tplain"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(dot.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("Graphviz's dot runs (apt-get install graphviz; ./test.sh does)");
+    // `graph SCALE WIDTH HEIGHT` in inches: taller than a strip, no wider than a screen.
+    let head: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .split(' ')
+        .skip(2)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert!(head[0] < 20.0 && head[1] > 5.0, "{head:?} inches");
+}

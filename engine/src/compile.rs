@@ -38,6 +38,9 @@ pub struct Role {
     pub canary: Option<usize>,
     /// True when the runbook names the role (not just a group that holds hosts).
     pub named: bool,
+    /// The nearest role whose inventory group has this one among its children (nested
+    /// groups: `php_cluster` within `members`). Pictures draw it inside that role.
+    pub within: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -339,8 +342,12 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
             max_failures: None,
             canary: None,
             named: named.iter().any(|(n, _)| n == r),
+            within: None,
         })
         .collect();
+    for (ri, within) in enclosing_roles(inv, &order).into_iter().enumerate() {
+        roles[ri].within = within;
+    }
     for (ri, role) in roles.iter_mut().enumerate() {
         for h in inv.members(&role.name) {
             if let Some(&hi) = host_index.get(h.as_str()) {
@@ -502,6 +509,37 @@ fn rules_of(rb: &Runbook, n_hosts: usize) -> Rules {
 
 /// Tasks that can never start because they are, or wait for, a host of a held role (limit
 /// 0). `finally` tasks are never held: they run whatever happened.
+/// For each role, the nearest role whose group lists it as a child, directly or through
+/// groups that are not roles (breadth first: the closest ancestor wins, then inventory order).
+fn enclosing_roles(inv: &Inventory, order: &[String]) -> Vec<Option<usize>> {
+    let mut parents: std::collections::HashMap<&str, Vec<&str>> = Default::default();
+    for (g, group) in &inv.groups {
+        for c in &group.children {
+            parents.entry(c.as_str()).or_default().push(g.as_str());
+        }
+    }
+    let index = |n: &str| order.iter().position(|r| r == n);
+    order
+        .iter()
+        .map(|r| {
+            let mut seen: IndexSet<&str> = IndexSet::new();
+            let mut level: Vec<&str> = vec![r.as_str()];
+            while !level.is_empty() {
+                let next: Vec<&str> = level
+                    .iter()
+                    .flat_map(|g| parents.get(g).into_iter().flatten().copied())
+                    .filter(|g| seen.insert(g))
+                    .collect();
+                if let Some(i) = next.iter().find_map(|g| index(g)) {
+                    return Some(i);
+                }
+                level = next;
+            }
+            None
+        })
+        .collect()
+}
+
 fn held_tasks(tasks: &[Task], host_tasks: &[Vec<usize>], roles: &[Role]) -> Vec<bool> {
     let mut held = vec![false; tasks.len()];
     let mut queue: Vec<usize> = Vec::new();

@@ -115,6 +115,10 @@ pub struct RoleInfo {
     pub limit_declared: Option<String>,
     pub max_failures: Option<usize>,
     pub canary: Option<usize>,
+    /// The role whose inventory group holds this one as a child (nested groups).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
+    pub within: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -466,6 +470,7 @@ fn assemble(
                 limit_declared: r.limit_decl.map(|a| a.to_string()),
                 max_failures: r.max_failures,
                 canary: r.canary,
+                within: r.within.map(|w| graph.roles[w].name.clone()),
             })
             .collect(),
         hosts,

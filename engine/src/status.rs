@@ -16,6 +16,9 @@ pub struct HostStatus {
     pub state: &'static str,
     pub step: Option<String>,
     pub message: Option<String>,
+    /// When the step it is running started (seconds since the epoch), for a live view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -83,6 +86,10 @@ pub fn of(journal: &dyn RunStore, run: RunRecord) -> Result<Status> {
             continue;
         }
         let (state, step, message) = host_state(&ts);
+        let since = ts
+            .iter()
+            .find(|t| t.state == "running" || t.state == "retrying")
+            .and_then(|t| t.started_at);
         for r in &host_roles {
             *roles
                 .entry(r.clone())
@@ -96,6 +103,7 @@ pub fn of(journal: &dyn RunStore, run: RunRecord) -> Result<Status> {
             state,
             step,
             message,
+            since,
         });
     }
     let upgraded = hosts.iter().filter(|h| h.state == "upgraded").count();

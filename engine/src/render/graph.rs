@@ -2,6 +2,7 @@
 //! 80,000 hosts draws as a handful of role boxes with counts.
 
 use crate::plan::Plan;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
 /// One box per role with its steps, plus the runbook-level nodes.
@@ -17,52 +18,106 @@ struct Picture {
 
 struct RoleBox {
     label: String,
+    /// The role this one is drawn inside of (a nested inventory group).
+    within: Option<usize>,
     before: Vec<String>,
+    /// `canary: web-1 first`: the hosts that run before the rest of the role.
+    canary: Option<String>,
     /// `before_each_host` checks every host of the role runs first.
     checks: Vec<String>,
     steps: Vec<String>,
     /// (kind, name): after_role, gate, approval
     after: Vec<(String, String)>,
+    /// `php-1, php-2, php-3`: for a box that draws no step of its own.
+    hosts: String,
 }
 
-fn picture(plan: &Plan) -> Picture {
-    let steps = &plan.runbook.steps;
-    // (role, step) pairs that some host of the role runs: a step limited to `members` also
-    // shows in the boxes of the groups its hosts come from.
-    let host_roles: std::collections::HashMap<&str, &Vec<String>> = plan
+const MAX_NAMES: usize = 4;
+
+/// `a, b, c` or `a, b, c, d … +3 more`.
+fn names(hosts: &[&crate::plan::HostInfo]) -> String {
+    let mut s: Vec<&str> = hosts
+        .iter()
+        .take(MAX_NAMES)
+        .map(|h| h.name.as_str())
+        .collect();
+    let more = hosts.len().saturating_sub(MAX_NAMES);
+    let more = format!("… +{more} more");
+    if hosts.len() > MAX_NAMES {
+        s.push(&more);
+    }
+    s.join(", ")
+}
+
+/// The label of a role box: name and hosts, limit, failure budget, canary, the notes.
+fn role_label(plan: &Plan, i: usize) -> String {
+    let r = &plan.roles[i];
+    let mut label = format!("{} ({})", r.name, super::summary::count(r.hosts, "host"));
+    if r.limit.is_some() {
+        let _ = write!(label, "\n{}", super::describe::role_limit(r));
+    }
+    if let Some(m) = r.max_failures {
+        let _ = write!(label, "\nmax failures {m}");
+    }
+    for n in super::describe::role_notes(plan, i) {
+        if !n.starts_with("within ") {
+            let _ = write!(label, "\n{n}");
+        }
+    }
+    label
+}
+
+/// The (role, step) pairs drawn: a step in each role it names, and a step of every host in
+/// the roles of the hosts that run it, but never again inside a role already drawing it.
+fn drawn_steps<'a>(plan: &'a Plan, within: &[Option<usize>]) -> HashSet<(usize, &'a str)> {
+    let index: HashMap<&str, usize> = plan
+        .roles
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.name.as_str(), i))
+        .collect();
+    let host_roles: HashMap<&str, &Vec<String>> = plan
         .hosts
         .iter()
         .map(|h| (h.name.as_str(), &h.roles))
         .collect();
-    let mut runs: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
+    let mut runs: HashSet<(usize, &str)> = HashSet::new();
     for t in &plan.tasks {
         if let (Some(h), Some(st)) = (t.host.as_deref(), t.step.as_deref()) {
             for r in host_roles.get(h).into_iter().flat_map(|v| v.iter()) {
-                runs.insert((r.as_str(), st));
+                if let Some(&i) = index.get(r.as_str()) {
+                    runs.insert((i, st));
+                }
             }
         }
     }
+    let named: HashMap<&str, &Vec<String>> = plan
+        .runbook
+        .steps
+        .iter()
+        .filter_map(|s| s.roles.as_ref().map(|r| (s.name.as_str(), r)))
+        .collect();
+    runs.iter()
+        .copied()
+        .filter(|&(i, st)| match named.get(st) {
+            Some(rs) => rs.contains(&plan.roles[i].name),
+            None => !super::describe::ancestors(within, i)
+                .iter()
+                .any(|&a| runs.contains(&(a, st))),
+        })
+        .collect()
+}
+
+fn picture(plan: &Plan) -> Picture {
+    let steps = &plan.runbook.steps;
+    let within = super::describe::enclosing(plan);
+    let drawn = drawn_steps(plan, &within);
+    let members = super::describe::role_members(plan);
     let roles = plan
         .roles
         .iter()
-        .map(|r| {
-            let mut label = format!(
-                "{} ({} host{})",
-                r.name,
-                r.hosts,
-                if r.hosts == 1 { "" } else { "s" }
-            );
-            if r.limit == Some(0) {
-                label.push_str("\nheld (limit 0)");
-            } else if let Some(l) = r.limit {
-                let _ = write!(label, "\nlimit {l}");
-                if let Some(d) = r.limit_declared.as_ref().filter(|d| d.ends_with('%')) {
-                    let _ = write!(label, " ({d})");
-                }
-            }
-            if let Some(c) = r.canary {
-                let _ = write!(label, "\ncanary {c}");
-            }
+        .enumerate()
+        .map(|(i, r)| {
             let for_role = |kind: &str| -> Vec<String> {
                 steps
                     .iter()
@@ -72,39 +127,29 @@ fn picture(plan: &Plan) -> Picture {
                     .map(|s| s.name.clone())
                     .collect()
             };
-            RoleBox {
-                label,
-                before: for_role("before_role"),
-                checks: steps
+            let drawn = &drawn;
+            let of_kind = |kind: &'static str| {
+                steps
                     .iter()
-                    .filter(|s| {
-                        s.kind == "before_each_host"
-                            && runs.contains(&(r.name.as_str(), s.name.as_str()))
-                    })
+                    .filter(move |s| s.kind == kind && drawn.contains(&(i, s.name.as_str())))
+            };
+            RoleBox {
+                label: role_label(plan, i),
+                within: within[i],
+                before: for_role("before_role"),
+                canary: r.canary.map(|n| {
+                    let first: Vec<&crate::plan::HostInfo> =
+                        members[i].iter().copied().take(n).collect();
+                    format!(
+                        "canary: {} first\nthe other {} after it",
+                        names(&first),
+                        r.hosts.saturating_sub(n)
+                    )
+                }),
+                checks: of_kind("before_each_host")
                     .map(|s| s.name.clone())
                     .collect(),
-                steps: steps
-                    .iter()
-                    .filter(|s| {
-                        s.kind == "host" && runs.contains(&(r.name.as_str(), s.name.as_str()))
-                    })
-                    .map(|s| {
-                        let mut l = s.name.clone();
-                        if let Some(t) = s.throttle {
-                            let _ = write!(l, " (throttle {t})");
-                        }
-                        if s.conditional {
-                            l.push_str(" (when)");
-                        }
-                        if let Some(t) = s.soak {
-                            let _ = write!(l, " (soak {})", super::describe::dur(t));
-                        }
-                        if s.always {
-                            l.push_str(" (always)");
-                        }
-                        l
-                    })
-                    .collect(),
+                steps: of_kind("host").map(step_label).collect(),
                 after: steps
                     .iter()
                     .filter(|s| {
@@ -113,6 +158,7 @@ fn picture(plan: &Plan) -> Picture {
                     })
                     .map(|s| (s.kind.clone(), s.name.clone()))
                     .collect(),
+                hosts: names(&members[i]),
             }
         })
         .collect();
@@ -140,11 +186,44 @@ fn picture(plan: &Plan) -> Picture {
     }
 }
 
+fn step_label(s: &crate::plan::StepInfo) -> String {
+    let mut l = s.name.clone();
+    if let Some(t) = s.throttle {
+        let _ = write!(l, " (throttle {t})");
+    }
+    if s.conditional {
+        l.push_str(" (when)");
+    }
+    if let Some(t) = s.soak {
+        let _ = write!(l, " (soak {})", super::describe::dur(t));
+    }
+    if s.always {
+        l.push_str(" (always)");
+    }
+    l
+}
+
 impl Picture {
-    /// Roles no other role waits for: where the `finally` steps hang.
+    /// Top-level roles no other role waits for: where the `finally` steps hang.
     fn last_roles(&self) -> Vec<usize> {
         (0..self.roles.len())
+            .filter(|&i| self.roles[i].within.is_none())
             .filter(|&i| !self.edges.iter().any(|&(b, _)| b == i))
+            .collect()
+    }
+
+    /// Top-level roles that wait for no other: where the `once` steps lead.
+    fn first_roles(&self) -> Vec<usize> {
+        (0..self.roles.len())
+            .filter(|&i| self.roles[i].within.is_none())
+            .filter(|&i| !self.edges.iter().any(|&(_, a)| a == i))
+            .collect()
+    }
+
+    /// Roles drawn directly inside `parent` (None: at the top).
+    fn inside(&self, parent: Option<usize>) -> Vec<usize> {
+        (0..self.roles.len())
+            .filter(|&i| self.roles[i].within == parent)
             .collect()
     }
 }
@@ -169,43 +248,61 @@ fn dq(s: &str) -> String {
 fn role_nodes(i: usize, r: &RoleBox) -> Vec<(String, String, &'static str)> {
     let mut v = Vec::new();
     for (j, b) in r.before.iter().enumerate() {
-        v.push((format!("r{i}b{j}"), format!("before: {b}"), "ellipse"));
+        v.push((format!("r{i}b{j}"), format!("before\n{b}"), "ellipse"));
+    }
+    if let Some(c) = &r.canary {
+        v.push((format!("r{i}k"), c.clone(), "note"));
     }
     for (j, c) in r.checks.iter().enumerate() {
         v.push((
             format!("r{i}c{j}"),
-            format!("check each host: {c}"),
-            "diamond",
+            format!("check each host\n{c}"),
+            "octagon",
         ));
     }
     for (j, s) in r.steps.iter().enumerate() {
         v.push((format!("r{i}s{j}"), s.clone(), "box"));
     }
     for (j, (kind, a)) in r.after.iter().enumerate() {
-        let shape = match kind.as_str() {
-            "gate" => "diamond",
-            "approval" => "hexagon",
-            _ => "ellipse",
+        let (shape, note) = match kind.as_str() {
+            "gate" if r.canary.is_some() => ("octagon", "\n(after the canary\nand after the role)"),
+            "gate" => ("octagon", ""),
+            "approval" => ("hexagon", "\n(fleetbook approve)"),
+            _ => ("ellipse", ""),
         };
         v.push((
             format!("r{i}a{j}"),
-            format!("{}: {a}", kind.replace('_', " ")),
+            format!("{}\n{a}{note}", kind.replace('_', " ")),
             shape,
         ));
     }
     if v.is_empty() {
-        v.push((format!("r{i}empty"), "(no steps)".into(), "plaintext"));
+        // A nested group runs the steps drawn in the box around it.
+        let what = if r.within.is_some() {
+            r.hosts.clone()
+        } else {
+            format!("no step of its own\n{}", r.hosts)
+        };
+        v.push((format!("r{i}h"), what, "plaintext"));
     }
     v
+}
+
+/// The first node of each role box: edges between roles are drawn from and to it, clipped
+/// at the boxes' borders, so that boxes line up on their left edge.
+fn first_nodes(nodes: &[Vec<(String, String, &str)>]) -> Vec<String> {
+    nodes.iter().map(|n| n[0].0.clone()).collect()
 }
 
 pub fn dot(plan: &Plan) -> String {
     let p = picture(plan);
     let mut o = String::new();
     let _ = writeln!(o, "digraph {} {{", dq(&p.title));
+    // Roles top to bottom, each role's steps left to right on one rank: a long runbook grows
+    // downwards a role at a time instead of into one very wide line.
     let _ = writeln!(
         o,
-        "  rankdir=LR; compound=true; node [shape=box, fontname=\"Helvetica\"];"
+        "  rankdir=TB; compound=true; newrank=true; node [shape=box, fontname=\"Helvetica\"];"
     );
     let _ = writeln!(
         o,
@@ -218,7 +315,7 @@ pub fn dot(plan: &Plan) -> String {
         let _ = writeln!(
             o,
             "  {id} [label={}, shape=ellipse];",
-            dq(&format!("once: {name}"))
+            dq(&format!("once\n{name}"))
         );
         if let Some(pr) = &prev {
             let _ = writeln!(o, "  {pr} -> {id};");
@@ -231,35 +328,20 @@ pub fn dot(plan: &Plan) -> String {
         .enumerate()
         .map(|(i, r)| role_nodes(i, r))
         .collect();
-    for (i, r) in p.roles.iter().enumerate() {
-        let _ = writeln!(o, "  subgraph cluster_r{i} {{");
-        let _ = writeln!(o, "    label={}; style=rounded;", dq(&r.label));
-        for (id, label, shape) in &nodes[i] {
-            let _ = writeln!(o, "    {id} [label={}, shape={shape}];", dq(label));
-        }
-        for w in nodes[i].windows(2) {
-            let _ = writeln!(o, "    {} -> {};", w[0].0, w[1].0);
-        }
-        let _ = writeln!(o, "  }}");
+    let first = first_nodes(&nodes);
+    for i in p.inside(None) {
+        dot_cluster(&mut o, &p, &nodes, i, 1);
     }
-    let has_pred: Vec<bool> = (0..p.roles.len())
-        .map(|i| p.edges.iter().any(|&(_, a)| a == i))
-        .collect();
     if let Some(last_once) = &prev {
-        for (i, n) in nodes.iter().enumerate() {
-            if !has_pred[i] {
-                let _ = writeln!(o, "  {last_once} -> {} [lhead=cluster_r{i}];", n[0].0);
-            }
+        for i in p.first_roles() {
+            let _ = writeln!(o, "  {last_once} -> {} [lhead=cluster_r{i}];", first[i]);
         }
     }
     for &(b, a) in &p.edges {
-        let (from, to) = (
-            &nodes[b].last().map(|n| n.0.clone()).unwrap_or_default(),
-            &nodes[a][0].0,
-        );
         let _ = writeln!(
             o,
-            "  {from} -> {to} [ltail=cluster_r{b}, lhead=cluster_r{a}, style=bold];"
+            "  {} -> {} [ltail=cluster_r{b}, lhead=cluster_r{a}, style=bold];",
+            first[b], first[a]
         );
     }
     let mut prev_final: Option<String> = None;
@@ -268,7 +350,7 @@ pub fn dot(plan: &Plan) -> String {
         let _ = writeln!(
             o,
             "  {id} [label={}, shape=ellipse, style=dashed];",
-            dq(&format!("finally: {name}\n(whatever happened)"))
+            dq(&format!("finally\n{name}\n(whatever happened)"))
         );
         match &prev_final {
             Some(pr) => {
@@ -276,8 +358,11 @@ pub fn dot(plan: &Plan) -> String {
             }
             None => {
                 for i in p.last_roles() {
-                    let from = nodes[i].last().map(|n| n.0.clone()).unwrap_or_default();
-                    let _ = writeln!(o, "  {from} -> {id} [ltail=cluster_r{i}, style=dashed];");
+                    let _ = writeln!(
+                        o,
+                        "  {} -> {id} [ltail=cluster_r{i}, style=dashed];",
+                        first[i]
+                    );
                 }
             }
         }
@@ -285,6 +370,40 @@ pub fn dot(plan: &Plan) -> String {
     }
     o.push_str("}\n");
     o
+}
+
+/// A role's box with its chain of nodes on one rank, and the boxes of the roles nested in it
+/// below the chain.
+fn dot_cluster(
+    o: &mut String,
+    p: &Picture,
+    nodes: &[Vec<(String, String, &str)>],
+    i: usize,
+    depth: usize,
+) {
+    let pad = "  ".repeat(depth);
+    let r = &p.roles[i];
+    let _ = writeln!(o, "{pad}subgraph cluster_r{i} {{");
+    let _ = writeln!(o, "{pad}  label={}; style=rounded;", dq(&r.label));
+    for (id, label, shape) in &nodes[i] {
+        let _ = writeln!(o, "{pad}  {id} [label={}, shape={shape}];", dq(label));
+    }
+    for w in nodes[i].windows(2) {
+        let _ = writeln!(o, "{pad}  {} -> {};", w[0].0, w[1].0);
+    }
+    if nodes[i].len() > 1 {
+        let ids: Vec<&str> = nodes[i].iter().map(|n| n.0.as_str()).collect();
+        let _ = writeln!(o, "{pad}  {{ rank=same; {}; }}", ids.join("; "));
+    }
+    for c in p.inside(Some(i)) {
+        dot_cluster(o, p, nodes, c, depth + 1);
+        let _ = writeln!(
+            o,
+            "{pad}  {} -> {} [style=invis];",
+            nodes[i][0].0, nodes[c][0].0
+        );
+    }
+    let _ = writeln!(o, "{pad}}}");
 }
 
 /// A Mermaid label: quoted, with the characters Mermaid treats specially as entities.
@@ -306,38 +425,21 @@ fn mq(s: &str) -> String {
 
 pub fn mermaid(plan: &Plan) -> String {
     let p = picture(plan);
-    let mut o = String::from("flowchart LR\n");
+    let mut o = String::from("flowchart TB\n");
     let mut prev: Option<String> = None;
     for (k, name) in p.onces.iter().enumerate() {
         let id = format!("once{k}");
-        let _ = writeln!(o, "  {id}([{}])", mq(&format!("once: {name}")));
+        let _ = writeln!(o, "  {id}([{}])", mq(&format!("once\n{name}")));
         if let Some(pr) = &prev {
             let _ = writeln!(o, "  {pr} --> {id}");
         }
         prev = Some(id);
     }
-    for (i, r) in p.roles.iter().enumerate() {
-        let nodes = role_nodes(i, r);
-        let _ = writeln!(o, "  subgraph r{i}[{}]", mq(&r.label));
-        for (id, label, shape) in &nodes {
-            let l = mq(label);
-            let _ = match *shape {
-                "diamond" => writeln!(o, "    {id}{{{l}}}"),
-                "hexagon" => writeln!(o, "    {id}{{{{{l}}}}}"),
-                "ellipse" => writeln!(o, "    {id}([{l}])"),
-                _ => writeln!(o, "    {id}[{l}]"),
-            };
-        }
-        for w in nodes.windows(2) {
-            let _ = writeln!(o, "    {} --> {}", w[0].0, w[1].0);
-        }
-        let _ = writeln!(o, "  end");
+    for i in p.inside(None) {
+        mermaid_subgraph(&mut o, &p, i, 1);
     }
-    let has_pred: Vec<bool> = (0..p.roles.len())
-        .map(|i| p.edges.iter().any(|&(_, a)| a == i))
-        .collect();
     if let Some(last_once) = &prev {
-        for (i, _) in p.roles.iter().enumerate().filter(|(i, _)| !has_pred[*i]) {
+        for i in p.first_roles() {
             let _ = writeln!(o, "  {last_once} --> r{i}");
         }
     }
@@ -350,7 +452,7 @@ pub fn mermaid(plan: &Plan) -> String {
         let _ = writeln!(
             o,
             "  {id}([{}])",
-            mq(&format!("finally: {name}\n(whatever happened)"))
+            mq(&format!("finally\n{name}\n(whatever happened)"))
         );
         match &prev_final {
             Some(pr) => {
@@ -365,6 +467,32 @@ pub fn mermaid(plan: &Plan) -> String {
         prev_final = Some(id);
     }
     o
+}
+
+/// A role's subgraph, its steps left to right, the subgraphs of the roles nested in it.
+fn mermaid_subgraph(o: &mut String, p: &Picture, i: usize, depth: usize) {
+    let pad = "  ".repeat(depth);
+    let r = &p.roles[i];
+    let nodes = role_nodes(i, r);
+    let _ = writeln!(o, "{pad}subgraph r{i}[{}]", mq(&r.label));
+    let _ = writeln!(o, "{pad}  direction LR");
+    for (id, label, shape) in &nodes {
+        let l = mq(label);
+        let _ = match *shape {
+            "octagon" => writeln!(o, "{pad}  {id}{{{{{l}}}}}"),
+            "hexagon" => writeln!(o, "{pad}  {id}[[{l}]]"),
+            "ellipse" => writeln!(o, "{pad}  {id}([{l}])"),
+            "note" => writeln!(o, "{pad}  {id}>{l}]"),
+            _ => writeln!(o, "{pad}  {id}[{l}]"),
+        };
+    }
+    for w in nodes.windows(2) {
+        let _ = writeln!(o, "{pad}  {} --> {}", w[0].0, w[1].0);
+    }
+    for c in p.inside(Some(i)) {
+        mermaid_subgraph(o, p, c, depth + 1);
+    }
+    let _ = writeln!(o, "{pad}end");
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod html;
 mod summary;
 mod text;
 
+pub use describe::role_spans;
 pub use graph::{dot, mermaid};
 pub use html::html;
 pub use summary::{count, summary};

@@ -2,7 +2,7 @@
 //! lines — hosts and tasks, each role with its host count, limit and failure budget, the
 //! fleet-wide rules, `--limit`, parameters, approvals to wait for, warnings' count.
 
-use super::describe::{dur, policy, role_extras, role_limit};
+use super::describe::{dur, policy, role_extras, role_limit, role_notes};
 use crate::compile::TaskKind;
 use crate::plan::Plan;
 use std::fmt::Write;
@@ -33,17 +33,23 @@ pub fn summary(plan: &Plan) -> String {
             .collect();
         let _ = writeln!(o, "  params     {}", ps.join(" "));
     }
-    let roles: Vec<_> = plan.roles.iter().filter(|r| r.hosts > 0).collect();
-    let width = roles.iter().map(|r| r.name.len()).max().unwrap_or(0);
-    let counts: Vec<String> = roles.iter().map(|r| count(r.hosts, "host")).collect();
+    let roles: Vec<_> = plan
+        .roles
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.hosts > 0)
+        .collect();
+    let width = roles.iter().map(|(_, r)| r.name.len()).max().unwrap_or(0);
+    let counts: Vec<String> = roles.iter().map(|(_, r)| count(r.hosts, "host")).collect();
     let cwidth = counts.iter().map(String::len).max().unwrap_or(0);
-    for (i, (r, n)) in roles.iter().zip(&counts).enumerate() {
+    for (k, ((i, r), n)) in roles.iter().zip(&counts).enumerate() {
         let mut parts = vec![role_limit(r)];
         parts.extend(role_extras(r));
+        parts.extend(role_notes(plan, *i));
         let _ = writeln!(
             o,
             "  {:10} {:width$}  {n:cwidth$}  {}",
-            if i == 0 { "roles" } else { "" },
+            if k == 0 { "roles" } else { "" },
             r.name,
             parts.join(", ")
         );

@@ -3,8 +3,8 @@
 //! one host per role.
 
 use super::describe::{
-    busy_hosts, dur, policy, role_extras, role_limit, sample_hosts, short_digest, step_options,
-    step_scope,
+    busy_hosts, dur, policy, role_extras, role_limit, role_notes, sample_hosts, short_digest,
+    step_options, step_scope,
 };
 use crate::compile::TaskKind;
 use crate::plan::Plan;
@@ -59,7 +59,8 @@ pub fn text(plan: &Plan) -> String {
     let width = plan.roles.iter().map(|r| r.name.len()).max().unwrap_or(4);
     for (i, r) in plan.roles.iter().enumerate() {
         let limit = role_limit(r);
-        let extra = role_extras(r);
+        let mut extra = role_extras(r);
+        extra.extend(role_notes(plan, i));
         let _ = writeln!(
             o,
             "  {:>2}. {:width$}  {:>5} host{}  {:18} {}",

@@ -95,7 +95,10 @@ fn libraries(lib_dirs: &[PathBuf]) -> Result<Vec<(String, String)>> {
 
 /// One library's definitions: its public functions, parsed by Rhai, with their `///` docs.
 fn library(name: &str, text: &str) -> Result<String> {
-    let engine = rhai::Engine::new_raw();
+    // The runbook engine's own depth limit: a library it runs must parse here too.
+    let depth = fleetbook_engine::script::Limits::default().max_expr_depth;
+    let mut engine = rhai::Engine::new_raw();
+    engine.set_max_expr_depths(depth, depth);
     let ast = engine
         .compile(text)
         .map_err(|e| Error::input(format!("library {name}: {e}")))?;

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod fuzzing;
 pub mod inventory;
 pub mod journal;
+pub mod libs;
 pub mod model;
 pub mod plan;
 pub mod predicate;

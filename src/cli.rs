@@ -58,6 +58,18 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
         "FLEETBOOK_LOG",
         "a tracing filter for the log on standard error (e.g. fleetbook_engine=debug); overrides -v",
     ),
+    (
+        "FLEETBOOK_PATH",
+        "more library directories for import, searched after --lib (':'-separated)",
+    ),
+    (
+        "FLEETBOOK_LIB_MIRROR",
+        "a plain-directory mirror of the libraries (NAME/VERSION/), as `fleetbook lib vendor` writes it; used offline, checked against fleetbook.lock",
+    ),
+    (
+        "XDG_CACHE_HOME",
+        "git libraries are cached in $XDG_CACHE_HOME/fleetbook/git (default ~/.cache/fleetbook/git)",
+    ),
     ("NO_COLOR", "when set and not empty, no colours unless --color says otherwise"),
     ("HOME", "where ~/.ssh/config and ~/.local/state are"),
 ];
@@ -67,6 +79,14 @@ pub const FILES: &[(&str, &str)] = &[
     (
         "fleetbook.toml",
         "the project file, in the current directory or the nearest one above: a project's defaults (fleetbook config shows them)",
+    ),
+    (
+        "fleetbook.lock",
+        "beside fleetbook.toml: the version, commit and sha256 of every file of every library the project uses (fleetbook lib fetch)",
+    ),
+    (
+        "fleetbook-lib.toml",
+        "a library's manifest: name, version, description, fleetbook version, uses, [dependencies]",
     ),
     (
         ".fleetbook/journal.sqlite",
@@ -367,6 +387,15 @@ pub enum Command {
         #[arg(short, long, value_name = "DIR")]
         output: Option<PathBuf>,
     },
+    /// Fetch, lock, list and vendor the libraries a project's runbooks import
+    /// (`[dependencies]` in fleetbook.toml; see docs/libraries.md).
+    #[command(
+        after_help = "Examples:\n  fleetbook lib fetch             # fetch git libraries, write fleetbook.lock\n  fleetbook lib fetch --update    # resolve again, ignoring the lock\n  fleetbook lib list              # the tree: versions, sources, what each may do\n  fleetbook lib vendor vendor     # copy every library for offline use\n  FLEETBOOK_LIB_MIRROR=vendor fleetbook plan upgrade.rhai -i hosts"
+    )]
+    Lib {
+        #[command(subcommand)]
+        command: LibCommand,
+    },
     /// Serve the Language Server Protocol on stdin/stdout, for editors: diagnostics as you
     /// type, hover docs, completion and go-to-definition for runbooks (see docs/editor.md).
     #[command(
@@ -376,6 +405,37 @@ pub enum Command {
         /// Accepted and ignored: stdio is the only transport (editors' clients pass it).
         #[arg(long)]
         stdio: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LibCommand {
+    /// Fetch every library of the dependency tree (git ones with the system git, into
+    /// $XDG_CACHE_HOME/fleetbook/git) and write fleetbook.lock: versions, commits and the
+    /// sha256 of every file.
+    #[command(
+        after_help = "Examples:\n  fleetbook lib fetch\n  fleetbook lib fetch --update   # a tag moved on purpose, or requirements changed"
+    )]
+    Fetch {
+        /// Resolve every library again without the current lock (accepts a moved tag).
+        #[arg(long)]
+        update: bool,
+    },
+    /// Show the dependency tree: each library's version, source, requirers and `uses`.
+    #[command(after_help = "Examples:\n  fleetbook lib list\n  fleetbook lib list --format json")]
+    List {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
+    /// Copy every library, as locked, to DIR/NAME/VERSION/ for offline use: set
+    /// FLEETBOOK_LIB_MIRROR=DIR (or `lib_mirror` in fleetbook.toml).
+    #[command(
+        after_help = "Examples:\n  fleetbook lib vendor vendor\n  FLEETBOOK_LIB_MIRROR=vendor fleetbook plan upgrade.rhai -i hosts"
+    )]
+    Vendor {
+        /// The directory to copy the libraries into (created if missing).
+        dir: PathBuf,
     },
 }
 

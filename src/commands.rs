@@ -4,6 +4,7 @@ use crate::cli::{Cli, Command, Format, ScriptArgs};
 use crate::drive::{self, Start};
 use crate::journal_cmds::{self, ResumeArgs};
 use crate::{adhoc, exit, inventory_cmd, project};
+use fleetbook_engine::libs::Libraries;
 use fleetbook_engine::{compile, plan, render, Error, Result};
 
 pub fn run(cli: Cli) -> Result<i32> {
@@ -12,12 +13,35 @@ pub fn run(cli: Cli) -> Result<i32> {
         std::env::current_dir().map_err(|e| Error::input(format!("the current directory: {e}")))?;
     let project = project::Project::find(&here)?;
     project::fill(&mut command, project.as_ref());
+    add_path_dirs(&mut command);
+    // Every command that plans imports from the project's dependencies, as locked.
+    let plans = matches!(
+        command,
+        Command::Check { .. }
+            | Command::Plan { .. }
+            | Command::Run { .. }
+            | Command::Apply { .. }
+            | Command::Resume { .. }
+            | Command::Rollback { .. }
+    );
+    let libs = if plans {
+        project::libraries(project.as_ref())?
+    } else {
+        Libraries::default()
+    };
     match command {
         Command::Check {
             runbook,
             inventory,
             script,
-        } => check(&runbook, inventory.as_deref(), &script),
+        } => check(
+            &runbook,
+            inventory.as_deref(),
+            &script,
+            &libs,
+            cli.verbose > 0,
+        ),
+        Command::Lib { command } => crate::lib_cmd::run(command, project.as_ref()),
         Command::Config { state, format } => {
             let text = project::show(
                 project.as_ref(),
@@ -39,7 +63,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             if let Some(out) = &output {
                 refuse_to_overwrite(out, &[("runbook", &runbook), ("inventory", inventory)])?;
             }
-            let planned = plan_of(&runbook, inventory, &script, limit.as_deref())?;
+            let planned = plan_of(&runbook, inventory, &script, limit.as_deref(), &libs)?;
             let p = &planned.plan;
             for w in &p.warnings {
                 eprintln!("warning: {w}");
@@ -76,7 +100,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             run,
         } => {
             let inventory = project::need_inventory(inventory.as_deref())?;
-            let planned = plan_of(&runbook, inventory, &script, limit.as_deref())?;
+            let planned = plan_of(&runbook, inventory, &script, limit.as_deref(), &libs)?;
             let journal = fleetbook_engine::store::open(&run.state.resolve())?;
             drive::drive(
                 planned,
@@ -93,7 +117,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             params,
             lib_dirs,
             run,
-        } => journal_cmds::apply(&plan, &params, &lib_dirs, &run),
+        } => journal_cmds::apply(&plan, &params, &lib_dirs, &libs, &run),
         Command::Resume {
             run_id,
             retry_unknown,
@@ -109,6 +133,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             replan,
             params: &params,
             lib_dirs: &lib_dirs,
+            libs: &libs,
             run: &run,
         }),
         Command::Rollback {
@@ -129,6 +154,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             limit: limit.as_deref(),
             params: &params,
             lib_dirs: &lib_dirs,
+            libs: &libs,
             run: &run,
         }),
         Command::Status {
@@ -205,6 +231,7 @@ fn plan_of(
     inventory: &std::path::Path,
     script: &ScriptArgs,
     limit: Option<&str>,
+    libs: &Libraries,
 ) -> Result<plan::Planned> {
     let params = script.param_map().map_err(Error::input)?;
     plan::plan(&plan::PlanRequest {
@@ -213,6 +240,7 @@ fn plan_of(
         params: &params,
         limit,
         lib_dirs: &script.lib_dirs,
+        libs,
         vault: Some(&crate::inventory_cmd::vault_keys(&script.vault)?),
     })
 }
@@ -221,9 +249,14 @@ fn check(
     runbook: &std::path::Path,
     inventory: Option<&std::path::Path>,
     args: &ScriptArgs,
+    libs: &Libraries,
+    verbose: bool,
 ) -> Result<i32> {
     let params = args.param_map().map_err(Error::input)?;
-    let (script, _) = plan::load_script(runbook, &params, &args.lib_dirs)?;
+    let (script, _) = plan::load_script(runbook, &params, &args.lib_dirs, libs)?;
+    if verbose {
+        exit::print(&imports_of(&script))?;
+    }
     let mut warnings = compile::validate(&script)?;
     if let Some(path) = inventory {
         let inv = fleetbook_engine::inventory::Inventory::load(path)?;
@@ -249,6 +282,37 @@ fn check(
         }
     ))?;
     Ok(exit::OK)
+}
+
+/// `fleetbook check -v`: which file each import bound to, and from which library.
+fn imports_of(script: &fleetbook_engine::script::Script) -> String {
+    let used = script.used.lock().unwrap_or_else(|e| e.into_inner());
+    used.imports
+        .iter()
+        .map(|i| {
+            format!(
+                "import {:?} in {}: {} (library {})\n",
+                i.path, i.importer, i.file, i.library
+            )
+        })
+        .collect()
+}
+
+/// `$FLEETBOOK_PATH` after the `--lib` directories (and the project's `lib`).
+fn add_path_dirs(command: &mut Command) {
+    let extra = project::path_dirs();
+    if extra.is_empty() {
+        return;
+    }
+    match command {
+        Command::Check { script, .. }
+        | Command::Plan { script, .. }
+        | Command::Run { script, .. } => script.lib_dirs.extend(extra),
+        Command::Apply { lib_dirs, .. }
+        | Command::Resume { lib_dirs, .. }
+        | Command::Rollback { lib_dirs, .. } => lib_dirs.extend(extra),
+        _ => {}
+    }
 }
 
 fn write_output(path: Option<&std::path::Path>, text: &str) -> Result<()> {

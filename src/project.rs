@@ -7,6 +7,7 @@
 //! `~/.local/state/fleetbook`). So `status`, `runs`, `abort` and `approve` find a run from
 //! any terminal of the same user, or anywhere inside the project.
 
+use fleetbook_engine::libs::{self, DepSpec, Libraries};
 use fleetbook_engine::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,12 @@ pub struct Settings {
     /// ignores it; `--param` wins).
     #[serde(default)]
     pub params: BTreeMap<String, toml::Value>,
+    /// A plain-directory mirror of the libraries (`fleetbook lib vendor`'s output);
+    /// `$FLEETBOOK_LIB_MIRROR` wins over it.
+    pub lib_mirror: Option<PathBuf>,
+    /// The libraries the project's runbooks import, as Cargo.toml declares crates.
+    #[serde(default)]
+    pub dependencies: BTreeMap<String, DepSpec>,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +108,42 @@ impl Project {
         )
     }
 
+    /// The library mirror in force: `$FLEETBOOK_LIB_MIRROR`, else `lib_mirror`.
+    pub fn mirror(&self) -> Option<PathBuf> {
+        std::env::var_os("FLEETBOOK_LIB_MIRROR")
+            .filter(|m| !m.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| self.settings.lib_mirror.as_deref().map(|m| self.path(m)))
+    }
+
+    /// The project's dependency tree (`fetch`: fetched and locked anew; else checked
+    /// against fleetbook.lock, offline).
+    pub fn resolve(&self, mode: libs::Mode) -> Result<libs::Resolved> {
+        let deps: Vec<(String, DepSpec)> = self
+            .settings
+            .dependencies
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (name, _) in &deps {
+            if !libs::manifest::valid_name(name) {
+                return Err(Error::input(format!(
+                    "{}: dependency name {name:?} must be letters, digits, '-' and '_'",
+                    self.file.display()
+                )));
+            }
+        }
+        let mirror = self.mirror();
+        libs::resolve(
+            &libs::ProjectDeps {
+                dir: self.dir(),
+                deps: &deps,
+                mirror: mirror.as_deref(),
+            },
+            mode,
+        )
+    }
+
     /// The parameter defaults as strings, as `--param` would give them.
     pub fn params(&self) -> BTreeMap<String, String> {
         self.settings
@@ -115,6 +158,28 @@ impl Project {
             })
             .collect()
     }
+}
+
+/// The libraries a command that plans may import: the project's dependencies, checked
+/// against its lock (none outside a project, or without `[dependencies]`).
+pub fn libraries(project: Option<&Project>) -> Result<Libraries> {
+    match project {
+        Some(p) if !p.settings.dependencies.is_empty() => {
+            Ok(p.resolve(libs::Mode::Verify)?.libraries)
+        }
+        _ => Ok(Libraries::default()),
+    }
+}
+
+/// `$FLEETBOOK_PATH`: more library directories, searched after `--lib` (':'-separated).
+pub fn path_dirs() -> Vec<PathBuf> {
+    std::env::var_os("FLEETBOOK_PATH")
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Why a project file must not be trusted: another user owns it or its directory, or
@@ -303,7 +368,11 @@ pub fn fill(command: &mut crate::cli::Command, project: Option<&Project>) {
             }
             ssh.fill(p);
         }
-        C::Completions { .. } | C::Man { .. } | C::Inventory { .. } | C::Lsp { .. } => {}
+        C::Completions { .. }
+        | C::Man { .. }
+        | C::Inventory { .. }
+        | C::Lsp { .. }
+        | C::Lib { .. } => {}
     }
 }
 

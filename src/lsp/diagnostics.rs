@@ -24,6 +24,7 @@ pub fn check(uri: &Uri, path: &Path, doc: &str, settings: &Settings) -> Vec<Diag
         text: doc,
         dir: path.parent(),
         lib_dirs: &settings.lib_dirs,
+        libs: &settings.libs,
         params: &settings.params,
         limits: Limits::default(),
     });

@@ -43,6 +43,9 @@ pub struct Document {
 #[derive(Default)]
 pub struct Settings {
     lib_dirs: Vec<PathBuf>,
+    /// The project's dependencies as locked (none when the lock does not match: the
+    /// diagnostics then say which import fails).
+    libs: fleetbook_engine::libs::Libraries,
     params: BTreeMap<String, String>,
     inventory: Option<PathBuf>,
 }
@@ -55,6 +58,7 @@ impl Settings {
         };
         Settings {
             lib_dirs: p.settings.lib.iter().map(|l| p.path(l)).collect(),
+            libs: crate::project::libraries(Some(&p)).unwrap_or_default(),
             // Soft, as for `check`: a runbook that does not declare one ignores it.
             params: p
                 .params()

@@ -13,6 +13,7 @@ pub mod confine;
 pub mod git;
 pub mod lock;
 pub mod manifest;
+pub mod resolver;
 pub mod tree;
 
 pub use manifest::{DepSpec, Manifest};

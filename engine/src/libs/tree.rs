@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 pub struct ProjectDeps<'a> {
     /// The directory of `fleetbook.toml` (paths are relative to it; the lock is beside it).
     pub dir: &'a Path,
-    pub deps: &'a IndexMap<String, DepSpec>,
+    pub deps: &'a [(String, DepSpec)],
     /// A plain-directory mirror (`FLEETBOOK_LIB_MIRROR`, `lib lib vendor`'s output):
     /// `MIRROR/NAME/VERSION/` holds a library's files; used before any other source.
     pub mirror: Option<&'a Path>,
@@ -95,7 +95,7 @@ pub fn resolve(p: &ProjectDeps, mode: Mode) -> Result<Resolved> {
     let mut out = Resolved {
         libraries: Libraries {
             all: Vec::new(),
-            direct: p.deps.keys().cloned().collect(),
+            direct: p.deps.iter().map(|(n, _)| n.clone()).collect(),
         },
         lock: Lock {
             version: LOCK_VERSION,

@@ -312,43 +312,32 @@ impl Resolver {
                 });
             }
         }
-        // Then every library the importer sees: exactly one may have it.
-        let mut hits = Vec::new();
-        for i in self.visible(importer) {
-            if Origin::Lib(i) == importer {
-                continue;
-            }
-            if let Some(dir) = &self.libs[i].dir {
-                if let Some(real) = self.in_dir(dir, &file, path, pos)? {
-                    hits.push((i, real));
+        // Then the `--lib` directories, then the dependencies: the first level that has the
+        // module wins, and within a level exactly one library may have it.
+        let visible = self.visible(importer);
+        let (dirs, deps): (Vec<usize>, Vec<usize>) = visible
+            .into_iter()
+            .filter(|&i| Origin::Lib(i) != importer)
+            .partition(|&i| i < self.lib_dirs);
+        for level in [dirs, deps] {
+            let mut hits = Vec::new();
+            for i in level {
+                if let Some(dir) = &self.libs[i].dir {
+                    if let Some(real) = self.in_dir(dir, &file, path, pos)? {
+                        hits.push((i, real));
+                    }
                 }
             }
-        }
-        if hits.len() > 1 {
-            let named: Vec<String> = hits
-                .iter()
-                .map(|(i, f)| format!("{} ({})", self.libs[*i].label(), f.display()))
-                .collect();
-            let qualified: Vec<String> = hits
-                .iter()
-                .map(|(i, _)| format!("import \"{}/{path}\"", self.libs[*i].name))
-                .collect();
-            return Err(module_error(
-                path,
-                pos,
-                format!(
-                    "module {path:?} is in two libraries: {}; say which: {}",
-                    named.join(" and "),
-                    qualified.join(" or ")
-                ),
-            ));
-        }
-        if let Some((i, real)) = hits.pop() {
-            return Ok(Found {
-                origin: Origin::Lib(i),
-                file: Some(real),
-                rel: rel_of(&file),
-            });
+            if hits.len() > 1 {
+                return Err(self.clash(path, pos, &hits));
+            }
+            if let Some((i, real)) = hits.pop() {
+                return Ok(Found {
+                    origin: Origin::Lib(i),
+                    file: Some(real),
+                    rel: rel_of(&file),
+                });
+            }
         }
         let stem = path.strip_suffix(".rhai").unwrap_or(path);
         if LIBRARIES.iter().any(|(n, _)| *n == stem) {
@@ -359,6 +348,26 @@ impl Resolver {
             });
         }
         Err(self.not_found(path, pos))
+    }
+
+    fn clash(&self, path: &str, pos: Position, hits: &[(usize, PathBuf)]) -> Box<EvalAltResult> {
+        let named: Vec<String> = hits
+            .iter()
+            .map(|(i, f)| format!("{} ({})", self.libs[*i].label(), f.display()))
+            .collect();
+        let qualified: Vec<String> = hits
+            .iter()
+            .map(|(i, _)| format!("import \"{}/{path}\"", self.libs[*i].name))
+            .collect();
+        module_error(
+            path,
+            pos,
+            format!(
+                "module {path:?} is in two libraries: {}; say which: {}",
+                named.join(" and "),
+                qualified.join(" or ")
+            ),
+        )
     }
 
     fn not_found(&self, path: &str, pos: Position) -> Box<EvalAltResult> {

@@ -615,15 +615,33 @@ mod tests {
         Some(&text[start..end])
     }
 
+    /// Every command that runs something, by its name after `fleetbook`: the subcommands,
+    /// and for a group such as `lib`, each of its own (`lib fetch`).
+    fn commands(cmd: &clap::Command) -> Vec<(String, &clap::Command)> {
+        let mut out = Vec::new();
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let nested: Vec<&clap::Command> = sub
+                .get_subcommands()
+                .filter(|s| s.get_name() != "help")
+                .collect();
+            if nested.is_empty() {
+                out.push((sub.get_name().to_string(), sub));
+            }
+            for n in nested {
+                out.push((format!("{} {}", sub.get_name(), n.get_name()), n));
+            }
+        }
+        out
+    }
+
     /// docs/cli.md's "Commands and options" made from the command tree, for
     /// `FLEETBOOK_BLESS=1` to write when options were added.
     fn reference(cmd: &clap::Command) -> String {
         let mut out = String::new();
-        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        for (name, sub) in commands(cmd) {
             let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
             out.push_str(&format!(
-                "### `fleetbook {}`\n\n{about}\n\n| option | meaning |\n| --- | --- |\n",
-                sub.get_name()
+                "### `fleetbook {name}`\n\n{about}\n\n| option | meaning |\n| --- | --- |\n"
             ));
             for a in sub.get_arguments() {
                 if a.is_global_set() || a.is_hide_set() || a.get_id() == "help" {
@@ -683,8 +701,8 @@ mod tests {
         let mut cmd = super::command();
         cmd.build();
         let mut checked = 0;
-        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
-            let name = sub.get_name();
+        for (name, sub) in commands(&cmd) {
+            let name = name.as_str();
             let sec = section(&text, name).unwrap_or_else(|| {
                 panic!("docs/cli.md has no section \"### `fleetbook {name}`\" in \"Commands and options\"")
             });

@@ -438,6 +438,23 @@ pub fn show(project: Option<&Project>, state_flag: Option<&Path>, json: bool) ->
     if !libs.is_empty() {
         rows.push(("lib", Some(libs.join(", ")), Source::ProjectFile));
     }
+    if let Some(m) = project.and_then(Project::mirror) {
+        let from_env = std::env::var_os("FLEETBOOK_LIB_MIRROR").is_some_and(|e| !e.is_empty());
+        let source = if from_env {
+            Source::Environment
+        } else {
+            Source::ProjectFile
+        };
+        rows.push(("lib_mirror", Some(m.display().to_string()), source));
+    }
+    if !s.dependencies.is_empty() {
+        let deps: Vec<String> = s
+            .dependencies
+            .iter()
+            .map(|(name, spec)| format!("{name} {}", spec.describe()))
+            .collect();
+        rows.push(("dependencies", Some(deps.join(", ")), Source::ProjectFile));
+    }
     // Named like a credential: shown as such, never its value.
     let params: BTreeMap<String, String> = project
         .map(Project::params)

@@ -669,6 +669,28 @@ fn a_library_calling_a_namespace_it_did_not_declare_is_refused_at_plan_time() {
         "{}",
         out.stderr
     );
+    // A `--lib` directory that is a library is confined the same way.
+    let extra = t.path().join("extra");
+    library(
+        &extra,
+        "extra",
+        "0.1.0",
+        "",
+        "",
+        &[("x.rhai", "fn work(h) { pkg::upgrade(h, [\"nginx\"]) }\n")],
+    );
+    write(
+        &p.join("up.rhai"),
+        "import \"x\" as x;\nlet rb = runbook(\"up\");\nrb.step(\"s\", |h| x::work(h));\nrb\n",
+    );
+    let out = fleetbook(&["plan", "up.rhai", "--lib", extra.to_str().unwrap()])
+        .in_dir(&p)
+        .code(2);
+    assert!(
+        has(&out.stderr, "library extra 0.1.0 calls pkg::upgrade, of namespace \"pkg\", but declares no host operations (uses = [])"),
+        "{}",
+        out.stderr
+    );
     // The runbook itself is not confined.
     write(
         &p.join("up.rhai"),

@@ -589,3 +589,63 @@ fn assemble(
         warnings: warnings.iter().map(|w| secrets.redacted(w)).collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lib(name: &str, version: Option<&str>, files: &[(&str, &str)]) -> LibraryInfo {
+        LibraryInfo {
+            name: name.into(),
+            version: version.map(Into::into),
+            source: "path ../x".into(),
+            uses: None,
+            digest: String::new(),
+            files: files
+                .iter()
+                .map(|(p, d)| LibraryFile {
+                    path: p.to_string(),
+                    sha256: d.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_changed_added_or_removed_library_file_is_named() {
+        let saved = [lib(
+            "acme",
+            Some("1.2.0"),
+            &[("a.rhai", "1"), ("b.rhai", "2")],
+        )];
+        assert_eq!(library_changes(&saved, &saved), None);
+        let changed = [lib(
+            "acme",
+            Some("1.2.0"),
+            &[("a.rhai", "1"), ("b.rhai", "3")],
+        )];
+        assert_eq!(
+            library_changes(&saved, &changed).unwrap(),
+            "the library file b.rhai of library acme 1.2.0 changed since the plan was made"
+        );
+        let bumped = [lib(
+            "acme",
+            Some("1.3.0"),
+            &[("a.rhai", "1"), ("b.rhai", "2")],
+        )];
+        assert!(library_changes(&saved, &bumped)
+            .unwrap()
+            .contains("now version 1.3.0"));
+        let fewer = [lib("acme", Some("1.2.0"), &[("a.rhai", "1")])];
+        assert!(library_changes(&saved, &fewer)
+            .unwrap()
+            .contains("b.rhai of library acme 1.2.0 is no longer used"));
+        let more = [
+            saved[0].clone(),
+            lib("local", None, &[("helpers.rhai", "9")]),
+        ];
+        assert!(library_changes(&saved, &more)
+            .unwrap()
+            .contains("also uses helpers.rhai of library local"));
+    }
+}

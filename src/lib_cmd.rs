@@ -97,12 +97,18 @@ fn list(project: &Project, format: ReportFormat) -> Result<i32> {
         } else {
             format!("uses {}", e.uses.join(", "))
         };
+        let about = if l.description.is_empty() {
+            String::new()
+        } else {
+            format!(" — {}", l.description)
+        };
         out.push_str(&format!(
-            "{}{} ({}) {uses}; {}\n",
+            "{}{} ({}) {uses}; {}; required by {}{about}\n",
             "    ".repeat(*depth),
             l.label(),
             l.source,
-            fleetbook_engine::render::count(e.files.len(), "file")
+            fleetbook_engine::render::count(e.files.len(), "file"),
+            e.required_by.join(", ")
         ));
     }
     exit::print(&out)?;

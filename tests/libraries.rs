@@ -507,7 +507,36 @@ fn a_git_library_is_fetched_at_its_tag_and_a_moved_tag_is_refused() {
         .env("XDG_CACHE_HOME", cache)
         .code(2);
     assert!(has(&out.stderr, "moved"), "{}", out.stderr);
-    // Accepted only when asked.
+    // A commit instead of a tag: pinned by nature.
+    let short = &commit[..10];
+    write(
+        &p.join("fleetbook.toml"),
+        &format!("inventory = \"hosts\"\n[dependencies]\nacme = {{ git = \"{url}\", rev = \"{short}\", version = \"^1.2\" }}\n"),
+    );
+    fleetbook(&["lib", "fetch"])
+        .in_dir(&p)
+        .env("XDG_CACHE_HOME", cache)
+        .code(0);
+    let lock = std::fs::read_to_string(p.join("fleetbook.lock")).unwrap();
+    assert!(
+        lock.contains(&format!("rev = \"{short}\""))
+            && lock.contains(&format!("commit = \"{commit}\"")),
+        "{lock}"
+    );
+    let out = fleetbook(&["plan", "up.rhai"])
+        .in_dir(&p)
+        .env("XDG_CACHE_HOME", cache)
+        .code(0);
+    assert!(
+        out.stdout.contains("systemctl restart -- nginx"),
+        "{}",
+        out.stdout
+    );
+    write(
+        &p.join("fleetbook.toml"),
+        &format!("inventory = \"hosts\"\n[dependencies]\nacme = {{ git = \"{url}\", tag = \"v1.2.0\", version = \"^1.2\" }}\n"),
+    );
+    // Back to the tag, which moved: accepted only when asked.
     fleetbook(&["lib", "fetch", "--update"])
         .in_dir(&p)
         .env("XDG_CACHE_HOME", cache)

@@ -513,6 +513,14 @@ impl Resolver {
             f.rel.clone()
         };
         let mut used = lock(&self.used);
+        // An import inside a function runs at each call: record it once.
+        if used
+            .imports
+            .iter()
+            .any(|i| i.importer == importer && i.path == path)
+        {
+            return;
+        }
         used.imports.push(ImportRecord {
             importer: importer.to_string(),
             path: path.to_string(),

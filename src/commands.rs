@@ -254,8 +254,9 @@ fn check(
 ) -> Result<i32> {
     let params = args.param_map().map_err(Error::input)?;
     let (script, _) = plan::load_script(runbook, &params, &args.lib_dirs, libs)?;
+    // Human output: on standard error, with the log that -v also turns up.
     if verbose {
-        exit::print(&imports_of(&script))?;
+        eprint!("{}", imports_of(&script));
     }
     let mut warnings = compile::validate(&script)?;
     if let Some(path) = inventory {

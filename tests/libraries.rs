@@ -145,18 +145,18 @@ fn imports_resolve_in_the_documented_order_and_check_v_names_each_file() {
         out.stdout
     );
     assert!(
-        out.stdout.contains(&format!(
+        out.stderr.contains(&format!(
             "import \"who\" in up.rhai: {}",
             p.join("who.rhai").canonicalize().unwrap().display()
         )),
         "{}",
-        out.stdout
+        out.stderr
     );
     assert!(
-        out.stdout
+        out.stderr
             .contains("import \"rolling\" in up.rhai: <built in>/rolling.rhai (library std)"),
         "{}",
-        out.stdout
+        out.stderr
     );
     // Then --lib (and FLEETBOOK_PATH, the same) ...
     std::fs::remove_file(p.join("who.rhai")).unwrap();
@@ -185,9 +185,9 @@ fn imports_resolve_in_the_documented_order_and_check_v_names_each_file() {
         out.stdout
     );
     assert!(
-        out.stdout.contains("(library acme 1.2.0)"),
+        out.stderr.contains("(library acme 1.2.0)"),
         "{}",
-        out.stdout
+        out.stderr
     );
     // A qualified import names its library, whatever else has the module.
     write(&p.join("who.rhai"), &who("runbook-dir"));

@@ -24,8 +24,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             | Command::Resume { .. }
             | Command::Rollback { .. }
     );
+    // A plan that may run asks the repositories whether a locked tag moved; `check` does not.
+    let check_tags = plans && !matches!(command, Command::Check { .. });
     let libs = if plans {
-        project::libraries(project.as_ref())?
+        project::libraries_checked(project.as_ref(), check_tags)?
     } else {
         Libraries::default()
     };

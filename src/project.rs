@@ -119,6 +119,11 @@ impl Project {
     /// The project's dependency tree (`fetch`: fetched and locked anew; else checked
     /// against fleetbook.lock, offline).
     pub fn resolve(&self, mode: libs::Mode) -> Result<libs::Resolved> {
+        self.resolve_with(mode, false)
+    }
+
+    /// [`resolve`](Self::resolve), also asking git repositories whether a locked tag moved.
+    pub fn resolve_with(&self, mode: libs::Mode, check_tags: bool) -> Result<libs::Resolved> {
         let deps: Vec<(String, DepSpec)> = self
             .settings
             .dependencies
@@ -139,6 +144,7 @@ impl Project {
                 dir: self.dir(),
                 deps: &deps,
                 mirror: mirror.as_deref(),
+                check_tags,
             },
             mode,
         )
@@ -161,14 +167,20 @@ impl Project {
 }
 
 /// The libraries a command that plans may import: the project's dependencies, checked
-/// against its lock (none outside a project, or without `[dependencies]`).
-pub fn libraries(project: Option<&Project>) -> Result<Libraries> {
+/// against its lock (none outside a project, or without `[dependencies]`). With
+/// `check_tags`, git repositories that answer are asked whether a locked tag moved.
+pub fn libraries_checked(project: Option<&Project>, check_tags: bool) -> Result<Libraries> {
     match project {
         Some(p) if !p.settings.dependencies.is_empty() => {
-            Ok(p.resolve(libs::Mode::Verify)?.libraries)
+            Ok(p.resolve_with(libs::Mode::Verify, check_tags)?.libraries)
         }
         _ => Ok(Libraries::default()),
     }
+}
+
+/// [`libraries_checked`] from the lock and the cache only (check, the editor).
+pub fn libraries(project: Option<&Project>) -> Result<Libraries> {
+    libraries_checked(project, false)
 }
 
 /// `$FLEETBOOK_PATH`: more library directories, searched after `--lib` (':'-separated).

@@ -496,6 +496,23 @@ fn a_git_library_is_fetched_at_its_tag_and_a_moved_tag_is_refused() {
         &["push", "-q", "--force", "../acme.git", "refs/tags/v1.2.0"],
     );
     let moved = git(&src, &["rev-parse", "HEAD"]);
+    // Plan asks the repository (check does not: it works from the lock and the cache).
+    let out = fleetbook(&["plan", "up.rhai"])
+        .in_dir(&p)
+        .env("XDG_CACHE_HOME", cache)
+        .code(2);
+    assert!(
+        has(
+            &out.stderr,
+            &format!("tag v1.2.0 of library acme ({url}) moved")
+        ),
+        "{}",
+        out.stderr
+    );
+    fleetbook(&["check", "up.rhai"])
+        .in_dir(&p)
+        .env("XDG_CACHE_HOME", cache)
+        .code(0);
     let out = fleetbook(&["lib", "fetch"])
         .in_dir(&p)
         .env("XDG_CACHE_HOME", cache)

@@ -120,6 +120,29 @@ pub fn commit_of(url: &str, at: &GitRef) -> Result<Option<String>> {
     }
 }
 
+/// The commit a tag names in the repository at `url` now (`git ls-remote`, no fetch); None
+/// when it has no such tag.
+pub fn remote_tag(url: &str, tag: &str) -> Result<Option<String>> {
+    let plain = format!("refs/tags/{tag}");
+    let peeled = format!("{plain}^{{}}");
+    let out = git(&["ls-remote", "--tags", "--", url, &plain, &peeled], None)?;
+    let mut found = None;
+    for line in out.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(sha), Some(name)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        // An annotated tag's peeled line names the commit; a lightweight tag's plain one.
+        if name == peeled {
+            return Ok(Some(sha.to_string()));
+        }
+        if name == plain {
+            found = Some(sha.to_string());
+        }
+    }
+    Ok(found)
+}
+
 /// Makes the checkout of `commit` (once; a checkout is never changed afterwards).
 pub fn checkout(name: &str, url: &str, commit: &str) -> Result<PathBuf> {
     let dir = checkout_dir(name, commit);

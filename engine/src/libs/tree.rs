@@ -18,6 +18,9 @@ pub struct ProjectDeps<'a> {
     /// A plain-directory mirror (`FLEETBOOK_LIB_MIRROR`, `lib lib vendor`'s output):
     /// `MIRROR/NAME/VERSION/` holds a library's files; used before any other source.
     pub mirror: Option<&'a Path>,
+    /// Also ask each git repository (when it answers) whether a locked tag still names the
+    /// locked commit: for the commands that make a plan to run, not for `check` or editors.
+    pub check_tags: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,7 +282,7 @@ fn locate(
             })?;
             Ok((real, None))
         }
-        Source::Git { url, at } => locate_git(w, url, at, locked, mode),
+        Source::Git { url, at } => locate_git(w, url, at, locked, mode, p.check_tags),
     }
 }
 
@@ -289,6 +292,7 @@ fn locate_git(
     at: &GitRef,
     locked: Option<&Entry>,
     mode: Mode,
+    check_tags: bool,
 ) -> Result<(PathBuf, Option<String>)> {
     let same_ref = locked.filter(|e| {
         e.source == format!("git+{url}")
@@ -309,7 +313,18 @@ fn locate_git(
     if let Mode::Fetch { .. } = mode {
         git::update(url)?;
     }
-    let now = git::commit_of(url, at)?;
+    let mut now = git::commit_of(url, at)?;
+    if let (Mode::Verify, true, GitRef::Tag(t), Some(_)) = (mode, check_tags, at, &locked_commit) {
+        match git::remote_tag(url, t) {
+            Ok(Some(c)) => now = Some(c),
+            Ok(None) => {}
+            // Offline is fine: the lock and the cache say what to run.
+            Err(e) => tracing::warn!(
+                "library {}: cannot check tag {t} at {url} ({e}); using the locked commit",
+                w.name
+            ),
+        }
+    }
     // A tag is a name that can be moved; the lock pins the commit it named.
     if let (Some(locked), Some(now), GitRef::Tag(t)) = (&locked_commit, &now, at) {
         if locked != now {

@@ -804,3 +804,44 @@ fn a_dependency_is_imported_by_a_literal_path_only() {
         out.stderr
     );
 }
+
+// A module beside the runbook was not part of a saved plan's digests: editing it went
+// unnoticed by `apply` as long as the commands stayed the same.
+#[test]
+fn apply_refuses_a_plan_whose_local_module_changed() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    write(&d.join("hosts"), "[web]\nweb1 ansible_connection=local\n");
+    write(&d.join("helpers.rhai"), "fn cmd() { \"true\" }\n");
+    write(
+        &d.join("up.rhai"),
+        "import \"helpers\" as x;\nlet rb = runbook(\"up\");\nrb.step(\"s\", |h| h.run(x::cmd()));\nrb\n",
+    );
+    fleetbook(&[
+        "plan",
+        "up.rhai",
+        "-i",
+        "hosts",
+        "--format",
+        "json",
+        "-o",
+        "plan.json",
+    ])
+    .in_dir(d)
+    .code(0);
+    write(
+        &d.join("helpers.rhai"),
+        "// same command\nfn cmd() { \"true\" }\n",
+    );
+    let out = fleetbook(&["apply", "plan.json", "--yes"])
+        .in_dir(d)
+        .code(2);
+    assert!(
+        has(
+            &out.stderr,
+            "the library file helpers.rhai of library local changed since the plan was made"
+        ),
+        "{}",
+        out.stderr
+    );
+}

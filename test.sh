@@ -33,7 +33,12 @@ want dot graphviz                   # the docs pipe a plan to Graphviz
 want pgrep procps                   # tests look for leftover processes,
 want script bsdutils                # run a terminal
 want setpriv util-linux             # and drop root
-want git git                        # library tests fetch from local bare repositories
+want git git                        # libraries are fetched from git repositories the tests make
+want etcd etcd-server               # the shared-state tests start their own etcd members
+want protoc protobuf-compiler       # etcd-client's build generates its gRPC code
+want chromium chromium              # the web views are tested in headless Chromium,
+want chromedriver chromium-driver   # driven over WebDriver
+want tmux tmux                      # the terminal view is tested at fixed widths
 want python3 python3                # the inventory conformance test makes a venv with
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)   # ansible-core
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u | sed '/^$/d')

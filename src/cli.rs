@@ -131,7 +131,7 @@ pub fn command() -> clap::Command {
 pub enum Command {
     /// Compile and validate a runbook (syntax, role order, parameters) without an inventory.
     #[command(
-        after_help = "Examples:\n  fleetbook check runbooks/swh-debian-upgrade.rhai\n  fleetbook check upgrade.rhai --param version=2.0\n  fleetbook check runbooks/swh-debian-upgrade.rhai -i examples/inventories/swh.ini   # roles too"
+        after_help = "Examples:\n  fleetbook check runbooks/swh-debian-upgrade.rhai\n  fleetbook check upgrade.rhai --param version=2.0\n  fleetbook check runbooks/swh-debian-upgrade.rhai -i examples/inventories/swh.ini   # roles too\n  fleetbook check upgrade.rhai --format json   # diagnostics with file, range, severity, code"
     )]
     Check {
         /// The runbook script (.rhai).
@@ -142,6 +142,10 @@ pub enum Command {
         inventory: Option<PathBuf>,
         #[command(flatten)]
         script: ScriptArgs,
+        /// Output format: json prints {"diagnostics": [...]} on stdout (file, range, severity,
+        /// code, message), errors and warnings alike; the exit status is the same as text's.
+        #[arg(short, long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
     },
     /// Show what a runbook would do on an inventory: roles, limits, schedule, commands.
     #[command(
@@ -405,6 +409,20 @@ pub enum Command {
         /// Accepted and ignored: stdio is the only transport (editors' clients pass it).
         #[arg(long)]
         stdio: bool,
+    },
+    /// Write Rhai definition files (.d.rhai) for every function a runbook can call and every
+    /// script library's exported functions, for Rhai-aware editors (see docs/editor.md).
+    #[command(
+        after_help = "Examples:\n  fleetbook definitions -o .rhai/definitions\n  fleetbook definitions -o defs --lib libs   # also the modules in libs/"
+    )]
+    Definitions {
+        /// The directory to write into (created if missing; files of the same name are replaced).
+        #[arg(short, long, value_name = "DIR")]
+        output: PathBuf,
+        /// Another directory of library modules to describe (repeatable); fleetbook.toml's
+        /// `lib` directories are added.
+        #[arg(long = "lib", value_name = "DIR")]
+        lib_dirs: Vec<PathBuf>,
     },
 }
 

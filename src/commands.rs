@@ -5,7 +5,7 @@ use crate::drive::{self, Start};
 use crate::journal_cmds::{self, ResumeArgs};
 use crate::{adhoc, exit, inventory_cmd, project};
 use fleetbook_engine::libs::Libraries;
-use fleetbook_engine::{compile, plan, render, Error, Result};
+use fleetbook_engine::{plan, render, Error, Result};
 
 pub fn run(cli: Cli) -> Result<i32> {
     let mut command = cli.command;
@@ -36,10 +36,12 @@ pub fn run(cli: Cli) -> Result<i32> {
             runbook,
             inventory,
             script,
-        } => check(
+            format,
+        } => crate::check::command(
             &runbook,
             inventory.as_deref(),
             &script,
+            format,
             &libs,
             cli.verbose > 0,
         ),
@@ -189,6 +191,15 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => journal_cmds::approve(&run_id, gate.as_deref(), &state),
         Command::Unlock { state, yes } => journal_cmds::unlock(&state, yes),
         Command::Lsp { .. } => crate::lsp::serve(),
+        Command::Definitions { output, lib_dirs } => {
+            let written = crate::definitions::write(&output, &lib_dirs)?;
+            eprintln!(
+                "{} definition files written to {}",
+                written.len(),
+                output.display()
+            );
+            Ok(exit::OK)
+        }
         Command::Completions { shell } => {
             write_output(None, &crate::complete::registration(shell)?)?;
             Ok(exit::OK)
@@ -245,60 +256,6 @@ fn plan_of(
         libs,
         vault: Some(&crate::inventory_cmd::vault_keys(&script.vault)?),
     })
-}
-
-fn check(
-    runbook: &std::path::Path,
-    inventory: Option<&std::path::Path>,
-    args: &ScriptArgs,
-    libs: &Libraries,
-    verbose: bool,
-) -> Result<i32> {
-    let params = args.param_map().map_err(Error::input)?;
-    let (script, _) = plan::load_script(runbook, &params, &args.lib_dirs, libs)?;
-    // Human output: on standard error, with the log that -v also turns up.
-    if verbose {
-        eprint!("{}", imports_of(&script));
-    }
-    let mut warnings = compile::validate(&script)?;
-    if let Some(path) = inventory {
-        let inv = fleetbook_engine::inventory::Inventory::load(path)?;
-        warnings.extend(compile::compile(&script, &inv, None)?.warnings);
-    }
-    for w in &warnings {
-        eprintln!("warning: {w}");
-    }
-    let rb = &script.runbook;
-    let roles: Vec<String> = rb.named_roles().into_iter().map(|(r, _)| r).collect();
-    exit::print(&format!(
-        "ok: runbook {:?} ({}): {} step{}, {} parameter{}{}\n",
-        rb.name,
-        runbook.display(),
-        rb.steps.len(),
-        if rb.steps.len() == 1 { "" } else { "s" },
-        script.params.len(),
-        if script.params.len() == 1 { "" } else { "s" },
-        if roles.is_empty() {
-            String::new()
-        } else {
-            format!(", roles {}", roles.join(", "))
-        }
-    ))?;
-    Ok(exit::OK)
-}
-
-/// `fleetbook check -v`: which file each import bound to, and from which library.
-fn imports_of(script: &fleetbook_engine::script::Script) -> String {
-    let used = script.used.lock().unwrap_or_else(|e| e.into_inner());
-    used.imports
-        .iter()
-        .map(|i| {
-            format!(
-                "import {:?} in {}: {} (library {})\n",
-                i.path, i.importer, i.file, i.library
-            )
-        })
-        .collect()
 }
 
 /// `$FLEETBOOK_PATH` after the `--lib` directories (and the project's `lib`).

@@ -283,6 +283,7 @@ pub fn drive(
         (args, undo_only),
         transport,
     );
+    let (mut outcome, events_failed) = (outcome, events_failed);
     let saved = journal.set_state(
         &run_id,
         RunState::from(outcome.status),
@@ -290,7 +291,15 @@ pub fn drive(
         true,
     );
     drop(guard);
-    saved?;
+    if let Err(err) = saved {
+        // The run's end could not be recorded (a full disk, say): the journal still says the
+        // run is running, which a resume takes as interrupted. Say so, with the store's status.
+        eprintln!("error: the journal could not record the end of the run: {err}");
+        if outcome.status != RunStatus::StoreFailed {
+            outcome.status = RunStatus::StoreFailed;
+            outcome.reason = Some(format!("the journal could not be written ({err})"));
+        }
+    }
     eprint!("{}", recap(&outcome));
     if outcome.status == RunStatus::RollbackFailed {
         eprintln!(

@@ -149,13 +149,18 @@ pub fn install_report_handler() {
 
 /// Prints the error with its source snippet and returns the exit code it calls for.
 pub fn report(err: Error) -> i32 {
-    let code = match &err {
+    let code = code_of(&err);
+    eprintln!("{:?}", miette::Report::new(err));
+    code
+}
+
+/// The exit status an error calls for.
+pub fn code_of(err: &Error) -> i32 {
+    match err {
         fleetbook_engine::Error::Locked { .. } => LOCKED,
         e if e.is_input() => BAD_INPUT,
         _ => INTERNAL,
-    };
-    eprintln!("{:?}", miette::Report::new(err));
-    code
+    }
 }
 
 /// Writes `text` to standard output. A closed pipe (`fleetbook runs | head -1`) ends the

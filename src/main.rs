@@ -20,9 +20,12 @@ macro_rules! eprint {
 }
 
 mod adhoc;
+mod calls;
+mod check;
 mod cli;
 mod commands;
 mod complete;
+mod definitions;
 mod drive;
 mod exit;
 mod inventory_cmd;

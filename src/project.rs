@@ -385,6 +385,7 @@ pub fn fill(command: &mut crate::cli::Command, project: Option<&Project>) {
         | C::Inventory { .. }
         | C::Lsp { .. }
         | C::Lib { .. } => {}
+        C::Definitions { lib_dirs, .. } => lib_dirs.extend(s.lib.iter().map(|l| p.path(l))),
     }
 }
 

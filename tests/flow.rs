@@ -712,3 +712,70 @@ fn become_user_is_the_user_become_switches_to() {
     let d2 = commands("d2");
     assert!(d2[0].starts_with("sudo -n -- sh -c "), "{d2:?}");
 }
+
+/// A small tmpfs the test mounts (root only), unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root: run the tests as root (./test.sh does)"
+        );
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The journal's disk fills in the middle of a run (the first host's step fills it): the
+/// write that fails stops the run with its own status (7), never "aborted", naming the task
+/// the journal lacks; what was recorded before is still there, and once there is room a
+/// resume finishes the run.
+#[test]
+fn a_run_whose_journal_disk_fills_stops_with_its_own_status() {
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.limit(\"web\", 1);\nrb.step(\"work\", |h| {}).idempotent(true);\nrb\n",
+        mark(
+            "work",
+            "if [ ! -e ${h.var(\"dir\")}/../filled ]; then touch ${h.var(\"dir\")}/../filled; \
+             dd if=/dev/zero of=${h.var(\"dir\")}/../state/filler bs=64k 2>/dev/null || true; fi"
+        )
+    );
+    let l = local(&[("web", &["w1", "w2", "w3"])], &rb);
+    let _disk = Tmpfs::mount(&l.state, "1m");
+    let out = l.cmd("run", &["--yes"]);
+    assert_eq!(out.code, 7, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the journal could not be written"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("lacks: host:w1:work"), "{}", out.stderr);
+    assert!(!out.stderr.contains("aborted"), "{}", out.stderr);
+    assert_eq!(entries(&l), ["work w1"]);
+
+    std::fs::remove_file(l.state.join("filler")).unwrap();
+    let id = l.run_id();
+    let out = l.cmd("status", &[&id, "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    // Its start was recorded, its end was not: the journal says it is still at work.
+    assert_eq!(status["hosts"][0]["state"], "upgrading", "{status}");
+    let out = l.cmd("resume", &[&id, "--yes"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(entries(&l), ["work w1", "work w1", "work w2", "work w3"]);
+}

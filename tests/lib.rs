@@ -5,8 +5,11 @@ mod sshd;
 mod support;
 
 mod check;
+mod check_json;
 mod conformance;
+mod definitions;
 mod docs;
+mod editors;
 mod errors;
 mod faults;
 mod fleet;

@@ -295,3 +295,247 @@ fn lsp_plans_against_the_projects_inventory_and_completes_its_roles() {
     assert!(roles.contains(&"compute".to_string()), "{roles:?}");
     c.stop();
 }
+
+/// Every function a runbook can call, as the engine lists it: (namespace or "", name, the
+/// type of the first parameter).
+fn registered() -> Vec<(String, String, String)> {
+    let script = fleetbook_engine::script::compile(fleetbook_engine::script::ScriptInput {
+        name: "x.rhai",
+        text: "runbook(\"x\")",
+        dir: None,
+        lib_dirs: &[],
+        libs: &Default::default(),
+        params: &Default::default(),
+        limits: Default::default(),
+    })
+    .unwrap();
+    let mut out = Vec::new();
+    for sig in script.engine().gen_fn_signatures(false) {
+        let (path, rest) = sig.split_once('(').unwrap();
+        let first = rest
+            .split([',', ')'])
+            .next()
+            .unwrap()
+            .split_once(": ")
+            .map_or("", |(_, t)| t)
+            .trim()
+            .to_string();
+        let (ns, name) = path.rsplit_once("::").unwrap_or(("", path));
+        let name = name.strip_prefix("get$").unwrap_or(name);
+        // Rhai calls these itself for `print(h)` and `${h}`.
+        if ["to_string", "to_debug"].contains(&name) {
+            continue;
+        }
+        let f = (ns.to_string(), name.to_string(), first);
+        if !out.contains(&f) {
+            out.push(f);
+        }
+    }
+    for (lib, text) in fleetbook_stdlib::LIBRARIES {
+        for line in text.lines() {
+            if let Some(f) = line.strip_prefix("fn ") {
+                let name = f.split('(').next().unwrap();
+                out.push((lib.to_string(), name.to_string(), String::new()));
+            }
+        }
+    }
+    assert!(out.len() > 80, "{out:?}");
+    out
+}
+
+// Every registered function (host operations, the runbook and step API, the host object,
+// global functions) and every built-in library function has a signature and a doc on hover.
+#[test]
+fn lsp_hovers_every_registered_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let u = uri(&dir.path().join("all.rhai"));
+    let mut text = String::new();
+    let mut places = Vec::new();
+    for (line, (ns, name, first)) in registered().iter().enumerate() {
+        let prefix = match (ns.as_str(), first.as_str()) {
+            ("", t) if t.contains("Host") => "h.".to_string(),
+            ("", t) if t.contains("Runbook") || t.contains("Step") => "rb.".to_string(),
+            ("", _) => String::new(),
+            (ns, _) => format!("{ns}::"),
+        };
+        text.push_str(&format!("{prefix}{name}();\n"));
+        places.push((
+            line as u32,
+            prefix.len() as u32 + 1,
+            format!("{prefix}{name}"),
+        ));
+    }
+    let mut c = Client::start(dir.path());
+    c.open(&u, &text);
+    let mut missing = Vec::new();
+    for (line, col, what) in places {
+        let hover = c.at("textDocument/hover", &u, line, col);
+        let md = hover["contents"]["value"].as_str().unwrap_or("");
+        let name = what.rsplit(['.', ':']).next().unwrap();
+        // A signature naming the function, then a doc.
+        let ok = md.starts_with("```rhai\n")
+            && md.split("```").nth(1).is_some_and(|sig| sig.contains(name))
+            && md
+                .split("```\n\n")
+                .nth(1)
+                .is_some_and(|doc| !doc.trim().is_empty());
+        if !ok {
+            missing.push(what);
+        }
+    }
+    assert!(missing.is_empty(), "no hover for {missing:?}");
+    c.stop();
+}
+
+// Completion after `ns::` offers exactly the namespace's functions, for every namespace the
+// engine registers and every built-in library.
+#[test]
+fn lsp_completes_every_namespace_with_all_its_functions() {
+    let mut by_ns: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for (ns, name, _) in registered() {
+        if !ns.is_empty() {
+            by_ns.entry(ns).or_default().insert(name);
+        }
+    }
+    assert!(
+        by_ns.contains_key("pkg") && by_ns.contains_key("rolling"),
+        "{by_ns:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let u = uri(&dir.path().join("ns.rhai"));
+    let text: String = by_ns.keys().map(|ns| format!("{ns}::\n")).collect();
+    let mut c = Client::start(dir.path());
+    c.open(&u, &text);
+    for (line, (ns, names)) in by_ns.iter().enumerate() {
+        let got: std::collections::BTreeSet<String> = labels(&c.at(
+            "textDocument/completion",
+            &u,
+            line as u32,
+            ns.len() as u32 + 2,
+        ))
+        .into_iter()
+        .collect();
+        assert_eq!(&got, names, "{ns}::");
+    }
+    c.stop();
+}
+
+// The test of issue 16, in the order a user meets it: a syntax error at its line and column,
+// fixed; hover over `pkg::upgrade`; completion after `pkg::`; go to the definition of a
+// built-in library's function and of a project library's (fleetbook.toml's `lib`).
+#[test]
+fn lsp_session_of_an_author() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("fleetbook.toml"), "lib = [\"libs\"]\n").unwrap();
+    std::fs::create_dir(dir.path().join("libs")).unwrap();
+    let drain = "// Load-balancer helpers.\n\n/// Takes a host out of the pool.\nfn drain(h) {\n    h.run(\"drain\")\n}\n";
+    std::fs::write(dir.path().join("libs/lb.rhai"), drain).unwrap();
+    let u = uri(&dir.path().join("upgrade.rhai"));
+    let mut c = Client::start(dir.path());
+
+    let broken = "import \"rolling\" as rolling;\nimport \"lb\" as lb;\nlet rb = runbook(\"web\");\nrb.step(\"drain\", |h| lb::drain(h));\nrb.step(\"upgrade\", |h| rolling::upgrade_to(h, [\"nginx\"], \"\")\nrb\n";
+    c.open(&u, broken);
+    let d = c.diagnostics(&u);
+    assert_eq!(d.len(), 1, "{d:?}");
+    // Line 6 (0-based 5), where `rb` follows the unclosed call.
+    assert_eq!(d[0]["range"], range(5, 0, 5, 2), "{d:?}");
+    assert_eq!(d[0]["severity"], 1);
+    assert_eq!(d[0]["code"], "syntax");
+
+    let fixed = broken.replace("\"\")\n", "\"\"));\n");
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": u, "version": 2}, "contentChanges": [{"text": fixed}]}),
+    );
+    assert_eq!(c.diagnostics(&u), Vec::<Value>::new());
+
+    let with_pkg = format!("{fixed}pkg::upgrade(h, [\"x\"]);\npkg::\n");
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": u, "version": 3}, "contentChanges": [{"text": with_pkg}]}),
+    );
+    let hover = c.at("textDocument/hover", &u, 6, 7);
+    let md = hover["contents"]["value"].as_str().unwrap();
+    assert!(
+        md.starts_with("```rhai\npkg::upgrade(h, [names])\n```\n\n"),
+        "{md}"
+    );
+    assert!(md.contains("dnf -y upgrade NAMES"), "{md}");
+    let pkg = labels(&c.at("textDocument/completion", &u, 7, 5));
+    assert_eq!(
+        pkg,
+        [
+            "update_index",
+            "upgrade",
+            "dist_upgrade",
+            "install",
+            "restore",
+            "remove",
+            "version"
+        ]
+    );
+
+    // A built-in library: its text, written out read-only, at the function's line.
+    let def = c.at("textDocument/definition", &u, 4, 37);
+    let file = def["uri"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("file://")
+        .unwrap();
+    assert!(file.ends_with("/rolling.rhai"), "{def}");
+    let shown = std::fs::read_to_string(file).unwrap();
+    let rolling = fleetbook_stdlib::LIBRARIES
+        .iter()
+        .find(|(n, _)| *n == "rolling")
+        .unwrap()
+        .1;
+    assert_eq!(shown, rolling);
+    let line = rolling
+        .lines()
+        .position(|l| l.starts_with("fn upgrade_to("))
+        .unwrap();
+    assert_eq!(def["range"], range(line as u32, 3, line as u32, 13));
+    // A project library, found through fleetbook.toml's `lib`.
+    let def = c.at("textDocument/definition", &u, 3, 24);
+    assert_eq!(def["uri"], uri(&dir.path().join("libs/lb.rhai")));
+    assert_eq!(def["range"], range(3, 3, 3, 8));
+    c.stop();
+}
+
+// An error in an imported module (any error the engine places, in whichever file) is shown on
+// the runbook's import of it, with the module's own file:line:col.
+#[test]
+fn lsp_shows_a_modules_error_on_its_import() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("lib.rhai"), "fn ok() { 1 }\nlet = 2;\n").unwrap();
+    let u = uri(&dir.path().join("rb.rhai"));
+    let mut c = Client::start(dir.path());
+    c.open(&u, "let rb = runbook(\"x\");\nimport \"lib\" as lib;\nrb\n");
+    let d = c.diagnostics(&u);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0]["range"], range(1, 8, 1, 11));
+    let msg = d[0]["message"].as_str().unwrap();
+    let lib = dir.path().join("lib.rhai").display().to_string();
+    assert!(msg.starts_with(&format!("{lib}:2:5: ")), "{msg}");
+    assert_eq!(d[0]["code"], "syntax");
+    c.stop();
+}
+
+// Unknown functions in step closures show as you type, without an inventory to plan against.
+#[test]
+fn lsp_warns_of_an_unknown_function_in_a_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let u = uri(&dir.path().join("rb.rhai"));
+    let mut c = Client::start(dir.path());
+    c.open(
+        &u,
+        "let rb = runbook(\"x\");\nrb.step(\"s\", |h| service::restrat(h, \"nginx\"));\nrb\n",
+    );
+    let d = c.diagnostics(&u);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0]["range"], range(1, 17, 1, 33));
+    assert_eq!(d[0]["severity"], 2);
+    assert_eq!(d[0]["code"], "unknown-function");
+    c.stop();
+}

@@ -267,7 +267,7 @@ fn cycle_error(script: &Script, g: &DiGraphMap<&str, ()>) -> Error {
     if !elsewhere.is_empty() {
         help = format!("{help}; also {}", elsewhere.join("; "));
     }
-    d.help(help).into()
+    d.help(help).code("cycle").into()
 }
 
 fn known_roles_help(inv: &Inventory) -> String {
@@ -298,21 +298,7 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
     // Roles: every group that lists a selected host directly, plus every group the runbook
     // names (which may be a group that only gathers others, or even `all`).
     let named = rb.named_roles();
-    for (r, pos) in &named {
-        if !inv.groups.contains_key(r) {
-            return Err(at(
-                script,
-                pos,
-                format!(
-                    "unknown role {r:?}: the inventory {} has no such group",
-                    inv.source
-                ),
-                "named here",
-            )
-            .help(known_roles_help(inv))
-            .into());
-        }
-    }
+    check_named_roles(script, inv, &named)?;
     let mut role_names: IndexSet<String> = named.iter().map(|(r, _)| r.clone()).collect();
     for h in &selected {
         for g in inv.direct_groups(h) {
@@ -384,62 +370,8 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
         }
     }
 
-    // Limits, resolved against the number of hosts in each role.
-    let star =
-        |list: &[crate::model::RoleAmount]| list.iter().find(|l| l.role == "*").map(|l| l.amount);
-    let (star_limit, star_fail) = (star(&rb.limits), star(&rb.max_failures));
-    for role in roles.iter_mut() {
-        let own = rb
-            .limits
-            .iter()
-            .find(|l| l.role == role.name)
-            .map(|l| l.amount)
-            .or(star_limit);
-        role.limit_decl = own;
-        role.limit = own.map(|a| match a {
-            Amount::Count(0) => 0,
-            a => a.of(role.hosts.len()).max(1),
-        });
-        role.max_failures = rb
-            .max_failures
-            .iter()
-            .find(|l| l.role == role.name)
-            .map(|l| l.amount)
-            .or(star_fail)
-            .map(|a| a.of(role.hosts.len()));
-        role.canary = rb
-            .canaries
-            .iter()
-            .find(|c| c.role == role.name)
-            .map(|c| c.count as usize);
-    }
-    let rules = Rules {
-        total: rb
-            .limit_total
-            .as_ref()
-            .map(|(a, _)| a.of(hosts.len()).max(1)),
-        by: rb
-            .limit_by
-            .iter()
-            .map(|l| (l.var.clone(), l.max as usize))
-            .collect(),
-        batches: rb.batches,
-        throttle: rb
-            .steps
-            .iter()
-            .map(|s| s.throttle.map(|t| t as usize))
-            .collect(),
-        soak: rb
-            .steps
-            .iter()
-            .map(|s| s.soak.map(|d| d.as_secs()))
-            .collect(),
-        deadline: rb.deadline.as_ref().map(|(d, _)| *d),
-        max_failures_total: rb
-            .max_failures_total
-            .as_ref()
-            .map(|(a, _)| a.of(hosts.len())),
-    };
+    resolve_limits(rb, &mut roles);
+    let rules = rules_of(rb, hosts.len());
     for l in &rb.limit_by {
         if !hosts.iter().any(|h| h.vars.contains_key(&l.var)) {
             warnings.push(format!(
@@ -486,6 +418,86 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
         held,
         become_default: rb.become_default,
     })
+}
+
+/// Every role the runbook names must be a group of the inventory.
+fn check_named_roles(script: &Script, inv: &Inventory, named: &[(String, Pos)]) -> Result<()> {
+    for (r, pos) in named {
+        if !inv.groups.contains_key(r) {
+            return Err(at(
+                script,
+                pos,
+                format!(
+                    "unknown role {r:?}: the inventory {} has no such group",
+                    inv.source
+                ),
+                "named here",
+            )
+            .help(known_roles_help(inv))
+            .code("unknown-role")
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Limits, failure budgets and canaries per role, resolved against its number of hosts
+/// (`"*"` is the default for roles with none of their own).
+fn resolve_limits(rb: &Runbook, roles: &mut [Role]) {
+    let star =
+        |list: &[crate::model::RoleAmount]| list.iter().find(|l| l.role == "*").map(|l| l.amount);
+    let (star_limit, star_fail) = (star(&rb.limits), star(&rb.max_failures));
+    for role in roles.iter_mut() {
+        let own = rb
+            .limits
+            .iter()
+            .find(|l| l.role == role.name)
+            .map(|l| l.amount)
+            .or(star_limit);
+        role.limit_decl = own;
+        role.limit = own.map(|a| match a {
+            Amount::Count(0) => 0,
+            a => a.of(role.hosts.len()).max(1),
+        });
+        role.max_failures = rb
+            .max_failures
+            .iter()
+            .find(|l| l.role == role.name)
+            .map(|l| l.amount)
+            .or(star_fail)
+            .map(|a| a.of(role.hosts.len()));
+        role.canary = rb
+            .canaries
+            .iter()
+            .find(|c| c.role == role.name)
+            .map(|c| c.count as usize);
+    }
+}
+
+/// The run-wide rules: total limit, `limit_by`, batches, throttles, soaks, deadline and
+/// the run-wide failure budget.
+fn rules_of(rb: &Runbook, n_hosts: usize) -> Rules {
+    Rules {
+        total: rb.limit_total.as_ref().map(|(a, _)| a.of(n_hosts).max(1)),
+        by: rb
+            .limit_by
+            .iter()
+            .map(|l| (l.var.clone(), l.max as usize))
+            .collect(),
+        batches: rb.batches,
+        throttle: rb
+            .steps
+            .iter()
+            .map(|s| s.throttle.map(|t| t as usize))
+            .collect(),
+        soak: rb
+            .steps
+            .iter()
+            .map(|s| s.soak.map(|d| d.as_secs()))
+            .collect(),
+        deadline: rb.deadline.as_ref().map(|(d, _)| *d),
+        max_failures_total: rb.max_failures_total.as_ref().map(|(a, _)| a.of(n_hosts)),
+    }
 }
 
 /// Tasks that can never start because they are, or wait for, a host of a held role (limit
@@ -632,30 +644,49 @@ fn build_tasks(rb: &Runbook, hosts: &[PlanHost], roles: &[Role]) -> (Vec<Task>, 
     let mut b = Builder {
         tasks: Vec::with_capacity(hosts.len() * rb.steps.len() + 4 * roles.len() + 8),
     };
-    let steps_of = |pred: &dyn Fn(&Scope) -> bool| -> Vec<usize> {
-        rb.steps
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| pred(&s.scope))
-            .map(|(i, _)| i)
-            .collect()
-    };
-    let onces = steps_of(&|s| *s == Scope::Once);
+    let onces = steps_of(rb, &|s| *s == Scope::Once);
     let after_onces = b.chain(rb, &onces, TaskKind::Once, None, Vec::new());
-
-    // Role nodes first, with the dependencies on other roles' barriers filled in once all
-    // barriers exist; host tasks are then hung between each role's entry and exit.
-    struct RoleNodes {
-        entry_first: Option<usize>,
-        entry: Vec<usize>,
-        canary_done: Option<usize>,
-        release: Option<usize>,
-        exit_first: usize,
-        done: usize,
+    let nodes = role_nodes(&mut b, rb, roles, &after_onces);
+    let host_tasks = host_chains(&mut b, rb, hosts, roles, &nodes, &after_onces);
+    finally_tasks(&mut b, rb);
+    for t in &mut b.tasks {
+        t.deps.sort_unstable();
+        t.deps.dedup();
     }
+    (b.tasks, host_tasks)
+}
+
+/// The runbook's steps whose scope passes `pred`, in the order written.
+fn steps_of(rb: &Runbook, pred: &dyn Fn(&Scope) -> bool) -> Vec<usize> {
+    rb.steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| pred(&s.scope))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+// Role nodes first, with the dependencies on other roles' barriers filled in once all
+// barriers exist; host tasks are then hung between each role's entry and exit.
+struct RoleNodes {
+    entry_first: Option<usize>,
+    entry: Vec<usize>,
+    canary_done: Option<usize>,
+    release: Option<usize>,
+    exit_first: usize,
+    done: usize,
+}
+
+/// Each role's barriers and hooks, wired to the roles it comes after.
+fn role_nodes(
+    b: &mut Builder,
+    rb: &Runbook,
+    roles: &[Role],
+    after_onces: &[usize],
+) -> Vec<RoleNodes> {
     let mut nodes: Vec<RoleNodes> = Vec::with_capacity(roles.len());
     for (ri, role) in roles.iter().enumerate() {
-        let before = steps_of(&|s| *s == Scope::BeforeRole(role.name.clone()));
+        let before = steps_of(rb, &|s| *s == Scope::BeforeRole(role.name.clone()));
         let first_idx = b.tasks.len();
         let entry = b.chain(
             rb,
@@ -675,7 +706,7 @@ fn build_tasks(rb: &Runbook, hosts: &[PlanHost], roles: &[Role]) -> (Vec<Task>, 
                 entry.clone(),
                 0,
             );
-            let gates = steps_of(&|s| *s == Scope::Gate(role.name.clone()));
+            let gates = steps_of(rb, &|s| *s == Scope::Gate(role.name.clone()));
             let last = b.chain(
                 rb,
                 &gates,
@@ -726,7 +757,7 @@ fn build_tasks(rb: &Runbook, hosts: &[PlanHost], roles: &[Role]) -> (Vec<Task>, 
         });
     }
     for (ri, role) in roles.iter().enumerate() {
-        let mut deps = after_onces.clone();
+        let mut deps = after_onces.to_vec();
         deps.extend(role.after.iter().map(|&p| nodes[p].done));
         // Without before_role hooks the role's entry is the set of its own prerequisites.
         match nodes[ri].entry_first {
@@ -743,7 +774,18 @@ fn build_tasks(rb: &Runbook, hosts: &[PlanHost], roles: &[Role]) -> (Vec<Task>, 
             b.tasks[n.exit_first].deps.extend(n.entry.iter().copied());
         }
     }
+    nodes
+}
 
+/// Each host's chain of checks and steps, hung between its roles' entries and exits.
+fn host_chains(
+    b: &mut Builder,
+    rb: &Runbook,
+    hosts: &[PlanHost],
+    roles: &[Role],
+    nodes: &[RoleNodes],
+    after_onces: &[usize],
+) -> Vec<Vec<usize>> {
     let host_steps: Vec<(usize, &crate::model::Step)> = rb
         .steps
         .iter()
@@ -766,7 +808,7 @@ fn build_tasks(rb: &Runbook, hosts: &[PlanHost], roles: &[Role]) -> (Vec<Task>, 
         })
         .collect();
     for (h, host) in hosts.iter().enumerate() {
-        let mut deps: Vec<usize> = after_onces.clone();
+        let mut deps: Vec<usize> = after_onces.to_vec();
         for &r in &host.roles {
             deps.extend(nodes[r].entry.iter().copied());
             if let Some(rel) = nodes[r].release {
@@ -824,9 +866,13 @@ fn build_tasks(rb: &Runbook, hosts: &[PlanHost], roles: &[Role]) -> (Vec<Task>, 
             }
         }
     }
-    // `finally` steps come after every other task (in the plan; the executor runs them at
-    // the end of an attempt whatever happened).
-    let finals = steps_of(&|s| *s == Scope::Finally);
+    host_tasks
+}
+
+/// `finally` steps come after every other task (in the plan; the executor runs them at the
+/// end of an attempt whatever happened).
+fn finally_tasks(b: &mut Builder, rb: &Runbook) {
+    let finals = steps_of(rb, &|s| *s == Scope::Finally);
     if !finals.is_empty() {
         let (dependents, _) = dependents_of(&b.tasks);
         let sinks: Vec<usize> = (0..b.tasks.len())
@@ -834,11 +880,6 @@ fn build_tasks(rb: &Runbook, hosts: &[PlanHost], roles: &[Role]) -> (Vec<Task>, 
             .collect();
         b.chain(rb, &finals, TaskKind::Finally, None, sinks);
     }
-    for t in &mut b.tasks {
-        t.deps.sort_unstable();
-        t.deps.dedup();
-    }
-    (b.tasks, host_tasks)
 }
 
 #[cfg(test)]

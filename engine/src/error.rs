@@ -16,6 +16,9 @@ pub struct SourceDiag {
     pub labels: Vec<LabeledSpan>,
     #[help]
     pub help: Option<String>,
+    /// What kind of error this is (`syntax`, `cycle`, `inventory`, ...), for tools that read
+    /// diagnostics (`check --format json`, the language server); not drawn by miette.
+    pub code: Option<&'static str>,
 }
 
 /// A position in a source: 1-based line and column, as Rhai reports them.
@@ -69,7 +72,14 @@ impl SourceDiag {
             src: NamedSource::new(name, text),
             labels: Vec::new(),
             help: None,
+            code: None,
         }
+    }
+
+    /// Names the kind of error (see [`SourceDiag::code`]).
+    pub fn code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
     }
 
     /// Adds a label under the token at `line:col`.
@@ -185,6 +195,7 @@ impl Error {
                     src: NamedSource::new(d.src.name(), Arc::from(text)),
                     labels,
                     help: d.help.map(r),
+                    code: d.code,
                 }))
             }
             Error::Input { message, help } => Error::Input {

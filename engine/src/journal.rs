@@ -856,16 +856,9 @@ impl RunStore for Journal {
     }
 }
 
-/// A new run id: sortable by time, unique enough on one machine.
+/// A new run id: a ULID, unique across controllers and sortable by the time it was made.
 pub fn new_run_id() -> String {
-    let t = now();
-    let stamp = format_time(t)
-        .replace(['-', ':', 'Z'], "")
-        .replace(' ', "-");
-    format!(
-        "{stamp}-{:04x}",
-        (std::process::id() ^ ((t.fract() * 65536.0) as u32)) & 0xffff
-    )
+    ulid::Ulid::new().to_string()
 }
 
 #[cfg(test)]

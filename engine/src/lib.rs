@@ -1,7 +1,7 @@
 //! fleetbook's engine: inventories, the runbook compiler (Rhai -> model -> DAG), the planner
 //! and schedule simulator, and the plan renderers. No terminal code, no command-line parsing.
 
-pub mod api;
+pub(crate) mod api;
 pub mod compile;
 pub mod error;
 pub mod exec;
@@ -12,15 +12,15 @@ pub mod journal;
 pub mod libs;
 pub mod model;
 pub mod plan;
-pub mod predicate;
+pub(crate) mod predicate;
 pub mod render;
-pub mod schedule;
+pub(crate) mod schedule;
 #[cfg(test)]
 mod schedule_tests;
 pub mod script;
 pub mod secrets;
 pub mod session;
-pub mod slots;
+pub(crate) mod slots;
 pub mod status;
 pub mod store;
 pub mod transport;

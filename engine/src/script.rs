@@ -4,7 +4,7 @@
 
 use crate::api::{self, ApiState, Fleet, FleetBinding, ParamState, RunbookHandle, StepHandle};
 use crate::error::{Error, Pos, Result, SourceDiag};
-use crate::libs::resolver::{ModuleCache, Resolver, Used};
+use crate::libs::resolver::{ImportFailed, ModuleCache, Resolver, Used};
 use crate::libs::Libraries;
 use crate::model::{Param, Runbook};
 use crate::secrets::Secrets;
@@ -226,6 +226,7 @@ pub fn compile(input: ScriptInput) -> Result<Script> {
         )
         .label_at(last, 1, "the last expression is the script's value")
         .help(help)
+        .code("no-runbook")
         .into());
     };
     let runbook = handle.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -384,6 +385,17 @@ impl Script {
         }
     }
 
+    /// The engine with everything a runbook can call registered, for tools that list it
+    /// (`fleetbook definitions`, the language server's tests).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The runbook as Rhai parsed it, for tools that read its calls.
+    pub fn ast(&self) -> &AST {
+        &self.ast
+    }
+
     pub fn source_text(&self, name: &str) -> Option<Arc<str>> {
         self.sources.lock().ok()?.get(name).cloned()
     }
@@ -393,6 +405,9 @@ impl Script {
 pub fn error_message(e: &EvalAltResult, max_operations: u64) -> String {
     match e {
         EvalAltResult::ErrorRuntime(v, _) => {
+            if let Some(f) = v.read_lock::<ImportFailed>() {
+                return f.0.clone();
+            }
             if let Some(m) = v.read_lock::<rhai::Map>() {
                 if let Some(msg) = m.get("message") {
                     return msg.to_string();
@@ -426,6 +441,28 @@ pub fn error_message(e: &EvalAltResult, max_operations: u64) -> String {
                 _ => s,
             }
         }
+    }
+}
+
+/// The kind of a script error, for [`SourceDiag::code`].
+fn code_of(e: &EvalAltResult) -> &'static str {
+    match e {
+        EvalAltResult::ErrorParsing(rhai::ParseErrorType::ModuleUndefined(_), _) => {
+            "unknown-module"
+        }
+        EvalAltResult::ErrorParsing(rhai::ParseErrorType::VariableUndefined(_), _) => {
+            "unknown-variable"
+        }
+        EvalAltResult::ErrorParsing(..) => "syntax",
+        EvalAltResult::ErrorRuntime(v, _) if v.is::<ImportFailed>() => "import",
+        EvalAltResult::ErrorModuleNotFound(..) => "unknown-module",
+        EvalAltResult::ErrorFunctionNotFound(..) => "unknown-function",
+        EvalAltResult::ErrorVariableNotFound(..) => "unknown-variable",
+        EvalAltResult::ErrorDataRace(..) => "closure",
+        EvalAltResult::ErrorTooManyOperations(_)
+        | EvalAltResult::ErrorStackOverflow(_)
+        | EvalAltResult::ErrorDataTooLarge(..) => "script-limit",
+        _ => "script",
     }
 }
 
@@ -481,11 +518,9 @@ pub fn script_error(
     let text = sources.lock().ok().and_then(|s| s.get(&source).cloned());
     match (text, pos.line()) {
         (Some(text), Some(line)) => {
-            let mut d = SourceDiag::new(&source, text, message).label_at(
-                line,
-                pos.position().unwrap_or(1),
-                "here",
-            );
+            let mut d = SourceDiag::new(&source, text, message)
+                .label_at(line, pos.position().unwrap_or(1), "here")
+                .code(code_of(cur));
             if !trail.is_empty() {
                 d = d.help(trail.join("; "));
             }

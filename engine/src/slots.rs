@@ -142,10 +142,6 @@ impl Slots {
     pub fn leave_step(&mut self, step: usize) {
         self.in_step[step] -= 1;
     }
-
-    pub fn in_flight_total(&self) -> usize {
-        self.total
-    }
 }
 
 /// Hosts waiting for their slots, queued by slot key: hosts with the same key are alike for

@@ -10,7 +10,7 @@
 mod completion;
 mod definition;
 mod diagnostics;
-mod docs;
+pub mod docs;
 mod hover;
 mod symbols;
 mod text;
@@ -19,8 +19,8 @@ use crate::project::Project;
 use fleetbook_engine::{Error, Result};
 use lsp_server::{Connection, ExtractError, Message, Notification, Request, RequestId, Response};
 use lsp_types::notification::{
-    DidChangeTextDocument, DidCloseTextDocument, DidOpenTextDocument, DidSaveTextDocument,
-    Notification as _, PublishDiagnostics,
+    DidChangeTextDocument, DidChangeWatchedFiles, DidCloseTextDocument, DidOpenTextDocument,
+    DidSaveTextDocument, Notification as _, PublishDiagnostics,
 };
 use lsp_types::request::{Completion, GotoDefinition, HoverRequest, Request as _};
 use lsp_types::{
@@ -204,8 +204,9 @@ impl Server {
                     }
                 }
             }
-            DidSaveTextDocument::METHOD => {
-                // A module beside it may have changed: check every open document again.
+            DidSaveTextDocument::METHOD | DidChangeWatchedFiles::METHOD => {
+                // A module beside it (or the project file) may have changed: check every open
+                // document again.
                 self.dirty = self.docs.keys().cloned().collect();
             }
             DidCloseTextDocument::METHOD => {

@@ -18,7 +18,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn parse_any(text: &str) -> Result<Duration, String> {
-    let too_large = || format!("duration {text:?} is longer than the longest allowed, 366d");
     let s = text.trim();
     if s.is_empty() {
         return Err("empty duration (write e.g. \"90s\", \"15m\", \"1h30m\")".into());
@@ -26,46 +25,14 @@ fn parse_any(text: &str) -> Result<Duration, String> {
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!(
-                "invalid duration {text:?} (write e.g. \"90s\", \"15m\", \"1h30m\")"
-            ));
+    // humantime reads "1h30m", "1h 30m", "500ms", "2d" (and "15min", "1week") and refuses an
+    // overflow itself; a value past MAX is refused by the caller.
+    humantime::parse_duration(s).map_err(|e| match e {
+        humantime::DurationError::NumberOverflow => {
+            format!("duration {text:?} is longer than the longest allowed, 366d")
         }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration {text:?}: number too large"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let secs = |per: u64| {
-            n.checked_mul(per)
-                .map(Duration::from_secs)
-                .ok_or_else(too_large)
-        };
-        let d = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => secs(60)?,
-            "h" => secs(3600)?,
-            "d" => secs(86400)?,
-            _ => {
-                return Err(format!(
-                    "invalid duration {text:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
-                ))
-            }
-        };
-        total = total.checked_add(d).ok_or_else(too_large)?;
-    }
-    Ok(total)
+        e => format!("invalid duration {text:?}: {e} (write e.g. \"90s\", \"15m\", \"1h30m\")"),
+    })
 }
 
 /// Formats a duration compactly: `1h02m`, `5m30s`, `45s`.
@@ -97,7 +64,8 @@ mod tests {
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert!(parse_duration("10 minutes").is_err());
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("10 parsecs").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("").is_err());
     }

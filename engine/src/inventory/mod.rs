@@ -187,7 +187,8 @@ impl Inventory {
                     Arc::from(text),
                     format!("malformed inventory: {}", e.message),
                 )
-                .label_at(e.line, e.col, "here"),
+                .label_at(e.line, e.col, "here")
+                .code("inventory"),
             )
         };
         let parsed = match format {

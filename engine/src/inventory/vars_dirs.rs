@@ -86,7 +86,11 @@ fn load(file: &Path, inv: &mut Inventory, keys: &VaultKeys) -> Result<Vars> {
     let source = file.display().to_string();
     let text = crate::error::read_file(file)?;
     let diag = |text: &str, line: usize, col: usize, message: String| {
-        Error::from(SourceDiag::new(&source, Arc::from(text), message).label_at(line, col, "here"))
+        Error::from(
+            SourceDiag::new(&source, Arc::from(text), message)
+                .label_at(line, col, "here")
+                .code("inventory"),
+        )
     };
     let (text, whole_secret) = if vault::is_vaulted(&text) {
         let plain = keys.decrypt(&text).map_err(|m| {

@@ -87,16 +87,25 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub fn module_error(path: &str, pos: Position, msg: String) -> Box<EvalAltResult> {
-    Box::new(EvalAltResult::ErrorInModule(
-        path.to_string(),
-        Box::new(EvalAltResult::ErrorRuntime(msg.into(), pos)),
+/// The value thrown when an `import` cannot be resolved (not found, not allowed, a cycle, a
+/// library outside its `uses`): typed, so that its diagnostic is coded `import` rather than
+/// as the script's own error.
+#[derive(Debug, Clone)]
+pub struct ImportFailed(pub String);
+
+fn error_at(msg: String, pos: Position) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(
+        rhai::Dynamic::from(ImportFailed(msg)),
         pos,
     ))
 }
 
-fn error_at(msg: String, pos: Position) -> Box<EvalAltResult> {
-    Box::new(EvalAltResult::ErrorRuntime(msg.into(), pos))
+pub fn module_error(path: &str, pos: Position, msg: String) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorInModule(
+        path.to_string(),
+        error_at(msg, pos),
+        pos,
+    ))
 }
 
 /// A file found for an import.

@@ -368,6 +368,7 @@ fn predicate_at(
         SourceDiag::new(&pos.source, text, message)
             .label_at(pos.line, pos.col, "this predicate")
             .help(predicate::HELP)
+            .code("predicate")
             .into()
     })
 }

@@ -194,6 +194,7 @@ mod tests {
             text,
             dir: None,
             lib_dirs: &[],
+            libs: &Default::default(),
             params: &Default::default(),
             limits: Limits::default(),
         })
@@ -237,8 +238,13 @@ mod tests {
         for entry in std::fs::read_dir(&root).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "rhai") {
-                let (script, _) =
-                    fleetbook_engine::plan::load_script(&path, &Default::default(), &[]).unwrap();
+                let (script, _) = fleetbook_engine::plan::load_script(
+                    &path,
+                    &Default::default(),
+                    &[],
+                    &Default::default(),
+                )
+                .unwrap();
                 assert_eq!(unknown(&script), Vec::new(), "{}", path.display());
                 seen += 1;
             }

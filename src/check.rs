@@ -6,6 +6,7 @@
 
 use fleetbook_engine::error::{offset_of, SourceDiag};
 use fleetbook_engine::inventory::Inventory;
+use fleetbook_engine::libs::Libraries;
 use fleetbook_engine::script::{self, Limits, Script, ScriptInput};
 use fleetbook_engine::{compile, plan, Error};
 use std::collections::BTreeMap;
@@ -18,6 +19,8 @@ pub struct Subject<'a> {
     /// The text as an editor holds it; `None` reads the file.
     pub text: Option<&'a str>,
     pub lib_dirs: &'a [PathBuf],
+    /// The project's libraries, as locked.
+    pub libs: &'a Libraries,
     pub params: &'a BTreeMap<String, String>,
     pub inventory: Option<&'a Path>,
     pub depth: Depth,
@@ -75,6 +78,7 @@ pub fn run(s: &Subject) -> Result<Compiled, Failed> {
         text: &text,
         dir,
         lib_dirs: s.lib_dirs,
+        libs: s.libs,
         params: s.params,
         limits: Limits::default(),
     })
@@ -222,6 +226,13 @@ pub fn diagnostics(s: &Subject, outcome: &Result<Compiled, Failed>) -> Vec<Diag>
 fn locate(s: &Subject, file: String) -> String {
     if file == s.path.display().to_string() || Path::new(&file).is_absolute() {
         return file;
+    }
+    // `acme/ops.rhai`: module ops.rhai of the project's library acme.
+    if let Some(f) = file.split_once('/').and_then(|(lib, rest)| {
+        let dir = s.libs.get(lib)?.dir.as_ref()?;
+        Some(dir.join(rest)).filter(|p| p.is_file())
+    }) {
+        return f.display().to_string();
     }
     let dir = s.path.parent().unwrap_or(Path::new(""));
     std::iter::once(dir)
@@ -421,12 +432,15 @@ pub fn command(
     inventory: Option<&Path>,
     args: &crate::cli::ScriptArgs,
     format: crate::cli::ReportFormat,
+    libs: &Libraries,
+    verbose: bool,
 ) -> fleetbook_engine::Result<i32> {
     let params = args.param_map().map_err(Error::input)?;
     let subject = Subject {
         path: runbook,
         text: None,
         lib_dirs: &args.lib_dirs,
+        libs,
         params: &params,
         inventory,
         depth: Depth::Compile,
@@ -455,6 +469,10 @@ pub fn command(
     let Some(script) = compiled.script else {
         return Err(Error::Internal("check lost its script".into()));
     };
+    // Human output: on standard error, with the log that -v also turns up.
+    if verbose {
+        eprint!("{}", imports_of(&script));
+    }
     let rb = &script.runbook;
     let roles: Vec<String> = rb.named_roles().into_iter().map(|(r, _)| r).collect();
     crate::exit::print(&format!(
@@ -474,16 +492,35 @@ pub fn command(
     Ok(crate::exit::OK)
 }
 
+/// `fleetbook check -v`: which file each import bound to, and from which library.
+fn imports_of(script: &Script) -> String {
+    let used = script.used.lock().unwrap_or_else(|e| e.into_inner());
+    used.imports
+        .iter()
+        .map(|i| {
+            format!(
+                "import {:?} in {}: {} (library {})\n",
+                i.path, i.importer, i.file, i.library
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn subject(path: &Path) -> Subject<'_> {
         static NO_PARAMS: BTreeMap<String, String> = BTreeMap::new();
+        static NO_LIBS: Libraries = Libraries {
+            all: Vec::new(),
+            direct: Vec::new(),
+        };
         Subject {
             path,
             text: None,
             lib_dirs: &[],
+            libs: &NO_LIBS,
             params: &NO_PARAMS,
             inventory: None,
             depth: Depth::Compile,

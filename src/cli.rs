@@ -58,6 +58,18 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
         "FLEETBOOK_LOG",
         "a tracing filter for the log on standard error (e.g. fleetbook_engine=debug); overrides -v",
     ),
+    (
+        "FLEETBOOK_PATH",
+        "more library directories for import, searched after --lib (':'-separated)",
+    ),
+    (
+        "FLEETBOOK_LIB_MIRROR",
+        "a plain-directory mirror of the libraries (NAME/VERSION/), as `fleetbook lib vendor` writes it; used offline, checked against fleetbook.lock",
+    ),
+    (
+        "XDG_CACHE_HOME",
+        "git libraries are cached in $XDG_CACHE_HOME/fleetbook/git (default ~/.cache/fleetbook/git)",
+    ),
     ("NO_COLOR", "when set and not empty, no colours unless --color says otherwise"),
     ("HOME", "where ~/.ssh/config and ~/.local/state are"),
 ];
@@ -67,6 +79,14 @@ pub const FILES: &[(&str, &str)] = &[
     (
         "fleetbook.toml",
         "the project file, in the current directory or the nearest one above: a project's defaults (fleetbook config shows them)",
+    ),
+    (
+        "fleetbook.lock",
+        "beside fleetbook.toml: the version, commit and sha256 of every file of every library the project uses (fleetbook lib fetch)",
+    ),
+    (
+        "fleetbook-lib.toml",
+        "a library's manifest: name, version, description, fleetbook version, uses, [dependencies]",
     ),
     (
         ".fleetbook/journal.sqlite",
@@ -404,6 +424,15 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = DocFormat::Text)]
         format: DocFormat,
     },
+    /// Fetch, lock, list and vendor the libraries a project's runbooks import
+    /// (`[dependencies]` in fleetbook.toml; see docs/libraries.md).
+    #[command(
+        after_help = "Examples:\n  fleetbook lib fetch             # fetch git libraries, write fleetbook.lock\n  fleetbook lib fetch --update    # resolve again, ignoring the lock\n  fleetbook lib list              # the tree: versions, sources, what each may do\n  fleetbook lib vendor vendor     # copy every library for offline use\n  FLEETBOOK_LIB_MIRROR=vendor fleetbook plan upgrade.rhai -i hosts"
+    )]
+    Lib {
+        #[command(subcommand)]
+        command: LibCommand,
+    },
     /// Serve the Language Server Protocol on stdin/stdout, for editors: diagnostics as you
     /// type, hover docs, completion and go-to-definition for runbooks (see docs/editor.md).
     #[command(
@@ -437,6 +466,37 @@ pub enum DocFormat {
     Text,
     /// Markdown, for a README or a site.
     Md,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LibCommand {
+    /// Fetch every library of the dependency tree (git ones with the system git, into
+    /// $XDG_CACHE_HOME/fleetbook/git) and write fleetbook.lock: versions, commits and the
+    /// sha256 of every file.
+    #[command(
+        after_help = "Examples:\n  fleetbook lib fetch\n  fleetbook lib fetch --update   # a tag moved on purpose, or requirements changed"
+    )]
+    Fetch {
+        /// Resolve every library again without the current lock (accepts a moved tag).
+        #[arg(long)]
+        update: bool,
+    },
+    /// Show the dependency tree: each library's version, source, requirers and `uses`.
+    #[command(after_help = "Examples:\n  fleetbook lib list\n  fleetbook lib list --format json")]
+    List {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
+    /// Copy every library, as locked, to DIR/NAME/VERSION/ for offline use: set
+    /// FLEETBOOK_LIB_MIRROR=DIR (or `lib_mirror` in fleetbook.toml).
+    #[command(
+        after_help = "Examples:\n  fleetbook lib vendor vendor\n  FLEETBOOK_LIB_MIRROR=vendor fleetbook plan upgrade.rhai -i hosts"
+    )]
+    Vendor {
+        /// The directory to copy the libraries into (created if missing).
+        dir: PathBuf,
+    },
 }
 
 /// Options of every command that runs a plan.
@@ -615,15 +675,33 @@ mod tests {
         Some(&text[start..end])
     }
 
+    /// Every command that runs something, by its name after `fleetbook`: the subcommands,
+    /// and for a group such as `lib`, each of its own (`lib fetch`).
+    fn commands(cmd: &clap::Command) -> Vec<(String, &clap::Command)> {
+        let mut out = Vec::new();
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let nested: Vec<&clap::Command> = sub
+                .get_subcommands()
+                .filter(|s| s.get_name() != "help")
+                .collect();
+            if nested.is_empty() {
+                out.push((sub.get_name().to_string(), sub));
+            }
+            for n in nested {
+                out.push((format!("{} {}", sub.get_name(), n.get_name()), n));
+            }
+        }
+        out
+    }
+
     /// docs/cli.md's "Commands and options" made from the command tree, for
     /// `FLEETBOOK_BLESS=1` to write when options were added.
     fn reference(cmd: &clap::Command) -> String {
         let mut out = String::new();
-        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        for (name, sub) in commands(cmd) {
             let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
             out.push_str(&format!(
-                "### `fleetbook {}`\n\n{about}\n\n| option | meaning |\n| --- | --- |\n",
-                sub.get_name()
+                "### `fleetbook {name}`\n\n{about}\n\n| option | meaning |\n| --- | --- |\n"
             ));
             for a in sub.get_arguments() {
                 if a.is_global_set() || a.is_hide_set() || a.get_id() == "help" {
@@ -683,8 +761,8 @@ mod tests {
         let mut cmd = super::command();
         cmd.build();
         let mut checked = 0;
-        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
-            let name = sub.get_name();
+        for (name, sub) in commands(&cmd) {
+            let name = name.as_str();
             let sec = section(&text, name).unwrap_or_else(|| {
                 panic!("docs/cli.md has no section \"### `fleetbook {name}`\" in \"Commands and options\"")
             });

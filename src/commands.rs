@@ -4,6 +4,7 @@ use crate::cli::{Cli, Command, Format, ScriptArgs};
 use crate::drive::{self, Start};
 use crate::journal_cmds::{self, ResumeArgs};
 use crate::{adhoc, exit, inventory_cmd, project};
+use fleetbook_engine::libs::Libraries;
 use fleetbook_engine::{plan, render, Error, Result};
 
 pub fn run(cli: Cli) -> Result<i32> {
@@ -12,13 +13,39 @@ pub fn run(cli: Cli) -> Result<i32> {
         std::env::current_dir().map_err(|e| Error::input(format!("the current directory: {e}")))?;
     let project = project::Project::find(&here)?;
     project::fill(&mut command, project.as_ref());
+    add_path_dirs(&mut command);
+    // Every command that plans imports from the project's dependencies, as locked.
+    let plans = matches!(
+        command,
+        Command::Check { .. }
+            | Command::Plan { .. }
+            | Command::Run { .. }
+            | Command::Apply { .. }
+            | Command::Resume { .. }
+            | Command::Rollback { .. }
+    );
+    // A plan that may run asks the repositories whether a locked tag moved; `check` does not.
+    let check_tags = plans && !matches!(command, Command::Check { .. });
+    let libs = if plans {
+        project::libraries_checked(project.as_ref(), check_tags)?
+    } else {
+        Libraries::default()
+    };
     match command {
         Command::Check {
             runbook,
             inventory,
             script,
             format,
-        } => crate::check::command(&runbook, inventory.as_deref(), &script, format),
+        } => crate::check::command(
+            &runbook,
+            inventory.as_deref(),
+            &script,
+            format,
+            &libs,
+            cli.verbose > 0,
+        ),
+        Command::Lib { command } => crate::lib_cmd::run(command, project.as_ref()),
         Command::Config { state, format } => {
             let text = project::show(
                 project.as_ref(),
@@ -40,7 +67,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             if let Some(out) = &output {
                 refuse_to_overwrite(out, &[("runbook", &runbook), ("inventory", inventory)])?;
             }
-            let planned = plan_of(&runbook, inventory, &script, limit.as_deref())?;
+            let planned = plan_of(&runbook, inventory, &script, limit.as_deref(), &libs)?;
             let p = &planned.plan;
             for w in &p.warnings {
                 eprintln!("warning: {w}");
@@ -77,7 +104,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             run,
         } => {
             let inventory = project::need_inventory(inventory.as_deref())?;
-            let planned = plan_of(&runbook, inventory, &script, limit.as_deref())?;
+            let planned = plan_of(&runbook, inventory, &script, limit.as_deref(), &libs)?;
             let journal = fleetbook_engine::store::open(&run.state.resolve())?;
             drive::drive(
                 planned,
@@ -94,7 +121,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             params,
             lib_dirs,
             run,
-        } => journal_cmds::apply(&plan, &params, &lib_dirs, &run),
+        } => journal_cmds::apply(&plan, &params, &lib_dirs, &libs, &run),
         Command::Resume {
             run_id,
             retry_unknown,
@@ -110,6 +137,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             replan,
             params: &params,
             lib_dirs: &lib_dirs,
+            libs: &libs,
             run: &run,
         }),
         Command::Rollback {
@@ -130,6 +158,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             limit: limit.as_deref(),
             params: &params,
             lib_dirs: &lib_dirs,
+            libs: &libs,
             run: &run,
         }),
         Command::Status {
@@ -218,6 +247,7 @@ fn plan_of(
     inventory: &std::path::Path,
     script: &ScriptArgs,
     limit: Option<&str>,
+    libs: &Libraries,
 ) -> Result<plan::Planned> {
     let params = script.param_map().map_err(Error::input)?;
     plan::plan(&plan::PlanRequest {
@@ -226,8 +256,26 @@ fn plan_of(
         params: &params,
         limit,
         lib_dirs: &script.lib_dirs,
+        libs,
         vault: Some(&crate::inventory_cmd::vault_keys(&script.vault)?),
     })
+}
+
+/// `$FLEETBOOK_PATH` after the `--lib` directories (and the project's `lib`).
+fn add_path_dirs(command: &mut Command) {
+    let extra = project::path_dirs();
+    if extra.is_empty() {
+        return;
+    }
+    match command {
+        Command::Check { script, .. }
+        | Command::Plan { script, .. }
+        | Command::Run { script, .. } => script.lib_dirs.extend(extra),
+        Command::Apply { lib_dirs, .. }
+        | Command::Resume { lib_dirs, .. }
+        | Command::Rollback { lib_dirs, .. } => lib_dirs.extend(extra),
+        _ => {}
+    }
 }
 
 fn write_output(path: Option<&std::path::Path>, text: &str) -> Result<()> {

@@ -237,7 +237,12 @@ fn runbook_approvals(line: &Line, runbook: &std::path::Path) -> Vec<(String, Str
         .cloned()
         .collect();
     let help = |role: &str| format!("approval after {role}");
-    if let Ok((script, _)) = fleetbook_engine::plan::load_script(runbook, &params, &libs) {
+    let deps = std::env::current_dir()
+        .ok()
+        .and_then(|d| crate::project::Project::find(&d).ok().flatten())
+        .and_then(|p| crate::project::libraries(Some(&p)).ok())
+        .unwrap_or_default();
+    if let Ok((script, _)) = fleetbook_engine::plan::load_script(runbook, &params, &libs, &deps) {
         return script
             .runbook
             .steps

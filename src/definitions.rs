@@ -19,6 +19,7 @@ pub fn files(lib_dirs: &[PathBuf]) -> Result<Vec<(String, String)>> {
         text: "runbook(\"definitions\")",
         dir: None,
         lib_dirs: &[],
+        libs: &Default::default(),
         params: &BTreeMap::new(),
         limits: Limits::default(),
     })?;

@@ -5,6 +5,7 @@ use crate::cli::{ReportFormat, RunArgs, StateArgs};
 use crate::drive::{self, Start};
 use crate::exit;
 use fleetbook_engine::journal::{format_time, RunRecord};
+use fleetbook_engine::libs::Libraries;
 use fleetbook_engine::store::RunState;
 use fleetbook_engine::store::RunStore;
 use fleetbook_engine::{plan, session};
@@ -278,6 +279,8 @@ pub struct ResumeArgs<'a> {
     pub replan: bool,
     pub params: &'a [(String, String)],
     pub lib_dirs: &'a [PathBuf],
+    /// The project's dependencies, checked against its lock.
+    pub libs: &'a Libraries,
     pub run: &'a RunArgs,
 }
 
@@ -287,6 +290,7 @@ fn plan_again(
     run: &RunRecord,
     given: &[(String, String)],
     lib_dirs: &[PathBuf],
+    libs: &Libraries,
     args: &RunArgs,
 ) -> Result<(plan::Planned, Vec<String>, Vec<String>)> {
     let mut changed = Vec::new();
@@ -297,6 +301,7 @@ fn plan_again(
         params: &params,
         limit: run.limit_pattern.as_deref(),
         lib_dirs,
+        libs,
         vault: None,
     })?;
     let new_approvals = session::changes(run, &planned, &args.approve, &mut changed)?;
@@ -336,7 +341,7 @@ pub fn resume(a: ResumeArgs) -> Result<i32> {
         }
         _ => {}
     }
-    let (planned, new_approvals, changed) = plan_again(&run, a.params, a.lib_dirs, a.run)?;
+    let (planned, new_approvals, changed) = plan_again(&run, a.params, a.lib_dirs, a.libs, a.run)?;
     if !changed.is_empty() {
         if !a.replan {
             return Err(Error::input_with_help(
@@ -380,6 +385,8 @@ pub struct RollbackArgs<'a> {
     pub limit: Option<&'a str>,
     pub params: &'a [(String, String)],
     pub lib_dirs: &'a [PathBuf],
+    /// The project's dependencies, checked against its lock.
+    pub libs: &'a Libraries,
     pub run: &'a RunArgs,
 }
 
@@ -388,7 +395,7 @@ pub struct RollbackArgs<'a> {
 pub fn rollback(a: RollbackArgs) -> Result<i32> {
     let journal = open(&a.run.state)?;
     let run = stopped_run(&*journal, a.id)?;
-    let (planned, _, changed) = plan_again(&run, a.params, a.lib_dirs, a.run)?;
+    let (planned, _, changed) = plan_again(&run, a.params, a.lib_dirs, a.libs, a.run)?;
     if !changed.is_empty() {
         return Err(Error::input_with_help(
             format!(
@@ -450,6 +457,7 @@ pub fn apply(
     path: &Path,
     given: &[(String, String)],
     lib_dirs: &[PathBuf],
+    libs: &Libraries,
     args: &RunArgs,
 ) -> Result<i32> {
     let text = fleetbook_engine::error::read_file(path)?;
@@ -511,6 +519,7 @@ pub fn apply(
         params: &params,
         limit: saved.limit_pattern.as_deref(),
         lib_dirs,
+        libs,
         vault: None,
     })?;
     let p = &planned.plan;
@@ -525,6 +534,9 @@ pub fn apply(
             "the inventory {} changed since the plan was made",
             saved.inventory
         )));
+    }
+    if let Some(why) = plan::library_changes(&saved.libraries, &p.libraries) {
+        return Err(refuse(why));
     }
     let commands = |p: &plan::Plan| -> Vec<(String, Vec<String>)> {
         p.tasks

@@ -32,6 +32,7 @@ mod drive;
 mod exit;
 mod inventory_cmd;
 mod journal_cmds;
+mod lib_cmd;
 mod logging;
 mod lsp;
 mod man;

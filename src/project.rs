@@ -7,6 +7,7 @@
 //! `~/.local/state/fleetbook`). So `status`, `runs`, `abort` and `approve` find a run from
 //! any terminal of the same user, or anywhere inside the project.
 
+use fleetbook_engine::libs::{self, DepSpec, Libraries};
 use fleetbook_engine::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,12 @@ pub struct Settings {
     /// ignores it; `--param` wins).
     #[serde(default)]
     pub params: BTreeMap<String, toml::Value>,
+    /// A plain-directory mirror of the libraries (`fleetbook lib vendor`'s output);
+    /// `$FLEETBOOK_LIB_MIRROR` wins over it.
+    pub lib_mirror: Option<PathBuf>,
+    /// The libraries the project's runbooks import, as Cargo.toml declares crates.
+    #[serde(default)]
+    pub dependencies: BTreeMap<String, DepSpec>,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +108,48 @@ impl Project {
         )
     }
 
+    /// The library mirror in force: `$FLEETBOOK_LIB_MIRROR`, else `lib_mirror`.
+    pub fn mirror(&self) -> Option<PathBuf> {
+        std::env::var_os("FLEETBOOK_LIB_MIRROR")
+            .filter(|m| !m.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| self.settings.lib_mirror.as_deref().map(|m| self.path(m)))
+    }
+
+    /// The project's dependency tree (`fetch`: fetched and locked anew; else checked
+    /// against fleetbook.lock, offline).
+    pub fn resolve(&self, mode: libs::Mode) -> Result<libs::Resolved> {
+        self.resolve_with(mode, false)
+    }
+
+    /// [`resolve`](Self::resolve), also asking git repositories whether a locked tag moved.
+    pub fn resolve_with(&self, mode: libs::Mode, check_tags: bool) -> Result<libs::Resolved> {
+        let deps: Vec<(String, DepSpec)> = self
+            .settings
+            .dependencies
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (name, _) in &deps {
+            if !libs::manifest::valid_name(name) {
+                return Err(Error::input(format!(
+                    "{}: dependency name {name:?} must be letters, digits, '-' and '_'",
+                    self.file.display()
+                )));
+            }
+        }
+        let mirror = self.mirror();
+        libs::resolve(
+            &libs::ProjectDeps {
+                dir: self.dir(),
+                deps: &deps,
+                mirror: mirror.as_deref(),
+                check_tags,
+            },
+            mode,
+        )
+    }
+
     /// The parameter defaults as strings, as `--param` would give them.
     pub fn params(&self) -> BTreeMap<String, String> {
         self.settings
@@ -115,6 +164,34 @@ impl Project {
             })
             .collect()
     }
+}
+
+/// The libraries a command that plans may import: the project's dependencies, checked
+/// against its lock (none outside a project, or without `[dependencies]`). With
+/// `check_tags`, git repositories that answer are asked whether a locked tag moved.
+pub fn libraries_checked(project: Option<&Project>, check_tags: bool) -> Result<Libraries> {
+    match project {
+        Some(p) if !p.settings.dependencies.is_empty() => {
+            Ok(p.resolve_with(libs::Mode::Verify, check_tags)?.libraries)
+        }
+        _ => Ok(Libraries::default()),
+    }
+}
+
+/// [`libraries_checked`] from the lock and the cache only (check, the editor).
+pub fn libraries(project: Option<&Project>) -> Result<Libraries> {
+    libraries_checked(project, false)
+}
+
+/// `$FLEETBOOK_PATH`: more library directories, searched after `--lib` (':'-separated).
+pub fn path_dirs() -> Vec<PathBuf> {
+    std::env::var_os("FLEETBOOK_PATH")
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Why a project file must not be trusted: another user owns it or its directory, or
@@ -308,7 +385,8 @@ pub fn fill(command: &mut crate::cli::Command, project: Option<&Project>) {
         | C::Man { .. }
         | C::Inventory { .. }
         | C::Lsp { .. }
-        | C::Doc { .. } => {}
+        | C::Doc { .. }
+        | C::Lib { .. } => {}
         C::Definitions { lib_dirs, .. } => lib_dirs.extend(s.lib.iter().map(|l| p.path(l))),
     }
 }
@@ -374,6 +452,23 @@ pub fn show(project: Option<&Project>, state_flag: Option<&Path>, json: bool) ->
         .collect();
     if !libs.is_empty() {
         rows.push(("lib", Some(libs.join(", ")), Source::ProjectFile));
+    }
+    if let Some(m) = project.and_then(Project::mirror) {
+        let from_env = std::env::var_os("FLEETBOOK_LIB_MIRROR").is_some_and(|e| !e.is_empty());
+        let source = if from_env {
+            Source::Environment
+        } else {
+            Source::ProjectFile
+        };
+        rows.push(("lib_mirror", Some(m.display().to_string()), source));
+    }
+    if !s.dependencies.is_empty() {
+        let deps: Vec<String> = s
+            .dependencies
+            .iter()
+            .map(|(name, spec)| format!("{name} {}", spec.describe()))
+            .collect();
+        rows.push(("dependencies", Some(deps.join(", ")), Source::ProjectFile));
     }
     // Named like a credential: shown as such, never its value.
     let params: BTreeMap<String, String> = project

@@ -23,6 +23,7 @@ fn recorded_plan(run: &RunRecord) -> Option<Plan> {
         params: &run.params,
         limit: run.limit_pattern.as_deref(),
         lib_dirs: &[],
+        libs: &Default::default(),
         vault: None,
     })
     .ok()?;

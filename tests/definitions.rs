@@ -138,6 +138,7 @@ fn definitions_follow_the_syntax_and_name_every_registered_function() {
         text: "runbook(\"x\")",
         dir: None,
         lib_dirs: &[],
+        libs: &Default::default(),
         params: &Default::default(),
         limits: Default::default(),
     })

@@ -17,6 +17,7 @@ mod flow;
 mod hostops;
 mod inventory;
 mod journal;
+mod libraries;
 mod logging;
 mod lsp;
 mod plan;

@@ -304,6 +304,7 @@ fn registered() -> Vec<(String, String, String)> {
         text: "runbook(\"x\")",
         dir: None,
         lib_dirs: &[],
+        libs: &Default::default(),
         params: &Default::default(),
         limits: Default::default(),
     })

@@ -70,6 +70,9 @@ impl Fleetbook {
             // user's (a test may set XDG_STATE_HOME itself).
             .env("XDG_STATE_HOME", tests_state())
             .env_remove("FLEETBOOK_STATE")
+            // Library lookups are the test's own: no caller's library path or mirror.
+            .env_remove("FLEETBOOK_PATH")
+            .env_remove("FLEETBOOK_LIB_MIRROR")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("fleetbook runs");

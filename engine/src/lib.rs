@@ -12,6 +12,7 @@ pub mod fuzzing;
 pub mod inventory;
 pub mod journal;
 pub mod libdoc;
+pub mod libs;
 pub mod model;
 pub mod plan;
 pub(crate) mod predicate;

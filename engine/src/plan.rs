@@ -26,6 +26,9 @@ pub struct Plan {
     pub runbook_digest: String,
     pub inventory: String,
     pub inventory_digest: String,
+    /// Every library the runbook imported from, with the digest of each file it used.
+    #[serde(default)]
+    pub libraries: Vec<LibraryInfo>,
     pub limit_pattern: Option<String>,
     pub params: Vec<ParamInfo>,
     pub limits: LimitsInfo,
@@ -53,6 +56,111 @@ pub struct RunbookInfo {
     /// `rb.become(true)`: host operations that need root use sudo by default.
     pub r#become: bool,
     pub steps: Vec<StepInfo>,
+}
+
+/// A library a plan was made with: `local` is the runbook's own directory, `std` the
+/// library embedded in fleetbook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LibraryInfo {
+    pub name: String,
+    pub version: Option<String>,
+    pub source: String,
+    /// The host-operation namespaces it may call (None: unrestricted).
+    pub uses: Option<Vec<String>>,
+    /// sha256 over its files below, in order (`path NUL digest NUL`...).
+    pub digest: String,
+    pub files: Vec<LibraryFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LibraryFile {
+    pub path: String,
+    pub sha256: String,
+}
+
+/// The libraries of a script, grouped from the files it used, in the order first used.
+pub fn libraries_of(script: &Script) -> Vec<LibraryInfo> {
+    let used = script.used.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out: Vec<LibraryInfo> = Vec::new();
+    for f in &used.files {
+        let file = LibraryFile {
+            path: f.path.clone(),
+            sha256: f.sha256.clone(),
+        };
+        match out.iter_mut().find(|l| l.name == f.library) {
+            Some(l) => l.files.push(file),
+            None => out.push(LibraryInfo {
+                name: f.library.clone(),
+                version: f.version.clone(),
+                source: f.source.clone(),
+                uses: f.uses.clone(),
+                digest: String::new(),
+                files: vec![file],
+            }),
+        }
+    }
+    for l in &mut out {
+        l.files.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut bytes = Vec::new();
+        for f in &l.files {
+            bytes.extend_from_slice(f.path.as_bytes());
+            bytes.push(0);
+            bytes.extend_from_slice(f.sha256.as_bytes());
+            bytes.push(0);
+        }
+        l.digest = digest(&bytes);
+    }
+    out
+}
+
+/// Why the libraries of a plan made now differ from a saved plan's (None: they do not):
+/// the first library file added, removed or changed.
+pub fn library_changes(saved: &[LibraryInfo], now: &[LibraryInfo]) -> Option<String> {
+    let files = |ls: &[LibraryInfo]| -> BTreeMap<(String, String), (Option<String>, String)> {
+        ls.iter()
+            .flat_map(|l| {
+                l.files.iter().map(move |f| {
+                    (
+                        (l.name.clone(), f.path.clone()),
+                        (l.version.clone(), f.sha256.clone()),
+                    )
+                })
+            })
+            .collect()
+    };
+    let (old, new) = (files(saved), files(now));
+    let label = |(lib, path): &(String, String), v: &Option<String>| match v {
+        Some(v) => format!("{path} of library {lib} {v}"),
+        None => format!("{path} of library {lib}"),
+    };
+    for (k, (v, d)) in &old {
+        match new.get(k) {
+            None => {
+                return Some(format!(
+                    "the library file {} is no longer used",
+                    label(k, v)
+                ))
+            }
+            Some((nv, _)) if nv != v => {
+                return Some(format!(
+                    "library {} is now version {}, the plan was made with {}",
+                    k.0,
+                    nv.as_deref().unwrap_or("-"),
+                    v.as_deref().unwrap_or("-")
+                ))
+            }
+            Some((_, nd)) if nd != d => {
+                return Some(format!(
+                    "the library file {} changed since the plan was made",
+                    label(k, v)
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    new.iter()
+        .find(|(k, _)| !old.contains_key(*k))
+        .map(|(k, (v, _))| format!("the plan computed now also uses {}", label(k, v)))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -160,6 +268,8 @@ pub struct PlanRequest<'a> {
     pub params: &'a BTreeMap<String, String>,
     pub limit: Option<&'a str>,
     pub lib_dirs: &'a [PathBuf],
+    /// The project's dependencies (checked against its lock).
+    pub libs: &'a crate::libs::Libraries,
     /// Vault passwords for the inventory (`None`: those the environment names).
     pub vault: Option<&'a crate::inventory::VaultKeys>,
 }
@@ -195,6 +305,7 @@ pub fn load_script(
     path: &Path,
     params: &BTreeMap<String, String>,
     lib_dirs: &[PathBuf],
+    libs: &crate::libs::Libraries,
 ) -> Result<(Script, String)> {
     let text = read_file(path)?;
     let name = path.display().to_string();
@@ -210,6 +321,7 @@ pub fn load_script(
         text: &text,
         dir,
         lib_dirs,
+        libs,
         params,
         limits: Limits::default(),
     })?;
@@ -218,7 +330,7 @@ pub fn load_script(
 
 /// Compiles, records and schedules: the whole of `fleetbook plan`.
 pub fn plan(req: &PlanRequest) -> Result<Planned> {
-    let (script, runbook_digest) = load_script(req.runbook, req.params, req.lib_dirs)?;
+    let (script, runbook_digest) = load_script(req.runbook, req.params, req.lib_dirs, req.libs)?;
     // As Ansible reads a playbook's: group_vars/ and host_vars/ beside the inventory and
     // beside the runbook; the digest covers every file read.
     let vault = match req.vault {
@@ -312,6 +424,7 @@ pub fn plan_text(
         text: runbook,
         dir: None,
         lib_dirs: &[],
+        libs: &crate::libs::Libraries::default(),
         params,
         limits: Limits::default(),
     })?;
@@ -426,6 +539,7 @@ fn assemble(
         runbook_digest,
         inventory: inventory.to_string(),
         inventory_digest,
+        libraries: libraries_of(script),
         limit_pattern: limit.map(str::to_string),
         params: script
             .params
@@ -478,5 +592,65 @@ fn assemble(
         duration: sched.duration,
         time_unit: "s".to_string(),
         warnings: warnings.iter().map(|w| secrets.redacted(w)).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lib(name: &str, version: Option<&str>, files: &[(&str, &str)]) -> LibraryInfo {
+        LibraryInfo {
+            name: name.into(),
+            version: version.map(Into::into),
+            source: "path ../x".into(),
+            uses: None,
+            digest: String::new(),
+            files: files
+                .iter()
+                .map(|(p, d)| LibraryFile {
+                    path: p.to_string(),
+                    sha256: d.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_changed_added_or_removed_library_file_is_named() {
+        let saved = [lib(
+            "acme",
+            Some("1.2.0"),
+            &[("a.rhai", "1"), ("b.rhai", "2")],
+        )];
+        assert_eq!(library_changes(&saved, &saved), None);
+        let changed = [lib(
+            "acme",
+            Some("1.2.0"),
+            &[("a.rhai", "1"), ("b.rhai", "3")],
+        )];
+        assert_eq!(
+            library_changes(&saved, &changed).unwrap(),
+            "the library file b.rhai of library acme 1.2.0 changed since the plan was made"
+        );
+        let bumped = [lib(
+            "acme",
+            Some("1.3.0"),
+            &[("a.rhai", "1"), ("b.rhai", "2")],
+        )];
+        assert!(library_changes(&saved, &bumped)
+            .unwrap()
+            .contains("now version 1.3.0"));
+        let fewer = [lib("acme", Some("1.2.0"), &[("a.rhai", "1")])];
+        assert!(library_changes(&saved, &fewer)
+            .unwrap()
+            .contains("b.rhai of library acme 1.2.0 is no longer used"));
+        let more = [
+            saved[0].clone(),
+            lib("local", None, &[("helpers.rhai", "9")]),
+        ];
+        assert!(library_changes(&saved, &more)
+            .unwrap()
+            .contains("also uses helpers.rhai of library local"));
     }
 }

@@ -4,14 +4,15 @@
 
 use crate::api::{self, ApiState, Fleet, FleetBinding, ParamState, RunbookHandle, StepHandle};
 use crate::error::{Error, Pos, Result, SourceDiag};
+use crate::libs::resolver::{ImportFailed, ModuleCache, Resolver, Used};
+use crate::libs::Libraries;
 use crate::model::{Param, Runbook};
 use crate::secrets::Secrets;
-use fleetbook_stdlib::{Host, LIBRARIES};
+use fleetbook_stdlib::Host;
 use indexmap::IndexMap;
-use rhai::module_resolvers::ModuleResolver;
-use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, Module, Position, Scope, Shared, AST};
+use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, Module, Scope, Shared, AST};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// Limits that stop a runaway or hostile script.
@@ -49,8 +50,10 @@ pub struct ScriptInput<'a> {
     pub text: &'a str,
     /// The runbook's directory: imports are resolved inside it.
     pub dir: Option<&'a Path>,
-    /// Further library directories (`--lib`).
+    /// Further library directories (`--lib`, `FLEETBOOK_PATH`).
     pub lib_dirs: &'a [PathBuf],
+    /// The project's dependencies, resolved and checked against the lock.
+    pub libs: &'a Libraries,
     pub params: &'a BTreeMap<String, String>,
     pub limits: Limits,
 }
@@ -67,219 +70,8 @@ pub struct Script {
     pub sources: Sources,
     fleet: FleetBinding,
     max_operations: u64,
-}
-
-/// Resolves `import` inside the runbook's directory, the library directories and the
-/// built-in libraries only: no absolute paths, no `..`, no symlink out.
-struct ConfinedResolver {
-    roots: Vec<PathBuf>,
-    sources: Sources,
-    cache: ModuleCache,
-    /// The imports being loaded, outermost first: a module that imports one of them again
-    /// is a cycle (without this, Rhai recurses until the stack overflows).
-    loading: Mutex<Vec<Loading>>,
-}
-
-/// A module being loaded: its identity, its name in messages, and where it was imported.
-struct Loading {
-    key: PathBuf,
-    name: String,
-    site: Option<String>,
-}
-
-/// Modules loaded by `import`, by path, shared with [`compile`] so that closures called after
-/// the script's evaluation still see them.
-type ModuleCache = Arc<Mutex<HashMap<String, Shared<Module>>>>;
-
-/// The value thrown when an `import` cannot be resolved (not found, not allowed, a cycle):
-/// typed, so that its diagnostic is coded `import` rather than as the script's own error.
-#[derive(Debug, Clone)]
-struct ImportFailed(String);
-
-fn import_failed(msg: String, pos: Position) -> Box<EvalAltResult> {
-    Box::new(EvalAltResult::ErrorRuntime(
-        Dynamic::from(ImportFailed(msg)),
-        pos,
-    ))
-}
-
-fn module_error(path: &str, pos: Position, msg: String) -> Box<EvalAltResult> {
-    Box::new(EvalAltResult::ErrorInModule(
-        path.to_string(),
-        import_failed(msg, pos),
-        pos,
-    ))
-}
-
-impl ConfinedResolver {
-    fn load(
-        &self,
-        engine: &Engine,
-        name: &str,
-        text: Arc<str>,
-        pos: Position,
-    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
-        self.sources
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_string(), text.clone());
-        let mut ast = engine.compile(&*text).map_err(|e| {
-            Box::new(EvalAltResult::ErrorInModule(
-                name.into(),
-                Box::new(e.into()),
-                pos,
-            ))
-        })?;
-        ast.set_source(name);
-        let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
-            .map_err(|e| Box::new(EvalAltResult::ErrorInModule(name.into(), e, pos)))?;
-        Ok(module.into())
-    }
-}
-
-/// `file:line: import "path"`, for the trail of an import cycle.
-fn import_site(source: Option<&str>, path: &str, pos: Position) -> String {
-    format!(
-        "{}:{}: import {path:?}",
-        source.unwrap_or("?"),
-        pos.line().unwrap_or(0)
-    )
-}
-
-impl ConfinedResolver {
-    /// Loads a module unless it is already being loaded further up: then the import closes
-    /// a cycle, reported with every import that makes it.
-    fn guarded(
-        &self,
-        key: PathBuf,
-        name: &str,
-        site: String,
-        pos: Position,
-        load: impl FnOnce() -> Result<Shared<Module>, Box<EvalAltResult>>,
-    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
-        {
-            let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(i) = loading.iter().position(|l| l.key == key) {
-                let mut names: Vec<&str> = loading[i..].iter().map(|l| l.name.as_str()).collect();
-                names.push(&loading[i].name);
-                let mut sites: Vec<&str> = loading[i + 1..]
-                    .iter()
-                    .filter_map(|l| l.site.as_deref())
-                    .collect();
-                sites.push(&site);
-                // Not wrapped in the imported module's name: the error is in the importer.
-                return Err(import_failed(
-                    format!(
-                        "import cycle: {} ({})",
-                        names.join(" -> "),
-                        sites.join("; ")
-                    ),
-                    pos,
-                ));
-            }
-            loading.push(Loading {
-                key,
-                name: name.to_string(),
-                site: Some(site),
-            });
-        }
-        let result = load();
-        self.loading.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        result
-    }
-}
-
-impl ModuleResolver for ConfinedResolver {
-    fn resolve(
-        &self,
-        engine: &Engine,
-        source: Option<&str>,
-        path: &str,
-        pos: Position,
-    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
-        if let Some(m) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(path)
-        {
-            return Ok(m.clone());
-        }
-        let p = Path::new(path);
-        if p.is_absolute()
-            || p.components()
-                .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-        {
-            return Err(module_error(
-                path,
-                pos,
-                format!("import {path:?} is not allowed: imports are relative paths inside the runbook's directory or the library path (no '..', no absolute paths)"),
-            ));
-        }
-        let file = if p.extension().is_some() {
-            p.to_path_buf()
-        } else {
-            p.with_extension("rhai")
-        };
-        for root in &self.roots {
-            let candidate = root.join(&file);
-            if !candidate.is_file() {
-                continue;
-            }
-            let real = candidate.canonicalize().map_err(|e| {
-                module_error(
-                    path,
-                    pos,
-                    format!("cannot open {}: {e}", candidate.display()),
-                )
-            })?;
-            if !real.starts_with(root) {
-                return Err(module_error(
-                    path,
-                    pos,
-                    format!(
-                        "import {path:?} leads outside {} (through a symlink)",
-                        root.display()
-                    ),
-                ));
-            }
-            // Same rules as the runbook: a BOM is dropped, bytes that are not UTF-8 are named.
-            let text = crate::error::read_file(&real)
-                .map_err(|e| module_error(path, pos, e.to_string()))?;
-            let name = file.display().to_string();
-            let site = import_site(source, path, pos);
-            let module = self.guarded(real, &name, site, pos, || {
-                self.load(engine, &name, text.into(), pos)
-            })?;
-            self.cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(path.to_string(), module.clone());
-            return Ok(module);
-        }
-        let stem = path.strip_suffix(".rhai").unwrap_or(path);
-        if let Some((name, text)) = LIBRARIES.iter().find(|(n, _)| *n == stem) {
-            let shown = format!("<lib>/{name}.rhai");
-            let site = import_site(source, path, pos);
-            let module = self.guarded(PathBuf::from(&shown), &shown, site, pos, || {
-                self.load(engine, &shown, Arc::from(*text), pos)
-            })?;
-            self.cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(path.to_string(), module.clone());
-            return Ok(module);
-        }
-        let builtin: Vec<&str> = LIBRARIES.iter().map(|(n, _)| *n).collect();
-        Err(module_error(
-            path,
-            pos,
-            format!(
-                "module {path:?} not found in the runbook's directory, the library path or the built-in libraries ({})",
-                builtin.join(", ")
-            ),
-        ))
-    }
+    /// The library files and imports the script used (plan, `check -v`).
+    pub used: Arc<Mutex<Used>>,
 }
 
 fn build_engine(
@@ -287,7 +79,7 @@ fn build_engine(
     state: &ApiState,
     sources: &Sources,
     cache: &ModuleCache,
-) -> Engine {
+) -> Result<(Engine, Hooks)> {
     let mut engine = Engine::new();
     let l = &input.limits;
     engine
@@ -325,37 +117,31 @@ fn build_engine(
             secrets.redact(s)
         );
     });
-    let mut roots = Vec::new();
-    if let Some(dir) = input.dir {
-        roots.push(dir.to_path_buf());
-    }
-    roots.extend(input.lib_dirs.iter().cloned());
-    let roots = roots
-        .into_iter()
-        .filter_map(|r| r.canonicalize().ok())
-        .collect();
-    // The runbook itself is the outermost module: importing it is a cycle too.
-    let main = input
-        .dir
-        .zip(Path::new(input.name).file_name())
-        .and_then(|(d, f)| d.join(f).canonicalize().ok());
-    let loading = main
-        .map(|key| Loading {
-            key,
-            name: input.name.to_string(),
-            site: None,
-        })
-        .into_iter()
-        .collect();
-    engine.set_module_resolver(ConfinedResolver {
-        roots,
-        sources: sources.clone(),
-        cache: cache.clone(),
-        loading: Mutex::new(loading),
-    });
+    let lib_dirs = crate::libs::from_dirs(input.lib_dirs)?;
+    let resolver = Resolver::new(
+        input.name,
+        input.dir,
+        lib_dirs,
+        input.libs,
+        sources.clone(),
+        cache.clone(),
+    );
+    let hooks = Hooks {
+        top: resolver.top.clone(),
+        literal: resolver.literal_imports(),
+        used: resolver.used.clone(),
+    };
+    engine.set_module_resolver(resolver);
     fleetbook_stdlib::register(&mut engine);
     api::register(&mut engine, state);
-    engine
+    Ok((engine, hooks))
+}
+
+/// What compile() keeps of the resolver once the engine owns it.
+struct Hooks {
+    top: Arc<Mutex<HashMap<String, Shared<Module>>>>,
+    literal: Arc<Mutex<HashMap<String, std::collections::HashSet<String>>>>,
+    used: Arc<Mutex<Used>>,
 }
 
 /// Marks a parameter value given as a soft default (`version?`): it applies when the
@@ -381,7 +167,7 @@ pub fn compile(input: ScriptInput) -> Result<Script> {
         secrets: Secrets::new(),
     };
     let cache: ModuleCache = Arc::default();
-    let mut engine = build_engine(&input, &state, &sources, &cache);
+    let (mut engine, hooks) = build_engine(&input, &state, &sources, &cache)?;
     // An error raised while the script runs may quote a secret parameter's value.
     let diag = |e: &EvalAltResult| {
         script_error(e, input.name, &sources, input.limits.max_operations).redact(&state.secrets)
@@ -389,6 +175,16 @@ pub fn compile(input: ScriptInput) -> Result<Script> {
 
     let mut ast = engine.compile(input.text).map_err(|e| diag(&e.into()))?;
     ast.set_source(input.name);
+    hooks
+        .literal
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(
+            input.name.to_string(),
+            crate::libs::confine::literal_imports(&ast)
+                .into_iter()
+                .collect(),
+        );
     let result: Dynamic = engine
         .eval_ast_with_scope(&mut Scope::new(), &ast)
         .map_err(|e| diag(&e))?;
@@ -401,7 +197,7 @@ pub fn compile(input: ScriptInput) -> Result<Script> {
             let path = expr
                 .get_literal_value(None)
                 .and_then(|v| v.into_string().ok());
-            let module = path.and_then(|p| cache.lock().ok()?.get(&p).cloned());
+            let module = path.and_then(|p| hooks.top.lock().ok()?.get(&p).cloned());
             if let (Some(m), false) = (module, alias.name.is_empty()) {
                 engine.register_static_module(alias.name.as_str(), m);
             }
@@ -492,6 +288,7 @@ pub fn compile(input: ScriptInput) -> Result<Script> {
         sources,
         fleet: state.fleet,
         max_operations: input.limits.max_operations,
+        used: hooks.used,
     })
 }
 
@@ -760,6 +557,7 @@ mod tests {
             text,
             dir,
             lib_dirs: &[],
+            libs: &Libraries::default(),
             params: &params,
             limits: Limits {
                 max_operations: 100_000,

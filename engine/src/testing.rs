@@ -237,12 +237,15 @@ impl Context {
             }
         }
         let (script, digest) = match runbook {
-            Runbook::File(path) => plan::load_script(&path, &params, &self.lib_dirs),
+            Runbook::File(path) => {
+                plan::load_script(&path, &params, &self.lib_dirs, &Default::default())
+            }
             Runbook::Text(text) => script::compile(ScriptInput {
                 name: "<inline runbook>",
                 text: &text,
                 dir: Some(&self.dir),
                 lib_dirs: &self.lib_dirs,
+                libs: &Default::default(),
                 params: &params,
                 limits: Limits::default(),
             })

@@ -18,6 +18,7 @@ pub fn check(uri: &Uri, path: &Path, doc: &str, settings: &Settings) -> Vec<Diag
         path,
         text: Some(doc),
         lib_dirs: &settings.lib_dirs,
+        libs: &settings.libs,
         params: &settings.params,
         inventory: settings.inventory.as_deref(),
         depth: Depth::Plan,

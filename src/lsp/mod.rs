@@ -43,6 +43,9 @@ pub struct Document {
 #[derive(Default)]
 pub struct Settings {
     lib_dirs: Vec<PathBuf>,
+    /// The project's dependencies as locked (none when the lock does not match: the
+    /// diagnostics then say which import fails).
+    libs: fleetbook_engine::libs::Libraries,
     params: BTreeMap<String, String>,
     inventory: Option<PathBuf>,
 }
@@ -55,6 +58,7 @@ impl Settings {
         };
         Settings {
             lib_dirs: p.settings.lib.iter().map(|l| p.path(l)).collect(),
+            libs: crate::project::libraries(Some(&p)).unwrap_or_default(),
             // Soft, as for `check`: a runbook that does not declare one ignores it.
             params: p
                 .params()
@@ -79,6 +83,24 @@ impl Settings {
 
 impl Document {
     fn module(&self, settings: &Settings, path: &str) -> Option<symbols::Module> {
+        // `acme/ops`: module ops of the project's library acme; `std/rolling`: built in.
+        if let Some((lib, rest)) = path.split_once('/') {
+            // Confined as the compiler confines it.
+            if rest.starts_with('/') || rest.split('/').any(|c| c == "..") {
+                return None;
+            }
+            if let Some(dir) = settings.libs.get(lib).and_then(|l| l.dir.clone()) {
+                let file = dir.join(if rest.ends_with(".rhai") {
+                    rest.to_string()
+                } else {
+                    format!("{rest}.rhai")
+                });
+                return file.is_file().then_some(symbols::Module::File(file));
+            }
+            if lib == fleetbook_engine::libs::STD {
+                return symbols::resolve(rest, None, &[]);
+            }
+        }
         symbols::resolve(path, self.path.parent(), &settings.lib_dirs)
     }
 

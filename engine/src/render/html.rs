@@ -316,6 +316,28 @@ pub fn html(plan: &Plan) -> String {
                 .unwrap_or_default()
         ),
     );
+    for l in &plan.libraries {
+        let may = match &l.uses {
+            None => "unrestricted".to_string(),
+            Some(u) if u.is_empty() => "may use no host operation".to_string(),
+            Some(u) => format!("may use {}", u.join(", ")),
+        };
+        meta(
+            "Library",
+            format!(
+                "<code>{}{}</code> ({}) {}; {}",
+                esc(&l.name),
+                esc(&l
+                    .version
+                    .as_ref()
+                    .map(|v| format!(" {v}"))
+                    .unwrap_or_default()),
+                esc(short_digest(&l.digest)),
+                esc(&l.source),
+                esc(&may)
+            ),
+        );
+    }
     if !plan.params.is_empty() {
         meta(
             "Params",

@@ -45,6 +45,24 @@ pub fn text(plan: &Plan) -> String {
             .map(|p| format!(", --limit {p}"))
             .unwrap_or_default()
     );
+    for l in &plan.libraries {
+        let may = match &l.uses {
+            None => "unrestricted".to_string(),
+            Some(u) if u.is_empty() => "may use no host operation".to_string(),
+            Some(u) => format!("may use {}", u.join(", ")),
+        };
+        let _ = writeln!(
+            o,
+            "Library    {}{} ({}) {}; {may}",
+            l.name,
+            l.version
+                .as_ref()
+                .map(|v| format!(" {v}"))
+                .unwrap_or_default(),
+            short_digest(&l.digest),
+            l.source
+        );
+    }
     if !plan.params.is_empty() {
         let ps: Vec<String> = plan
             .params

@@ -135,7 +135,21 @@ pub fn run(cli: Cli) -> Result<i32> {
             run_id,
             state,
             format,
-        } => journal_cmds::status(run_id.as_deref(), &state, format),
+            output,
+        } => journal_cmds::status(run_id.as_deref(), &state, format, output.as_deref()),
+        Command::Watch {
+            run_id,
+            state,
+            control,
+            listen,
+            token_file,
+        } => crate::watch::watch(crate::watch::WatchArgs {
+            run: run_id,
+            state,
+            control,
+            listen,
+            token_file,
+        }),
         Command::Inventory {
             inventory,
             limit,
@@ -251,7 +265,7 @@ fn check(
     Ok(exit::OK)
 }
 
-fn write_output(path: Option<&std::path::Path>, text: &str) -> Result<()> {
+pub(crate) fn write_output(path: Option<&std::path::Path>, text: &str) -> Result<()> {
     match path {
         Some(p) => {
             // Write next to the target and rename, so a failure never leaves half a plan.

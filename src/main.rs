@@ -32,6 +32,7 @@ mod lsp;
 mod man;
 mod progress;
 mod project;
+mod watch;
 
 fn main() {
     // `COMPLETE=SHELL fleetbook ...`: the shell asks for completions (src/complete.rs).

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod compile;
 pub mod error;
+pub mod eta;
 pub mod exec;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -5,10 +5,12 @@
 mod describe;
 mod graph;
 mod html;
+mod report;
 mod summary;
 mod text;
 
 pub use graph::{dot, mermaid};
 pub use html::html;
+pub use report::{body as report_body, next_command, report, PageOptions, RunView};
 pub use summary::{count, summary};
 pub use text::text;

@@ -47,7 +47,11 @@ pub fn status(
         let page = fleetbook_engine::render::report(&view, &page_options(state, false));
         crate::commands::write_output(output, &page)?;
         if let Some(path) = output {
-            eprintln!("report of run {} written to {}", view.status.run.id, path.display());
+            eprintln!(
+                "report of run {} written to {}",
+                view.status.run.id,
+                path.display()
+            );
         }
         return Ok(exit::OK);
     }

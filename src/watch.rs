@@ -67,9 +67,9 @@ pub fn watch(a: WatchArgs) -> Result<i32> {
 }
 
 async fn serve(shared: Arc<Shared>, listen: &str, control: bool) -> Result<i32> {
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-        Error::input(format!("--listen {listen}: cannot listen there: {e}"))
-    })?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Error::input(format!("--listen {listen}: cannot listen there: {e}")))?;
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Internal(e.to_string()))?;
@@ -82,10 +82,7 @@ async fn serve(shared: Arc<Shared>, listen: &str, control: bool) -> Result<i32> 
             "read-only"
         }
     );
-    crate::exit::print(&format!(
-        "http://{addr}/?token={}\n",
-        shared.token
-    ))?;
+    crate::exit::print(&format!("http://{addr}/?token={}\n", shared.token))?;
     let app = Router::new()
         .route("/", get(page))
         .route("/events", get(events))
@@ -103,7 +100,11 @@ fn token_from(path: &std::path::Path) -> Result<String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::input(format!("--token-file {}: {e}", path.display())))?;
     let token = text.lines().next().unwrap_or("").trim().to_string();
-    if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) {
+    if token.len() < 16
+        || !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+    {
         return Err(Error::input_with_help(
             format!(
                 "--token-file {}: the token must be at least 16 characters of A-Z a-z 0-9 - _ . ~ on the first line",
@@ -152,9 +153,15 @@ async fn view(shared: &Arc<Shared>) -> Result<RunView> {
 fn private(mut r: Response) -> Response {
     let h = r.headers_mut();
     // The token is in the URL: it must not leave in a Referer, nor the page in a cache.
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     r
 }
 
@@ -176,7 +183,12 @@ async fn page(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String, Stri
 
 /// What changes when the run moves (not the clock).
 fn fingerprint(v: &RunView) -> String {
-    let mut f = format!("{}|{}|{}", v.status.run.state, v.commands.len(), v.actions.len());
+    let mut f = format!(
+        "{}|{}|{}",
+        v.status.run.state,
+        v.commands.len(),
+        v.actions.len()
+    );
     for t in &v.tasks {
         f.push_str(&format!("|{}{}{:?}", t.state, t.attempt, t.ended_at));
     }
@@ -191,9 +203,8 @@ async fn events(
         return refused();
     }
     // (shared, last fingerprint, finished)
-    let stream = futures_util::stream::unfold(
-        (s, String::new(), false),
-        |(s, last, done)| async move {
+    let stream =
+        futures_util::stream::unfold((s, String::new(), false), |(s, last, done)| async move {
             if done {
                 return None;
             }
@@ -201,7 +212,9 @@ async fn events(
                 let v = match view(&s).await {
                     Ok(v) => v,
                     Err(e) => {
-                        let ev = Event::default().event("failed").data(e.to_string().replace(['\n', '\r'], " "));
+                        let ev = Event::default()
+                            .event("failed")
+                            .data(e.to_string().replace(['\n', '\r'], " "));
                         return Some((Ok::<_, std::convert::Infallible>(ev), (s, last, true)));
                     }
                 };
@@ -210,16 +223,25 @@ async fn events(
                 if fp != last {
                     let html = render::report_body(&v, &s.opts);
                     let data = serde_json::to_string(&html).unwrap_or_default();
-                    return Some((Ok(Event::default().event("update").data(data)), (s, fp, false)));
+                    return Some((
+                        Ok(Event::default().event("update").data(data)),
+                        (s, fp, false),
+                    ));
                 }
                 if over {
-                    return Some((Ok(Event::default().event("end").data("over")), (s, fp, true)));
+                    return Some((
+                        Ok(Event::default().event("end").data("over")),
+                        (s, fp, true),
+                    ));
                 }
                 tokio::time::sleep(POLL).await;
             }
-        },
-    );
-    private(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+        });
+    private(
+        Sse::new(stream)
+            .keep_alive(KeepAlive::default())
+            .into_response(),
+    )
 }
 
 fn read_only() -> Response {
@@ -257,10 +279,7 @@ async fn approve(
     }
 }
 
-async fn abort(
-    State(s): State<Arc<Shared>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+async fn abort(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
     if !authorised(&s, &q) {
         return refused();
     }
@@ -268,9 +287,10 @@ async fn abort(
         return read_only();
     }
     let s2 = s.clone();
-    let done =
-        tokio::task::spawn_blocking(move || journal_cmds::request_abort(&*s2.store, &s2.run, false))
-            .await;
+    let done = tokio::task::spawn_blocking(move || {
+        journal_cmds::request_abort(&*s2.store, &s2.run, false)
+    })
+    .await;
     match done {
         Ok(Ok(())) => {
             eprintln!("abort requested for run {} (from the page)", s.run);

@@ -1,6 +1,7 @@
 //! Integration tests: the real `fleetbook` binary, run through a small builder, with its
 //! stdout, stderr and exit status checked exactly (insta snapshots for the long ones).
 
+mod browser;
 mod sshd;
 mod support;
 
@@ -21,3 +22,4 @@ mod project;
 mod run;
 mod trust;
 mod ux;
+mod watch;

@@ -73,7 +73,12 @@ pub fn remaining(plan: &Plan, rows: &[TaskRow], run_started: f64, elapsed: f64) 
     let deps: Vec<Vec<usize>> = plan
         .tasks
         .iter()
-        .map(|t| t.depends_on.iter().filter_map(|d| index.get(d.as_str()).copied()).collect())
+        .map(|t| {
+            t.depends_on
+                .iter()
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect()
+        })
         .collect();
     while !order.is_empty() {
         let mut per_role: HashMap<&str, usize> = HashMap::new();
@@ -92,7 +97,13 @@ pub fn remaining(plan: &Plan, rows: &[TaskRow], run_started: f64, elapsed: f64) 
             let may = ready
                 && match t.host.as_deref().map(|h| &host_tasks[h]) {
                     None => true,
-                    Some(ts) if ts.iter().any(|&o| started[o] && end[o].is_some_and(|e| e > now)) => false,
+                    Some(ts)
+                        if ts
+                            .iter()
+                            .any(|&o| started[o] && end[o].is_some_and(|e| e > now)) =>
+                    {
+                        false
+                    }
                     Some(ts) if in_flight(ts, &started, &end, now) => true,
                     Some(_) => {
                         let role = role_of(i);

@@ -835,9 +835,8 @@ impl Journal {
 
     pub fn actions(&self, run: &str) -> Result<Vec<Action>> {
         let mut all = self.with(|c| {
-            let mut st = c.prepare(
-                "SELECT gate, approved_by, at FROM approvals WHERE run_id = ?1",
-            )?;
+            let mut st =
+                c.prepare("SELECT gate, approved_by, at FROM approvals WHERE run_id = ?1")?;
             let approvals: Vec<Action> = st
                 .query_map([run], |r| {
                     Ok(Action::Approve {
@@ -847,8 +846,7 @@ impl Journal {
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
-            let mut st =
-                c.prepare("SELECT now, requested_by, at FROM aborts WHERE run_id = ?1")?;
+            let mut st = c.prepare("SELECT now, requested_by, at FROM aborts WHERE run_id = ?1")?;
             let aborts: Vec<Action> = st
                 .query_map([run], |r| {
                     Ok(Action::Abort {
@@ -1125,7 +1123,10 @@ mod tests {
             }]
         );
         j.request_abort("r1", false).unwrap();
-        assert!(matches!(j.actions("r1").unwrap()[1], Action::Abort { now: false, .. }));
+        assert!(matches!(
+            j.actions("r1").unwrap()[1],
+            Action::Abort { now: false, .. }
+        ));
     }
 
     #[test]

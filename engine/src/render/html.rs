@@ -245,11 +245,19 @@ fn gantt(o: &mut String, plan: &Plan, sc: &Scale, roles: &HashMap<&str, usize>) 
     let runbook_level: Vec<&TaskInfo> = plan
         .tasks
         .iter()
-        .filter(|t| t.host.is_none() && !matches!(t.kind, TaskKind::RoleDone | TaskKind::CanaryDone))
+        .filter(|t| {
+            t.host.is_none() && !matches!(t.kind, TaskKind::RoleDone | TaskKind::CanaryDone)
+        })
         .collect();
     if !runbook_level.is_empty() {
         o.push_str("<details class=\"lane\" data-lane=\"runbook\" open><summary>runbook-level: hooks, gates, approvals</summary>");
-        lane_svg(o, sc, plan.duration, runbook_level.len(), "runbook-level tasks");
+        lane_svg(
+            o,
+            sc,
+            plan.duration,
+            runbook_level.len(),
+            "runbook-level tasks",
+        );
         for (r, t) in runbook_level.iter().enumerate() {
             let top = r as f64 * ROW_H;
             let _ = write!(
@@ -257,7 +265,7 @@ fn gantt(o: &mut String, plan: &Plan, sc: &Scale, roles: &HashMap<&str, usize>) 
                 r##"<text x="4" y="{:.1}" class="row {}">{}</text>"##,
                 top + ROW_H - 4.0,
                 t.kind.as_str(),
-                esc(&runbook_label(t))
+                esc(&clip(&runbook_label(t), 26))
             );
             bar(o, t, sc, top, colour(t));
         }
@@ -265,7 +273,10 @@ fn gantt(o: &mut String, plan: &Plan, sc: &Scale, roles: &HashMap<&str, usize>) 
     }
     let mut by_host: HashMap<&str, Vec<&TaskInfo>> = HashMap::new();
     for t in plan.tasks.iter().filter(|t| t.host.is_some()) {
-        by_host.entry(t.host.as_deref().unwrap_or("")).or_default().push(t);
+        by_host
+            .entry(t.host.as_deref().unwrap_or(""))
+            .or_default()
+            .push(t);
     }
     for (i, role) in plan.roles.iter().enumerate() {
         // A task of this role, or of none on a host that runs with this role first.
@@ -301,7 +312,17 @@ fn gantt(o: &mut String, plan: &Plan, sc: &Scale, roles: &HashMap<&str, usize>) 
             esc(&role_limit(role)),
             if canary.is_empty() { String::new() } else { format!("; canary {}", esc(&canary.join(", "))) }
         );
-        lane_svg(o, sc, plan.duration, hosts.len(), &format!("schedule of role {}", role.name));
+        if hosts.is_empty() {
+            o.push_str("<p class=\"hint\">No step runs as this role: its hosts run in the lanes of their other roles.</p></details>");
+            continue;
+        }
+        lane_svg(
+            o,
+            sc,
+            plan.duration,
+            hosts.len(),
+            &format!("schedule of role {}", role.name),
+        );
         for (r, (h, ts)) in hosts.iter().enumerate() {
             let top = r as f64 * ROW_H;
             let is_canary = canary.contains(&h.name.as_str());
@@ -312,7 +333,7 @@ fn gantt(o: &mut String, plan: &Plan, sc: &Scale, roles: &HashMap<&str, usize>) 
                 esc(&h.name),
                 top + ROW_H - 4.0,
                 if is_canary { "★ " } else { "" },
-                esc(&h.name)
+                esc(&clip(&h.name, 24))
             );
             for t in ts {
                 bar(o, t, sc, top, colour(t));
@@ -339,9 +360,22 @@ fn gantt(o: &mut String, plan: &Plan, sc: &Scale, roles: &HashMap<&str, usize>) 
             let _ = write!(o, "<pre>{}</pre>", esc(&t.commands.join("\n")));
         }
         if !t.undo_commands.is_empty() {
-            let _ = write!(o, "<div>undo:</div><pre>{}</pre>", esc(&t.undo_commands.join("\n")));
+            let _ = write!(
+                o,
+                "<div>undo:</div><pre>{}</pre>",
+                esc(&t.undo_commands.join("\n"))
+            );
         }
         o.push_str("</div>");
+    }
+}
+
+/// At most `n` characters (labels must not run into the chart; the bar's title has it all).
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
     }
 }
 

@@ -34,7 +34,10 @@ impl RunView {
         let run = store.run(id)?;
         let plan = match store.plan(&run.id)? {
             Some(json) => Some(serde_json::from_str(&json).map_err(|e| {
-                Error::Internal(format!("the plan saved for run {} cannot be read: {e}", run.id))
+                Error::Internal(format!(
+                    "the plan saved for run {} cannot be read: {e}",
+                    run.id
+                ))
             })?),
             None => None,
         };
@@ -151,16 +154,16 @@ fn header(o: &mut String, view: &RunView) {
     );
     let took = dur(view.elapsed().max(0.0) as u64);
     match r.ended_at {
-        Some(e) => meta("Ended", format!("{} (took {})", esc(&format_time(e)), esc(&took))),
+        Some(e) => meta(
+            "Ended",
+            format!("{} (took {})", esc(&format_time(e)), esc(&took)),
+        ),
         None => meta("Running for", esc(&took)),
     }
     if let Some(p) = &view.plan {
         meta("Planned", format!("{} (estimate)", esc(&dur(p.duration))));
     }
-    meta(
-        "Runbook",
-        format!("<code>{}</code>", esc(&r.runbook_path)),
-    );
+    meta("Runbook", format!("<code>{}</code>", esc(&r.runbook_path)));
     let limit = r
         .limit_pattern
         .as_ref()
@@ -179,7 +182,10 @@ fn header(o: &mut String, view: &RunView) {
         meta("Params", params.join(" "));
     }
     if let Some(reason) = &r.reason {
-        meta("Reason", format!("<span class=\"reason\">{}</span>", esc(reason)));
+        meta(
+            "Reason",
+            format!("<span class=\"reason\">{}</span>", esc(reason)),
+        );
     }
     o.push_str("</table>");
 }
@@ -210,7 +216,12 @@ fn waiting_reasons(view: &RunView) -> Vec<String> {
             .filter(|h| h.roles.contains(&r.name))
             .map(|h| h.name.as_str())
             .collect();
-        let count = |s: &str| members.iter().filter(|h| states.get(*h) == Some(&s)).count();
+        let count = |s: &str| {
+            members
+                .iter()
+                .filter(|h| states.get(*h) == Some(&s))
+                .count()
+        };
         let (busy, pending, failed) = (count("upgrading"), count("pending"), count("failed"));
         if let Some(l) = r.limit {
             if l > 0 && busy >= l && pending > 0 {
@@ -233,7 +244,9 @@ fn waiting_reasons(view: &RunView) -> Vec<String> {
     }
     let elapsed = view.elapsed();
     for t in &view.tasks {
-        let (Some(step), Some(end)) = (&t.step, t.ended_at) else { continue };
+        let (Some(step), Some(end)) = (&t.step, t.ended_at) else {
+            continue;
+        };
         let Some(soak) = plan
             .runbook
             .steps
@@ -327,7 +340,12 @@ fn totals(o: &mut String, view: &RunView) {
     o.push_str("</tr></table><p class=\"hosts-total\">");
     let parts: Vec<String> = hosts
         .iter()
-        .map(|(k, n)| format!("<span data-hosts=\"{k}\">{n} {}</span>", k.replace('_', " ")))
+        .map(|(k, n)| {
+            format!(
+                "<span data-hosts=\"{k}\">{n} {}</span>",
+                k.replace('_', " ")
+            )
+        })
         .collect();
     let _ = write!(
         o,
@@ -378,7 +396,12 @@ fn pinned(view: &RunView, hosts: &[usize]) -> Vec<usize> {
 fn canaries(view: &RunView, role: &str) -> Vec<String> {
     view.plan
         .as_ref()
-        .map(|p| canary_hosts(p, role).into_iter().map(str::to_string).collect())
+        .map(|p| {
+            canary_hosts(p, role)
+                .into_iter()
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -389,7 +412,11 @@ fn roles(o: &mut String, view: &RunView) {
             .plan
             .as_ref()
             .and_then(|p| p.roles.iter().find(|r| r.name == role));
-        let count = |s: &str| hs.iter().filter(|&&i| view.status.hosts[i].state == s).count();
+        let count = |s: &str| {
+            hs.iter()
+                .filter(|&&i| view.status.hosts[i].state == s)
+                .count()
+        };
         let failed = count("failed");
         let mut extra = Vec::new();
         if let Some(l) = info.and_then(|r| r.limit) {
@@ -462,7 +489,8 @@ fn schedule(o: &mut String, view: &RunView) {
     let span = (plan.duration as f64).max(view.elapsed()).max(1.0);
     let sc = Scale { duration: span };
     let live = view.live();
-    let rows: HashMap<&str, &TaskRow> = view.tasks.iter().map(|t| (t.task_id.as_str(), t)).collect();
+    let rows: HashMap<&str, &TaskRow> =
+        view.tasks.iter().map(|t| (t.task_id.as_str(), t)).collect();
     o.push_str("<h2>Schedule: planned and actual</h2><p class=\"hint\">Per host, the planned steps (outlined) and what happened under them. <span class=\"legend\">");
     for (k, label) in OUTCOMES {
         let _ = write!(o, "<span class=\"dot o-{k}\"></span>{label} ");
@@ -490,7 +518,11 @@ fn schedule(o: &mut String, view: &RunView) {
                 top + ROW * 1.5,
                 esc(host)
             );
-            for t in plan.tasks.iter().filter(|t| t.host.as_ref() == Some(host) && t.role.as_deref().is_none_or_eq(&role)) {
+            for t in plan
+                .tasks
+                .iter()
+                .filter(|t| t.host.as_ref() == Some(host) && t.role.as_deref().is_none_or_eq(&role))
+            {
                 let _ = write!(
                     o,
                     "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" class=\"planned\" data-task=\"{}\"><title>{} planned +{} .. +{}</title></rect>",
@@ -503,7 +535,9 @@ fn schedule(o: &mut String, view: &RunView) {
                     esc(&dur(t.start)),
                     esc(&dur(t.end))
                 );
-                let Some(row) = rows.get(t.id.as_str()) else { continue };
+                let Some(row) = rows.get(t.id.as_str()) else {
+                    continue;
+                };
                 let Some(s) = row.started_at else { continue };
                 let (a, b) = (s - started, row.ended_at.unwrap_or(view.now) - started);
                 let oc = outcome(&row.state, live);
@@ -552,7 +586,11 @@ fn command_block(o: &mut String, c: &CommandRecord) {
         (None, None) => "did not finish".to_string(),
     };
     let cut = if c.output_bytes as usize > c.output_tail.len() {
-        format!(" · last {} of {} bytes", c.output_tail.len(), c.output_bytes)
+        format!(
+            " · last {} of {} bytes",
+            c.output_tail.len(),
+            c.output_bytes
+        )
     } else {
         String::new()
     };
@@ -575,7 +613,11 @@ fn command_block(o: &mut String, c: &CommandRecord) {
 
 fn slot(from: Option<f64>, to: Option<f64>, started: f64) -> String {
     match (from, to) {
-        (Some(a), Some(b)) => format!("+{} .. +{}", dur((a - started).max(0.0) as u64), dur((b - started).max(0.0) as u64)),
+        (Some(a), Some(b)) => format!(
+            "+{} .. +{}",
+            dur((a - started).max(0.0) as u64),
+            dur((b - started).max(0.0) as u64)
+        ),
         (Some(a), None) => format!("+{} ..", dur((a - started).max(0.0) as u64)),
         _ => String::new(),
     }
@@ -598,13 +640,24 @@ fn hosts(o: &mut String, view: &RunView) {
     let all: Vec<usize> = (0..view.status.hosts.len()).collect();
     for i in pinned(view, &all) {
         let h = &view.status.hosts[i];
-        let tasks: Vec<&TaskRow> = view.tasks.iter().filter(|t| t.host.as_ref() == Some(&h.host)).collect();
+        let tasks: Vec<&TaskRow> = view
+            .tasks
+            .iter()
+            .filter(|t| t.host.as_ref() == Some(&h.host))
+            .collect();
         let actual = (
-            tasks.iter().filter_map(|t| t.started_at).fold(f64::INFINITY, f64::min),
+            tasks
+                .iter()
+                .filter_map(|t| t.started_at)
+                .fold(f64::INFINITY, f64::min),
             tasks.iter().filter_map(|t| t.ended_at).fold(0.0, f64::max),
         );
         let actual = if actual.0.is_finite() {
-            slot(Some(actual.0), (actual.1 > 0.0).then_some(actual.1), started)
+            slot(
+                Some(actual.0),
+                (actual.1 > 0.0).then_some(actual.1),
+                started,
+            )
         } else {
             "not started".into()
         };
@@ -718,7 +771,11 @@ fn runbook_level(o: &mut String, view: &RunView) {
                 let _ = write!(
                     o,
                     "<li data-action=\"abort\">abort{} requested by <b>{}</b> at {}</li>",
-                    if *now { " (killing the steps in flight)" } else { "" },
+                    if *now {
+                        " (killing the steps in flight)"
+                    } else {
+                        ""
+                    },
                     esc(by),
                     esc(&format_time(*at))
                 );
@@ -777,7 +834,10 @@ fn recap(o: &mut String, view: &RunView, opts: &PageOptions) {
             t.step.clone().unwrap_or_default(),
             t.message.clone().unwrap_or_else(|| t.state.clone()),
         );
-        causes.entry(key).or_default().push(t.host.as_deref().unwrap_or(""));
+        causes
+            .entry(key)
+            .or_default()
+            .push(t.host.as_deref().unwrap_or(""));
     }
     if causes.is_empty() {
         o.push_str("<p data-failures=\"0\">No host failed.</p>");
@@ -799,7 +859,11 @@ fn recap(o: &mut String, view: &RunView, opts: &PageOptions) {
     }
     match next_command(view, opts) {
         Some(c) => {
-            let _ = write!(o, "<p class=\"next\">Next: <code data-next>{}</code></p>", esc(&c));
+            let _ = write!(
+                o,
+                "<p class=\"next\">Next: <code data-next>{}</code></p>",
+                esc(&c)
+            );
         }
         None => o.push_str("<p class=\"next\">Nothing left to do.</p>"),
     }

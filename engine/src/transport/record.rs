@@ -104,8 +104,16 @@ impl Recording {
         let (task_id, attempt) = self.task_of(host);
         let duration = started.1.elapsed().as_secs_f64();
         let (exit_code, error, output) = match out {
-            Ok(o) => (Some(o.code as i64), None, format!("{}{}", o.stdout, o.stderr)),
-            Err(e) => (None, Some(self.secrets.redacted(&e.to_string())), String::new()),
+            Ok(o) => (
+                Some(o.code as i64),
+                None,
+                format!("{}{}", o.stdout, o.stderr),
+            ),
+            Err(e) => (
+                None,
+                Some(self.secrets.redacted(&e.to_string())),
+                String::new(),
+            ),
         };
         let output = self.secrets.redacted(&output);
         let command = self.secrets.redacted(command);

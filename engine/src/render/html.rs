@@ -371,7 +371,7 @@ fn gantt(o: &mut String, plan: &Plan, sc: &Scale, roles: &HashMap<&str, usize>) 
 }
 
 /// At most `n` characters (labels must not run into the chart; the bar's title has it all).
-fn clip(s: &str, n: usize) -> String {
+pub(crate) fn clip(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
     } else {

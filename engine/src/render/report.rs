@@ -8,7 +8,7 @@
 //! is untrusted and goes through [`esc`]; the page's script reads it with `textContent` only.
 
 use super::describe::dur;
-use super::html::{canary_hosts, esc, page, Scale, LABEL_W};
+use super::html::{canary_hosts, clip, esc, page, Scale, LABEL_W};
 use crate::error::{Error, Result};
 use crate::journal::{format_time, Action, CommandRecord, RunRecord, TaskRow};
 use crate::plan::Plan;
@@ -496,67 +496,130 @@ fn schedule(o: &mut String, view: &RunView) {
         let _ = write!(o, "<span class=\"dot o-{k}\"></span>{label} ");
     }
     o.push_str("</span></p>");
-    for (role, hs) in role_hosts(view) {
-        let n = hs.len();
-        let height = n as f64 * ROW * 2.0 + 20.0;
+    let runbook_level: Vec<&crate::plan::TaskInfo> = plan
+        .tasks
+        .iter()
+        .filter(|t| t.host.is_none() && !t.kind.as_str().ends_with("done"))
+        .collect();
+    let lane = Lane {
+        sc: &sc,
+        rows: &rows,
+        started,
+        now: view.now,
+        live,
+    };
+    if !runbook_level.is_empty() {
+        let height = runbook_level.len() as f64 * ROW * 2.0 + 20.0;
         let _ = write!(
             o,
-            "<details class=\"lane\" data-role=\"{}\"{}><summary>{} <small>({n} host(s))</small></summary><svg class=\"chart\" width=\"{:.0}\" height=\"{height:.0}\" role=\"img\" aria-label=\"planned and actual schedule of {}\">",
+            "<details class=\"lane\" data-lane=\"runbook\" open><summary>runbook-level: hooks, gates, approvals</summary><svg class=\"chart\" width=\"{:.0}\" height=\"{height:.0}\" role=\"img\" aria-label=\"runbook-level tasks\">",
+            LABEL_W + super::html::CHART_W + 20.0
+        );
+        super::html::axis(o, &sc, span as u64, 0.0, height - 20.0);
+        for (r, t) in runbook_level.iter().enumerate() {
+            lane.row(o, r, &t.id, std::slice::from_ref(t));
+        }
+        o.push_str("</svg></details>");
+    }
+    for (role, hs) in role_hosts(view) {
+        // Each host's tasks of this role (a host in two roles has each role's steps).
+        let hosts: Vec<(&str, Vec<&crate::plan::TaskInfo>)> = hs
+            .iter()
+            .map(|&i| view.status.hosts[i].host.as_str())
+            .map(|h| {
+                let ts = plan
+                    .tasks
+                    .iter()
+                    .filter(|t| {
+                        t.host.as_deref() == Some(h) && t.role.as_deref().is_none_or_eq(&role)
+                    })
+                    .collect();
+                (h, ts)
+            })
+            .filter(|(_, ts): &(&str, Vec<_>)| !ts.is_empty())
+            .collect();
+        let n = hosts.len();
+        let _ = write!(
+            o,
+            "<details class=\"lane\" data-role=\"{}\"{}><summary>{} <small>({n} host(s))</small></summary>",
             esc(&role),
             if n <= 20 { " open" } else { "" },
             esc(&role),
+        );
+        if n == 0 {
+            o.push_str("<p class=\"hint\">No step runs as this role: its hosts are in the lanes of their other roles.</p></details>");
+            continue;
+        }
+        let height = n as f64 * ROW * 2.0 + 20.0;
+        let _ = write!(
+            o,
+            "<svg class=\"chart\" width=\"{:.0}\" height=\"{height:.0}\" role=\"img\" aria-label=\"planned and actual schedule of {}\">",
             LABEL_W + super::html::CHART_W + 20.0,
             esc(&role)
         );
         super::html::axis(o, &sc, span as u64, 0.0, height - 20.0);
-        for (row, &i) in hs.iter().enumerate() {
-            let host = &view.status.hosts[i].host;
-            let top = row as f64 * ROW * 2.0;
-            let _ = write!(
-                o,
-                "<text x=\"4\" y=\"{:.1}\" class=\"row\">{}</text>",
-                top + ROW * 1.5,
-                esc(host)
-            );
-            for t in plan
-                .tasks
-                .iter()
-                .filter(|t| t.host.as_ref() == Some(host) && t.role.as_deref().is_none_or_eq(&role))
-            {
-                let _ = write!(
-                    o,
-                    "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" class=\"planned\" data-task=\"{}\"><title>{} planned +{} .. +{}</title></rect>",
-                    sc.x(t.start as f64),
-                    top + 1.0,
-                    sc.w(t.start as f64, t.end as f64),
-                    ROW - 2.0,
-                    esc(&t.id),
-                    esc(t.step.as_deref().unwrap_or(&t.id)),
-                    esc(&dur(t.start)),
-                    esc(&dur(t.end))
-                );
-                let Some(row) = rows.get(t.id.as_str()) else {
-                    continue;
-                };
-                let Some(s) = row.started_at else { continue };
-                let (a, b) = (s - started, row.ended_at.unwrap_or(view.now) - started);
-                let oc = outcome(&row.state, live);
-                let _ = write!(
-                    o,
-                    "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" class=\"actual o-{oc}\" data-task=\"{}\" data-outcome=\"{oc}\"><title>{}: {} +{} .. +{}</title></rect>",
-                    sc.x(a),
-                    top + ROW,
-                    sc.w(a, b),
-                    ROW - 1.0,
-                    esc(&t.id),
-                    esc(t.step.as_deref().unwrap_or(&t.id)),
-                    esc(&row.state),
-                    esc(&dur(a.max(0.0) as u64)),
-                    esc(&dur(b.max(0.0) as u64))
-                );
-            }
+        for (r, (host, ts)) in hosts.iter().enumerate() {
+            lane.row(o, r, host, ts);
         }
         o.push_str("</svg></details>");
+    }
+}
+
+/// What a row of the planned-and-actual chart needs.
+struct Lane<'a> {
+    sc: &'a Scale,
+    rows: &'a HashMap<&'a str, &'a TaskRow>,
+    started: f64,
+    now: f64,
+    live: bool,
+}
+
+impl Lane<'_> {
+    /// A labelled row: the planned tasks outlined, what happened under them.
+    fn row(&self, o: &mut String, r: usize, label: &str, tasks: &[&crate::plan::TaskInfo]) {
+        let (sc, top) = (self.sc, r as f64 * ROW * 2.0);
+        let _ = write!(
+            o,
+            "<text x=\"4\" y=\"{:.1}\" class=\"row\">{}</text>",
+            top + ROW * 1.5,
+            esc(&clip(label, 26))
+        );
+        for t in tasks {
+            let _ = write!(
+                o,
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" class=\"planned\" data-task=\"{}\"><title>{} planned +{} .. +{}</title></rect>",
+                sc.x(t.start as f64),
+                top + 1.0,
+                sc.w(t.start as f64, t.end as f64),
+                ROW - 2.0,
+                esc(&t.id),
+                esc(t.step.as_deref().unwrap_or(&t.id)),
+                esc(&dur(t.start)),
+                esc(&dur(t.end))
+            );
+            let Some(row) = self.rows.get(t.id.as_str()) else {
+                continue;
+            };
+            let Some(s) = row.started_at else { continue };
+            let (a, b) = (
+                s - self.started,
+                row.ended_at.unwrap_or(self.now) - self.started,
+            );
+            let oc = outcome(&row.state, self.live);
+            let _ = write!(
+                o,
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" class=\"actual o-{oc}\" data-task=\"{}\" data-outcome=\"{oc}\"><title>{}: {} +{} .. +{}</title></rect>",
+                sc.x(a),
+                top + ROW,
+                sc.w(a, b),
+                ROW - 1.0,
+                esc(&t.id),
+                esc(t.step.as_deref().unwrap_or(&t.id)),
+                esc(&row.state),
+                esc(&dur(a.max(0.0) as u64)),
+                esc(&dur(b.max(0.0) as u64))
+            );
+        }
     }
 }
 

@@ -143,3 +143,72 @@ pub fn remaining(plan: &Plan, rows: &[TaskRow], run_started: f64, elapsed: f64) 
     let last = end.iter().flatten().copied().fold(elapsed, f64::max);
     Some(last - elapsed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Three web hosts, one at a time, one step of a minute each: planned 3 minutes.
+    fn planned() -> Plan {
+        let dir = tempfile::tempdir().unwrap();
+        let rb = dir.path().join("rb.rhai");
+        let inv = dir.path().join("hosts");
+        std::fs::write(&inv, "[web]\nw1\nw2\nw3\n").unwrap();
+        std::fs::write(
+            &rb,
+            "let rb = runbook(\"t\");\nrb.limit(\"web\", 1);\nrb.step(\"a\", |h| h.run(\"true\")).estimate(\"1m\");\nrb\n",
+        )
+        .unwrap();
+        crate::plan::plan(&crate::plan::PlanRequest {
+            runbook: &rb,
+            inventory: &inv,
+            params: &BTreeMap::new(),
+            limit: None,
+            lib_dirs: &[],
+            vault: None,
+        })
+        .unwrap()
+        .plan
+    }
+
+    fn rows(plan: &Plan, set: &[(&str, &str, Option<f64>, Option<f64>)]) -> Vec<TaskRow> {
+        plan.tasks
+            .iter()
+            .map(|t| {
+                let s = set.iter().find(|s| s.0 == t.id);
+                TaskRow {
+                    task_id: t.id.clone(),
+                    kind: t.kind.as_str().into(),
+                    host: t.host.clone(),
+                    step: t.step.clone(),
+                    role: t.role.clone(),
+                    state: s.map_or("pending", |s| s.1).into(),
+                    attempt: 1,
+                    started_at: s.and_then(|s| s.2),
+                    ended_at: s.and_then(|s| s.3),
+                    message: None,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_rest_of_the_plan_is_simulated_from_what_happened() {
+        let plan = planned();
+        assert_eq!(plan.duration, 180);
+        let at = 1000.0;
+        assert_eq!(remaining(&plan, &rows(&plan, &[]), at, 0.0), Some(180.0));
+        // The first host was quick: two hosts of a minute are left.
+        let quick = rows(&plan, &[("host:w1:a", "ok", Some(at), Some(at + 10.0))]);
+        assert_eq!(remaining(&plan, &quick, at, 10.0), Some(120.0));
+        // The first host overran its estimate: it is taken to end now, the others after it.
+        let slow = rows(&plan, &[("host:w1:a", "running", Some(at), None)]);
+        assert_eq!(remaining(&plan, &slow, at, 100.0), Some(120.0));
+        // The limit holds: with w1 running, w2 waits for it.
+        let early = rows(&plan, &[("host:w1:a", "running", Some(at), None)]);
+        assert_eq!(remaining(&plan, &early, at, 30.0), Some(150.0));
+        // Rows of another plan: no estimate.
+        assert_eq!(remaining(&plan, &[], at, 0.0), None);
+    }
+}

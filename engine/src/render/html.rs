@@ -167,14 +167,11 @@ fn in_flight(o: &mut String, plan: &Plan, sc: &Scale, roles: &HashMap<&str, usiz
     o.push_str("</svg>");
 }
 
+/// A bar's hover text (its commands show on a click).
 fn task_title(t: &TaskInfo) -> String {
     let mut s = format!("{} +{} .. +{}", t.id, dur(t.start), dur(t.end));
     if t.skipped {
         s.push_str(" (skipped: its condition is false)");
-    }
-    for c in &t.commands {
-        s.push('\n');
-        s.push_str(c);
     }
     s
 }

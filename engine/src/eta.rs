@@ -20,7 +20,7 @@ fn is_over(state: &str) -> bool {
 
 /// A host is in flight from its first task's start to its last task's end.
 fn in_flight(tasks: &[usize], started: &[bool], end: &[Option<f64>], now: f64) -> bool {
-    tasks.iter().any(|&t| started[t]) && tasks.iter().any(|&t| end[t].map_or(true, |e| e > now))
+    tasks.iter().any(|&t| started[t]) && tasks.iter().any(|&t| end[t].is_none_or(|e| e > now))
 }
 
 fn is_running(state: &str) -> bool {

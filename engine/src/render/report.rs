@@ -530,9 +530,7 @@ fn schedule(o: &mut String, view: &RunView) {
                 let ts = plan
                     .tasks
                     .iter()
-                    .filter(|t| {
-                        t.host.as_deref() == Some(h) && t.role.as_deref().is_none_or_eq(&role)
-                    })
+                    .filter(|t| t.host.as_deref() == Some(h) && in_role(t.role.as_deref(), &role))
                     .collect();
                 (h, ts)
             })
@@ -623,15 +621,9 @@ impl Lane<'_> {
     }
 }
 
-trait RoleMatch {
-    fn is_none_or_eq(self, role: &str) -> bool;
-}
-
-impl RoleMatch for Option<&str> {
-    /// A task of no role, or of this one (a host in two roles has each role's steps).
-    fn is_none_or_eq(self, role: &str) -> bool {
-        self.map_or(true, |r| r == role)
-    }
+/// A task of no role, or of this one (a host in two roles has each role's steps).
+fn in_role(task_role: Option<&str>, role: &str) -> bool {
+    task_role.is_none_or(|r| r == role)
 }
 
 fn commands_of<'a>(view: &'a RunView, task: &str) -> Vec<&'a CommandRecord> {

@@ -41,6 +41,8 @@ struct Shared {
 
 /// How often the store is read for changes.
 const POLL: Duration = Duration::from_millis(400);
+/// The least time between two updates of the page.
+const MIN_GAP: Duration = Duration::from_millis(600);
 
 pub fn watch(a: WatchArgs) -> Result<i32> {
     let store = journal_cmds::open(&a.state)?;
@@ -223,6 +225,11 @@ async fn events(
                 if fp != last {
                     let html = render::report_body(&v, &s.opts);
                     let data = serde_json::to_string(&html).unwrap_or_default();
+                    if !last.is_empty() {
+                        // A busy run of a thousand hosts changes at every poll: an update
+                        // every 600 ms at most is enough to watch and keeps the browser light.
+                        tokio::time::sleep(MIN_GAP).await;
+                    }
                     return Some((
                         Ok(Event::default().event("update").data(data)),
                         (s, fp, false),

@@ -392,6 +392,12 @@ fn watch_refuses_requests_without_the_token_and_is_read_only_without_control() {
         "{}",
         out.stderr
     );
+    let token = "a-token-from-a-file-0123456789";
+    std::fs::write(dir.path().join("token"), format!("{token}\n")).unwrap();
+    let file = dir.path().join("token").display().to_string();
+    let (_w, url) = watch(&state, &["--listen", "127.0.0.1:0", "--token-file", &file]);
+    assert!(url.ends_with(&format!("/?token={token}")), "{url}");
+    assert_eq!(http("GET", &url).0, 200);
 }
 
 /// `fleetbook run` in the background over the fleet, its state in `state`.

@@ -549,3 +549,72 @@ fn fleetbook_user() -> String {
     let out = Command::new("id").arg("-un").output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+#[test]
+fn the_page_aborts_a_run_with_control_and_the_journal_names_who() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hosts"),
+        "[web]\nl1 ansible_connection=local\n[db]\nl2 ansible_connection=local\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("rb.rhai"),
+        "let rb = runbook(\"held\");\nrb.order([\"web\", \"db\"]);\nrb.step(\"a\", |h| h.run(\"true\"));\nrb.approval(\"go\", \"web\");\nrb\n",
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let mut run = Running(
+        Command::new(env!("CARGO_BIN_EXE_fleetbook"))
+            .args(["run", "rb.rhai", "-i", "hosts", "--yes", "--state"])
+            .arg(&state)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status_json_if_any(&state).is_none_or(|s| s["waiting_approval"] != "go") {
+        assert!(
+            Instant::now() < deadline,
+            "the run never waited for its approval"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_w, url) = watch(&state, &["--control"]);
+    let b = Browser::start();
+    b.goto(&url);
+    b.click("button[data-action=\"abort\"]");
+    assert_eq!(
+        b.eval("return document.querySelector('button[data-action=\"abort\"]').dataset.armed"),
+        "1",
+        "a first click only arms the button"
+    );
+    b.click("button[data-action=\"abort\"]");
+    assert_eq!(wait_exit(&mut run, 60), 4, "the run ends aborted");
+    assert!(b.wait_for("return document.body.dataset.ended === '1'", 30));
+    let actions = b.eval("return document.querySelector('ul.actions').textContent");
+    assert!(
+        actions
+            .as_str()
+            .unwrap()
+            .contains(&format!("abort requested by {}", fleetbook_user())),
+        "{actions}"
+    );
+    assert_eq!(
+        b.eval("return document.querySelector('[data-run-state]').dataset.runState"),
+        "aborted"
+    );
+    assert_eq!(b.dialog(), None, "the page asks nothing in a dialog");
+}
+
+fn status_json_if_any(state: &Path) -> Option<Value> {
+    let out = fleetbook(&["status", "--format", "json", "--state"])
+        .arg(state.display().to_string())
+        .run();
+    (out.code == 0)
+        .then(|| serde_json::from_str(&out.stdout).ok())
+        .flatten()
+}

@@ -107,6 +107,15 @@ fn status_json(state: &Path) -> Value {
 /// our own script, and the hostile texts are there as text.
 fn assert_inert(b: &Browser, what: &str) {
     assert_eq!(b.dialog(), None, "{what}: a dialog opened");
+    // Behind the escaping, a policy that runs our script only (it does run: other tests
+    // click through it).
+    let policy = b.eval(
+        "return document.querySelector('meta[http-equiv=\"Content-Security-Policy\"]').content",
+    );
+    assert!(
+        policy.as_str().unwrap().contains("script-src 'sha256-"),
+        "{what}: {policy}"
+    );
     assert_eq!(
         b.eval("return document.images.length"),
         0,

@@ -202,7 +202,32 @@ fn waiting_reasons(view: &RunView) -> Vec<String> {
             esc(t.step.as_deref().unwrap_or(""))
         ));
     }
+    for t in view.tasks.iter().filter(|t| t.state == "retrying") {
+        why.push(format!(
+            "{} waits to retry {} (attempt {} failed{})",
+            esc(t.host.as_deref().unwrap_or("the run")),
+            esc(t.step.as_deref().unwrap_or(&t.task_id)),
+            t.attempt,
+            t.message
+                .as_ref()
+                .map(|m| format!(": {}", esc(m)))
+                .unwrap_or_default()
+        ));
+    }
     let Some(plan) = &view.plan else { return why };
+    if let Some(m) = plan.limits.max_failures_total {
+        let failed = view
+            .status
+            .hosts
+            .iter()
+            .filter(|h| h.state == "failed")
+            .count();
+        if failed > m {
+            why.push(format!(
+                "{failed} hosts failed, over the run's failure budget of {m}: no new host starts"
+            ));
+        }
+    }
     let states: HashMap<&str, &str> = view
         .status
         .hosts
@@ -927,6 +952,129 @@ fn recap(o: &mut String, view: &RunView, opts: &PageOptions) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compile::TaskKind;
+    use crate::exec::{Event, State};
+    use crate::journal::Journal;
+
+    /// A run of three web hosts, one at a time, recorded in a real journal with its plan:
+    /// web1 is running, the others wait for its slot.
+    fn running_run(dir: &std::path::Path) -> Journal {
+        let (rb, inv) = (dir.join("rb.rhai"), dir.join("hosts"));
+        std::fs::write(&inv, "[web]\nweb1\nweb2\nweb3\n").unwrap();
+        std::fs::write(
+            &rb,
+            "let rb = runbook(\"t\");\nrb.limit(\"web\", 1);\nrb.step(\"a\", |h| h.run(\"true\")).estimate(\"1m\");\nrb\n",
+        )
+        .unwrap();
+        let plan = crate::plan::plan(&crate::plan::PlanRequest {
+            runbook: &rb,
+            inventory: &inv,
+            params: &Default::default(),
+            limit: None,
+            lib_dirs: &[],
+            vault: None,
+        })
+        .unwrap()
+        .plan;
+        let j = Journal::open(&dir.join("state")).unwrap();
+        let now = crate::journal::now();
+        let run = RunRecord {
+            id: "r1".into(),
+            runbook: "t".into(),
+            runbook_path: rb.display().to_string(),
+            runbook_digest: plan.runbook_digest.clone(),
+            inventory_path: inv.display().to_string(),
+            inventory_digest: plan.inventory_digest.clone(),
+            params: Default::default(),
+            limit_pattern: None,
+            user: "ops".into(),
+            controller: crate::journal::controller(),
+            pid: std::process::id() as i64,
+            started_at: now,
+            ended_at: None,
+            state: RunState::Running,
+            reason: None,
+            lib_digest: None,
+            secret_digests: Default::default(),
+            pre_approved: Vec::new(),
+        };
+        let hosts: Vec<(String, Vec<String>)> = plan
+            .hosts
+            .iter()
+            .map(|h| (h.name.clone(), h.roles.clone()))
+            .collect();
+        let tasks: Vec<TaskRow> = plan
+            .tasks
+            .iter()
+            .map(|t| TaskRow {
+                task_id: t.id.clone(),
+                kind: t.kind.as_str().into(),
+                host: t.host.clone(),
+                step: t.step.clone(),
+                role: t.role.clone(),
+                state: "pending".into(),
+                attempt: 0,
+                started_at: None,
+                ended_at: None,
+                message: None,
+            })
+            .collect();
+        j.create_run(&run, &hosts, &tasks).unwrap();
+        j.save_plan("r1", &serde_json::to_string(&plan).unwrap())
+            .unwrap();
+        let e = Event {
+            at: 0.5,
+            task: "host:web1:a".into(),
+            kind: TaskKind::Host,
+            host: Some("web1".into()),
+            step: Some("a".into()),
+            role: Some("web".into()),
+            state: State::Running,
+            attempt: 1,
+            message: None,
+        };
+        j.record("r1", &e, now).unwrap();
+        j
+    }
+
+    #[test]
+    fn a_running_run_says_why_it_waits_pins_its_busy_host_and_gives_an_eta() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = running_run(dir.path());
+        let view = RunView::load(&j, Some("r1")).unwrap();
+        let opts = PageOptions {
+            state_dir: Some("/srv/my state".into()),
+            live: true,
+            control: true,
+        };
+        let html = body(&view, &opts);
+        assert!(
+            html.contains("role web: its 1 slot(s) are full (1 in flight, 2 waiting)"),
+            "{html}"
+        );
+        assert!(
+            html.contains("data-eta=\"1"),
+            "an ETA of about three minutes: {html}"
+        );
+        // The busy host comes first in its role's cells.
+        let cells = html.find("<div class=\"cells\">").unwrap();
+        assert!(
+            html[cells..].find("data-host=\"web1\"") < html[cells..].find("data-host=\"web2\"")
+        );
+        assert!(
+            html.contains("data-action=\"abort\""),
+            "control offers Abort"
+        );
+        assert_eq!(
+            next_command(&view, &opts).unwrap(),
+            "fleetbook watch r1 --state '/srv/my state'"
+        );
+        let page = report(&view, &PageOptions::default());
+        assert!(
+            !page.contains("data-action=\"abort\""),
+            "read-only by default"
+        );
+    }
 
     #[test]
     fn anchors_keep_only_plain_characters() {

@@ -30,6 +30,8 @@ want debootstrap debootstrap        # the fleet tests build a Debian host image 
 want dpkg-scanpackages dpkg-dev     # ... and a demo apt repository
 want docker docker.io               # ... and run it in containers
 want dot graphviz                   # the docs pipe a plan to Graphviz
+want chromium chromium              # the page tests open the HTML in a headless browser
+want chromedriver chromium-driver   # through WebDriver
 want pgrep procps                   # tests look for leftover processes,
 want script bsdutils                # run a terminal
 want setpriv util-linux             # and drop root

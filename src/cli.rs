@@ -207,7 +207,7 @@ pub enum Command {
     },
     /// Continue a halted, aborted or crashed run from where it stopped.
     #[command(
-        after_help = "Examples:\n  fleetbook resume 20261121-230836-1a2b --state .fleetbook\n  fleetbook resume RUN --retry-unknown   # re-run steps a crash left unknown\n  fleetbook resume RUN --replan          # the runbook or inventory changed: accept it"
+        after_help = "Examples:\n  fleetbook resume 01KB7Q2N4R8X6Y3Z5A9C0D1E2F --state .fleetbook\n  fleetbook resume RUN --retry-unknown   # re-run steps a crash left unknown\n  fleetbook resume RUN --replan          # the runbook or inventory changed: accept it"
     )]
     Resume {
         /// The run id (`fleetbook runs` lists them).
@@ -233,7 +233,7 @@ pub enum Command {
     /// Undo the steps a run completed, newest first, on every host that ran them (finished
     /// hosts too): the `undo` closures of the runbook the run was made from.
     #[command(
-        after_help = "Examples:\n  fleetbook rollback 20261121-230836-1a2b --state .fleetbook\n  fleetbook rollback RUN --limit compute --yes   # only these hosts\n\nOrder: the completed steps that have an undo, newest first across hosts (by when each ended).\nAn undo that fails stops that host's rollback; the other hosts go on. A rolled-back run cannot be resumed."
+        after_help = "Examples:\n  fleetbook rollback 01KB7Q2N4R8X6Y3Z5A9C0D1E2F --state .fleetbook\n  fleetbook rollback RUN --limit compute --yes   # only these hosts\n\nOrder: the completed steps that have an undo, newest first across hosts (by when each ended).\nAn undo that fails stops that host's rollback; the other hosts go on. A rolled-back run cannot be resumed."
     )]
     Rollback {
         /// The run id (`fleetbook runs` lists them).
@@ -258,20 +258,44 @@ pub enum Command {
     },
     /// Where a run stands: per role and per host, upgraded / upgrading / pending / failed.
     #[command(
-        after_help = "Examples:\n  fleetbook status\n  fleetbook status 01KB7Q2N4R8X6Y3Z5A9C0D1E2F --format json\n  fleetbook status 01KB7Q2N4R8X6Y3Z5A9C0D1E2F --watch"
+        after_help = "Examples:\n  fleetbook status                      # the newest run\n  fleetbook status 01KB7Q2N4R8X6Y3Z5A9C0D1E2F --format json\n  fleetbook status 01KB7Q2N4R8X6Y3Z5A9C0D1E2F --watch   # follow it from another terminal\n  fleetbook status RUN --format html -o run.html   # a report to attach to the change ticket"
     )]
     Status {
         /// The run id (default: the newest run).
         run_id: Option<String>,
         #[command(flatten)]
         state: StateArgs,
-        /// Output format.
-        #[arg(short, long, value_enum, default_value_t = ReportFormat::Text)]
-        format: ReportFormat,
+        /// Output format: html is a self-contained report of the run (the plan with what
+        /// happened laid over it, commands with their output tails, approvals, a recap).
+        #[arg(short, long, value_enum, default_value_t = StatusFormat::Text)]
+        format: StatusFormat,
+        /// Write to this file instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
         /// Follow the run as it goes (the live display, from the journal) until it ends, then
         /// print its status.
         #[arg(short, long, conflicts_with = "format")]
         watch: bool,
+    },
+    /// Watch a run in the browser: a local web page that follows the run as it moves.
+    #[command(
+        after_help = "Examples:\n  fleetbook watch                       # the newest run\n  fleetbook watch 01KB7Q2N4R8X6Y3Z5A9C0D1E2F --control\n  fleetbook watch RUN --listen 0.0.0.0:8443 --token-file ~/.config/fleetbook/watch-token\n\nIt listens on 127.0.0.1 on a free port and prints the URL to open, with a one-time token in\nit; a request without the token is refused. Read-only unless --control: then the page can\napprove a waiting approval and abort the run, recorded with your user as `fleetbook approve`\nand `fleetbook abort` record them. Stop it with Ctrl-C."
+    )]
+    Watch {
+        /// The run id (default: the newest run).
+        run_id: Option<String>,
+        #[command(flatten)]
+        state: StateArgs,
+        /// Let the page approve a waiting approval and abort the run.
+        #[arg(long)]
+        control: bool,
+        /// Listen on this address (host:port) instead of 127.0.0.1 on a free port; needs
+        /// --token-file.
+        #[arg(long, value_name = "ADDR", requires = "token_file")]
+        listen: Option<String>,
+        /// Take the token from this file (its first line) instead of making a one-time one.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
     /// Run history, newest first.
     Runs {
@@ -547,6 +571,16 @@ pub enum ReportFormat {
     Text,
     /// For programs.
     Json,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusFormat {
+    /// For people.
+    Text,
+    /// For programs.
+    Json,
+    /// A self-contained report page.
+    Html,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

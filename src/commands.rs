@@ -165,8 +165,22 @@ pub fn run(cli: Cli) -> Result<i32> {
             run_id,
             state,
             format,
+            output,
             watch,
-        } => journal_cmds::status(run_id.as_deref(), &state, format, watch),
+        } => journal_cmds::status(run_id.as_deref(), &state, format, output.as_deref(), watch),
+        Command::Watch {
+            run_id,
+            state,
+            control,
+            listen,
+            token_file,
+        } => crate::watch::watch(crate::watch::WatchArgs {
+            run: run_id,
+            state,
+            control,
+            listen,
+            token_file,
+        }),
         Command::Inventory {
             inventory,
             limit,
@@ -278,7 +292,7 @@ fn add_path_dirs(command: &mut Command) {
     }
 }
 
-fn write_output(path: Option<&std::path::Path>, text: &str) -> Result<()> {
+pub(crate) fn write_output(path: Option<&std::path::Path>, text: &str) -> Result<()> {
     match path {
         Some(p) => {
             // Write next to the target and rename, so a failure never leaves half a plan.

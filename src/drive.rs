@@ -9,7 +9,7 @@ use fleetbook_engine::exec::{self, Control, Event, ExecOptions, RunStatus};
 use fleetbook_engine::journal::{self, RunRecord, TaskRow};
 use fleetbook_engine::plan::{self, Planned};
 use fleetbook_engine::store::{FleetLock, RunState, RunStore};
-use fleetbook_engine::transport::{local::Local, ssh, Router};
+use fleetbook_engine::transport::{local::Local, record::Recording, ssh, Router};
 use fleetbook_engine::{session, Error, Result};
 use fleetbook_stdlib::duration::parse_duration;
 use std::io::IsTerminal;
@@ -255,7 +255,9 @@ pub fn drive(
                     &inv,
                 ));
             }
-            let created = journal.create_run(&record, &hosts_of(p), &tasks_of(p));
+            let created = journal
+                .create_run(&record, &hosts_of(p), &tasks_of(p))
+                .and_then(|_| save_plan(&*journal, &id, p));
             if let Err(e) = created {
                 let _ = journal.unlock(&fleet_key(&p.inventory), &id);
                 return Err(e);
@@ -264,6 +266,7 @@ pub fn drive(
         }
         Start::Resume { run, done } => {
             journal.lock(&fleet_key(&p.inventory), &run.id)?;
+            save_plan(&*journal, &run.id, p)?;
             journal.set_state(&run.id, RunState::Running, None, false)?;
             (run.id, journal::now(), done, run.pre_approved)
         }
@@ -420,6 +423,13 @@ fn stale_lock_hint(
     }
 }
 
+/// The plan goes with the run into the store, so that reports and `fleetbook watch` can draw
+/// it without the runbook or its secrets (plans are redacted).
+fn save_plan(journal: &dyn RunStore, run: &str, p: &plan::Plan) -> Result<()> {
+    let json = serde_json::to_string(p).map_err(|e| Error::Internal(e.to_string()))?;
+    journal.save_plan(run, &json)
+}
+
 fn hosts_of(p: &plan::Plan) -> Vec<(String, Vec<String>)> {
     p.hosts
         .iter()
@@ -463,6 +473,15 @@ fn execute(
     let p = &planned.plan;
     let control = Arc::new(Control::default());
     install_ctrl_c(control.clone());
+    // Each command's exit status, time and output tail go to the store; the whole output to
+    // a file per host under the state directory.
+    let recording = Arc::new(Recording::new(
+        transport,
+        journal.clone(),
+        run_id,
+        planned.secrets.clone(),
+        Some(args.state.resolve().join("output").join(run_id)),
+    ));
     let progress = Progress::new(
         p,
         run_id,
@@ -474,6 +493,7 @@ fn execute(
     // Transitions the journal could not keep: their tasks' outcome is unknown to a resume.
     let unrecorded: Mutex<Vec<String>> = Mutex::default();
     let on_event = |e: &Event| {
+        recording.event(e);
         if let Err(err) = journal.record(run_id, e, started_at) {
             // Without a journal the run cannot be resumed: stop starting work.
             control.stop.store(true, Ordering::SeqCst);
@@ -557,7 +577,7 @@ fn execute(
         exec::execute(
             planned,
             ExecOptions {
-                transport,
+                transport: recording.clone(),
                 control: control.clone(),
                 on_event: &on_event,
                 approve: &approve,

@@ -1,7 +1,7 @@
 //! Commands that read or steer recorded runs: `status`, `runs`, `abort`, `approve`,
 //! `unlock`, `resume`, and `apply` of a saved plan.
 
-use crate::cli::{ReportFormat, RunArgs, StateArgs};
+use crate::cli::{ReportFormat, RunArgs, StateArgs, StatusFormat};
 use crate::drive::{self, Start};
 use crate::exit;
 use fleetbook_engine::journal::{format_time, RunRecord};
@@ -25,7 +25,7 @@ macro_rules! out {
     }};
 }
 
-fn open(state: &StateArgs) -> Result<Arc<dyn RunStore>> {
+pub(crate) fn open(state: &StateArgs) -> Result<Arc<dyn RunStore>> {
     let dir = state.resolve();
     if !fleetbook_engine::store::exists(&dir) {
         return Err(Error::input_with_help(
@@ -39,17 +39,31 @@ fn open(state: &StateArgs) -> Result<Arc<dyn RunStore>> {
 pub fn status(
     id: Option<&str>,
     state: &StateArgs,
-    format: ReportFormat,
+    format: StatusFormat,
+    output: Option<&Path>,
     watch: bool,
 ) -> Result<i32> {
     let journal = open(state)?;
+    if format == StatusFormat::Html {
+        let view = fleetbook_engine::render::RunView::load(&*journal, id)?;
+        let page = fleetbook_engine::render::report(&view, &page_options(state, false));
+        crate::commands::write_output(output, &page)?;
+        if let Some(path) = output {
+            eprintln!(
+                "report of run {} written to {}",
+                view.status.run.id,
+                path.display()
+            );
+        }
+        return Ok(exit::OK);
+    }
     let run = match watch {
         true => crate::status_watch::watch(&*journal, id)?,
         false => journal.run(id)?,
     };
     let st = fleetbook_engine::status::of(&*journal, run)?;
     let mut o = String::new();
-    if format == ReportFormat::Json {
+    if format == StatusFormat::Json {
         out!(
             o,
             "{}",
@@ -106,8 +120,19 @@ pub fn status(
         };
         out!(o, "{:width$}  {:11}{}", h.host, h.state, detail);
     }
-    exit::print(&o)?;
+    crate::commands::write_output(output, &o)?;
     Ok(exit::OK)
+}
+
+/// How report pages name the state directory in the commands they suggest.
+pub fn page_options(state: &StateArgs, live: bool) -> fleetbook_engine::render::PageOptions {
+    let dir = state.resolve();
+    let dir = dir.canonicalize().unwrap_or(dir);
+    fleetbook_engine::render::PageOptions {
+        state_dir: Some(dir.display().to_string()),
+        live,
+        control: false,
+    }
 }
 
 pub fn runs(state: &StateArgs, format: ReportFormat) -> Result<i32> {
@@ -154,14 +179,7 @@ pub fn runs(state: &StateArgs, format: ReportFormat) -> Result<i32> {
 
 pub fn abort(id: &str, now: bool, state: &StateArgs) -> Result<i32> {
     let journal = open(state)?;
-    let run = journal.run(Some(id))?;
-    if run.state != RunState::Running {
-        return Err(Error::input(format!(
-            "run {id} is not running (it is {})",
-            run.state
-        )));
-    }
-    journal.request_abort(id, now)?;
+    request_abort(&*journal, id, now)?;
     eprintln!(
         "abort requested for run {id}{}",
         if now {
@@ -173,8 +191,28 @@ pub fn abort(id: &str, now: bool, state: &StateArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
+/// `fleetbook abort`, and the live page's Abort button: refused unless the run runs.
+pub fn request_abort(journal: &dyn RunStore, id: &str, now: bool) -> Result<()> {
+    let run = journal.run(Some(id))?;
+    if run.state != RunState::Running {
+        return Err(Error::input(format!(
+            "run {id} is not running (it is {})",
+            run.state
+        )));
+    }
+    journal.request_abort(id, now)
+}
+
 pub fn approve(id: &str, gate: Option<&str>, state: &StateArgs) -> Result<i32> {
     let journal = open(state)?;
+    let gate = give_approval(&*journal, id, gate)?;
+    eprintln!("approved {gate:?} for run {id}");
+    Ok(exit::OK)
+}
+
+/// `fleetbook approve`, and the live page's Approve button: the approval named (or the one
+/// the run waits for) is recorded with the user; which one it was.
+pub fn give_approval(journal: &dyn RunStore, id: &str, gate: Option<&str>) -> Result<String> {
     let run = journal.run(Some(id))?;
     let tasks = journal.tasks(id)?;
     let mut gates: Vec<String> = tasks
@@ -232,8 +270,7 @@ pub fn approve(id: &str, gate: Option<&str>, state: &StateArgs) -> Result<i32> {
         }
     };
     journal.approve(&run.id, &gate)?;
-    eprintln!("approved {gate:?} for run {id}");
-    Ok(exit::OK)
+    Ok(gate)
 }
 
 pub fn unlock(state: &StateArgs, yes: bool) -> Result<i32> {

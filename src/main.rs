@@ -40,6 +40,7 @@ mod progress;
 mod project;
 mod test_cmd;
 mod status_watch;
+mod watch;
 
 fn main() {
     // `COMPLETE=SHELL fleetbook ...`: the shell asks for completions (src/complete.rs).

@@ -366,6 +366,7 @@ pub fn fill(command: &mut crate::cli::Command, project: Option<&Project>) {
         | C::Runs { state, .. }
         | C::Abort { state, .. }
         | C::Approve { state, .. }
+        | C::Watch { state, .. }
         | C::Unlock { state, .. } => state.fill(p),
         // `config` shows where the state comes from: it takes the flag as given.
         C::Config { .. } => {}

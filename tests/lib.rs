@@ -1,6 +1,7 @@
 //! Integration tests: the real `fleetbook` binary, run through a small builder, with its
 //! stdout, stderr and exit status checked exactly (insta snapshots for the long ones).
 
+mod browser;
 mod sshd;
 mod support;
 
@@ -27,3 +28,4 @@ mod testing;
 mod terminal;
 mod trust;
 mod ux;
+mod watch;

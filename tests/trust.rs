@@ -379,6 +379,7 @@ fn no_secret_reaches_any_output_or_the_journal() {
         ),
         ("status", vec!["status", &id]),
         ("status json", vec!["status", &id, "--format", "json"]),
+        ("status html", vec!["status", &id, "--format", "html"]),
         ("runs", vec!["runs"]),
     ] {
         keep(what, fleetbook(&args).arg("--state").arg(&state_arg).run());
@@ -396,10 +397,16 @@ fn no_secret_reaches_any_output_or_the_journal() {
         assert_clean(what, bytes);
     }
     assert_clean("saved plan", &std::fs::read(&saved).unwrap());
-    for entry in std::fs::read_dir(&state).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            assert_clean(&path.display().to_string(), &std::fs::read(&path).unwrap());
+    // The journal, and each host's whole output (output/RUN/HOST.log).
+    let mut dirs = vec![state.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                assert_clean(&path.display().to_string(), &std::fs::read(&path).unwrap());
+            } else if path.is_dir() {
+                dirs.push(path);
+            }
         }
     }
     // The redaction is visible, so the test cannot pass by printing nothing.

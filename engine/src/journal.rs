@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 pub const FILE: &str = "journal.sqlite";
 
 const SCHEMA: &str = "
@@ -111,6 +111,35 @@ ALTER TABLE runs ADD COLUMN secret_digests TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE runs ADD COLUMN pre_approved TEXT NOT NULL DEFAULT '[]';
 ";
 
+/// Schema 4: what a report of the run shows: its plan (JSON, redacted), each command's exit
+/// status, duration and output tail (redacted, capped), and who asked for an abort, when.
+const REPORT: &str = "
+CREATE TABLE plans (
+    run_id TEXT PRIMARY KEY REFERENCES runs(id),
+    plan TEXT NOT NULL
+);
+CREATE TABLE commands (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id TEXT,
+    host TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    command TEXT NOT NULL,
+    exit_code INTEGER,
+    error TEXT,
+    started_at REAL NOT NULL,
+    duration REAL NOT NULL,
+    output_tail TEXT NOT NULL,
+    output_bytes INTEGER NOT NULL
+);
+CREATE TABLE aborts (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    now INTEGER NOT NULL,
+    requested_by TEXT NOT NULL,
+    at REAL NOT NULL
+);
+";
+
 /// The tables and columns a journal at `version` lacks.
 fn migration(version: i32) -> String {
     let mut sql = String::new();
@@ -122,6 +151,9 @@ fn migration(version: i32) -> String {
     }
     if version < 3 {
         sql.push_str(INPUTS);
+    }
+    if version < 4 {
+        sql.push_str(REPORT);
     }
     sql
 }
@@ -230,6 +262,49 @@ pub struct TaskRow {
     pub started_at: Option<f64>,
     pub ended_at: Option<f64>,
     pub message: Option<String>,
+}
+
+/// One command a task ran, as a report shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct CommandRecord {
+    /// The task it ran for (`None`: no task of that host was running, e.g. a runbook-level
+    /// hook with several in flight).
+    pub task_id: Option<String>,
+    pub host: String,
+    pub attempt: i64,
+    /// The command line, redacted and capped.
+    pub command: String,
+    /// `None` when it could not run or ran out of time; `error` says why.
+    pub exit_code: Option<i64>,
+    pub error: Option<String>,
+    /// Unix time.
+    pub started_at: f64,
+    /// Seconds.
+    pub duration: f64,
+    /// The end of stdout and stderr, redacted, at most [`OUTPUT_TAIL`] bytes.
+    pub output_tail: String,
+    /// The whole output's size: more than the tail means it was cut.
+    pub output_bytes: i64,
+}
+
+/// The most output bytes of one command a store keeps: a huge log must not fill the store or
+/// break a page (the whole output is written next to the journal).
+pub const OUTPUT_TAIL: usize = 4096;
+
+/// What a person asked of a run from outside it, with who and when.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    Approve { gate: String, by: String, at: f64 },
+    Abort { now: bool, by: String, at: f64 },
+}
+
+impl Action {
+    pub fn at(&self) -> f64 {
+        match self {
+            Action::Approve { at, .. } | Action::Abort { at, .. } => *at,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -680,12 +755,111 @@ impl Journal {
 
     pub fn request_abort(&self, run: &str, now: bool) -> Result<()> {
         self.with(|c| {
-            c.execute(
+            let tx = c.transaction()?;
+            tx.execute(
                 "UPDATE runs SET abort_requested = 1, abort_now = max(abort_now, ?2) WHERE id = ?1",
                 params![run, now],
+            )?;
+            tx.execute(
+                "INSERT INTO aborts (run_id, now, requested_by, at) VALUES (?1, ?2, ?3, ?4)",
+                params![run, now, user(), crate::journal::now()],
+            )?;
+            tx.commit()
+        })
+    }
+
+    pub fn save_plan(&self, run: &str, plan_json: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO plans (run_id, plan) VALUES (?1, ?2)",
+                params![run, plan_json],
             )
             .map(|_| ())
         })
+    }
+
+    pub fn plan(&self, run: &str) -> Result<Option<String>> {
+        self.with(|c| {
+            c.query_row("SELECT plan FROM plans WHERE run_id = ?1", [run], |r| {
+                r.get(0)
+            })
+            .optional()
+        })
+    }
+
+    pub fn record_command(&self, run: &str, cmd: &CommandRecord) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO commands (run_id, task_id, host, attempt, command, exit_code, error, started_at, duration, output_tail, output_bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    run,
+                    cmd.task_id,
+                    cmd.host,
+                    cmd.attempt,
+                    cmd.command,
+                    cmd.exit_code,
+                    cmd.error,
+                    cmd.started_at,
+                    cmd.duration,
+                    cmd.output_tail,
+                    cmd.output_bytes
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn commands(&self, run: &str) -> Result<Vec<CommandRecord>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT task_id, host, attempt, command, exit_code, error, started_at, duration, output_tail, output_bytes FROM commands WHERE run_id = ?1 ORDER BY seq",
+            )?;
+            let rows = st.query_map([run], |r| {
+                Ok(CommandRecord {
+                    task_id: r.get(0)?,
+                    host: r.get(1)?,
+                    attempt: r.get(2)?,
+                    command: r.get(3)?,
+                    exit_code: r.get(4)?,
+                    error: r.get(5)?,
+                    started_at: r.get(6)?,
+                    duration: r.get(7)?,
+                    output_tail: r.get(8)?,
+                    output_bytes: r.get(9)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    pub fn actions(&self, run: &str) -> Result<Vec<Action>> {
+        let mut all = self.with(|c| {
+            let mut st =
+                c.prepare("SELECT gate, approved_by, at FROM approvals WHERE run_id = ?1")?;
+            let approvals: Vec<Action> = st
+                .query_map([run], |r| {
+                    Ok(Action::Approve {
+                        gate: r.get(0)?,
+                        by: r.get(1)?,
+                        at: r.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut st = c.prepare("SELECT now, requested_by, at FROM aborts WHERE run_id = ?1")?;
+            let aborts: Vec<Action> = st
+                .query_map([run], |r| {
+                    Ok(Action::Abort {
+                        now: r.get(0)?,
+                        by: r.get(1)?,
+                        at: r.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(approvals.into_iter().chain(aborts).collect::<Vec<_>>())
+        })?;
+        all.sort_by(|a, b| a.at().total_cmp(&b.at()));
+        Ok(all)
     }
 
     /// (abort requested, kill in-flight steps too)
@@ -854,6 +1028,21 @@ impl RunStore for Journal {
     fn break_lock(&self, fleet: &str) -> Result<()> {
         Journal::break_lock(self, fleet)
     }
+    fn save_plan(&self, run: &str, plan_json: &str) -> Result<()> {
+        Journal::save_plan(self, run, plan_json)
+    }
+    fn plan(&self, run: &str) -> Result<Option<String>> {
+        Journal::plan(self, run)
+    }
+    fn record_command(&self, run: &str, c: &CommandRecord) -> Result<()> {
+        Journal::record_command(self, run, c)
+    }
+    fn commands(&self, run: &str) -> Result<Vec<CommandRecord>> {
+        Journal::commands(self, run)
+    }
+    fn actions(&self, run: &str) -> Result<Vec<Action>> {
+        Journal::actions(self, run)
+    }
 }
 
 /// A new run id: a ULID, unique across controllers and sortable by the time it was made.
@@ -899,6 +1088,38 @@ mod tests {
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
         assert!(Journal::open(dir.path()).is_ok());
+    }
+
+    /// A journal written before commands and plans were kept opens, keeps its runs, and gains
+    /// the new tables (its old runs simply have no plan and no commands).
+    #[test]
+    fn a_schema_3_journal_gains_plans_commands_and_aborts() {
+        let dir = tempfile::tempdir().unwrap();
+        Connection::open(dir.path().join(FILE))
+            .unwrap()
+            .execute_batch(&format!(
+                "{SCHEMA} {FACTS} {INPUTS} INSERT INTO runs (id, runbook, runbook_path, runbook_digest, inventory_path, inventory_digest, params, user, controller, pid, started_at, state) \
+                 VALUES ('r1', 'rb', 'rb.rhai', 'd', 'hosts', 'd', '{{}}', 'u', 'c', 1, 0, 'halted'); \
+                 INSERT INTO approvals (run_id, gate, approved_by, at) VALUES ('r1', 'go', 'alice', 5); PRAGMA user_version = 3;"
+            ))
+            .unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.run(Some("r1")).unwrap().state, RunState::Halted);
+        assert_eq!(j.plan("r1").unwrap(), None);
+        assert!(j.commands("r1").unwrap().is_empty());
+        assert_eq!(
+            j.actions("r1").unwrap(),
+            [Action::Approve {
+                gate: "go".into(),
+                by: "alice".into(),
+                at: 5.0
+            }]
+        );
+        j.request_abort("r1", false).unwrap();
+        assert!(matches!(
+            j.actions("r1").unwrap()[1],
+            Action::Abort { now: false, .. }
+        ));
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod agreement_tests;
 pub(crate) mod api;
 pub mod compile;
 pub mod error;
+pub mod eta;
 pub mod exec;
 #[doc(hidden)]
 pub mod fuzzing;

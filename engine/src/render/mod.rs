@@ -5,11 +5,13 @@
 mod describe;
 mod graph;
 mod html;
+mod report;
 mod summary;
 mod text;
 
 pub use describe::role_spans;
 pub use graph::{dot, mermaid};
 pub use html::html;
+pub use report::{body as report_body, next_command, report, PageOptions, RunView};
 pub use summary::{count, summary};
 pub use text::text;

@@ -6,7 +6,7 @@ use super::{FleetLock, RunState, RunStore};
 use crate::compile::TaskKind;
 use crate::error::Error;
 use crate::exec::{Event, State};
-use crate::journal::{RunRecord, TaskRow};
+use crate::journal::{Action, CommandRecord, RunRecord, TaskRow};
 use std::sync::Arc;
 
 /// Every check, in turn.
@@ -16,6 +16,7 @@ pub fn check_all(fresh: &dyn Fn() -> Arc<dyn RunStore>) {
     approvals_and_abort_requests_reach_the_run(&*fresh());
     the_fleet_lock_admits_one_run_and_reports_its_loss(fresh());
     a_replan_keeps_the_new_inputs(&*fresh());
+    plans_commands_and_actions_are_kept_for_reports(&*fresh());
 }
 
 fn record(id: &str, started_at: f64) -> RunRecord {
@@ -225,4 +226,53 @@ pub fn a_replan_keeps_the_new_inputs(store: &dyn RunStore) {
     assert_eq!(back.runbook_digest, "sha256:new");
     assert_eq!(back.params["version"], "3.0");
     assert_eq!(back.pre_approved, ["go", "more"]);
+}
+
+pub fn plans_commands_and_actions_are_kept_for_reports(store: &dyn RunStore) {
+    create(store, "r1", 100.0);
+    create(store, "r2", 200.0);
+    assert_eq!(store.plan("r1").unwrap(), None, "no plan saved yet");
+    store.save_plan("r1", r#"{"a":1}"#).unwrap();
+    store.save_plan("r1", r#"{"a":2}"#).unwrap();
+    assert_eq!(
+        store.plan("r1").unwrap().as_deref(),
+        Some(r#"{"a":2}"#),
+        "the newest plan saved is kept"
+    );
+    assert_eq!(store.plan("r2").unwrap(), None, "plans are per run");
+
+    let cmd = |n: i64| CommandRecord {
+        task_id: Some("host:w1:s".into()),
+        host: "w1".into(),
+        attempt: 1,
+        command: format!("echo {n}"),
+        exit_code: (n > 0).then_some(n),
+        error: (n == 0).then(|| "timed out".to_string()),
+        started_at: 100.0 + n as f64,
+        duration: 0.5,
+        output_tail: format!("line {n}\n"),
+        output_bytes: 7,
+    };
+    for n in [2, 0, 1] {
+        store.record_command("r1", &cmd(n)).unwrap();
+    }
+    assert_eq!(
+        store.commands("r1").unwrap(),
+        [cmd(2), cmd(0), cmd(1)],
+        "commands come back whole, in the order recorded"
+    );
+    assert!(store.commands("r2").unwrap().is_empty());
+
+    store.approve("r1", "go").unwrap();
+    store.request_abort("r1", true).unwrap();
+    let actions = store.actions("r1").unwrap();
+    let user = crate::journal::user();
+    match actions.as_slice() {
+        [Action::Approve { gate, by, .. }, Action::Abort { now, by: by2, .. }] => {
+            assert_eq!((gate.as_str(), by, *now, by2), ("go", &user, true, &user));
+        }
+        other => panic!("approve then abort, with the user, expected: {other:?}"),
+    }
+    assert!(actions[0].at() <= actions[1].at(), "oldest first");
+    assert!(store.actions("r2").unwrap().is_empty());
 }

@@ -8,7 +8,7 @@ pub mod conformance;
 
 use crate::error::Result;
 use crate::exec::{Event, RunStatus};
-use crate::journal::{LockInfo, RunRecord, TaskRow};
+use crate::journal::{Action, CommandRecord, LockInfo, RunRecord, TaskRow};
 use std::sync::Arc;
 
 /// Where a run stands, as stored. A `Running` run whose controller process is gone reads
@@ -135,6 +135,20 @@ pub trait RunStore: Send + Sync {
     fn unlock(&self, fleet: &str, run: &str) -> Result<()>;
     fn locks(&self) -> Result<Vec<LockInfo>>;
     fn break_lock(&self, fleet: &str) -> Result<()>;
+
+    /// Keeps the run's plan (its JSON, already redacted), so that a report or a live view
+    /// draws what was planned without the runbook or its secrets. A resume saves its own.
+    fn save_plan(&self, run: &str, plan_json: &str) -> Result<()>;
+    /// The plan saved for a run (`None`: a run recorded before plans were kept).
+    fn plan(&self, run: &str) -> Result<Option<String>>;
+    /// Records one command a task ran: its exit status, duration and a capped tail of its
+    /// output (already redacted; the full output is on disk, not in the store).
+    fn record_command(&self, run: &str, c: &CommandRecord) -> Result<()>;
+    /// Every command of a run, in the order they ended.
+    fn commands(&self, run: &str) -> Result<Vec<CommandRecord>>;
+    /// Approvals and abort requests, with who and when, oldest first. `approve` and
+    /// `request_abort` record the user this process runs as.
+    fn actions(&self, run: &str) -> Result<Vec<Action>>;
 }
 
 /// The store in the state directory `dir`: today the SQLite journal there.

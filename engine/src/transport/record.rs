@@ -1,0 +1,268 @@
+//! A transport that keeps what each command did: the exit status, the duration and a capped
+//! tail of the output go to the run store (for reports and the live view), the whole output
+//! to a file per host next to the journal. Everything it keeps is redacted first.
+//!
+//! The executor does not say which task a command belongs to, so the recorder follows the
+//! task transitions ([`Recording::event`]): a host runs one task at a time.
+
+use crate::exec::{Event, State};
+use crate::journal::{CommandRecord, OUTPUT_TAIL};
+use crate::secrets::Secrets;
+use crate::store::RunStore;
+use fleetbook_stdlib::{HostInfo, Output, Transport, TransportError};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The longest command line kept (a generated script can be long; the plan has it whole).
+const COMMAND_CAP: usize = 2048;
+
+pub struct Recording {
+    inner: Arc<dyn Transport>,
+    store: Arc<dyn RunStore>,
+    run: String,
+    secrets: Secrets,
+    /// Where the whole output of each host goes (`HOST.log`), if anywhere.
+    dir: Option<PathBuf>,
+    /// host -> (task, attempt) running on it now.
+    current: Mutex<HashMap<String, (String, u32)>>,
+    /// Runbook-level tasks running now (they name no host).
+    hostless: Mutex<Vec<(String, u32)>>,
+}
+
+impl Recording {
+    pub fn new(
+        inner: Arc<dyn Transport>,
+        store: Arc<dyn RunStore>,
+        run: &str,
+        secrets: Secrets,
+        dir: Option<PathBuf>,
+    ) -> Recording {
+        Recording {
+            inner,
+            store,
+            run: run.to_string(),
+            secrets,
+            dir,
+            current: Mutex::default(),
+            hostless: Mutex::default(),
+        }
+    }
+
+    /// Follows a task transition, to know which task the next commands of its host are for.
+    pub fn event(&self, e: &Event) {
+        let running = matches!(e.state, State::Running | State::RollingBack);
+        match &e.host {
+            Some(h) => {
+                let mut cur = self.current.lock().unwrap_or_else(|x| x.into_inner());
+                if running {
+                    cur.insert(h.clone(), (e.task.clone(), e.attempt));
+                } else if cur.get(h).is_some_and(|(t, _)| *t == e.task) {
+                    cur.remove(h);
+                }
+            }
+            None => {
+                let mut hl = self.hostless.lock().unwrap_or_else(|x| x.into_inner());
+                hl.retain(|(t, _)| *t != e.task);
+                if running {
+                    hl.push((e.task.clone(), e.attempt));
+                }
+            }
+        }
+    }
+
+    fn task_of(&self, host: &HostInfo) -> (Option<String>, u32) {
+        let name = host.delegate_for.as_deref().unwrap_or(&host.name);
+        if let Some((t, a)) = self
+            .current
+            .lock()
+            .unwrap_or_else(|x| x.into_inner())
+            .get(name)
+        {
+            return (Some(t.clone()), *a);
+        }
+        match self
+            .hostless
+            .lock()
+            .unwrap_or_else(|x| x.into_inner())
+            .as_slice()
+        {
+            [(t, a)] => (Some(t.clone()), *a),
+            _ => (None, 0),
+        }
+    }
+
+    fn keep(
+        &self,
+        host: &HostInfo,
+        command: &str,
+        started: (f64, Instant),
+        out: &Result<Output, TransportError>,
+    ) {
+        let (task_id, attempt) = self.task_of(host);
+        let duration = started.1.elapsed().as_secs_f64();
+        let (exit_code, error, output) = match out {
+            Ok(o) => (
+                Some(o.code as i64),
+                None,
+                format!("{}{}", o.stdout, o.stderr),
+            ),
+            Err(e) => (
+                None,
+                Some(self.secrets.redacted(&e.to_string())),
+                String::new(),
+            ),
+        };
+        let output = self.secrets.redacted(&output);
+        let command = self.secrets.redacted(command);
+        self.write_full(host, &command, &output, exit_code, duration);
+        let record = CommandRecord {
+            task_id,
+            host: host.name.clone(),
+            attempt: attempt as i64,
+            command: head(&command, COMMAND_CAP),
+            exit_code,
+            error,
+            started_at: started.0,
+            duration,
+            output_tail: tail(&output, OUTPUT_TAIL),
+            output_bytes: output.len() as i64,
+        };
+        if let Err(e) = self.store.record_command(&self.run, &record) {
+            // The transitions are what a resume needs; a lost output tail only thins a report.
+            tracing::warn!(host = %host.name, error = %e, "a command's output could not be kept");
+        }
+    }
+
+    fn write_full(
+        &self,
+        host: &HostInfo,
+        command: &str,
+        output: &str,
+        code: Option<i64>,
+        secs: f64,
+    ) {
+        let Some(dir) = &self.dir else { return };
+        let file = dir.join(format!("{}.log", file_name(&host.name)));
+        let written = std::fs::create_dir_all(dir).and_then(|_| {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&file)?;
+            let code = code.map_or("did not run".to_string(), |c| format!("exit {c}"));
+            write!(f, "$ {command}\n{output}[{code}, {secs:.1}s]\n")
+        });
+        if let Err(e) = written {
+            tracing::warn!(file = %file.display(), error = %e, "a command's output could not be written");
+        }
+    }
+}
+
+/// A host name as a file name: nothing that leaves the directory.
+fn file_name(host: &str) -> String {
+    host.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        .trim_start_matches('.')
+        .to_string()
+}
+
+/// The last `cap` bytes of `s`, cut at a character boundary.
+pub fn tail(s: &str, cap: usize) -> String {
+    if s.len() <= cap {
+        return s.to_string();
+    }
+    let mut at = s.len() - cap;
+    while !s.is_char_boundary(at) {
+        at += 1;
+    }
+    s[at..].to_string()
+}
+
+fn head(s: &str, cap: usize) -> String {
+    if s.len() <= cap {
+        return s.to_string();
+    }
+    let mut at = cap;
+    while !s.is_char_boundary(at) {
+        at -= 1;
+    }
+    format!("{}…", &s[..at])
+}
+
+impl Transport for Recording {
+    fn exec(
+        &self,
+        host: &HostInfo,
+        command: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Output, TransportError> {
+        let started = (crate::journal::now(), Instant::now());
+        let out = self.inner.exec(host, command, timeout);
+        self.keep(host, command, started, &out);
+        out
+    }
+
+    fn exec_with_input(
+        &self,
+        host: &HostInfo,
+        command: &str,
+        input: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Output, TransportError> {
+        let started = (crate::journal::now(), Instant::now());
+        let out = self.inner.exec_with_input(host, command, input, timeout);
+        self.keep(host, command, started, &out);
+        out
+    }
+
+    fn disconnect(&self, host: &HostInfo) {
+        self.inner.disconnect(host)
+    }
+    fn without_root(&self, host: &HostInfo, op: &str, command: &str) {
+        self.inner.without_root(host, op, command)
+    }
+    fn assumed(&self, host: &HostInfo, op: &str, assumption: &str) {
+        self.inner.assumed(host, op, assumption)
+    }
+    fn is_dry_run(&self) -> bool {
+        self.inner.is_dry_run()
+    }
+    fn kill_all(&self) {
+        self.inner.kill_all()
+    }
+    fn is_killed(&self) -> bool {
+        self.inner.is_killed()
+    }
+    fn shutdown(&self) {
+        self.inner.shutdown()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tails_and_heads_cut_at_character_boundaries() {
+        assert_eq!(tail("abcdef", 3), "def");
+        assert_eq!(tail("ab", 3), "ab");
+        assert_eq!(tail("aéé", 3), "é");
+        assert_eq!(head("ééé", 3), "é…");
+    }
+
+    #[test]
+    fn host_names_cannot_leave_the_output_directory() {
+        assert_eq!(file_name("../../etc/passwd"), "_.._etc_passwd");
+        assert_eq!(file_name("<img src=x>"), "_img_src_x_");
+        assert_eq!(file_name("web-1.example"), "web-1.example");
+    }
+}

@@ -20,9 +20,9 @@ macro_rules! eprint {
 }
 
 mod adhoc;
+mod board;
 mod calls;
 mod check;
-mod board;
 mod cli;
 mod commands;
 mod complete;
@@ -38,8 +38,8 @@ mod lsp;
 mod man;
 mod progress;
 mod project;
-mod test_cmd;
 mod status_watch;
+mod test_cmd;
 mod watch;
 
 fn main() {

@@ -10,8 +10,7 @@
 //! lanes, `data-host` on rows, `data-task` on bars and on their commands.
 
 use super::describe::{
-    busy_hosts, dur, policy, role_extras, role_limit, sample_hosts, short_digest, step_options,
-    step_scope,
+    dur, policy, role_extras, role_limit, sample_hosts, short_digest, step_options, step_scope,
 };
 use crate::compile::TaskKind;
 use crate::plan::{HostInfo, Plan, TaskInfo};
@@ -104,14 +103,10 @@ pub(crate) fn axis(o: &mut String, sc: &Scale, duration: u64, top: f64, height: 
 
 /// Hosts of each role in flight over time (a host holds its slot from its first step to the
 /// end of its last), with the role's limit as a dashed line.
-fn in_flight(o: &mut String, plan: &Plan, sc: &Scale, roles: &HashMap<&str, usize>) {
-    let busy = busy_hosts(plan);
-    let mut spans: Vec<Vec<(u64, u64)>> = vec![Vec::new(); plan.roles.len()];
-    for h in plan.hosts.iter().filter(|h| busy.contains(h.name.as_str())) {
-        if let Some(&r) = roles.get(h.name.as_str()) {
-            spans[r].push((h.start, h.end));
-        }
-    }
+/// A host counts in every role it is in, nested groups included (a host of `php_cluster`
+/// is in flight in `members` too).
+fn in_flight(o: &mut String, plan: &Plan, sc: &Scale) {
+    let spans = super::describe::role_spans(plan);
     let height = plan.roles.len() as f64 * (LANE_H + 8.0);
     let _ = write!(
         o,
@@ -651,7 +646,7 @@ pub fn html(plan: &Plan) -> String {
         );
     }
     o.push_str("</table>\n<h2>Hosts in flight per role</h2>");
-    in_flight(&mut o, plan, &sc, &roles);
+    in_flight(&mut o, plan, &sc);
     o.push_str("\n<h2>Schedule</h2><p>Click a role to fold or unfold its lane; click a bar for its task's commands (hover for times).</p>");
     gantt(&mut o, plan, &sc, &roles);
 

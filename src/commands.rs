@@ -23,9 +23,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             | Command::Apply { .. }
             | Command::Resume { .. }
             | Command::Rollback { .. }
+            | Command::Test { .. }
     );
     // A plan that may run asks the repositories whether a locked tag moved; `check` does not.
-    let check_tags = plans && !matches!(command, Command::Check { .. });
+    let check_tags = plans && !matches!(command, Command::Check { .. } | Command::Test { .. });
     let libs = if plans {
         project::libraries_checked(project.as_ref(), check_tags)?
     } else {
@@ -215,7 +216,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             );
             Ok(exit::OK)
         }
-        Command::Test { path, lib_dirs } => crate::test_cmd::run(path.as_deref(), &here, &lib_dirs),
+        Command::Test { path, lib_dirs } => {
+            crate::test_cmd::run(path.as_deref(), &here, &lib_dirs, &libs)
+        }
         Command::Doc { lib, format } => crate::doc_cmd::run(lib.as_deref(), format),
         Command::Completions { shell } => {
             write_output(None, &crate::complete::registration(shell)?)?;

@@ -4,7 +4,12 @@ use crate::exit;
 use fleetbook_engine::{testing, Error, Result};
 use std::path::{Path, PathBuf};
 
-pub fn run(path: Option<&Path>, here: &Path, lib_dirs: &[PathBuf]) -> Result<i32> {
+pub fn run(
+    path: Option<&Path>,
+    here: &Path,
+    lib_dirs: &[PathBuf],
+    libs: &fleetbook_engine::libs::Libraries,
+) -> Result<i32> {
     let path = path.unwrap_or(Path::new("."));
     let files = testing::discover(path)?;
     if files.is_empty() {
@@ -17,7 +22,7 @@ pub fn run(path: Option<&Path>, here: &Path, lib_dirs: &[PathBuf]) -> Result<i32
     let mut out = String::new();
     let (mut passed, mut failed) = (0, Vec::new());
     for file in &files {
-        for o in testing::run_file(file, &root, lib_dirs) {
+        for o in testing::run_file(file, &root, lib_dirs, libs) {
             let name = if o.name.is_empty() {
                 o.file.display().to_string()
             } else {

@@ -189,9 +189,20 @@ fn definitions_follow_the_syntax_and_name_every_registered_function() {
         }
     }
     let rolling = &files.iter().find(|(f, _)| f == "rolling.d.rhai").unwrap().1;
+    // Its `///` doc (summary first, then the example) comes right before it.
+    let at = rolling
+        .find("\nfn restart_and_wait(h: ?, name: ?, timeout: ?) -> ?;")
+        .unwrap_or_else(|| panic!("{rolling}"));
+    let doc = &rolling[..at];
+    let doc = &doc[doc.rfind("\n\n").map_or(0, |i| i + 2)..];
     assert!(
-        rolling.contains("/// Restart a service and wait until systemd reports it active again.\nfn restart_and_wait(h: ?, name: ?, timeout: ?) -> ?;"),
-        "{rolling}"
+        doc.starts_with("/// Restart a service and wait until systemd reports it active again."),
+        "{doc}"
+    );
+    assert!(
+        doc.contains("/// rolling::restart_and_wait(h, \"nginx\", \"1m\")")
+            || doc.contains("rolling::restart_and_wait(h"),
+        "{doc}"
     );
 }
 

@@ -439,7 +439,7 @@ fn quoted_printed_and_learned_secrets_are_redacted() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state").display().to_string();
     let case = Case::new(
-        "let rb = runbook(\"q\");\nlet tok = secret_param(\"tok\", \"\");\nprint(tok);\nrb.step(\"st-\" + tok, |h| { h.set_fact(\"api_token\", h.run(\"echo LEARNED-9f1e\").stdout); h.run(`echo ${sh::quote(tok)} LEARNED-9f1e; exit 4`) });\nrb\n",
+        "let rb = runbook(\"q\");\nlet tok = secret_param(\"tok\", \"\");\nprint(tok);\nrb.step(\"st-\" + tok, |h| { h.set_fact(\"api_token\", h.run(\"printf LEARNED-%s 9f1e\").stdout); h.run(`echo ${sh::quote(tok)} $(printf LEARNED-%s 9f1e); exit 4`) });\nrb\n",
         &local_inventory(dir.path(), "l1"),
     );
     let secret = "tok=it's-Pa55w0rdZ";
@@ -454,17 +454,25 @@ fn quoted_printed_and_learned_secrets_are_redacted() {
         .code(3);
     let status = fleetbook(&["status", "--state", &state]).run();
     assert!(!plan.stdout.contains("Pa55w0rdZ") && !plan.stderr.contains("Pa55w0rdZ"));
-    // The value is learned on the host: a secret from then on (the plan shows the literal
-    // command that produces it, which is no secret).
+    // The value is learned on the host: a secret from then on, also in the output of the
+    // command that brought it (the plan, now also in the journal, shows the literal command
+    // that produces it, which is no secret).
     let mut seen = String::new();
     for out in [&run, &status] {
         seen.push_str(&out.stdout);
         seen.push_str(&out.stderr);
     }
-    for entry in std::fs::read_dir(dir.path().join("state")).unwrap() {
-        seen.push_str(&String::from_utf8_lossy(
-            &std::fs::read(entry.unwrap().path()).unwrap(),
-        ));
+    // Every file the run left in its state directory: the journal, the output logs.
+    let mut dirs = vec![dir.path().join("state")];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                seen.push_str(&String::from_utf8_lossy(&std::fs::read(path).unwrap()));
+            }
+        }
     }
     for leak in ["Pa55w0rdZ", "LEARNED-9f1e"] {
         assert!(!seen.contains(leak), "{leak} leaked:\n{seen}");

@@ -166,6 +166,7 @@ mod tests {
             params: &BTreeMap::new(),
             limit: None,
             lib_dirs: &[],
+            libs: &Default::default(),
             vault: None,
         })
         .unwrap()

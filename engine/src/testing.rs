@@ -64,7 +64,13 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 /// Runs one test file. `root`: the directory its paths must stay inside.
-pub fn run_file(file: &Path, root: &Path, lib_dirs: &[PathBuf]) -> Vec<Outcome> {
+/// `libs`: the project's dependencies, so a test plans a runbook as `fleetbook plan` would.
+pub fn run_file(
+    file: &Path,
+    root: &Path,
+    lib_dirs: &[PathBuf],
+    libs: &crate::libs::Libraries,
+) -> Vec<Outcome> {
     let shown = file.display().to_string();
     let fail = |name: &str, msg: String| Outcome {
         file: file.to_path_buf(),
@@ -83,6 +89,7 @@ pub fn run_file(file: &Path, root: &Path, lib_dirs: &[PathBuf]) -> Vec<Outcome> 
         dir: dir.to_path_buf(),
         root: root.canonicalize().unwrap_or_else(|_| root.to_path_buf()),
         lib_dirs: lib_dirs.to_vec(),
+        libs: libs.clone(),
     });
     let engine = test_engine(&ctx);
     let mut ast = match engine.compile(&text) {
@@ -166,6 +173,7 @@ struct Context {
     dir: PathBuf,
     root: PathBuf,
     lib_dirs: Vec<PathBuf>,
+    libs: crate::libs::Libraries,
 }
 
 fn error_at(ctx: &NativeCallContext, msg: impl Into<String>) -> Box<EvalAltResult> {
@@ -237,15 +245,13 @@ impl Context {
             }
         }
         let (script, digest) = match runbook {
-            Runbook::File(path) => {
-                plan::load_script(&path, &params, &self.lib_dirs, &Default::default())
-            }
+            Runbook::File(path) => plan::load_script(&path, &params, &self.lib_dirs, &self.libs),
             Runbook::Text(text) => script::compile(ScriptInput {
                 name: "<inline runbook>",
                 text: &text,
                 dir: Some(&self.dir),
                 lib_dirs: &self.lib_dirs,
-                libs: &Default::default(),
+                libs: &self.libs,
                 params: &params,
                 limits: Limits::default(),
             })

@@ -972,6 +972,7 @@ mod tests {
             params: &Default::default(),
             limit: None,
             lib_dirs: &[],
+            libs: &Default::default(),
             vault: None,
         })
         .unwrap()

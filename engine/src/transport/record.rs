@@ -3,7 +3,9 @@
 //! to a file per host next to the journal. Everything it keeps is redacted first.
 //!
 //! The executor does not say which task a command belongs to, so the recorder follows the
-//! task transitions ([`Recording::event`]): a host runs one task at a time.
+//! task transitions ([`Recording::event`]): a host runs one task at a time. What a task's
+//! commands did is kept when the task ends, redacted then: a value the task learned and made
+//! a secret (`set_fact` of a credential) is redacted from the output that brought it too.
 
 use crate::exec::{Event, State};
 use crate::journal::{CommandRecord, OUTPUT_TAIL};
@@ -30,6 +32,21 @@ pub struct Recording {
     current: Mutex<HashMap<String, (String, u32)>>,
     /// Runbook-level tasks running now (they name no host).
     hostless: Mutex<Vec<(String, u32)>>,
+    /// What each running task's commands did, not yet redacted nor kept.
+    pending: Mutex<Vec<Pending>>,
+}
+
+/// One command's outcome, kept in memory until its task ends.
+struct Pending {
+    task: Option<String>,
+    host: String,
+    command: String,
+    output: String,
+    exit_code: Option<i64>,
+    error: Option<String>,
+    attempt: u32,
+    started_at: f64,
+    duration: f64,
 }
 
 impl Recording {
@@ -48,12 +65,16 @@ impl Recording {
             dir,
             current: Mutex::default(),
             hostless: Mutex::default(),
+            pending: Mutex::default(),
         }
     }
 
     /// Follows a task transition, to know which task the next commands of its host are for.
     pub fn event(&self, e: &Event) {
         let running = matches!(e.state, State::Running | State::RollingBack);
+        if !running {
+            self.flush(Some(&e.task));
+        }
         match &e.host {
             Some(h) => {
                 let mut cur = self.current.lock().unwrap_or_else(|x| x.into_inner());
@@ -101,51 +122,77 @@ impl Recording {
         started: (f64, Instant),
         out: &Result<Output, TransportError>,
     ) {
-        let (task_id, attempt) = self.task_of(host);
-        let duration = started.1.elapsed().as_secs_f64();
+        let (task, attempt) = self.task_of(host);
         let (exit_code, error, output) = match out {
             Ok(o) => (
                 Some(o.code as i64),
                 None,
                 format!("{}{}", o.stdout, o.stderr),
             ),
-            Err(e) => (
-                None,
-                Some(self.secrets.redacted(&e.to_string())),
-                String::new(),
-            ),
+            Err(e) => (None, Some(e.to_string()), String::new()),
         };
-        let output = self.secrets.redacted(&output);
-        let command = self.secrets.redacted(command);
-        self.write_full(host, &command, &output, exit_code, duration);
-        let record = CommandRecord {
-            task_id,
+        let p = Pending {
+            task,
             host: host.name.clone(),
-            attempt: attempt as i64,
-            command: head(&command, COMMAND_CAP),
+            command: command.to_string(),
+            output,
             exit_code,
             error,
+            attempt,
             started_at: started.0,
-            duration,
+            duration: started.1.elapsed().as_secs_f64(),
+        };
+        // A command of no known task is kept at once; the others when their task ends.
+        match p.task {
+            Some(_) => self
+                .pending
+                .lock()
+                .unwrap_or_else(|x| x.into_inner())
+                .push(p),
+            None => self.write(p),
+        }
+    }
+
+    /// Keeps what the commands of `task` did (of every task: `None`), redacted now.
+    fn flush(&self, task: Option<&str>) {
+        let done: Vec<Pending> = {
+            let mut pending = self.pending.lock().unwrap_or_else(|x| x.into_inner());
+            let (done, left) = std::mem::take(&mut *pending)
+                .into_iter()
+                .partition(|p| task.is_none() || p.task.as_deref() == task);
+            *pending = left;
+            done
+        };
+        for p in done {
+            self.write(p);
+        }
+    }
+
+    fn write(&self, p: Pending) {
+        let output = self.secrets.redacted(&p.output);
+        let command = self.secrets.redacted(&p.command);
+        self.write_full(&p.host, &command, &output, p.exit_code, p.duration);
+        let record = CommandRecord {
+            task_id: p.task,
+            host: p.host.clone(),
+            attempt: p.attempt as i64,
+            command: head(&command, COMMAND_CAP),
+            exit_code: p.exit_code,
+            error: p.error.map(|e| self.secrets.redacted(&e)),
+            started_at: p.started_at,
+            duration: p.duration,
             output_tail: tail(&output, OUTPUT_TAIL),
             output_bytes: output.len() as i64,
         };
         if let Err(e) = self.store.record_command(&self.run, &record) {
             // The transitions are what a resume needs; a lost output tail only thins a report.
-            tracing::warn!(host = %host.name, error = %e, "a command's output could not be kept");
+            tracing::warn!(host = %p.host, error = %e, "a command's output could not be kept");
         }
     }
 
-    fn write_full(
-        &self,
-        host: &HostInfo,
-        command: &str,
-        output: &str,
-        code: Option<i64>,
-        secs: f64,
-    ) {
+    fn write_full(&self, host: &str, command: &str, output: &str, code: Option<i64>, secs: f64) {
         let Some(dir) = &self.dir else { return };
-        let file = dir.join(format!("{}.log", file_name(&host.name)));
+        let file = dir.join(format!("{}.log", file_name(host)));
         let written = std::fs::create_dir_all(dir).and_then(|_| {
             let mut f = std::fs::OpenOptions::new()
                 .create(true)
@@ -243,6 +290,8 @@ impl Transport for Recording {
         self.inner.is_killed()
     }
     fn shutdown(&self) {
+        // The run is over: what is still pending (a task cut short) is kept now.
+        self.flush(None);
         self.inner.shutdown()
     }
 }

@@ -449,6 +449,11 @@ pub struct SshArgs {
     /// [default: 4].
     #[arg(long, value_name = "N")]
     pub max_per_host: Option<usize>,
+    /// Key exchange for every host, as ssh's KexAlgorithms: curve25519-sha256 costs about
+    /// 10 ms of CPU per connection, OpenSSH 9's default about 85 ms. Default: the host's
+    /// `fleetbook_ssh_kex`, else what your ssh config chooses.
+    #[arg(long, value_name = "ALGORITHMS")]
+    pub ssh_kex: Option<String>,
 }
 
 impl SshArgs {

@@ -24,11 +24,15 @@ pub fn transport(args: &SshArgs) -> Result<Arc<Router>> {
     if args.accept_new_host_keys {
         eprintln!("warning: --accept-new-host-keys: unknown host keys are trusted and remembered; a man in the middle would go unnoticed");
     }
+    if let Some(kex) = &args.ssh_kex {
+        ssh::check_kex(kex).map_err(|e| Error::input(format!("--ssh-kex: {e}")))?;
+    }
     let ssh = ssh::Ssh::new(ssh::SshOptions {
         config_file: args.ssh_config.clone(),
         accept_new_host_keys: args.accept_new_host_keys,
         connect_timeout,
         max_per_host: args.max_per_host(),
+        kex: args.ssh_kex.clone(),
     })
     .map_err(|e| Error::Internal(format!("cannot start the ssh transport: {e}")))?;
     Ok(Arc::new(Router {
@@ -143,6 +147,9 @@ pub fn resume_hint(
         ssh.connect_timeout().to_string(),
     ]);
     words.extend(["--max-per-host".into(), ssh.max_per_host().to_string()]);
+    if let Some(kex) = &ssh.ssh_kex {
+        words.extend(["--ssh-kex".into(), kex.clone()]);
+    }
     if args.events == Some(EventsFormat::Jsonl) {
         words.extend(["--events".into(), "jsonl".into()]);
     }

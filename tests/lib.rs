@@ -6,6 +6,7 @@ mod support;
 
 mod check;
 mod conformance;
+mod connections;
 mod docs;
 mod errors;
 mod faults;

@@ -80,6 +80,19 @@ impl Transport for Router {
         }
     }
 
+    fn connect_ahead(&self, hosts: &[&HostInfo]) {
+        let remote: Vec<&HostInfo> = hosts.iter().copied().filter(|h| !is_local(h)).collect();
+        if !remote.is_empty() {
+            self.ssh.connect_ahead(&remote);
+        }
+    }
+
+    fn finished_with(&self, host: &HostInfo) {
+        if !is_local(host) {
+            self.ssh.finished_with(host);
+        }
+    }
+
     fn kill_all(&self) {
         self.local.kill_all();
         self.ssh.kill_all();

@@ -73,7 +73,7 @@ fn rolling_runs_connect_ahead_to_the_next_hosts_but_never_to_a_skipped_one() {
 }
 
 /// `fleetbook exec` of `true` on every host, with `extra` arguments.
-fn exec(fleet: &Fleet, inv: &Path, config: &Path, extra: &[&str]) -> crate::support::Outcome {
+fn exec(inv: &Path, config: &Path, extra: &[&str]) -> crate::support::Outcome {
     let mut cmd = fleetbook(&["exec", "-i"])
         .arg(inv.display().to_string())
         .arg("--ssh-config")
@@ -90,7 +90,8 @@ fn kexes(fleet: &Fleet, host: &str) -> Vec<String> {
         .lines()
         .filter_map(|l| {
             l.split_once("kex: algorithm: ")
-                .map(|(_, k)| k.trim().to_string())
+                .and_then(|(_, k)| k.split_whitespace().next())
+                .map(str::to_string)
         })
         .collect()
 }
@@ -110,10 +111,10 @@ fn the_key_exchange_is_the_ssh_configs_unless_the_user_chooses_one() {
     );
     let inv = fleet.inventory(&[("web", &["k1"])], "");
     // By default, OpenSSH's own choice: never weaker than the user's config.
-    let out = exec(&fleet, &inv, &plain, &[]);
+    let out = exec(&inv, &plain, &[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     // Chosen on the command line.
-    let out = exec(&fleet, &inv, &plain, &["--ssh-kex", "curve25519-sha256"]);
+    let out = exec(&inv, &plain, &["--ssh-kex", "curve25519-sha256"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let seen = kexes(&fleet, "k1");
     assert_eq!(seen.len(), 2, "{seen:?}");
@@ -124,12 +125,11 @@ fn the_key_exchange_is_the_ssh_configs_unless_the_user_chooses_one() {
         &[("web", &["k1", "k2"])],
         "[web:vars]\nfleetbook_ssh_kex=curve25519-sha256\n",
     );
-    let out = exec(&fleet, &inv, &plain, &[]);
+    let out = exec(&inv, &plain, &[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(kexes(&fleet, "k2"), ["curve25519-sha256"]);
     // Anything that is not a list of algorithms is refused before connecting.
     let out = exec(
-        &fleet,
         &inv,
         &plain,
         &["--ssh-kex", "curve25519-sha256\nProxyCommand x"],

@@ -454,6 +454,11 @@ pub struct SshArgs {
     /// `fleetbook_ssh_kex`, else what your ssh config chooses.
     #[arg(long, value_name = "ALGORITHMS")]
     pub ssh_kex: Option<String>,
+    /// Keep each host's connection up this long idle after the command ends, for the next
+    /// command to reuse (0: close at the end); sockets in a private directory (0700)
+    /// [default: 60].
+    #[arg(long, value_name = "SECONDS", env = "FLEETBOOK_PERSIST")]
+    pub persist: Option<u64>,
 }
 
 impl SshArgs {
@@ -463,6 +468,10 @@ impl SshArgs {
 
     pub fn max_per_host(&self) -> usize {
         self.max_per_host.unwrap_or(4)
+    }
+
+    pub fn persist(&self) -> u64 {
+        self.persist.unwrap_or(60)
     }
 
     /// Fills what the command line left out from the project file.

@@ -33,6 +33,7 @@ pub fn transport(args: &SshArgs) -> Result<Arc<Router>> {
         connect_timeout,
         max_per_host: args.max_per_host(),
         kex: args.ssh_kex.clone(),
+        persist: Duration::from_secs(args.persist()),
     })
     .map_err(|e| Error::Internal(format!("cannot start the ssh transport: {e}")))?;
     Ok(Arc::new(Router {
@@ -48,6 +49,8 @@ pub fn install_ctrl_c(control: Arc<Control>) {
         let n = presses.fetch_add(1, Ordering::SeqCst) + 1;
         if n == 1 {
             control.stop.store(true, Ordering::SeqCst);
+            // A stopped command leaves no connection behind, whatever --persist says.
+            fleetbook_engine::transport::persist::keep_none();
             eprintln!("\nstopping: no new host starts; steps in flight finish (Ctrl-C again to kill them)");
         } else {
             control.kill.store(true, Ordering::SeqCst);

@@ -137,3 +137,41 @@ fn the_key_exchange_is_the_ssh_configs_unless_the_user_chooses_one() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("--ssh-kex"), "{}", out.stderr);
 }
+
+/// SSH processes whose command line mentions `needle` and that are not zombies.
+fn live_ssh(needle: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            cmd.starts_with("ssh") && cmd.contains(needle) && !stat.contains(") Z ")
+        })
+        .count()
+}
+
+#[test]
+fn a_second_command_reuses_the_kept_connection_and_persist_0_closes_it() {
+    let fleet = Fleet::start_logging(&["p1"], "VERBOSE");
+    let inv = fleet.inventory(&[("web", &["p1"])], "");
+    let config = fleet.ssh_config.display().to_string();
+    // Kept for 30 s after the first command; the second and third reuse it.
+    for persist in ["30", "30", "0"] {
+        let out = exec(&inv, &fleet.ssh_config, &["--persist", persist]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        if persist == "30" {
+            assert_eq!(live_ssh(&config), 1, "the master is kept");
+        }
+    }
+    let sshd = sshd_log(&fleet, "p1");
+    assert_eq!(
+        sshd.matches("Accepted publickey").count(),
+        1,
+        "three commands, one connection:\n{sshd}"
+    );
+    // --persist 0 closed it.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(live_ssh(&config), 0, "a master was left behind");
+}

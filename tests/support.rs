@@ -70,6 +70,8 @@ impl Fleetbook {
             // user's (a test may set XDG_STATE_HOME itself).
             .env("XDG_STATE_HOME", tests_state())
             .env_remove("FLEETBOOK_STATE")
+            // No ssh master outlives a test (a test of --persist asks for it).
+            .env("FLEETBOOK_PERSIST", "0")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("fleetbook runs");

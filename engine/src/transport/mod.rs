@@ -6,6 +6,7 @@
 pub mod dry_run;
 pub mod lease;
 pub mod local;
+pub mod persist;
 pub mod ssh;
 
 use fleetbook_stdlib::{HostInfo, Output, Transport, TransportError};

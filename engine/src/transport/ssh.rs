@@ -11,12 +11,14 @@
 //! on it, renewed while the run goes on and released at `shutdown` (see `lease`).
 
 use super::lease::{self, Answer, Owner};
+use super::persist;
 use fleetbook_stdlib::quote::quote;
 use fleetbook_stdlib::transport::fail_closed;
 use fleetbook_stdlib::{HostInfo, Output, Transport, TransportError};
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,6 +34,9 @@ pub struct SshOptions {
     pub connect_timeout: Duration,
     /// Commands in flight per host (sshd refuses the 11th session by default).
     pub max_per_host: usize,
+    /// `--persist`: how long a master stays up idle after the command ends, for the next
+    /// command to reuse (zero: closed at the end; see `persist`).
+    pub persist: Duration,
     /// `--ssh-kex`: the key exchange algorithms for every host (else the host variable
     /// `fleetbook_ssh_kex`, else whatever the user's ssh config says).
     pub kex: Option<String>,
@@ -63,6 +68,7 @@ impl Default for SshOptions {
             accept_new_host_keys: false,
             connect_timeout: Duration::from_secs(10),
             max_per_host: 4,
+            persist: Duration::ZERO,
             kex: None,
         }
     }
@@ -93,6 +99,8 @@ pub struct Ssh {
     rt: tokio::runtime::Runtime,
     opts: SshOptions,
     control_dir: tempfile::TempDir,
+    /// The private directory of kept connections, when it can be trusted (see `persist`).
+    kept_dir: Option<PathBuf>,
     sessions: Mutex<HashMap<String, Conn>>,
     permits: Mutex<HashMap<String, Arc<Semaphore>>>,
     handshakes: Arc<Semaphore>,
@@ -321,10 +329,20 @@ impl Ssh {
             .build()?;
         // A short directory: control socket paths must fit in sun_path (108 bytes).
         let control_dir = tempfile::Builder::new().prefix("fb-").tempdir_in("/tmp")?;
+        let kept_dir = match persist::private_dir() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                if !opts.persist.is_zero() {
+                    tracing::warn!(error = %e, "connections are not kept between commands");
+                }
+                None
+            }
+        };
         Ok(Ssh {
             rt,
             opts,
             control_dir,
+            kept_dir,
             sessions: Mutex::default(),
             permits: Mutex::default(),
             handshakes: Arc::new(Semaphore::new(HANDSHAKES)),
@@ -447,6 +465,40 @@ impl Ssh {
                 let _ = r.await;
             }
         });
+    }
+
+    /// Whether connections are left up when this command ends (`--persist`, unless the
+    /// operator stopped it).
+    fn keeps(&self) -> bool {
+        !self.opts.persist.is_zero() && self.kept_dir.is_some() && !persist::keeping_none()
+    }
+
+    /// Where the host's kept master lives: one directory per way of reaching it.
+    fn kept_host_dir(&self, root: &std::path::Path, host: &HostInfo, dest: &str) -> PathBuf {
+        let var = |k: &str| host.vars.get(k).map(String::as_str).unwrap_or("");
+        let config = self
+            .opts
+            .config_file
+            .as_ref()
+            .map(|c| std::path::absolute(c).unwrap_or_else(|_| c.clone()))
+            .map(|c| c.display().to_string())
+            .unwrap_or_default();
+        persist::host_dir(
+            root,
+            &[
+                dest,
+                var("ansible_port"),
+                var("ansible_user"),
+                var("ansible_ssh_private_key_file"),
+                &config,
+                self.kex(host).unwrap_or(""),
+                if self.opts.accept_new_host_keys {
+                    "accept-new"
+                } else {
+                    "strict"
+                },
+            ],
+        )
     }
 
     /// The key exchange chosen for the host: the command line's, else its variable's.
@@ -586,13 +638,42 @@ impl Ssh {
             .or_insert_with(|| Arc::new(Semaphore::new(HANDSHAKES_PER_SSHD)))
             .clone();
         let all = self.handshakes.clone();
-        let builder = self.builder(host);
+        let mut builder = self.builder(host);
+        let kept = self
+            .kept_dir
+            .as_ref()
+            .map(|root| self.kept_host_dir(root, host, &dest));
+        if let (Some(dir), Ok(b)) = (&kept, &mut builder) {
+            if let Some(secs) = NonZeroUsize::new(self.opts.persist.as_secs() as usize) {
+                b.control_directory(dir)
+                    .control_persist(ControlPersist::IdleFor(secs));
+            }
+        }
+        let keep = self.keeps();
         let name = host.name.clone();
         // ConnectTimeout covers only the TCP connect; a link that dies during the handshake
         // would otherwise hang until the server-alive checks give up.
         let limit = self.opts.connect_timeout + Duration::from_secs(5);
         async move {
             let builder = builder?;
+            if let Some(dir) = &kept {
+                if let Some(s) = reuse(dir).await {
+                    tracing::debug!(host = %name, "ssh reuses a kept connection");
+                    return Ok(Arc::new(s));
+                }
+                if keep {
+                    std::fs::DirBuilder::new()
+                        .mode(0o700)
+                        .create(dir)
+                        .or_else(|e| match e.kind() {
+                            std::io::ErrorKind::AlreadyExists => Ok(()),
+                            _ => Err(e),
+                        })
+                        .map_err(|e| {
+                            TransportError::Other(format!("cannot make {}: {e}", dir.display()))
+                        })?;
+                }
+            }
             let _one = per_sshd.acquire_owned().await;
             let _all = all.acquire_owned().await;
             tracing::debug!(host = %name, dest = %dest, "ssh connecting");
@@ -948,11 +1029,12 @@ impl Transport for Ssh {
             i.map(|i| held.swap_remove(i))
         };
         let owner = self.owner.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let keep = self.keeps();
         let task = self.rt.spawn(async move {
             if let (Some(h), Some(owner)) = (held, owner) {
                 release(h, &owner).await;
             }
-            close_conn(cell).await;
+            close_conn(cell, keep).await;
         });
         self.closing
             .lock()
@@ -974,6 +1056,7 @@ impl Transport for Ssh {
         if cells.is_empty() && closing.is_empty() {
             return;
         }
+        let keep = self.keeps();
         self.rt.block_on(async {
             let bound = Arc::new(Semaphore::new(CLOSES));
             let closes: Vec<_> = cells
@@ -982,7 +1065,7 @@ impl Transport for Ssh {
                     let bound = bound.clone();
                     tokio::spawn(async move {
                         let _permit = bound.acquire_owned().await;
-                        close_conn(cell).await;
+                        close_conn(cell, keep).await;
                     })
                 })
                 .collect();
@@ -997,6 +1080,26 @@ impl Transport for Ssh {
     }
 }
 
+/// A live master kept in `dir` by an earlier command; dead ones are cleared away.
+async fn reuse(dir: &std::path::Path) -> Option<Session> {
+    for socket in persist::sockets(dir) {
+        let log = socket.with_file_name("log");
+        let s = Session::resume_mux(
+            socket.clone().into_boxed_path(),
+            Some(log.into_boxed_path()),
+        );
+        let alive = tokio::time::timeout(Duration::from_secs(2), s.check()).await;
+        if matches!(alive, Ok(Ok(()))) {
+            return Some(s);
+        }
+        let _ = s.detach();
+        if let Some(d) = socket.parent() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+    None
+}
+
 /// Stops renewing a lease and removes it from the host.
 async fn release(h: Held, owner: &Owner) {
     h.renewal.abort();
@@ -1006,7 +1109,7 @@ async fn release(h: Held, owner: &Owner) {
 
 /// Closes a master: through the mux protocol when nothing else holds the session, else by
 /// its control socket (`ssh -O exit`).
-async fn close_conn(cell: Conn) {
+async fn close_conn(cell: Conn, keep: bool) {
     let session = match Arc::try_unwrap(cell) {
         Ok(cell) => match cell.into_inner() {
             Some(Ok(s)) => s,
@@ -1018,6 +1121,10 @@ async fn close_conn(cell: Conn) {
         },
     };
     match Arc::try_unwrap(session) {
+        // Left running for the next command; it exits after ControlPersist idle.
+        Ok(s) if keep => {
+            let _ = s.detach();
+        }
         Ok(s) => {
             let _ = s.close().await;
         }

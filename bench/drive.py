@@ -111,14 +111,28 @@ class Bench:
             sys.exit(f"bench: {' '.join(cmd)} exited {m['code']}; its log ({log}) ends:\n{tail}")
         return m
 
-    def fleetbook(self, d, n, kex, mode):
+    def fleetbook_cmd(self, d, kex, mode, persist):
         cmd = [self.a.bin, "run", os.path.join(d, f"rb_{mode}.rhai"), "-i"]
         cmd += [os.path.join(d, "hosts"), "--yes", "--state", self.state]
         # The user's config as it is; the curve25519 rows choose it with --ssh-kex.
-        cmd += ["--ssh-config", self.cfg("default")]
+        cmd += ["--ssh-config", self.cfg("default"), "--persist", str(persist)]
         if kex == "curve25519":
             cmd += ["--ssh-kex", "curve25519-sha256"]
-        return self.measure(cmd)
+        return cmd
+
+    def fleetbook(self, d, n, kex, mode):
+        return self.measure(self.fleetbook_cmd(d, kex, mode, 0))
+
+    def fleetbook_kept(self, d, n, kex, mode):
+        """A second command within the persist window: the first (untimed) leaves the
+        connections up; a third with --persist 0 (untimed) closes them."""
+        quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        subprocess.run(self.fleetbook_cmd(d, kex, mode, 60), **quiet)
+        try:
+            return self.measure(self.fleetbook_cmd(d, kex, mode, 60), linger_ok=True)
+        finally:
+            subprocess.run(self.fleetbook_cmd(d, kex, mode, 0), **quiet)
+            reap()
 
     def ansible(self, d, n, kex, mode):
         cp = tempfile.mkdtemp(prefix="cp", dir=self.dir)
@@ -161,6 +175,7 @@ class Bench:
         for mode in ("all", "roll"):
             for kex in KEX:
                 c.append(("fleetbook", kex, mode))
+                c.append(("fleetbook, kept", kex, mode))
                 c.append(("ansible", kex, mode))
                 c.append(("warm floor", kex, mode))
                 c.append(("cold floor", kex, mode))
@@ -172,6 +187,8 @@ class Bench:
         tool, kex, mode = cfg
         if tool == "fleetbook":
             return self.fleetbook(d, n, kex, mode)
+        if tool == "fleetbook, kept":
+            return self.fleetbook_kept(d, n, kex, mode)
         if tool == "ansible":
             return self.ansible(d, n, kex, mode)
         if tool == "pyinfra":
@@ -247,6 +264,9 @@ def table(results, configs):
             fb_kex = kex if tool != "pyinfra" else "curve25519"
             fb = statistics.median(m["wall"] for m in by_cfg[("fleetbook", fb_kex, mode)])
             ratio = "—" if tool == "fleetbook" else f"{fb / med:.2f}×"
+            if tool == "fleetbook, kept":
+                warm = statistics.median(m["wall"] for m in by_cfg[("warm floor", kex, mode)])
+                ratio = f"(this ÷ warm floor: {med / warm:.2f}×)"
             own = statistics.median(m["own"] for m in ms) * 1000 / (n * STEPS)
             kids = statistics.median(m["children"] for m in ms) * 1000 / (n * STEPS)
             mode_name = "all at once" if mode == "all" else f"rolling {ROLL}"
@@ -299,7 +319,9 @@ def main():
         "(below 1 = fleetbook faster). Rolling 5: fleetbook `rb.limit(\"*\", 5)` (a window), Ansible "
         "`serial: 5` (batches), pyinfra `--parallel 5` (pyinfra has no rolling limit), the floors "
         "5 hosts at a time (xargs -P 5). CPU: the tool's own process, and every process it started "
-        "(ssh clients and masters), per host-step.",
+        "(ssh clients and masters), per host-step. fleetbook runs with `--persist 0` (cold); "
+        "\"fleetbook, kept\" is a second command within the persist window (`--persist 60`: the "
+        "connections the first one left up), compared with the warm floor.",
     ]
     out = "\n".join(text)
     print(out)

@@ -57,6 +57,7 @@ impl Fleet {
     /// Starts one sshd per name, each logging at `level` (VERBOSE: every connection,
     /// DEBUG1: the key exchange too) to `sshd.log` in its host's directory.
     pub fn start_logging(names: &[&str], level: &str) -> Fleet {
+        crate::support::keep_no_connections();
         // SAFETY: geteuid has no preconditions.
         assert!(
             unsafe { libc::geteuid() } == 0,

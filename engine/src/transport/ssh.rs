@@ -101,6 +101,9 @@ pub struct Ssh {
     control_dir: tempfile::TempDir,
     /// The private directory of kept connections, when it can be trusted (see `persist`).
     kept_dir: Option<PathBuf>,
+    /// Control sockets of masters another command left up: never closed by this one (it
+    /// may still use them); they exit after their own idle window.
+    reused: Arc<Mutex<std::collections::HashSet<PathBuf>>>,
     sessions: Mutex<HashMap<String, Conn>>,
     permits: Mutex<HashMap<String, Arc<Semaphore>>>,
     handshakes: Arc<Semaphore>,
@@ -343,6 +346,7 @@ impl Ssh {
             opts,
             control_dir,
             kept_dir,
+            reused: Arc::default(),
             sessions: Mutex::default(),
             permits: Mutex::default(),
             handshakes: Arc::new(Semaphore::new(HANDSHAKES)),
@@ -650,6 +654,7 @@ impl Ssh {
             }
         }
         let keep = self.keeps();
+        let reused = self.reused.clone();
         let name = host.name.clone();
         // ConnectTimeout covers only the TCP connect; a link that dies during the handshake
         // would otherwise hang until the server-alive checks give up.
@@ -659,6 +664,10 @@ impl Ssh {
             if let Some(dir) = &kept {
                 if let Some(s) = reuse(dir).await {
                     tracing::debug!(host = %name, "ssh reuses a kept connection");
+                    reused
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(s.control_socket().to_path_buf());
                     return Ok(Arc::new(s));
                 }
                 if keep {
@@ -725,9 +734,16 @@ impl Ssh {
             .values()
             .cloned()
             .collect();
+        let reused = self
+            .reused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         for cell in sessions {
             if let Some(Ok(s)) = cell.get() {
-                exit_master(s.control_socket());
+                if !reused.contains(s.control_socket()) {
+                    exit_master(s.control_socket());
+                }
             }
         }
     }
@@ -1030,11 +1046,12 @@ impl Transport for Ssh {
         };
         let owner = self.owner.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let keep = self.keeps();
+        let reused = self.reused.clone();
         let task = self.rt.spawn(async move {
             if let (Some(h), Some(owner)) = (held, owner) {
                 release(h, &owner).await;
             }
-            close_conn(cell, keep).await;
+            close_conn(cell, keep, &reused).await;
         });
         self.closing
             .lock()
@@ -1057,15 +1074,16 @@ impl Transport for Ssh {
             return;
         }
         let keep = self.keeps();
+        let reused = self.reused.clone();
         self.rt.block_on(async {
             let bound = Arc::new(Semaphore::new(CLOSES));
             let closes: Vec<_> = cells
                 .into_iter()
                 .map(|cell| {
-                    let bound = bound.clone();
+                    let (bound, reused) = (bound.clone(), reused.clone());
                     tokio::spawn(async move {
                         let _permit = bound.acquire_owned().await;
-                        close_conn(cell, keep).await;
+                        close_conn(cell, keep, &reused).await;
                     })
                 })
                 .collect();
@@ -1109,7 +1127,7 @@ async fn release(h: Held, owner: &Owner) {
 
 /// Closes a master: through the mux protocol when nothing else holds the session, else by
 /// its control socket (`ssh -O exit`).
-async fn close_conn(cell: Conn, keep: bool) {
+async fn close_conn(cell: Conn, keep: bool, reused: &Mutex<std::collections::HashSet<PathBuf>>) {
     let session = match Arc::try_unwrap(cell) {
         Ok(cell) => match cell.into_inner() {
             Some(Ok(s)) => s,
@@ -1120,14 +1138,19 @@ async fn close_conn(cell: Conn, keep: bool) {
             _ => return,
         },
     };
+    let theirs = reused
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(session.control_socket());
     match Arc::try_unwrap(session) {
         // Left running for the next command; it exits after ControlPersist idle.
-        Ok(s) if keep => {
+        Ok(s) if keep || theirs => {
             let _ = s.detach();
         }
         Ok(s) => {
             let _ = s.close().await;
         }
+        Err(_) if theirs => {}
         Err(s) => {
             let socket = s.control_socket().to_path_buf();
             let _ = tokio::task::spawn_blocking(move || exit_master(&socket)).await;

@@ -98,7 +98,7 @@ pub fn sockets(dir: &Path) -> Vec<PathBuf> {
             (t, p)
         })
         .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
     found.into_iter().map(|(_, p)| p).collect()
 }
 

@@ -505,7 +505,7 @@ fn execute(
     let finished = AtomicBool::new(false);
     let lock_lost = AtomicBool::new(false);
     let outcome = std::thread::scope(|scope| {
-        scope.spawn(|| {
+        let poller = scope.spawn(|| {
             while !finished.load(Ordering::SeqCst) {
                 if lock.lost() && !lock_lost.swap(true, Ordering::SeqCst) {
                     control.stop.store(true, Ordering::SeqCst);
@@ -521,17 +521,19 @@ fn execute(
                         control.kill.store(true, Ordering::SeqCst);
                     }
                 }
-                std::thread::sleep(Duration::from_millis(250));
+                // Woken at once when the run ends: the command exits without waiting a poll.
+                std::thread::park_timeout(Duration::from_millis(250));
             }
         });
         // Set even if the executor panics, so the poller ends and the panic is reported.
-        struct Finished<'a>(&'a AtomicBool);
+        struct Finished<'a>(&'a AtomicBool, std::thread::Thread);
         impl Drop for Finished<'_> {
             fn drop(&mut self) {
                 self.0.store(true, Ordering::SeqCst);
+                self.1.unpark();
             }
         }
-        let _finished = Finished(&finished);
+        let _finished = Finished(&finished, poller.thread().clone());
         exec::execute(
             planned,
             ExecOptions {

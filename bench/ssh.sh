@@ -1,64 +1,22 @@
 #!/usr/bin/env bash
-# fleetbook over SSH next to the raw floor, in one run: N loopback sshd hosts (default 20),
-# 3 trivial steps per host.
+# fleetbook over SSH next to the raw floor, in one quick pass: N loopback sshd hosts
+# (default 20), 3 trivial steps per host. The full side-by-side benchmark is bench/run.sh.
 #   fleetbook: `fleetbook run` of a 3-step runbook, no limits (all hosts in parallel).
 #   floor:     per host in parallel, a ControlMaster connection and 3 `ssh` commands over it.
 # Usage: bench/ssh.sh [HOSTS]     (needs openssh-server; run as root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 N="${1:-20}"
-PORT=22122
-cargo build --release --quiet
+cargo build --release --quiet --bin fleetbook
 BIN="$PWD/target/release/fleetbook"
 DIR="$(mktemp -d /tmp/fbbench.XXXX)"
-PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for i in $(seq 1 "$N"); do ssh -F "$DIR/ssh_config" -S "$DIR/cm-$i" -O exit "h$i" >/dev/null 2>&1 || true; done
+  bench_hosts_stop
   rm -rf "$DIR"
 }
 trap cleanup EXIT
-mkdir -p /run/sshd
-ssh-keygen -q -t ed25519 -N "" -f "$DIR/client_key"
-cp "$DIR/client_key.pub" "$DIR/authorized_keys"
-: > "$DIR/known_hosts"
-{
-  echo "[web]"
-  for i in $(seq 1 "$N"); do echo "h$i ansible_host=127.0.9.$((10 + i)) ansible_port=$PORT"; done
-} > "$DIR/hosts"
-for i in $(seq 1 "$N"); do
-  addr="127.0.9.$((10 + i))"
-  ssh-keygen -q -t ed25519 -N "" -f "$DIR/hk$i"
-  echo "[$addr]:$PORT $(cat "$DIR/hk$i.pub")" >> "$DIR/known_hosts"
-  cat > "$DIR/sshd$i" <<CFG
-Port $PORT
-ListenAddress $addr
-HostKey $DIR/hk$i
-AuthorizedKeysFile $DIR/authorized_keys
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-PermitRootLogin yes
-LogLevel ERROR
-SetEnv SHLVL=1
-CFG
-  /usr/sbin/sshd -D -e -f "$DIR/sshd$i" 2>/dev/null &
-  PIDS+=($!)
-done
-cat > "$DIR/ssh_config" <<CFG
-Host *
-  User root
-  IdentityFile $DIR/client_key
-  IdentitiesOnly yes
-  UserKnownHostsFile $DIR/known_hosts
-  GlobalKnownHostsFile /dev/null
-  LogLevel ERROR
-  BatchMode yes
-CFG
-for i in $(seq 1 "$N"); do
-  until (exec 3<>"/dev/tcp/127.0.9.$((10 + i))/$PORT") 2>/dev/null; do sleep 0.05; done
-done
+bench_hosts_start "$N" "$DIR"
 cat > "$DIR/rb.rhai" <<'RB'
 let rb = runbook("bench");
 rb.step("one", |h| h.run("true"));
@@ -69,14 +27,14 @@ RB
 
 now() { date +%s.%N; }
 t0=$(now)
-"$BIN" run "$DIR/rb.rhai" -i "$DIR/hosts" --yes --ssh-config "$DIR/ssh_config" >/dev/null 2>"$DIR/fleetbook.log" || { cat "$DIR/fleetbook.log"; exit 1; }
+"$BIN" run "$DIR/rb.rhai" -i "$DIR/hosts" --yes --state "$DIR/state" --ssh-config "$DIR/ssh_config" >/dev/null 2>"$DIR/fleetbook.log" || { cat "$DIR/fleetbook.log"; exit 1; }
 t1=$(now)
 FLOOR=()
 for i in $(seq 1 "$N"); do
   (
-    addr="127.0.9.$((10 + i))"
-    ssh -F "$DIR/ssh_config" -p "$PORT" -o ControlMaster=yes -o ControlPersist=30 -S "$DIR/cm-$i" -fN "$addr"
-    for s in 1 2 3; do ssh -F "$DIR/ssh_config" -p "$PORT" -S "$DIR/cm-$i" "$addr" true; done
+    addr="$(bench_addr "$i")"
+    ssh -F "$DIR/ssh_config" -o ControlMaster=yes -o ControlPersist=30 -S "$DIR/cm-$i" -fN "$addr"
+    for s in 1 2 3; do ssh -F "$DIR/ssh_config" -S "$DIR/cm-$i" "$addr" true; done
   ) &
   FLOOR+=($!)
 done

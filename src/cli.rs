@@ -603,6 +603,16 @@ pub struct SshArgs {
     /// [default: 4].
     #[arg(long, value_name = "N")]
     pub max_per_host: Option<usize>,
+    /// Key exchange for every host, as ssh's KexAlgorithms: curve25519-sha256 costs about
+    /// 10 ms of CPU per connection, OpenSSH 9's default about 85 ms. Default: the host's
+    /// `fleetbook_ssh_kex`, else what your ssh config chooses.
+    #[arg(long, value_name = "ALGORITHMS")]
+    pub ssh_kex: Option<String>,
+    /// Keep each host's connection up this long idle after the command ends, for the next
+    /// command to reuse (0: close at the end); sockets in a private directory (0700)
+    /// [default: 60].
+    #[arg(long, value_name = "SECONDS", env = "FLEETBOOK_PERSIST")]
+    pub persist: Option<u64>,
 }
 
 impl SshArgs {
@@ -612,6 +622,10 @@ impl SshArgs {
 
     pub fn max_per_host(&self) -> usize {
         self.max_per_host.unwrap_or(4)
+    }
+
+    pub fn persist(&self) -> u64 {
+        self.persist.unwrap_or(60)
     }
 
     /// Fills what the command line left out from the project file.

@@ -24,11 +24,16 @@ pub fn transport(args: &SshArgs) -> Result<Arc<Router>> {
     if args.accept_new_host_keys {
         eprintln!("warning: --accept-new-host-keys: unknown host keys are trusted and remembered; a man in the middle would go unnoticed");
     }
+    if let Some(kex) = &args.ssh_kex {
+        ssh::check_kex(kex).map_err(|e| Error::input(format!("--ssh-kex: {e}")))?;
+    }
     let ssh = ssh::Ssh::new(ssh::SshOptions {
         config_file: args.ssh_config.clone(),
         accept_new_host_keys: args.accept_new_host_keys,
         connect_timeout,
         max_per_host: args.max_per_host(),
+        kex: args.ssh_kex.clone(),
+        persist: Duration::from_secs(args.persist()),
     })
     .map_err(|e| Error::Internal(format!("cannot start the ssh transport: {e}")))?;
     Ok(Arc::new(Router {
@@ -44,6 +49,8 @@ pub fn install_ctrl_c(control: Arc<Control>) {
         let n = presses.fetch_add(1, Ordering::SeqCst) + 1;
         if n == 1 {
             control.stop.store(true, Ordering::SeqCst);
+            // A stopped command leaves no connection behind, whatever --persist says.
+            fleetbook_engine::transport::persist::keep_none();
             crate::progress::suspend(|| {
                 eprintln!("\nstopping: no new host starts; steps in flight finish (Ctrl-C again to kill them)")
             });
@@ -145,6 +152,9 @@ pub fn resume_hint(
         ssh.connect_timeout().to_string(),
     ]);
     words.extend(["--max-per-host".into(), ssh.max_per_host().to_string()]);
+    if let Some(kex) = &ssh.ssh_kex {
+        words.extend(["--ssh-kex".into(), kex.clone()]);
+    }
     if args.events == Some(EventsFormat::Jsonl) {
         words.extend(["--events".into(), "jsonl".into()]);
     }
@@ -547,7 +557,7 @@ fn execute(
     let finished = AtomicBool::new(false);
     let lock_lost = AtomicBool::new(false);
     let outcome = std::thread::scope(|scope| {
-        scope.spawn(|| {
+        let poller = scope.spawn(|| {
             while !finished.load(Ordering::SeqCst) {
                 if lock.lost() && !lock_lost.swap(true, Ordering::SeqCst) {
                     control.stop.store(true, Ordering::SeqCst);
@@ -563,17 +573,19 @@ fn execute(
                         control.kill.store(true, Ordering::SeqCst);
                     }
                 }
-                std::thread::sleep(Duration::from_millis(250));
+                // Woken at once when the run ends: the command exits without waiting a poll.
+                std::thread::park_timeout(Duration::from_millis(250));
             }
         });
         // Set even if the executor panics, so the poller ends and the panic is reported.
-        struct Finished<'a>(&'a AtomicBool);
+        struct Finished<'a>(&'a AtomicBool, std::thread::Thread);
         impl Drop for Finished<'_> {
             fn drop(&mut self) {
                 self.0.store(true, Ordering::SeqCst);
+                self.1.unpark();
             }
         }
-        let _finished = Finished(&finished);
+        let _finished = Finished(&finished, poller.thread().clone());
         exec::execute(
             planned,
             ExecOptions {

@@ -61,6 +61,7 @@ fn on_path(tool: &str) -> bool {
 
 /// A fresh fleet, one test at a time.
 fn fleet() -> (std::sync::MutexGuard<'static, ()>, DemoFleet) {
+    crate::support::keep_no_connections();
     let one = fleet_turn();
     (one, DemoFleet::up())
 }

@@ -8,6 +8,7 @@ mod support;
 mod check;
 mod check_json;
 mod conformance;
+mod connections;
 mod definitions;
 mod docs;
 mod editors;

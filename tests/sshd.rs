@@ -51,6 +51,13 @@ fn sshd_path() -> &'static str {
 impl Fleet {
     /// Starts one sshd per name.
     pub fn start(names: &[&str]) -> Fleet {
+        Fleet::start_logging(names, "ERROR")
+    }
+
+    /// Starts one sshd per name, each logging at `level` (VERBOSE: every connection,
+    /// DEBUG1: the key exchange too) to `sshd.log` in its host's directory.
+    pub fn start_logging(names: &[&str], level: &str) -> Fleet {
+        crate::support::keep_no_connections();
         // SAFETY: geteuid has no preconditions.
         assert!(
             unsafe { libc::geteuid() } == 0,
@@ -97,7 +104,7 @@ impl Fleet {
                 format!(
                     "Port {PORT}\nListenAddress {addr}\nHostKey {}\nAuthorizedKeysFile {}\nPasswordAuthentication no\n\
                      KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nUsePAM no\nStrictModes no\n\
-                     PermitRootLogin yes\nPidFile {}\nLogLevel ERROR\nMaxSessions 10\nSetEnv SHLVL=1\n",
+                     PermitRootLogin yes\nPidFile {}\nLogLevel {level}\nMaxSessions 10\nSetEnv SHLVL=1\n",
                     key.display(),
                     dir.path().join("authorized_keys").display(),
                     hdir.join("sshd.pid").display()
@@ -138,8 +145,10 @@ impl Fleet {
     pub fn start_host(&mut self, i: usize) {
         let h = &mut self.hosts[i];
         let child = Command::new(sshd_path())
-            .args(["-D", "-e", "-f"])
+            .args(["-D", "-f"])
             .arg(&h.config)
+            .arg("-E")
+            .arg(h.dir.join("sshd.log"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -25,7 +25,15 @@ pub fn tests_state() -> PathBuf {
     std::env::temp_dir().join(format!("fleetbook-tests-{}", std::process::id()))
 }
 
+/// No ssh master outlives a test: every fleetbook this test binary starts, however it is
+/// started, has `--persist 0` by default (a test of `--persist` passes the option).
+pub fn keep_no_connections() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| std::env::set_var("FLEETBOOK_PERSIST", "0"));
+}
+
 pub fn fleetbook(args: &[&str]) -> Fleetbook {
+    keep_no_connections();
     Fleetbook {
         args: args.iter().map(|s| s.to_string()).collect(),
         dir: root().to_path_buf(),

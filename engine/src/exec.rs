@@ -238,6 +238,8 @@ struct Runner<'a> {
     hosts: Vec<Host>,
     opts: &'a ExecOptions<'a>,
     start: Instant,
+    /// Which waiting hosts the transport may connect to before they start.
+    ahead: crate::ahead::Ahead,
 }
 
 impl Runner<'_> {
@@ -539,6 +541,7 @@ pub fn execute(planned: &Planned, opts: ExecOptions) -> RunOutcome {
         hosts: hosts.into_values().collect(),
         opts: &opts,
         start: Instant::now(),
+        ahead: crate::ahead::Ahead::new(planned),
     };
     let outcome = match &opts.undo_only {
         Some(order) => undo_tasks(&runner, order),
@@ -826,6 +829,9 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
                 start_task(t, &mut running, &mut p);
             }
             slots.end_pass();
+            let transport = &*r.opts.transport;
+            r.ahead
+                .connect(&waiting_hosts, running, &r.hosts, transport);
         }
         if running == 0 {
             break;
@@ -979,6 +985,7 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
             if p.open[h] && p.host_done(graph, h) {
                 p.open[h] = false;
                 slots.finish(&keys[h]);
+                r.ahead.finished(h, &r.hosts, &*r.opts.transport);
             }
         }
     }

@@ -3,6 +3,7 @@
 
 #[cfg(test)]
 mod agreement_tests;
+pub(crate) mod ahead;
 pub(crate) mod api;
 pub mod compile;
 pub mod error;

@@ -150,10 +150,18 @@ impl Slots {
 pub struct WaitingHosts {
     queues:
         std::collections::BTreeMap<SlotKey, std::collections::BinaryHeap<std::cmp::Reverse<usize>>>,
+    /// Every waiting host, lowest first: who is likely to start next (connect-ahead).
+    all: std::collections::BTreeSet<usize>,
 }
 
 impl WaitingHosts {
+    /// Waiting hosts in the order they would start if every slot were free.
+    pub fn upcoming(&self) -> impl Iterator<Item = usize> + '_ {
+        self.all.iter().copied()
+    }
+
     pub fn push(&mut self, key: &SlotKey, host: usize) {
+        self.all.insert(host);
         self.queues
             .entry(key.clone())
             .or_default()
@@ -173,6 +181,7 @@ impl WaitingHosts {
             q.pop();
         }
         slots.start(&key);
+        self.all.remove(&host);
         Some(host)
     }
 }

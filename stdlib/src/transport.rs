@@ -217,6 +217,19 @@ pub trait Transport: Send + Sync {
         let _ = host;
     }
 
+    /// Told which hosts are likely to start next, in schedule order: a transport may open
+    /// their connections now, so that they start on a ready one. Only hosts the run will
+    /// surely act on are named.
+    fn connect_ahead(&self, hosts: &[&HostInfo]) {
+        let _ = hosts;
+    }
+
+    /// Told that the run has no step left for `host`: its connection may close now (a
+    /// later command, such as a rollback's, opens a new one).
+    fn finished_with(&self, host: &HostInfo) {
+        let _ = host;
+    }
+
     /// Told of each root operation (`op`, as `service::restart`) that runs `command` on a
     /// host that does not become root; the plan recorder turns these into warnings.
     fn without_root(&self, host: &HostInfo, op: &str, command: &str) {

@@ -6,6 +6,7 @@
 pub mod dry_run;
 pub mod lease;
 pub mod local;
+pub mod persist;
 pub mod record;
 pub mod ssh;
 
@@ -78,6 +79,19 @@ impl Transport for Router {
     fn disconnect(&self, host: &HostInfo) {
         if !is_local(host) {
             self.ssh.disconnect(host);
+        }
+    }
+
+    fn connect_ahead(&self, hosts: &[&HostInfo]) {
+        let remote: Vec<&HostInfo> = hosts.iter().copied().filter(|h| !is_local(h)).collect();
+        if !remote.is_empty() {
+            self.ssh.connect_ahead(&remote);
+        }
+    }
+
+    fn finished_with(&self, host: &HostInfo) {
+        if !is_local(host) {
+            self.ssh.finished_with(host);
         }
     }
 

@@ -274,6 +274,14 @@ impl Transport for Recording {
     fn disconnect(&self, host: &HostInfo) {
         self.inner.disconnect(host)
     }
+    fn connect_ahead(&self, hosts: &[&HostInfo]) {
+        self.inner.connect_ahead(hosts)
+    }
+
+    fn finished_with(&self, host: &HostInfo) {
+        self.inner.finished_with(host)
+    }
+
     fn without_root(&self, host: &HostInfo, op: &str, command: &str) {
         self.inner.without_root(host, op, command)
     }

@@ -11,12 +11,14 @@
 //! on it, renewed while the run goes on and released at `shutdown` (see `lease`).
 
 use super::lease::{self, Answer, Owner};
+use super::persist;
 use fleetbook_stdlib::quote::quote;
 use fleetbook_stdlib::transport::fail_closed;
 use fleetbook_stdlib::{HostInfo, Output, Transport, TransportError};
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,6 +34,31 @@ pub struct SshOptions {
     pub connect_timeout: Duration,
     /// Commands in flight per host (sshd refuses the 11th session by default).
     pub max_per_host: usize,
+    /// `--persist`: how long a master stays up idle after the command ends, for the next
+    /// command to reuse (zero: closed at the end; see `persist`).
+    pub persist: Duration,
+    /// `--ssh-kex`: the key exchange algorithms for every host (else the host variable
+    /// `fleetbook_ssh_kex`, else whatever the user's ssh config says).
+    pub kex: Option<String>,
+}
+
+/// The host variable that chooses a host's key exchange algorithms.
+pub const KEX_VAR: &str = "fleetbook_ssh_kex";
+
+/// Checks a key exchange list as ssh's `KexAlgorithms` takes it (names, commas, and a
+/// leading `+`, `-` or `^`): it goes into an ssh config file, so nothing else may.
+pub fn check_kex(kex: &str) -> Result<(), String> {
+    let ok = !kex.is_empty()
+        && kex
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@._,+^-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{kex:?} is not a list of key exchange algorithms (as `ssh -Q kex` names them, comma-separated, e.g. curve25519-sha256)"
+        ))
+    }
 }
 
 impl Default for SshOptions {
@@ -41,6 +68,8 @@ impl Default for SshOptions {
             accept_new_host_keys: false,
             connect_timeout: Duration::from_secs(10),
             max_per_host: 4,
+            persist: Duration::ZERO,
+            kex: None,
         }
     }
 }
@@ -56,6 +85,13 @@ const SHORT: Duration = Duration::from_secs(5);
 
 /// Masters exit after this long idle (ControlPersist), so a crash leaves no ssh behind.
 const CONTROL_PERSIST: usize = 60;
+/// Handshakes in flight at once from this controller, and to one sshd (its MaxStartups
+/// starts refusing at 10 by default): a wide window or a connect-ahead never floods either.
+const HANDSHAKES: usize = 32;
+const HANDSHAKES_PER_SSHD: usize = 8;
+/// Connections closed at once at the end of a run.
+const CLOSES: usize = 64;
+
 /// A master idle longer than this is checked before use.
 const IDLE_CHECK: u64 = 30;
 
@@ -63,8 +99,19 @@ pub struct Ssh {
     rt: tokio::runtime::Runtime,
     opts: SshOptions,
     control_dir: tempfile::TempDir,
+    /// The private directory of kept connections, when it can be trusted (see `persist`).
+    kept_dir: Option<PathBuf>,
+    /// Control sockets of masters another command left up: never closed by this one (it
+    /// may still use them); they exit after their own idle window.
+    reused: Arc<Mutex<std::collections::HashSet<PathBuf>>>,
     sessions: Mutex<HashMap<String, Conn>>,
     permits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    handshakes: Arc<Semaphore>,
+    sshd_handshakes: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// The ssh config written for each chosen key exchange (see `kex_config`).
+    kex_configs: Mutex<HashMap<String, PathBuf>>,
+    /// Connections of finished hosts being closed in the background: awaited at shutdown.
+    closing: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// When each host's master was last used: an idle master exits after ControlPersist.
     last_used: Mutex<HashMap<String, Instant>>,
     killed: AtomicBool,
@@ -285,12 +332,27 @@ impl Ssh {
             .build()?;
         // A short directory: control socket paths must fit in sun_path (108 bytes).
         let control_dir = tempfile::Builder::new().prefix("fb-").tempdir_in("/tmp")?;
+        let kept_dir = match persist::private_dir() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                if !opts.persist.is_zero() {
+                    tracing::warn!(error = %e, "connections are not kept between commands");
+                }
+                None
+            }
+        };
         Ok(Ssh {
             rt,
             opts,
             control_dir,
+            kept_dir,
+            reused: Arc::default(),
             sessions: Mutex::default(),
             permits: Mutex::default(),
+            handshakes: Arc::new(Semaphore::new(HANDSHAKES)),
+            sshd_handshakes: Mutex::default(),
+            closing: Mutex::default(),
+            kex_configs: Mutex::default(),
             last_used: Mutex::default(),
             killed: AtomicBool::new(false),
             in_flight: Mutex::default(),
@@ -399,11 +461,8 @@ impl Ssh {
             let releases: Vec<_> = held
                 .into_iter()
                 .map(|h| {
-                    h.renewal.abort();
-                    let script = lease::release_script(&owner.run, h.dir.as_deref());
-                    tokio::spawn(async move {
-                        let _ = short(&h.session, &script, h.become_root).await;
-                    })
+                    let owner = owner.clone();
+                    tokio::spawn(async move { release(h, &owner).await })
                 })
                 .collect();
             for r in releases {
@@ -412,7 +471,82 @@ impl Ssh {
         });
     }
 
-    fn builder(&self, host: &HostInfo) -> SessionBuilder {
+    /// Whether connections are left up when this command ends (`--persist`, unless the
+    /// operator stopped it).
+    fn keeps(&self) -> bool {
+        !self.opts.persist.is_zero() && self.kept_dir.is_some() && !persist::keeping_none()
+    }
+
+    /// Where the host's kept master lives: one directory per way of reaching it.
+    fn kept_host_dir(&self, root: &std::path::Path, host: &HostInfo, dest: &str) -> PathBuf {
+        let var = |k: &str| host.vars.get(k).map(String::as_str).unwrap_or("");
+        let config = self
+            .opts
+            .config_file
+            .as_ref()
+            .map(|c| std::path::absolute(c).unwrap_or_else(|_| c.clone()))
+            .map(|c| c.display().to_string())
+            .unwrap_or_default();
+        persist::host_dir(
+            root,
+            &[
+                dest,
+                var("ansible_port"),
+                var("ansible_user"),
+                var("ansible_ssh_private_key_file"),
+                &config,
+                self.kex(host).unwrap_or(""),
+                if self.opts.accept_new_host_keys {
+                    "accept-new"
+                } else {
+                    "strict"
+                },
+            ],
+        )
+    }
+
+    /// The key exchange chosen for the host: the command line's, else its variable's.
+    fn kex<'h>(&'h self, host: &'h HostInfo) -> Option<&'h str> {
+        self.opts
+            .kex
+            .as_deref()
+            .or_else(|| host.vars.get(KEX_VAR).map(String::as_str))
+    }
+
+    /// An ssh config that sets `KexAlgorithms` before anything else (ssh takes the first
+    /// value it reads), then includes the config ssh would have read: the `--ssh-config`
+    /// file, or the user's and the system's. Written once per choice, in the private
+    /// control directory.
+    fn kex_config(&self, kex: &str) -> Result<PathBuf, TransportError> {
+        check_kex(kex).map_err(|e| TransportError::Other(format!("{KEX_VAR}: {e}")))?;
+        let mut configs = self.kex_configs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = configs.get(kex) {
+            return Ok(p.clone());
+        }
+        let include = match &self.opts.config_file {
+            Some(c) => {
+                let c = std::path::absolute(c).unwrap_or_else(|_| c.clone());
+                if c.to_string_lossy().contains(['"', '\n']) {
+                    return Err(TransportError::Other(format!(
+                        "{KEX_VAR}: the ssh config's path {} cannot be included (it has a quote or a newline)",
+                        c.display()
+                    )));
+                }
+                format!("Include \"{}\"\n", c.display())
+            }
+            None => "Include ~/.ssh/config\nInclude /etc/ssh/ssh_config\n".to_string(),
+        };
+        let path = self
+            .control_dir
+            .path()
+            .join(format!("kex-{}.conf", configs.len()));
+        std::fs::write(&path, format!("KexAlgorithms {kex}\n{include}"))
+            .map_err(|e| TransportError::Other(format!("cannot write {}: {e}", path.display())))?;
+        configs.insert(kex.to_string(), path.clone());
+        Ok(path)
+    }
+
+    fn builder(&self, host: &HostInfo) -> Result<SessionBuilder, TransportError> {
         let mut b = SessionBuilder::default();
         b.known_hosts_check(if self.opts.accept_new_host_keys {
             KnownHosts::Add
@@ -425,8 +559,15 @@ impl Ssh {
         .control_persist(ControlPersist::IdleFor(
             NonZeroUsize::new(CONTROL_PERSIST).expect("non-zero"),
         ));
-        if let Some(cfg) = &self.opts.config_file {
-            b.config_file(cfg);
+        match self.kex(host) {
+            Some(kex) => {
+                b.config_file(self.kex_config(kex)?);
+            }
+            None => {
+                if let Some(cfg) = &self.opts.config_file {
+                    b.config_file(cfg);
+                }
+            }
         }
         if let Some(u) = host.vars.get("ansible_user") {
             b.user(u.clone());
@@ -441,7 +582,7 @@ impl Ssh {
             };
             b.keyfile(path);
         }
-        b
+        Ok(b)
     }
 
     /// The host's master connection, checked (and replaced) when it has been idle long
@@ -470,26 +611,80 @@ impl Ssh {
         Ok(session)
     }
 
-    fn connect(&self, host: &HostInfo) -> Result<Arc<Session>, TransportError> {
-        let cell = self
-            .sessions
+    /// The host's connection cell: empty until a connect (ahead or on demand) fills it.
+    fn cell(&self, host: &HostInfo) -> Conn {
+        self.sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(host.name.clone())
             .or_default()
-            .clone();
+            .clone()
+    }
+
+    /// Opening the host's master, owned so it can run in the background: it waits for a
+    /// handshake permit (this machine's and the destination sshd's), then connects.
+    fn opener(
+        &self,
+        host: &HostInfo,
+    ) -> impl std::future::Future<Output = Result<Arc<Session>, TransportError>> + Send + 'static
+    {
         let dest = host
             .vars
             .get("ansible_host")
             .cloned()
             .unwrap_or_else(|| host.name.clone());
-        let builder = self.builder(host);
+        let port = host.vars.get("ansible_port").cloned().unwrap_or_default();
+        let per_sshd = self
+            .sshd_handshakes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(format!("{dest}:{port}"))
+            .or_insert_with(|| Arc::new(Semaphore::new(HANDSHAKES_PER_SSHD)))
+            .clone();
+        let all = self.handshakes.clone();
+        let mut builder = self.builder(host);
+        let kept = self
+            .kept_dir
+            .as_ref()
+            .map(|root| self.kept_host_dir(root, host, &dest));
+        if let (Some(dir), Ok(b)) = (&kept, &mut builder) {
+            if let Some(secs) = NonZeroUsize::new(self.opts.persist.as_secs() as usize) {
+                b.control_directory(dir)
+                    .control_persist(ControlPersist::IdleFor(secs));
+            }
+        }
+        let keep = self.keeps();
+        let reused = self.reused.clone();
         let name = host.name.clone();
         // ConnectTimeout covers only the TCP connect; a link that dies during the handshake
         // would otherwise hang until the server-alive checks give up.
         let limit = self.opts.connect_timeout + Duration::from_secs(5);
-        let started = std::time::Instant::now();
-        let result = self.rt.block_on(cell.get_or_init(|| async move {
+        async move {
+            let builder = builder?;
+            if let Some(dir) = &kept {
+                if let Some(s) = reuse(dir).await {
+                    tracing::debug!(host = %name, "ssh reuses a kept connection");
+                    reused
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(s.control_socket().to_path_buf());
+                    return Ok(Arc::new(s));
+                }
+                if keep {
+                    std::fs::DirBuilder::new()
+                        .mode(0o700)
+                        .create(dir)
+                        .or_else(|e| match e.kind() {
+                            std::io::ErrorKind::AlreadyExists => Ok(()),
+                            _ => Err(e),
+                        })
+                        .map_err(|e| {
+                            TransportError::Other(format!("cannot make {}: {e}", dir.display()))
+                        })?;
+                }
+            }
+            let _one = per_sshd.acquire_owned().await;
+            let _all = all.acquire_owned().await;
             tracing::debug!(host = %name, dest = %dest, "ssh connecting");
             match tokio::time::timeout(limit, builder.connect_mux(&dest)).await {
                 Ok(r) => r.map(Arc::new).map_err(|e| {
@@ -501,7 +696,16 @@ impl Ssh {
                     limit.as_secs()
                 ))),
             }
-        }));
+        }
+    }
+
+    fn connect(&self, host: &HostInfo) -> Result<Arc<Session>, TransportError> {
+        let cell = self.cell(host);
+        let started = std::time::Instant::now();
+        let result = self
+            .rt
+            .block_on(cell.get_or_init(|| self.opener(host)))
+            .clone();
         let elapsed = started.elapsed().as_secs_f64();
         match &result {
             Ok(_) => tracing::debug!(host = %host.name, elapsed, "ssh session ready"),
@@ -509,7 +713,7 @@ impl Ssh {
                 tracing::warn!(host = %host.name, elapsed, error = %e, "ssh connection failed")
             }
         }
-        result.clone()
+        result
     }
 
     fn permit(&self, host: &str) -> Arc<Semaphore> {
@@ -530,9 +734,16 @@ impl Ssh {
             .values()
             .cloned()
             .collect();
+        let reused = self
+            .reused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         for cell in sessions {
             if let Some(Ok(s)) = cell.get() {
-                exit_master(s.control_socket());
+                if !reused.contains(s.control_socket()) {
+                    exit_master(s.control_socket());
+                }
             }
         }
     }
@@ -781,6 +992,74 @@ impl Transport for Ssh {
         self.exit_masters();
     }
 
+    /// Opens the masters of the hosts that start next, in the background; a host's first
+    /// command waits for its connect to finish (or fail: the command then says why).
+    fn connect_ahead(&self, hosts: &[&HostInfo]) {
+        if self.killed.load(Ordering::SeqCst) {
+            return;
+        }
+        for host in hosts {
+            let cell = self.cell(host);
+            if cell.initialized() {
+                continue;
+            }
+            // Checked before its first use if it waited long enough for ControlPersist to end it.
+            self.last_used
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(host.name.clone(), Instant::now());
+            let open = self.opener(host);
+            let name = host.name.clone();
+            self.rt.spawn(async move {
+                match cell.get_or_init(|| open).await {
+                    Ok(_) => tracing::debug!(host = %name, "ssh connected ahead"),
+                    Err(e) => tracing::debug!(host = %name, error = %e, "ssh connect-ahead failed"),
+                }
+            });
+        }
+    }
+
+    /// Releases the host's lease and closes its master in the background.
+    fn finished_with(&self, host: &HostInfo) {
+        let lock = |m: &Mutex<HashMap<String, LeaseCell>>| {
+            m.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&host.name);
+        };
+        lock(&self.leases);
+        self.last_used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&host.name);
+        let Some(cell) = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&host.name)
+        else {
+            return;
+        };
+        let held = {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            let i = held.iter().position(|h| h.host == host.name);
+            i.map(|i| held.swap_remove(i))
+        };
+        let owner = self.owner.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let keep = self.keeps();
+        let reused = self.reused.clone();
+        let task = self.rt.spawn(async move {
+            if let (Some(h), Some(owner)) = (held, owner) {
+                release(h, &owner).await;
+            }
+            close_conn(cell, keep, &reused).await;
+        });
+        self.closing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+    }
+
+    /// Releases the leases, then closes every connection, many at once.
     fn shutdown(&self) {
         self.release_leases();
         let cells: Vec<Conn> = self
@@ -790,18 +1069,91 @@ impl Transport for Ssh {
             .drain()
             .map(|(_, c)| c)
             .collect();
-        for cell in cells {
-            let Ok(cell) = Arc::try_unwrap(cell) else {
-                continue;
-            };
-            if let Some(Ok(session)) = cell.into_inner() {
-                match Arc::try_unwrap(session) {
-                    Ok(s) => {
-                        let _ = self.rt.block_on(s.close());
-                    }
-                    Err(s) => exit_master(s.control_socket()),
+        let closing = std::mem::take(&mut *self.closing.lock().unwrap_or_else(|e| e.into_inner()));
+        if cells.is_empty() && closing.is_empty() {
+            return;
+        }
+        let keep = self.keeps();
+        let reused = self.reused.clone();
+        self.rt.block_on(async {
+            let bound = Arc::new(Semaphore::new(CLOSES));
+            let closes: Vec<_> = cells
+                .into_iter()
+                .map(|cell| {
+                    let (bound, reused) = (bound.clone(), reused.clone());
+                    tokio::spawn(async move {
+                        let _permit = bound.acquire_owned().await;
+                        close_conn(cell, keep, &reused).await;
+                    })
+                })
+                .collect();
+            let all = async {
+                for c in closing.into_iter().chain(closes) {
+                    let _ = c.await;
                 }
-            }
+            };
+            // A master that does not answer is left to its ControlPersist.
+            let _ = tokio::time::timeout(SHORT, all).await;
+        });
+    }
+}
+
+/// A live master kept in `dir` by an earlier command; dead ones are cleared away.
+async fn reuse(dir: &std::path::Path) -> Option<Session> {
+    for socket in persist::sockets(dir) {
+        let log = socket.with_file_name("log");
+        let s = Session::resume_mux(
+            socket.clone().into_boxed_path(),
+            Some(log.into_boxed_path()),
+        );
+        let alive = tokio::time::timeout(Duration::from_secs(2), s.check()).await;
+        if matches!(alive, Ok(Ok(()))) {
+            return Some(s);
+        }
+        let _ = s.detach();
+        if let Some(d) = socket.parent() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+    None
+}
+
+/// Stops renewing a lease and removes it from the host.
+async fn release(h: Held, owner: &Owner) {
+    h.renewal.abort();
+    let script = lease::release_script(&owner.run, h.dir.as_deref());
+    let _ = short(&h.session, &script, h.become_root).await;
+}
+
+/// Closes a master: through the mux protocol when nothing else holds the session, else by
+/// its control socket (`ssh -O exit`).
+async fn close_conn(cell: Conn, keep: bool, reused: &Mutex<std::collections::HashSet<PathBuf>>) {
+    let session = match Arc::try_unwrap(cell) {
+        Ok(cell) => match cell.into_inner() {
+            Some(Ok(s)) => s,
+            _ => return,
+        },
+        Err(shared) => match shared.get() {
+            Some(Ok(s)) => s.clone(),
+            _ => return,
+        },
+    };
+    let theirs = reused
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(session.control_socket());
+    match Arc::try_unwrap(session) {
+        // Left running for the next command; it exits after ControlPersist idle.
+        Ok(s) if keep || theirs => {
+            let _ = s.detach();
+        }
+        Ok(s) => {
+            let _ = s.close().await;
+        }
+        Err(_) if theirs => {}
+        Err(s) => {
+            let socket = s.control_socket().to_path_buf();
+            let _ = tokio::task::spawn_blocking(move || exit_master(&socket)).await;
         }
     }
 }

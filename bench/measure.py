@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Runs one command and measures it: wall time to the command's exit, its own CPU, and the
+CPU of everything it started, including daemonized ssh masters (this process is a child
+subreaper, so orphans come back to it and their CPU is counted when reaped).
+
+    measure.py [--linger-ok] LOG -- COMMAND...
+
+Prints one JSON object: wall, own (CPU seconds of the command's process, all threads),
+children (CPU of every descendant), code, lingered (descendants still alive 3 s after the
+command exited; they are then killed). --linger-ok kills them at once without counting them
+(Ansible's masters with ControlPersist are expected to linger).
+"""
+import ctypes
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+PR_SET_CHILD_SUBREAPER = 36
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def our_children():
+    me, found = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == me and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def reap_all():
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def main():
+    args = sys.argv[1:]
+    linger_ok = args[0] == "--linger-ok"
+    if linger_ok:
+        args = args[1:]
+    log, command = args[0], args[2:]
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    with open(log, "ab") as out:
+        start = time.monotonic()
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        pid = proc.pid
+        # Wait for the exit without reaping, so /proc still has its final CPU times.
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        wall = time.monotonic() - start
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+        fields = stat[stat.rindex(")") + 2 :].split()
+        own = (int(fields[11]) + int(fields[12])) / TICK
+        code = proc.wait()
+    deadline = time.monotonic() + (0 if linger_ok else 3)
+    lingered = 0
+    while True:
+        reap_all()
+        left = our_children()
+        if not left:
+            break
+        if time.monotonic() >= deadline:
+            lingered = 0 if linger_ok else len(left)
+            for p in left:
+                try:
+                    os.kill(p, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            deadline = float("inf")
+        time.sleep(0.01)
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = used.ru_utime + used.ru_stime
+    print(
+        json.dumps(
+            {
+                "wall": wall,
+                "own": own,
+                "children": max(total - own, 0.0),
+                "code": code,
+                "lingered": lingered,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

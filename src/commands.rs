@@ -77,7 +77,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => {
             let inventory = project::need_inventory(inventory.as_deref())?;
             let planned = plan_of(&runbook, inventory, &script, limit.as_deref())?;
-            let journal = fleetbook_engine::store::open(&run.state.resolve())?;
+            let journal = run.state.open()?;
             drive::drive(
                 planned,
                 journal,

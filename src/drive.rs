@@ -290,7 +290,13 @@ pub fn drive(
         true,
     );
     drop(guard);
-    saved?;
+    match saved {
+        // A run that lost its store cannot record its end either: the recap says why.
+        Err(e) if outcome.status == RunStatus::StoreFailed => {
+            eprintln!("error: the end of the run could not be recorded: {e}")
+        }
+        other => other?,
+    }
     eprint!("{}", recap(&outcome));
     if outcome.status == RunStatus::RollbackFailed {
         eprintln!(
@@ -449,6 +455,7 @@ fn execute(
     let on_event = |e: &Event| {
         if let Err(err) = journal.record(run_id, e, started_at) {
             // Without a journal the run cannot be resumed: stop starting work.
+            control.unrecorded.store(true, Ordering::SeqCst);
             control.stop.store(true, Ordering::SeqCst);
             *journal_failed.lock().unwrap_or_else(|x| x.into_inner()) = Some(err.to_string());
             let mut u = unrecorded.lock().unwrap_or_else(|x| x.into_inner());
@@ -467,6 +474,7 @@ fn execute(
         let run_id = run_id.to_string();
         Arc::new(move |host: &str, name: &str, value: &str| {
             if let Err(err) = journal.record_fact(&run_id, host, name, value) {
+                control.unrecorded.store(true, Ordering::SeqCst);
                 control.stop.store(true, Ordering::SeqCst);
                 *failed.lock().unwrap_or_else(|x| x.into_inner()) = Some(err.to_string());
             }
@@ -495,6 +503,18 @@ fn execute(
     let finished = AtomicBool::new(false);
     let lock_lost = AtomicBool::new(false);
     let outcome = std::thread::scope(|scope| {
+        // A lease is judged locally and at once, not behind a store request that may wait
+        // for an unreachable cluster: past its TTL no new task starts.
+        scope.spawn(|| {
+            while !finished.load(Ordering::SeqCst) {
+                if journal.lease_lost() && !lock_lost.swap(true, Ordering::SeqCst) {
+                    control.unrecorded.store(true, Ordering::SeqCst);
+                    control.stop.store(true, Ordering::SeqCst);
+                    eprintln!("error: the fleet lock was lost: this controller could not renew its etcd lease within its TTL; no new task starts");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
         scope.spawn(|| {
             while !finished.load(Ordering::SeqCst) {
                 if lock.lost() && !lock_lost.swap(true, Ordering::SeqCst) {
@@ -552,7 +572,13 @@ fn execute(
             unknown.join(", ")
         )
     };
-    if let Some(err) = journal_failed {
+    if journal.lease_lost() {
+        // Said first: the journal errors that follow are its consequence.
+        outcome.status = RunStatus::StoreFailed;
+        outcome.reason = Some(format!(
+            "the fleet lock was lost: this controller could not renew its etcd lease within its TTL (etcd unreachable, or this process paused); no task started after that{left}"
+        ));
+    } else if let Some(err) = journal_failed {
         eprintln!("error: the journal could not be written, the run was stopped: {err}");
         outcome.status = RunStatus::StoreFailed;
         outcome.reason = Some(format!(

@@ -32,7 +32,7 @@ fn open(state: &StateArgs) -> Result<Arc<dyn RunStore>> {
             "runs are recorded in --state DIR or $FLEETBOOK_STATE, else in the project's state (fleetbook.toml), else in $XDG_STATE_HOME/fleetbook; `fleetbook config` shows which is in force here",
         ));
     }
-    fleetbook_engine::store::open(&dir)
+    state.open()
 }
 
 pub fn status(id: Option<&str>, state: &StateArgs, format: ReportFormat) -> Result<i32> {
@@ -104,7 +104,7 @@ pub fn status(id: Option<&str>, state: &StateArgs, format: ReportFormat) -> Resu
 pub fn runs(state: &StateArgs, format: ReportFormat) -> Result<i32> {
     // A fresh state has no journal yet: that is no runs, not an error.
     let dir = state.resolve();
-    if !dir.join(fleetbook_engine::journal::FILE).exists() {
+    if !fleetbook_engine::store::exists(&dir) {
         let text = match format {
             ReportFormat::Json => "[]\n".to_string(),
             ReportFormat::Text => format!("no runs recorded in {}\n", dir.display()),
@@ -529,8 +529,7 @@ pub fn apply(
             "the plan computed now differs from the saved one (tasks or commands)".into(),
         ));
     }
-    let state = args.state.resolve();
-    let journal = fleetbook_engine::store::open(&state)?;
+    let journal = args.state.open()?;
     drive::drive(
         planned,
         journal,

@@ -8,6 +8,8 @@ mod check;
 mod conformance;
 mod docs;
 mod errors;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod faults;
 mod fleet;
 mod flow;

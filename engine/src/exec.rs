@@ -34,6 +34,9 @@ use std::time::{Duration, Instant};
 pub struct Control {
     pub stop: AtomicBool,
     pub kill: AtomicBool,
+    /// The run store refused a transition (lost lock, unreachable store): a task whose
+    /// start could not be recorded is not run, so nothing runs that a resume cannot see.
+    pub unrecorded: AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -265,6 +268,18 @@ impl Runner<'_> {
     fn run(&self, t: usize, done_before: &[usize]) -> Done {
         let task = &self.graph.tasks[t];
         let control = &self.opts.control;
+        if control.unrecorded.load(Ordering::SeqCst) && task.step.is_some() {
+            return Done {
+                task: t,
+                outcome: Outcome::Failed {
+                    message: "not started: the run store could not record its start".into(),
+                    unreachable: false,
+                    halts: false,
+                },
+                attempts: 1,
+                rolled_back: false,
+            };
+        }
         let Some(step) = task.step.map(|s| &self.script.runbook.steps[s]) else {
             return Done {
                 task: t,

@@ -663,7 +663,8 @@ mod tests {
                 };
                 let help = match a.get_long() {
                     Some("state") => "State directory (journal and locks); the rule for where it \
-                                      is by default is in [journal.md](journal.md)"
+                                      is by default is in [journal.md](journal.md); or an etcd \
+                                      cluster, etcd://HOST:PORT[,...]/PREFIX ([etcd.md](etcd.md))"
                         .to_string(),
                     _ => a
                         .get_help()

@@ -148,11 +148,16 @@ pub enum Command {
     },
     /// Plan, confirm, and run a runbook over SSH with a live display and a recap.
     #[command(
-        after_help = "Examples:\n  fleetbook run runbooks/jiocloud-rolling.rhai -i hosts\n  fleetbook run upgrade.rhai -i hosts --limit compute --param version=2.0 --yes\n  fleetbook run upgrade.rhai -i hosts --yes --events jsonl > events.jsonl\n\nCtrl-C once stops starting hosts and lets in-flight steps finish; twice kills them."
+        after_help = "Examples:\n  fleetbook run runbooks/jiocloud-rolling.rhai -i hosts\n  fleetbook run upgrade.rhai -i hosts --limit compute --param version=2.0 --yes\n  fleetbook run upgrade.rhai -i hosts --yes --events jsonl > events.jsonl\n  fleetbook run --join 20261121-230836-1a2b --state etcd://10.0.0.1:2379/fleetbook --yes\n\nCtrl-C once stops starting hosts and lets in-flight steps finish; twice kills them."
     )]
     Run {
         /// The runbook script (.rhai).
-        runbook: PathBuf,
+        #[arg(required_unless_present = "join")]
+        runbook: Option<PathBuf>,
+        /// Join this run, which another controller drives, and take some of its hosts: the
+        /// limits hold across both (an etcd --state only; docs/etcd.md).
+        #[arg(long, value_name = "RUN", conflicts_with_all = ["runbook", "inventory", "limit"])]
+        join: Option<String>,
         /// The inventory (Ansible INI or YAML, or TOML). Default: `inventory` in fleetbook.toml.
         #[arg(short, long, value_name = "INVENTORY")]
         inventory: Option<PathBuf>,

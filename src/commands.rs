@@ -69,12 +69,20 @@ pub fn run(cli: Cli) -> Result<i32> {
             Ok(exit::OK)
         }
         Command::Run {
+            join: Some(id),
+            script,
+            run,
+            ..
+        } => journal_cmds::join_run(&id, &script, &run),
+        Command::Run {
             runbook,
             inventory,
             script,
             limit,
             run,
+            ..
         } => {
+            let runbook = runbook.unwrap_or_default();
             let inventory = project::need_inventory(inventory.as_deref())?;
             let planned = plan_of(&runbook, inventory, &script, limit.as_deref())?;
             let journal = run.state.open()?;

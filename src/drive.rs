@@ -8,6 +8,7 @@ use crate::progress::{recap, Progress};
 use fleetbook_engine::exec::{self, Control, Event, ExecOptions, RunStatus};
 use fleetbook_engine::journal::{self, RunRecord, TaskRow};
 use fleetbook_engine::plan::{self, Planned};
+use fleetbook_engine::slots::{LocalLedger, SlotLedger};
 use fleetbook_engine::store::{FleetLock, RunState, RunStore};
 use fleetbook_engine::transport::{local::Local, ssh, Router};
 use fleetbook_engine::{session, Error, Result};
@@ -70,6 +71,15 @@ pub enum Start {
     Resume {
         run: Box<RunRecord>,
         done: Vec<bool>,
+        /// (--retry-unknown, --skip-unknown), for hosts taken over from a dead controller.
+        unknown: (bool, bool),
+    },
+    /// A further controller on a running run (a shared store): it takes hosts no
+    /// controller holds.
+    Join {
+        run: Box<RunRecord>,
+        done: Vec<bool>,
+        unknown: (bool, bool),
     },
     /// `fleetbook rollback`: the undo of these tasks, newest first; `done` says which
     /// `finally` steps the run already ran (the others are owed).
@@ -192,8 +202,14 @@ pub fn drive(
     }
     let question = match &start {
         Start::New => "Run it?".to_string(),
-        Start::Resume { run, done } => format!(
+        Start::Resume { run, done, .. } => format!(
             "Resume run {} ({} of {} tasks already done)?",
+            run.id,
+            done.iter().filter(|d| **d).count(),
+            done.len()
+        ),
+        Start::Join { run, done, .. } => format!(
+            "Join run {} ({} of {} tasks already done) as a further controller?",
             run.id,
             done.iter().filter(|d| **d).count(),
             done.len()
@@ -210,6 +226,8 @@ pub fn drive(
     }
     let transport = transport(&args.ssh)?;
     let mut undo_only = None;
+    let mut unknown = (false, false);
+    let mut joined = false;
     let state_dir = args.state.resolve();
     let (run_id, started_at, done, pre_approved) = match start {
         Start::New => {
@@ -255,9 +273,24 @@ pub fn drive(
             }
             (id, started_at, Vec::new(), record.pre_approved)
         }
-        Start::Resume { run, done } => {
+        Start::Resume {
+            run,
+            done,
+            unknown: u,
+        } => {
             journal.lock(&fleet_key(&p.inventory), &run.id)?;
             journal.set_state(&run.id, RunState::Running, None, false)?;
+            unknown = u;
+            (run.id, journal::now(), done, run.pre_approved)
+        }
+        Start::Join {
+            run,
+            done,
+            unknown: u,
+        } => {
+            journal.join(&run.id)?;
+            unknown = u;
+            joined = true;
             (run.id, journal::now(), done, run.pre_approved)
         }
         Start::Rollback { run, order, done } => {
@@ -270,7 +303,19 @@ pub fn drive(
     };
     eprintln!("run {run_id} (journal {})", journal.location());
     // The lock is already taken above; the guard watches it (and releases it at the end).
-    let guard = FleetLock::watch(journal.clone(), &fleet_key(&p.inventory), &run_id);
+    // A joined controller holds no lock of its own: only its lease can be lost.
+    let guard = if joined {
+        FleetLock::joined(journal.clone(), &fleet_key(&p.inventory), &run_id)
+    } else {
+        FleetLock::watch(journal.clone(), &fleet_key(&p.inventory), &run_id)
+    };
+    // Hosts are admitted fleet-wide when the store is shared; a rollback undoes this
+    // controller's own choice of hosts.
+    let ledger: Arc<dyn SlotLedger> = if undo_only.is_some() {
+        Arc::new(LocalLedger)
+    } else {
+        journal.clone().ledger(&run_id, unknown.0, unknown.1)
+    };
     // Whatever the state directory, no other run acts on a host this run acts on.
     transport.ssh.lease_hosts(&run_id);
     // On resume, what the hosts learned before (e.g. the versions to roll back to).
@@ -281,7 +326,7 @@ pub fn drive(
         (&run_id, started_at),
         (done, facts, &pre_approved),
         (args, undo_only),
-        transport,
+        (transport, ledger),
     );
     let saved = journal.set_state(
         &run_id,
@@ -438,7 +483,7 @@ fn execute(
     (run_id, started_at): (&str, f64),
     (done, facts, pre_approved): (Vec<bool>, Facts, &[String]),
     (args, undo_only): (&RunArgs, Option<Vec<usize>>),
-    transport: Arc<Router>,
+    (transport, ledger): (Arc<Router>, Arc<dyn SlotLedger>),
 ) -> (exec::RunOutcome, Option<String>) {
     let p = &planned.plan;
     let control = Arc::new(Control::default());
@@ -554,6 +599,7 @@ fn execute(
                 on_fact,
                 undo_only,
                 run_id: run_id.to_string(),
+                ledger,
             },
         )
     });

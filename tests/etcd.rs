@@ -3,33 +3,53 @@
 //! (`ansible_connection=local`). What the hosts did is read from what their commands wrote,
 //! with the hosts' own timestamps.
 
-use crate::journal::{finish_within, local, wait_for, Local};
+use crate::journal::{finish_within, kill9, local, wait_for, Local};
+use crate::sshd::{intervals, max_overlap, Fleet};
+use crate::support::fleetbook;
 use fleetbook_engine::store::etcd::harness::Etcd;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 /// The lease TTL of these tests' controllers, in seconds.
 const TTL: f64 = 3.0;
 
-/// A step body that appends `WHAT HOST START END` to the shared log around `sleep SECS`.
+/// A step body that logs `start HOST T`, sleeps `secs`, then logs `end HOST T`, in the
+/// shared log.
 fn work(secs: f64) -> String {
     format!(
-        "h.run(`s=$(date +%s.%N); sleep {secs}; echo \"work ${{h.name}} $s $(date +%s.%N)\" >> ${{h.var(\"dir\")}}/../log`)"
+        "h.run(`l=${{h.var(\"dir\")}}/../log; echo \"start ${{h.name}} $(date +%s.%N)\" >> $l; sleep {secs}; echo \"end ${{h.name}} $(date +%s.%N)\" >> $l`)"
     )
 }
 
-/// (host, start, end) of each step the hosts ran, from the hosts' own clocks.
+/// (host, start, end) of each step the hosts ran to its end, from the hosts' own clocks.
 fn ran(l: &Local) -> Vec<(String, f64, f64)> {
+    let text = std::fs::read_to_string(l.dir.path().join("log")).unwrap_or_default();
+    let at = |kind: &str, host: &str| {
+        text.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|w| w[0] == kind && w[1] == host)
+            .map(|w| w[2].parse::<f64>().unwrap())
+    };
+    let mut hosts: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
+        .into_iter()
+        .filter_map(|h| Some((h.to_string(), at("start", h)?, at("end", h)?)))
+        .collect()
+}
+
+/// Hosts whose step started, by the hosts' own log.
+fn starts(l: &Local) -> Vec<(String, f64)> {
     std::fs::read_to_string(l.dir.path().join("log"))
         .unwrap_or_default()
         .lines()
-        .map(|line| {
-            let w: Vec<&str> = line.split_whitespace().collect();
-            (
-                w[1].to_string(),
-                w[2].parse().unwrap(),
-                w[3].parse().unwrap(),
-            )
-        })
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w[0] == "start")
+        .map(|w| (w[1].to_string(), w[2].parse().unwrap()))
         .collect()
 }
 
@@ -82,10 +102,11 @@ fn a_controller_that_loses_its_lease_stops_and_another_finishes_the_run() {
     let etcd = Etcd::single();
     let names = hosts(4);
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let mut l = local(&[("web", &names)], &one_at_a_time(1.5));
+    let mut l = local(&[("web", &names)], &one_at_a_time(2.0));
     on_etcd(&mut l, &etcd);
     let child = spawn(&l, "run", &["--yes"]);
-    wait_for(|| !ran(&l).is_empty(), "a first host done");
+    // The second host in flight: its end cannot be recorded.
+    wait_for(|| starts(&l).len() == 2, "a second host started");
     etcd.pause(0);
     let paused = now();
     let (code, stderr) = finish_within(child, 60, "the controller that lost its lease");
@@ -93,12 +114,12 @@ fn a_controller_that_loses_its_lease_stops_and_another_finishes_the_run() {
     assert_eq!(code, 7, "{stderr}");
     assert!(stderr.contains("the fleet lock was lost"), "{stderr}");
     assert!(
-        stderr.contains("tasks whose outcome the journal lacks: host:"),
-        "the unknown tasks are named: {stderr}"
+        stderr.contains("tasks whose outcome the journal lacks: host:w02:work"),
+        "the unknown task is named: {stderr}"
     );
-    let late: Vec<_> = ran(&l)
+    let late: Vec<_> = starts(&l)
         .into_iter()
-        .filter(|(_, start, _)| *start > paused + TTL)
+        .filter(|(_, start)| *start > paused + TTL)
         .collect();
     assert!(late.is_empty(), "tasks started after one TTL: {late:?}");
     assert!(hosts_done(&l).len() < names.len(), "{stderr}");
@@ -111,5 +132,154 @@ fn a_controller_that_loses_its_lease_stops_and_another_finishes_the_run() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert_eq!(hosts_done(&l), names);
     let status = l.cmd("status", &[&id, "--format", "json"]);
+    assert!(status.stdout.contains("\"succeeded\""), "{}", status.stdout);
+}
+
+/// The sshd fleet of the two-controller tests: controllers `c01..c06` (limit 2) before
+/// workers `w07..w30` (limit 3), at most 4 hosts at once in all. Each host logs the start
+/// and end of its one step in its own directory.
+fn shared_fleet() -> (Fleet, PathBuf, PathBuf) {
+    let names: Vec<String> = (1..=30)
+        .map(|i| format!("{}{i:02}", if i <= 6 { "c" } else { "w" }))
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let fleet = Fleet::start(&names);
+    let inv = fleet.inventory(&[("ctl", &names[..6]), ("web", &names[6..])], "");
+    let rb = fleet.file(
+        "rb.rhai",
+        "let rb = runbook(\"t\");\nrb.order([\"ctl\", \"web\"]);\nrb.limit(\"ctl\", 2);\nrb.limit(\"web\", 3);\nrb.limit_total(4);\n\
+         rb.step(\"upgrade\", |h| h.run(`d=${h.var(\"dir\")}; [ -e $d/upgraded ] && exit 0; echo \"$(date +%s.%N) start\" >> $d/log; sleep 1; touch $d/upgraded; echo \"$(date +%s.%N) end\" >> $d/log`)).idempotent(true);\nrb\n",
+    );
+    (fleet, inv, rb)
+}
+
+fn controller(fleet: &Fleet, state: &str, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_fleetbook"))
+        .args(args)
+        .args(["--yes", "--events", "jsonl", "--ssh-config"])
+        .arg(&fleet.ssh_config)
+        .args(["--state", state])
+        .env("FLEETBOOK_ETCD_TTL", format!("{TTL}s"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The run id, once the run is recorded.
+fn run_id(state: &str) -> String {
+    let mut id = String::new();
+    wait_for(
+        || {
+            let out = fleetbook(&["runs", "--format", "json", "--state", state]).run();
+            let runs: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+            id = runs[0]["id"].as_str().unwrap_or_default().to_string();
+            !id.is_empty()
+        },
+        "the run to be recorded",
+    );
+    id
+}
+
+/// Hosts whose step started, by the hosts' own logs.
+fn started(fleet: &Fleet) -> usize {
+    fleet
+        .hosts
+        .iter()
+        .filter(|h| h.dir.join("log").exists())
+        .count()
+}
+
+/// Every host ran its step exactly once (start and end counted from its log); no limit
+/// was exceeded across controllers; no worker started before every controller host ended.
+fn check_hosts(fleet: &Fleet) {
+    let mut all = Vec::new();
+    let (mut ctl, mut web) = (Vec::new(), Vec::new());
+    for h in &fleet.hosts {
+        let text = std::fs::read_to_string(h.dir.join("log")).unwrap_or_default();
+        let starts = text.matches(" start").count();
+        let ends = text.matches(" end").count();
+        assert_eq!((starts, ends), (1, 1), "{}: {text}", h.name);
+        let span = intervals(&h.dir.join("log"))[0];
+        all.push(span);
+        if h.name.starts_with('c') {
+            &mut ctl
+        } else {
+            &mut web
+        }
+        .push(span);
+    }
+    assert!(max_overlap(&ctl) <= 2, "ctl limit 2 exceeded: {ctl:?}");
+    assert!(max_overlap(&web) <= 3, "web limit 3 exceeded: {web:?}");
+    assert!(max_overlap(&all) <= 4, "total limit 4 exceeded");
+    let last_ctl = ctl.iter().map(|s| s.1).fold(0.0, f64::max);
+    let first_web = web.iter().map(|s| s.0).fold(f64::MAX, f64::min);
+    assert!(
+        last_ctl <= first_web,
+        "a web host started before the ctl hosts ended"
+    );
+}
+
+/// Hosts a controller ran, from its event stream.
+fn hosts_run_by(stdout: &[u8]) -> Vec<String> {
+    let mut hosts: Vec<String> = String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["state"] == "running")
+        .filter_map(|e| e["host"].as_str().map(str::to_string))
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
+}
+
+/// Two controllers on one run: the second joins with `run --join`; together they upgrade
+/// every host once, within the limits and in order.
+#[test]
+fn two_controllers_share_one_run_within_its_limits() {
+    let etcd = Etcd::single();
+    let (fleet, inv, rb) = shared_fleet();
+    let state = etcd.url("fleetbook");
+    let (rb, inv) = (rb.display().to_string(), inv.display().to_string());
+    let a = controller(&fleet, &state, &["run", &rb, "-i", &inv]);
+    let id = run_id(&state);
+    let b = controller(&fleet, &state, &["run", "--join", &id]);
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(a.status.code(), Some(0), "{}", err(&a));
+    assert_eq!(b.status.code(), Some(0), "{}", err(&b));
+    check_hosts(&fleet);
+    let (by_a, by_b) = (hosts_run_by(&a.stdout), hosts_run_by(&b.stdout));
+    assert!(
+        !by_b.is_empty(),
+        "the joined controller took no host: {}",
+        err(&b)
+    );
+    assert_eq!(by_a.len() + by_b.len(), 30, "{by_a:?} {by_b:?}");
+    let status = fleetbook(&["status", &id, "--format", "json", "--state", &state]).run();
+    assert!(status.stdout.contains("\"succeeded\""), "{}", status.stdout);
+}
+
+/// kill -9 of one of two controllers mid-run: its hosts come back when its lease expires,
+/// the other controller takes them, and every host is upgraded exactly once.
+#[test]
+fn when_one_of_two_controllers_dies_the_other_finishes_the_run() {
+    let etcd = Etcd::single();
+    let (fleet, inv, rb) = shared_fleet();
+    let state = etcd.url("fleetbook");
+    let (rb, inv) = (rb.display().to_string(), inv.display().to_string());
+    let mut a = controller(&fleet, &state, &["run", &rb, "-i", &inv]);
+    let id = run_id(&state);
+    // `resume` of a run that is running joins it. The step is idempotent (it checks on the
+    // host whether it is done), so one the dead controller left running is run again.
+    let b = controller(&fleet, &state, &["resume", &id]);
+    wait_for(|| started(&fleet) >= 10, "ten hosts started");
+    kill9(&mut a);
+    let b = b.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&b.stderr);
+    assert_eq!(b.status.code(), Some(0), "{err}");
+    check_hosts(&fleet);
+    let status = fleetbook(&["status", &id, "--format", "json", "--state", &state]).run();
     assert!(status.stdout.contains("\"succeeded\""), "{}", status.stdout);
 }

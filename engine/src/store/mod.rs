@@ -11,6 +11,7 @@ pub mod etcd;
 use crate::error::Result;
 use crate::exec::{Event, RunStatus};
 use crate::journal::{LockInfo, RunRecord, TaskRow};
+use crate::slots::{LocalLedger, SlotLedger};
 use std::sync::Arc;
 
 /// Where a run stands, as stored. A `Running` run whose controller process is gone reads
@@ -142,6 +143,26 @@ pub trait RunStore: Send + Sync {
     fn lease_lost(&self) -> bool {
         false
     }
+    /// Joins `run`, which another controller drives, to take some of its hosts: a shared
+    /// store only.
+    fn join(&self, run: &str) -> Result<()> {
+        Err(crate::Error::input_with_help(
+            format!("run {run} is running: only a shared store lets a second controller join it"),
+            "keep the run state in etcd (--state etcd://...) to share a run between controllers",
+        ))
+    }
+    /// The ledger that admits `run`'s hosts fleet-wide (`retry`/`skip`: what to do with a
+    /// task a controller that died left running, as `resume --retry-unknown/--skip-unknown`).
+    fn ledger(self: Arc<Self>, run: &str, retry: bool, skip: bool) -> Arc<dyn SlotLedger> {
+        let _ = (run, retry, skip);
+        Arc::new(LocalLedger)
+    }
+    /// Which controller holds which host of `run` now, as (host, controller); empty for a
+    /// store only one controller uses.
+    fn holders(&self, run: &str) -> Result<Vec<(String, String)>> {
+        let _ = run;
+        Ok(Vec::new())
+    }
 }
 
 /// How to reach an etcd store: TLS files, the user, and the lease TTL. The password is
@@ -218,6 +239,8 @@ pub struct FleetLock {
     store: Arc<dyn RunStore>,
     fleet: String,
     run: String,
+    /// A controller that joined the run: the lock is another's; only its lease counts.
+    joined: bool,
 }
 
 impl FleetLock {
@@ -227,7 +250,19 @@ impl FleetLock {
             store,
             fleet: fleet.to_string(),
             run: run.to_string(),
+            joined: false,
         })
+    }
+
+    /// The guard of a controller that joined `run` ([`RunStore::join`]): lost only with
+    /// its lease, and releases no lock.
+    pub fn joined(store: Arc<dyn RunStore>, fleet: &str, run: &str) -> FleetLock {
+        FleetLock {
+            store,
+            fleet: fleet.to_string(),
+            run: run.to_string(),
+            joined: true,
+        }
     }
 
     /// Watches a lock `run` already holds (taken with [`RunStore::lock`]).
@@ -236,6 +271,7 @@ impl FleetLock {
             store,
             fleet: fleet.to_string(),
             run: run.to_string(),
+            joined: false,
         }
     }
 
@@ -244,6 +280,9 @@ impl FleetLock {
     pub fn lost(&self) -> bool {
         if self.store.lease_lost() {
             return true;
+        }
+        if self.joined {
+            return false;
         }
         match self.store.locks() {
             Ok(locks) => !locks
@@ -256,6 +295,9 @@ impl FleetLock {
 
 impl Drop for FleetLock {
     fn drop(&mut self) {
+        if self.joined {
+            return;
+        }
         let _ = self.store.unlock(&self.fleet, &self.run);
     }
 }

@@ -11,6 +11,8 @@
 //! | `P/aborts/RUN`                        | `{"stop": bool, "now": bool}`                |
 //! | `P/locks/FLEET`                       | the fleet lock (under the holder's lease)    |
 //! | `P/controllers/RUN/LEASE`             | a controller working on the run (leased)     |
+//! | `P/claims/RUN/HOST`                   | the controller working on a host (leased)   |
+//! | `P/done/RUN/HOST`                     | `{"ok": bool}`: a host finished              |
 //! | `P/slots/RUN/LIMIT/N`                 | a held slot of a limit (leased)              |
 //!
 //! Run ids hold no `/`; the task, host, gate and fleet come last, so they may.
@@ -67,6 +69,14 @@ impl Keys {
 
     pub fn controller(&self, run: &str, lease: i64) -> String {
         format!("{}{lease:016x}", self.of_run("controllers", run))
+    }
+
+    pub fn claim(&self, run: &str, host: &str) -> String {
+        format!("{}{host}", self.of_run("claims", run))
+    }
+
+    pub fn done(&self, run: &str, host: &str) -> String {
+        format!("{}{host}", self.of_run("done", run))
     }
 
     pub fn slot(&self, run: &str, limit: &str, n: usize) -> String {

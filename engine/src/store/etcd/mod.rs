@@ -14,6 +14,7 @@ mod conn;
 mod docs;
 pub mod harness;
 pub mod keys;
+mod ledger;
 
 use crate::error::{Error, Result};
 use crate::exec::Event;
@@ -55,7 +56,7 @@ pub fn members(endpoint: &str) -> Result<(u64, Vec<String>)> {
     ))
 }
 
-fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+pub(crate) fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
 
@@ -89,7 +90,7 @@ impl EtcdStore {
         Ok(r.take_kvs())
     }
 
-    fn get(&self, key: String) -> Result<Option<KeyValue>> {
+    pub(crate) fn get(&self, key: String) -> Result<Option<KeyValue>> {
         let mut r = self.conn.call("read", move |mut c| {
             let k = key.clone();
             async move { c.get(k, None).await }
@@ -108,7 +109,12 @@ impl EtcdStore {
 
     /// One transaction, with `run`'s fence when this controller holds one; false when a
     /// comparison failed.
-    fn txn(&self, run: Option<&str>, when: Vec<Compare>, ops: Vec<TxnOp>) -> Result<bool> {
+    pub(crate) fn txn(
+        &self,
+        run: Option<&str>,
+        when: Vec<Compare>,
+        ops: Vec<TxnOp>,
+    ) -> Result<bool> {
         let mut when = when;
         if let Some(run) = run {
             let fence = self
@@ -175,7 +181,7 @@ impl EtcdStore {
         Ok(())
     }
 
-    fn lease_id(&self) -> Result<i64> {
+    pub(crate) fn lease_id(&self) -> Result<i64> {
         let mut lease = self.lease.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(l) = lease.as_ref().filter(|l| !l.lost()) {
             return Ok(l.id);
@@ -186,28 +192,32 @@ impl EtcdStore {
         Ok(id)
     }
 
-    /// Runs with a live controller: a lease-held key under `controllers/RUN/`.
+    /// Runs with a live controller: a lease-held key under `controllers/RUN/` whose
+    /// process, if it ran on this machine, still exists (a lease outlives its process by
+    /// up to a TTL).
     fn live_runs(&self) -> Result<HashSet<String>> {
         let start = self.keys.all("controllers");
-        Ok(self
-            .range(start.clone())?
-            .iter()
-            .filter_map(|kv| Keys::tail(kv.key(), &start).split('/').next())
-            .map(str::to_string)
-            .collect())
+        let mut live = HashSet::new();
+        for kv in self.range(start.clone())? {
+            let doc: LockDoc = self.parse(&kv)?;
+            if doc.controller == journal::controller() && !journal::pid_alive(doc.pid) {
+                continue;
+            }
+            if let Some(run) = Keys::tail(kv.key(), &start).split('/').next() {
+                live.insert(run.to_string());
+            }
+        }
+        Ok(live)
     }
 
     fn run_record(&self, kv: &KeyValue, live: &HashSet<String>) -> Result<RunRecord> {
         let doc: RunDoc = self.parse(kv)?;
         let mut r = doc.record();
         if r.state == RunState::Running {
-            // On this machine the process tells; elsewhere, whether its lease is alive.
-            let gone = if r.controller == journal::controller() {
-                !journal::pid_alive(r.pid)
-            } else {
-                !live.contains(&r.id)
-            };
-            if gone {
+            // Any live controller keeps it running (it may have joined on another
+            // machine); a record made without one (no lease) has its own process.
+            let own = r.controller == journal::controller() && journal::pid_alive(r.pid);
+            if !own && !live.contains(&r.id) {
                 r.state = RunState::Crashed;
             }
         }
@@ -241,7 +251,7 @@ impl EtcdStore {
         }
     }
 
-    fn task_docs(&self, run: &str) -> Result<Vec<TaskDoc>> {
+    pub(crate) fn task_docs(&self, run: &str) -> Result<Vec<TaskDoc>> {
         let mut docs: Vec<TaskDoc> = self
             .range(self.keys.of_run("tasks", run))?
             .iter()
@@ -308,6 +318,30 @@ impl EtcdStore {
         })?;
         Ok(r.succeeded()
             .then(|| r.header().map(|h| h.revision()).unwrap_or_default()))
+    }
+}
+
+impl EtcdStore {
+    /// This controller ends its part of `run`: its key goes (fenced). True when no other
+    /// controller is left on the run.
+    fn leave(&self, run: &str) -> Result<bool> {
+        let lease = self
+            .lease
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|l| l.id);
+        if let Some(lease) = lease {
+            let mine = self.keys.controller(run, lease);
+            self.txn(Some(run), vec![], vec![TxnOp::delete(mine.clone(), None)])?;
+            let mut fences = self.fences.lock().unwrap_or_else(|e| e.into_inner());
+            if fences.get(run).is_some_and(|(k, _)| *k == mine) {
+                // A joined controller's fence was that key: its last writes go unfenced.
+                fences.remove(run);
+            }
+        }
+        let others = self.range(self.keys.of_run("controllers", run))?;
+        Ok(others.is_empty())
     }
 }
 
@@ -474,6 +508,10 @@ impl RunStore for EtcdStore {
         ended: bool,
     ) -> Result<()> {
         let now = journal::now();
+        if ended && !self.leave(run)? {
+            // Other controllers still work on the run: the last one to end says how.
+            return Ok(());
+        }
         self.update_run(run, |d| {
             d.state = state.as_str().to_string();
             d.reason = reason.map(str::to_string);
@@ -483,9 +521,17 @@ impl RunStore for EtcdStore {
                 d.controller = journal::controller();
             }
         })?;
-        // A new attempt of the run starts with no request pending.
-        let del = TxnOp::delete(self.keys.abort(run), None);
-        self.txn(Some(run), vec![], vec![del])?;
+        // A new attempt of the run starts with no request pending, and tries its failed
+        // hosts again (hosts done are done by their tasks).
+        let mut dels = vec![TxnOp::delete(self.keys.abort(run), None)];
+        if !ended {
+            let done = self.keys.of_run("done", run);
+            dels.push(TxnOp::delete(
+                done,
+                Some(etcd_client::DeleteOptions::new().with_prefix()),
+            ));
+        }
+        self.txn(Some(run), vec![], dels)?;
         if ended {
             self.pass_barriers(run)?;
         }
@@ -605,6 +651,51 @@ impl RunStore for EtcdStore {
             vec![TxnOp::delete(self.keys.lock(fleet), None)],
         )?;
         Ok(())
+    }
+
+    fn join(&self, run: &str) -> Result<()> {
+        let lease = self.lease_id()?;
+        let key = self.keys.controller(run, lease);
+        let exists = Compare::create_revision(self.keys.run(run), CompareOp::Greater, 0);
+        let put = TxnOp::put(
+            key.clone(),
+            json(&self.lock_doc(run, lease)),
+            Some(PutOptions::new().with_lease(lease)),
+        );
+        let txn = Txn::new().when(vec![exists]).and_then(vec![put]);
+        let r = self.conn.call("join", move |mut c| {
+            let t = txn.clone();
+            async move { c.txn(t).await }
+        })?;
+        if !r.succeeded() {
+            return Err(Error::input(format!("no run {run} in {}", self.conn.url)));
+        }
+        let rev = r.header().map(|h| h.revision()).unwrap_or_default();
+        self.fences
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(run.to_string(), (key, rev));
+        Ok(())
+    }
+
+    fn ledger(
+        self: std::sync::Arc<Self>,
+        run: &str,
+        retry: bool,
+        skip: bool,
+    ) -> std::sync::Arc<dyn crate::slots::SlotLedger> {
+        std::sync::Arc::new(ledger::EtcdLedger::new(self, run, retry, skip))
+    }
+
+    fn holders(&self, run: &str) -> Result<Vec<(String, String)>> {
+        let start = self.keys.of_run("claims", run);
+        let mut out = Vec::new();
+        for kv in self.range(start.clone())? {
+            let v: serde_json::Value = self.parse(&kv)?;
+            let who = v["controller"].as_str().unwrap_or_default().to_string();
+            out.push((Keys::tail(kv.key(), &start).to_string(), who));
+        }
+        Ok(out)
     }
 
     fn lease_lost(&self) -> bool {

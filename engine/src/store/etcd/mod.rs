@@ -297,14 +297,15 @@ impl EtcdStore {
         }
     }
 
-    /// Takes `key` for `run` if it is free (or `replace` is its current mod revision), with
-    /// this controller's key under the run; the new fence on success.
-    fn take_lock(&self, key: &str, run: &str, replace: Option<i64>) -> Result<Option<i64>> {
+    /// Takes `key` for `run` if it is free (or `replace` is its current (mod, create)
+    /// revision), with this controller's key under the run; the new fence on success (a
+    /// replaced key keeps its create revision).
+    fn take_lock(&self, key: &str, run: &str, replace: Option<(i64, i64)>) -> Result<Option<i64>> {
         let lease = self.lease_id()?;
         let doc = json(&self.lock_doc(run, lease));
         let when = match replace {
             None => Compare::create_revision(key, CompareOp::Equal, 0),
-            Some(rev) => Compare::mod_revision(key, CompareOp::Equal, rev),
+            Some((rev, _)) => Compare::mod_revision(key, CompareOp::Equal, rev),
         };
         let leased = || Some(PutOptions::new().with_lease(lease));
         let ops = vec![
@@ -316,8 +317,9 @@ impl EtcdStore {
             let t = txn.clone();
             async move { c.txn(t).await }
         })?;
+        let created = r.header().map(|h| h.revision()).unwrap_or_default();
         Ok(r.succeeded()
-            .then(|| r.header().map(|h| h.revision()).unwrap_or_default()))
+            .then(|| replace.map_or(created, |(_, create)| create)))
     }
 }
 
@@ -585,7 +587,8 @@ impl RunStore for EtcdStore {
                 // A run may take over its own lock when its process on this machine is gone
                 // (resume after a crash, before the lease expired).
                 if held.run_id == run && info.is_stale() {
-                    taken = self.take_lock(&key, run, Some(kv.mod_revision()))?;
+                    let revs = (kv.mod_revision(), kv.create_revision());
+                    taken = self.take_lock(&key, run, Some(revs))?;
                 } else {
                     return Err(Error::Locked {
                         message: format!("the fleet is locked by {}", info.describe()),

@@ -351,3 +351,56 @@ fn without_a_quorum_the_controller_stops_within_one_ttl_and_nothing_is_lost() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert_eq!(hosts_done(&l), names);
 }
+
+/// Scale: 1,000 hosts over the local transport, three controllers (one starts the run, two
+/// join) on a 3-member cluster, at most 20 hosts at once: every host's step runs exactly
+/// once, and the hosts' own clocks show no more than 20 at a time.
+#[test]
+fn three_controllers_run_a_thousand_hosts_each_once_within_the_limit() {
+    let etcd = Etcd::cluster(3);
+    let names = hosts(1000)
+        .into_iter()
+        .map(|h| h.replace('w', "n"))
+        .collect::<Vec<_>>();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut l = local(
+        &[("web", &names)],
+        "let rb = runbook(\"t\");\nrb.limit(\"web\", 20);\n\
+         rb.step(\"mark\", |h| h.run(`l=${h.var(\"dir\")}/log; echo \"$(date +%s.%N) start\" >> $l; echo \"$(date +%s.%N) end\" >> $l`));\nrb\n",
+    );
+    on_etcd(&mut l, &etcd);
+    let state = l.state.display().to_string();
+    // Each controller's recap lists 1,000 hosts: to a file, not a pipe nobody reads yet.
+    let controller = |name: &str, args: &[&str]| {
+        let err = std::fs::File::create(l.dir.path().join(name)).unwrap();
+        let mut c = command(&l, "run", args);
+        if args.contains(&"--join") {
+            c = Command::new(env!("CARGO_BIN_EXE_fleetbook"));
+            c.arg("run").args(args).args(["--state", &state]);
+            c.env("FLEETBOOK_ETCD_TTL", format!("{TTL}s"))
+                .stdin(Stdio::null());
+        }
+        c.stdout(Stdio::null()).stderr(err).spawn().unwrap()
+    };
+    let mut all = vec![controller("a.err", &["--yes"])];
+    let id = run_id(&state);
+    all.push(controller("b.err", &["--join", &id, "--yes"]));
+    all.push(controller("c.err", &["--join", &id, "--yes"]));
+    for (c, name) in all.into_iter().zip(["a.err", "b.err", "c.err"]) {
+        let (code, _) = finish_within(c, 900, "a controller");
+        let stderr = std::fs::read_to_string(l.dir.path().join(name)).unwrap_or_default();
+        assert_eq!(code, 0, "{name}: {stderr}");
+    }
+    let mut spans = Vec::new();
+    for h in &names {
+        let log = l.dir.path().join(h).join("log");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(
+            (text.matches(" start").count(), text.matches(" end").count()),
+            (1, 1),
+            "{h}: {text}"
+        );
+        spans.extend(intervals(&log));
+    }
+    assert!(max_overlap(&spans) <= 20, "more than 20 hosts at once");
+}

@@ -6,11 +6,16 @@
 #           three processes on loopback.
 # Prints tasks/s of each and the ratio etcd/sqlite.
 # Usage: bench/etcd.sh [HOSTS]     (needs etcd: Debian etcd-server)
+#        FLEETBOOK_BIN=target/debug/fleetbook bench/etcd.sh   (that binary, no release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-1000}"
-cargo build --release --quiet
-BIN="$PWD/target/release/fleetbook"
+if [ -n "${FLEETBOOK_BIN:-}" ]; then
+  BIN="$(realpath "$FLEETBOOK_BIN")"
+else
+  cargo build --release --quiet
+  BIN="$PWD/target/release/fleetbook"
+fi
 DIR="$(mktemp -d /tmp/fbetcd.XXXX)"
 PIDS=()
 cleanup() {

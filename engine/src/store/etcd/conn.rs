@@ -160,6 +160,11 @@ impl Conn {
             .map_err(|e| store_error(&self.url, format!("{what}: {e}")))
     }
 
+    /// Runs `f` on the client's runtime, in the background.
+    pub fn spawn(&self, f: impl Future<Output = ()> + Send + 'static) {
+        self.rt.spawn(f);
+    }
+
     /// Grants a lease and keeps it alive from the runtime until it is revoked or lost.
     pub fn lease(&self) -> Result<Lease> {
         let secs = self.ttl.as_secs().max(1) as i64;

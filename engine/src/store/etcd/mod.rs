@@ -15,6 +15,7 @@ mod docs;
 pub mod harness;
 pub mod keys;
 mod ledger;
+mod watch;
 
 use crate::error::{Error, Result};
 use crate::exec::Event;
@@ -37,6 +38,8 @@ pub struct EtcdStore {
     lease: Mutex<Option<Lease>>,
     /// Run -> (lock key, its create revision): the fence of that run's writes.
     fences: Mutex<HashMap<String, (String, i64)>>,
+    /// Run -> its approvals and abort request, kept by watches.
+    requests: Mutex<HashMap<String, watch::Shared>>,
 }
 
 /// The members of the cluster at `endpoints`, as (cluster id, member names): tests check
@@ -68,6 +71,7 @@ impl EtcdStore {
             keys: Keys::new(&prefix),
             lease: Mutex::default(),
             fences: Mutex::default(),
+            requests: Mutex::default(),
         })
     }
 
@@ -284,6 +288,31 @@ impl EtcdStore {
             })
             .collect();
         self.put_all(run, puts)
+    }
+
+    /// The run's approvals and abort request, as its watches keep them.
+    fn requests(&self, run: &str) -> Result<watch::Shared> {
+        let mut all = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = all.get(run) {
+            if s.lock().unwrap_or_else(|e| e.into_inner()).live {
+                return Ok(s.clone());
+            }
+        }
+        let s = watch::start(&self.conn, &self.keys, run)?;
+        all.insert(run.to_string(), s.clone());
+        Ok(s)
+    }
+
+    /// What this controller wrote itself, known at once (its watch may lag a moment).
+    fn seen(&self, run: &str, f: impl FnOnce(&mut watch::Requests)) {
+        if let Some(s) = self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(run)
+        {
+            f(&mut s.lock().unwrap_or_else(|e| e.into_inner()));
+        }
     }
 
     fn lock_doc(&self, run: &str, lease: i64) -> LockDoc {
@@ -534,6 +563,7 @@ impl RunStore for EtcdStore {
             ));
         }
         self.txn(Some(run), vec![], dels)?;
+        self.seen(run, |r| r.abort = (false, false));
         if ended {
             self.pass_barriers(run)?;
         }
@@ -550,31 +580,34 @@ impl RunStore for EtcdStore {
         let (_, was_now) = self.abort_requested(run)?;
         let doc = serde_json::json!({ "stop": true, "now": now || was_now });
         self.txn(None, vec![], vec![TxnOp::put(key, json(&doc), None)])?;
+        self.seen(run, |r| r.abort = (true, now || was_now));
         Ok(())
     }
 
     fn abort_requested(&self, run: &str) -> Result<(bool, bool)> {
-        Ok(match self.get(self.keys.abort(run))? {
-            None => (false, false),
-            Some(kv) => {
-                let doc: serde_json::Value = self.parse(&kv)?;
-                (
-                    doc["stop"].as_bool().unwrap_or(false),
-                    doc["now"].as_bool().unwrap_or(false),
-                )
-            }
-        })
+        let r = self.requests(run)?;
+        let abort = r.lock().unwrap_or_else(|e| e.into_inner()).abort;
+        Ok(abort)
     }
 
     fn approve(&self, run: &str, gate: &str) -> Result<()> {
         let doc = serde_json::json!({ "approved_by": journal::user(), "at": journal::now() });
         let put = TxnOp::put(self.keys.approval(run, gate), json(&doc), None);
         self.txn(None, vec![], vec![put])?;
+        self.seen(run, |r| {
+            r.approvals.insert(gate.to_string());
+        });
         Ok(())
     }
 
     fn approved(&self, run: &str, gate: &str) -> Result<bool> {
-        Ok(self.get(self.keys.approval(run, gate))?.is_some())
+        let r = self.requests(run)?;
+        let approved = r
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .approvals
+            .contains(gate);
+        Ok(approved)
     }
 
     fn lock(&self, fleet: &str, run: &str) -> Result<()> {
@@ -733,6 +766,33 @@ mod tests {
         let etcd = Etcd::single();
         assert_ne!(etcd.cluster_id, 0);
         conforms(&etcd);
+    }
+
+    /// Another controller's store hears of an approval and an abort request through its
+    /// watches, without asking again.
+    #[test]
+    fn approvals_and_aborts_reach_other_controllers_through_watches() {
+        let etcd = Etcd::single();
+        let open = || EtcdStore::open(&etcd.url("watches"), &EtcdAccess::default()).unwrap();
+        let (operator, controller) = (open(), open());
+        assert!(!controller.approved("r1", "go").unwrap());
+        assert_eq!(controller.abort_requested("r1").unwrap(), (false, false));
+        operator.approve("r1", "go").unwrap();
+        operator.request_abort("r1", true).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !(controller.approved("r1", "go").unwrap()
+            && controller.abort_requested("r1").unwrap() == (true, true))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the watches never told"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // Read from memory: the cluster paused, the answers stay.
+        etcd.pause(0);
+        assert!(controller.approved("r1", "go").unwrap());
+        etcd.resume(0);
     }
 
     #[test]

@@ -141,6 +141,24 @@ pub fn resume_hint(
     for l in libs {
         words.extend(["--lib".into(), abs(l)]);
     }
+    // How this run reached etcd (never the password: it comes from the environment).
+    let e = &args.state.etcd;
+    for (flag, file) in [
+        ("--etcd-ca", &e.etcd_ca),
+        ("--etcd-cert", &e.etcd_cert),
+        ("--etcd-key", &e.etcd_key),
+        ("--etcd-password-file", &e.etcd_password_file),
+    ] {
+        if let Some(f) = file {
+            words.extend([flag.into(), abs(f)]);
+        }
+    }
+    if let Some(u) = &e.etcd_user {
+        words.extend(["--etcd-user".into(), u.clone()]);
+    }
+    if fleetbook_engine::store::is_etcd(state) {
+        words.extend(["--etcd-ttl".into(), e.etcd_ttl.clone()]);
+    }
     let ssh = &args.ssh;
     if let Some(c) = &ssh.ssh_config {
         words.extend(["--ssh-config".into(), abs(c)]);

@@ -9,6 +9,7 @@ use crate::support::fleetbook;
 use fleetbook_engine::store::etcd::harness::Etcd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 /// The lease TTL of these tests' controllers, in seconds.
 const TTL: f64 = 3.0;
@@ -148,13 +149,15 @@ fn shared_fleet() -> (Fleet, PathBuf, PathBuf) {
     let rb = fleet.file(
         "rb.rhai",
         "let rb = runbook(\"t\");\nrb.order([\"ctl\", \"web\"]);\nrb.limit(\"ctl\", 2);\nrb.limit(\"web\", 3);\nrb.limit_total(4);\n\
-         rb.step(\"upgrade\", |h| h.run(`d=${h.var(\"dir\")}; [ -e $d/upgraded ] && exit 0; echo \"$(date +%s.%N) start\" >> $d/log; sleep 1; touch $d/upgraded; echo \"$(date +%s.%N) end\" >> $d/log`)).idempotent(true);\nrb\n",
+         rb.step(\"upgrade\", |h| h.run(`d=${h.var(\"dir\")}; while [ ! -e $d/../go ]; do sleep 0.1; done; [ -e $d/upgraded ] && exit 0; echo \"$(date +%s.%N) start\" >> $d/log; sleep 1; touch $d/upgraded; echo \"$(date +%s.%N) end\" >> $d/log`)).idempotent(true);\nrb\n",
     );
     (fleet, inv, rb)
 }
 
-fn controller(fleet: &Fleet, state: &str, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_fleetbook"))
+/// A controller, and its standard error as read so far (read as it comes, so that a
+/// test can wait for a line and the pipe never fills).
+fn controller(fleet: &Fleet, state: &str, args: &[&str]) -> (Child, Arc<Mutex<String>>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetbook"))
         .args(args)
         .args(["--yes", "--events", "jsonl", "--ssh-config"])
         .arg(&fleet.ssh_config)
@@ -164,7 +167,31 @@ fn controller(fleet: &Fleet, state: &str, args: &[&str]) -> Child {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
+        .unwrap();
+    let err = Arc::new(Mutex::new(String::new()));
+    let (mut pipe, sink) = (child.stderr.take().unwrap(), err.clone());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut pipe, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (child, err)
+}
+
+/// Lets the hosts' steps go on once `joined` says the controller joined run `id`.
+fn go_when_joined(fleet: &Fleet, joined: &Mutex<String>, id: &str) {
+    let line = format!("run {id} (journal");
+    wait_for(
+        || joined.lock().unwrap().contains(&line),
+        "the second controller to join",
+    );
+    std::fs::write(fleet.dir.path().join("go"), "").unwrap();
 }
 
 /// The run id, once the run is recorded.
@@ -242,19 +269,19 @@ fn two_controllers_share_one_run_within_its_limits() {
     let (fleet, inv, rb) = shared_fleet();
     let state = etcd.url("fleetbook");
     let (rb, inv) = (rb.display().to_string(), inv.display().to_string());
-    let a = controller(&fleet, &state, &["run", &rb, "-i", &inv]);
+    let (a, a_err) = controller(&fleet, &state, &["run", &rb, "-i", &inv]);
     let id = run_id(&state);
-    let b = controller(&fleet, &state, &["run", "--join", &id]);
+    let (b, b_err) = controller(&fleet, &state, &["run", "--join", &id]);
+    go_when_joined(&fleet, &b_err, &id);
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(a.status.code(), Some(0), "{}", err(&a));
-    assert_eq!(b.status.code(), Some(0), "{}", err(&b));
+    let (a_err, b_err) = (a_err.lock().unwrap().clone(), b_err.lock().unwrap().clone());
+    assert_eq!(a.status.code(), Some(0), "{a_err}");
+    assert_eq!(b.status.code(), Some(0), "{b_err}");
     check_hosts(&fleet);
     let (by_a, by_b) = (hosts_run_by(&a.stdout), hosts_run_by(&b.stdout));
     assert!(
         !by_b.is_empty(),
-        "the joined controller took no host: {}",
-        err(&b)
+        "the joined controller took no host: {b_err}"
     );
     assert_eq!(by_a.len() + by_b.len(), 30, "{by_a:?} {by_b:?}");
     let status = fleetbook(&["status", &id, "--format", "json", "--state", &state]).run();
@@ -269,15 +296,16 @@ fn when_one_of_two_controllers_dies_the_other_finishes_the_run() {
     let (fleet, inv, rb) = shared_fleet();
     let state = etcd.url("fleetbook");
     let (rb, inv) = (rb.display().to_string(), inv.display().to_string());
-    let mut a = controller(&fleet, &state, &["run", &rb, "-i", &inv]);
+    let (mut a, _) = controller(&fleet, &state, &["run", &rb, "-i", &inv]);
     let id = run_id(&state);
     // `resume` of a run that is running joins it. The step is idempotent (it checks on the
     // host whether it is done), so one the dead controller left running is run again.
-    let b = controller(&fleet, &state, &["resume", &id]);
+    let (b, b_err) = controller(&fleet, &state, &["resume", &id]);
+    go_when_joined(&fleet, &b_err, &id);
     wait_for(|| started(&fleet) >= 10, "ten hosts started");
     kill9(&mut a);
     let b = b.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&b.stderr);
+    let err = b_err.lock().unwrap().clone();
     assert_eq!(b.status.code(), Some(0), "{err}");
     check_hosts(&fleet);
     let status = fleetbook(&["status", &id, "--format", "json", "--state", &state]).run();

@@ -102,6 +102,22 @@ impl EtcdStore {
         Ok(r.take_kvs().into_iter().next())
     }
 
+    /// Two keys (the second optional) read at one revision, in one request.
+    fn get_two(&self, a: String, b: Option<String>) -> Result<[Option<KeyValue>; 2]> {
+        let mut ops = vec![TxnOp::get(a, None)];
+        ops.extend(b.map(|b| TxnOp::get(b, None)));
+        let txn = Txn::new().and_then(ops);
+        let r = self.conn.call("read", move |mut c| {
+            let t = txn.clone();
+            async move { c.txn(t).await }
+        })?;
+        let mut found = r.op_responses().into_iter().map(|o| match o {
+            etcd_client::TxnOpResponse::Get(mut g) => g.take_kvs().into_iter().next(),
+            _ => None,
+        });
+        Ok([found.next().flatten(), found.next().flatten()])
+    }
+
     fn parse<T: serde::de::DeserializeOwned>(&self, kv: &KeyValue) -> Result<T> {
         serde_json::from_slice(kv.value()).map_err(|e| {
             self.error(format!(
@@ -484,20 +500,20 @@ impl RunStore for EtcdStore {
 
     fn record(&self, run: &str, e: &Event, started: f64) -> Result<()> {
         let key = self.keys.task(run, &e.task);
-        let Some(kv) = self.get(key.clone())? else {
+        let hkey = e.host.as_ref().map(|h| self.keys.host(run, h));
+        // The task and its host in one round trip.
+        let [task, host] = self.get_two(key.clone(), hkey.clone())?;
+        let Some(kv) = task else {
             // As the journal: a transition of a task the run does not have changes nothing.
             return Ok(());
         };
         let mut doc: TaskDoc = self.parse(&kv)?;
         doc.apply(e, started + e.at);
         let mut puts = vec![(key, json(&doc))];
-        if let Some(h) = &e.host {
-            let hkey = self.keys.host(run, h);
-            if let Some(hkv) = self.get(hkey.clone())? {
-                let mut host: HostDoc = self.parse(&hkv)?;
-                host.apply(e, started + e.at);
-                puts.push((hkey, json(&host)));
-            }
+        if let (Some(hkey), Some(hkv)) = (hkey, host) {
+            let mut host: HostDoc = self.parse(&hkv)?;
+            host.apply(e, started + e.at);
+            puts.push((hkey, json(&host)));
         }
         self.put_all(run, puts)
     }

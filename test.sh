@@ -33,6 +33,8 @@ want dot graphviz                   # the docs pipe a plan to Graphviz
 want pgrep procps                   # tests look for leftover processes,
 want script bsdutils                # run a terminal
 want setpriv util-linux             # and drop root
+want etcd etcd-server               # the etcd store tests start real etcd processes
+want protoc protobuf-compiler       # etcd-client's build compiles etcd's protobufs
 want python3 python3                # the inventory conformance test makes a venv with
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)   # ansible-core
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u | sed '/^$/d')

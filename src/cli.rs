@@ -172,11 +172,16 @@ pub enum Command {
     },
     /// Plan, confirm, and run a runbook over SSH with a live display and a recap.
     #[command(
-        after_help = "Examples:\n  fleetbook run runbooks/jiocloud-rolling.rhai -i hosts\n  fleetbook run upgrade.rhai -i hosts --limit compute --param version=2.0 --yes\n  fleetbook run upgrade.rhai -i hosts --yes --events jsonl > events.jsonl\n\nCtrl-C once stops starting hosts and lets in-flight steps finish; twice kills them."
+        after_help = "Examples:\n  fleetbook run runbooks/jiocloud-rolling.rhai -i hosts\n  fleetbook run upgrade.rhai -i hosts --limit compute --param version=2.0 --yes\n  fleetbook run upgrade.rhai -i hosts --yes --events jsonl > events.jsonl\n  fleetbook run --join 20261121-230836-1a2b --state etcd://10.0.0.1:2379/fleetbook --yes\n\nCtrl-C once stops starting hosts and lets in-flight steps finish; twice kills them."
     )]
     Run {
         /// The runbook script (.rhai).
-        runbook: PathBuf,
+        #[arg(required_unless_present = "join")]
+        runbook: Option<PathBuf>,
+        /// Join this run, which another controller drives, and take some of its hosts: the
+        /// limits hold across both (an etcd --state only; docs/etcd.md).
+        #[arg(long, value_name = "RUN", conflicts_with_all = ["runbook", "inventory", "limit"])]
+        join: Option<String>,
         /// The inventory (Ansible INI or YAML, or TOML). Default: `inventory` in fleetbook.toml.
         #[arg(short, long, value_name = "INVENTORY")]
         inventory: Option<PathBuf>,
@@ -548,14 +553,86 @@ pub struct StateArgs {
     /// $FLEETBOOK_STATE; else the project's (`state` in the nearest fleetbook.toml above the
     /// current directory, default `.fleetbook` beside it); else $XDG_STATE_HOME/fleetbook
     /// (~/.local/state/fleetbook).
+    /// An etcd cluster instead, shared by every controller and terminal:
+    /// etcd://HOST:PORT[,HOST:PORT...]/PREFIX (docs/etcd.md).
     #[arg(long = "state", value_name = "DIR", env = "FLEETBOOK_STATE")]
     pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+}
+
+/// How to reach an etcd store (`--state etcd://...`). The password is read from
+/// $FLEETBOOK_ETCD_PASSWORD or a file, never from the command line, and never stored.
+#[derive(clap::Args, Debug, Default)]
+#[command(next_help_heading = "etcd store (--state etcd://...)")]
+pub struct EtcdArgs {
+    /// CA certificate (PEM) of the etcd servers: connect with TLS.
+    #[arg(long, value_name = "FILE", env = "FLEETBOOK_ETCD_CA")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM), for servers that check clients (with --etcd-key).
+    #[arg(long, value_name = "FILE", env = "FLEETBOOK_ETCD_CERT")]
+    pub etcd_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, value_name = "FILE", env = "FLEETBOOK_ETCD_KEY")]
+    pub etcd_key: Option<PathBuf>,
+    /// etcd user; the password comes from $FLEETBOOK_ETCD_PASSWORD or --etcd-password-file.
+    #[arg(long, value_name = "USER", env = "FLEETBOOK_ETCD_USER")]
+    pub etcd_user: Option<String>,
+    /// File whose first line is the etcd user's password.
+    #[arg(long, value_name = "FILE", env = "FLEETBOOK_ETCD_PASSWORD_FILE")]
+    pub etcd_password_file: Option<PathBuf>,
+    /// Lease TTL of this controller's lock and slots: how long a controller that died (or
+    /// lost etcd) keeps them, and how soon one cut off from etcd stops starting tasks.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "FLEETBOOK_ETCD_TTL",
+        default_value = "10s"
+    )]
+    pub etcd_ttl: String,
+}
+
+impl EtcdArgs {
+    /// The access options, with the password read from where it may come from.
+    pub fn access(&self) -> fleetbook_engine::Result<fleetbook_engine::store::EtcdAccess> {
+        use fleetbook_engine::Error;
+        let ttl = fleetbook_stdlib::duration::parse_duration(&self.etcd_ttl)
+            .map_err(|e| Error::input(format!("--etcd-ttl: {e}")))?;
+        let password = match (
+            &self.etcd_password_file,
+            std::env::var("FLEETBOOK_ETCD_PASSWORD"),
+        ) {
+            (Some(f), _) => {
+                let text = std::fs::read_to_string(f).map_err(|e| {
+                    Error::input(format!("--etcd-password-file {}: {e}", f.display()))
+                })?;
+                Some(text.lines().next().unwrap_or_default().to_string())
+            }
+            (None, Ok(p)) => Some(p),
+            (None, Err(_)) => None,
+        };
+        Ok(fleetbook_engine::store::EtcdAccess {
+            ca: self.etcd_ca.clone(),
+            cert: self.etcd_cert.clone(),
+            key: self.etcd_key.clone(),
+            user: self.etcd_user.clone(),
+            password,
+            ttl: Some(ttl),
+        })
+    }
 }
 
 impl StateArgs {
     /// The state directory in force, once `fill` has applied the project file.
     pub fn resolve(&self) -> PathBuf {
         self.dir.clone().unwrap_or_else(crate::project::user_state)
+    }
+
+    /// Opens the store in force: the journal in the state directory, or the etcd cluster.
+    pub fn open(
+        &self,
+    ) -> fleetbook_engine::Result<std::sync::Arc<dyn fleetbook_engine::store::RunStore>> {
+        fleetbook_engine::store::open_with(&self.resolve(), &self.etcd.access()?)
     }
 
     pub fn fill(&mut self, project: &crate::project::Project) {
@@ -777,7 +854,8 @@ mod tests {
                 };
                 let help = match a.get_long() {
                     Some("state") => "State directory (journal and locks); the rule for where it \
-                                      is by default is in [journal.md](journal.md)"
+                                      is by default is in [journal.md](journal.md); or an etcd \
+                                      cluster, etcd://HOST:PORT[,...]/PREFIX ([etcd.md](etcd.md))"
                         .to_string(),
                     _ => a
                         .get_help()

@@ -98,15 +98,23 @@ pub fn run(cli: Cli) -> Result<i32> {
             Ok(exit::OK)
         }
         Command::Run {
+            join: Some(id),
+            script,
+            run,
+            ..
+        } => journal_cmds::join_run(&id, &script, &libs, &run),
+        Command::Run {
             runbook,
             inventory,
             script,
             limit,
             run,
+            ..
         } => {
+            let runbook = runbook.unwrap_or_default();
             let inventory = project::need_inventory(inventory.as_deref())?;
             let planned = plan_of(&runbook, inventory, &script, limit.as_deref(), &libs)?;
-            let journal = fleetbook_engine::store::open(&run.state.resolve())?;
+            let journal = run.state.open()?;
             drive::drive(
                 planned,
                 journal,

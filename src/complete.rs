@@ -119,7 +119,8 @@ impl Line {
     fn store(&self) -> Option<std::sync::Arc<dyn fleetbook_engine::store::RunStore>> {
         let flag: Option<PathBuf> = self.get("dir");
         let (dir, _) = crate::project::state_dir(flag.as_deref(), self.project().as_ref());
-        if !fleetbook_engine::store::exists(&dir) {
+        // An etcd cluster could keep the shell waiting: completions read only a journal.
+        if !fleetbook_engine::store::exists(&dir) || fleetbook_engine::store::is_etcd(&dir) {
             return None;
         }
         fleetbook_engine::store::open(&dir).ok()

@@ -8,6 +8,7 @@ use crate::progress::{recap, Progress};
 use fleetbook_engine::exec::{self, Control, Event, ExecOptions, RunStatus};
 use fleetbook_engine::journal::{self, RunRecord, TaskRow};
 use fleetbook_engine::plan::{self, Planned};
+use fleetbook_engine::slots::{LocalLedger, SlotLedger};
 use fleetbook_engine::store::{FleetLock, RunState, RunStore};
 use fleetbook_engine::transport::{local::Local, record::Recording, ssh, Router};
 use fleetbook_engine::{session, Error, Result};
@@ -79,6 +80,15 @@ pub enum Start {
     Resume {
         run: Box<RunRecord>,
         done: Vec<bool>,
+        /// (--retry-unknown, --skip-unknown), for hosts taken over from a dead controller.
+        unknown: (bool, bool),
+    },
+    /// A further controller on a running run (a shared store): it takes hosts no
+    /// controller holds.
+    Join {
+        run: Box<RunRecord>,
+        done: Vec<bool>,
+        unknown: (bool, bool),
     },
     /// `fleetbook rollback`: the undo of these tasks, newest first; `done` says which
     /// `finally` steps the run already ran (the others are owed).
@@ -139,6 +149,24 @@ pub fn resume_hint(
     words.extend(["--state".into(), abs(state)]);
     for l in libs {
         words.extend(["--lib".into(), abs(l)]);
+    }
+    // How this run reached etcd (never the password: it comes from the environment).
+    let e = &args.state.etcd;
+    for (flag, file) in [
+        ("--etcd-ca", &e.etcd_ca),
+        ("--etcd-cert", &e.etcd_cert),
+        ("--etcd-key", &e.etcd_key),
+        ("--etcd-password-file", &e.etcd_password_file),
+    ] {
+        if let Some(f) = file {
+            words.extend([flag.into(), abs(f)]);
+        }
+    }
+    if let Some(u) = &e.etcd_user {
+        words.extend(["--etcd-user".into(), u.clone()]);
+    }
+    if fleetbook_engine::store::is_etcd(state) {
+        words.extend(["--etcd-ttl".into(), e.etcd_ttl.clone()]);
     }
     let ssh = &args.ssh;
     if let Some(c) = &ssh.ssh_config {
@@ -209,8 +237,14 @@ pub fn drive(
     }
     let question = match &start {
         Start::New => "Run it?".to_string(),
-        Start::Resume { run, done } => format!(
+        Start::Resume { run, done, .. } => format!(
             "Resume run {} ({} of {} tasks already done)?",
+            run.id,
+            done.iter().filter(|d| **d).count(),
+            done.len()
+        ),
+        Start::Join { run, done, .. } => format!(
+            "Join run {} ({} of {} tasks already done) as a further controller?",
             run.id,
             done.iter().filter(|d| **d).count(),
             done.len()
@@ -227,6 +261,8 @@ pub fn drive(
     }
     let transport = transport(&args.ssh)?;
     let mut undo_only = None;
+    let mut unknown = (false, false);
+    let mut joined = false;
     let state_dir = args.state.resolve();
     let (run_id, started_at, done, pre_approved) = match start {
         Start::New => {
@@ -274,10 +310,25 @@ pub fn drive(
             }
             (id, started_at, Vec::new(), record.pre_approved)
         }
-        Start::Resume { run, done } => {
+        Start::Resume {
+            run,
+            done,
+            unknown: u,
+        } => {
             journal.lock(&fleet_key(&p.inventory), &run.id)?;
             save_plan(&*journal, &run.id, p)?;
             journal.set_state(&run.id, RunState::Running, None, false)?;
+            unknown = u;
+            (run.id, journal::now(), done, run.pre_approved)
+        }
+        Start::Join {
+            run,
+            done,
+            unknown: u,
+        } => {
+            journal.join(&run.id)?;
+            unknown = u;
+            joined = true;
             (run.id, journal::now(), done, run.pre_approved)
         }
         Start::Rollback { run, order, done } => {
@@ -293,7 +344,19 @@ pub fn drive(
         crate::board::fit(&format!("run {run_id} (journal {})", journal.location()))
     );
     // The lock is already taken above; the guard watches it (and releases it at the end).
-    let guard = FleetLock::watch(journal.clone(), &fleet_key(&p.inventory), &run_id);
+    // A joined controller holds no lock of its own: only its lease can be lost.
+    let guard = if joined {
+        FleetLock::joined(journal.clone(), &fleet_key(&p.inventory), &run_id)
+    } else {
+        FleetLock::watch(journal.clone(), &fleet_key(&p.inventory), &run_id)
+    };
+    // Hosts are admitted fleet-wide when the store is shared; a rollback undoes this
+    // controller's own choice of hosts.
+    let ledger: Arc<dyn SlotLedger> = if undo_only.is_some() {
+        Arc::new(LocalLedger)
+    } else {
+        journal.clone().ledger(&run_id, unknown.0, unknown.1)
+    };
     // Whatever the state directory, no other run acts on a host this run acts on.
     transport.ssh.lease_hosts(&run_id);
     // On resume, what the hosts learned before (e.g. the versions to roll back to).
@@ -304,7 +367,7 @@ pub fn drive(
         (&run_id, started_at),
         (done, facts, &pre_approved),
         (args, undo_only),
-        transport,
+        (transport, ledger),
     );
     let (mut outcome, events_failed) = (outcome, events_failed);
     let saved = journal.set_state(
@@ -474,7 +537,7 @@ fn execute(
     (run_id, started_at): (&str, f64),
     (done, facts, pre_approved): (Vec<bool>, Facts, &[String]),
     (args, undo_only): (&RunArgs, Option<Vec<usize>>),
-    transport: Arc<Router>,
+    (transport, ledger): (Arc<Router>, Arc<dyn SlotLedger>),
 ) -> (
     exec::RunOutcome,
     Option<String>,
@@ -506,6 +569,7 @@ fn execute(
         recording.event(e);
         if let Err(err) = journal.record(run_id, e, started_at) {
             // Without a journal the run cannot be resumed: stop starting work.
+            control.unrecorded.store(true, Ordering::SeqCst);
             control.stop.store(true, Ordering::SeqCst);
             *journal_failed.lock().unwrap_or_else(|x| x.into_inner()) = Some(err.to_string());
             let mut u = unrecorded.lock().unwrap_or_else(|x| x.into_inner());
@@ -524,6 +588,7 @@ fn execute(
         let run_id = run_id.to_string();
         Arc::new(move |host: &str, name: &str, value: &str| {
             if let Err(err) = journal.record_fact(&run_id, host, name, value) {
+                control.unrecorded.store(true, Ordering::SeqCst);
                 control.stop.store(true, Ordering::SeqCst);
                 *failed.lock().unwrap_or_else(|x| x.into_inner()) = Some(err.to_string());
             }
@@ -557,6 +622,18 @@ fn execute(
     let finished = AtomicBool::new(false);
     let lock_lost = AtomicBool::new(false);
     let outcome = std::thread::scope(|scope| {
+        // A lease is judged locally and at once, not behind a store request that may wait
+        // for an unreachable cluster: past its TTL no new task starts.
+        scope.spawn(|| {
+            while !finished.load(Ordering::SeqCst) {
+                if journal.lease_lost() && !lock_lost.swap(true, Ordering::SeqCst) {
+                    control.unrecorded.store(true, Ordering::SeqCst);
+                    control.stop.store(true, Ordering::SeqCst);
+                    eprintln!("error: the fleet lock was lost: this controller could not renew its etcd lease within its TTL; no new task starts");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
         let poller = scope.spawn(|| {
             while !finished.load(Ordering::SeqCst) {
                 if lock.lost() && !lock_lost.swap(true, Ordering::SeqCst) {
@@ -598,6 +675,7 @@ fn execute(
                 on_fact,
                 undo_only,
                 run_id: run_id.to_string(),
+                ledger,
             },
         )
     });
@@ -616,7 +694,13 @@ fn execute(
             unknown.join(", ")
         )
     };
-    if let Some(err) = journal_failed {
+    if journal.lease_lost() {
+        // Said first: the journal errors that follow are its consequence.
+        outcome.status = RunStatus::StoreFailed;
+        outcome.reason = Some(format!(
+            "the fleet lock was lost: this controller could not renew its etcd lease within its TTL (etcd unreachable, or this process paused); no task started after that{left}"
+        ));
+    } else if let Some(err) = journal_failed {
         eprintln!("error: the journal could not be written, the run was stopped: {err}");
         outcome.status = RunStatus::StoreFailed;
         outcome.reason = Some(format!(

@@ -33,7 +33,7 @@ pub(crate) fn open(state: &StateArgs) -> Result<Arc<dyn RunStore>> {
             "runs are recorded in --state DIR or $FLEETBOOK_STATE, else in the project's state (fleetbook.toml), else in $XDG_STATE_HOME/fleetbook; `fleetbook config` shows which is in force here",
         ));
     }
-    fleetbook_engine::store::open(&dir)
+    state.open()
 }
 
 pub fn status(
@@ -111,13 +111,28 @@ pub fn status(
         );
     }
     out!(o);
+    // Several controllers may share a run in etcd: which holds which host now.
+    let holders: BTreeMap<String, String> = journal.holders(&r.id)?.into_iter().collect();
+    let mut by_controller: BTreeMap<&str, usize> = BTreeMap::new();
+    for c in holders.values() {
+        *by_controller.entry(c.as_str()).or_default() += 1;
+    }
+    for (c, n) in &by_controller {
+        out!(o, "controller {c} holds {n} host(s)");
+    }
+    if !by_controller.is_empty() {
+        out!(o);
+    }
     let width = st.hosts.iter().map(|h| h.host.len()).max().unwrap_or(4);
     for h in &st.hosts {
-        let detail = match (&h.step, &h.message) {
+        let mut detail = match (&h.step, &h.message) {
             (Some(s), Some(m)) => format!("  {s}: {m}"),
             (Some(s), None) => format!("  {s}"),
             _ => String::new(),
         };
+        if let Some(c) = holders.get(&h.host) {
+            detail.push_str(&format!("  (held by {c})"));
+        }
         out!(o, "{:width$}  {:11}{}", h.host, h.state, detail);
     }
     crate::commands::write_output(output, &o)?;
@@ -138,7 +153,7 @@ pub fn page_options(state: &StateArgs, live: bool) -> fleetbook_engine::render::
 pub fn runs(state: &StateArgs, format: ReportFormat) -> Result<i32> {
     // A fresh state has no journal yet: that is no runs, not an error.
     let dir = state.resolve();
-    if !dir.join(fleetbook_engine::journal::FILE).exists() {
+    if !fleetbook_engine::store::exists(&dir) {
         let text = match format {
             ReportFormat::Json => "[]\n".to_string(),
             ReportFormat::Text => format!("no runs recorded in {}\n", dir.display()),
@@ -357,8 +372,91 @@ fn stopped_run(journal: &dyn RunStore, id: &str) -> Result<RunRecord> {
     Ok(run)
 }
 
+/// `fleetbook run --join RUN`: another controller on a running run, with the run's own
+/// inputs (secret parameters given again).
+pub fn join_run(
+    id: &str,
+    script: &crate::cli::ScriptArgs,
+    libs: &Libraries,
+    args: &RunArgs,
+) -> Result<i32> {
+    let journal = open(&args.state)?;
+    // The project file's parameter defaults are for new runs: a run keeps its own.
+    let params: Vec<(String, String)> = script
+        .params
+        .iter()
+        .filter(|(k, _)| !k.ends_with(fleetbook_engine::script::SOFT))
+        .cloned()
+        .collect();
+    join(
+        journal,
+        id,
+        (&params, &script.lib_dirs, libs),
+        args,
+        (false, false),
+    )
+}
+
+/// A further controller on a run that is running: it takes the hosts no controller holds.
+fn join(
+    journal: Arc<dyn RunStore>,
+    id: &str,
+    (params, lib_dirs, libs): (&[(String, String)], &[PathBuf], &Libraries),
+    args: &RunArgs,
+    (retry, skip): (bool, bool),
+) -> Result<i32> {
+    let run = journal.run(Some(id))?;
+    if run.state != RunState::Running {
+        return Err(Error::input_with_help(
+            format!(
+                "run {} is not running ({}): there is no controller to join",
+                run.id, run.state
+            ),
+            format!("`fleetbook resume {}` continues it", run.id),
+        ));
+    }
+    let (planned, _, changed) = plan_again(&run, params, lib_dirs, libs, args)?;
+    if !changed.is_empty() {
+        return Err(Error::input_with_help(
+            format!(
+                "refusing to join run {} with other inputs than it runs with:\n  {}",
+                run.id,
+                changed.join("\n  ")
+            ),
+            "every controller of a run runs the same runbook, inventory and parameters",
+        ));
+    }
+    // Tasks running now are other controllers'; the ledger keeps their hosts theirs.
+    let done = session::done_tasks(&run, journal.tasks(&run.id)?, &planned, true, false)?;
+    drive::drive(
+        planned,
+        journal,
+        Start::Join {
+            run: Box::new(run),
+            done,
+            unknown: (retry, skip),
+        },
+        drive::Invocation {
+            args,
+            libs: lib_dirs,
+        },
+    )
+}
+
 pub fn resume(a: ResumeArgs) -> Result<i32> {
     let journal = open(&a.run.state)?;
+    let running = journal.run(Some(a.id))?.state == RunState::Running;
+    if running && fleetbook_engine::store::is_etcd(&a.run.state.resolve()) {
+        // Another controller still drives it: this one joins.
+        let unknown = (a.retry_unknown, a.skip_unknown);
+        return join(
+            journal,
+            a.id,
+            (a.params, a.lib_dirs, a.libs),
+            a.run,
+            unknown,
+        );
+    }
     let mut run = stopped_run(&*journal, a.id)?;
     match run.state.as_str() {
         "succeeded" => {
@@ -408,6 +506,7 @@ pub fn resume(a: ResumeArgs) -> Result<i32> {
         Start::Resume {
             run: Box::new(run),
             done,
+            unknown: (a.retry_unknown, a.skip_unknown),
         },
         drive::Invocation {
             args: a.run,
@@ -586,8 +685,7 @@ pub fn apply(
             "the plan computed now differs from the saved one (tasks or commands)".into(),
         ));
     }
-    let state = args.state.resolve();
-    let journal = fleetbook_engine::store::open(&state)?;
+    let journal = args.state.open()?;
     drive::drive(
         planned,
         journal,

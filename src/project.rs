@@ -100,6 +100,12 @@ impl Project {
 
     /// The project's state directory.
     pub fn state(&self) -> PathBuf {
+        // `state = "etcd://..."` names a cluster, not a path beside the file.
+        if let Some(s) = self.settings.state.as_deref() {
+            if fleetbook_engine::store::is_etcd(s) {
+                return s.to_path_buf();
+            }
+        }
         self.path(
             self.settings
                 .state

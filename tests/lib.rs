@@ -13,6 +13,8 @@ mod definitions;
 mod docs;
 mod editors;
 mod errors;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod faults;
 mod fleet;
 mod flow;

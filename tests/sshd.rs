@@ -1,5 +1,6 @@
 //! A fleet of real `sshd` processes on loopback for the SSH tests: one per host, each on
-//! its own 127.0.x.y address with its own host key, key-only root login with a generated
+//! its own 127.p.x.y address (`p` from the test process, so that fleets of test runs that
+//! run at once on one machine do not meet) with its own host key, key-only root login with a generated
 //! client key, a known_hosts that pins every host key, and an ssh config that uses them.
 //! Every sshd is killed when the fleet is dropped, even when a test fails.
 
@@ -88,7 +89,8 @@ impl Fleet {
         let mut hosts = Vec::new();
         for name in names {
             let n = NEXT_ADDRESS.fetch_add(1, Ordering::SeqCst);
-            let addr = format!("127.0.{}.{}", 1 + n / 200, 10 + n % 200);
+            let p = 1 + std::process::id() % 200;
+            let addr = format!("127.{p}.{}.{}", 1 + n / 200, 10 + n % 200);
             let hdir = dir.path().join(name);
             std::fs::create_dir_all(&hdir).expect("host dir");
             let key = hdir.join("host_key");

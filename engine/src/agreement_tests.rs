@@ -150,6 +150,7 @@ fn agree(spec: &Spec) -> Result<(), String> {
                     on_fact: Arc::new(|_: &str, _: &str, _: &str| {}),
                     undo_only: None,
                     run_id: "agreement".into(),
+                    ledger: Arc::new(crate::slots::LocalLedger),
                 },
             )
         });

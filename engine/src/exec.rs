@@ -21,7 +21,7 @@ use crate::plan::Planned;
 use crate::predicate;
 use crate::script::Script;
 use crate::secrets::Secrets;
-use crate::slots::{SlotKey, Slots, WaitingHosts, WaitingSteps};
+use crate::slots::{fleet_limits, Admit, SlotKey, SlotLedger, Slots, WaitingHosts, WaitingSteps};
 use crate::transport::dry_run::{bind, hosts as host_objects};
 use fleetbook_stdlib::{Host, Transport};
 use serde::Serialize;
@@ -37,6 +37,9 @@ pub struct Control {
     /// Set while the scheduler has nothing to do but wait for a task to end: everything the
     /// last transition allowed has started (what a test driving the run in lockstep waits for).
     pub idle: AtomicBool,
+    /// The run store refused a transition (lost lock, unreachable store): a task whose
+    /// start could not be recorded is not run, so nothing runs that a resume cannot see.
+    pub unrecorded: AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -152,6 +155,8 @@ pub struct ExecOptions<'a> {
     pub undo_only: Option<Vec<usize>>,
     /// The run's id, for the structured log (`tracing` spans).
     pub run_id: String,
+    /// Admits hosts fleet-wide when other controllers share the run ([`SlotLedger`]).
+    pub ledger: Arc<dyn SlotLedger>,
 }
 
 enum Outcome {
@@ -270,6 +275,18 @@ impl Runner<'_> {
     fn run(&self, t: usize, done_before: &[usize]) -> Done {
         let task = &self.graph.tasks[t];
         let control = &self.opts.control;
+        if control.unrecorded.load(Ordering::SeqCst) && task.step.is_some() {
+            return Done {
+                task: t,
+                outcome: Outcome::Failed {
+                    message: "not started: the run store could not record its start".into(),
+                    unreachable: false,
+                    halts: false,
+                },
+                attempts: 1,
+                rolled_back: false,
+            };
+        }
         let Some(step) = task.step.map(|s| &self.script.runbook.steps[s]) else {
             return Done {
                 task: t,
@@ -645,6 +662,30 @@ impl Progress {
     fn host_done(&self, graph: &Graph, h: usize) -> bool {
         graph.host_tasks[h].iter().all(|&t| self.finished[t])
     }
+
+    /// Tasks another controller finished: finished here too, without running, so that
+    /// what waits for them (the next batch, the role after) goes on.
+    fn finished_elsewhere(
+        &mut self,
+        tasks: &[usize],
+        ok: bool,
+        (dependents, waiting): (&[Vec<usize>], &mut [usize]),
+        ready: &mut Vec<usize>,
+    ) {
+        for &t in tasks {
+            if self.finished[t] {
+                continue;
+            }
+            self.finished[t] = true;
+            self.ran_ok[t] = ok;
+            for &d in &dependents[t] {
+                waiting[d] -= 1;
+                if waiting[d] == 0 && !self.finished[d] {
+                    ready.push(d);
+                }
+            }
+        }
+    }
 }
 
 fn is_always(r: &Runner, t: usize) -> bool {
@@ -727,6 +768,7 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
     let mut role_failures = vec![0usize; graph.roles.len() + 1];
     let mut halted: Option<String> = None;
     let mut running = 0usize;
+    let mut parked = 0usize;
     let mut killed = false;
     let mut expired = false;
     // Hosts whose completed steps a role- or run-wide rollback undoes after the loop.
@@ -812,10 +854,75 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
             }
         }
         if !stopping {
+            // Hosts that other controllers hold or that wait for fleet-wide slots.
+            let mut parked_now = Vec::new();
             while let Some(h) = (!expired)
                 .then(|| waiting_hosts.start_next(&mut slots))
                 .flatten()
             {
+                let name = &graph.hosts[h].name;
+                let ts = &graph.host_tasks[h];
+                match r.opts.ledger.admit(name, &fleet_limits(graph, &keys[h])) {
+                    Admit::Go { done, unknown } if done.is_empty() && unknown.is_empty() => {}
+                    Admit::Go { unknown, .. }
+                        if ts.iter().any(|&t| {
+                            unknown.contains(&r.secrets.redacted(&graph.tasks[t].id))
+                                && !graph.tasks[t].step.is_some_and(|s| rb.steps[s].idempotent)
+                        }) =>
+                    {
+                        // A controller that died left a step of it running: what it did is
+                        // unknown, and only the operator can say (resume's choices).
+                        slots.finish(&keys[h]);
+                        r.opts.ledger.release(name, None);
+                        p.finished_elsewhere(ts, false, (&dependents, &mut waiting), &mut ready);
+                        p.recap[h].not_run += ts.len();
+                        halted.get_or_insert(format!(
+                            "{name}: a controller that died left a step of it running; resume with --retry-unknown or --skip-unknown"
+                        ));
+                        continue;
+                    }
+                    Admit::Go { done, .. } => {
+                        // Taken over from a controller that died: what it finished is done.
+                        p.open[h] = true;
+                        let done: Vec<usize> = ts
+                            .iter()
+                            .copied()
+                            .filter(|&t| done.contains(&r.secrets.redacted(&graph.tasks[t].id)))
+                            .collect();
+                        p.finished_elsewhere(&done, true, (&dependents, &mut waiting), &mut ready);
+                        if p.host_done(graph, h) {
+                            p.open[h] = false;
+                            slots.finish(&keys[h]);
+                            r.opts.ledger.release(name, Some(true));
+                        } else if let Some(&next) = ts.iter().find(|&&t| !p.finished[t]) {
+                            // Its first step still to do starts in the next pass.
+                            if waiting[next] == 0 && !ready.contains(&next) {
+                                ready.push(next);
+                            }
+                        }
+                        continue;
+                    }
+                    Admit::Full => {
+                        slots.finish(&keys[h]);
+                        parked_now.push(h);
+                        break;
+                    }
+                    Admit::Elsewhere => {
+                        slots.finish(&keys[h]);
+                        parked_now.push(h);
+                        continue;
+                    }
+                    Admit::Finished { ok } => {
+                        slots.finish(&keys[h]);
+                        p.finished_elsewhere(ts, ok, (&dependents, &mut waiting), &mut ready);
+                        if !ok {
+                            if let Some(why) = count_failure(graph, &mut role_failures, h) {
+                                halted.get_or_insert(why);
+                            }
+                        }
+                        continue;
+                    }
+                }
                 p.open[h] = true;
                 let first = graph.host_tasks[h][first_pending[h]];
                 let step = graph.tasks[first].step.unwrap_or(0);
@@ -824,6 +931,10 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
                 } else {
                     start_task(first, &mut running, &mut p);
                 }
+            }
+            parked = parked_now.len();
+            for h in parked_now {
+                waiting_hosts.push(&keys[h], h);
             }
             for t in waiting_steps.enter_next(&mut slots) {
                 start_task(t, &mut running, &mut p);
@@ -834,7 +945,16 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
                 .connect(&waiting_hosts, running, &r.hosts, transport);
         }
         if running == 0 {
-            break;
+            // Nothing runs here, but hosts other controllers finished (`ready`) or hold
+            // (`parked`) may let more start.
+            if !ready.is_empty() && !stopping {
+                continue;
+            }
+            if parked == 0 || stopping || expired || halted.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
         }
         let next = rx.try_recv().or_else(|_| {
             control.idle.store(true, Ordering::SeqCst);
@@ -986,6 +1106,15 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
                 p.open[h] = false;
                 slots.finish(&keys[h]);
                 r.ahead.finished(h, &r.hosts, &*r.opts.transport);
+                let rc = &p.recap[h];
+                let finished = if rc.failed + rc.unreachable > 0 {
+                    Some(false)
+                } else if rc.not_run > 0 {
+                    None
+                } else {
+                    Some(true)
+                };
+                r.opts.ledger.release(&graph.hosts[h].name, finished);
             }
         }
     }

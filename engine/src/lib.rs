@@ -25,7 +25,7 @@ mod schedule_tests;
 pub mod script;
 pub mod secrets;
 pub mod session;
-pub(crate) mod slots;
+pub mod slots;
 pub mod status;
 pub mod store;
 pub mod testing;

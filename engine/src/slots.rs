@@ -218,3 +218,77 @@ impl WaitingSteps {
         out
     }
 }
+
+/// Fleet-wide admission of hosts, for runs that several controllers share (an etcd store):
+/// before a host takes its first slot here, the ledger takes it — and a slot of each of its
+/// limits — in the shared store, so that no limit is exceeded across controllers and no host
+/// runs on two. A run with a local journal has one controller: [`LocalLedger`] admits all.
+pub trait SlotLedger: Send + Sync {
+    /// May this controller start `host` now? `limits` are (name, capacity) of each limit
+    /// the host counts against ([`fleet_limits`]).
+    fn admit(&self, host: &str, limits: &[(String, usize)]) -> Admit;
+    /// The host is finished here (`Some(ok)`), or given back unfinished (`None`, the run
+    /// stopped): its slots are freed either way.
+    fn release(&self, host: &str, finished: Option<bool>);
+    /// Whether other controllers may hold hosts of this run: then a controller with
+    /// nothing to do waits for them instead of ending.
+    fn shared(&self) -> bool;
+}
+
+/// What the ledger says about a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admit {
+    /// Taken here, with its slots; `done` are its tasks (ids) another controller already
+    /// finished, not to run again; `unknown` those a controller that died left running
+    /// (run again only if idempotent).
+    Go {
+        done: Vec<String>,
+        unknown: Vec<String>,
+    },
+    /// A fleet-wide limit is full: ask again later, and start no later host before it.
+    Full,
+    /// Another controller is working on it: ask again later.
+    Elsewhere,
+    /// Another controller finished it (`ok`: without failure).
+    Finished { ok: bool },
+}
+
+/// One controller: every host is this controller's.
+pub struct LocalLedger;
+
+impl SlotLedger for LocalLedger {
+    fn admit(&self, _: &str, _: &[(String, usize)]) -> Admit {
+        Admit::Go {
+            done: Vec::new(),
+            unknown: Vec::new(),
+        }
+    }
+    fn release(&self, _: &str, _: Option<bool>) {}
+    fn shared(&self) -> bool {
+        false
+    }
+}
+
+/// The limits a host counts against, named as in the store: `role:ROLE`, `total`,
+/// `by:VAR=VALUE`.
+pub fn fleet_limits(graph: &Graph, key: &SlotKey) -> Vec<(String, usize)> {
+    let mut out: Vec<(String, usize)> = key
+        .roles
+        .iter()
+        .filter_map(|&r| {
+            graph.roles[r]
+                .limit
+                .map(|l| (format!("role:{}", graph.roles[r].name), l))
+        })
+        .collect();
+    if let Some(t) = graph.rules.total {
+        out.push(("total".into(), t));
+    }
+    for (i, v) in key.by.iter().enumerate() {
+        if let Some(v) = v {
+            let (var, cap) = &graph.rules.by[i];
+            out.push((format!("by:{var}={v}"), *cap));
+        }
+    }
+    out
+}

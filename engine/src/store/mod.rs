@@ -5,10 +5,13 @@
 //! written once.
 
 pub mod conformance;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 
 use crate::error::Result;
 use crate::exec::{Event, RunStatus};
 use crate::journal::{Action, CommandRecord, LockInfo, RunRecord, TaskRow};
+use crate::slots::{LocalLedger, SlotLedger};
 use std::sync::Arc;
 
 /// Where a run stands, as stored. A `Running` run whose controller process is gone reads
@@ -149,16 +152,99 @@ pub trait RunStore: Send + Sync {
     /// Approvals and abort requests, with who and when, oldest first. `approve` and
     /// `request_abort` record the user this process runs as.
     fn actions(&self, run: &str) -> Result<Vec<Action>>;
+    /// True once this process can no longer show that it holds its locks (an etcd lease that
+    /// expired or could not be renewed within its TTL). A local journal never loses them so.
+    fn lease_lost(&self) -> bool {
+        false
+    }
+    /// Joins `run`, which another controller drives, to take some of its hosts: a shared
+    /// store only.
+    fn join(&self, run: &str) -> Result<()> {
+        Err(crate::Error::input_with_help(
+            format!("run {run} is running: only a shared store lets a second controller join it"),
+            "keep the run state in etcd (--state etcd://...) to share a run between controllers",
+        ))
+    }
+    /// The ledger that admits `run`'s hosts fleet-wide (`retry`/`skip`: what to do with a
+    /// task a controller that died left running, as `resume --retry-unknown/--skip-unknown`).
+    fn ledger(self: Arc<Self>, run: &str, retry: bool, skip: bool) -> Arc<dyn SlotLedger> {
+        let _ = (run, retry, skip);
+        Arc::new(LocalLedger)
+    }
+    /// Which controller holds which host of `run` now, as (host, controller); empty for a
+    /// store only one controller uses.
+    fn holders(&self, run: &str) -> Result<Vec<(String, String)>> {
+        let _ = run;
+        Ok(Vec::new())
+    }
+}
+
+/// How to reach an etcd store: TLS files, the user, and the lease TTL. The password is
+/// kept here only in memory; it is never written to etcd, the journal or a message.
+#[derive(Clone, Default)]
+pub struct EtcdAccess {
+    /// CA certificate (PEM) that signed the etcd servers' certificates: TLS on.
+    pub ca: Option<std::path::PathBuf>,
+    /// Client certificate and key (PEM), for servers that ask for one.
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// The lease TTL of this controller's lock and slots (default 10 s).
+    pub ttl: Option<std::time::Duration>,
+}
+
+impl std::fmt::Debug for EtcdAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdAccess")
+            .field("ca", &self.ca)
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<secret>"))
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+/// The scheme of a `--state` that names an etcd cluster instead of a directory.
+pub const ETCD_SCHEME: &str = "etcd://";
+
+/// Whether `--state` names an etcd cluster (`etcd://HOST:PORT[,HOST:PORT...]/PREFIX`).
+pub fn is_etcd(state: &std::path::Path) -> bool {
+    state.to_str().is_some_and(|s| s.starts_with(ETCD_SCHEME))
 }
 
 /// The store in the state directory `dir`: today the SQLite journal there.
 pub fn open(dir: &std::path::Path) -> Result<Arc<dyn RunStore>> {
-    Ok(Arc::new(crate::journal::Journal::open(dir)?))
+    open_with(dir, &EtcdAccess::default())
 }
 
-/// Whether `dir` holds a store already (commands that only read do not create one).
+/// The store `state` names: an etcd cluster (`etcd://...`), else the SQLite journal in
+/// that directory.
+pub fn open_with(state: &std::path::Path, access: &EtcdAccess) -> Result<Arc<dyn RunStore>> {
+    if is_etcd(state) {
+        return open_etcd(state.to_str().unwrap_or_default(), access);
+    }
+    Ok(Arc::new(crate::journal::Journal::open(state)?))
+}
+
+#[cfg(feature = "etcd")]
+fn open_etcd(url: &str, access: &EtcdAccess) -> Result<Arc<dyn RunStore>> {
+    Ok(Arc::new(etcd::EtcdStore::open(url, access)?))
+}
+
+#[cfg(not(feature = "etcd"))]
+fn open_etcd(url: &str, _: &EtcdAccess) -> Result<Arc<dyn RunStore>> {
+    Err(crate::Error::input(format!(
+        "--state {url}: this fleetbook was built without etcd support (cargo feature `etcd`)"
+    )))
+}
+
+/// Whether `dir` holds a store already (commands that only read do not create one). An
+/// etcd cluster is asked when it is opened.
 pub fn exists(dir: &std::path::Path) -> bool {
-    dir.join(crate::journal::FILE).exists()
+    is_etcd(dir) || dir.join(crate::journal::FILE).exists()
 }
 
 /// The fleet lock held by a run: released when dropped, and able to say whether it was
@@ -167,6 +253,8 @@ pub struct FleetLock {
     store: Arc<dyn RunStore>,
     fleet: String,
     run: String,
+    /// A controller that joined the run: the lock is another's; only its lease counts.
+    joined: bool,
 }
 
 impl FleetLock {
@@ -176,7 +264,19 @@ impl FleetLock {
             store,
             fleet: fleet.to_string(),
             run: run.to_string(),
+            joined: false,
         })
+    }
+
+    /// The guard of a controller that joined `run` ([`RunStore::join`]): lost only with
+    /// its lease, and releases no lock.
+    pub fn joined(store: Arc<dyn RunStore>, fleet: &str, run: &str) -> FleetLock {
+        FleetLock {
+            store,
+            fleet: fleet.to_string(),
+            run: run.to_string(),
+            joined: true,
+        }
     }
 
     /// Watches a lock `run` already holds (taken with [`RunStore::lock`]).
@@ -185,12 +285,19 @@ impl FleetLock {
             store,
             fleet: fleet.to_string(),
             run: run.to_string(),
+            joined: false,
         }
     }
 
     /// True when the store no longer says this run holds the lock. A store that cannot
     /// be read answers `true`: a run that cannot show it holds the fleet must not go on.
     pub fn lost(&self) -> bool {
+        if self.store.lease_lost() {
+            return true;
+        }
+        if self.joined {
+            return false;
+        }
         match self.store.locks() {
             Ok(locks) => !locks
                 .iter()
@@ -202,6 +309,9 @@ impl FleetLock {
 
 impl Drop for FleetLock {
     fn drop(&mut self) {
+        if self.joined {
+            return;
+        }
         let _ = self.store.unlock(&self.fleet, &self.run);
     }
 }

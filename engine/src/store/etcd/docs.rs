@@ -1,0 +1,246 @@
+//! The JSON documents stored under the keys of [`super::keys`]. Field names are part of
+//! the documented layout (docs/etcd.md): add fields, never rename them.
+
+use crate::exec::{Event, State};
+use crate::journal::{LockInfo, RunRecord, TaskRow};
+use crate::store::RunState;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `runs/RUN`. Secret parameters are stored as `<secret>` (as in the plan); their salted
+/// digests only let a resume check that the same secret was given again.
+#[derive(Serialize, Deserialize, Clone)]
+pub struct RunDoc {
+    pub id: String,
+    pub runbook: String,
+    pub runbook_path: String,
+    pub runbook_digest: String,
+    pub inventory_path: String,
+    pub inventory_digest: String,
+    pub params: BTreeMap<String, String>,
+    pub limit_pattern: Option<String>,
+    pub user: String,
+    pub controller: String,
+    pub pid: i64,
+    pub started_at: f64,
+    pub ended_at: Option<f64>,
+    pub state: String,
+    pub reason: Option<String>,
+    pub lib_digest: Option<String>,
+    #[serde(default)]
+    pub secret_digests: BTreeMap<String, String>,
+    #[serde(default)]
+    pub pre_approved: Vec<String>,
+}
+
+impl From<&RunRecord> for RunDoc {
+    fn from(r: &RunRecord) -> RunDoc {
+        RunDoc {
+            id: r.id.clone(),
+            runbook: r.runbook.clone(),
+            runbook_path: r.runbook_path.clone(),
+            runbook_digest: r.runbook_digest.clone(),
+            inventory_path: r.inventory_path.clone(),
+            inventory_digest: r.inventory_digest.clone(),
+            params: r.params.clone(),
+            limit_pattern: r.limit_pattern.clone(),
+            user: r.user.clone(),
+            controller: r.controller.clone(),
+            pid: r.pid,
+            started_at: r.started_at,
+            ended_at: r.ended_at,
+            state: RunState::Running.as_str().into(),
+            reason: r.reason.clone(),
+            lib_digest: r.lib_digest.clone(),
+            secret_digests: r.secret_digests.clone(),
+            pre_approved: r.pre_approved.clone(),
+        }
+    }
+}
+
+impl RunDoc {
+    /// An unknown state name reads as `store_failed`: never as running, never resumed blind.
+    pub fn record(self) -> RunRecord {
+        RunRecord {
+            state: RunState::parse(&self.state).unwrap_or(RunState::StoreFailed),
+            id: self.id,
+            runbook: self.runbook,
+            runbook_path: self.runbook_path,
+            runbook_digest: self.runbook_digest,
+            inventory_path: self.inventory_path,
+            inventory_digest: self.inventory_digest,
+            params: self.params,
+            limit_pattern: self.limit_pattern,
+            user: self.user,
+            controller: self.controller,
+            pid: self.pid,
+            started_at: self.started_at,
+            ended_at: self.ended_at,
+            reason: self.reason,
+            lib_digest: self.lib_digest,
+            secret_digests: self.secret_digests,
+            pre_approved: self.pre_approved,
+        }
+    }
+
+    /// The inputs a replanned resume goes on with.
+    pub fn replanned(&mut self, new: &RunDoc) {
+        self.runbook_digest = new.runbook_digest.clone();
+        self.inventory_digest = new.inventory_digest.clone();
+        self.params = new.params.clone();
+        self.lib_digest = new.lib_digest.clone();
+        self.secret_digests = new.secret_digests.clone();
+        self.pre_approved = new.pre_approved.clone();
+    }
+}
+
+/// `tasks/RUN/TASK`. `seq` keeps the plan's order.
+#[derive(Serialize, Deserialize, Clone)]
+pub struct TaskDoc {
+    pub seq: u64,
+    pub task_id: String,
+    pub kind: String,
+    pub host: Option<String>,
+    pub step: Option<String>,
+    pub role: Option<String>,
+    pub state: String,
+    pub attempt: i64,
+    pub started_at: Option<f64>,
+    pub ended_at: Option<f64>,
+    pub message: Option<String>,
+}
+
+impl TaskDoc {
+    pub fn new(seq: u64, t: &TaskRow) -> TaskDoc {
+        TaskDoc {
+            seq,
+            task_id: t.task_id.clone(),
+            kind: t.kind.clone(),
+            host: t.host.clone(),
+            step: t.step.clone(),
+            role: t.role.clone(),
+            state: t.state.clone(),
+            attempt: t.attempt,
+            started_at: t.started_at,
+            ended_at: t.ended_at,
+            message: t.message.clone(),
+        }
+    }
+
+    pub fn row(self) -> TaskRow {
+        TaskRow {
+            task_id: self.task_id,
+            kind: self.kind,
+            host: self.host,
+            step: self.step,
+            role: self.role,
+            state: self.state,
+            attempt: self.attempt,
+            started_at: self.started_at,
+            ended_at: self.ended_at,
+            message: self.message,
+        }
+    }
+
+    /// One transition at `at`, as the SQLite journal records it.
+    pub fn apply(&mut self, e: &Event, at: f64) {
+        self.state = e.state.as_str().to_string();
+        self.message = e.message.clone();
+        match e.state {
+            State::Running => {
+                self.attempt = e.attempt.into();
+                self.started_at = Some(at);
+                self.ended_at = None;
+            }
+            State::Retrying | State::WaitingApproval | State::RollingBack => {
+                self.attempt = e.attempt.into();
+            }
+            _ => {
+                self.attempt = self.attempt.max(e.attempt.into());
+                self.ended_at = Some(at);
+            }
+        }
+    }
+}
+
+/// `hosts/RUN/HOST`: the host's roles, and where it stands — its last task's state, which
+/// controller ran it, and the version it runs (the `version` fact a step set).
+#[derive(Serialize, Deserialize, Clone)]
+pub struct HostDoc {
+    pub roles: Vec<String>,
+    /// `pending` until a task of the host starts; then the state of its latest task.
+    #[serde(default = "pending")]
+    pub state: String,
+    #[serde(default)]
+    pub task: Option<String>,
+    /// `user@machine pid N` of the controller that ran the latest task.
+    #[serde(default)]
+    pub controller: Option<String>,
+    #[serde(default)]
+    pub at: Option<f64>,
+    /// The last value of the host's `version` fact.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// The fact that says which version a host runs (`h.set_fact("version", ...)`).
+pub const VERSION_FACT: &str = "version";
+
+fn pending() -> String {
+    "pending".into()
+}
+
+impl HostDoc {
+    pub fn new(roles: &[String]) -> HostDoc {
+        HostDoc {
+            roles: roles.to_vec(),
+            state: pending(),
+            task: None,
+            controller: None,
+            at: None,
+            version: None,
+        }
+    }
+
+    pub fn apply(&mut self, e: &Event, at: f64) {
+        self.state = e.state.as_str().to_string();
+        self.task = Some(e.task.clone());
+        self.controller = Some(controller_name());
+        self.at = Some(at);
+    }
+}
+
+/// How a controller is named in the store and in `status`.
+pub fn controller_name() -> String {
+    format!(
+        "{}@{} pid {}",
+        crate::journal::user(),
+        crate::journal::controller(),
+        std::process::id()
+    )
+}
+
+/// `locks/FLEET` and `controllers/RUN/LEASE`.
+#[derive(Serialize, Deserialize, Clone)]
+pub struct LockDoc {
+    pub run_id: String,
+    pub pid: i64,
+    pub user: String,
+    pub controller: String,
+    pub since: f64,
+    /// The lease the key lives under (hex in `controllers/` keys).
+    pub lease: i64,
+}
+
+impl LockDoc {
+    pub fn info(&self, fleet: &str) -> LockInfo {
+        LockInfo {
+            fleet: fleet.to_string(),
+            run_id: self.run_id.clone(),
+            pid: self.pid,
+            user: self.user.clone(),
+            controller: self.controller.clone(),
+            since: self.since,
+        }
+    }
+}

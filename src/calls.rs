@@ -44,6 +44,8 @@ struct Known {
     namespaced: BTreeMap<String, BTreeMap<String, BTreeSet<usize>>>,
     /// Variables and parameters: a call of one of these names may be a closure's.
     variables: BTreeSet<String>,
+    /// The aliases of the runbook's imports (`import "rolling" as rolling;`).
+    aliases: BTreeSet<String>,
 }
 
 impl Known {
@@ -52,6 +54,7 @@ impl Known {
             global: KEYWORDS.iter().map(|k| k.to_string()).collect(),
             namespaced: BTreeMap::new(),
             variables: BTreeSet::new(),
+            aliases: BTreeSet::new(),
         };
         for sig in script.engine().gen_fn_signatures(true) {
             let Some((path, rest)) = sig.split_once('(') else {
@@ -74,6 +77,13 @@ impl Known {
                 }
             }
         }
+        // Import aliases: namespaces the runbook brings in itself.
+        script.ast().walk(&mut |path| {
+            if let Some(rhai::ASTNode::Stmt(rhai::Stmt::Import(x, _))) = path.last() {
+                known.aliases.insert(x.1.name.to_string());
+            }
+            true
+        });
         for f in script.ast().iter_functions() {
             known.global.insert(f.name.to_string());
             known
@@ -135,8 +145,30 @@ fn check(known: &Known, x: &FnCallExpr, pos: Position, method: bool) -> Option<U
         )
     } else {
         let ns = x.namespace.root();
-        // Rhai's parser already refuses an unknown module; a path deeper than one is left alone.
-        let fns = known.namespaced.get(ns)?;
+        // A namespace nothing registers and no import names (`pkgg::upgrade` in a step, which
+        // Rhai finds only when the step runs); an imported module's functions are left to Rhai.
+        let Some(fns) = known.namespaced.get(ns) else {
+            if known.aliases.contains(ns) || x.namespace.path.len() > 1 {
+                return None;
+            }
+            let modules: BTreeSet<&str> = known
+                .namespaced
+                .keys()
+                .chain(&known.aliases)
+                .map(String::as_str)
+                .collect();
+            let modules: Vec<&str> = modules.into_iter().collect();
+            return Some(Unknown {
+                name: format!("{ns}::{name}"),
+                args,
+                line: x.namespace.position().line()?,
+                col: x.namespace.position().position().unwrap_or(1),
+                message: format!(
+                    "unknown module {ns}: fleetbook has no {ns}:: and the runbook imports none by that name (known: {})",
+                    modules.join(", ")
+                ),
+            });
+        };
         let shown = format!("{ns}::{name}");
         match fns.get(name) {
             Some(arities) if arities.contains(&args) => return None,
@@ -229,6 +261,22 @@ mod tests {
             "unknown function pkg::upgarde: pkg:: has dist_upgrade, install, remove, restore, update_index, upgrade, version"
         );
         assert_eq!(got[1].3, "pkg::install takes 2 or 3 arguments, not 1");
+    }
+
+    // `pkgg::upgrade` in a step: Rhai finds the unknown module only when the step runs.
+    #[test]
+    fn an_unknown_module_in_a_closure_is_found_and_an_imported_one_is_not() {
+        let got = unknown_in(
+            "import \"rolling\" as rolling;\nlet rb = runbook(\"x\");\n\
+             rb.step(\"a\", |h| pkgg::upgrade(h, [\"a\"]));\n\
+             rb.step(\"b\", |h| rolling::restart_and_wait(h, \"nginx\", \"1m\"));\nrb\n",
+        );
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(
+            (got[0].0.as_str(), got[0].1, got[0].2),
+            ("pkgg::upgrade", 3, 18)
+        );
+        assert!(got[0].3.starts_with("unknown module pkgg:"), "{}", got[0].3);
     }
 
     #[test]

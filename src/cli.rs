@@ -279,7 +279,7 @@ pub enum Command {
         output: Option<PathBuf>,
         /// Follow the run as it goes (the live display, from the journal) until it ends, then
         /// print its status.
-        #[arg(short, long, conflicts_with = "format")]
+        #[arg(short, long, visible_alias = "live", conflicts_with = "format")]
         watch: bool,
     },
     /// Watch a run in the browser: a local web page that follows the run as it moves.
@@ -303,6 +303,9 @@ pub enum Command {
         token_file: Option<PathBuf>,
     },
     /// Run history, newest first.
+    #[command(
+        after_help = "Examples:\n  fleetbook runs\n  fleetbook runs --state /srv/fleet/.fleetbook --format json\n  fleetbook runs --state etcd://10.0.0.1:2379,10.0.0.2:2379/fleetbook"
+    )]
     Runs {
         #[command(flatten)]
         state: StateArgs,
@@ -311,6 +314,9 @@ pub enum Command {
         format: ReportFormat,
     },
     /// Ask a running run (from any terminal) to stop starting hosts and exit as aborted.
+    #[command(
+        after_help = "Examples:\n  fleetbook abort 01KB7Q2N4R8X6Y3Z5A9C0D1E2F          # hosts in flight finish their step\n  fleetbook abort 01KB7Q2N4R8X6Y3Z5A9C0D1E2F --now    # kill the steps in flight too\n\nThe run ends as aborted; `fleetbook resume RUN` continues it later."
+    )]
     Abort {
         /// The run id (`fleetbook runs` lists them).
         run_id: String,
@@ -321,6 +327,9 @@ pub enum Command {
         state: StateArgs,
     },
     /// Release an `.approval(...)` that a run is waiting for.
+    #[command(
+        after_help = "Examples:\n  fleetbook approve 01KB7Q2N4R8X6Y3Z5A9C0D1E2F                  # the approval it waits for\n  fleetbook approve 01KB7Q2N4R8X6Y3Z5A9C0D1E2F --gate go-live\n\nThe approval is recorded with your user and the time (`fleetbook status RUN`)."
+    )]
     Approve {
         /// The run id (`fleetbook runs` lists them).
         run_id: String,
@@ -331,6 +340,9 @@ pub enum Command {
         state: StateArgs,
     },
     /// Break a fleet lock left by a run whose process is gone.
+    #[command(
+        after_help = "Examples:\n  fleetbook unlock                 # asks before breaking each lock\n  fleetbook unlock --state /srv/fleet/.fleetbook --yes\n\nA lock whose run is still alive is never broken; a run that lost its lock stops (exit 7)."
+    )]
     Unlock {
         #[command(flatten)]
         state: StateArgs,

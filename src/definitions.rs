@@ -100,6 +100,12 @@ fn library(name: &str, text: &str) -> Result<String> {
     let depth = fleetbook_engine::script::Limits::default().max_expr_depth;
     let mut engine = rhai::Engine::new_raw();
     engine.set_max_expr_depths(depth, depth);
+    // As the runbook engine reads it: `var` is an identifier (`h.var(name)`).
+    #[allow(deprecated)]
+    engine.on_parse_token(|token, _pos, _state| match token {
+        rhai::Token::Reserved(s) if &**s == "var" => rhai::Token::Identifier(s),
+        other => other,
+    });
     let ast = engine
         .compile(text)
         .map_err(|e| Error::input(format!("library {name}: {e}")))?;

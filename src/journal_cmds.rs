@@ -69,7 +69,7 @@ pub fn status(
             "{}",
             serde_json::to_string_pretty(&st).map_err(|e| Error::Internal(e.to_string()))?
         );
-        exit::print(&o)?;
+        crate::commands::write_output(output, &o)?;
         return Ok(exit::OK);
     }
     let r = &st.run;

@@ -191,3 +191,29 @@ fn persist_0_leaves_no_master_behind() {
     let left = live_ssh(&fleet.ssh_config.display().to_string());
     assert!(left.is_empty(), "ssh left behind: {left:?}");
 }
+
+/// A kept master serves only the ssh config it was opened with: once the file changes (a
+/// fixed HostName or Port, say), the next command connects again.
+#[test]
+fn a_changed_ssh_config_is_not_served_by_a_kept_connection() {
+    let fleet = Fleet::start_logging(&["c1"], "VERBOSE");
+    let inv = fleet.inventory(&[("web", &["c1"])], "");
+    let config = fleet.ssh_config.display().to_string();
+    let out = exec(&inv, &fleet.ssh_config, &["--persist", "30"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut text = std::fs::read_to_string(&fleet.ssh_config).unwrap();
+    text.push_str("\n# edited in place\n");
+    std::fs::write(&fleet.ssh_config, text).unwrap();
+    let out = exec(&inv, &fleet.ssh_config, &["--persist", "0"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for pid in live_ssh(&config) {
+        // SAFETY: kill(2) on the ssh master this test's first command left; no memory involved.
+        unsafe { libc_kill(pid, 15) };
+    }
+    let sshd = sshd_log(&fleet, "c1");
+    assert_eq!(
+        sshd.matches("Accepted publickey").count(),
+        2,
+        "the edited config connects again:\n{sshd}"
+    );
+}

@@ -238,3 +238,19 @@ fn definitions_cover_the_library_directories() {
         .code(2);
     assert!(err.stderr.contains("library broken"), "{}", err.stderr);
 }
+
+/// The shipped runbooks' own library reads as the runbook engine reads it: `h.var(...)`
+/// (`var` is reserved in plain Rhai) was refused.
+#[test]
+fn definitions_read_the_shipped_runbook_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = crate::support::root().join("runbooks/lib");
+    let files = definitions(dir.path(), &["--lib", &lib.display().to_string()]);
+    for name in ["text.d.rhai", "consul.d.rhai"] {
+        let (_, text) = files
+            .iter()
+            .find(|(f, _)| f == name)
+            .unwrap_or_else(|| panic!("no {name}"));
+        assert!(text.contains("\nfn "), "{text}");
+    }
+}

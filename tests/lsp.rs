@@ -539,3 +539,30 @@ fn lsp_warns_of_an_unknown_function_in_a_step() {
     assert_eq!(d[0]["code"], "unknown-function");
     c.stop();
 }
+
+// A library module and a `fleetbook test` file return no runbook, and need not: they showed
+// a red "must return a runbook" on every line of every library. A test file's syntax errors
+// still show.
+#[test]
+fn lsp_takes_libraries_and_test_files_for_what_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Client::start(dir.path());
+    let lib = uri(&dir.path().join("text.rhai"));
+    c.open(&lib, "/// Words.\nfn words(line) { line.split(\" \") }\n");
+    let d = c.diagnostics(&lib);
+    assert!(d.is_empty(), "{d:?}");
+    let t = uri(&dir.path().join("rb_test.rhai"));
+    c.open(
+        &t,
+        "fn test_one() {\n    let p = plan(\"rb.rhai\", #{ inventory: \"[web]\\nw1\\n\" });\n    assert_eq(p.hosts(\"web\"), [\"w1\"]);\n}\n",
+    );
+    let d = c.diagnostics(&t);
+    assert!(d.is_empty(), "{d:?}");
+    let bad = uri(&dir.path().join("bad_test.rhai"));
+    c.open(&bad, "fn test_one() {\n    let = 1;\n}\n");
+    let d = c.diagnostics(&bad);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0]["code"], "syntax");
+    assert_eq!(d[0]["range"]["start"]["line"], 1);
+    c.stop();
+}

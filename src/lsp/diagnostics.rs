@@ -14,6 +14,10 @@ use lsp_types::{
 use std::path::Path;
 
 pub fn check(uri: &Uri, path: &Path, doc: &str, settings: &Settings) -> Vec<Diagnostic> {
+    // A test file (`fleetbook test`) is no runbook: its syntax is what can be checked here.
+    if path.to_string_lossy().ends_with("_test.rhai") {
+        return syntax_only(doc);
+    }
     let subject = Subject {
         path,
         text: Some(doc),
@@ -25,10 +29,40 @@ pub fn check(uri: &Uri, path: &Path, doc: &str, settings: &Settings) -> Vec<Diag
     };
     let outcome = check::run(&subject);
     let name = path.display().to_string();
+    // A library module (no `runbook(...)` in it) returns no runbook, and need not.
+    let library = !doc.contains("runbook(");
     check::diagnostics(&subject, &outcome)
         .into_iter()
+        .filter(|d| !(library && d.code == "no-runbook"))
         .map(|d| to_lsp(&d, uri, &name, doc, settings))
         .collect()
+}
+
+/// Rhai's own syntax errors, at their line and column.
+fn syntax_only(doc: &str) -> Vec<Diagnostic> {
+    let mut engine = rhai::Engine::new_raw();
+    #[allow(deprecated)]
+    engine.on_parse_token(|token, _pos, _state| match token {
+        rhai::Token::Reserved(s) if &**s == "var" => rhai::Token::Identifier(s),
+        other => other,
+    });
+    let Err(e) = engine.compile(doc) else {
+        return Vec::new();
+    };
+    let p = e.position();
+    let line = p.line().unwrap_or(1).saturating_sub(1);
+    let mut range = text::line_range(doc, line);
+    if let Some(col) = p.position() {
+        range.start.character = col.saturating_sub(1) as u32;
+    }
+    vec![Diagnostic {
+        range,
+        severity: Some(DiagnosticSeverity::ERROR),
+        code: Some(NumberOrString::String("syntax".into())),
+        source: Some("fleetbook".into()),
+        message: e.0.to_string(),
+        ..Diagnostic::default()
+    }]
 }
 
 fn to_lsp(d: &Diag, uri: &Uri, name: &str, doc: &str, settings: &Settings) -> Diagnostic {

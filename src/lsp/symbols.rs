@@ -87,14 +87,14 @@ impl Module {
         }
     }
 
-    /// A file to show: a built-in library is written out (read-only) under the temporary
-    /// directory, so that "go to definition" has somewhere to land.
+    /// A file to show: a built-in library is written out under the user's own cache
+    /// directory, so that "go to definition" has somewhere to land. Never a shared
+    /// temporary directory: another user could plant a symlink or a fake library there.
     pub fn file(&self) -> Option<PathBuf> {
         match self {
             Module::File(p) => Some(p.clone()),
             Module::Builtin(name, text) => {
-                let dir = std::env::temp_dir().join("fleetbook-lsp-libraries");
-                std::fs::create_dir_all(&dir).ok()?;
+                let dir = builtin_dir()?;
                 let p = dir.join(format!("{name}.rhai"));
                 if std::fs::read_to_string(&p).ok().as_deref() != Some(*text) {
                     std::fs::write(&p, text).ok()?;
@@ -103,6 +103,22 @@ impl Module {
             }
         }
     }
+}
+
+/// `$XDG_CACHE_HOME/fleetbook/lsp-libraries` (else `~/.cache/...`), private to the user.
+fn builtin_dir() -> Option<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    let dir = cache.join("fleetbook").join("lsp-libraries");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .ok()?;
+    Some(dir)
 }
 
 #[cfg(test)]

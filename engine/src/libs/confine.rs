@@ -103,9 +103,12 @@ pub fn calls(ast: &AST) -> Vec<Call> {
             Some(rhai::ASTNode::Stmt(Stmt::FnCall(x, pos))) => {
                 out.extend(call_of(root(&x.namespace), &x.name, &x.args, false, *pos))
             }
+            // A constant the parser folded: a function pointer, or one inside an array or a
+            // map literal (`#{ r: Fn("sudo") }`).
             Some(rhai::ASTNode::Expr(Expr::DynamicConstant(v, pos))) => {
-                if let Some(f) = v.read_lock::<rhai::FnPtr>() {
-                    let target = f.fn_name().to_string();
+                let mut targets = Vec::new();
+                fn_pointers(v, &mut targets);
+                for target in targets {
                     let (ns, name) = target.rsplit_once("::").unwrap_or(("", &target));
                     if let Some(n) = namespace_of(ns, name) {
                         out.push(Call {
@@ -121,6 +124,17 @@ pub fn calls(ast: &AST) -> Vec<Call> {
         true
     });
     out
+}
+
+/// The names of the function pointers in a constant, however deep in arrays and maps.
+fn fn_pointers(v: &rhai::Dynamic, out: &mut Vec<String>) {
+    if let Some(f) = v.read_lock::<rhai::FnPtr>() {
+        out.push(f.fn_name().to_string());
+    } else if let Some(a) = v.read_lock::<rhai::Array>() {
+        a.iter().for_each(|x| fn_pointers(x, out));
+    } else if let Some(m) = v.read_lock::<rhai::Map>() {
+        m.values().for_each(|x| fn_pointers(x, out));
+    }
 }
 
 /// The import statements whose path is not a literal string, with their positions.
@@ -189,6 +203,15 @@ mod tests {
             );
         }
         assert!(!got.iter().any(|(_, c)| c.contains("quote")), "{got:?}");
+        // Inside array and map literals too (folded to constants by the parser).
+        for text in [
+            "fn f(h) { let m = #{ r: Fn(\"sudo\") }; m.r.call(h, \"id\"); }",
+            "fn f(h) { for f in [Fn(\"run\")] { f.call(h, \"id\") } }",
+            "fn f(h) { let a = [[Fn(\"run\")]]; a[0][0].call(h, \"id\") }",
+        ] {
+            let got = found(text);
+            assert!(got.iter().any(|(n, _)| n == "run"), "{text}: {got:?}");
+        }
         let got = found("let n = \"ru\" + \"n\"; let p = Fn(n);");
         assert_eq!(got[0].0, "computed", "{got:?}");
     }

@@ -910,10 +910,16 @@ fn recap(o: &mut String, view: &RunView, opts: &PageOptions) {
     // Failures grouped by cause: the same step failing with the same message.
     let mut causes: BTreeMap<(String, String), Vec<&str>> = BTreeMap::new();
     for t in host_tasks(view).filter(|t| outcome(&t.state, false) == "failed") {
-        let key = (
-            t.step.clone().unwrap_or_default(),
-            t.message.clone().unwrap_or_else(|| t.state.clone()),
-        );
+        let message = t.message.clone().unwrap_or_else(|| t.state.clone());
+        // "host web-3: command exited with code 3": the host is in the hosts column, so the
+        // same failure on several hosts is one cause.
+        let cause = t
+            .host
+            .as_deref()
+            .and_then(|h| message.strip_prefix(&format!("host {h}: ")))
+            .map(str::to_string)
+            .unwrap_or(message);
+        let key = (t.step.clone().unwrap_or_default(), cause);
         causes
             .entry(key)
             .or_default()

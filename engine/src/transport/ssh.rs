@@ -487,6 +487,16 @@ impl Ssh {
             .map(|c| std::path::absolute(c).unwrap_or_else(|_| c.clone()))
             .map(|c| c.display().to_string())
             .unwrap_or_default();
+        // What the config says, not only where it is: a fixed HostName or Port must not
+        // reach the old server through a kept master. Without --ssh-config, ssh reads the
+        // user's own.
+        let read = match &self.opts.config_file {
+            Some(c) => std::fs::read(c).unwrap_or_default(),
+            None => std::env::var_os("HOME")
+                .and_then(|h| std::fs::read(PathBuf::from(h).join(".ssh/config")).ok())
+                .unwrap_or_default(),
+        };
+        let content = crate::plan::digest(&read);
         persist::host_dir(
             root,
             &[
@@ -495,6 +505,7 @@ impl Ssh {
                 var("ansible_user"),
                 var("ansible_ssh_private_key_file"),
                 &config,
+                &content,
                 self.kex(host).unwrap_or(""),
                 if self.opts.accept_new_host_keys {
                     "accept-new"

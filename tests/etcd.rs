@@ -279,11 +279,13 @@ fn two_controllers_share_one_run_within_its_limits() {
     assert_eq!(b.status.code(), Some(0), "{b_err}");
     check_hosts(&fleet);
     let (by_a, by_b) = (hosts_run_by(&a.stdout), hosts_run_by(&b.stdout));
-    assert!(
-        !by_b.is_empty(),
-        "the joined controller took no host: {b_err}"
-    );
+    // Which controller gets a freed slot is a race (the one that freed it asks at once, the
+    // other polls), so how the hosts split is not checked: that no host ran twice is.
     assert_eq!(by_a.len() + by_b.len(), 30, "{by_a:?} {by_b:?}");
+    assert!(
+        by_a.iter().all(|h| !by_b.contains(h)),
+        "a host ran on both controllers: {by_a:?} {by_b:?}"
+    );
     let status = fleetbook(&["status", &id, "--format", "json", "--state", &state]).run();
     assert!(status.stdout.contains("\"succeeded\""), "{}", status.stdout);
 }

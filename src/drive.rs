@@ -6,7 +6,7 @@ use crate::cli::{EventsFormat, RunArgs, SshArgs};
 use crate::exit;
 use crate::progress::{recap, Progress};
 use fleetbook_engine::exec::{self, Control, Event, ExecOptions, RunStatus};
-use fleetbook_engine::journal::{self, RunRecord, TaskRow};
+use fleetbook_engine::journal::{self, RunRecord};
 use fleetbook_engine::plan::{self, Planned};
 use fleetbook_engine::slots::{LocalLedger, SlotLedger};
 use fleetbook_engine::store::{FleetLock, RunState, RunStore};
@@ -302,7 +302,7 @@ pub fn drive(
                 ));
             }
             let created = journal
-                .create_run(&record, &hosts_of(p), &tasks_of(p))
+                .create_run(&record, &session::host_rows(p), &session::task_rows(p))
                 .and_then(|_| save_plan(&*journal, &id, p));
             if let Err(e) = created {
                 let _ = journal.unlock(&fleet_key(&p.inventory), &id);
@@ -501,31 +501,6 @@ fn stale_lock_hint(
 fn save_plan(journal: &dyn RunStore, run: &str, p: &plan::Plan) -> Result<()> {
     let json = serde_json::to_string(p).map_err(|e| Error::Internal(e.to_string()))?;
     journal.save_plan(run, &json)
-}
-
-fn hosts_of(p: &plan::Plan) -> Vec<(String, Vec<String>)> {
-    p.hosts
-        .iter()
-        .map(|h| (h.name.clone(), h.roles.clone()))
-        .collect()
-}
-
-pub fn tasks_of(p: &plan::Plan) -> Vec<TaskRow> {
-    p.tasks
-        .iter()
-        .map(|t| TaskRow {
-            task_id: t.id.clone(),
-            kind: t.kind.as_str().to_string(),
-            host: t.host.clone(),
-            step: t.step.clone(),
-            role: t.role.clone(),
-            state: "pending".into(),
-            attempt: 0,
-            started_at: None,
-            ended_at: None,
-            message: None,
-        })
-        .collect()
 }
 
 /// (host, name, value) learned in an earlier attempt of a run.

@@ -491,7 +491,10 @@ pub fn resume(a: ResumeArgs) -> Result<i32> {
         eprintln!("replanning run {}:\n  {}", run.id, changed.join("\n  "));
         session::replanned(&mut run, &planned, new_approvals);
         journal.replan(&run)?;
-        journal.add_missing_tasks(&run.id, &drive::tasks_of(&planned.plan))?;
+        journal.add_missing_tasks(
+            &run.id,
+            &fleetbook_engine::session::task_rows(&planned.plan),
+        )?;
     }
     let done = session::done_tasks(
         &run,

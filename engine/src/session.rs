@@ -334,6 +334,33 @@ pub fn undo_order(
     Ok(done.into_iter().map(|(_, t)| t).collect())
 }
 
+/// The hosts of a plan as a store records them: each with its roles.
+pub fn host_rows(p: &plan::Plan) -> Vec<(String, Vec<String>)> {
+    p.hosts
+        .iter()
+        .map(|h| (h.name.clone(), h.roles.clone()))
+        .collect()
+}
+
+/// The tasks of a plan as a store records them before the run: all pending.
+pub fn task_rows(p: &plan::Plan) -> Vec<TaskRow> {
+    p.tasks
+        .iter()
+        .map(|t| TaskRow {
+            task_id: t.id.clone(),
+            kind: t.kind.as_str().to_string(),
+            host: t.host.clone(),
+            step: t.step.clone(),
+            role: t.role.clone(),
+            state: "pending".into(),
+            attempt: 0,
+            started_at: None,
+            ended_at: None,
+            message: None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1010,22 +1010,7 @@ mod tests {
             .iter()
             .map(|h| (h.name.clone(), h.roles.clone()))
             .collect();
-        let tasks: Vec<TaskRow> = plan
-            .tasks
-            .iter()
-            .map(|t| TaskRow {
-                task_id: t.id.clone(),
-                kind: t.kind.as_str().into(),
-                host: t.host.clone(),
-                step: t.step.clone(),
-                role: t.role.clone(),
-                state: "pending".into(),
-                attempt: 0,
-                started_at: None,
-                ended_at: None,
-                message: None,
-            })
-            .collect();
+        let tasks = crate::session::task_rows(&plan);
         j.create_run(&run, &hosts, &tasks).unwrap();
         j.save_plan("r1", &serde_json::to_string(&plan).unwrap())
             .unwrap();

@@ -417,12 +417,22 @@ fn lock_from_row(r: &rusqlite::Row) -> rusqlite::Result<LockInfo> {
     })
 }
 
+/// Creates `dir` and its missing parents readable by the owner only: run records and command
+/// output are nobody else's business. An existing directory keeps the mode it has.
+pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 impl Journal {
     /// Opens (or creates) the journal in `dir`. A new journal appears whole or not at all,
     /// so that runs started at once on a new state directory meet at the fleet lock; an
     /// existing one is checked before anything is written to it.
     pub fn open(dir: &Path) -> Result<Journal> {
-        std::fs::create_dir_all(dir).map_err(|e| {
+        private_dir(dir).map_err(|e| {
             Error::Internal(format!(
                 "cannot create state directory {}: {e}",
                 dir.display()
@@ -1058,6 +1068,16 @@ mod tests {
     fn times_format_as_utc() {
         assert_eq!(format_time(0.0), "1970-01-01 00:00:00Z");
         assert_eq!(format_time(1_795_302_516.0), "2026-11-21 23:08:36Z");
+    }
+
+    #[test]
+    fn a_new_state_directory_is_the_owners_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("a/state");
+        Journal::open(&state).unwrap();
+        let mode = std::fs::metadata(&state).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
     }
 
     #[test]

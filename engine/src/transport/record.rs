@@ -193,10 +193,13 @@ impl Recording {
     fn write_full(&self, host: &str, command: &str, output: &str, code: Option<i64>, secs: f64) {
         let Some(dir) = &self.dir else { return };
         let file = dir.join(format!("{}.log", file_name(host)));
-        let written = std::fs::create_dir_all(dir).and_then(|_| {
+        // Output may hold what only root should read on the hosts: owner-only, like ssh's.
+        let written = crate::journal::private_dir(dir).and_then(|_| {
+            use std::os::unix::fs::OpenOptionsExt;
             let mut f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(&file)?;
             let code = code.map_or("did not run".to_string(), |c| format!("exit {c}"));
             write!(f, "$ {command}\n{output}[{code}, {secs:.1}s]\n")
@@ -207,19 +210,23 @@ impl Recording {
     }
 }
 
-/// A host name as a file name: nothing that leaves the directory.
+/// A host name as a file name: nothing that leaves the directory. A name that had to be
+/// changed gets a digest of the original, so that `web/1` and `web:1` keep separate logs.
 fn file_name(host: &str) -> String {
-    host.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    let mut name: String = host
+        .chars()
+        .map(|c| if safe(c) { c } else { '_' })
         .collect::<String>()
         .trim_start_matches('.')
-        .to_string()
+        .to_string();
+    if name != host || name.is_empty() {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(host.as_bytes());
+        let short: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+        name = format!("{name}-{short}");
+    }
+    name
 }
 
 /// The last `cap` bytes of `s`, cut at a character boundary.
@@ -318,8 +325,11 @@ mod tests {
 
     #[test]
     fn host_names_cannot_leave_the_output_directory() {
-        assert_eq!(file_name("../../etc/passwd"), "_.._etc_passwd");
-        assert_eq!(file_name("<img src=x>"), "_img_src_x_");
+        assert!(file_name("../../etc/passwd").starts_with("_.._etc_passwd-"));
+        assert!(file_name("<img src=x>").starts_with("_img_src_x_-"));
         assert_eq!(file_name("web-1.example"), "web-1.example");
+        // Two names that differ only where they were unsafe keep separate files.
+        assert_ne!(file_name("web/1"), file_name("web:1"));
+        assert!(!file_name(".hidden").starts_with('.'));
     }
 }

@@ -84,7 +84,11 @@ async fn serve(shared: Arc<Shared>, listen: &str, control: bool) -> Result<i32> 
             "read-only"
         }
     );
-    crate::exit::print(&format!("http://{addr}/?token={}\n", shared.token))?;
+    crate::exit::print(&format!(
+        "http://{}/?token={}\n",
+        reachable(addr),
+        shared.token
+    ))?;
     let app = Router::new()
         .route("/", get(page))
         .route("/events", get(events))
@@ -97,7 +101,18 @@ async fn serve(shared: Arc<Shared>, listen: &str, control: bool) -> Result<i32> 
     Ok(crate::exit::OK)
 }
 
-/// A token read from a file: its first line, long enough not to be guessed.
+/// Where a browser can reach `addr`: a wildcard address (`0.0.0.0`, `::`) is not one, so the
+/// URL names this machine instead.
+fn reachable(addr: std::net::SocketAddr) -> String {
+    if !addr.ip().is_unspecified() {
+        return addr.to_string();
+    }
+    let host = fleetbook_engine::journal::controller();
+    format!("{host}:{}", addr.port())
+}
+
+/// A token read from a file: its first line, long enough not to be guessed. Like ssh with a
+/// private key, a file that others may read is refused: its token is no secret.
 fn token_from(path: &std::path::Path) -> Result<String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::input(format!("--token-file {}: {e}", path.display())))?;
@@ -112,7 +127,20 @@ fn token_from(path: &std::path::Path) -> Result<String> {
                 "--token-file {}: the token must be at least 16 characters of A-Z a-z 0-9 - _ . ~ on the first line",
                 path.display()
             ),
-            "make one with: head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \\n' > FILE",
+            "make one with: (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \\n' > FILE)",
+        ));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::input(format!("--token-file {}: {e}", path.display())))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(Error::input_with_help(
+            format!(
+                "--token-file {}: others may read it (mode {:o}), so its token is no secret",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            ),
+            format!("chmod 600 {}", path.display()),
         ));
     }
     Ok(token)

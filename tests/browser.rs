@@ -107,16 +107,22 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{js}: {e}"))
     }
 
+    /// Clicks the element `css` finds. A live page redraws as events arrive, so an element
+    /// found may be replaced before the click lands ("stale element"): it is found again.
     pub fn click(&self, css: &str) {
         self.rt.block_on(async {
-            let el = self
-                .c()
-                .find(Locator::Css(css))
-                .await
-                .unwrap_or_else(|e| panic!("{css}: {e}"));
-            el.click()
-                .await
-                .unwrap_or_else(|e| panic!("click {css}: {e}"));
+            for attempt in 1.. {
+                let el = self
+                    .c()
+                    .find(Locator::Css(css))
+                    .await
+                    .unwrap_or_else(|e| panic!("{css}: {e}"));
+                match el.click().await {
+                    Ok(()) => return,
+                    Err(e) if attempt < 5 && e.to_string().contains("stale element") => {}
+                    Err(e) => panic!("click {css}: {e}"),
+                }
+            }
         })
     }
 

@@ -404,6 +404,20 @@ fn watch_refuses_requests_without_the_token_and_is_read_only_without_control() {
     let token = "a-token-from-a-file-0123456789";
     std::fs::write(dir.path().join("token"), format!("{token}\n")).unwrap();
     let file = dir.path().join("token").display().to_string();
+    // A token others may read is no secret: refused, with the command that fixes it.
+    use std::os::unix::fs::PermissionsExt;
+    let perms = |mode| std::fs::Permissions::from_mode(mode);
+    std::fs::set_permissions(&file, perms(0o644)).unwrap();
+    let out = fleetbook(&["watch", "--listen", "127.0.0.1:0", "--token-file", &file])
+        .arg("--state")
+        .arg(state.display().to_string())
+        .code(2);
+    assert!(
+        out.stderr.contains(&format!("chmod 600 {file}")),
+        "{}",
+        out.stderr
+    );
+    std::fs::set_permissions(&file, perms(0o600)).unwrap();
     let (_w, url) = watch(&state, &["--listen", "127.0.0.1:0", "--token-file", &file]);
     assert!(url.ends_with(&format!("/?token={token}")), "{url}");
     assert_eq!(http("GET", &url).0, 200);

@@ -179,6 +179,39 @@ struct Done {
     rolled_back: bool,
 }
 
+impl Done {
+    fn ok(task: usize, attempts: u32) -> Done {
+        Done {
+            task,
+            outcome: Outcome::Ok,
+            attempts,
+            rolled_back: false,
+        }
+    }
+
+    fn failed(task: usize, message: String, unreachable: bool, attempts: u32) -> Done {
+        Done {
+            task,
+            outcome: Outcome::Failed {
+                message,
+                unreachable,
+                halts: false,
+            },
+            attempts,
+            rolled_back: false,
+        }
+    }
+}
+
+/// One attempt of a task's step.
+struct Try<'a> {
+    t: usize,
+    step: &'a crate::model::Step,
+    host: Option<&'a Host>,
+    attempt: u32,
+    last: bool,
+}
+
 /// A task transition in the structured log (already redacted, as every event is).
 fn trace_event(e: &Event) {
     let detail = e.message.as_deref().unwrap_or("");
@@ -277,196 +310,194 @@ impl Runner<'_> {
         let task = &self.graph.tasks[t];
         let control = &self.opts.control;
         if control.unrecorded.load(Ordering::SeqCst) && task.step.is_some() {
-            return Done {
-                task: t,
-                outcome: Outcome::Failed {
-                    message: "not started: the run store could not record its start".into(),
-                    unreachable: false,
-                    halts: false,
-                },
-                attempts: 1,
-                rolled_back: false,
-            };
+            let why = "not started: the run store could not record its start";
+            return Done::failed(t, why.into(), false, 1);
         }
         let Some(step) = task.step.map(|s| &self.script.runbook.steps[s]) else {
-            return Done {
-                task: t,
-                outcome: Outcome::Ok,
-                attempts: 0,
-                rolled_back: false,
-            };
-        };
-        let fail = |message: String, unreachable: bool, attempts: u32| Done {
-            task: t,
-            outcome: Outcome::Failed {
-                message,
-                unreachable,
-                halts: false,
-            },
-            attempts,
-            rolled_back: false,
+            return Done::ok(t, 0);
         };
         if task.kind == TaskKind::Approval {
             self.event(t, State::WaitingApproval, 1, None);
             return if (self.opts.approve)(&step.name) {
-                Done {
-                    task: t,
-                    outcome: Outcome::Ok,
-                    attempts: 1,
-                    rolled_back: false,
-                }
+                Done::ok(t, 1)
             } else {
-                fail(format!("approval {:?} was not given", step.name), false, 1)
+                let why = format!("approval {:?} was not given", step.name);
+                Done::failed(t, why, false, 1)
             };
         }
         let host = task.host.map(|h| &self.hosts[h]);
         if let (Some(h), Some(when)) = (host, &step.when) {
-            match self
-                .script
-                .call_host(when, h.clone())
-                .map(|v| predicate::decide(&v))
-            {
-                Ok(Ok(false)) => {
-                    return Done {
-                        task: t,
-                        outcome: Outcome::Skipped,
-                        attempts: 0,
-                        rolled_back: false,
-                    }
-                }
-                Ok(Ok(true)) => {}
-                Ok(Err(returned)) => {
-                    let what = predicate::not_a_bool(".when(...)", &returned);
-                    return fail(format!("{what}: the step did not run"), false, 1);
-                }
-                Err(e) => {
-                    let mut d = fail(
-                        format!("when: {}", self.script.describe(&e)),
-                        Script::is_unreachable(&e),
-                        1,
-                    );
-                    mark_halting(&mut d, &e);
-                    return d;
-                }
+            if let Some(skipped_or_failed) = self.when(t, when, h) {
+                return skipped_or_failed;
             }
         }
         let Some(action) = &step.action else {
-            return Done {
-                task: t,
-                outcome: Outcome::Ok,
-                attempts: 0,
-                rolled_back: false,
-            };
+            return Done::ok(t, 0);
         };
         let attempts = step.retries + 1;
         for attempt in 1..=attempts {
             if control.kill.load(Ordering::SeqCst) {
-                return fail("killed".into(), false, attempt);
+                return Done::failed(t, "killed".into(), false, attempt);
             }
             if attempt > 1 {
                 self.event(t, State::Running, attempt, None);
             }
-            let result = match host {
-                Some(h) => self.script.call_host(action, h.with_timeout(step.timeout)),
-                None => self.script.call(action),
+            let tried = Try {
+                t,
+                step,
+                host,
+                attempt,
+                last: attempt == attempts,
             };
-            let err = match result {
-                Ok(v) if is_predicate(task.kind) => {
-                    let what = if task.kind == TaskKind::HostCheck {
-                        "check"
-                    } else {
-                        "gate"
-                    };
-                    match predicate::decide(&v) {
-                        Ok(true) => {
-                            return Done {
-                                task: t,
-                                outcome: Outcome::Ok,
-                                attempts: attempt,
-                                rolled_back: false,
-                            };
-                        }
-                        Ok(false) => format!(
-                            "{what} {:?} does not hold{}",
-                            step.name,
-                            host.map(|h| format!(" on {}", h.info.name))
-                                .unwrap_or_default()
-                        ),
-                        Err(returned) => format!(
-                            "{what} {:?}: {}",
-                            step.name,
-                            predicate::not_a_bool(&format!("the {what}"), &returned)
-                        ),
-                    }
+            match self.attempt(&tried, action, done_before) {
+                Ok(done) => return done,
+                Err(err) => {
+                    self.event(t, State::Retrying, attempt, Some(err));
+                    nap(step.retry_delay, || control.kill.load(Ordering::SeqCst));
                 }
-                Ok(_) => {
-                    if let Some(soak) = step.soak.filter(|_| task.kind == TaskKind::Host) {
-                        // The host keeps its slot while the change soaks; a stop ends it.
-                        self.event(
-                            t,
-                            State::Running,
-                            attempt,
-                            Some(format!(
-                                "soaking for {}",
-                                fleetbook_stdlib::duration::format_duration(soak)
-                            )),
-                        );
-                        nap(soak, || {
-                            control.kill.load(Ordering::SeqCst)
-                                || control.stop.load(Ordering::SeqCst)
-                                || self.halting.load(Ordering::SeqCst)
-                        });
-                    }
-                    return Done {
-                        task: t,
-                        outcome: Outcome::Ok,
-                        attempts: attempt,
-                        rolled_back: false,
-                    };
-                }
-                Err(e) if task.kind == TaskKind::HostCheck => {
-                    // A check that cannot say yes is a no: fail closed, and halt.
-                    let mut d = fail(self.script.describe_step(&e, step), false, attempt);
-                    if let Outcome::Failed { halts, .. } = &mut d.outcome {
-                        *halts = true;
-                    }
-                    if attempt == attempts {
-                        return d;
-                    }
-                    self.script.describe_step(&e, step)
-                }
-                Err(e) => {
-                    let unreachable = Script::is_unreachable(&e);
-                    let halts = Script::transport_error(&e).is_some_and(|te| te.halts_run());
-                    let message = self.script.describe_step(&e, step);
-                    if halts {
-                        // Nothing more goes to this host, not even an undo.
-                        let mut d = fail(message, false, attempt);
-                        mark_halting(&mut d, &e);
-                        return d;
-                    }
-                    if unreachable || attempt == attempts {
-                        let mut d = fail(message, unreachable, attempt);
-                        if let Some(h) = host {
-                            d.rolled_back = self.rollback(t, done_before, h);
-                        }
-                        return d;
-                    }
-                    message
-                }
-            };
-            if attempt == attempts {
-                let mut d = fail(err, false, attempt);
-                if let Outcome::Failed { halts, .. } = &mut d.outcome {
-                    // A failed host check halts the run, whatever the failure budget.
-                    *halts = task.kind == TaskKind::HostCheck;
-                }
-                return d;
             }
-            self.event(t, State::Retrying, attempt, Some(err));
-            nap(step.retry_delay, || control.kill.load(Ordering::SeqCst));
         }
-        fail("no attempt was made".into(), false, 0)
+        Done::failed(t, "no attempt was made".into(), false, 0)
+    }
+
+    /// A step's `.when(...)` on its host: `None` to run it, else its outcome (skipped, or
+    /// failed: the predicate did not answer yes or no).
+    fn when(&self, t: usize, when: &rhai::FnPtr, h: &Host) -> Option<Done> {
+        match self
+            .script
+            .call_host(when, h.clone())
+            .map(|v| predicate::decide(&v))
+        {
+            Ok(Ok(false)) => Some(Done {
+                task: t,
+                outcome: Outcome::Skipped,
+                attempts: 0,
+                rolled_back: false,
+            }),
+            Ok(Ok(true)) => None,
+            Ok(Err(returned)) => {
+                let what = predicate::not_a_bool(".when(...)", &returned);
+                Some(Done::failed(t, format!("{what}: the step did not run"), false, 1))
+            }
+            Err(e) => {
+                let why = format!("when: {}", self.script.describe(&e));
+                let mut d = Done::failed(t, why, Script::is_unreachable(&e), 1);
+                mark_halting(&mut d, &e);
+                Some(d)
+            }
+        }
+    }
+
+    /// One attempt of a step's action: its outcome, or the error to retry after.
+    fn attempt(&self, a: &Try, action: &rhai::FnPtr, done_before: &[usize]) -> Result<Done, String> {
+        let (t, step, kind) = (a.t, a.step, self.graph.tasks[a.t].kind);
+        let result = match a.host {
+            Some(h) => self.script.call_host(action, h.with_timeout(step.timeout)),
+            None => self.script.call(action),
+        };
+        let err = match result {
+            Ok(v) if is_predicate(kind) => match self.verdict(a, &v) {
+                None => return Ok(Done::ok(t, a.attempt)),
+                Some(no) => no,
+            },
+            Ok(_) => {
+                self.soak(a);
+                return Ok(Done::ok(t, a.attempt));
+            }
+            Err(e) if kind == TaskKind::HostCheck => {
+                // A check that cannot say yes is a no: fail closed, and halt.
+                let mut d = Done::failed(t, self.script.describe_step(&e, step), false, a.attempt);
+                if let Outcome::Failed { halts, .. } = &mut d.outcome {
+                    *halts = true;
+                }
+                if a.last {
+                    return Ok(d);
+                }
+                self.script.describe_step(&e, step)
+            }
+            Err(e) => return self.call_failed(a, &e, done_before),
+        };
+        if a.last {
+            let mut d = Done::failed(t, err, false, a.attempt);
+            if let Outcome::Failed { halts, .. } = &mut d.outcome {
+                // A failed host check halts the run, whatever the failure budget.
+                *halts = kind == TaskKind::HostCheck;
+            }
+            return Ok(d);
+        }
+        Err(err)
+    }
+
+    /// What a gate or check answered: `None` for yes, else why it does not hold.
+    fn verdict(&self, a: &Try, v: &rhai::Dynamic) -> Option<String> {
+        let what = if self.graph.tasks[a.t].kind == TaskKind::HostCheck {
+            "check"
+        } else {
+            "gate"
+        };
+        match predicate::decide(v) {
+            Ok(true) => None,
+            Ok(false) => Some(format!(
+                "{what} {:?} does not hold{}",
+                a.step.name,
+                a.host
+                    .map(|h| format!(" on {}", h.info.name))
+                    .unwrap_or_default()
+            )),
+            Err(returned) => Some(format!(
+                "{what} {:?}: {}",
+                a.step.name,
+                predicate::not_a_bool(&format!("the {what}"), &returned)
+            )),
+        }
+    }
+
+    /// A succeeded host step with a soak time keeps its host (and slot) while the change
+    /// soaks; a stop, a kill or a halt ends it.
+    fn soak(&self, a: &Try) {
+        let kind = self.graph.tasks[a.t].kind;
+        let Some(soak) = a.step.soak.filter(|_| kind == TaskKind::Host) else {
+            return;
+        };
+        let what = format!(
+            "soaking for {}",
+            fleetbook_stdlib::duration::format_duration(soak)
+        );
+        self.event(a.t, State::Running, a.attempt, Some(what));
+        let control = &self.opts.control;
+        nap(soak, || {
+            control.kill.load(Ordering::SeqCst)
+                || control.stop.load(Ordering::SeqCst)
+                || self.halting.load(Ordering::SeqCst)
+        });
+    }
+
+    /// The action raised an error: fail now (the host must not be touched again, it is
+    /// unreachable, or this was the last attempt; rolled back when the runbook says so),
+    /// or the message to retry after.
+    fn call_failed(
+        &self,
+        a: &Try,
+        e: &rhai::EvalAltResult,
+        done_before: &[usize],
+    ) -> Result<Done, String> {
+        let unreachable = Script::is_unreachable(e);
+        let halts = Script::transport_error(e).is_some_and(|te| te.halts_run());
+        let message = self.script.describe_step(e, a.step);
+        if halts {
+            // Nothing more goes to this host, not even an undo.
+            let mut d = Done::failed(a.t, message, false, a.attempt);
+            mark_halting(&mut d, e);
+            return Ok(d);
+        }
+        if unreachable || a.last {
+            let mut d = Done::failed(a.t, message, unreachable, a.attempt);
+            if let Some(h) = a.host {
+                d.rolled_back = self.rollback(a.t, done_before, h);
+            }
+            return Ok(d);
+        }
+        Err(message)
     }
 
     /// Runs the `undo` closures of the failed step and the host's earlier steps, newest

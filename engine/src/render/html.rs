@@ -538,12 +538,26 @@ pub(crate) fn page(title: &str, body: &str, live: bool) -> String {
 }
 
 pub fn html(plan: &Plan) -> String {
-    let rb = &plan.runbook;
     let roles = run_roles(plan);
     let sc = Scale {
         duration: plan.duration.max(1) as f64,
     };
     let mut o = String::new();
+    header(&mut o, plan);
+    role_table(&mut o, plan);
+    step_table(&mut o, plan);
+    o.push_str("<h2>Hosts in flight per role</h2>");
+    in_flight(&mut o, plan, &sc);
+    o.push_str("\n<h2>Schedule</h2><p>Click a role to fold or unfold its lane; click a bar for its task's commands (hover for times).</p>");
+    gantt(&mut o, plan, &sc, &roles);
+    commands(&mut o, plan);
+    page(&format!("plan: {}", plan.runbook.name), &o, false)
+}
+
+/// The runbook's name and description, a table of where it comes from and its policy,
+/// and the plan's warnings.
+fn header(o: &mut String, plan: &Plan) {
+    let rb = &plan.runbook;
     let _ = write!(o, "<h1>{}</h1>", esc(&rb.name));
     if !rb.description.is_empty() {
         let _ = write!(o, "<p>{}</p>", esc(&rb.description));
@@ -619,7 +633,9 @@ pub fn html(plan: &Plan) -> String {
     for w in &plan.warnings {
         let _ = write!(o, "<p class=\"warn\">warning: {}</p>", esc(w));
     }
+}
 
+fn role_table(o: &mut String, plan: &Plan) {
     o.push_str("<h2>Roles, in order</h2><table><tr><th></th><th>role</th><th>hosts</th><th>limit</th><th></th></tr>");
     for (i, r) in plan.roles.iter().enumerate() {
         let _ = write!(
@@ -633,7 +649,12 @@ pub fn html(plan: &Plan) -> String {
             esc(&role_extras(r).join(", "))
         );
     }
-    o.push_str("</table>\n<h2>Steps</h2><table><tr><th>step</th><th>where</th><th>options</th><th>estimate</th></tr>");
+    o.push_str("</table>\n");
+}
+
+fn step_table(o: &mut String, plan: &Plan) {
+    let rb = &plan.runbook;
+    o.push_str("<h2>Steps</h2><table><tr><th>step</th><th>where</th><th>options</th><th>estimate</th></tr>");
     for (i, s) in rb.steps.iter().enumerate() {
         let _ = write!(
             o,
@@ -645,11 +666,11 @@ pub fn html(plan: &Plan) -> String {
             esc(&dur(s.estimate))
         );
     }
-    o.push_str("</table>\n<h2>Hosts in flight per role</h2>");
-    in_flight(&mut o, plan, &sc);
-    o.push_str("\n<h2>Schedule</h2><p>Click a role to fold or unfold its lane; click a bar for its task's commands (hover for times).</p>");
-    gantt(&mut o, plan, &sc, &roles);
+    o.push_str("</table>\n");
+}
 
+/// The dry run's commands of the first host of each role, and the runbook-level ones.
+fn commands(o: &mut String, plan: &Plan) {
     o.push_str("\n<h2>Commands (dry run; first host of each role)</h2>");
     for h in sample_hosts(plan) {
         let _ = write!(
@@ -695,7 +716,6 @@ pub fn html(plan: &Plan) -> String {
         }
         o.push_str("</details>");
     }
-    page(&format!("plan: {}", rb.name), &o, false)
 }
 
 #[cfg(test)]

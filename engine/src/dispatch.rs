@@ -444,3 +444,111 @@ pub fn rollback_hosts(graph: &Graph, scope: RollbackScope, h: usize) -> Vec<usiz
         RollbackScope::Run => (0..graph.hosts.len()).collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Format;
+    use crate::plan::{plan_text, Planned};
+    use std::collections::BTreeMap;
+
+    fn planned(runbook: &str, inventory: &str) -> Planned {
+        plan_text(runbook, inventory, Format::Ini, &BTreeMap::new(), None)
+            .unwrap_or_else(|e| panic!("plan failed: {e:?}"))
+    }
+
+    fn always(p: &Planned) -> Vec<bool> {
+        p.graph
+            .tasks
+            .iter()
+            .map(|t| {
+                t.kind == TaskKind::Host
+                    && t.step.is_some_and(|s| p.script.runbook.steps[s].always)
+            })
+            .collect()
+    }
+
+    const RELEASE: &str = "let rb = runbook(\"t\"); rb.limit(\"web\", 1); rb.step(\"a\", |h| h.run(\"a\")); rb.step(\"b\", |h| h.run(\"b\")); rb.step(\"release\", |h| h.run(\"r\")).always(); rb";
+
+    #[test]
+    fn a_failed_host_skips_its_rest_but_runs_the_release_it_is_owed() {
+        let p = planned(RELEASE, "[web]\nw1\nw2\n");
+        let g = &p.graph;
+        let [a, b, release] = g.host_tasks[0][..] else {
+            panic!("w1 has three tasks: {:?}", g.host_tasks[0]);
+        };
+        let mut d = Dispatcher::run(g, &[], always(&p));
+        let placed = d.place_ready(Stop::default());
+        assert!(placed.start.is_empty(), "hosts wait for their slots first");
+        assert_eq!(d.next_host(), Some(0));
+        assert_eq!(d.open_host(0), Some(a));
+        assert_eq!(d.next_host(), None, "limit 1: w2 waits");
+        d.started(a);
+        assert_eq!(d.cancel_rest(a), [b], "the release is owed: w1 ran a step");
+        assert!(d.finish(&[a, b]).is_empty(), "w1 still owes its release");
+        assert_eq!(d.place_ready(Stop::default()).start, [release]);
+        d.started(release);
+        assert_eq!(d.finish(&[release]), [0], "w1's last task gives its slot back");
+        assert_eq!(d.next_host(), Some(1));
+    }
+
+    #[test]
+    fn a_stopping_run_starts_only_the_releases_of_hosts_in_flight() {
+        let p = planned(RELEASE, "[web]\nw1\nw2\n");
+        let g = &p.graph;
+        let [a, b, release] = g.host_tasks[0][..] else {
+            panic!("w1 has three tasks");
+        };
+        let mut d = Dispatcher::run(g, &[], always(&p));
+        d.place_ready(Stop::default());
+        let w1 = d.next_host().expect("w1 starts");
+        assert_eq!(d.open_host(w1), Some(a));
+        d.started(a);
+        d.finish(&[a]);
+        let stop = Stop {
+            stopping: true,
+            ..Stop::default()
+        };
+        assert!(d.place_ready(stop).start.is_empty(), "b is not owed");
+        assert!(!d.is_finished(b));
+        // The executor cancels what the host will not run, then the release is ready.
+        assert_eq!(d.cancel_rest(a), [b]);
+        d.finish(&[b]);
+        assert_eq!(d.place_ready(stop).start, [release]);
+    }
+
+    #[test]
+    fn a_resumed_host_takes_its_slot_at_its_first_task_left_and_releases_again() {
+        let p = planned(RELEASE, "[web]\nw1\n");
+        let g = &p.graph;
+        let [a, b, release] = g.host_tasks[0][..] else {
+            panic!("w1 has three tasks");
+        };
+        let mut done = vec![false; g.tasks.len()];
+        done[a] = true;
+        done[release] = true;
+        let mut d = Dispatcher::run(g, &done, always(&p));
+        assert!(d.is_finished(a));
+        assert!(!d.is_finished(release), "the release runs again, after b");
+        let placed = d.place_ready(Stop::default());
+        assert_eq!(placed.waiting, [0], "b waits for w1's slots");
+        assert_eq!(d.next_host(), Some(0));
+        assert_eq!(d.open_host(0), Some(b));
+    }
+
+    #[test]
+    fn past_the_failure_budget_the_run_halts() {
+        let p = planned(
+            "let rb = runbook(\"t\"); rb.max_failures(\"web\", 1); rb.step(\"a\", |h| h.run(\"a\")); rb",
+            "[web]\nw1\nw2\nw3\n",
+        );
+        let mut d = Dispatcher::run(&p.graph, &[], always(&p));
+        d.host_failed(0);
+        assert_eq!(d.halted(), None, "one failure is tolerated");
+        d.host_failed(1);
+        assert_eq!(
+            d.halted(),
+            Some("role web has 2 failed hosts (max_failures 1)")
+        );
+    }
+}

@@ -98,7 +98,9 @@ impl<'g> Dispatcher<'g> {
             .collect();
         for ts in &graph.host_tasks {
             if ts.iter().any(|&t| !finished[t] && !always[t]) {
-                ts.iter().filter(|&&t| always[t]).for_each(|&t| finished[t] = false);
+                ts.iter()
+                    .filter(|&&t| always[t])
+                    .for_each(|&t| finished[t] = false);
             }
         }
         for t in 0..n {
@@ -115,7 +117,9 @@ impl<'g> Dispatcher<'g> {
             .iter()
             .map(|ts| ts.iter().position(|&t| !finished[t]).unwrap_or(ts.len()))
             .collect();
-        let ready = (0..n).filter(|&t| waiting[t] == 0 && !finished[t]).collect();
+        let ready = (0..n)
+            .filter(|&t| waiting[t] == 0 && !finished[t])
+            .collect();
         Dispatcher {
             graph,
             dependents,
@@ -125,7 +129,9 @@ impl<'g> Dispatcher<'g> {
             position,
             always,
             defer_finally: defer,
-            keys: (0..graph.hosts.len()).map(|h| Slots::key(graph, h)).collect(),
+            keys: (0..graph.hosts.len())
+                .map(|h| Slots::key(graph, h))
+                .collect(),
             first_pending,
             open: vec![false; graph.hosts.len()],
             ran: vec![false; graph.hosts.len()],
@@ -308,7 +314,11 @@ impl<'g> Dispatcher<'g> {
     /// Tasks finished without running here (another controller ran them): what waits for
     /// them goes on. Gives those that were not finished yet.
     pub fn finish_elsewhere(&mut self, tasks: &[usize]) -> Vec<usize> {
-        let fresh: Vec<usize> = tasks.iter().copied().filter(|&t| !self.finished[t]).collect();
+        let fresh: Vec<usize> = tasks
+            .iter()
+            .copied()
+            .filter(|&t| !self.finished[t])
+            .collect();
         for &t in &fresh {
             self.finished[t] = true;
             self.release(t);
@@ -462,8 +472,7 @@ mod tests {
             .tasks
             .iter()
             .map(|t| {
-                t.kind == TaskKind::Host
-                    && t.step.is_some_and(|s| p.script.runbook.steps[s].always)
+                t.kind == TaskKind::Host && t.step.is_some_and(|s| p.script.runbook.steps[s].always)
             })
             .collect()
     }
@@ -488,7 +497,11 @@ mod tests {
         assert!(d.finish(&[a, b]).is_empty(), "w1 still owes its release");
         assert_eq!(d.place_ready(Stop::default()).start, [release]);
         d.started(release);
-        assert_eq!(d.finish(&[release]), [0], "w1's last task gives its slot back");
+        assert_eq!(
+            d.finish(&[release]),
+            [0],
+            "w1's last task gives its slot back"
+        );
         assert_eq!(d.next_host(), Some(1));
     }
 

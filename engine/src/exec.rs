@@ -16,12 +16,12 @@
 //! by another run).
 
 use crate::compile::{Graph, TaskKind};
+use crate::dispatch::{rollback_hosts, Dispatcher, Stop};
 use crate::model::RollbackScope;
 use crate::plan::Planned;
 use crate::predicate;
 use crate::script::Script;
 use crate::secrets::Secrets;
-use crate::dispatch::{rollback_hosts, Dispatcher, Stop};
 use crate::slots::{fleet_limits, Admit, SlotLedger};
 use crate::transport::dry_run::{bind, hosts as host_objects};
 use fleetbook_stdlib::{Host, Transport};
@@ -377,7 +377,12 @@ impl Runner<'_> {
             Ok(Ok(true)) => None,
             Ok(Err(returned)) => {
                 let what = predicate::not_a_bool(".when(...)", &returned);
-                Some(Done::failed(t, format!("{what}: the step did not run"), false, 1))
+                Some(Done::failed(
+                    t,
+                    format!("{what}: the step did not run"),
+                    false,
+                    1,
+                ))
             }
             Err(e) => {
                 let why = format!("when: {}", self.script.describe(&e));
@@ -389,7 +394,12 @@ impl Runner<'_> {
     }
 
     /// One attempt of a step's action: its outcome, or the error to retry after.
-    fn attempt(&self, a: &Try, action: &rhai::FnPtr, done_before: &[usize]) -> Result<Done, String> {
+    fn attempt(
+        &self,
+        a: &Try,
+        action: &rhai::FnPtr,
+        done_before: &[usize],
+    ) -> Result<Done, String> {
         let (t, step, kind) = (a.t, a.step, self.graph.tasks[a.t].kind);
         let result = match a.host {
             Some(h) => self.script.call_host(action, h.with_timeout(step.timeout)),
@@ -715,7 +725,11 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
     let control = &r.opts.control;
     loop {
         let stopping = s.d.halted().is_some() || control.stop.load(Ordering::SeqCst);
-        s.expired = s.expired || r.graph.rules.deadline.is_some_and(|d| r.start.elapsed() >= d);
+        s.expired = s.expired
+            || r.graph
+                .rules
+                .deadline
+                .is_some_and(|d| r.start.elapsed() >= d);
         s.pass(stopping, scope);
         if s.running == 0 {
             // Nothing runs here, but hosts other controllers finished (ready) or hold
@@ -816,7 +830,11 @@ impl<'s> Sched<'s> {
         let mut parked = Vec::new();
         while let Some(h) = (!self.expired).then(|| self.d.next_host()).flatten() {
             let name = &graph.hosts[h].name;
-            match r.opts.ledger.admit(name, &fleet_limits(graph, self.d.slot_key(h))) {
+            match r
+                .opts
+                .ledger
+                .admit(name, &fleet_limits(graph, self.d.slot_key(h)))
+            {
                 Admit::Go { done, unknown } if done.is_empty() && unknown.is_empty() => {
                     if let Some(t) = self.d.open_host(h) {
                         self.start(t, scope);
@@ -1105,7 +1123,8 @@ impl<'s> Sched<'s> {
             None => unfinished_reason(r, &self.d, self.expired),
         };
         if !killed {
-            let finals = (0..graph.tasks.len()).filter(|&t| graph.tasks[t].kind == TaskKind::Finally);
+            let finals =
+                (0..graph.tasks.len()).filter(|&t| graph.tasks[t].kind == TaskKind::Finally);
             for t in finals {
                 if let Some(why) = run_finally(r, t) {
                     halted = Some(match halted {

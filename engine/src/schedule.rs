@@ -5,8 +5,8 @@
 //! key instead of every waiting host.
 
 use crate::compile::{Graph, TaskKind};
-use crate::error::{Error, Result};
 use crate::dispatch::{Dispatcher, Stop};
+use crate::error::{Error, Result};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -86,7 +86,10 @@ fn pass(dispatch: &mut Dispatcher, out: &mut [Slot], done: &mut usize, now: u64)
             break;
         }
         for &t in &placed.held {
-            out[t] = Slot { start: now, end: now };
+            out[t] = Slot {
+                start: now,
+                end: now,
+            };
         }
         *done += placed.held.len();
         dispatch.finish(&placed.held);

@@ -13,7 +13,7 @@ use super::describe::{
     dur, policy, role_extras, role_limit, sample_hosts, short_digest, step_options, step_scope,
 };
 use crate::compile::TaskKind;
-use crate::plan::{HostInfo, Plan, TaskInfo};
+use crate::plan::{HostInfo, Plan, RoleInfo, TaskInfo};
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -234,6 +234,34 @@ fn gantt(o: &mut String, plan: &Plan, sc: &Scale, roles: &HashMap<&str, usize>) 
             .map(|&i| PALETTE[i % PALETTE.len()])
             .unwrap_or("#888")
     };
+    runbook_lane(o, plan, sc, &colour);
+    let mut by_host: HashMap<&str, Vec<&TaskInfo>> = HashMap::new();
+    for t in plan.tasks.iter().filter(|t| t.host.is_some()) {
+        by_host
+            .entry(t.host.as_deref().unwrap_or(""))
+            .or_default()
+            .push(t);
+    }
+    let lanes = Lanes {
+        plan,
+        sc,
+        roles,
+        by_host: &by_host,
+        colour: &colour,
+    };
+    for (i, role) in plan.roles.iter().enumerate() {
+        lanes.role_lane(o, i, role);
+    }
+    commands_on_click(o, plan);
+}
+
+/// The lane of runbook-level tasks, one row each, named.
+fn runbook_lane(
+    o: &mut String,
+    plan: &Plan,
+    sc: &Scale,
+    colour: &dyn Fn(&TaskInfo) -> &'static str,
+) {
     let runbook_level: Vec<&TaskInfo> = plan
         .tasks
         .iter()
@@ -263,14 +291,23 @@ fn gantt(o: &mut String, plan: &Plan, sc: &Scale, roles: &HashMap<&str, usize>) 
         }
         o.push_str("</svg></details>");
     }
-    let mut by_host: HashMap<&str, Vec<&TaskInfo>> = HashMap::new();
-    for t in plan.tasks.iter().filter(|t| t.host.is_some()) {
-        by_host
-            .entry(t.host.as_deref().unwrap_or(""))
-            .or_default()
-            .push(t);
-    }
-    for (i, role) in plan.roles.iter().enumerate() {
+}
+
+/// What the role lanes share.
+struct Lanes<'a> {
+    plan: &'a Plan,
+    sc: &'a Scale,
+    /// Per host: the role whose lane shows its tasks of no role.
+    roles: &'a HashMap<&'a str, usize>,
+    by_host: &'a HashMap<&'a str, Vec<&'a TaskInfo>>,
+    colour: &'a dyn Fn(&TaskInfo) -> &'static str,
+}
+
+impl Lanes<'_> {
+    /// Role `i`'s lane: a row per host that runs a step as this role.
+    fn role_lane(&self, o: &mut String, i: usize, role: &RoleInfo) {
+        let (plan, sc, roles, by_host, colour) =
+            (self.plan, self.sc, self.roles, self.by_host, self.colour);
         // A task of this role, or of none on a host that runs with this role first.
         let in_lane = |t: &TaskInfo| match &t.role {
             Some(r) => *r == role.name,
@@ -306,7 +343,7 @@ fn gantt(o: &mut String, plan: &Plan, sc: &Scale, roles: &HashMap<&str, usize>) 
         );
         if hosts.is_empty() {
             o.push_str("<p class=\"hint\">No step runs as this role: its hosts run in the lanes of their other roles.</p></details>");
-            continue;
+            return;
         }
         lane_svg(
             o,
@@ -334,7 +371,10 @@ fn gantt(o: &mut String, plan: &Plan, sc: &Scale, roles: &HashMap<&str, usize>) 
         }
         o.push_str("</svg></details>");
     }
-    // What a click on a bar shows: its task's commands, hidden until then.
+}
+
+/// What a click on a bar shows: its task's commands, hidden until then.
+fn commands_on_click(o: &mut String, plan: &Plan) {
     for t in &plan.tasks {
         let _ = write!(
             o,

@@ -331,45 +331,17 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
         .enumerate()
         .map(|(i, h)| (h.as_str(), i))
         .collect();
-    let mut roles: Vec<Role> = order
-        .iter()
-        .map(|r| Role {
-            name: r.clone(),
-            hosts: Vec::new(),
-            after: Vec::new(),
-            limit: None,
-            limit_decl: None,
-            max_failures: None,
-            canary: None,
-            named: named.iter().any(|(n, _)| n == r),
-            within: None,
-        })
-        .collect();
+    let mut roles = empty_roles(&order, &named);
     for (ri, within) in enclosing_roles(inv, &order).into_iter().enumerate() {
         roles[ri].within = within;
     }
-    for (ri, role) in roles.iter_mut().enumerate() {
-        for h in inv.members(&role.name) {
-            if let Some(&hi) = host_index.get(h.as_str()) {
-                role.hosts.push(hi);
-                hosts[hi].roles.push(ri);
-            }
-        }
-        if role.hosts.is_empty() {
-            let after_limit = if limit.is_some() {
-                " after --limit"
-            } else {
-                ""
-            };
-            warnings.push(match named.iter().find(|(n, _)| *n == role.name) {
-                Some((_, pos)) => format!(
-                    "role {:?} (named at {pos}) has no hosts{after_limit}: what the runbook declares for it does nothing",
-                    role.name
-                ),
-                None => format!("role {:?} has no hosts{after_limit}", role.name),
-            });
-        }
-    }
+    let members = Members {
+        inv,
+        host_index: &host_index,
+        limit,
+        named: &named,
+    };
+    members.assign(&mut roles, &mut hosts, &mut warnings);
     for e in &rb.order {
         let (b, a) = (role_index[e.before.as_str()], role_index[e.after.as_str()]);
         if !roles[a].after.contains(&b) {
@@ -379,40 +351,19 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
 
     resolve_limits(rb, &mut roles);
     let rules = rules_of(rb, hosts.len());
-    for l in &rb.limit_by {
-        if !hosts.iter().any(|h| h.vars.contains_key(&l.var)) {
-            warnings.push(format!(
-                "limit_by({:?}, {}): no planned host has that variable",
-                l.var, l.max
-            ));
-        }
-    }
+    warn_unused_limit_by(rb, &hosts, &mut warnings);
 
     check_self_waits(&hosts, &roles)?;
     let (tasks, host_tasks) = build_tasks(rb, &hosts, &roles);
     let held = held_tasks(&tasks, &host_tasks, &roles);
-    for r in roles
-        .iter()
-        .filter(|r| r.limit == Some(0) && !r.hosts.is_empty())
-    {
-        warnings.push(format!(
-            "role {:?} is held (limit 0): none of its {} host(s) start, nor what waits for them",
-            r.name,
-            r.hosts.len()
-        ));
-    }
+    warn_held(&roles, &mut warnings);
     let outside = inv
         .hosts
         .keys()
         .filter(|h| !selected.contains(*h))
         .map(plan_host)
         .collect();
-    let groups = inv
-        .groups
-        .keys()
-        .filter(|g| *g != "all")
-        .map(|g| (g.clone(), inv.members(g).into_iter().collect()))
-        .collect();
+    let groups = groups_of(inv);
     Ok(Graph {
         hosts,
         roles,
@@ -425,6 +376,93 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
         held,
         become_default: rb.become_default,
     })
+}
+
+/// The roles in order, before hosts join them.
+fn empty_roles(order: &[String], named: &[(String, Pos)]) -> Vec<Role> {
+    order
+        .iter()
+        .map(|r| Role {
+            name: r.clone(),
+            hosts: Vec::new(),
+            after: Vec::new(),
+            limit: None,
+            limit_decl: None,
+            max_failures: None,
+            canary: None,
+            named: named.iter().any(|(n, _)| n == r),
+            within: None,
+        })
+        .collect()
+}
+
+/// What decides which planned hosts are in which role.
+struct Members<'a> {
+    inv: &'a Inventory,
+    host_index: &'a IndexMap<&'a str, usize>,
+    limit: Option<&'a str>,
+    named: &'a [(String, Pos)],
+}
+
+impl Members<'_> {
+    /// Puts each planned host in its roles; a role left without hosts is a warning.
+    fn assign(&self, roles: &mut [Role], hosts: &mut [PlanHost], warnings: &mut Vec<String>) {
+        for (ri, role) in roles.iter_mut().enumerate() {
+            for h in self.inv.members(&role.name) {
+                if let Some(&hi) = self.host_index.get(h.as_str()) {
+                    role.hosts.push(hi);
+                    hosts[hi].roles.push(ri);
+                }
+            }
+            if role.hosts.is_empty() {
+                let after_limit = if self.limit.is_some() {
+                    " after --limit"
+                } else {
+                    ""
+                };
+                warnings.push(match self.named.iter().find(|(n, _)| *n == role.name) {
+                    Some((_, pos)) => format!(
+                        "role {:?} (named at {pos}) has no hosts{after_limit}: what the runbook declares for it does nothing",
+                        role.name
+                    ),
+                    None => format!("role {:?} has no hosts{after_limit}", role.name),
+                });
+            }
+        }
+    }
+}
+
+fn warn_unused_limit_by(rb: &Runbook, hosts: &[PlanHost], warnings: &mut Vec<String>) {
+    for l in &rb.limit_by {
+        if !hosts.iter().any(|h| h.vars.contains_key(&l.var)) {
+            warnings.push(format!(
+                "limit_by({:?}, {}): no planned host has that variable",
+                l.var, l.max
+            ));
+        }
+    }
+}
+
+fn warn_held(roles: &[Role], warnings: &mut Vec<String>) {
+    for r in roles
+        .iter()
+        .filter(|r| r.limit == Some(0) && !r.hosts.is_empty())
+    {
+        warnings.push(format!(
+            "role {:?} is held (limit 0): none of its {} host(s) start, nor what waits for them",
+            r.name,
+            r.hosts.len()
+        ));
+    }
+}
+
+/// Every inventory group (but `all`) with its hosts, in inventory order.
+fn groups_of(inv: &Inventory) -> IndexMap<String, Vec<String>> {
+    inv.groups
+        .keys()
+        .filter(|g| *g != "all")
+        .map(|g| (g.clone(), inv.members(g).into_iter().collect()))
+        .collect()
 }
 
 /// Every role the runbook names must be a group of the inventory.

@@ -16,12 +16,13 @@
 //! by another run).
 
 use crate::compile::{Graph, TaskKind};
+use crate::dispatch::{rollback_hosts, Dispatcher, Stop};
 use crate::model::RollbackScope;
 use crate::plan::Planned;
 use crate::predicate;
 use crate::script::Script;
 use crate::secrets::Secrets;
-use crate::slots::{fleet_limits, Admit, SlotKey, SlotLedger, Slots, WaitingHosts, WaitingSteps};
+use crate::slots::{fleet_limits, Admit, SlotLedger};
 use crate::transport::dry_run::{bind, hosts as host_objects};
 use fleetbook_stdlib::{Host, Transport};
 use serde::Serialize;
@@ -178,6 +179,39 @@ struct Done {
     rolled_back: bool,
 }
 
+impl Done {
+    fn ok(task: usize, attempts: u32) -> Done {
+        Done {
+            task,
+            outcome: Outcome::Ok,
+            attempts,
+            rolled_back: false,
+        }
+    }
+
+    fn failed(task: usize, message: String, unreachable: bool, attempts: u32) -> Done {
+        Done {
+            task,
+            outcome: Outcome::Failed {
+                message,
+                unreachable,
+                halts: false,
+            },
+            attempts,
+            rolled_back: false,
+        }
+    }
+}
+
+/// One attempt of a task's step.
+struct Try<'a> {
+    t: usize,
+    step: &'a crate::model::Step,
+    host: Option<&'a Host>,
+    attempt: u32,
+    last: bool,
+}
+
 /// A task transition in the structured log (already redacted, as every event is).
 fn trace_event(e: &Event) {
     let detail = e.message.as_deref().unwrap_or("");
@@ -276,196 +310,204 @@ impl Runner<'_> {
         let task = &self.graph.tasks[t];
         let control = &self.opts.control;
         if control.unrecorded.load(Ordering::SeqCst) && task.step.is_some() {
-            return Done {
-                task: t,
-                outcome: Outcome::Failed {
-                    message: "not started: the run store could not record its start".into(),
-                    unreachable: false,
-                    halts: false,
-                },
-                attempts: 1,
-                rolled_back: false,
-            };
+            let why = "not started: the run store could not record its start";
+            return Done::failed(t, why.into(), false, 1);
         }
         let Some(step) = task.step.map(|s| &self.script.runbook.steps[s]) else {
-            return Done {
-                task: t,
-                outcome: Outcome::Ok,
-                attempts: 0,
-                rolled_back: false,
-            };
-        };
-        let fail = |message: String, unreachable: bool, attempts: u32| Done {
-            task: t,
-            outcome: Outcome::Failed {
-                message,
-                unreachable,
-                halts: false,
-            },
-            attempts,
-            rolled_back: false,
+            return Done::ok(t, 0);
         };
         if task.kind == TaskKind::Approval {
             self.event(t, State::WaitingApproval, 1, None);
             return if (self.opts.approve)(&step.name) {
-                Done {
-                    task: t,
-                    outcome: Outcome::Ok,
-                    attempts: 1,
-                    rolled_back: false,
-                }
+                Done::ok(t, 1)
             } else {
-                fail(format!("approval {:?} was not given", step.name), false, 1)
+                let why = format!("approval {:?} was not given", step.name);
+                Done::failed(t, why, false, 1)
             };
         }
         let host = task.host.map(|h| &self.hosts[h]);
         if let (Some(h), Some(when)) = (host, &step.when) {
-            match self
-                .script
-                .call_host(when, h.clone())
-                .map(|v| predicate::decide(&v))
-            {
-                Ok(Ok(false)) => {
-                    return Done {
-                        task: t,
-                        outcome: Outcome::Skipped,
-                        attempts: 0,
-                        rolled_back: false,
-                    }
-                }
-                Ok(Ok(true)) => {}
-                Ok(Err(returned)) => {
-                    let what = predicate::not_a_bool(".when(...)", &returned);
-                    return fail(format!("{what}: the step did not run"), false, 1);
-                }
-                Err(e) => {
-                    let mut d = fail(
-                        format!("when: {}", self.script.describe(&e)),
-                        Script::is_unreachable(&e),
-                        1,
-                    );
-                    mark_halting(&mut d, &e);
-                    return d;
-                }
+            if let Some(skipped_or_failed) = self.when(t, when, h) {
+                return skipped_or_failed;
             }
         }
         let Some(action) = &step.action else {
-            return Done {
-                task: t,
-                outcome: Outcome::Ok,
-                attempts: 0,
-                rolled_back: false,
-            };
+            return Done::ok(t, 0);
         };
         let attempts = step.retries + 1;
         for attempt in 1..=attempts {
             if control.kill.load(Ordering::SeqCst) {
-                return fail("killed".into(), false, attempt);
+                return Done::failed(t, "killed".into(), false, attempt);
             }
             if attempt > 1 {
                 self.event(t, State::Running, attempt, None);
             }
-            let result = match host {
-                Some(h) => self.script.call_host(action, h.with_timeout(step.timeout)),
-                None => self.script.call(action),
+            let tried = Try {
+                t,
+                step,
+                host,
+                attempt,
+                last: attempt == attempts,
             };
-            let err = match result {
-                Ok(v) if is_predicate(task.kind) => {
-                    let what = if task.kind == TaskKind::HostCheck {
-                        "check"
-                    } else {
-                        "gate"
-                    };
-                    match predicate::decide(&v) {
-                        Ok(true) => {
-                            return Done {
-                                task: t,
-                                outcome: Outcome::Ok,
-                                attempts: attempt,
-                                rolled_back: false,
-                            };
-                        }
-                        Ok(false) => format!(
-                            "{what} {:?} does not hold{}",
-                            step.name,
-                            host.map(|h| format!(" on {}", h.info.name))
-                                .unwrap_or_default()
-                        ),
-                        Err(returned) => format!(
-                            "{what} {:?}: {}",
-                            step.name,
-                            predicate::not_a_bool(&format!("the {what}"), &returned)
-                        ),
-                    }
+            match self.attempt(&tried, action, done_before) {
+                Ok(done) => return done,
+                Err(err) => {
+                    self.event(t, State::Retrying, attempt, Some(err));
+                    nap(step.retry_delay, || control.kill.load(Ordering::SeqCst));
                 }
-                Ok(_) => {
-                    if let Some(soak) = step.soak.filter(|_| task.kind == TaskKind::Host) {
-                        // The host keeps its slot while the change soaks; a stop ends it.
-                        self.event(
-                            t,
-                            State::Running,
-                            attempt,
-                            Some(format!(
-                                "soaking for {}",
-                                fleetbook_stdlib::duration::format_duration(soak)
-                            )),
-                        );
-                        nap(soak, || {
-                            control.kill.load(Ordering::SeqCst)
-                                || control.stop.load(Ordering::SeqCst)
-                                || self.halting.load(Ordering::SeqCst)
-                        });
-                    }
-                    return Done {
-                        task: t,
-                        outcome: Outcome::Ok,
-                        attempts: attempt,
-                        rolled_back: false,
-                    };
-                }
-                Err(e) if task.kind == TaskKind::HostCheck => {
-                    // A check that cannot say yes is a no: fail closed, and halt.
-                    let mut d = fail(self.script.describe_step(&e, step), false, attempt);
-                    if let Outcome::Failed { halts, .. } = &mut d.outcome {
-                        *halts = true;
-                    }
-                    if attempt == attempts {
-                        return d;
-                    }
-                    self.script.describe_step(&e, step)
-                }
-                Err(e) => {
-                    let unreachable = Script::is_unreachable(&e);
-                    let halts = Script::transport_error(&e).is_some_and(|te| te.halts_run());
-                    let message = self.script.describe_step(&e, step);
-                    if halts {
-                        // Nothing more goes to this host, not even an undo.
-                        let mut d = fail(message, false, attempt);
-                        mark_halting(&mut d, &e);
-                        return d;
-                    }
-                    if unreachable || attempt == attempts {
-                        let mut d = fail(message, unreachable, attempt);
-                        if let Some(h) = host {
-                            d.rolled_back = self.rollback(t, done_before, h);
-                        }
-                        return d;
-                    }
-                    message
-                }
-            };
-            if attempt == attempts {
-                let mut d = fail(err, false, attempt);
-                if let Outcome::Failed { halts, .. } = &mut d.outcome {
-                    // A failed host check halts the run, whatever the failure budget.
-                    *halts = task.kind == TaskKind::HostCheck;
-                }
-                return d;
             }
-            self.event(t, State::Retrying, attempt, Some(err));
-            nap(step.retry_delay, || control.kill.load(Ordering::SeqCst));
         }
-        fail("no attempt was made".into(), false, 0)
+        Done::failed(t, "no attempt was made".into(), false, 0)
+    }
+
+    /// A step's `.when(...)` on its host: `None` to run it, else its outcome (skipped, or
+    /// failed: the predicate did not answer yes or no).
+    fn when(&self, t: usize, when: &rhai::FnPtr, h: &Host) -> Option<Done> {
+        match self
+            .script
+            .call_host(when, h.clone())
+            .map(|v| predicate::decide(&v))
+        {
+            Ok(Ok(false)) => Some(Done {
+                task: t,
+                outcome: Outcome::Skipped,
+                attempts: 0,
+                rolled_back: false,
+            }),
+            Ok(Ok(true)) => None,
+            Ok(Err(returned)) => {
+                let what = predicate::not_a_bool(".when(...)", &returned);
+                Some(Done::failed(
+                    t,
+                    format!("{what}: the step did not run"),
+                    false,
+                    1,
+                ))
+            }
+            Err(e) => {
+                let why = format!("when: {}", self.script.describe(&e));
+                let mut d = Done::failed(t, why, Script::is_unreachable(&e), 1);
+                mark_halting(&mut d, &e);
+                Some(d)
+            }
+        }
+    }
+
+    /// One attempt of a step's action: its outcome, or the error to retry after.
+    fn attempt(
+        &self,
+        a: &Try,
+        action: &rhai::FnPtr,
+        done_before: &[usize],
+    ) -> Result<Done, String> {
+        let (t, step, kind) = (a.t, a.step, self.graph.tasks[a.t].kind);
+        let result = match a.host {
+            Some(h) => self.script.call_host(action, h.with_timeout(step.timeout)),
+            None => self.script.call(action),
+        };
+        let err = match result {
+            Ok(v) if is_predicate(kind) => match self.verdict(a, &v) {
+                None => return Ok(Done::ok(t, a.attempt)),
+                Some(no) => no,
+            },
+            Ok(_) => {
+                self.soak(a);
+                return Ok(Done::ok(t, a.attempt));
+            }
+            Err(e) if kind == TaskKind::HostCheck => {
+                // A check that cannot say yes is a no: fail closed, and halt.
+                let mut d = Done::failed(t, self.script.describe_step(&e, step), false, a.attempt);
+                if let Outcome::Failed { halts, .. } = &mut d.outcome {
+                    *halts = true;
+                }
+                if a.last {
+                    return Ok(d);
+                }
+                self.script.describe_step(&e, step)
+            }
+            Err(e) => return self.call_failed(a, &e, done_before),
+        };
+        if a.last {
+            let mut d = Done::failed(t, err, false, a.attempt);
+            if let Outcome::Failed { halts, .. } = &mut d.outcome {
+                // A failed host check halts the run, whatever the failure budget.
+                *halts = kind == TaskKind::HostCheck;
+            }
+            return Ok(d);
+        }
+        Err(err)
+    }
+
+    /// What a gate or check answered: `None` for yes, else why it does not hold.
+    fn verdict(&self, a: &Try, v: &rhai::Dynamic) -> Option<String> {
+        let what = if self.graph.tasks[a.t].kind == TaskKind::HostCheck {
+            "check"
+        } else {
+            "gate"
+        };
+        match predicate::decide(v) {
+            Ok(true) => None,
+            Ok(false) => Some(format!(
+                "{what} {:?} does not hold{}",
+                a.step.name,
+                a.host
+                    .map(|h| format!(" on {}", h.info.name))
+                    .unwrap_or_default()
+            )),
+            Err(returned) => Some(format!(
+                "{what} {:?}: {}",
+                a.step.name,
+                predicate::not_a_bool(&format!("the {what}"), &returned)
+            )),
+        }
+    }
+
+    /// A succeeded host step with a soak time keeps its host (and slot) while the change
+    /// soaks; a stop, a kill or a halt ends it.
+    fn soak(&self, a: &Try) {
+        let kind = self.graph.tasks[a.t].kind;
+        let Some(soak) = a.step.soak.filter(|_| kind == TaskKind::Host) else {
+            return;
+        };
+        let what = format!(
+            "soaking for {}",
+            fleetbook_stdlib::duration::format_duration(soak)
+        );
+        self.event(a.t, State::Running, a.attempt, Some(what));
+        let control = &self.opts.control;
+        nap(soak, || {
+            control.kill.load(Ordering::SeqCst)
+                || control.stop.load(Ordering::SeqCst)
+                || self.halting.load(Ordering::SeqCst)
+        });
+    }
+
+    /// The action raised an error: fail now (the host must not be touched again, it is
+    /// unreachable, or this was the last attempt; rolled back when the runbook says so),
+    /// or the message to retry after.
+    fn call_failed(
+        &self,
+        a: &Try,
+        e: &rhai::EvalAltResult,
+        done_before: &[usize],
+    ) -> Result<Done, String> {
+        let unreachable = Script::is_unreachable(e);
+        let halts = Script::transport_error(e).is_some_and(|te| te.halts_run());
+        let message = self.script.describe_step(e, a.step);
+        if halts {
+            // Nothing more goes to this host, not even an undo.
+            let mut d = Done::failed(a.t, message, false, a.attempt);
+            mark_halting(&mut d, e);
+            return Ok(d);
+        }
+        if unreachable || a.last {
+            let mut d = Done::failed(a.t, message, unreachable, a.attempt);
+            if let Some(h) = a.host {
+                d.rolled_back = self.rollback(a.t, done_before, h);
+            }
+            return Ok(d);
+        }
+        Err(message)
     }
 
     /// Runs the `undo` closures of the failed step and the host's earlier steps, newest
@@ -642,50 +684,15 @@ fn undo_tasks(r: &Runner, order: &[usize]) -> RunOutcome {
     }
 }
 
-/// The scheduler's view of a run in progress.
+/// What the executor keeps about a run in progress, beyond what the dispatcher decides.
 struct Progress {
-    finished: Vec<bool>,
     /// Tasks that ran and succeeded: only their `undo` closures run on rollback.
     ran_ok: Vec<bool>,
     /// When each task succeeded, in order (0: not, or in an earlier attempt): rollback
     /// undoes the newest first.
     ok_seq: Vec<u64>,
     seq: u64,
-    /// Per host: it holds its slots now.
-    open: Vec<bool>,
-    /// Per host: a step of it (not a check) started, so its `.always()` steps are owed.
-    ran: Vec<bool>,
     recap: Vec<HostRecap>,
-}
-
-impl Progress {
-    fn host_done(&self, graph: &Graph, h: usize) -> bool {
-        graph.host_tasks[h].iter().all(|&t| self.finished[t])
-    }
-
-    /// Tasks another controller finished: finished here too, without running, so that
-    /// what waits for them (the next batch, the role after) goes on.
-    fn finished_elsewhere(
-        &mut self,
-        tasks: &[usize],
-        ok: bool,
-        (dependents, waiting): (&[Vec<usize>], &mut [usize]),
-        ready: &mut Vec<usize>,
-    ) {
-        for &t in tasks {
-            if self.finished[t] {
-                continue;
-            }
-            self.finished[t] = true;
-            self.ran_ok[t] = ok;
-            for &d in &dependents[t] {
-                waiting[d] -= 1;
-                if waiting[d] == 0 && !self.finished[d] {
-                    ready.push(d);
-                }
-            }
-        }
-    }
 }
 
 fn is_always(r: &Runner, t: usize) -> bool {
@@ -693,121 +700,252 @@ fn is_always(r: &Runner, t: usize) -> bool {
     task.kind == TaskKind::Host && task.step.is_some_and(|s| r.script.runbook.steps[s].always)
 }
 
+/// The executor's loop: a driver of the [`Dispatcher`] with a thread per running task, the
+/// fleet-wide ledger, and an event per transition.
+struct Sched<'s> {
+    r: &'s Runner<'s>,
+    d: Dispatcher<'s>,
+    p: Progress,
+    running: usize,
+    /// Hosts that other controllers hold or that wait for fleet-wide slots.
+    parked: usize,
+    killed: bool,
+    expired: bool,
+    /// Hosts whose completed steps a role- or run-wide rollback undoes after the loop.
+    undo_hosts: Vec<bool>,
+    tx: mpsc::Sender<Done>,
+    run_span: tracing::Span,
+    /// One span per host, under the run's, for the tasks of that host.
+    host_spans: Vec<tracing::Span>,
+}
+
 fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> RunOutcome {
-    let graph = r.graph;
-    let rb = &r.script.runbook;
-    let n = graph.tasks.len();
+    let (tx, rx) = mpsc::channel::<Done>();
+    let mut s = Sched::new(r, tx);
     let control = &r.opts.control;
-    let (dependents, mut waiting) = graph.dependents();
-    let keys: Vec<SlotKey> = (0..graph.hosts.len())
-        .map(|h| Slots::key(graph, h))
-        .collect();
-    let position: Vec<Option<(usize, usize)>> = {
-        let mut v = vec![None; n];
-        for (h, ts) in graph.host_tasks.iter().enumerate() {
-            for (i, &t) in ts.iter().enumerate() {
-                v[t] = Some((h, i));
+    loop {
+        let stopping = s.d.halted().is_some() || control.stop.load(Ordering::SeqCst);
+        s.expired = s.expired
+            || r.graph
+                .rules
+                .deadline
+                .is_some_and(|d| r.start.elapsed() >= d);
+        s.pass(stopping, scope);
+        if s.running == 0 {
+            // Nothing runs here, but hosts other controllers finished (ready) or hold
+            // (`parked`) may let more start.
+            if s.d.has_ready() && !stopping {
+                continue;
+            }
+            if s.parked == 0 || stopping || s.expired || s.d.halted().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
+        if let Some(done) = s.next_done(&rx) {
+            s.complete(done);
+        }
+    }
+    s.end()
+}
+
+impl<'s> Sched<'s> {
+    fn new(r: &'s Runner<'s>, tx: mpsc::Sender<Done>) -> Sched<'s> {
+        let graph = r.graph;
+        let n = graph.tasks.len();
+        let always = (0..n).map(|t| is_always(r, t)).collect();
+        let d = Dispatcher::run(graph, &r.opts.done, always);
+        let mut p = Progress {
+            ran_ok: vec![false; n],
+            ok_seq: vec![0; n],
+            seq: 0,
+            recap: graph
+                .hosts
+                .iter()
+                .map(|h| HostRecap {
+                    name: h.name.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+        };
+        for t in (0..n).filter(|&t| d.is_finished(t)) {
+            p.ran_ok[t] = true;
+            if let Some((h, _)) = d.position(t) {
+                p.recap[h].ok += 1;
             }
         }
-        v
-    };
-    let finals: Vec<usize> = (0..n)
-        .filter(|&t| graph.tasks[t].kind == TaskKind::Finally)
-        .collect();
-    let mut slots = Slots::new(graph);
-    let mut p = Progress {
-        finished: vec![false; n],
-        ran_ok: vec![false; n],
-        ok_seq: vec![0; n],
-        seq: 0,
-        open: vec![false; graph.hosts.len()],
-        ran: vec![false; graph.hosts.len()],
-        recap: graph
+        let run_span = tracing::Span::current();
+        let host_spans = graph
             .hosts
             .iter()
-            .map(|h| HostRecap {
-                name: h.name.clone(),
-                ..Default::default()
-            })
-            .collect(),
-    };
-    let mut waiting_hosts = WaitingHosts::default();
-    let mut waiting_steps = WaitingSteps::new(graph.rules.throttle.len());
-    // `finally` steps run at the end of every attempt, whatever an earlier one did; a
-    // resumed host with steps still to do runs its `.always()` (release) steps again after
-    // them, so that the release comes last.
-    let mut done = r.opts.done.clone();
-    done.resize(n, false);
-    for ts in &graph.host_tasks {
-        if ts.iter().any(|&t| !done[t] && !is_always(r, t)) {
-            ts.iter()
-                .filter(|&&t| is_always(r, t))
-                .for_each(|&t| done[t] = false);
+            .map(|h| tracing::info_span!(parent: &run_span, "host", host = %h.name))
+            .collect();
+        Sched {
+            r,
+            d,
+            p,
+            running: 0,
+            parked: 0,
+            killed: false,
+            expired: false,
+            undo_hosts: vec![false; graph.hosts.len()],
+            tx,
+            run_span,
+            host_spans,
         }
     }
-    for t in (0..n).filter(|&t| done[t] && graph.tasks[t].kind != TaskKind::Finally) {
-        p.finished[t] = true;
-        p.ran_ok[t] = true;
-        if let Some((h, _)) = position[t] {
-            p.recap[h].ok += 1;
-        }
-        for &d in &dependents[t] {
-            waiting[d] -= 1;
-        }
-    }
-    // A resumed host takes its slot again at its first task still to do.
-    let first_pending: Vec<usize> = graph
-        .host_tasks
-        .iter()
-        .map(|ts| ts.iter().position(|&t| !p.finished[t]).unwrap_or(ts.len()))
-        .collect();
-    let mut ready: Vec<usize> = (0..n)
-        .filter(|&t| waiting[t] == 0 && !p.finished[t])
-        .collect();
-    // One counter per role, then one for the whole run.
-    let mut role_failures = vec![0usize; graph.roles.len() + 1];
-    let mut halted: Option<String> = None;
-    let mut running = 0usize;
-    let mut parked = 0usize;
-    let mut killed = false;
-    let mut expired = false;
-    // Hosts whose completed steps a role- or run-wide rollback undoes after the loop.
-    let mut undo_hosts: Vec<bool> = vec![false; graph.hosts.len()];
-    let (tx, rx) = mpsc::channel::<Done>();
 
-    // One span per host, under the run's, for the tasks of that host.
-    let run_span = tracing::Span::current();
-    let host_spans: Vec<tracing::Span> = graph
-        .hosts
-        .iter()
-        .map(|h| tracing::info_span!(parent: &run_span, "host", host = %h.name))
-        .collect();
-    // Throttled steps were let in by `waiting_steps`, which took their place in the step.
-    let start_task = |t: usize, running: &mut usize, p: &mut Progress| {
-        let parent = position[t].map_or(&run_span, |(h, _)| &host_spans[h]);
+    /// Places the ready tasks, then starts what the limits allow.
+    fn pass(&mut self, stopping: bool, scope: &'s std::thread::Scope<'s, '_>) {
+        let r = self.r;
+        let stop = Stop {
+            stopping,
+            killing: r.opts.control.kill.load(Ordering::SeqCst),
+            expired: self.expired,
+        };
+        let placed = self.d.place_ready(stop);
+        for &h in &placed.waiting {
+            tracing::debug!(host = %r.graph.hosts[h].name, "host waits for its slots");
+        }
+        for t in placed.start {
+            self.start(t, scope);
+        }
+        if stopping {
+            return;
+        }
+        self.admit_hosts(scope);
+        for t in self.d.enter_steps() {
+            self.start(t, scope);
+        }
+        self.d.end_pass();
+        let transport = &*r.opts.transport;
+        r.ahead
+            .connect(self.d.waiting_hosts(), self.running, &r.hosts, transport);
+    }
+
+    /// Starts the hosts whose slots are free, once the fleet-wide ledger admits them.
+    fn admit_hosts(&mut self, scope: &'s std::thread::Scope<'s, '_>) {
+        let (r, graph) = (self.r, self.r.graph);
+        let mut parked = Vec::new();
+        while let Some(h) = (!self.expired).then(|| self.d.next_host()).flatten() {
+            let name = &graph.hosts[h].name;
+            match r
+                .opts
+                .ledger
+                .admit(name, &fleet_limits(graph, self.d.slot_key(h)))
+            {
+                Admit::Go { done, unknown } if done.is_empty() && unknown.is_empty() => {
+                    if let Some(t) = self.d.open_host(h) {
+                        self.start(t, scope);
+                    }
+                }
+                Admit::Go { unknown, .. } if self.unknown_not_idempotent(h, &unknown) => {
+                    self.left_unknown(h)
+                }
+                Admit::Go { done, .. } => self.take_over(h, &done),
+                Admit::Full => {
+                    self.d.give_back(h);
+                    parked.push(h);
+                    break;
+                }
+                Admit::Elsewhere => {
+                    self.d.give_back(h);
+                    parked.push(h);
+                }
+                Admit::Finished { ok } => {
+                    self.d.give_back(h);
+                    self.finished_elsewhere(&graph.host_tasks[h], ok);
+                    if !ok {
+                        self.d.host_failed(h);
+                    }
+                }
+            }
+        }
+        self.parked = parked.len();
+        for h in parked {
+            self.d.park(h);
+        }
+    }
+
+    /// Does a task of host `h` that a dead controller left running (`unknown`, ids) lack
+    /// `.idempotent()`?
+    fn unknown_not_idempotent(&self, h: usize, unknown: &[String]) -> bool {
+        let (r, graph) = (self.r, self.r.graph);
+        graph.host_tasks[h].iter().any(|&t| {
+            unknown.contains(&r.secrets.redacted(&graph.tasks[t].id))
+                && !graph.tasks[t]
+                    .step
+                    .is_some_and(|s| r.script.runbook.steps[s].idempotent)
+        })
+    }
+
+    /// A controller that died left a step of host `h` running: what it did is unknown,
+    /// and only the operator can say (resume's choices).
+    fn left_unknown(&mut self, h: usize) {
+        let (r, graph) = (self.r, self.r.graph);
+        let name = &graph.hosts[h].name;
+        self.d.give_back(h);
+        r.opts.ledger.release(name, None);
+        let ts = &graph.host_tasks[h];
+        self.finished_elsewhere(ts, false);
+        self.p.recap[h].not_run += ts.len();
+        self.d.halt(format!(
+            "{name}: a controller that died left a step of it running; resume with --retry-unknown or --skip-unknown"
+        ));
+    }
+
+    /// Takes host `h` over from a controller that died: what it finished (`done`, ids) is
+    /// done; its first step still to do starts in the next pass.
+    fn take_over(&mut self, h: usize, done: &[String]) {
+        let (r, graph) = (self.r, self.r.graph);
+        self.d.hold(h);
+        let done: Vec<usize> = graph.host_tasks[h]
+            .iter()
+            .copied()
+            .filter(|&t| done.contains(&r.secrets.redacted(&graph.tasks[t].id)))
+            .collect();
+        self.finished_elsewhere(&done, true);
+        if self.d.close_if_done(h) {
+            r.opts.ledger.release(&graph.hosts[h].name, Some(true));
+        } else {
+            self.d.ready_next(h);
+        }
+    }
+
+    /// Tasks another controller finished: finished here too, without running, so that
+    /// what waits for them (the next batch, the role after) goes on.
+    fn finished_elsewhere(&mut self, tasks: &[usize], ok: bool) {
+        for t in self.d.finish_elsewhere(tasks) {
+            self.p.ran_ok[t] = ok;
+        }
+    }
+
+    /// Starts task `t` on its own thread (a barrier, which runs nothing, ends at once).
+    /// Throttled steps were let in by the dispatcher, which took their place in the step.
+    fn start(&mut self, t: usize, scope: &'s std::thread::Scope<'s, '_>) {
+        let (r, graph) = (self.r, self.r.graph);
+        let position = self.d.position(t);
+        let parent = position.map_or(&self.run_span, |(h, _)| &self.host_spans[h]);
         let span = tracing::info_span!(
             parent: parent,
             "task",
             task = %r.secrets.redacted(&graph.tasks[t].id)
         );
-        *running += 1;
+        self.running += 1;
+        self.d.started(t);
         r.event(t, State::Running, 1, None);
-        let done_before: Vec<usize> = match position[t] {
-            Some((h, i)) => {
-                if graph.tasks[t].kind == TaskKind::Host {
-                    p.ran[h] = true;
-                }
-                graph.host_tasks[h][..i]
-                    .iter()
-                    .copied()
-                    .filter(|&q| p.ran_ok[q])
-                    .collect()
-            }
+        let done_before: Vec<usize> = match position {
+            Some((h, i)) => graph.host_tasks[h][..i]
+                .iter()
+                .copied()
+                .filter(|&q| self.p.ran_ok[q])
+                .collect(),
             None => Vec::new(),
         };
         // A barrier runs nothing: it ends at once, before the scheduler waits again.
         if graph.tasks[t].step.is_none() {
-            let _ = tx.send(Done {
+            let _ = self.tx.send(Done {
                 task: t,
                 outcome: Outcome::Ok,
                 attempts: 0,
@@ -815,333 +953,195 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
             });
             return;
         }
-        let tx = tx.clone();
+        let tx = self.tx.clone();
         scope.spawn(move || {
             let _task = span.enter();
             let _ = tx.send(run_caught(r, t, &done_before));
         });
-    };
+    }
 
-    loop {
-        let stopping = halted.is_some() || control.stop.load(Ordering::SeqCst);
-        let killing = control.kill.load(Ordering::SeqCst);
-        expired = expired || graph.rules.deadline.is_some_and(|d| r.start.elapsed() >= d);
-        // Place ready tasks, then start what the limits allow.
-        for t in std::mem::take(&mut ready) {
-            let task = &graph.tasks[t];
-            // Held tasks never start; `finally` steps run after the loop.
-            if graph.held[t] || task.kind == TaskKind::Finally {
-                continue;
-            }
-            // A stopping run still releases the hosts it touched (`.always()` steps); past
-            // the deadline only hosts in flight go on (no hook, gate or approval either).
-            let owed = is_always(r, t) && position[t].is_some_and(|(h, _)| p.open[h] && p.ran[h]);
-            let in_flight = position[t].is_some_and(|(h, _)| p.open[h]);
-            if (stopping && !owed) || killing || (expired && !in_flight) {
-                continue;
-            }
-            match position[t] {
-                Some((h, i)) if i == first_pending[h] && !p.open[h] => {
-                    tracing::debug!(host = %graph.hosts[h].name, "host waits for its slots");
-                    waiting_hosts.push(&keys[h], h)
-                }
-                Some((h, _))
-                    if graph.rules.throttle[task.step.unwrap_or(0)].is_some() && !stopping =>
-                {
-                    waiting_steps.push(task.step.unwrap_or(0), h, t)
-                }
-                _ => start_task(t, &mut running, &mut p),
-            }
-        }
-        if !stopping {
-            // Hosts that other controllers hold or that wait for fleet-wide slots.
-            let mut parked_now = Vec::new();
-            while let Some(h) = (!expired)
-                .then(|| waiting_hosts.start_next(&mut slots))
-                .flatten()
-            {
-                let name = &graph.hosts[h].name;
-                let ts = &graph.host_tasks[h];
-                match r.opts.ledger.admit(name, &fleet_limits(graph, &keys[h])) {
-                    Admit::Go { done, unknown } if done.is_empty() && unknown.is_empty() => {}
-                    Admit::Go { unknown, .. }
-                        if ts.iter().any(|&t| {
-                            unknown.contains(&r.secrets.redacted(&graph.tasks[t].id))
-                                && !graph.tasks[t].step.is_some_and(|s| rb.steps[s].idempotent)
-                        }) =>
-                    {
-                        // A controller that died left a step of it running: what it did is
-                        // unknown, and only the operator can say (resume's choices).
-                        slots.finish(&keys[h]);
-                        r.opts.ledger.release(name, None);
-                        p.finished_elsewhere(ts, false, (&dependents, &mut waiting), &mut ready);
-                        p.recap[h].not_run += ts.len();
-                        halted.get_or_insert(format!(
-                            "{name}: a controller that died left a step of it running; resume with --retry-unknown or --skip-unknown"
-                        ));
-                        continue;
-                    }
-                    Admit::Go { done, .. } => {
-                        // Taken over from a controller that died: what it finished is done.
-                        p.open[h] = true;
-                        let done: Vec<usize> = ts
-                            .iter()
-                            .copied()
-                            .filter(|&t| done.contains(&r.secrets.redacted(&graph.tasks[t].id)))
-                            .collect();
-                        p.finished_elsewhere(&done, true, (&dependents, &mut waiting), &mut ready);
-                        if p.host_done(graph, h) {
-                            p.open[h] = false;
-                            slots.finish(&keys[h]);
-                            r.opts.ledger.release(name, Some(true));
-                        } else if let Some(&next) = ts.iter().find(|&&t| !p.finished[t]) {
-                            // Its first step still to do starts in the next pass.
-                            if waiting[next] == 0 && !ready.contains(&next) {
-                                ready.push(next);
-                            }
-                        }
-                        continue;
-                    }
-                    Admit::Full => {
-                        slots.finish(&keys[h]);
-                        parked_now.push(h);
-                        break;
-                    }
-                    Admit::Elsewhere => {
-                        slots.finish(&keys[h]);
-                        parked_now.push(h);
-                        continue;
-                    }
-                    Admit::Finished { ok } => {
-                        slots.finish(&keys[h]);
-                        p.finished_elsewhere(ts, ok, (&dependents, &mut waiting), &mut ready);
-                        if !ok {
-                            if let Some(why) = count_failure(graph, &mut role_failures, h) {
-                                halted.get_or_insert(why);
-                            }
-                        }
-                        continue;
-                    }
-                }
-                p.open[h] = true;
-                let first = graph.host_tasks[h][first_pending[h]];
-                let step = graph.tasks[first].step.unwrap_or(0);
-                if graph.rules.throttle[step].is_some() {
-                    waiting_steps.push(step, h, first);
-                } else {
-                    start_task(first, &mut running, &mut p);
-                }
-            }
-            parked = parked_now.len();
-            for h in parked_now {
-                waiting_hosts.push(&keys[h], h);
-            }
-            for t in waiting_steps.enter_next(&mut slots) {
-                start_task(t, &mut running, &mut p);
-            }
-            slots.end_pass();
-            let transport = &*r.opts.transport;
-            r.ahead
-                .connect(&waiting_hosts, running, &r.hosts, transport);
-        }
-        if running == 0 {
-            // Nothing runs here, but hosts other controllers finished (`ready`) or hold
-            // (`parked`) may let more start.
-            if !ready.is_empty() && !stopping {
-                continue;
-            }
-            if parked == 0 || stopping || expired || halted.is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-            continue;
-        }
+    /// The next task to end, within 100 ms; a second Ctrl-C kills every command.
+    fn next_done(&mut self, rx: &mpsc::Receiver<Done>) -> Option<Done> {
+        let control = &self.r.opts.control;
         let next = rx.try_recv().or_else(|_| {
             control.idle.store(true, Ordering::SeqCst);
             let next = rx.recv_timeout(Duration::from_millis(100));
             control.idle.store(false, Ordering::SeqCst);
             next
         });
-        let done = match next {
-            Ok(d) => d,
-            Err(_) => {
-                if control.kill.load(Ordering::SeqCst) && !killed {
-                    killed = true;
-                    r.opts.transport.kill_all();
-                }
-                continue;
-            }
-        };
-        running -= 1;
-        let t = done.task;
-        let task = &graph.tasks[t];
-        if let Some(step) = task.step.filter(|_| task.kind == TaskKind::Host) {
-            if graph.rules.throttle[step].is_some() {
-                slots.leave_step(step);
-            }
+        if next.is_err() && control.kill.load(Ordering::SeqCst) && !self.killed {
+            self.killed = true;
+            self.r.opts.transport.kill_all();
         }
+        next.ok()
+    }
+
+    /// A task ended: its transition, the host's steps that will not run now, and what the
+    /// dispatcher may start next.
+    fn complete(&mut self, done: Done) {
+        let r = self.r;
+        self.running -= 1;
+        let t = done.task;
         let mut complete = vec![t];
+        let host = self.d.position(t).map(|(h, _)| h);
         match done.outcome {
             Outcome::Ok => {
-                p.ran_ok[t] = true;
-                p.seq += 1;
-                p.ok_seq[t] = p.seq;
+                self.p.ran_ok[t] = true;
+                self.p.seq += 1;
+                self.p.ok_seq[t] = self.p.seq;
                 r.event(t, State::Ok, done.attempts, None);
-                if let Some((h, _)) = position[t] {
-                    p.recap[h].ok += 1;
+                if let Some(h) = host {
+                    self.p.recap[h].ok += 1;
                 }
             }
             Outcome::Skipped => {
                 r.event(t, State::Skipped, 0, Some("condition is false".into()));
-                if let Some((h, _)) = position[t] {
-                    p.recap[h].skipped += 1;
+                if let Some(h) = host {
+                    self.p.recap[h].skipped += 1;
                 }
             }
-            Outcome::Failed {
-                message,
-                unreachable,
-                halts,
-            } => {
-                if halts && halted.is_none() {
-                    halted = Some(match graph.tasks[t].host {
-                        Some(_) => message.clone(),
-                        None => format!("{}: {message}", task.id),
-                    });
-                }
-                r.event(
-                    t,
-                    if unreachable {
-                        State::Unreachable
-                    } else {
-                        State::Failed
-                    },
-                    done.attempts,
-                    Some(message.clone()),
-                );
-                match position[t] {
-                    Some((h, i)) => {
-                        if unreachable {
-                            p.recap[h].unreachable += 1;
-                        } else {
-                            p.recap[h].failed += 1;
-                        }
-                        p.recap[h].rolled_back = done.rolled_back;
-                        // The host's remaining steps will not run (but its `.always()`
-                        // steps); they count as done so that a tolerated failure does not
-                        // block the role.
-                        for &rest in &graph.host_tasks[h][i + 1..] {
-                            if is_always(r, rest) && p.ran[h] {
-                                continue;
-                            }
-                            r.event(
-                                rest,
-                                State::NotRun,
-                                0,
-                                Some("an earlier step failed".into()),
-                            );
-                            p.recap[h].not_run += 1;
-                            p.finished[rest] = true;
-                            complete.push(rest);
-                        }
-                        // A role- or run-wide rollback stops the run, whatever the budget.
-                        if rb.rollback_on_failure && rb.rollback_scope != RollbackScope::Host {
-                            let hosts = rollback_hosts(graph, rb.rollback_scope, h);
-                            for o in hosts.iter().filter(|&&o| o != h) {
-                                undo_hosts[*o] = true;
-                            }
-                            halted.get_or_insert(format!(
-                                "host {} failed: rolling back {}",
-                                graph.hosts[h].name,
-                                match rb.rollback_scope {
-                                    RollbackScope::Role => "the hosts of its roles",
-                                    _ => "every host of the run",
-                                },
-                            ));
-                        }
-                        if let Some(why) = count_failure(graph, &mut role_failures, h) {
-                            halted.get_or_insert(why);
-                        }
-                    }
-                    None => {
-                        if halted.is_none() {
-                            halted = Some(format!("{}: {message}", task.id));
-                        }
-                    }
-                }
-            }
+            Outcome::Failed { .. } => self.failed(&done, &mut complete),
         }
-        let stopping = halted.is_some() || control.stop.load(Ordering::SeqCst);
+        let halted = self.d.halted().is_some();
         // A halt ends soaks: no host will start in the slots they keep.
-        if halted.is_some() {
+        if halted {
             r.halting.store(true, Ordering::SeqCst);
         }
-        let mut touched = Vec::new();
-        while let Some(c) = complete.pop() {
-            p.finished[c] = true;
-            if let Some((h, i)) = position[c] {
-                touched.push(h);
-                // Stopping: an in-flight host finishes this step and stops here, but for
-                // its `.always()` steps.
-                if stopping {
-                    for &rest in &graph.host_tasks[h][i + 1..] {
-                        if p.finished[rest] || (is_always(r, rest) && p.ran[h]) {
-                            continue;
-                        }
-                        p.finished[rest] = true;
-                        r.event(rest, State::NotRun, 0, Some("the run stopped".into()));
-                        p.recap[h].not_run += 1;
-                        complete.push(rest);
-                    }
+        // Stopping: an in-flight host finishes this step and stops here, but for its
+        // `.always()` steps.
+        if halted || r.opts.control.stop.load(Ordering::SeqCst) {
+            for rest in self.d.cancel_rest(t) {
+                r.event(rest, State::NotRun, 0, Some("the run stopped".into()));
+                if let Some(h) = host {
+                    self.p.recap[h].not_run += 1;
+                }
+                complete.push(rest);
+            }
+        }
+        for h in self.d.finish(&complete) {
+            self.host_closed(h);
+        }
+    }
+
+    /// A task failed: the host's remaining steps will not run (but its `.always()` steps),
+    /// and the run may halt (the failure budget, a role- or run-wide rollback).
+    fn failed(&mut self, done: &Done, complete: &mut Vec<usize>) {
+        let (r, graph) = (self.r, self.r.graph);
+        let Outcome::Failed {
+            message,
+            unreachable,
+            halts,
+        } = &done.outcome
+        else {
+            return;
+        };
+        let (t, task) = (done.task, &graph.tasks[done.task]);
+        if *halts {
+            self.d.halt(match task.host {
+                Some(_) => message.clone(),
+                None => format!("{}: {message}", task.id),
+            });
+        }
+        let state = if *unreachable {
+            State::Unreachable
+        } else {
+            State::Failed
+        };
+        r.event(t, state, done.attempts, Some(message.clone()));
+        let Some((h, _)) = self.d.position(t) else {
+            self.d.halt(format!("{}: {message}", task.id));
+            return;
+        };
+        let rc = &mut self.p.recap[h];
+        if *unreachable {
+            rc.unreachable += 1;
+        } else {
+            rc.failed += 1;
+        }
+        rc.rolled_back = done.rolled_back;
+        for rest in self.d.cancel_rest(t) {
+            let why = Some("an earlier step failed".into());
+            r.event(rest, State::NotRun, 0, why);
+            self.p.recap[h].not_run += 1;
+            complete.push(rest);
+        }
+        self.group_rollback_after(h);
+        self.d.host_failed(h);
+    }
+
+    /// A role- or run-wide rollback stops the run, whatever the budget; the other hosts'
+    /// steps are undone after the loop.
+    fn group_rollback_after(&mut self, h: usize) {
+        let (graph, rb) = (self.r.graph, &self.r.script.runbook);
+        if !rb.rollback_on_failure || rb.rollback_scope == RollbackScope::Host {
+            return;
+        }
+        for o in rollback_hosts(graph, rb.rollback_scope, h) {
+            if o != h {
+                self.undo_hosts[o] = true;
+            }
+        }
+        self.d.halt(format!(
+            "host {} failed: rolling back {}",
+            graph.hosts[h].name,
+            match rb.rollback_scope {
+                RollbackScope::Role => "the hosts of its roles",
+                _ => "every host of the run",
+            },
+        ));
+    }
+
+    /// Host `h`'s last task ended: its connection may close, and the ledger frees it.
+    fn host_closed(&mut self, h: usize) {
+        let r = self.r;
+        r.ahead.finished(h, &r.hosts, &*r.opts.transport);
+        let rc = &self.p.recap[h];
+        let finished = if rc.failed + rc.unreachable > 0 {
+            Some(false)
+        } else if rc.not_run > 0 {
+            None
+        } else {
+            Some(true)
+        };
+        r.opts.ledger.release(&r.graph.hosts[h].name, finished);
+    }
+
+    /// After the loop: group rollbacks, the count of what never started, `finally`.
+    fn end(mut self) -> RunOutcome {
+        let (r, graph) = (self.r, self.r.graph);
+        let killed = r.opts.control.kill.load(Ordering::SeqCst);
+        if self.undo_hosts.iter().any(|&u| u) && !killed {
+            group_rollback(r, &mut self.p, &self.undo_hosts);
+        }
+        // Hosts that never started, and held ones.
+        for (h, ts) in graph.host_tasks.iter().enumerate() {
+            let untouched = ts.iter().filter(|&&t| !self.d.is_finished(t)).count();
+            self.p.recap[h].not_run += untouched;
+        }
+        let mut halted = match self.d.halted() {
+            Some(why) => Some(why.to_string()),
+            None => unfinished_reason(r, &self.d, self.expired),
+        };
+        if !killed {
+            let finals =
+                (0..graph.tasks.len()).filter(|&t| graph.tasks[t].kind == TaskKind::Finally);
+            for t in finals {
+                if let Some(why) = run_finally(r, t) {
+                    halted = Some(match halted {
+                        Some(h) => format!("{h}; then {why}"),
+                        None => why,
+                    });
                 }
             }
-            for &d in &dependents[c] {
-                waiting[d] -= 1;
-                if waiting[d] == 0 && !p.finished[d] {
-                    ready.push(d);
-                }
-            }
         }
-        for h in touched {
-            if p.open[h] && p.host_done(graph, h) {
-                p.open[h] = false;
-                slots.finish(&keys[h]);
-                r.ahead.finished(h, &r.hosts, &*r.opts.transport);
-                let rc = &p.recap[h];
-                let finished = if rc.failed + rc.unreachable > 0 {
-                    Some(false)
-                } else if rc.not_run > 0 {
-                    None
-                } else {
-                    Some(true)
-                };
-                r.opts.ledger.release(&graph.hosts[h].name, finished);
-            }
-        }
+        outcome(r, self.p.recap, halted)
     }
-    let killed = control.kill.load(Ordering::SeqCst);
-    if undo_hosts.iter().any(|&u| u) && !killed {
-        group_rollback(r, &mut p, &undo_hosts);
-    }
-    // Hosts that never started, and held ones.
-    for (h, ts) in graph.host_tasks.iter().enumerate() {
-        let untouched = ts.iter().filter(|&&t| !p.finished[t]).count();
-        p.recap[h].not_run += untouched;
-    }
-    if halted.is_none() {
-        halted = unfinished_reason(r, &p, expired);
-    }
-    if !killed {
-        for &t in &finals {
-            if let Some(why) = run_finally(r, t) {
-                halted = Some(match halted {
-                    Some(h) => format!("{h}; then {why}"),
-                    None => why,
-                });
-            }
-        }
-    }
-    let aborted = control.stop.load(Ordering::SeqCst);
-    let any_failed = p.recap.iter().any(|h| h.failed + h.unreachable > 0);
+}
+
+/// The run's status and reason, from the hosts' recaps and why it halted.
+fn outcome(r: &Runner, hosts: Vec<HostRecap>, halted: Option<String>) -> RunOutcome {
+    let aborted = r.opts.control.stop.load(Ordering::SeqCst);
+    let any_failed = hosts.iter().any(|h| h.failed + h.unreachable > 0);
     let status = if aborted {
         RunStatus::Aborted
     } else if halted.is_some() {
@@ -1158,7 +1158,7 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
         } else {
             halted.map(|m| r.secrets.redacted(&m))
         },
-        hosts: p.recap,
+        hosts,
         elapsed: r.start.elapsed().as_secs_f64(),
     }
 }
@@ -1185,80 +1185,6 @@ fn run_caught(r: &Runner, t: usize, done_before: &[usize]) -> Done {
             }
         },
     )
-}
-
-/// Counts a host's failure in each of its roles; the reason to halt when a role is past
-/// its tolerance. The tolerances that apply are those the runbook declared for the host's
-/// roles; a host in no role with a declared tolerance gets none (0): a broken change must
-/// not keep rolling (salt#54521).
-fn count_failure(graph: &Graph, role_failures: &mut [usize], h: usize) -> Option<String> {
-    let roles = &graph.hosts[h].roles;
-    for &role in roles {
-        role_failures[role] += 1;
-    }
-    if let Some(all) = role_failures.last_mut() {
-        *all += 1;
-    }
-    // The whole run's budget (its own counter, after the roles'), with unreachable hosts.
-    let total = graph.rules.max_failures_total;
-    if let Some(max) = total {
-        let failed = role_failures.last().copied().unwrap_or(0);
-        if failed > max {
-            return Some(format!(
-                "{failed} hosts failed in all (max_failures_total {max})"
-            ));
-        }
-    }
-    if roles.is_empty() && total.is_none() {
-        return Some(format!(
-            "host {} failed (it is in no role, so no failure is tolerated)",
-            graph.hosts[h].name
-        ));
-    }
-    let declared: Vec<usize> = roles
-        .iter()
-        .copied()
-        .filter(|&r| graph.roles[r].max_failures.is_some())
-        .collect();
-    // With a run-wide budget, a role without its own is not limited by role.
-    let checked: Vec<(usize, usize)> = if declared.is_empty() && total.is_some() {
-        Vec::new()
-    } else if declared.is_empty() {
-        roles.first().map(|&r| (r, 0)).into_iter().collect()
-    } else {
-        declared
-            .iter()
-            .map(|&r| (r, graph.roles[r].max_failures.unwrap_or(0)))
-            .collect()
-    };
-    checked.into_iter().find_map(|(role, max)| {
-        (role_failures[role] > max).then(|| {
-            format!(
-                "role {} has {} failed host{} (max_failures {max})",
-                graph.roles[role].name,
-                role_failures[role],
-                if role_failures[role] == 1 { "" } else { "s" }
-            )
-        })
-    })
-}
-
-/// The hosts a failure of host `h` rolls back under `scope`.
-fn rollback_hosts(graph: &Graph, scope: RollbackScope, h: usize) -> Vec<usize> {
-    match scope {
-        RollbackScope::Host => vec![h],
-        RollbackScope::Role => {
-            let mut out: Vec<usize> = graph.hosts[h]
-                .roles
-                .iter()
-                .flat_map(|&r| graph.roles[r].hosts.iter().copied())
-                .collect();
-            out.sort_unstable();
-            out.dedup();
-            out
-        }
-        RollbackScope::Run => (0..graph.hosts.len()).collect(),
-    }
 }
 
 /// Undoes the completed steps of `hosts` (but those a failure already rolled back), newest
@@ -1294,13 +1220,13 @@ fn group_rollback(r: &Runner, p: &mut Progress, hosts: &[bool]) {
 
 /// Why hosts are left that did not start, if they are: the deadline passed, or a role
 /// is held.
-fn unfinished_reason(r: &Runner, p: &Progress, expired: bool) -> Option<String> {
+fn unfinished_reason(r: &Runner, d: &Dispatcher, expired: bool) -> Option<String> {
     let graph = r.graph;
     let left = |pred: &dyn Fn(usize) -> bool| {
         graph
             .host_tasks
             .iter()
-            .filter(|ts| ts.iter().any(|&t| !p.finished[t] && pred(t)))
+            .filter(|ts| ts.iter().any(|&t| !d.is_finished(t) && pred(t)))
             .count()
     };
     let held = left(&|t| graph.held[t]);

@@ -6,6 +6,7 @@ mod agreement_tests;
 pub(crate) mod ahead;
 pub(crate) mod api;
 pub mod compile;
+pub(crate) mod dispatch;
 pub mod error;
 pub mod eta;
 pub mod exec;

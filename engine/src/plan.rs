@@ -452,7 +452,38 @@ fn assemble(
     warnings: Vec<String>,
 ) -> Plan {
     let rb = &script.runbook;
-    let steps = rb
+    Plan {
+        schema_version: SCHEMA_VERSION,
+        fleetbook_version: env!("CARGO_PKG_VERSION").to_string(),
+        runbook: RunbookInfo {
+            name: secrets.redacted(&rb.name),
+            description: secrets.redacted(&rb.description),
+            path: script.name.clone(),
+            rollback_on_failure: rb.rollback_on_failure,
+            rollback_scope: rb.rollback_scope,
+            deadline: rb.deadline.as_ref().map(|(d, _)| d.as_secs()),
+            r#become: rb.become_default,
+            steps: step_infos(script, secrets),
+        },
+        runbook_digest,
+        inventory: inventory.to_string(),
+        inventory_digest,
+        libraries: libraries_of(script),
+        limit_pattern: limit.map(str::to_string),
+        params: param_infos(script),
+        limits: limits_info(graph),
+        roles: role_infos(graph),
+        hosts: host_infos(graph, secrets, sched),
+        tasks: task_infos(script, graph, secrets, records, sched),
+        duration: sched.duration,
+        time_unit: "s".to_string(),
+        warnings: warnings.iter().map(|w| secrets.redacted(w)).collect(),
+    }
+}
+
+fn step_infos(script: &Script, secrets: &Secrets) -> Vec<StepInfo> {
+    script
+        .runbook
         .steps
         .iter()
         .map(|s| StepInfo {
@@ -474,13 +505,15 @@ fn assemble(
             soak: s.soak.map(|d| d.as_secs()),
             line: s.pos.line,
         })
-        .collect();
-    let role_names = |rs: &[usize]| {
-        rs.iter()
-            .map(|&r| graph.roles[r].name.clone())
-            .collect::<Vec<_>>()
-    };
-    let hosts = graph
+        .collect()
+}
+
+fn role_names(graph: &Graph, rs: &[usize]) -> Vec<String> {
+    rs.iter().map(|&r| graph.roles[r].name.clone()).collect()
+}
+
+fn host_infos(graph: &Graph, secrets: &Secrets, sched: &schedule::Schedule) -> Vec<HostInfo> {
+    graph
         .hosts
         .iter()
         .enumerate()
@@ -488,7 +521,7 @@ fn assemble(
             let ts = &graph.host_tasks[h];
             HostInfo {
                 name: host.name.clone(),
-                roles: role_names(&host.roles),
+                roles: role_names(graph, &host.roles),
                 vars: host
                     .vars
                     .iter()
@@ -498,8 +531,18 @@ fn assemble(
                 end: ts.last().map_or(0, |&t| sched.tasks[t].end),
             }
         })
-        .collect();
-    let tasks = graph
+        .collect()
+}
+
+fn task_infos(
+    script: &Script,
+    graph: &Graph,
+    secrets: &Secrets,
+    records: Vec<dry_run::TaskRecord>,
+    sched: &schedule::Schedule,
+) -> Vec<TaskInfo> {
+    let rb = &script.runbook;
+    graph
         .tasks
         .iter()
         .zip(records)
@@ -522,77 +565,62 @@ fn assemble(
             skipped: rec.skipped,
             held: graph.held[t],
         })
-        .collect();
-    Plan {
-        schema_version: SCHEMA_VERSION,
-        fleetbook_version: env!("CARGO_PKG_VERSION").to_string(),
-        runbook: RunbookInfo {
-            name: secrets.redacted(&rb.name),
-            description: secrets.redacted(&rb.description),
-            path: script.name.clone(),
-            rollback_on_failure: rb.rollback_on_failure,
-            rollback_scope: rb.rollback_scope,
-            deadline: rb.deadline.as_ref().map(|(d, _)| d.as_secs()),
-            r#become: rb.become_default,
-            steps,
-        },
-        runbook_digest,
-        inventory: inventory.to_string(),
-        inventory_digest,
-        libraries: libraries_of(script),
-        limit_pattern: limit.map(str::to_string),
-        params: script
-            .params
+        .collect()
+}
+
+/// The runbook's parameters, secret ones masked.
+fn param_infos(script: &Script) -> Vec<ParamInfo> {
+    let shown = |secret: bool, v: &str| {
+        if secret {
+            "<secret>".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    script
+        .params
+        .iter()
+        .map(|p| ParamInfo {
+            name: p.name.clone(),
+            value: shown(p.secret, &p.value),
+            default: shown(p.secret, &p.default),
+            secret: p.secret,
+        })
+        .collect()
+}
+
+fn limits_info(graph: &Graph) -> LimitsInfo {
+    LimitsInfo {
+        total: graph.rules.total,
+        max_failures_total: graph.rules.max_failures_total,
+        limit_by: graph
+            .rules
+            .by
             .iter()
-            .map(|p| ParamInfo {
-                name: p.name.clone(),
-                value: if p.secret {
-                    "<secret>".into()
-                } else {
-                    p.value.clone()
-                },
-                default: if p.secret {
-                    "<secret>".into()
-                } else {
-                    p.default.clone()
-                },
-                secret: p.secret,
+            .map(|(v, m)| LimitByInfo {
+                var: v.clone(),
+                max: *m,
             })
             .collect(),
-        limits: LimitsInfo {
-            total: graph.rules.total,
-            max_failures_total: graph.rules.max_failures_total,
-            limit_by: graph
-                .rules
-                .by
-                .iter()
-                .map(|(v, m)| LimitByInfo {
-                    var: v.clone(),
-                    max: *m,
-                })
-                .collect(),
-            batches: graph.rules.batches,
-        },
-        roles: graph
-            .roles
-            .iter()
-            .map(|r| RoleInfo {
-                name: r.name.clone(),
-                hosts: r.hosts.len(),
-                after: role_names(&r.after),
-                limit: r.limit,
-                limit_declared: r.limit_decl.map(|a| a.to_string()),
-                max_failures: r.max_failures,
-                canary: r.canary,
-                within: r.within.map(|w| graph.roles[w].name.clone()),
-            })
-            .collect(),
-        hosts,
-        tasks,
-        duration: sched.duration,
-        time_unit: "s".to_string(),
-        warnings: warnings.iter().map(|w| secrets.redacted(w)).collect(),
+        batches: graph.rules.batches,
     }
+}
+
+fn role_infos(graph: &Graph) -> Vec<RoleInfo> {
+    graph
+        .roles
+        .iter()
+        .map(|r| RoleInfo {
+            name: r.name.clone(),
+            hosts: r.hosts.len(),
+            after: role_names(graph, &r.after),
+            limit: r.limit,
+            limit_declared: r.limit_decl.map(|a| a.to_string()),
+            max_failures: r.max_failures,
+            canary: r.canary,
+            within: r.within.map(|w| graph.roles[w].name.clone()),
+        })
+        .collect()
 }
 
 #[cfg(test)]

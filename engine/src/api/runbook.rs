@@ -65,7 +65,14 @@ pub(super) fn params(engine: &mut Engine, state: &ApiState) {
 
 /// Runbook-level settings: order, limits, canaries, budgets, deadlines, rollback, become.
 pub(super) fn settings(engine: &mut Engine, state: &ApiState) {
-    // Runbook-level settings.
+    order(engine, state);
+    limits(engine, state);
+    failures(engine, state);
+    run_settings(engine, state);
+}
+
+/// `describe`, `order`, `after`.
+fn order(engine: &mut Engine, state: &ApiState) {
     engine.register_fn("describe", |rb: &mut RunbookHandle, text: &str| {
         lock(&rb.0).description = text.to_string();
         rb.clone()
@@ -104,6 +111,10 @@ pub(super) fn settings(engine: &mut Engine, state: &ApiState) {
             Ok(rb.clone())
         },
     );
+}
+
+/// `limit`, `limit_total`, `limit_by`, `batches`, `canary`.
+fn limits(engine: &mut Engine, state: &ApiState) {
     let s = state.clone();
     engine.register_fn(
         "limit",
@@ -187,6 +198,10 @@ pub(super) fn settings(engine: &mut Engine, state: &ApiState) {
             Ok(rb.clone())
         },
     );
+}
+
+/// `max_failures`, `max_failures_total`, `rollback_on_failure`, `rollback_scope`.
+fn failures(engine: &mut Engine, state: &ApiState) {
     let s = state.clone();
     engine.register_fn(
         "max_failures",
@@ -219,6 +234,22 @@ pub(super) fn settings(engine: &mut Engine, state: &ApiState) {
             Ok(rb.clone())
         },
     );
+    engine.register_fn("rollback_on_failure", |rb: &mut RunbookHandle, on: bool| {
+        lock(&rb.0).rollback_on_failure = on;
+        rb.clone()
+    });
+    engine.register_fn(
+        "rollback_scope",
+        |rb: &mut RunbookHandle, scope: &str| -> RhaiResult<RunbookHandle> {
+            let scope = RollbackScope::parse(scope).map_err(runtime_error)?;
+            lock(&rb.0).rollback_scope = scope;
+            Ok(rb.clone())
+        },
+    );
+}
+
+/// `secret_vars`, `deadline`, `become`.
+fn run_settings(engine: &mut Engine, state: &ApiState) {
     engine.register_fn(
         "secret_vars",
         |rb: &mut RunbookHandle, names: Array| -> RhaiResult<RunbookHandle> {
@@ -229,18 +260,6 @@ pub(super) fn settings(engine: &mut Engine, state: &ApiState) {
                     m.secret_vars.push(n);
                 }
             }
-            Ok(rb.clone())
-        },
-    );
-    engine.register_fn("rollback_on_failure", |rb: &mut RunbookHandle, on: bool| {
-        lock(&rb.0).rollback_on_failure = on;
-        rb.clone()
-    });
-    engine.register_fn(
-        "rollback_scope",
-        |rb: &mut RunbookHandle, scope: &str| -> RhaiResult<RunbookHandle> {
-            let scope = RollbackScope::parse(scope).map_err(runtime_error)?;
-            lock(&rb.0).rollback_scope = scope;
             Ok(rb.clone())
         },
     );

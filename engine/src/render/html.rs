@@ -13,7 +13,7 @@ use super::describe::{
     dur, policy, role_extras, role_limit, sample_hosts, short_digest, step_options, step_scope,
 };
 use crate::compile::TaskKind;
-use crate::plan::{HostInfo, Plan, TaskInfo};
+use crate::plan::{HostInfo, Plan, RoleInfo, TaskInfo};
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -234,6 +234,34 @@ fn gantt(o: &mut String, plan: &Plan, sc: &Scale, roles: &HashMap<&str, usize>) 
             .map(|&i| PALETTE[i % PALETTE.len()])
             .unwrap_or("#888")
     };
+    runbook_lane(o, plan, sc, &colour);
+    let mut by_host: HashMap<&str, Vec<&TaskInfo>> = HashMap::new();
+    for t in plan.tasks.iter().filter(|t| t.host.is_some()) {
+        by_host
+            .entry(t.host.as_deref().unwrap_or(""))
+            .or_default()
+            .push(t);
+    }
+    let lanes = Lanes {
+        plan,
+        sc,
+        roles,
+        by_host: &by_host,
+        colour: &colour,
+    };
+    for (i, role) in plan.roles.iter().enumerate() {
+        lanes.role_lane(o, i, role);
+    }
+    commands_on_click(o, plan);
+}
+
+/// The lane of runbook-level tasks, one row each, named.
+fn runbook_lane(
+    o: &mut String,
+    plan: &Plan,
+    sc: &Scale,
+    colour: &dyn Fn(&TaskInfo) -> &'static str,
+) {
     let runbook_level: Vec<&TaskInfo> = plan
         .tasks
         .iter()
@@ -263,14 +291,23 @@ fn gantt(o: &mut String, plan: &Plan, sc: &Scale, roles: &HashMap<&str, usize>) 
         }
         o.push_str("</svg></details>");
     }
-    let mut by_host: HashMap<&str, Vec<&TaskInfo>> = HashMap::new();
-    for t in plan.tasks.iter().filter(|t| t.host.is_some()) {
-        by_host
-            .entry(t.host.as_deref().unwrap_or(""))
-            .or_default()
-            .push(t);
-    }
-    for (i, role) in plan.roles.iter().enumerate() {
+}
+
+/// What the role lanes share.
+struct Lanes<'a> {
+    plan: &'a Plan,
+    sc: &'a Scale,
+    /// Per host: the role whose lane shows its tasks of no role.
+    roles: &'a HashMap<&'a str, usize>,
+    by_host: &'a HashMap<&'a str, Vec<&'a TaskInfo>>,
+    colour: &'a dyn Fn(&TaskInfo) -> &'static str,
+}
+
+impl Lanes<'_> {
+    /// Role `i`'s lane: a row per host that runs a step as this role.
+    fn role_lane(&self, o: &mut String, i: usize, role: &RoleInfo) {
+        let (plan, sc, roles, by_host, colour) =
+            (self.plan, self.sc, self.roles, self.by_host, self.colour);
         // A task of this role, or of none on a host that runs with this role first.
         let in_lane = |t: &TaskInfo| match &t.role {
             Some(r) => *r == role.name,
@@ -306,7 +343,7 @@ fn gantt(o: &mut String, plan: &Plan, sc: &Scale, roles: &HashMap<&str, usize>) 
         );
         if hosts.is_empty() {
             o.push_str("<p class=\"hint\">No step runs as this role: its hosts run in the lanes of their other roles.</p></details>");
-            continue;
+            return;
         }
         lane_svg(
             o,
@@ -334,7 +371,10 @@ fn gantt(o: &mut String, plan: &Plan, sc: &Scale, roles: &HashMap<&str, usize>) 
         }
         o.push_str("</svg></details>");
     }
-    // What a click on a bar shows: its task's commands, hidden until then.
+}
+
+/// What a click on a bar shows: its task's commands, hidden until then.
+fn commands_on_click(o: &mut String, plan: &Plan) {
     for t in &plan.tasks {
         let _ = write!(
             o,
@@ -538,12 +578,26 @@ pub(crate) fn page(title: &str, body: &str, live: bool) -> String {
 }
 
 pub fn html(plan: &Plan) -> String {
-    let rb = &plan.runbook;
     let roles = run_roles(plan);
     let sc = Scale {
         duration: plan.duration.max(1) as f64,
     };
     let mut o = String::new();
+    header(&mut o, plan);
+    role_table(&mut o, plan);
+    step_table(&mut o, plan);
+    o.push_str("<h2>Hosts in flight per role</h2>");
+    in_flight(&mut o, plan, &sc);
+    o.push_str("\n<h2>Schedule</h2><p>Click a role to fold or unfold its lane; click a bar for its task's commands (hover for times).</p>");
+    gantt(&mut o, plan, &sc, &roles);
+    commands(&mut o, plan);
+    page(&format!("plan: {}", plan.runbook.name), &o, false)
+}
+
+/// The runbook's name and description, a table of where it comes from and its policy,
+/// and the plan's warnings.
+fn header(o: &mut String, plan: &Plan) {
+    let rb = &plan.runbook;
     let _ = write!(o, "<h1>{}</h1>", esc(&rb.name));
     if !rb.description.is_empty() {
         let _ = write!(o, "<p>{}</p>", esc(&rb.description));
@@ -619,7 +673,9 @@ pub fn html(plan: &Plan) -> String {
     for w in &plan.warnings {
         let _ = write!(o, "<p class=\"warn\">warning: {}</p>", esc(w));
     }
+}
 
+fn role_table(o: &mut String, plan: &Plan) {
     o.push_str("<h2>Roles, in order</h2><table><tr><th></th><th>role</th><th>hosts</th><th>limit</th><th></th></tr>");
     for (i, r) in plan.roles.iter().enumerate() {
         let _ = write!(
@@ -633,7 +689,12 @@ pub fn html(plan: &Plan) -> String {
             esc(&role_extras(r).join(", "))
         );
     }
-    o.push_str("</table>\n<h2>Steps</h2><table><tr><th>step</th><th>where</th><th>options</th><th>estimate</th></tr>");
+    o.push_str("</table>\n");
+}
+
+fn step_table(o: &mut String, plan: &Plan) {
+    let rb = &plan.runbook;
+    o.push_str("<h2>Steps</h2><table><tr><th>step</th><th>where</th><th>options</th><th>estimate</th></tr>");
     for (i, s) in rb.steps.iter().enumerate() {
         let _ = write!(
             o,
@@ -645,11 +706,11 @@ pub fn html(plan: &Plan) -> String {
             esc(&dur(s.estimate))
         );
     }
-    o.push_str("</table>\n<h2>Hosts in flight per role</h2>");
-    in_flight(&mut o, plan, &sc);
-    o.push_str("\n<h2>Schedule</h2><p>Click a role to fold or unfold its lane; click a bar for its task's commands (hover for times).</p>");
-    gantt(&mut o, plan, &sc, &roles);
+    o.push_str("</table>\n");
+}
 
+/// The dry run's commands of the first host of each role, and the runbook-level ones.
+fn commands(o: &mut String, plan: &Plan) {
     o.push_str("\n<h2>Commands (dry run; first host of each role)</h2>");
     for h in sample_hosts(plan) {
         let _ = write!(
@@ -695,7 +756,6 @@ pub fn html(plan: &Plan) -> String {
         }
         o.push_str("</details>");
     }
-    page(&format!("plan: {}", rb.name), &o, false)
 }
 
 #[cfg(test)]

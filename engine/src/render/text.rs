@@ -16,6 +16,19 @@ const MAX_NAMES_PER_LINE: usize = 8;
 
 pub fn text(plan: &Plan) -> String {
     let mut o = String::new();
+    header(&mut o, plan);
+    roles(&mut o, plan);
+    steps(&mut o, plan);
+    schedule(&mut o, plan);
+    commands(&mut o, plan);
+    for w in &plan.warnings {
+        let _ = writeln!(o, "\nwarning: {w}");
+    }
+    o
+}
+
+/// The runbook, its source, inventory, libraries, params and policy.
+fn header(o: &mut String, plan: &Plan) {
     let rb = &plan.runbook;
     let _ = writeln!(
         o,
@@ -72,7 +85,9 @@ pub fn text(plan: &Plan) -> String {
         let _ = writeln!(o, "Params     {}", ps.join(" "));
     }
     let _ = writeln!(o, "Policy     {}", policy(plan).join("; "));
+}
 
+fn roles(o: &mut String, plan: &Plan) {
     let _ = writeln!(o, "\nRoles, in order");
     let width = plan.roles.iter().map(|r| r.name.len()).max().unwrap_or(4);
     for (i, r) in plan.roles.iter().enumerate() {
@@ -90,19 +105,76 @@ pub fn text(plan: &Plan) -> String {
             extra.join("  ")
         );
     }
+}
 
+fn steps(o: &mut String, plan: &Plan) {
+    let rb = &plan.runbook;
     let _ = writeln!(o, "\nSteps");
     for s in &rb.steps {
         let (scope, opts) = (step_scope(s), step_options(s));
         let _ = writeln!(o, "  {:24} {:28} {}", s.name, scope, opts.join(", "));
     }
+}
 
+/// The schedule as start times with what starts then.
+fn schedule(o: &mut String, plan: &Plan) {
     let _ = writeln!(
         o,
         "\nSchedule   estimated {} (a step without .estimate counts 1m)",
         dur(plan.duration)
     );
-    // Events by time: host starts and runbook-level tasks.
+    let Events {
+        events,
+        mut held_hosts,
+        idle,
+    } = events(plan);
+    let total_lines = events.len();
+    for (i, (t, labels)) in events.iter().enumerate() {
+        if i == MAX_SCHEDULE_LINES {
+            let _ = writeln!(
+                o,
+                "  … {} more start times (see --format json)",
+                total_lines - MAX_SCHEDULE_LINES
+            );
+            break;
+        }
+        for l in labels {
+            let _ = writeln!(o, "  +{:<8} {l}", dur(*t));
+        }
+    }
+    let _ = writeln!(o, "  +{:<8} done", dur(plan.duration));
+    if !held_hosts.is_empty() {
+        let more = held_hosts.len().saturating_sub(MAX_NAMES_PER_LINE);
+        held_hosts.truncate(MAX_NAMES_PER_LINE);
+        let _ = writeln!(
+            o,
+            "  held (a role at limit 0, or waiting for one): {}{}",
+            held_hosts.join(" "),
+            if more > 0 {
+                format!(" … +{more} more")
+            } else {
+                String::new()
+            }
+        );
+    }
+    if idle > 0 {
+        let _ = writeln!(
+            o,
+            "  ({idle} host{} run no step)",
+            if idle == 1 { "" } else { "s" }
+        );
+    }
+}
+
+/// What starts when (host starts and runbook-level tasks), the hosts a held role keeps,
+/// and how many hosts run no step.
+struct Events<'p> {
+    events: BTreeMap<u64, Vec<String>>,
+    held_hosts: Vec<&'p str>,
+    idle: usize,
+}
+
+fn events(plan: &Plan) -> Events<'_> {
     let mut events: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     let mut host_starts: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
     let busy = busy_hosts(plan);
@@ -155,43 +227,14 @@ pub fn text(plan: &Plan) -> String {
         }
         events.entry(t).or_default().push(line);
     }
-    let total_lines = events.len();
-    for (i, (t, labels)) in events.iter().enumerate() {
-        if i == MAX_SCHEDULE_LINES {
-            let _ = writeln!(
-                o,
-                "  … {} more start times (see --format json)",
-                total_lines - MAX_SCHEDULE_LINES
-            );
-            break;
-        }
-        for l in labels {
-            let _ = writeln!(o, "  +{:<8} {l}", dur(*t));
-        }
+    Events {
+        events,
+        held_hosts,
+        idle,
     }
-    let _ = writeln!(o, "  +{:<8} done", dur(plan.duration));
-    if !held_hosts.is_empty() {
-        let more = held_hosts.len().saturating_sub(MAX_NAMES_PER_LINE);
-        held_hosts.truncate(MAX_NAMES_PER_LINE);
-        let _ = writeln!(
-            o,
-            "  held (a role at limit 0, or waiting for one): {}{}",
-            held_hosts.join(" "),
-            if more > 0 {
-                format!(" … +{more} more")
-            } else {
-                String::new()
-            }
-        );
-    }
-    if idle > 0 {
-        let _ = writeln!(
-            o,
-            "  ({idle} host{} run no step)",
-            if idle == 1 { "" } else { "s" }
-        );
-    }
+}
 
+fn commands(o: &mut String, plan: &Plan) {
     // Commands, for the first host of each role: hosts of a role usually run the same ones.
     let _ = writeln!(
         o,
@@ -235,8 +278,4 @@ pub fn text(plan: &Plan) -> String {
             }
         }
     }
-    for w in &plan.warnings {
-        let _ = writeln!(o, "\nwarning: {w}");
-    }
-    o
 }

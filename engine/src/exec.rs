@@ -688,6 +688,23 @@ impl Progress {
     }
 }
 
+/// Takes a place for `host` in throttled step `step` fleet-wide (other controllers' hosts
+/// count against the throttle too).
+fn enter_step(r: &Runner, step: usize, host: usize) -> bool {
+    let cap = r.graph.rules.throttle[step].unwrap_or(usize::MAX);
+    let name = r.secrets.redacted(&r.script.runbook.steps[step].name);
+    r.opts
+        .ledger
+        .enter_step(&r.graph.hosts[host].name, &name, cap)
+}
+
+fn leave_step(r: &Runner, step: usize, at: Option<(usize, usize)>) {
+    if let Some((h, _)) = at {
+        let name = r.secrets.redacted(&r.script.runbook.steps[step].name);
+        r.opts.ledger.leave_step(&r.graph.hosts[h].name, &name);
+    }
+}
+
 fn is_always(r: &Runner, t: usize) -> bool {
     let task = &r.graph.tasks[t];
     task.kind == TaskKind::Host && task.step.is_some_and(|s| r.script.runbook.steps[s].always)
@@ -932,13 +949,14 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
                     start_task(first, &mut running, &mut p);
                 }
             }
-            parked = parked_now.len();
-            for h in parked_now {
-                waiting_hosts.push(&keys[h], h);
+            for h in parked_now.iter() {
+                waiting_hosts.push(&keys[*h], *h);
             }
-            for t in waiting_steps.enter_next(&mut slots) {
+            for t in waiting_steps.enter_next_fleet(&mut slots, |s, h| enter_step(r, s, h)) {
                 start_task(t, &mut running, &mut p);
             }
+            // Steps that wait here wait for other controllers' hosts to leave them.
+            parked = parked_now.len() + waiting_steps.len();
             slots.end_pass();
             let transport = &*r.opts.transport;
             r.ahead
@@ -953,7 +971,7 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
             if parked == 0 || stopping || expired || halted.is_some() {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(200));
+            r.opts.ledger.wait(Duration::from_millis(200));
             continue;
         }
         let next = rx.try_recv().or_else(|_| {
@@ -978,6 +996,7 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
         if let Some(step) = task.step.filter(|_| task.kind == TaskKind::Host) {
             if graph.rules.throttle[step].is_some() {
                 slots.leave_step(step);
+                leave_step(r, step, position[t]);
             }
         }
         let mut complete = vec![t];

@@ -3,29 +3,102 @@
 //! A host is taken by creating `claims/RUN/HOST`, and a slot of each of its limits by
 //! creating `slots/RUN/LIMIT/N` for a free `N` below the limit — all in one transaction that
 //! succeeds only if none of those keys exists, so no limit is exceeded however many
-//! controllers ask at once. Claims and slots live under the controller's lease: a controller
-//! that dies gives them back when its lease expires. A finished host gets `done/RUN/HOST`
-//! (kept), so no controller runs it again.
+//! controllers ask at once. A throttled step's places are slots too (`step:STEP`). Claims
+//! and slots live under the controller's lease: a controller that dies gives them back when
+//! its lease expires. A finished host gets `done/RUN/HOST` (kept), so no controller runs it
+//! again.
+//!
+//! Which keys exist is read once and then followed by watches, so that taking a host is one
+//! round trip, and a controller waiting for a slot wakes when another frees one. A
+//! controller that just freed a slot leaves it to the others for a moment ([`HOLD_OFF`]):
+//! otherwise it would take every slot it frees before a waiting controller heard of it.
 
 use super::{json, EtcdStore, Keys};
 use crate::slots::{Admit, SlotLedger};
-use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{
+    Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+};
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// How stale the view of other controllers' claims may be before it is read again.
-const FRESH: Duration = Duration::from_millis(150);
+/// How long a controller that freed a slot leaves it to other controllers of the run.
+const HOLD_OFF: Duration = Duration::from_millis(150);
+
+/// The kinds of keys the view follows, under `P/KIND/RUN/`.
+const KINDS: [&str; 4] = ["claims", "done", "slots", "controllers"];
 
 #[derive(Default)]
 struct View {
-    read_at: Option<Instant>,
-    /// Host -> lease of the controller that holds it.
-    claims: HashMap<String, i64>,
+    /// False until read, and once a watch broke: read again.
+    live: bool,
+    /// Which reading the watches belong to: older watches stop.
+    epoch: u64,
+    claims: HashSet<String>,
     /// Host -> finished without failure.
     done: HashMap<String, bool>,
     /// Limit -> slot numbers held.
     slots: HashMap<String, HashSet<usize>>,
+    controllers: HashSet<String>,
+    /// Counts changes heard from the watches.
+    generation: u64,
+}
+
+impl View {
+    /// One key of `KINDS[kind]` put (`Some(value)`) or deleted.
+    fn apply(&mut self, kind: usize, tail: &str, value: Option<&[u8]>) {
+        let set = |s: &mut HashSet<String>| {
+            if value.is_some() {
+                s.insert(tail.to_string());
+            } else {
+                s.remove(tail);
+            }
+        };
+        match kind {
+            0 => set(&mut self.claims),
+            1 => match value {
+                Some(v) => {
+                    let v: serde_json::Value = serde_json::from_slice(v).unwrap_or_default();
+                    let ok = v["ok"].as_bool().unwrap_or(false);
+                    self.done.insert(tail.to_string(), ok);
+                }
+                None => {
+                    self.done.remove(tail);
+                }
+            },
+            2 => {
+                let Some((limit, n)) = tail.rsplit_once('/') else {
+                    return;
+                };
+                let Ok(n) = n.parse() else { return };
+                let used = self.slots.entry(limit.to_string()).or_default();
+                if value.is_some() {
+                    used.insert(n);
+                } else {
+                    used.remove(&n);
+                }
+            }
+            _ => set(&mut self.controllers),
+        }
+    }
+
+    /// The lowest free slot number of `limit`, if any.
+    fn free(&self, limit: &str, cap: usize) -> Option<usize> {
+        let used = self.slots.get(limit);
+        (0..cap).find(|n| !used.is_some_and(|u| u.contains(n)))
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    view: Mutex<View>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn view(&self) -> std::sync::MutexGuard<'_, View> {
+        self.view.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 pub struct EtcdLedger {
@@ -33,9 +106,17 @@ pub struct EtcdLedger {
     run: String,
     retry: bool,
     skip: bool,
-    view: Mutex<View>,
+    shared: Arc<Shared>,
     /// Host -> the slot keys this controller holds for it.
     held: Mutex<HashMap<String, Vec<String>>>,
+    /// (host, step) -> the step slot this controller holds for it.
+    in_steps: Mutex<HashMap<(String, String), String>>,
+    /// When this controller last freed a slot.
+    freed_at: Mutex<Option<Instant>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl EtcdLedger {
@@ -45,8 +126,10 @@ impl EtcdLedger {
             run: run.to_string(),
             retry,
             skip,
-            view: Mutex::default(),
+            shared: Arc::default(),
             held: Mutex::default(),
+            in_steps: Mutex::default(),
+            freed_at: Mutex::default(),
         }
     }
 
@@ -54,14 +137,18 @@ impl EtcdLedger {
         &self.store.keys
     }
 
-    /// Reads claims, done hosts and slots at one revision.
-    fn refresh(&self, view: &mut View) -> crate::Result<()> {
-        let k = self.keys();
-        let starts = [
-            k.of_run("claims", &self.run),
-            k.of_run("done", &self.run),
-            k.of_run("slots", &self.run),
-        ];
+    fn starts(&self) -> Vec<String> {
+        KINDS
+            .iter()
+            .map(|k| self.keys().of_run(k, &self.run))
+            .collect()
+    }
+
+    /// Reads claims, done hosts, slots and controllers at one revision, and follows them
+    /// with watches from there. The view is locked only to change it: the watches change
+    /// it on the client's runtime, which a network call here waits for.
+    fn refresh(&self) -> crate::Result<()> {
+        let starts = self.starts();
         let ops: Vec<TxnOp> = starts
             .iter()
             .map(|s| TxnOp::get(s.clone(), Some(GetOptions::new().with_prefix())))
@@ -71,87 +158,108 @@ impl EtcdLedger {
             let t = txn.clone();
             async move { c.txn(t).await }
         })?;
-        let mut gets = r.op_responses().into_iter().filter_map(|o| match o {
+        let rev = r.header().map(|h| h.revision()).unwrap_or_default();
+        let mut view = self.shared.view();
+        let epoch = view.epoch + 1;
+        *view = View {
+            live: true,
+            epoch,
+            generation: view.generation,
+            ..View::default()
+        };
+        let gets = r.op_responses().into_iter().filter_map(|o| match o {
             TxnOpResponse::Get(g) => Some(g),
             _ => None,
         });
-        let (claims, done, slots) = (gets.next(), gets.next(), gets.next());
-        view.claims = claims
-            .iter()
-            .flat_map(|g| g.kvs())
-            .map(|kv| (Keys::tail(kv.key(), &starts[0]).to_string(), kv.lease()))
-            .collect();
-        view.done = done
-            .iter()
-            .flat_map(|g| g.kvs())
-            .map(|kv| {
-                let v: serde_json::Value = serde_json::from_slice(kv.value()).unwrap_or_default();
-                let ok = v["ok"].as_bool().unwrap_or(false);
-                (Keys::tail(kv.key(), &starts[1]).to_string(), ok)
-            })
-            .collect();
-        view.slots.clear();
-        for kv in slots.iter().flat_map(|g| g.kvs()) {
-            let tail = Keys::tail(kv.key(), &starts[2]);
-            if let Some((limit, n)) = tail.rsplit_once('/') {
-                if let Ok(n) = n.parse() {
-                    view.slots.entry(limit.to_string()).or_default().insert(n);
-                }
+        for (kind, g) in gets.enumerate() {
+            for kv in g.kvs() {
+                view.apply(kind, Keys::tail(kv.key(), &starts[kind]), Some(kv.value()));
             }
         }
-        view.read_at = Some(Instant::now());
+        drop(view);
+        for (kind, start) in starts.into_iter().enumerate() {
+            let opts = WatchOptions::new()
+                .with_prefix()
+                .with_start_revision(rev + 1);
+            let (client, shared) = (self.store.conn.client.clone(), self.shared.clone());
+            self.store
+                .conn
+                .spawn(follow(client, start, opts, kind, shared, epoch));
+        }
         Ok(())
     }
 
-    /// One try at taking `host` with a free slot of each limit: `Ok(None)` when a limit
-    /// is full, `Ok(Some(false))` when another controller was faster.
-    fn try_take(
+    /// Whether this controller freed a slot a moment ago while others work on the run.
+    fn holding_off(&self, view: &View) -> bool {
+        view.controllers.len() > 1 && lock(&self.freed_at).is_some_and(|t| t.elapsed() < HOLD_OFF)
+    }
+
+    /// The slots `host` would take now: (limit, number, key) of each of its limits, or
+    /// `None` when one is full.
+    fn pick(
         &self,
         view: &View,
-        host: &str,
         limits: &[(String, usize)],
-    ) -> crate::Result<Option<bool>> {
-        let lease = self.store.lease_id()?;
+    ) -> Option<Vec<(String, usize, String)>> {
+        limits
+            .iter()
+            .map(|(limit, cap)| {
+                let n = view.free(limit, *cap)?;
+                Some((limit.clone(), n, self.keys().slot(&self.run, limit, n)))
+            })
+            .collect()
+    }
+
+    /// One try at taking `host` with `slots`: `None` when another controller was faster,
+    /// else the host's document as the transaction read it.
+    fn try_take(
+        &self,
+        host: &str,
+        slots: Vec<(String, usize, String)>,
+    ) -> crate::Result<Option<Option<Vec<u8>>>> {
         let k = self.keys();
-        let mut slot_keys = Vec::new();
-        for (limit, cap) in limits {
-            let used = view.slots.get(limit);
-            let Some(n) = (0..*cap).find(|n| !used.is_some_and(|u| u.contains(n))) else {
-                return Ok(None);
-            };
-            slot_keys.push(k.slot(&self.run, limit, n));
-        }
+        let lease = self.store.lease_id()?;
         let claim = k.claim(&self.run, host);
-        let done = k.done(&self.run, host);
         let me = json(
             &serde_json::json!({ "controller": super::docs::controller_name(), "host": host }),
         );
         let absent = |key: &str| Compare::create_revision(key, CompareOp::Equal, 0);
-        let mut when = vec![absent(&claim), absent(&done)];
-        when.extend(slot_keys.iter().map(|s| absent(s)));
+        let mut when = vec![absent(&claim), absent(&k.done(&self.run, host))];
+        when.extend(slots.iter().map(|(_, _, s)| absent(s)));
         let leased = || Some(PutOptions::new().with_lease(lease));
         let mut ops = vec![TxnOp::put(claim, me.clone(), leased())];
         ops.extend(
-            slot_keys
+            slots
                 .iter()
-                .map(|s| TxnOp::put(s.clone(), me.clone(), leased())),
+                .map(|(_, _, s)| TxnOp::put(s.clone(), me.clone(), leased())),
         );
-        let taken = self.store.txn(Some(&self.run), when, ops)?;
-        if taken {
-            self.held
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(host.to_string(), slot_keys);
+        // The host's document in the same round trip: was it started before?
+        ops.push(TxnOp::get(k.host(&self.run, host), None));
+        let Some(r) = self.store.txn_read(Some(&self.run), when, ops)? else {
+            return Ok(None);
+        };
+        let mut view = self.shared.view();
+        view.claims.insert(host.to_string());
+        for (limit, n, _) in &slots {
+            view.slots.entry(limit.clone()).or_default().insert(*n);
         }
-        Ok(Some(taken))
+        drop(view);
+        lock(&self.held).insert(
+            host.to_string(),
+            slots.into_iter().map(|(_, _, s)| s).collect(),
+        );
+        let doc = r.into_iter().find_map(|o| match o {
+            TxnOpResponse::Get(mut g) => g.take_kvs().into_iter().next(),
+            _ => None,
+        });
+        Ok(Some(doc.map(|kv| kv.value().to_vec())))
     }
 
     /// The host's tasks a controller that died finished (to skip), and those it left
     /// running that nobody said what to do with.
-    fn taken_over(&self, host: &str) -> crate::Result<Admit> {
-        let hdoc = self.store.get(self.keys().host(&self.run, host))?;
-        let started = hdoc
-            .and_then(|kv| serde_json::from_slice::<serde_json::Value>(kv.value()).ok())
+    fn taken_over(&self, host: &str, doc: Option<Vec<u8>>) -> crate::Result<Admit> {
+        let started = doc
+            .and_then(|v| serde_json::from_slice::<serde_json::Value>(&v).ok())
             .is_some_and(|v| v["state"].as_str() != Some("pending"));
         let mut done = Vec::new();
         let mut unknown = Vec::new();
@@ -173,34 +281,114 @@ impl EtcdLedger {
     }
 
     fn admit_now(&self, host: &str, limits: &[(String, usize)]) -> crate::Result<Admit> {
-        let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
         for attempt in 0..5 {
-            if attempt > 0 || view.read_at.is_none_or(|t| t.elapsed() > FRESH) {
-                self.refresh(&mut view)?;
+            if attempt > 0 || !self.shared.view().live {
+                // The watches had not told of a change yet: read it now.
+                self.refresh()?;
             }
-            if let Some(&ok) = view.done.get(host) {
-                return Ok(Admit::Finished { ok });
-            }
-            if view.claims.contains_key(host) {
-                return Ok(Admit::Elsewhere);
-            }
-            match self.try_take(&view, host, limits)? {
-                None => return Ok(Admit::Full),
-                Some(true) => {
-                    view.claims.insert(host.to_string(), 0);
-                    for (limit, _) in limits {
-                        // Not knowing which number: read again before the next host.
-                        view.slots.entry(limit.clone()).or_default();
-                    }
-                    view.read_at = None;
-                    drop(view);
-                    return self.taken_over(host);
+            let slots = {
+                let view = self.shared.view();
+                if let Some(&ok) = view.done.get(host) {
+                    return Ok(Admit::Finished { ok });
                 }
-                Some(false) => {}
+                if view.claims.contains(host) {
+                    return Ok(Admit::Elsewhere);
+                }
+                match self.pick(&view, limits) {
+                    Some(slots) if !self.holding_off(&view) => slots,
+                    _ => return Ok(Admit::Full),
+                }
+            };
+            if let Some(doc) = self.try_take(host, slots)? {
+                return self.taken_over(host, doc);
             }
         }
         Ok(Admit::Elsewhere)
     }
+
+    fn enter_now(&self, host: &str, step: &str, cap: usize) -> crate::Result<bool> {
+        let limit = format!("step:{step}");
+        for attempt in 0..5 {
+            if attempt > 0 || !self.shared.view().live {
+                self.refresh()?;
+            }
+            let Some(n) = self.shared.view().free(&limit, cap) else {
+                return Ok(false);
+            };
+            let key = self.keys().slot(&self.run, &limit, n);
+            let lease = self.store.lease_id()?;
+            let me = json(&serde_json::json!({
+                "controller": super::docs::controller_name(),
+                "host": host,
+            }));
+            let absent = Compare::create_revision(key.clone(), CompareOp::Equal, 0);
+            let put = TxnOp::put(key.clone(), me, Some(PutOptions::new().with_lease(lease)));
+            if self.store.txn(Some(&self.run), vec![absent], vec![put])? {
+                self.shared.view().slots.entry(limit).or_default().insert(n);
+                lock(&self.in_steps).insert((host.to_string(), step.to_string()), key);
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Deletes keys this controller held (fenced; a controller that lost its lock writes
+    /// nothing: its lease frees them), `also` in the same transaction, and forgets them.
+    fn free(&self, keys: Vec<String>, also: Vec<TxnOp>) {
+        let mut ops: Vec<TxnOp> = keys
+            .iter()
+            .map(|k| TxnOp::delete(k.clone(), None))
+            .collect();
+        ops.extend(also);
+        let _ = self.store.txn(Some(&self.run), vec![], ops);
+        let starts = self.starts();
+        let mut view = self.shared.view();
+        for key in &keys {
+            for (kind, start) in starts.iter().enumerate() {
+                if let Some(tail) = key.strip_prefix(start.as_str()) {
+                    view.apply(kind, tail, None);
+                }
+            }
+        }
+        *lock(&self.freed_at) = Some(Instant::now());
+    }
+}
+
+/// Applies the watched events of `KINDS[kind]` to the view until the watch breaks or a
+/// newer reading replaced it.
+async fn follow(
+    mut client: etcd_client::Client,
+    start: String,
+    options: WatchOptions,
+    kind: usize,
+    shared: Arc<Shared>,
+    epoch: u64,
+) {
+    if let Ok(mut stream) = client.watch(start.clone(), Some(options)).await {
+        while let Ok(Some(resp)) = stream.message().await {
+            if resp.canceled() {
+                break;
+            }
+            let mut view = shared.view();
+            if view.epoch != epoch {
+                return;
+            }
+            for ev in resp.events() {
+                let Some(kv) = ev.kv() else { continue };
+                let put = ev.event_type() == EventType::Put;
+                view.apply(kind, Keys::tail(kv.key(), &start), put.then(|| kv.value()));
+            }
+            view.generation += 1;
+            drop(view);
+            shared.changed.notify_all();
+        }
+    }
+    let mut view = shared.view();
+    if view.epoch == epoch {
+        view.live = false;
+    }
+    drop(view);
+    shared.changed.notify_all();
 }
 
 impl SlotLedger for EtcdLedger {
@@ -211,24 +399,38 @@ impl SlotLedger for EtcdLedger {
 
     fn release(&self, host: &str, finished: Option<bool>) {
         let k = self.keys();
-        let slots = self
-            .held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(host)
-            .unwrap_or_default();
-        let mut ops = vec![TxnOp::delete(k.claim(&self.run, host), None)];
-        ops.extend(slots.into_iter().map(|s| TxnOp::delete(s, None)));
+        let mut keys = lock(&self.held).remove(host).unwrap_or_default();
+        keys.push(k.claim(&self.run, host));
+        let mut also = Vec::new();
         if let Some(ok) = finished {
             let doc = serde_json::json!({ "ok": ok, "controller": super::docs::controller_name() });
-            ops.push(TxnOp::put(k.done(&self.run, host), json(&doc), None));
+            also.push(TxnOp::put(k.done(&self.run, host), json(&doc), None));
+            self.shared.view().done.insert(host.to_string(), ok);
         }
-        // A controller that lost its lock writes nothing: its lease frees the slots.
-        let _ = self.store.txn(Some(&self.run), vec![], ops);
-        self.view.lock().unwrap_or_else(|e| e.into_inner()).read_at = None;
+        self.free(keys, also);
     }
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn enter_step(&self, host: &str, step: &str, cap: usize) -> bool {
+        self.enter_now(host, step, cap).unwrap_or(false)
+    }
+
+    fn leave_step(&self, host: &str, step: &str) {
+        let key = lock(&self.in_steps).remove(&(host.to_string(), step.to_string()));
+        if let Some(key) = key {
+            self.free(vec![key], Vec::new());
+        }
+    }
+
+    fn wait(&self, max: Duration) {
+        let view = self.shared.view();
+        let seen = view.generation;
+        let _ = self
+            .shared
+            .changed
+            .wait_timeout_while(view, max, |v| v.live && v.generation == seen);
     }
 }

@@ -135,15 +135,20 @@ impl EtcdStore {
         when: Vec<Compare>,
         ops: Vec<TxnOp>,
     ) -> Result<bool> {
+        Ok(self.txn_read(run, when, ops)?.is_some())
+    }
+
+    /// [`txn`](Self::txn), with what its operations answered (the reads among them) when
+    /// it succeeded.
+    pub(crate) fn txn_read(
+        &self,
+        run: Option<&str>,
+        when: Vec<Compare>,
+        ops: Vec<TxnOp>,
+    ) -> Result<Option<Vec<etcd_client::TxnOpResponse>>> {
         let mut when = when;
         if let Some(run) = run {
-            let fence = self
-                .fences
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(run)
-                .cloned();
-            if let Some((key, rev)) = fence {
+            if let Some((key, rev)) = self.fence_key(run) {
                 if self.lease_lost() {
                     return Err(self.lost_error(run));
                 }
@@ -170,7 +175,7 @@ impl EtcdStore {
                 return Err(self.lost_error(run.unwrap_or_default()));
             }
         }
-        Ok(r.succeeded())
+        Ok(r.succeeded().then(|| r.op_responses()))
     }
 
     fn fence_key(&self, run: &str) -> Option<(String, i64)> {
@@ -369,16 +374,35 @@ impl EtcdStore {
 }
 
 impl EtcdStore {
-    /// This controller ends its part of `run`: its key goes (fenced). True when no other
-    /// controller is left on the run.
-    fn leave(&self, run: &str) -> Result<bool> {
-        let lease = self
-            .lease
+    /// This controller's lease, if it has one yet.
+    fn own_lease(&self) -> Option<i64> {
+        self.lease
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map(|l| l.id);
-        if let Some(lease) = lease {
+            .map(|l| l.id)
+    }
+
+    /// Another controller at work on `run` than the one with lease `not`, as the lock
+    /// should name it.
+    fn successor(&self, run: &str, not: i64) -> Result<Option<LockDoc>> {
+        for kv in self.range(self.keys.of_run("controllers", run))? {
+            let doc: LockDoc = self.parse(&kv)?;
+            if kv.lease() != not && kv.lease() != 0 {
+                return Ok(Some(LockDoc {
+                    lease: kv.lease(),
+                    since: journal::now(),
+                    ..doc
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// This controller ends its part of `run`: its key goes (fenced). True when no other
+    /// controller is left on the run.
+    fn leave(&self, run: &str) -> Result<bool> {
+        if let Some(lease) = self.own_lease() {
             let mine = self.keys.controller(run, lease);
             self.txn(Some(run), vec![], vec![TxnOp::delete(mine.clone(), None)])?;
             let mut fences = self.fences.lock().unwrap_or_else(|e| e.into_inner());
@@ -738,19 +762,54 @@ impl RunStore for EtcdStore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(run);
+        let mine = self.own_lease();
         if let Some(kv) = self.get(key.clone())? {
             let held: LockDoc = self.parse(&kv)?;
-            if held.run_id == run {
+            // Only the holder releases: a joined controller that never took the lock over
+            // leaves it to the one that holds it.
+            if held.run_id == run && mine.is_none_or(|m| m == held.lease) {
                 let same = Compare::mod_revision(key.clone(), CompareOp::Equal, kv.mod_revision());
-                let ops = vec![
-                    TxnOp::delete(key, None),
-                    TxnOp::delete(self.keys.controller(run, held.lease), None),
-                ];
+                let mut ops = vec![TxnOp::delete(self.keys.controller(run, held.lease), None)];
+                // A controller still at work on the run gets the lock, under its own lease
+                // (etcd lets a key be put under any live lease): the fleet stays locked
+                // until the run's last controller ends.
+                ops.push(match self.successor(run, held.lease)? {
+                    Some(next) => TxnOp::put(
+                        key,
+                        json(&next),
+                        Some(PutOptions::new().with_lease(next.lease)),
+                    ),
+                    None => TxnOp::delete(key, None),
+                });
                 self.txn(None, vec![same], ops)?;
             }
         }
         drop(fence);
         Ok(())
+    }
+
+    fn keep_lock(&self, fleet: &str, run: &str) -> Result<bool> {
+        let key = self.keys.lock(fleet);
+        for _ in 0..3 {
+            if let Some(kv) = self.get(key.clone())? {
+                return Ok(self.parse::<LockDoc>(&kv)?.run_id == run);
+            }
+            // Its holder ended or died (its lease expired): this controller, still at work
+            // on the run, holds the fleet from now on. Fenced like every write: a controller
+            // whose own lease is gone takes nothing.
+            let lease = self.lease_id()?;
+            let free = Compare::create_revision(key.clone(), CompareOp::Equal, 0);
+            let put = TxnOp::put(
+                key.clone(),
+                json(&self.lock_doc(run, lease)),
+                Some(PutOptions::new().with_lease(lease)),
+            );
+            if self.txn(Some(run), vec![free], vec![put])? {
+                tracing::info!(fleet, run, "took the fleet lock over");
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn locks(&self) -> Result<Vec<LockInfo>> {

@@ -479,13 +479,14 @@ fn three_controllers_run_a_thousand_hosts_each_once_within_the_limit() {
     assert!(max_overlap(&spans) <= 20, "more than 20 hosts at once");
 }
 
-/// A step body that waits for the file `go` beside the hosts, then logs and sleeps like
-/// [`work`].
+/// A command that waits for the file `go` beside the hosts.
+fn gate() -> &'static str {
+    "h.run(`while [ ! -e ${h.var(\"dir\")}/../go ]; do sleep 0.1; done`)"
+}
+
+/// A step body that waits for `go`, then logs and sleeps like [`work`].
 fn gated_work(secs: f64) -> String {
-    format!(
-        "{{ h.run(`while [ ! -e ${{h.var(\"dir\")}}/../go ]; do sleep 0.1; done`); {} }}",
-        work(secs)
-    )
+    format!("{{ {}; {} }}", gate(), work(secs))
 }
 
 /// A controller of `l`'s run (`run` with the runbook, or `run --join ID`), its events on
@@ -519,9 +520,12 @@ fn a_step_throttle_holds_across_two_controllers() {
     let etcd = Etcd::single();
     let names = hosts(8);
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    // Four hosts in flight at once, two of them in the throttled step: a controller that
+    // kept the throttle for its own hosts only would let its two in beside the other's.
     let rb = format!(
-        "let rb = runbook(\"t\");\nrb.step(\"work\", |h| {}).throttle(2);\nrb\n",
-        gated_work(0.5)
+        "let rb = runbook(\"t\");\nrb.limit(\"web\", 4);\nrb.step(\"wait\", |h| {});\nrb.step(\"work\", |h| {}).throttle(2);\nrb\n",
+        gate(),
+        work(0.5)
     );
     let mut l = local(&[("web", &names)], &rb);
     on_etcd(&mut l, &etcd);
@@ -536,8 +540,9 @@ fn a_step_throttle_holds_across_two_controllers() {
     );
     std::fs::write(l.dir.path().join("go"), "").unwrap();
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert_eq!(a.status.code(), Some(0), "{}", stderr_of(&l, "a.err"));
-    assert_eq!(b.status.code(), Some(0), "{}", stderr_of(&l, "b.err"));
+    let both = format!("{}\n{}", stderr_of(&l, "a.err"), stderr_of(&l, "b.err"));
+    assert_eq!(a.status.code(), Some(0), "{both}");
+    assert_eq!(b.status.code(), Some(0), "{both}");
     let spans: Vec<(f64, f64)> = ran(&l).into_iter().map(|(_, s, e)| (s, e)).collect();
     assert_eq!(spans.len(), names.len(), "every host once");
     assert_eq!(starts(&l).len(), names.len(), "no host twice");

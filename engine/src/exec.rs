@@ -672,12 +672,18 @@ impl Progress {
         (dependents, waiting): (&[Vec<usize>], &mut [usize]),
         ready: &mut Vec<usize>,
     ) {
-        for &t in tasks {
-            if self.finished[t] {
-                continue;
-            }
+        // All marked first: a later step of the host, freed by an earlier one, must not
+        // be made ready (and run here) when it is finished too.
+        let fresh: Vec<usize> = tasks
+            .iter()
+            .copied()
+            .filter(|&t| !self.finished[t])
+            .collect();
+        for &t in &fresh {
             self.finished[t] = true;
             self.ran_ok[t] = ok;
+        }
+        for &t in &fresh {
             for &d in &dependents[t] {
                 waiting[d] -= 1;
                 if waiting[d] == 0 && !self.finished[d] {

@@ -9,10 +9,13 @@
 //! again.
 //!
 //! Which keys exist is read once and then followed by watches, so that taking a host is one
-//! round trip, and a controller waiting for a slot wakes when another frees one. A
-//! controller that just freed a slot leaves it to the others for a moment ([`HOLD_OFF`]):
-//! otherwise it would take every slot it frees before a waiting controller heard of it.
+//! round trip, and a controller waiting for a slot wakes when another frees one. Slots are
+//! shared fairly: a controller that holds its share of a limit (the limit over the number
+//! of controllers, rounded up) takes a further slot only once it has been free for
+//! [`HOLD_OFF`] — otherwise the controller that frees a slot would take it again before a
+//! waiting one heard of it.
 
+use super::docs::TaskDoc;
 use super::{json, EtcdStore, Keys};
 use crate::slots::{Admit, SlotLedger};
 use etcd_client::{
@@ -22,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long a controller that freed a slot leaves it to other controllers of the run.
+/// How long a freed slot is left to controllers below their share of its limit.
 const HOLD_OFF: Duration = Duration::from_millis(150);
 
 /// The kinds of keys the view follows, under `P/KIND/RUN/`.
@@ -37,16 +40,18 @@ struct View {
     claims: HashSet<String>,
     /// Host -> finished without failure.
     done: HashMap<String, bool>,
-    /// Limit -> slot numbers held.
-    slots: HashMap<String, HashSet<usize>>,
+    /// Limit -> slot number -> the lease of its holder.
+    slots: HashMap<String, HashMap<usize, i64>>,
+    /// (limit, slot number) -> when it was last freed.
+    freed: HashMap<(String, usize), Instant>,
     controllers: HashSet<String>,
     /// Counts changes heard from the watches.
     generation: u64,
 }
 
 impl View {
-    /// One key of `KINDS[kind]` put (`Some(value)`) or deleted.
-    fn apply(&mut self, kind: usize, tail: &str, value: Option<&[u8]>) {
+    /// One key of `KINDS[kind]` put (`Some(value)`, under `lease`) or deleted.
+    fn apply(&mut self, kind: usize, tail: &str, value: Option<&[u8]>, lease: i64) {
         let set = |s: &mut HashSet<String>| {
             if value.is_some() {
                 s.insert(tail.to_string());
@@ -73,19 +78,30 @@ impl View {
                 let Ok(n) = n.parse() else { return };
                 let used = self.slots.entry(limit.to_string()).or_default();
                 if value.is_some() {
-                    used.insert(n);
-                } else {
-                    used.remove(&n);
+                    used.insert(n, lease);
+                } else if used.remove(&n).is_some() {
+                    self.freed.insert((limit.to_string(), n), Instant::now());
                 }
             }
             _ => set(&mut self.controllers),
         }
     }
 
-    /// The lowest free slot number of `limit`, if any.
-    fn free(&self, limit: &str, cap: usize) -> Option<usize> {
+    /// The lowest free slot number of `limit` that `lease` may take now, if any: any free
+    /// one below its fair share, past it only one free for [`HOLD_OFF`].
+    fn free(&self, limit: &str, cap: usize, lease: i64) -> Option<usize> {
         let used = self.slots.get(limit);
-        (0..cap).find(|n| !used.is_some_and(|u| u.contains(n)))
+        let mine = used.map_or(0, |u| u.values().filter(|&&l| l == lease).count());
+        let share = cap.div_ceil(self.controllers.len().max(1));
+        (0..cap)
+            .filter(|n| !used.is_some_and(|u| u.contains_key(n)))
+            .find(|&n| {
+                mine < share
+                    || self
+                        .freed
+                        .get(&(limit.to_string(), n))
+                        .is_none_or(|t| t.elapsed() >= HOLD_OFF)
+            })
     }
 }
 
@@ -101,18 +117,63 @@ impl Shared {
     }
 }
 
+/// What taking a host read of it.
+struct Taken {
+    /// A task of it started before (its document is not `pending`).
+    started: bool,
+    /// Its tasks' documents.
+    tasks: Vec<TaskDoc>,
+    /// (key, value) of its document and its tasks'.
+    docs: Vec<(String, Vec<u8>)>,
+}
+
+impl Taken {
+    fn read(host: &str, ops: Vec<TxnOpResponse>) -> Taken {
+        let kvs: Vec<_> = ops
+            .into_iter()
+            .filter_map(|o| match o {
+                TxnOpResponse::Get(mut g) => Some(g.take_kvs()),
+                _ => None,
+            })
+            .collect();
+        let mut taken = Taken {
+            started: false,
+            tasks: Vec::new(),
+            docs: Vec::new(),
+        };
+        // The first read is the host's document, the others its tasks'.
+        for (i, kv) in kvs
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, kvs)| kvs.into_iter().map(move |kv| (i, kv)))
+        {
+            if i == 0 {
+                let v: serde_json::Value = serde_json::from_slice(kv.value()).unwrap_or_default();
+                taken.started = v["state"].as_str() != Some("pending");
+            } else {
+                match serde_json::from_slice::<TaskDoc>(kv.value()) {
+                    Ok(t) if t.host.as_deref() == Some(host) => taken.tasks.push(t),
+                    _ => continue,
+                }
+            }
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            taken.docs.push((key, kv.value().to_vec()));
+        }
+        taken
+    }
+}
+
 pub struct EtcdLedger {
     store: Arc<EtcdStore>,
     run: String,
     retry: bool,
     skip: bool,
     shared: Arc<Shared>,
-    /// Host -> the slot keys this controller holds for it.
-    held: Mutex<HashMap<String, Vec<String>>>,
+    /// Host -> the slot keys this controller holds for it, and the keys of its documents
+    /// the store keeps in memory meanwhile.
+    held: Mutex<HashMap<String, (Vec<String>, Vec<String>)>>,
     /// (host, step) -> the step slot this controller holds for it.
     in_steps: Mutex<HashMap<(String, String), String>>,
-    /// When this controller last freed a slot.
-    freed_at: Mutex<Option<Instant>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -129,7 +190,6 @@ impl EtcdLedger {
             shared: Arc::default(),
             held: Mutex::default(),
             in_steps: Mutex::default(),
-            freed_at: Mutex::default(),
         }
     }
 
@@ -173,7 +233,8 @@ impl EtcdLedger {
         });
         for (kind, g) in gets.enumerate() {
             for kv in g.kvs() {
-                view.apply(kind, Keys::tail(kv.key(), &starts[kind]), Some(kv.value()));
+                let tail = Keys::tail(kv.key(), &starts[kind]);
+                view.apply(kind, tail, Some(kv.value()), kv.lease());
             }
         }
         drop(view);
@@ -189,36 +250,32 @@ impl EtcdLedger {
         Ok(())
     }
 
-    /// Whether this controller freed a slot a moment ago while others work on the run.
-    fn holding_off(&self, view: &View) -> bool {
-        view.controllers.len() > 1 && lock(&self.freed_at).is_some_and(|t| t.elapsed() < HOLD_OFF)
-    }
-
     /// The slots `host` would take now: (limit, number, key) of each of its limits, or
     /// `None` when one is full.
     fn pick(
         &self,
         view: &View,
         limits: &[(String, usize)],
+        lease: i64,
     ) -> Option<Vec<(String, usize, String)>> {
         limits
             .iter()
             .map(|(limit, cap)| {
-                let n = view.free(limit, *cap)?;
+                let n = view.free(limit, *cap, lease)?;
                 Some((limit.clone(), n, self.keys().slot(&self.run, limit, n)))
             })
             .collect()
     }
 
     /// One try at taking `host` with `slots`: `None` when another controller was faster,
-    /// else the host's document as the transaction read it.
+    /// else what the host's documents say about it.
     fn try_take(
         &self,
         host: &str,
         slots: Vec<(String, usize, String)>,
-    ) -> crate::Result<Option<Option<Vec<u8>>>> {
+        lease: i64,
+    ) -> crate::Result<Option<Taken>> {
         let k = self.keys();
-        let lease = self.store.lease_id()?;
         let claim = k.claim(&self.run, host);
         let me = json(
             &serde_json::json!({ "controller": super::docs::controller_name(), "host": host }),
@@ -233,40 +290,50 @@ impl EtcdLedger {
                 .iter()
                 .map(|(_, _, s)| TxnOp::put(s.clone(), me.clone(), leased())),
         );
-        // The host's document in the same round trip: was it started before?
+        // The host's documents in the same round trip: was it started before, and what
+        // its transitions will change (the store keeps them while the host is held here).
         ops.push(TxnOp::get(k.host(&self.run, host), None));
+        for kind in ["host", "check"] {
+            let tasks = k.task(&self.run, &format!("{kind}:{host}:"));
+            ops.push(TxnOp::get(tasks, Some(GetOptions::new().with_prefix())));
+        }
         let Some(r) = self.store.txn_read(Some(&self.run), when, ops)? else {
             return Ok(None);
         };
         let mut view = self.shared.view();
         view.claims.insert(host.to_string());
         for (limit, n, _) in &slots {
-            view.slots.entry(limit.clone()).or_default().insert(*n);
+            view.slots
+                .entry(limit.clone())
+                .or_default()
+                .insert(*n, lease);
         }
         drop(view);
+        let taken = Taken::read(host, r);
+        let docs: Vec<(String, Vec<u8>)> = taken.docs.clone();
+        let doc_keys = docs.iter().map(|(k, _)| k.clone()).collect();
+        self.store.hold_docs(docs);
         lock(&self.held).insert(
             host.to_string(),
-            slots.into_iter().map(|(_, _, s)| s).collect(),
+            (slots.into_iter().map(|(_, _, s)| s).collect(), doc_keys),
         );
-        let doc = r.into_iter().find_map(|o| match o {
-            TxnOpResponse::Get(mut g) => g.take_kvs().into_iter().next(),
-            _ => None,
-        });
-        Ok(Some(doc.map(|kv| kv.value().to_vec())))
+        Ok(Some(taken))
     }
 
     /// The host's tasks a controller that died finished (to skip), and those it left
     /// running that nobody said what to do with.
-    fn taken_over(&self, host: &str, doc: Option<Vec<u8>>) -> crate::Result<Admit> {
-        let started = doc
-            .and_then(|v| serde_json::from_slice::<serde_json::Value>(&v).ok())
-            .is_some_and(|v| v["state"].as_str() != Some("pending"));
+    fn taken_over(&self, host: &str, taken: Taken) -> crate::Result<Admit> {
         let mut done = Vec::new();
         let mut unknown = Vec::new();
-        if !started {
+        if !taken.started {
             return Ok(Admit::Go { done, unknown });
         }
-        for t in self.store.task_docs(&self.run)? {
+        let tasks = if taken.tasks.is_empty() {
+            self.store.task_docs(&self.run)?
+        } else {
+            taken.tasks
+        };
+        for t in tasks {
             if t.host.as_deref() != Some(host) {
                 continue;
             }
@@ -286,6 +353,7 @@ impl EtcdLedger {
                 // The watches had not told of a change yet: read it now.
                 self.refresh()?;
             }
+            let lease = self.store.lease_id()?;
             let slots = {
                 let view = self.shared.view();
                 if let Some(&ok) = view.done.get(host) {
@@ -294,12 +362,12 @@ impl EtcdLedger {
                 if view.claims.contains(host) {
                     return Ok(Admit::Elsewhere);
                 }
-                match self.pick(&view, limits) {
-                    Some(slots) if !self.holding_off(&view) => slots,
-                    _ => return Ok(Admit::Full),
+                match self.pick(&view, limits, lease) {
+                    Some(slots) => slots,
+                    None => return Ok(Admit::Full),
                 }
             };
-            if let Some(doc) = self.try_take(host, slots)? {
+            if let Some(doc) = self.try_take(host, slots, lease)? {
                 return self.taken_over(host, doc);
             }
         }
@@ -312,11 +380,11 @@ impl EtcdLedger {
             if attempt > 0 || !self.shared.view().live {
                 self.refresh()?;
             }
-            let Some(n) = self.shared.view().free(&limit, cap) else {
+            let lease = self.store.lease_id()?;
+            let Some(n) = self.shared.view().free(&limit, cap, lease) else {
                 return Ok(false);
             };
             let key = self.keys().slot(&self.run, &limit, n);
-            let lease = self.store.lease_id()?;
             let me = json(&serde_json::json!({
                 "controller": super::docs::controller_name(),
                 "host": host,
@@ -324,7 +392,8 @@ impl EtcdLedger {
             let absent = Compare::create_revision(key.clone(), CompareOp::Equal, 0);
             let put = TxnOp::put(key.clone(), me, Some(PutOptions::new().with_lease(lease)));
             if self.store.txn(Some(&self.run), vec![absent], vec![put])? {
-                self.shared.view().slots.entry(limit).or_default().insert(n);
+                let mut view = self.shared.view();
+                view.slots.entry(limit).or_default().insert(n, lease);
                 lock(&self.in_steps).insert((host.to_string(), step.to_string()), key);
                 return Ok(true);
             }
@@ -346,11 +415,10 @@ impl EtcdLedger {
         for key in &keys {
             for (kind, start) in starts.iter().enumerate() {
                 if let Some(tail) = key.strip_prefix(start.as_str()) {
-                    view.apply(kind, tail, None);
+                    view.apply(kind, tail, None, 0);
                 }
             }
         }
-        *lock(&self.freed_at) = Some(Instant::now());
     }
 }
 
@@ -376,7 +444,8 @@ async fn follow(
             for ev in resp.events() {
                 let Some(kv) = ev.kv() else { continue };
                 let put = ev.event_type() == EventType::Put;
-                view.apply(kind, Keys::tail(kv.key(), &start), put.then(|| kv.value()));
+                let tail = Keys::tail(kv.key(), &start);
+                view.apply(kind, tail, put.then(|| kv.value()), kv.lease());
             }
             view.generation += 1;
             drop(view);
@@ -399,7 +468,8 @@ impl SlotLedger for EtcdLedger {
 
     fn release(&self, host: &str, finished: Option<bool>) {
         let k = self.keys();
-        let mut keys = lock(&self.held).remove(host).unwrap_or_default();
+        let (mut keys, docs) = lock(&self.held).remove(host).unwrap_or_default();
+        self.store.drop_docs(&docs);
         keys.push(k.claim(&self.run, host));
         let mut also = Vec::new();
         if let Some(ok) = finished {

@@ -40,6 +40,10 @@ pub struct EtcdStore {
     fences: Mutex<HashMap<String, (String, i64)>>,
     /// Run -> its approvals and abort request, kept by watches.
     requests: Mutex<HashMap<String, watch::Shared>>,
+    /// Documents of the hosts this controller holds (the host's and its tasks'), as last
+    /// read or written: while it holds a host it is their only writer, so a transition
+    /// is written without reading them first.
+    held_docs: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 /// The members of the cluster at `endpoints`, as (cluster id, member names): tests check
@@ -72,6 +76,7 @@ impl EtcdStore {
             lease: Mutex::default(),
             fences: Mutex::default(),
             requests: Mutex::default(),
+            held_docs: Mutex::default(),
         })
     }
 
@@ -119,12 +124,62 @@ impl EtcdStore {
     }
 
     fn parse<T: serde::de::DeserializeOwned>(&self, kv: &KeyValue) -> Result<T> {
-        serde_json::from_slice(kv.value()).map_err(|e| {
-            self.error(format!(
-                "key {} is not what fleetbook wrote: {e}",
-                String::from_utf8_lossy(kv.key())
-            ))
-        })
+        self.parse_value(&String::from_utf8_lossy(kv.key()), kv.value())
+    }
+
+    fn parse_value<T: serde::de::DeserializeOwned>(&self, key: &str, value: &[u8]) -> Result<T> {
+        serde_json::from_slice(value)
+            .map_err(|e| self.error(format!("key {key} is not what fleetbook wrote: {e}")))
+    }
+
+    /// Keeps the documents of a host this controller now holds.
+    pub(crate) fn hold_docs(&self, docs: Vec<(String, Vec<u8>)>) {
+        self.held_docs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(docs);
+    }
+
+    /// Forgets the documents of a host this controller no longer holds: another may write
+    /// them now.
+    pub(crate) fn drop_docs(&self, keys: &[String]) {
+        let mut held = self.held_docs.lock().unwrap_or_else(|e| e.into_inner());
+        for k in keys {
+            held.remove(k);
+        }
+    }
+
+    /// The values of `a` and `b`: held ones from memory, the others read (at one revision,
+    /// in one request).
+    fn docs_of(&self, a: String, b: Option<String>) -> Result<[Option<Vec<u8>>; 2]> {
+        let held = |k: &String| {
+            self.held_docs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(k)
+                .cloned()
+        };
+        if let Some(va) = held(&a) {
+            match b.as_ref().map(held) {
+                None => return Ok([Some(va), None]),
+                Some(Some(vb)) => return Ok([Some(va), Some(vb)]),
+                Some(None) => {}
+            }
+        }
+        let [ka, kb] = self.get_two(a, b)?;
+        Ok([ka, kb].map(|kv| kv.map(|kv| kv.value().to_vec())))
+    }
+
+    /// Writes `puts` (fenced), keeping the new values of held documents.
+    fn put_docs(&self, run: &str, puts: Vec<(String, Vec<u8>)>) -> Result<()> {
+        self.put_all(run, puts.clone())?;
+        let mut held = self.held_docs.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, v) in puts {
+            if let Some(old) = held.get_mut(&k) {
+                *old = v;
+            }
+        }
+        Ok(())
     }
 
     /// One transaction, with `run`'s fence when this controller holds one; false when a
@@ -525,21 +580,21 @@ impl RunStore for EtcdStore {
     fn record(&self, run: &str, e: &Event, started: f64) -> Result<()> {
         let key = self.keys.task(run, &e.task);
         let hkey = e.host.as_ref().map(|h| self.keys.host(run, h));
-        // The task and its host in one round trip.
-        let [task, host] = self.get_two(key.clone(), hkey.clone())?;
-        let Some(kv) = task else {
+        // The task and its host in one round trip, or none for a host held here.
+        let [task, host] = self.docs_of(key.clone(), hkey.clone())?;
+        let Some(value) = task else {
             // As the journal: a transition of a task the run does not have changes nothing.
             return Ok(());
         };
-        let mut doc: TaskDoc = self.parse(&kv)?;
+        let mut doc: TaskDoc = self.parse_value(&key, &value)?;
         doc.apply(e, started + e.at);
         let mut puts = vec![(key, json(&doc))];
-        if let (Some(hkey), Some(hkv)) = (hkey, host) {
-            let mut host: HostDoc = self.parse(&hkv)?;
+        if let (Some(hkey), Some(value)) = (hkey, host) {
+            let mut host: HostDoc = self.parse_value(&hkey, &value)?;
             host.apply(e, started + e.at);
             puts.push((hkey, json(&host)));
         }
-        self.put_all(run, puts)
+        self.put_docs(run, puts)
     }
 
     fn record_fact(&self, run: &str, host: &str, name: &str, value: &str) -> Result<()> {
@@ -547,13 +602,13 @@ impl RunStore for EtcdStore {
         let mut puts = vec![(self.keys.fact(run, host, name), json(&doc))];
         if name == docs::VERSION_FACT {
             let hkey = self.keys.host(run, host);
-            if let Some(hkv) = self.get(hkey.clone())? {
-                let mut h: HostDoc = self.parse(&hkv)?;
+            if let [Some(v), _] = self.docs_of(hkey.clone(), None)? {
+                let mut h: HostDoc = self.parse_value(&hkey, &v)?;
                 h.version = Some(value.to_string());
                 puts.push((hkey, json(&h)));
             }
         }
-        self.put_all(run, puts)
+        self.put_docs(run, puts)
     }
 
     fn facts(&self, run: &str) -> Result<Vec<(String, String, String)>> {

@@ -87,13 +87,16 @@ impl View {
         }
     }
 
-    /// The lowest free slot number of `limit` that `lease` may take now, if any: any free
-    /// one below its fair share, past it only one free for [`HOLD_OFF`].
+    /// A free slot number of `limit` that `lease` may take now, if any: any free one below
+    /// its fair share, past it only one free for [`HOLD_OFF`]. Each controller looks from
+    /// its own starting number, so that controllers asking at once seldom want one slot.
     fn free(&self, limit: &str, cap: usize, lease: i64) -> Option<usize> {
         let used = self.slots.get(limit);
         let mine = used.map_or(0, |u| u.values().filter(|&&l| l == lease).count());
         let share = cap.div_ceil(self.controllers.len().max(1));
+        let from = (lease.unsigned_abs() % cap.max(1) as u64) as usize;
         (0..cap)
+            .map(|i| (from + i) % cap)
             .filter(|n| !used.is_some_and(|u| u.contains_key(n)))
             .find(|&n| {
                 mine < share
@@ -349,8 +352,11 @@ impl EtcdLedger {
 
     fn admit_now(&self, host: &str, limits: &[(String, usize)]) -> crate::Result<Admit> {
         for attempt in 0..5 {
-            if attempt > 0 || !self.shared.view().live {
-                // The watches had not told of a change yet: read it now.
+            if attempt > 0 {
+                // Another controller was faster: hear of it from the watches.
+                self.changed_since(Duration::from_millis(50));
+            }
+            if !self.shared.view().live {
                 self.refresh()?;
             }
             let lease = self.store.lease_id()?;
@@ -377,7 +383,10 @@ impl EtcdLedger {
     fn enter_now(&self, host: &str, step: &str, cap: usize) -> crate::Result<bool> {
         let limit = format!("step:{step}");
         for attempt in 0..5 {
-            if attempt > 0 || !self.shared.view().live {
+            if attempt > 0 {
+                self.changed_since(Duration::from_millis(50));
+            }
+            if !self.shared.view().live {
                 self.refresh()?;
             }
             let lease = self.store.lease_id()?;
@@ -399,6 +408,16 @@ impl EtcdLedger {
             }
         }
         Ok(false)
+    }
+
+    /// Waits at most `max` for the watches to tell of a change.
+    fn changed_since(&self, max: Duration) {
+        let view = self.shared.view();
+        let seen = view.generation;
+        let _ = self
+            .shared
+            .changed
+            .wait_timeout_while(view, max, |v| v.live && v.generation == seen);
     }
 
     /// Deletes keys this controller held (fenced; a controller that lost its lock writes
@@ -496,11 +515,6 @@ impl SlotLedger for EtcdLedger {
     }
 
     fn wait(&self, max: Duration) {
-        let view = self.shared.view();
-        let seen = view.generation;
-        let _ = self
-            .shared
-            .changed
-            .wait_timeout_while(view, max, |v| v.live && v.generation == seen);
+        self.changed_since(max);
     }
 }

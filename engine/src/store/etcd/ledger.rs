@@ -120,6 +120,9 @@ impl Shared {
     }
 }
 
+/// (slot keys, document keys) of a host held here.
+type HeldKeys = (Vec<String>, Vec<String>);
+
 /// What taking a host read of it.
 struct Taken {
     /// A task of it started before (its document is not `pending`).
@@ -174,7 +177,7 @@ pub struct EtcdLedger {
     shared: Arc<Shared>,
     /// Host -> the slot keys this controller holds for it, and the keys of its documents
     /// the store keeps in memory meanwhile.
-    held: Mutex<HashMap<String, (Vec<String>, Vec<String>)>>,
+    held: Mutex<HashMap<String, HeldKeys>>,
     /// (host, step) -> the step slot this controller holds for it.
     in_steps: Mutex<HashMap<(String, String), String>>,
 }

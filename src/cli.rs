@@ -640,6 +640,17 @@ impl StateArgs {
         self.dir.clone().unwrap_or_else(crate::project::user_state)
     }
 
+    /// Where this machine keeps the whole output of each command: the state directory, or
+    /// with an etcd store (a cluster, not a directory) the user's ($XDG_STATE_HOME/fleetbook).
+    pub fn output_dir(&self) -> PathBuf {
+        let dir = self.resolve();
+        if fleetbook_engine::store::is_etcd(&dir) {
+            crate::project::user_state().join("output")
+        } else {
+            dir.join("output")
+        }
+    }
+
     /// Opens the store in force: the journal in the state directory, or the etcd cluster.
     pub fn open(
         &self,

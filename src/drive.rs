@@ -528,7 +528,7 @@ fn execute(
         journal.clone(),
         run_id,
         planned.secrets.clone(),
-        Some(args.state.resolve().join("output").join(run_id)),
+        Some(args.state.output_dir().join(run_id)),
     ));
     let progress = Progress::new(
         p,

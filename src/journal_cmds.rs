@@ -426,6 +426,7 @@ fn join(
             "every controller of a run runs the same runbook, inventory and parameters",
         ));
     }
+    fleetbook_engine::slots::check_joinable(&run.id, &planned.graph)?;
     // Tasks running now are other controllers'; the ledger keeps their hosts theirs.
     let done = session::done_tasks(&run, journal.tasks(&run.id)?, &planned, true, false)?;
     drive::drive(

@@ -7,6 +7,8 @@ use crate::journal::{finish_within, kill9, local, wait_for, Local};
 use crate::sshd::{intervals, max_overlap, Fleet};
 use crate::support::fleetbook;
 use fleetbook_engine::store::etcd::harness::Etcd;
+use fleetbook_engine::store::etcd::EtcdStore;
+use fleetbook_engine::store::{EtcdAccess, RunStore};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -65,11 +67,25 @@ fn now() -> f64 {
     fleetbook_engine::journal::now()
 }
 
-/// `fleetbook CMD` on `l`'s inventory with its state in `etcd` under `prefix`.
+/// `fleetbook CMD` on `l`'s inventory with its state in `etcd` under `prefix`, run in
+/// `l`'s directory with its own user state directory (`xdg/`), where output logs go.
 fn command(l: &Local, cmd: &str, extra: &[&str]) -> Command {
     let mut c = l.command(cmd, extra);
-    c.env("FLEETBOOK_ETCD_TTL", format!("{TTL}s"));
+    c.env("FLEETBOOK_ETCD_TTL", format!("{TTL}s"))
+        .env("XDG_STATE_HOME", l.dir.path().join("xdg"))
+        .current_dir(l.dir.path());
     c
+}
+
+/// Entries of `dir` named like an etcd URL: where output logs went when the URL was
+/// taken for a directory.
+fn url_named(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("etcd:"))
+        .collect()
 }
 
 fn spawn(l: &Local, cmd: &str, extra: &[&str]) -> Child {
@@ -134,6 +150,12 @@ fn a_controller_that_loses_its_lease_stops_and_another_finishes_the_run() {
     assert_eq!(hosts_done(&l), names);
     let status = l.cmd("status", &[&id, "--format", "json"]);
     assert!(status.stdout.contains("\"succeeded\""), "{}", status.stdout);
+    // Output logs go under the user's state directory, never under a directory named
+    // after the URL in the working directory.
+    let logs = l.dir.path().join("xdg/fleetbook/output").join(&id);
+    let log = std::fs::read_to_string(logs.join("w01.log")).unwrap_or_default();
+    assert!(log.contains("start w01"), "{}: {log:?}", logs.display());
+    assert_eq!(url_named(l.dir.path()), Vec::<String>::new());
 }
 
 /// The sshd fleet of the two-controller tests: controllers `c01..c06` (limit 2) before
@@ -163,6 +185,8 @@ fn controller(fleet: &Fleet, state: &str, args: &[&str]) -> (Child, Arc<Mutex<St
         .arg(&fleet.ssh_config)
         .args(["--state", state])
         .env("FLEETBOOK_ETCD_TTL", format!("{TTL}s"))
+        .env("XDG_STATE_HOME", fleet.dir.path().join("xdg"))
+        .current_dir(fleet.dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -279,12 +303,16 @@ fn two_controllers_share_one_run_within_its_limits() {
     assert_eq!(b.status.code(), Some(0), "{b_err}");
     check_hosts(&fleet);
     let (by_a, by_b) = (hosts_run_by(&a.stdout), hosts_run_by(&b.stdout));
-    // Which controller gets a freed slot is a race (the one that freed it asks at once, the
-    // other polls), so how the hosts split is not checked: that no host ran twice is.
     assert_eq!(by_a.len() + by_b.len(), 30, "{by_a:?} {by_b:?}");
     assert!(
         by_a.iter().all(|h| !by_b.contains(h)),
         "a host ran on both controllers: {by_a:?} {by_b:?}"
+    );
+    // A controller that frees a slot leaves it to the others a moment, and a waiting one
+    // hears of it at once: the joined controller gets hosts too.
+    assert!(
+        !by_a.is_empty() && !by_b.is_empty(),
+        "one controller ran every host: {by_a:?} {by_b:?}"
     );
     let status = fleetbook(&["status", &id, "--format", "json", "--state", &state]).run();
     assert!(status.stdout.contains("\"succeeded\""), "{}", status.stdout);
@@ -306,6 +334,22 @@ fn when_one_of_two_controllers_dies_the_other_finishes_the_run() {
     go_when_joined(&fleet, &b_err, &id);
     wait_for(|| started(&fleet) >= 10, "ten hosts started");
     kill9(&mut a);
+    // Once the dead controller's lease expires, the one left takes the fleet lock over:
+    // no other rollout may start on the fleet while it finishes the run.
+    let store = EtcdStore::open(&state, &EtcdAccess::default()).unwrap();
+    let b_pid = b.id() as i64;
+    wait_for(
+        || {
+            let locks = store.locks().unwrap();
+            locks.iter().any(|l| l.run_id == id && l.pid == b_pid)
+        },
+        "the joined controller to take the fleet lock over",
+    );
+    let other = fleetbook(&["run", &rb, "-i", &inv, "--yes", "--state", &state])
+        .env("FLEETBOOK_ETCD_TTL", &format!("{TTL}s"))
+        .run();
+    assert_eq!(other.code, 6, "a second rollout started: {}", other.stderr);
+    assert!(other.stderr.contains("locked"), "{}", other.stderr);
     let b = b.wait_with_output().unwrap();
     let err = b_err.lock().unwrap().clone();
     assert_eq!(b.status.code(), Some(0), "{err}");
@@ -433,4 +477,110 @@ fn three_controllers_run_a_thousand_hosts_each_once_within_the_limit() {
         spans.extend(intervals(&log));
     }
     assert!(max_overlap(&spans) <= 20, "more than 20 hosts at once");
+}
+
+/// A command that waits for the file `go` beside the hosts.
+fn gate() -> &'static str {
+    "h.run(`while [ ! -e ${h.var(\"dir\")}/../go ]; do sleep 0.1; done`)"
+}
+
+/// A step body that waits for `go`, then logs and sleeps like [`work`].
+fn gated_work(secs: f64) -> String {
+    format!("{{ {}; {} }}", gate(), work(secs))
+}
+
+/// A controller of `l`'s run (`run` with the runbook, or `run --join ID`), its events on
+/// standard output and its standard error in the file `name` of `l`'s directory.
+fn local_controller(l: &Local, name: &str, extra: &[&str]) -> Child {
+    let err = std::fs::File::create(l.dir.path().join(name)).unwrap();
+    let mut args = vec!["--yes", "--events", "jsonl"];
+    args.extend(extra);
+    let joining = extra.contains(&"--join");
+    let mut c = command(l, "run", &args);
+    if joining {
+        // `Local::command` adds the runbook and inventory to `run`: a joiner has its own.
+        c = Command::new(env!("CARGO_BIN_EXE_fleetbook"));
+        c.arg("run").args(&args).arg("--state").arg(&l.state);
+        c.env("FLEETBOOK_ETCD_TTL", format!("{TTL}s"))
+            .env("XDG_STATE_HOME", l.dir.path().join("xdg"))
+            .current_dir(l.dir.path())
+            .stdin(Stdio::null());
+    }
+    c.stdout(Stdio::piped()).stderr(err).spawn().unwrap()
+}
+
+fn stderr_of(l: &Local, name: &str) -> String {
+    std::fs::read_to_string(l.dir.path().join(name)).unwrap_or_default()
+}
+
+/// A throttled step (`.throttle(2)`) holds fleet-wide: two controllers on one run never
+/// have more than two hosts in it together, by the hosts' own clocks.
+#[test]
+fn a_step_throttle_holds_across_two_controllers() {
+    let etcd = Etcd::single();
+    let names = hosts(8);
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    // Four hosts in flight at once, two of them in the throttled step: a controller that
+    // kept the throttle for its own hosts only would let its two in beside the other's.
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.limit(\"web\", 4);\nrb.step(\"wait\", |h| {});\nrb.step(\"work\", |h| {}).throttle(2);\nrb\n",
+        gate(),
+        work(0.5)
+    );
+    let mut l = local(&[("web", &names)], &rb);
+    on_etcd(&mut l, &etcd);
+    let state = l.state.display().to_string();
+    let a = local_controller(&l, "a.err", &[]);
+    let id = run_id(&state);
+    let b = local_controller(&l, "b.err", &["--join", &id]);
+    let line = format!("run {id} (journal");
+    wait_for(
+        || stderr_of(&l, "b.err").contains(&line),
+        "the second controller to join",
+    );
+    std::fs::write(l.dir.path().join("go"), "").unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let both = format!("{}\n{}", stderr_of(&l, "a.err"), stderr_of(&l, "b.err"));
+    assert_eq!(a.status.code(), Some(0), "{both}");
+    assert_eq!(b.status.code(), Some(0), "{both}");
+    let spans: Vec<(f64, f64)> = ran(&l).into_iter().map(|(_, s, e)| (s, e)).collect();
+    assert_eq!(spans.len(), names.len(), "every host once");
+    assert_eq!(starts(&l).len(), names.len(), "no host twice");
+    assert!(
+        max_overlap(&spans) <= 2,
+        "more than 2 hosts in the step: {spans:?}"
+    );
+    let (by_a, by_b) = (hosts_run_by(&a.stdout), hosts_run_by(&b.stdout));
+    assert_eq!(by_a.len() + by_b.len(), names.len(), "{by_a:?} {by_b:?}");
+}
+
+/// `rb.batches(true)` is kept by one controller for its own hosts: a second controller
+/// could not keep it together with the first, so joining such a run is refused, and the
+/// first controller finishes alone.
+#[test]
+fn joining_a_run_with_batches_is_refused() {
+    let etcd = Etcd::single();
+    let names = hosts(4);
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.limit(\"web\", 2);\nrb.batches(true);\nrb.step(\"work\", |h| {});\nrb\n",
+        gated_work(0.1)
+    );
+    let mut l = local(&[("web", &names)], &rb);
+    on_etcd(&mut l, &etcd);
+    let state = l.state.display().to_string();
+    let a = local_controller(&l, "a.err", &[]);
+    let id = run_id(&state);
+    let b = local_controller(&l, "b.err", &["--join", &id]);
+    let (code, _) = finish_within(b, 120, "the refused controller");
+    let err = stderr_of(&l, "b.err");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("refusing to join run"), "{err}");
+    assert!(err.contains("rb.batches(true)"), "{err}");
+    assert!(err.contains("run --join"), "{err}");
+    std::fs::write(l.dir.path().join("go"), "").unwrap();
+    let a = a.wait_with_output().unwrap();
+    assert_eq!(a.status.code(), Some(0), "{}", stderr_of(&l, "a.err"));
+    assert_eq!(hosts_done(&l), names);
+    assert_eq!(hosts_run_by(&a.stdout).len(), names.len());
 }

@@ -248,11 +248,27 @@ impl<'g> Dispatcher<'g> {
 
     /// Tasks that may enter their throttled step now, with their places taken.
     pub fn enter_steps(&mut self) -> Vec<usize> {
-        let entered = self.waiting_steps.enter_next(&mut self.slots);
+        self.enter_steps_fleet(|_, _| true)
+    }
+
+    /// As [`enter_steps`](Self::enter_steps), with a place in the step also taken
+    /// fleet-wide: `fleet(step, host)` says whether it could be.
+    pub fn enter_steps_fleet(&mut self, fleet: impl FnMut(usize, usize) -> bool) -> Vec<usize> {
+        let entered = self.waiting_steps.enter_next_fleet(&mut self.slots, fleet);
         for &t in &entered {
             self.in_step[t] = true;
         }
         entered
+    }
+
+    /// Tasks still waiting for room in their throttled step.
+    pub fn steps_waiting(&self) -> usize {
+        self.waiting_steps.len()
+    }
+
+    /// Whether `t` holds a place in its throttled step (until it finishes).
+    pub fn in_step(&self, t: usize) -> bool {
+        self.in_step[t]
     }
 
     /// Ends a pass: batches that started hosts in it take no more.
@@ -319,8 +335,12 @@ impl<'g> Dispatcher<'g> {
             .copied()
             .filter(|&t| !self.finished[t])
             .collect();
+        // All marked first: a later step of the host, freed by an earlier one, must not be
+        // made ready (and run here) when it is finished too.
         for &t in &fresh {
             self.finished[t] = true;
+        }
+        for &t in &fresh {
             self.release(t);
         }
         fresh

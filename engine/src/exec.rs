@@ -695,6 +695,25 @@ struct Progress {
     recap: Vec<HostRecap>,
 }
 
+/// Takes a place for `host` in throttled step `step` fleet-wide (other controllers' hosts
+/// count against the throttle too).
+fn enter_step(r: &Runner, step: usize, host: usize) -> bool {
+    let cap = r.graph.rules.throttle[step].unwrap_or(usize::MAX);
+    let name = r.secrets.redacted(&r.script.runbook.steps[step].name);
+    r.opts
+        .ledger
+        .enter_step(&r.graph.hosts[host].name, &name, cap)
+}
+
+/// Task `t` leaves its throttled step: its place is free fleet-wide.
+fn leave_step(r: &Runner, t: usize) {
+    let task = &r.graph.tasks[t];
+    if let (Some(h), Some(step)) = (task.host, task.step) {
+        let name = r.secrets.redacted(&r.script.runbook.steps[step].name);
+        r.opts.ledger.leave_step(&r.graph.hosts[h].name, &name);
+    }
+}
+
 fn is_always(r: &Runner, t: usize) -> bool {
     let task = &r.graph.tasks[t];
     task.kind == TaskKind::Host && task.step.is_some_and(|s| r.script.runbook.steps[s].always)
@@ -740,7 +759,7 @@ fn schedule<'s>(r: &'s Runner<'s>, scope: &'s std::thread::Scope<'s, '_>) -> Run
             if s.parked == 0 || stopping || s.expired || s.d.halted().is_some() {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(200));
+            r.opts.ledger.wait(Duration::from_millis(200));
             continue;
         }
         if let Some(done) = s.next_done(&rx) {
@@ -815,9 +834,11 @@ impl<'s> Sched<'s> {
             return;
         }
         self.admit_hosts(scope);
-        for t in self.d.enter_steps() {
+        for t in self.d.enter_steps_fleet(|step, h| enter_step(r, step, h)) {
             self.start(t, scope);
         }
+        // Steps that wait here wait for other controllers' hosts to leave them.
+        self.parked += self.d.steps_waiting();
         self.d.end_pass();
         let transport = &*r.opts.transport;
         r.ahead
@@ -1016,6 +1037,11 @@ impl<'s> Sched<'s> {
                     self.p.recap[h].not_run += 1;
                 }
                 complete.push(rest);
+            }
+        }
+        for &c in &complete {
+            if self.d.in_step(c) {
+                leave_step(r, c);
             }
         }
         for h in self.d.finish(&complete) {

@@ -205,17 +205,39 @@ impl WaitingSteps {
 
     /// Tasks that may enter their step now, with their places in the step taken.
     pub fn enter_next(&mut self, slots: &mut Slots) -> Vec<usize> {
+        self.enter_next_fleet(slots, |_, _| true)
+    }
+
+    /// As [`enter_next`](Self::enter_next), with a place in the step also taken fleet-wide:
+    /// `fleet(step, host)` says whether it could be (the ledger's
+    /// [`enter_step`](SlotLedger::enter_step)). A step whose next host is refused takes
+    /// no later one, so a step's hosts enter in order.
+    pub fn enter_next_fleet(
+        &mut self,
+        slots: &mut Slots,
+        mut fleet: impl FnMut(usize, usize) -> bool,
+    ) -> Vec<usize> {
         let mut out = Vec::new();
         for (step, q) in self.queues.iter_mut().enumerate() {
-            while !q.is_empty() && slots.can_enter_step(step) {
-                let Some(std::cmp::Reverse((_, t))) = q.pop() else {
+            while let Some(&std::cmp::Reverse((h, t))) = q.peek() {
+                if !slots.can_enter_step(step) || !fleet(step, h) {
                     break;
-                };
+                }
+                q.pop();
                 slots.enter_step(step);
                 out.push(t);
             }
         }
         out
+    }
+
+    /// Tasks still waiting for room in their step.
+    pub fn len(&self) -> usize {
+        self.queues.iter().map(|q| q.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -233,6 +255,18 @@ pub trait SlotLedger: Send + Sync {
     /// Whether other controllers may hold hosts of this run: then a controller with
     /// nothing to do waits for them instead of ending.
     fn shared(&self) -> bool;
+    /// May `host` enter the throttled step `step` now (at most `cap` hosts in it at once,
+    /// fleet-wide)? Its place is held until [`leave_step`](Self::leave_step).
+    fn enter_step(&self, _host: &str, _step: &str, _cap: usize) -> bool {
+        true
+    }
+    /// `host` left the throttled step `step`: its place is free.
+    fn leave_step(&self, _host: &str, _step: &str) {}
+    /// Waits, with nothing running here, at most `max` for other controllers to free a
+    /// host or a slot.
+    fn wait(&self, max: std::time::Duration) {
+        std::thread::sleep(max);
+    }
 }
 
 /// What the ledger says about a host.
@@ -267,6 +301,25 @@ impl SlotLedger for LocalLedger {
     fn shared(&self) -> bool {
         false
     }
+}
+
+/// Refuses a further controller on a run whose rules each controller keeps for its own
+/// hosts only: two controllers could break them together (docs/etcd.md). Every other limit
+/// is held fleet-wide by the [`SlotLedger`].
+pub fn check_joinable(run: &str, graph: &Graph) -> crate::Result<()> {
+    let unshared = if graph.rules.batches {
+        "rb.batches(true) (a role's hosts in lock-step)"
+    } else if graph.rules.deadline.is_some() {
+        "rb.deadline(...) (no host starts past it, counted from each controller's start)"
+    } else {
+        return Ok(());
+    };
+    Err(crate::Error::input_with_help(
+        format!(
+            "refusing to join run {run}: its runbook uses {unshared}, which one controller keeps for its own hosts and two could not keep together"
+        ),
+        "one controller drives such a run: `run --join` and `resume` of a run that is still running are refused; if its controller died, `fleetbook resume RUN` once its lease has expired (--etcd-ttl)",
+    ))
 }
 
 /// The limits a host counts against, named as in the store: `role:ROLE`, `total`,

@@ -165,6 +165,14 @@ pub trait RunStore: Send + Sync {
             "keep the run state in etcd (--state etcd://...) to share a run between controllers",
         ))
     }
+    /// For a controller that joined `run`: takes the fleet lock over when nobody holds it
+    /// (its holder ended or died), so that no other rollout starts on the fleet while the
+    /// run goes on. True while the run holds the lock, false once another run took it. A
+    /// store only one controller uses has nothing to take over.
+    fn keep_lock(&self, fleet: &str, run: &str) -> Result<bool> {
+        let _ = (fleet, run);
+        Ok(true)
+    }
     /// The ledger that admits `run`'s hosts fleet-wide (`retry`/`skip`: what to do with a
     /// task a controller that died left running, as `resume --retry-unknown/--skip-unknown`).
     fn ledger(self: Arc<Self>, run: &str, retry: bool, skip: bool) -> Arc<dyn SlotLedger> {
@@ -268,8 +276,9 @@ impl FleetLock {
         })
     }
 
-    /// The guard of a controller that joined `run` ([`RunStore::join`]): lost only with
-    /// its lease, and releases no lock.
+    /// The guard of a controller that joined `run` ([`RunStore::join`]): it takes the lock
+    /// over when the holder ends or dies ([`RunStore::keep_lock`]), and is lost with its
+    /// lease or when another run took the lock.
     pub fn joined(store: Arc<dyn RunStore>, fleet: &str, run: &str) -> FleetLock {
         FleetLock {
             store,
@@ -296,7 +305,10 @@ impl FleetLock {
             return true;
         }
         if self.joined {
-            return false;
+            return !self
+                .store
+                .keep_lock(&self.fleet, &self.run)
+                .unwrap_or(false);
         }
         match self.store.locks() {
             Ok(locks) => !locks
@@ -309,9 +321,7 @@ impl FleetLock {
 
 impl Drop for FleetLock {
     fn drop(&mut self) {
-        if self.joined {
-            return;
-        }
+        // A joined controller may have taken the lock over; the store releases it only if so.
         let _ = self.store.unlock(&self.fleet, &self.run);
     }
 }

@@ -13,7 +13,7 @@
 //! | `P/controllers/RUN/LEASE`             | a controller working on the run (leased)     |
 //! | `P/claims/RUN/HOST`                   | the controller working on a host (leased)   |
 //! | `P/done/RUN/HOST`                     | `{"ok": bool}`: a host finished              |
-//! | `P/slots/RUN/LIMIT/N`                 | a held slot of a limit (leased)              |
+//! | `P/slots/RUN/LIMIT/N`                 | a held slot of a limit or `step:STEP` (leased) |
 //! | `P/plans/RUN`                         | the run's plan, as `plan --format json` (redacted) |
 //! | `P/commands/RUN/ULID`                 | one command a task ran: exit, duration, output tail |
 //!

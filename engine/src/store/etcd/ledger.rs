@@ -3,29 +3,170 @@
 //! A host is taken by creating `claims/RUN/HOST`, and a slot of each of its limits by
 //! creating `slots/RUN/LIMIT/N` for a free `N` below the limit — all in one transaction that
 //! succeeds only if none of those keys exists, so no limit is exceeded however many
-//! controllers ask at once. Claims and slots live under the controller's lease: a controller
-//! that dies gives them back when its lease expires. A finished host gets `done/RUN/HOST`
-//! (kept), so no controller runs it again.
+//! controllers ask at once. A throttled step's places are slots too (`step:STEP`). Claims
+//! and slots live under the controller's lease: a controller that dies gives them back when
+//! its lease expires. A finished host gets `done/RUN/HOST` (kept), so no controller runs it
+//! again.
+//!
+//! Which keys exist is read once and then followed by watches, so that taking a host is one
+//! round trip, and a controller waiting for a slot wakes when another frees one. Slots are
+//! shared fairly: a controller that holds its share of a limit (the limit over the number
+//! of controllers, rounded up) takes a further slot only once it has been free for
+//! [`HOLD_OFF`] — otherwise the controller that frees a slot would take it again before a
+//! waiting one heard of it.
 
+use super::docs::TaskDoc;
 use super::{json, EtcdStore, Keys};
 use crate::slots::{Admit, SlotLedger};
-use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{
+    Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+};
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// How stale the view of other controllers' claims may be before it is read again.
-const FRESH: Duration = Duration::from_millis(150);
+/// How long a freed slot is left to controllers below their share of its limit.
+const HOLD_OFF: Duration = Duration::from_millis(150);
+
+/// The kinds of keys the view follows, under `P/KIND/RUN/`.
+const KINDS: [&str; 4] = ["claims", "done", "slots", "controllers"];
 
 #[derive(Default)]
 struct View {
-    read_at: Option<Instant>,
-    /// Host -> lease of the controller that holds it.
-    claims: HashMap<String, i64>,
+    /// False until read, and once a watch broke: read again.
+    live: bool,
+    /// Which reading the watches belong to: older watches stop.
+    epoch: u64,
+    claims: HashSet<String>,
     /// Host -> finished without failure.
     done: HashMap<String, bool>,
-    /// Limit -> slot numbers held.
-    slots: HashMap<String, HashSet<usize>>,
+    /// Limit -> slot number -> the lease of its holder.
+    slots: HashMap<String, HashMap<usize, i64>>,
+    /// (limit, slot number) -> when it was last freed.
+    freed: HashMap<(String, usize), Instant>,
+    controllers: HashSet<String>,
+    /// Counts changes heard from the watches.
+    generation: u64,
+}
+
+impl View {
+    /// One key of `KINDS[kind]` put (`Some(value)`, under `lease`) or deleted.
+    fn apply(&mut self, kind: usize, tail: &str, value: Option<&[u8]>, lease: i64) {
+        let set = |s: &mut HashSet<String>| {
+            if value.is_some() {
+                s.insert(tail.to_string());
+            } else {
+                s.remove(tail);
+            }
+        };
+        match kind {
+            0 => set(&mut self.claims),
+            1 => match value {
+                Some(v) => {
+                    let v: serde_json::Value = serde_json::from_slice(v).unwrap_or_default();
+                    let ok = v["ok"].as_bool().unwrap_or(false);
+                    self.done.insert(tail.to_string(), ok);
+                }
+                None => {
+                    self.done.remove(tail);
+                }
+            },
+            2 => {
+                let Some((limit, n)) = tail.rsplit_once('/') else {
+                    return;
+                };
+                let Ok(n) = n.parse() else { return };
+                let used = self.slots.entry(limit.to_string()).or_default();
+                if value.is_some() {
+                    used.insert(n, lease);
+                } else if used.remove(&n).is_some() {
+                    self.freed.insert((limit.to_string(), n), Instant::now());
+                }
+            }
+            _ => set(&mut self.controllers),
+        }
+    }
+
+    /// A free slot number of `limit` that `lease` may take now, if any: any free one below
+    /// its fair share, past it only one free for [`HOLD_OFF`]. Each controller looks from
+    /// its own starting number, so that controllers asking at once seldom want one slot.
+    fn free(&self, limit: &str, cap: usize, lease: i64) -> Option<usize> {
+        let used = self.slots.get(limit);
+        let mine = used.map_or(0, |u| u.values().filter(|&&l| l == lease).count());
+        let share = cap.div_ceil(self.controllers.len().max(1));
+        let from = (lease.unsigned_abs() % cap.max(1) as u64) as usize;
+        (0..cap)
+            .map(|i| (from + i) % cap)
+            .filter(|n| !used.is_some_and(|u| u.contains_key(n)))
+            .find(|&n| {
+                mine < share
+                    || self
+                        .freed
+                        .get(&(limit.to_string(), n))
+                        .is_none_or(|t| t.elapsed() >= HOLD_OFF)
+            })
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    view: Mutex<View>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn view(&self) -> std::sync::MutexGuard<'_, View> {
+        self.view.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// (slot keys, document keys) of a host held here.
+type HeldKeys = (Vec<String>, Vec<String>);
+
+/// What taking a host read of it.
+struct Taken {
+    /// A task of it started before (its document is not `pending`).
+    started: bool,
+    /// Its tasks' documents.
+    tasks: Vec<TaskDoc>,
+    /// (key, value) of its document and its tasks'.
+    docs: Vec<(String, Vec<u8>)>,
+}
+
+impl Taken {
+    fn read(host: &str, ops: Vec<TxnOpResponse>) -> Taken {
+        let kvs: Vec<_> = ops
+            .into_iter()
+            .filter_map(|o| match o {
+                TxnOpResponse::Get(mut g) => Some(g.take_kvs()),
+                _ => None,
+            })
+            .collect();
+        let mut taken = Taken {
+            started: false,
+            tasks: Vec::new(),
+            docs: Vec::new(),
+        };
+        // The first read is the host's document, the others its tasks'.
+        for (i, kv) in kvs
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, kvs)| kvs.into_iter().map(move |kv| (i, kv)))
+        {
+            if i == 0 {
+                let v: serde_json::Value = serde_json::from_slice(kv.value()).unwrap_or_default();
+                taken.started = v["state"].as_str() != Some("pending");
+            } else {
+                match serde_json::from_slice::<TaskDoc>(kv.value()) {
+                    Ok(t) if t.host.as_deref() == Some(host) => taken.tasks.push(t),
+                    _ => continue,
+                }
+            }
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            taken.docs.push((key, kv.value().to_vec()));
+        }
+        taken
+    }
 }
 
 pub struct EtcdLedger {
@@ -33,9 +174,16 @@ pub struct EtcdLedger {
     run: String,
     retry: bool,
     skip: bool,
-    view: Mutex<View>,
-    /// Host -> the slot keys this controller holds for it.
-    held: Mutex<HashMap<String, Vec<String>>>,
+    shared: Arc<Shared>,
+    /// Host -> the slot keys this controller holds for it, and the keys of its documents
+    /// the store keeps in memory meanwhile.
+    held: Mutex<HashMap<String, HeldKeys>>,
+    /// (host, step) -> the step slot this controller holds for it.
+    in_steps: Mutex<HashMap<(String, String), String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl EtcdLedger {
@@ -45,8 +193,9 @@ impl EtcdLedger {
             run: run.to_string(),
             retry,
             skip,
-            view: Mutex::default(),
+            shared: Arc::default(),
             held: Mutex::default(),
+            in_steps: Mutex::default(),
         }
     }
 
@@ -54,14 +203,18 @@ impl EtcdLedger {
         &self.store.keys
     }
 
-    /// Reads claims, done hosts and slots at one revision.
-    fn refresh(&self, view: &mut View) -> crate::Result<()> {
-        let k = self.keys();
-        let starts = [
-            k.of_run("claims", &self.run),
-            k.of_run("done", &self.run),
-            k.of_run("slots", &self.run),
-        ];
+    fn starts(&self) -> Vec<String> {
+        KINDS
+            .iter()
+            .map(|k| self.keys().of_run(k, &self.run))
+            .collect()
+    }
+
+    /// Reads claims, done hosts, slots and controllers at one revision, and follows them
+    /// with watches from there. The view is locked only to change it: the watches change
+    /// it on the client's runtime, which a network call here waits for.
+    fn refresh(&self) -> crate::Result<()> {
+        let starts = self.starts();
         let ops: Vec<TxnOp> = starts
             .iter()
             .map(|s| TxnOp::get(s.clone(), Some(GetOptions::new().with_prefix())))
@@ -71,94 +224,122 @@ impl EtcdLedger {
             let t = txn.clone();
             async move { c.txn(t).await }
         })?;
-        let mut gets = r.op_responses().into_iter().filter_map(|o| match o {
+        let rev = r.header().map(|h| h.revision()).unwrap_or_default();
+        let mut view = self.shared.view();
+        let epoch = view.epoch + 1;
+        *view = View {
+            live: true,
+            epoch,
+            generation: view.generation,
+            ..View::default()
+        };
+        let gets = r.op_responses().into_iter().filter_map(|o| match o {
             TxnOpResponse::Get(g) => Some(g),
             _ => None,
         });
-        let (claims, done, slots) = (gets.next(), gets.next(), gets.next());
-        view.claims = claims
-            .iter()
-            .flat_map(|g| g.kvs())
-            .map(|kv| (Keys::tail(kv.key(), &starts[0]).to_string(), kv.lease()))
-            .collect();
-        view.done = done
-            .iter()
-            .flat_map(|g| g.kvs())
-            .map(|kv| {
-                let v: serde_json::Value = serde_json::from_slice(kv.value()).unwrap_or_default();
-                let ok = v["ok"].as_bool().unwrap_or(false);
-                (Keys::tail(kv.key(), &starts[1]).to_string(), ok)
-            })
-            .collect();
-        view.slots.clear();
-        for kv in slots.iter().flat_map(|g| g.kvs()) {
-            let tail = Keys::tail(kv.key(), &starts[2]);
-            if let Some((limit, n)) = tail.rsplit_once('/') {
-                if let Ok(n) = n.parse() {
-                    view.slots.entry(limit.to_string()).or_default().insert(n);
-                }
+        for (kind, g) in gets.enumerate() {
+            for kv in g.kvs() {
+                let tail = Keys::tail(kv.key(), &starts[kind]);
+                view.apply(kind, tail, Some(kv.value()), kv.lease());
             }
         }
-        view.read_at = Some(Instant::now());
+        drop(view);
+        for (kind, start) in starts.into_iter().enumerate() {
+            let opts = WatchOptions::new()
+                .with_prefix()
+                .with_start_revision(rev + 1);
+            let (client, shared) = (self.store.conn.client.clone(), self.shared.clone());
+            self.store
+                .conn
+                .spawn(follow(client, start, opts, kind, shared, epoch));
+        }
         Ok(())
     }
 
-    /// One try at taking `host` with a free slot of each limit: `Ok(None)` when a limit
-    /// is full, `Ok(Some(false))` when another controller was faster.
-    fn try_take(
+    /// The slots `host` would take now: (limit, number, key) of each of its limits, or
+    /// `None` when one is full.
+    fn pick(
         &self,
         view: &View,
-        host: &str,
         limits: &[(String, usize)],
-    ) -> crate::Result<Option<bool>> {
-        let lease = self.store.lease_id()?;
+        lease: i64,
+    ) -> Option<Vec<(String, usize, String)>> {
+        limits
+            .iter()
+            .map(|(limit, cap)| {
+                let n = view.free(limit, *cap, lease)?;
+                Some((limit.clone(), n, self.keys().slot(&self.run, limit, n)))
+            })
+            .collect()
+    }
+
+    /// One try at taking `host` with `slots`: `None` when another controller was faster,
+    /// else what the host's documents say about it.
+    fn try_take(
+        &self,
+        host: &str,
+        slots: Vec<(String, usize, String)>,
+        lease: i64,
+    ) -> crate::Result<Option<Taken>> {
         let k = self.keys();
-        let mut slot_keys = Vec::new();
-        for (limit, cap) in limits {
-            let used = view.slots.get(limit);
-            let Some(n) = (0..*cap).find(|n| !used.is_some_and(|u| u.contains(n))) else {
-                return Ok(None);
-            };
-            slot_keys.push(k.slot(&self.run, limit, n));
-        }
         let claim = k.claim(&self.run, host);
-        let done = k.done(&self.run, host);
         let me = json(
             &serde_json::json!({ "controller": super::docs::controller_name(), "host": host }),
         );
         let absent = |key: &str| Compare::create_revision(key, CompareOp::Equal, 0);
-        let mut when = vec![absent(&claim), absent(&done)];
-        when.extend(slot_keys.iter().map(|s| absent(s)));
+        let mut when = vec![absent(&claim), absent(&k.done(&self.run, host))];
+        when.extend(slots.iter().map(|(_, _, s)| absent(s)));
         let leased = || Some(PutOptions::new().with_lease(lease));
         let mut ops = vec![TxnOp::put(claim, me.clone(), leased())];
         ops.extend(
-            slot_keys
+            slots
                 .iter()
-                .map(|s| TxnOp::put(s.clone(), me.clone(), leased())),
+                .map(|(_, _, s)| TxnOp::put(s.clone(), me.clone(), leased())),
         );
-        let taken = self.store.txn(Some(&self.run), when, ops)?;
-        if taken {
-            self.held
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(host.to_string(), slot_keys);
+        // The host's documents in the same round trip: was it started before, and what
+        // its transitions will change (the store keeps them while the host is held here).
+        ops.push(TxnOp::get(k.host(&self.run, host), None));
+        for kind in ["host", "check"] {
+            let tasks = k.task(&self.run, &format!("{kind}:{host}:"));
+            ops.push(TxnOp::get(tasks, Some(GetOptions::new().with_prefix())));
         }
+        let Some(r) = self.store.txn_read(Some(&self.run), when, ops)? else {
+            return Ok(None);
+        };
+        let mut view = self.shared.view();
+        view.claims.insert(host.to_string());
+        for (limit, n, _) in &slots {
+            view.slots
+                .entry(limit.clone())
+                .or_default()
+                .insert(*n, lease);
+        }
+        drop(view);
+        let taken = Taken::read(host, r);
+        let docs: Vec<(String, Vec<u8>)> = taken.docs.clone();
+        let doc_keys = docs.iter().map(|(k, _)| k.clone()).collect();
+        self.store.hold_docs(docs);
+        lock(&self.held).insert(
+            host.to_string(),
+            (slots.into_iter().map(|(_, _, s)| s).collect(), doc_keys),
+        );
         Ok(Some(taken))
     }
 
     /// The host's tasks a controller that died finished (to skip), and those it left
     /// running that nobody said what to do with.
-    fn taken_over(&self, host: &str) -> crate::Result<Admit> {
-        let hdoc = self.store.get(self.keys().host(&self.run, host))?;
-        let started = hdoc
-            .and_then(|kv| serde_json::from_slice::<serde_json::Value>(kv.value()).ok())
-            .is_some_and(|v| v["state"].as_str() != Some("pending"));
+    fn taken_over(&self, host: &str, taken: Taken) -> crate::Result<Admit> {
         let mut done = Vec::new();
         let mut unknown = Vec::new();
-        if !started {
+        if !taken.started {
             return Ok(Admit::Go { done, unknown });
         }
-        for t in self.store.task_docs(&self.run)? {
+        let tasks = if taken.tasks.is_empty() {
+            self.store.task_docs(&self.run)?
+        } else {
+            taken.tasks
+        };
+        for t in tasks {
             if t.host.as_deref() != Some(host) {
                 continue;
             }
@@ -173,34 +354,132 @@ impl EtcdLedger {
     }
 
     fn admit_now(&self, host: &str, limits: &[(String, usize)]) -> crate::Result<Admit> {
-        let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
         for attempt in 0..5 {
-            if attempt > 0 || view.read_at.is_none_or(|t| t.elapsed() > FRESH) {
-                self.refresh(&mut view)?;
+            if attempt > 0 {
+                // Another controller was faster: hear of it from the watches.
+                self.changed_since(Duration::from_millis(50));
             }
-            if let Some(&ok) = view.done.get(host) {
-                return Ok(Admit::Finished { ok });
+            if !self.shared.view().live {
+                self.refresh()?;
             }
-            if view.claims.contains_key(host) {
-                return Ok(Admit::Elsewhere);
-            }
-            match self.try_take(&view, host, limits)? {
-                None => return Ok(Admit::Full),
-                Some(true) => {
-                    view.claims.insert(host.to_string(), 0);
-                    for (limit, _) in limits {
-                        // Not knowing which number: read again before the next host.
-                        view.slots.entry(limit.clone()).or_default();
-                    }
-                    view.read_at = None;
-                    drop(view);
-                    return self.taken_over(host);
+            let lease = self.store.lease_id()?;
+            let slots = {
+                let view = self.shared.view();
+                if let Some(&ok) = view.done.get(host) {
+                    return Ok(Admit::Finished { ok });
                 }
-                Some(false) => {}
+                if view.claims.contains(host) {
+                    return Ok(Admit::Elsewhere);
+                }
+                match self.pick(&view, limits, lease) {
+                    Some(slots) => slots,
+                    None => return Ok(Admit::Full),
+                }
+            };
+            if let Some(doc) = self.try_take(host, slots, lease)? {
+                return self.taken_over(host, doc);
             }
         }
         Ok(Admit::Elsewhere)
     }
+
+    fn enter_now(&self, host: &str, step: &str, cap: usize) -> crate::Result<bool> {
+        let limit = format!("step:{step}");
+        for attempt in 0..5 {
+            if attempt > 0 {
+                self.changed_since(Duration::from_millis(50));
+            }
+            if !self.shared.view().live {
+                self.refresh()?;
+            }
+            let lease = self.store.lease_id()?;
+            let Some(n) = self.shared.view().free(&limit, cap, lease) else {
+                return Ok(false);
+            };
+            let key = self.keys().slot(&self.run, &limit, n);
+            let me = json(&serde_json::json!({
+                "controller": super::docs::controller_name(),
+                "host": host,
+            }));
+            let absent = Compare::create_revision(key.clone(), CompareOp::Equal, 0);
+            let put = TxnOp::put(key.clone(), me, Some(PutOptions::new().with_lease(lease)));
+            if self.store.txn(Some(&self.run), vec![absent], vec![put])? {
+                let mut view = self.shared.view();
+                view.slots.entry(limit).or_default().insert(n, lease);
+                lock(&self.in_steps).insert((host.to_string(), step.to_string()), key);
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Waits at most `max` for the watches to tell of a change.
+    fn changed_since(&self, max: Duration) {
+        let view = self.shared.view();
+        let seen = view.generation;
+        let _ = self
+            .shared
+            .changed
+            .wait_timeout_while(view, max, |v| v.live && v.generation == seen);
+    }
+
+    /// Deletes keys this controller held (fenced; a controller that lost its lock writes
+    /// nothing: its lease frees them), `also` in the same transaction, and forgets them.
+    fn free(&self, keys: Vec<String>, also: Vec<TxnOp>) {
+        let mut ops: Vec<TxnOp> = keys
+            .iter()
+            .map(|k| TxnOp::delete(k.clone(), None))
+            .collect();
+        ops.extend(also);
+        let _ = self.store.txn(Some(&self.run), vec![], ops);
+        let starts = self.starts();
+        let mut view = self.shared.view();
+        for key in &keys {
+            for (kind, start) in starts.iter().enumerate() {
+                if let Some(tail) = key.strip_prefix(start.as_str()) {
+                    view.apply(kind, tail, None, 0);
+                }
+            }
+        }
+    }
+}
+
+/// Applies the watched events of `KINDS[kind]` to the view until the watch breaks or a
+/// newer reading replaced it.
+async fn follow(
+    mut client: etcd_client::Client,
+    start: String,
+    options: WatchOptions,
+    kind: usize,
+    shared: Arc<Shared>,
+    epoch: u64,
+) {
+    if let Ok(mut stream) = client.watch(start.clone(), Some(options)).await {
+        while let Ok(Some(resp)) = stream.message().await {
+            if resp.canceled() {
+                break;
+            }
+            let mut view = shared.view();
+            if view.epoch != epoch {
+                return;
+            }
+            for ev in resp.events() {
+                let Some(kv) = ev.kv() else { continue };
+                let put = ev.event_type() == EventType::Put;
+                let tail = Keys::tail(kv.key(), &start);
+                view.apply(kind, tail, put.then(|| kv.value()), kv.lease());
+            }
+            view.generation += 1;
+            drop(view);
+            shared.changed.notify_all();
+        }
+    }
+    let mut view = shared.view();
+    if view.epoch == epoch {
+        view.live = false;
+    }
+    drop(view);
+    shared.changed.notify_all();
 }
 
 impl SlotLedger for EtcdLedger {
@@ -211,24 +490,34 @@ impl SlotLedger for EtcdLedger {
 
     fn release(&self, host: &str, finished: Option<bool>) {
         let k = self.keys();
-        let slots = self
-            .held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(host)
-            .unwrap_or_default();
-        let mut ops = vec![TxnOp::delete(k.claim(&self.run, host), None)];
-        ops.extend(slots.into_iter().map(|s| TxnOp::delete(s, None)));
+        let (mut keys, docs) = lock(&self.held).remove(host).unwrap_or_default();
+        self.store.drop_docs(&docs);
+        keys.push(k.claim(&self.run, host));
+        let mut also = Vec::new();
         if let Some(ok) = finished {
             let doc = serde_json::json!({ "ok": ok, "controller": super::docs::controller_name() });
-            ops.push(TxnOp::put(k.done(&self.run, host), json(&doc), None));
+            also.push(TxnOp::put(k.done(&self.run, host), json(&doc), None));
+            self.shared.view().done.insert(host.to_string(), ok);
         }
-        // A controller that lost its lock writes nothing: its lease frees the slots.
-        let _ = self.store.txn(Some(&self.run), vec![], ops);
-        self.view.lock().unwrap_or_else(|e| e.into_inner()).read_at = None;
+        self.free(keys, also);
     }
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn enter_step(&self, host: &str, step: &str, cap: usize) -> bool {
+        self.enter_now(host, step, cap).unwrap_or(false)
+    }
+
+    fn leave_step(&self, host: &str, step: &str) {
+        let key = lock(&self.in_steps).remove(&(host.to_string(), step.to_string()));
+        if let Some(key) = key {
+            self.free(vec![key], Vec::new());
+        }
+    }
+
+    fn wait(&self, max: Duration) {
+        self.changed_since(max);
     }
 }

@@ -40,6 +40,10 @@ pub struct EtcdStore {
     fences: Mutex<HashMap<String, (String, i64)>>,
     /// Run -> its approvals and abort request, kept by watches.
     requests: Mutex<HashMap<String, watch::Shared>>,
+    /// Documents of the hosts this controller holds (the host's and its tasks'), as last
+    /// read or written: while it holds a host it is their only writer, so a transition
+    /// is written without reading them first.
+    held_docs: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 /// The members of the cluster at `endpoints`, as (cluster id, member names): tests check
@@ -72,6 +76,7 @@ impl EtcdStore {
             lease: Mutex::default(),
             fences: Mutex::default(),
             requests: Mutex::default(),
+            held_docs: Mutex::default(),
         })
     }
 
@@ -119,12 +124,62 @@ impl EtcdStore {
     }
 
     fn parse<T: serde::de::DeserializeOwned>(&self, kv: &KeyValue) -> Result<T> {
-        serde_json::from_slice(kv.value()).map_err(|e| {
-            self.error(format!(
-                "key {} is not what fleetbook wrote: {e}",
-                String::from_utf8_lossy(kv.key())
-            ))
-        })
+        self.parse_value(&String::from_utf8_lossy(kv.key()), kv.value())
+    }
+
+    fn parse_value<T: serde::de::DeserializeOwned>(&self, key: &str, value: &[u8]) -> Result<T> {
+        serde_json::from_slice(value)
+            .map_err(|e| self.error(format!("key {key} is not what fleetbook wrote: {e}")))
+    }
+
+    /// Keeps the documents of a host this controller now holds.
+    pub(crate) fn hold_docs(&self, docs: Vec<(String, Vec<u8>)>) {
+        self.held_docs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(docs);
+    }
+
+    /// Forgets the documents of a host this controller no longer holds: another may write
+    /// them now.
+    pub(crate) fn drop_docs(&self, keys: &[String]) {
+        let mut held = self.held_docs.lock().unwrap_or_else(|e| e.into_inner());
+        for k in keys {
+            held.remove(k);
+        }
+    }
+
+    /// The values of `a` and `b`: held ones from memory, the others read (at one revision,
+    /// in one request).
+    fn docs_of(&self, a: String, b: Option<String>) -> Result<[Option<Vec<u8>>; 2]> {
+        let held = |k: &String| {
+            self.held_docs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(k)
+                .cloned()
+        };
+        if let Some(va) = held(&a) {
+            match b.as_ref().map(held) {
+                None => return Ok([Some(va), None]),
+                Some(Some(vb)) => return Ok([Some(va), Some(vb)]),
+                Some(None) => {}
+            }
+        }
+        let [ka, kb] = self.get_two(a, b)?;
+        Ok([ka, kb].map(|kv| kv.map(|kv| kv.value().to_vec())))
+    }
+
+    /// Writes `puts` (fenced), keeping the new values of held documents.
+    fn put_docs(&self, run: &str, puts: Vec<(String, Vec<u8>)>) -> Result<()> {
+        self.put_all(run, puts.clone())?;
+        let mut held = self.held_docs.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, v) in puts {
+            if let Some(old) = held.get_mut(&k) {
+                *old = v;
+            }
+        }
+        Ok(())
     }
 
     /// One transaction, with `run`'s fence when this controller holds one; false when a
@@ -135,15 +190,20 @@ impl EtcdStore {
         when: Vec<Compare>,
         ops: Vec<TxnOp>,
     ) -> Result<bool> {
+        Ok(self.txn_read(run, when, ops)?.is_some())
+    }
+
+    /// [`txn`](Self::txn), with what its operations answered (the reads among them) when
+    /// it succeeded.
+    pub(crate) fn txn_read(
+        &self,
+        run: Option<&str>,
+        when: Vec<Compare>,
+        ops: Vec<TxnOp>,
+    ) -> Result<Option<Vec<etcd_client::TxnOpResponse>>> {
         let mut when = when;
         if let Some(run) = run {
-            let fence = self
-                .fences
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(run)
-                .cloned();
-            if let Some((key, rev)) = fence {
+            if let Some((key, rev)) = self.fence_key(run) {
                 if self.lease_lost() {
                     return Err(self.lost_error(run));
                 }
@@ -170,7 +230,7 @@ impl EtcdStore {
                 return Err(self.lost_error(run.unwrap_or_default()));
             }
         }
-        Ok(r.succeeded())
+        Ok(r.succeeded().then(|| r.op_responses()))
     }
 
     fn fence_key(&self, run: &str) -> Option<(String, i64)> {
@@ -369,16 +429,35 @@ impl EtcdStore {
 }
 
 impl EtcdStore {
-    /// This controller ends its part of `run`: its key goes (fenced). True when no other
-    /// controller is left on the run.
-    fn leave(&self, run: &str) -> Result<bool> {
-        let lease = self
-            .lease
+    /// This controller's lease, if it has one yet.
+    fn own_lease(&self) -> Option<i64> {
+        self.lease
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map(|l| l.id);
-        if let Some(lease) = lease {
+            .map(|l| l.id)
+    }
+
+    /// Another controller at work on `run` than the one with lease `not`, as the lock
+    /// should name it.
+    fn successor(&self, run: &str, not: i64) -> Result<Option<LockDoc>> {
+        for kv in self.range(self.keys.of_run("controllers", run))? {
+            let doc: LockDoc = self.parse(&kv)?;
+            if kv.lease() != not && kv.lease() != 0 {
+                return Ok(Some(LockDoc {
+                    lease: kv.lease(),
+                    since: journal::now(),
+                    ..doc
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// This controller ends its part of `run`: its key goes (fenced). True when no other
+    /// controller is left on the run.
+    fn leave(&self, run: &str) -> Result<bool> {
+        if let Some(lease) = self.own_lease() {
             let mine = self.keys.controller(run, lease);
             self.txn(Some(run), vec![], vec![TxnOp::delete(mine.clone(), None)])?;
             let mut fences = self.fences.lock().unwrap_or_else(|e| e.into_inner());
@@ -501,21 +580,21 @@ impl RunStore for EtcdStore {
     fn record(&self, run: &str, e: &Event, started: f64) -> Result<()> {
         let key = self.keys.task(run, &e.task);
         let hkey = e.host.as_ref().map(|h| self.keys.host(run, h));
-        // The task and its host in one round trip.
-        let [task, host] = self.get_two(key.clone(), hkey.clone())?;
-        let Some(kv) = task else {
+        // The task and its host in one round trip, or none for a host held here.
+        let [task, host] = self.docs_of(key.clone(), hkey.clone())?;
+        let Some(value) = task else {
             // As the journal: a transition of a task the run does not have changes nothing.
             return Ok(());
         };
-        let mut doc: TaskDoc = self.parse(&kv)?;
+        let mut doc: TaskDoc = self.parse_value(&key, &value)?;
         doc.apply(e, started + e.at);
         let mut puts = vec![(key, json(&doc))];
-        if let (Some(hkey), Some(hkv)) = (hkey, host) {
-            let mut host: HostDoc = self.parse(&hkv)?;
+        if let (Some(hkey), Some(value)) = (hkey, host) {
+            let mut host: HostDoc = self.parse_value(&hkey, &value)?;
             host.apply(e, started + e.at);
             puts.push((hkey, json(&host)));
         }
-        self.put_all(run, puts)
+        self.put_docs(run, puts)
     }
 
     fn record_fact(&self, run: &str, host: &str, name: &str, value: &str) -> Result<()> {
@@ -523,13 +602,13 @@ impl RunStore for EtcdStore {
         let mut puts = vec![(self.keys.fact(run, host, name), json(&doc))];
         if name == docs::VERSION_FACT {
             let hkey = self.keys.host(run, host);
-            if let Some(hkv) = self.get(hkey.clone())? {
-                let mut h: HostDoc = self.parse(&hkv)?;
+            if let [Some(v), _] = self.docs_of(hkey.clone(), None)? {
+                let mut h: HostDoc = self.parse_value(&hkey, &v)?;
                 h.version = Some(value.to_string());
                 puts.push((hkey, json(&h)));
             }
         }
-        self.put_all(run, puts)
+        self.put_docs(run, puts)
     }
 
     fn facts(&self, run: &str) -> Result<Vec<(String, String, String)>> {
@@ -738,19 +817,54 @@ impl RunStore for EtcdStore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(run);
+        let mine = self.own_lease();
         if let Some(kv) = self.get(key.clone())? {
             let held: LockDoc = self.parse(&kv)?;
-            if held.run_id == run {
+            // Only the holder releases: a joined controller that never took the lock over
+            // leaves it to the one that holds it.
+            if held.run_id == run && mine.is_none_or(|m| m == held.lease) {
                 let same = Compare::mod_revision(key.clone(), CompareOp::Equal, kv.mod_revision());
-                let ops = vec![
-                    TxnOp::delete(key, None),
-                    TxnOp::delete(self.keys.controller(run, held.lease), None),
-                ];
+                let mut ops = vec![TxnOp::delete(self.keys.controller(run, held.lease), None)];
+                // A controller still at work on the run gets the lock, under its own lease
+                // (etcd lets a key be put under any live lease): the fleet stays locked
+                // until the run's last controller ends.
+                ops.push(match self.successor(run, held.lease)? {
+                    Some(next) => TxnOp::put(
+                        key,
+                        json(&next),
+                        Some(PutOptions::new().with_lease(next.lease)),
+                    ),
+                    None => TxnOp::delete(key, None),
+                });
                 self.txn(None, vec![same], ops)?;
             }
         }
         drop(fence);
         Ok(())
+    }
+
+    fn keep_lock(&self, fleet: &str, run: &str) -> Result<bool> {
+        let key = self.keys.lock(fleet);
+        for _ in 0..3 {
+            if let Some(kv) = self.get(key.clone())? {
+                return Ok(self.parse::<LockDoc>(&kv)?.run_id == run);
+            }
+            // Its holder ended or died (its lease expired): this controller, still at work
+            // on the run, holds the fleet from now on. Fenced like every write: a controller
+            // whose own lease is gone takes nothing.
+            let lease = self.lease_id()?;
+            let free = Compare::create_revision(key.clone(), CompareOp::Equal, 0);
+            let put = TxnOp::put(
+                key.clone(),
+                json(&self.lock_doc(run, lease)),
+                Some(PutOptions::new().with_lease(lease)),
+            );
+            if self.txn(Some(run), vec![free], vec![put])? {
+                tracing::info!(fleet, run, "took the fleet lock over");
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn locks(&self) -> Result<Vec<LockInfo>> {

@@ -31,7 +31,7 @@ mod doc_cmd;
 mod drive;
 mod exit;
 mod inventory_cmd;
-mod journal_cmds;
+mod run_cmds;
 mod lib_cmd;
 mod logging;
 mod lsp;

@@ -1,7 +1,23 @@
-//! The rules of a run across attempts. Takes a run's journal record, a fresh plan and what
-//! the operator gives now; gives what a new run records (digests of modules and secrets),
-//! the approvals it may be given, what differs on resume (refused unless `--replan`) and which
-//! tasks an earlier attempt finished.
+//! The run session: lock → create or take up a run → execute → record → finish
+//! ([`Session`], `run.rs`, watched by `watch.rs`), what resume, join and rollback start from
+//! (`resume.rs`), a saved plan checked before it runs (`apply.rs`) and the requests other
+//! terminals make of a run (`control.rs`). This file holds the rules of a run across
+//! attempts: what a new run records (digests of modules and secrets), the approvals it may
+//! be given, what differs on resume (refused unless `--replan`) and which tasks an earlier
+//! attempt finished.
+
+mod apply;
+mod control;
+mod resume;
+mod run;
+#[cfg(test)]
+mod run_tests;
+mod watch;
+
+pub use apply::apply;
+pub use control::{break_stale_locks, give_approval, request_abort, stale_lock};
+pub use resume::{join, resume, rollback, Inputs, Prepared, ResumeOptions};
+pub use run::{fleet_key, Finished, RunConfig, RunUi, Session, Start};
 
 use crate::compile::TaskKind;
 use crate::error::{Error, Result};

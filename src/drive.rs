@@ -218,7 +218,9 @@ pub fn drive(
         std::io::stderr().is_terminal(),
         args.events == Some(EventsFormat::Jsonl),
     );
-    let outcome = run.execute(&planned, transport, control, &progress)?.outcome;
+    let outcome = run
+        .execute(&planned, transport, control, &progress)?
+        .outcome;
     let width = std::io::stderr()
         .is_terminal()
         .then(|| crate::progress::terminal_size().0.saturating_sub(1));

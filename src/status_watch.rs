@@ -3,9 +3,9 @@
 //! the same [`Board`] the run draws; otherwise one line per host whose state or step changed.
 
 use crate::board::{short, Board, Flying, RoleRow};
-use fleetbook_engine::store::RunRecord;
 use fleetbook_engine::plan::{self, Plan};
 use fleetbook_engine::status::Status;
+use fleetbook_engine::store::RunRecord;
 use fleetbook_engine::store::{RunState, RunStore};
 use fleetbook_engine::Result;
 use std::collections::HashMap;

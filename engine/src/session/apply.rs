@@ -118,7 +118,6 @@ fn differences(saved: &Plan, now: &Plan) -> Option<String> {
             .map(|t| (t.id.clone(), t.commands.clone()))
             .collect()
     };
-    (commands(now) != commands(saved)).then(|| {
-        "the plan computed now differs from the saved one (tasks or commands)".to_string()
-    })
+    (commands(now) != commands(saved))
+        .then(|| "the plan computed now differs from the saved one (tasks or commands)".to_string())
 }

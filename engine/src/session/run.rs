@@ -207,7 +207,9 @@ impl Session {
         // controller's own choice of hosts.
         let ledger: Arc<dyn SlotLedger> = match self.undo_only.is_some() {
             true => Arc::new(LocalLedger),
-            false => store.clone().ledger(&run_id, self.unknown.0, self.unknown.1),
+            false => store
+                .clone()
+                .ledger(&run_id, self.unknown.0, self.unknown.1),
         };
         // Whatever the state directory, no other run acts on a host this run acts on.
         transport.ssh.lease_hosts(&run_id);
@@ -236,7 +238,9 @@ impl Session {
                 recorder.event(e);
                 ui.event(e);
                 if ui.broken().is_some() {
-                    control.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                    control
+                        .stop
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
                 }
             },
             approve: &|gate: &str| self.approve(gate, &control, ui),

@@ -80,9 +80,7 @@ fn attempt(
     let session = Session::begin(planned, store.clone(), start, &cfg).unwrap();
     let seen = Seen::default();
     let control = Arc::new(Control::default());
-    let finished = session
-        .execute(planned, router(), control, &seen)
-        .unwrap();
+    let finished = session.execute(planned, router(), control, &seen).unwrap();
     (finished, seen)
 }
 
@@ -151,7 +149,11 @@ fn a_run_whose_lock_is_broken_starts_no_new_task() {
         "{:?}",
         o.reason
     );
-    assert_eq!(log(dir.path()), ["a w1"], "no task started after the lock was lost");
+    assert_eq!(
+        log(dir.path()),
+        ["a w1"],
+        "no task started after the lock was lost"
+    );
     let lines = seen.lines.lock().unwrap().join("\n");
     assert!(lines.contains("the fleet lock was taken away"), "{lines}");
     let run = store.run(None).unwrap();

@@ -38,7 +38,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             inventory,
             script,
             format,
-        } => crate::check::command(
+        } => crate::check_cmd::command(
             &runbook,
             inventory.as_deref(),
             &script,
@@ -229,9 +229,12 @@ pub fn run(cli: Cli) -> Result<i32> {
             state,
         } => run_cmds::approve(&run_id, gate.as_deref(), &state),
         Command::Unlock { state, yes } => run_cmds::unlock(&state, yes),
-        Command::Lsp { .. } => crate::lsp::serve(),
+        Command::Lsp { .. } => {
+            fleetbook_tooling::lsp::serve(project::lsp_settings)?;
+            Ok(exit::OK)
+        }
         Command::Definitions { output, lib_dirs } => {
-            let written = crate::definitions::write(&output, &lib_dirs)?;
+            let written = fleetbook_tooling::definitions::write(&output, &lib_dirs)?;
             eprintln!(
                 "{} definition files written to {}",
                 written.len(),
@@ -242,7 +245,14 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Test { path, lib_dirs } => {
             crate::test_cmd::run(path.as_deref(), &here, &lib_dirs, &libs)
         }
-        Command::Doc { lib, format } => crate::doc_cmd::run(lib.as_deref(), format),
+        Command::Doc { lib, format } => {
+            let format = match format {
+                crate::cli::DocFormat::Text => fleetbook_tooling::doc::DocFormat::Text,
+                crate::cli::DocFormat::Md => fleetbook_tooling::doc::DocFormat::Md,
+            };
+            exit::print(&fleetbook_tooling::doc::render(lib.as_deref(), format)?)?;
+            Ok(exit::OK)
+        }
         Command::Completions { shell } => {
             write_output(None, &crate::complete::registration(shell)?)?;
             Ok(exit::OK)

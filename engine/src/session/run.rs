@@ -64,7 +64,7 @@ pub struct RunConfig<'a> {
 
 /// The fleet a lock protects: the inventory, by its real path (an edited inventory is still
 /// the same fleet), in this state directory.
-pub fn fleet_key(inventory: &str) -> String {
+pub(crate) fn fleet_key(inventory: &str) -> String {
     let p = Path::new(inventory);
     format!(
         "inventory:{}",

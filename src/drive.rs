@@ -218,9 +218,14 @@ pub fn drive(
         std::io::stderr().is_terminal(),
         args.events == Some(EventsFormat::Jsonl),
     );
-    let outcome = run
-        .execute(&planned, transport, control, &progress)?
-        .outcome;
+    let outcome = match run.execute(&planned, transport, control, &progress) {
+        Ok(finished) => finished.outcome,
+        Err(e) => {
+            // The run could not start (its facts unreadable): no display is left behind.
+            progress.finish();
+            return Err(e);
+        }
+    };
     let width = std::io::stderr()
         .is_terminal()
         .then(|| crate::progress::terminal_size().0.saturating_sub(1));

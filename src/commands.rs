@@ -1,8 +1,8 @@
 //! One function per subcommand: glue between the arguments and the engine.
 
 use crate::cli::{Cli, Command, Format, ScriptArgs};
-use crate::drive::{self, Start};
-use crate::journal_cmds::{self, ResumeArgs};
+use crate::drive;
+use crate::run_cmds::{self, Given};
 use crate::{adhoc, exit, inventory_cmd, project};
 use fleetbook_engine::libs::Libraries;
 use fleetbook_engine::{plan, render, Error, Result};
@@ -38,7 +38,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             inventory,
             script,
             format,
-        } => crate::check::command(
+        } => crate::check_cmd::command(
             &runbook,
             inventory.as_deref(),
             &script,
@@ -102,7 +102,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             script,
             run,
             ..
-        } => journal_cmds::join_run(&id, &script, &libs, &run),
+        } => run_cmds::join_run(&id, &script, &libs, &run),
         Command::Run {
             runbook,
             inventory,
@@ -114,11 +114,11 @@ pub fn run(cli: Cli) -> Result<i32> {
             let runbook = runbook.unwrap_or_default();
             let inventory = project::need_inventory(inventory.as_deref())?;
             let planned = plan_of(&runbook, inventory, &script, limit.as_deref(), &libs)?;
-            let journal = run.state.open()?;
+            let store = run.state.open()?;
             drive::drive(
                 planned,
-                journal,
-                Start::New,
+                store,
+                fleetbook_engine::session::Start::New,
                 drive::Invocation {
                     args: &run,
                     libs: &script.lib_dirs,
@@ -130,7 +130,15 @@ pub fn run(cli: Cli) -> Result<i32> {
             params,
             lib_dirs,
             run,
-        } => journal_cmds::apply(&plan, &params, &lib_dirs, &libs, &run),
+        } => run_cmds::apply(
+            &plan,
+            Given {
+                params: &params,
+                lib_dirs: &lib_dirs,
+                libs: &libs,
+                run: &run,
+            },
+        ),
         Command::Resume {
             run_id,
             retry_unknown,
@@ -139,16 +147,21 @@ pub fn run(cli: Cli) -> Result<i32> {
             params,
             lib_dirs,
             run,
-        } => journal_cmds::resume(ResumeArgs {
-            id: &run_id,
-            retry_unknown,
-            skip_unknown,
-            replan,
-            params: &params,
-            lib_dirs: &lib_dirs,
-            libs: &libs,
-            run: &run,
-        }),
+        } => run_cmds::resume(
+            &run_id,
+            fleetbook_engine::session::ResumeOptions {
+                retry_unknown,
+                skip_unknown,
+                replan,
+                shared: false,
+            },
+            Given {
+                params: &params,
+                lib_dirs: &lib_dirs,
+                libs: &libs,
+                run: &run,
+            },
+        ),
         Command::Rollback {
             run_id,
             limit,
@@ -157,26 +170,28 @@ pub fn run(cli: Cli) -> Result<i32> {
             params,
             lib_dirs,
             run,
-        } => journal_cmds::rollback(journal_cmds::RollbackArgs {
-            id: &run_id,
-            unknown: match (undo_unknown, skip_unknown) {
+        } => run_cmds::rollback(
+            &run_id,
+            limit.as_deref(),
+            match (undo_unknown, skip_unknown) {
                 (true, _) => fleetbook_engine::session::Unknown::Undo,
                 (_, true) => fleetbook_engine::session::Unknown::Skip,
                 _ => fleetbook_engine::session::Unknown::Refuse,
             },
-            limit: limit.as_deref(),
-            params: &params,
-            lib_dirs: &lib_dirs,
-            libs: &libs,
-            run: &run,
-        }),
+            Given {
+                params: &params,
+                lib_dirs: &lib_dirs,
+                libs: &libs,
+                run: &run,
+            },
+        ),
         Command::Status {
             run_id,
             state,
             format,
             output,
             watch,
-        } => journal_cmds::status(run_id.as_deref(), &state, format, output.as_deref(), watch),
+        } => run_cmds::status(run_id.as_deref(), &state, format, output.as_deref(), watch),
         Command::Watch {
             run_id,
             state,
@@ -206,17 +221,20 @@ pub fn run(cli: Cli) -> Result<i32> {
             &vault,
             playbook_dir,
         ),
-        Command::Runs { state, format } => journal_cmds::runs(&state, format),
-        Command::Abort { run_id, now, state } => journal_cmds::abort(&run_id, now, &state),
+        Command::Runs { state, format } => run_cmds::runs(&state, format),
+        Command::Abort { run_id, now, state } => run_cmds::abort(&run_id, now, &state),
         Command::Approve {
             run_id,
             gate,
             state,
-        } => journal_cmds::approve(&run_id, gate.as_deref(), &state),
-        Command::Unlock { state, yes } => journal_cmds::unlock(&state, yes),
-        Command::Lsp { .. } => crate::lsp::serve(),
+        } => run_cmds::approve(&run_id, gate.as_deref(), &state),
+        Command::Unlock { state, yes } => run_cmds::unlock(&state, yes),
+        Command::Lsp { .. } => {
+            fleetbook_tooling::lsp::serve(project::lsp_settings)?;
+            Ok(exit::OK)
+        }
         Command::Definitions { output, lib_dirs } => {
-            let written = crate::definitions::write(&output, &lib_dirs)?;
+            let written = fleetbook_tooling::definitions::write(&output, &lib_dirs)?;
             eprintln!(
                 "{} definition files written to {}",
                 written.len(),
@@ -227,7 +245,14 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Test { path, lib_dirs } => {
             crate::test_cmd::run(path.as_deref(), &here, &lib_dirs, &libs)
         }
-        Command::Doc { lib, format } => crate::doc_cmd::run(lib.as_deref(), format),
+        Command::Doc { lib, format } => {
+            let format = match format {
+                crate::cli::DocFormat::Text => fleetbook_tooling::doc::DocFormat::Text,
+                crate::cli::DocFormat::Md => fleetbook_tooling::doc::DocFormat::Md,
+            };
+            exit::print(&fleetbook_tooling::doc::render(lib.as_deref(), format)?)?;
+            Ok(exit::OK)
+        }
         Command::Completions { shell } => {
             write_output(None, &crate::complete::registration(shell)?)?;
             Ok(exit::OK)

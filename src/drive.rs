@@ -1,22 +1,22 @@
-//! Driving a run: confirmation, the fleet lock, the journal, the live display, abort and
-//! approval requests from other terminals, Ctrl-C, and the recap. `run`, `apply` and
-//! `resume` all end here.
+//! Driving a run from the terminal: the summary and confirmation, the transport from the
+//! ssh options, Ctrl-C, the live display, the recap and the command that continues the run.
+//! The session itself (lock, store, abort and approval requests) is the engine's
+//! (`fleetbook_engine::session`). `run`, `apply`, `resume` and `rollback` all end here.
 
 use crate::cli::{EventsFormat, RunArgs, SshArgs};
 use crate::exit;
 use crate::progress::{recap, Progress};
-use fleetbook_engine::exec::{self, Control, Event, ExecOptions, RunStatus};
-use fleetbook_engine::journal::{self, RunRecord};
-use fleetbook_engine::plan::{self, Planned};
-use fleetbook_engine::slots::{LocalLedger, SlotLedger};
-use fleetbook_engine::store::{FleetLock, RunState, RunStore};
-use fleetbook_engine::transport::{local::Local, record::Recording, ssh, Router};
-use fleetbook_engine::{session, Error, Result};
+use fleetbook_engine::exec::{Control, RunOutcome, RunStatus};
+use fleetbook_engine::plan::Planned;
+use fleetbook_engine::session::{self, RunConfig, Session, Start};
+use fleetbook_engine::store::RunStore;
+use fleetbook_engine::transport::{local::Local, ssh, Router};
+use fleetbook_engine::{Error, Result};
 use fleetbook_stdlib::duration::parse_duration;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub fn transport(args: &SshArgs) -> Result<Arc<Router>> {
@@ -62,43 +62,6 @@ pub fn install_ctrl_c(control: Arc<Control>) {
     });
 }
 
-/// The fleet a lock protects: the inventory, by its real path (an edited inventory is still
-/// the same fleet), in this state directory.
-pub fn fleet_key(inventory: &str) -> String {
-    let p = std::path::Path::new(inventory);
-    format!(
-        "inventory:{}",
-        p.canonicalize()
-            .unwrap_or_else(|_| p.to_path_buf())
-            .display()
-    )
-}
-
-/// A fresh run, or the continuation of a recorded one.
-pub enum Start {
-    New,
-    Resume {
-        run: Box<RunRecord>,
-        done: Vec<bool>,
-        /// (--retry-unknown, --skip-unknown), for hosts taken over from a dead controller.
-        unknown: (bool, bool),
-    },
-    /// A further controller on a running run (a shared store): it takes hosts no
-    /// controller holds.
-    Join {
-        run: Box<RunRecord>,
-        done: Vec<bool>,
-        unknown: (bool, bool),
-    },
-    /// `fleetbook rollback`: the undo of these tasks, newest first; `done` says which
-    /// `finally` steps the run already ran (the others are owed).
-    Rollback {
-        run: Box<RunRecord>,
-        order: Vec<usize>,
-        done: Vec<bool>,
-    },
-}
-
 pub fn confirm(args: &RunArgs, question: &str) -> Result<bool> {
     ask(
         args.yes,
@@ -123,12 +86,6 @@ pub fn ask(yes: bool, question: &str, refusal: Error) -> Result<bool> {
     let mut answer = String::new();
     let _ = std::io::stdin().read_line(&mut answer);
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
-}
-
-fn absolute(path: &str) -> String {
-    std::fs::canonicalize(path)
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| path.to_string())
 }
 
 /// A `fleetbook resume` command line that works when pasted: the state directory and every
@@ -205,16 +162,18 @@ pub fn shell_word(w: &str) -> String {
     }
 }
 
-/// What a run needs besides the plan and the journal.
+/// What a run needs besides the plan and the store.
 pub struct Invocation<'a> {
     pub args: &'a RunArgs,
     /// `--lib` directories, for the resume hint.
     pub libs: &'a [PathBuf],
 }
 
+/// Runs a plan: the summary and the question, the session in the engine with the live
+/// display, the recap and how to go on; gives the exit status.
 pub fn drive(
     planned: Planned,
-    journal: Arc<dyn RunStore>,
+    store: Arc<dyn RunStore>,
     start: Start,
     inv: Invocation,
 ) -> Result<i32> {
@@ -226,201 +185,54 @@ pub fn drive(
     if let Start::New = start {
         session::check_approvals(p, &args.approve)?;
     }
-    match &start {
-        Start::Rollback { order, .. } => {
-            eprintln!("{}", crate::board::fit(&rollback_summary(&planned, order)))
-        }
-        _ => eprintln!(
-            "{}",
-            crate::board::fit(&fleetbook_engine::render::summary(p))
-        ),
-    }
-    let question = match &start {
-        Start::New => "Run it?".to_string(),
-        Start::Resume { run, done, .. } => format!(
-            "Resume run {} ({} of {} tasks already done)?",
-            run.id,
-            done.iter().filter(|d| **d).count(),
-            done.len()
-        ),
-        Start::Join { run, done, .. } => format!(
-            "Join run {} ({} of {} tasks already done) as a further controller?",
-            run.id,
-            done.iter().filter(|d| **d).count(),
-            done.len()
-        ),
-        Start::Rollback { run, order, .. } => format!(
-            "Roll back run {}: undo {} step(s), newest first?",
-            run.id,
-            order.len()
-        ),
+    let summary = match &start {
+        Start::Rollback { order, .. } => rollback_summary(&planned, order),
+        _ => fleetbook_engine::render::summary(p),
     };
-    if !confirm(args, &question)? {
+    eprintln!("{}", crate::board::fit(&summary));
+    if !confirm(args, &question(&start))? {
         eprintln!("not run");
         return Ok(exit::ABORTED);
     }
     let transport = transport(&args.ssh)?;
-    let mut undo_only = None;
-    let mut unknown = (false, false);
-    let mut joined = false;
     let state_dir = args.state.resolve();
-    let (run_id, started_at, done, pre_approved) = match start {
-        Start::New => {
-            let id = journal::new_run_id();
-            let started_at = journal::now();
-            let record = RunRecord {
-                id: id.clone(),
-                runbook: p.runbook.name.clone(),
-                runbook_path: absolute(&p.runbook.path),
-                runbook_digest: p.runbook_digest.clone(),
-                inventory_path: absolute(&p.inventory),
-                inventory_digest: p.inventory_digest.clone(),
-                params: p
-                    .params
-                    .iter()
-                    .map(|x| (x.name.clone(), x.value.clone()))
-                    .collect(),
-                limit_pattern: p.limit_pattern.clone(),
-                user: journal::user(),
-                controller: journal::controller(),
-                pid: std::process::id() as i64,
-                started_at,
-                ended_at: None,
-                state: RunState::Running,
-                reason: None,
-                lib_digest: Some(session::lib_digest(&planned)),
-                secret_digests: session::secret_digests(&planned, &id),
-                pre_approved: args.approve.clone(),
-            };
-            if let Err(e) = journal.lock(&fleet_key(&p.inventory), &id) {
-                return Err(stale_lock_hint(
-                    e,
-                    &*journal,
-                    &p.inventory,
-                    &state_dir,
-                    &inv,
-                ));
-            }
-            let created = journal
-                .create_run(&record, &session::host_rows(p), &session::task_rows(p))
-                .and_then(|_| save_plan(&*journal, &id, p));
-            if let Err(e) = created {
-                let _ = journal.unlock(&fleet_key(&p.inventory), &id);
-                return Err(e);
-            }
-            (id, started_at, Vec::new(), record.pre_approved)
-        }
-        Start::Resume {
-            run,
-            done,
-            unknown: u,
-        } => {
-            journal.lock(&fleet_key(&p.inventory), &run.id)?;
-            save_plan(&*journal, &run.id, p)?;
-            journal.set_state(&run.id, RunState::Running, None, false)?;
-            unknown = u;
-            (run.id, journal::now(), done, run.pre_approved)
-        }
-        Start::Join {
-            run,
-            done,
-            unknown: u,
-        } => {
-            journal.join(&run.id)?;
-            unknown = u;
-            joined = true;
-            (run.id, journal::now(), done, run.pre_approved)
-        }
-        Start::Rollback { run, order, done } => {
-            journal.lock(&fleet_key(&p.inventory), &run.id)?;
-            // Not `running`: a rollback that dies leaves a run that must not be resumed.
-            journal.set_state(&run.id, RunState::RollingBack, None, false)?;
-            undo_only = Some(order);
-            (run.id, journal::now(), done, run.pre_approved)
-        }
+    let output_dir = args.state.output_dir();
+    let config = RunConfig {
+        approve: &args.approve,
+        output_dir: &output_dir,
     };
+    let new = matches!(start, Start::New);
+    let run = Session::begin(&planned, store.clone(), start, &config).map_err(|e| match new {
+        true => stale_lock_hint(e, &*store, &p.inventory, &state_dir, &inv),
+        false => e,
+    })?;
+    let run_id = run.run_id().to_string();
     eprintln!(
         "{}",
-        crate::board::fit(&format!("run {run_id} (journal {})", journal.location()))
+        crate::board::fit(&format!("run {run_id} (journal {})", store.location()))
     );
-    // The lock is already taken above; the guard watches it (and releases it at the end).
-    // A joined controller holds no lock of its own: only its lease can be lost.
-    let guard = if joined {
-        FleetLock::joined(journal.clone(), &fleet_key(&p.inventory), &run_id)
-    } else {
-        FleetLock::watch(journal.clone(), &fleet_key(&p.inventory), &run_id)
-    };
-    // Hosts are admitted fleet-wide when the store is shared; a rollback undoes this
-    // controller's own choice of hosts.
-    let ledger: Arc<dyn SlotLedger> = if undo_only.is_some() {
-        Arc::new(LocalLedger)
-    } else {
-        journal.clone().ledger(&run_id, unknown.0, unknown.1)
-    };
-    // Whatever the state directory, no other run acts on a host this run acts on.
-    transport.ssh.lease_hosts(&run_id);
-    // On resume, what the hosts learned before (e.g. the versions to roll back to).
-    let facts = journal.facts(&run_id)?;
-    let (outcome, events_failed, spans) = execute(
-        &planned,
-        (&journal, &guard),
-        (&run_id, started_at),
-        (done, facts, &pre_approved),
-        (args, undo_only),
-        (transport, ledger),
-    );
-    let (mut outcome, events_failed) = (outcome, events_failed);
-    let saved = journal.set_state(
+    let control = Arc::new(Control::default());
+    install_ctrl_c(control.clone());
+    let progress = Progress::new(
+        p,
         &run_id,
-        RunState::from(outcome.status),
-        outcome.reason.as_deref(),
-        true,
+        std::io::stderr().is_terminal(),
+        args.events == Some(EventsFormat::Jsonl),
     );
-    drop(guard);
-    if let Err(err) = saved {
-        // The run's end could not be recorded (a full disk, say): the journal still says the
-        // run is running, which a resume takes as interrupted. Say so, with the store's status.
-        eprintln!("error: the journal could not record the end of the run: {err}");
-        if outcome.status != RunStatus::StoreFailed {
-            outcome.status = RunStatus::StoreFailed;
-            outcome.reason = Some(format!("the journal could not be written ({err})"));
+    let outcome = match run.execute(&planned, transport, control, &progress) {
+        Ok(finished) => finished.outcome,
+        Err(e) => {
+            // The run could not start (its facts unreadable): no display is left behind.
+            progress.finish();
+            return Err(e);
         }
-    }
+    };
     let width = std::io::stderr()
         .is_terminal()
         .then(|| crate::progress::terminal_size().0.saturating_sub(1));
-    eprint!("{}", recap(&outcome, p, &spans, width));
-    if outcome.status == RunStatus::RollbackFailed {
-        eprintln!(
-            "status: fleetbook status {run_id} --state {0}\ncontinue the rollback: fleetbook rollback {run_id} --state {0}",
-            shell_word(&state_dir.display().to_string())
-        );
-    } else if !matches!(outcome.status, RunStatus::Succeeded | RunStatus::RolledBack) {
-        let hint = resume_hint(&run_id, &state_dir, args, inv.libs);
-        eprintln!(
-            "status: fleetbook status {run_id} --state {}\ncontinue: {hint}",
-            shell_word(&state_dir.display().to_string())
-        );
-        let secrets: Vec<String> = planned
-            .script
-            .params
-            .iter()
-            .filter(|p| p.secret)
-            .map(|p| p.name.clone())
-            .collect();
-        if !secrets.is_empty() {
-            eprintln!(
-                "  (add the secret parameter{} again: {})",
-                if secrets.len() == 1 { "" } else { "s" },
-                secrets
-                    .iter()
-                    .map(|k| format!("--param {k}=..."))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
-        }
-    }
-    if let Some(err) = events_failed {
+    eprint!("{}", recap(&outcome, p, &progress.spans(), width));
+    how_to_go_on(&planned, &outcome, &run_id, &state_dir, &inv);
+    if let Some(err) = progress.events_failed() {
         return Err(exit::stdout_error(&std::io::Error::other(format!(
             "the event stream broke ({err}); the run was stopped"
         ))));
@@ -432,6 +244,67 @@ pub fn drive(
         RunStatus::StoreFailed => exit::STORE,
         RunStatus::Aborted => exit::ABORTED,
     })
+}
+
+/// What the operator is asked before the run starts.
+fn question(start: &Start) -> String {
+    let done = |d: &[bool]| d.iter().filter(|d| **d).count();
+    match start {
+        Start::New => "Run it?".to_string(),
+        Start::Resume { run, done: d, .. } => format!(
+            "Resume run {} ({} of {} tasks already done)?",
+            run.id,
+            done(d),
+            d.len()
+        ),
+        Start::Join { run, done: d, .. } => format!(
+            "Join run {} ({} of {} tasks already done) as a further controller?",
+            run.id,
+            done(d),
+            d.len()
+        ),
+        Start::Rollback { run, order, .. } => format!(
+            "Roll back run {}: undo {} step(s), newest first?",
+            run.id,
+            order.len()
+        ),
+    }
+}
+
+/// After a run that did not end well: how to see it and how to continue it.
+fn how_to_go_on(
+    planned: &Planned,
+    outcome: &RunOutcome,
+    run_id: &str,
+    state_dir: &std::path::Path,
+    inv: &Invocation,
+) {
+    let state = shell_word(&state_dir.display().to_string());
+    if outcome.status == RunStatus::RollbackFailed {
+        eprintln!(
+            "status: fleetbook status {run_id} --state {state}\ncontinue the rollback: fleetbook rollback {run_id} --state {state}",
+        );
+        return;
+    }
+    if matches!(outcome.status, RunStatus::Succeeded | RunStatus::RolledBack) {
+        return;
+    }
+    let hint = resume_hint(run_id, state_dir, inv.args, inv.libs);
+    eprintln!("status: fleetbook status {run_id} --state {state}\ncontinue: {hint}");
+    let secrets: Vec<String> = planned
+        .script
+        .params
+        .iter()
+        .filter(|p| p.secret)
+        .map(|p| format!("--param {}=...", p.name))
+        .collect();
+    if !secrets.is_empty() {
+        eprintln!(
+            "  (add the secret parameter{} again: {})",
+            if secrets.len() == 1 { "" } else { "s" },
+            secrets.join(" ")
+        );
+    }
 }
 
 /// What `fleetbook rollback` will undo, newest first, before it asks.
@@ -462,7 +335,7 @@ fn rollback_summary(planned: &Planned, order: &[usize]) -> String {
 /// only how to break its lock.
 fn stale_lock_hint(
     err: Error,
-    journal: &dyn RunStore,
+    store: &dyn RunStore,
     inventory: &str,
     state: &std::path::Path,
     inv: &Invocation,
@@ -470,229 +343,22 @@ fn stale_lock_hint(
     let Error::Locked { message, .. } = &err else {
         return err;
     };
-    let key = fleet_key(inventory);
-    let stale = journal
-        .locks()
-        .unwrap_or_default()
-        .into_iter()
-        .find(|l| l.fleet == key && l.is_stale());
-    match stale {
-        Some(l) => {
-            // On a line of its own, so that it can be pasted whole.
-            eprintln!(
-                "continue: {}",
-                resume_hint(&l.run_id, state, inv.args, inv.libs)
-            );
-            Error::Locked {
-                message: message.clone(),
-                help: format!(
-                    "that process is gone: continue run {} with the `continue:` command above, or break the lock with `fleetbook unlock --state {}`",
-                    l.run_id,
-                    shell_word(&state.display().to_string())
-                ),
-            }
-        }
-        None => err,
-    }
-}
-
-/// The plan goes with the run into the store, so that reports and `fleetbook watch` can draw
-/// it without the runbook or its secrets (plans are redacted).
-fn save_plan(journal: &dyn RunStore, run: &str, p: &plan::Plan) -> Result<()> {
-    let json = serde_json::to_string(p).map_err(|e| Error::Internal(e.to_string()))?;
-    journal.save_plan(run, &json)
-}
-
-/// (host, name, value) learned in an earlier attempt of a run.
-type Facts = Vec<(String, String, String)>;
-
-fn execute(
-    planned: &Planned,
-    (journal, lock): (&Arc<dyn RunStore>, &FleetLock),
-    (run_id, started_at): (&str, f64),
-    (done, facts, pre_approved): (Vec<bool>, Facts, &[String]),
-    (args, undo_only): (&RunArgs, Option<Vec<usize>>),
-    (transport, ledger): (Arc<Router>, Arc<dyn SlotLedger>),
-) -> (
-    exec::RunOutcome,
-    Option<String>,
-    std::collections::HashMap<String, (f64, f64)>,
-) {
-    let p = &planned.plan;
-    let control = Arc::new(Control::default());
-    install_ctrl_c(control.clone());
-    // Each command's exit status, time and output tail go to the store; the whole output to
-    // a file per host under the state directory.
-    let recording = Arc::new(Recording::new(
-        transport,
-        journal.clone(),
-        run_id,
-        planned.secrets.clone(),
-        Some(args.state.output_dir().join(run_id)),
-    ));
-    let progress = Progress::new(
-        p,
-        run_id,
-        std::io::stderr().is_terminal(),
-        args.events == Some(EventsFormat::Jsonl),
+    let Some(l) = session::stale_lock(store, inventory) else {
+        return err;
+    };
+    // On a line of its own, so that it can be pasted whole.
+    eprintln!(
+        "continue: {}",
+        resume_hint(&l.run_id, state, inv.args, inv.libs)
     );
-    // Events and facts come out of the engine redacted (engine::secrets).
-    let journal_failed: Arc<Mutex<Option<String>>> = Arc::default();
-    // Transitions the journal could not keep: their tasks' outcome is unknown to a resume.
-    let unrecorded: Mutex<Vec<String>> = Mutex::default();
-    let on_event = |e: &Event| {
-        recording.event(e);
-        if let Err(err) = journal.record(run_id, e, started_at) {
-            // Without a journal the run cannot be resumed: stop starting work.
-            control.unrecorded.store(true, Ordering::SeqCst);
-            control.stop.store(true, Ordering::SeqCst);
-            *journal_failed.lock().unwrap_or_else(|x| x.into_inner()) = Some(err.to_string());
-            let mut u = unrecorded.lock().unwrap_or_else(|x| x.into_inner());
-            if !u.contains(&e.task) {
-                u.push(e.task.clone());
-            }
-        }
-        progress.event(e);
-        if progress.events_failed().is_some() {
-            control.stop.store(true, Ordering::SeqCst);
-        }
-    };
-    // Called from inside a step as `set_fact` runs: the fact is on disk when it returns.
-    let on_fact: fleetbook_stdlib::host::FactSink = {
-        let (journal, control, failed) = (journal.clone(), control.clone(), journal_failed.clone());
-        let run_id = run_id.to_string();
-        Arc::new(move |host: &str, name: &str, value: &str| {
-            if let Err(err) = journal.record_fact(&run_id, host, name, value) {
-                control.unrecorded.store(true, Ordering::SeqCst);
-                control.stop.store(true, Ordering::SeqCst);
-                *failed.lock().unwrap_or_else(|x| x.into_inner()) = Some(err.to_string());
-            }
-        })
-    };
-    let approve = |name: &str| -> bool {
-        if pre_approved.iter().any(|a| a == name) {
-            return true;
-        }
-        progress.say(&format!(
-            "run {run_id} waits for approval {name:?}: fleetbook approve {run_id} --gate {name}"
-        ));
-        progress.waiting(Some(format!(
-            "waiting for approval {name:?}: fleetbook approve {run_id} --gate {name}"
-        )));
-        let approved = loop {
-            if control.stop.load(Ordering::SeqCst) {
-                break false;
-            }
-            match journal.approved(run_id, name) {
-                Ok(true) => break true,
-                Ok(false) => std::thread::sleep(Duration::from_millis(300)),
-                Err(_) => break false,
-            }
-        };
-        progress.waiting(None);
-        approved
-    };
-    // `fleetbook abort` from another terminal reaches the run through the journal; a lock
-    // broken meanwhile (`fleetbook unlock`) stops the run within one poll.
-    let finished = AtomicBool::new(false);
-    let lock_lost = AtomicBool::new(false);
-    let outcome = std::thread::scope(|scope| {
-        // A lease is judged locally and at once, not behind a store request that may wait
-        // for an unreachable cluster: past its TTL no new task starts.
-        scope.spawn(|| {
-            while !finished.load(Ordering::SeqCst) {
-                if journal.lease_lost() && !lock_lost.swap(true, Ordering::SeqCst) {
-                    control.unrecorded.store(true, Ordering::SeqCst);
-                    control.stop.store(true, Ordering::SeqCst);
-                    eprintln!("error: the fleet lock was lost: this controller could not renew its etcd lease within its TTL; no new task starts");
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        });
-        let poller = scope.spawn(|| {
-            while !finished.load(Ordering::SeqCst) {
-                if lock.lost() && !lock_lost.swap(true, Ordering::SeqCst) {
-                    control.stop.store(true, Ordering::SeqCst);
-                    progress.say(
-                        "error: the fleet lock was taken away from this run: no new task starts",
-                    );
-                }
-                if let Ok((stop, now)) = journal.abort_requested(run_id) {
-                    if stop && !control.stop.swap(true, Ordering::SeqCst) {
-                        progress.say("abort requested: no new host starts");
-                    }
-                    if now {
-                        control.kill.store(true, Ordering::SeqCst);
-                    }
-                }
-                // Woken at once when the run ends: the command exits without waiting a poll.
-                std::thread::park_timeout(Duration::from_millis(250));
-            }
-        });
-        // Set even if the executor panics, so the poller ends and the panic is reported.
-        struct Finished<'a>(&'a AtomicBool, std::thread::Thread);
-        impl Drop for Finished<'_> {
-            fn drop(&mut self) {
-                self.0.store(true, Ordering::SeqCst);
-                self.1.unpark();
-            }
-        }
-        let _finished = Finished(&finished, poller.thread().clone());
-        exec::execute(
-            planned,
-            ExecOptions {
-                transport: recording.clone(),
-                control: control.clone(),
-                on_event: &on_event,
-                approve: &approve,
-                done,
-                facts,
-                on_fact,
-                undo_only,
-                run_id: run_id.to_string(),
-                ledger,
-            },
-        )
-    });
-    let spans = progress.finish();
-    let mut outcome = outcome;
-    let journal_failed = journal_failed
-        .lock()
-        .unwrap_or_else(|x| x.into_inner())
-        .clone();
-    let unknown = unrecorded.into_inner().unwrap_or_else(|x| x.into_inner());
-    let left = if unknown.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "; tasks whose outcome the journal lacks: {}",
-            unknown.join(", ")
-        )
-    };
-    if journal.lease_lost() {
-        // Said first: the journal errors that follow are its consequence.
-        outcome.status = RunStatus::StoreFailed;
-        outcome.reason = Some(format!(
-            "the fleet lock was lost: this controller could not renew its etcd lease within its TTL (etcd unreachable, or this process paused); no task started after that{left}"
-        ));
-    } else if let Some(err) = journal_failed {
-        eprintln!("error: the journal could not be written, the run was stopped: {err}");
-        outcome.status = RunStatus::StoreFailed;
-        outcome.reason = Some(format!(
-            "the journal could not be written ({err}): no task started after that{left}"
-        ));
-    } else if lock_lost.load(Ordering::SeqCst) {
-        outcome.status = RunStatus::StoreFailed;
-        outcome.reason = Some(format!(
-            "the fleet lock was taken away (`fleetbook unlock`?): no task started after that, the tasks in flight finished{left}"
-        ));
+    Error::Locked {
+        message: message.clone(),
+        help: format!(
+            "that process is gone: continue run {} with the `continue:` command above, or break the lock with `fleetbook unlock --state {}`",
+            l.run_id,
+            shell_word(&state.display().to_string())
+        ),
     }
-    let events_failed = progress.events_failed();
-    if let Some(err) = &events_failed {
-        outcome.status = RunStatus::Aborted;
-        outcome.reason = Some(format!("the event stream on standard output broke: {err}"));
-    }
-    (outcome, events_failed, spans)
 }
 
 #[cfg(test)]

@@ -21,23 +21,19 @@ macro_rules! eprint {
 
 mod adhoc;
 mod board;
-mod calls;
-mod check;
+mod check_cmd;
 mod cli;
 mod commands;
 mod complete;
-mod definitions;
-mod doc_cmd;
 mod drive;
 mod exit;
 mod inventory_cmd;
-mod journal_cmds;
 mod lib_cmd;
 mod logging;
-mod lsp;
 mod man;
 mod progress;
 mod project;
+mod run_cmds;
 mod status_watch;
 mod test_cmd;
 mod watch;

@@ -6,6 +6,7 @@
 use crate::board::{Board, Flying, RoleRow};
 use fleetbook_engine::exec::{Event, HostRecap, RunOutcome, State};
 use fleetbook_engine::plan::Plan;
+use fleetbook_engine::session::RunUi;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -232,6 +233,8 @@ pub struct Progress {
     plain: bool,
     /// Why the event stream on standard output broke, if it did.
     events_failed: Mutex<Option<String>>,
+    /// Each host's (first start, last end), kept when the display ends.
+    spans: Mutex<HashMap<String, (f64, f64)>>,
 }
 
 impl Progress {
@@ -271,6 +274,7 @@ impl Progress {
             jsonl,
             plain: !tty,
             events_failed: Mutex::new(None),
+            spans: Mutex::default(),
         }
     }
 
@@ -324,6 +328,11 @@ impl Progress {
         }
     }
 
+    /// Each host's (first start, last end) for the recap, once the display ended.
+    pub fn spans(&self) -> HashMap<String, (f64, f64)> {
+        self.spans.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Why `--events` could not be written, once it could not: the run must stop, since
     /// whatever reads the events no longer sees them.
     pub fn events_failed(&self) -> Option<String> {
@@ -333,19 +342,52 @@ impl Progress {
             .clone()
     }
 
-    /// Ends the live display; gives each host's (first start, last end) for the recap.
-    pub fn finish(&self) -> HashMap<String, (f64, f64)> {
+    /// Ends the live display; keeps each host's (first start, last end) for the recap.
+    pub fn finish(&self) {
         *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.view.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.ticker.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = t.join();
         }
         self.view.bar.finish_and_clear();
-        self.view
+        let spans = self
+            .view
             .view
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .spans()
+            .spans();
+        *self.spans.lock().unwrap_or_else(|e| e.into_inner()) = spans;
+    }
+}
+
+/// The engine's run session reports here.
+impl RunUi for Progress {
+    fn event(&self, e: &Event) {
+        Progress::event(self, e)
+    }
+
+    fn say(&self, line: &str) {
+        Progress::say(self, line)
+    }
+
+    fn approval(&self, run: &str, gate: Option<&str>) {
+        let Some(gate) = gate else {
+            return self.waiting(None);
+        };
+        self.say(&format!(
+            "run {run} waits for approval {gate:?}: fleetbook approve {run} --gate {gate}"
+        ));
+        self.waiting(Some(format!(
+            "waiting for approval {gate:?}: fleetbook approve {run} --gate {gate}"
+        )));
+    }
+
+    fn broken(&self) -> Option<String> {
+        self.events_failed()
+    }
+
+    fn ended(&self) {
+        self.finish()
     }
 }
 

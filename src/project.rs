@@ -189,6 +189,26 @@ pub fn libraries(project: Option<&Project>) -> Result<Libraries> {
     libraries_checked(project, false)
 }
 
+/// What the project around a runbook adds for the language server: its `lib` directories,
+/// its dependencies as locked, its parameters (soft, as for `check`) and its inventory.
+pub fn lsp_settings(path: &Path) -> fleetbook_tooling::lsp::Settings {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let Ok(Some(p)) = Project::find(dir) else {
+        return fleetbook_tooling::lsp::Settings::default();
+    };
+    fleetbook_tooling::lsp::Settings {
+        lib_dirs: p.settings.lib.iter().map(|l| p.path(l)).collect(),
+        libs: libraries(Some(&p)).unwrap_or_default(),
+        // Soft, as for `check`: a runbook that does not declare one ignores it.
+        params: p
+            .params()
+            .into_iter()
+            .map(|(k, v)| (format!("{k}{}", fleetbook_engine::script::SOFT), v))
+            .collect(),
+        inventory: p.settings.inventory.as_deref().map(|i| p.path(i)),
+    }
+}
+
 /// `$FLEETBOOK_PATH`: more library directories, searched after `--lib` (':'-separated).
 pub fn path_dirs() -> Vec<PathBuf> {
     std::env::var_os("FLEETBOOK_PATH")

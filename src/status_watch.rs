@@ -3,9 +3,9 @@
 //! the same [`Board`] the run draws; otherwise one line per host whose state or step changed.
 
 use crate::board::{short, Board, Flying, RoleRow};
-use fleetbook_engine::journal::RunRecord;
 use fleetbook_engine::plan::{self, Plan};
 use fleetbook_engine::status::Status;
+use fleetbook_engine::store::RunRecord;
 use fleetbook_engine::store::{RunState, RunStore};
 use fleetbook_engine::Result;
 use std::collections::HashMap;
@@ -100,20 +100,20 @@ fn board(st: &Status, plan: Option<&Plan>, now: f64) -> Board {
 }
 
 /// Follows run `id` until it is no longer running.
-pub fn watch(journal: &dyn RunStore, id: Option<&str>) -> Result<RunRecord> {
-    let run = journal.run(id)?;
+pub fn watch(store: &dyn RunStore, id: Option<&str>) -> Result<RunRecord> {
+    let run = store.run(id)?;
     let plan = recorded_plan(&run);
     let tty = std::io::stdout().is_terminal();
     let term = console::Term::stdout();
     let mut drawn = 0;
     let mut seen: HashMap<String, (String, Option<String>)> = HashMap::new();
     loop {
-        let run = journal.run(Some(&run.id))?;
+        let run = store.run(Some(&run.id))?;
         let running = run.state == RunState::Running;
-        let st = fleetbook_engine::status::of(journal, run)?;
+        let st = fleetbook_engine::status::of(store, run)?;
         if tty {
             let (rows, cols) = term.size();
-            let lines = board(&st, plan.as_ref(), fleetbook_engine::journal::now()).render(
+            let lines = board(&st, plan.as_ref(), fleetbook_engine::store::now()).render(
                 (cols as usize).saturating_sub(1),
                 (rows as usize).saturating_sub(2),
             );

@@ -9,7 +9,7 @@
 //! records them with the user exactly as `fleetbook approve`/`abort` do.
 
 use crate::cli::StateArgs;
-use crate::journal_cmds;
+use crate::run_cmds;
 use axum::extract::{Form, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -45,13 +45,13 @@ const POLL: Duration = Duration::from_millis(400);
 const MIN_GAP: Duration = Duration::from_millis(600);
 
 pub fn watch(a: WatchArgs) -> Result<i32> {
-    let store = journal_cmds::open(&a.state)?;
+    let store = run_cmds::open(&a.state)?;
     let run = store.run(a.run.as_deref())?.id;
     let token = match &a.token_file {
         Some(f) => token_from(f)?,
         None => one_time_token()?,
     };
-    let mut opts = journal_cmds::page_options(&a.state, true);
+    let mut opts = run_cmds::page_options(&a.state, true);
     opts.control = a.control;
     let listen = a.listen.clone().unwrap_or_else(|| "127.0.0.1:0".into());
     let shared = Arc::new(Shared {
@@ -301,7 +301,7 @@ async fn approve(
     let gate = f.get("gate").filter(|g| !g.is_empty()).cloned();
     let s2 = s.clone();
     let done = tokio::task::spawn_blocking(move || {
-        journal_cmds::give_approval(&*s2.store, &s2.run, gate.as_deref())
+        fleetbook_engine::session::give_approval(&*s2.store, &s2.run, gate.as_deref())
     })
     .await;
     match done {
@@ -323,7 +323,7 @@ async fn abort(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String, Str
     }
     let s2 = s.clone();
     let done = tokio::task::spawn_blocking(move || {
-        journal_cmds::request_abort(&*s2.store, &s2.run, false)
+        fleetbook_engine::session::request_abort(&*s2.store, &s2.run, false)
     })
     .await;
     match done {

@@ -148,3 +148,115 @@ pub fn of(journal: &dyn RunStore, run: RunRecord) -> Result<Status> {
         tasks: run_tasks,
     })
 }
+
+/// Appends a line to a `String`.
+macro_rules! line {
+    ($o:expr) => {
+        $o.push('\n')
+    };
+    ($o:expr, $($t:tt)*) => {{
+        $o.push_str(&format!($($t)*));
+        $o.push('\n');
+    }};
+}
+
+/// `fleetbook status` for people: the run, its counts per role, which controller holds
+/// which hosts (several may share a run in etcd), and a line per host.
+pub fn text(store: &dyn RunStore, st: &Status) -> Result<String> {
+    let mut o = String::new();
+    let r = &st.run;
+    line!(o, "run {}  {}  ({})", r.id, r.state, st.overall);
+    line!(
+        o,
+        "runbook {} on {}, started {} by {}@{}",
+        r.runbook,
+        r.inventory_path,
+        crate::journal::format_time(r.started_at),
+        r.user,
+        r.controller
+    );
+    if let Some(reason) = &r.reason {
+        line!(o, "reason: {reason}");
+    }
+    if let Some(gate) = &st.waiting_approval {
+        line!(
+            o,
+            "waiting for approval {gate:?}: fleetbook approve {} --gate {gate}",
+            r.id
+        );
+    }
+    line!(o);
+    role_lines(&mut o, st);
+    line!(o);
+    let holders: BTreeMap<String, String> = store.holders(&r.id)?.into_iter().collect();
+    controller_lines(&mut o, &holders);
+    host_lines(&mut o, st, &holders);
+    Ok(o)
+}
+
+fn role_lines(o: &mut String, st: &Status) {
+    for (role, counts) in &st.roles {
+        let get = |k| counts.get(k).copied().unwrap_or(0);
+        let rolled_back = match get("rolled_back") {
+            0 => String::new(),
+            n => format!(" rolled back {n}"),
+        };
+        line!(
+            o,
+            "{role:16} upgraded {:<4} upgrading {:<4} pending {:<4} failed {:<4}{rolled_back}",
+            get("upgraded"),
+            get("upgrading"),
+            get("pending"),
+            get("failed"),
+        );
+    }
+}
+
+fn controller_lines(o: &mut String, holders: &BTreeMap<String, String>) {
+    let mut by_controller: BTreeMap<&str, usize> = BTreeMap::new();
+    for c in holders.values() {
+        *by_controller.entry(c.as_str()).or_default() += 1;
+    }
+    for (c, n) in &by_controller {
+        line!(o, "controller {c} holds {n} host(s)");
+    }
+    if !by_controller.is_empty() {
+        line!(o);
+    }
+}
+
+fn host_lines(o: &mut String, st: &Status, holders: &BTreeMap<String, String>) {
+    let width = st.hosts.iter().map(|h| h.host.len()).max().unwrap_or(4);
+    for h in &st.hosts {
+        let mut detail = match (&h.step, &h.message) {
+            (Some(s), Some(m)) => format!("  {s}: {m}"),
+            (Some(s), None) => format!("  {s}"),
+            _ => String::new(),
+        };
+        if let Some(c) = holders.get(&h.host) {
+            detail.push_str(&format!("  (held by {c})"));
+        }
+        line!(o, "{:width$}  {:11}{}", h.host, h.state, detail);
+    }
+}
+
+/// `fleetbook runs` for people: a line per run, newest first.
+pub fn runs_text(runs: &[RunRecord], location: &str) -> String {
+    let mut o = String::new();
+    if runs.is_empty() {
+        line!(o, "no runs recorded in {location}");
+    }
+    for r in runs {
+        line!(
+            o,
+            "{}  {:24} {:20} {}  {}@{}",
+            r.id,
+            r.state,
+            r.runbook,
+            crate::journal::format_time(r.started_at),
+            r.user,
+            r.controller
+        );
+    }
+    o
+}

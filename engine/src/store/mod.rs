@@ -10,7 +10,8 @@ pub mod etcd;
 
 use crate::error::Result;
 use crate::exec::{Event, RunStatus};
-use crate::journal::{Action, CommandRecord, LockInfo, RunRecord, TaskRow};
+/// The records a store keeps, and the clock it keeps times by (seconds since the epoch).
+pub use crate::journal::{now, Action, CommandRecord, LockInfo, RunRecord, TaskRow};
 use crate::slots::{LocalLedger, SlotLedger};
 use std::sync::Arc;
 

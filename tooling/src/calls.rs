@@ -281,7 +281,7 @@ mod tests {
 
     #[test]
     fn every_shipped_runbook_calls_only_what_exists() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks");
         let mut seen = 0;
         for entry in std::fs::read_dir(&root).unwrap() {
             let path = entry.unwrap().path();

@@ -15,7 +15,6 @@ mod hover;
 mod symbols;
 mod text;
 
-use crate::project::Project;
 use fleetbook_engine::{Error, Result};
 use lsp_server::{Connection, ExtractError, Message, Notification, Request, RequestId, Response};
 use lsp_types::notification::{
@@ -42,33 +41,19 @@ pub struct Document {
 /// What the project around a document adds: `lib` directories, parameters, the inventory.
 #[derive(Default)]
 pub struct Settings {
-    lib_dirs: Vec<PathBuf>,
+    pub lib_dirs: Vec<PathBuf>,
     /// The project's dependencies as locked (none when the lock does not match: the
     /// diagnostics then say which import fails).
-    libs: fleetbook_engine::libs::Libraries,
-    params: BTreeMap<String, String>,
-    inventory: Option<PathBuf>,
+    pub libs: fleetbook_engine::libs::Libraries,
+    /// Parameters as `check` gives them: soft (a runbook that does not declare one ignores it).
+    pub params: BTreeMap<String, String>,
+    pub inventory: Option<PathBuf>,
 }
 
-impl Settings {
-    fn of(path: &Path) -> Settings {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let Ok(Some(p)) = Project::find(dir) else {
-            return Settings::default();
-        };
-        Settings {
-            lib_dirs: p.settings.lib.iter().map(|l| p.path(l)).collect(),
-            libs: crate::project::libraries(Some(&p)).unwrap_or_default(),
-            // Soft, as for `check`: a runbook that does not declare one ignores it.
-            params: p
-                .params()
-                .into_iter()
-                .map(|(k, v)| (format!("{k}{}", fleetbook_engine::script::SOFT), v))
-                .collect(),
-            inventory: p.settings.inventory.as_deref().map(|i| p.path(i)),
-        }
-    }
+/// The settings of the project around a document's path (the binary finds projects).
+pub type SettingsOf = fn(&Path) -> Settings;
 
+impl Settings {
     /// The inventory's groups, for completion.
     fn roles(&self) -> Vec<String> {
         let Some(path) = &self.inventory else {
@@ -124,8 +109,9 @@ fn protocol(e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("language server: {e}"))
 }
 
-/// Serves one client on stdin/stdout until it says `exit`.
-pub fn serve() -> Result<i32> {
+/// Serves one client on stdin/stdout until it says `exit`; `settings_of` gives what the
+/// project around a document adds.
+pub fn serve(settings_of: SettingsOf) -> Result<()> {
     let (connection, io) = Connection::stdio();
     let capabilities = ServerCapabilities {
         text_document_sync: Some(TextDocumentSyncCapability::Kind(TextDocumentSyncKind::FULL)),
@@ -139,14 +125,19 @@ pub fn serve() -> Result<i32> {
     };
     let caps = serde_json::to_value(capabilities).map_err(protocol)?;
     connection.initialize(caps).map_err(protocol)?;
-    Server::default().serve(&connection)?;
+    Server {
+        settings_of,
+        docs: HashMap::new(),
+        dirty: Vec::new(),
+    }
+    .serve(&connection)?;
     drop(connection);
     io.join().map_err(protocol)?;
-    Ok(crate::exit::OK)
+    Ok(())
 }
 
-#[derive(Default)]
 struct Server {
+    settings_of: SettingsOf,
     docs: HashMap<String, Document>,
     /// Documents changed since their diagnostics were last published.
     dirty: Vec<String>,
@@ -173,7 +164,7 @@ impl Server {
             if connection.receiver.is_empty() {
                 for key in std::mem::take(&mut self.dirty) {
                     if let Some(doc) = self.docs.get(&key) {
-                        let settings = Settings::of(&doc.path);
+                        let settings = (self.settings_of)(&doc.path);
                         let diagnostics =
                             diagnostics::check(&doc.uri, &doc.path, &doc.text, &settings);
                         publish(connection, doc.uri.clone(), diagnostics, Some(doc.version))?;
@@ -307,7 +298,7 @@ impl Server {
         let Some(doc) = self.docs.get(uri.as_str()) else {
             return Ok((id, None));
         };
-        let settings = Settings::of(&doc.path);
+        let settings = (self.settings_of)(&doc.path);
         let offset = text::offset(&doc.text, pos);
         Ok((id, f(doc, &settings, offset)))
     }

@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-const REFERENCE: &str = include_str!("../../docs/runbook-language.md");
+const REFERENCE: &str = include_str!("../../../docs/runbook-language.md");
 
 /// Who a documented name belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -426,56 +426,11 @@ pub fn to_json(diags: &[Diag]) -> String {
     text
 }
 
-/// `fleetbook check`: the summary line (text) or every diagnostic (json) on stdout.
-pub fn command(
-    runbook: &Path,
-    inventory: Option<&Path>,
-    args: &crate::cli::ScriptArgs,
-    format: crate::cli::ReportFormat,
-    libs: &Libraries,
-    verbose: bool,
-) -> fleetbook_engine::Result<i32> {
-    let params = args.param_map().map_err(Error::input)?;
-    let subject = Subject {
-        path: runbook,
-        text: None,
-        lib_dirs: &args.lib_dirs,
-        libs,
-        params: &params,
-        inventory,
-        depth: Depth::Compile,
-    };
-    let outcome = run(&subject);
-    if format == crate::cli::ReportFormat::Json {
-        crate::exit::print(&to_json(&diagnostics(&subject, &outcome)))?;
-        return Ok(match &outcome {
-            Ok(_) => crate::exit::OK,
-            Err(f) => crate::exit::code_of(&f.error),
-        });
-    }
-    let compiled = outcome.map_err(|f| f.error)?;
-    for u in &compiled.unknown_calls {
-        eprintln!(
-            "warning: {}:{}:{}: {}",
-            runbook.display(),
-            u.line,
-            u.col,
-            u.message
-        );
-    }
-    for w in &compiled.warnings {
-        eprintln!("warning: {w}");
-    }
-    let Some(script) = compiled.script else {
-        return Err(Error::Internal("check lost its script".into()));
-    };
-    // Human output: on standard error, with the log that -v also turns up.
-    if verbose {
-        eprint!("{}", imports_of(&script));
-    }
+/// `fleetbook check`'s line for a runbook that compiled: its name, steps, parameters, roles.
+pub fn summary(runbook: &Path, script: &Script) -> String {
     let rb = &script.runbook;
     let roles: Vec<String> = rb.named_roles().into_iter().map(|(r, _)| r).collect();
-    crate::exit::print(&format!(
+    format!(
         "ok: runbook {:?} ({}): {} step{}, {} parameter{}{}\n",
         rb.name,
         runbook.display(),
@@ -488,12 +443,11 @@ pub fn command(
         } else {
             format!(", roles {}", roles.join(", "))
         }
-    ))?;
-    Ok(crate::exit::OK)
+    )
 }
 
 /// `fleetbook check -v`: which file each import bound to, and from which library.
-fn imports_of(script: &Script) -> String {
+pub fn imports_of(script: &Script) -> String {
     let used = script.used.lock().unwrap_or_else(|e| e.into_inner());
     used.imports
         .iter()

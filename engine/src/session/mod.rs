@@ -1,7 +1,24 @@
-//! The rules of a run across attempts. Takes a run's journal record, a fresh plan and what
-//! the operator gives now; gives what a new run records (digests of modules and secrets),
-//! the approvals it may be given, what differs on resume (refused unless `--replan`) and which
-//! tasks an earlier attempt finished.
+//! The run session: lock → create or take up a run → execute → record → finish
+//! ([`Session`], `run.rs`, watched by `watch.rs`), what resume, join and rollback start from
+//! (`resume.rs`), a saved plan checked before it runs (`apply.rs`) and the requests other
+//! terminals make of a run (`control.rs`). This file holds the rules of a run across
+//! attempts: what a new run records (digests of modules and secrets), the approvals it may
+//! be given, what differs on resume (refused unless `--replan`) and which tasks an earlier
+//! attempt finished.
+
+mod apply;
+mod control;
+mod resume;
+mod run;
+#[cfg(test)]
+mod run_tests;
+mod watch;
+
+pub use apply::apply;
+pub use control::{break_stale_locks, give_approval, request_abort, stale_lock};
+pub use resume::{join, resume, rollback, Inputs, Prepared, ResumeOptions};
+pub(crate) use run::fleet_key;
+pub use run::{Finished, RunConfig, RunUi, Session, Start};
 
 use crate::compile::TaskKind;
 use crate::error::{Error, Result};
@@ -13,7 +30,7 @@ use std::collections::{BTreeMap, HashMap};
 pub const SECRET: &str = "<secret>";
 
 /// The names of the `.approval(...)` gates of a plan.
-pub fn gates(p: &plan::Plan) -> Vec<String> {
+pub(crate) fn gates(p: &plan::Plan) -> Vec<String> {
     let mut names: Vec<String> = p
         .tasks
         .iter()
@@ -50,7 +67,7 @@ pub fn check_approvals(p: &plan::Plan, approve: &[String]) -> Result<()> {
 }
 
 /// The digest of every module the runbook imported (not the runbook itself).
-pub fn lib_digest(planned: &Planned) -> String {
+pub(crate) fn lib_digest(planned: &Planned) -> String {
     let sources = planned
         .script
         .sources
@@ -73,7 +90,7 @@ pub fn lib_digest(planned: &Planned) -> String {
 }
 
 /// Salted digests of the secret parameters' values, for run `id`.
-pub fn secret_digests(planned: &Planned, id: &str) -> BTreeMap<String, String> {
+pub(crate) fn secret_digests(planned: &Planned, id: &str) -> BTreeMap<String, String> {
     planned
         .script
         .params
@@ -91,7 +108,7 @@ pub fn secret_digests(planned: &Planned, id: &str) -> BTreeMap<String, String> {
 /// The run's recorded parameters, with the secret ones given again. Any other difference
 /// between what is given now and what the run recorded is added to `changed` (values of
 /// secrets never shown).
-pub fn params(
+pub(crate) fn params(
     run: &RunRecord,
     given: &[(String, String)],
     changed: &mut Vec<String>,
@@ -130,7 +147,7 @@ fn short(d: &str) -> &str {
 /// What differs between the run's record and a plan made now (runbook, inventory, modules)
 /// and the approvals given now, added to `changed`. Returns the approvals the run did not
 /// have.
-pub fn changes(
+pub(crate) fn changes(
     run: &RunRecord,
     planned: &Planned,
     approve: &[String],
@@ -180,7 +197,7 @@ pub fn changes(
 }
 
 /// The run's record after `--replan`: the inputs of `planned`, the approvals added.
-pub fn replanned(run: &mut RunRecord, planned: &Planned, approvals: Vec<String>) {
+pub(crate) fn replanned(run: &mut RunRecord, planned: &Planned, approvals: Vec<String>) {
     let p = &planned.plan;
     run.pre_approved.extend(approvals);
     run.runbook_digest = p.runbook_digest.clone();
@@ -197,7 +214,7 @@ pub fn replanned(run: &mut RunRecord, planned: &Planned, approvals: Vec<String>)
 /// Which tasks an earlier attempt finished. A task left `running` by a crash is unknown: it
 /// runs again only if its step is idempotent or `retry` (`--retry-unknown`) says so; `skip`
 /// (`--skip-unknown`) takes it as done; otherwise resume stops and names them.
-pub fn done_tasks(
+pub(crate) fn done_tasks(
     run: &RunRecord,
     rows: Vec<TaskRow>,
     planned: &Planned,
@@ -264,7 +281,7 @@ pub enum Unknown {
 /// `fleetbook rollback`: the run's host steps that have an `undo` and whose change is there
 /// — completed, or whose undo failed or was cut short (tried again first) — on `hosts`
 /// (all when `None`), newest first by when they ended. Nothing to undo is an error.
-pub fn undo_order(
+pub(crate) fn undo_order(
     rows: &[TaskRow],
     planned: &Planned,
     hosts: Option<&std::collections::HashSet<String>>,
@@ -335,7 +352,7 @@ pub fn undo_order(
 }
 
 /// The hosts of a plan as a store records them: each with its roles.
-pub fn host_rows(p: &plan::Plan) -> Vec<(String, Vec<String>)> {
+pub(crate) fn host_rows(p: &plan::Plan) -> Vec<(String, Vec<String>)> {
     p.hosts
         .iter()
         .map(|h| (h.name.clone(), h.roles.clone()))
@@ -343,7 +360,7 @@ pub fn host_rows(p: &plan::Plan) -> Vec<(String, Vec<String>)> {
 }
 
 /// The tasks of a plan as a store records them before the run: all pending.
-pub fn task_rows(p: &plan::Plan) -> Vec<TaskRow> {
+pub(crate) fn task_rows(p: &plan::Plan) -> Vec<TaskRow> {
     p.tasks
         .iter()
         .map(|t| TaskRow {

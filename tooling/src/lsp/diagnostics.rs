@@ -1,4 +1,4 @@
-//! Diagnostics: the document checked by the same producer as `fleetbook check` (src/check.rs),
+//! Diagnostics: the document checked by the same producer as `fleetbook check` (tooling/src/check.rs),
 //! planned against the project's inventory when it names one, each [`check::Diag`] turned
 //! into an LSP diagnostic. One in another file (an imported module, the inventory) is shown
 //! on the document too: on its `import` when there is one, else on the first line, with its

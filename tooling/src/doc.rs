@@ -2,8 +2,6 @@
 //! and examples, as text or Markdown. The docs are read with the language server's parser
 //! (`fleetbook_engine::libdoc`).
 
-use crate::cli::DocFormat;
-use crate::exit;
 use fleetbook_engine::libdoc::{self, Function};
 use fleetbook_engine::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -16,7 +14,16 @@ struct Module {
     text: String,
 }
 
-pub fn run(lib: Option<&str>, format: DocFormat) -> Result<i32> {
+/// How `fleetbook doc` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocFormat {
+    Text,
+    Md,
+}
+
+/// The docs of `lib` (a built-in library, a `.rhai` file or a library directory; `None`:
+/// every built-in library) in `format`.
+pub fn render(lib: Option<&str>, format: DocFormat) -> Result<String> {
     let modules = match lib {
         None => builtin(None),
         Some(name) => match builtin(Some(name)) {
@@ -28,8 +35,7 @@ pub fn run(lib: Option<&str>, format: DocFormat) -> Result<i32> {
         DocFormat::Text => modules.iter().map(text).collect::<Vec<_>>().join("\n"),
         DocFormat::Md => modules.iter().map(markdown).collect::<Vec<_>>().join("\n"),
     };
-    exit::print(&text)?;
-    Ok(exit::OK)
+    Ok(text)
 }
 
 fn builtin(only: Option<&str>) -> Vec<Module> {

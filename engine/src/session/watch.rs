@@ -1,0 +1,215 @@
+//! What a run watches while it executes: its store for abort requests and approvals, its
+//! fleet lock and lease, and its own writes. Whatever it can no longer show stops new tasks
+//! at once; the run then ends with the store's status, never "aborted".
+
+use super::run::RunUi;
+use crate::exec::{Control, Event, RunOutcome, RunStatus};
+use crate::store::{FleetLock, RunStore};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How often the store is asked for abort requests and the lock.
+const POLL: Duration = Duration::from_millis(250);
+/// How often a lease is judged: locally, so often costs nothing.
+const LEASE_POLL: Duration = Duration::from_millis(50);
+/// How often an approval is looked for.
+const APPROVAL_POLL: Duration = Duration::from_millis(300);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|x| x.into_inner())
+}
+
+/// Records transitions and facts in the store; a write that fails stops new tasks, since
+/// a run the store cannot follow cannot be resumed.
+pub(super) struct Recorder {
+    store: Arc<dyn RunStore>,
+    run_id: String,
+    started_at: f64,
+    control: Arc<Control>,
+    /// The first write error.
+    failed: Mutex<Option<String>>,
+    /// Tasks whose transition the store could not keep: their outcome is unknown to a resume.
+    unrecorded: Mutex<Vec<String>>,
+}
+
+impl Recorder {
+    pub(super) fn new(
+        store: Arc<dyn RunStore>,
+        run_id: &str,
+        started_at: f64,
+        control: Arc<Control>,
+    ) -> Recorder {
+        Recorder {
+            store,
+            run_id: run_id.to_string(),
+            started_at,
+            control,
+            failed: Mutex::default(),
+            unrecorded: Mutex::default(),
+        }
+    }
+
+    fn stop(&self, err: String) {
+        self.control.unrecorded.store(true, Ordering::SeqCst);
+        self.control.stop.store(true, Ordering::SeqCst);
+        tracing::error!(run = %self.run_id, error = %err, "the store refused a write: no new task starts");
+        *lock(&self.failed) = Some(err);
+    }
+
+    /// Events come out of the engine redacted (engine::secrets).
+    pub(super) fn event(&self, e: &Event) {
+        if let Err(err) = self.store.record(&self.run_id, e, self.started_at) {
+            self.stop(err.to_string());
+            let mut u = lock(&self.unrecorded);
+            if !u.contains(&e.task) {
+                u.push(e.task.clone());
+            }
+        }
+    }
+
+    /// Called from inside a step as `set_fact` runs: the fact is stored when it returns.
+    pub(super) fn fact_sink(self: Arc<Self>) -> fleetbook_stdlib::host::FactSink {
+        Arc::new(move |host: &str, name: &str, value: &str| {
+            if let Err(err) = self.store.record_fact(&self.run_id, host, name, value) {
+                self.stop(err.to_string());
+            }
+        })
+    }
+
+    /// The run's status once its tasks are over: a lost lease, a failed write or a lost lock
+    /// ends it [`RunStatus::StoreFailed`], with the tasks left unknown named.
+    pub(super) fn verdict(&self, outcome: &mut RunOutcome, lock_lost: bool, ui: &dyn RunUi) {
+        let unknown = lock(&self.unrecorded).clone();
+        let left = match unknown.is_empty() {
+            true => String::new(),
+            false => format!(
+                "; tasks whose outcome the journal lacks: {}",
+                unknown.join(", ")
+            ),
+        };
+        let failed = lock(&self.failed).clone();
+        let reason = if self.store.lease_lost() {
+            // Said first: the journal errors that follow are its consequence.
+            format!("the fleet lock was lost: this controller could not renew its etcd lease within its TTL (etcd unreachable, or this process paused); no task started after that{left}")
+        } else if let Some(err) = failed {
+            ui.say(&format!(
+                "error: the journal could not be written, the run was stopped: {err}"
+            ));
+            format!("the journal could not be written ({err}): no task started after that{left}")
+        } else if lock_lost {
+            format!("the fleet lock was taken away (`fleetbook unlock`?): no task started after that, the tasks in flight finished{left}")
+        } else {
+            return;
+        };
+        outcome.status = RunStatus::StoreFailed;
+        outcome.reason = Some(reason);
+    }
+}
+
+/// What [`run_watched`] gives: the run's result, and whether the fleet lock was lost.
+pub(super) struct Watched<T> {
+    pub(super) outcome: T,
+    pub(super) lock_lost: bool,
+}
+
+/// Runs `f` (the executor) while the store is watched: `fleetbook abort` from another
+/// terminal stops or kills the run, and a lock broken meanwhile (`fleetbook unlock`) or a
+/// lease past its TTL stops it within one poll.
+pub(super) fn run_watched<T: Send>(
+    store: &dyn RunStore,
+    guard: &FleetLock,
+    run_id: &str,
+    (control, ui): (&Control, &dyn RunUi),
+    f: impl FnOnce() -> T + Send,
+) -> Watched<T> {
+    let finished = AtomicBool::new(false);
+    let lock_lost = AtomicBool::new(false);
+    let outcome = std::thread::scope(|scope| {
+        scope.spawn(|| watch_lease(store, (&finished, &lock_lost), control, ui));
+        let poller = scope.spawn(|| {
+            while !finished.load(Ordering::SeqCst) {
+                poll_once(store, guard, run_id, &lock_lost, (control, ui));
+                // Woken at once when the run ends: the command exits without waiting a poll.
+                std::thread::park_timeout(POLL);
+            }
+        });
+        // Set even if the executor panics, so the poller ends and the panic is reported.
+        struct Finished<'a>(&'a AtomicBool, std::thread::Thread);
+        impl Drop for Finished<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+                self.1.unpark();
+            }
+        }
+        let _finished = Finished(&finished, poller.thread().clone());
+        f()
+    });
+    Watched {
+        outcome,
+        lock_lost: lock_lost.load(Ordering::SeqCst),
+    }
+}
+
+/// A lease is judged locally and at once, not behind a store request that may wait for an
+/// unreachable cluster: past its TTL no new task starts.
+fn watch_lease(
+    store: &dyn RunStore,
+    (finished, lock_lost): (&AtomicBool, &AtomicBool),
+    control: &Control,
+    ui: &dyn RunUi,
+) {
+    while !finished.load(Ordering::SeqCst) {
+        if store.lease_lost() && !lock_lost.swap(true, Ordering::SeqCst) {
+            control.unrecorded.store(true, Ordering::SeqCst);
+            control.stop.store(true, Ordering::SeqCst);
+            tracing::error!("the etcd lease was lost: no new task starts");
+            ui.say("error: the fleet lock was lost: this controller could not renew its etcd lease within its TTL; no new task starts");
+        }
+        std::thread::sleep(LEASE_POLL);
+    }
+}
+
+/// One look at the lock and at abort requests.
+fn poll_once(
+    store: &dyn RunStore,
+    guard: &FleetLock,
+    run_id: &str,
+    lock_lost: &AtomicBool,
+    (control, ui): (&Control, &dyn RunUi),
+) {
+    if guard.lost() && !lock_lost.swap(true, Ordering::SeqCst) {
+        control.stop.store(true, Ordering::SeqCst);
+        tracing::error!(run = %run_id, "the fleet lock was taken away: no new task starts");
+        ui.say("error: the fleet lock was taken away from this run: no new task starts");
+    }
+    if let Ok((stop, now)) = store.abort_requested(run_id) {
+        if stop && !control.stop.swap(true, Ordering::SeqCst) {
+            tracing::info!(run = %run_id, kill = now, "abort requested");
+            ui.say("abort requested: no new host starts");
+        }
+        if now {
+            control.kill.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Waits until `gate` is approved in the store (true), or the run stops or the store
+/// cannot be read (false: the run halts).
+pub(super) fn wait_for_approval(
+    store: &dyn RunStore,
+    run_id: &str,
+    gate: &str,
+    control: &Control,
+) -> bool {
+    loop {
+        if control.stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        match store.approved(run_id, gate) {
+            Ok(true) => return true,
+            Ok(false) => std::thread::sleep(APPROVAL_POLL),
+            Err(_) => return false,
+        }
+    }
+}

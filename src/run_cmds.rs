@@ -1,0 +1,221 @@
+//! Commands that read or steer recorded runs: `status`, `runs`, `abort`, `approve`,
+//! `unlock`, `resume`, `run --join`, `rollback`, and `apply` of a saved plan. The rules are
+//! the engine's (`session`, `status`); this file turns arguments into its inputs and its
+//! answers into output.
+
+use crate::cli::{ReportFormat, RunArgs, ScriptArgs, StateArgs, StatusFormat};
+use crate::drive::{self, Invocation};
+use crate::exit;
+use fleetbook_engine::libs::Libraries;
+use fleetbook_engine::session::{self, Inputs, Prepared, ResumeOptions, Start};
+use fleetbook_engine::store::RunStore;
+use fleetbook_engine::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub(crate) fn open(state: &StateArgs) -> Result<Arc<dyn RunStore>> {
+    let dir = state.resolve();
+    if !fleetbook_engine::store::exists(&dir) {
+        return Err(Error::input_with_help(
+            format!("no runs recorded in {}", dir.display()),
+            "runs are recorded in --state DIR or $FLEETBOOK_STATE, else in the project's state (fleetbook.toml), else in $XDG_STATE_HOME/fleetbook; `fleetbook config` shows which is in force here",
+        ));
+    }
+    state.open()
+}
+
+fn json(v: &impl serde::Serialize) -> Result<String> {
+    let mut s = serde_json::to_string_pretty(v).map_err(|e| Error::Internal(e.to_string()))?;
+    s.push('\n');
+    Ok(s)
+}
+
+pub fn status(
+    id: Option<&str>,
+    state: &StateArgs,
+    format: StatusFormat,
+    output: Option<&Path>,
+    watch: bool,
+) -> Result<i32> {
+    let store = open(state)?;
+    if format == StatusFormat::Html {
+        let view = fleetbook_engine::render::RunView::load(&*store, id)?;
+        let page = fleetbook_engine::render::report(&view, &page_options(state, false));
+        crate::commands::write_output(output, &page)?;
+        if let Some(path) = output {
+            eprintln!(
+                "report of run {} written to {}",
+                view.status.run.id,
+                path.display()
+            );
+        }
+        return Ok(exit::OK);
+    }
+    let run = match watch {
+        true => crate::status_watch::watch(&*store, id)?,
+        false => store.run(id)?,
+    };
+    let st = fleetbook_engine::status::of(&*store, run)?;
+    let text = match format {
+        StatusFormat::Json => json(&st)?,
+        _ => fleetbook_engine::status::text(&*store, &st)?,
+    };
+    crate::commands::write_output(output, &text)?;
+    Ok(exit::OK)
+}
+
+/// How report pages name the state directory in the commands they suggest.
+pub fn page_options(state: &StateArgs, live: bool) -> fleetbook_engine::render::PageOptions {
+    let dir = state.resolve();
+    let dir = dir.canonicalize().unwrap_or(dir);
+    fleetbook_engine::render::PageOptions {
+        state_dir: Some(dir.display().to_string()),
+        live,
+        control: false,
+    }
+}
+
+pub fn runs(state: &StateArgs, format: ReportFormat) -> Result<i32> {
+    // A fresh state has no store yet: that is no runs, not an error.
+    let dir = state.resolve();
+    if !fleetbook_engine::store::exists(&dir) {
+        let text = match format {
+            ReportFormat::Json => "[]\n".to_string(),
+            ReportFormat::Text => format!("no runs recorded in {}\n", dir.display()),
+        };
+        exit::print(&text)?;
+        return Ok(exit::OK);
+    }
+    let store = open(state)?;
+    let runs = store.runs()?;
+    let text = match format {
+        ReportFormat::Json => json(&runs)?,
+        ReportFormat::Text => fleetbook_engine::status::runs_text(&runs, &store.location()),
+    };
+    exit::print(&text)?;
+    Ok(exit::OK)
+}
+
+pub fn abort(id: &str, now: bool, state: &StateArgs) -> Result<i32> {
+    let store = open(state)?;
+    session::request_abort(&*store, id, now)?;
+    eprintln!(
+        "abort requested for run {id}{}",
+        if now {
+            " (killing the steps in flight)"
+        } else {
+            ""
+        }
+    );
+    Ok(exit::OK)
+}
+
+pub fn approve(id: &str, gate: Option<&str>, state: &StateArgs) -> Result<i32> {
+    let store = open(state)?;
+    let gate = session::give_approval(&*store, id, gate)?;
+    eprintln!("approved {gate:?} for run {id}");
+    Ok(exit::OK)
+}
+
+pub fn unlock(state: &StateArgs, yes: bool) -> Result<i32> {
+    let store = open(state)?;
+    let dir = state.resolve();
+    let dir = dir.canonicalize().unwrap_or(dir);
+    let held = session::break_stale_locks(
+        &*store,
+        &mut |l| {
+            eprintln!("stale lock: {}", l.describe());
+            let refusal =
+                Error::input("pass --yes to break the lock (standard input is not a terminal)");
+            drive::ask(yes, "Break it?", refusal)
+        },
+        &mut |l| {
+            eprintln!(
+                "lock broken; resume the run with: fleetbook resume {} --state {}",
+                l.run_id,
+                drive::shell_word(&dir.display().to_string())
+            )
+        },
+    )?;
+    if held == 0 {
+        eprintln!("no lock held in {}", store.location());
+    }
+    Ok(exit::OK)
+}
+
+/// What `resume`, `rollback` and `apply` are given besides the run.
+pub struct Given<'a> {
+    pub params: &'a [(String, String)],
+    pub lib_dirs: &'a [PathBuf],
+    /// The project's dependencies, checked against its lock.
+    pub libs: &'a Libraries,
+    pub run: &'a RunArgs,
+}
+
+impl<'a> Given<'a> {
+    fn inputs(&self) -> Inputs<'a> {
+        Inputs {
+            params: self.params,
+            lib_dirs: self.lib_dirs,
+            libs: self.libs,
+            approve: &self.run.approve,
+        }
+    }
+
+    fn drive(&self, store: Arc<dyn RunStore>, p: Prepared) -> Result<i32> {
+        let inv = Invocation {
+            args: self.run,
+            libs: self.lib_dirs,
+        };
+        drive::drive(p.planned, store, p.start, inv)
+    }
+}
+
+/// `fleetbook run --join RUN`: another controller on a running run, with the run's own
+/// inputs (secret parameters given again).
+pub fn join_run(id: &str, script: &ScriptArgs, libs: &Libraries, args: &RunArgs) -> Result<i32> {
+    let store = open(&args.state)?;
+    // The project file's parameter defaults are for new runs: a run keeps its own.
+    let params: Vec<(String, String)> = script
+        .params
+        .iter()
+        .filter(|(k, _)| !k.ends_with(fleetbook_engine::script::SOFT))
+        .cloned()
+        .collect();
+    let given = Given {
+        params: &params,
+        lib_dirs: &script.lib_dirs,
+        libs,
+        run: args,
+    };
+    let prepared = session::join(&*store, id, &given.inputs(), (false, false))?;
+    given.drive(store, prepared)
+}
+
+pub fn resume(id: &str, mut o: ResumeOptions, given: Given) -> Result<i32> {
+    let store = open(&given.run.state)?;
+    o.shared = fleetbook_engine::store::is_etcd(&given.run.state.resolve());
+    let say = |line: &str| eprintln!("{line}");
+    let prepared = session::resume(&*store, id, &given.inputs(), o, &say)?;
+    given.drive(store, prepared)
+}
+
+/// `fleetbook rollback RUN`: the `undo` of every step the run completed, on the hosts the
+/// limit selects, newest first — hosts that finished too.
+pub fn rollback(
+    id: &str,
+    limit: Option<&str>,
+    unknown: session::Unknown,
+    given: Given,
+) -> Result<i32> {
+    let store = open(&given.run.state)?;
+    let prepared = session::rollback(&*store, id, &given.inputs(), limit, unknown)?;
+    given.drive(store, prepared)
+}
+
+pub fn apply(path: &Path, given: Given) -> Result<i32> {
+    let planned = session::apply(path, &given.inputs())?;
+    let store = given.run.state.open()?;
+    let start = Start::New;
+    given.drive(store, Prepared { planned, start })
+}

@@ -73,9 +73,10 @@ fn attempt(
     start: Start,
     state: &Path,
 ) -> (Finished, Seen) {
+    let output = state.join("output");
     let cfg = RunConfig {
         approve: &[],
-        state_dir: state,
+        output_dir: &output,
     };
     let session = Session::begin(planned, store.clone(), start, &cfg).unwrap();
     let seen = Seen::default();
@@ -121,9 +122,10 @@ fn a_run_whose_lock_is_broken_starts_no_new_task() {
     let state = dir.path().join("state");
     let store = store::open(&state).unwrap();
     let planned = planned(dir.path(), 3, "1.5");
+    let output = state.join("output");
     let cfg = RunConfig {
         approve: &[],
-        state_dir: &state,
+        output_dir: &output,
     };
     let session = Session::begin(&planned, store.clone(), Start::New, &cfg).unwrap();
     let seen = Seen::default();

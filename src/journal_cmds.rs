@@ -7,6 +7,7 @@ use crate::exit;
 use fleetbook_engine::journal::{format_time, RunRecord};
 use fleetbook_engine::libs::Libraries;
 use fleetbook_engine::store::RunState;
+use fleetbook_engine::shared::Shared;
 use fleetbook_engine::store::RunStore;
 use fleetbook_engine::{plan, session};
 use fleetbook_engine::{Error, Result};
@@ -677,7 +678,7 @@ pub fn apply(
     if let Some(why) = plan::library_changes(&saved.libraries, &p.libraries) {
         return Err(refuse(why));
     }
-    let commands = |p: &plan::Plan| -> Vec<(String, Vec<String>)> {
+    let commands = |p: &plan::Plan| -> Vec<(Shared, Vec<Shared>)> {
         p.tasks
             .iter()
             .map(|t| (t.id.clone(), t.commands.clone()))

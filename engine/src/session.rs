@@ -18,7 +18,7 @@ pub fn gates(p: &plan::Plan) -> Vec<String> {
         .tasks
         .iter()
         .filter(|t| t.kind == TaskKind::Approval)
-        .filter_map(|t| t.step.clone())
+        .filter_map(|t| t.step.as_deref().map(str::to_string))
         .collect();
     names.sort();
     names.dedup();
@@ -338,7 +338,7 @@ pub fn undo_order(
 pub fn host_rows(p: &plan::Plan) -> Vec<(String, Vec<String>)> {
     p.hosts
         .iter()
-        .map(|h| (h.name.clone(), h.roles.clone()))
+        .map(|h| (h.name.to_string(), h.roles.clone()))
         .collect()
 }
 
@@ -347,11 +347,11 @@ pub fn task_rows(p: &plan::Plan) -> Vec<TaskRow> {
     p.tasks
         .iter()
         .map(|t| TaskRow {
-            task_id: t.id.clone(),
+            task_id: t.id.to_string(),
             kind: t.kind.as_str().to_string(),
-            host: t.host.clone(),
-            step: t.step.clone(),
-            role: t.role.clone(),
+            host: t.host.as_deref().map(str::to_string),
+            step: t.step.as_deref().map(str::to_string),
+            role: t.role.as_deref().map(str::to_string),
             state: "pending".into(),
             attempt: 0,
             started_at: None,

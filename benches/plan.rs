@@ -111,7 +111,10 @@ fn main() {
         );
     }
     match status_kib("VmHWM:") {
-        Some(k) => println!("peak memory of the process (VmHWM): {:.1} MiB", k as f64 / 1024.0),
+        Some(k) => println!(
+            "peak memory of the process (VmHWM): {:.1} MiB",
+            k as f64 / 1024.0
+        ),
         None => println!("peak memory: unavailable (no /proc/self/status)"),
     }
     println!("simulated duration: {} s", p.duration);

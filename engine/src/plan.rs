@@ -603,7 +603,11 @@ fn host_infos(
             let ts = &graph.host_tasks[h];
             HostInfo {
                 name: names.hosts[h].clone(),
-                roles: host.roles.iter().map(|&r| graph.roles[r].name.clone()).collect(),
+                roles: host
+                    .roles
+                    .iter()
+                    .map(|&r| graph.roles[r].name.clone())
+                    .collect(),
                 // Keys and most values repeat across hosts (`ansible_user=ops`).
                 vars: host
                     .vars

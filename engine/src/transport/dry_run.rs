@@ -391,6 +391,9 @@ pub fn record(
     let recorder = Arc::new(Recorder::with_secrets(Bounds::from_env()?, secrets.clone()));
     let hosts = hosts(graph, recorder.clone());
     let result = record_with(script, graph, (secrets, interner), &hosts);
+    // The recording hosts copy every host's variables; what comes after the dry run (the
+    // plan's tasks) needs that memory more, and the executor binds hosts of its own.
+    script.unbind_fleet();
     // A bound that was hit is the error, whatever the script made of the refusal.
     if let Some(over) = recorder.exceeded() {
         return Err(Error::input(over));

@@ -3,6 +3,7 @@
 # (`ansible_connection=local`), a few steps each, `rb.limit("*", 50)`, the SQLite journal.
 #   bench/local.sh [HOSTS] [STEPS]      (default: 1000 hosts, 4 steps)
 #   BENCH_REPS=5 bench/local.sh         more repetitions (default 3)
+#   BENCH_BIN=PATH                      this fleetbook binary (no build)
 # Two runbooks: `noop` steps run no command (`|h| ()`: all the time is fleetbook's), `true`
 # steps run `true` through the local transport (`sh -c true` per task: the children's CPU is
 # shown apart). Each run is measured by bench/measure.py: wall time, fleetbook's own CPU
@@ -15,8 +16,10 @@ reps="${BENCH_REPS:-3}"
 for n in "$hosts" "$steps" "$reps"; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "bench/local.sh: expected positive numbers, not '$n'" >&2; exit 2; }
 done
-cargo build --release --quiet --bin fleetbook
-BIN="$PWD/target/release/fleetbook"
+if [ -z "${BENCH_BIN:-}" ]; then
+  cargo build --release --quiet --bin fleetbook
+fi
+BIN="${BENCH_BIN:-$PWD/target/release/fleetbook}"
 DIR="$(mktemp -d /tmp/fbl.XXXX)"
 trap 'rm -rf "$DIR"' EXIT
 

@@ -1,5 +1,6 @@
-//! Plans a generated 10,000-host, 8-step runbook and prints wall time and peak memory.
-//! Run: `cargo bench --bench plan` (target: under 2 s and 512 MiB on a 2-core machine).
+//! Plans a generated 10,000-host, 8-step runbook (`FLEETBOOK_BENCH_HOSTS` other sizes) and
+//! prints the CPU and memory planning takes, per host, then the JSON and HTML of the plan.
+//! Run: `bench/plan.sh` (target: at most 20 µs of CPU and 6 KiB per host, linear in hosts).
 
 use fleetbook_engine::inventory::Format;
 use fleetbook_engine::plan::plan_text;
@@ -42,10 +43,20 @@ rb.step("puppet-on", |h| puppet::enable(h));
 rb
 "#;
 
-fn peak_rss_kib() -> Option<u64> {
+/// A line of /proc/self/status in KiB (`VmHWM`: the peak resident set, `VmRSS`: now).
+fn status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU seconds this process used so far, user and system, every thread.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes one rusage struct that we own.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
 }
 
 fn main() {
@@ -54,12 +65,12 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     let inv = inventory(hosts);
-    let start = Instant::now();
+    let rss_before = status_kib("VmRSS:").unwrap_or(0);
+    let (cpu_before, start) = (cpu_seconds(), Instant::now());
     let planned = plan_text(RUNBOOK, &inv, Format::Ini, &BTreeMap::new(), None)
         .expect("the benchmark plan compiles");
-    let planned_at = start.elapsed();
-    let json = serde_json::to_string(&planned.plan).expect("serialises");
-    let total = start.elapsed();
+    let (cpu, planned_at) = (cpu_seconds() - cpu_before, start.elapsed());
+    let peak = status_kib("VmHWM:").unwrap_or(0);
     let p = &planned.plan;
     let host_steps = p.tasks.iter().filter(|t| t.host.is_some()).count();
     println!(
@@ -68,22 +79,45 @@ fn main() {
         p.tasks.len(),
         p.tasks.iter().map(|t| t.commands.len()).sum::<usize>()
     );
+    // Planning alone: the memory it added to the process at its peak (the inventory text
+    // was made before), and the CPU of every thread (the dry run is parallel).
+    let added = peak.saturating_sub(rss_before);
     println!(
-        "wall time: plan {:.3} s, plan + JSON ({} MiB) {:.3} s",
+        "planning: wall {:.3} s, CPU {:.3} s, peak memory added {:.1} MiB",
         planned_at.as_secs_f64(),
-        json.len() >> 20,
-        total.as_secs_f64()
+        cpu,
+        added as f64 / 1024.0
     );
-    let html_start = Instant::now();
-    let html = fleetbook_engine::render::html(p);
     println!(
-        "html plan: {:.1} KiB in {:.3} s",
-        html.len() as f64 / 1024.0,
-        html_start.elapsed().as_secs_f64()
+        "per host: {:.1} µs CPU, {:.1} KiB",
+        cpu * 1e6 / hosts as f64,
+        added as f64 / hosts as f64
     );
-    match peak_rss_kib() {
-        Some(k) => println!("peak memory (VmHWM): {:.1} MiB", k as f64 / 1024.0),
+    let json_start = Instant::now();
+    let json = serde_json::to_string(&planned.plan).expect("serialises");
+    println!(
+        "JSON: {} MiB in {:.3} s",
+        json.len() >> 20,
+        json_start.elapsed().as_secs_f64()
+    );
+    drop(json);
+    if std::env::var("FLEETBOOK_BENCH_HTML").as_deref() != Ok("0") {
+        let html_start = Instant::now();
+        let html = fleetbook_engine::render::html(p);
+        println!(
+            "html plan: {:.1} KiB in {:.3} s",
+            html.len() as f64 / 1024.0,
+            html_start.elapsed().as_secs_f64()
+        );
+    }
+    match status_kib("VmHWM:") {
+        Some(k) => println!(
+            "peak memory of the process (VmHWM): {:.1} MiB",
+            k as f64 / 1024.0
+        ),
         None => println!("peak memory: unavailable (no /proc/self/status)"),
     }
     println!("simulated duration: {} s", p.duration);
+    // For bench/plan.sh: hosts, planning CPU seconds, planning peak KiB added.
+    println!("result {hosts} {cpu:.6} {added}");
 }

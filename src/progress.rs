@@ -101,7 +101,7 @@ impl View {
                     failed: false,
                     span: None,
                 };
-                (h.name.clone(), view)
+                (h.name.to_string(), view)
             })
             .collect();
         View {

@@ -179,11 +179,11 @@ mod tests {
             .map(|t| {
                 let s = set.iter().find(|s| s.0 == t.id);
                 TaskRow {
-                    task_id: t.id.clone(),
+                    task_id: t.id.to_string(),
                     kind: t.kind.as_str().into(),
-                    host: t.host.clone(),
-                    step: t.step.clone(),
-                    role: t.role.clone(),
+                    host: t.host.as_deref().map(str::to_string),
+                    step: t.step.as_deref().map(str::to_string),
+                    role: t.role.as_deref().map(str::to_string),
                     state: s.map_or("pending", |s| s.1).into(),
                     attempt: 1,
                     started_at: s.and_then(|s| s.2),

@@ -26,6 +26,7 @@ mod schedule_tests;
 pub mod script;
 pub mod secrets;
 pub mod session;
+pub mod shared;
 pub mod slots;
 pub mod status;
 pub mod store;

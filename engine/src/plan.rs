@@ -9,6 +9,7 @@ use crate::model::Scope;
 use crate::schedule;
 use crate::script::{self, Limits, Script, ScriptInput};
 use crate::secrets::Secrets;
+use crate::shared::{Interner, Shared};
 use crate::transport::dry_run;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -231,27 +232,27 @@ pub struct RoleInfo {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HostInfo {
-    pub name: String,
+    pub name: Shared,
     pub roles: Vec<String>,
-    pub vars: IndexMap<String, String>,
+    pub vars: IndexMap<Shared, Shared>,
     pub start: u64,
     pub end: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskInfo {
-    pub id: String,
+    pub id: Shared,
     pub kind: TaskKind,
-    pub host: Option<String>,
-    pub step: Option<String>,
-    pub role: Option<String>,
+    pub host: Option<Shared>,
+    pub step: Option<Shared>,
+    pub role: Option<Shared>,
     pub start: u64,
     pub end: u64,
-    pub depends_on: Vec<String>,
-    pub commands: Vec<String>,
+    pub depends_on: Vec<Shared>,
+    pub commands: Vec<Shared>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[serde(default)]
-    pub undo_commands: Vec<String>,
+    pub undo_commands: Vec<Shared>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     #[serde(default)]
     pub skipped: bool,
@@ -377,7 +378,9 @@ pub fn plan_loaded(
     let graph = compile::compile(&script, inventory, limit)?;
     let secrets = secrets_of(&script, &graph);
     warnings.extend(graph.warnings.iter().cloned());
-    let recorded = dry_run::record(&script, &graph, &secrets)?;
+    // One allocation per distinct name and command, shared by every task that shows it.
+    let interner = Interner::new();
+    let recorded = dry_run::record(&script, &graph, &secrets, &interner)?;
     warnings.extend(recorded.warnings);
     let records = recorded.tasks;
     let skipped: Vec<bool> = records.iter().map(|r| r.skipped).collect();
@@ -397,6 +400,7 @@ pub fn plan_loaded(
         &secrets,
         records,
         &sched,
+        &interner,
         &inventory.source,
         limit,
         runbook_digest,
@@ -445,6 +449,7 @@ fn assemble(
     secrets: &Secrets,
     records: Vec<dry_run::TaskRecord>,
     sched: &schedule::Schedule,
+    interner: &Interner,
     inventory: &str,
     limit: Option<&str>,
     runbook_digest: String,
@@ -452,6 +457,7 @@ fn assemble(
     warnings: Vec<String>,
 ) -> Plan {
     let rb = &script.runbook;
+    let names = Names::of(graph, rb, secrets, interner);
     Plan {
         schema_version: SCHEMA_VERSION,
         fleetbook_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -473,8 +479,8 @@ fn assemble(
         params: param_infos(script),
         limits: limits_info(graph),
         roles: role_infos(graph),
-        hosts: host_infos(graph, secrets, sched),
-        tasks: task_infos(script, graph, secrets, records, sched),
+        hosts: host_infos(graph, secrets, sched, &names, interner),
+        tasks: task_infos(graph, records, sched, &names),
         duration: sched.duration,
         time_unit: "s".to_string(),
         warnings: warnings.iter().map(|w| secrets.redacted(w)).collect(),
@@ -512,7 +518,41 @@ fn role_names(graph: &Graph, rs: &[usize]) -> Vec<String> {
     rs.iter().map(|&r| graph.roles[r].name.clone()).collect()
 }
 
-fn host_infos(graph: &Graph, secrets: &Secrets, sched: &schedule::Schedule) -> Vec<HostInfo> {
+/// The names a plan repeats in every task, each made (and redacted) once: task ids, host,
+/// step and role names.
+struct Names {
+    ids: Vec<Shared>,
+    hosts: Vec<Shared>,
+    steps: Vec<Shared>,
+    roles: Vec<Shared>,
+}
+
+impl Names {
+    fn of(graph: &Graph, rb: &crate::model::Runbook, secrets: &Secrets, i: &Interner) -> Names {
+        Names {
+            ids: graph
+                .tasks
+                .iter()
+                .map(|t| Shared::from(secrets.redacted(&t.id)))
+                .collect(),
+            hosts: graph.hosts.iter().map(|h| i.get(&h.name)).collect(),
+            steps: rb
+                .steps
+                .iter()
+                .map(|s| i.take(secrets.redacted(&s.name)))
+                .collect(),
+            roles: graph.roles.iter().map(|r| i.get(&r.name)).collect(),
+        }
+    }
+}
+
+fn host_infos(
+    graph: &Graph,
+    secrets: &Secrets,
+    sched: &schedule::Schedule,
+    names: &Names,
+    interner: &Interner,
+) -> Vec<HostInfo> {
     graph
         .hosts
         .iter()
@@ -520,12 +560,17 @@ fn host_infos(graph: &Graph, secrets: &Secrets, sched: &schedule::Schedule) -> V
         .map(|(h, host)| {
             let ts = &graph.host_tasks[h];
             HostInfo {
-                name: host.name.clone(),
-                roles: role_names(graph, &host.roles),
+                name: names.hosts[h].clone(),
+                roles: host
+                    .roles
+                    .iter()
+                    .map(|&r| graph.roles[r].name.clone())
+                    .collect(),
+                // Keys and most values repeat across hosts (`ansible_user=ops`).
                 vars: host
                     .vars
                     .iter()
-                    .map(|(k, v)| (k.clone(), secrets.redacted(v)))
+                    .map(|(k, v)| (interner.get(k), interner.take(secrets.redacted(v))))
                     .collect(),
                 start: ts.first().map_or(0, |&t| sched.tasks[t].start),
                 end: ts.last().map_or(0, |&t| sched.tasks[t].end),
@@ -535,31 +580,25 @@ fn host_infos(graph: &Graph, secrets: &Secrets, sched: &schedule::Schedule) -> V
 }
 
 fn task_infos(
-    script: &Script,
     graph: &Graph,
-    secrets: &Secrets,
     records: Vec<dry_run::TaskRecord>,
     sched: &schedule::Schedule,
+    names: &Names,
 ) -> Vec<TaskInfo> {
-    let rb = &script.runbook;
     graph
         .tasks
         .iter()
         .zip(records)
         .enumerate()
         .map(|(t, (task, rec))| TaskInfo {
-            id: secrets.redacted(&task.id),
+            id: names.ids[t].clone(),
             kind: task.kind,
-            host: task.host.map(|h| graph.hosts[h].name.clone()),
-            step: task.step.map(|s| secrets.redacted(&rb.steps[s].name)),
-            role: task.role.map(|r| graph.roles[r].name.clone()),
+            host: task.host.map(|h| names.hosts[h].clone()),
+            step: task.step.map(|s| names.steps[s].clone()),
+            role: task.role.map(|r| names.roles[r].clone()),
             start: sched.tasks[t].start,
             end: sched.tasks[t].end,
-            depends_on: task
-                .deps
-                .iter()
-                .map(|&d| secrets.redacted(&graph.tasks[d].id))
-                .collect(),
+            depends_on: task.deps.iter().map(|&d| names.ids[d].clone()).collect(),
             commands: rec.commands,
             undo_commands: rec.undo,
             skipped: rec.skipped,

@@ -165,7 +165,7 @@ fn verify(p: &Plan, rb: &Spec) -> Result<(), String> {
     for by in &p.limits.limit_by {
         let mut groups: HashMap<&str, Vec<(u64, u64)>> = HashMap::new();
         for h in &p.hosts {
-            if let Some(v) = h.vars.get(&by.var) {
+            if let Some(v) = h.vars.get(by.var.as_str()) {
                 groups.entry(v).or_default().push((h.start, h.end));
             }
         }

@@ -299,6 +299,11 @@ impl Script {
             Some(Arc::new(Fleet { hosts, groups }));
     }
 
+    /// Forgets the bound hosts (the dry run's, once recorded: the executor binds its own).
+    pub fn unbind_fleet(&self) {
+        *self.fleet.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     /// Calls a host closure (`|h| ...`).
     pub fn call_host(&self, f: &FnPtr, host: Host) -> Result<Dynamic, Box<EvalAltResult>> {
         f.call::<Dynamic>(&self.engine, &self.ast, (host,))

@@ -323,8 +323,8 @@ impl PlanView {
     }
 }
 
-fn strings(list: impl IntoIterator<Item = String>) -> Array {
-    list.into_iter().map(Dynamic::from).collect()
+fn strings(list: impl IntoIterator<Item = impl Into<String>>) -> Array {
+    list.into_iter().map(|s| Dynamic::from(s.into())).collect()
 }
 
 fn unknown(ctx: &NativeCallContext, p: &PlanView, what: &str) -> Box<EvalAltResult> {
@@ -477,8 +477,8 @@ fn register_plan_view(engine: &mut Engine) {
         let mut held: Vec<String> = Vec::new();
         for t in p.0.tasks.iter().filter(|t| t.held) {
             if let Some(h) = &t.host {
-                if !held.contains(h) {
-                    held.push(h.clone());
+                if !held.iter().any(|x| x == h) {
+                    held.push(h.to_string());
                 }
             }
         }

@@ -423,7 +423,7 @@ fn runbook_label(t: &TaskInfo) -> String {
         (Some(s), Some(r)) => format!("{what} {s} ({r})"),
         (Some(s), None) => format!("{what} {s}"),
         (None, Some(r)) => format!("{what} ({r})"),
-        (None, None) => t.id.clone(),
+        (None, None) => t.id.to_string(),
     }
 }
 

@@ -1008,7 +1008,7 @@ mod tests {
         let hosts: Vec<(String, Vec<String>)> = plan
             .hosts
             .iter()
-            .map(|h| (h.name.clone(), h.roles.clone()))
+            .map(|h| (h.name.to_string(), h.roles.clone()))
             .collect();
         let tasks = crate::session::task_rows(&plan);
         j.create_run(&run, &hosts, &tasks).unwrap();

@@ -35,7 +35,7 @@ pub(crate) fn gates(p: &plan::Plan) -> Vec<String> {
         .tasks
         .iter()
         .filter(|t| t.kind == TaskKind::Approval)
-        .filter_map(|t| t.step.clone())
+        .filter_map(|t| t.step.as_deref().map(str::to_string))
         .collect();
     names.sort();
     names.dedup();
@@ -355,7 +355,7 @@ pub(crate) fn undo_order(
 pub(crate) fn host_rows(p: &plan::Plan) -> Vec<(String, Vec<String>)> {
     p.hosts
         .iter()
-        .map(|h| (h.name.clone(), h.roles.clone()))
+        .map(|h| (h.name.to_string(), h.roles.clone()))
         .collect()
 }
 
@@ -364,11 +364,11 @@ pub(crate) fn task_rows(p: &plan::Plan) -> Vec<TaskRow> {
     p.tasks
         .iter()
         .map(|t| TaskRow {
-            task_id: t.id.clone(),
+            task_id: t.id.to_string(),
             kind: t.kind.as_str().to_string(),
-            host: t.host.clone(),
-            step: t.step.clone(),
-            role: t.role.clone(),
+            host: t.host.as_deref().map(str::to_string),
+            step: t.step.as_deref().map(str::to_string),
+            role: t.role.as_deref().map(str::to_string),
             state: "pending".into(),
             attempt: 0,
             started_at: None,

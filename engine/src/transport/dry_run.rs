@@ -8,6 +8,7 @@ use crate::error::{Error, Result, SourceDiag};
 use crate::predicate;
 use crate::script::Script;
 use crate::secrets::Secrets;
+use crate::shared::{Interner, Shared};
 use fleetbook_stdlib::{Host, HostInfo, Output, Put, Transport, TransportError, Upload};
 use indexmap::IndexMap;
 use rayon::prelude::*;
@@ -255,24 +256,24 @@ fn host_list(hosts: &[String]) -> String {
 /// What one task would run.
 #[derive(Debug, Clone, Default)]
 pub struct TaskRecord {
-    pub commands: Vec<String>,
-    pub undo: Vec<String>,
+    pub commands: Vec<Shared>,
+    pub undo: Vec<Shared>,
     /// Its `.when(...)` said no (as far as the plan can tell).
     pub skipped: bool,
 }
 
 /// Commands recorded since the last call, as plain commands when they ran on `own` and as
-/// `host: command` otherwise.
-fn take_record(own: Option<&str>, secrets: &Secrets) -> Vec<String> {
+/// `host: command` otherwise; a command that many hosts run is kept once (`interner`).
+fn take_record(own: Option<&str>, secrets: &Secrets, interner: &Interner) -> Vec<Shared> {
     RECORD.with(|r| {
         r.borrow_mut()
             .drain(..)
             .map(|(h, c)| {
-                let c = secrets.redacted(&c);
+                let c = secrets.redact(&c);
                 if Some(h.as_str()) == own {
-                    c
+                    interner.get(&c)
                 } else {
-                    format!("{h}: {c}")
+                    interner.take(format!("{h}: {c}"))
                 }
             })
             .collect()
@@ -381,10 +382,18 @@ pub struct Recorded {
 }
 
 /// Records what every task would run.
-pub fn record(script: &Script, graph: &Graph, secrets: &Secrets) -> Result<Recorded> {
+pub fn record(
+    script: &Script,
+    graph: &Graph,
+    secrets: &Secrets,
+    interner: &Interner,
+) -> Result<Recorded> {
     let recorder = Arc::new(Recorder::with_secrets(Bounds::from_env()?, secrets.clone()));
     let hosts = hosts(graph, recorder.clone());
-    let result = record_with(script, graph, secrets, &hosts);
+    let result = record_with(script, graph, (secrets, interner), &hosts);
+    // The recording hosts copy every host's variables; what comes after the dry run (the
+    // plan's tasks) needs that memory more, and the executor binds hosts of its own.
+    script.unbind_fleet();
     // A bound that was hit is the error, whatever the script made of the refusal.
     if let Some(over) = recorder.exceeded() {
         return Err(Error::input(over));
@@ -402,7 +411,7 @@ pub fn record(script: &Script, graph: &Graph, secrets: &Secrets) -> Result<Recor
 fn record_with(
     script: &Script,
     graph: &Graph,
-    secrets: &Secrets,
+    (secrets, interner): (&Secrets, &Interner),
     hosts: &IndexMap<String, Host>,
 ) -> Result<Vec<TaskRecord>> {
     bind(script, graph, hosts);
@@ -418,7 +427,7 @@ fn record_with(
             continue;
         };
         let Some(action) = &step.action else { continue };
-        take_record(None, secrets);
+        take_record(None, secrets, interner);
         HOST_BYTES.with(|b| b.set(0));
         let value = script.call(action).map_err(|e| {
             redact_err(script.error(
@@ -430,7 +439,7 @@ fn record_with(
         if matches!(task.kind, TaskKind::Gate | TaskKind::CanaryGate) {
             predicate_at(script, step, "the gate", None, &value).map_err(redact_err)?;
         }
-        records[t].commands = take_record(None, secrets);
+        records[t].commands = take_record(None, secrets, interner);
     }
 
     let per_host: Vec<Result<Vec<(usize, TaskRecord)>>> = graph
@@ -441,7 +450,7 @@ fn record_with(
             let host = &hosts[h];
             let own = Some(host.info.name.as_str());
             let mut out = Vec::with_capacity(tasks.len());
-            take_record(own, secrets);
+            take_record(own, secrets, interner);
             HOST_BYTES.with(|b| b.set(0));
             for &t in tasks {
                 let step = &rb.steps[graph.tasks[t].step.unwrap_or(0)];
@@ -462,7 +471,7 @@ fn record_with(
                         .call_host(when, h.clone())
                         .map_err(|e| fail(e, ", when"))?;
                     // Probes inside the condition would run for real, so they are shown too.
-                    rec.commands.extend(take_record(own, secrets));
+                    rec.commands.extend(take_record(own, secrets, interner));
                     let go =
                         predicate_at(script, step, ".when(...)", own, &go).map_err(redact_err)?;
                     rec.skipped = !go;
@@ -472,7 +481,7 @@ fn record_with(
                         let value = script
                             .call_host(action, h.clone())
                             .map_err(|e| fail(e, ""))?;
-                        rec.commands.extend(take_record(own, secrets));
+                        rec.commands.extend(take_record(own, secrets, interner));
                         if graph.tasks[t].kind == TaskKind::HostCheck {
                             predicate_at(script, step, "the check", own, &value)
                                 .map_err(redact_err)?;
@@ -483,7 +492,7 @@ fn record_with(
                     let _ = script
                         .call_host(undo, h.clone())
                         .map_err(|e| fail(e, ", undo"))?;
-                    rec.undo = take_record(own, secrets);
+                    rec.undo = take_record(own, secrets, interner);
                 }
                 out.push((t, rec));
             }

@@ -20,6 +20,7 @@ bench_addr() { echo "127.10.$(($1 / 250)).$(($1 % 250 + 1))"; }
 bench_hosts_start() {
   local n="$1" dir="$2" i addr
   BENCH_DIR="$dir"
+  bench_limits
   mkdir -p /run/sshd
   ssh-keygen -q -t ed25519 -N "" -f "$dir/client_key"
   cp "$dir/client_key.pub" "$dir/authorized_keys"
@@ -62,6 +63,14 @@ CFG
   for i in $(seq 1 "$n"); do
     until (exec 3<>"/dev/tcp/$(bench_addr "$i")/$BENCH_PORT") 2>/dev/null; do sleep 0.02; done
   done
+}
+
+# Hundreds of sshds, masters and clients at once: every descriptor and process the hard
+# limits allow (a shell's soft limit is often 1,024 descriptors; N=500 needs more in the
+# tools that hold a connection per host, and each sshd keeps a few).
+bench_limits() {
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  ulimit -u "$(ulimit -Hu)" 2>/dev/null || true
 }
 
 bench_ssh_config() {

@@ -7,7 +7,8 @@ subreaper, so orphans come back to it and their CPU is counted when reaped).
 
 Prints one JSON object: wall, own (CPU seconds of the command's process, all threads),
 children (CPU of every descendant), code, lingered (descendants still alive 3 s after the
-command exited; they are then killed). --linger-ok kills them at once without counting them
+command exited; they are then killed), exited_at (the wall clock when it exited, seconds since
+the epoch: to compare with a log's timestamps). --linger-ok kills them at once without counting them
 (Ansible's masters with ControlPersist are expected to linger).
 """
 import ctypes
@@ -64,6 +65,7 @@ def main():
         # Wait for the exit without reaping, so /proc still has its final CPU times.
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
         wall = time.monotonic() - start
+        exited_at = time.time()
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
         fields = stat[stat.rindex(")") + 2 :].split()
@@ -95,6 +97,7 @@ def main():
                 "children": max(total - own, 0.0),
                 "code": code,
                 "lingered": lingered,
+                "exited_at": exited_at,
             }
         )
     )

@@ -542,7 +542,8 @@ fn execute(
     let unrecorded: Mutex<Vec<String>> = Mutex::default();
     let on_event = |e: &Event| {
         recording.event(e);
-        if let Err(err) = journal.record(run_id, e, started_at) {
+        // Queued: committed once per tick, and before the task's first command is sent.
+        if let Err(err) = journal.record_queued(run_id, e, started_at) {
             // Without a journal the run cannot be resumed: stop starting work.
             control.unrecorded.store(true, Ordering::SeqCst);
             control.stop.store(true, Ordering::SeqCst);

@@ -3,6 +3,7 @@
 #
 #   bench_hosts_start N DIR   starts them and writes into DIR:
 #     hosts            an INI inventory, group [web], h1..hN with ansible_host/ansible_port
+#                      and fleetbook_lease_dir (DIR/lease/hI: one lease file per host)
 #     ssh_config       an ssh config with the default key exchange (OpenSSH's own choice)
 #     ssh_config_curve the same with KexAlgorithms curve25519-sha256
 #     client_key, known_hosts, addrs (one address a line)
@@ -28,10 +29,13 @@ bench_hosts_start() {
   ssh-keygen -q -t ed25519 -N "" -f "$dir/host_key"
   : >"$dir/known_hosts"
   : >"$dir/addrs"
+  # Each host its own lease directory, as real hosts each have their own /run/lock: on one
+  # machine they would all share one lease file, and N takes queue on its flock.
   {
     echo "[web]"
     for i in $(seq 1 "$n"); do
-      echo "h$i ansible_host=$(bench_addr "$i") ansible_port=$BENCH_PORT"
+      mkdir -p "$dir/lease/h$i"
+      echo "h$i ansible_host=$(bench_addr "$i") ansible_port=$BENCH_PORT fleetbook_lease_dir=$dir/lease/h$i"
     done
   } >"$dir/hosts"
   for i in $(seq 1 "$n"); do

@@ -6,7 +6,7 @@ It fails (exit 1) unless the run exits 0, every host-step ran and ended ok, and 
 fleetbook's output or log says an ssh connection was refused, reset or cut in the banner
 exchange. It prints, per N: wall time, fleetbook's own CPU and its children's (ssh), and
 the exit tail: from the last task's end (the `task ok` line of `--log-file`) to the
-process's exit. Not a timed test: nothing here checks a time.
+process's exit; and the most file descriptors fleetbook held at once. Not a timed test: nothing here checks a time.
 """
 import argparse
 import json
@@ -64,6 +64,14 @@ def check(n, d, m, out_text, log_lines):
     ok = {e["task"] for e in events if e.get("state") == "ok" and e.get("step")}
     if len(ok) != n * STEPS:
         problems.append(f"{len(ok)} of {n * STEPS} host-steps ended ok")
+    failed = {}
+    for e in events:
+        if e.get("state") in ("failed", "unreachable", "not_run"):
+            why = (e.get("message") or "").strip().splitlines()
+            key = why[-1][:200] if why else e["state"]
+            failed[key] = failed.get(key, 0) + 1
+    for why, count in sorted(failed.items(), key=lambda x: -x[1])[:5]:
+        problems.append(f"{count} × {why}")
     text = out_text + "\n".join(log_lines)
     for r in REFUSALS:
         hits = text.count(r)
@@ -85,7 +93,7 @@ def one(a, n):
     if a.kex:
         cmd += ["--ssh-kex", a.kex]
     r = subprocess.run(
-        [sys.executable, os.path.join(HERE, "measure.py"), out, "--"] + cmd,
+        [sys.executable, os.path.join(HERE, "measure.py"), "--fds", out, "--"] + cmd,
         capture_output=True,
         text=True,
     )
@@ -97,10 +105,17 @@ def one(a, n):
     ends = [stamp(x) for x in log_lines if '"task ok"' in x or '"message":"task ok"' in x]
     tail = (m["exited_at"] - max(ends)) * 1000 if ends else float("nan")
     problems = check(n, d, m, out_text, log_lines)
+    if problems:
+        keep = f"/tmp/scale-failed-{n}-{os.getpid()}"
+        os.makedirs(keep, exist_ok=True)
+        for p in (log, out):
+            if os.path.exists(p):
+                os.replace(p, os.path.join(keep, os.path.basename(p)))
+        problems.append(f"output and log kept in {keep}")
     steps = n * STEPS
     print(
         f"| {n} | {m['wall']:.2f} | {m['own'] * 1000 / steps:.1f} / {m['children'] * 1000 / steps:.1f} "
-        f"| {tail:.0f} | {'ok' if not problems else '; '.join(problems)} |",
+        f"| {tail:.0f} | {m['peak_fds']} | {'ok' if not problems else '; '.join(problems)} |",
         flush=True,
     )
     return not problems
@@ -109,8 +124,8 @@ def one(a, n):
 def main():
     a = parse_args()
     print(f"key exchange: {a.kex or 'the ssh config (OpenSSH default)'}; {STEPS} steps per host, all at once")
-    print("| N | wall s | CPU ms per host-step: own / children | exit tail ms | check |")
-    print("|---:|---:|---:|---:|---|")
+    print("| N | wall s | CPU ms per host-step: own / children | exit tail ms | most descriptors open | check |")
+    print("|---:|---:|---:|---:|---:|---|")
     good = all([one(a, n) for n in a.ns])
     sys.exit(0 if good else 1)
 

@@ -600,14 +600,15 @@ fn execute(
     let outcome = std::thread::scope(|scope| {
         // A lease is judged locally and at once, not behind a store request that may wait
         // for an unreachable cluster: past its TTL no new task starts.
-        scope.spawn(|| {
+        let lease_watch = scope.spawn(|| {
             while !finished.load(Ordering::SeqCst) {
                 if journal.lease_lost() && !lock_lost.swap(true, Ordering::SeqCst) {
                     control.unrecorded.store(true, Ordering::SeqCst);
                     control.stop.store(true, Ordering::SeqCst);
                     eprintln!("error: the fleet lock was lost: this controller could not renew its etcd lease within its TTL; no new task starts");
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                // Woken at once when the run ends, as the poller.
+                std::thread::park_timeout(Duration::from_millis(50));
             }
         });
         let poller = scope.spawn(|| {
@@ -631,14 +632,17 @@ fn execute(
             }
         });
         // Set even if the executor panics, so the poller ends and the panic is reported.
-        struct Finished<'a>(&'a AtomicBool, std::thread::Thread);
+        struct Finished<'a>(&'a AtomicBool, [std::thread::Thread; 2]);
         impl Drop for Finished<'_> {
             fn drop(&mut self) {
                 self.0.store(true, Ordering::SeqCst);
-                self.1.unpark();
+                self.1.iter().for_each(std::thread::Thread::unpark);
             }
         }
-        let _finished = Finished(&finished, poller.thread().clone());
+        let _finished = Finished(
+            &finished,
+            [poller.thread().clone(), lease_watch.thread().clone()],
+        );
         exec::execute(
             planned,
             ExecOptions {

@@ -665,7 +665,13 @@ fn execute(
         .lock()
         .unwrap_or_else(|x| x.into_inner())
         .clone();
-    let unknown = unrecorded.into_inner().unwrap_or_else(|x| x.into_inner());
+    let mut unknown = unrecorded.into_inner().unwrap_or_else(|x| x.into_inner());
+    // Ends queued and then lost by a commit that failed.
+    for t in journal.unrecorded() {
+        if !unknown.contains(&t) {
+            unknown.push(t);
+        }
+    }
     let left = if unknown.is_empty() {
         String::new()
     } else {

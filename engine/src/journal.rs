@@ -367,7 +367,20 @@ struct Queue {
     /// Why a commit of queued writes failed: what it held is lost, and every write queued
     /// later is refused with this (the run must stop: a resume could not see its tasks).
     broken: Option<String>,
+    /// Tasks whose end (a transition other than `running`) a failed commit lost or a broken
+    /// queue refused: the journal still says they run.
+    lost: Vec<String>,
     closing: bool,
+}
+
+impl Queue {
+    fn lose(&mut self, w: &Queued) {
+        if let Queued::Transition { task, state, .. } = w {
+            if *state != State::Running && !self.lost.contains(task) {
+                self.lost.push(task.clone());
+            }
+        }
+    }
 }
 
 /// A write waiting for the next commit.
@@ -467,7 +480,9 @@ impl Shared {
         }
         commit(c, &writes).map_err(|e| {
             let err = db_error(&self.path, e);
-            self.queue.lock().unwrap_or_else(|e| e.into_inner()).broken = Some(err.to_string());
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            q.broken = Some(err.to_string());
+            writes.iter().for_each(|w| q.lose(w));
             err
         })
     }
@@ -662,8 +677,9 @@ impl Journal {
     fn queue(&self, w: Queued) -> Result<()> {
         {
             let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(why) = &q.broken {
-                return Err(Error::Internal(why.clone()));
+            if let Some(why) = q.broken.clone() {
+                q.lose(&w);
+                return Err(Error::Internal(why));
             }
             q.writes.push(w);
         }
@@ -695,6 +711,16 @@ impl Journal {
             run: run.to_string(),
             cmd: cmd.clone(),
         })
+    }
+
+    /// Tasks whose end a failed commit lost (see [`RunStore::unrecorded`]).
+    pub fn unrecorded(&self) -> Vec<String> {
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .lost
+            .clone()
     }
 
     /// Everything queued is on disk when this returns `Ok`; `Err` when a commit of queued
@@ -1194,6 +1220,9 @@ impl RunStore for Journal {
     fn flush(&self) -> Result<()> {
         Journal::flush(self)
     }
+    fn unrecorded(&self) -> Vec<String> {
+        Journal::unrecorded(self)
+    }
     fn record_fact(&self, run: &str, host: &str, name: &str, value: &str) -> Result<()> {
         Journal::record_fact(self, run, host, name, value)
     }
@@ -1446,6 +1475,7 @@ mod tests {
             .to_string();
         assert!(e.contains("no such table: commands"), "{e}");
         assert!(j.flush().is_err());
+        assert_eq!(j.unrecorded(), ["host:w1:s"], "its end was lost");
     }
 
     fn test_run(id: &str) -> RunRecord {

@@ -134,6 +134,10 @@ pub trait RunStore: Send + Sync {
     fn flush(&self) -> Result<()> {
         Ok(())
     }
+    /// Tasks whose end was queued but lost (a commit failed): the store still says they run.
+    fn unrecorded(&self) -> Vec<String> {
+        Vec::new()
+    }
     fn record_fact(&self, run: &str, host: &str, name: &str, value: &str) -> Result<()>;
     fn facts(&self, run: &str) -> Result<Vec<(String, String, String)>>;
     fn set_state(

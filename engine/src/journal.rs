@@ -440,7 +440,11 @@ fn write_transition(
     Ok(())
 }
 
-fn write_command(tx: &rusqlite::Transaction, run: &str, cmd: &CommandRecord) -> rusqlite::Result<()> {
+fn write_command(
+    tx: &rusqlite::Transaction,
+    run: &str,
+    cmd: &CommandRecord,
+) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO commands (run_id, task_id, host, attempt, command, exit_code, error, started_at, duration, output_tail, output_bytes)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -474,7 +478,8 @@ impl Shared {
     /// Commits what is queued (with the connection held: whoever took a write off the queue
     /// holds it until the write is on disk, so a `flush` that finds the queue empty knows).
     fn commit_queued(&self, c: &mut Connection) -> Result<()> {
-        let writes = std::mem::take(&mut self.queue.lock().unwrap_or_else(|e| e.into_inner()).writes);
+        let writes =
+            std::mem::take(&mut self.queue.lock().unwrap_or_else(|e| e.into_inner()).writes);
         if writes.is_empty() {
             return Ok(());
         }
@@ -693,7 +698,9 @@ impl Journal {
             match spawned {
                 Ok(h) => *flusher = Some(h),
                 // Without a flusher, `flush` and every other call still commit the queue.
-                Err(e) => tracing::warn!(error = %e, "the journal's flusher thread could not start"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the journal's flusher thread could not start")
+                }
             }
         }
         Ok(())
@@ -727,7 +734,13 @@ impl Journal {
     /// writes failed (now or before): something queued may be lost.
     pub fn flush(&self) -> Result<()> {
         let mut c = self.shared.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let broken = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()).broken.clone();
+        let broken = self
+            .shared
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .broken
+            .clone();
         if let Some(why) = broken {
             return Err(Error::Internal(why));
         }
@@ -1173,9 +1186,18 @@ fn transition(run: &str, e: &Event, started: f64) -> Queued {
 impl Drop for Journal {
     /// The flusher commits what is left, then ends.
     fn drop(&mut self) {
-        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()).closing = true;
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .closing = true;
         self.shared.wake.notify_one();
-        if let Some(h) = self.flusher.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(h) = self
+            .flusher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             let _ = h.join();
         }
     }
@@ -1441,7 +1463,11 @@ mod tests {
         let other = Connection::open(dir.path().join(FILE)).unwrap();
         let state = || -> String {
             other
-                .query_row("SELECT state FROM tasks WHERE task_id = 'host:w1:s'", [], |r| r.get(0))
+                .query_row(
+                    "SELECT state FROM tasks WHERE task_id = 'host:w1:s'",
+                    [],
+                    |r| r.get(0),
+                )
                 .unwrap()
         };
         j.record_queued("r1", &test_event(State::Running), 100.0)

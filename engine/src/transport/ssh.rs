@@ -333,12 +333,10 @@ fn raise_descriptor_limit() {
     };
     // SAFETY: `r` is a valid rlimit for both calls to read and write.
     let raised = unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0
-            && r.rlim_cur < r.rlim_max
-            && {
-                r.rlim_cur = r.rlim_max;
-                libc::setrlimit(libc::RLIMIT_NOFILE, &r) == 0
-            }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max && {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r) == 0
+        }
     };
     if raised {
         tracing::debug!(limit = r.rlim_cur, "open file limit raised");

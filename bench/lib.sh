@@ -3,6 +3,7 @@
 #
 #   bench_hosts_start N DIR   starts them and writes into DIR:
 #     hosts            an INI inventory, group [web], h1..hN with ansible_host/ansible_port
+#                      and fleetbook_lease_dir (DIR/lease/hI: one lease file per host)
 #     ssh_config       an ssh config with the default key exchange (OpenSSH's own choice)
 #     ssh_config_curve the same with KexAlgorithms curve25519-sha256
 #     client_key, known_hosts, addrs (one address a line)
@@ -20,6 +21,7 @@ bench_addr() { echo "127.10.$(($1 / 250)).$(($1 % 250 + 1))"; }
 bench_hosts_start() {
   local n="$1" dir="$2" i addr
   BENCH_DIR="$dir"
+  bench_limits
   mkdir -p /run/sshd
   ssh-keygen -q -t ed25519 -N "" -f "$dir/client_key"
   cp "$dir/client_key.pub" "$dir/authorized_keys"
@@ -27,10 +29,13 @@ bench_hosts_start() {
   ssh-keygen -q -t ed25519 -N "" -f "$dir/host_key"
   : >"$dir/known_hosts"
   : >"$dir/addrs"
+  # Each host its own lease directory, as real hosts each have their own /run/lock: on one
+  # machine they would all share one lease file, and N takes queue on its flock.
   {
     echo "[web]"
     for i in $(seq 1 "$n"); do
-      echo "h$i ansible_host=$(bench_addr "$i") ansible_port=$BENCH_PORT"
+      mkdir -p "$dir/lease/h$i"
+      echo "h$i ansible_host=$(bench_addr "$i") ansible_port=$BENCH_PORT fleetbook_lease_dir=$dir/lease/h$i"
     done
   } >"$dir/hosts"
   for i in $(seq 1 "$n"); do
@@ -62,6 +67,14 @@ CFG
   for i in $(seq 1 "$n"); do
     until (exec 3<>"/dev/tcp/$(bench_addr "$i")/$BENCH_PORT") 2>/dev/null; do sleep 0.02; done
   done
+}
+
+# Hundreds of sshds, masters and clients at once: every descriptor and process the hard
+# limits allow (a shell's soft limit is often 1,024 descriptors; N=500 needs more in the
+# tools that hold a connection per host, and each sshd keeps a few).
+bench_limits() {
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  ulimit -u "$(ulimit -Hu)" 2>/dev/null || true
 }
 
 bench_ssh_config() {

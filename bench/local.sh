@@ -4,6 +4,8 @@
 #   bench/local.sh [HOSTS] [STEPS]      (default: 1000 hosts, 4 steps)
 #   BENCH_REPS=5 bench/local.sh         more repetitions (default 3)
 #   BENCH_BIN=PATH                      this fleetbook binary (no build)
+#   BENCH_PERF=FILE                     also record a CPU profile of the last `true` run
+#                                       (perf record -e cpu-clock -g) into FILE
 # Two runbooks: `noop` steps run no command (`|h| ()`: all the time is fleetbook's), `true`
 # steps run `true` through the local transport (`sh -c true` per task: the children's CPU is
 # shown apart). Each run is measured by bench/measure.py: wall time, fleetbook's own CPU
@@ -45,8 +47,11 @@ done
 # One measured run: prints "wall own children" in seconds; each run has a fresh journal.
 one() {
   local kind="$1" rep="$2" state="$DIR/state-$1-$2"
-  python3 bench/measure.py "$DIR/log" -- "$BIN" run "$DIR/rb_$kind.rhai" -i "$DIR/hosts" \
-    --yes --state "$state" |
+  local cmd=("$BIN" run "$DIR/rb_$kind.rhai" -i "$DIR/hosts" --yes --state "$state")
+  if [ -n "${BENCH_PERF:-}" ] && [ "$kind" = true ] && [ "$rep" = "$reps" ]; then
+    cmd=(perf record -e cpu-clock -F 2000 -g -o "$BENCH_PERF" -- "${cmd[@]}")
+  fi
+  python3 bench/measure.py "$DIR/log" -- "${cmd[@]}" |
     python3 -c 'import json,sys; m=json.load(sys.stdin); assert m["code"]==0, m; print(m["wall"], m["own"], m["children"])'
 }
 

@@ -3,12 +3,14 @@
 CPU of everything it started, including daemonized ssh masters (this process is a child
 subreaper, so orphans come back to it and their CPU is counted when reaped).
 
-    measure.py [--linger-ok] LOG -- COMMAND...
+    measure.py [--linger-ok] [--fds] LOG -- COMMAND...
 
 Prints one JSON object: wall, own (CPU seconds of the command's process, all threads),
 children (CPU of every descendant), code, lingered (descendants still alive 3 s after the
-command exited; they are then killed). --linger-ok kills them at once without counting them
-(Ansible's masters with ControlPersist are expected to linger).
+command exited; they are then killed), exited_at (the wall clock when it exited, seconds since
+the epoch: to compare with a log's timestamps). --linger-ok kills them at once without counting them
+(Ansible's masters with ControlPersist are expected to linger). --fds adds peak_fds: the
+most file descriptors the command's process held at once (sampled every 20 ms).
 """
 import ctypes
 import json
@@ -17,6 +19,7 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -49,11 +52,20 @@ def reap_all():
             return
 
 
+def sample_fds(pid, peak):
+    while True:
+        try:
+            peak[0] = max(peak[0], len(os.listdir(f"/proc/{pid}/fd")))
+        except OSError:
+            return
+        time.sleep(0.02)
+
+
 def main():
     args = sys.argv[1:]
-    linger_ok = args[0] == "--linger-ok"
-    if linger_ok:
-        args = args[1:]
+    linger_ok = "--linger-ok" in args[: args.index("--")]
+    fds = "--fds" in args[: args.index("--")]
+    args = [a for a in args[: args.index("--")] if a not in ("--linger-ok", "--fds")] + args[args.index("--") :]
     log, command = args[0], args[2:]
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -61,9 +73,13 @@ def main():
         start = time.monotonic()
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
         pid = proc.pid
+        peak = [0]
+        if fds:
+            threading.Thread(target=sample_fds, args=(pid, peak), daemon=True).start()
         # Wait for the exit without reaping, so /proc still has its final CPU times.
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
         wall = time.monotonic() - start
+        exited_at = time.time()
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
         fields = stat[stat.rindex(")") + 2 :].split()
@@ -95,6 +111,8 @@ def main():
                 "children": max(total - own, 0.0),
                 "code": code,
                 "lingered": lingered,
+                "exited_at": exited_at,
+                **({"peak_fds": peak[0]} if fds else {}),
             }
         )
     )

@@ -30,7 +30,7 @@ cargo build --release --quiet --bin fleetbook
 BIN="$PWD/target/release/fleetbook"
 
 # Every master, sshd and client of a large N at once: more descriptors than the default.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+bench_limits
 DIR="$(mktemp -d /tmp/fbb.XXXX)"
 cleanup() {
   bench_hosts_stop

@@ -3,10 +3,15 @@
 //! history, per-task state for `status` and `resume`, abort and approval requests from other
 //! terminals, and the fleet lock.
 //!
-//! Durability: WAL with `synchronous=FULL`, one transaction per write, so a transition to
-//! running is on disk before the command is sent, and a result before the host's next task
-//! starts. Secrets never reach it: secret parameters are stored as `<secret>`, and the
-//! executor's messages are redacted before they arrive.
+//! Durability: WAL with `synchronous=FULL`. A run's task transitions and command records
+//! are queued ([`Journal::record_queued`]) and committed together, one transaction for what
+//! a scheduling tick queued: by a flusher thread as soon as they are queued (what queues up
+//! while it commits goes in its next transaction), and by [`Journal::flush`], which the
+//! recording transport calls before it sends a command, so a transition to running is on
+//! disk before the command is sent, and a host's result before its next command. Every
+//! other call commits the queue first, so it sees it and the order is kept. Secrets never
+//! reach it: secret parameters are stored as `<secret>`, and the executor's messages are
+//! redacted before they arrive.
 //!
 //! A journal that is not a fleetbook journal, is corrupted or has a newer schema is an error
 //! and is never touched. Schema: see `docs/journal.md`; bump [`SCHEMA_VERSION`] on change.
@@ -18,7 +23,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const SCHEMA_VERSION: i32 = 4;
@@ -341,8 +346,169 @@ impl LockInfo {
 }
 
 pub struct Journal {
-    conn: Mutex<Connection>,
+    shared: Arc<Shared>,
+    /// Commits queued writes in the background; started by the first queued write.
+    flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub path: PathBuf,
+}
+
+/// What the journal and its flusher thread share.
+struct Shared {
+    conn: Mutex<Connection>,
+    queue: Mutex<Queue>,
+    /// Wakes the flusher: a write was queued, or the journal is closing.
+    wake: Condvar,
+    path: PathBuf,
+}
+
+#[derive(Default)]
+struct Queue {
+    writes: Vec<Queued>,
+    /// Why a commit of queued writes failed: what it held is lost, and every write queued
+    /// later is refused with this (the run must stop: a resume could not see its tasks).
+    broken: Option<String>,
+    /// Tasks whose end (a transition other than `running`) a failed commit lost or a broken
+    /// queue refused: the journal still says they run.
+    lost: Vec<String>,
+    closing: bool,
+}
+
+impl Queue {
+    fn lose(&mut self, w: &Queued) {
+        if let Queued::Transition { task, state, .. } = w {
+            if *state != State::Running && !self.lost.contains(task) {
+                self.lost.push(task.clone());
+            }
+        }
+    }
+}
+
+/// A write waiting for the next commit.
+enum Queued {
+    Transition {
+        run: String,
+        at: f64,
+        task: String,
+        state: State,
+        attempt: u32,
+        message: Option<String>,
+    },
+    Command {
+        run: String,
+        cmd: CommandRecord,
+    },
+}
+
+impl Queued {
+    fn write(&self, tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+        match self {
+            Queued::Transition {
+                run,
+                at,
+                task,
+                state,
+                attempt,
+                message,
+            } => write_transition(tx, run, *at, task, *state, *attempt, message.as_deref()),
+            Queued::Command { run, cmd } => write_command(tx, run, cmd),
+        }
+    }
+}
+
+/// Writes one task transition: its event, and the task's row.
+fn write_transition(
+    tx: &rusqlite::Transaction,
+    run: &str,
+    at: f64,
+    task: &str,
+    state: State,
+    attempt: u32,
+    message: Option<&str>,
+) -> rusqlite::Result<()> {
+    let name = state_name(state);
+    tx.prepare_cached(
+        "INSERT INTO events (run_id, at, task_id, state, attempt, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![run, at, task, name, attempt, message])?;
+    let sql = match state {
+        State::Running => "UPDATE tasks SET state = ?3, attempt = ?4, started_at = ?5, ended_at = NULL, message = ?6 WHERE run_id = ?1 AND task_id = ?2",
+        State::Retrying | State::WaitingApproval | State::RollingBack => "UPDATE tasks SET state = ?3, attempt = ?4, message = ?6 WHERE run_id = ?1 AND task_id = ?2 AND ?5 IS NOT NULL",
+        _ => "UPDATE tasks SET state = ?3, attempt = max(attempt, ?4), ended_at = ?5, message = ?6 WHERE run_id = ?1 AND task_id = ?2",
+    };
+    tx.prepare_cached(sql)?
+        .execute(params![run, task, name, attempt, at, message])?;
+    Ok(())
+}
+
+fn write_command(
+    tx: &rusqlite::Transaction,
+    run: &str,
+    cmd: &CommandRecord,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO commands (run_id, task_id, host, attempt, command, exit_code, error, started_at, duration, output_tail, output_bytes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        run,
+        cmd.task_id,
+        cmd.host,
+        cmd.attempt,
+        cmd.command,
+        cmd.exit_code,
+        cmd.error,
+        cmd.started_at,
+        cmd.duration,
+        cmd.output_tail,
+        cmd.output_bytes
+    ])?;
+    Ok(())
+}
+
+/// Writes `writes` in one transaction: all of them or none.
+fn commit(c: &mut Connection, writes: &[Queued]) -> rusqlite::Result<()> {
+    let tx = c.transaction()?;
+    for w in writes {
+        w.write(&tx)?;
+    }
+    tx.commit()
+}
+
+impl Shared {
+    /// Commits what is queued (with the connection held: whoever took a write off the queue
+    /// holds it until the write is on disk, so a `flush` that finds the queue empty knows).
+    fn commit_queued(&self, c: &mut Connection) -> Result<()> {
+        let writes =
+            std::mem::take(&mut self.queue.lock().unwrap_or_else(|e| e.into_inner()).writes);
+        if writes.is_empty() {
+            return Ok(());
+        }
+        commit(c, &writes).map_err(|e| {
+            let err = db_error(&self.path, e);
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            q.broken = Some(err.to_string());
+            writes.iter().for_each(|w| q.lose(w));
+            err
+        })
+    }
+
+    /// The flusher: commits as soon as something is queued, until the journal closes.
+    fn flush_loop(&self) {
+        loop {
+            {
+                let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                while q.writes.is_empty() && !q.closing {
+                    q = self.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+                }
+                if q.writes.is_empty() {
+                    return;
+                }
+            }
+            let mut c = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+            // A failure is kept in `broken`: the next queued write or flush reports it.
+            let _ = self.commit_queued(&mut c);
+        }
+    }
 }
 
 fn db_error(path: &Path, e: rusqlite::Error) -> Error {
@@ -503,14 +669,92 @@ impl Journal {
             tx.commit().map_err(|e| db_error(&path, e))?;
         }
         Ok(Journal {
-            conn: Mutex::new(conn),
+            shared: Arc::new(Shared {
+                conn: Mutex::new(conn),
+                queue: Mutex::default(),
+                wake: Condvar::new(),
+                path: path.clone(),
+            }),
+            flusher: Mutex::default(),
             path,
         })
     }
 
+    /// Runs `f` on the connection, after committing what was queued: `f` sees it, and the
+    /// journal keeps the order of writes.
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
-        let mut c = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = self.shared.conn.lock().unwrap_or_else(|e| e.into_inner());
+        self.shared.commit_queued(&mut c)?;
         f(&mut c).map_err(|e| db_error(&self.path, e))
+    }
+
+    /// Queues a write for the flusher (started now if it is not yet).
+    fn queue(&self, w: Queued) -> Result<()> {
+        {
+            let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(why) = q.broken.clone() {
+                q.lose(&w);
+                return Err(Error::Internal(why));
+            }
+            q.writes.push(w);
+        }
+        self.shared.wake.notify_one();
+        let mut flusher = self.flusher.lock().unwrap_or_else(|e| e.into_inner());
+        if flusher.is_none() {
+            let shared = self.shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name("fleetbook-journal".into())
+                .spawn(move || shared.flush_loop());
+            match spawned {
+                Ok(h) => *flusher = Some(h),
+                // Without a flusher, `flush` and every other call still commit the queue.
+                Err(e) => {
+                    tracing::warn!(error = %e, "the journal's flusher thread could not start")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues one transition: durable at the next [`Journal::flush`] or any other call (or
+    /// as soon as the flusher commits it). `Err`: an earlier commit failed.
+    pub fn record_queued(&self, run: &str, e: &Event, started: f64) -> Result<()> {
+        self.queue(transition(run, e, started))
+    }
+
+    /// Queues one command's record, as [`Journal::record_queued`].
+    pub fn record_command_queued(&self, run: &str, cmd: &CommandRecord) -> Result<()> {
+        self.queue(Queued::Command {
+            run: run.to_string(),
+            cmd: cmd.clone(),
+        })
+    }
+
+    /// Tasks whose end a failed commit lost (see [`RunStore::unrecorded`]).
+    pub fn unrecorded(&self) -> Vec<String> {
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .lost
+            .clone()
+    }
+
+    /// Everything queued is on disk when this returns `Ok`; `Err` when a commit of queued
+    /// writes failed (now or before): something queued may be lost.
+    pub fn flush(&self) -> Result<()> {
+        let mut c = self.shared.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let broken = self
+            .shared
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .broken
+            .clone();
+        if let Some(why) = broken {
+            return Err(Error::Internal(why));
+        }
+        self.shared.commit_queued(&mut c)
     }
 
     /// Records a new run and all its tasks as pending, with each host's roles.
@@ -561,22 +805,8 @@ impl Journal {
 
     /// Records one transition, durably, before returning.
     pub fn record(&self, run: &str, e: &Event, started: f64) -> Result<()> {
-        let at = started + e.at;
-        let state = state_name(e.state);
-        self.with(|c| {
-            let tx = c.transaction()?;
-            tx.execute(
-                "INSERT INTO events (run_id, at, task_id, state, attempt, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![run, at, e.task, state, e.attempt, e.message],
-            )?;
-            let sql = match e.state {
-                State::Running => "UPDATE tasks SET state = ?3, attempt = ?4, started_at = ?5, ended_at = NULL, message = ?6 WHERE run_id = ?1 AND task_id = ?2",
-                State::Retrying | State::WaitingApproval | State::RollingBack => "UPDATE tasks SET state = ?3, attempt = ?4, message = ?6 WHERE run_id = ?1 AND task_id = ?2 AND ?5 IS NOT NULL",
-                _ => "UPDATE tasks SET state = ?3, attempt = max(attempt, ?4), ended_at = ?5, message = ?6 WHERE run_id = ?1 AND task_id = ?2",
-            };
-            tx.execute(sql, params![run, e.task, state, e.attempt, at, e.message])?;
-            tx.commit()
-        })
+        let w = transition(run, e, started);
+        self.with(|c| commit(c, std::slice::from_ref(&w)))
     }
 
     /// Records what a host learned, durably, before `set_fact` returns to the step.
@@ -799,24 +1029,9 @@ impl Journal {
 
     pub fn record_command(&self, run: &str, cmd: &CommandRecord) -> Result<()> {
         self.with(|c| {
-            c.execute(
-                "INSERT INTO commands (run_id, task_id, host, attempt, command, exit_code, error, started_at, duration, output_tail, output_bytes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![
-                    run,
-                    cmd.task_id,
-                    cmd.host,
-                    cmd.attempt,
-                    cmd.command,
-                    cmd.exit_code,
-                    cmd.error,
-                    cmd.started_at,
-                    cmd.duration,
-                    cmd.output_tail,
-                    cmd.output_bytes
-                ],
-            )
-            .map(|_| ())
+            let tx = c.transaction()?;
+            write_command(&tx, run, cmd)?;
+            tx.commit()
         })
     }
 
@@ -966,6 +1181,38 @@ impl Journal {
     }
 }
 
+/// A transition as it is queued.
+fn transition(run: &str, e: &Event, started: f64) -> Queued {
+    Queued::Transition {
+        run: run.to_string(),
+        at: started + e.at,
+        task: e.task.clone(),
+        state: e.state,
+        attempt: e.attempt,
+        message: e.message.clone(),
+    }
+}
+
+impl Drop for Journal {
+    /// The flusher commits what is left, then ends.
+    fn drop(&mut self) {
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .closing = true;
+        self.shared.wake.notify_one();
+        if let Some(h) = self
+            .flusher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let _ = h.join();
+        }
+    }
+}
+
 impl RunStore for Journal {
     fn location(&self) -> String {
         self.path.display().to_string()
@@ -995,6 +1242,18 @@ impl RunStore for Journal {
     }
     fn record(&self, run: &str, e: &Event, started: f64) -> Result<()> {
         Journal::record(self, run, e, started)
+    }
+    fn record_queued(&self, run: &str, e: &Event, started: f64) -> Result<()> {
+        Journal::record_queued(self, run, e, started)
+    }
+    fn record_command_queued(&self, run: &str, c: &CommandRecord) -> Result<()> {
+        Journal::record_command_queued(self, run, c)
+    }
+    fn flush(&self) -> Result<()> {
+        Journal::flush(self)
+    }
+    fn unrecorded(&self) -> Vec<String> {
+        Journal::unrecorded(self)
     }
     fn record_fact(&self, run: &str, host: &str, name: &str, value: &str) -> Result<()> {
         Journal::record_fact(self, run, host, name, value)
@@ -1210,6 +1469,111 @@ mod tests {
         j.lock("fleet", "r1").unwrap();
         j.unlock("fleet", "r1").unwrap();
         j.lock("fleet", "r2").unwrap();
+    }
+
+    /// Queued writes are on disk for another process once `flush` returns; a commit that
+    /// fails is reported by `flush`, and every write queued after it is refused, so a run
+    /// stops before it sends a command whose start a resume could not see.
+    #[test]
+    fn queued_writes_reach_other_readers_at_flush_and_a_failed_commit_refuses_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        j.create_run(&test_run("r1"), &[], &[test_task("host:w1:s")])
+            .unwrap();
+        let other = Connection::open(dir.path().join(FILE)).unwrap();
+        let state = || -> String {
+            other
+                .query_row(
+                    "SELECT state FROM tasks WHERE task_id = 'host:w1:s'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        j.record_queued("r1", &test_event(State::Running), 100.0)
+            .unwrap();
+        j.flush().unwrap();
+        assert_eq!(state(), "running");
+
+        // Another process breaks the journal: the next commit fails.
+        other.execute_batch("DROP TABLE commands;").unwrap();
+        let cmd = CommandRecord {
+            task_id: Some("host:w1:s".into()),
+            host: "w1".into(),
+            attempt: 1,
+            command: "true".into(),
+            exit_code: Some(0),
+            error: None,
+            started_at: 101.0,
+            duration: 0.1,
+            output_tail: String::new(),
+            output_bytes: 0,
+        };
+        j.record_command_queued("r1", &cmd).unwrap();
+        // Refused already if the flusher tried the commit first.
+        let _ = j.record_queued("r1", &test_event(State::Ok), 100.0);
+        let e = j.flush().unwrap_err().to_string();
+        assert!(e.contains("no such table: commands"), "{e}");
+        assert_eq!(state(), "running", "all of a commit or none of it");
+        let e = j
+            .record_queued("r1", &test_event(State::Ok), 100.0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no such table: commands"), "{e}");
+        assert!(j.flush().is_err());
+        assert_eq!(j.unrecorded(), ["host:w1:s"], "its end was lost");
+    }
+
+    fn test_run(id: &str) -> RunRecord {
+        RunRecord {
+            id: id.into(),
+            runbook: "rb".into(),
+            runbook_path: "/rb.rhai".into(),
+            runbook_digest: "d".into(),
+            inventory_path: "/hosts".into(),
+            inventory_digest: "d".into(),
+            params: Default::default(),
+            limit_pattern: None,
+            user: "ops".into(),
+            controller: controller(),
+            pid: std::process::id() as i64,
+            started_at: 100.0,
+            ended_at: None,
+            state: RunState::Running,
+            reason: None,
+            lib_digest: None,
+            secret_digests: Default::default(),
+            pre_approved: vec![],
+        }
+    }
+
+    fn test_task(id: &str) -> TaskRow {
+        TaskRow {
+            task_id: id.into(),
+            kind: "host".into(),
+            host: Some("w1".into()),
+            step: Some("s".into()),
+            role: None,
+            state: "pending".into(),
+            attempt: 0,
+            started_at: None,
+            ended_at: None,
+            message: None,
+        }
+    }
+
+    fn test_event(state: State) -> Event {
+        Event {
+            at: 1.0,
+            task: "host:w1:s".into(),
+            kind: crate::compile::TaskKind::Host,
+            host: Some("w1".into()),
+            step: Some("s".into()),
+            role: None,
+            state,
+            attempt: 1,
+            message: None,
+        }
     }
 
     /// The SQLite journal does all a run store must.

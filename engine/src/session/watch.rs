@@ -59,7 +59,8 @@ impl Recorder {
 
     /// Events come out of the engine redacted (engine::secrets).
     pub(super) fn event(&self, e: &Event) {
-        if let Err(err) = self.store.record(&self.run_id, e, self.started_at) {
+        // Queued: committed once per tick, and before the task's first command is sent.
+        if let Err(err) = self.store.record_queued(&self.run_id, e, self.started_at) {
             self.stop(err.to_string());
             let mut u = lock(&self.unrecorded);
             if !u.contains(&e.task) {
@@ -80,7 +81,13 @@ impl Recorder {
     /// The run's status once its tasks are over: a lost lease, a failed write or a lost lock
     /// ends it [`RunStatus::StoreFailed`], with the tasks left unknown named.
     pub(super) fn verdict(&self, outcome: &mut RunOutcome, lock_lost: bool, ui: &dyn RunUi) {
-        let unknown = lock(&self.unrecorded).clone();
+        let mut unknown = lock(&self.unrecorded).clone();
+        // Ends queued and then lost by a commit that failed.
+        for t in self.store.unrecorded() {
+            if !unknown.contains(&t) {
+                unknown.push(t);
+            }
+        }
         let left = match unknown.is_empty() {
             true => String::new(),
             false => format!(
@@ -126,7 +133,7 @@ pub(super) fn run_watched<T: Send>(
     let finished = AtomicBool::new(false);
     let lock_lost = AtomicBool::new(false);
     let outcome = std::thread::scope(|scope| {
-        scope.spawn(|| watch_lease(store, (&finished, &lock_lost), control, ui));
+        let lease_watch = scope.spawn(|| watch_lease(store, (&finished, &lock_lost), control, ui));
         let poller = scope.spawn(|| {
             while !finished.load(Ordering::SeqCst) {
                 poll_once(store, guard, run_id, &lock_lost, (control, ui));
@@ -135,14 +142,17 @@ pub(super) fn run_watched<T: Send>(
             }
         });
         // Set even if the executor panics, so the poller ends and the panic is reported.
-        struct Finished<'a>(&'a AtomicBool, std::thread::Thread);
+        struct Finished<'a>(&'a AtomicBool, [std::thread::Thread; 2]);
         impl Drop for Finished<'_> {
             fn drop(&mut self) {
                 self.0.store(true, Ordering::SeqCst);
-                self.1.unpark();
+                self.1.iter().for_each(std::thread::Thread::unpark);
             }
         }
-        let _finished = Finished(&finished, poller.thread().clone());
+        let _finished = Finished(
+            &finished,
+            [poller.thread().clone(), lease_watch.thread().clone()],
+        );
         f()
     });
     Watched {
@@ -166,7 +176,8 @@ fn watch_lease(
             tracing::error!("the etcd lease was lost: no new task starts");
             ui.say("error: the fleet lock was lost: this controller could not renew its etcd lease within its TTL; no new task starts");
         }
-        std::thread::sleep(LEASE_POLL);
+        // Woken at once when the run ends, as the poller.
+        std::thread::park_timeout(LEASE_POLL);
     }
 }
 

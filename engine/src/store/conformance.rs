@@ -17,6 +17,7 @@ pub fn check_all(fresh: &dyn Fn() -> Arc<dyn RunStore>) {
     the_fleet_lock_admits_one_run_and_reports_its_loss(fresh());
     a_replan_keeps_the_new_inputs(&*fresh());
     plans_commands_and_actions_are_kept_for_reports(&*fresh());
+    queued_writes_are_kept_in_order_at_flush(&*fresh());
 }
 
 fn record(id: &str, started_at: f64) -> RunRecord {
@@ -65,6 +66,21 @@ fn create(store: &dyn RunStore, id: &str, at: f64) {
             &[task("host:w1:s", Some("w1")), task("once:s", None)],
         )
         .unwrap_or_else(|e| panic!("create_run {id}: {e}"));
+}
+
+fn cmd(n: i64) -> CommandRecord {
+    CommandRecord {
+        task_id: Some("host:w1:s".into()),
+        host: "w1".into(),
+        attempt: 1,
+        command: format!("echo {n}"),
+        exit_code: (n > 0).then_some(n),
+        error: (n == 0).then(|| "timed out".to_string()),
+        started_at: 100.0 + n as f64,
+        duration: 0.5,
+        output_tail: format!("line {n}\n"),
+        output_bytes: 7,
+    }
 }
 
 fn event(task: &str, state: State, attempt: u32, at: f64) -> Event {
@@ -241,18 +257,6 @@ pub fn plans_commands_and_actions_are_kept_for_reports(store: &dyn RunStore) {
     );
     assert_eq!(store.plan("r2").unwrap(), None, "plans are per run");
 
-    let cmd = |n: i64| CommandRecord {
-        task_id: Some("host:w1:s".into()),
-        host: "w1".into(),
-        attempt: 1,
-        command: format!("echo {n}"),
-        exit_code: (n > 0).then_some(n),
-        error: (n == 0).then(|| "timed out".to_string()),
-        started_at: 100.0 + n as f64,
-        duration: 0.5,
-        output_tail: format!("line {n}\n"),
-        output_bytes: 7,
-    };
     for n in [2, 0, 1] {
         store.record_command("r1", &cmd(n)).unwrap();
     }
@@ -275,4 +279,33 @@ pub fn plans_commands_and_actions_are_kept_for_reports(store: &dyn RunStore) {
     }
     assert!(actions[0].at() <= actions[1].at(), "oldest first");
     assert!(store.actions("r2").unwrap().is_empty());
+}
+
+/// Transitions and command records queued in one tick are all kept, in order, once
+/// `flush` returns (a store without a queue kept each at once).
+pub fn queued_writes_are_kept_in_order_at_flush(store: &dyn RunStore) {
+    create(store, "r1", 100.0);
+    store
+        .record_queued("r1", &event("host:w1:s", State::Running, 1, 1.0), 100.0)
+        .unwrap();
+    store.record_command_queued("r1", &cmd(0)).unwrap();
+    store
+        .record_queued("r1", &event("host:w1:s", State::Ok, 1, 2.0), 100.0)
+        .unwrap();
+    store
+        .record_queued("r1", &event("once:s", State::Running, 1, 2.0), 100.0)
+        .unwrap();
+    store.flush().unwrap();
+    let tasks = store.tasks("r1").unwrap();
+    let state = |id: &str| {
+        let t = tasks.iter().find(|t| t.task_id == id).unwrap();
+        (t.state.clone(), t.started_at, t.ended_at)
+    };
+    assert_eq!(
+        state("host:w1:s"),
+        ("ok".to_string(), Some(101.0), Some(102.0)),
+        "the later transition of a task wins"
+    );
+    assert_eq!(state("once:s"), ("running".to_string(), Some(102.0), None));
+    assert_eq!(store.commands("r1").unwrap(), [cmd(0)]);
 }

@@ -97,8 +97,9 @@ impl From<RunStatus> for RunState {
     }
 }
 
-/// What a run store keeps. Every write is durable before it returns: a transition to
-/// running is stored before its command is sent.
+/// What a run store keeps. Every write is durable before it returns, except queued ones,
+/// which are durable at the next `flush`: a transition to running is stored before its
+/// command is sent.
 pub trait RunStore: Send + Sync {
     /// Where the store is, for messages (a file path, an etcd prefix).
     fn location(&self) -> String;
@@ -118,6 +119,26 @@ pub trait RunStore: Send + Sync {
     fn add_missing_tasks(&self, run: &str, tasks: &[TaskRow]) -> Result<()>;
     /// Records one task transition (`started`: when the attempt started, for times).
     fn record(&self, run: &str, e: &Event, started: f64) -> Result<()>;
+    /// Queues one task transition: durable at the next [`RunStore::flush`] (or any other
+    /// call), committed with what else was queued by then, so a scheduling tick's
+    /// transitions cost one transaction. `Err`: an earlier commit failed and the store
+    /// keeps nothing queued since. A store without a queue writes at once.
+    fn record_queued(&self, run: &str, e: &Event, started: f64) -> Result<()> {
+        self.record(run, e, started)
+    }
+    /// Queues one command's record, as [`RunStore::record_queued`].
+    fn record_command_queued(&self, run: &str, c: &CommandRecord) -> Result<()> {
+        self.record_command(run, c)
+    }
+    /// Makes everything queued durable before it returns (called before a command is
+    /// sent: the start of its task is stored first).
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Tasks whose end was queued but lost (a commit failed): the store still says they run.
+    fn unrecorded(&self) -> Vec<String> {
+        Vec::new()
+    }
     fn record_fact(&self, run: &str, host: &str, name: &str, value: &str) -> Result<()>;
     fn facts(&self, run: &str) -> Result<Vec<(String, String, String)>>;
     fn set_state(

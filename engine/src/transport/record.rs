@@ -2,6 +2,10 @@
 //! tail of the output go to the run store (for reports and the live view), the whole output
 //! to a file per host next to the journal. Everything it keeps is redacted first.
 //!
+//! Before it sends a command it has the store commit what is queued ([`RunStore::flush`]):
+//! the transitions reach the store queued, and the start of a task must be on disk before
+//! anything of it runs on a host.
+//!
 //! The executor does not say which task a command belongs to, so the recorder follows the
 //! task transitions ([`Recording::event`]): a host runs one task at a time. What a task's
 //! commands did is kept when the task ends, redacted then: a value the task learned and made
@@ -184,7 +188,7 @@ impl Recording {
             output_tail: tail(&output, OUTPUT_TAIL),
             output_bytes: output.len() as i64,
         };
-        if let Err(e) = self.store.record_command(&self.run, &record) {
+        if let Err(e) = self.store.record_command_queued(&self.run, &record) {
             // The transitions are what a resume needs; a lost output tail only thins a report.
             tracing::warn!(host = %p.host, error = %e, "a command's output could not be kept");
         }
@@ -252,6 +256,18 @@ fn head(s: &str, cap: usize) -> String {
     format!("{}…", &s[..at])
 }
 
+impl Recording {
+    /// Before a command is sent: the store has every transition queued so far on disk (the
+    /// start of this command's task among them), or the command is not sent.
+    fn stored_first(&self) -> Result<(), TransportError> {
+        self.store.flush().map_err(|e| {
+            TransportError::Other(format!(
+                "not sent: the run store could not record the task's start ({e})"
+            ))
+        })
+    }
+}
+
 impl Transport for Recording {
     fn exec(
         &self,
@@ -259,6 +275,7 @@ impl Transport for Recording {
         command: &str,
         timeout: Option<Duration>,
     ) -> Result<Output, TransportError> {
+        self.stored_first()?;
         let started = (crate::journal::now(), Instant::now());
         let out = self.inner.exec(host, command, timeout);
         self.keep(host, command, started, &out);
@@ -272,6 +289,7 @@ impl Transport for Recording {
         input: &[u8],
         timeout: Option<Duration>,
     ) -> Result<Output, TransportError> {
+        self.stored_first()?;
         let started = (crate::journal::now(), Instant::now());
         let out = self.inner.exec_with_input(host, command, input, timeout);
         self.keep(host, command, started, &out);

@@ -323,8 +323,29 @@ fn exit_master(socket: &std::path::Path) {
         .status();
 }
 
+/// Each command in flight holds about three descriptors here (its control-socket connection
+/// and its output pipes): hundreds of hosts at once need more than the soft limit a shell
+/// often gives (1,024). The soft limit is raised to the hard one, which the administrator set.
+fn raise_descriptor_limit() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `r` is a valid rlimit for both calls to read and write.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max && {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r) == 0
+        }
+    };
+    if raised {
+        tracing::debug!(limit = r.rlim_cur, "open file limit raised");
+    }
+}
+
 impl Ssh {
     pub fn new(opts: SshOptions) -> std::io::Result<Ssh> {
+        raise_descriptor_limit();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -764,7 +764,19 @@ fn a_run_whose_journal_disk_fills_stops_with_its_own_status() {
         "{}",
         out.stderr
     );
-    assert!(out.stderr.contains("lacks: host:w1:work"), "{}", out.stderr);
+    // Transitions are committed per tick, so the end of w1 and the start of w2 (never sent)
+    // may be lost together: both are named, in any order.
+    let lacks = out
+        .stderr
+        .split("journal lacks: ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or_else(|| panic!("{}", out.stderr));
+    assert!(
+        lacks.split(", ").any(|t| t == "host:w1:work"),
+        "{}",
+        out.stderr
+    );
     assert!(!out.stderr.contains("aborted"), "{}", out.stderr);
     assert_eq!(entries(&l), ["work w1"]);
 

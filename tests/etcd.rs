@@ -613,3 +613,34 @@ fn assert_lock_step(spans: &[(f64, f64)], limit: usize) {
         assert!(batch.len() <= limit, "a batch over {limit}: {batch:?}");
     }
 }
+
+/// `rb.deadline(...)` is kept by one controller, counted from its own start: a second
+/// controller could not keep it together with the first, so joining such a run is refused,
+/// and the first controller finishes alone.
+#[test]
+fn joining_a_run_with_a_deadline_is_refused() {
+    let etcd = Etcd::single();
+    let names = hosts(4);
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.limit(\"web\", 2);\nrb.deadline(\"1h\");\nrb.step(\"work\", |h| {});\nrb\n",
+        gated_work(0.1)
+    );
+    let mut l = local(&[("web", &names)], &rb);
+    on_etcd(&mut l, &etcd);
+    let state = l.state.display().to_string();
+    let a = local_controller(&l, "a.err", &[]);
+    let id = run_id(&state);
+    let b = local_controller(&l, "b.err", &["--join", &id]);
+    let (code, _) = finish_within(b, 120, "the refused controller");
+    let err = stderr_of(&l, "b.err");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("refusing to join run"), "{err}");
+    assert!(err.contains("rb.deadline(...)"), "{err}");
+    assert!(err.contains("run --join"), "{err}");
+    std::fs::write(l.dir.path().join("go"), "").unwrap();
+    let a = a.wait_with_output().unwrap();
+    assert_eq!(a.status.code(), Some(0), "{}", stderr_of(&l, "a.err"));
+    assert_eq!(hosts_done(&l), names);
+    assert_eq!(hosts_run_by(&a.stdout).len(), names.len());
+}

@@ -51,6 +51,8 @@ struct View {
     slots: HashMap<String, HashMap<usize, i64>>,
     /// Batch key (`batch:ROLE`) -> the lease of its holder.
     batches: HashMap<String, i64>,
+    /// Batch key -> the lease that last held it, and when it was deleted.
+    batch_freed: HashMap<String, (i64, Instant)>,
     /// (limit, slot number) -> when it was last freed.
     freed: HashMap<(String, usize), Instant>,
     controllers: HashSet<String>,
@@ -83,8 +85,9 @@ impl View {
             2 if tail.starts_with(BATCH) => {
                 if value.is_some() {
                     self.batches.insert(tail.to_string(), lease);
-                } else {
-                    self.batches.remove(tail);
+                } else if let Some(held_by) = self.batches.remove(tail) {
+                    self.batch_freed
+                        .insert(tail.to_string(), (held_by, Instant::now()));
                 }
             }
             2 => {
@@ -306,14 +309,20 @@ impl EtcdLedger {
     }
 
     /// The batch keys `host` needs (`batch:ROLE` among its limits), each with whether this
-    /// controller holds it; `None` when another controller does.
+    /// controller holds it; `None` when another controller does — or when this one gave it
+    /// up less than [`HOLD_OFF`] ago and others share the run: the next batch is left to
+    /// them a moment, else the controller that ends a batch would always open the next.
     fn turns(&self, view: &View, limits: &[(String, usize)], lease: i64) -> Option<Turns> {
         limits
             .iter()
             .filter(|(limit, _)| limit.starts_with(BATCH))
             .map(|(limit, _)| {
                 let key = format!("{}{limit}", self.keys().of_run("slots", &self.run));
+                let just_mine = view.batch_freed.get(limit).is_some_and(|(l, at)| {
+                    *l == lease && at.elapsed() < HOLD_OFF && view.controllers.len() > 1
+                });
                 match view.batches.get(limit) {
+                    None if just_mine => None,
                     None => Some((key, false)),
                     Some(&l) if l == lease => Some((key, true)),
                     Some(_) => None,

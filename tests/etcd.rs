@@ -585,7 +585,10 @@ fn two_controllers_keep_batches_in_lock_step() {
     let spans: Vec<(f64, f64)> = ran(&l).into_iter().map(|(_, s, e)| (s, e)).collect();
     assert_eq!(spans.len(), names.len(), "every host once");
     assert_eq!(starts(&l).len(), names.len(), "no host twice");
-    assert!(max_overlap(&spans) <= 2, "more than 2 hosts at once: {spans:?}");
+    assert!(
+        max_overlap(&spans) <= 2,
+        "more than 2 hosts at once: {spans:?}"
+    );
     assert_lock_step(&spans, 2);
     let (by_a, by_b) = (hosts_run_by(&a.stdout), hosts_run_by(&b.stdout));
     assert_eq!(by_a.len() + by_b.len(), names.len(), "{by_a:?} {by_b:?}");

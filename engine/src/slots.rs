@@ -310,7 +310,8 @@ pub fn check_joinable(run: &str, graph: &Graph) -> crate::Result<()> {
     if graph.rules.deadline.is_none() {
         return Ok(());
     }
-    let unshared = "rb.deadline(...) (no host starts past it, counted from each controller's start)";
+    let unshared =
+        "rb.deadline(...) (no host starts past it, counted from each controller's start)";
     Err(crate::Error::input_with_help(
         format!(
             "refusing to join run {run}: its runbook uses {unshared}, which one controller keeps for its own hosts and two could not keep together"

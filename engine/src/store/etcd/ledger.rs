@@ -109,10 +109,15 @@ impl View {
     /// A free slot number of `limit` that `lease` may take now, if any: any free one below
     /// its fair share, past it only one free for [`HOLD_OFF`]. Each controller looks from
     /// its own starting number, so that controllers asking at once seldom want one slot.
-    fn free(&self, limit: &str, cap: usize, lease: i64) -> Option<usize> {
+    /// Without `fair`, every free slot may be taken.
+    fn free(&self, limit: &str, cap: usize, lease: i64, fair: bool) -> Option<usize> {
         let used = self.slots.get(limit);
         let mine = used.map_or(0, |u| u.values().filter(|&&l| l == lease).count());
-        let share = cap.div_ceil(self.controllers.len().max(1));
+        let share = if fair {
+            cap.div_ceil(self.controllers.len().max(1))
+        } else {
+            cap
+        };
         let from = (lease.unsigned_abs() % cap.max(1) as u64) as usize;
         (0..cap)
             .map(|i| (from + i) % cap)
@@ -291,7 +296,8 @@ impl EtcdLedger {
     }
 
     /// The slots `host` would take now: (limit, number, key) of each of its limits, or
-    /// `None` when one is full.
+    /// `None` when one is full. A batched role's slots are not shared fairly: only the
+    /// holder of its batch key takes them, and sharing would only shrink its batches.
     fn pick(
         &self,
         view: &View,
@@ -302,7 +308,12 @@ impl EtcdLedger {
             .iter()
             .filter(|(limit, _)| !limit.starts_with(BATCH))
             .map(|(limit, cap)| {
-                let n = view.free(limit, *cap, lease)?;
+                let batched = limit.strip_prefix("role:").is_some_and(|role| {
+                    limits
+                        .iter()
+                        .any(|(l, _)| l.strip_prefix(BATCH) == Some(role))
+                });
+                let n = view.free(limit, *cap, lease, !batched)?;
                 Some((limit.clone(), n, self.keys().slot(&self.run, limit, n)))
             })
             .collect()
@@ -468,7 +479,7 @@ impl EtcdLedger {
                 self.refresh()?;
             }
             let lease = self.store.lease_id()?;
-            let Some(n) = self.shared.view().free(&limit, cap, lease) else {
+            let Some(n) = self.shared.view().free(&limit, cap, lease, true) else {
                 return Ok(false);
             };
             let key = self.keys().slot(&self.run, &limit, n);

@@ -554,16 +554,79 @@ fn a_step_throttle_holds_across_two_controllers() {
     assert_eq!(by_a.len() + by_b.len(), names.len(), "{by_a:?} {by_b:?}");
 }
 
-/// `rb.batches(true)` is kept by one controller for its own hosts: a second controller
-/// could not keep it together with the first, so joining such a run is refused, and the
-/// first controller finishes alone.
+/// `rb.batches(true)` holds fleet-wide: two controllers share a batched run, and by the
+/// hosts' own clocks the role's hosts go in lock-step (no host starts while one of another
+/// batch is in flight), never more than the limit at once, every host once.
 #[test]
-fn joining_a_run_with_batches_is_refused() {
+fn two_controllers_keep_batches_in_lock_step() {
+    let etcd = Etcd::single();
+    let names = hosts(8);
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let rb = format!(
+        "let rb = runbook(\"t\");\nrb.limit(\"web\", 2);\nrb.batches(true);\nrb.step(\"work\", |h| {});\nrb\n",
+        gated_work(0.5)
+    );
+    let mut l = local(&[("web", &names)], &rb);
+    on_etcd(&mut l, &etcd);
+    let state = l.state.display().to_string();
+    let a = local_controller(&l, "a.err", &[]);
+    let id = run_id(&state);
+    let b = local_controller(&l, "b.err", &["--join", &id]);
+    let line = format!("run {id} (journal");
+    wait_for(
+        || stderr_of(&l, "b.err").contains(&line),
+        "the second controller to join",
+    );
+    std::fs::write(l.dir.path().join("go"), "").unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let both = format!("{}\n{}", stderr_of(&l, "a.err"), stderr_of(&l, "b.err"));
+    assert_eq!(a.status.code(), Some(0), "{both}");
+    assert_eq!(b.status.code(), Some(0), "{both}");
+    let spans: Vec<(f64, f64)> = ran(&l).into_iter().map(|(_, s, e)| (s, e)).collect();
+    assert_eq!(spans.len(), names.len(), "every host once");
+    assert_eq!(starts(&l).len(), names.len(), "no host twice");
+    assert!(
+        max_overlap(&spans) <= 2,
+        "more than 2 hosts at once: {spans:?}"
+    );
+    assert_lock_step(&spans, 2);
+    let (by_a, by_b) = (hosts_run_by(&a.stdout), hosts_run_by(&b.stdout));
+    assert_eq!(by_a.len() + by_b.len(), names.len(), "{by_a:?} {by_b:?}");
+}
+
+/// The (start, end) spans of one role's hosts form batches of at most `limit`: a host that
+/// starts while another is in flight belongs to its batch, and so started before any host
+/// of that batch ended.
+fn assert_lock_step(spans: &[(f64, f64)], limit: usize) {
+    let mut sorted = spans.to_vec();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut batch: Vec<(f64, f64)> = Vec::new();
+    for s in sorted {
+        let in_flight = batch.iter().any(|b| b.1 > s.0);
+        if !in_flight {
+            batch.clear();
+        }
+        let ended = batch.iter().map(|b| b.1).fold(f64::INFINITY, f64::min);
+        assert!(
+            s.0 < ended,
+            "a host started at {} after one of its batch ended at {ended} while another was in flight: {spans:?}",
+            s.0
+        );
+        batch.push(s);
+        assert!(batch.len() <= limit, "a batch over {limit}: {batch:?}");
+    }
+}
+
+/// `rb.deadline(...)` is kept by one controller, counted from its own start: a second
+/// controller could not keep it together with the first, so joining such a run is refused,
+/// and the first controller finishes alone.
+#[test]
+fn joining_a_run_with_a_deadline_is_refused() {
     let etcd = Etcd::single();
     let names = hosts(4);
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let rb = format!(
-        "let rb = runbook(\"t\");\nrb.limit(\"web\", 2);\nrb.batches(true);\nrb.step(\"work\", |h| {});\nrb\n",
+        "let rb = runbook(\"t\");\nrb.limit(\"web\", 2);\nrb.deadline(\"1h\");\nrb.step(\"work\", |h| {});\nrb\n",
         gated_work(0.1)
     );
     let mut l = local(&[("web", &names)], &rb);
@@ -576,7 +639,7 @@ fn joining_a_run_with_batches_is_refused() {
     let err = stderr_of(&l, "b.err");
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("refusing to join run"), "{err}");
-    assert!(err.contains("rb.batches(true)"), "{err}");
+    assert!(err.contains("rb.deadline(...)"), "{err}");
     assert!(err.contains("run --join"), "{err}");
     std::fs::write(l.dir.path().join("go"), "").unwrap();
     let a = a.wait_with_output().unwrap();

@@ -305,15 +305,13 @@ impl SlotLedger for LocalLedger {
 
 /// Refuses a further controller on a run whose rules each controller keeps for its own
 /// hosts only: two controllers could break them together (docs/etcd.md). Every other limit
-/// is held fleet-wide by the [`SlotLedger`].
+/// (batches too: [`BATCH`]) is held fleet-wide by the [`SlotLedger`].
 pub fn check_joinable(run: &str, graph: &Graph) -> crate::Result<()> {
-    let unshared = if graph.rules.batches {
-        "rb.batches(true) (a role's hosts in lock-step)"
-    } else if graph.rules.deadline.is_some() {
-        "rb.deadline(...) (no host starts past it, counted from each controller's start)"
-    } else {
+    if graph.rules.deadline.is_none() {
         return Ok(());
-    };
+    }
+    let unshared =
+        "rb.deadline(...) (no host starts past it, counted from each controller's start)";
     Err(crate::Error::input_with_help(
         format!(
             "refusing to join run {run}: its runbook uses {unshared}, which one controller keeps for its own hosts and two could not keep together"
@@ -322,18 +320,27 @@ pub fn check_joinable(run: &str, graph: &Graph) -> crate::Result<()> {
     ))
 }
 
+/// The name of a batched role's turn among the limits of [`fleet_limits`] (`batch:ROLE`,
+/// capacity 1): not a counted slot but one key, held by the controller whose hosts run the
+/// role's current batch for as long as it holds one of them. While it holds it no other
+/// controller starts a host of the role, so "no host of the role in flight" is what this
+/// controller's own [`Slots`] see, and the batch rule holds fleet-wide.
+pub const BATCH: &str = "batch:";
+
 /// The limits a host counts against, named as in the store: `role:ROLE`, `total`,
-/// `by:VAR=VALUE`.
+/// `by:VAR=VALUE`, and with batches `batch:ROLE` ([`BATCH`]) for each role with a limit.
 pub fn fleet_limits(graph: &Graph, key: &SlotKey) -> Vec<(String, usize)> {
-    let mut out: Vec<(String, usize)> = key
-        .roles
-        .iter()
-        .filter_map(|&r| {
-            graph.roles[r]
-                .limit
-                .map(|l| (format!("role:{}", graph.roles[r].name), l))
-        })
-        .collect();
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for &r in &key.roles {
+        let (name, Some(l)) = (&graph.roles[r].name, graph.roles[r].limit) else {
+            continue;
+        };
+        out.push((format!("role:{name}"), l));
+        // The batch rule applies to limited roles only (`Slots::can_start`).
+        if graph.rules.batches {
+            out.push((format!("{BATCH}{name}"), 1));
+        }
+    }
     if let Some(t) = graph.rules.total {
         out.push(("total".into(), t));
     }

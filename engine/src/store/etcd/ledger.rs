@@ -8,6 +8,13 @@
 //! its lease expires. A finished host gets `done/RUN/HOST` (kept), so no controller runs it
 //! again.
 //!
+//! A batched role (`rb.batches(true)`) is driven by one controller at a time: to take a host
+//! of it, a controller holds `slots/RUN/batch:ROLE` — created in the host's transaction if
+//! absent, or checked there to be still under its own lease — and deletes it when it holds
+//! no host of the role any more (a dead holder's goes with its lease). Meanwhile no other
+//! controller starts a host of the role, so the batch rule each controller's own slots keep
+//! (a new batch only when none of the role's hosts is in flight) holds fleet-wide.
+//!
 //! Which keys exist is read once and then followed by watches, so that taking a host is one
 //! round trip, and a controller waiting for a slot wakes when another frees one. Slots are
 //! shared fairly: a controller that holds its share of a limit (the limit over the number
@@ -17,7 +24,7 @@
 
 use super::docs::TaskDoc;
 use super::{json, EtcdStore, Keys};
-use crate::slots::{Admit, SlotLedger};
+use crate::slots::{Admit, SlotLedger, BATCH};
 use etcd_client::{
     Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
@@ -42,6 +49,10 @@ struct View {
     done: HashMap<String, bool>,
     /// Limit -> slot number -> the lease of its holder.
     slots: HashMap<String, HashMap<usize, i64>>,
+    /// Batch key (`batch:ROLE`) -> the lease of its holder.
+    batches: HashMap<String, i64>,
+    /// Batch key -> the lease that last held it, and when it was deleted.
+    batch_freed: HashMap<String, (i64, Instant)>,
     /// (limit, slot number) -> when it was last freed.
     freed: HashMap<(String, usize), Instant>,
     controllers: HashSet<String>,
@@ -71,6 +82,14 @@ impl View {
                     self.done.remove(tail);
                 }
             },
+            2 if tail.starts_with(BATCH) => {
+                if value.is_some() {
+                    self.batches.insert(tail.to_string(), lease);
+                } else if let Some(held_by) = self.batches.remove(tail) {
+                    self.batch_freed
+                        .insert(tail.to_string(), (held_by, Instant::now()));
+                }
+            }
             2 => {
                 let Some((limit, n)) = tail.rsplit_once('/') else {
                     return;
@@ -90,10 +109,15 @@ impl View {
     /// A free slot number of `limit` that `lease` may take now, if any: any free one below
     /// its fair share, past it only one free for [`HOLD_OFF`]. Each controller looks from
     /// its own starting number, so that controllers asking at once seldom want one slot.
-    fn free(&self, limit: &str, cap: usize, lease: i64) -> Option<usize> {
+    /// Without `fair`, every free slot may be taken.
+    fn free(&self, limit: &str, cap: usize, lease: i64, fair: bool) -> Option<usize> {
         let used = self.slots.get(limit);
         let mine = used.map_or(0, |u| u.values().filter(|&&l| l == lease).count());
-        let share = cap.div_ceil(self.controllers.len().max(1));
+        let share = if fair {
+            cap.div_ceil(self.controllers.len().max(1))
+        } else {
+            cap
+        };
         let from = (lease.unsigned_abs() % cap.max(1) as u64) as usize;
         (0..cap)
             .map(|i| (from + i) % cap)
@@ -120,8 +144,19 @@ impl Shared {
     }
 }
 
-/// (slot keys, document keys) of a host held here.
-type HeldKeys = (Vec<String>, Vec<String>);
+/// The keys of a host held here.
+#[derive(Default)]
+struct HeldKeys {
+    /// Its slots.
+    slots: Vec<String>,
+    /// Its documents, kept in memory by the store meanwhile.
+    docs: Vec<String>,
+    /// The batch keys (`batch:ROLE`, whole) of its batched roles.
+    batches: Vec<String>,
+}
+
+/// The batch keys a host takes: (key, whether this controller already holds it).
+type Turns = Vec<(String, bool)>;
 
 /// What taking a host read of it.
 struct Taken {
@@ -180,6 +215,9 @@ pub struct EtcdLedger {
     held: Mutex<HashMap<String, HeldKeys>>,
     /// (host, step) -> the step slot this controller holds for it.
     in_steps: Mutex<HashMap<(String, String), String>>,
+    /// Taken by `admit` and `release` for their whole length: whether a batch key is still
+    /// needed is decided and acted on with no host taken meanwhile.
+    turn: Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -196,6 +234,7 @@ impl EtcdLedger {
             shared: Arc::default(),
             held: Mutex::default(),
             in_steps: Mutex::default(),
+            turn: Mutex::default(),
         }
     }
 
@@ -257,7 +296,8 @@ impl EtcdLedger {
     }
 
     /// The slots `host` would take now: (limit, number, key) of each of its limits, or
-    /// `None` when one is full.
+    /// `None` when one is full. A batched role's slots are not shared fairly: only the
+    /// holder of its batch key takes them, and sharing would only shrink its batches.
     fn pick(
         &self,
         view: &View,
@@ -266,19 +306,49 @@ impl EtcdLedger {
     ) -> Option<Vec<(String, usize, String)>> {
         limits
             .iter()
+            .filter(|(limit, _)| !limit.starts_with(BATCH))
             .map(|(limit, cap)| {
-                let n = view.free(limit, *cap, lease)?;
+                let batched = limit.strip_prefix("role:").is_some_and(|role| {
+                    limits
+                        .iter()
+                        .any(|(l, _)| l.strip_prefix(BATCH) == Some(role))
+                });
+                let n = view.free(limit, *cap, lease, !batched)?;
                 Some((limit.clone(), n, self.keys().slot(&self.run, limit, n)))
             })
             .collect()
     }
 
-    /// One try at taking `host` with `slots`: `None` when another controller was faster,
-    /// else what the host's documents say about it.
+    /// The batch keys `host` needs (`batch:ROLE` among its limits), each with whether this
+    /// controller holds it; `None` when another controller does — or when this one gave it
+    /// up less than [`HOLD_OFF`] ago and others share the run: the next batch is left to
+    /// them a moment, else the controller that ends a batch would always open the next.
+    fn turns(&self, view: &View, limits: &[(String, usize)], lease: i64) -> Option<Turns> {
+        limits
+            .iter()
+            .filter(|(limit, _)| limit.starts_with(BATCH))
+            .map(|(limit, _)| {
+                let key = format!("{}{limit}", self.keys().of_run("slots", &self.run));
+                let just_mine = view.batch_freed.get(limit).is_some_and(|(l, at)| {
+                    *l == lease && at.elapsed() < HOLD_OFF && view.controllers.len() > 1
+                });
+                match view.batches.get(limit) {
+                    None if just_mine => None,
+                    None => Some((key, false)),
+                    Some(&l) if l == lease => Some((key, true)),
+                    Some(_) => None,
+                }
+            })
+            .collect()
+    }
+
+    /// One try at taking `host` with `slots` and batch keys `turns`: `None` when another
+    /// controller was faster, else what the host's documents say about it.
     fn try_take(
         &self,
         host: &str,
         slots: Vec<(String, usize, String)>,
+        turns: Turns,
         lease: i64,
     ) -> crate::Result<Option<Taken>> {
         let k = self.keys();
@@ -291,6 +361,15 @@ impl EtcdLedger {
         when.extend(slots.iter().map(|(_, _, s)| absent(s)));
         let leased = || Some(PutOptions::new().with_lease(lease));
         let mut ops = vec![TxnOp::put(claim, me.clone(), leased())];
+        // A batch key held here must still be (under this lease); one not held is taken.
+        for (key, mine) in &turns {
+            if *mine {
+                when.push(Compare::lease(key.clone(), CompareOp::Equal, lease));
+            } else {
+                when.push(absent(key));
+                ops.push(TxnOp::put(key.clone(), me.clone(), leased()));
+            }
+        }
         ops.extend(
             slots
                 .iter()
@@ -314,15 +393,21 @@ impl EtcdLedger {
                 .or_default()
                 .insert(*n, lease);
         }
+        let start = self.keys().of_run("slots", &self.run);
+        for (key, _) in &turns {
+            view.apply(2, Keys::tail(key.as_bytes(), &start), Some(b""), lease);
+        }
         drop(view);
         let taken = Taken::read(host, r);
         let docs: Vec<(String, Vec<u8>)> = taken.docs.clone();
         let doc_keys = docs.iter().map(|(k, _)| k.clone()).collect();
         self.store.hold_docs(docs);
-        lock(&self.held).insert(
-            host.to_string(),
-            (slots.into_iter().map(|(_, _, s)| s).collect(), doc_keys),
-        );
+        let held = HeldKeys {
+            slots: slots.into_iter().map(|(_, _, s)| s).collect(),
+            docs: doc_keys,
+            batches: turns.into_iter().map(|(k, _)| k).collect(),
+        };
+        lock(&self.held).insert(host.to_string(), held);
         Ok(Some(taken))
     }
 
@@ -363,7 +448,7 @@ impl EtcdLedger {
                 self.refresh()?;
             }
             let lease = self.store.lease_id()?;
-            let slots = {
+            let (slots, turns) = {
                 let view = self.shared.view();
                 if let Some(&ok) = view.done.get(host) {
                     return Ok(Admit::Finished { ok });
@@ -371,12 +456,13 @@ impl EtcdLedger {
                 if view.claims.contains(host) {
                     return Ok(Admit::Elsewhere);
                 }
-                match self.pick(&view, limits, lease) {
-                    Some(slots) => slots,
+                let pick = self.pick(&view, limits, lease);
+                match pick.zip(self.turns(&view, limits, lease)) {
+                    Some(taken) => taken,
                     None => return Ok(Admit::Full),
                 }
             };
-            if let Some(doc) = self.try_take(host, slots, lease)? {
+            if let Some(doc) = self.try_take(host, slots, turns, lease)? {
                 return self.taken_over(host, doc);
             }
         }
@@ -393,7 +479,7 @@ impl EtcdLedger {
                 self.refresh()?;
             }
             let lease = self.store.lease_id()?;
-            let Some(n) = self.shared.view().free(&limit, cap, lease) else {
+            let Some(n) = self.shared.view().free(&limit, cap, lease, true) else {
                 return Ok(false);
             };
             let key = self.keys().slot(&self.run, &limit, n);
@@ -484,13 +570,27 @@ async fn follow(
 
 impl SlotLedger for EtcdLedger {
     fn admit(&self, host: &str, limits: &[(String, usize)]) -> Admit {
+        let _turn = lock(&self.turn);
         // A store that cannot be reached admits nothing: the run stops on its lease.
         self.admit_now(host, limits).unwrap_or(Admit::Full)
     }
 
     fn release(&self, host: &str, finished: Option<bool>) {
+        let _turn = lock(&self.turn);
         let k = self.keys();
-        let (mut keys, docs) = lock(&self.held).remove(host).unwrap_or_default();
+        let (mut keys, docs) = {
+            let mut held = lock(&self.held);
+            let mine = held.remove(host).unwrap_or_default();
+            // A batch key goes with the last host of its role held here: the role's batch
+            // is over, and any controller may open the next.
+            let mut keys = mine.slots;
+            keys.extend(
+                mine.batches
+                    .into_iter()
+                    .filter(|b| !held.values().any(|h| h.batches.contains(b))),
+            );
+            (keys, mine.docs)
+        };
         self.store.drop_docs(&docs);
         keys.push(k.claim(&self.run, host));
         let mut also = Vec::new();

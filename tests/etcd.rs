@@ -509,6 +509,33 @@ fn local_controller(l: &Local, name: &str, extra: &[&str]) -> Child {
     c.stdout(Stdio::piped()).stderr(err).spawn().unwrap()
 }
 
+/// Runs `l`'s run with two controllers (the second joins, then the gate opens), both ending
+/// well, every one of the `hosts` run once: each host's span by its own clock, and what each
+/// controller printed.
+fn two_controllers_run(
+    l: &Local,
+    hosts: usize,
+) -> (Vec<(f64, f64)>, std::process::Output, std::process::Output) {
+    let state = l.state.display().to_string();
+    let a = local_controller(l, "a.err", &[]);
+    let id = run_id(&state);
+    let b = local_controller(l, "b.err", &["--join", &id]);
+    let line = format!("run {id} (journal");
+    wait_for(
+        || stderr_of(l, "b.err").contains(&line),
+        "the second controller to join",
+    );
+    std::fs::write(l.dir.path().join("go"), "").unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let both = format!("{}\n{}", stderr_of(l, "a.err"), stderr_of(l, "b.err"));
+    assert_eq!(a.status.code(), Some(0), "{both}");
+    assert_eq!(b.status.code(), Some(0), "{both}");
+    let spans: Vec<(f64, f64)> = ran(l).into_iter().map(|(_, s, e)| (s, e)).collect();
+    assert_eq!(spans.len(), hosts, "every host once");
+    assert_eq!(starts(l).len(), hosts, "no host twice");
+    (spans, a, b)
+}
+
 fn stderr_of(l: &Local, name: &str) -> String {
     std::fs::read_to_string(l.dir.path().join(name)).unwrap_or_default()
 }
@@ -529,23 +556,7 @@ fn a_step_throttle_holds_across_two_controllers() {
     );
     let mut l = local(&[("web", &names)], &rb);
     on_etcd(&mut l, &etcd);
-    let state = l.state.display().to_string();
-    let a = local_controller(&l, "a.err", &[]);
-    let id = run_id(&state);
-    let b = local_controller(&l, "b.err", &["--join", &id]);
-    let line = format!("run {id} (journal");
-    wait_for(
-        || stderr_of(&l, "b.err").contains(&line),
-        "the second controller to join",
-    );
-    std::fs::write(l.dir.path().join("go"), "").unwrap();
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    let both = format!("{}\n{}", stderr_of(&l, "a.err"), stderr_of(&l, "b.err"));
-    assert_eq!(a.status.code(), Some(0), "{both}");
-    assert_eq!(b.status.code(), Some(0), "{both}");
-    let spans: Vec<(f64, f64)> = ran(&l).into_iter().map(|(_, s, e)| (s, e)).collect();
-    assert_eq!(spans.len(), names.len(), "every host once");
-    assert_eq!(starts(&l).len(), names.len(), "no host twice");
+    let (spans, a, b) = two_controllers_run(&l, names.len());
     assert!(
         max_overlap(&spans) <= 2,
         "more than 2 hosts in the step: {spans:?}"
@@ -568,23 +579,7 @@ fn two_controllers_keep_batches_in_lock_step() {
     );
     let mut l = local(&[("web", &names)], &rb);
     on_etcd(&mut l, &etcd);
-    let state = l.state.display().to_string();
-    let a = local_controller(&l, "a.err", &[]);
-    let id = run_id(&state);
-    let b = local_controller(&l, "b.err", &["--join", &id]);
-    let line = format!("run {id} (journal");
-    wait_for(
-        || stderr_of(&l, "b.err").contains(&line),
-        "the second controller to join",
-    );
-    std::fs::write(l.dir.path().join("go"), "").unwrap();
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    let both = format!("{}\n{}", stderr_of(&l, "a.err"), stderr_of(&l, "b.err"));
-    assert_eq!(a.status.code(), Some(0), "{both}");
-    assert_eq!(b.status.code(), Some(0), "{both}");
-    let spans: Vec<(f64, f64)> = ran(&l).into_iter().map(|(_, s, e)| (s, e)).collect();
-    assert_eq!(spans.len(), names.len(), "every host once");
-    assert_eq!(starts(&l).len(), names.len(), "no host twice");
+    let (spans, a, b) = two_controllers_run(&l, names.len());
     assert!(
         max_overlap(&spans) <= 2,
         "more than 2 hosts at once: {spans:?}"

@@ -302,6 +302,17 @@ pub fn digest(bytes: &[u8]) -> String {
 }
 
 /// Compiles a runbook file without an inventory (`fleetbook check`).
+/// The directory a runbook's relative imports start from: its own (`.` for a bare name).
+pub fn script_dir(path: &Path) -> Option<&Path> {
+    path.parent().map(|p| {
+        if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        }
+    })
+}
+
 pub fn load_script(
     path: &Path,
     params: &BTreeMap<String, String>,
@@ -310,17 +321,10 @@ pub fn load_script(
 ) -> Result<(Script, String)> {
     let text = read_file(path)?;
     let name = path.display().to_string();
-    let dir = path.parent().map(|p| {
-        if p.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            p
-        }
-    });
     let script = script::compile(ScriptInput {
         name: &name,
         text: &text,
-        dir,
+        dir: script_dir(path),
         lib_dirs,
         libs,
         params,

@@ -66,13 +66,7 @@ pub fn run(s: &Subject) -> Result<Compiled, Failed> {
         Some(t) => t.to_string(),
         None => fleetbook_engine::error::read_file(s.path).map_err(fail(Stage::Read))?,
     };
-    let dir = s.path.parent().map(|p| {
-        if p.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            p
-        }
-    });
+    let dir = fleetbook_engine::plan::script_dir(s.path);
     let script = script::compile(ScriptInput {
         name: &name,
         text: &text,

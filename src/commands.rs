@@ -198,13 +198,18 @@ pub fn run(cli: Cli) -> Result<i32> {
             control,
             listen,
             token_file,
-        } => crate::watch::watch(crate::watch::WatchArgs {
-            run: run_id,
-            state,
-            control,
-            listen,
-            token_file,
-        }),
+        } => {
+            fleetbook_views::web::watch(fleetbook_views::web::WatchArgs {
+                store: run_cmds::open(&state)?,
+                run: run_id,
+                page: run_cmds::page_options(&state, true),
+                control,
+                listen,
+                token_file,
+                print: &exit::print,
+            })?;
+            Ok(exit::OK)
+        }
         Command::Inventory {
             inventory,
             limit,

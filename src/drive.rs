@@ -5,7 +5,6 @@
 
 use crate::cli::{EventsFormat, RunArgs, SshArgs};
 use crate::exit;
-use crate::progress::{recap, Progress};
 use fleetbook_engine::exec::{Control, RunOutcome, RunStatus};
 use fleetbook_engine::plan::Planned;
 use fleetbook_engine::session::{self, RunConfig, Session, Start};
@@ -13,6 +12,9 @@ use fleetbook_engine::store::RunStore;
 use fleetbook_engine::transport::{local::Local, ssh, Router};
 use fleetbook_engine::{Error, Result};
 use fleetbook_stdlib::duration::parse_duration;
+use fleetbook_views::board::fit;
+use fleetbook_views::progress::{self, Progress};
+use fleetbook_views::recap::recap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -52,12 +54,12 @@ pub fn install_ctrl_c(control: Arc<Control>) {
             control.stop.store(true, Ordering::SeqCst);
             // A stopped command leaves no connection behind, whatever --persist says.
             fleetbook_engine::transport::persist::keep_none();
-            crate::progress::suspend(|| {
+            progress::suspend(|| {
                 eprintln!("\nstopping: no new host starts; steps in flight finish (Ctrl-C again to kill them)")
             });
         } else {
             control.kill.store(true, Ordering::SeqCst);
-            crate::progress::suspend(|| eprintln!("\nkilling the steps in flight"));
+            progress::suspend(|| eprintln!("\nkilling the steps in flight"));
         }
     });
 }
@@ -180,7 +182,7 @@ pub fn drive(
     let args = inv.args;
     let p = &planned.plan;
     for w in &p.warnings {
-        eprintln!("{}", crate::board::fit(&format!("warning: {w}")));
+        eprintln!("{}", fit(&format!("warning: {w}")));
     }
     if let Start::New = start {
         session::check_approvals(p, &args.approve)?;
@@ -189,7 +191,7 @@ pub fn drive(
         Start::Rollback { order, .. } => rollback_summary(&planned, order),
         _ => fleetbook_engine::render::summary(p),
     };
-    eprintln!("{}", crate::board::fit(&summary));
+    eprintln!("{}", fit(&summary));
     if !confirm(args, &question(&start))? {
         eprintln!("not run");
         return Ok(exit::ABORTED);
@@ -209,7 +211,7 @@ pub fn drive(
     let run_id = run.run_id().to_string();
     eprintln!(
         "{}",
-        crate::board::fit(&format!("run {run_id} (journal {})", store.location()))
+        fit(&format!("run {run_id} (journal {})", store.location()))
     );
     let control = Arc::new(Control::default());
     install_ctrl_c(control.clone());
@@ -229,7 +231,7 @@ pub fn drive(
     };
     let width = std::io::stderr()
         .is_terminal()
-        .then(|| crate::progress::terminal_size().0.saturating_sub(1));
+        .then(|| progress::terminal_size().0.saturating_sub(1));
     eprint!("{}", recap(&outcome, p, &progress.spans(), width));
     how_to_go_on(&planned, &outcome, &run_id, &state_dir, &inv);
     if let Some(err) = progress.events_failed() {

@@ -39,7 +39,9 @@ struct Stderr;
 impl Write for Stderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let mut result = Ok(buf.len());
-        crate::progress::suspend(|| result = std::io::stderr().write_all(buf).map(|_| buf.len()));
+        fleetbook_views::progress::suspend(|| {
+            result = std::io::stderr().write_all(buf).map(|_| buf.len())
+        });
         result
     }
 

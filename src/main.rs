@@ -20,7 +20,6 @@ macro_rules! eprint {
 }
 
 mod adhoc;
-mod board;
 mod check_cmd;
 mod cli;
 mod commands;
@@ -31,12 +30,9 @@ mod inventory_cmd;
 mod lib_cmd;
 mod logging;
 mod man;
-mod progress;
 mod project;
 mod run_cmds;
-mod status_watch;
 mod test_cmd;
-mod watch;
 
 fn main() {
     // `COMPLETE=SHELL fleetbook ...`: the shell asks for completions (src/complete.rs).

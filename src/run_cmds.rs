@@ -52,7 +52,7 @@ pub fn status(
         return Ok(exit::OK);
     }
     let run = match watch {
-        true => crate::status_watch::watch(&*store, id)?,
+        true => fleetbook_views::status::watch(&*store, id, &exit::print)?,
         false => store.run(id)?,
     };
     let st = fleetbook_engine::status::of(&*store, run)?;

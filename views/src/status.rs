@@ -3,6 +3,7 @@
 //! the same [`Board`] the run draws; otherwise one line per host whose state or step changed.
 
 use crate::board::{short, Board, Flying, RoleRow};
+use crate::Print;
 use fleetbook_engine::plan::{self, Plan};
 use fleetbook_engine::status::Status;
 use fleetbook_engine::store::RunRecord;
@@ -100,7 +101,7 @@ fn board(st: &Status, plan: Option<&Plan>, now: f64) -> Board {
 }
 
 /// Follows run `id` until it is no longer running.
-pub fn watch(store: &dyn RunStore, id: Option<&str>) -> Result<RunRecord> {
+pub fn watch(store: &dyn RunStore, id: Option<&str>, print: Print) -> Result<RunRecord> {
     let run = store.run(id)?;
     let plan = recorded_plan(&run);
     let tty = std::io::stdout().is_terminal();
@@ -123,7 +124,7 @@ pub fn watch(store: &dyn RunStore, id: Option<&str>) -> Result<RunRecord> {
                 let _ = term.write_line(l);
             }
         } else {
-            changes(&st, &mut seen)?;
+            print(&changes(&st, &mut seen))?;
         }
         if !running {
             let _ = term.clear_last_lines(if tty { drawn } else { 0 });
@@ -134,7 +135,7 @@ pub fn watch(store: &dyn RunStore, id: Option<&str>) -> Result<RunRecord> {
 }
 
 /// One line per host whose state or step changed since the last look.
-fn changes(st: &Status, seen: &mut HashMap<String, (String, Option<String>)>) -> Result<()> {
+fn changes(st: &Status, seen: &mut HashMap<String, (String, Option<String>)>) -> String {
     let mut out = String::new();
     for h in &st.hosts {
         let now = (h.state.to_string(), h.step.clone());
@@ -152,5 +153,5 @@ fn changes(st: &Status, seen: &mut HashMap<String, (String, Option<String>)>) ->
         ));
         seen.insert(h.host.clone(), now);
     }
-    crate::exit::print(&out)
+    out
 }

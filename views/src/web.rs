@@ -7,9 +7,10 @@
 //! token file; every request must carry the token (`?token=`), else 401. Read-only unless
 //! `--control`; the page's approvals and aborts take the CLI's own code path, so the journal
 //! records them with the user exactly as `fleetbook approve`/`abort` do.
+//!
+//! Takes an open store and the page's options; gives nothing back until it stops.
 
-use crate::cli::StateArgs;
-use crate::run_cmds;
+use crate::Print;
 use axum::extract::{Form, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -24,12 +25,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub struct WatchArgs {
+/// What `fleetbook watch` serves, and to whom.
+pub struct WatchArgs<'a> {
+    pub store: Arc<dyn RunStore>,
+    /// The run (the latest when `None`).
     pub run: Option<String>,
-    pub state: StateArgs,
+    /// How the page names the state directory in the commands it suggests.
+    pub page: PageOptions,
+    /// Whether the page may approve and abort.
     pub control: bool,
+    /// `--listen`: 127.0.0.1 on a free port when `None`.
     pub listen: Option<String>,
     pub token_file: Option<PathBuf>,
+    /// Where the URL is written (standard output).
+    pub print: Print<'a>,
 }
 
 struct Shared {
@@ -44,14 +53,16 @@ const POLL: Duration = Duration::from_millis(400);
 /// The least time between two updates of the page.
 const MIN_GAP: Duration = Duration::from_millis(600);
 
-pub fn watch(a: WatchArgs) -> Result<i32> {
-    let store = run_cmds::open(&a.state)?;
+/// Serves the page until the process is stopped.
+pub fn watch(a: WatchArgs) -> Result<()> {
+    let store = a.store;
     let run = store.run(a.run.as_deref())?.id;
     let token = match &a.token_file {
         Some(f) => token_from(f)?,
         None => one_time_token()?,
     };
-    let mut opts = run_cmds::page_options(&a.state, true);
+    let mut opts = a.page;
+    opts.live = true;
     opts.control = a.control;
     let listen = a.listen.clone().unwrap_or_else(|| "127.0.0.1:0".into());
     let shared = Arc::new(Shared {
@@ -65,10 +76,10 @@ pub fn watch(a: WatchArgs) -> Result<i32> {
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the web server: {e}")))?;
-    rt.block_on(serve(shared, &listen, a.control))
+    rt.block_on(serve(shared, &listen, a.control, a.print))
 }
 
-async fn serve(shared: Arc<Shared>, listen: &str, control: bool) -> Result<i32> {
+async fn serve(shared: Arc<Shared>, listen: &str, control: bool, print: Print<'_>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Error::input(format!("--listen {listen}: cannot listen there: {e}")))?;
@@ -84,7 +95,7 @@ async fn serve(shared: Arc<Shared>, listen: &str, control: bool) -> Result<i32> 
             "read-only"
         }
     );
-    crate::exit::print(&format!(
+    print(&format!(
         "http://{}/?token={}\n",
         reachable(addr),
         shared.token
@@ -97,8 +108,7 @@ async fn serve(shared: Arc<Shared>, listen: &str, control: bool) -> Result<i32> 
         .with_state(shared);
     axum::serve(listener, app)
         .await
-        .map_err(|e| Error::Internal(format!("the web server stopped: {e}")))?;
-    Ok(crate::exit::OK)
+        .map_err(|e| Error::Internal(format!("the web server stopped: {e}")))
 }
 
 /// Where a browser can reach `addr`: a wildcard address (`0.0.0.0`, `::`) is not one, so the

@@ -3,16 +3,19 @@
 use crate::cli::{Cli, Command, Format, ScriptArgs};
 use crate::drive;
 use crate::run_cmds::{self, Given};
-use crate::{adhoc, exit, inventory_cmd, project};
+use crate::{adhoc, exit, inventory_cmd};
 use fleetbook_engine::libs::Libraries;
+use fleetbook_engine::project;
 use fleetbook_engine::{plan, render, Error, Result};
 
 pub fn run(cli: Cli) -> Result<i32> {
     let mut command = cli.command;
     let here =
         std::env::current_dir().map_err(|e| Error::input(format!("the current directory: {e}")))?;
-    let project = project::Project::find(&here)?;
-    project::fill(&mut command, project.as_ref());
+    let project = crate::cli::find_project(&here)?;
+    for note in crate::cli::fill(&mut command, project.as_ref()) {
+        eprintln!("{note}");
+    }
     add_path_dirs(&mut command);
     // Every command that plans imports from the project's dependencies, as locked.
     let plans = matches!(
@@ -235,7 +238,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => run_cmds::approve(&run_id, gate.as_deref(), &state),
         Command::Unlock { state, yes } => run_cmds::unlock(&state, yes),
         Command::Lsp { .. } => {
-            fleetbook_tooling::lsp::serve(project::lsp_settings)?;
+            fleetbook_tooling::lsp::serve(fleetbook_tooling::lsp::project_settings)?;
             Ok(exit::OK)
         }
         Command::Definitions { output, lib_dirs } => {
@@ -259,11 +262,11 @@ pub fn run(cli: Cli) -> Result<i32> {
             Ok(exit::OK)
         }
         Command::Completions { shell } => {
-            write_output(None, &crate::complete::registration(shell)?)?;
+            write_output(None, &crate::cli::complete::registration(shell)?)?;
             Ok(exit::OK)
         }
         Command::Man { output: Some(dir) } => {
-            let written = crate::man::write_to(&dir)?;
+            let written = crate::cli::man::write_to(&dir)?;
             eprintln!(
                 "{} manual pages written to {}",
                 written.len(),
@@ -272,7 +275,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             Ok(exit::OK)
         }
         Command::Man { output: None } => {
-            let pages = crate::man::pages()?;
+            let pages = crate::cli::man::pages()?;
             write_output(None, &pages[0].1)?;
             Ok(exit::OK)
         }

@@ -3,8 +3,8 @@
 
 use crate::cli::{LibCommand, ReportFormat};
 use crate::exit;
-use crate::project::Project;
 use fleetbook_engine::libs::{self, lock::Lock, Mode};
+use fleetbook_engine::project::Project;
 use fleetbook_engine::{Error, Result};
 use std::path::Path;
 

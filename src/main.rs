@@ -19,26 +19,24 @@ macro_rules! eprint {
     }};
 }
 
+use fleetbook_cli as cli;
+
 mod adhoc;
 mod check_cmd;
-mod cli;
 mod commands;
-mod complete;
 mod drive;
 mod exit;
 mod inventory_cmd;
 mod lib_cmd;
 mod logging;
-mod man;
-mod project;
 mod run_cmds;
 mod test_cmd;
 
 fn main() {
-    // `COMPLETE=SHELL fleetbook ...`: the shell asks for completions (src/complete.rs).
+    // `COMPLETE=SHELL fleetbook ...`: the shell asks for completions (cli/src/complete.rs).
     clap_complete::CompleteEnv::with_factory(cli::command).complete();
     let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    exit::set_color(&raw);
+    cli::color::set_color(&raw);
     exit::install_report_handler();
     let args: cli::Cli = exit::parse_args(cli::command());
     let code = match logging::init(args.verbose, args.log_file.as_deref())

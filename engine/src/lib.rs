@@ -19,6 +19,7 @@ pub mod libs;
 pub mod model;
 pub mod plan;
 pub(crate) mod predicate;
+pub mod project;
 pub mod render;
 pub(crate) mod schedule;
 #[cfg(test)]

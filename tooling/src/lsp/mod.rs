@@ -50,8 +50,38 @@ pub struct Settings {
     pub inventory: Option<PathBuf>,
 }
 
-/// The settings of the project around a document's path (the binary finds projects).
+/// The settings of the project around a document's path ([`project_settings`], or a test's).
 pub type SettingsOf = fn(&Path) -> Settings;
+
+/// What the project around a runbook adds: its `lib` directories, its dependencies as
+/// locked, its parameters (soft, as for `check`) and its inventory.
+pub fn project_settings(path: &Path) -> Settings {
+    use fleetbook_engine::project::{libraries, Project};
+    let dir = path.parent().unwrap_or(Path::new("."));
+    // The editor shows the server's standard error as its log: the warning lands there.
+    let mut warn = |file: &Path, why: &str| {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "warning: ignoring {}: {why}",
+            file.display()
+        );
+    };
+    let Ok(Some(p)) = Project::find(dir, &mut warn) else {
+        return Settings::default();
+    };
+    Settings {
+        lib_dirs: p.settings.lib.iter().map(|l| p.path(l)).collect(),
+        libs: libraries(Some(&p)).unwrap_or_default(),
+        // Soft, as for `check`: a runbook that does not declare one ignores it.
+        params: p
+            .params()
+            .into_iter()
+            .map(|(k, v)| (format!("{k}{}", fleetbook_engine::script::SOFT), v))
+            .collect(),
+        inventory: p.settings.inventory.as_deref().map(|i| p.path(i)),
+    }
+}
 
 impl Settings {
     /// The inventory's groups, for completion.

@@ -6,9 +6,13 @@
 //! `.fleetbook` beside the file), else the user's (`$XDG_STATE_HOME/fleetbook`, default
 //! `~/.local/state/fleetbook`). So `status`, `runs`, `abort` and `approve` find a run from
 //! any terminal of the same user, or anywhere inside the project.
+//!
+//! Takes a directory (and the `--state` flag); gives the [`Project`] around it, the state
+//! directory in force with where it came from, and `fleetbook config`'s text. Filling a
+//! command's options from it is the command line's business (`fleetbook-cli`).
 
-use fleetbook_engine::libs::{self, DepSpec, Libraries};
-use fleetbook_engine::{Error, Result};
+use crate::libs::{self, DepSpec, Libraries};
+use crate::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -50,14 +54,15 @@ pub struct Project {
 impl Project {
     /// The project whose `fleetbook.toml` is in `start` or the nearest directory above it.
     /// A file another user could have written is not trusted (as git's `safe.directory`):
-    /// it could point `lib` at their modules or `ssh_config` at their hosts.
-    pub fn find(start: &Path) -> Result<Option<Project>> {
+    /// it could point `lib` at their modules or `ssh_config` at their hosts; `ignored` is
+    /// told which file was passed over and why (the caller warns).
+    pub fn find(start: &Path, ignored: &mut dyn FnMut(&Path, &str)) -> Result<Option<Project>> {
         let start = std::fs::canonicalize(start).unwrap_or_else(|_| start.to_path_buf());
         for dir in start.ancestors() {
             let file = dir.join(FILE);
             if file.is_file() {
                 if let Some(why) = untrusted(&file) {
-                    eprintln!("warning: ignoring {}: {why}", file.display());
+                    ignored(&file, &why);
                     return Ok(None);
                 }
                 return Project::load(&file).map(Some);
@@ -67,7 +72,7 @@ impl Project {
     }
 
     pub fn load(file: &Path) -> Result<Project> {
-        let text = fleetbook_engine::error::read_file(file)?;
+        let text = crate::error::read_file(file)?;
         let settings: Settings = toml::from_str(&text).map_err(|e| {
             let at = e
                 .span()
@@ -102,7 +107,7 @@ impl Project {
     pub fn state(&self) -> PathBuf {
         // `state = "etcd://..."` names a cluster, not a path beside the file.
         if let Some(s) = self.settings.state.as_deref() {
-            if fleetbook_engine::store::is_etcd(s) {
+            if crate::store::is_etcd(s) {
                 return s.to_path_buf();
             }
         }
@@ -187,26 +192,6 @@ pub fn libraries_checked(project: Option<&Project>, check_tags: bool) -> Result<
 /// [`libraries_checked`] from the lock and the cache only (check, the editor).
 pub fn libraries(project: Option<&Project>) -> Result<Libraries> {
     libraries_checked(project, false)
-}
-
-/// What the project around a runbook adds for the language server: its `lib` directories,
-/// its dependencies as locked, its parameters (soft, as for `check`) and its inventory.
-pub fn lsp_settings(path: &Path) -> fleetbook_tooling::lsp::Settings {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let Ok(Some(p)) = Project::find(dir) else {
-        return fleetbook_tooling::lsp::Settings::default();
-    };
-    fleetbook_tooling::lsp::Settings {
-        lib_dirs: p.settings.lib.iter().map(|l| p.path(l)).collect(),
-        libs: libraries(Some(&p)).unwrap_or_default(),
-        // Soft, as for `check`: a runbook that does not declare one ignores it.
-        params: p
-            .params()
-            .into_iter()
-            .map(|(k, v)| (format!("{k}{}", fleetbook_engine::script::SOFT), v))
-            .collect(),
-        inventory: p.settings.inventory.as_deref().map(|i| p.path(i)),
-    }
 }
 
 /// `$FLEETBOOK_PATH`: more library directories, searched after `--lib` (':'-separated).
@@ -309,115 +294,6 @@ pub fn state_dir(flag: Option<&Path>, project: Option<&Project>) -> (PathBuf, So
     }
 }
 
-/// Fills what the command line left out from the project file, for every command.
-pub fn fill(command: &mut crate::cli::Command, project: Option<&Project>) {
-    use crate::cli::Command as C;
-    let Some(p) = project else { return };
-    let s = &p.settings;
-    let inventory = |i: &mut Option<PathBuf>| {
-        if i.is_none() {
-            *i = s.inventory.as_deref().map(|f| p.path(f));
-        }
-    };
-    let script = |a: &mut crate::cli::ScriptArgs| {
-        // Soft defaults: a runbook that does not declare one ignores it.
-        for (k, v) in p.params() {
-            if !a.params.iter().any(|(given, _)| *given == k) {
-                a.params
-                    .push((format!("{k}{}", fleetbook_engine::script::SOFT), v));
-            }
-        }
-        a.lib_dirs.extend(s.lib.iter().map(|l| p.path(l)));
-    };
-    // The file's limit is for the file's inventory: with `-i OTHER` it does not apply.
-    let limit = |l: &mut Option<String>, own_inventory: bool| {
-        if l.is_none() && own_inventory {
-            if let Some(pattern) = &s.limit {
-                eprintln!("--limit {pattern} (from {})", p.file.display());
-                *l = Some(pattern.clone());
-            }
-        }
-    };
-    let run = |r: &mut crate::cli::RunArgs| {
-        r.state.fill(p);
-        r.ssh.fill(p);
-    };
-    match command {
-        C::Check {
-            inventory: i,
-            script: a,
-            ..
-        } => {
-            inventory(i);
-            script(a);
-        }
-        C::Plan {
-            inventory: i,
-            script: a,
-            limit: l,
-            ..
-        } => {
-            let own = i.is_none();
-            inventory(i);
-            script(a);
-            limit(l, own);
-        }
-        C::Run {
-            inventory: i,
-            script: a,
-            limit: l,
-            run: r,
-            ..
-        } => {
-            let own = i.is_none();
-            inventory(i);
-            script(a);
-            limit(l, own);
-            run(r);
-        }
-        C::Test { lib_dirs, .. } => lib_dirs.extend(s.lib.iter().map(|l| p.path(l))),
-        C::Apply {
-            run: r, lib_dirs, ..
-        }
-        | C::Resume {
-            run: r, lib_dirs, ..
-        }
-        | C::Rollback {
-            run: r, lib_dirs, ..
-        } => {
-            run(r);
-            lib_dirs.extend(s.lib.iter().map(|l| p.path(l)));
-        }
-        C::Status { state, .. }
-        | C::Runs { state, .. }
-        | C::Abort { state, .. }
-        | C::Approve { state, .. }
-        | C::Watch { state, .. }
-        | C::Unlock { state, .. } => state.fill(p),
-        // `config` shows where the state comes from: it takes the flag as given.
-        C::Config { .. } => {}
-        C::Exec {
-            inventory: i,
-            forks,
-            ssh,
-            ..
-        } => {
-            inventory(i);
-            if forks.is_none() {
-                *forks = s.forks;
-            }
-            ssh.fill(p);
-        }
-        C::Completions { .. }
-        | C::Man { .. }
-        | C::Inventory { .. }
-        | C::Lsp { .. }
-        | C::Doc { .. }
-        | C::Lib { .. } => {}
-        C::Definitions { lib_dirs, .. } => lib_dirs.extend(s.lib.iter().map(|l| p.path(l))),
-    }
-}
-
 /// The inventory a command needs: given, or from the project file.
 pub fn need_inventory(i: Option<&Path>) -> Result<&Path> {
     i.ok_or_else(|| {
@@ -503,7 +379,7 @@ pub fn show(project: Option<&Project>, state_flag: Option<&Path>, json: bool) ->
         .unwrap_or_default()
         .into_iter()
         .map(|(k, v)| {
-            let secret = fleetbook_engine::secrets::is_secret_name(&k);
+            let secret = crate::secrets::is_secret_name(&k);
             (k, if secret { "<secret>".to_string() } else { v })
         })
         .collect();
@@ -563,7 +439,9 @@ mod tests {
         .unwrap();
         let below = dir.path().join("a/b");
         std::fs::create_dir_all(&below).unwrap();
-        let p = Project::find(&below).unwrap().unwrap();
+        let p = Project::find(&below, &mut |f, why| panic!("{}: {why}", f.display()))
+            .unwrap()
+            .unwrap();
         let root = std::fs::canonicalize(dir.path()).unwrap();
         assert_eq!(
             p.path(p.settings.inventory.as_deref().unwrap()),

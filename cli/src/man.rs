@@ -2,7 +2,7 @@
 //! same command tree as `--help` (clap_mangen for the name, synopsis and options) plus the
 //! sections clap does not know: examples, exit status, environment, files.
 
-use crate::cli;
+use crate as cli;
 use clap_mangen::roff::{bold, roman, Roff};
 use clap_mangen::Man;
 use fleetbook_engine::{Error, Result};
@@ -63,13 +63,13 @@ fn page(cmd: &clap::Command, sub: Option<&str>) -> Result<(String, String)> {
     }
     roff.control("SH", ["EXIT STATUS"]);
     let codes: Vec<i32> = match sub {
-        Some(s) => crate::exit::statuses_of(s).to_vec(),
-        None => crate::exit::STATUSES.iter().map(|(c, _)| *c).collect(),
+        Some(s) => crate::status::statuses_of(s).to_vec(),
+        None => crate::status::STATUSES.iter().map(|(c, _)| *c).collect(),
     };
     for code in codes {
         roff.control("TP", []);
         roff.text([bold(code.to_string())]);
-        roff.text([roman(crate::exit::meaning(code))]);
+        roff.text([roman(crate::status::meaning(code))]);
     }
     roff.control("SH", ["ENVIRONMENT"]);
     for (name, what) in cli::ENVIRONMENT {
@@ -135,7 +135,7 @@ mod tests {
                     assert!(text.contains(&shown), "{file} lacks --{long}:\n{text}");
                 }
             }
-            for code in crate::exit::statuses_of(sub.get_name()) {
+            for code in crate::status::statuses_of(sub.get_name()) {
                 assert!(
                     text.contains(&format!("\\fB{code}\\fR")),
                     "{file} lacks status {code}"

@@ -1,4 +1,4 @@
-//! Command-line arguments (clap derive) and their validation into typed settings.
+//! The command tree (clap derive) and the typed settings its arguments give.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
@@ -102,7 +102,7 @@ pub const FILES: &[(&str, &str)] = &[
 /// The command tree: the derived one plus what derive cannot say, so that help, man pages
 /// and completions agree: every subcommand's exit statuses, and the colour choice.
 pub fn command() -> clap::Command {
-    let mut cmd = <Cli as clap::CommandFactory>::command().color(crate::exit::clap_color());
+    let mut cmd = <Cli as clap::CommandFactory>::command().color(crate::color::clap_color());
     let names: Vec<String> = cmd
         .get_subcommands()
         .map(|s| s.get_name().to_string())
@@ -115,7 +115,7 @@ pub fn command() -> clap::Command {
                 .unwrap_or_default();
             s.after_help(format!(
                 "{before}{}",
-                crate::exit::help_section(Some(&name))
+                crate::status::help_section(Some(&name))
             ))
         });
     }
@@ -123,7 +123,7 @@ pub fn command() -> clap::Command {
         .get_after_help()
         .map(|h| format!("{h}\n\n"))
         .unwrap_or_default();
-    let all = crate::exit::help_section(None);
+    let all = crate::status::help_section(None);
     crate::complete::attach(cmd.after_help(format!("{before}{all}")))
 }
 
@@ -637,7 +637,9 @@ impl EtcdArgs {
 impl StateArgs {
     /// The state directory in force, once `fill` has applied the project file.
     pub fn resolve(&self) -> PathBuf {
-        self.dir.clone().unwrap_or_else(crate::project::user_state)
+        self.dir
+            .clone()
+            .unwrap_or_else(fleetbook_engine::project::user_state)
     }
 
     /// Where this machine keeps the whole output of each command: the state directory, or
@@ -645,7 +647,7 @@ impl StateArgs {
     pub fn output_dir(&self) -> PathBuf {
         let dir = self.resolve();
         if fleetbook_engine::store::is_etcd(&dir) {
-            crate::project::user_state().join("output")
+            fleetbook_engine::project::user_state().join("output")
         } else {
             dir.join("output")
         }
@@ -658,7 +660,7 @@ impl StateArgs {
         fleetbook_engine::store::open_with(&self.resolve(), &self.etcd.access()?)
     }
 
-    pub fn fill(&mut self, project: &crate::project::Project) {
+    pub fn fill(&mut self, project: &fleetbook_engine::project::Project) {
         if self.dir.is_none() {
             self.dir = Some(project.state());
         }
@@ -729,7 +731,7 @@ impl SshArgs {
     }
 
     /// Fills what the command line left out from the project file.
-    pub fn fill(&mut self, project: &crate::project::Project) {
+    pub fn fill(&mut self, project: &fleetbook_engine::project::Project) {
         let s = &project.settings;
         if self.ssh_config.is_none() {
             self.ssh_config = s.ssh_config.as_deref().map(|p| project.path(p));
@@ -810,8 +812,14 @@ pub struct VaultArgs {
 
 #[cfg(test)]
 mod tests {
+    /// The workspace, where docs/ is.
+    fn root() -> std::path::PathBuf {
+        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        here.parent().unwrap_or(here).to_path_buf()
+    }
+
     fn doc(name: &str) -> String {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
+        let path = root().join(name);
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
@@ -904,7 +912,7 @@ mod tests {
                 .expect("docs/cli.md: Commands and options");
             text = format!("{}{}", &text[..at], reference(&cmd).trim_end());
             text.push('\n');
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/cli.md");
+            let path = root().join("docs/cli.md");
             std::fs::write(path, &text).unwrap();
         }
         let mut cmd = super::command();
@@ -942,7 +950,7 @@ mod tests {
                             arg.get_short().unwrap_or(' ')
                         ))),
                     "docs/cli.md, `fleetbook {name}`: {shown} is not documented \
-                     (FLEETBOOK_BLESS=1 cargo test --bin fleetbook cli_md rewrites the section):\n{sec}"
+                     (FLEETBOOK_BLESS=1 cargo test -p fleetbook-cli cli_md rewrites the section):\n{sec}"
                 );
                 if let Some(short) = arg.get_short() {
                     assert!(

@@ -9,6 +9,7 @@
 use clap::ArgMatches;
 use clap_complete::engine::{ArgValueCompleter, CompletionCandidate};
 use fleetbook_engine::inventory::Inventory;
+use fleetbook_engine::project::Project;
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
@@ -95,7 +96,7 @@ impl Line {
             .and_then(|i| i.parse::<usize>().ok())
             .unwrap_or(words.len().saturating_sub(1))
             .min(words.len());
-        let m = crate::cli::command()
+        let m = crate::command()
             .ignore_errors(true)
             .try_get_matches_from(&words[..index])
             .ok()?;
@@ -110,15 +111,16 @@ impl Line {
         self.m.try_get_one::<T>(id).ok().flatten().cloned()
     }
 
-    fn project(&self) -> Option<crate::project::Project> {
+    fn project(&self) -> Option<Project> {
         let here = std::env::current_dir().ok()?;
-        crate::project::Project::find(&here).ok().flatten()
+        crate::find_project(&here).ok().flatten()
     }
 
     /// The store in force, by the one rule (project.rs); none when there is none yet.
     fn store(&self) -> Option<std::sync::Arc<dyn fleetbook_engine::store::RunStore>> {
         let flag: Option<PathBuf> = self.get("dir");
-        let (dir, _) = crate::project::state_dir(flag.as_deref(), self.project().as_ref());
+        let (dir, _) =
+            fleetbook_engine::project::state_dir(flag.as_deref(), self.project().as_ref());
         // An etcd cluster could keep the shell waiting: completions read only a journal.
         if !fleetbook_engine::store::exists(&dir) || fleetbook_engine::store::is_etcd(&dir) {
             return None;
@@ -240,8 +242,8 @@ fn runbook_approvals(line: &Line, runbook: &std::path::Path) -> Vec<(String, Str
     let help = |role: &str| format!("approval after {role}");
     let deps = std::env::current_dir()
         .ok()
-        .and_then(|d| crate::project::Project::find(&d).ok().flatten())
-        .and_then(|p| crate::project::libraries(Some(&p)).ok())
+        .and_then(|d| crate::find_project(&d).ok().flatten())
+        .and_then(|p| fleetbook_engine::project::libraries(Some(&p)).ok())
         .unwrap_or_default();
     if let Ok((script, _)) = fleetbook_engine::plan::load_script(runbook, &params, &libs, &deps) {
         return script

@@ -1,0 +1,131 @@
+//! The project file's defaults put into a parsed command line (options given on it win),
+//! and the one way every command finds the project.
+
+use crate::{Command, RunArgs, ScriptArgs};
+use fleetbook_engine::project::Project;
+use fleetbook_engine::Result;
+use std::path::{Path, PathBuf};
+
+/// The project around `dir`; a project file passed over is named on standard error.
+pub fn find_project(dir: &Path) -> Result<Option<Project>> {
+    Project::find(dir, &mut |file, why| {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "warning: ignoring {}: {why}",
+            file.display()
+        );
+    })
+}
+
+/// Fills what the command line left out from the project file, for every command; gives
+/// the notes to show (a limit taken from the file).
+pub fn fill(command: &mut Command, project: Option<&Project>) -> Vec<String> {
+    use Command as C;
+    let mut notes = Vec::new();
+    let Some(p) = project else { return notes };
+    let s = &p.settings;
+    let inventory = |i: &mut Option<PathBuf>| {
+        if i.is_none() {
+            *i = s.inventory.as_deref().map(|f| p.path(f));
+        }
+    };
+    let script = |a: &mut ScriptArgs| {
+        // Soft defaults: a runbook that does not declare one ignores it.
+        for (k, v) in p.params() {
+            if !a.params.iter().any(|(given, _)| *given == k) {
+                a.params
+                    .push((format!("{k}{}", fleetbook_engine::script::SOFT), v));
+            }
+        }
+        a.lib_dirs.extend(s.lib.iter().map(|l| p.path(l)));
+    };
+    // The file's limit is for the file's inventory: with `-i OTHER` it does not apply.
+    let mut limit = |l: &mut Option<String>, own_inventory: bool| {
+        if l.is_none() && own_inventory {
+            if let Some(pattern) = &s.limit {
+                notes.push(format!("--limit {pattern} (from {})", p.file.display()));
+                *l = Some(pattern.clone());
+            }
+        }
+    };
+    let run = |r: &mut RunArgs| {
+        r.state.fill(p);
+        r.ssh.fill(p);
+    };
+    match command {
+        C::Check {
+            inventory: i,
+            script: a,
+            ..
+        } => {
+            inventory(i);
+            script(a);
+        }
+        C::Plan {
+            inventory: i,
+            script: a,
+            limit: l,
+            ..
+        } => {
+            let own = i.is_none();
+            inventory(i);
+            script(a);
+            limit(l, own);
+        }
+        C::Run {
+            inventory: i,
+            script: a,
+            limit: l,
+            run: r,
+            ..
+        } => {
+            let own = i.is_none();
+            inventory(i);
+            script(a);
+            limit(l, own);
+            run(r);
+        }
+        C::Test { lib_dirs, .. } => lib_dirs.extend(s.lib.iter().map(|l| p.path(l))),
+        C::Apply {
+            run: r, lib_dirs, ..
+        }
+        | C::Resume {
+            run: r, lib_dirs, ..
+        }
+        | C::Rollback {
+            run: r, lib_dirs, ..
+        } => {
+            run(r);
+            lib_dirs.extend(s.lib.iter().map(|l| p.path(l)));
+        }
+        C::Status { state, .. }
+        | C::Runs { state, .. }
+        | C::Abort { state, .. }
+        | C::Approve { state, .. }
+        | C::Watch { state, .. }
+        | C::Unlock { state, .. } => state.fill(p),
+        // `config` shows where the state comes from: it takes the flag as given.
+        C::Config { .. } => {}
+        C::Exec {
+            inventory: i,
+            forks,
+            ssh,
+            ..
+        } => {
+            inventory(i);
+            if forks.is_none() {
+                *forks = s.forks;
+            }
+            ssh.fill(p);
+        }
+        C::Completions { .. }
+        | C::Man { .. }
+        | C::Inventory { .. }
+        | C::Lsp { .. }
+        | C::Doc { .. }
+        | C::Lib { .. } => {}
+        C::Definitions { lib_dirs, .. } => lib_dirs.extend(s.lib.iter().map(|l| p.path(l))),
+    }
+    notes
+}

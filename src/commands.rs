@@ -16,7 +16,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     for note in crate::cli::fill(&mut command, project.as_ref()) {
         eprintln!("{note}");
     }
-    add_path_dirs(&mut command);
+    crate::cli::add_path_dirs(&mut command);
     // Every command that plans imports from the project's dependencies, as locked.
     let plans = matches!(
         command,
@@ -69,7 +69,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => {
             let inventory = project::need_inventory(inventory.as_deref())?;
             if let Some(out) = &output {
-                refuse_to_overwrite(out, &[("runbook", &runbook), ("inventory", inventory)])?;
+                crate::cli::refuse_to_overwrite(
+                    out,
+                    &[("runbook", &runbook), ("inventory", inventory)],
+                )?;
             }
             let planned = plan_of(&runbook, inventory, &script, limit.as_deref(), &libs)?;
             let p = &planned.plan;
@@ -203,9 +206,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             token_file,
         } => {
             fleetbook_views::web::watch(fleetbook_views::web::WatchArgs {
-                store: run_cmds::open(&state)?,
+                store: state.open_recorded()?,
                 run: run_id,
-                page: run_cmds::page_options(&state, true),
+                page: state.page_options(true),
                 control,
                 listen,
                 token_file,
@@ -315,25 +318,8 @@ fn plan_of(
         limit,
         lib_dirs: &script.lib_dirs,
         libs,
-        vault: Some(&crate::inventory_cmd::vault_keys(&script.vault)?),
+        vault: Some(&script.vault.keys()?),
     })
-}
-
-/// `$FLEETBOOK_PATH` after the `--lib` directories (and the project's `lib`).
-fn add_path_dirs(command: &mut Command) {
-    let extra = project::path_dirs();
-    if extra.is_empty() {
-        return;
-    }
-    match command {
-        Command::Check { script, .. }
-        | Command::Plan { script, .. }
-        | Command::Run { script, .. } => script.lib_dirs.extend(extra),
-        Command::Apply { lib_dirs, .. }
-        | Command::Resume { lib_dirs, .. }
-        | Command::Rollback { lib_dirs, .. } => lib_dirs.extend(extra),
-        _ => {}
-    }
 }
 
 pub(crate) fn write_output(path: Option<&std::path::Path>, text: &str) -> Result<()> {
@@ -347,49 +333,4 @@ pub(crate) fn write_output(path: Option<&std::path::Path>, text: &str) -> Result
         }
         None => exit::print(text),
     }
-}
-
-/// `-o FILE` must not name one of the command's inputs: writing it would destroy it.
-fn refuse_to_overwrite(out: &std::path::Path, inputs: &[(&str, &std::path::Path)]) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(o) = std::fs::metadata(out) else {
-        return Ok(()); // a new file
-    };
-    for (what, input) in inputs {
-        if let Ok(i) = std::fs::metadata(input) {
-            if (i.dev(), i.ino()) == (o.dev(), o.ino()) {
-                return Err(Error::input_with_help(
-                    format!(
-                        "refusing to write the plan to {}: it is the {what} {}",
-                        out.display(),
-                        input.display()
-                    ),
-                    "give -o another file name",
-                ));
-            }
-        }
-    }
-    // A plan is never a Rhai module (an imported library would be destroyed) nor an SQLite
-    // database (a journal: history and resume would be lost).
-    let refuse = |what: &str| {
-        Err(Error::input_with_help(
-            format!(
-                "refusing to write the plan to {}: it is {what}",
-                out.display()
-            ),
-            "give -o another file name",
-        ))
-    };
-    if out.extension().is_some_and(|e| e == "rhai") {
-        return refuse("a Rhai script (a runbook or a library module)");
-    }
-    let mut head = [0u8; 16];
-    let is_sqlite = std::fs::File::open(out)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-        .is_ok()
-        && &head == b"SQLite format 3\0";
-    if is_sqlite {
-        return refuse("an SQLite database (a fleetbook journal?)");
-    }
-    Ok(())
 }

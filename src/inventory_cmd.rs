@@ -3,8 +3,8 @@
 
 use crate::cli::VaultArgs;
 use crate::exit;
-use fleetbook_engine::inventory::{export, Inventory, LoadOptions, VaultKeys};
-use fleetbook_engine::{Error, Result};
+use fleetbook_engine::inventory::{export, Inventory, LoadOptions};
+use fleetbook_engine::Result;
 use std::path::{Path, PathBuf};
 
 pub fn run(
@@ -16,7 +16,7 @@ pub fn run(
     playbook_dir: Option<PathBuf>,
 ) -> Result<i32> {
     let opts = LoadOptions {
-        vault: vault_keys(vault)?,
+        vault: vault.keys()?,
         playbook_dir,
     };
     let inv = Inventory::load_with(path, &opts)?;
@@ -33,17 +33,6 @@ pub fn run(
 }
 
 /// The passwords of the command line, then of the environment.
-pub fn vault_keys(args: &VaultArgs) -> Result<VaultKeys> {
-    let mut keys = VaultKeys::from_env().map_err(Error::input)?;
-    for f in &args.vault_password_file {
-        keys.add_file("default", f).map_err(Error::input)?;
-    }
-    for spec in &args.vault_id {
-        keys.add_vault_id(spec).map_err(Error::input)?;
-    }
-    Ok(keys)
-}
-
 fn json(v: &serde_json::Value) -> String {
     use serde::Serialize;
     let mut out = Vec::new();

@@ -13,17 +13,6 @@ use fleetbook_engine::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub(crate) fn open(state: &StateArgs) -> Result<Arc<dyn RunStore>> {
-    let dir = state.resolve();
-    if !fleetbook_engine::store::exists(&dir) {
-        return Err(Error::input_with_help(
-            format!("no runs recorded in {}", dir.display()),
-            "runs are recorded in --state DIR or $FLEETBOOK_STATE, else in the project's state (fleetbook.toml), else in $XDG_STATE_HOME/fleetbook; `fleetbook config` shows which is in force here",
-        ));
-    }
-    state.open()
-}
-
 fn json(v: &impl serde::Serialize) -> Result<String> {
     let mut s = serde_json::to_string_pretty(v).map_err(|e| Error::Internal(e.to_string()))?;
     s.push('\n');
@@ -37,10 +26,10 @@ pub fn status(
     output: Option<&Path>,
     watch: bool,
 ) -> Result<i32> {
-    let store = open(state)?;
+    let store = state.open_recorded()?;
     if format == StatusFormat::Html {
         let view = fleetbook_engine::render::RunView::load(&*store, id)?;
-        let page = fleetbook_engine::render::report(&view, &page_options(state, false));
+        let page = fleetbook_engine::render::report(&view, &state.page_options(false));
         crate::commands::write_output(output, &page)?;
         if let Some(path) = output {
             eprintln!(
@@ -64,17 +53,6 @@ pub fn status(
     Ok(exit::OK)
 }
 
-/// How report pages name the state directory in the commands they suggest.
-pub fn page_options(state: &StateArgs, live: bool) -> fleetbook_engine::render::PageOptions {
-    let dir = state.resolve();
-    let dir = dir.canonicalize().unwrap_or(dir);
-    fleetbook_engine::render::PageOptions {
-        state_dir: Some(dir.display().to_string()),
-        live,
-        control: false,
-    }
-}
-
 pub fn runs(state: &StateArgs, format: ReportFormat) -> Result<i32> {
     // A fresh state has no store yet: that is no runs, not an error.
     let dir = state.resolve();
@@ -86,7 +64,7 @@ pub fn runs(state: &StateArgs, format: ReportFormat) -> Result<i32> {
         exit::print(&text)?;
         return Ok(exit::OK);
     }
-    let store = open(state)?;
+    let store = state.open_recorded()?;
     let runs = store.runs()?;
     let text = match format {
         ReportFormat::Json => json(&runs)?,
@@ -97,7 +75,7 @@ pub fn runs(state: &StateArgs, format: ReportFormat) -> Result<i32> {
 }
 
 pub fn abort(id: &str, now: bool, state: &StateArgs) -> Result<i32> {
-    let store = open(state)?;
+    let store = state.open_recorded()?;
     session::request_abort(&*store, id, now)?;
     eprintln!(
         "abort requested for run {id}{}",
@@ -111,14 +89,14 @@ pub fn abort(id: &str, now: bool, state: &StateArgs) -> Result<i32> {
 }
 
 pub fn approve(id: &str, gate: Option<&str>, state: &StateArgs) -> Result<i32> {
-    let store = open(state)?;
+    let store = state.open_recorded()?;
     let gate = session::give_approval(&*store, id, gate)?;
     eprintln!("approved {gate:?} for run {id}");
     Ok(exit::OK)
 }
 
 pub fn unlock(state: &StateArgs, yes: bool) -> Result<i32> {
-    let store = open(state)?;
+    let store = state.open_recorded()?;
     let dir = state.resolve();
     let dir = dir.canonicalize().unwrap_or(dir);
     let held = session::break_stale_locks(
@@ -133,7 +111,7 @@ pub fn unlock(state: &StateArgs, yes: bool) -> Result<i32> {
             eprintln!(
                 "lock broken; resume the run with: fleetbook resume {} --state {}",
                 l.run_id,
-                drive::shell_word(&dir.display().to_string())
+                crate::cli::shell_word(&dir.display().to_string())
             )
         },
     )?;
@@ -174,7 +152,7 @@ impl<'a> Given<'a> {
 /// `fleetbook run --join RUN`: another controller on a running run, with the run's own
 /// inputs (secret parameters given again).
 pub fn join_run(id: &str, script: &ScriptArgs, libs: &Libraries, args: &RunArgs) -> Result<i32> {
-    let store = open(&args.state)?;
+    let store = args.state.open_recorded()?;
     // The project file's parameter defaults are for new runs: a run keeps its own.
     let params: Vec<(String, String)> = script
         .params
@@ -193,7 +171,7 @@ pub fn join_run(id: &str, script: &ScriptArgs, libs: &Libraries, args: &RunArgs)
 }
 
 pub fn resume(id: &str, mut o: ResumeOptions, given: Given) -> Result<i32> {
-    let store = open(&given.run.state)?;
+    let store = given.run.state.open_recorded()?;
     o.shared = fleetbook_engine::store::is_etcd(&given.run.state.resolve());
     let say = |line: &str| eprintln!("{line}");
     let prepared = session::resume(&*store, id, &given.inputs(), o, &say)?;
@@ -208,7 +186,7 @@ pub fn rollback(
     unknown: session::Unknown,
     given: Given,
 ) -> Result<i32> {
-    let store = open(&given.run.state)?;
+    let store = given.run.state.open_recorded()?;
     let prepared = session::rollback(&*store, id, &given.inputs(), limit, unknown)?;
     given.drive(store, prepared)
 }

@@ -129,3 +129,20 @@ pub fn fill(command: &mut Command, project: Option<&Project>) -> Vec<String> {
     }
     notes
 }
+
+/// `$FLEETBOOK_PATH` after the `--lib` directories (and the project's `lib`).
+pub fn add_path_dirs(command: &mut Command) {
+    let extra = fleetbook_engine::project::path_dirs();
+    if extra.is_empty() {
+        return;
+    }
+    match command {
+        Command::Check { script, .. }
+        | Command::Plan { script, .. }
+        | Command::Run { script, .. } => script.lib_dirs.extend(extra),
+        Command::Apply { lib_dirs, .. }
+        | Command::Resume { lib_dirs, .. }
+        | Command::Rollback { lib_dirs, .. } => lib_dirs.extend(extra),
+        _ => {}
+    }
+}

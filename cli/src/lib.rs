@@ -11,7 +11,9 @@ pub mod color;
 pub mod complete;
 mod fill;
 pub mod man;
+mod settings;
 pub mod status;
 
 pub use args::*;
-pub use fill::{fill, find_project};
+pub use fill::{add_path_dirs, fill, find_project};
+pub use settings::{refuse_to_overwrite, shell_word};

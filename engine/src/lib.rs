@@ -1,6 +1,7 @@
 //! fleetbook's engine: inventories, the runbook compiler (Rhai -> model -> DAG), the planner
 //! and schedule simulator, and the plan renderers. No terminal code, no command-line parsing.
 
+pub mod adhoc;
 #[cfg(test)]
 mod agreement_tests;
 pub(crate) mod ahead;

@@ -6,6 +6,8 @@
 //!   terminal, a line per transition elsewhere, `--events jsonl`);
 //! - [`recap`]: the table per role and the line per host when a run ends;
 //! - [`status`]: `fleetbook status RUN --watch`, the board read from the store;
+//! - [`summary`]: what is said before a run (the question, a rollback's undo steps) and
+//!   after one that did not end well (how to see and continue it);
 //! - [`web`]: `fleetbook watch`, the engine's run report served as a live page.
 //!
 //! Views only read: through the store and the engine's `session` calls (`web`'s approvals
@@ -25,6 +27,7 @@ pub mod board;
 pub mod progress;
 pub mod recap;
 pub mod status;
+pub mod summary;
 pub mod web;
 
 /// Writes text to standard output the way the binary does (a closed pipe ends the command

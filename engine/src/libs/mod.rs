@@ -11,10 +11,12 @@
 
 pub mod confine;
 pub mod git;
+pub mod listing;
 pub mod lock;
 pub mod manifest;
 pub mod resolver;
 pub mod tree;
+pub mod vendor;
 
 pub use manifest::{DepSpec, Manifest};
 pub use tree::{resolve, Mode, ProjectDeps, Resolved};

@@ -84,6 +84,22 @@ impl<'g> Dispatcher<'g> {
         Dispatcher::new(graph, done, always, true)
     }
 
+    /// The dispatcher of a run's rest, as the plan would lay it out (for its end time):
+    /// `done` tasks are over, `in_flight` hosts hold their slots already (they started, and
+    /// a lock-step batch they belong to takes no more hosts), `finally` in its place.
+    pub fn replay(graph: &'g Graph, done: &[bool], in_flight: &[usize]) -> Dispatcher<'g> {
+        let n = graph.tasks.len();
+        let mut d = Dispatcher::new(graph, done, vec![false; n], false);
+        for &h in in_flight {
+            if !d.open[h] {
+                d.slots.start(&d.keys[h]);
+                d.open[h] = true;
+            }
+        }
+        d.slots.end_pass();
+        d
+    }
+
     fn new(graph: &'g Graph, done: &[bool], always: Vec<bool>, defer: bool) -> Dispatcher<'g> {
         let n = graph.tasks.len();
         let (dependents, mut waiting) = graph.dependents();
@@ -104,7 +120,8 @@ impl<'g> Dispatcher<'g> {
             }
         }
         for t in 0..n {
-            if graph.tasks[t].kind == TaskKind::Finally {
+            // A resumed run runs its `finally` steps again; a replay keeps what happened.
+            if defer && graph.tasks[t].kind == TaskKind::Finally {
                 finished[t] = false;
             }
             if finished[t] {

@@ -118,10 +118,11 @@ impl View {
         let Some(h) = e.host.as_deref().and_then(|h| self.hosts.get_mut(h)) else {
             return;
         };
+        let at = e.at.as_secs_f64();
         match e.state {
             State::Running | State::RollingBack => {
                 h.current = e.step.clone().map(|s| (s, Instant::now()));
-                h.span = Some(h.span.map_or((e.at, e.at), |(a, b)| (a, b.max(e.at))));
+                h.span = Some(h.span.map_or((at, at), |(a, b)| (a, b.max(at))));
             }
             State::Ok | State::Skipped | State::NotRun | State::RolledBack => {
                 h.left = h.left.saturating_sub(1);
@@ -129,14 +130,14 @@ impl View {
                     h.current = None;
                 }
                 if let Some(span) = &mut h.span {
-                    span.1 = span.1.max(e.at);
+                    span.1 = span.1.max(at);
                 }
             }
             State::Failed | State::Unreachable | State::UndoFailed => {
                 h.failed = true;
                 h.current = None;
                 if let Some(span) = &mut h.span {
-                    span.1 = span.1.max(e.at);
+                    span.1 = span.1.max(at);
                 }
             }
             State::Retrying | State::WaitingApproval => {}
@@ -406,7 +407,8 @@ fn transition(e: &Event) -> String {
     } else {
         String::new()
     };
-    format!("[{:>7.1}s] {what} {step} {state}{attempt}{msg}", e.at)
+    let at = e.at.as_secs_f64();
+    format!("[{at:>7.1}s] {what} {step} {state}{attempt}{msg}")
 }
 
 /// How a host ended, for the recap's table: each host counts in one column.
@@ -539,7 +541,7 @@ pub fn recap(
         }
     }
     let status = outcome.status.as_str();
-    let mut end = format!("run {status} in {:.1}s", outcome.elapsed);
+    let mut end = format!("run {status} in {:.1}s", outcome.elapsed.as_secs_f64());
     if let Some(r) = &outcome.reason {
         end.push_str(&format!(": {r}"));
     }
@@ -590,7 +592,7 @@ mod tests {
                 host("w3", 0, 0, 2, false),
                 host("w4", 2, 0, 0, true),
             ],
-            elapsed: 90.0,
+            elapsed: std::time::Duration::from_secs(90),
         };
         let spans: HashMap<String, (f64, f64)> = [("w1", (1.0, 30.0)), ("w4", (2.0, 75.0))]
             .into_iter()

@@ -8,11 +8,13 @@
 //! are over, hosts that started keep their slots, running tasks end at their planned time,
 //! or now if that has passed; a waiting approval is taken as given now.
 
+use crate::clock::At;
 use crate::compile::{Graph, PlanHost, Role, Rules, Task};
 use crate::journal::TaskRow;
 use crate::plan::Plan;
 use crate::schedule::{self, Progress};
 use std::collections::HashMap;
+use std::time::Duration;
 
 fn is_over(state: &str) -> bool {
     !matches!(
@@ -25,17 +27,17 @@ fn is_running(state: &str) -> bool {
     matches!(state, "running" | "retrying" | "rolling_back")
 }
 
-/// Seconds from `elapsed` (since the run started) until the last task ends; `None` when the
-/// plan and the stored tasks do not match (a run recorded with another plan).
-pub fn remaining(plan: &Plan, rows: &[TaskRow], run_started: f64, elapsed: f64) -> Option<f64> {
+/// The time from `now` until the last task ends; `None` when the plan and the stored tasks
+/// do not match (a run recorded with another plan).
+pub fn remaining(plan: &Plan, rows: &[TaskRow], now: At) -> Option<Duration> {
     let graph = graph_of(plan)?;
-    let progress = progress(&graph, rows, run_started, elapsed)?;
+    let progress = progress(&graph, rows, now)?;
     let rest = schedule::simulate_rest(&graph, &progress).ok()?;
-    Some(rest.duration as f64)
+    Some(Duration::from_secs(rest.duration))
 }
 
 /// What the stored rows say has happened, task by task of the rebuilt graph.
-fn progress(graph: &Graph, rows: &[TaskRow], run_started: f64, elapsed: f64) -> Option<Progress> {
+fn progress(graph: &Graph, rows: &[TaskRow], now: At) -> Option<Progress> {
     let by_id: HashMap<&str, &TaskRow> = rows.iter().map(|r| (r.task_id.as_str(), r)).collect();
     let mut p = Progress {
         done: vec![false; graph.tasks.len()],
@@ -48,9 +50,11 @@ fn progress(graph: &Graph, rows: &[TaskRow], run_started: f64, elapsed: f64) -> 
             p.done[t] = true;
             started[t] = true;
         } else if is_running(&row.state) {
-            let since = row.started_at.map_or(elapsed, |s| s - run_started);
-            let left = (since + task.duration as f64 - elapsed).max(0.0);
-            p.running.push((t, left.ceil() as u64));
+            // Past its planned time it is taken to end now.
+            let ran = row.started_at.map_or(Duration::ZERO, |s| now.since(s));
+            let left = Duration::from_secs(task.duration).saturating_sub(ran);
+            p.running
+                .push((t, left.as_secs() + u64::from(left.subsec_nanos() > 0)));
             started[t] = true;
         }
     }
@@ -151,7 +155,11 @@ fn roles_of(plan: &Plan, hosts: &[PlanHost], role_ix: &HashMap<String, usize>) -
         .map(|r| Role {
             name: r.name.clone(),
             hosts: Vec::new(),
-            after: r.after.iter().filter_map(|a| role_ix.get(a).copied()).collect(),
+            after: r
+                .after
+                .iter()
+                .filter_map(|a| role_ix.get(a).copied())
+                .collect(),
             limit: r.limit,
             limit_decl: None,
             max_failures: r.max_failures,
@@ -180,7 +188,10 @@ fn rules_of(plan: &Plan) -> Rules {
             .map(|b| (b.var.clone(), b.max))
             .collect(),
         batches: plan.limits.batches,
-        throttle: steps.iter().map(|s| s.throttle.map(|n| n as usize)).collect(),
+        throttle: steps
+            .iter()
+            .map(|s| s.throttle.map(|n| n as usize))
+            .collect(),
         soak: vec![None; steps.len()],
         deadline: None,
         max_failures_total: plan.limits.max_failures_total,
@@ -191,6 +202,14 @@ fn rules_of(plan: &Plan) -> Rules {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    fn unix(secs: f64) -> At {
+        At::from_unix(secs).unwrap()
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
 
     /// Three web hosts, one at a time, one step of a minute each: planned 3 minutes.
     fn planned() -> Plan {
@@ -234,8 +253,8 @@ mod tests {
                     role: t.role.as_deref().map(str::to_string),
                     state: s.map_or("pending", |s| s.1).into(),
                     attempt: 1,
-                    started_at: s.and_then(|s| s.2),
-                    ended_at: s.and_then(|s| s.3),
+                    started_at: s.and_then(|s| s.2).map(unix),
+                    ended_at: s.and_then(|s| s.3).map(unix),
                     message: None,
                 }
             })
@@ -247,18 +266,21 @@ mod tests {
         let plan = planned();
         assert_eq!(plan.duration, 180);
         let at = 1000.0;
-        assert_eq!(remaining(&plan, &rows(&plan, &[]), at, 0.0), Some(180.0));
+        assert_eq!(
+            remaining(&plan, &rows(&plan, &[]), unix(at)),
+            Some(secs(180))
+        );
         // The first host was quick: two hosts of a minute are left.
         let quick = rows(&plan, &[("host:w1:a", "ok", Some(at), Some(at + 10.0))]);
-        assert_eq!(remaining(&plan, &quick, at, 10.0), Some(120.0));
+        assert_eq!(remaining(&plan, &quick, unix(at + 10.0)), Some(secs(120)));
         // The first host overran its estimate: it is taken to end now, the others after it.
         let slow = rows(&plan, &[("host:w1:a", "running", Some(at), None)]);
-        assert_eq!(remaining(&plan, &slow, at, 100.0), Some(120.0));
+        assert_eq!(remaining(&plan, &slow, unix(at + 100.0)), Some(secs(120)));
         // The limit holds: with w1 running, w2 waits for it.
         let early = rows(&plan, &[("host:w1:a", "running", Some(at), None)]);
-        assert_eq!(remaining(&plan, &early, at, 30.0), Some(150.0));
+        assert_eq!(remaining(&plan, &early, unix(at + 30.0)), Some(secs(150)));
         // Rows of another plan: no estimate.
-        assert_eq!(remaining(&plan, &[], at, 0.0), None);
+        assert_eq!(remaining(&plan, &[], unix(at)), None);
     }
 
     /// The old estimate replayed only role limits and the fleet total, in a rolling window:
@@ -272,12 +294,15 @@ mod tests {
             "[web]\nw1 rack=a\nw2 rack=a\nw3 rack=b\n",
         );
         assert_eq!(racks.duration, 120);
-        assert_eq!(remaining(&racks, &rows(&racks, &[]), 0.0, 0.0), Some(120.0));
+        assert_eq!(
+            remaining(&racks, &rows(&racks, &[]), unix(0.0)),
+            Some(secs(120))
+        );
         // One host in the step at once.
         let throttled = planned_with("", ".throttle(1)", "[web]\nw1\nw2\nw3\n");
         assert_eq!(throttled.duration, 180);
         let w1_done = rows(&throttled, &[("host:w1:a", "ok", Some(0.0), Some(60.0))]);
-        assert_eq!(remaining(&throttled, &w1_done, 0.0, 60.0), Some(120.0));
+        assert_eq!(remaining(&throttled, &w1_done, unix(60.0)), Some(secs(120)));
         // Lock-step batches of two: w1 ended early, w3 still waits for w2, its batch.
         let batches = planned_with(
             "rb.limit(\"web\", 2);\nrb.batches(true);",
@@ -292,6 +317,6 @@ mod tests {
                 ("host:w2:a", "running", Some(0.0), None),
             ],
         );
-        assert_eq!(remaining(&batches, &w1_quick, 0.0, 10.0), Some(110.0));
+        assert_eq!(remaining(&batches, &w1_quick, unix(10.0)), Some(secs(110)));
     }
 }

@@ -1,6 +1,7 @@
 //! The JSON documents stored under the keys of [`super::keys`]. Field names are part of
 //! the documented layout (docs/etcd.md): add fields, never rename them.
 
+use crate::clock::At;
 use crate::exec::{Event, State};
 use crate::journal::{LockInfo, RunRecord, TaskRow};
 use crate::store::RunState;
@@ -22,8 +23,8 @@ pub struct RunDoc {
     pub user: String,
     pub controller: String,
     pub pid: i64,
-    pub started_at: f64,
-    pub ended_at: Option<f64>,
+    pub started_at: At,
+    pub ended_at: Option<At>,
     pub state: String,
     pub reason: Option<String>,
     pub lib_digest: Option<String>,
@@ -105,8 +106,8 @@ pub struct TaskDoc {
     pub role: Option<String>,
     pub state: String,
     pub attempt: i64,
-    pub started_at: Option<f64>,
-    pub ended_at: Option<f64>,
+    pub started_at: Option<At>,
+    pub ended_at: Option<At>,
     pub message: Option<String>,
 }
 
@@ -143,7 +144,7 @@ impl TaskDoc {
     }
 
     /// One transition at `at`, as the SQLite journal records it.
-    pub fn apply(&mut self, e: &Event, at: f64) {
+    pub fn apply(&mut self, e: &Event, at: At) {
         self.state = e.state.as_str().to_string();
         self.message = e.message.clone();
         match e.state {
@@ -177,7 +178,7 @@ pub struct HostDoc {
     #[serde(default)]
     pub controller: Option<String>,
     #[serde(default)]
-    pub at: Option<f64>,
+    pub at: Option<At>,
     /// The last value of the host's `version` fact.
     #[serde(default)]
     pub version: Option<String>,
@@ -202,7 +203,7 @@ impl HostDoc {
         }
     }
 
-    pub fn apply(&mut self, e: &Event, at: f64) {
+    pub fn apply(&mut self, e: &Event, at: At) {
         self.state = e.state.as_str().to_string();
         self.task = Some(e.task.clone());
         self.controller = Some(controller_name());
@@ -227,7 +228,7 @@ pub struct LockDoc {
     pub pid: i64,
     pub user: String,
     pub controller: String,
-    pub since: f64,
+    pub since: At,
     /// The lease the key lives under (hex in `controllers/` keys).
     pub lease: i64,
 }

@@ -245,3 +245,29 @@ impl LockDoc {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records as fleetbook wrote them before times were typed (Unix seconds, a float or a
+    /// whole number) read as they are, and are written back the same.
+    #[test]
+    fn records_of_older_versions_read_and_write_the_same() {
+        let run = r#"{"id":"r1","runbook":"rb","runbook_path":"rb.rhai","runbook_digest":"d","inventory_path":"hosts","inventory_digest":"d","params":{},"limit_pattern":null,"user":"ops","controller":"c","pid":7,"started_at":1795302516.25,"ended_at":1795302600,"state":"succeeded","reason":null,"lib_digest":null}"#;
+        let doc: RunDoc = serde_json::from_str(run).unwrap();
+        assert_eq!(doc.started_at.to_string(), "2026-11-21 23:08:36Z");
+        assert_eq!(doc.ended_at.map(At::unix), Some(1_795_302_600.0));
+        let back = serde_json::to_value(&doc).unwrap();
+        assert_eq!(back["started_at"], serde_json::json!(1_795_302_516.25));
+        let task = r#"{"seq":0,"task_id":"host:w1:s","kind":"host","host":"w1","step":"s","role":"web","state":"ok","attempt":1,"started_at":101.5,"ended_at":null,"message":null}"#;
+        let doc: TaskDoc = serde_json::from_str(task).unwrap();
+        assert_eq!(doc.started_at.map(At::unix), Some(101.5));
+        let lock = r#"{"run_id":"r1","pid":7,"user":"ops","controller":"c","since":100,"lease":1}"#;
+        let doc: LockDoc = serde_json::from_str(lock).unwrap();
+        assert_eq!(doc.info("f").since.unix(), 100.0);
+        let host = r#"{"roles":["web"],"state":"ok","at":102.0}"#;
+        let doc: HostDoc = serde_json::from_str(host).unwrap();
+        assert_eq!(doc.at.map(At::unix), Some(102.0));
+    }
+}

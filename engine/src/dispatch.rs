@@ -8,7 +8,8 @@
 //! stop, what a resumed run starts again, which hosts a rollback covers.
 //!
 //! Two thin drivers: the schedule simulator (`schedule.rs`) with virtual time and each task
-//! taking its estimate, the executor (`exec.rs`) with threads and a fleet-wide ledger. A
+//! taking its estimate (the whole plan, or the rest of a running run for its ETA:
+//! [`Dispatcher::replay`]), the executor (`exec.rs`) with threads and a fleet-wide ledger. A
 //! pass is `place_ready`, then `next_host`/`open_host` until no host may start, then
 //! `enter_steps`, then `end_pass`; between passes, `finish` the tasks that ended.
 

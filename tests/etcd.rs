@@ -64,7 +64,7 @@ fn hosts_done(l: &Local) -> Vec<String> {
 }
 
 fn now() -> f64 {
-    fleetbook_engine::journal::now()
+    fleetbook_engine::clock::At::now().unix()
 }
 
 /// `fleetbook CMD` on `l`'s inventory with its state in `etcd` under `prefix`, run in

@@ -8,7 +8,8 @@
 //! stop, what a resumed run starts again, which hosts a rollback covers.
 //!
 //! Two thin drivers: the schedule simulator (`schedule.rs`) with virtual time and each task
-//! taking its estimate, the executor (`exec.rs`) with threads and a fleet-wide ledger. A
+//! taking its estimate (the whole plan, or the rest of a running run for its ETA:
+//! [`Dispatcher::replay`]), the executor (`exec.rs`) with threads and a fleet-wide ledger. A
 //! pass is `place_ready`, then `next_host`/`open_host` until no host may start, then
 //! `enter_steps`, then `end_pass`; between passes, `finish` the tasks that ended.
 
@@ -84,6 +85,22 @@ impl<'g> Dispatcher<'g> {
         Dispatcher::new(graph, done, always, true)
     }
 
+    /// The dispatcher of a run's rest, as the plan would lay it out (for its end time):
+    /// `done` tasks are over, `in_flight` hosts hold their slots already (they started, and
+    /// a lock-step batch they belong to takes no more hosts), `finally` in its place.
+    pub fn replay(graph: &'g Graph, done: &[bool], in_flight: &[usize]) -> Dispatcher<'g> {
+        let n = graph.tasks.len();
+        let mut d = Dispatcher::new(graph, done, vec![false; n], false);
+        for &h in in_flight {
+            if !d.open[h] {
+                d.slots.start(&d.keys[h]);
+                d.open[h] = true;
+            }
+        }
+        d.slots.end_pass();
+        d
+    }
+
     fn new(graph: &'g Graph, done: &[bool], always: Vec<bool>, defer: bool) -> Dispatcher<'g> {
         let n = graph.tasks.len();
         let (dependents, mut waiting) = graph.dependents();
@@ -104,7 +121,8 @@ impl<'g> Dispatcher<'g> {
             }
         }
         for t in 0..n {
-            if graph.tasks[t].kind == TaskKind::Finally {
+            // A resumed run runs its `finally` steps again; a replay keeps what happened.
+            if defer && graph.tasks[t].kind == TaskKind::Finally {
                 finished[t] = false;
             }
             if finished[t] {

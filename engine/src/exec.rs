@@ -89,8 +89,9 @@ impl RunStatus {
 /// One task transition, as `--events jsonl` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
-    /// Seconds since the run started.
-    pub at: f64,
+    /// Time since the run started (seconds in `--events jsonl`).
+    #[serde(with = "crate::clock::secs")]
+    pub at: std::time::Duration,
     pub task: String,
     pub kind: TaskKind,
     pub host: Option<String>,
@@ -135,7 +136,8 @@ pub struct RunOutcome {
     pub status: RunStatus,
     pub reason: Option<String>,
     pub hosts: Vec<HostRecap>,
-    pub elapsed: f64,
+    #[serde(with = "crate::clock::secs")]
+    pub elapsed: std::time::Duration,
 }
 
 pub struct ExecOptions<'a> {
@@ -290,7 +292,7 @@ impl Runner<'_> {
         }
         let rb = &self.script.runbook;
         let e = Event {
-            at: self.start.elapsed().as_secs_f64(),
+            at: self.start.elapsed(),
             task: self.secrets.redacted(&task.id),
             kind: task.kind,
             host: task.host.map(|h| self.graph.hosts[h].name.clone()),
@@ -607,7 +609,7 @@ pub fn execute(planned: &Planned, opts: ExecOptions) -> RunOutcome {
         None => std::thread::scope(|scope| schedule(&runner, scope)),
     };
     opts.transport.shutdown();
-    tracing::info!(status = ?outcome.status, reason = outcome.reason.as_deref().unwrap_or(""), elapsed = outcome.elapsed, "run ends");
+    tracing::info!(status = ?outcome.status, reason = outcome.reason.as_deref().unwrap_or(""), elapsed = outcome.elapsed.as_secs_f64(), "run ends");
     outcome
 }
 
@@ -680,7 +682,7 @@ fn undo_tasks(r: &Runner, order: &[usize]) -> RunOutcome {
         status,
         reason: reason.map(|m| r.secrets.redacted(&m)),
         hosts: recap,
-        elapsed: r.start.elapsed().as_secs_f64(),
+        elapsed: r.start.elapsed(),
     }
 }
 
@@ -1185,7 +1187,7 @@ fn outcome(r: &Runner, hosts: Vec<HostRecap>, halted: Option<String>) -> RunOutc
             halted.map(|m| r.secrets.redacted(&m))
         },
         hosts,
-        elapsed: r.start.elapsed().as_secs_f64(),
+        elapsed: r.start.elapsed(),
     }
 }
 

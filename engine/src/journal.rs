@@ -16,6 +16,7 @@
 //! A journal that is not a fleetbook journal, is corrupted or has a newer schema is an error
 //! and is never touched. Schema: see `docs/journal.md`; bump [`SCHEMA_VERSION`] on change.
 
+use crate::clock::At;
 use crate::error::{Error, Result};
 use crate::exec::{Event, State};
 use crate::store::{RunState, RunStore};
@@ -24,7 +25,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 pub const SCHEMA_VERSION: i32 = 4;
 pub const FILE: &str = "journal.sqlite";
@@ -169,23 +170,6 @@ pub fn secret_digest(run: &str, name: &str, value: &str) -> String {
     crate::plan::digest(format!("fleetbook-secret\0{run}\0{name}\0{value}").as_bytes())
 }
 
-pub fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs_f64()
-}
-
-/// `2026-11-21 23:08:36Z` for a Unix time (the `time` crate's calendar).
-pub fn format_time(t: f64) -> String {
-    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
-        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
-    time::OffsetDateTime::from_unix_timestamp(t as i64)
-        .ok()
-        .and_then(|d| d.format(FORMAT).ok())
-        .unwrap_or_else(|| format!("@{t}"))
-}
-
 /// The name of the user this process runs as, from the password database (`$USER` can be
 /// unset or wrong, as under cron or `env -i`).
 pub fn user() -> String {
@@ -241,8 +225,8 @@ pub struct RunRecord {
     pub user: String,
     pub controller: String,
     pub pid: i64,
-    pub started_at: f64,
-    pub ended_at: Option<f64>,
+    pub started_at: At,
+    pub ended_at: Option<At>,
     /// A `running` run whose process is gone reads `crashed`.
     pub state: RunState,
     pub reason: Option<String>,
@@ -264,8 +248,8 @@ pub struct TaskRow {
     pub role: Option<String>,
     pub state: String,
     pub attempt: i64,
-    pub started_at: Option<f64>,
-    pub ended_at: Option<f64>,
+    pub started_at: Option<At>,
+    pub ended_at: Option<At>,
     pub message: Option<String>,
 }
 
@@ -282,10 +266,9 @@ pub struct CommandRecord {
     /// `None` when it could not run or ran out of time; `error` says why.
     pub exit_code: Option<i64>,
     pub error: Option<String>,
-    /// Unix time.
-    pub started_at: f64,
-    /// Seconds.
-    pub duration: f64,
+    pub started_at: At,
+    #[serde(with = "crate::clock::secs")]
+    pub duration: Duration,
     /// The end of stdout and stderr, redacted, at most [`OUTPUT_TAIL`] bytes.
     pub output_tail: String,
     /// The whole output's size: more than the tail means it was cut.
@@ -300,12 +283,12 @@ pub const OUTPUT_TAIL: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
-    Approve { gate: String, by: String, at: f64 },
-    Abort { now: bool, by: String, at: f64 },
+    Approve { gate: String, by: String, at: At },
+    Abort { now: bool, by: String, at: At },
 }
 
 impl Action {
-    pub fn at(&self) -> f64 {
+    pub fn at(&self) -> At {
         match self {
             Action::Approve { at, .. } | Action::Abort { at, .. } => *at,
         }
@@ -319,7 +302,7 @@ pub struct LockInfo {
     pub pid: i64,
     pub user: String,
     pub controller: String,
-    pub since: f64,
+    pub since: At,
 }
 
 impl LockInfo {
@@ -340,7 +323,7 @@ impl LockInfo {
             } else {
                 ""
             },
-            format_time(self.since)
+            self.since
         )
     }
 }
@@ -387,7 +370,7 @@ impl Queue {
 enum Queued {
     Transition {
         run: String,
-        at: f64,
+        at: At,
         task: String,
         state: State,
         attempt: u32,
@@ -419,7 +402,7 @@ impl Queued {
 fn write_transition(
     tx: &rusqlite::Transaction,
     run: &str,
-    at: f64,
+    at: At,
     task: &str,
     state: State,
     attempt: u32,
@@ -458,7 +441,7 @@ fn write_command(
         cmd.exit_code,
         cmd.error,
         cmd.started_at,
-        cmd.duration,
+        cmd.duration.as_secs_f64(),
         cmd.output_tail,
         cmd.output_bytes
     ])?;
@@ -718,7 +701,7 @@ impl Journal {
 
     /// Queues one transition: durable at the next [`Journal::flush`] or any other call (or
     /// as soon as the flusher commits it). `Err`: an earlier commit failed.
-    pub fn record_queued(&self, run: &str, e: &Event, started: f64) -> Result<()> {
+    pub fn record_queued(&self, run: &str, e: &Event, started: At) -> Result<()> {
         self.queue(transition(run, e, started))
     }
 
@@ -804,7 +787,7 @@ impl Journal {
     }
 
     /// Records one transition, durably, before returning.
-    pub fn record(&self, run: &str, e: &Event, started: f64) -> Result<()> {
+    pub fn record(&self, run: &str, e: &Event, started: At) -> Result<()> {
         let w = transition(run, e, started);
         self.with(|c| commit(c, std::slice::from_ref(&w)))
     }
@@ -843,7 +826,7 @@ impl Journal {
             let tx = c.transaction()?;
             tx.execute(
                 "UPDATE runs SET state = ?2, reason = ?3, ended_at = CASE WHEN ?4 THEN ?5 ELSE NULL END, pid = CASE WHEN ?4 THEN pid ELSE ?6 END, abort_requested = 0, abort_now = 0 WHERE id = ?1",
-                params![run, state, reason, ended, now(), std::process::id() as i64],
+                params![run, state, reason, ended, At::now(), std::process::id() as i64],
             )?;
             if ended {
                 // Barriers run nothing and report no transition: one is passed when every
@@ -852,7 +835,7 @@ impl Journal {
                     "UPDATE tasks SET state = 'ok', ended_at = ?2 WHERE run_id = ?1 AND kind IN ('role_done', 'canary_done') AND state = 'pending'
                      AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.run_id = tasks.run_id AND o.role IS tasks.role
                                      AND o.kind NOT IN ('role_done', 'canary_done') AND o.state NOT IN ('ok', 'skipped'))",
-                    params![run, now()],
+                    params![run, At::now()],
                 )?;
             }
             tx.commit()
@@ -1002,7 +985,7 @@ impl Journal {
             )?;
             tx.execute(
                 "INSERT INTO aborts (run_id, now, requested_by, at) VALUES (?1, ?2, ?3, ?4)",
-                params![run, now, user(), crate::journal::now()],
+                params![run, now, user(), At::now()],
             )?;
             tx.commit()
         })
@@ -1049,7 +1032,7 @@ impl Journal {
                     exit_code: r.get(4)?,
                     error: r.get(5)?,
                     started_at: r.get(6)?,
-                    duration: r.get(7)?,
+                    duration: crate::clock::span(r.get(7)?),
                     output_tail: r.get(8)?,
                     output_bytes: r.get(9)?,
                 })
@@ -1083,7 +1066,7 @@ impl Journal {
                 .collect::<rusqlite::Result<_>>()?;
             Ok(approvals.into_iter().chain(aborts).collect::<Vec<_>>())
         })?;
-        all.sort_by(|a, b| a.at().total_cmp(&b.at()));
+        all.sort_by_key(Action::at);
         Ok(all)
     }
 
@@ -1102,7 +1085,7 @@ impl Journal {
         self.with(|c| {
             c.execute(
                 "INSERT OR REPLACE INTO approvals (run_id, gate, approved_by, at) VALUES (?1, ?2, ?3, ?4)",
-                params![run, gate, user(), now()],
+                params![run, gate, user(), At::now()],
             )
             .map(|_| ())
         })
@@ -1135,7 +1118,7 @@ impl Journal {
             if take {
                 tx.execute(
                     "INSERT OR REPLACE INTO locks (fleet, run_id, pid, user, controller, since) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![fleet, run, std::process::id() as i64, user(), controller(), now()],
+                    params![fleet, run, std::process::id() as i64, user(), controller(), At::now()],
                 )?;
             }
             tx.commit()?;
@@ -1182,10 +1165,10 @@ impl Journal {
 }
 
 /// A transition as it is queued.
-fn transition(run: &str, e: &Event, started: f64) -> Queued {
+fn transition(run: &str, e: &Event, started: At) -> Queued {
     Queued::Transition {
         run: run.to_string(),
-        at: started + e.at,
+        at: started.after(e.at),
         task: e.task.clone(),
         state: e.state,
         attempt: e.attempt,
@@ -1240,10 +1223,10 @@ impl RunStore for Journal {
     fn add_missing_tasks(&self, run: &str, tasks: &[TaskRow]) -> Result<()> {
         Journal::add_missing_tasks(self, run, tasks)
     }
-    fn record(&self, run: &str, e: &Event, started: f64) -> Result<()> {
+    fn record(&self, run: &str, e: &Event, started: At) -> Result<()> {
         Journal::record(self, run, e, started)
     }
-    fn record_queued(&self, run: &str, e: &Event, started: f64) -> Result<()> {
+    fn record_queued(&self, run: &str, e: &Event, started: At) -> Result<()> {
         Journal::record_queued(self, run, e, started)
     }
     fn record_command_queued(&self, run: &str, c: &CommandRecord) -> Result<()> {
@@ -1323,10 +1306,8 @@ pub fn new_run_id() -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn times_format_as_utc() {
-        assert_eq!(format_time(0.0), "1970-01-01 00:00:00Z");
-        assert_eq!(format_time(1_795_302_516.0), "2026-11-21 23:08:36Z");
+    fn at(secs: f64) -> At {
+        At::from_unix(secs).unwrap()
     }
 
     #[test]
@@ -1391,7 +1372,7 @@ mod tests {
             [Action::Approve {
                 gate: "go".into(),
                 by: "alice".into(),
-                at: 5.0
+                at: at(5.0)
             }]
         );
         j.request_abort("r1", false).unwrap();
@@ -1490,7 +1471,7 @@ mod tests {
                 )
                 .unwrap()
         };
-        j.record_queued("r1", &test_event(State::Running), 100.0)
+        j.record_queued("r1", &test_event(State::Running), at(100.0))
             .unwrap();
         j.flush().unwrap();
         assert_eq!(state(), "running");
@@ -1504,19 +1485,19 @@ mod tests {
             command: "true".into(),
             exit_code: Some(0),
             error: None,
-            started_at: 101.0,
-            duration: 0.1,
+            started_at: at(101.0),
+            duration: Duration::from_millis(100),
             output_tail: String::new(),
             output_bytes: 0,
         };
         j.record_command_queued("r1", &cmd).unwrap();
         // Refused already if the flusher tried the commit first.
-        let _ = j.record_queued("r1", &test_event(State::Ok), 100.0);
+        let _ = j.record_queued("r1", &test_event(State::Ok), at(100.0));
         let e = j.flush().unwrap_err().to_string();
         assert!(e.contains("no such table: commands"), "{e}");
         assert_eq!(state(), "running", "all of a commit or none of it");
         let e = j
-            .record_queued("r1", &test_event(State::Ok), 100.0)
+            .record_queued("r1", &test_event(State::Ok), at(100.0))
             .unwrap_err()
             .to_string();
         assert!(e.contains("no such table: commands"), "{e}");
@@ -1537,7 +1518,7 @@ mod tests {
             user: "ops".into(),
             controller: controller(),
             pid: std::process::id() as i64,
-            started_at: 100.0,
+            started_at: at(100.0),
             ended_at: None,
             state: RunState::Running,
             reason: None,
@@ -1564,7 +1545,7 @@ mod tests {
 
     fn test_event(state: State) -> Event {
         Event {
-            at: 1.0,
+            at: Duration::from_secs(1),
             task: "host:w1:s".into(),
             kind: crate::compile::TaskKind::Host,
             host: Some("w1".into()),

@@ -6,6 +6,7 @@ pub mod adhoc;
 mod agreement_tests;
 pub(crate) mod ahead;
 pub(crate) mod api;
+pub mod clock;
 pub mod compile;
 pub(crate) mod dispatch;
 pub mod error;

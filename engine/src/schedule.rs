@@ -24,16 +24,50 @@ pub struct Schedule {
 
 /// Simulates the run. `skipped[t]` tasks (a `.when` that said no) take no time.
 pub fn simulate(graph: &Graph, skipped: &[bool]) -> Result<Schedule> {
+    let take = |t| duration(graph, skipped, t);
+    lay_out(graph, Dispatcher::plan(graph), 0, &take)
+}
+
+/// What already happened in a run, for [`simulate_rest`].
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Per task: it is over (done, failed, skipped...).
+    pub done: Vec<bool>,
+    /// Tasks running now, with the seconds each has left.
+    pub running: Vec<(usize, u64)>,
+    /// Hosts that started and are not done: they hold their slots now.
+    pub in_flight: Vec<usize>,
+}
+
+/// The rest of a run simulated from now (time 0) under every limit, as [`simulate`] lays
+/// out the whole: running tasks take the time they have left, the others their estimate.
+pub fn simulate_rest(graph: &Graph, progress: &Progress) -> Result<Schedule> {
+    let dispatch = Dispatcher::replay(graph, &progress.done, &progress.in_flight);
+    let mut left = vec![None; graph.tasks.len()];
+    for &(t, secs) in &progress.running {
+        left[t] = Some(secs);
+    }
+    let take = |t: usize| left[t].unwrap_or_else(|| duration(graph, &[], t));
+    let done = progress.done.iter().filter(|&&d| d).count();
+    lay_out(graph, dispatch, done, &take)
+}
+
+/// Drives `dispatch` in virtual time, each task taking `take(t)` seconds; `done` tasks are
+/// over before it starts.
+fn lay_out(
+    graph: &Graph,
+    mut dispatch: Dispatcher,
+    mut done: usize,
+    take: &dyn Fn(usize) -> u64,
+) -> Result<Schedule> {
     let n = graph.tasks.len();
-    let mut dispatch = Dispatcher::plan(graph);
     let mut out = vec![Slot::default(); n];
-    let mut done = 0usize;
     let mut events: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
     let mut now = 0u64;
     loop {
         for t in pass(&mut dispatch, &mut out, &mut done, now) {
             out[t].start = now;
-            events.push(Reverse((now + duration(graph, skipped, t), t)));
+            events.push(Reverse((now + take(t), t)));
         }
         // Advance to the next completion time and finish everything that ends then.
         let Some(&Reverse((t_next, _))) = events.peek() else {

@@ -16,9 +16,9 @@ pub struct HostStatus {
     pub state: &'static str,
     pub step: Option<String>,
     pub message: Option<String>,
-    /// When the step it is running started (seconds since the epoch), for a live view.
+    /// When the step it is running started (Unix seconds in JSON), for a live view.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub since: Option<f64>,
+    pub since: Option<crate::clock::At>,
 }
 
 #[derive(Debug, Serialize)]
@@ -171,7 +171,7 @@ pub fn text(store: &dyn RunStore, st: &Status) -> Result<String> {
         "runbook {} on {}, started {} by {}@{}",
         r.runbook,
         r.inventory_path,
-        crate::journal::format_time(r.started_at),
+        r.started_at,
         r.user,
         r.controller
     );
@@ -253,7 +253,7 @@ pub fn runs_text(runs: &[RunRecord], location: &str) -> String {
             r.id,
             r.state,
             r.runbook,
-            crate::journal::format_time(r.started_at),
+            r.started_at,
             r.user,
             r.controller
         );

@@ -118,10 +118,11 @@ impl View {
         let Some(h) = e.host.as_deref().and_then(|h| self.hosts.get_mut(h)) else {
             return;
         };
+        let at = e.at.as_secs_f64();
         match e.state {
             State::Running | State::RollingBack => {
                 h.current = e.step.clone().map(|s| (s, Instant::now()));
-                h.span = Some(h.span.map_or((e.at, e.at), |(a, b)| (a, b.max(e.at))));
+                h.span = Some(h.span.map_or((at, at), |(a, b)| (a, b.max(at))));
             }
             State::Ok | State::Skipped | State::NotRun | State::RolledBack => {
                 h.left = h.left.saturating_sub(1);
@@ -129,14 +130,14 @@ impl View {
                     h.current = None;
                 }
                 if let Some(span) = &mut h.span {
-                    span.1 = span.1.max(e.at);
+                    span.1 = span.1.max(at);
                 }
             }
             State::Failed | State::Unreachable | State::UndoFailed => {
                 h.failed = true;
                 h.current = None;
                 if let Some(span) = &mut h.span {
-                    span.1 = span.1.max(e.at);
+                    span.1 = span.1.max(at);
                 }
             }
             State::Retrying | State::WaitingApproval => {}
@@ -406,5 +407,6 @@ fn transition(e: &Event) -> String {
     } else {
         String::new()
     };
-    format!("[{:>7.1}s] {what} {step} {state}{attempt}{msg}", e.at)
+    let at = e.at.as_secs_f64();
+    format!("[{at:>7.1}s] {what} {step} {state}{attempt}{msg}")
 }

@@ -136,7 +136,7 @@ pub fn recap(
         }
     }
     let status = outcome.status.as_str();
-    let mut end = format!("run {status} in {:.1}s", outcome.elapsed);
+    let mut end = format!("run {status} in {:.1}s", outcome.elapsed.as_secs_f64());
     if let Some(r) = &outcome.reason {
         end.push_str(&format!(": {r}"));
     }
@@ -187,7 +187,7 @@ mod tests {
                 host("w3", 0, 0, 2, false),
                 host("w4", 2, 0, 0, true),
             ],
-            elapsed: 90.0,
+            elapsed: std::time::Duration::from_secs(90),
         };
         let spans: HashMap<String, (f64, f64)> = [("w1", (1.0, 30.0)), ("w4", (2.0, 75.0))]
             .into_iter()

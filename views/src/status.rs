@@ -4,6 +4,7 @@
 
 use crate::board::{short, Board, Flying, RoleRow};
 use crate::Print;
+use fleetbook_engine::clock::At;
 use fleetbook_engine::plan::{self, Plan};
 use fleetbook_engine::status::Status;
 use fleetbook_engine::store::RunRecord;
@@ -33,7 +34,7 @@ fn recorded_plan(run: &RunRecord) -> Option<Plan> {
         .then_some(p)
 }
 
-fn board(st: &Status, plan: Option<&Plan>, now: f64) -> Board {
+fn board(st: &Status, plan: Option<&Plan>, now: At) -> Board {
     // Role order: the plan's when known, else the store's.
     let mut names: Vec<String> = match plan {
         Some(p) => p.roles.iter().map(|r| r.name.clone()).collect(),
@@ -74,7 +75,7 @@ fn board(st: &Status, plan: Option<&Plan>, now: f64) -> Board {
                 host: h.host.clone(),
                 role: role.clone(),
                 step: step.clone(),
-                secs: (now - since).max(0.0) as u64,
+                secs: now.since(since).as_secs(),
             });
         }
     }
@@ -90,7 +91,7 @@ fn board(st: &Status, plan: Option<&Plan>, now: f64) -> Board {
             "run {} {} {}",
             st.run.id,
             st.run.state,
-            short((now - st.run.started_at).max(0.0) as u64)
+            short(now.since(st.run.started_at).as_secs())
         ),
         roles: rows,
         flying,
@@ -114,7 +115,7 @@ pub fn watch(store: &dyn RunStore, id: Option<&str>, print: Print) -> Result<Run
         let st = fleetbook_engine::status::of(store, run)?;
         if tty {
             let (rows, cols) = term.size();
-            let lines = board(&st, plan.as_ref(), fleetbook_engine::store::now()).render(
+            let lines = board(&st, plan.as_ref(), At::now()).render(
                 (cols as usize).saturating_sub(1),
                 (rows as usize).saturating_sub(2),
             );

@@ -9,13 +9,15 @@
 
 use super::describe::dur;
 use super::html::{canary_hosts, clip, esc, page, Scale, LABEL_W};
+use crate::clock::At;
 use crate::error::{Error, Result};
-use crate::journal::{format_time, Action, CommandRecord, RunRecord, TaskRow};
+use crate::journal::{Action, CommandRecord, RunRecord, TaskRow};
 use crate::plan::Plan;
 use crate::status::Status;
 use crate::store::{RunState, RunStore};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
+use std::time::Duration;
 
 /// Everything a page shows of a run, read once from its store.
 pub struct RunView {
@@ -24,8 +26,8 @@ pub struct RunView {
     pub tasks: Vec<TaskRow>,
     pub commands: Vec<CommandRecord>,
     pub actions: Vec<Action>,
-    /// When it was read (Unix time): the end of the actual schedule of a running run.
-    pub now: f64,
+    /// When it was read: the end of the actual schedule of a running run.
+    pub now: At,
 }
 
 impl RunView {
@@ -51,7 +53,7 @@ impl RunView {
             tasks,
             commands,
             actions,
-            now: crate::journal::now(),
+            now: At::now(),
         })
     }
 
@@ -63,9 +65,12 @@ impl RunView {
         self.run().state == RunState::Running
     }
 
-    /// Seconds from the run's start to its end (or now).
-    fn elapsed(&self) -> f64 {
-        self.run().ended_at.unwrap_or(self.now) - self.run().started_at
+    /// From the run's start to its end (or now).
+    fn elapsed(&self) -> Duration {
+        self.run()
+            .ended_at
+            .unwrap_or(self.now)
+            .since(self.run().started_at)
     }
 }
 
@@ -147,16 +152,16 @@ fn header(o: &mut String, view: &RunView) {
         "Started",
         format!(
             "{} by {}@{}",
-            esc(&format_time(r.started_at)),
+            esc(&r.started_at.to_string()),
             esc(&r.user),
             esc(&r.controller)
         ),
     );
-    let took = dur(view.elapsed().max(0.0) as u64);
+    let took = dur(view.elapsed().as_secs());
     match r.ended_at {
         Some(e) => meta(
             "Ended",
-            format!("{} (took {})", esc(&format_time(e)), esc(&took)),
+            format!("{} (took {})", esc(&e.to_string()), esc(&took)),
         ),
         None => meta("Running for", esc(&took)),
     }
@@ -267,7 +272,6 @@ fn waiting_reasons(view: &RunView) -> Vec<String> {
             }
         }
     }
-    let elapsed = view.elapsed();
     for t in &view.tasks {
         let (Some(step), Some(end)) = (&t.step, t.ended_at) else {
             continue;
@@ -281,13 +285,15 @@ fn waiting_reasons(view: &RunView) -> Vec<String> {
         else {
             continue;
         };
-        let left = end + soak as f64 - view.run().started_at - elapsed;
-        if t.state == "ok" && left > 0.0 {
+        let left = end
+            .after(Duration::from_secs(soak))
+            .since(view.run().ended_at.unwrap_or(view.now));
+        if t.state == "ok" && !left.is_zero() {
             why.push(format!(
                 "{} soaks after {} for {} more",
                 esc(t.host.as_deref().unwrap_or("the run")),
                 esc(step),
-                esc(&dur(left.ceil() as u64))
+                esc(&dur(ceil_secs(left)))
             ));
         }
     }
@@ -310,14 +316,13 @@ fn banner(o: &mut String, view: &RunView, opts: &PageOptions) {
         o.push_str("</ul>");
     }
     if let Some(plan) = &view.plan {
-        let r = view.run();
-        if let Some(left) = crate::eta::remaining(plan, &view.tasks, r.started_at, view.elapsed()) {
+        if let Some(left) = crate::eta::remaining(plan, &view.tasks, view.now) {
             let _ = write!(
                 o,
-                "<p class=\"eta\" data-eta=\"{:.0}\">ETA {} (in {}, the rest of the plan simulated from now)</p>",
-                left,
-                esc(&format_time(view.now + left)),
-                esc(&dur(left.ceil() as u64))
+                "<p class=\"eta\" data-eta=\"{}\">ETA {} (in {}, the rest of the plan simulated from now)</p>",
+                left.as_secs(),
+                esc(&view.now.after(left).to_string()),
+                esc(&dur(left.as_secs()))
             );
         }
     }
@@ -511,7 +516,9 @@ fn schedule(o: &mut String, view: &RunView) {
         return;
     };
     let started = view.run().started_at;
-    let span = (plan.duration as f64).max(view.elapsed()).max(1.0);
+    let span = (plan.duration as f64)
+        .max(view.elapsed().as_secs_f64())
+        .max(1.0);
     let sc = Scale { duration: span };
     let live = view.live();
     let rows: HashMap<&str, &TaskRow> =
@@ -592,8 +599,8 @@ fn schedule(o: &mut String, view: &RunView) {
 struct Lane<'a> {
     sc: &'a Scale,
     rows: &'a HashMap<&'a str, &'a TaskRow>,
-    started: f64,
-    now: f64,
+    started: At,
+    now: At,
     live: bool,
 }
 
@@ -625,8 +632,11 @@ impl Lane<'_> {
             };
             let Some(s) = row.started_at else { continue };
             let (a, b) = (
-                s - self.started,
-                row.ended_at.unwrap_or(self.now) - self.started,
+                s.since(self.started).as_secs_f64(),
+                row.ended_at
+                    .unwrap_or(self.now)
+                    .since(self.started)
+                    .as_secs_f64(),
             );
             let oc = outcome(&row.state, self.live);
             let _ = write!(
@@ -639,8 +649,8 @@ impl Lane<'_> {
                 esc(&t.id),
                 esc(t.step.as_deref().unwrap_or(&t.id)),
                 esc(&row.state),
-                esc(&dur(a.max(0.0) as u64)),
-                esc(&dur(b.max(0.0) as u64))
+                esc(&dur(a as u64)),
+                esc(&dur(b as u64))
             );
         }
     }
@@ -681,7 +691,7 @@ fn command_block(o: &mut String, c: &CommandRecord) {
         c.exit_code.map(|n| n.to_string()).unwrap_or_default(),
         esc(&c.command),
         esc(&status),
-        c.duration,
+        c.duration.as_secs_f64(),
         if c.attempt > 1 { format!(" · attempt {}", c.attempt) } else { String::new() },
         cut
     );
@@ -691,16 +701,18 @@ fn command_block(o: &mut String, c: &CommandRecord) {
     o.push_str("</div>");
 }
 
-fn slot(from: Option<f64>, to: Option<f64>, started: f64) -> String {
+fn slot(from: Option<At>, to: Option<At>, started: At) -> String {
+    let off = |t: At| dur(t.since(started).as_secs());
     match (from, to) {
-        (Some(a), Some(b)) => format!(
-            "+{} .. +{}",
-            dur((a - started).max(0.0) as u64),
-            dur((b - started).max(0.0) as u64)
-        ),
-        (Some(a), None) => format!("+{} ..", dur((a - started).max(0.0) as u64)),
+        (Some(a), Some(b)) => format!("+{} .. +{}", off(a), off(b)),
+        (Some(a), None) => format!("+{} ..", off(a)),
         _ => String::new(),
     }
+}
+
+/// Whole seconds, a part of one counted as one.
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 fn hosts(o: &mut String, view: &RunView) {
@@ -725,19 +737,10 @@ fn hosts(o: &mut String, view: &RunView) {
             .iter()
             .filter(|t| t.host.as_ref() == Some(&h.host))
             .collect();
-        let actual = (
-            tasks
-                .iter()
-                .filter_map(|t| t.started_at)
-                .fold(f64::INFINITY, f64::min),
-            tasks.iter().filter_map(|t| t.ended_at).fold(0.0, f64::max),
-        );
-        let actual = if actual.0.is_finite() {
-            slot(
-                Some(actual.0),
-                (actual.1 > 0.0).then_some(actual.1),
-                started,
-            )
+        let first = tasks.iter().filter_map(|t| t.started_at).min();
+        let last = tasks.iter().filter_map(|t| t.ended_at).max();
+        let actual = if first.is_some() {
+            slot(first, last, started)
         } else {
             "not started".into()
         };
@@ -844,7 +847,7 @@ fn runbook_level(o: &mut String, view: &RunView) {
                     "<li data-action=\"approve\">approval <b>{}</b> given by <b>{}</b> at {}</li>",
                     esc(gate),
                     esc(by),
-                    esc(&format_time(*at))
+                    esc(&at.to_string())
                 );
             }
             Action::Abort { now, by, at } => {
@@ -857,7 +860,7 @@ fn runbook_level(o: &mut String, view: &RunView) {
                         ""
                     },
                     esc(by),
-                    esc(&format_time(*at))
+                    esc(&at.to_string())
                 );
             }
         }
@@ -984,7 +987,7 @@ mod tests {
         .unwrap()
         .plan;
         let j = Journal::open(&dir.join("state")).unwrap();
-        let now = crate::journal::now();
+        let now = At::now();
         let run = RunRecord {
             id: "r1".into(),
             runbook: "t".into(),
@@ -1015,7 +1018,7 @@ mod tests {
         j.save_plan("r1", &serde_json::to_string(&plan).unwrap())
             .unwrap();
         let e = Event {
-            at: 0.5,
+            at: Duration::from_millis(500),
             task: "host:web1:a".into(),
             kind: TaskKind::Host,
             host: Some("web1".into()),

@@ -328,7 +328,7 @@ pub(crate) fn undo_order(
             "check those hosts, then roll back with --undo-unknown (undo them too) or --skip-unknown (leave them as they are)",
         ));
     }
-    let mut done: Vec<(f64, usize)> = rows
+    let mut done: Vec<(Option<crate::clock::At>, usize)> = rows
         .iter()
         .filter(|r| match r.state.as_str() {
             "ok" | "undo_failed" | "rolling_back" => true,
@@ -336,13 +336,13 @@ pub(crate) fn undo_order(
             _ => false,
         })
         .filter_map(|r| {
-            let at = r.ended_at.or(r.started_at).unwrap_or(0.0);
+            let at = r.ended_at.or(r.started_at);
             index.get(r.task_id.as_str()).map(|&t| (at, t))
         })
         .filter(|&(_, t)| undoable(t))
         .collect();
     // Newest first; a tie keeps the later step of a host first.
-    done.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+    done.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
     if done.is_empty() {
         return Err(Error::input(
             "nothing to roll back: no completed step with an undo on the selected hosts",
@@ -398,7 +398,7 @@ mod tests {
             user: "u".into(),
             controller: "c".into(),
             pid: 1,
-            started_at: 0.0,
+            started_at: crate::clock::At::EPOCH,
             ended_at: None,
             state: crate::store::RunState::Halted,
             reason: None,

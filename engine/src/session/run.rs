@@ -4,6 +4,7 @@
 //! a [`RunUi`]; the engine never prints.
 
 use super::watch::{self, Recorder};
+use crate::clock::At;
 use crate::error::{Error, Result};
 use crate::exec::{self, Control, Event, ExecOptions, RunOutcome, RunStatus};
 use crate::journal::{self, RunRecord};
@@ -85,7 +86,7 @@ fn absolute(path: &str) -> String {
 pub struct Session {
     store: Arc<dyn RunStore>,
     run_id: String,
-    started_at: f64,
+    started_at: At,
     done: Vec<bool>,
     pre_approved: Vec<String>,
     undo_only: Option<Vec<usize>>,
@@ -117,7 +118,7 @@ impl Session {
         let mut s = Session {
             store,
             run_id: String::new(),
-            started_at: journal::now(),
+            started_at: At::now(),
             done: Vec::new(),
             pre_approved: Vec::new(),
             undo_only: None,
@@ -299,7 +300,7 @@ fn new_record(planned: &Planned, approve: &[String]) -> RunRecord {
         user: journal::user(),
         controller: journal::controller(),
         pid: std::process::id() as i64,
-        started_at: journal::now(),
+        started_at: At::now(),
         ended_at: None,
         state: RunState::Running,
         reason: None,

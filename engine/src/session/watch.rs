@@ -25,7 +25,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(super) struct Recorder {
     store: Arc<dyn RunStore>,
     run_id: String,
-    started_at: f64,
+    started_at: crate::clock::At,
     control: Arc<Control>,
     /// The first write error.
     failed: Mutex<Option<String>>,
@@ -37,7 +37,7 @@ impl Recorder {
     pub(super) fn new(
         store: Arc<dyn RunStore>,
         run_id: &str,
-        started_at: f64,
+        started_at: crate::clock::At,
         control: Arc<Control>,
     ) -> Recorder {
         Recorder {

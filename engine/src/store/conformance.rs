@@ -3,11 +3,13 @@
 //! differed.
 
 use super::{FleetLock, RunState, RunStore};
+use crate::clock::At;
 use crate::compile::TaskKind;
 use crate::error::Error;
 use crate::exec::{Event, State};
 use crate::journal::{Action, CommandRecord, RunRecord, TaskRow};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Every check, in turn.
 pub fn check_all(fresh: &dyn Fn() -> Arc<dyn RunStore>) {
@@ -20,7 +22,12 @@ pub fn check_all(fresh: &dyn Fn() -> Arc<dyn RunStore>) {
     queued_writes_are_kept_in_order_at_flush(&*fresh());
 }
 
-fn record(id: &str, started_at: f64) -> RunRecord {
+/// A moment `secs` Unix seconds name.
+fn at(secs: u64) -> At {
+    At::EPOCH.after(Duration::from_secs(secs))
+}
+
+fn record(id: &str, started_at: At) -> RunRecord {
     RunRecord {
         id: id.into(),
         runbook: "rb".into(),
@@ -58,7 +65,7 @@ fn task(id: &str, host: Option<&str>) -> TaskRow {
     }
 }
 
-fn create(store: &dyn RunStore, id: &str, at: f64) {
+fn create(store: &dyn RunStore, id: &str, at: At) {
     store
         .create_run(
             &record(id, at),
@@ -76,16 +83,16 @@ fn cmd(n: i64) -> CommandRecord {
         command: format!("echo {n}"),
         exit_code: (n > 0).then_some(n),
         error: (n == 0).then(|| "timed out".to_string()),
-        started_at: 100.0 + n as f64,
-        duration: 0.5,
+        started_at: at(100 + n as u64),
+        duration: Duration::from_millis(500),
         output_tail: format!("line {n}\n"),
         output_bytes: 7,
     }
 }
 
-fn event(task: &str, state: State, attempt: u32, at: f64) -> Event {
+fn event(task: &str, state: State, attempt: u32, secs: u64) -> Event {
     Event {
-        at,
+        at: Duration::from_secs(secs),
         task: task.into(),
         kind: TaskKind::Host,
         host: Some("w1".into()),
@@ -98,8 +105,8 @@ fn event(task: &str, state: State, attempt: u32, at: f64) -> Event {
 }
 
 pub fn runs_are_listed_newest_first_and_found_by_id(store: &dyn RunStore) {
-    create(store, "r1", 100.0);
-    create(store, "r2", 200.0);
+    create(store, "r1", at(100));
+    create(store, "r2", at(200));
     let ids: Vec<String> = store.runs().unwrap().into_iter().map(|r| r.id).collect();
     assert_eq!(ids, ["r2", "r1"], "runs() must list the newest first");
     assert_eq!(store.run(None).unwrap().id, "r2", "run(None) is the newest");
@@ -118,9 +125,9 @@ pub fn runs_are_listed_newest_first_and_found_by_id(store: &dyn RunStore) {
 }
 
 pub fn transitions_facts_and_states_are_kept(store: &dyn RunStore) {
-    create(store, "r1", 100.0);
+    create(store, "r1", at(100));
     store
-        .record("r1", &event("host:w1:s", State::Running, 1, 1.0), 100.0)
+        .record("r1", &event("host:w1:s", State::Running, 1, 1), at(100))
         .unwrap();
     let t = |store: &dyn RunStore| {
         store
@@ -132,13 +139,13 @@ pub fn transitions_facts_and_states_are_kept(store: &dyn RunStore) {
     };
     let running = t(store);
     assert_eq!((running.state.as_str(), running.attempt), ("running", 1));
-    assert_eq!(running.started_at, Some(101.0));
+    assert_eq!(running.started_at, Some(at(101)));
     store
-        .record("r1", &event("host:w1:s", State::Failed, 2, 3.0), 100.0)
+        .record("r1", &event("host:w1:s", State::Failed, 2, 3), at(100))
         .unwrap();
     let failed = t(store);
     assert_eq!((failed.state.as_str(), failed.attempt), ("failed", 2));
-    assert_eq!(failed.ended_at, Some(103.0));
+    assert_eq!(failed.ended_at, Some(at(103)));
     assert_eq!(failed.message.as_deref(), Some("boom"));
 
     store
@@ -184,7 +191,7 @@ pub fn transitions_facts_and_states_are_kept(store: &dyn RunStore) {
 }
 
 pub fn approvals_and_abort_requests_reach_the_run(store: &dyn RunStore) {
-    create(store, "r1", 100.0);
+    create(store, "r1", at(100));
     assert!(!store.approved("r1", "go").unwrap());
     store.approve("r1", "go").unwrap();
     assert!(store.approved("r1", "go").unwrap());
@@ -202,8 +209,8 @@ pub fn approvals_and_abort_requests_reach_the_run(store: &dyn RunStore) {
 }
 
 pub fn the_fleet_lock_admits_one_run_and_reports_its_loss(store: Arc<dyn RunStore>) {
-    create(&*store, "r1", 100.0);
-    create(&*store, "r2", 200.0);
+    create(&*store, "r1", at(100));
+    create(&*store, "r2", at(200));
     let held = FleetLock::take(store.clone(), "fleet:a", "r1").unwrap();
     assert!(!held.lost());
     match FleetLock::take(store.clone(), "fleet:a", "r2") {
@@ -232,7 +239,7 @@ pub fn the_fleet_lock_admits_one_run_and_reports_its_loss(store: Arc<dyn RunStor
 }
 
 pub fn a_replan_keeps_the_new_inputs(store: &dyn RunStore) {
-    create(store, "r1", 100.0);
+    create(store, "r1", at(100));
     let mut r = store.run(Some("r1")).unwrap();
     r.runbook_digest = "sha256:new".into();
     r.params.insert("version".into(), "3.0".into());
@@ -245,8 +252,8 @@ pub fn a_replan_keeps_the_new_inputs(store: &dyn RunStore) {
 }
 
 pub fn plans_commands_and_actions_are_kept_for_reports(store: &dyn RunStore) {
-    create(store, "r1", 100.0);
-    create(store, "r2", 200.0);
+    create(store, "r1", at(100));
+    create(store, "r2", at(200));
     assert_eq!(store.plan("r1").unwrap(), None, "no plan saved yet");
     store.save_plan("r1", r#"{"a":1}"#).unwrap();
     store.save_plan("r1", r#"{"a":2}"#).unwrap();
@@ -284,16 +291,16 @@ pub fn plans_commands_and_actions_are_kept_for_reports(store: &dyn RunStore) {
 /// Transitions and command records queued in one tick are all kept, in order, once
 /// `flush` returns (a store without a queue kept each at once).
 pub fn queued_writes_are_kept_in_order_at_flush(store: &dyn RunStore) {
-    create(store, "r1", 100.0);
+    create(store, "r1", at(100));
     store
-        .record_queued("r1", &event("host:w1:s", State::Running, 1, 1.0), 100.0)
+        .record_queued("r1", &event("host:w1:s", State::Running, 1, 1), at(100))
         .unwrap();
     store.record_command_queued("r1", &cmd(0)).unwrap();
     store
-        .record_queued("r1", &event("host:w1:s", State::Ok, 1, 2.0), 100.0)
+        .record_queued("r1", &event("host:w1:s", State::Ok, 1, 2), at(100))
         .unwrap();
     store
-        .record_queued("r1", &event("once:s", State::Running, 1, 2.0), 100.0)
+        .record_queued("r1", &event("once:s", State::Running, 1, 2), at(100))
         .unwrap();
     store.flush().unwrap();
     let tasks = store.tasks("r1").unwrap();
@@ -303,9 +310,12 @@ pub fn queued_writes_are_kept_in_order_at_flush(store: &dyn RunStore) {
     };
     assert_eq!(
         state("host:w1:s"),
-        ("ok".to_string(), Some(101.0), Some(102.0)),
+        ("ok".to_string(), Some(at(101)), Some(at(102))),
         "the later transition of a task wins"
     );
-    assert_eq!(state("once:s"), ("running".to_string(), Some(102.0), None));
+    assert_eq!(
+        state("once:s"),
+        ("running".to_string(), Some(at(102)), None)
+    );
     assert_eq!(store.commands("r1").unwrap(), [cmd(0)]);
 }

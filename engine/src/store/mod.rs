@@ -11,7 +11,7 @@ pub mod etcd;
 use crate::error::Result;
 use crate::exec::{Event, RunStatus};
 /// The records a store keeps, and the clock it keeps times by (seconds since the epoch).
-pub use crate::journal::{now, Action, CommandRecord, LockInfo, RunRecord, TaskRow};
+pub use crate::journal::{Action, CommandRecord, LockInfo, RunRecord, TaskRow};
 use crate::slots::{LocalLedger, SlotLedger};
 use std::sync::Arc;
 
@@ -118,12 +118,12 @@ pub trait RunStore: Send + Sync {
     fn hosts(&self, run: &str) -> Result<Vec<(String, Vec<String>)>>;
     fn add_missing_tasks(&self, run: &str, tasks: &[TaskRow]) -> Result<()>;
     /// Records one task transition (`started`: when the attempt started, for times).
-    fn record(&self, run: &str, e: &Event, started: f64) -> Result<()>;
+    fn record(&self, run: &str, e: &Event, started: crate::clock::At) -> Result<()>;
     /// Queues one task transition: durable at the next [`RunStore::flush`] (or any other
     /// call), committed with what else was queued by then, so a scheduling tick's
     /// transitions cost one transaction. `Err`: an earlier commit failed and the store
     /// keeps nothing queued since. A store without a queue writes at once.
-    fn record_queued(&self, run: &str, e: &Event, started: f64) -> Result<()> {
+    fn record_queued(&self, run: &str, e: &Event, started: crate::clock::At) -> Result<()> {
         self.record(run, e, started)
     }
     /// Queues one command's record, as [`RunStore::record_queued`].

@@ -11,6 +11,7 @@
 //! commands did is kept when the task ends, redacted then: a value the task learned and made
 //! a secret (`set_fact` of a credential) is redacted from the output that brought it too.
 
+use crate::clock::At;
 use crate::exec::{Event, State};
 use crate::journal::{CommandRecord, OUTPUT_TAIL};
 use crate::secrets::Secrets;
@@ -49,8 +50,8 @@ struct Pending {
     exit_code: Option<i64>,
     error: Option<String>,
     attempt: u32,
-    started_at: f64,
-    duration: f64,
+    started_at: At,
+    duration: Duration,
 }
 
 impl Recording {
@@ -123,7 +124,7 @@ impl Recording {
         &self,
         host: &HostInfo,
         command: &str,
-        started: (f64, Instant),
+        started: (At, Instant),
         out: &Result<Output, TransportError>,
     ) {
         let (task, attempt) = self.task_of(host);
@@ -144,7 +145,7 @@ impl Recording {
             error,
             attempt,
             started_at: started.0,
-            duration: started.1.elapsed().as_secs_f64(),
+            duration: started.1.elapsed(),
         };
         // A command of no known task is kept at once; the others when their task ends.
         match p.task {
@@ -194,7 +195,14 @@ impl Recording {
         }
     }
 
-    fn write_full(&self, host: &str, command: &str, output: &str, code: Option<i64>, secs: f64) {
+    fn write_full(
+        &self,
+        host: &str,
+        command: &str,
+        output: &str,
+        code: Option<i64>,
+        took: Duration,
+    ) {
         let Some(dir) = &self.dir else { return };
         let file = dir.join(format!("{}.log", file_name(host)));
         // Output may hold what only root should read on the hosts: owner-only, like ssh's.
@@ -206,6 +214,7 @@ impl Recording {
                 .mode(0o600)
                 .open(&file)?;
             let code = code.map_or("did not run".to_string(), |c| format!("exit {c}"));
+            let secs = took.as_secs_f64();
             write!(f, "$ {command}\n{output}[{code}, {secs:.1}s]\n")
         });
         if let Err(e) = written {
@@ -276,7 +285,7 @@ impl Transport for Recording {
         timeout: Option<Duration>,
     ) -> Result<Output, TransportError> {
         self.stored_first()?;
-        let started = (crate::journal::now(), Instant::now());
+        let started = (At::now(), Instant::now());
         let out = self.inner.exec(host, command, timeout);
         self.keep(host, command, started, &out);
         out
@@ -290,7 +299,7 @@ impl Transport for Recording {
         timeout: Option<Duration>,
     ) -> Result<Output, TransportError> {
         self.stored_first()?;
-        let started = (crate::journal::now(), Instant::now());
+        let started = (At::now(), Instant::now());
         let out = self.inner.exec_with_input(host, command, input, timeout);
         self.keep(host, command, started, &out);
         out

@@ -237,7 +237,8 @@ fn read_answer(
             host: host.to_string(),
             run,
             controller,
-            until: crate::journal::format_time(until as f64),
+            until: crate::clock::At::from_unix_secs(until)
+                .map_or_else(|| format!("@{until}"), |t| t.to_string()),
         }),
         None => {
             let err = String::from_utf8_lossy(&out.stderr);

@@ -1,6 +1,7 @@
 //! The JSON documents stored under the keys of [`super::keys`]. Field names are part of
 //! the documented layout (docs/etcd.md): add fields, never rename them.
 
+use crate::clock::At;
 use crate::exec::{Event, State};
 use crate::journal::{LockInfo, RunRecord, TaskRow};
 use crate::store::RunState;
@@ -22,8 +23,8 @@ pub struct RunDoc {
     pub user: String,
     pub controller: String,
     pub pid: i64,
-    pub started_at: f64,
-    pub ended_at: Option<f64>,
+    pub started_at: At,
+    pub ended_at: Option<At>,
     pub state: String,
     pub reason: Option<String>,
     pub lib_digest: Option<String>,
@@ -105,8 +106,8 @@ pub struct TaskDoc {
     pub role: Option<String>,
     pub state: String,
     pub attempt: i64,
-    pub started_at: Option<f64>,
-    pub ended_at: Option<f64>,
+    pub started_at: Option<At>,
+    pub ended_at: Option<At>,
     pub message: Option<String>,
 }
 
@@ -143,7 +144,7 @@ impl TaskDoc {
     }
 
     /// One transition at `at`, as the SQLite journal records it.
-    pub fn apply(&mut self, e: &Event, at: f64) {
+    pub fn apply(&mut self, e: &Event, at: At) {
         self.state = e.state.as_str().to_string();
         self.message = e.message.clone();
         match e.state {
@@ -177,7 +178,7 @@ pub struct HostDoc {
     #[serde(default)]
     pub controller: Option<String>,
     #[serde(default)]
-    pub at: Option<f64>,
+    pub at: Option<At>,
     /// The last value of the host's `version` fact.
     #[serde(default)]
     pub version: Option<String>,
@@ -202,7 +203,7 @@ impl HostDoc {
         }
     }
 
-    pub fn apply(&mut self, e: &Event, at: f64) {
+    pub fn apply(&mut self, e: &Event, at: At) {
         self.state = e.state.as_str().to_string();
         self.task = Some(e.task.clone());
         self.controller = Some(controller_name());
@@ -227,7 +228,7 @@ pub struct LockDoc {
     pub pid: i64,
     pub user: String,
     pub controller: String,
-    pub since: f64,
+    pub since: At,
     /// The lease the key lives under (hex in `controllers/` keys).
     pub lease: i64,
 }
@@ -242,5 +243,31 @@ impl LockDoc {
             controller: self.controller.clone(),
             since: self.since,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records as fleetbook wrote them before times were typed (Unix seconds, a float or a
+    /// whole number) read as they are, and are written back the same.
+    #[test]
+    fn records_of_older_versions_read_and_write_the_same() {
+        let run = r#"{"id":"r1","runbook":"rb","runbook_path":"rb.rhai","runbook_digest":"d","inventory_path":"hosts","inventory_digest":"d","params":{},"limit_pattern":null,"user":"ops","controller":"c","pid":7,"started_at":1795302516.25,"ended_at":1795302600,"state":"succeeded","reason":null,"lib_digest":null}"#;
+        let doc: RunDoc = serde_json::from_str(run).unwrap();
+        assert_eq!(doc.started_at.to_string(), "2026-11-21 23:08:36Z");
+        assert_eq!(doc.ended_at.map(At::unix), Some(1_795_302_600.0));
+        let back = serde_json::to_value(&doc).unwrap();
+        assert_eq!(back["started_at"], serde_json::json!(1_795_302_516.25));
+        let task = r#"{"seq":0,"task_id":"host:w1:s","kind":"host","host":"w1","step":"s","role":"web","state":"ok","attempt":1,"started_at":101.5,"ended_at":null,"message":null}"#;
+        let doc: TaskDoc = serde_json::from_str(task).unwrap();
+        assert_eq!(doc.started_at.map(At::unix), Some(101.5));
+        let lock = r#"{"run_id":"r1","pid":7,"user":"ops","controller":"c","since":100,"lease":1}"#;
+        let doc: LockDoc = serde_json::from_str(lock).unwrap();
+        assert_eq!(doc.info("f").since.unix(), 100.0);
+        let host = r#"{"roles":["web"],"state":"ok","at":102.0}"#;
+        let doc: HostDoc = serde_json::from_str(host).unwrap();
+        assert_eq!(doc.at.map(At::unix), Some(102.0));
     }
 }

@@ -17,6 +17,7 @@ pub mod keys;
 mod ledger;
 mod watch;
 
+use crate::clock::At;
 use crate::error::{Error, Result};
 use crate::exec::Event;
 use crate::journal::{self, Action, CommandRecord, LockInfo, RunRecord, TaskRow};
@@ -351,7 +352,7 @@ impl EtcdStore {
             .filter(|d| !barrier(d) && !matches!(d.state.as_str(), "ok" | "skipped"))
             .map(|d| d.role.as_deref())
             .collect();
-        let now = journal::now();
+        let now = At::now();
         let puts = docs
             .iter()
             .filter(|d| barrier(d) && d.state == "pending")
@@ -397,7 +398,7 @@ impl EtcdStore {
             pid: std::process::id() as i64,
             user: journal::user(),
             controller: journal::controller(),
-            since: journal::now(),
+            since: At::now(),
             lease,
         }
     }
@@ -446,7 +447,7 @@ impl EtcdStore {
             if kv.lease() != not && kv.lease() != 0 {
                 return Ok(Some(LockDoc {
                     lease: kv.lease(),
-                    since: journal::now(),
+                    since: At::now(),
                     ..doc
                 }));
             }
@@ -539,7 +540,7 @@ impl RunStore for EtcdStore {
             .collect::<Result<_>>()?;
         runs.sort_by(|a, b| {
             b.started_at
-                .total_cmp(&a.started_at)
+                .cmp(&a.started_at)
                 .then_with(|| b.id.cmp(&a.id))
         });
         Ok(runs)
@@ -577,7 +578,7 @@ impl RunStore for EtcdStore {
         self.put_all(run, puts)
     }
 
-    fn record(&self, run: &str, e: &Event, started: f64) -> Result<()> {
+    fn record(&self, run: &str, e: &Event, started: At) -> Result<()> {
         let key = self.keys.task(run, &e.task);
         let hkey = e.host.as_ref().map(|h| self.keys.host(run, h));
         // The task and its host in one round trip, or none for a host held here.
@@ -587,11 +588,11 @@ impl RunStore for EtcdStore {
             return Ok(());
         };
         let mut doc: TaskDoc = self.parse_value(&key, &value)?;
-        doc.apply(e, started + e.at);
+        doc.apply(e, started.after(e.at));
         let mut puts = vec![(key, json(&doc))];
         if let (Some(hkey), Some(value)) = (hkey, host) {
             let mut host: HostDoc = self.parse_value(&hkey, &value)?;
-            host.apply(e, started + e.at);
+            host.apply(e, started.after(e.at));
             puts.push((hkey, json(&host)));
         }
         self.put_docs(run, puts)
@@ -633,7 +634,7 @@ impl RunStore for EtcdStore {
         reason: Option<&str>,
         ended: bool,
     ) -> Result<()> {
-        let now = journal::now();
+        let now = At::now();
         if ended && !self.leave(run)? {
             // Other controllers still work on the run: the last one to end says how.
             return Ok(());
@@ -677,7 +678,7 @@ impl RunStore for EtcdStore {
             "stop": true,
             "now": now || was_now,
             "requested_by": journal::user(),
-            "at": journal::now(),
+            "at": At::now(),
         });
         self.txn(None, vec![], vec![TxnOp::put(key, json(&doc), None)])?;
         self.seen(run, |r| r.abort = (true, now || was_now));
@@ -715,10 +716,13 @@ impl RunStore for EtcdStore {
     }
 
     fn actions(&self, run: &str) -> Result<Vec<Action>> {
+        fn epoch() -> At {
+            At::EPOCH
+        }
         #[derive(serde::Deserialize)]
         struct Approval {
             approved_by: String,
-            at: f64,
+            at: At,
         }
         #[derive(serde::Deserialize)]
         struct Abort {
@@ -726,8 +730,9 @@ impl RunStore for EtcdStore {
             now: bool,
             #[serde(default)]
             requested_by: String,
-            #[serde(default)]
-            at: f64,
+            // Written without a time by older versions: the epoch, as then.
+            #[serde(default = "epoch")]
+            at: At,
         }
         let prefix = self.keys.of_run("approvals", run);
         let mut all = Vec::new();
@@ -750,12 +755,12 @@ impl RunStore for EtcdStore {
                 });
             }
         }
-        all.sort_by(|a, b| a.at().total_cmp(&b.at()));
+        all.sort_by_key(Action::at);
         Ok(all)
     }
 
     fn approve(&self, run: &str, gate: &str) -> Result<()> {
-        let doc = serde_json::json!({ "approved_by": journal::user(), "at": journal::now() });
+        let doc = serde_json::json!({ "approved_by": journal::user(), "at": At::now() });
         let put = TxnOp::put(self.keys.approval(run, gate), json(&doc), None);
         self.txn(None, vec![], vec![put])?;
         self.seen(run, |r| {

@@ -19,6 +19,7 @@
 use crate::error::{Error, Result};
 use crate::exec::{Event, State};
 use crate::store::{RunState, RunStore};
+use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -465,6 +466,31 @@ fn write_command(
     Ok(())
 }
 
+/// A run's state (see [`Journal::set_state`]), inside the caller's transaction.
+fn write_state(
+    tx: &rusqlite::Transaction,
+    run: &str,
+    state: RunState,
+    reason: Option<&str>,
+    ended: bool,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE runs SET state = ?2, reason = ?3, ended_at = CASE WHEN ?4 THEN ?5 ELSE NULL END, pid = CASE WHEN ?4 THEN pid ELSE ?6 END, abort_requested = 0, abort_now = 0 WHERE id = ?1",
+        params![run, state.as_str(), reason, ended, now(), std::process::id() as i64],
+    )?;
+    if ended {
+        // Barriers run nothing and report no transition: one is passed when every
+        // other task of its role is.
+        tx.execute(
+            "UPDATE tasks SET state = 'ok', ended_at = ?2 WHERE run_id = ?1 AND kind IN ('role_done', 'canary_done') AND state = 'pending'
+             AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.run_id = tasks.run_id AND o.role IS tasks.role
+                             AND o.kind NOT IN ('role_done', 'canary_done') AND o.state NOT IN ('ok', 'skipped'))",
+            params![run, now()],
+        )?;
+    }
+    Ok(())
+}
+
 /// Writes `writes` in one transaction: all of them or none.
 fn commit(c: &mut Connection, writes: &[Queued]) -> rusqlite::Result<()> {
     let tx = c.transaction()?;
@@ -651,6 +677,12 @@ impl Journal {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
         )
         .map_err(|e| unusable(format!("cannot be used ({e})")))?;
+        // No checkpoint when the connection closes (it cost every command's exit a write
+        // and an fsync of the database file): every commit is already durable in the WAL
+        // (synchronous=FULL), the next open reads it, and SQLite's automatic checkpoint
+        // (1,000 pages) keeps it bounded.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .map_err(|e| unusable(format!("cannot be used ({e})")))?;
         if version < SCHEMA_VERSION {
             // Another fleetbook may be upgrading it too: look again inside the transaction.
             let tx = conn
@@ -838,23 +870,29 @@ impl Journal {
         reason: Option<&str>,
         ended: bool,
     ) -> Result<()> {
-        let state = state.as_str();
         self.with(|c| {
             let tx = c.transaction()?;
+            write_state(&tx, run, state, reason, ended)?;
+            tx.commit()
+        })
+    }
+
+    /// Records the run's end and gives back its fleet lock in one transaction (one fsync,
+    /// not two at the end of every run): both happen, or neither.
+    pub fn end_run(
+        &self,
+        run: &str,
+        state: RunState,
+        reason: Option<&str>,
+        fleet: &str,
+    ) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            write_state(&tx, run, state, reason, true)?;
             tx.execute(
-                "UPDATE runs SET state = ?2, reason = ?3, ended_at = CASE WHEN ?4 THEN ?5 ELSE NULL END, pid = CASE WHEN ?4 THEN pid ELSE ?6 END, abort_requested = 0, abort_now = 0 WHERE id = ?1",
-                params![run, state, reason, ended, now(), std::process::id() as i64],
+                "DELETE FROM locks WHERE fleet = ?1 AND run_id = ?2",
+                [fleet, run],
             )?;
-            if ended {
-                // Barriers run nothing and report no transition: one is passed when every
-                // other task of its role is.
-                tx.execute(
-                    "UPDATE tasks SET state = 'ok', ended_at = ?2 WHERE run_id = ?1 AND kind IN ('role_done', 'canary_done') AND state = 'pending'
-                     AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.run_id = tasks.run_id AND o.role IS tasks.role
-                                     AND o.kind NOT IN ('role_done', 'canary_done') AND o.state NOT IN ('ok', 'skipped'))",
-                    params![run, now()],
-                )?;
-            }
             tx.commit()
         })
     }
@@ -1290,6 +1328,9 @@ impl RunStore for Journal {
     }
     fn unlock(&self, fleet: &str, run: &str) -> Result<()> {
         Journal::unlock(self, fleet, run)
+    }
+    fn end_run(&self, run: &str, state: RunState, reason: Option<&str>, fleet: &str) -> Result<()> {
+        Journal::end_run(self, run, state, reason, fleet)
     }
     fn locks(&self) -> Result<Vec<LockInfo>> {
         Journal::locks(self)

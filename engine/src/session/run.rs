@@ -262,8 +262,7 @@ impl Session {
             outcome.status = RunStatus::Aborted;
             outcome.reason = Some(format!("the event stream on standard output broke: {err}"));
         }
-        record_end(&*store, &run_id, &mut outcome, ui);
-        drop(guard);
+        record_end(guard, &run_id, &mut outcome, ui);
         Ok(Finished { outcome })
     }
 
@@ -317,13 +316,15 @@ fn save_plan(store: &dyn RunStore, run: &str, p: &plan::Plan) -> Result<()> {
     store.save_plan(run, &json)
 }
 
-/// Records how the run ended. When that fails (a full disk, say) the store still says the
-/// run is running, which a resume takes as interrupted: the run ends with the store's status.
-fn record_end(store: &dyn RunStore, run_id: &str, outcome: &mut RunOutcome, ui: &dyn RunUi) {
+/// Records how the run ended and gives back the fleet lock (in one write). When that fails
+/// (a full disk, say) the store still says the run is running, which a resume takes as
+/// interrupted: the run ends with the store's status, and the lock is given back alone.
+fn record_end(mut guard: FleetLock, run_id: &str, outcome: &mut RunOutcome, ui: &dyn RunUi) {
     let state = RunState::from(outcome.status);
-    let Err(err) = store.set_state(run_id, state, outcome.reason.as_deref(), true) else {
+    let Err(err) = guard.end_run(state, outcome.reason.as_deref()) else {
         return;
     };
+    drop(guard);
     tracing::error!(run = %run_id, error = %err, "the end of the run was not recorded");
     ui.say(&format!(
         "error: the journal could not record the end of the run: {err}"

@@ -158,6 +158,12 @@ pub trait RunStore: Send + Sync {
     /// Takes the fleet lock for `run` (a run may take over its own stale lock).
     fn lock(&self, fleet: &str, run: &str) -> Result<()>;
     fn unlock(&self, fleet: &str, run: &str) -> Result<()>;
+    /// Records the run's end (`set_state(.., ended)`) and gives back its fleet lock: in one
+    /// write where the store can, so that a run's exit waits for one commit, not two.
+    fn end_run(&self, run: &str, state: RunState, reason: Option<&str>, fleet: &str) -> Result<()> {
+        self.set_state(run, state, reason, true)?;
+        self.unlock(fleet, run)
+    }
     fn locks(&self) -> Result<Vec<LockInfo>>;
     fn break_lock(&self, fleet: &str) -> Result<()>;
 
@@ -285,6 +291,8 @@ pub struct FleetLock {
     run: String,
     /// A controller that joined the run: the lock is another's; only its lease counts.
     joined: bool,
+    /// Given back with the run's end ([`FleetLock::end_run`]): nothing left to release.
+    released: bool,
 }
 
 impl FleetLock {
@@ -295,6 +303,7 @@ impl FleetLock {
             fleet: fleet.to_string(),
             run: run.to_string(),
             joined: false,
+            released: false,
         })
     }
 
@@ -307,6 +316,7 @@ impl FleetLock {
             fleet: fleet.to_string(),
             run: run.to_string(),
             joined: true,
+            released: false,
         }
     }
 
@@ -317,6 +327,7 @@ impl FleetLock {
             fleet: fleet.to_string(),
             run: run.to_string(),
             joined: false,
+            released: false,
         }
     }
 
@@ -341,8 +352,26 @@ impl FleetLock {
     }
 }
 
+impl FleetLock {
+    /// Records the run's end and gives the lock back with it (one write; see
+    /// [`RunStore::end_run`]). A joined controller records the end only: the store gives
+    /// the lock back when it is dropped, if it took it over. On `Err` the lock is still
+    /// given back when dropped.
+    pub fn end_run(&mut self, state: RunState, reason: Option<&str>) -> Result<()> {
+        if self.joined {
+            return self.store.set_state(&self.run, state, reason, true);
+        }
+        self.store.end_run(&self.run, state, reason, &self.fleet)?;
+        self.released = true;
+        Ok(())
+    }
+}
+
 impl Drop for FleetLock {
     fn drop(&mut self) {
+        if self.released {
+            return;
+        }
         // A joined controller may have taken the lock over; the store releases it only if so.
         let _ = self.store.unlock(&self.fleet, &self.run);
     }

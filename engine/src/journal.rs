@@ -466,6 +466,95 @@ fn write_command(
     Ok(())
 }
 
+/// A new run's record and all its tasks, pending, inside the caller's transaction.
+fn insert_run(
+    tx: &rusqlite::Transaction,
+    run: &RunRecord,
+    hosts: &[(String, Vec<String>)],
+    tasks: &[TaskRow],
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO runs (id, runbook, runbook_path, runbook_digest, inventory_path, inventory_digest, params, limit_pattern, user, controller, pid, started_at, state, lib_digest, secret_digests, pre_approved)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'running', ?13, ?14, ?15)",
+        params![
+            run.id,
+            run.runbook,
+            run.runbook_path,
+            run.runbook_digest,
+            run.inventory_path,
+            run.inventory_digest,
+            serde_json::to_string(&run.params).unwrap_or_default(),
+            run.limit_pattern,
+            run.user,
+            run.controller,
+            run.pid,
+            run.started_at,
+            run.lib_digest,
+            serde_json::to_string(&run.secret_digests).unwrap_or_default(),
+            serde_json::to_string(&run.pre_approved).unwrap_or_default(),
+        ],
+    )?;
+    // Prepared once for all the rows (hundreds at a few hundred hosts).
+    let mut host =
+        tx.prepare_cached("INSERT INTO hosts (run_id, host, roles) VALUES (?1, ?2, ?3)")?;
+    for (h, roles) in hosts {
+        host.execute(params![
+            run.id,
+            h,
+            serde_json::to_string(roles).unwrap_or_default()
+        ])?;
+    }
+    let mut task = tx.prepare_cached(
+        "INSERT INTO tasks (run_id, task_id, kind, host, step, role, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for t in tasks {
+        task.execute(params![
+            run.id, t.task_id, t.kind, t.host, t.step, t.role, t.state
+        ])?;
+    }
+    Ok(())
+}
+
+/// Takes the fleet lock for `run` inside the caller's (immediate) transaction, or answers
+/// who holds it (see [`Journal::lock`]).
+fn take_lock(
+    tx: &rusqlite::Transaction,
+    fleet: &str,
+    run: &str,
+) -> rusqlite::Result<Option<LockInfo>> {
+    let current = tx
+        .query_row(
+            "SELECT fleet, run_id, pid, user, controller, since FROM locks WHERE fleet = ?1",
+            [fleet],
+            lock_from_row,
+        )
+        .optional()?;
+    let take = match &current {
+        None => true,
+        Some(l) => l.run_id == run && l.is_stale(),
+    };
+    if !take {
+        return Ok(current);
+    }
+    tx.execute(
+        "INSERT OR REPLACE INTO locks (fleet, run_id, pid, user, controller, since) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![fleet, run, std::process::id() as i64, user(), controller(), now()],
+    )?;
+    Ok(None)
+}
+
+/// The error for a fleet lock another run holds.
+fn locked(l: LockInfo) -> Error {
+    let help = match l.is_stale() {
+        true => "that process is gone: break the lock with `fleetbook unlock`",
+        false => "one operator at a time: wait for it, or `fleetbook abort` it",
+    };
+    Error::Locked {
+        message: format!("the fleet is locked by {}", l.describe()),
+        help: help.into(),
+    }
+}
+
 /// A run's state (see [`Journal::set_state`]), inside the caller's transaction.
 fn write_state(
     tx: &rusqlite::Transaction,
@@ -798,39 +887,7 @@ impl Journal {
     ) -> Result<()> {
         self.with(|c| {
             let tx = c.transaction()?;
-            tx.execute(
-                "INSERT INTO runs (id, runbook, runbook_path, runbook_digest, inventory_path, inventory_digest, params, limit_pattern, user, controller, pid, started_at, state, lib_digest, secret_digests, pre_approved)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'running', ?13, ?14, ?15)",
-                params![
-                    run.id,
-                    run.runbook,
-                    run.runbook_path,
-                    run.runbook_digest,
-                    run.inventory_path,
-                    run.inventory_digest,
-                    serde_json::to_string(&run.params).unwrap_or_default(),
-                    run.limit_pattern,
-                    run.user,
-                    run.controller,
-                    run.pid,
-                    run.started_at,
-                    run.lib_digest,
-                    serde_json::to_string(&run.secret_digests).unwrap_or_default(),
-                    serde_json::to_string(&run.pre_approved).unwrap_or_default(),
-                ],
-            )?;
-            for (h, roles) in hosts {
-                tx.execute(
-                    "INSERT INTO hosts (run_id, host, roles) VALUES (?1, ?2, ?3)",
-                    params![run.id, h, serde_json::to_string(roles).unwrap_or_default()],
-                )?;
-            }
-            for t in tasks {
-                tx.execute(
-                    "INSERT INTO tasks (run_id, task_id, kind, host, step, role, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![run.id, t.task_id, t.kind, t.host, t.step, t.role, t.state],
-                )?;
-            }
+            insert_run(&tx, run, hosts, tasks)?;
             tx.commit()
         })
     }
@@ -1163,33 +1220,37 @@ impl Journal {
     pub fn lock(&self, fleet: &str, run: &str) -> Result<()> {
         let held = self.with(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let current = tx
-                .query_row("SELECT fleet, run_id, pid, user, controller, since FROM locks WHERE fleet = ?1", [fleet], lock_from_row)
-                .optional()?;
-            let take = match &current {
-                None => true,
-                Some(l) => l.run_id == run && l.is_stale(),
-            };
-            if take {
-                tx.execute(
-                    "INSERT OR REPLACE INTO locks (fleet, run_id, pid, user, controller, since) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![fleet, run, std::process::id() as i64, user(), controller(), now()],
-                )?;
-            }
+            let held = take_lock(&tx, fleet, run)?;
             tx.commit()?;
-            Ok(if take { None } else { current })
+            Ok(held)
         })?;
-        match held {
-            None => Ok(()),
-            Some(l) if l.is_stale() => Err(Error::Locked {
-                message: format!("the fleet is locked by {}", l.describe()),
-                help: "that process is gone: break the lock with `fleetbook unlock`".into(),
-            }),
-            Some(l) => Err(Error::Locked {
-                message: format!("the fleet is locked by {}", l.describe()),
-                help: "one operator at a time: wait for it, or `fleetbook abort` it".into(),
-            }),
-        }
+        held.map_or(Ok(()), |l| Err(locked(l)))
+    }
+
+    /// Takes the fleet lock and records a new run with its plan, in one transaction (one
+    /// fsync before the first connection, not three): all of it, or nothing.
+    pub fn begin_run(
+        &self,
+        fleet: &str,
+        run: &RunRecord,
+        hosts: &[(String, Vec<String>)],
+        tasks: &[TaskRow],
+        plan_json: &str,
+    ) -> Result<()> {
+        let held = self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if let Some(l) = take_lock(&tx, fleet, &run.id)? {
+                return Ok(Some(l));
+            }
+            insert_run(&tx, run, hosts, tasks)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO plans (run_id, plan) VALUES (?1, ?2)",
+                params![run.id, plan_json],
+            )?;
+            tx.commit()?;
+            Ok(None)
+        })?;
+        held.map_or(Ok(()), |l| Err(locked(l)))
     }
 
     pub fn unlock(&self, fleet: &str, run: &str) -> Result<()> {
@@ -1331,6 +1392,16 @@ impl RunStore for Journal {
     }
     fn end_run(&self, run: &str, state: RunState, reason: Option<&str>, fleet: &str) -> Result<()> {
         Journal::end_run(self, run, state, reason, fleet)
+    }
+    fn begin_run(
+        &self,
+        fleet: &str,
+        run: &RunRecord,
+        hosts: &[(String, Vec<String>)],
+        tasks: &[TaskRow],
+        plan_json: &str,
+    ) -> Result<()> {
+        Journal::begin_run(self, fleet, run, hosts, tasks, plan_json)
     }
     fn locks(&self) -> Result<Vec<LockInfo>> {
         Journal::locks(self)

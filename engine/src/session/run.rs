@@ -162,20 +162,19 @@ impl Session {
         self.done = done;
     }
 
-    /// A new run: the lock first, then its record and its plan; the lock is given back if
-    /// the run cannot be recorded.
+    /// A new run: the lock, its record and its plan, together (see [`RunStore::begin_run`]);
+    /// the lock is not kept if the run cannot be recorded.
     fn create(&mut self, planned: &Planned, cfg: &RunConfig) -> Result<()> {
         let p = &planned.plan;
         let record = new_record(planned, cfg.approve);
-        self.store.lock(&self.fleet, &record.id)?;
-        let created = self
-            .store
-            .create_run(&record, &super::host_rows(p), &super::task_rows(p))
-            .and_then(|_| save_plan(&*self.store, &record.id, p));
-        if let Err(e) = created {
-            let _ = self.store.unlock(&self.fleet, &record.id);
-            return Err(e);
-        }
+        let json = serde_json::to_string(p).map_err(|e| Error::Internal(e.to_string()))?;
+        self.store.begin_run(
+            &self.fleet,
+            &record,
+            &super::host_rows(p),
+            &super::task_rows(p),
+            &json,
+        )?;
         self.started_at = record.started_at;
         self.take_up(record, Vec::new());
         Ok(())

@@ -158,6 +158,26 @@ pub trait RunStore: Send + Sync {
     /// Takes the fleet lock for `run` (a run may take over its own stale lock).
     fn lock(&self, fleet: &str, run: &str) -> Result<()>;
     fn unlock(&self, fleet: &str, run: &str) -> Result<()>;
+    /// Takes the fleet lock for a new run, records it and keeps its plan: in one write where
+    /// the store can (one commit before the first connection, not three). A run that cannot
+    /// be recorded gives the lock back.
+    fn begin_run(
+        &self,
+        fleet: &str,
+        run: &RunRecord,
+        hosts: &[(String, Vec<String>)],
+        tasks: &[TaskRow],
+        plan_json: &str,
+    ) -> Result<()> {
+        self.lock(fleet, &run.id)?;
+        let created = self
+            .create_run(run, hosts, tasks)
+            .and_then(|_| self.save_plan(&run.id, plan_json));
+        if created.is_err() {
+            let _ = self.unlock(fleet, &run.id);
+        }
+        created
+    }
     /// Records the run's end (`set_state(.., ended)`) and gives back its fleet lock: in one
     /// write where the store can, so that a run's exit waits for one commit, not two.
     fn end_run(&self, run: &str, state: RunState, reason: Option<&str>, fleet: &str) -> Result<()> {

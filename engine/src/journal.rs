@@ -1583,6 +1583,36 @@ mod tests {
         j.lock("fleet", "r2").unwrap();
     }
 
+    /// A new run's lock, record and plan are one write: a run refused the lock leaves no
+    /// record. Its end and the lock's release are one write too.
+    #[test]
+    fn a_run_begins_and_ends_with_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        j.begin_run(
+            "fleet",
+            &test_run("r1"),
+            &[],
+            &[test_task("host:w1:s")],
+            "{}",
+        )
+        .unwrap();
+        assert_eq!(j.plan("r1").unwrap().as_deref(), Some("{}"));
+        assert_eq!(j.locks().unwrap()[0].run_id, "r1");
+        let e = j
+            .begin_run("fleet", &test_run("r2"), &[], &[], "{}")
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("locked by run r1"), "{e}");
+        assert!(j.run(Some("r2")).is_err(), "a refused run was recorded");
+        assert_eq!(j.plan("r2").unwrap(), None);
+        j.end_run("r1", RunState::Succeeded, None, "fleet").unwrap();
+        assert!(j.locks().unwrap().is_empty());
+        let r1 = j.run(Some("r1")).unwrap();
+        assert_eq!(r1.state, RunState::Succeeded);
+        assert!(r1.ended_at.is_some());
+    }
+
     /// Queued writes are on disk for another process once `flush` returns; a commit that
     /// fails is reported by `flush`, and every write queued after it is refused, so a run
     /// stops before it sends a command whose start a resume could not see.

@@ -180,9 +180,12 @@ pub trait RunStore: Send + Sync {
     }
     /// Records the run's end (`set_state(.., ended)`) and gives back its fleet lock: in one
     /// write where the store can, so that a run's exit waits for one commit, not two.
+    /// `Err`: the end was not recorded. A release that fails is not an error here, as it
+    /// is not when [`FleetLock`] is dropped.
     fn end_run(&self, run: &str, state: RunState, reason: Option<&str>, fleet: &str) -> Result<()> {
         self.set_state(run, state, reason, true)?;
-        self.unlock(fleet, run)
+        let _ = self.unlock(fleet, run);
+        Ok(())
     }
     fn locks(&self) -> Result<Vec<LockInfo>>;
     fn break_lock(&self, fleet: &str) -> Result<()>;

@@ -20,6 +20,7 @@ use crate::clock::At;
 use crate::error::{Error, Result};
 use crate::exec::{Event, State};
 use crate::store::{RunState, RunStore};
+use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -448,6 +449,120 @@ fn write_command(
     Ok(())
 }
 
+/// A new run's record and all its tasks, pending, inside the caller's transaction.
+fn insert_run(
+    tx: &rusqlite::Transaction,
+    run: &RunRecord,
+    hosts: &[(String, Vec<String>)],
+    tasks: &[TaskRow],
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO runs (id, runbook, runbook_path, runbook_digest, inventory_path, inventory_digest, params, limit_pattern, user, controller, pid, started_at, state, lib_digest, secret_digests, pre_approved)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'running', ?13, ?14, ?15)",
+        params![
+            run.id,
+            run.runbook,
+            run.runbook_path,
+            run.runbook_digest,
+            run.inventory_path,
+            run.inventory_digest,
+            serde_json::to_string(&run.params).unwrap_or_default(),
+            run.limit_pattern,
+            run.user,
+            run.controller,
+            run.pid,
+            run.started_at,
+            run.lib_digest,
+            serde_json::to_string(&run.secret_digests).unwrap_or_default(),
+            serde_json::to_string(&run.pre_approved).unwrap_or_default(),
+        ],
+    )?;
+    // Prepared once for all the rows (hundreds at a few hundred hosts).
+    let mut host =
+        tx.prepare_cached("INSERT INTO hosts (run_id, host, roles) VALUES (?1, ?2, ?3)")?;
+    for (h, roles) in hosts {
+        host.execute(params![
+            run.id,
+            h,
+            serde_json::to_string(roles).unwrap_or_default()
+        ])?;
+    }
+    let mut task = tx.prepare_cached(
+        "INSERT INTO tasks (run_id, task_id, kind, host, step, role, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for t in tasks {
+        task.execute(params![
+            run.id, t.task_id, t.kind, t.host, t.step, t.role, t.state
+        ])?;
+    }
+    Ok(())
+}
+
+/// Takes the fleet lock for `run` inside the caller's (immediate) transaction, or answers
+/// who holds it (see [`Journal::lock`]).
+fn take_lock(
+    tx: &rusqlite::Transaction,
+    fleet: &str,
+    run: &str,
+) -> rusqlite::Result<Option<LockInfo>> {
+    let current = tx
+        .query_row(
+            "SELECT fleet, run_id, pid, user, controller, since FROM locks WHERE fleet = ?1",
+            [fleet],
+            lock_from_row,
+        )
+        .optional()?;
+    let take = match &current {
+        None => true,
+        Some(l) => l.run_id == run && l.is_stale(),
+    };
+    if !take {
+        return Ok(current);
+    }
+    tx.execute(
+        "INSERT OR REPLACE INTO locks (fleet, run_id, pid, user, controller, since) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![fleet, run, std::process::id() as i64, user(), controller(), At::now()],
+    )?;
+    Ok(None)
+}
+
+/// The error for a fleet lock another run holds.
+fn locked(l: LockInfo) -> Error {
+    let help = match l.is_stale() {
+        true => "that process is gone: break the lock with `fleetbook unlock`",
+        false => "one operator at a time: wait for it, or `fleetbook abort` it",
+    };
+    Error::Locked {
+        message: format!("the fleet is locked by {}", l.describe()),
+        help: help.into(),
+    }
+}
+
+/// A run's state (see [`Journal::set_state`]), inside the caller's transaction.
+fn write_state(
+    tx: &rusqlite::Transaction,
+    run: &str,
+    state: RunState,
+    reason: Option<&str>,
+    ended: bool,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE runs SET state = ?2, reason = ?3, ended_at = CASE WHEN ?4 THEN ?5 ELSE NULL END, pid = CASE WHEN ?4 THEN pid ELSE ?6 END, abort_requested = 0, abort_now = 0 WHERE id = ?1",
+        params![run, state.as_str(), reason, ended, At::now(), std::process::id() as i64],
+    )?;
+    if ended {
+        // Barriers run nothing and report no transition: one is passed when every
+        // other task of its role is.
+        tx.execute(
+            "UPDATE tasks SET state = 'ok', ended_at = ?2 WHERE run_id = ?1 AND kind IN ('role_done', 'canary_done') AND state = 'pending'
+             AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.run_id = tasks.run_id AND o.role IS tasks.role
+                             AND o.kind NOT IN ('role_done', 'canary_done') AND o.state NOT IN ('ok', 'skipped'))",
+            params![run, At::now()],
+        )?;
+    }
+    Ok(())
+}
+
 /// Writes `writes` in one transaction: all of them or none.
 fn commit(c: &mut Connection, writes: &[Queued]) -> rusqlite::Result<()> {
     let tx = c.transaction()?;
@@ -634,6 +749,12 @@ impl Journal {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
         )
         .map_err(|e| unusable(format!("cannot be used ({e})")))?;
+        // No checkpoint when the connection closes (it cost every command's exit a write
+        // and an fsync of the database file): every commit is already durable in the WAL
+        // (synchronous=FULL), the next open reads it, and SQLite's automatic checkpoint
+        // (1,000 pages) keeps it bounded.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .map_err(|e| unusable(format!("cannot be used ({e})")))?;
         if version < SCHEMA_VERSION {
             // Another fleetbook may be upgrading it too: look again inside the transaction.
             let tx = conn
@@ -749,39 +870,7 @@ impl Journal {
     ) -> Result<()> {
         self.with(|c| {
             let tx = c.transaction()?;
-            tx.execute(
-                "INSERT INTO runs (id, runbook, runbook_path, runbook_digest, inventory_path, inventory_digest, params, limit_pattern, user, controller, pid, started_at, state, lib_digest, secret_digests, pre_approved)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'running', ?13, ?14, ?15)",
-                params![
-                    run.id,
-                    run.runbook,
-                    run.runbook_path,
-                    run.runbook_digest,
-                    run.inventory_path,
-                    run.inventory_digest,
-                    serde_json::to_string(&run.params).unwrap_or_default(),
-                    run.limit_pattern,
-                    run.user,
-                    run.controller,
-                    run.pid,
-                    run.started_at,
-                    run.lib_digest,
-                    serde_json::to_string(&run.secret_digests).unwrap_or_default(),
-                    serde_json::to_string(&run.pre_approved).unwrap_or_default(),
-                ],
-            )?;
-            for (h, roles) in hosts {
-                tx.execute(
-                    "INSERT INTO hosts (run_id, host, roles) VALUES (?1, ?2, ?3)",
-                    params![run.id, h, serde_json::to_string(roles).unwrap_or_default()],
-                )?;
-            }
-            for t in tasks {
-                tx.execute(
-                    "INSERT INTO tasks (run_id, task_id, kind, host, step, role, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![run.id, t.task_id, t.kind, t.host, t.step, t.role, t.state],
-                )?;
-            }
+            insert_run(&tx, run, hosts, tasks)?;
             tx.commit()
         })
     }
@@ -821,23 +910,29 @@ impl Journal {
         reason: Option<&str>,
         ended: bool,
     ) -> Result<()> {
-        let state = state.as_str();
         self.with(|c| {
             let tx = c.transaction()?;
+            write_state(&tx, run, state, reason, ended)?;
+            tx.commit()
+        })
+    }
+
+    /// Records the run's end and gives back its fleet lock in one transaction (one fsync,
+    /// not two at the end of every run): both happen, or neither.
+    pub fn end_run(
+        &self,
+        run: &str,
+        state: RunState,
+        reason: Option<&str>,
+        fleet: &str,
+    ) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            write_state(&tx, run, state, reason, true)?;
             tx.execute(
-                "UPDATE runs SET state = ?2, reason = ?3, ended_at = CASE WHEN ?4 THEN ?5 ELSE NULL END, pid = CASE WHEN ?4 THEN pid ELSE ?6 END, abort_requested = 0, abort_now = 0 WHERE id = ?1",
-                params![run, state, reason, ended, At::now(), std::process::id() as i64],
+                "DELETE FROM locks WHERE fleet = ?1 AND run_id = ?2",
+                [fleet, run],
             )?;
-            if ended {
-                // Barriers run nothing and report no transition: one is passed when every
-                // other task of its role is.
-                tx.execute(
-                    "UPDATE tasks SET state = 'ok', ended_at = ?2 WHERE run_id = ?1 AND kind IN ('role_done', 'canary_done') AND state = 'pending'
-                     AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.run_id = tasks.run_id AND o.role IS tasks.role
-                                     AND o.kind NOT IN ('role_done', 'canary_done') AND o.state NOT IN ('ok', 'skipped'))",
-                    params![run, At::now()],
-                )?;
-            }
             tx.commit()
         })
     }
@@ -1108,33 +1203,37 @@ impl Journal {
     pub fn lock(&self, fleet: &str, run: &str) -> Result<()> {
         let held = self.with(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let current = tx
-                .query_row("SELECT fleet, run_id, pid, user, controller, since FROM locks WHERE fleet = ?1", [fleet], lock_from_row)
-                .optional()?;
-            let take = match &current {
-                None => true,
-                Some(l) => l.run_id == run && l.is_stale(),
-            };
-            if take {
-                tx.execute(
-                    "INSERT OR REPLACE INTO locks (fleet, run_id, pid, user, controller, since) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![fleet, run, std::process::id() as i64, user(), controller(), At::now()],
-                )?;
-            }
+            let held = take_lock(&tx, fleet, run)?;
             tx.commit()?;
-            Ok(if take { None } else { current })
+            Ok(held)
         })?;
-        match held {
-            None => Ok(()),
-            Some(l) if l.is_stale() => Err(Error::Locked {
-                message: format!("the fleet is locked by {}", l.describe()),
-                help: "that process is gone: break the lock with `fleetbook unlock`".into(),
-            }),
-            Some(l) => Err(Error::Locked {
-                message: format!("the fleet is locked by {}", l.describe()),
-                help: "one operator at a time: wait for it, or `fleetbook abort` it".into(),
-            }),
-        }
+        held.map_or(Ok(()), |l| Err(locked(l)))
+    }
+
+    /// Takes the fleet lock and records a new run with its plan, in one transaction (one
+    /// fsync before the first connection, not three): all of it, or nothing.
+    pub fn begin_run(
+        &self,
+        fleet: &str,
+        run: &RunRecord,
+        hosts: &[(String, Vec<String>)],
+        tasks: &[TaskRow],
+        plan_json: &str,
+    ) -> Result<()> {
+        let held = self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if let Some(l) = take_lock(&tx, fleet, &run.id)? {
+                return Ok(Some(l));
+            }
+            insert_run(&tx, run, hosts, tasks)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO plans (run_id, plan) VALUES (?1, ?2)",
+                params![run.id, plan_json],
+            )?;
+            tx.commit()?;
+            Ok(None)
+        })?;
+        held.map_or(Ok(()), |l| Err(locked(l)))
     }
 
     pub fn unlock(&self, fleet: &str, run: &str) -> Result<()> {
@@ -1273,6 +1372,19 @@ impl RunStore for Journal {
     }
     fn unlock(&self, fleet: &str, run: &str) -> Result<()> {
         Journal::unlock(self, fleet, run)
+    }
+    fn end_run(&self, run: &str, state: RunState, reason: Option<&str>, fleet: &str) -> Result<()> {
+        Journal::end_run(self, run, state, reason, fleet)
+    }
+    fn begin_run(
+        &self,
+        fleet: &str,
+        run: &RunRecord,
+        hosts: &[(String, Vec<String>)],
+        tasks: &[TaskRow],
+        plan_json: &str,
+    ) -> Result<()> {
+        Journal::begin_run(self, fleet, run, hosts, tasks, plan_json)
     }
     fn locks(&self) -> Result<Vec<LockInfo>> {
         Journal::locks(self)
@@ -1450,6 +1562,36 @@ mod tests {
         j.lock("fleet", "r1").unwrap();
         j.unlock("fleet", "r1").unwrap();
         j.lock("fleet", "r2").unwrap();
+    }
+
+    /// A new run's lock, record and plan are one write: a run refused the lock leaves no
+    /// record. Its end and the lock's release are one write too.
+    #[test]
+    fn a_run_begins_and_ends_with_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        j.begin_run(
+            "fleet",
+            &test_run("r1"),
+            &[],
+            &[test_task("host:w1:s")],
+            "{}",
+        )
+        .unwrap();
+        assert_eq!(j.plan("r1").unwrap().as_deref(), Some("{}"));
+        assert_eq!(j.locks().unwrap()[0].run_id, "r1");
+        let e = j
+            .begin_run("fleet", &test_run("r2"), &[], &[], "{}")
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("locked by run r1"), "{e}");
+        assert!(j.run(Some("r2")).is_err(), "a refused run was recorded");
+        assert_eq!(j.plan("r2").unwrap(), None);
+        j.end_run("r1", RunState::Succeeded, None, "fleet").unwrap();
+        assert!(j.locks().unwrap().is_empty());
+        let r1 = j.run(Some("r1")).unwrap();
+        assert_eq!(r1.state, RunState::Succeeded);
+        assert!(r1.ended_at.is_some());
     }
 
     /// Queued writes are on disk for another process once `flush` returns; a commit that

@@ -163,20 +163,19 @@ impl Session {
         self.done = done;
     }
 
-    /// A new run: the lock first, then its record and its plan; the lock is given back if
-    /// the run cannot be recorded.
+    /// A new run: the lock, its record and its plan, together (see [`RunStore::begin_run`]);
+    /// the lock is not kept if the run cannot be recorded.
     fn create(&mut self, planned: &Planned, cfg: &RunConfig) -> Result<()> {
         let p = &planned.plan;
         let record = new_record(planned, cfg.approve);
-        self.store.lock(&self.fleet, &record.id)?;
-        let created = self
-            .store
-            .create_run(&record, &super::host_rows(p), &super::task_rows(p))
-            .and_then(|_| save_plan(&*self.store, &record.id, p));
-        if let Err(e) = created {
-            let _ = self.store.unlock(&self.fleet, &record.id);
-            return Err(e);
-        }
+        let json = serde_json::to_string(p).map_err(|e| Error::Internal(e.to_string()))?;
+        self.store.begin_run(
+            &self.fleet,
+            &record,
+            &super::host_rows(p),
+            &super::task_rows(p),
+            &json,
+        )?;
         self.started_at = record.started_at;
         self.take_up(record, Vec::new());
         Ok(())
@@ -263,8 +262,7 @@ impl Session {
             outcome.status = RunStatus::Aborted;
             outcome.reason = Some(format!("the event stream on standard output broke: {err}"));
         }
-        record_end(&*store, &run_id, &mut outcome, ui);
-        drop(guard);
+        record_end(guard, &run_id, &mut outcome, ui);
         Ok(Finished { outcome })
     }
 
@@ -318,13 +316,15 @@ fn save_plan(store: &dyn RunStore, run: &str, p: &plan::Plan) -> Result<()> {
     store.save_plan(run, &json)
 }
 
-/// Records how the run ended. When that fails (a full disk, say) the store still says the
-/// run is running, which a resume takes as interrupted: the run ends with the store's status.
-fn record_end(store: &dyn RunStore, run_id: &str, outcome: &mut RunOutcome, ui: &dyn RunUi) {
+/// Records how the run ended and gives back the fleet lock (in one write). When that fails
+/// (a full disk, say) the store still says the run is running, which a resume takes as
+/// interrupted: the run ends with the store's status, and the lock is given back alone.
+fn record_end(mut guard: FleetLock, run_id: &str, outcome: &mut RunOutcome, ui: &dyn RunUi) {
     let state = RunState::from(outcome.status);
-    let Err(err) = store.set_state(run_id, state, outcome.reason.as_deref(), true) else {
+    let Err(err) = guard.end_run(state, outcome.reason.as_deref()) else {
         return;
     };
+    drop(guard);
     tracing::error!(run = %run_id, error = %err, "the end of the run was not recorded");
     ui.say(&format!(
         "error: the journal could not record the end of the run: {err}"

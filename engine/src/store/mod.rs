@@ -158,6 +158,35 @@ pub trait RunStore: Send + Sync {
     /// Takes the fleet lock for `run` (a run may take over its own stale lock).
     fn lock(&self, fleet: &str, run: &str) -> Result<()>;
     fn unlock(&self, fleet: &str, run: &str) -> Result<()>;
+    /// Takes the fleet lock for a new run, records it and keeps its plan: in one write where
+    /// the store can (one commit before the first connection, not three). A run that cannot
+    /// be recorded gives the lock back.
+    fn begin_run(
+        &self,
+        fleet: &str,
+        run: &RunRecord,
+        hosts: &[(String, Vec<String>)],
+        tasks: &[TaskRow],
+        plan_json: &str,
+    ) -> Result<()> {
+        self.lock(fleet, &run.id)?;
+        let created = self
+            .create_run(run, hosts, tasks)
+            .and_then(|_| self.save_plan(&run.id, plan_json));
+        if created.is_err() {
+            let _ = self.unlock(fleet, &run.id);
+        }
+        created
+    }
+    /// Records the run's end (`set_state(.., ended)`) and gives back its fleet lock: in one
+    /// write where the store can, so that a run's exit waits for one commit, not two.
+    /// `Err`: the end was not recorded. A release that fails is not an error here, as it
+    /// is not when [`FleetLock`] is dropped.
+    fn end_run(&self, run: &str, state: RunState, reason: Option<&str>, fleet: &str) -> Result<()> {
+        self.set_state(run, state, reason, true)?;
+        let _ = self.unlock(fleet, run);
+        Ok(())
+    }
     fn locks(&self) -> Result<Vec<LockInfo>>;
     fn break_lock(&self, fleet: &str) -> Result<()>;
 
@@ -285,6 +314,8 @@ pub struct FleetLock {
     run: String,
     /// A controller that joined the run: the lock is another's; only its lease counts.
     joined: bool,
+    /// Given back with the run's end ([`FleetLock::end_run`]): nothing left to release.
+    released: bool,
 }
 
 impl FleetLock {
@@ -295,6 +326,7 @@ impl FleetLock {
             fleet: fleet.to_string(),
             run: run.to_string(),
             joined: false,
+            released: false,
         })
     }
 
@@ -307,6 +339,7 @@ impl FleetLock {
             fleet: fleet.to_string(),
             run: run.to_string(),
             joined: true,
+            released: false,
         }
     }
 
@@ -317,6 +350,7 @@ impl FleetLock {
             fleet: fleet.to_string(),
             run: run.to_string(),
             joined: false,
+            released: false,
         }
     }
 
@@ -341,8 +375,26 @@ impl FleetLock {
     }
 }
 
+impl FleetLock {
+    /// Records the run's end and gives the lock back with it (one write; see
+    /// [`RunStore::end_run`]). A joined controller records the end only: the store gives
+    /// the lock back when it is dropped, if it took it over. On `Err` the lock is still
+    /// given back when dropped.
+    pub fn end_run(&mut self, state: RunState, reason: Option<&str>) -> Result<()> {
+        if self.joined {
+            return self.store.set_state(&self.run, state, reason, true);
+        }
+        self.store.end_run(&self.run, state, reason, &self.fleet)?;
+        self.released = true;
+        Ok(())
+    }
+}
+
 impl Drop for FleetLock {
     fn drop(&mut self) {
+        if self.released {
+            return;
+        }
         // A joined controller may have taken the lock over; the store releases it only if so.
         let _ = self.store.unlock(&self.fleet, &self.run);
     }

@@ -469,30 +469,6 @@ impl Ssh {
         });
     }
 
-    /// Releases every lease this run holds, all hosts at once, each given a few seconds.
-    fn release_leases(&self) {
-        let held: Vec<Held> =
-            std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()));
-        if held.is_empty() {
-            return;
-        }
-        let Some(owner) = self.owner.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
-            return;
-        };
-        self.rt.block_on(async {
-            let releases: Vec<_> = held
-                .into_iter()
-                .map(|h| {
-                    let owner = owner.clone();
-                    tokio::spawn(async move { release(h, &owner).await })
-                })
-                .collect();
-            for r in releases {
-                let _ = r.await;
-            }
-        });
-    }
-
     /// Whether connections are left up when this command ends (`--persist`, unless the
     /// operator stopped it).
     fn keeps(&self) -> bool {
@@ -1092,31 +1068,47 @@ impl Transport for Ssh {
             .push(task);
     }
 
-    /// Releases the leases, then closes every connection, many at once.
+    /// Releases each host's lease, then closes its connection: host by host, many at once
+    /// (a host's close does not wait for the other hosts' releases).
     fn shutdown(&self) {
-        self.release_leases();
-        let cells: Vec<Conn> = self
+        let mut held: HashMap<String, Held> =
+            std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_iter()
+                .map(|h| (h.host.clone(), h))
+                .collect();
+        let cells: Vec<(Option<Held>, Option<Conn>)> = self
             .sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .drain()
-            .map(|(_, c)| c)
+            .map(|(host, c)| (held.remove(&host), Some(c)))
+            .collect();
+        // A lease whose host has no connection left is released all the same.
+        let cells: Vec<_> = cells
+            .into_iter()
+            .chain(held.into_values().map(|h| (Some(h), None)))
             .collect();
         let closing = std::mem::take(&mut *self.closing.lock().unwrap_or_else(|e| e.into_inner()));
         if cells.is_empty() && closing.is_empty() {
             return;
         }
+        let owner = self.owner.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let keep = self.keeps();
         let reused = self.reused.clone();
         self.rt.block_on(async {
             let bound = Arc::new(Semaphore::new(CLOSES));
             let closes: Vec<_> = cells
                 .into_iter()
-                .map(|cell| {
-                    let (bound, reused) = (bound.clone(), reused.clone());
+                .map(|(held, cell)| {
+                    let (bound, reused, owner) = (bound.clone(), reused.clone(), owner.clone());
                     tokio::spawn(async move {
                         let _permit = bound.acquire_owned().await;
-                        close_conn(cell, keep, &reused).await;
+                        if let (Some(h), Some(owner)) = (held, owner) {
+                            release(h, &owner).await;
+                        }
+                        if let Some(cell) = cell {
+                            close_conn(cell, keep, &reused).await;
+                        }
                     })
                 })
                 .collect();
@@ -1125,8 +1117,9 @@ impl Transport for Ssh {
                     let _ = c.await;
                 }
             };
-            // A master that does not answer is left to its ControlPersist.
-            let _ = tokio::time::timeout(SHORT, all).await;
+            // A master that does not answer is left to its ControlPersist (a release has
+            // SHORT to answer, then its close as long).
+            let _ = tokio::time::timeout(2 * SHORT, all).await;
         });
     }
 }

@@ -17,7 +17,42 @@ pub fn run(cli: Cli) -> Result<i32> {
         eprintln!("{note}");
     }
     crate::cli::add_path_dirs(&mut command);
-    // Every command that plans imports from the project's dependencies, as locked.
+    let libs = libraries_for(&command, project.as_ref())?;
+    match command {
+        c @ (Command::Plan { .. }
+        | Command::Run { .. }
+        | Command::Apply { .. }
+        | Command::Resume { .. }
+        | Command::Rollback { .. }) => runs(c, &libs),
+        c @ (Command::Status { .. }
+        | Command::Watch { .. }
+        | Command::Runs { .. }
+        | Command::Abort { .. }
+        | Command::Approve { .. }
+        | Command::Unlock { .. }) => recorded(c),
+        c => tools(
+            c,
+            &Context {
+                here: &here,
+                project: project.as_ref(),
+                libs: &libs,
+                verbose: cli.verbose > 0,
+            },
+        ),
+    }
+}
+
+/// What the commands that neither plan a run nor read one may need.
+struct Context<'a> {
+    here: &'a std::path::Path,
+    project: Option<&'a project::Project>,
+    libs: &'a Libraries,
+    verbose: bool,
+}
+
+/// Every command that plans imports from the project's dependencies, as locked; a plan that
+/// may run also asks the repositories whether a locked tag moved (`check` and `test` do not).
+fn libraries_for(command: &Command, project: Option<&project::Project>) -> Result<Libraries> {
     let plans = matches!(
         command,
         Command::Check { .. }
@@ -28,37 +63,16 @@ pub fn run(cli: Cli) -> Result<i32> {
             | Command::Rollback { .. }
             | Command::Test { .. }
     );
-    // A plan that may run asks the repositories whether a locked tag moved; `check` does not.
-    let check_tags = plans && !matches!(command, Command::Check { .. } | Command::Test { .. });
-    let libs = if plans {
-        project::libraries_checked(project.as_ref(), check_tags)?
-    } else {
-        Libraries::default()
-    };
+    if !plans {
+        return Ok(Libraries::default());
+    }
+    let check_tags = !matches!(command, Command::Check { .. } | Command::Test { .. });
+    project::libraries_checked(project, check_tags)
+}
+
+/// `plan`, `run`, `apply`, `resume` and `rollback`: the commands that plan a run.
+fn runs(command: Command, libs: &Libraries) -> Result<i32> {
     match command {
-        Command::Check {
-            runbook,
-            inventory,
-            script,
-            format,
-        } => crate::check_cmd::command(
-            &runbook,
-            inventory.as_deref(),
-            &script,
-            format,
-            &libs,
-            cli.verbose > 0,
-        ),
-        Command::Lib { command } => crate::lib_cmd::run(command, project.as_ref()),
-        Command::Config { state, format } => {
-            let text = project::show(
-                project.as_ref(),
-                state.dir.as_deref(),
-                format == crate::cli::ReportFormat::Json,
-            )?;
-            exit::print(&text)?;
-            Ok(exit::OK)
-        }
         Command::Plan {
             runbook,
             inventory,
@@ -66,49 +80,21 @@ pub fn run(cli: Cli) -> Result<i32> {
             limit,
             format,
             output,
-        } => {
-            let inventory = project::need_inventory(inventory.as_deref())?;
-            if let Some(out) = &output {
-                crate::cli::refuse_to_overwrite(
-                    out,
-                    &[("runbook", &runbook), ("inventory", inventory)],
-                )?;
-            }
-            let planned = plan_of(&runbook, inventory, &script, limit.as_deref(), &libs)?;
-            let p = &planned.plan;
-            for w in &p.warnings {
-                eprintln!("warning: {w}");
-            }
-            let text = match format {
-                Format::Text => render::text(p),
-                Format::Json => {
-                    let mut s = serde_json::to_string_pretty(p)
-                        .map_err(|e| Error::Internal(e.to_string()))?;
-                    s.push('\n');
-                    s
-                }
-                Format::Dot => render::dot(p),
-                Format::Mermaid => render::mermaid(p),
-                Format::Html => render::html(p),
-            };
-            write_output(output.as_deref(), &text)?;
-            if let Some(path) = output {
-                eprintln!(
-                    "plan of {} on {} ({}) written to {}",
-                    p.runbook.name,
-                    render::count(p.hosts.len(), "host"),
-                    render::count(p.tasks.len(), "task"),
-                    path.display()
-                );
-            }
-            Ok(exit::OK)
-        }
+        } => plan_cmd(
+            &runbook,
+            inventory.as_deref(),
+            &script,
+            limit.as_deref(),
+            format,
+            output,
+            libs,
+        ),
         Command::Run {
             join: Some(id),
             script,
             run,
             ..
-        } => run_cmds::join_run(&id, &script, &libs, &run),
+        } => run_cmds::join_run(&id, &script, libs, &run),
         Command::Run {
             runbook,
             inventory,
@@ -119,7 +105,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => {
             let runbook = runbook.unwrap_or_default();
             let inventory = project::need_inventory(inventory.as_deref())?;
-            let planned = plan_of(&runbook, inventory, &script, limit.as_deref(), &libs)?;
+            let planned = plan_of(&runbook, inventory, &script, limit.as_deref(), libs)?;
             let store = run.state.open()?;
             drive::drive(
                 planned,
@@ -141,7 +127,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             Given {
                 params: &params,
                 lib_dirs: &lib_dirs,
-                libs: &libs,
+                libs,
                 run: &run,
             },
         ),
@@ -164,7 +150,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             Given {
                 params: &params,
                 lib_dirs: &lib_dirs,
-                libs: &libs,
+                libs,
                 run: &run,
             },
         ),
@@ -187,10 +173,62 @@ pub fn run(cli: Cli) -> Result<i32> {
             Given {
                 params: &params,
                 lib_dirs: &lib_dirs,
-                libs: &libs,
+                libs,
                 run: &run,
             },
         ),
+        _ => unreachable!("commands::run sends only the planning commands here"),
+    }
+}
+
+/// `fleetbook plan`: the plan in the chosen format, to standard output or a file.
+fn plan_cmd(
+    runbook: &std::path::Path,
+    inventory: Option<&std::path::Path>,
+    script: &ScriptArgs,
+    limit: Option<&str>,
+    format: Format,
+    output: Option<std::path::PathBuf>,
+    libs: &Libraries,
+) -> Result<i32> {
+    let inventory = project::need_inventory(inventory)?;
+    if let Some(out) = &output {
+        crate::cli::refuse_to_overwrite(out, &[("runbook", runbook), ("inventory", inventory)])?;
+    }
+    let planned = plan_of(runbook, inventory, script, limit, libs)?;
+    let p = &planned.plan;
+    for w in &p.warnings {
+        eprintln!("warning: {w}");
+    }
+    let text = match format {
+        Format::Text => render::text(p),
+        Format::Json => {
+            let mut s =
+                serde_json::to_string_pretty(p).map_err(|e| Error::Internal(e.to_string()))?;
+            s.push('\n');
+            s
+        }
+        Format::Dot => render::dot(p),
+        Format::Mermaid => render::mermaid(p),
+        Format::Html => render::html(p),
+    };
+    write_output(output.as_deref(), &text)?;
+    if let Some(path) = output {
+        eprintln!(
+            "plan of {} on {} ({}) written to {}",
+            p.runbook.name,
+            render::count(p.hosts.len(), "host"),
+            render::count(p.tasks.len(), "task"),
+            path.display()
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// `status`, `watch`, `runs`, `abort`, `approve` and `unlock`: the commands that read or
+/// steer recorded runs.
+fn recorded(command: Command) -> Result<i32> {
+    match command {
         Command::Status {
             run_id,
             state,
@@ -216,6 +254,45 @@ pub fn run(cli: Cli) -> Result<i32> {
             })?;
             Ok(exit::OK)
         }
+        Command::Runs { state, format } => run_cmds::runs(&state, format),
+        Command::Abort { run_id, now, state } => run_cmds::abort(&run_id, now, &state),
+        Command::Approve {
+            run_id,
+            gate,
+            state,
+        } => run_cmds::approve(&run_id, gate.as_deref(), &state),
+        Command::Unlock { state, yes } => run_cmds::unlock(&state, yes),
+        _ => unreachable!("commands::run sends only the commands on recorded runs here"),
+    }
+}
+
+/// The authoring and inspection tools: check, lib, config, inventory, lsp, definitions,
+/// test, doc, completions, man and exec.
+fn tools(command: Command, ctx: &Context) -> Result<i32> {
+    match command {
+        Command::Check {
+            runbook,
+            inventory,
+            script,
+            format,
+        } => crate::check_cmd::command(
+            &runbook,
+            inventory.as_deref(),
+            &script,
+            format,
+            ctx.libs,
+            ctx.verbose,
+        ),
+        Command::Lib { command } => crate::lib_cmd::run(command, ctx.project),
+        Command::Config { state, format } => {
+            let text = project::show(
+                ctx.project,
+                state.dir.as_deref(),
+                format == crate::cli::ReportFormat::Json,
+            )?;
+            exit::print(&text)?;
+            Ok(exit::OK)
+        }
         Command::Inventory {
             inventory,
             limit,
@@ -232,14 +309,6 @@ pub fn run(cli: Cli) -> Result<i32> {
             &vault,
             playbook_dir,
         ),
-        Command::Runs { state, format } => run_cmds::runs(&state, format),
-        Command::Abort { run_id, now, state } => run_cmds::abort(&run_id, now, &state),
-        Command::Approve {
-            run_id,
-            gate,
-            state,
-        } => run_cmds::approve(&run_id, gate.as_deref(), &state),
-        Command::Unlock { state, yes } => run_cmds::unlock(&state, yes),
         Command::Lsp { .. } => {
             fleetbook_tooling::lsp::serve(fleetbook_tooling::lsp::project_settings)?;
             Ok(exit::OK)
@@ -254,7 +323,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             Ok(exit::OK)
         }
         Command::Test { path, lib_dirs } => {
-            crate::test_cmd::run(path.as_deref(), &here, &lib_dirs, &libs)
+            crate::test_cmd::run(path.as_deref(), ctx.here, &lib_dirs, ctx.libs)
         }
         Command::Doc { lib, format } => {
             let format = match format {
@@ -299,6 +368,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             &ssh,
             &command.join(" "),
         ),
+        _ => unreachable!("commands::run sends the planning and recorded-run commands elsewhere"),
     }
 }
 

@@ -83,8 +83,9 @@ impl fmt::Display for At {
         const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
             time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
         match self.0.format(FORMAT) {
-            Ok(s) => f.write_str(&s),
-            Err(_) => write!(f, "@{}", self.unix_secs()),
+            // Padded like a string, so a width (`{:20}`) lines columns up.
+            Ok(s) => f.pad(&s),
+            Err(_) => f.pad(&format!("@{}", self.unix_secs())),
         }
     }
 }
@@ -151,6 +152,13 @@ mod tests {
         let t = At::from_unix(1_795_302_516.75).unwrap();
         assert_eq!(t.to_string(), "2026-11-21 23:08:36Z");
         assert_eq!(t.unix_secs(), 1_795_302_516);
+    }
+
+    /// A width lines a time up in a column, as it did when times were strings.
+    #[test]
+    fn pads_to_a_width() {
+        let t = At::from_unix(0.0).unwrap();
+        assert_eq!(format!("[{t:22}]"), "[1970-01-01 00:00:00Z  ]");
     }
 
     #[test]

@@ -77,9 +77,10 @@ impl RunState {
     }
 }
 
+/// Padded like a string (`{:24}`), so the columns of `fleetbook runs` line up.
 impl std::fmt::Display for RunState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -412,6 +413,14 @@ mod tests {
             .as_str()
             .unwrap()
             .to_string()
+    }
+
+    /// `fleetbook runs` pads the state to a column (`{:24}`): a typed state pads like the
+    /// string it replaced, or the runbook column wanders with the state's length.
+    #[test]
+    fn a_state_pads_to_its_column() {
+        assert_eq!(format!("[{:10}]", RunState::Aborted), "[aborted   ]");
+        assert_eq!(format!("[{:>10}]", RunState::Halted), "[    halted]");
     }
 
     /// The names stored and shown are the serde names, so JSON and the journal agree.

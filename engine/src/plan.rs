@@ -248,11 +248,13 @@ pub struct TaskInfo {
     pub role: Option<Shared>,
     pub start: u64,
     pub end: u64,
-    pub depends_on: Vec<Shared>,
-    pub commands: Vec<Shared>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    // Boxed slices, not `Vec`s: 8 bytes less each and no spare capacity, in an array of a
+    // task per host and step.
+    pub depends_on: Box<[Shared]>,
+    pub commands: Box<[Shared]>,
+    #[serde(skip_serializing_if = "<[Shared]>::is_empty")]
     #[serde(default)]
-    pub undo_commands: Vec<Shared>,
+    pub undo_commands: Box<[Shared]>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     #[serde(default)]
     pub skipped: bool,
@@ -603,8 +605,8 @@ fn task_infos(
             start: sched.tasks[t].start,
             end: sched.tasks[t].end,
             depends_on: task.deps.iter().map(|&d| names.ids[d].clone()).collect(),
-            commands: rec.commands,
-            undo_commands: rec.undo,
+            commands: rec.commands.into_boxed_slice(),
+            undo_commands: rec.undo.into_boxed_slice(),
             skipped: rec.skipped,
             held: graph.held[t],
         })

@@ -113,7 +113,7 @@ fn differences(saved: &Plan, now: &Plan) -> Option<String> {
     if let Some(why) = plan::library_changes(&saved.libraries, &now.libraries) {
         return Some(why);
     }
-    let commands = |p: &Plan| -> Vec<(Shared, Vec<Shared>)> {
+    let commands = |p: &Plan| -> Vec<(Shared, Box<[Shared]>)> {
         p.tasks
             .iter()
             .map(|t| (t.id.clone(), t.commands.clone()))

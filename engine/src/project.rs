@@ -73,17 +73,8 @@ impl Project {
 
     pub fn load(file: &Path) -> Result<Project> {
         let text = crate::error::read_file(file)?;
-        let settings: Settings = toml::from_str(&text).map_err(|e| {
-            let at = e
-                .span()
-                .map(|s| {
-                    let line = text[..s.start].matches('\n').count() + 1;
-                    let col = s.start - text[..s.start].rfind('\n').map_or(0, |i| i + 1) + 1;
-                    format!(":{line}:{col}")
-                })
-                .unwrap_or_default();
-            Error::input(format!("{}{at}: {}", file.display(), e.message()))
-        })?;
+        let settings: Settings = toml::from_str(&text)
+            .map_err(|e| crate::libs::manifest::toml_error(file, &text, &e))?;
         Ok(Project {
             file: file.to_path_buf(),
             settings,

@@ -60,11 +60,22 @@ where
 {
     fn format_event(
         &self,
-        ctx: &FmtContext<'_, S, N>,
+        _ctx: &FmtContext<'_, S, N>,
         mut writer: Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> std::fmt::Result {
-        ctx.format_fields(writer.by_ref(), event)?;
+        // The message alone: the fields (a print's `script` position) are for -v and the file.
+        struct Message<'w, 'a>(&'w mut Writer<'a>, std::fmt::Result);
+        impl tracing::field::Visit for Message<'_, '_> {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                if f.name() == "message" {
+                    self.1 = write!(self.0, "{v:?}");
+                }
+            }
+        }
+        let mut message = Message(&mut writer, Ok(()));
+        event.record(&mut message);
+        message.1?;
         writeln!(writer)
     }
 }

@@ -54,6 +54,13 @@ fn the_log_file_has_run_host_and_task_spans_and_no_secret() {
     assert!(lines
         .iter()
         .any(|v| v["fields"]["state"] == "ok" && v["fields"]["task"] == "host:w1:work"));
+    // The runbook's print, with where in the runbook it was called (line 3, column 21).
+    let print = lines
+        .iter()
+        .find(|v| v["fields"]["message"] == "runbook: hello <secret:token>")
+        .expect("the runbook's print");
+    let at = print["fields"]["script"].as_str().unwrap();
+    assert!(at.ends_with(".rhai:3:21"), "{print}");
     // -vv on standard error too; the runbook's print, redacted.
     assert!(
         out.stderr.contains("runbook: hello <secret:token>"),
@@ -79,4 +86,42 @@ fn without_v_only_runbook_output_reaches_standard_error() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("FLEETBOOK_LOG"));
+}
+
+#[test]
+fn planning_logs_what_it_read_and_built_to_the_log_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("plan.jsonl");
+    let out = crate::support::fleetbook(&[
+        "-v",
+        "plan",
+        "runbooks/jiocloud-rolling.rhai",
+        "-i",
+        "examples/inventories/jiocloud.ini",
+        "--log-file",
+        log.to_str().unwrap(),
+    ])
+    .code(0);
+    assert!(out.stderr.contains("plan built"), "{}", out.stderr);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    let event = |m: &str| {
+        lines
+            .iter()
+            .find(|v| v["fields"]["message"] == m)
+            .unwrap_or_else(|| panic!("no {m:?} in {lines:?}"))
+            .clone()
+    };
+    assert_eq!(event("runbook compiled")["fields"]["steps"], 3);
+    assert_eq!(event("inventory loaded")["fields"]["hosts"], 12);
+    let built = event("plan built");
+    assert_eq!(built["fields"]["hosts"], 12);
+    assert!(built["fields"]["tasks"].as_u64().unwrap() > 12, "{built}");
+    assert_eq!(
+        built["span"]["runbook"], "runbooks/jiocloud-rolling.rhai",
+        "{built}"
+    );
 }

@@ -576,8 +576,17 @@ impl Shared {
     /// Commits what is queued (with the connection held: whoever took a write off the queue
     /// holds it until the write is on disk, so a `flush` that finds the queue empty knows).
     fn commit_queued(&self, c: &mut Connection) -> Result<()> {
-        let writes =
-            std::mem::take(&mut self.queue.lock().unwrap_or_else(|e| e.into_inner()).writes);
+        let writes = {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            // A write queued while a failing commit was under way got past `queue`'s check:
+            // it is refused here, never committed after what was lost before it.
+            if let Some(why) = q.broken.clone() {
+                let late = std::mem::take(&mut q.writes);
+                late.iter().for_each(|w| q.lose(w));
+                return Err(Error::Internal(why));
+            }
+            std::mem::take(&mut q.writes)
+        };
         if writes.is_empty() {
             return Ok(());
         }

@@ -27,6 +27,7 @@ pub(crate) mod schedule;
 #[cfg(test)]
 mod schedule_tests;
 pub mod script;
+pub(crate) mod script_output;
 pub mod secrets;
 pub mod session;
 pub mod shared;

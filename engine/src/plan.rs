@@ -337,7 +337,14 @@ pub fn load_script(
 
 /// Compiles, records and schedules: the whole of `fleetbook plan`.
 pub fn plan(req: &PlanRequest) -> Result<Planned> {
+    let _span = tracing::info_span!("plan", runbook = %req.runbook.display()).entered();
+    let started = std::time::Instant::now();
     let (script, runbook_digest) = load_script(req.runbook, req.params, req.lib_dirs, req.libs)?;
+    tracing::info!(
+        steps = script.runbook.steps.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "runbook compiled"
+    );
     // As Ansible reads a playbook's: group_vars/ and host_vars/ beside the inventory and
     // beside the runbook; the digest covers every file read.
     let vault = match req.vault {
@@ -362,14 +369,26 @@ pub fn plan(req: &PlanRequest) -> Result<Planned> {
             playbook_dir,
         },
     )?;
+    tracing::info!(
+        inventory = %req.inventory.display(),
+        hosts = inventory.hosts.len(),
+        "inventory loaded"
+    );
     let inventory_digest = inventory.digest.clone();
-    plan_loaded(
+    let planned = plan_loaded(
         script,
         runbook_digest,
         &inventory,
         inventory_digest,
         req.limit,
-    )
+    )?;
+    tracing::info!(
+        tasks = planned.plan.tasks.len(),
+        hosts = planned.graph.hosts.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "plan built"
+    );
+    Ok(planned)
 }
 
 /// Plans an already compiled script against an already parsed inventory.

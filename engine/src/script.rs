@@ -98,25 +98,10 @@ fn build_engine(
         rhai::Token::Reserved(s) if &**s == "var" => rhai::Token::Identifier(s),
         other => other,
     });
-    // Script output must not mix with machine output on stdout.
-    // Script output must not show secrets either; stderr may be closed (`2>&-`).
-    let secrets = state.secrets.clone();
-    // Script output is part of the structured log (target `fleetbook::script`): the binary
-    // shows `print` by default and `debug` with -v.
-    engine.on_print(move |s| {
-        tracing::info!(target: "fleetbook::script", "runbook: {}", secrets.redact(s));
-    });
-    let secrets = state.secrets.clone();
-    engine.on_debug(move |s, src, pos| {
-        tracing::debug!(
-            target: "fleetbook::script",
-            source = src.unwrap_or(""),
-            position = %pos,
-            "runbook debug {}{pos}: {}",
-            src.unwrap_or(""),
-            secrets.redact(s)
-        );
-    });
+    // Script output must not mix with machine output on stdout, nor show secrets; it is
+    // part of the structured log (target `fleetbook::script`): the binary shows `print` by
+    // default and `debug` with -v.
+    crate::script_output::route(&mut engine, state.secrets.clone(), input.name, "runbook");
     let lib_dirs = crate::libs::from_dirs(input.lib_dirs)?;
     let resolver = Resolver::new(
         input.name,

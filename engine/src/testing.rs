@@ -91,7 +91,7 @@ pub fn run_file(
         lib_dirs: lib_dirs.to_vec(),
         libs: libs.clone(),
     });
-    let engine = test_engine(&ctx);
+    let engine = test_engine(&ctx, &shown);
     let mut ast = match engine.compile(&text) {
         Ok(a) => a,
         Err(e) => {
@@ -338,7 +338,7 @@ fn unknown(ctx: &NativeCallContext, p: &PlanView, what: &str) -> Box<EvalAltResu
     )
 }
 
-fn test_engine(ctx: &Arc<Context>) -> Engine {
+fn test_engine(ctx: &Arc<Context>, name: &str) -> Engine {
     let mut engine = Engine::new();
     let l = Limits::default();
     engine
@@ -349,7 +349,7 @@ fn test_engine(ctx: &Arc<Context>) -> Engine {
         .set_max_map_size(l.max_map_size)
         .set_strict_variables(true)
         .disable_symbol("eval");
-    engine.on_print(|s| tracing::info!(target: "fleetbook::script", "test: {s}"));
+    crate::script_output::route(&mut engine, crate::secrets::Secrets::new(), name, "test");
     register_planning(&mut engine, ctx);
     register_plan_view(&mut engine);
     register_asserts(&mut engine);

@@ -1,10 +1,12 @@
 //! The arguments as the engine's typed settings: the ssh transport's options, the vault
-//! keys, the store a command reads, how report pages name the state directory, and the
-//! command line that continues a run.
+//! keys, the store a command reads, how report pages name the state directory, the plan's
+//! format, the parameters a joined run takes, what rollback does with unknown steps, `exec`'s
+//! timeout, and the command line that continues a run.
 
-use crate::{RunArgs, SshArgs, StateArgs, VaultArgs};
+use crate::{RunArgs, ScriptArgs, SshArgs, StateArgs, VaultArgs};
 use fleetbook_engine::inventory::VaultKeys;
-use fleetbook_engine::render::PageOptions;
+use fleetbook_engine::render::{PageOptions, PlanFormat};
+use fleetbook_engine::session::Unknown;
 use fleetbook_engine::store::RunStore;
 use fleetbook_engine::transport::ssh::{self, SshOptions};
 use fleetbook_engine::{Error, Result};
@@ -35,6 +37,44 @@ impl SshArgs {
             persist: Duration::from_secs(self.persist()),
         })
     }
+}
+
+impl From<crate::Format> for PlanFormat {
+    fn from(f: crate::Format) -> PlanFormat {
+        match f {
+            crate::Format::Text => PlanFormat::Text,
+            crate::Format::Json => PlanFormat::Json,
+            crate::Format::Dot => PlanFormat::Dot,
+            crate::Format::Mermaid => PlanFormat::Mermaid,
+            crate::Format::Html => PlanFormat::Html,
+        }
+    }
+}
+
+impl ScriptArgs {
+    /// The parameters the command line gave, without the project file's defaults
+    /// ([`crate::fill`] marks those): a run that is joined keeps its own.
+    pub fn given_params(&self) -> Vec<(String, String)> {
+        let soft = fleetbook_engine::script::SOFT;
+        let given = self.params.iter().filter(|(k, _)| !k.ends_with(soft));
+        given.cloned().collect()
+    }
+}
+
+/// What `rollback` does with steps whose outcome is unknown: `--undo-unknown`,
+/// `--skip-unknown`, or refuse.
+pub fn unknown_steps(undo: bool, skip: bool) -> Unknown {
+    match (undo, skip) {
+        (true, _) => Unknown::Undo,
+        (_, true) => Unknown::Skip,
+        _ => Unknown::Refuse,
+    }
+}
+
+/// `exec --timeout`: how long each host's command may take (`30s`, `5m`).
+pub fn parse_timeout(timeout: Option<&str>) -> Result<Option<Duration>> {
+    let parsed = timeout.map(parse_duration).transpose();
+    parsed.map_err(|e| Error::input(format!("--timeout: {e}")))
 }
 
 impl VaultArgs {

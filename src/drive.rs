@@ -3,13 +3,13 @@
 //! The session itself (lock, store, abort and approval requests) is the engine's
 //! (`fleetbook_engine::session`). `run`, `apply`, `resume` and `rollback` all end here.
 
-use crate::cli::{shell_word, EventsFormat, RunArgs, SshArgs};
+use crate::cli::{shell_word, EventsFormat, RunArgs};
 use crate::exit;
-use fleetbook_engine::exec::{Control, RunStatus};
+use fleetbook_engine::exec::Control;
 use fleetbook_engine::plan::Planned;
 use fleetbook_engine::session::{self, RunConfig, Session, Start};
 use fleetbook_engine::store::RunStore;
-use fleetbook_engine::transport::{local::Local, ssh, Router};
+use fleetbook_engine::transport::Router;
 use fleetbook_engine::{Error, Result};
 use fleetbook_views::board::fit;
 use fleetbook_views::progress::{self, Progress};
@@ -19,16 +19,6 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-
-/// The transport of a run or `exec`: ssh with the options given, and the local one.
-pub fn transport(args: &SshArgs) -> Result<Arc<Router>> {
-    let ssh = ssh::Ssh::new(args.options()?)
-        .map_err(|e| Error::Internal(format!("cannot start the ssh transport: {e}")))?;
-    Ok(Arc::new(Router {
-        local: Arc::new(Local::default()),
-        ssh: Arc::new(ssh),
-    }))
-}
 
 /// Ctrl-C once asks to stop starting work; twice asks to kill what runs.
 pub fn install_ctrl_c(control: Arc<Control>) {
@@ -107,7 +97,7 @@ pub fn drive(
         eprintln!("not run");
         return Ok(exit::ABORTED);
     }
-    let transport = transport(&args.ssh)?;
+    let transport = Router::new(args.ssh.options()?)?;
     let state_dir = args.state.resolve();
     let output_dir = args.state.output_dir();
     let config = RunConfig {
@@ -155,13 +145,7 @@ pub fn drive(
             "the event stream broke ({err}); the run was stopped"
         ))));
     }
-    Ok(match outcome.status {
-        RunStatus::Succeeded | RunStatus::RolledBack => exit::OK,
-        RunStatus::SucceededWithFailures => exit::FAILURES,
-        RunStatus::Halted | RunStatus::RollbackFailed => exit::HALTED,
-        RunStatus::StoreFailed => exit::STORE,
-        RunStatus::Aborted => exit::ABORTED,
-    })
+    Ok(exit::of_run(outcome.status))
 }
 
 /// A new run that finds the lock of a crashed run is told how to continue that run, not

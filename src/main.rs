@@ -21,16 +21,11 @@ macro_rules! eprint {
 
 use fleetbook_cli as cli;
 
-mod adhoc;
-mod check_cmd;
 mod commands;
 mod drive;
 mod exit;
-mod inventory_cmd;
-mod lib_cmd;
 mod logging;
 mod run_cmds;
-mod test_cmd;
 
 /// At most two glibc malloc arenas (the default is eight per CPU). Planning allocates
 /// millions of small objects on rayon's threads; with an arena per thread the resident set

@@ -1,7 +1,9 @@
 //! Dispatch: each subcommand's arguments handed to the engine, `tooling/` or `views/`, what
 //! they give printed, and the exit status it calls for.
 
-use crate::cli::{self, Cli, Command, LibCommand, ReportFormat, ScriptArgs, SshArgs};
+use crate::cli::{
+    self, CheckCmd, Cli, Command, LibCommand, PlanCmd, ReportFormat, RunCmd, ScriptArgs, SshArgs,
+};
 use crate::drive::{self, install_ctrl_c, Invocation};
 use crate::exit::{self, print, write_output, OK};
 use crate::run_cmds::{self, Given};
@@ -9,11 +11,11 @@ use fleetbook_engine::exec::Control;
 use fleetbook_engine::inventory::{export, Inventory, LoadOptions};
 use fleetbook_engine::libs::{self, Libraries};
 use fleetbook_engine::project::{self, Project};
-use fleetbook_engine::session::{ResumeOptions, Start};
+use fleetbook_engine::session::Start;
 use fleetbook_engine::transport::Router;
 use fleetbook_engine::{adhoc, plan, render, Error, Result};
 use fleetbook_tooling::check::{self, Depth, Subject};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 pub fn run(args: Cli) -> Result<i32> {
@@ -28,105 +30,43 @@ pub fn run(args: Cli) -> Result<i32> {
     cli::add_path_dirs(&mut command);
     let libs = &libraries_for(&command, project.as_ref())?;
     match command {
-        Command::Plan {
-            runbook,
-            inventory,
-            script,
-            limit,
-            format,
-            output,
-        } => {
-            let limit = limit.as_deref();
-            plan_cmd(
-                &runbook,
-                inventory.as_deref(),
-                &script,
-                limit,
-                format,
-                output,
-                libs,
-            )
-        }
-        Command::Run {
+        Command::Plan(c) => plan_cmd(&c, libs),
+        Command::Run(RunCmd {
             join: Some(id),
             script,
             run,
             ..
-        } => run_cmds::join_run(&id, &script, libs, &run),
-        Command::Run {
-            runbook,
-            inventory,
-            script,
-            limit,
-            run,
-            ..
-        } => {
-            let inventory = project::need_inventory(inventory.as_deref())?;
-            let runbook = runbook.unwrap_or_default();
-            let planned = plan_of(&runbook, inventory, &script, limit.as_deref(), libs)?;
+        }) => run_cmds::join_run(&id, &script, libs, &run),
+        Command::Run(c) => {
+            let inventory = project::need_inventory(c.inventory.as_deref())?;
+            let runbook = c.runbook.unwrap_or_default();
+            let planned = plan_of(&runbook, inventory, &c.script, c.limit.as_deref(), libs)?;
             let inv = Invocation {
-                args: &run,
-                libs: &script.lib_dirs,
+                args: &c.run,
+                libs: &c.script.lib_dirs,
             };
-            drive::drive(planned, run.state.open()?, Start::New, inv)
+            drive::drive(planned, c.run.state.open()?, Start::New, inv)
         }
-        Command::Apply {
-            plan,
-            params,
-            lib_dirs,
-            run,
-        } => run_cmds::apply(&plan, Given::new(&params, &lib_dirs, libs, &run)),
-        Command::Resume {
-            run_id,
-            retry_unknown,
-            skip_unknown,
-            replan,
-            params,
-            lib_dirs,
-            run,
-        } => {
-            let o = ResumeOptions {
-                retry_unknown,
-                skip_unknown,
-                replan,
-                shared: false,
-            };
-            run_cmds::resume(&run_id, o, Given::new(&params, &lib_dirs, libs, &run))
+        Command::Apply(c) => {
+            run_cmds::apply(&c.plan, Given::new(&c.params, &c.lib_dirs, libs, &c.run))
         }
-        Command::Rollback {
-            run_id,
-            limit,
-            undo_unknown,
-            skip_unknown,
-            params,
-            lib_dirs,
-            run,
-        } => {
-            let unknown = cli::unknown_steps(undo_unknown, skip_unknown);
-            let given = Given::new(&params, &lib_dirs, libs, &run);
-            run_cmds::rollback(&run_id, limit.as_deref(), unknown, given)
+        Command::Resume(c) => {
+            let given = Given::new(&c.params, &c.lib_dirs, libs, &c.run);
+            run_cmds::resume(&c.run_id, c.options(), given)
         }
-        Command::Status {
-            run_id,
-            state,
-            format,
-            output,
-            watch,
-        } => run_cmds::status(run_id.as_deref(), &state, format, output.as_deref(), watch),
-        Command::Watch {
-            run_id,
-            state,
-            control,
-            listen,
-            token_file,
-        } => {
+        Command::Rollback(c) => {
+            let given = Given::new(&c.params, &c.lib_dirs, libs, &c.run);
+            run_cmds::rollback(&c.run_id, c.limit.as_deref(), c.unknown(), given)
+        }
+        Command::Status(c) => run_cmds::status(&c),
+        Command::Watch(c) => {
             fleetbook_views::web::watch(fleetbook_views::web::WatchArgs {
-                store: state.open_recorded()?,
-                run: run_id,
-                page: state.page_options(true),
-                control,
-                listen,
-                token_file,
+                store: c.state.open_recorded()?,
+                page: c.state.page_options(true),
+                run: c.run_id,
+                control: c.control,
+                listen: c.listen,
+                token_file: c.token_file,
                 print: &print,
             })?;
             Ok(OK)
@@ -139,19 +79,7 @@ pub fn run(args: Cli) -> Result<i32> {
             state,
         } => run_cmds::approve(&run_id, gate.as_deref(), &state),
         Command::Unlock { state, yes } => run_cmds::unlock(&state, yes),
-        Command::Check {
-            runbook,
-            inventory,
-            script,
-            format,
-        } => check_cmd(
-            &runbook,
-            inventory.as_deref(),
-            &script,
-            format,
-            libs,
-            verbose,
-        ),
+        Command::Check(c) => check_cmd(&c, libs, verbose),
         Command::Lib { command } => lib_cmd(command, project::required(project.as_ref())?),
         Command::Config { state, format } => {
             let json = format == ReportFormat::Json;
@@ -162,29 +90,17 @@ pub fn run(args: Cli) -> Result<i32> {
             )?)?;
             Ok(OK)
         }
-        Command::Inventory {
-            inventory,
-            limit,
-            list: _,
-            graph,
-            host,
-            vault,
-            playbook_dir,
-        } => {
+        Command::Inventory(c) => {
             let opts = LoadOptions {
-                vault: vault.keys()?,
-                playbook_dir,
+                vault: c.vault.keys()?,
+                playbook_dir: c.playbook_dir,
             };
-            let inv = Inventory::load_with(&inventory, &opts)?;
+            let inv = Inventory::load_with(&c.inventory, &opts)?;
             for w in &inv.warnings {
                 eprintln!("warning: {}: {w}", inv.source);
             }
-            print(&export::text(
-                &inv,
-                graph.as_deref(),
-                host.as_deref(),
-                limit.as_deref(),
-            )?)?;
+            let (graph, host) = (c.graph.as_deref(), c.host.as_deref());
+            print(&export::text(&inv, graph, host, c.limit.as_deref())?)?;
             Ok(OK)
         }
         Command::Lsp { .. } => {
@@ -226,22 +142,15 @@ pub fn run(args: Cli) -> Result<i32> {
             print(&cli::man::pages()?[0].1)?;
             Ok(OK)
         }
-        Command::Exec {
-            inventory,
-            pattern,
-            forks,
-            group_identical,
-            timeout,
-            ssh,
-            command,
-        } => {
-            let selected = adhoc::select(project::need_inventory(inventory.as_deref())?, &pattern)?;
-            let c = adhoc::Command {
-                command: &command.join(" "),
-                forks: forks.unwrap_or(10),
-                timeout: cli::parse_timeout(timeout.as_deref())?,
+        Command::Exec(c) => {
+            let inventory = project::need_inventory(c.inventory.as_deref())?;
+            let selected = adhoc::select(inventory, &c.pattern)?;
+            let command = adhoc::Command {
+                command: &c.command.join(" "),
+                forks: c.forks.unwrap_or(10),
+                timeout: cli::parse_timeout(c.timeout.as_deref())?,
             };
-            exec_cmd(&selected, &c, group_identical, &ssh)
+            exec_cmd(&selected, &command, c.group_identical, &c.ssh)
         }
     }
 }
@@ -282,25 +191,18 @@ fn plan_of(
 }
 
 /// `fleetbook plan`: the plan in the chosen format, to standard output or a file.
-fn plan_cmd(
-    runbook: &Path,
-    inventory: Option<&Path>,
-    script: &ScriptArgs,
-    limit: Option<&str>,
-    format: cli::Format,
-    output: Option<PathBuf>,
-    libs: &Libraries,
-) -> Result<i32> {
-    let inventory = project::need_inventory(inventory)?;
-    if let Some(out) = &output {
+fn plan_cmd(c: &PlanCmd, libs: &Libraries) -> Result<i32> {
+    let (runbook, output) = (&c.runbook, c.output.as_deref());
+    let inventory = project::need_inventory(c.inventory.as_deref())?;
+    if let Some(out) = output {
         cli::refuse_to_overwrite(out, &[("runbook", runbook), ("inventory", inventory)])?;
     }
-    let planned = plan_of(runbook, inventory, script, limit, libs)?;
+    let planned = plan_of(runbook, inventory, &c.script, c.limit.as_deref(), libs)?;
     let p = &planned.plan;
     for w in &p.warnings {
         eprintln!("warning: {w}");
     }
-    write_output(output.as_deref(), &render::plan(p, format.into())?)?;
+    write_output(output, &render::plan(p, c.format.into())?)?;
     if let Some(path) = output {
         eprintln!(
             "plan of {} on {} ({}) written to {}",
@@ -315,30 +217,23 @@ fn plan_cmd(
 
 /// `fleetbook check`: tooling's checker; its summary (or every diagnostic as JSON) on
 /// standard output, its warnings on standard error.
-fn check_cmd(
-    runbook: &Path,
-    inventory: Option<&Path>,
-    args: &ScriptArgs,
-    format: ReportFormat,
-    libs: &Libraries,
-    verbose: bool,
-) -> Result<i32> {
-    let params = args.param_map().map_err(Error::input)?;
+fn check_cmd(c: &CheckCmd, libs: &Libraries, verbose: bool) -> Result<i32> {
+    let params = c.script.param_map().map_err(Error::input)?;
     let subject = Subject {
-        path: runbook,
+        path: &c.runbook,
         text: None,
-        lib_dirs: &args.lib_dirs,
+        lib_dirs: &c.script.lib_dirs,
         libs,
         params: &params,
-        inventory,
+        inventory: c.inventory.as_deref(),
         depth: Depth::Compile,
     };
     let outcome = check::run(&subject);
-    if format == ReportFormat::Json {
+    if c.format == ReportFormat::Json {
         print(&check::to_json(&check::diagnostics(&subject, &outcome)))?;
         return Ok(outcome.map_or_else(|f| exit::code_of(&f.error), |_| OK));
     }
-    let human = check::human(runbook, outcome.map_err(|f| f.error)?, verbose)?;
+    let human = check::human(&c.runbook, outcome.map_err(|f| f.error)?, verbose)?;
     eprint!("{}", human.notes);
     print(&human.summary)?;
     Ok(OK)

@@ -3,7 +3,7 @@
 //! the engine's (`session`, `status`); this file turns arguments into its inputs and its
 //! answers into output.
 
-use crate::cli::{ReportFormat, RunArgs, ScriptArgs, StateArgs, StatusFormat};
+use crate::cli::{ReportFormat, RunArgs, ScriptArgs, StateArgs, StatusCmd, StatusFormat};
 use crate::drive::{self, Invocation};
 use crate::exit;
 use fleetbook_engine::libs::Libraries;
@@ -13,15 +13,10 @@ use fleetbook_engine::{render, Error, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub fn status(
-    id: Option<&str>,
-    state: &StateArgs,
-    format: StatusFormat,
-    output: Option<&Path>,
-    watch: bool,
-) -> Result<i32> {
+pub fn status(c: &StatusCmd) -> Result<i32> {
+    let (id, state, output) = (c.run_id.as_deref(), &c.state, c.output.as_deref());
     let store = state.open_recorded()?;
-    if format == StatusFormat::Html {
+    if c.format == StatusFormat::Html {
         let view = render::RunView::load(&*store, id)?;
         let page = render::report(&view, &state.page_options(false));
         exit::write_output(output, &page)?;
@@ -34,12 +29,12 @@ pub fn status(
         }
         return Ok(exit::OK);
     }
-    let run = match watch {
+    let run = match c.watch {
         true => fleetbook_views::status::watch(&*store, id, &exit::print)?,
         false => store.run(id)?,
     };
     let st = fleetbook_engine::status::of(&*store, run)?;
-    let text = match format {
+    let text = match c.format {
         StatusFormat::Json => render::json(&st)?,
         _ => fleetbook_engine::status::text(&*store, &st)?,
     };

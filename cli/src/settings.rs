@@ -1,12 +1,12 @@
 //! The arguments as the engine's typed settings: the ssh transport's options, the vault
 //! keys, the store a command reads, how report pages name the state directory, the plan's
-//! format, the parameters a joined run takes, what rollback does with unknown steps, `exec`'s
+//! format, the parameters a joined run takes, what resume and rollback do with unknown steps, `exec`'s
 //! timeout, and the command line that continues a run.
 
-use crate::{RunArgs, ScriptArgs, SshArgs, StateArgs, VaultArgs};
+use crate::{ResumeCmd, RollbackCmd, RunArgs, ScriptArgs, SshArgs, StateArgs, VaultArgs};
 use fleetbook_engine::inventory::VaultKeys;
 use fleetbook_engine::render::{PageOptions, PlanFormat};
-use fleetbook_engine::session::Unknown;
+use fleetbook_engine::session::{ResumeOptions, Unknown};
 use fleetbook_engine::store::RunStore;
 use fleetbook_engine::transport::ssh::{self, SshOptions};
 use fleetbook_engine::{Error, Result};
@@ -61,13 +61,27 @@ impl ScriptArgs {
     }
 }
 
-/// What `rollback` does with steps whose outcome is unknown: `--undo-unknown`,
-/// `--skip-unknown`, or refuse.
-pub fn unknown_steps(undo: bool, skip: bool) -> Unknown {
-    match (undo, skip) {
-        (true, _) => Unknown::Undo,
-        (_, true) => Unknown::Skip,
-        _ => Unknown::Refuse,
+impl RollbackCmd {
+    /// What rollback does with steps whose outcome is unknown: `--undo-unknown`,
+    /// `--skip-unknown`, or refuse.
+    pub fn unknown(&self) -> Unknown {
+        match (self.undo_unknown, self.skip_unknown) {
+            (true, _) => Unknown::Undo,
+            (_, true) => Unknown::Skip,
+            _ => Unknown::Refuse,
+        }
+    }
+}
+
+impl ResumeCmd {
+    /// What resume may take as done or do again (`shared` is the store's to say).
+    pub fn options(&self) -> ResumeOptions {
+        ResumeOptions {
+            retry_unknown: self.retry_unknown,
+            skip_unknown: self.skip_unknown,
+            replan: self.replan,
+            shared: false,
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::cli::{
     self, CheckCmd, Cli, Command, LibCommand, PlanCmd, ReportFormat, RunCmd, ScriptArgs, SshArgs,
 };
-use crate::drive::{self, install_ctrl_c, Invocation};
+use crate::drive::{self, install_ctrl_c};
 use crate::exit::{self, print, write_output, OK};
 use crate::run_cmds::{self, Given};
 use fleetbook_engine::exec::Control;
@@ -41,11 +41,8 @@ pub fn run(args: Cli) -> Result<i32> {
             let inventory = project::need_inventory(c.inventory.as_deref())?;
             let runbook = c.runbook.unwrap_or_default();
             let planned = plan_of(&runbook, inventory, &c.script, c.limit.as_deref(), libs)?;
-            let inv = Invocation {
-                args: &c.run,
-                libs: &c.script.lib_dirs,
-            };
-            drive::drive(planned, c.run.state.open()?, Start::New, inv)
+            let store = c.run.state.open()?;
+            drive::drive(planned, store, Start::New, &c.run, &c.script.lib_dirs)
         }
         Command::Apply(c) => {
             run_cmds::apply(&c.plan, Given::new(&c.params, &c.lib_dirs, libs, &c.run))

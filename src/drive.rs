@@ -65,22 +65,15 @@ pub fn ask(yes: bool, question: &str, refusal: Error) -> Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
-/// What a run needs besides the plan and the store.
-pub struct Invocation<'a> {
-    pub args: &'a RunArgs,
-    /// `--lib` directories, for the resume hint.
-    pub libs: &'a [PathBuf],
-}
-
 /// Runs a plan: the summary and the question, the session in the engine with the live
 /// display, the recap and how to go on; gives the exit status.
 pub fn drive(
     planned: Planned,
     store: Arc<dyn RunStore>,
     start: Start,
-    inv: Invocation,
+    args: &RunArgs,
+    lib_dirs: &[PathBuf],
 ) -> Result<i32> {
-    let args = inv.args;
     let p = &planned.plan;
     for w in &p.warnings {
         eprintln!("{}", fit(&format!("warning: {w}")));
@@ -88,10 +81,7 @@ pub fn drive(
     if let Start::New = start {
         session::check_approvals(p, &args.approve)?;
     }
-    let summary = match &start {
-        Start::Rollback { order, .. } => summary::rollback(&planned, order),
-        _ => fleetbook_engine::render::summary(p),
-    };
+    let summary = summary::before(&planned, &start);
     eprintln!("{}", fit(&summary));
     if !confirm(args, &summary::question(&start))? {
         eprintln!("not run");
@@ -106,7 +96,7 @@ pub fn drive(
     };
     let new = matches!(start, Start::New);
     let run = Session::begin(&planned, store.clone(), start, &config).map_err(|e| match new {
-        true => stale_lock_hint(e, &*store, &p.inventory, &state_dir, &inv),
+        true => stale_lock_hint(e, &*store, &p.inventory, &state_dir, (args, lib_dirs)),
         false => e,
     })?;
     let run_id = run.run_id().to_string();
@@ -135,7 +125,7 @@ pub fn drive(
         .then(|| progress::terminal_size().0.saturating_sub(1));
     eprint!("{}", recap(&outcome, p, &progress.spans(), width));
     let state_word = shell_word(&state_dir.display().to_string());
-    let resume = inv.args.resume_command(&run_id, &state_dir, inv.libs);
+    let resume = args.resume_command(&run_id, &state_dir, lib_dirs);
     if let Some(text) = summary::next_steps(&planned, outcome.status, &run_id, &state_word, &resume)
     {
         eprintln!("{text}");
@@ -155,7 +145,7 @@ fn stale_lock_hint(
     store: &dyn RunStore,
     inventory: &str,
     state: &std::path::Path,
-    inv: &Invocation,
+    (args, lib_dirs): (&RunArgs, &[PathBuf]),
 ) -> Error {
     let Error::Locked { message, .. } = &err else {
         return err;
@@ -164,16 +154,12 @@ fn stale_lock_hint(
         return err;
     };
     // On a line of its own, so that it can be pasted whole.
-    eprintln!(
-        "continue: {}",
-        inv.args.resume_command(&l.run_id, state, inv.libs)
-    );
+    let resume = args.resume_command(&l.run_id, state, lib_dirs);
+    eprintln!("continue: {resume}");
+    let state_word = shell_word(&state.display().to_string());
+    let help = summary::stale_lock(&l.run_id, &state_word);
     Error::Locked {
         message: message.clone(),
-        help: format!(
-            "that process is gone: continue run {} with the `continue:` command above, or break the lock with `fleetbook unlock --state {}`",
-            l.run_id,
-            shell_word(&state.display().to_string())
-        ),
+        help,
     }
 }

@@ -24,7 +24,6 @@ use fleetbook_cli as cli;
 mod commands;
 mod drive;
 mod exit;
-mod logging;
 mod run_cmds;
 
 /// At most two glibc malloc arenas (the default is eight per CPU). Planning allocates
@@ -48,7 +47,7 @@ fn main() {
     cli::color::set_color(&raw);
     exit::install_report_handler();
     let args: cli::Cli = exit::parse_args(cli::command());
-    let code = match logging::init(args.verbose, args.log_file.as_deref())
+    let code = match fleetbook_views::log::init(args.verbose, args.log_file.as_deref())
         .and_then(|()| commands::run(args))
     {
         Ok(code) => code,

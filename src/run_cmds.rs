@@ -4,7 +4,7 @@
 //! answers into output.
 
 use crate::cli::{ReportFormat, RunArgs, ScriptArgs, StateArgs, StatusCmd, StatusFormat};
-use crate::drive::{self, Invocation};
+use crate::drive;
 use crate::exit;
 use fleetbook_engine::libs::Libraries;
 use fleetbook_engine::session::{self, Inputs, Prepared, ResumeOptions, Start};
@@ -144,11 +144,7 @@ impl<'a> Given<'a> {
     }
 
     fn drive(&self, store: Arc<dyn RunStore>, p: Prepared) -> Result<i32> {
-        let inv = Invocation {
-            args: self.run,
-            libs: self.lib_dirs,
-        };
-        drive::drive(p.planned, store, p.start, inv)
+        drive::drive(p.planned, store, p.start, self.run, self.lib_dirs)
     }
 }
 

@@ -1,258 +1,72 @@
-//! One function per subcommand: glue between the arguments and the engine.
+//! Dispatch: each subcommand's arguments handed to the engine, `tooling/` or `views/`, what
+//! they give printed, and the exit status it calls for.
 
-use crate::cli::{Cli, Command, Format, ScriptArgs};
-use crate::drive;
+use crate::cli::{
+    self, CheckCmd, Cli, Command, LibCommand, PlanCmd, ReportFormat, RunCmd, ScriptArgs, SshArgs,
+};
+use crate::drive::{self, install_ctrl_c};
+use crate::exit::{self, print, write_output, OK};
 use crate::run_cmds::{self, Given};
-use crate::{adhoc, exit, inventory_cmd};
-use fleetbook_engine::libs::Libraries;
-use fleetbook_engine::project;
-use fleetbook_engine::{plan, render, Error, Result};
+use fleetbook_engine::exec::Control;
+use fleetbook_engine::inventory::{export, Inventory, LoadOptions};
+use fleetbook_engine::libs::{self, Libraries};
+use fleetbook_engine::project::{self, Project};
+use fleetbook_engine::session::Start;
+use fleetbook_engine::transport::Router;
+use fleetbook_engine::{adhoc, plan, render, Error, Result};
+use fleetbook_tooling::check::{self, Depth, Subject};
+use std::path::Path;
+use std::sync::Arc;
 
-pub fn run(cli: Cli) -> Result<i32> {
-    let mut command = cli.command;
+pub fn run(args: Cli) -> Result<i32> {
+    let mut command = args.command;
+    let verbose = args.verbose > 0;
     let here =
         std::env::current_dir().map_err(|e| Error::input(format!("the current directory: {e}")))?;
-    let project = crate::cli::find_project(&here)?;
-    for note in crate::cli::fill(&mut command, project.as_ref()) {
+    let project = cli::find_project(&here)?;
+    for note in cli::fill(&mut command, project.as_ref()) {
         eprintln!("{note}");
     }
-    crate::cli::add_path_dirs(&mut command);
-    let libs = libraries_for(&command, project.as_ref())?;
+    cli::add_path_dirs(&mut command);
+    let libs = &libraries_for(&command, project.as_ref())?;
     match command {
-        c @ (Command::Plan { .. }
-        | Command::Run { .. }
-        | Command::Apply { .. }
-        | Command::Resume { .. }
-        | Command::Rollback { .. }) => runs(c, &libs),
-        c @ (Command::Status { .. }
-        | Command::Watch { .. }
-        | Command::Runs { .. }
-        | Command::Abort { .. }
-        | Command::Approve { .. }
-        | Command::Unlock { .. }) => recorded(c),
-        c => tools(
-            c,
-            &Context {
-                here: &here,
-                project: project.as_ref(),
-                libs: &libs,
-                verbose: cli.verbose > 0,
-            },
-        ),
-    }
-}
-
-/// What the commands that neither plan a run nor read one may need.
-struct Context<'a> {
-    here: &'a std::path::Path,
-    project: Option<&'a project::Project>,
-    libs: &'a Libraries,
-    verbose: bool,
-}
-
-/// Every command that plans imports from the project's dependencies, as locked; a plan that
-/// may run also asks the repositories whether a locked tag moved (`check` and `test` do not).
-fn libraries_for(command: &Command, project: Option<&project::Project>) -> Result<Libraries> {
-    let plans = matches!(
-        command,
-        Command::Check { .. }
-            | Command::Plan { .. }
-            | Command::Run { .. }
-            | Command::Apply { .. }
-            | Command::Resume { .. }
-            | Command::Rollback { .. }
-            | Command::Test { .. }
-    );
-    if !plans {
-        return Ok(Libraries::default());
-    }
-    let check_tags = !matches!(command, Command::Check { .. } | Command::Test { .. });
-    project::libraries_checked(project, check_tags)
-}
-
-/// `plan`, `run`, `apply`, `resume` and `rollback`: the commands that plan a run.
-fn runs(command: Command, libs: &Libraries) -> Result<i32> {
-    match command {
-        Command::Plan {
-            runbook,
-            inventory,
-            script,
-            limit,
-            format,
-            output,
-        } => plan_cmd(
-            &runbook,
-            inventory.as_deref(),
-            &script,
-            limit.as_deref(),
-            format,
-            output,
-            libs,
-        ),
-        Command::Run {
+        Command::Plan(c) => plan_cmd(&c, libs),
+        Command::Run(RunCmd {
             join: Some(id),
             script,
             run,
             ..
-        } => run_cmds::join_run(&id, &script, libs, &run),
-        Command::Run {
-            runbook,
-            inventory,
-            script,
-            limit,
-            run,
-            ..
-        } => {
-            let runbook = runbook.unwrap_or_default();
-            let inventory = project::need_inventory(inventory.as_deref())?;
-            let planned = plan_of(&runbook, inventory, &script, limit.as_deref(), libs)?;
-            let store = run.state.open()?;
-            drive::drive(
-                planned,
-                store,
-                fleetbook_engine::session::Start::New,
-                drive::Invocation {
-                    args: &run,
-                    libs: &script.lib_dirs,
-                },
-            )
+        }) => run_cmds::join_run(&id, &script, libs, &run),
+        Command::Run(c) => {
+            let inventory = project::need_inventory(c.inventory.as_deref())?;
+            let runbook = c.runbook.unwrap_or_default();
+            let planned = plan_of(&runbook, inventory, &c.script, c.limit.as_deref(), libs)?;
+            let store = c.run.state.open()?;
+            drive::drive(planned, store, Start::New, &c.run, &c.script.lib_dirs)
         }
-        Command::Apply {
-            plan,
-            params,
-            lib_dirs,
-            run,
-        } => run_cmds::apply(
-            &plan,
-            Given {
-                params: &params,
-                lib_dirs: &lib_dirs,
-                libs,
-                run: &run,
-            },
-        ),
-        Command::Resume {
-            run_id,
-            retry_unknown,
-            skip_unknown,
-            replan,
-            params,
-            lib_dirs,
-            run,
-        } => run_cmds::resume(
-            &run_id,
-            fleetbook_engine::session::ResumeOptions {
-                retry_unknown,
-                skip_unknown,
-                replan,
-                shared: false,
-            },
-            Given {
-                params: &params,
-                lib_dirs: &lib_dirs,
-                libs,
-                run: &run,
-            },
-        ),
-        Command::Rollback {
-            run_id,
-            limit,
-            undo_unknown,
-            skip_unknown,
-            params,
-            lib_dirs,
-            run,
-        } => run_cmds::rollback(
-            &run_id,
-            limit.as_deref(),
-            match (undo_unknown, skip_unknown) {
-                (true, _) => fleetbook_engine::session::Unknown::Undo,
-                (_, true) => fleetbook_engine::session::Unknown::Skip,
-                _ => fleetbook_engine::session::Unknown::Refuse,
-            },
-            Given {
-                params: &params,
-                lib_dirs: &lib_dirs,
-                libs,
-                run: &run,
-            },
-        ),
-        _ => unreachable!("commands::run sends only the planning commands here"),
-    }
-}
-
-/// `fleetbook plan`: the plan in the chosen format, to standard output or a file.
-fn plan_cmd(
-    runbook: &std::path::Path,
-    inventory: Option<&std::path::Path>,
-    script: &ScriptArgs,
-    limit: Option<&str>,
-    format: Format,
-    output: Option<std::path::PathBuf>,
-    libs: &Libraries,
-) -> Result<i32> {
-    let inventory = project::need_inventory(inventory)?;
-    if let Some(out) = &output {
-        crate::cli::refuse_to_overwrite(out, &[("runbook", runbook), ("inventory", inventory)])?;
-    }
-    let planned = plan_of(runbook, inventory, script, limit, libs)?;
-    let p = &planned.plan;
-    for w in &p.warnings {
-        eprintln!("warning: {w}");
-    }
-    let text = match format {
-        Format::Text => render::text(p),
-        Format::Json => {
-            let mut s =
-                serde_json::to_string_pretty(p).map_err(|e| Error::Internal(e.to_string()))?;
-            s.push('\n');
-            s
+        Command::Apply(c) => {
+            run_cmds::apply(&c.plan, Given::new(&c.params, &c.lib_dirs, libs, &c.run))
         }
-        Format::Dot => render::dot(p),
-        Format::Mermaid => render::mermaid(p),
-        Format::Html => render::html(p),
-    };
-    write_output(output.as_deref(), &text)?;
-    if let Some(path) = output {
-        eprintln!(
-            "plan of {} on {} ({}) written to {}",
-            p.runbook.name,
-            render::count(p.hosts.len(), "host"),
-            render::count(p.tasks.len(), "task"),
-            path.display()
-        );
-    }
-    Ok(exit::OK)
-}
-
-/// `status`, `watch`, `runs`, `abort`, `approve` and `unlock`: the commands that read or
-/// steer recorded runs.
-fn recorded(command: Command) -> Result<i32> {
-    match command {
-        Command::Status {
-            run_id,
-            state,
-            format,
-            output,
-            watch,
-        } => run_cmds::status(run_id.as_deref(), &state, format, output.as_deref(), watch),
-        Command::Watch {
-            run_id,
-            state,
-            control,
-            listen,
-            token_file,
-        } => {
+        Command::Resume(c) => {
+            let given = Given::new(&c.params, &c.lib_dirs, libs, &c.run);
+            run_cmds::resume(&c.run_id, c.options(), given)
+        }
+        Command::Rollback(c) => {
+            let given = Given::new(&c.params, &c.lib_dirs, libs, &c.run);
+            run_cmds::rollback(&c.run_id, c.limit.as_deref(), c.unknown(), given)
+        }
+        Command::Status(c) => run_cmds::status(&c),
+        Command::Watch(c) => {
             fleetbook_views::web::watch(fleetbook_views::web::WatchArgs {
-                store: state.open_recorded()?,
-                run: run_id,
-                page: state.page_options(true),
-                control,
-                listen,
-                token_file,
-                print: &exit::print,
+                store: c.state.open_recorded()?,
+                page: c.state.page_options(true),
+                run: c.run_id,
+                control: c.control,
+                listen: c.listen,
+                token_file: c.token_file,
+                print: &print,
             })?;
-            Ok(exit::OK)
+            Ok(OK)
         }
         Command::Runs { state, format } => run_cmds::runs(&state, format),
         Command::Abort { run_id, now, state } => run_cmds::abort(&run_id, now, &state),
@@ -262,120 +76,101 @@ fn recorded(command: Command) -> Result<i32> {
             state,
         } => run_cmds::approve(&run_id, gate.as_deref(), &state),
         Command::Unlock { state, yes } => run_cmds::unlock(&state, yes),
-        _ => unreachable!("commands::run sends only the commands on recorded runs here"),
-    }
-}
-
-/// The authoring and inspection tools: check, lib, config, inventory, lsp, definitions,
-/// test, doc, completions, man and exec.
-fn tools(command: Command, ctx: &Context) -> Result<i32> {
-    match command {
-        Command::Check {
-            runbook,
-            inventory,
-            script,
-            format,
-        } => crate::check_cmd::command(
-            &runbook,
-            inventory.as_deref(),
-            &script,
-            format,
-            ctx.libs,
-            ctx.verbose,
-        ),
-        Command::Lib { command } => crate::lib_cmd::run(command, ctx.project),
+        Command::Check(c) => check_cmd(&c, libs, verbose),
+        Command::Lib { command } => lib_cmd(command, project::required(project.as_ref())?),
         Command::Config { state, format } => {
-            let text = project::show(
-                ctx.project,
+            let json = format == ReportFormat::Json;
+            print(&project::show(
+                project.as_ref(),
                 state.dir.as_deref(),
-                format == crate::cli::ReportFormat::Json,
-            )?;
-            exit::print(&text)?;
-            Ok(exit::OK)
+                json,
+            )?)?;
+            Ok(OK)
         }
-        Command::Inventory {
-            inventory,
-            limit,
-            list: _,
-            graph,
-            host,
-            vault,
-            playbook_dir,
-        } => inventory_cmd::run(
-            &inventory,
-            limit.as_deref(),
-            graph,
-            host,
-            &vault,
-            playbook_dir,
-        ),
+        Command::Inventory(c) => {
+            let opts = LoadOptions {
+                vault: c.vault.keys()?,
+                playbook_dir: c.playbook_dir,
+            };
+            let inv = Inventory::load_with(&c.inventory, &opts)?;
+            for w in &inv.warnings {
+                eprintln!("warning: {}: {w}", inv.source);
+            }
+            let (graph, host) = (c.graph.as_deref(), c.host.as_deref());
+            print(&export::text(&inv, graph, host, c.limit.as_deref())?)?;
+            Ok(OK)
+        }
         Command::Lsp { .. } => {
             fleetbook_tooling::lsp::serve(fleetbook_tooling::lsp::project_settings)?;
-            Ok(exit::OK)
+            Ok(OK)
         }
         Command::Definitions { output, lib_dirs } => {
             let written = fleetbook_tooling::definitions::write(&output, &lib_dirs)?;
-            eprintln!(
-                "{} definition files written to {}",
-                written.len(),
-                output.display()
-            );
-            Ok(exit::OK)
+            let (n, to) = (written.len(), output.display());
+            eprintln!("{n} definition files written to {to}");
+            Ok(OK)
         }
         Command::Test { path, lib_dirs } => {
-            crate::test_cmd::run(path.as_deref(), ctx.here, &lib_dirs, ctx.libs)
+            let test_run = fleetbook_tooling::test_run::run;
+            let report = test_run(path.as_deref(), &here, &lib_dirs, libs)?;
+            print(&report.text)?;
+            Ok(if report.passed { OK } else { exit::FAILURES })
         }
         Command::Doc { lib, format } => {
+            use fleetbook_tooling::doc::{self, DocFormat};
             let format = match format {
-                crate::cli::DocFormat::Text => fleetbook_tooling::doc::DocFormat::Text,
-                crate::cli::DocFormat::Md => fleetbook_tooling::doc::DocFormat::Md,
+                cli::DocFormat::Text => DocFormat::Text,
+                cli::DocFormat::Md => DocFormat::Md,
             };
-            exit::print(&fleetbook_tooling::doc::render(lib.as_deref(), format)?)?;
-            Ok(exit::OK)
+            print(&doc::render(lib.as_deref(), format)?)?;
+            Ok(OK)
         }
         Command::Completions { shell } => {
-            write_output(None, &crate::cli::complete::registration(shell)?)?;
-            Ok(exit::OK)
+            print(&cli::complete::registration(shell)?)?;
+            Ok(OK)
         }
         Command::Man { output: Some(dir) } => {
-            let written = crate::cli::man::write_to(&dir)?;
-            eprintln!(
-                "{} manual pages written to {}",
-                written.len(),
-                dir.display()
-            );
-            Ok(exit::OK)
+            let written = cli::man::write_to(&dir)?;
+            let (n, to) = (written.len(), dir.display());
+            eprintln!("{n} manual pages written to {to}");
+            Ok(OK)
         }
         Command::Man { output: None } => {
-            let pages = crate::cli::man::pages()?;
-            write_output(None, &pages[0].1)?;
-            Ok(exit::OK)
+            print(&cli::man::pages()?[0].1)?;
+            Ok(OK)
         }
-        Command::Exec {
-            inventory,
-            pattern,
-            forks,
-            group_identical,
-            timeout,
-            ssh,
-            command,
-        } => adhoc::adhoc(
-            project::need_inventory(inventory.as_deref())?,
-            &pattern,
-            forks.unwrap_or(10),
-            group_identical,
-            timeout.as_deref(),
-            &ssh,
-            &command.join(" "),
-        ),
-        _ => unreachable!("commands::run sends the planning and recorded-run commands elsewhere"),
+        Command::Exec(c) => {
+            let inventory = project::need_inventory(c.inventory.as_deref())?;
+            let selected = adhoc::select(inventory, &c.pattern)?;
+            let command = adhoc::Command {
+                command: &c.command.join(" "),
+                forks: c.forks.unwrap_or(10),
+                timeout: cli::parse_timeout(c.timeout.as_deref())?,
+            };
+            exec_cmd(&selected, &command, c.group_identical, &c.ssh)
+        }
     }
+}
+
+/// Every command that plans imports from the project's dependencies, as locked; a plan that
+/// may run also asks the repositories whether a locked tag moved (`check` and `test` do not).
+fn libraries_for(command: &Command, project: Option<&Project>) -> Result<Libraries> {
+    let check_tags = match command {
+        Command::Check { .. } | Command::Test { .. } => false,
+        Command::Plan { .. }
+        | Command::Run { .. }
+        | Command::Apply { .. }
+        | Command::Resume { .. }
+        | Command::Rollback { .. } => true,
+        _ => return Ok(Libraries::default()),
+    };
+    project::libraries_checked(project, check_tags)
 }
 
 /// Plans a runbook file against an inventory file with the command line's parameters.
 fn plan_of(
-    runbook: &std::path::Path,
-    inventory: &std::path::Path,
+    runbook: &Path,
+    inventory: &Path,
     script: &ScriptArgs,
     limit: Option<&str>,
     libs: &Libraries,
@@ -392,15 +187,99 @@ fn plan_of(
     })
 }
 
-pub(crate) fn write_output(path: Option<&std::path::Path>, text: &str) -> Result<()> {
-    match path {
-        Some(p) => {
-            // Write next to the target and rename, so a failure never leaves half a plan.
-            let tmp = p.with_extension("fleetbook-tmp");
-            std::fs::write(&tmp, text)
-                .and_then(|_| std::fs::rename(&tmp, p))
-                .map_err(|e| Error::input(format!("cannot write {}: {e}", p.display())))
-        }
-        None => exit::print(text),
+/// `fleetbook plan`: the plan in the chosen format, to standard output or a file.
+fn plan_cmd(c: &PlanCmd, libs: &Libraries) -> Result<i32> {
+    let (runbook, output) = (&c.runbook, c.output.as_deref());
+    let inventory = project::need_inventory(c.inventory.as_deref())?;
+    if let Some(out) = output {
+        cli::refuse_to_overwrite(out, &[("runbook", runbook), ("inventory", inventory)])?;
     }
+    let planned = plan_of(runbook, inventory, &c.script, c.limit.as_deref(), libs)?;
+    let p = &planned.plan;
+    for w in &p.warnings {
+        eprintln!("warning: {w}");
+    }
+    write_output(output, &render::plan(p, c.format.into())?)?;
+    if let Some(path) = output {
+        eprintln!(
+            "plan of {} on {} ({}) written to {}",
+            p.runbook.name,
+            render::count(p.hosts.len(), "host"),
+            render::count(p.tasks.len(), "task"),
+            path.display()
+        );
+    }
+    Ok(OK)
+}
+
+/// `fleetbook check`: tooling's checker; its summary (or every diagnostic as JSON) on
+/// standard output, its warnings on standard error.
+fn check_cmd(c: &CheckCmd, libs: &Libraries, verbose: bool) -> Result<i32> {
+    let params = c.script.param_map().map_err(Error::input)?;
+    let subject = Subject {
+        path: &c.runbook,
+        text: None,
+        lib_dirs: &c.script.lib_dirs,
+        libs,
+        params: &params,
+        inventory: c.inventory.as_deref(),
+        depth: Depth::Compile,
+    };
+    let outcome = check::run(&subject);
+    if c.format == ReportFormat::Json {
+        print(&check::to_json(&check::diagnostics(&subject, &outcome)))?;
+        return Ok(outcome.map_or_else(|f| exit::code_of(&f.error), |_| OK));
+    }
+    let human = check::human(&c.runbook, outcome.map_err(|f| f.error)?, verbose)?;
+    eprint!("{}", human.notes);
+    print(&human.summary)?;
+    Ok(OK)
+}
+
+/// `fleetbook lib fetch | list | vendor`: the project's libraries, through the engine's
+/// resolver (engine/src/libs/).
+fn lib_cmd(command: LibCommand, project: &Project) -> Result<i32> {
+    match command {
+        LibCommand::Fetch { update } => {
+            let resolved = project.resolve(libs::Mode::Fetch { update })?;
+            let path = project.dir().join(libs::LOCK);
+            let old = libs::lock::Lock::read(&path).ok().flatten();
+            resolved.lock.write(&path)?;
+            eprint!(
+                "{}",
+                libs::listing::fetched(old.as_ref(), &resolved.lock, &path)
+            );
+        }
+        LibCommand::List { format } => {
+            let resolved = project.resolve(libs::Mode::Verify)?;
+            print(&match format {
+                ReportFormat::Json => render::json(&libs::listing::json(&resolved))?,
+                ReportFormat::Text => libs::listing::text(&resolved),
+            })?;
+        }
+        LibCommand::Vendor { dir } => {
+            let resolved = project.resolve(libs::Mode::Verify)?;
+            libs::vendor::vendor(&resolved, &dir, &mut |label, to| {
+                eprintln!("{label} -> {}", to.display())
+            })?;
+            eprint!("{}", libs::listing::vendored(&resolved, &dir));
+        }
+    }
+    Ok(OK)
+}
+
+/// `fleetbook exec`: the engine's `adhoc` over the ssh transport, with Ctrl-C; its answer
+/// on standard output, FAILURES if a host failed.
+fn exec_cmd(
+    selected: &adhoc::Selected,
+    c: &adhoc::Command,
+    group: bool,
+    ssh: &SshArgs,
+) -> Result<i32> {
+    let transport = Router::new(ssh.options()?)?;
+    let control = Arc::new(Control::default());
+    install_ctrl_c(control.clone());
+    let (out, all_ok) = adhoc::run(selected, &*transport, &control, c, group);
+    print(&out)?;
+    Ok(if all_ok { OK } else { exit::FAILURES })
 }

@@ -3,13 +3,13 @@
 //! The session itself (lock, store, abort and approval requests) is the engine's
 //! (`fleetbook_engine::session`). `run`, `apply`, `resume` and `rollback` all end here.
 
-use crate::cli::{shell_word, EventsFormat, RunArgs, SshArgs};
+use crate::cli::{shell_word, EventsFormat, RunArgs};
 use crate::exit;
-use fleetbook_engine::exec::{Control, RunStatus};
+use fleetbook_engine::exec::Control;
 use fleetbook_engine::plan::Planned;
 use fleetbook_engine::session::{self, RunConfig, Session, Start};
 use fleetbook_engine::store::RunStore;
-use fleetbook_engine::transport::{local::Local, ssh, Router};
+use fleetbook_engine::transport::Router;
 use fleetbook_engine::{Error, Result};
 use fleetbook_views::board::fit;
 use fleetbook_views::progress::{self, Progress};
@@ -19,16 +19,6 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-
-/// The transport of a run or `exec`: ssh with the options given, and the local one.
-pub fn transport(args: &SshArgs) -> Result<Arc<Router>> {
-    let ssh = ssh::Ssh::new(args.options()?)
-        .map_err(|e| Error::Internal(format!("cannot start the ssh transport: {e}")))?;
-    Ok(Arc::new(Router {
-        local: Arc::new(Local::default()),
-        ssh: Arc::new(ssh),
-    }))
-}
 
 /// Ctrl-C once asks to stop starting work; twice asks to kill what runs.
 pub fn install_ctrl_c(control: Arc<Control>) {
@@ -75,22 +65,15 @@ pub fn ask(yes: bool, question: &str, refusal: Error) -> Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
-/// What a run needs besides the plan and the store.
-pub struct Invocation<'a> {
-    pub args: &'a RunArgs,
-    /// `--lib` directories, for the resume hint.
-    pub libs: &'a [PathBuf],
-}
-
 /// Runs a plan: the summary and the question, the session in the engine with the live
 /// display, the recap and how to go on; gives the exit status.
 pub fn drive(
     planned: Planned,
     store: Arc<dyn RunStore>,
     start: Start,
-    inv: Invocation,
+    args: &RunArgs,
+    lib_dirs: &[PathBuf],
 ) -> Result<i32> {
-    let args = inv.args;
     let p = &planned.plan;
     for w in &p.warnings {
         eprintln!("{}", fit(&format!("warning: {w}")));
@@ -98,16 +81,13 @@ pub fn drive(
     if let Start::New = start {
         session::check_approvals(p, &args.approve)?;
     }
-    let summary = match &start {
-        Start::Rollback { order, .. } => summary::rollback(&planned, order),
-        _ => fleetbook_engine::render::summary(p),
-    };
+    let summary = summary::before(&planned, &start);
     eprintln!("{}", fit(&summary));
     if !confirm(args, &summary::question(&start))? {
         eprintln!("not run");
         return Ok(exit::ABORTED);
     }
-    let transport = transport(&args.ssh)?;
+    let transport = Router::new(args.ssh.options()?)?;
     let state_dir = args.state.resolve();
     let output_dir = args.state.output_dir();
     let config = RunConfig {
@@ -116,7 +96,7 @@ pub fn drive(
     };
     let new = matches!(start, Start::New);
     let run = Session::begin(&planned, store.clone(), start, &config).map_err(|e| match new {
-        true => stale_lock_hint(e, &*store, &p.inventory, &state_dir, &inv),
+        true => stale_lock_hint(e, &*store, &p.inventory, &state_dir, (args, lib_dirs)),
         false => e,
     })?;
     let run_id = run.run_id().to_string();
@@ -145,7 +125,7 @@ pub fn drive(
         .then(|| progress::terminal_size().0.saturating_sub(1));
     eprint!("{}", recap(&outcome, p, &progress.spans(), width));
     let state_word = shell_word(&state_dir.display().to_string());
-    let resume = inv.args.resume_command(&run_id, &state_dir, inv.libs);
+    let resume = args.resume_command(&run_id, &state_dir, lib_dirs);
     if let Some(text) = summary::next_steps(&planned, outcome.status, &run_id, &state_word, &resume)
     {
         eprintln!("{text}");
@@ -155,13 +135,7 @@ pub fn drive(
             "the event stream broke ({err}); the run was stopped"
         ))));
     }
-    Ok(match outcome.status {
-        RunStatus::Succeeded | RunStatus::RolledBack => exit::OK,
-        RunStatus::SucceededWithFailures => exit::FAILURES,
-        RunStatus::Halted | RunStatus::RollbackFailed => exit::HALTED,
-        RunStatus::StoreFailed => exit::STORE,
-        RunStatus::Aborted => exit::ABORTED,
-    })
+    Ok(exit::of_run(outcome.status))
 }
 
 /// A new run that finds the lock of a crashed run is told how to continue that run, not
@@ -171,7 +145,7 @@ fn stale_lock_hint(
     store: &dyn RunStore,
     inventory: &str,
     state: &std::path::Path,
-    inv: &Invocation,
+    (args, lib_dirs): (&RunArgs, &[PathBuf]),
 ) -> Error {
     let Error::Locked { message, .. } = &err else {
         return err;
@@ -180,16 +154,12 @@ fn stale_lock_hint(
         return err;
     };
     // On a line of its own, so that it can be pasted whole.
-    eprintln!(
-        "continue: {}",
-        inv.args.resume_command(&l.run_id, state, inv.libs)
-    );
+    let resume = args.resume_command(&l.run_id, state, lib_dirs);
+    eprintln!("continue: {resume}");
+    let state_word = shell_word(&state.display().to_string());
+    let help = summary::stale_lock(&l.run_id, &state_word);
     Error::Locked {
         message: message.clone(),
-        help: format!(
-            "that process is gone: continue run {} with the `continue:` command above, or break the lock with `fleetbook unlock --state {}`",
-            l.run_id,
-            shell_word(&state.display().to_string())
-        ),
+        help,
     }
 }

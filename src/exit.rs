@@ -1,6 +1,7 @@
 //! Which exit status an outcome gets, decided here and nowhere else (the codes and what
 //! they mean are `fleetbook_cli::status`), and how errors and standard output are written.
 
+use fleetbook_engine::exec::RunStatus;
 use fleetbook_engine::Error;
 use miette::{GraphicalTheme, MietteHandlerOpts};
 use std::io::{IsTerminal, Write};
@@ -46,6 +47,29 @@ pub fn print(text: &str) -> fleetbook_engine::Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(OK),
         Err(e) => Err(stdout_error(&e)),
+    }
+}
+
+/// Writes `text` to the file (whole or not at all) or, without one, to standard output.
+pub fn write_output(path: Option<&std::path::Path>, text: &str) -> fleetbook_engine::Result<()> {
+    let Some(p) = path else {
+        return print(text);
+    };
+    // Write next to the target and rename, so a failure never leaves half a file.
+    let tmp = p.with_extension("fleetbook-tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, p))
+        .map_err(|e| Error::input(format!("cannot write {}: {e}", p.display())))
+}
+
+/// The exit status of a run that ended.
+pub fn of_run(status: RunStatus) -> i32 {
+    match status {
+        RunStatus::Succeeded | RunStatus::RolledBack => OK,
+        RunStatus::SucceededWithFailures => FAILURES,
+        RunStatus::Halted | RunStatus::RollbackFailed => HALTED,
+        RunStatus::StoreFailed => STORE,
+        RunStatus::Aborted => ABORTED,
     }
 }
 

@@ -21,16 +21,10 @@ macro_rules! eprint {
 
 use fleetbook_cli as cli;
 
-mod adhoc;
-mod check_cmd;
 mod commands;
 mod drive;
 mod exit;
-mod inventory_cmd;
-mod lib_cmd;
-mod logging;
 mod run_cmds;
-mod test_cmd;
 
 /// At most two glibc malloc arenas (the default is eight per CPU). Planning allocates
 /// millions of small objects on rayon's threads; with an arena per thread the resident set
@@ -53,7 +47,7 @@ fn main() {
     cli::color::set_color(&raw);
     exit::install_report_handler();
     let args: cli::Cli = exit::parse_args(cli::command());
-    let code = match logging::init(args.verbose, args.log_file.as_deref())
+    let code = match fleetbook_views::log::init(args.verbose, args.log_file.as_deref())
         .and_then(|()| commands::run(args))
     {
         Ok(code) => code,

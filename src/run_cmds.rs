@@ -3,34 +3,23 @@
 //! the engine's (`session`, `status`); this file turns arguments into its inputs and its
 //! answers into output.
 
-use crate::cli::{ReportFormat, RunArgs, ScriptArgs, StateArgs, StatusFormat};
-use crate::drive::{self, Invocation};
+use crate::cli::{ReportFormat, RunArgs, ScriptArgs, StateArgs, StatusCmd, StatusFormat};
+use crate::drive;
 use crate::exit;
 use fleetbook_engine::libs::Libraries;
 use fleetbook_engine::session::{self, Inputs, Prepared, ResumeOptions, Start};
 use fleetbook_engine::store::RunStore;
-use fleetbook_engine::{Error, Result};
+use fleetbook_engine::{render, Error, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-fn json(v: &impl serde::Serialize) -> Result<String> {
-    let mut s = serde_json::to_string_pretty(v).map_err(|e| Error::Internal(e.to_string()))?;
-    s.push('\n');
-    Ok(s)
-}
-
-pub fn status(
-    id: Option<&str>,
-    state: &StateArgs,
-    format: StatusFormat,
-    output: Option<&Path>,
-    watch: bool,
-) -> Result<i32> {
+pub fn status(c: &StatusCmd) -> Result<i32> {
+    let (id, state, output) = (c.run_id.as_deref(), &c.state, c.output.as_deref());
     let store = state.open_recorded()?;
-    if format == StatusFormat::Html {
-        let view = fleetbook_engine::render::RunView::load(&*store, id)?;
-        let page = fleetbook_engine::render::report(&view, &state.page_options(false));
-        crate::commands::write_output(output, &page)?;
+    if c.format == StatusFormat::Html {
+        let view = render::RunView::load(&*store, id)?;
+        let page = render::report(&view, &state.page_options(false));
+        exit::write_output(output, &page)?;
         if let Some(path) = output {
             eprintln!(
                 "report of run {} written to {}",
@@ -40,16 +29,16 @@ pub fn status(
         }
         return Ok(exit::OK);
     }
-    let run = match watch {
+    let run = match c.watch {
         true => fleetbook_views::status::watch(&*store, id, &exit::print)?,
         false => store.run(id)?,
     };
     let st = fleetbook_engine::status::of(&*store, run)?;
-    let text = match format {
-        StatusFormat::Json => json(&st)?,
+    let text = match c.format {
+        StatusFormat::Json => render::json(&st)?,
         _ => fleetbook_engine::status::text(&*store, &st)?,
     };
-    crate::commands::write_output(output, &text)?;
+    exit::write_output(output, &text)?;
     Ok(exit::OK)
 }
 
@@ -67,7 +56,7 @@ pub fn runs(state: &StateArgs, format: ReportFormat) -> Result<i32> {
     let store = state.open_recorded()?;
     let runs = store.runs()?;
     let text = match format {
-        ReportFormat::Json => json(&runs)?,
+        ReportFormat::Json => render::json(&runs)?,
         ReportFormat::Text => fleetbook_engine::status::runs_text(&runs, &store.location()),
     };
     exit::print(&text)?;
@@ -131,6 +120,20 @@ pub struct Given<'a> {
 }
 
 impl<'a> Given<'a> {
+    pub fn new(
+        params: &'a [(String, String)],
+        lib_dirs: &'a [PathBuf],
+        libs: &'a Libraries,
+        run: &'a RunArgs,
+    ) -> Given<'a> {
+        Given {
+            params,
+            lib_dirs,
+            libs,
+            run,
+        }
+    }
+
     fn inputs(&self) -> Inputs<'a> {
         Inputs {
             params: self.params,
@@ -141,11 +144,7 @@ impl<'a> Given<'a> {
     }
 
     fn drive(&self, store: Arc<dyn RunStore>, p: Prepared) -> Result<i32> {
-        let inv = Invocation {
-            args: self.run,
-            libs: self.lib_dirs,
-        };
-        drive::drive(p.planned, store, p.start, inv)
+        drive::drive(p.planned, store, p.start, self.run, self.lib_dirs)
     }
 }
 
@@ -153,19 +152,8 @@ impl<'a> Given<'a> {
 /// inputs (secret parameters given again).
 pub fn join_run(id: &str, script: &ScriptArgs, libs: &Libraries, args: &RunArgs) -> Result<i32> {
     let store = args.state.open_recorded()?;
-    // The project file's parameter defaults are for new runs: a run keeps its own.
-    let params: Vec<(String, String)> = script
-        .params
-        .iter()
-        .filter(|(k, _)| !k.ends_with(fleetbook_engine::script::SOFT))
-        .cloned()
-        .collect();
-    let given = Given {
-        params: &params,
-        lib_dirs: &script.lib_dirs,
-        libs,
-        run: args,
-    };
+    let params = script.given_params();
+    let given = Given::new(&params, &script.lib_dirs, libs, args);
     let prepared = session::join(&*store, id, &given.inputs(), (false, false))?;
     given.drive(store, prepared)
 }

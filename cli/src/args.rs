@@ -1,6 +1,6 @@
 //! The command tree (clap derive) and the typed settings its arguments give.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -133,175 +133,43 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  fleetbook check runbooks/swh-debian-upgrade.rhai\n  fleetbook check upgrade.rhai --param version=2.0\n  fleetbook check runbooks/swh-debian-upgrade.rhai -i examples/inventories/swh.ini   # roles too\n  fleetbook check upgrade.rhai --format json   # diagnostics with file, range, severity, code"
     )]
-    Check {
-        /// The runbook script (.rhai).
-        runbook: PathBuf,
-        /// Also check the runbook against this inventory: every role it names exists, and
-        /// warn about roles without hosts.
-        #[arg(short, long)]
-        inventory: Option<PathBuf>,
-        #[command(flatten)]
-        script: ScriptArgs,
-        /// Output format: json prints {"diagnostics": [...]} on stdout (file, range, severity,
-        /// code, message), errors and warnings alike; the exit status is the same as text's.
-        #[arg(short, long, value_enum, default_value_t = ReportFormat::Text)]
-        format: ReportFormat,
-    },
+    Check(CheckCmd),
     /// Show what a runbook would do on an inventory: roles, limits, schedule, commands.
     #[command(
         after_help = "Examples:\n  fleetbook plan runbooks/jiocloud-rolling.rhai -i examples/inventories/jiocloud.ini\n  fleetbook plan upgrade.rhai -i hosts --limit 'compute:!cmp03' --param version=2.0\n  fleetbook plan upgrade.rhai -i hosts.yml --format json -o plan.json\n  fleetbook plan upgrade.rhai -i hosts --format dot | dot -Tsvg > plan.svg\n  fleetbook plan upgrade.rhai -i hosts --format html -o plan.html"
     )]
-    Plan {
-        /// The runbook script (.rhai).
-        runbook: PathBuf,
-        /// Inventory: Ansible INI (any name), Ansible YAML (.yml/.yaml) or TOML (.toml).
-        /// Default: `inventory` in fleetbook.toml.
-        #[arg(short, long, value_name = "INVENTORY")]
-        inventory: Option<PathBuf>,
-        #[command(flatten)]
-        script: ScriptArgs,
-        /// Only these hosts, as an Ansible pattern: group, host, glob, a:b, a:&b, a:!b.
-        #[arg(short, long, value_name = "PATTERN")]
-        limit: Option<String>,
-        /// Output format.
-        #[arg(short, long, value_enum, default_value_t = Format::Text)]
-        format: Format,
-        /// Write the plan to this file instead of standard output.
-        #[arg(short, long, value_name = "FILE")]
-        output: Option<PathBuf>,
-    },
+    Plan(PlanCmd),
     /// Plan, confirm, and run a runbook over SSH with a live display and a recap.
     #[command(
         after_help = "Examples:\n  fleetbook run runbooks/jiocloud-rolling.rhai -i hosts\n  fleetbook run upgrade.rhai -i hosts --limit compute --param version=2.0 --yes\n  fleetbook run upgrade.rhai -i hosts --yes --events jsonl > events.jsonl\n  fleetbook run --join 20261121-230836-1a2b --state etcd://10.0.0.1:2379/fleetbook --yes\n\nCtrl-C once stops starting hosts and lets in-flight steps finish; twice kills them."
     )]
-    Run {
-        /// The runbook script (.rhai).
-        #[arg(required_unless_present = "join")]
-        runbook: Option<PathBuf>,
-        /// Join this run, which another controller drives, and take some of its hosts: the
-        /// limits hold across both (an etcd --state only; docs/etcd.md).
-        #[arg(long, value_name = "RUN", conflicts_with_all = ["runbook", "inventory", "limit"])]
-        join: Option<String>,
-        /// The inventory (Ansible INI or YAML, or TOML). Default: `inventory` in fleetbook.toml.
-        #[arg(short, long, value_name = "INVENTORY")]
-        inventory: Option<PathBuf>,
-        #[command(flatten)]
-        script: ScriptArgs,
-        /// Only these hosts, as an Ansible pattern.
-        #[arg(short, long, value_name = "PATTERN")]
-        limit: Option<String>,
-        #[command(flatten)]
-        run: RunArgs,
-    },
+    Run(RunCmd),
     /// Run a plan saved with `fleetbook plan -o plan.json`, exactly; refused if anything changed.
     #[command(
         after_help = "Examples:\n  fleetbook plan upgrade.rhai -i hosts --format json -o plan.json\n  fleetbook apply plan.json --yes"
     )]
-    Apply {
-        /// The saved plan (JSON).
-        plan: PathBuf,
-        /// Values of secret parameters (they are not saved in plans).
-        #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
-        params: Vec<(String, String)>,
-        /// Another directory that `import` may load modules from (repeatable; the plan's own
-        /// are used too).
-        #[arg(long = "lib", value_name = "DIR")]
-        lib_dirs: Vec<PathBuf>,
-        #[command(flatten)]
-        run: RunArgs,
-    },
+    Apply(ApplyCmd),
     /// Continue a halted, aborted or crashed run from where it stopped.
     #[command(
         after_help = "Examples:\n  fleetbook resume 01KB7Q2N4R8X6Y3Z5A9C0D1E2F --state .fleetbook\n  fleetbook resume RUN --retry-unknown   # re-run steps a crash left unknown\n  fleetbook resume RUN --replan          # the runbook or inventory changed: accept it"
     )]
-    Resume {
-        /// The run id (`fleetbook runs` lists them).
-        run_id: String,
-        /// Re-run steps that a crash left in an unknown state.
-        #[arg(long, conflicts_with = "skip_unknown")]
-        retry_unknown: bool,
-        /// Treat steps that a crash left in an unknown state as done.
-        #[arg(long)]
-        skip_unknown: bool,
-        /// Go on even though the runbook or inventory changed since the run started.
-        #[arg(long)]
-        replan: bool,
-        /// Parameter values (secret ones must be given again).
-        #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
-        params: Vec<(String, String)>,
-        /// Another directory that `import` may load modules from (repeatable).
-        #[arg(long = "lib", value_name = "DIR")]
-        lib_dirs: Vec<PathBuf>,
-        #[command(flatten)]
-        run: RunArgs,
-    },
+    Resume(ResumeCmd),
     /// Undo the steps a run completed, newest first, on every host that ran them (finished
     /// hosts too): the `undo` closures of the runbook the run was made from.
     #[command(
         after_help = "Examples:\n  fleetbook rollback 01KB7Q2N4R8X6Y3Z5A9C0D1E2F --state .fleetbook\n  fleetbook rollback RUN --limit compute --yes   # only these hosts\n\nOrder: the completed steps that have an undo, newest first across hosts (by when each ended).\nAn undo that fails stops that host's rollback; the other hosts go on. A rolled-back run cannot be resumed."
     )]
-    Rollback {
-        /// The run id (`fleetbook runs` lists them).
-        run_id: String,
-        /// Only these hosts of the run, as an Ansible pattern.
-        #[arg(short, long, value_name = "PATTERN")]
-        limit: Option<String>,
-        /// Also undo steps a crash left running (their outcome is unknown).
-        #[arg(long, conflicts_with = "skip_unknown")]
-        undo_unknown: bool,
-        /// Leave steps a crash left running as they are.
-        #[arg(long)]
-        skip_unknown: bool,
-        /// Values of secret parameters (they are not saved in the journal).
-        #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
-        params: Vec<(String, String)>,
-        /// Another directory that `import` may load modules from (repeatable).
-        #[arg(long = "lib", value_name = "DIR")]
-        lib_dirs: Vec<PathBuf>,
-        #[command(flatten)]
-        run: RunArgs,
-    },
+    Rollback(RollbackCmd),
     /// Where a run stands: per role and per host, upgraded / upgrading / pending / failed.
     #[command(
         after_help = "Examples:\n  fleetbook status                      # the newest run\n  fleetbook status 01KB7Q2N4R8X6Y3Z5A9C0D1E2F --format json\n  fleetbook status 01KB7Q2N4R8X6Y3Z5A9C0D1E2F --watch   # follow it from another terminal\n  fleetbook status RUN --format html -o run.html   # a report to attach to the change ticket"
     )]
-    Status {
-        /// The run id (default: the newest run).
-        run_id: Option<String>,
-        #[command(flatten)]
-        state: StateArgs,
-        /// Output format: html is a self-contained report of the run (the plan with what
-        /// happened laid over it, commands with their output tails, approvals, a recap).
-        #[arg(short, long, value_enum, default_value_t = StatusFormat::Text)]
-        format: StatusFormat,
-        /// Write to this file instead of standard output.
-        #[arg(short, long, value_name = "FILE")]
-        output: Option<PathBuf>,
-        /// Follow the run as it goes (the live display, from the journal) until it ends, then
-        /// print its status.
-        #[arg(short, long, visible_alias = "live", conflicts_with = "format")]
-        watch: bool,
-    },
+    Status(StatusCmd),
     /// Watch a run in the browser: a local web page that follows the run as it moves.
     #[command(
         after_help = "Examples:\n  fleetbook watch                       # the newest run\n  fleetbook watch 01KB7Q2N4R8X6Y3Z5A9C0D1E2F --control\n  fleetbook watch RUN --listen 0.0.0.0:8443 --token-file ~/.config/fleetbook/watch-token\n\nIt listens on 127.0.0.1 on a free port and prints the URL to open, with a one-time token in\nit; a request without the token is refused. Read-only unless --control: then the page can\napprove a waiting approval and abort the run, recorded with your user as `fleetbook approve`\nand `fleetbook abort` record them. Stop it with Ctrl-C."
     )]
-    Watch {
-        /// The run id (default: the newest run).
-        run_id: Option<String>,
-        #[command(flatten)]
-        state: StateArgs,
-        /// Let the page approve a waiting approval and abort the run.
-        #[arg(long)]
-        control: bool,
-        /// Listen on this address (host:port) instead of 127.0.0.1 on a free port; needs
-        /// --token-file.
-        #[arg(long, value_name = "ADDR", requires = "token_file")]
-        listen: Option<String>,
-        /// Take the token from this file (its first line) instead of making a one-time one.
-        #[arg(long, value_name = "FILE")]
-        token_file: Option<PathBuf>,
-    },
+    Watch(WatchCmd),
     /// Run history, newest first.
     #[command(
         after_help = "Examples:\n  fleetbook runs\n  fleetbook runs --state /srv/fleet/.fleetbook --format json\n  fleetbook runs --state etcd://10.0.0.1:2379,10.0.0.2:2379/fleetbook"
@@ -354,30 +222,7 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  fleetbook exec -i examples/inventories/punch.ini kafka_servers -- df -h /data\n  fleetbook exec -i hosts 'web*:!web3' -b --forks 20 -- systemctl is-active nginx"
     )]
-    Exec {
-        /// The inventory (Ansible INI or YAML, or TOML). Default: `inventory` in fleetbook.toml.
-        #[arg(short, long, value_name = "INVENTORY")]
-        inventory: Option<PathBuf>,
-        /// Hosts, as an Ansible pattern (group, host, glob, a:b, a:&b, a:!b).
-        // The index is explicit: clap numbers a `last` positional first otherwise, and the
-        // completion engine goes by the numbers.
-        #[arg(index = 1)]
-        pattern: String,
-        /// Hosts at once [default: 10, or `forks` in fleetbook.toml].
-        #[arg(short, long)]
-        forks: Option<usize>,
-        /// Group hosts whose output is identical (like clush -b).
-        #[arg(short = 'b', long)]
-        group_identical: bool,
-        /// Kill the command on the host after this long (e.g. 30s, 5m).
-        #[arg(long, value_name = "DURATION")]
-        timeout: Option<String>,
-        #[command(flatten)]
-        ssh: SshArgs,
-        /// The command (after --); its words are joined with spaces and run by sh on the host.
-        #[arg(last = true, required = true, value_name = "CMD", index = 2)]
-        command: Vec<String>,
-    },
+    Exec(ExecCmd),
     /// Show the settings in force here and where each comes from (command line,
     /// environment, fleetbook.toml, default).
     #[command(
@@ -395,30 +240,7 @@ pub enum Command {
         group = clap::ArgGroup::new("what").required(true).multiple(false),
         after_help = "Examples:\n  fleetbook inventory -i examples/inventories/jiocloud.ini --graph\n  fleetbook inventory -i hosts.yml --list --limit compute\n  fleetbook inventory -i hosts --host web1 --vault-password-file ~/.vault_pass\n  ansible-inventory -i aws_ec2.yml --list | fleetbook inventory -i - --list\n\nThe output compares with `ansible-inventory --list`, `--graph` and `--host`."
     )]
-    Inventory {
-        /// Inventory: Ansible INI or YAML (format by content), ansible-inventory JSON
-        /// (`-` reads it from standard input), or TOML (.toml).
-        #[arg(short, long, value_name = "INVENTORY")]
-        inventory: PathBuf,
-        /// Only these hosts, as an Ansible pattern.
-        #[arg(short, long, value_name = "PATTERN")]
-        limit: Option<String>,
-        /// Every group and host with its merged, typed variables, as JSON.
-        #[arg(long, group = "what")]
-        list: bool,
-        /// The group tree from GROUP (default all).
-        #[arg(long, group = "what", value_name = "GROUP", num_args = 0..=1, default_missing_value = "all")]
-        graph: Option<String>,
-        /// One host's variables, as JSON.
-        #[arg(long, group = "what", value_name = "HOST")]
-        host: Option<String>,
-        #[command(flatten)]
-        vault: VaultArgs,
-        /// Also read group_vars/ and host_vars/ of this directory (as Ansible reads the
-        /// playbook's).
-        #[arg(long, value_name = "DIR")]
-        playbook_dir: Option<PathBuf>,
-    },
+    Inventory(InventoryCmd),
     /// Print the script that registers fleetbook's completions (run ids, approval names and
     /// host patterns too) with a shell; the same as `COMPLETE=SHELL fleetbook`.
     #[command(
@@ -498,6 +320,224 @@ pub enum Command {
         #[arg(long = "lib", value_name = "DIR")]
         lib_dirs: Vec<PathBuf>,
     },
+}
+
+// `fleetbook check`: the variant's doc comment is its help.
+#[derive(Args, Debug)]
+pub struct CheckCmd {
+    /// The runbook script (.rhai).
+    pub runbook: PathBuf,
+    /// Also check the runbook against this inventory: every role it names exists, and
+    /// warn about roles without hosts.
+    #[arg(short, long)]
+    pub inventory: Option<PathBuf>,
+    #[command(flatten)]
+    pub script: ScriptArgs,
+    /// Output format: json prints {"diagnostics": [...]} on stdout (file, range, severity,
+    /// code, message), errors and warnings alike; the exit status is the same as text's.
+    #[arg(short, long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+}
+
+// `fleetbook plan`: the variant's doc comment is its help.
+#[derive(Args, Debug)]
+pub struct PlanCmd {
+    /// The runbook script (.rhai).
+    pub runbook: PathBuf,
+    /// Inventory: Ansible INI (any name), Ansible YAML (.yml/.yaml) or TOML (.toml).
+    /// Default: `inventory` in fleetbook.toml.
+    #[arg(short, long, value_name = "INVENTORY")]
+    pub inventory: Option<PathBuf>,
+    #[command(flatten)]
+    pub script: ScriptArgs,
+    /// Only these hosts, as an Ansible pattern: group, host, glob, a:b, a:&b, a:!b.
+    #[arg(short, long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Write the plan to this file instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+// `fleetbook run`: the variant's doc comment is its help.
+#[derive(Args, Debug)]
+pub struct RunCmd {
+    /// The runbook script (.rhai).
+    #[arg(required_unless_present = "join")]
+    pub runbook: Option<PathBuf>,
+    /// Join this run, which another controller drives, and take some of its hosts: the
+    /// limits hold across both (an etcd --state only; docs/etcd.md).
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["runbook", "inventory", "limit"])]
+    pub join: Option<String>,
+    /// The inventory (Ansible INI or YAML, or TOML). Default: `inventory` in fleetbook.toml.
+    #[arg(short, long, value_name = "INVENTORY")]
+    pub inventory: Option<PathBuf>,
+    #[command(flatten)]
+    pub script: ScriptArgs,
+    /// Only these hosts, as an Ansible pattern.
+    #[arg(short, long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+// `fleetbook apply`: the variant's doc comment is its help.
+#[derive(Args, Debug)]
+pub struct ApplyCmd {
+    /// The saved plan (JSON).
+    pub plan: PathBuf,
+    /// Values of secret parameters (they are not saved in plans).
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Another directory that `import` may load modules from (repeatable; the plan's own
+    /// are used too).
+    #[arg(long = "lib", value_name = "DIR")]
+    pub lib_dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+// `fleetbook resume`: the variant's doc comment is its help.
+#[derive(Args, Debug)]
+pub struct ResumeCmd {
+    /// The run id (`fleetbook runs` lists them).
+    pub run_id: String,
+    /// Re-run steps that a crash left in an unknown state.
+    #[arg(long, conflicts_with = "skip_unknown")]
+    pub retry_unknown: bool,
+    /// Treat steps that a crash left in an unknown state as done.
+    #[arg(long)]
+    pub skip_unknown: bool,
+    /// Go on even though the runbook or inventory changed since the run started.
+    #[arg(long)]
+    pub replan: bool,
+    /// Parameter values (secret ones must be given again).
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Another directory that `import` may load modules from (repeatable).
+    #[arg(long = "lib", value_name = "DIR")]
+    pub lib_dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+// `fleetbook rollback`: the variant's doc comment is its help.
+#[derive(Args, Debug)]
+pub struct RollbackCmd {
+    /// The run id (`fleetbook runs` lists them).
+    pub run_id: String,
+    /// Only these hosts of the run, as an Ansible pattern.
+    #[arg(short, long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// Also undo steps a crash left running (their outcome is unknown).
+    #[arg(long, conflicts_with = "skip_unknown")]
+    pub undo_unknown: bool,
+    /// Leave steps a crash left running as they are.
+    #[arg(long)]
+    pub skip_unknown: bool,
+    /// Values of secret parameters (they are not saved in the journal).
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Another directory that `import` may load modules from (repeatable).
+    #[arg(long = "lib", value_name = "DIR")]
+    pub lib_dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+// `fleetbook status`: the variant's doc comment is its help.
+#[derive(Args, Debug)]
+pub struct StatusCmd {
+    /// The run id (default: the newest run).
+    pub run_id: Option<String>,
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Output format: html is a self-contained report of the run (the plan with what
+    /// happened laid over it, commands with their output tails, approvals, a recap).
+    #[arg(short, long, value_enum, default_value_t = StatusFormat::Text)]
+    pub format: StatusFormat,
+    /// Write to this file instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Follow the run as it goes (the live display, from the journal) until it ends, then
+    /// print its status.
+    #[arg(short, long, visible_alias = "live", conflicts_with = "format")]
+    pub watch: bool,
+}
+
+// `fleetbook watch`: the variant's doc comment is its help.
+#[derive(Args, Debug)]
+pub struct WatchCmd {
+    /// The run id (default: the newest run).
+    pub run_id: Option<String>,
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Let the page approve a waiting approval and abort the run.
+    #[arg(long)]
+    pub control: bool,
+    /// Listen on this address (host:port) instead of 127.0.0.1 on a free port; needs
+    /// --token-file.
+    #[arg(long, value_name = "ADDR", requires = "token_file")]
+    pub listen: Option<String>,
+    /// Take the token from this file (its first line) instead of making a one-time one.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+// `fleetbook inventory`: the variant's doc comment is its help.
+#[derive(Args, Debug)]
+pub struct InventoryCmd {
+    /// Inventory: Ansible INI or YAML (format by content), ansible-inventory JSON
+    /// (`-` reads it from standard input), or TOML (.toml).
+    #[arg(short, long, value_name = "INVENTORY")]
+    pub inventory: PathBuf,
+    /// Only these hosts, as an Ansible pattern.
+    #[arg(short, long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// Every group and host with its merged, typed variables, as JSON.
+    #[arg(long, group = "what")]
+    pub list: bool,
+    /// The group tree from GROUP (default all).
+    #[arg(long, group = "what", value_name = "GROUP", num_args = 0..=1, default_missing_value = "all")]
+    pub graph: Option<String>,
+    /// One host's variables, as JSON.
+    #[arg(long, group = "what", value_name = "HOST")]
+    pub host: Option<String>,
+    #[command(flatten)]
+    pub vault: VaultArgs,
+    /// Also read group_vars/ and host_vars/ of this directory (as Ansible reads the
+    /// playbook's).
+    #[arg(long, value_name = "DIR")]
+    pub playbook_dir: Option<PathBuf>,
+}
+
+// `fleetbook exec`: the variant's doc comment is its help.
+#[derive(Args, Debug)]
+pub struct ExecCmd {
+    /// The inventory (Ansible INI or YAML, or TOML). Default: `inventory` in fleetbook.toml.
+    #[arg(short, long, value_name = "INVENTORY")]
+    pub inventory: Option<PathBuf>,
+    /// Hosts, as an Ansible pattern (group, host, glob, a:b, a:&b, a:!b).
+    // The index is explicit: clap numbers a `last` positional first otherwise, and the
+    // completion engine goes by the numbers.
+    #[arg(index = 1)]
+    pub pattern: String,
+    /// Hosts at once [default: 10, or `forks` in fleetbook.toml].
+    #[arg(short, long)]
+    pub forks: Option<usize>,
+    /// Group hosts whose output is identical (like clush -b).
+    #[arg(short = 'b', long)]
+    pub group_identical: bool,
+    /// Kill the command on the host after this long (e.g. 30s, 5m).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    /// The command (after --); its words are joined with spaces and run by sh on the host.
+    #[arg(last = true, required = true, value_name = "CMD", index = 2)]
+    pub command: Vec<String>,
 }
 
 /// How `fleetbook doc` prints.

@@ -1,7 +1,10 @@
 //! The project file's defaults put into a parsed command line (options given on it win),
 //! and the one way every command finds the project.
 
-use crate::{Command, RunArgs, ScriptArgs};
+use crate::{
+    ApplyCmd, CheckCmd, Command, PlanCmd, ResumeCmd, RollbackCmd, RunArgs, RunCmd, ScriptArgs,
+    StatusCmd, WatchCmd,
+};
 use fleetbook_engine::project::Project;
 use fleetbook_engine::Result;
 use std::path::{Path, PathBuf};
@@ -54,74 +57,54 @@ pub fn fill(command: &mut Command, project: Option<&Project>) -> Vec<String> {
         r.ssh.fill(p);
     };
     match command {
-        C::Check {
-            inventory: i,
-            script: a,
-            ..
-        } => {
-            inventory(i);
-            script(a);
+        C::Check(c) => {
+            inventory(&mut c.inventory);
+            script(&mut c.script);
         }
-        C::Plan {
-            inventory: i,
-            script: a,
-            limit: l,
-            ..
-        } => {
-            let own = i.is_none();
-            inventory(i);
-            script(a);
-            limit(l, own);
+        C::Plan(c) => {
+            let own = c.inventory.is_none();
+            inventory(&mut c.inventory);
+            script(&mut c.script);
+            limit(&mut c.limit, own);
         }
-        C::Run {
-            inventory: i,
-            script: a,
-            limit: l,
-            run: r,
-            ..
-        } => {
-            let own = i.is_none();
-            inventory(i);
-            script(a);
-            limit(l, own);
-            run(r);
+        C::Run(c) => {
+            let own = c.inventory.is_none();
+            inventory(&mut c.inventory);
+            script(&mut c.script);
+            limit(&mut c.limit, own);
+            run(&mut c.run);
         }
         C::Test { lib_dirs, .. } => lib_dirs.extend(s.lib.iter().map(|l| p.path(l))),
-        C::Apply {
+        C::Apply(ApplyCmd {
             run: r, lib_dirs, ..
-        }
-        | C::Resume {
+        })
+        | C::Resume(ResumeCmd {
             run: r, lib_dirs, ..
-        }
-        | C::Rollback {
+        })
+        | C::Rollback(RollbackCmd {
             run: r, lib_dirs, ..
-        } => {
+        }) => {
             run(r);
             lib_dirs.extend(s.lib.iter().map(|l| p.path(l)));
         }
-        C::Status { state, .. }
+        C::Status(StatusCmd { state, .. })
         | C::Runs { state, .. }
         | C::Abort { state, .. }
         | C::Approve { state, .. }
-        | C::Watch { state, .. }
+        | C::Watch(WatchCmd { state, .. })
         | C::Unlock { state, .. } => state.fill(p),
         // `config` shows where the state comes from: it takes the flag as given.
         C::Config { .. } => {}
-        C::Exec {
-            inventory: i,
-            forks,
-            ssh,
-            ..
-        } => {
-            inventory(i);
-            if forks.is_none() {
-                *forks = s.forks;
+        C::Exec(c) => {
+            inventory(&mut c.inventory);
+            if c.forks.is_none() {
+                c.forks = s.forks;
             }
-            ssh.fill(p);
+            c.ssh.fill(p);
         }
         C::Completions { .. }
         | C::Man { .. }
-        | C::Inventory { .. }
+        | C::Inventory(_)
         | C::Lsp { .. }
         | C::Doc { .. }
         | C::Lib { .. } => {}
@@ -137,12 +120,12 @@ pub fn add_path_dirs(command: &mut Command) {
         return;
     }
     match command {
-        Command::Check { script, .. }
-        | Command::Plan { script, .. }
-        | Command::Run { script, .. } => script.lib_dirs.extend(extra),
-        Command::Apply { lib_dirs, .. }
-        | Command::Resume { lib_dirs, .. }
-        | Command::Rollback { lib_dirs, .. } => lib_dirs.extend(extra),
+        Command::Check(CheckCmd { script, .. })
+        | Command::Plan(PlanCmd { script, .. })
+        | Command::Run(RunCmd { script, .. }) => script.lib_dirs.extend(extra),
+        Command::Apply(ApplyCmd { lib_dirs, .. })
+        | Command::Resume(ResumeCmd { lib_dirs, .. })
+        | Command::Rollback(RollbackCmd { lib_dirs, .. }) => lib_dirs.extend(extra),
         _ => {}
     }
 }

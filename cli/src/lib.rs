@@ -16,4 +16,4 @@ pub mod status;
 
 pub use args::*;
 pub use fill::{add_path_dirs, fill, find_project};
-pub use settings::{refuse_to_overwrite, shell_word};
+pub use settings::{parse_timeout, refuse_to_overwrite, shell_word};

@@ -1,10 +1,12 @@
 //! The arguments as the engine's typed settings: the ssh transport's options, the vault
-//! keys, the store a command reads, how report pages name the state directory, and the
-//! command line that continues a run.
+//! keys, the store a command reads, how report pages name the state directory, the plan's
+//! format, the parameters a joined run takes, what resume and rollback do with unknown steps, `exec`'s
+//! timeout, and the command line that continues a run.
 
-use crate::{RunArgs, SshArgs, StateArgs, VaultArgs};
+use crate::{ResumeCmd, RollbackCmd, RunArgs, ScriptArgs, SshArgs, StateArgs, VaultArgs};
 use fleetbook_engine::inventory::VaultKeys;
-use fleetbook_engine::render::PageOptions;
+use fleetbook_engine::render::{PageOptions, PlanFormat};
+use fleetbook_engine::session::{ResumeOptions, Unknown};
 use fleetbook_engine::store::RunStore;
 use fleetbook_engine::transport::ssh::{self, SshOptions};
 use fleetbook_engine::{Error, Result};
@@ -35,6 +37,58 @@ impl SshArgs {
             persist: Duration::from_secs(self.persist()),
         })
     }
+}
+
+impl From<crate::Format> for PlanFormat {
+    fn from(f: crate::Format) -> PlanFormat {
+        match f {
+            crate::Format::Text => PlanFormat::Text,
+            crate::Format::Json => PlanFormat::Json,
+            crate::Format::Dot => PlanFormat::Dot,
+            crate::Format::Mermaid => PlanFormat::Mermaid,
+            crate::Format::Html => PlanFormat::Html,
+        }
+    }
+}
+
+impl ScriptArgs {
+    /// The parameters the command line gave, without the project file's defaults
+    /// ([`crate::fill`] marks those): a run that is joined keeps its own.
+    pub fn given_params(&self) -> Vec<(String, String)> {
+        let soft = fleetbook_engine::script::SOFT;
+        let given = self.params.iter().filter(|(k, _)| !k.ends_with(soft));
+        given.cloned().collect()
+    }
+}
+
+impl RollbackCmd {
+    /// What rollback does with steps whose outcome is unknown: `--undo-unknown`,
+    /// `--skip-unknown`, or refuse.
+    pub fn unknown(&self) -> Unknown {
+        match (self.undo_unknown, self.skip_unknown) {
+            (true, _) => Unknown::Undo,
+            (_, true) => Unknown::Skip,
+            _ => Unknown::Refuse,
+        }
+    }
+}
+
+impl ResumeCmd {
+    /// What resume may take as done or do again (`shared` is the store's to say).
+    pub fn options(&self) -> ResumeOptions {
+        ResumeOptions {
+            retry_unknown: self.retry_unknown,
+            skip_unknown: self.skip_unknown,
+            replan: self.replan,
+            shared: false,
+        }
+    }
+}
+
+/// `exec --timeout`: how long each host's command may take (`30s`, `5m`).
+pub fn parse_timeout(timeout: Option<&str>) -> Result<Option<Duration>> {
+    let parsed = timeout.map(parse_duration).transpose();
+    parsed.map_err(|e| Error::input(format!("--timeout: {e}")))
 }
 
 impl VaultArgs {

@@ -168,6 +168,16 @@ impl Project {
     }
 }
 
+/// The project a `lib` command works on: libraries are a project's.
+pub fn required(project: Option<&Project>) -> Result<&Project> {
+    project.ok_or_else(|| {
+        Error::input_with_help(
+            "no fleetbook.toml here or in a directory above: libraries are a project's",
+            "create fleetbook.toml with a [dependencies] table (docs/libraries.md)",
+        )
+    })
+}
+
 /// The libraries a command that plans may import: the project's dependencies, checked
 /// against its lock (none outside a project, or without `[dependencies]`). With
 /// `check_tags`, git repositories that answer are asked whether a locked tag moved.

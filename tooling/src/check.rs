@@ -420,6 +420,34 @@ pub fn to_json(diags: &[Diag]) -> String {
     text
 }
 
+/// `fleetbook check`'s text answer for a runbook that compiled.
+pub struct Human {
+    /// For standard error: the warnings, then (with `-v`) where each import bound.
+    pub notes: String,
+    /// For standard output: [`summary`].
+    pub summary: String,
+}
+
+/// What `fleetbook check` prints, without `--format json`, for a runbook that compiled.
+pub fn human(runbook: &Path, compiled: Compiled, verbose: bool) -> Result<Human, Error> {
+    let mut notes = String::new();
+    for u in &compiled.unknown_calls {
+        let at = format!("{}:{}:{}", runbook.display(), u.line, u.col);
+        notes.push_str(&format!("warning: {at}: {}\n", u.message));
+    }
+    for w in &compiled.warnings {
+        notes.push_str(&format!("warning: {w}\n"));
+    }
+    let Some(script) = compiled.script else {
+        return Err(Error::Internal("check lost its script".into()));
+    };
+    if verbose {
+        notes.push_str(&imports_of(&script));
+    }
+    let summary = summary(runbook, &script);
+    Ok(Human { notes, summary })
+}
+
 /// `fleetbook check`'s line for a runbook that compiled: its name, steps, parameters, roles.
 pub fn summary(runbook: &Path, script: &Script) -> String {
     let rb = &script.runbook;

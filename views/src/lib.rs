@@ -2,6 +2,8 @@
 //! its plans and what a `RunStore` records; gives text for a terminal and a web page:
 //! - [`board`]: a run as lines that fit the terminal (the heading, a line per role, the
 //!   hosts in flight);
+//! - [`log`]: the engine's log on standard error, drawn around the live display, and in a
+//!   JSON Lines file;
 //! - [`progress`]: the live display of `run`/`apply`/`resume` (a board redrawn in place on a
 //!   terminal, a line per transition elsewhere, `--events jsonl`);
 //! - [`recap`]: the table per role and the line per host when a run ends;
@@ -24,6 +26,7 @@ macro_rules! eprintln {
 }
 
 pub mod board;
+pub mod log;
 pub mod progress;
 pub mod recap;
 pub mod status;

@@ -1,9 +1,18 @@
 //! What is said around a run: before it, the question asked and what a rollback will undo;
-//! after a run that did not end well, how to see it and how to continue it.
+//! after a run that did not end well, how to see it and how to continue it; to a run kept
+//! out by a crashed run's lock, how to continue that one.
 
 use fleetbook_engine::exec::RunStatus;
 use fleetbook_engine::plan::Planned;
 use fleetbook_engine::session::Start;
+
+/// What is shown before the question: the plan's summary, or what a rollback will undo.
+pub fn before(planned: &Planned, start: &Start) -> String {
+    match start {
+        Start::Rollback { order, .. } => rollback(planned, order),
+        _ => fleetbook_engine::render::summary(&planned.plan),
+    }
+}
 
 /// What the operator is asked before the run starts.
 pub fn question(start: &Start) -> String {
@@ -88,4 +97,10 @@ pub fn next_steps(
         ));
     }
     Some(text)
+}
+
+/// The help of a new run refused by the lock of a run whose process is gone, once the
+/// `continue:` line that resumes that run has been printed.
+pub fn stale_lock(run_id: &str, state_word: &str) -> String {
+    format!("that process is gone: continue run {run_id} with the `continue:` command above, or break the lock with `fleetbook unlock --state {state_word}`")
 }

@@ -6,6 +6,31 @@ use crate::error::Result;
 use indexmap::IndexSet;
 use serde_json::{json, Map, Value};
 
+/// What `fleetbook inventory` prints: `--graph GROUP`, else `--host HOST`, else `--list`;
+/// JSON as ansible-inventory writes it (sorted keys, four-space indents).
+pub fn text(
+    inv: &Inventory,
+    graph_of: Option<&str>,
+    host_of: Option<&str>,
+    limit: Option<&str>,
+) -> Result<String> {
+    match (graph_of, host_of) {
+        (Some(group), _) => graph(inv, group, limit),
+        (None, Some(h)) => Ok(json(&host(inv, h)?)),
+        (None, None) => Ok(json(&list(inv, limit)?)),
+    }
+}
+
+fn json(v: &Value) -> String {
+    use serde::Serialize;
+    let mut out = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+    // Serializing a Value into memory cannot fail.
+    let _ = v.serialize(&mut ser);
+    String::from_utf8_lossy(&out).into_owned() + "\n"
+}
+
 /// `ansible-inventory --list`: groups with their hosts and children (empty keys and empty
 /// groups left out) and `_meta.hostvars` with each host's merged, typed variables.
 pub fn list(inv: &Inventory, limit: Option<&str>) -> Result<Value> {

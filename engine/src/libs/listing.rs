@@ -1,7 +1,53 @@
 //! `fleetbook lib list`: the project's dependency tree as locked, as text (indented by
-//! depth) or JSON. Takes a [`Resolved`] tree; gives what is printed.
+//! depth) or JSON. Takes a [`Resolved`] tree; gives what is printed. Also what `lib fetch`
+//! and `lib vendor` report having done.
 
+use super::lock::Lock;
 use super::tree::Resolved;
+use std::path::Path;
+
+/// "1 library", "2 libraries".
+fn libraries(n: usize) -> String {
+    format!("{n} {}", if n == 1 { "library" } else { "libraries" })
+}
+
+/// `lib fetch`'s report: a line per library of the new lock (added, unchanged or updated
+/// since `old`), then the lock file written.
+pub fn fetched(old: Option<&Lock>, new: &Lock, path: &Path) -> String {
+    let mut out = String::new();
+    for e in &new.libraries {
+        let note = match old.and_then(|o| o.entry(&e.name)) {
+            None => "added",
+            Some(w) if w == e => "unchanged",
+            Some(_) => "updated",
+        };
+        let commit = e
+            .commit
+            .as_deref()
+            .map_or(String::new(), |c| format!(" {}", &c[..c.len().min(12)]));
+        out.push_str(&format!(
+            "{} {} ({}{commit}) {note}\n",
+            e.name, e.version, e.source
+        ));
+    }
+    out.push_str(&format!(
+        "{} written: {}\n",
+        path.display(),
+        libraries(new.libraries.len())
+    ));
+    out
+}
+
+/// `lib vendor`'s last line: how many libraries went where, and how to use the mirror.
+pub fn vendored(resolved: &Resolved, dir: &Path) -> String {
+    format!(
+        "{} vendored into {}: use it with FLEETBOOK_LIB_MIRROR={} (or lib_mirror = {:?} in fleetbook.toml)\n",
+        libraries(resolved.libraries.all.len()),
+        dir.display(),
+        dir.display(),
+        dir.display().to_string()
+    )
+}
 
 /// One library per line, indented by its depth in the tree.
 pub fn text(resolved: &Resolved) -> String {

@@ -21,6 +21,18 @@ pub struct Router {
     pub ssh: Arc<ssh::Ssh>,
 }
 
+impl Router {
+    /// The transport of a run or `exec`: ssh with these options, and the local one.
+    pub fn new(options: ssh::SshOptions) -> crate::Result<Arc<Router>> {
+        let ssh = ssh::Ssh::new(options)
+            .map_err(|e| crate::Error::Internal(format!("cannot start the ssh transport: {e}")))?;
+        Ok(Arc::new(Router {
+            local: Arc::new(local::Local::default()),
+            ssh: Arc::new(ssh),
+        }))
+    }
+}
+
 fn is_local(host: &HostInfo) -> bool {
     host.vars.get("ansible_connection").map(String::as_str) == Some("local")
 }

@@ -1,9 +1,10 @@
-//! Where the engine's structured log goes (the binary chooses; the engine only emits
-//! `tracing` events and spans). Standard error: by default only what runbooks `print`;
-//! `-v` adds every task transition (info), `-vv` debug (limit waits, commands), `-vvv`
-//! trace. `FLEETBOOK_LOG` (an `EnvFilter`, e.g. `fleetbook_engine=debug`) replaces the
-//! level chosen by `-v`. `--log-file PATH` appends JSON Lines with every span's fields (run,
-//! host, task), at info, or at the `-v`/`FLEETBOOK_LOG` level when that is more.
+//! Where the engine's structured log is shown (the binary calls [`init`]; the engine only
+//! emits `tracing` events and spans). Standard error, drawn around the live display
+//! ([`crate::progress::suspend`]): by default only what runbooks `print`; `-v` adds every
+//! task transition (info), `-vv` debug (limit waits, commands), `-vvv` trace.
+//! `FLEETBOOK_LOG` (an `EnvFilter`, e.g. `fleetbook_engine=debug`) replaces the level chosen
+//! by `-v`. `--log-file PATH` appends JSON Lines with every span's fields (run, host, task),
+//! at info, or at the `-v`/`FLEETBOOK_LOG` level when that is more.
 
 use fleetbook_engine::{Error, Result};
 use std::io::Write;
@@ -39,9 +40,7 @@ struct Stderr;
 impl Write for Stderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let mut result = Ok(buf.len());
-        fleetbook_views::progress::suspend(|| {
-            result = std::io::stderr().write_all(buf).map(|_| buf.len())
-        });
+        crate::progress::suspend(|| result = std::io::stderr().write_all(buf).map(|_| buf.len()));
         result
     }
 

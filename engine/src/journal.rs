@@ -19,7 +19,7 @@
 use crate::clock::At;
 use crate::error::{Error, Result};
 use crate::exec::{Event, State};
-use crate::store::{RunState, RunStore};
+use crate::store::{RunState, RunStore, TaskState};
 use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
@@ -247,7 +247,7 @@ pub struct TaskRow {
     pub host: Option<String>,
     pub step: Option<String>,
     pub role: Option<String>,
-    pub state: String,
+    pub state: TaskState,
     pub attempt: i64,
     pub started_at: Option<At>,
     pub ended_at: Option<At>,
@@ -668,6 +668,23 @@ fn read_only(dir: &Path, path: &Path) -> Option<String> {
 
 fn state_name(s: State) -> &'static str {
     s.as_str()
+}
+
+/// Stored as its name, the text column it always was.
+impl rusqlite::types::ToSql for TaskState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+/// An unknown name is a corrupt journal, reported with the name found.
+impl rusqlite::types::FromSql for TaskState {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let name = v.as_str()?;
+        TaskState::parse(name).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(format!("unknown task state {name:?}").into())
+        })
+    }
 }
 
 fn lock_from_row(r: &rusqlite::Row) -> rusqlite::Result<LockInfo> {
@@ -1594,6 +1611,22 @@ mod tests {
         assert!(r1.ended_at.is_some());
     }
 
+    /// A task state fleetbook never wrote is a corrupt journal, reported with the name
+    /// found, not a panic and not a state read as another.
+    #[test]
+    fn an_unknown_task_state_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        j.create_run(&test_run("r1"), &[], &[test_task("host:w1:s")])
+            .unwrap();
+        Connection::open(dir.path().join(FILE))
+            .unwrap()
+            .execute_batch("UPDATE tasks SET state = 'exploded'")
+            .unwrap();
+        let e = j.tasks("r1").unwrap_err().to_string();
+        assert!(e.contains("unknown task state \"exploded\""), "{e}");
+    }
+
     /// Queued writes are on disk for another process once `flush` returns; a commit that
     /// fails is reported by `flush`, and every write queued after it is refused, so a run
     /// stops before it sends a command whose start a resume could not see.
@@ -1604,7 +1637,7 @@ mod tests {
         j.create_run(&test_run("r1"), &[], &[test_task("host:w1:s")])
             .unwrap();
         let other = Connection::open(dir.path().join(FILE)).unwrap();
-        let state = || -> String {
+        let state = || -> TaskState {
             other
                 .query_row(
                     "SELECT state FROM tasks WHERE task_id = 'host:w1:s'",
@@ -1616,7 +1649,7 @@ mod tests {
         j.record_queued("r1", &test_event(State::Running), at(100.0))
             .unwrap();
         j.flush().unwrap();
-        assert_eq!(state(), "running");
+        assert_eq!(state(), TaskState::Running);
 
         // Another process breaks the journal: the next commit fails.
         other.execute_batch("DROP TABLE commands;").unwrap();
@@ -1637,7 +1670,7 @@ mod tests {
         let _ = j.record_queued("r1", &test_event(State::Ok), at(100.0));
         let e = j.flush().unwrap_err().to_string();
         assert!(e.contains("no such table: commands"), "{e}");
-        assert_eq!(state(), "running", "all of a commit or none of it");
+        assert_eq!(state(), TaskState::Running, "all of a commit or none of it");
         let e = j
             .record_queued("r1", &test_event(State::Ok), at(100.0))
             .unwrap_err()
@@ -1677,7 +1710,7 @@ mod tests {
             host: Some("w1".into()),
             step: Some("s".into()),
             role: None,
-            state: "pending".into(),
+            state: TaskState::Pending,
             attempt: 0,
             started_at: None,
             ended_at: None,

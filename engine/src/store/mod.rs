@@ -9,7 +9,7 @@ pub mod conformance;
 pub mod etcd;
 
 use crate::error::Result;
-use crate::exec::{Event, RunStatus};
+use crate::exec::{Event, RunStatus, State};
 /// The records a store keeps, and the clock it keeps times by (seconds since the epoch).
 pub use crate::journal::{Action, CommandRecord, LockInfo, RunRecord, TaskRow};
 use crate::slots::{LocalLedger, SlotLedger};
@@ -95,6 +95,101 @@ impl From<RunStatus> for RunState {
             RunStatus::RollbackFailed => RunState::RollbackFailed,
             RunStatus::StoreFailed => RunState::StoreFailed,
         }
+    }
+}
+
+/// Where a task stands, as stored: `Pending` until its first transition, then the state of
+/// its latest event ([`State`]: the same names, so the journal and the events agree).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    Pending,
+    Running,
+    Ok,
+    Failed,
+    Unreachable,
+    Skipped,
+    Retrying,
+    RolledBack,
+    NotRun,
+    WaitingApproval,
+    RollingBack,
+    UndoFailed,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 12] = [
+        TaskState::Pending,
+        TaskState::Running,
+        TaskState::Ok,
+        TaskState::Failed,
+        TaskState::Unreachable,
+        TaskState::Skipped,
+        TaskState::Retrying,
+        TaskState::RolledBack,
+        TaskState::NotRun,
+        TaskState::WaitingApproval,
+        TaskState::RollingBack,
+        TaskState::UndoFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::Running => "running",
+            TaskState::Ok => "ok",
+            TaskState::Failed => "failed",
+            TaskState::Unreachable => "unreachable",
+            TaskState::Skipped => "skipped",
+            TaskState::Retrying => "retrying",
+            TaskState::RolledBack => "rolled_back",
+            TaskState::NotRun => "not_run",
+            TaskState::WaitingApproval => "waiting_approval",
+            TaskState::RollingBack => "rolling_back",
+            TaskState::UndoFailed => "undo_failed",
+        }
+    }
+
+    /// The state a stored name stands for; an unknown name is a corrupt store.
+    pub fn parse(name: &str) -> Option<TaskState> {
+        TaskState::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Done for good: a resume does not run it again.
+    pub fn is_done(self) -> bool {
+        matches!(self, TaskState::Ok | TaskState::Skipped)
+    }
+
+    /// Its attempt is under way (or was, when its controller died).
+    pub fn is_running(self) -> bool {
+        matches!(self, TaskState::Running | TaskState::Retrying)
+    }
+}
+
+impl From<State> for TaskState {
+    fn from(s: State) -> TaskState {
+        match s {
+            State::Running => TaskState::Running,
+            State::Ok => TaskState::Ok,
+            State::Failed => TaskState::Failed,
+            State::Unreachable => TaskState::Unreachable,
+            State::Skipped => TaskState::Skipped,
+            State::Retrying => TaskState::Retrying,
+            State::RolledBack => TaskState::RolledBack,
+            State::NotRun => TaskState::NotRun,
+            State::WaitingApproval => TaskState::WaitingApproval,
+            State::RollingBack => TaskState::RollingBack,
+            State::UndoFailed => TaskState::UndoFailed,
+        }
+    }
+}
+
+/// Padded like a string, as [`RunState`].
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
     }
 }
 
@@ -405,7 +500,6 @@ impl Drop for FleetLock {
 mod tests {
     use super::*;
     use crate::compile::TaskKind;
-    use crate::exec::State;
 
     fn serde_name<T: serde::Serialize>(v: T) -> String {
         serde_json::to_value(v)
@@ -431,6 +525,11 @@ mod tests {
             assert_eq!(RunState::parse(s.as_str()), Some(s));
         }
         assert_eq!(RunState::parse("bogus"), None);
+        for s in TaskState::ALL {
+            assert_eq!(s.as_str(), serde_name(s));
+            assert_eq!(TaskState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(TaskState::parse("bogus"), None);
         use State::*;
         for s in [
             Running,
@@ -446,6 +545,7 @@ mod tests {
             UndoFailed,
         ] {
             assert_eq!(s.as_str(), serde_name(s));
+            assert_eq!(TaskState::from(s).as_str(), s.as_str());
         }
         use TaskKind::*;
         for k in [

@@ -21,7 +21,7 @@ use crate::clock::At;
 use crate::error::{Error, Result};
 use crate::exec::Event;
 use crate::journal::{self, Action, CommandRecord, LockInfo, RunRecord, TaskRow};
-use crate::store::{EtcdAccess, RunState, RunStore};
+use crate::store::{EtcdAccess, RunState, RunStore, TaskState};
 use conn::{store_error, Conn, Lease};
 use docs::{HostDoc, LockDoc, RunDoc, TaskDoc};
 use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, PutOptions, Txn, TxnOp};
@@ -349,17 +349,17 @@ impl EtcdStore {
         let barrier = |d: &TaskDoc| matches!(d.kind.as_str(), "role_done" | "canary_done");
         let open_roles: HashSet<Option<&str>> = docs
             .iter()
-            .filter(|d| !barrier(d) && !matches!(d.state.as_str(), "ok" | "skipped"))
+            .filter(|d| !barrier(d) && !d.state.is_done())
             .map(|d| d.role.as_deref())
             .collect();
         let now = At::now();
         let puts = docs
             .iter()
-            .filter(|d| barrier(d) && d.state == "pending")
+            .filter(|d| barrier(d) && d.state == TaskState::Pending)
             .filter(|d| !open_roles.contains(&d.role.as_deref()))
             .map(|d| {
                 let mut d = d.clone();
-                d.state = "ok".into();
+                d.state = TaskState::Ok;
                 d.ended_at = Some(now);
                 (self.keys.task(run, &d.task_id), json(&d))
             })

@@ -16,7 +16,7 @@ pub fn request_abort(store: &dyn RunStore, id: &str, now: bool) -> Result<()> {
         )));
     }
     tracing::info!(run = %id, kill = now, "abort requested");
-    store.request_abort(id, now)
+    Ok(store.request_abort(id, now)?)
 }
 
 /// `fleetbook approve`, and the live page's Approve button: the approval named (or the one

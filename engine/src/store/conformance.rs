@@ -22,6 +22,18 @@ pub fn check_all(fresh: &dyn Fn() -> Arc<dyn RunStore>) {
     queued_writes_are_kept_in_order_at_flush(&*fresh());
 }
 
+/// A store that cannot be used (a read-only or garbled journal file, a document fleetbook
+/// did not write) refuses at once with a fatal error saying `says`: opening it, or the
+/// first look at its runs. Retrying would not mend it.
+pub fn check_unusable(opened: crate::Result<Arc<dyn RunStore>>, says: &str) {
+    let err = match opened {
+        Ok(store) => store.runs().expect_err("an unusable store lists no runs"),
+        Err(e) => super::StoreError::from(e),
+    };
+    assert!(err.is_fatal(), "{err}");
+    assert!(err.to_string().contains(says), "{err}");
+}
+
 /// A moment `secs` Unix seconds name.
 fn at(secs: u64) -> At {
     At::EPOCH.after(Duration::from_secs(secs))

@@ -217,7 +217,8 @@ fn poll_once(
     lock_lost: &AtomicBool,
     (control, ui): (&Control, &dyn RunUi),
 ) {
-    if guard.lost() && !lock_lost.swap(true, Ordering::SeqCst) {
+    let lost = !matches!(retried("read", || guard.held()), Ok(true));
+    if lost && !lock_lost.swap(true, Ordering::SeqCst) {
         control.stop.store(true, Ordering::SeqCst);
         tracing::error!(run = %run_id, "the fleet lock was taken away: no new task starts");
         ui.say("error: the fleet lock was taken away from this run: no new task starts");

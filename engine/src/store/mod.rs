@@ -507,21 +507,22 @@ impl FleetLock {
     /// True when the store no longer says this run holds the lock. A store that cannot
     /// be read answers `true`: a run that cannot show it holds the fleet must not go on.
     pub fn lost(&self) -> bool {
+        !self.held().unwrap_or(false)
+    }
+
+    /// Whether the store still says this run holds the lock; `Err` when it cannot be read
+    /// (the caller may try a recoverable error again before it takes the lock as lost).
+    pub fn held(&self) -> StoreResult<bool> {
         if self.store.lease_lost() {
-            return true;
+            return Ok(false);
         }
         if self.joined {
-            return !self
-                .store
-                .keep_lock(&self.fleet, &self.run)
-                .unwrap_or(false);
+            return self.store.keep_lock(&self.fleet, &self.run);
         }
-        match self.store.locks() {
-            Ok(locks) => !locks
-                .iter()
-                .any(|l| l.fleet == self.fleet && l.run_id == self.run),
-            Err(_) => true,
-        }
+        let locks = self.store.locks()?;
+        Ok(locks
+            .iter()
+            .any(|l| l.fleet == self.fleet && l.run_id == self.run))
     }
 }
 

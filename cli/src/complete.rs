@@ -10,6 +10,7 @@ use clap::ArgMatches;
 use clap_complete::engine::{ArgValueCompleter, CompletionCandidate};
 use fleetbook_engine::inventory::Inventory;
 use fleetbook_engine::project::Project;
+use fleetbook_engine::store::TaskState;
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
@@ -199,12 +200,12 @@ fn gates(current: &OsStr) -> Vec<CompletionCandidate> {
             };
             let mut tasks = store.tasks(&id).unwrap_or_default();
             // The ones the run waits for first.
-            tasks.sort_by_key(|t| t.state != "waiting_approval");
+            tasks.sort_by_key(|t| t.state != TaskState::WaitingApproval);
             tasks
                 .into_iter()
                 .filter(|t| t.kind == "approval")
                 .filter_map(|t| {
-                    let help = if t.state == "waiting_approval" {
+                    let help = if t.state == TaskState::WaitingApproval {
                         "the run waits for it".to_string()
                     } else {
                         format!("approval ({})", t.state)

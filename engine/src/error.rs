@@ -120,6 +120,12 @@ pub enum Error {
     #[error("{message}")]
     Journal { message: String },
 
+    /// The run store did not answer this time (an SQLite journal another process holds
+    /// busy, an etcd cluster unreachable or too slow): trying again later may work. The
+    /// store boundary reports it as recoverable ([`crate::store::StoreError`]).
+    #[error("{message}")]
+    Unavailable { message: String },
+
     /// A bug or an environment failure, not the user's input.
     #[error("{0}")]
     Internal(String),
@@ -209,6 +215,9 @@ impl Error {
             Error::Journal { message } => Error::Journal {
                 message: r(message),
             },
+            Error::Unavailable { message } => Error::Unavailable {
+                message: r(message),
+            },
             Error::Internal(m) => Error::Internal(r(m)),
         }
     }
@@ -217,7 +226,10 @@ impl Error {
     pub fn is_input(&self) -> bool {
         !matches!(
             self,
-            Error::Internal(_) | Error::Journal { .. } | Error::Locked { .. }
+            Error::Internal(_)
+                | Error::Journal { .. }
+                | Error::Unavailable { .. }
+                | Error::Locked { .. }
         )
     }
 }

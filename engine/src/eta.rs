@@ -13,18 +13,23 @@ use crate::compile::{Graph, PlanHost, Role, Rules, Task};
 use crate::journal::TaskRow;
 use crate::plan::Plan;
 use crate::schedule::{self, Progress};
+use crate::store::TaskState;
 use std::collections::HashMap;
 use std::time::Duration;
 
-fn is_over(state: &str) -> bool {
+fn is_over(state: TaskState) -> bool {
     !matches!(
         state,
-        "pending" | "running" | "retrying" | "waiting_approval" | "rolling_back"
+        TaskState::Pending
+            | TaskState::Running
+            | TaskState::Retrying
+            | TaskState::WaitingApproval
+            | TaskState::RollingBack
     )
 }
 
-fn is_running(state: &str) -> bool {
-    matches!(state, "running" | "retrying" | "rolling_back")
+fn is_running(state: TaskState) -> bool {
+    state.is_running() || state == TaskState::RollingBack
 }
 
 /// The time from `now` until the last task ends; `None` when the plan and the stored tasks
@@ -46,10 +51,10 @@ fn progress(graph: &Graph, rows: &[TaskRow], now: At) -> Option<Progress> {
     let mut started = vec![false; graph.tasks.len()];
     for (t, task) in graph.tasks.iter().enumerate() {
         let row = by_id.get(task.id.as_str())?;
-        if is_over(&row.state) {
+        if is_over(row.state) {
             p.done[t] = true;
             started[t] = true;
-        } else if is_running(&row.state) {
+        } else if is_running(row.state) {
             // Past its planned time it is taken to end now.
             let ran = row.started_at.map_or(Duration::ZERO, |s| now.since(s));
             let left = Duration::from_secs(task.duration).saturating_sub(ran);
@@ -251,7 +256,7 @@ mod tests {
                     host: t.host.as_deref().map(str::to_string),
                     step: t.step.as_deref().map(str::to_string),
                     role: t.role.as_deref().map(str::to_string),
-                    state: s.map_or("pending", |s| s.1).into(),
+                    state: TaskState::parse(s.map_or("pending", |s| s.1)).unwrap(),
                     attempt: 1,
                     started_at: s.and_then(|s| s.2).map(unix),
                     ended_at: s.and_then(|s| s.3).map(unix),

@@ -19,7 +19,7 @@
 use crate::clock::At;
 use crate::error::{Error, Result};
 use crate::exec::{Event, State};
-use crate::store::{RunState, RunStore};
+use crate::store::{RunState, RunStore, StoreResult, TaskState};
 use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
@@ -247,7 +247,7 @@ pub struct TaskRow {
     pub host: Option<String>,
     pub step: Option<String>,
     pub role: Option<String>,
-    pub state: String,
+    pub state: TaskState,
     pub attempt: i64,
     pub started_at: Option<At>,
     pub ended_at: Option<At>,
@@ -618,8 +618,16 @@ impl Shared {
     }
 }
 
+/// Another process holding the journal busy past the busy timeout may let go: that is
+/// worth another try ([`Error::Unavailable`]); anything else SQLite says is not.
 fn db_error(path: &Path, e: rusqlite::Error) -> Error {
-    Error::Internal(format!("journal {}: {e}", path.display()))
+    let message = format!("journal {}: {e}", path.display());
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            Error::Unavailable { message }
+        }
+        _ => Error::Internal(message),
+    }
 }
 
 /// Writes a complete new journal next to `path` and links it into place; if another process
@@ -677,6 +685,23 @@ fn read_only(dir: &Path, path: &Path) -> Option<String> {
 
 fn state_name(s: State) -> &'static str {
     s.as_str()
+}
+
+/// Stored as its name, the text column it always was.
+impl rusqlite::types::ToSql for TaskState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+/// An unknown name is a corrupt journal, reported with the name found.
+impl rusqlite::types::FromSql for TaskState {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let name = v.as_str()?;
+        TaskState::parse(name).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(format!("unknown task state {name:?}").into())
+        })
+    }
 }
 
 fn lock_from_row(r: &rusqlite::Row) -> rusqlite::Result<LockInfo> {
@@ -799,6 +824,13 @@ impl Journal {
         let mut c = self.shared.conn.lock().unwrap_or_else(|e| e.into_inner());
         self.shared.commit_queued(&mut c)?;
         f(&mut c).map_err(|e| db_error(&self.path, e))
+    }
+
+    /// How long a call waits for another process's write before it is refused as busy.
+    #[cfg(test)]
+    pub(crate) fn set_busy_timeout(&self, d: Duration) {
+        let c = self.shared.conn.lock().unwrap_or_else(|e| e.into_inner());
+        c.busy_timeout(d).unwrap();
     }
 
     /// Queues a write for the flusher (started now if it is not yet).
@@ -1313,44 +1345,44 @@ impl RunStore for Journal {
         run: &RunRecord,
         hosts: &[(String, Vec<String>)],
         tasks: &[TaskRow],
-    ) -> Result<()> {
-        Journal::create_run(self, run, hosts, tasks)
+    ) -> StoreResult<()> {
+        Ok(Journal::create_run(self, run, hosts, tasks)?)
     }
-    fn run(&self, id: Option<&str>) -> Result<RunRecord> {
-        Journal::run(self, id)
+    fn run(&self, id: Option<&str>) -> StoreResult<RunRecord> {
+        Ok(Journal::run(self, id)?)
     }
-    fn runs(&self) -> Result<Vec<RunRecord>> {
-        Journal::runs(self)
+    fn runs(&self) -> StoreResult<Vec<RunRecord>> {
+        Ok(Journal::runs(self)?)
     }
-    fn tasks(&self, run: &str) -> Result<Vec<TaskRow>> {
-        Journal::tasks(self, run)
+    fn tasks(&self, run: &str) -> StoreResult<Vec<TaskRow>> {
+        Ok(Journal::tasks(self, run)?)
     }
-    fn hosts(&self, run: &str) -> Result<Vec<(String, Vec<String>)>> {
-        Journal::hosts(self, run)
+    fn hosts(&self, run: &str) -> StoreResult<Vec<(String, Vec<String>)>> {
+        Ok(Journal::hosts(self, run)?)
     }
-    fn add_missing_tasks(&self, run: &str, tasks: &[TaskRow]) -> Result<()> {
-        Journal::add_missing_tasks(self, run, tasks)
+    fn add_missing_tasks(&self, run: &str, tasks: &[TaskRow]) -> StoreResult<()> {
+        Ok(Journal::add_missing_tasks(self, run, tasks)?)
     }
-    fn record(&self, run: &str, e: &Event, started: At) -> Result<()> {
-        Journal::record(self, run, e, started)
+    fn record(&self, run: &str, e: &Event, started: At) -> StoreResult<()> {
+        Ok(Journal::record(self, run, e, started)?)
     }
-    fn record_queued(&self, run: &str, e: &Event, started: At) -> Result<()> {
-        Journal::record_queued(self, run, e, started)
+    fn record_queued(&self, run: &str, e: &Event, started: At) -> StoreResult<()> {
+        Ok(Journal::record_queued(self, run, e, started)?)
     }
-    fn record_command_queued(&self, run: &str, c: &CommandRecord) -> Result<()> {
-        Journal::record_command_queued(self, run, c)
+    fn record_command_queued(&self, run: &str, c: &CommandRecord) -> StoreResult<()> {
+        Ok(Journal::record_command_queued(self, run, c)?)
     }
-    fn flush(&self) -> Result<()> {
-        Journal::flush(self)
+    fn flush(&self) -> StoreResult<()> {
+        Ok(Journal::flush(self)?)
     }
     fn unrecorded(&self) -> Vec<String> {
         Journal::unrecorded(self)
     }
-    fn record_fact(&self, run: &str, host: &str, name: &str, value: &str) -> Result<()> {
-        Journal::record_fact(self, run, host, name, value)
+    fn record_fact(&self, run: &str, host: &str, name: &str, value: &str) -> StoreResult<()> {
+        Ok(Journal::record_fact(self, run, host, name, value)?)
     }
-    fn facts(&self, run: &str) -> Result<Vec<(String, String, String)>> {
-        Journal::facts(self, run)
+    fn facts(&self, run: &str) -> StoreResult<Vec<(String, String, String)>> {
+        Ok(Journal::facts(self, run)?)
     }
     fn set_state(
         &self,
@@ -1358,32 +1390,38 @@ impl RunStore for Journal {
         state: RunState,
         reason: Option<&str>,
         ended: bool,
-    ) -> Result<()> {
-        Journal::set_state(self, run, state, reason, ended)
+    ) -> StoreResult<()> {
+        Ok(Journal::set_state(self, run, state, reason, ended)?)
     }
-    fn replan(&self, run: &RunRecord) -> Result<()> {
-        Journal::replan(self, run)
+    fn replan(&self, run: &RunRecord) -> StoreResult<()> {
+        Ok(Journal::replan(self, run)?)
     }
-    fn request_abort(&self, run: &str, now: bool) -> Result<()> {
-        Journal::request_abort(self, run, now)
+    fn request_abort(&self, run: &str, now: bool) -> StoreResult<()> {
+        Ok(Journal::request_abort(self, run, now)?)
     }
-    fn abort_requested(&self, run: &str) -> Result<(bool, bool)> {
-        Journal::abort_requested(self, run)
+    fn abort_requested(&self, run: &str) -> StoreResult<(bool, bool)> {
+        Ok(Journal::abort_requested(self, run)?)
     }
-    fn approve(&self, run: &str, gate: &str) -> Result<()> {
-        Journal::approve(self, run, gate)
+    fn approve(&self, run: &str, gate: &str) -> StoreResult<()> {
+        Ok(Journal::approve(self, run, gate)?)
     }
-    fn approved(&self, run: &str, gate: &str) -> Result<bool> {
-        Journal::approved(self, run, gate)
+    fn approved(&self, run: &str, gate: &str) -> StoreResult<bool> {
+        Ok(Journal::approved(self, run, gate)?)
     }
-    fn lock(&self, fleet: &str, run: &str) -> Result<()> {
-        Journal::lock(self, fleet, run)
+    fn lock(&self, fleet: &str, run: &str) -> StoreResult<()> {
+        Ok(Journal::lock(self, fleet, run)?)
     }
-    fn unlock(&self, fleet: &str, run: &str) -> Result<()> {
-        Journal::unlock(self, fleet, run)
+    fn unlock(&self, fleet: &str, run: &str) -> StoreResult<()> {
+        Ok(Journal::unlock(self, fleet, run)?)
     }
-    fn end_run(&self, run: &str, state: RunState, reason: Option<&str>, fleet: &str) -> Result<()> {
-        Journal::end_run(self, run, state, reason, fleet)
+    fn end_run(
+        &self,
+        run: &str,
+        state: RunState,
+        reason: Option<&str>,
+        fleet: &str,
+    ) -> StoreResult<()> {
+        Ok(Journal::end_run(self, run, state, reason, fleet)?)
     }
     fn begin_run(
         &self,
@@ -1392,29 +1430,31 @@ impl RunStore for Journal {
         hosts: &[(String, Vec<String>)],
         tasks: &[TaskRow],
         plan_json: &str,
-    ) -> Result<()> {
-        Journal::begin_run(self, fleet, run, hosts, tasks, plan_json)
+    ) -> StoreResult<()> {
+        Ok(Journal::begin_run(
+            self, fleet, run, hosts, tasks, plan_json,
+        )?)
     }
-    fn locks(&self) -> Result<Vec<LockInfo>> {
-        Journal::locks(self)
+    fn locks(&self) -> StoreResult<Vec<LockInfo>> {
+        Ok(Journal::locks(self)?)
     }
-    fn break_lock(&self, fleet: &str) -> Result<()> {
-        Journal::break_lock(self, fleet)
+    fn break_lock(&self, fleet: &str) -> StoreResult<()> {
+        Ok(Journal::break_lock(self, fleet)?)
     }
-    fn save_plan(&self, run: &str, plan_json: &str) -> Result<()> {
-        Journal::save_plan(self, run, plan_json)
+    fn save_plan(&self, run: &str, plan_json: &str) -> StoreResult<()> {
+        Ok(Journal::save_plan(self, run, plan_json)?)
     }
-    fn plan(&self, run: &str) -> Result<Option<String>> {
-        Journal::plan(self, run)
+    fn plan(&self, run: &str) -> StoreResult<Option<String>> {
+        Ok(Journal::plan(self, run)?)
     }
-    fn record_command(&self, run: &str, c: &CommandRecord) -> Result<()> {
-        Journal::record_command(self, run, c)
+    fn record_command(&self, run: &str, c: &CommandRecord) -> StoreResult<()> {
+        Ok(Journal::record_command(self, run, c)?)
     }
-    fn commands(&self, run: &str) -> Result<Vec<CommandRecord>> {
-        Journal::commands(self, run)
+    fn commands(&self, run: &str) -> StoreResult<Vec<CommandRecord>> {
+        Ok(Journal::commands(self, run)?)
     }
-    fn actions(&self, run: &str) -> Result<Vec<Action>> {
-        Journal::actions(self, run)
+    fn actions(&self, run: &str) -> StoreResult<Vec<Action>> {
+        Ok(Journal::actions(self, run)?)
     }
 }
 
@@ -1603,6 +1643,22 @@ mod tests {
         assert!(r1.ended_at.is_some());
     }
 
+    /// A task state fleetbook never wrote is a corrupt journal, reported with the name
+    /// found, not a panic and not a state read as another.
+    #[test]
+    fn an_unknown_task_state_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        j.create_run(&test_run("r1"), &[], &[test_task("host:w1:s")])
+            .unwrap();
+        Connection::open(dir.path().join(FILE))
+            .unwrap()
+            .execute_batch("UPDATE tasks SET state = 'exploded'")
+            .unwrap();
+        let e = j.tasks("r1").unwrap_err().to_string();
+        assert!(e.contains("unknown task state \"exploded\""), "{e}");
+    }
+
     /// Queued writes are on disk for another process once `flush` returns; a commit that
     /// fails is reported by `flush`, and every write queued after it is refused, so a run
     /// stops before it sends a command whose start a resume could not see.
@@ -1613,7 +1669,7 @@ mod tests {
         j.create_run(&test_run("r1"), &[], &[test_task("host:w1:s")])
             .unwrap();
         let other = Connection::open(dir.path().join(FILE)).unwrap();
-        let state = || -> String {
+        let state = || -> TaskState {
             other
                 .query_row(
                     "SELECT state FROM tasks WHERE task_id = 'host:w1:s'",
@@ -1625,7 +1681,7 @@ mod tests {
         j.record_queued("r1", &test_event(State::Running), at(100.0))
             .unwrap();
         j.flush().unwrap();
-        assert_eq!(state(), "running");
+        assert_eq!(state(), TaskState::Running);
 
         // Another process breaks the journal: the next commit fails.
         other.execute_batch("DROP TABLE commands;").unwrap();
@@ -1646,7 +1702,7 @@ mod tests {
         let _ = j.record_queued("r1", &test_event(State::Ok), at(100.0));
         let e = j.flush().unwrap_err().to_string();
         assert!(e.contains("no such table: commands"), "{e}");
-        assert_eq!(state(), "running", "all of a commit or none of it");
+        assert_eq!(state(), TaskState::Running, "all of a commit or none of it");
         let e = j
             .record_queued("r1", &test_event(State::Ok), at(100.0))
             .unwrap_err()
@@ -1686,7 +1742,7 @@ mod tests {
             host: Some("w1".into()),
             step: Some("s".into()),
             role: None,
-            state: "pending".into(),
+            state: TaskState::Pending,
             attempt: 0,
             started_at: None,
             ended_at: None,
@@ -1706,6 +1762,69 @@ mod tests {
             attempt: 1,
             message: None,
         }
+    }
+
+    /// A read-only journal file and one of garbage are fatal: the run cannot go on with
+    /// either, however often it tries.
+    #[test]
+    fn a_read_only_or_garbage_journal_is_fatal() {
+        use std::os::unix::fs::PermissionsExt;
+        let check = crate::store::conformance::check_unusable;
+        let ro = tempfile::tempdir().unwrap();
+        // Root writes a file whatever its mode: there, the journal is on a file system
+        // mounted read-only (a tmpfs the test mounts).
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let mount = |args: &[&str]| {
+            let ok = std::process::Command::new("mount")
+                .args(args)
+                .arg(ro.path())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "mount {args:?}");
+        };
+        if root {
+            mount(&["-t", "tmpfs", "-o", "size=1m", "tmpfs"]);
+        }
+        Journal::open(ro.path()).unwrap();
+        if root {
+            mount(&["-o", "remount,ro"]);
+        } else {
+            let file = ro.path().join(FILE);
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444)).unwrap();
+        }
+        let opened = crate::store::open(ro.path());
+        if root {
+            let _ = std::process::Command::new("umount").arg(ro.path()).status();
+        }
+        check(opened, "is read-only");
+
+        let garbage = tempfile::tempdir().unwrap();
+        std::fs::write(garbage.path().join(FILE), vec![0x5a; 8192]).unwrap();
+        check(
+            crate::store::open(garbage.path()),
+            "is not a fleetbook journal or is corrupted",
+        );
+    }
+
+    /// Another process holding a write transaction past the busy timeout is recoverable:
+    /// once it lets go, the same write goes through.
+    #[test]
+    fn a_busy_journal_is_recoverable() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        j.create_run(&test_run("r1"), &[], &[test_task("host:w1:s")])
+            .unwrap();
+        j.set_busy_timeout(Duration::from_millis(10));
+        let other = Connection::open(dir.path().join(FILE)).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let store: &dyn RunStore = &j;
+        let err = store.record_fact("r1", "w1", "k", "v").unwrap_err();
+        assert!(!err.is_fatal(), "{err}");
+        assert!(err.to_string().contains("database is locked"), "{err}");
+        other.execute_batch("COMMIT").unwrap();
+        store.record_fact("r1", "w1", "k", "v").unwrap();
+        assert_eq!(store.facts("r1").unwrap().len(), 1);
     }
 
     /// The SQLite journal does all a run store must.

@@ -4,16 +4,46 @@
 
 use crate::error::Result;
 use crate::journal::{RunRecord, TaskRow};
-use crate::store::{RunState, RunStore};
+use crate::store::{RunState, RunStore, TaskState};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+
+/// Where a host stands, from the states of its tasks. Declared in the order of the names,
+/// so that a role's counts (a map keyed by it) print in the order they always did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostState {
+    Failed,
+    Pending,
+    RolledBack,
+    Upgraded,
+    Upgrading,
+}
+
+impl HostState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostState::Failed => "failed",
+            HostState::Pending => "pending",
+            HostState::RolledBack => "rolled_back",
+            HostState::Upgraded => "upgraded",
+            HostState::Upgrading => "upgrading",
+        }
+    }
+}
+
+/// Padded like a string (`{:11}` in `status`).
+impl std::fmt::Display for HostState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
 
 #[derive(Debug, Serialize)]
 pub struct HostStatus {
     pub host: String,
     pub roles: Vec<String>,
-    /// upgraded, upgrading, pending, failed, rolled_back
-    pub state: &'static str,
+    pub state: HostState,
     pub step: Option<String>,
     pub message: Option<String>,
     /// When the step it is running started (Unix seconds in JSON), for a live view.
@@ -27,7 +57,7 @@ pub struct Status {
     /// StarlingX-style: not started, partial, applied, partially rolled back, aborted.
     pub overall: &'static str,
     pub waiting_approval: Option<String>,
-    pub roles: BTreeMap<String, BTreeMap<&'static str, usize>>,
+    pub roles: BTreeMap<String, BTreeMap<HostState, usize>>,
     pub hosts: Vec<HostStatus>,
     /// The tasks of no single host (hooks, gates, approvals, role barriers) and their state.
     pub tasks: Vec<RunTask>,
@@ -36,37 +66,31 @@ pub struct Status {
 #[derive(Debug, Serialize)]
 pub struct RunTask {
     pub task: String,
-    pub state: String,
+    pub state: TaskState,
 }
 
-fn host_state(tasks: &[&TaskRow]) -> (&'static str, Option<String>, Option<String>) {
-    let any = |s: &str| tasks.iter().find(|t| t.state == s);
-    if let Some(t) = any("undo_failed").or_else(|| any("rolling_back")) {
-        return ("failed", t.step.clone(), t.message.clone());
+fn host_state(tasks: &[&TaskRow]) -> (HostState, Option<String>, Option<String>) {
+    use TaskState as T;
+    let any = |s: TaskState| tasks.iter().find(|t| t.state == s);
+    if let Some(t) = any(T::UndoFailed).or_else(|| any(T::RollingBack)) {
+        return (HostState::Failed, t.step.clone(), t.message.clone());
     }
-    if let Some(t) = any("rolled_back") {
-        return ("rolled_back", t.step.clone(), t.message.clone());
+    if let Some(t) = any(T::RolledBack) {
+        return (HostState::RolledBack, t.step.clone(), t.message.clone());
     }
-    if let Some(t) = any("failed").or_else(|| any("unreachable")) {
-        return ("failed", t.step.clone(), t.message.clone());
+    if let Some(t) = any(T::Failed).or_else(|| any(T::Unreachable)) {
+        return (HostState::Failed, t.step.clone(), t.message.clone());
     }
-    if let Some(t) = any("running").or_else(|| any("retrying")) {
-        return ("upgrading", t.step.clone(), None);
+    if let Some(t) = any(T::Running).or_else(|| any(T::Retrying)) {
+        return (HostState::Upgrading, t.step.clone(), None);
     }
-    if !tasks.is_empty()
-        && tasks
-            .iter()
-            .all(|t| t.state == "ok" || t.state == "skipped")
-    {
-        return ("upgraded", None, None);
+    if !tasks.is_empty() && tasks.iter().all(|t| t.state.is_done()) {
+        return (HostState::Upgraded, None, None);
     }
-    if tasks
-        .iter()
-        .any(|t| t.state == "ok" || t.state == "skipped")
-    {
-        return ("upgrading", None, None);
+    if tasks.iter().any(|t| t.state.is_done()) {
+        return (HostState::Upgrading, None, None);
     }
-    ("pending", None, None)
+    (HostState::Pending, None, None)
 }
 
 /// Where run `run` stands, from its store: per host and per role.
@@ -79,7 +103,7 @@ pub fn of(journal: &dyn RunStore, run: RunRecord) -> Result<Status> {
         }
     }
     let mut hosts = Vec::new();
-    let mut roles: BTreeMap<String, BTreeMap<&'static str, usize>> = BTreeMap::new();
+    let mut roles: BTreeMap<String, BTreeMap<HostState, usize>> = BTreeMap::new();
     for (host, host_roles) in journal.hosts(&run.id)? {
         let ts = by_host.get(host.as_str()).cloned().unwrap_or_default();
         if ts.is_empty() {
@@ -88,7 +112,7 @@ pub fn of(journal: &dyn RunStore, run: RunRecord) -> Result<Status> {
         let (state, step, message) = host_state(&ts);
         let since = ts
             .iter()
-            .find(|t| t.state == "running" || t.state == "retrying")
+            .find(|t| t.state.is_running())
             .and_then(|t| t.started_at);
         for r in &host_roles {
             *roles
@@ -106,11 +130,14 @@ pub fn of(journal: &dyn RunStore, run: RunRecord) -> Result<Status> {
             since,
         });
     }
-    let upgraded = hosts.iter().filter(|h| h.state == "upgraded").count();
-    let started = tasks.iter().any(|t| t.state != "pending");
+    let upgraded = hosts
+        .iter()
+        .filter(|h| h.state == HostState::Upgraded)
+        .count();
+    let started = tasks.iter().any(|t| t.state != TaskState::Pending);
     let overall = if run.state == RunState::RolledBack {
         "rolled back"
-    } else if hosts.iter().any(|h| h.state == "rolled_back")
+    } else if hosts.iter().any(|h| h.state == HostState::RolledBack)
         || run.state == RunState::RollbackFailed
     {
         "partially rolled back"
@@ -121,7 +148,7 @@ pub fn of(journal: &dyn RunStore, run: RunRecord) -> Result<Status> {
     } else if upgraded == hosts.len()
         && tasks
             .iter()
-            .all(|t| matches!(t.state.as_str(), "ok" | "skipped") || t.kind.ends_with("done"))
+            .all(|t| t.state.is_done() || t.kind.ends_with("done"))
     {
         "applied"
     } else {
@@ -129,14 +156,14 @@ pub fn of(journal: &dyn RunStore, run: RunRecord) -> Result<Status> {
     };
     let waiting_approval = tasks
         .iter()
-        .find(|t| t.state == "waiting_approval")
+        .find(|t| t.state == TaskState::WaitingApproval)
         .and_then(|t| t.step.clone());
     let run_tasks = tasks
         .iter()
         .filter(|t| t.host.is_none())
         .map(|t| RunTask {
             task: t.task_id.clone(),
-            state: t.state.clone(),
+            state: t.state,
         })
         .collect();
     Ok(Status {
@@ -196,18 +223,18 @@ pub fn text(store: &dyn RunStore, st: &Status) -> Result<String> {
 
 fn role_lines(o: &mut String, st: &Status) {
     for (role, counts) in &st.roles {
-        let get = |k| counts.get(k).copied().unwrap_or(0);
-        let rolled_back = match get("rolled_back") {
+        let get = |k: HostState| counts.get(&k).copied().unwrap_or(0);
+        let rolled_back = match get(HostState::RolledBack) {
             0 => String::new(),
             n => format!(" rolled back {n}"),
         };
         line!(
             o,
             "{role:16} upgraded {:<4} upgrading {:<4} pending {:<4} failed {:<4}{rolled_back}",
-            get("upgraded"),
-            get("upgrading"),
-            get("pending"),
-            get("failed"),
+            get(HostState::Upgraded),
+            get(HostState::Upgrading),
+            get(HostState::Pending),
+            get(HostState::Failed),
         );
     }
 }

@@ -6,7 +6,7 @@ use crate::board::{short, Board, Flying, RoleRow};
 use crate::Print;
 use fleetbook_engine::clock::At;
 use fleetbook_engine::plan::{self, Plan};
-use fleetbook_engine::status::Status;
+use fleetbook_engine::status::{HostState, Status};
 use fleetbook_engine::store::RunRecord;
 use fleetbook_engine::store::{RunState, RunStore};
 use fleetbook_engine::Result;
@@ -50,12 +50,12 @@ fn board(st: &Status, plan: Option<&Plan>, now: At) -> Board {
         .iter()
         .filter_map(|n| {
             let counts = st.roles.get(n)?;
-            let get = |k: &str| counts.get(k).copied().unwrap_or(0);
+            let get = |k: HostState| counts.get(&k).copied().unwrap_or(0);
             Some(RoleRow {
                 name: n.clone(),
                 hosts: counts.values().sum(),
-                done: get("upgraded"),
-                failed: get("failed"),
+                done: get(HostState::Upgraded),
+                failed: get(HostState::Failed),
                 in_flight: 0,
                 limit: info(n).and_then(|r| r.limit),
                 max_failures: info(n).and_then(|r| r.max_failures),
@@ -95,7 +95,11 @@ fn board(st: &Status, plan: Option<&Plan>, now: At) -> Board {
         ),
         roles: rows,
         flying,
-        failed: st.hosts.iter().filter(|h| h.state == "failed").count(),
+        failed: st
+            .hosts
+            .iter()
+            .filter(|h| h.state == HostState::Failed)
+            .count(),
         failures_allowed: plan.and_then(|p| p.limits.max_failures_total),
         notes,
     }
@@ -108,7 +112,7 @@ pub fn watch(store: &dyn RunStore, id: Option<&str>, print: Print) -> Result<Run
     let tty = std::io::stdout().is_terminal();
     let term = console::Term::stdout();
     let mut drawn = 0;
-    let mut seen: HashMap<String, (String, Option<String>)> = HashMap::new();
+    let mut seen: HashMap<String, (HostState, Option<String>)> = HashMap::new();
     loop {
         let run = store.run(Some(&run.id))?;
         let running = run.state == RunState::Running;
@@ -136,10 +140,10 @@ pub fn watch(store: &dyn RunStore, id: Option<&str>, print: Print) -> Result<Run
 }
 
 /// One line per host whose state or step changed since the last look.
-fn changes(st: &Status, seen: &mut HashMap<String, (String, Option<String>)>) -> String {
+fn changes(st: &Status, seen: &mut HashMap<String, (HostState, Option<String>)>) -> String {
     let mut out = String::new();
     for h in &st.hosts {
-        let now = (h.state.to_string(), h.step.clone());
+        let now = (h.state, h.step.clone());
         if seen.get(&h.host) == Some(&now) {
             continue;
         }

@@ -13,8 +13,8 @@ use crate::clock::At;
 use crate::error::{Error, Result};
 use crate::journal::{Action, CommandRecord, RunRecord, TaskRow};
 use crate::plan::Plan;
-use crate::status::Status;
-use crate::store::{RunState, RunStore};
+use crate::status::{HostState, Status};
+use crate::store::{RunState, RunStore, TaskState};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::time::Duration;
@@ -85,18 +85,19 @@ pub struct PageOptions {
 }
 
 /// A task's outcome, as the page colours it.
-fn outcome(state: &str, run_live: bool) -> &'static str {
+fn outcome(state: TaskState, run_live: bool) -> &'static str {
+    use TaskState as T;
     match state {
-        "ok" => "ok",
-        "failed" | "unreachable" | "undo_failed" => "failed",
-        "skipped" => "skipped",
-        "rolled_back" => "undone",
-        "waiting_approval" => "waiting",
-        "running" | "retrying" | "rolling_back" if run_live => "inflight",
+        T::Ok => "ok",
+        T::Failed | T::Unreachable | T::UndoFailed => "failed",
+        T::Skipped => "skipped",
+        T::RolledBack => "undone",
+        T::WaitingApproval => "waiting",
+        T::Running | T::Retrying | T::RollingBack if run_live => "inflight",
         // Left running by a run that is over: nobody knows how it ended.
-        "running" | "retrying" | "rolling_back" => "unknown",
-        "not_run" => "notrun",
-        _ => "pending",
+        T::Running | T::Retrying | T::RollingBack => "unknown",
+        T::NotRun => "notrun",
+        T::Pending => "pending",
     }
 }
 
@@ -199,7 +200,11 @@ fn header(o: &mut String, view: &RunView) {
 /// failure budget, soaks. And when it should end.
 fn waiting_reasons(view: &RunView) -> Vec<String> {
     let mut why = Vec::new();
-    for t in view.tasks.iter().filter(|t| t.state == "waiting_approval") {
+    for t in view
+        .tasks
+        .iter()
+        .filter(|t| t.state == TaskState::WaitingApproval)
+    {
         why.push(format!(
             "approval {} waits for someone: <code>fleetbook approve {} --gate {}</code>",
             esc(&format!("{:?}", t.step.as_deref().unwrap_or(""))),
@@ -207,7 +212,7 @@ fn waiting_reasons(view: &RunView) -> Vec<String> {
             esc(t.step.as_deref().unwrap_or(""))
         ));
     }
-    for t in view.tasks.iter().filter(|t| t.state == "retrying") {
+    for t in view.tasks.iter().filter(|t| t.state == TaskState::Retrying) {
         why.push(format!(
             "{} waits to retry {} (attempt {} failed{})",
             esc(t.host.as_deref().unwrap_or("the run")),
@@ -225,7 +230,7 @@ fn waiting_reasons(view: &RunView) -> Vec<String> {
             .status
             .hosts
             .iter()
-            .filter(|h| h.state == "failed")
+            .filter(|h| h.state == HostState::Failed)
             .count();
         if failed > m {
             why.push(format!(
@@ -233,7 +238,7 @@ fn waiting_reasons(view: &RunView) -> Vec<String> {
             ));
         }
     }
-    let states: HashMap<&str, &str> = view
+    let states: HashMap<&str, HostState> = view
         .status
         .hosts
         .iter()
@@ -246,13 +251,17 @@ fn waiting_reasons(view: &RunView) -> Vec<String> {
             .filter(|h| h.roles.contains(&r.name))
             .map(|h| h.name.as_str())
             .collect();
-        let count = |s: &str| {
+        let count = |s: HostState| {
             members
                 .iter()
                 .filter(|h| states.get(*h) == Some(&s))
                 .count()
         };
-        let (busy, pending, failed) = (count("upgrading"), count("pending"), count("failed"));
+        let (busy, pending, failed) = (
+            count(HostState::Upgrading),
+            count(HostState::Pending),
+            count(HostState::Failed),
+        );
         if let Some(l) = r.limit {
             if l > 0 && busy >= l && pending > 0 {
                 why.push(format!(
@@ -288,7 +297,7 @@ fn waiting_reasons(view: &RunView) -> Vec<String> {
         let left = end
             .after(Duration::from_secs(soak))
             .since(view.run().ended_at.unwrap_or(view.now));
-        if t.state == "ok" && !left.is_zero() {
+        if t.state == TaskState::Ok && !left.is_zero() {
             why.push(format!(
                 "{} soaks after {} for {} more",
                 esc(t.host.as_deref().unwrap_or("the run")),
@@ -328,7 +337,11 @@ fn banner(o: &mut String, view: &RunView, opts: &PageOptions) {
     }
     if opts.control {
         o.push_str("<div class=\"controls\">");
-        for t in view.tasks.iter().filter(|t| t.state == "waiting_approval") {
+        for t in view
+            .tasks
+            .iter()
+            .filter(|t| t.state == TaskState::WaitingApproval)
+        {
             let gate = esc(t.step.as_deref().unwrap_or(""));
             let _ = write!(
                 o,
@@ -349,7 +362,7 @@ fn totals(o: &mut String, view: &RunView) {
     let live = view.live();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for t in host_tasks(view) {
-        *counts.entry(outcome(&t.state, live)).or_default() += 1;
+        *counts.entry(outcome(t.state, live)).or_default() += 1;
     }
     o.push_str("<h2>Totals</h2><table class=\"totals\"><tr><th>host steps</th>");
     for (k, label) in OUTCOMES {
@@ -363,7 +376,7 @@ fn totals(o: &mut String, view: &RunView) {
             let _ = write!(o, "<td data-total=\"{k}\">{n}</td>");
         }
     }
-    let mut hosts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut hosts: BTreeMap<HostState, usize> = BTreeMap::new();
     for h in &view.status.hosts {
         *hosts.entry(h.state).or_default() += 1;
     }
@@ -373,7 +386,7 @@ fn totals(o: &mut String, view: &RunView) {
         .map(|(k, n)| {
             format!(
                 "<span data-hosts=\"{k}\">{n} {}</span>",
-                k.replace('_', " ")
+                k.as_str().replace('_', " ")
             )
         })
         .collect();
@@ -414,8 +427,8 @@ fn role_hosts(view: &RunView) -> Vec<(String, Vec<usize>)> {
 /// Running and failed hosts first, then the rest in their order.
 fn pinned(view: &RunView, hosts: &[usize]) -> Vec<usize> {
     let rank = |i: &usize| match view.status.hosts[*i].state {
-        "upgrading" => 0,
-        "failed" => 1,
+        HostState::Upgrading => 0,
+        HostState::Failed => 1,
         _ => 2,
     };
     let mut v = hosts.to_vec();
@@ -442,15 +455,18 @@ fn roles(o: &mut String, view: &RunView) {
             .plan
             .as_ref()
             .and_then(|p| p.roles.iter().find(|r| r.name == role));
-        let count = |s: &str| {
+        let count = |s: HostState| {
             hs.iter()
                 .filter(|&&i| view.status.hosts[i].state == s)
                 .count()
         };
-        let failed = count("failed");
+        let failed = count(HostState::Failed);
         let mut extra = Vec::new();
         if let Some(l) = info.and_then(|r| r.limit) {
-            extra.push(format!("{} in flight of limit {l}", count("upgrading")));
+            extra.push(format!(
+                "{} in flight of limit {l}",
+                count(HostState::Upgrading)
+            ));
         }
         match info.and_then(|r| r.max_failures) {
             Some(m) => extra.push(format!(
@@ -638,7 +654,7 @@ impl Lane<'_> {
                     .since(self.started)
                     .as_secs_f64(),
             );
-            let oc = outcome(&row.state, self.live);
+            let oc = outcome(row.state, self.live);
             let _ = write!(
                 o,
                 "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" class=\"actual o-{oc}\" data-task=\"{}\" data-outcome=\"{oc}\"><title>{}: {} +{} .. +{}</title></rect>",
@@ -648,7 +664,7 @@ impl Lane<'_> {
                 ROW - 1.0,
                 esc(&t.id),
                 esc(t.step.as_deref().unwrap_or(&t.id)),
-                esc(&row.state),
+                esc(row.state.as_str()),
                 esc(&dur(a as u64)),
                 esc(&dur(b as u64))
             );
@@ -754,10 +770,10 @@ fn hosts(o: &mut String, view: &RunView) {
             esc(&anchor(&h.host)),
             esc(&h.host),
             h.state,
-            if h.state == "failed" { " open" } else { "" },
+            if h.state == HostState::Failed { " open" } else { "" },
             esc(&h.host),
             h.state,
-            h.state.replace('_', " "),
+            h.state.as_str().replace('_', " "),
             esc(&h.roles.join(", ")),
             esc(&plan_slot),
             esc(&actual),
@@ -767,7 +783,7 @@ fn hosts(o: &mut String, view: &RunView) {
                 .unwrap_or_default()
         );
         for t in tasks {
-            let oc = outcome(&t.state, live);
+            let oc = outcome(t.state, live);
             let p = planned
                 .get(t.task_id.as_str())
                 .map(|(a, b)| format!("+{} .. +{}", dur(*a), dur(*b)))
@@ -777,7 +793,7 @@ fn hosts(o: &mut String, view: &RunView) {
                 "<tr data-task=\"{}\" data-outcome=\"{oc}\"><td>{}</td><td><span class=\"dot o-{oc}\"></span>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>",
                 esc(&t.task_id),
                 esc(t.step.as_deref().unwrap_or(&t.task_id)),
-                esc(&t.state.replace('_', " ")),
+                esc(&t.state.as_str().replace('_', " ")),
                 t.message
                     .as_ref()
                     .map(|m| format!("<div class=\"reason\">{}</div>", esc(m)))
@@ -805,13 +821,13 @@ fn runbook_level(o: &mut String, view: &RunView) {
     if !tasks.is_empty() {
         o.push_str("<h2>Runbook-level steps, gates and approvals</h2><table class=\"steps\"><tr><th>task</th><th>outcome</th><th>actual</th><th>commands</th></tr>");
         for t in tasks {
-            let oc = outcome(&t.state, live);
+            let oc = outcome(t.state, live);
             let _ = write!(
                 o,
                 "<tr data-task=\"{}\" data-outcome=\"{oc}\"><td>{}</td><td><span class=\"dot o-{oc}\"></span>{}{}</td><td>{}</td><td>",
                 esc(&t.task_id),
                 esc(&t.task_id),
-                esc(&t.state.replace('_', " ")),
+                esc(&t.state.as_str().replace('_', " ")),
                 t.message
                     .as_ref()
                     .map(|m| format!("<div class=\"reason\">{}</div>", esc(m)))
@@ -912,8 +928,8 @@ fn recap(o: &mut String, view: &RunView, opts: &PageOptions) {
     o.push_str("<h2>Recap</h2>");
     // Failures grouped by cause: the same step failing with the same message.
     let mut causes: BTreeMap<(String, String), Vec<&str>> = BTreeMap::new();
-    for t in host_tasks(view).filter(|t| outcome(&t.state, false) == "failed") {
-        let message = t.message.clone().unwrap_or_else(|| t.state.clone());
+    for t in host_tasks(view).filter(|t| outcome(t.state, false) == "failed") {
+        let message = t.message.clone().unwrap_or_else(|| t.state.to_string());
         // "host web-3: command exited with code 3": the host is in the hosts column, so the
         // same failure on several hosts is one cause.
         let cause = t
@@ -1079,9 +1095,9 @@ mod tests {
 
     #[test]
     fn a_step_left_running_by_an_ended_run_is_unknown() {
-        assert_eq!(outcome("running", true), "inflight");
-        assert_eq!(outcome("running", false), "unknown");
-        assert_eq!(outcome("rolled_back", false), "undone");
-        assert_eq!(outcome("unreachable", false), "failed");
+        assert_eq!(outcome(TaskState::Running, true), "inflight");
+        assert_eq!(outcome(TaskState::Running, false), "unknown");
+        assert_eq!(outcome(TaskState::RolledBack, false), "undone");
+        assert_eq!(outcome(TaskState::Unreachable, false), "failed");
     }
 }

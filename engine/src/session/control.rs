@@ -16,7 +16,7 @@ pub fn request_abort(store: &dyn RunStore, id: &str, now: bool) -> Result<()> {
         )));
     }
     tracing::info!(run = %id, kill = now, "abort requested");
-    store.request_abort(id, now)
+    Ok(store.request_abort(id, now)?)
 }
 
 /// `fleetbook approve`, and the live page's Approve button: the approval named (or the one
@@ -58,7 +58,7 @@ pub fn give_approval(store: &dyn RunStore, id: &str, gate: Option<&str>) -> Resu
         None => {
             let waiting: Vec<String> = tasks
                 .into_iter()
-                .filter(|t| t.state == "waiting_approval")
+                .filter(|t| t.state == crate::store::TaskState::WaitingApproval)
                 .filter_map(|t| t.step)
                 .collect();
             waiting_gate(id, waiting, listed)?

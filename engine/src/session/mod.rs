@@ -24,6 +24,7 @@ use crate::compile::TaskKind;
 use crate::error::{Error, Result};
 use crate::journal::{self, RunRecord, TaskRow};
 use crate::plan::{self, Planned};
+use crate::store::TaskState;
 use std::collections::{BTreeMap, HashMap};
 
 /// How a secret parameter's value appears in recorded parameters.
@@ -228,18 +229,13 @@ pub(crate) fn done_tasks(
         .graph
         .tasks
         .iter()
-        .map(|t| match rows.get(&t.id).map(|r| r.state.as_str()) {
+        .map(|t| match rows.get(&t.id).map(|r| r.state) {
             // `finally` steps run at the end of every attempt, a resumed one too; one a
             // crash cut short is unknown, as any step is.
-            Some(s)
-                if t.kind == crate::compile::TaskKind::Finally
-                    && !matches!(s, "running" | "retrying") =>
-            {
-                false
-            }
+            Some(s) if t.kind == crate::compile::TaskKind::Finally && !s.is_running() => false,
             None if t.kind == crate::compile::TaskKind::Finally => false,
-            Some("ok" | "skipped") => true,
-            Some("running" | "retrying") => {
+            Some(s) if s.is_done() => true,
+            Some(s) if s.is_running() => {
                 let idempotent = t.step.is_some_and(|s| rb.steps[s].idempotent);
                 if skip {
                     true
@@ -311,7 +307,7 @@ pub(crate) fn undo_order(
     };
     let in_flight: Vec<&TaskRow> = rows
         .iter()
-        .filter(|r| matches!(r.state.as_str(), "running" | "retrying"))
+        .filter(|r| r.state.is_running())
         .filter(|r| index.get(r.task_id.as_str()).is_some_and(|&t| undoable(t)))
         .collect();
     if !in_flight.is_empty() && unknown == Unknown::Refuse {
@@ -330,9 +326,9 @@ pub(crate) fn undo_order(
     }
     let mut done: Vec<(Option<crate::clock::At>, usize)> = rows
         .iter()
-        .filter(|r| match r.state.as_str() {
-            "ok" | "undo_failed" | "rolling_back" => true,
-            "running" | "retrying" => unknown == Unknown::Undo,
+        .filter(|r| match r.state {
+            TaskState::Ok | TaskState::UndoFailed | TaskState::RollingBack => true,
+            TaskState::Running | TaskState::Retrying => unknown == Unknown::Undo,
             _ => false,
         })
         .filter_map(|r| {
@@ -369,7 +365,7 @@ pub(crate) fn task_rows(p: &plan::Plan) -> Vec<TaskRow> {
             host: t.host.as_deref().map(str::to_string),
             step: t.step.as_deref().map(str::to_string),
             role: t.role.as_deref().map(str::to_string),
-            state: "pending".into(),
+            state: TaskState::Pending,
             attempt: 0,
             started_at: None,
             ended_at: None,

@@ -206,7 +206,7 @@ pub fn rollback(
     // The `finally` steps the run already ran; the others are owed, and run at the end.
     let ok: HashSet<&str> = rows
         .iter()
-        .filter(|r| r.state == "ok")
+        .filter(|r| r.state == crate::store::TaskState::Ok)
         .map(|r| r.task_id.as_str())
         .collect();
     let done = planned

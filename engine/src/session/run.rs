@@ -313,7 +313,7 @@ fn new_record(planned: &Planned, approve: &[String]) -> RunRecord {
 /// it without the runbook or its secrets (plans are redacted).
 fn save_plan(store: &dyn RunStore, run: &str, p: &plan::Plan) -> Result<()> {
     let json = serde_json::to_string(p).map_err(|e| Error::Internal(e.to_string()))?;
-    store.save_plan(run, &json)
+    Ok(store.save_plan(run, &json)?)
 }
 
 /// Records how the run ended and gives back the fleet lock (in one write). When that fails
@@ -321,7 +321,8 @@ fn save_plan(store: &dyn RunStore, run: &str, p: &plan::Plan) -> Result<()> {
 /// interrupted: the run ends with the store's status, and the lock is given back alone.
 fn record_end(mut guard: FleetLock, run_id: &str, outcome: &mut RunOutcome, ui: &dyn RunUi) {
     let state = RunState::from(outcome.status);
-    let Err(err) = guard.end_run(state, outcome.reason.as_deref()) else {
+    let end = || guard.end_run(state, outcome.reason.as_deref());
+    let Err(err) = super::watch::retried("write", end) else {
         return;
     };
     drop(guard);

@@ -4,7 +4,7 @@
 
 use super::run::RunUi;
 use crate::exec::{Control, Event, RunOutcome, RunStatus};
-use crate::store::{FleetLock, RunStore};
+use crate::store::{FleetLock, RunStore, StoreError, StoreResult};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,6 +15,32 @@ const POLL: Duration = Duration::from_millis(250);
 const LEASE_POLL: Duration = Duration::from_millis(50);
 /// How often an approval is looked for.
 const APPROVAL_POLL: Duration = Duration::from_millis(300);
+
+/// How many times a recoverable store error is tried again, and the first pause (doubled
+/// each time: 0.1 + 0.2 + 0.4 s). Few and short, because the stores already wait before
+/// they give up (SQLite's busy timeout, the etcd client's retries within its deadline): what
+/// is left is a store that comes back within a moment (a writer that just let go, an etcd
+/// leader just elected). Longer would keep a run's tasks waiting on a store that is gone,
+/// and its lease expire meanwhile.
+const STORE_RETRIES: u32 = 3;
+const STORE_BACKOFF: Duration = Duration::from_millis(100);
+
+/// `f` until it gives something other than a recoverable error, at most
+/// [`STORE_RETRIES`] more times; a recoverable error that outlasts them is fatal.
+pub(super) fn retried<T>(what: &str, mut f: impl FnMut() -> StoreResult<T>) -> StoreResult<T> {
+    let mut pause = STORE_BACKOFF;
+    for _ in 0..STORE_RETRIES {
+        match f() {
+            Err(e) if !e.is_fatal() => {
+                tracing::warn!(error = %e, "store {what}: trying again in {pause:?}");
+                std::thread::sleep(pause);
+                pause *= 2;
+            }
+            r => return r,
+        }
+    }
+    f().map_err(|e| StoreError::Fatal(e.into_error()))
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|x| x.into_inner())
@@ -60,7 +86,8 @@ impl Recorder {
     /// Events come out of the engine redacted (engine::secrets).
     pub(super) fn event(&self, e: &Event) {
         // Queued: committed once per tick, and before the task's first command is sent.
-        if let Err(err) = self.store.record_queued(&self.run_id, e, self.started_at) {
+        let write = || self.store.record_queued(&self.run_id, e, self.started_at);
+        if let Err(err) = retried("write", write) {
             self.stop(err.to_string());
             let mut u = lock(&self.unrecorded);
             if !u.contains(&e.task) {
@@ -72,7 +99,8 @@ impl Recorder {
     /// Called from inside a step as `set_fact` runs: the fact is stored when it returns.
     pub(super) fn fact_sink(self: Arc<Self>) -> fleetbook_stdlib::host::FactSink {
         Arc::new(move |host: &str, name: &str, value: &str| {
-            if let Err(err) = self.store.record_fact(&self.run_id, host, name, value) {
+            let write = || self.store.record_fact(&self.run_id, host, name, value);
+            if let Err(err) = retried("write", write) {
                 self.stop(err.to_string());
             }
         })
@@ -189,7 +217,8 @@ fn poll_once(
     lock_lost: &AtomicBool,
     (control, ui): (&Control, &dyn RunUi),
 ) {
-    if guard.lost() && !lock_lost.swap(true, Ordering::SeqCst) {
+    let lost = !matches!(retried("read", || guard.held()), Ok(true));
+    if lost && !lock_lost.swap(true, Ordering::SeqCst) {
         control.stop.store(true, Ordering::SeqCst);
         tracing::error!(run = %run_id, "the fleet lock was taken away: no new task starts");
         ui.say("error: the fleet lock was taken away from this run: no new task starts");
@@ -217,10 +246,65 @@ pub(super) fn wait_for_approval(
         if control.stop.load(Ordering::SeqCst) {
             return false;
         }
-        match store.approved(run_id, gate) {
+        match retried("read", || store.approved(run_id, gate)) {
             Ok(true) => return true,
             Ok(false) => std::thread::sleep(APPROVAL_POLL),
             Err(_) => return false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::Journal;
+    use rusqlite::Connection;
+
+    /// A journal another connection holds busy: `retried` refused once, then let go.
+    fn busy_journal() -> (tempfile::TempDir, Journal, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        j.set_busy_timeout(Duration::from_millis(10));
+        let other = Connection::open(dir.path().join(crate::journal::FILE)).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        (dir, j, other)
+    }
+
+    /// The session rides over a busy journal that clears within the retry window: the
+    /// write goes through, and nothing stops the run.
+    #[test]
+    fn a_recoverable_error_that_clears_is_ridden_over() {
+        let (_dir, j, other) = busy_journal();
+        let mut holder = Some(other);
+        let mut refused = 0;
+        let r = retried("write", || {
+            let r = j.lock("fleet", "r1");
+            if r.is_err() {
+                refused += 1;
+                // The other writer lets go between two tries.
+                if let Some(o) = holder.take() {
+                    o.execute_batch("COMMIT").unwrap();
+                }
+            }
+            Ok(r?)
+        });
+        assert!(r.is_ok(), "{:?}", r.err());
+        assert_eq!(refused, 1);
+        assert_eq!(j.locks().unwrap().len(), 1);
+    }
+
+    /// A busy journal that outlasts the retries is fatal: the run stops.
+    #[test]
+    fn a_recoverable_error_that_stays_becomes_fatal() {
+        let (_dir, j, _other) = busy_journal();
+        let mut tries = 0;
+        let err = retried("write", || {
+            tries += 1;
+            Ok(j.lock("fleet", "r1")?)
+        })
+        .unwrap_err();
+        assert!(err.is_fatal(), "{err}");
+        assert!(err.to_string().contains("database is locked"), "{err}");
+        assert_eq!(tries, STORE_RETRIES + 1);
     }
 }

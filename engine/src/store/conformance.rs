@@ -2,7 +2,7 @@
 //! (`fresh` makes an empty store; each check uses its own). A check panics with what
 //! differed.
 
-use super::{FleetLock, RunState, RunStore};
+use super::{FleetLock, RunState, RunStore, TaskState};
 use crate::clock::At;
 use crate::compile::TaskKind;
 use crate::error::Error;
@@ -20,6 +20,18 @@ pub fn check_all(fresh: &dyn Fn() -> Arc<dyn RunStore>) {
     a_replan_keeps_the_new_inputs(&*fresh());
     plans_commands_and_actions_are_kept_for_reports(&*fresh());
     queued_writes_are_kept_in_order_at_flush(&*fresh());
+}
+
+/// A store that cannot be used (a read-only or garbled journal file, a document fleetbook
+/// did not write) refuses at once with a fatal error saying `says`: opening it, or the
+/// first look at its runs. Retrying would not mend it.
+pub fn check_unusable(opened: crate::Result<Arc<dyn RunStore>>, says: &str) {
+    let err = match opened {
+        Ok(store) => store.runs().expect_err("an unusable store lists no runs"),
+        Err(e) => super::StoreError::from(e),
+    };
+    assert!(err.is_fatal(), "{err}");
+    assert!(err.to_string().contains(says), "{err}");
 }
 
 /// A moment `secs` Unix seconds name.
@@ -57,7 +69,7 @@ fn task(id: &str, host: Option<&str>) -> TaskRow {
         host: host.map(str::to_string),
         step: Some("s".into()),
         role: Some("web".into()),
-        state: "pending".into(),
+        state: TaskState::Pending,
         attempt: 0,
         started_at: None,
         ended_at: None,
@@ -138,13 +150,13 @@ pub fn transitions_facts_and_states_are_kept(store: &dyn RunStore) {
             .unwrap()
     };
     let running = t(store);
-    assert_eq!((running.state.as_str(), running.attempt), ("running", 1));
+    assert_eq!((running.state, running.attempt), (TaskState::Running, 1));
     assert_eq!(running.started_at, Some(at(101)));
     store
         .record("r1", &event("host:w1:s", State::Failed, 2, 3), at(100))
         .unwrap();
     let failed = t(store);
-    assert_eq!((failed.state.as_str(), failed.attempt), ("failed", 2));
+    assert_eq!((failed.state, failed.attempt), (TaskState::Failed, 2));
     assert_eq!(failed.ended_at, Some(at(103)));
     assert_eq!(failed.message.as_deref(), Some("boom"));
 
@@ -162,7 +174,7 @@ pub fn transitions_facts_and_states_are_kept(store: &dyn RunStore) {
     );
     assert_eq!(
         t(store).state,
-        "failed",
+        TaskState::Failed,
         "and leaves the others as they are"
     );
 
@@ -306,16 +318,13 @@ pub fn queued_writes_are_kept_in_order_at_flush(store: &dyn RunStore) {
     let tasks = store.tasks("r1").unwrap();
     let state = |id: &str| {
         let t = tasks.iter().find(|t| t.task_id == id).unwrap();
-        (t.state.clone(), t.started_at, t.ended_at)
+        (t.state, t.started_at, t.ended_at)
     };
     assert_eq!(
         state("host:w1:s"),
-        ("ok".to_string(), Some(at(101)), Some(at(102))),
+        (TaskState::Ok, Some(at(101)), Some(at(102))),
         "the later transition of a task wins"
     );
-    assert_eq!(
-        state("once:s"),
-        ("running".to_string(), Some(at(102)), None)
-    );
+    assert_eq!(state("once:s"), (TaskState::Running, Some(at(102)), None));
     assert_eq!(store.commands("r1").unwrap(), [cmd(0)]);
 }

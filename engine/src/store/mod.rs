@@ -8,8 +8,8 @@ pub mod conformance;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 
-use crate::error::Result;
-use crate::exec::{Event, RunStatus};
+use crate::error::{Error, Result};
+use crate::exec::{Event, RunStatus, State};
 /// The records a store keeps, and the clock it keeps times by (seconds since the epoch).
 pub use crate::journal::{Action, CommandRecord, LockInfo, RunRecord, TaskRow};
 use crate::slots::{LocalLedger, SlotLedger};
@@ -98,6 +98,148 @@ impl From<RunStatus> for RunState {
     }
 }
 
+/// Where a task stands, as stored: `Pending` until its first transition, then the state of
+/// its latest event ([`State`]: the same names, so the journal and the events agree).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    Pending,
+    Running,
+    Ok,
+    Failed,
+    Unreachable,
+    Skipped,
+    Retrying,
+    RolledBack,
+    NotRun,
+    WaitingApproval,
+    RollingBack,
+    UndoFailed,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 12] = [
+        TaskState::Pending,
+        TaskState::Running,
+        TaskState::Ok,
+        TaskState::Failed,
+        TaskState::Unreachable,
+        TaskState::Skipped,
+        TaskState::Retrying,
+        TaskState::RolledBack,
+        TaskState::NotRun,
+        TaskState::WaitingApproval,
+        TaskState::RollingBack,
+        TaskState::UndoFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::Running => "running",
+            TaskState::Ok => "ok",
+            TaskState::Failed => "failed",
+            TaskState::Unreachable => "unreachable",
+            TaskState::Skipped => "skipped",
+            TaskState::Retrying => "retrying",
+            TaskState::RolledBack => "rolled_back",
+            TaskState::NotRun => "not_run",
+            TaskState::WaitingApproval => "waiting_approval",
+            TaskState::RollingBack => "rolling_back",
+            TaskState::UndoFailed => "undo_failed",
+        }
+    }
+
+    /// The state a stored name stands for; an unknown name is a corrupt store.
+    pub fn parse(name: &str) -> Option<TaskState> {
+        TaskState::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Done for good: a resume does not run it again.
+    pub fn is_done(self) -> bool {
+        matches!(self, TaskState::Ok | TaskState::Skipped)
+    }
+
+    /// Its attempt is under way (or was, when its controller died).
+    pub fn is_running(self) -> bool {
+        matches!(self, TaskState::Running | TaskState::Retrying)
+    }
+}
+
+impl From<State> for TaskState {
+    fn from(s: State) -> TaskState {
+        match s {
+            State::Running => TaskState::Running,
+            State::Ok => TaskState::Ok,
+            State::Failed => TaskState::Failed,
+            State::Unreachable => TaskState::Unreachable,
+            State::Skipped => TaskState::Skipped,
+            State::Retrying => TaskState::Retrying,
+            State::RolledBack => TaskState::RolledBack,
+            State::NotRun => TaskState::NotRun,
+            State::WaitingApproval => TaskState::WaitingApproval,
+            State::RollingBack => TaskState::RollingBack,
+            State::UndoFailed => TaskState::UndoFailed,
+        }
+    }
+}
+
+/// Padded like a string, as [`RunState`].
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// Why a store call failed, split by what the caller may do about it. A recoverable error
+/// may clear by itself (a busy SQLite journal, an etcd cluster unreachable or timed out):
+/// the session tries again a few times. A fatal one will not (the fleet lock lost, the
+/// journal unwritable or its disk full, a corrupt store, a foreign or newer schema): the
+/// run stops starting tasks and ends `store_failed`. An error no retry can mend (a run
+/// that is not there) counts as fatal. Users see the message of the error inside, as
+/// before the split.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Fatal(Error),
+    #[error(transparent)]
+    Recoverable(Error),
+}
+
+impl StoreError {
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, StoreError::Fatal(_))
+    }
+
+    /// The user-facing error, with its message unchanged.
+    pub fn into_error(self) -> Error {
+        match self {
+            StoreError::Fatal(e) | StoreError::Recoverable(e) => e,
+        }
+    }
+}
+
+/// Only an unavailable store is worth another try; anything else a store reports is fatal.
+impl From<Error> for StoreError {
+    fn from(e: Error) -> StoreError {
+        match e {
+            Error::Unavailable { .. } => StoreError::Recoverable(e),
+            e => StoreError::Fatal(e),
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Error {
+        e.into_error()
+    }
+}
+
+/// What a [`RunStore`] call gives.
+pub type StoreResult<T> = std::result::Result<T, StoreError>;
+
 /// What a run store keeps. Every write is durable before it returns, except queued ones,
 /// which are durable at the next `flush`: a transition to running is stored before its
 /// command is sent.
@@ -110,55 +252,55 @@ pub trait RunStore: Send + Sync {
         run: &RunRecord,
         hosts: &[(String, Vec<String>)],
         tasks: &[TaskRow],
-    ) -> Result<()>;
+    ) -> StoreResult<()>;
     /// One run (`None`: the newest).
-    fn run(&self, id: Option<&str>) -> Result<RunRecord>;
+    fn run(&self, id: Option<&str>) -> StoreResult<RunRecord>;
     /// Every run, newest first.
-    fn runs(&self) -> Result<Vec<RunRecord>>;
-    fn tasks(&self, run: &str) -> Result<Vec<TaskRow>>;
-    fn hosts(&self, run: &str) -> Result<Vec<(String, Vec<String>)>>;
-    fn add_missing_tasks(&self, run: &str, tasks: &[TaskRow]) -> Result<()>;
+    fn runs(&self) -> StoreResult<Vec<RunRecord>>;
+    fn tasks(&self, run: &str) -> StoreResult<Vec<TaskRow>>;
+    fn hosts(&self, run: &str) -> StoreResult<Vec<(String, Vec<String>)>>;
+    fn add_missing_tasks(&self, run: &str, tasks: &[TaskRow]) -> StoreResult<()>;
     /// Records one task transition (`started`: when the attempt started, for times).
-    fn record(&self, run: &str, e: &Event, started: crate::clock::At) -> Result<()>;
+    fn record(&self, run: &str, e: &Event, started: crate::clock::At) -> StoreResult<()>;
     /// Queues one task transition: durable at the next [`RunStore::flush`] (or any other
     /// call), committed with what else was queued by then, so a scheduling tick's
     /// transitions cost one transaction. `Err`: an earlier commit failed and the store
     /// keeps nothing queued since. A store without a queue writes at once.
-    fn record_queued(&self, run: &str, e: &Event, started: crate::clock::At) -> Result<()> {
+    fn record_queued(&self, run: &str, e: &Event, started: crate::clock::At) -> StoreResult<()> {
         self.record(run, e, started)
     }
     /// Queues one command's record, as [`RunStore::record_queued`].
-    fn record_command_queued(&self, run: &str, c: &CommandRecord) -> Result<()> {
+    fn record_command_queued(&self, run: &str, c: &CommandRecord) -> StoreResult<()> {
         self.record_command(run, c)
     }
     /// Makes everything queued durable before it returns (called before a command is
     /// sent: the start of its task is stored first).
-    fn flush(&self) -> Result<()> {
+    fn flush(&self) -> StoreResult<()> {
         Ok(())
     }
     /// Tasks whose end was queued but lost (a commit failed): the store still says they run.
     fn unrecorded(&self) -> Vec<String> {
         Vec::new()
     }
-    fn record_fact(&self, run: &str, host: &str, name: &str, value: &str) -> Result<()>;
-    fn facts(&self, run: &str) -> Result<Vec<(String, String, String)>>;
+    fn record_fact(&self, run: &str, host: &str, name: &str, value: &str) -> StoreResult<()>;
+    fn facts(&self, run: &str) -> StoreResult<Vec<(String, String, String)>>;
     fn set_state(
         &self,
         run: &str,
         state: RunState,
         reason: Option<&str>,
         ended: bool,
-    ) -> Result<()>;
+    ) -> StoreResult<()>;
     /// A replanned resume: the run's inputs from now on.
-    fn replan(&self, run: &RunRecord) -> Result<()>;
-    fn request_abort(&self, run: &str, now: bool) -> Result<()>;
+    fn replan(&self, run: &RunRecord) -> StoreResult<()>;
+    fn request_abort(&self, run: &str, now: bool) -> StoreResult<()>;
     /// (stop requested, kill requested)
-    fn abort_requested(&self, run: &str) -> Result<(bool, bool)>;
-    fn approve(&self, run: &str, gate: &str) -> Result<()>;
-    fn approved(&self, run: &str, gate: &str) -> Result<bool>;
+    fn abort_requested(&self, run: &str) -> StoreResult<(bool, bool)>;
+    fn approve(&self, run: &str, gate: &str) -> StoreResult<()>;
+    fn approved(&self, run: &str, gate: &str) -> StoreResult<bool>;
     /// Takes the fleet lock for `run` (a run may take over its own stale lock).
-    fn lock(&self, fleet: &str, run: &str) -> Result<()>;
-    fn unlock(&self, fleet: &str, run: &str) -> Result<()>;
+    fn lock(&self, fleet: &str, run: &str) -> StoreResult<()>;
+    fn unlock(&self, fleet: &str, run: &str) -> StoreResult<()>;
     /// Takes the fleet lock for a new run, records it and keeps its plan: in one write where
     /// the store can (one commit before the first connection, not three). A run that cannot
     /// be recorded gives the lock back.
@@ -169,7 +311,7 @@ pub trait RunStore: Send + Sync {
         hosts: &[(String, Vec<String>)],
         tasks: &[TaskRow],
         plan_json: &str,
-    ) -> Result<()> {
+    ) -> StoreResult<()> {
         self.lock(fleet, &run.id)?;
         let created = self
             .create_run(run, hosts, tasks)
@@ -183,27 +325,33 @@ pub trait RunStore: Send + Sync {
     /// write where the store can, so that a run's exit waits for one commit, not two.
     /// `Err`: the end was not recorded. A release that fails is not an error here, as it
     /// is not when [`FleetLock`] is dropped.
-    fn end_run(&self, run: &str, state: RunState, reason: Option<&str>, fleet: &str) -> Result<()> {
+    fn end_run(
+        &self,
+        run: &str,
+        state: RunState,
+        reason: Option<&str>,
+        fleet: &str,
+    ) -> StoreResult<()> {
         self.set_state(run, state, reason, true)?;
         let _ = self.unlock(fleet, run);
         Ok(())
     }
-    fn locks(&self) -> Result<Vec<LockInfo>>;
-    fn break_lock(&self, fleet: &str) -> Result<()>;
+    fn locks(&self) -> StoreResult<Vec<LockInfo>>;
+    fn break_lock(&self, fleet: &str) -> StoreResult<()>;
 
     /// Keeps the run's plan (its JSON, already redacted), so that a report or a live view
     /// draws what was planned without the runbook or its secrets. A resume saves its own.
-    fn save_plan(&self, run: &str, plan_json: &str) -> Result<()>;
+    fn save_plan(&self, run: &str, plan_json: &str) -> StoreResult<()>;
     /// The plan saved for a run (`None`: a run recorded before plans were kept).
-    fn plan(&self, run: &str) -> Result<Option<String>>;
+    fn plan(&self, run: &str) -> StoreResult<Option<String>>;
     /// Records one command a task ran: its exit status, duration and a capped tail of its
     /// output (already redacted; the full output is on disk, not in the store).
-    fn record_command(&self, run: &str, c: &CommandRecord) -> Result<()>;
+    fn record_command(&self, run: &str, c: &CommandRecord) -> StoreResult<()>;
     /// Every command of a run, in the order they ended.
-    fn commands(&self, run: &str) -> Result<Vec<CommandRecord>>;
+    fn commands(&self, run: &str) -> StoreResult<Vec<CommandRecord>>;
     /// Approvals and abort requests, with who and when, oldest first. `approve` and
     /// `request_abort` record the user this process runs as.
-    fn actions(&self, run: &str) -> Result<Vec<Action>>;
+    fn actions(&self, run: &str) -> StoreResult<Vec<Action>>;
     /// True once this process can no longer show that it holds its locks (an etcd lease that
     /// expired or could not be renewed within its TTL). A local journal never loses them so.
     fn lease_lost(&self) -> bool {
@@ -211,17 +359,18 @@ pub trait RunStore: Send + Sync {
     }
     /// Joins `run`, which another controller drives, to take some of its hosts: a shared
     /// store only.
-    fn join(&self, run: &str) -> Result<()> {
-        Err(crate::Error::input_with_help(
+    fn join(&self, run: &str) -> StoreResult<()> {
+        Err(Error::input_with_help(
             format!("run {run} is running: only a shared store lets a second controller join it"),
             "keep the run state in etcd (--state etcd://...) to share a run between controllers",
-        ))
+        )
+        .into())
     }
     /// For a controller that joined `run`: takes the fleet lock over when nobody holds it
     /// (its holder ended or died), so that no other rollout starts on the fleet while the
     /// run goes on. True while the run holds the lock, false once another run took it. A
     /// store only one controller uses has nothing to take over.
-    fn keep_lock(&self, fleet: &str, run: &str) -> Result<bool> {
+    fn keep_lock(&self, fleet: &str, run: &str) -> StoreResult<bool> {
         let _ = (fleet, run);
         Ok(true)
     }
@@ -233,7 +382,7 @@ pub trait RunStore: Send + Sync {
     }
     /// Which controller holds which host of `run` now, as (host, controller); empty for a
     /// store only one controller uses.
-    fn holders(&self, run: &str) -> Result<Vec<(String, String)>> {
+    fn holders(&self, run: &str) -> StoreResult<Vec<(String, String)>> {
         let _ = run;
         Ok(Vec::new())
     }
@@ -358,21 +507,22 @@ impl FleetLock {
     /// True when the store no longer says this run holds the lock. A store that cannot
     /// be read answers `true`: a run that cannot show it holds the fleet must not go on.
     pub fn lost(&self) -> bool {
+        !self.held().unwrap_or(false)
+    }
+
+    /// Whether the store still says this run holds the lock; `Err` when it cannot be read
+    /// (the caller may try a recoverable error again before it takes the lock as lost).
+    pub fn held(&self) -> StoreResult<bool> {
         if self.store.lease_lost() {
-            return true;
+            return Ok(false);
         }
         if self.joined {
-            return !self
-                .store
-                .keep_lock(&self.fleet, &self.run)
-                .unwrap_or(false);
+            return self.store.keep_lock(&self.fleet, &self.run);
         }
-        match self.store.locks() {
-            Ok(locks) => !locks
-                .iter()
-                .any(|l| l.fleet == self.fleet && l.run_id == self.run),
-            Err(_) => true,
-        }
+        let locks = self.store.locks()?;
+        Ok(locks
+            .iter()
+            .any(|l| l.fleet == self.fleet && l.run_id == self.run))
     }
 }
 
@@ -381,7 +531,7 @@ impl FleetLock {
     /// [`RunStore::end_run`]). A joined controller records the end only: the store gives
     /// the lock back when it is dropped, if it took it over. On `Err` the lock is still
     /// given back when dropped.
-    pub fn end_run(&mut self, state: RunState, reason: Option<&str>) -> Result<()> {
+    pub fn end_run(&mut self, state: RunState, reason: Option<&str>) -> StoreResult<()> {
         if self.joined {
             return self.store.set_state(&self.run, state, reason, true);
         }
@@ -405,7 +555,6 @@ impl Drop for FleetLock {
 mod tests {
     use super::*;
     use crate::compile::TaskKind;
-    use crate::exec::State;
 
     fn serde_name<T: serde::Serialize>(v: T) -> String {
         serde_json::to_value(v)
@@ -431,6 +580,11 @@ mod tests {
             assert_eq!(RunState::parse(s.as_str()), Some(s));
         }
         assert_eq!(RunState::parse("bogus"), None);
+        for s in TaskState::ALL {
+            assert_eq!(s.as_str(), serde_name(s));
+            assert_eq!(TaskState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(TaskState::parse("bogus"), None);
         use State::*;
         for s in [
             Running,
@@ -446,6 +600,7 @@ mod tests {
             UndoFailed,
         ] {
             assert_eq!(s.as_str(), serde_name(s));
+            assert_eq!(TaskState::from(s).as_str(), s.as_str());
         }
         use TaskKind::*;
         for k in [

@@ -157,7 +157,16 @@ impl Conn {
         });
         rx.recv()
             .map_err(|_| store_error(&self.url, format!("{what}: the client stopped")))?
-            .map_err(|e| store_error(&self.url, format!("{what}: {e}")))
+            .map_err(|e| {
+                let err = store_error(&self.url, format!("{what}: {e}"));
+                // Still down, leaderless or slow past the deadline: it may come back.
+                if retryable(&e) {
+                    return Error::Unavailable {
+                        message: err.to_string(),
+                    };
+                }
+                err
+            })
     }
 
     /// Runs `f` on the client's runtime, in the background.

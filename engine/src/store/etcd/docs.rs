@@ -4,7 +4,7 @@
 use crate::clock::At;
 use crate::exec::{Event, State};
 use crate::journal::{LockInfo, RunRecord, TaskRow};
-use crate::store::RunState;
+use crate::store::{RunState, TaskState};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -104,7 +104,8 @@ pub struct TaskDoc {
     pub host: Option<String>,
     pub step: Option<String>,
     pub role: Option<String>,
-    pub state: String,
+    /// An unknown name does not parse: a corrupt document, reported with the name.
+    pub state: TaskState,
     pub attempt: i64,
     pub started_at: Option<At>,
     pub ended_at: Option<At>,
@@ -120,7 +121,7 @@ impl TaskDoc {
             host: t.host.clone(),
             step: t.step.clone(),
             role: t.role.clone(),
-            state: t.state.clone(),
+            state: t.state,
             attempt: t.attempt,
             started_at: t.started_at,
             ended_at: t.ended_at,
@@ -145,7 +146,7 @@ impl TaskDoc {
 
     /// One transition at `at`, as the SQLite journal records it.
     pub fn apply(&mut self, e: &Event, at: At) {
-        self.state = e.state.as_str().to_string();
+        self.state = e.state.into();
         self.message = e.message.clone();
         match e.state {
             State::Running => {
@@ -171,7 +172,7 @@ pub struct HostDoc {
     pub roles: Vec<String>,
     /// `pending` until a task of the host starts; then the state of its latest task.
     #[serde(default = "pending")]
-    pub state: String,
+    pub state: TaskState,
     #[serde(default)]
     pub task: Option<String>,
     /// `user@machine pid N` of the controller that ran the latest task.
@@ -187,8 +188,8 @@ pub struct HostDoc {
 /// The fact that says which version a host runs (`h.set_fact("version", ...)`).
 pub const VERSION_FACT: &str = "version";
 
-fn pending() -> String {
-    "pending".into()
+fn pending() -> TaskState {
+    TaskState::Pending
 }
 
 impl HostDoc {
@@ -204,7 +205,7 @@ impl HostDoc {
     }
 
     pub fn apply(&mut self, e: &Event, at: At) {
-        self.state = e.state.as_str().to_string();
+        self.state = e.state.into();
         self.task = Some(e.task.clone());
         self.controller = Some(controller_name());
         self.at = Some(at);
@@ -269,5 +270,22 @@ mod tests {
         let host = r#"{"roles":["web"],"state":"ok","at":102.0}"#;
         let doc: HostDoc = serde_json::from_str(host).unwrap();
         assert_eq!(doc.at.map(At::unix), Some(102.0));
+    }
+
+    /// A task state fleetbook never wrote does not read: the error names it.
+    #[test]
+    fn an_unknown_task_state_is_refused_by_name() {
+        let task = r#"{"seq":0,"task_id":"t","kind":"host","host":"w1","step":"s","role":"web","state":"exploded","attempt":1,"started_at":null,"ended_at":null,"message":null}"#;
+        let e = serde_json::from_str::<TaskDoc>(task)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("exploded"), "{e}");
+        let host = r#"{"roles":["web"],"state":"exploded"}"#;
+        let e = serde_json::from_str::<HostDoc>(host)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("exploded"), "{e}");
     }
 }

@@ -22,9 +22,10 @@
 //! [`HOLD_OFF`] — otherwise the controller that frees a slot would take it again before a
 //! waiting one heard of it.
 
-use super::docs::TaskDoc;
+use super::docs::{HostDoc, TaskDoc};
 use super::{json, EtcdStore, Keys};
 use crate::slots::{Admit, SlotLedger, BATCH};
+use crate::store::TaskState;
 use etcd_client::{
     Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
@@ -189,8 +190,9 @@ impl Taken {
             .flat_map(|(i, kvs)| kvs.into_iter().map(move |kv| (i, kv)))
         {
             if i == 0 {
-                let v: serde_json::Value = serde_json::from_slice(kv.value()).unwrap_or_default();
-                taken.started = v["state"].as_str() != Some("pending");
+                // A document that does not read is taken as started: never run twice.
+                taken.started = serde_json::from_slice::<HostDoc>(kv.value())
+                    .map_or(true, |h| h.state != TaskState::Pending);
             } else {
                 match serde_json::from_slice::<TaskDoc>(kv.value()) {
                     Ok(t) if t.host.as_deref() == Some(host) => taken.tasks.push(t),
@@ -428,11 +430,10 @@ impl EtcdLedger {
             if t.host.as_deref() != Some(host) {
                 continue;
             }
-            match t.state.as_str() {
-                "ok" | "skipped" => done.push(t.task_id),
-                "running" | "retrying" if self.skip => done.push(t.task_id),
-                "running" | "retrying" if !self.retry => unknown.push(t.task_id),
-                _ => {}
+            if t.state.is_done() || (t.state.is_running() && self.skip) {
+                done.push(t.task_id);
+            } else if t.state.is_running() && !self.retry {
+                unknown.push(t.task_id);
             }
         }
         Ok(Admit::Go { done, unknown })

@@ -21,7 +21,7 @@ use crate::clock::At;
 use crate::error::{Error, Result};
 use crate::exec::Event;
 use crate::journal::{self, Action, CommandRecord, LockInfo, RunRecord, TaskRow};
-use crate::store::{EtcdAccess, RunState, RunStore};
+use crate::store::{EtcdAccess, RunState, RunStore, StoreError, StoreResult, TaskState};
 use conn::{store_error, Conn, Lease};
 use docs::{HostDoc, LockDoc, RunDoc, TaskDoc};
 use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, PutOptions, Txn, TxnOp};
@@ -349,17 +349,17 @@ impl EtcdStore {
         let barrier = |d: &TaskDoc| matches!(d.kind.as_str(), "role_done" | "canary_done");
         let open_roles: HashSet<Option<&str>> = docs
             .iter()
-            .filter(|d| !barrier(d) && !matches!(d.state.as_str(), "ok" | "skipped"))
+            .filter(|d| !barrier(d) && !d.state.is_done())
             .map(|d| d.role.as_deref())
             .collect();
         let now = At::now();
         let puts = docs
             .iter()
-            .filter(|d| barrier(d) && d.state == "pending")
+            .filter(|d| barrier(d) && d.state == TaskState::Pending)
             .filter(|d| !open_roles.contains(&d.role.as_deref()))
             .map(|d| {
                 let mut d = d.clone();
-                d.state = "ok".into();
+                d.state = TaskState::Ok;
                 d.ended_at = Some(now);
                 (self.keys.task(run, &d.task_id), json(&d))
             })
@@ -490,7 +490,7 @@ impl RunStore for EtcdStore {
         run: &RunRecord,
         hosts: &[(String, Vec<String>)],
         tasks: &[TaskRow],
-    ) -> Result<()> {
+    ) -> StoreResult<()> {
         let mut puts: Vec<(String, Vec<u8>)> = hosts
             .iter()
             .map(|(h, roles)| (self.keys.host(&run.id, h), json(&HostDoc::new(roles))))
@@ -507,12 +507,12 @@ impl RunStore for EtcdStore {
         let absent = Compare::create_revision(key.clone(), CompareOp::Equal, 0);
         let put = TxnOp::put(key, json(&RunDoc::from(run)), None);
         if !self.txn(Some(&run.id), vec![absent], vec![put])? {
-            return Err(self.error(format!("run {} exists already", run.id)));
+            return Err(self.error(format!("run {} exists already", run.id)).into());
         }
         Ok(())
     }
 
-    fn run(&self, id: Option<&str>) -> Result<RunRecord> {
+    fn run(&self, id: Option<&str>) -> StoreResult<RunRecord> {
         match id {
             Some(id) => {
                 let kv = self.get(self.keys.run(id))?.ok_or_else(|| {
@@ -521,17 +521,15 @@ impl RunStore for EtcdStore {
                         "`fleetbook runs` lists them",
                     )
                 })?;
-                self.run_record(&kv, &self.live_runs()?)
+                Ok(self.run_record(&kv, &self.live_runs()?)?)
             }
-            None => {
-                self.runs()?.into_iter().next().ok_or_else(|| {
-                    Error::input(format!("no run recorded in {} yet", self.conn.url))
-                })
-            }
+            None => Ok(self.runs()?.into_iter().next().ok_or_else(|| {
+                Error::input(format!("no run recorded in {} yet", self.conn.url))
+            })?),
         }
     }
 
-    fn runs(&self) -> Result<Vec<RunRecord>> {
+    fn runs(&self) -> StoreResult<Vec<RunRecord>> {
         let live = self.live_runs()?;
         let mut runs: Vec<RunRecord> = self
             .range(self.keys.all("runs"))?
@@ -546,11 +544,11 @@ impl RunStore for EtcdStore {
         Ok(runs)
     }
 
-    fn tasks(&self, run: &str) -> Result<Vec<TaskRow>> {
+    fn tasks(&self, run: &str) -> StoreResult<Vec<TaskRow>> {
         Ok(self.task_docs(run)?.into_iter().map(TaskDoc::row).collect())
     }
 
-    fn hosts(&self, run: &str) -> Result<Vec<(String, Vec<String>)>> {
+    fn hosts(&self, run: &str) -> StoreResult<Vec<(String, Vec<String>)>> {
         let start = self.keys.of_run("hosts", run);
         let mut hosts = Vec::new();
         for kv in self.range(start.clone())? {
@@ -560,7 +558,7 @@ impl RunStore for EtcdStore {
         Ok(hosts)
     }
 
-    fn add_missing_tasks(&self, run: &str, tasks: &[TaskRow]) -> Result<()> {
+    fn add_missing_tasks(&self, run: &str, tasks: &[TaskRow]) -> StoreResult<()> {
         let have = self.task_docs(run)?;
         let next = have.iter().map(|d| d.seq + 1).max().unwrap_or(0);
         let known: HashSet<&str> = have.iter().map(|d| d.task_id.as_str()).collect();
@@ -575,10 +573,10 @@ impl RunStore for EtcdStore {
                 )
             })
             .collect();
-        self.put_all(run, puts)
+        Ok(self.put_all(run, puts)?)
     }
 
-    fn record(&self, run: &str, e: &Event, started: At) -> Result<()> {
+    fn record(&self, run: &str, e: &Event, started: At) -> StoreResult<()> {
         let key = self.keys.task(run, &e.task);
         let hkey = e.host.as_ref().map(|h| self.keys.host(run, h));
         // The task and its host in one round trip, or none for a host held here.
@@ -595,10 +593,10 @@ impl RunStore for EtcdStore {
             host.apply(e, started.after(e.at));
             puts.push((hkey, json(&host)));
         }
-        self.put_docs(run, puts)
+        Ok(self.put_docs(run, puts)?)
     }
 
-    fn record_fact(&self, run: &str, host: &str, name: &str, value: &str) -> Result<()> {
+    fn record_fact(&self, run: &str, host: &str, name: &str, value: &str) -> StoreResult<()> {
         let doc = serde_json::json!({ "value": value });
         let mut puts = vec![(self.keys.fact(run, host, name), json(&doc))];
         if name == docs::VERSION_FACT {
@@ -609,10 +607,10 @@ impl RunStore for EtcdStore {
                 puts.push((hkey, json(&h)));
             }
         }
-        self.put_docs(run, puts)
+        Ok(self.put_docs(run, puts)?)
     }
 
-    fn facts(&self, run: &str) -> Result<Vec<(String, String, String)>> {
+    fn facts(&self, run: &str) -> StoreResult<Vec<(String, String, String)>> {
         let start = self.keys.of_run("facts", run);
         let mut facts = Vec::new();
         for kv in self.range(start.clone())? {
@@ -633,7 +631,7 @@ impl RunStore for EtcdStore {
         state: RunState,
         reason: Option<&str>,
         ended: bool,
-    ) -> Result<()> {
+    ) -> StoreResult<()> {
         let now = At::now();
         if ended && !self.leave(run)? {
             // Other controllers still work on the run: the last one to end says how.
@@ -666,12 +664,12 @@ impl RunStore for EtcdStore {
         Ok(())
     }
 
-    fn replan(&self, run: &RunRecord) -> Result<()> {
+    fn replan(&self, run: &RunRecord) -> StoreResult<()> {
         let new = RunDoc::from(run);
-        self.update_run(&run.id, |d| d.replanned(&new))
+        Ok(self.update_run(&run.id, |d| d.replanned(&new))?)
     }
 
-    fn request_abort(&self, run: &str, now: bool) -> Result<()> {
+    fn request_abort(&self, run: &str, now: bool) -> StoreResult<()> {
         let key = self.keys.abort(run);
         let (_, was_now) = self.abort_requested(run)?;
         let doc = serde_json::json!({
@@ -685,37 +683,37 @@ impl RunStore for EtcdStore {
         Ok(())
     }
 
-    fn abort_requested(&self, run: &str) -> Result<(bool, bool)> {
+    fn abort_requested(&self, run: &str) -> StoreResult<(bool, bool)> {
         let r = self.requests(run)?;
         let abort = r.lock().unwrap_or_else(|e| e.into_inner()).abort;
         Ok(abort)
     }
 
-    fn save_plan(&self, run: &str, plan_json: &str) -> Result<()> {
-        self.put_all(
+    fn save_plan(&self, run: &str, plan_json: &str) -> StoreResult<()> {
+        Ok(self.put_all(
             run,
             vec![(self.keys.plan(run), plan_json.as_bytes().to_vec())],
-        )
+        )?)
     }
 
-    fn plan(&self, run: &str) -> Result<Option<String>> {
+    fn plan(&self, run: &str) -> StoreResult<Option<String>> {
         Ok(self
             .get(self.keys.plan(run))?
             .map(|kv| String::from_utf8_lossy(kv.value()).into_owned()))
     }
 
-    fn record_command(&self, run: &str, c: &CommandRecord) -> Result<()> {
-        self.put_all(run, vec![(self.keys.command(run), json(c))])
+    fn record_command(&self, run: &str, c: &CommandRecord) -> StoreResult<()> {
+        Ok(self.put_all(run, vec![(self.keys.command(run), json(c))])?)
     }
 
-    fn commands(&self, run: &str) -> Result<Vec<CommandRecord>> {
+    fn commands(&self, run: &str) -> StoreResult<Vec<CommandRecord>> {
         self.range(self.keys.of_run("commands", run))?
             .iter()
-            .map(|kv| self.parse(kv))
+            .map(|kv| self.parse(kv).map_err(Into::into))
             .collect()
     }
 
-    fn actions(&self, run: &str) -> Result<Vec<Action>> {
+    fn actions(&self, run: &str) -> StoreResult<Vec<Action>> {
         fn epoch() -> At {
             At::EPOCH
         }
@@ -759,7 +757,7 @@ impl RunStore for EtcdStore {
         Ok(all)
     }
 
-    fn approve(&self, run: &str, gate: &str) -> Result<()> {
+    fn approve(&self, run: &str, gate: &str) -> StoreResult<()> {
         let doc = serde_json::json!({ "approved_by": journal::user(), "at": At::now() });
         let put = TxnOp::put(self.keys.approval(run, gate), json(&doc), None);
         self.txn(None, vec![], vec![put])?;
@@ -769,7 +767,7 @@ impl RunStore for EtcdStore {
         Ok(())
     }
 
-    fn approved(&self, run: &str, gate: &str) -> Result<bool> {
+    fn approved(&self, run: &str, gate: &str) -> StoreResult<bool> {
         let r = self.requests(run)?;
         let approved = r
             .lock()
@@ -779,7 +777,7 @@ impl RunStore for EtcdStore {
         Ok(approved)
     }
 
-    fn lock(&self, fleet: &str, run: &str) -> Result<()> {
+    fn lock(&self, fleet: &str, run: &str) -> StoreResult<()> {
         let key = self.keys.lock(fleet);
         let mut taken = self.take_lock(&key, run, None)?;
         if taken.is_none() {
@@ -792,13 +790,13 @@ impl RunStore for EtcdStore {
                     let revs = (kv.mod_revision(), kv.create_revision());
                     taken = self.take_lock(&key, run, Some(revs))?;
                 } else {
-                    return Err(Error::Locked {
+                    return Err(StoreError::from(Error::Locked {
                         message: format!("the fleet is locked by {}", info.describe()),
                         help: format!(
                             "one operator at a time: wait for it, or `fleetbook abort` it; a controller that died frees the lock when its lease expires (within {}s)",
                             self.conn.ttl.as_secs()
                         ),
-                    });
+                    }));
                 }
             }
         }
@@ -815,7 +813,7 @@ impl RunStore for EtcdStore {
         }
     }
 
-    fn unlock(&self, fleet: &str, run: &str) -> Result<()> {
+    fn unlock(&self, fleet: &str, run: &str) -> StoreResult<()> {
         let key = self.keys.lock(fleet);
         let fence = self
             .fences
@@ -848,7 +846,7 @@ impl RunStore for EtcdStore {
         Ok(())
     }
 
-    fn keep_lock(&self, fleet: &str, run: &str) -> Result<bool> {
+    fn keep_lock(&self, fleet: &str, run: &str) -> StoreResult<bool> {
         let key = self.keys.lock(fleet);
         for _ in 0..3 {
             if let Some(kv) = self.get(key.clone())? {
@@ -872,7 +870,7 @@ impl RunStore for EtcdStore {
         Ok(false)
     }
 
-    fn locks(&self) -> Result<Vec<LockInfo>> {
+    fn locks(&self) -> StoreResult<Vec<LockInfo>> {
         let start = self.keys.all("locks");
         self.range(start.clone())?
             .iter()
@@ -884,7 +882,7 @@ impl RunStore for EtcdStore {
             .collect()
     }
 
-    fn break_lock(&self, fleet: &str) -> Result<()> {
+    fn break_lock(&self, fleet: &str) -> StoreResult<()> {
         self.txn(
             None,
             vec![],
@@ -893,7 +891,7 @@ impl RunStore for EtcdStore {
         Ok(())
     }
 
-    fn join(&self, run: &str) -> Result<()> {
+    fn join(&self, run: &str) -> StoreResult<()> {
         let lease = self.lease_id()?;
         let key = self.keys.controller(run, lease);
         let exists = Compare::create_revision(self.keys.run(run), CompareOp::Greater, 0);
@@ -908,7 +906,7 @@ impl RunStore for EtcdStore {
             async move { c.txn(t).await }
         })?;
         if !r.succeeded() {
-            return Err(Error::input(format!("no run {run} in {}", self.conn.url)));
+            return Err(Error::input(format!("no run {run} in {}", self.conn.url)).into());
         }
         let rev = r.header().map(|h| h.revision()).unwrap_or_default();
         self.fences
@@ -927,7 +925,7 @@ impl RunStore for EtcdStore {
         std::sync::Arc::new(ledger::EtcdLedger::new(self, run, retry, skip))
     }
 
-    fn holders(&self, run: &str) -> Result<Vec<(String, String)>> {
+    fn holders(&self, run: &str) -> StoreResult<Vec<(String, String)>> {
         let start = self.keys.of_run("claims", run);
         let mut out = Vec::new();
         for kv in self.range(start.clone())? {
@@ -970,6 +968,21 @@ mod tests {
         let etcd = Etcd::single();
         assert_ne!(etcd.cluster_id, 0);
         conforms(&etcd);
+    }
+
+    /// A document fleetbook did not write is a corrupt store: fatal, naming its key.
+    #[test]
+    fn a_garbled_document_is_fatal() {
+        let etcd = Etcd::single();
+        let s = EtcdStore::open(&etcd.url("garbled"), &EtcdAccess::default()).unwrap();
+        let key = s.keys.run("r1");
+        s.conn
+            .call("put", move |mut c| {
+                let k = key.clone();
+                async move { c.put(k, "not json", None).await }
+            })
+            .unwrap();
+        crate::store::conformance::check_unusable(Ok(Arc::new(s)), "is not what fleetbook wrote");
     }
 
     /// Another controller's store hears of an approval and an abort request through its

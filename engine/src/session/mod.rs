@@ -228,7 +228,7 @@ pub(crate) fn done_tasks(
         .graph
         .tasks
         .iter()
-        .map(|t| match rows.get(&t.id).map(|r| r.state.as_str()) {
+        .map(|t| match rows.get(&*t.id).map(|r| r.state.as_str()) {
             // `finally` steps run at the end of every attempt, a resumed one too; one a
             // crash cut short is unknown, as any step is.
             Some(s)

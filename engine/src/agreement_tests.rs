@@ -115,7 +115,7 @@ fn agree(spec: &Spec) -> Result<(), String> {
     distinct_durations(&mut planned.graph);
     let graph = &planned.graph;
     let schedule = simulate(graph, &vec![false; graph.tasks.len()]).map_err(|e| e.to_string())?;
-    let id = |t: usize| graph.tasks[t].id.clone();
+    let id = |t: usize| graph.tasks[t].id.to_string();
     let mut ends: Vec<usize> = (0..graph.tasks.len())
         .filter(|&t| graph.tasks[t].kind == TaskKind::Host)
         .collect();

@@ -7,6 +7,7 @@ use crate::error::{Error, Pos, Result, SourceDiag};
 use crate::inventory::{pattern, Inventory};
 use crate::model::{Amount, Runbook, Scope};
 use crate::script::Script;
+use crate::shared::Shared;
 use indexmap::{IndexMap, IndexSet};
 use petgraph::algo::{kosaraju_scc, toposort};
 use petgraph::graphmap::DiGraphMap;
@@ -88,7 +89,8 @@ impl TaskKind {
 
 #[derive(Debug, Clone)]
 pub struct Task {
-    pub id: String,
+    /// Shared: the plan shows the same id (one allocation for both).
+    pub id: Shared,
     pub kind: TaskKind,
     pub host: Option<usize>,
     /// Index into the runbook's steps; none for barriers.
@@ -664,7 +666,7 @@ impl Builder {
         duration: u64,
     ) -> usize {
         self.tasks.push(Task {
-            id,
+            id: Shared::from(id),
             kind,
             host,
             step,

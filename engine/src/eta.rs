@@ -118,7 +118,7 @@ fn graph_of(plan: &Plan) -> Option<Graph> {
                 None => Some(None),
             };
             Some(Task {
-                id: t.id.to_string(),
+                id: t.id.clone(),
                 kind: t.kind,
                 host: opt(&host_ix, &t.host)?,
                 step: opt(&step_ix, &t.step)?,

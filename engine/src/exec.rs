@@ -642,7 +642,7 @@ fn undo_tasks(r: &Runner, order: &[usize]) -> RunOutcome {
             }
             Some(false) => {
                 recap[h].failed += 1;
-                broken[h] = Some(graph.tasks[t].id.clone());
+                broken[h] = Some(graph.tasks[t].id.to_string());
             }
             None => recap[h].skipped += 1,
         }

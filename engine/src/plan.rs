@@ -555,10 +555,14 @@ struct Names {
 impl Names {
     fn of(graph: &Graph, rb: &crate::model::Runbook, secrets: &Secrets, i: &Interner) -> Names {
         Names {
+            // The graph's own ids, copied only where a secret is redacted out of one.
             ids: graph
                 .tasks
                 .iter()
-                .map(|t| Shared::from(secrets.redacted(&t.id)))
+                .map(|t| match secrets.redact(&t.id) {
+                    std::borrow::Cow::Borrowed(_) => t.id.clone(),
+                    std::borrow::Cow::Owned(r) => Shared::from(r),
+                })
                 .collect(),
             hosts: graph.hosts.iter().map(|h| i.get(&h.name)).collect(),
             steps: rb

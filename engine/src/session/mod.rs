@@ -229,7 +229,7 @@ pub(crate) fn done_tasks(
         .graph
         .tasks
         .iter()
-        .map(|t| match rows.get(&t.id).map(|r| r.state) {
+        .map(|t| match rows.get(&*t.id).map(|r| r.state) {
             // `finally` steps run at the end of every attempt, a resumed one too; one a
             // crash cut short is unknown, as any step is.
             Some(s) if t.kind == crate::compile::TaskKind::Finally && !s.is_running() => false,

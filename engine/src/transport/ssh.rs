@@ -887,6 +887,9 @@ impl Ssh {
         }
         let become_root = host.becomes();
         let dir = host.vars.get(lease::DIR_VAR).map(String::as_str);
+        // Renewed from now on, not from the end of the first command: that may outlast the
+        // lease's expiry. Given up below when the lease was not taken.
+        self.renew(host, session, owner.clone(), become_root);
         let mut ran = None;
         let result = self
             .rt
@@ -915,14 +918,25 @@ impl Ssh {
                 }
             }))
             .clone();
+        if result.is_err() {
+            self.stop_renewing(&host.name);
+        }
         match (result, ran) {
-            (Ok(()), ran) => {
-                self.renew(host, session, owner, become_root);
-                Ok(ran)
-            }
+            (Ok(()), ran) => Ok(ran),
             (Err(_), Some(ran)) => Ok(Some(ran)),
             (Err(e), None) => Err(e),
         }
+    }
+
+    /// Forgets the host's lease without releasing it (it was not taken, or went with a reboot).
+    fn stop_renewing(&self, host: &str) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.retain(|h| {
+            if h.host == host {
+                h.renewal.abort();
+            }
+            h.host != host
+        });
     }
 
     /// The host's lease cell, or the loss of its lease to another run.
@@ -1074,13 +1088,7 @@ impl Transport for Ssh {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&host.name);
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        held.retain(|h| {
-            if h.host == host.name {
-                h.renewal.abort();
-            }
-            h.host != host.name
-        });
+        self.stop_renewing(&host.name);
     }
 
     fn is_killed(&self) -> bool {

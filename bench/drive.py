@@ -24,6 +24,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 KEX = {"default": "ssh_config", "curve25519": "ssh_config_curve"}
 STEPS = 3
 ROLL = 5
+# The tools' names in --only.
+SHORT = {
+    "fleetbook": "fleetbook",
+    "fleetbook, kept": "kept",
+    "ansible": "ansible",
+    "pyinfra": "pyinfra",
+    "warm floor": "warm",
+    "cold floor": "cold",
+}
 
 
 def parse_args():
@@ -39,8 +48,29 @@ def parse_args():
         default=120,
         help="seconds per N: no repetition after the first starts when it would end past this (0: none)",
     )
+    a.add_argument(
+        "--only",
+        default="",
+        help="comma-separated: keep only these tools (fleetbook, kept, ansible, pyinfra, warm, "
+        "cold), modes (all, roll) and key exchanges (default, curve25519); e.g. roll,curve25519,fleetbook,warm",
+    )
     a.add_argument("ns", type=int, nargs="+")
-    return a.parse_args()
+    a = a.parse_args()
+    a.only = [t.strip() for t in a.only.split(",") if t.strip()]
+    unknown = set(a.only) - set(SHORT.values()) - set(KEX) - {"all", "roll"}
+    if unknown:
+        sys.exit(f"bench: --only: unknown {', '.join(sorted(unknown))}")
+    return a
+
+
+def selected(cfg, only):
+    """Whether --only keeps the config: it matches, in each kind the filter names, one term."""
+    tool, kex, mode = cfg
+    for kind, value in ((set(SHORT.values()), SHORT[tool]), (set(KEX), kex), ({"all", "roll"}, mode)):
+        named = kind & set(only)
+        if named and value not in named:
+            return False
+    return True
 
 
 class Bench:
@@ -181,7 +211,7 @@ class Bench:
                 c.append(("cold floor", kex, mode))
             # paramiko has no sntrup761x25519: pyinfra always negotiates curve25519.
             c.append(("pyinfra", "curve25519", mode))
-        return c
+        return [x for x in c if selected(x, self.a.only)]
 
     def run_one(self, d, n, cfg):
         tool, kex, mode = cfg
@@ -284,10 +314,12 @@ def table(results, configs):
             walls = [m["wall"] for m in ms]
             med = statistics.median(walls)
             fb_kex = kex if tool != "pyinfra" else "curve25519"
-            fb = statistics.median(m["wall"] for m in by_cfg[("fleetbook", fb_kex, mode)])
-            ratio = "—" if tool == "fleetbook" else f"{fb / med:.2f}×"
-            if tool == "fleetbook, kept":
-                warm = statistics.median(m["wall"] for m in by_cfg[("warm floor", kex, mode)])
+            fb = by_cfg.get(("fleetbook", fb_kex, mode))
+            fb = statistics.median(m["wall"] for m in fb) if fb else None
+            ratio = "—" if tool == "fleetbook" or fb is None else f"{fb / med:.2f}×"
+            warm = by_cfg.get(("warm floor", kex, mode))
+            if tool == "fleetbook, kept" and warm:
+                warm = statistics.median(m["wall"] for m in warm)
                 ratio = f"(this ÷ warm floor: {med / warm:.2f}×)"
             own = statistics.median(m["own"] for m in ms) * 1000 / (n * STEPS)
             kids = statistics.median(m["children"] for m in ms) * 1000 / (n * STEPS)

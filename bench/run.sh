@@ -9,6 +9,7 @@
 #   BENCH_BUDGET=SECONDS           per N, no repetition after the first past this (default
 #                                  120, so `bench/run.sh 10` takes under 3 minutes; 0: none)
 #   BENCH_OUT=FILE                 also write the table to FILE
+#   BENCH_ONLY=roll,curve25519,fleetbook,kept,warm   only these tools, modes, key exchanges
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -39,4 +40,5 @@ cleanup() {
 trap cleanup EXIT
 bench_hosts_start "$max" "$DIR"
 python3 bench/drive.py --dir "$DIR" --bin "$BIN" --venv "$VENV" \
-  --reps "${BENCH_REPS:-3}" --budget "${BENCH_BUDGET:-120}" ${BENCH_OUT:+--out "$BENCH_OUT"} "$@"
+  --reps "${BENCH_REPS:-3}" --budget "${BENCH_BUDGET:-120}" ${BENCH_OUT:+--out "$BENCH_OUT"} \
+  ${BENCH_ONLY:+--only "$BENCH_ONLY"} "$@"

@@ -843,8 +843,7 @@ impl<'s> Sched<'s> {
         self.parked += self.d.steps_waiting();
         self.d.end_pass();
         let transport = &*r.opts.transport;
-        r.ahead
-            .connect(self.d.waiting_hosts(), self.running, &r.hosts, transport);
+        r.ahead.connect(self.d.waiting_hosts(), &r.hosts, transport);
     }
 
     /// Starts the hosts whose slots are free, once the fleet-wide ledger admits them.

@@ -256,6 +256,37 @@ fn read_answer(
     }
 }
 
+/// The host's first command, after its lease: one round trip where two were. The take's
+/// answer comes first on stdout (`split_lease` takes it off); the command runs only when the
+/// lease was taken.
+fn lease_then(take: &str, become_root: bool, remote: &str) -> String {
+    let take = if become_root {
+        fleetbook_stdlib::host::sudo_command(take)
+    } else {
+        format!("{{ {take}; }}")
+    };
+    let script = format!(
+        "a=$({take} </dev/null); printf '%s\\n' \"$a\"; [ \"$a\" = taken ] && exec {remote}"
+    );
+    format!("sh -c {}", quote(&script))
+}
+
+/// The lease's answer at the head of a first command's output, and the command's wait with
+/// the answer taken off (`None` when the command did not run, or said nothing usable).
+fn split_lease(host: &str, waited: Waited) -> (Result<(), TransportError>, Option<Waited>) {
+    let Waited::Done(Ok(mut out)) = waited else {
+        let e = TransportError::Unreachable(
+            "taking the host's lease: the first command got no answer".into(),
+        );
+        return (Err(e), Some(waited));
+    };
+    if let Some(rest) = out.stdout.strip_prefix(b"taken\n") {
+        out.stdout = rest.to_vec();
+        return (Ok(()), Some(Waited::Done(Ok(out))));
+    }
+    (read_answer(host, Ok(out)), None)
+}
+
 /// Reads OpenSSH's "REMOTE HOST IDENTIFICATION HAS CHANGED" report: the key the host
 /// offered, and the expected one from the known_hosts line it names.
 fn host_key_changed(host: &str, stderr: &str) -> Option<TransportError> {
@@ -400,21 +431,7 @@ impl Ssh {
         let Some(owner) = self.owner.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
             return Ok(());
         };
-        if let Some(e) = self
-            .lost
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&host.name)
-        {
-            return Err(e.clone());
-        }
-        let cell = self
-            .leases
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(host.name.clone())
-            .or_default()
-            .clone();
+        let cell = self.lease_cell(host)?;
         let become_root = host.becomes();
         let dir = host.vars.get(lease::DIR_VAR).map(String::as_str);
         let result = self.rt.block_on(cell.get_or_init(|| async {
@@ -725,6 +742,222 @@ impl Ssh {
         result
     }
 
+    /// Runs `remote` on the host and waits for it: the host stops it at its timeout (whole
+    /// seconds, rounded up); past that and a margin, the link is taken for dead.
+    async fn wait_remote(
+        &self,
+        host: &HostInfo,
+        session: &Session,
+        remote: &str,
+        timeout: Option<Duration>,
+        start: Instant,
+    ) -> Waited {
+        let permits = self.permit(&host.name);
+        let id = self.next_command.fetch_add(1, Ordering::SeqCst);
+        let _permit = permits.acquire().await;
+        // The host stops the command at its timeout (whole seconds, rounded up); past
+        // that and a margin, the link is taken for dead.
+        let deadline = timeout.map(|t| {
+            tokio::time::Instant::from_std(
+                start + Duration::from_secs(remote_secs(t).max(1)) + TIMEOUT_MARGIN,
+            )
+        });
+        let until_deadline = || async move {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut cmd = session.raw_command(remote);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let spawned = tokio::select! {
+            r = cmd.spawn() => r,
+            _ = until_deadline() => return Waited::LinkSilent { killed: false },
+        };
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => return Waited::Done(Err(e)),
+        };
+        // Held open, and written only to kill (see remote_command).
+        if let Some(stdin) = child.stdin().take() {
+            self.in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, stdin);
+        }
+        let output = child.wait_with_output();
+        tokio::pin!(output);
+        let waited = tokio::select! {
+            r = &mut output => Waited::Done(r),
+            _ = until_deadline() => {
+                // The host did not stop it in time: ask once more, through the watcher,
+                // and give it a moment to say it did.
+                let stdin = self
+                    .in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
+                if let Some(mut stdin) = stdin {
+                    use tokio::io::AsyncWriteExt;
+                    let _ = tokio::time::timeout(TIMEOUT_MARGIN, async {
+                        let _ = stdin.write_all(KILL_LINE).await;
+                        let _ = stdin.flush().await;
+                    })
+                    .await;
+                }
+                let answered = tokio::time::timeout(TIMEOUT_MARGIN, &mut output).await;
+                Waited::LinkSilent {
+                    killed: matches!(answered, Ok(Ok(_))),
+                }
+            }
+        };
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        waited
+    }
+
+    /// What a command's wait gives the step.
+    fn output(
+        &self,
+        result: Waited,
+        timeout: Option<Duration>,
+        start: Instant,
+    ) -> Result<Output, TransportError> {
+        let out = match result {
+            Waited::LinkSilent { killed } => {
+                return Err(TransportError::TimedOut {
+                    after: timeout.unwrap_or_default(),
+                    killed,
+                })
+            }
+            Waited::Done(Err(e)) => {
+                return Err(match e {
+                    openssh::Error::Disconnected
+                    | openssh::Error::RemoteProcessTerminated
+                    | openssh::Error::SshMux(_) => {
+                        if self.killed.load(Ordering::SeqCst) {
+                            TransportError::Other("the run was killed".into())
+                        } else {
+                            TransportError::Unreachable(describe(&e))
+                        }
+                    }
+                    other => TransportError::Other(describe(&other)),
+                })
+            }
+            Waited::Done(Ok(o)) => o,
+        };
+        let code = out.status.code().unwrap_or(-1);
+        // timeout(1) exits 124 (or 137 after -k) when it had to stop the command.
+        if let Some(t) = timeout {
+            if (code == 124 || code == 137) && start.elapsed() + Duration::from_millis(500) >= t {
+                return Err(TransportError::TimedOut {
+                    after: t,
+                    killed: true,
+                });
+            }
+        }
+        Ok(Output {
+            code,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// Takes the host's lease in the same round trip as its first command (`lease_then`).
+    /// `Some`: the command ran, here is its wait. `None`: the lease was settled before (or by
+    /// another command on the host meanwhile), and the command is still to run.
+    fn lease_with(
+        &self,
+        host: &HostInfo,
+        session: &Arc<Session>,
+        remote: &str,
+        timeout: Option<Duration>,
+        start: Instant,
+    ) -> Result<Option<Waited>, TransportError> {
+        let Some(owner) = self.owner.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+            return Ok(None);
+        };
+        let cell = self.lease_cell(host)?;
+        if cell.initialized() {
+            return self.lease(host, session).map(|()| None);
+        }
+        let become_root = host.becomes();
+        let dir = host.vars.get(lease::DIR_VAR).map(String::as_str);
+        // Renewed from now on, not from the end of the first command: that may outlast the
+        // lease's expiry. Given up below when the lease was not taken.
+        self.renew(host, session, owner.clone(), become_root);
+        let mut ran = None;
+        let result = self
+            .rt
+            .block_on(cell.get_or_init(|| async {
+                let take = lease::take_script(&owner, dir, None);
+                let line = lease_then(&take, become_root, remote);
+                let waited = self.wait_remote(host, session, &line, timeout, start).await;
+                let (answer, waited) = split_lease(&host.name, waited);
+                match answer {
+                    Ok(()) => {
+                        ran = waited;
+                        Ok(())
+                    }
+                    // A run whose controller died on this machine acts on nothing any more.
+                    Err(TransportError::Leased {
+                        run, controller, ..
+                    }) if dead_here(&controller) => {
+                        let script = lease::take_script(&owner, dir, Some(&run));
+                        read_answer(&host.name, short(session, &script, become_root).await)
+                    }
+                    Err(e) => {
+                        // The command's own failure says more than the lease's.
+                        ran = waited;
+                        Err(e)
+                    }
+                }
+            }))
+            .clone();
+        if result.is_err() {
+            self.stop_renewing(&host.name);
+        }
+        match (result, ran) {
+            (Ok(()), ran) => Ok(ran),
+            (Err(_), Some(ran)) => Ok(Some(ran)),
+            (Err(e), None) => Err(e),
+        }
+    }
+
+    /// Forgets the host's lease without releasing it (it was not taken, or went with a reboot).
+    fn stop_renewing(&self, host: &str) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.retain(|h| {
+            if h.host == host {
+                h.renewal.abort();
+            }
+            h.host != host
+        });
+    }
+
+    /// The host's lease cell, or the loss of its lease to another run.
+    fn lease_cell(&self, host: &HostInfo) -> Result<LeaseCell, TransportError> {
+        if let Some(e) = self
+            .lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&host.name)
+        {
+            return Err(e.clone());
+        }
+        Ok(self
+            .leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(host.name.clone())
+            .or_default()
+            .clone())
+    }
+
     fn permit(&self, host: &str) -> Arc<Semaphore> {
         self.permits
             .lock()
@@ -769,115 +1002,15 @@ impl Transport for Ssh {
             return Err(TransportError::Other("the run was killed".into()));
         }
         let session = self.session(host)?;
-        self.lease(host, &session)?;
-        let permits = self.permit(&host.name);
         let remote = remote_command(command, timeout);
         let start = Instant::now();
-        let id = self.next_command.fetch_add(1, Ordering::SeqCst);
-        let result = self.rt.block_on(async {
-            let _permit = permits.acquire().await;
-            // The host stops the command at its timeout (whole seconds, rounded up); past
-            // that and a margin, the link is taken for dead.
-            let deadline = timeout.map(|t| {
-                tokio::time::Instant::from_std(
-                    start + Duration::from_secs(remote_secs(t).max(1)) + TIMEOUT_MARGIN,
-                )
-            });
-            let until_deadline = || async move {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let mut cmd = session.raw_command(&remote);
-            cmd.stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            let spawned = tokio::select! {
-                r = cmd.spawn() => r,
-                _ = until_deadline() => return Waited::LinkSilent { killed: false },
-            };
-            let mut child = match spawned {
-                Ok(c) => c,
-                Err(e) => return Waited::Done(Err(e)),
-            };
-            // Held open, and written only to kill (see remote_command).
-            if let Some(stdin) = child.stdin().take() {
-                self.in_flight
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id, stdin);
-            }
-            let output = child.wait_with_output();
-            tokio::pin!(output);
-            let waited = tokio::select! {
-                r = &mut output => Waited::Done(r),
-                _ = until_deadline() => {
-                    // The host did not stop it in time: ask once more, through the watcher,
-                    // and give it a moment to say it did.
-                    let stdin = self
-                        .in_flight
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&id);
-                    if let Some(mut stdin) = stdin {
-                        use tokio::io::AsyncWriteExt;
-                        let _ = tokio::time::timeout(TIMEOUT_MARGIN, async {
-                            let _ = stdin.write_all(KILL_LINE).await;
-                            let _ = stdin.flush().await;
-                        })
-                        .await;
-                    }
-                    let answered = tokio::time::timeout(TIMEOUT_MARGIN, &mut output).await;
-                    Waited::LinkSilent {
-                        killed: matches!(answered, Ok(Ok(_))),
-                    }
-                }
-            };
-            self.in_flight
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&id);
-            waited
-        });
-        let out = match result {
-            Waited::LinkSilent { killed } => {
-                return Err(TransportError::TimedOut {
-                    after: timeout.unwrap_or_default(),
-                    killed,
-                })
-            }
-            Waited::Done(Err(e)) => {
-                return Err(match e {
-                    openssh::Error::Disconnected
-                    | openssh::Error::RemoteProcessTerminated
-                    | openssh::Error::SshMux(_) => {
-                        if self.killed.load(Ordering::SeqCst) {
-                            TransportError::Other("the run was killed".into())
-                        } else {
-                            TransportError::Unreachable(describe(&e))
-                        }
-                    }
-                    other => TransportError::Other(describe(&other)),
-                })
-            }
-            Waited::Done(Ok(o)) => o,
+        let waited = match self.lease_with(host, &session, &remote, timeout, start)? {
+            Some(waited) => waited,
+            None => self
+                .rt
+                .block_on(self.wait_remote(host, &session, &remote, timeout, start)),
         };
-        let code = out.status.code().unwrap_or(-1);
-        // timeout(1) exits 124 (or 137 after -k) when it had to stop the command.
-        if let Some(t) = timeout {
-            if (code == 124 || code == 137) && start.elapsed() + Duration::from_millis(500) >= t {
-                return Err(TransportError::TimedOut {
-                    after: t,
-                    killed: true,
-                });
-            }
-        }
-        Ok(Output {
-            code,
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        self.output(waited, timeout, start)
     }
 
     /// `sh -c` reading `input` on stdin, on the host's connection. The channel's stdin
@@ -955,13 +1088,7 @@ impl Transport for Ssh {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&host.name);
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        held.retain(|h| {
-            if h.host == host.name {
-                h.renewal.abort();
-            }
-            h.host != host.name
-        });
+        self.stop_renewing(&host.name);
     }
 
     fn is_killed(&self) -> bool {
@@ -1224,6 +1351,56 @@ mod tests {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "it's\n");
         assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
         assert_eq!(out.status.code(), Some(3));
+    }
+
+    /// A first command as the host runs it (`sh -c LINE`), its wait as `exec` sees it.
+    fn first(line: &str) -> Waited {
+        Waited::Done(
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(line)
+                .stdin(std::process::Stdio::piped())
+                .output()
+                .map_err(openssh::Error::ChildIo),
+        )
+    }
+
+    #[test]
+    fn a_first_command_runs_after_its_lease_and_not_without_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let owner = |run: &str| Owner {
+            run: run.into(),
+            controller: "here:1".into(),
+        };
+        let ours = remote_command("echo ran; exit 4", None);
+        let line = lease_then(
+            &lease::take_script(&owner("a"), Some(d), None),
+            false,
+            &ours,
+        );
+        let (answer, waited) = split_lease("h1", first(&line));
+        assert!(answer.is_ok(), "{answer:?}");
+        let Some(Waited::Done(Ok(out))) = waited else {
+            panic!("the command did not run")
+        };
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+        assert_eq!(out.status.code(), Some(4));
+        // Another run finds the lease held: its command does not run.
+        let marker = dir.path().join("ran-b");
+        let theirs = remote_command(&format!("touch {}", quote(marker.to_str().unwrap())), None);
+        let line = lease_then(
+            &lease::take_script(&owner("b"), Some(d), None),
+            false,
+            &theirs,
+        );
+        let (answer, waited) = split_lease("h1", first(&line));
+        assert!(
+            matches!(&answer, Err(TransportError::Leased { run, .. }) if run == "a"),
+            "{answer:?}"
+        );
+        assert!(waited.is_none());
+        assert!(!marker.exists());
     }
 
     #[test]

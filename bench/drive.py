@@ -190,11 +190,18 @@ class Bench:
         par = str(n if mode == "all" else ROLL)
         script = os.path.join(HERE, "floor.sh")
         addrs = self.addrs[:n]
+        opened = None
         if warm:
+            # Untimed, but its machine CPU is what N handshakes cost: the CPU bound below.
+            busy0 = machine_busy()
             subprocess.run(["bash", script, "open", self.cfg(kex), self.dir, par] + addrs, check=True)
+            opened = machine_busy() - busy0
         try:
             what = "warm" if warm else "cold"
-            return self.measure(["bash", script, what, self.cfg(kex), self.dir, par] + addrs)
+            m = self.measure(["bash", script, what, self.cfg(kex), self.dir, par] + addrs)
+            if opened is not None:
+                m["open_busy"] = opened
+            return m
         finally:
             if warm:
                 subprocess.run(["bash", script, "close", self.cfg(kex), self.dir, par] + addrs)
@@ -224,6 +231,13 @@ class Bench:
         if tool == "pyinfra":
             return self.pyinfra(d, n, kex, mode)
         return self.floor(n, kex, mode, warm=tool == "warm floor")
+
+
+def machine_busy():
+    """CPU seconds the whole machine has spent busy since boot (/proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def reap():
@@ -303,8 +317,8 @@ def reps(results):
 def table(results, configs):
     head = (
         "| N | mode | tool | key exchange | median s | min–max s | fleetbook ÷ this "
-        "| CPU ms per host-step: own / children |\n"
-        "|---:|---|---|---|---:|---:|---:|---:|\n"
+        "| CPU ms per host-step: own / children | machine: CPU s, busy |\n"
+        "|---:|---|---|---|---:|---:|---:|---:|---:|\n"
     )
     rows = []
     for n, by_cfg in results.items():
@@ -323,14 +337,49 @@ def table(results, configs):
                 ratio = f"(this ÷ warm floor: {med / warm:.2f}×)"
             own = statistics.median(m["own"] for m in ms) * 1000 / (n * STEPS)
             kids = statistics.median(m["children"] for m in ms) * 1000 / (n * STEPS)
+            busy = statistics.median(m["machine_busy"] for m in ms)
+            share = statistics.median(
+                m["machine_busy"] / max(m["machine_busy"] + m["machine_idle"], 1e-9) for m in ms
+            )
             mode_name = "all at once" if mode == "all" else f"rolling {ROLL}"
             linger = sum(m["lingered"] for m in ms)
             note = f" ({linger} left running)" if linger else ""
             rows.append(
                 f"| {n} | {mode_name} | {tool}{note} | {kex} | {med:.2f} | "
-                f"{min(walls):.2f}–{max(walls):.2f} | {ratio} | {own:.1f} / {kids:.1f} |\n"
+                f"{min(walls):.2f}–{max(walls):.2f} | {ratio} | {own:.1f} / {kids:.1f} | "
+                f"{busy:.2f}, {share:.0%} |\n"
             )
     return head + "".join(rows)
+
+
+def cpu_bounds(results):
+    """What any cold run could take at best when the machine is CPU-bound: the warm floor's
+    machine CPU plus that of opening one connection per host (the warm floor's untimed
+    `open`), spread over every core, and never less than the warm floor's wall time."""
+    lines = []
+    for n, by_cfg in results.items():
+        for kex in KEX:
+            for mode in ("all", "roll"):
+                fb, warm = by_cfg.get(("fleetbook", kex, mode)), by_cfg.get(("warm floor", kex, mode))
+                if not fb or not warm:
+                    continue
+                opened = statistics.median(m["open_busy"] for m in warm)
+                warm_busy = statistics.median(m["machine_busy"] for m in warm)
+                warm_wall = statistics.median(m["wall"] for m in warm)
+                bound = max(warm_wall, (warm_busy + opened) / os.cpu_count())
+                cold = statistics.median(m["wall"] for m in fb)
+                mode_name = "all at once" if mode == "all" else f"rolling {ROLL}"
+                lines.append(
+                    f"| {n} | {mode_name} | {kex} | {warm_busy:.2f} | {opened:.2f} | {bound:.2f} "
+                    f"| {bound / warm_wall:.2f}× | {cold:.2f} | {cold / bound:.2f}× |\n"
+                )
+    if not lines:
+        return ""
+    return (
+        "| N | mode | key exchange | warm floor: machine CPU s | N handshakes: machine CPU s "
+        "| CPU-bound best cold s | best ÷ warm floor | fleetbook cold s | fleetbook ÷ best |\n"
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|\n" + "".join(lines)
+    )
 
 
 def main():
@@ -375,8 +424,21 @@ def main():
         "5 hosts at a time (xargs -P 5). CPU: the tool's own process, and every process it started "
         "(ssh clients and masters), per host-step. fleetbook runs with `--persist 0` (cold); "
         "\"fleetbook, kept\" is a second command within the persist window (`--persist 60`: the "
-        "connections the first one left up), compared with the warm floor.",
+        "connections the first one left up), compared with the warm floor. Machine: the CPU "
+        "seconds the whole machine was busy during the run (every process: the sshd hosts share "
+        "it) and the share of all cores that was; near 100% means CPU-bound.",
     ]
+    bounds = cpu_bounds(results)
+    if bounds:
+        text += [
+            "",
+            bounds,
+            "CPU-bound best cold: the warm floor's machine CPU plus what opening a master per host "
+            "cost the machine (the warm floor's untimed `open`: client and sshd together), over the "
+            f"{os.cpu_count()} cores, and never under the warm floor's wall time: what any cold run "
+            "of this workload could take at best here, whatever its schedule, when the hosts' "
+            "sshd share the controller's cores.",
+        ]
     out = "\n".join(text)
     print(out)
     if a.out:

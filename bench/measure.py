@@ -8,7 +8,10 @@ subreaper, so orphans come back to it and their CPU is counted when reaped).
 Prints one JSON object: wall, own (CPU seconds of the command's process, all threads),
 children (CPU of every descendant), code, lingered (descendants still alive 3 s after the
 command exited; they are then killed), exited_at (the wall clock when it exited, seconds since
-the epoch: to compare with a log's timestamps). --linger-ok kills them at once without counting them
+the epoch: to compare with a log's timestamps), machine_busy and machine_idle (CPU seconds
+the whole machine spent busy and idle meanwhile, every process counted, from /proc/stat: the
+benchmark's sshd hosts share the machine, so a run that keeps every core busy is CPU-bound
+whatever the tool does). --linger-ok kills them at once without counting them
 (Ansible's masters with ControlPersist are expected to linger). --fds adds peak_fds: the
 most file descriptors the command's process held at once (sampled every 20 ms).
 """
@@ -52,6 +55,14 @@ def reap_all():
             return
 
 
+def machine_cpu():
+    """(busy, idle) CPU seconds of the whole machine since boot, from /proc/stat's cpu line."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]  # idle, iowait
+    return (sum(v[:8]) - idle) / TICK, idle / TICK
+
+
 def sample_fds(pid, peak):
     while True:
         try:
@@ -70,6 +81,7 @@ def main():
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     with open(log, "ab") as out:
+        busy0, idle0 = machine_cpu()
         start = time.monotonic()
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
         pid = proc.pid
@@ -79,6 +91,7 @@ def main():
         # Wait for the exit without reaping, so /proc still has its final CPU times.
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
         wall = time.monotonic() - start
+        busy1, idle1 = machine_cpu()
         exited_at = time.time()
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
@@ -112,6 +125,8 @@ def main():
                 "code": code,
                 "lingered": lingered,
                 "exited_at": exited_at,
+                "machine_busy": busy1 - busy0,
+                "machine_idle": idle1 - idle0,
                 **({"peak_fds": peak[0]} if fds else {}),
             }
         )

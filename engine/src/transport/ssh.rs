@@ -165,9 +165,10 @@ const KILL_LINE: &[u8] = b"kill\n";
 /// The command's script travels as the wrapper's `$1`. Where the wrapper leads its own
 /// process group (sshd starts every session in a new one and the login shell `exec`s the
 /// last command of `-c`), that group holds nothing but this command: the script runs in a
-/// subshell (a fork, no exec) and the watcher stops the wrapper's group, riding out the TERM
-/// itself; the wrapper defers it until the command ended, so it still reports the command's
-/// status. Anywhere else (a login shell that forks, sudo) the command gets its own session
+/// subshell (a fork, no exec) and the watcher stops the wrapper's group, ignoring its own
+/// TERM; the wrapper defers it until the command ended, so it still reports the command's
+/// status, and then ends the watcher (KILL: it ignores TERM by then), as the `setsid` path
+/// does. Anywhere else (a login shell that forks, sudo) the command gets its own session
 /// from `setsid`. Every command runs many times per run, so each process saved on the host
 /// is saved on every host-step (bench/README.md, 2026-12-01).
 pub fn remote_command(command: &str, timeout: Option<Duration>) -> String {
@@ -175,7 +176,7 @@ pub fn remote_command(command: &str, timeout: Option<Duration>) -> String {
         "exec 3<&0; \
          if kill -0 -$$ 2>/dev/null; then trap : TERM; \
          {{ read -r w <&3 && [ \"$w\" = kill ] && {{ trap '' TERM; kill -TERM -$$; sleep 5; kill -KILL -$$; }}; }} >/dev/null 2>&1 & \
-         exec 3<&-; ( eval \"shift\n$1\" ) </dev/null; r=$?; kill $! 2>/dev/null; exit $r; fi; \
+         exec 3<&-; ( eval \"shift\n$1\" ) </dev/null; r=$?; kill -KILL $! 2>/dev/null; exit $r; fi; \
          setsid sh -c \"$1\" </dev/null 3<&- & c=$!; \
          {{ read -r w <&3 && [ \"$w\" = kill ] && {{ kill -TERM -$c; sleep 5; kill -KILL -$c; }}; }} >/dev/null 2>&1 & w=$!; \
          exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; exit $r"

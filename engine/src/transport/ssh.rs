@@ -153,6 +153,15 @@ fn remote_secs(d: Duration) -> u64 {
 /// What fleetbook writes to a command's stdin to have it stopped on the host.
 const KILL_LINE: &[u8] = b"kill\n";
 
+/// The wrapper script of `remote_command`; the command's script is its `$1`.
+const WRAPPER: &str = "exec 3<&0; \
+         if kill -0 -$$ 2>/dev/null; then trap : TERM; \
+         { read -r w <&3 && [ \"$w\" = kill ] && { trap '' TERM; kill -TERM -$$; sleep 5; kill -KILL -$$; }; } >/dev/null 2>&1 & \
+         exec 3<&-; ( eval \"shift\n$1\" ) </dev/null; r=$?; kill -KILL $! 2>/dev/null; exit $r; fi; \
+         setsid sh -c \"$1\" </dev/null 3<&- & c=$!; \
+         { read -r w <&3 && [ \"$w\" = kill ] && { kill -TERM -$c; sleep 5; kill -KILL -$c; }; } >/dev/null 2>&1 & w=$!; \
+         exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; exit $r";
+
 /// The command line sent to the host: always `sh -c`, whatever the login shell is.
 ///
 /// The command runs beside a watcher that reads the channel's stdin, which fleetbook holds
@@ -172,18 +181,9 @@ const KILL_LINE: &[u8] = b"kill\n";
 /// from `setsid`. Every command runs many times per run, so each process saved on the host
 /// is saved on every host-step (bench/README.md, 2026-12-01).
 pub fn remote_command(command: &str, timeout: Option<Duration>) -> String {
-    let script = format!(
-        "exec 3<&0; \
-         if kill -0 -$$ 2>/dev/null; then trap : TERM; \
-         {{ read -r w <&3 && [ \"$w\" = kill ] && {{ trap '' TERM; kill -TERM -$$; sleep 5; kill -KILL -$$; }}; }} >/dev/null 2>&1 & \
-         exec 3<&-; ( eval \"shift\n$1\" ) </dev/null; r=$?; kill -KILL $! 2>/dev/null; exit $r; fi; \
-         setsid sh -c \"$1\" </dev/null 3<&- & c=$!; \
-         {{ read -r w <&3 && [ \"$w\" = kill ] && {{ kill -TERM -$c; sleep 5; kill -KILL -$c; }}; }} >/dev/null 2>&1 & w=$!; \
-         exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; exit $r"
-    );
     format!(
         "sh -c {} sh {}",
-        quote(&script),
+        quote(WRAPPER),
         quote(&bounded(command, timeout))
     )
 }

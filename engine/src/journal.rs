@@ -30,6 +30,8 @@ use std::time::Duration;
 
 pub const SCHEMA_VERSION: i32 = 4;
 pub const FILE: &str = "journal.sqlite";
+/// Beside the journal: how its files looked when a fleetbook last closed it (`seal`).
+pub const SEAL: &str = "journal.sqlite-sealed";
 
 const SCHEMA: &str = "
 CREATE TABLE runs (
@@ -725,6 +727,56 @@ pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
+/// The identity of the journal's database and write-ahead log as the file system keeps it
+/// (device, inode, size, change and modification times to the nanosecond): a write through
+/// the file system, by SQLite or any other tool, changes it; `None` when the journal
+/// cannot be read.
+fn marks(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let mut out = String::new();
+    for (file, required) in [(path.to_path_buf(), true), (PathBuf::from(wal), false)] {
+        match std::fs::metadata(&file) {
+            Ok(m) => out.push_str(&format!(
+                "{} {} {} {}.{} {}.{}\n",
+                m.dev(),
+                m.ino(),
+                m.len(),
+                m.ctime(),
+                m.ctime_nsec(),
+                m.mtime(),
+                m.mtime_nsec()
+            )),
+            Err(_) if !required => out.push_str("-\n"),
+            Err(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Whether the journal is exactly as a fleetbook left it when it closed it (its `seal`
+/// matches): nothing wrote to it since, so the `quick_check` it passed when it was opened
+/// still holds, and reading the whole journal again is skipped.
+fn sealed(dir: &Path, path: &Path) -> bool {
+    match (std::fs::read_to_string(dir.join(SEAL)), marks(path)) {
+        (Ok(seal), Some(now)) => seal == now,
+        _ => false,
+    }
+}
+
+/// Records how the journal's files look now, after this process's last write: the next
+/// open skips the whole-journal check while they stay so. Written whole (a rename) and not
+/// synced: a lost or stale seal only means the next open checks.
+fn seal(path: &Path) {
+    let Some(dir) = path.parent() else { return };
+    let Some(now) = marks(path) else { return };
+    let tmp = dir.join(format!("{SEAL}.{}", std::process::id()));
+    if std::fs::write(&tmp, now).is_err() || std::fs::rename(&tmp, dir.join(SEAL)).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
 impl Journal {
     /// Opens (or creates) the journal in `dir`. A new journal appears whole or not at all,
     /// so that runs started at once on a new state directory meet at the fleet lock; an
@@ -751,6 +803,8 @@ impl Journal {
                 ),
             });
         }
+        // Before SQLite opens it (opening a WAL journal may create its log).
+        let unchanged = sealed(dir, &path);
         let mut conn = Connection::open(&path).map_err(|e| db_error(&path, e))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(|e| db_error(&path, e))?;
@@ -772,12 +826,17 @@ impl Journal {
         if version == 0 && tables > 0 {
             return Err(unusable("is a database but not a fleetbook journal".into()));
         }
-        // Before the first write: a corrupted journal is reported as it was found.
-        let quick: String = conn
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(|e| unusable(format!("is corrupted ({e})")))?;
-        if quick != "ok" {
-            return Err(unusable(format!("is corrupted ({quick})")));
+        // Before the first write: a corrupted journal is reported as it was found. The check
+        // reads the whole journal (milliseconds per MB, on every command): skipped when the
+        // journal is as the last fleetbook to close it left it (`sealed`); anything else (a
+        // crash, a kill -9, another tool's write, a copy) changes its files and checks.
+        if !unchanged {
+            let quick: String = conn
+                .query_row("PRAGMA quick_check", [], |r| r.get(0))
+                .map_err(|e| unusable(format!("is corrupted ({e})")))?;
+            if quick != "ok" {
+                return Err(unusable(format!("is corrupted ({quick})")));
+            }
         }
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
@@ -1333,6 +1392,14 @@ impl Drop for Journal {
         {
             let _ = h.join();
         }
+        // Sealed only when everything queued was committed (a failed commit may have left
+        // the journal in a state worth checking).
+        let c = self.shared.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.broken.is_none() && q.writes.is_empty() {
+            seal(&self.path);
+        }
+        drop((q, c));
     }
 }
 
@@ -1469,6 +1536,36 @@ mod tests {
 
     fn at(secs: f64) -> At {
         At::from_unix(secs).unwrap()
+    }
+
+    #[test]
+    fn a_journal_is_checked_again_once_anything_wrote_to_it_since_it_was_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        drop(Journal::open(dir.path()).unwrap());
+        assert!(sealed(dir.path(), &path), "closed as it was left");
+        drop(Journal::open(dir.path()).unwrap());
+        assert!(sealed(dir.path(), &path), "reopened and closed again");
+        // Another tool's write of the same bytes (same size) still changes what the seal
+        // recorded: the next open checks the whole journal.
+        std::fs::write(&path, std::fs::read(&path).unwrap()).unwrap();
+        assert!(!sealed(dir.path(), &path));
+        drop(Journal::open(dir.path()).unwrap());
+        assert!(sealed(dir.path(), &path));
+        // So does a write to its log, and a lost seal.
+        use std::io::Write;
+        let wal = dir.path().join(format!("{FILE}-wal"));
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&wal)
+            .unwrap()
+            .write_all(b"x")
+            .unwrap();
+        assert!(!sealed(dir.path(), &path));
+        drop(Journal::open(dir.path()).unwrap());
+        std::fs::remove_file(dir.path().join(SEAL)).unwrap();
+        assert!(!sealed(dir.path(), &path));
     }
 
     #[test]

@@ -153,31 +153,52 @@ fn remote_secs(d: Duration) -> u64 {
 /// What fleetbook writes to a command's stdin to have it stopped on the host.
 const KILL_LINE: &[u8] = b"kill\n";
 
+/// The wrapper script of `remote_command`; the command's script is its `$1`.
+const WRAPPER: &str = "exec 3<&0; \
+         if kill -0 -$$ 2>/dev/null; then trap : TERM; \
+         { read -r w <&3 && [ \"$w\" = kill ] && { trap '' TERM; kill -TERM -$$; sleep 5; kill -KILL -$$; }; } >/dev/null 2>&1 & \
+         exec 3<&-; ( eval \"shift\n$1\" ) </dev/null; r=$?; kill -KILL $! 2>/dev/null; exit $r; fi; \
+         setsid sh -c \"$1\" </dev/null 3<&- & c=$!; \
+         { read -r w <&3 && [ \"$w\" = kill ] && { kill -TERM -$c; sleep 5; kill -KILL -$c; }; } >/dev/null 2>&1 & w=$!; \
+         exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; exit $r";
+
 /// The command line sent to the host: always `sh -c`, whatever the login shell is.
 ///
-/// The command runs in its own session (`setsid`), beside a watcher that reads the channel's
-/// stdin, which fleetbook holds open and writes only to kill: on `kill` the watcher stops the
-/// command's whole process group (TERM, then KILL after 5 s). Closing the SSH connection alone
-/// would not stop it (sshd sends no signal without a tty). Plain end of input (the command
-/// ended, or fleetbook died) stops nothing: a crashed controller leaves its hosts to finish
-/// what they were doing (an apt run cut in half is worse than one that completes), and
-/// `resume` takes it from there.
+/// The command runs beside a watcher that reads the channel's stdin, which fleetbook holds
+/// open and writes only to kill: on `kill` the watcher stops the command's whole process
+/// group (TERM, then KILL after 5 s). Closing the SSH connection alone would not stop it
+/// (sshd sends no signal without a tty). Plain end of input (the command ended, or fleetbook
+/// died) stops nothing: a crashed controller leaves its hosts to finish what they were doing
+/// (an apt run cut in half is worse than one that completes), and `resume` takes it from there.
+///
+/// The command's script travels as the wrapper's `$1`. Where the wrapper leads its own
+/// process group (sshd starts every session in a new one and the login shell `exec`s the
+/// last command of `-c`), that group holds nothing but this command: the script runs in a
+/// subshell (a fork, no exec) and the watcher stops the wrapper's group, ignoring its own
+/// TERM; the wrapper defers it until the command ended, so it still reports the command's
+/// status, and then ends the watcher (KILL: it ignores TERM by then), as the `setsid` path
+/// does. Anywhere else (a login shell that forks, sudo) the command gets its own session
+/// from `setsid`. Every command runs many times per run, so each process saved on the host
+/// is saved on every host-step (bench/README.md, 2026-12-01).
 pub fn remote_command(command: &str, timeout: Option<Duration>) -> String {
-    let run = bounded(command, timeout);
-    let script = format!(
-        "exec 3<&0; setsid {run} </dev/null 3<&- & c=$!; \
-         {{ read -r w <&3 && [ \"$w\" = kill ] && {{ kill -TERM -$c; sleep 5; kill -KILL -$c; }}; }} >/dev/null 2>&1 & w=$!; \
-         exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; exit $r"
-    );
-    format!("sh -c {}", quote(&script))
+    format!(
+        "sh -c {} sh {}",
+        quote(WRAPPER),
+        quote(&bounded(command, timeout))
+    )
 }
 
-/// `sh -c COMMAND` with pipefail (see `fail_closed`), under `timeout(1)` when it has one.
+/// The command's script: with pipefail (see `fail_closed`), under `timeout(1)` when it has
+/// one.
 fn bounded(command: &str, timeout: Option<Duration>) -> String {
-    let command = quote(&fail_closed(command));
+    let command = fail_closed(command);
     match timeout {
-        Some(t) => format!("timeout -k 5 {} sh -c {command}", remote_secs(t).max(1)),
-        None => format!("sh -c {command}"),
+        Some(t) => format!(
+            "exec timeout -k 5 {} sh -c {}",
+            remote_secs(t).max(1),
+            quote(&command)
+        ),
+        None => command,
     }
 }
 
@@ -1324,33 +1345,52 @@ mod tests {
     #[test]
     fn remote_commands_are_wrapped_and_quoted() {
         let plain = remote_command("echo 'hi' ; id", None);
+        assert!(plain.starts_with("sh -c 'exec 3<&0; "), "{plain}");
         assert!(
-            plain.starts_with("sh -c 'exec 3<&0; setsid sh -c '"),
+            plain.ends_with(&format!(" sh {}", quote(&fail_closed("echo 'hi' ; id")))),
             "{plain}"
         );
         let timed = remote_command("sleep 100", Some(Duration::from_millis(2500)));
-        assert!(timed.contains("setsid timeout -k 5 3 sh -c"), "{timed}");
+        assert!(timed.contains(" sh 'exec timeout -k 5 3 sh -c "), "{timed}");
     }
 
-    /// The wrapper as a host's login shell runs it: `sh -c LINE`, stdin a pipe (the channel).
-    fn start(command: &str) -> std::process::Child {
-        std::process::Command::new("sh")
-            .arg("-c")
-            .arg(remote_command(command, None))
+    /// The wrapper as a host's login shell runs it: `sh -c LINE`, stdin a pipe (the channel);
+    /// `own_group` as sshd starts it (in a new group, under a login shell that `exec`s its
+    /// last command, as bash does: the fast path), else inside another process group (the
+    /// `setsid` path; dash as the login shell forks).
+    fn start_in(command: &str, own_group: bool) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        let line = remote_command(command, None);
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(if own_group {
+                format!("exec {line}")
+            } else {
+                line
+            })
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
+            .stderr(std::process::Stdio::piped());
+        if own_group {
+            cmd.process_group(0);
+        }
+        cmd.spawn().unwrap()
     }
 
     #[test]
     fn the_wrapper_passes_output_and_exit_code_through() {
-        let child = start("echo 'it'\\''s'; echo err >&2; exit 3");
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "it's\n");
-        assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
-        assert_eq!(out.status.code(), Some(3));
+        for own_group in [false, true] {
+            let child = start_in("echo 'it'\\''s' \"$#\"; echo err >&2; exit 3", own_group);
+            let out = child.wait_with_output().unwrap();
+            // The command sees no arguments of the wrapper's.
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                "it's 0\n",
+                "{own_group}"
+            );
+            assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n", "{own_group}");
+            assert_eq!(out.status.code(), Some(3), "{own_group}");
+        }
     }
 
     /// A first command as the host runs it (`sh -c LINE`), its wait as `exec` sees it.
@@ -1404,29 +1444,77 @@ mod tests {
     }
 
     #[test]
+    fn a_wrapper_that_leads_its_group_runs_the_command_without_a_new_session() {
+        // The session a command's process is in, against this test's own session.
+        let session = |own_group: bool| {
+            let out = start_in("cut -d' ' -f6 /proc/self/stat", own_group)
+                .wait_with_output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let ours = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let ours = ours
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(3)
+            .unwrap()
+            .to_string();
+        assert_eq!(session(true), ours, "the fast path runs no setsid");
+        assert_ne!(
+            session(false),
+            ours,
+            "elsewhere the command gets its own session"
+        );
+    }
+
+    #[test]
     fn kill_on_stdin_stops_the_whole_command_and_end_of_input_does_not() {
         use std::io::Write;
-        // Killed: the command and its children (its process group) stop at once.
-        let mut child = start("sleep 41.5 & sleep 41.5; echo never");
+        for (own_group, tag) in [(false, "41.5"), (true, "41.6")] {
+            // Killed: the command and its children (its process group) stop at once.
+            let mut child = start_in(&format!("sleep {tag} & sleep {tag}; echo never"), own_group);
+            std::thread::sleep(Duration::from_millis(300));
+            let started = Instant::now();
+            child.stdin.take().unwrap().write_all(KILL_LINE).unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(started.elapsed() < Duration::from_secs(4), "{own_group}");
+            assert_eq!(out.status.code(), Some(143), "terminated ({own_group})");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+            std::thread::sleep(Duration::from_millis(200));
+            let left = std::process::Command::new("pgrep")
+                .args(["-f", &format!("^sleep {tag}")])
+                .output()
+                .unwrap();
+            assert!(
+                left.stdout.is_empty(),
+                "children left running ({own_group})"
+            );
+            // Input ends (fleetbook died): the command goes on to its end.
+            let mut child = start_in("sleep 0.5; echo finished", own_group);
+            drop(child.stdin.take());
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "finished\n");
+            assert_eq!(out.status.code(), Some(0));
+        }
+    }
+
+    #[test]
+    fn a_command_that_ignores_term_is_killed_after_it() {
+        use std::io::Write;
+        // The fast path's watcher outlives the TERM it sends its own group, for the KILL.
+        let mut child = start_in("trap '' TERM; sleep 41.7; echo never", true);
         std::thread::sleep(Duration::from_millis(300));
-        let started = Instant::now();
         child.stdin.take().unwrap().write_all(KILL_LINE).unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(started.elapsed() < Duration::from_secs(4));
-        assert_eq!(out.status.code(), Some(143), "terminated");
         assert_eq!(String::from_utf8_lossy(&out.stdout), "");
-        std::thread::sleep(Duration::from_millis(200));
+        assert_ne!(out.status.code(), Some(0));
         let left = std::process::Command::new("pgrep")
-            .args(["-f", "sleep 41.5"])
+            .args(["-f", "^sleep 41.7"])
             .output()
             .unwrap();
-        assert!(left.stdout.is_empty(), "children left running");
-        // Input ends (fleetbook died): the command goes on to its end.
-        let mut child = start("sleep 0.5; echo finished");
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "finished\n");
-        assert_eq!(out.status.code(), Some(0));
+        assert!(left.stdout.is_empty(), "left running after the KILL");
     }
 }
 

@@ -23,7 +23,11 @@ pub struct PlanHost {
     pub roles: Vec<usize>,
     /// Variables as text: for commands, limits by variable, secrets and the plan.
     pub vars: IndexMap<String, String>,
-    /// The same variables with their inventory types: what `h.var(name)` returns.
+    /// The variables whose inventory type their text does not tell (numbers, bools, lists,
+    /// maps, null), as typed values: what `h.var(name)` returns. A string is only in `vars`
+    /// (`Host::value` reads a name missing here from its text, the same string): most
+    /// inventories hold only strings, and a second copy of them would double every host's
+    /// variables.
     pub values: crate::inventory::Vars,
 }
 
@@ -368,6 +372,11 @@ fn known_roles_help(inv: &Inventory) -> String {
     format!("groups in {}: {}", inv.source, names.join(", "))
 }
 
+/// A string value that its text form holds as it is.
+fn is_its_text(value: &serde_json::Value, text: Option<&String>) -> bool {
+    matches!((value, text), (serde_json::Value::String(v), Some(t)) if v == t)
+}
+
 /// Compiles the script's runbook against an inventory.
 pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<Graph> {
     let rb = &script.runbook;
@@ -402,11 +411,16 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
 
     let mut all_values = inv.all_host_values();
     let mut plan_host = |h: &String| {
-        let values = all_values.swap_remove(h).unwrap_or_default();
+        let typed = all_values.swap_remove(h).unwrap_or_default();
+        let vars = inv.text_vars(&typed);
+        let values = typed
+            .into_iter()
+            .filter(|(k, v)| !is_its_text(v, vars.get(k)))
+            .collect();
         PlanHost {
             name: h.clone(),
             roles: Vec::new(),
-            vars: inv.text_vars(&values),
+            vars,
             values,
         }
     };

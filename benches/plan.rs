@@ -112,6 +112,10 @@ fn main() {
         json.len() >> 20,
         json_start.elapsed().as_secs_f64()
     );
+    // `FLEETBOOK_BENCH_JSON=path`: the plan's JSON saved there, to compare builds byte for byte.
+    if let Ok(path) = std::env::var("FLEETBOOK_BENCH_JSON") {
+        std::fs::write(&path, &json).expect("writes the plan's JSON");
+    }
     drop(json);
     if std::env::var("FLEETBOOK_BENCH_HTML").as_deref() != Ok("0") {
         let html_start = Instant::now();

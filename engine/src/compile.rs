@@ -23,7 +23,11 @@ pub struct PlanHost {
     pub roles: Vec<usize>,
     /// Variables as text: for commands, limits by variable, secrets and the plan.
     pub vars: IndexMap<String, String>,
-    /// The same variables with their inventory types: what `h.var(name)` returns.
+    /// The variables whose inventory type their text does not tell (numbers, bools, lists,
+    /// maps, null), as typed values: what `h.var(name)` returns. A string is only in `vars`
+    /// (`Host::value` reads a name missing here from its text, the same string): most
+    /// inventories hold only strings, and a second copy of them would double every host's
+    /// variables.
     pub values: crate::inventory::Vars,
 }
 
@@ -96,8 +100,91 @@ pub struct Task {
     /// Index into the runbook's steps; none for barriers.
     pub step: Option<usize>,
     pub role: Option<usize>,
-    pub deps: Vec<usize>,
+    pub deps: Deps,
     pub duration: u64,
+}
+
+/// How many dependencies a task keeps in itself before they take an allocation of their own.
+const INLINE_DEPS: usize = 4;
+
+/// A task's dependencies: task indices, ascending, without repeats. Nearly every task waits
+/// for one or two others (its host's previous step, its roles' entries), so up to
+/// [`INLINE_DEPS`] are kept in the task itself: a graph of a task per host and step makes no
+/// allocation per task for them. `u32` indices: a graph of 2^32 tasks would not fit in memory.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Deps(DepsRepr);
+
+#[derive(Clone, PartialEq, Eq)]
+enum DepsRepr {
+    Inline { len: u8, items: [u32; INLINE_DEPS] },
+    Heap(Box<[u32]>),
+}
+
+// As large as the `Vec<usize>` it replaces, without its allocation.
+const _: () = assert!(std::mem::size_of::<Deps>() <= 24);
+
+impl Deps {
+    /// The dependencies on these tasks (in any order, repeats allowed).
+    fn of(tasks: &[usize]) -> Deps {
+        let mut items: Vec<u32> = tasks.iter().map(|&t| task_index(t)).collect();
+        items.sort_unstable();
+        items.dedup();
+        Deps::sorted(&items)
+    }
+
+    /// From indices already ascending and without repeats.
+    fn sorted(items: &[u32]) -> Deps {
+        if items.len() <= INLINE_DEPS {
+            let mut inline = [0; INLINE_DEPS];
+            inline[..items.len()].copy_from_slice(items);
+            Deps(DepsRepr::Inline {
+                len: items.len() as u8,
+                items: inline,
+            })
+        } else {
+            Deps(DepsRepr::Heap(items.into()))
+        }
+    }
+
+    /// The tasks depended on, as indices into [`Graph::tasks`].
+    pub fn indices(&self) -> impl ExactSizeIterator<Item = usize> + '_ {
+        self.iter().map(|&t| t as usize)
+    }
+}
+
+/// Dependencies read back from elsewhere (a saved plan's `depends_on`): kept as a set.
+impl FromIterator<usize> for Deps {
+    fn from_iter<I: IntoIterator<Item = usize>>(tasks: I) -> Deps {
+        Deps::of(&tasks.into_iter().collect::<Vec<_>>())
+    }
+}
+
+impl Default for Deps {
+    fn default() -> Deps {
+        Deps::sorted(&[])
+    }
+}
+
+impl std::ops::Deref for Deps {
+    type Target = [u32];
+    fn deref(&self) -> &[u32] {
+        match &self.0 {
+            DepsRepr::Inline { len, items } => &items[..*len as usize],
+            DepsRepr::Heap(items) => items,
+        }
+    }
+}
+
+impl std::fmt::Debug for Deps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// A task index as [`Deps`] keeps it.
+fn task_index(t: usize) -> u32 {
+    // Every task holds at least its id and this entry: 2^32 of them would not fit in memory.
+    u32::try_from(t).expect("a graph holds fewer than 2^32 tasks")
 }
 
 /// Limits as the scheduler and executor enforce them, resolved against the host counts.
@@ -150,7 +237,7 @@ fn dependents_of(tasks: &[Task]) -> (Vec<Vec<usize>>, Vec<usize>) {
     let mut waiting: Vec<usize> = vec![0; tasks.len()];
     for (t, task) in tasks.iter().enumerate() {
         waiting[t] = task.deps.len();
-        for &d in &task.deps {
+        for d in task.deps.indices() {
             dependents[d].push(t);
         }
     }
@@ -285,6 +372,11 @@ fn known_roles_help(inv: &Inventory) -> String {
     format!("groups in {}: {}", inv.source, names.join(", "))
 }
 
+/// A string value that its text form holds as it is.
+fn is_its_text(value: &serde_json::Value, text: Option<&String>) -> bool {
+    matches!((value, text), (serde_json::Value::String(v), Some(t)) if v == t)
+}
+
 /// Compiles the script's runbook against an inventory.
 pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<Graph> {
     let rb = &script.runbook;
@@ -319,11 +411,16 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
 
     let mut all_values = inv.all_host_values();
     let mut plan_host = |h: &String| {
-        let values = all_values.swap_remove(h).unwrap_or_default();
+        let typed = all_values.swap_remove(h).unwrap_or_default();
+        let vars = inv.text_vars(&typed);
+        let values = typed
+            .into_iter()
+            .filter(|(k, v)| !is_its_text(v, vars.get(k)))
+            .collect();
         PlanHost {
             name: h.clone(),
             roles: Vec::new(),
-            vars: inv.text_vars(&values),
+            vars,
             values,
         }
     };
@@ -597,9 +694,14 @@ fn held_tasks(tasks: &[Task], host_tasks: &[Vec<usize>], roles: &[Role]) -> Vec<
                 .map(|(i, _)| i),
         );
     }
+    // Most runbooks hold no role back: then nothing is held, and the dependents (a list per
+    // task) need not be made.
+    if queue.is_empty() {
+        return held;
+    }
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
     for (t, task) in tasks.iter().enumerate() {
-        for &d in &task.deps {
+        for d in task.deps.indices() {
             dependents[d].push(t);
         }
     }
@@ -651,30 +753,56 @@ fn check_self_waits(hosts: &[PlanHost], roles: &[Role]) -> Result<()> {
 
 struct Builder {
     tasks: Vec<Task>,
+    /// Dependencies given to a task after it was made (a role's exit waits for each of its
+    /// hosts' last step): (task, dependency), merged into the tasks by `merge_late`.
+    late: Vec<(usize, usize)>,
+    /// Where a task's id is formatted before it is copied, once, into its `Shared`.
+    id: String,
 }
 
 impl Builder {
     #[allow(clippy::too_many_arguments)]
     fn add(
         &mut self,
-        id: String,
+        id: std::fmt::Arguments,
         kind: TaskKind,
         host: Option<usize>,
         step: Option<usize>,
         role: Option<usize>,
-        deps: Vec<usize>,
+        deps: &[usize],
         duration: u64,
     ) -> usize {
+        use std::fmt::Write;
+        self.id.clear();
+        // Writing to a String does not fail.
+        let _ = self.id.write_fmt(id);
         self.tasks.push(Task {
-            id: Shared::from(id),
+            id: Shared::from(self.id.as_str()),
             kind,
             host,
             step,
             role,
-            deps,
+            deps: Deps::of(deps),
             duration,
         });
         self.tasks.len() - 1
+    }
+
+    /// Task `t` also waits for task `dep`.
+    fn wait(&mut self, t: usize, dep: usize) {
+        self.late.push((t, dep));
+    }
+
+    /// Gives the tasks the dependencies `wait` noted.
+    fn merge_late(&mut self) {
+        let mut late = std::mem::take(&mut self.late);
+        late.sort_unstable();
+        for group in late.chunk_by(|a, b| a.0 == b.0) {
+            let t = group[0].0;
+            let mut all: Vec<usize> = self.tasks[t].deps.indices().collect();
+            all.extend(group.iter().map(|&(_, d)| d));
+            self.tasks[t].deps = Deps::of(&all);
+        }
     }
 
     /// Adds `steps` as a chain after `deps`; returns the last task (or `deps` unchanged).
@@ -704,15 +832,16 @@ impl Builder {
                 step.estimate.unwrap_or(UNIT).as_secs()
             };
             let t = self.add(
-                format!("{prefix}:{}", step.name),
+                format_args!("{prefix}:{}", step.name),
                 kind,
                 None,
                 Some(s),
                 role.map(|r| r.0),
-                deps,
+                &deps,
                 duration,
             );
-            deps = vec![t];
+            deps.clear();
+            deps.push(t);
         }
         deps
     }
@@ -721,16 +850,15 @@ impl Builder {
 fn build_tasks(rb: &Runbook, hosts: &[PlanHost], roles: &[Role]) -> (Vec<Task>, Vec<Vec<usize>>) {
     let mut b = Builder {
         tasks: Vec::with_capacity(hosts.len() * rb.steps.len() + 4 * roles.len() + 8),
+        late: Vec::new(),
+        id: String::new(),
     };
     let onces = steps_of(rb, &|s| *s == Scope::Once);
     let after_onces = b.chain(rb, &onces, TaskKind::Once, None, Vec::new());
     let nodes = role_nodes(&mut b, rb, roles, &after_onces);
     let host_tasks = host_chains(&mut b, rb, hosts, roles, &nodes, &after_onces);
+    b.merge_late();
     finally_tasks(&mut b, rb);
-    for t in &mut b.tasks {
-        t.deps.sort_unstable();
-        t.deps.dedup();
-    }
     (b.tasks, host_tasks)
 }
 
@@ -776,12 +904,12 @@ fn role_nodes(
         let entry_first = (!before.is_empty()).then_some(first_idx);
         let (canary_done, release) = if role.canary.is_some() {
             let done = b.add(
-                format!("canary:{}", role.name),
+                format_args!("canary:{}", role.name),
                 TaskKind::CanaryDone,
                 None,
                 None,
                 Some(ri),
-                entry.clone(),
+                &entry,
                 0,
             );
             let gates = steps_of(rb, &|s| *s == Scope::Gate(role.name.clone()));
@@ -817,12 +945,12 @@ fn role_nodes(
             deps = b.chain(rb, &[s], kind, Some((ri, &role.name)), deps);
         }
         let done = b.add(
-            format!("done:{}", role.name),
+            format_args!("done:{}", role.name),
             TaskKind::RoleDone,
             None,
             None,
             Some(ri),
-            deps,
+            &deps,
             0,
         );
         nodes.push(RoleNodes {
@@ -839,17 +967,19 @@ fn role_nodes(
         deps.extend(role.after.iter().map(|&p| nodes[p].done));
         // Without before_role hooks the role's entry is the set of its own prerequisites.
         match nodes[ri].entry_first {
-            Some(first) => b.tasks[first].deps.extend(deps),
+            Some(first) => deps.into_iter().for_each(|d| b.wait(first, d)),
             None => nodes[ri].entry = deps,
         }
     }
     // Roles without before hooks: their canary barrier and exit need the prerequisites too.
     for n in &nodes {
         if n.entry_first.is_none() {
-            if let Some(c) = n.canary_done {
-                b.tasks[c].deps.extend(n.entry.iter().copied());
+            for &d in &n.entry {
+                if let Some(c) = n.canary_done {
+                    b.wait(c, d);
+                }
+                b.wait(n.exit_first, d);
             }
-            b.tasks[n.exit_first].deps.extend(n.entry.iter().copied());
         }
     }
     nodes
@@ -922,23 +1052,24 @@ fn host_chains(
                 _ => (TaskKind::Host, "host"),
             };
             let t = b.add(
-                format!("{prefix}:{}:{}", host.name, step.name),
+                format_args!("{prefix}:{}:{}", host.name, step.name),
                 kind,
                 Some(h),
                 Some(si),
                 host.roles.first().copied(),
-                std::mem::take(&mut deps),
+                &deps,
                 step.estimate.unwrap_or(UNIT).as_secs(),
             );
             host_tasks[h].push(t);
-            deps = vec![t];
+            deps.clear();
+            deps.push(t);
         }
         if let Some(&last) = host_tasks[h].last() {
             for &r in &host.roles {
-                b.tasks[nodes[r].exit_first].deps.push(last);
+                b.wait(nodes[r].exit_first, last);
                 if canary_hosts[r].contains(&h) {
                     if let Some(c) = nodes[r].canary_done {
-                        b.tasks[c].deps.push(last);
+                        b.wait(c, last);
                     }
                 }
             }
@@ -965,6 +1096,17 @@ mod tests {
     use crate::inventory::Format;
     use crate::plan::plan_text;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn deps_are_a_sorted_set_inline_or_not() {
+        let few = super::Deps::of(&[7, 2, 7]);
+        assert_eq!(&*few, &[2, 7]);
+        assert!(matches!(few.0, super::DepsRepr::Inline { .. }));
+        let many: super::Deps = [9, 1, 5, 3, 1, 8].into_iter().collect();
+        assert_eq!(many.indices().collect::<Vec<_>>(), [1, 3, 5, 8, 9]);
+        assert!(matches!(many.0, super::DepsRepr::Heap(_)));
+        assert!(super::Deps::default().is_empty());
+    }
 
     fn plan_err(rb: &str, inv: &str) -> crate::Error {
         match plan_text(rb, inv, Format::Ini, &BTreeMap::new(), None) {

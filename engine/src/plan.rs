@@ -627,9 +627,9 @@ fn task_infos(
             role: task.role.map(|r| names.roles[r].clone()),
             start: sched.tasks[t].start,
             end: sched.tasks[t].end,
-            depends_on: task.deps.iter().map(|&d| names.ids[d].clone()).collect(),
-            commands: rec.commands.into_boxed_slice(),
-            undo_commands: rec.undo.into_boxed_slice(),
+            depends_on: task.deps.indices().map(|d| names.ids[d].clone()).collect(),
+            commands: rec.commands,
+            undo_commands: rec.undo,
             skipped: rec.skipped,
             held: graph.held[t],
         })

@@ -253,18 +253,19 @@ fn host_list(hosts: &[String]) -> String {
     }
 }
 
-/// What one task would run.
+/// What one task would run. Boxed slices, made at their exact length: the plan keeps them
+/// as they are (no copy, no spare capacity), in an array of a task per host and step.
 #[derive(Debug, Clone, Default)]
 pub struct TaskRecord {
-    pub commands: Vec<Shared>,
-    pub undo: Vec<Shared>,
+    pub commands: Box<[Shared]>,
+    pub undo: Box<[Shared]>,
     /// Its `.when(...)` said no (as far as the plan can tell).
     pub skipped: bool,
 }
 
 /// Commands recorded since the last call, as plain commands when they ran on `own` and as
 /// `host: command` otherwise; a command that many hosts run is kept once (`interner`).
-fn take_record(own: Option<&str>, secrets: &Secrets, interner: &Interner) -> Vec<Shared> {
+fn take_record(own: Option<&str>, secrets: &Secrets, interner: &Interner) -> Box<[Shared]> {
     RECORD.with(|r| {
         r.borrow_mut()
             .drain(..)
@@ -278,6 +279,44 @@ fn take_record(own: Option<&str>, secrets: &Secrets, interner: &Interner) -> Vec
             })
             .collect()
     })
+}
+
+/// `first` then `then`, without a copy when one is empty (a step without `.when`).
+fn joined(first: Box<[Shared]>, then: Box<[Shared]>) -> Box<[Shared]> {
+    if first.is_empty() {
+        then
+    } else if then.is_empty() {
+        first
+    } else {
+        first.iter().chain(then.iter()).cloned().collect()
+    }
+}
+
+/// The records of each host's tasks as one slice per host, in host order: `compile` makes a
+/// host's tasks one after another, so each host's thread can fill its own in place (no
+/// per-host copy to merge). None if the tasks are laid out otherwise.
+fn host_slices<'a>(
+    records: &'a mut [TaskRecord],
+    host_tasks: &[Vec<usize>],
+) -> Option<Vec<(usize, &'a mut [TaskRecord])>> {
+    let mut out = Vec::with_capacity(host_tasks.len());
+    let (mut rest, mut at) = (records, 0usize);
+    for (h, tasks) in host_tasks.iter().enumerate() {
+        let Some(&first) = tasks.first() else {
+            out.push((h, Default::default()));
+            continue;
+        };
+        let contiguous = tasks.iter().enumerate().all(|(i, &t)| t == first + i);
+        if !contiguous || first < at || first + tasks.len() > at + rest.len() {
+            return None;
+        }
+        let (_, from_first) = std::mem::take(&mut rest).split_at_mut(first - at);
+        let (mine, after) = from_first.split_at_mut(tasks.len());
+        out.push((h, mine));
+        rest = after;
+        at = first + tasks.len();
+    }
+    Some(out)
 }
 
 /// The `Host` values the runbook's closures receive: one per planned host, in plan order
@@ -442,67 +481,122 @@ fn record_with(
         records[t].commands = take_record(None, secrets, interner);
     }
 
-    let per_host: Vec<Result<Vec<(usize, TaskRecord)>>> = graph
-        .host_tasks
-        .par_iter()
-        .enumerate()
-        .map(|(h, tasks)| {
-            let host = &hosts[h];
-            let own = Some(host.info.name.as_str());
-            let mut out = Vec::with_capacity(tasks.len());
-            take_record(own, secrets, interner);
-            HOST_BYTES.with(|b| b.set(0));
-            for &t in tasks {
-                let step = &rb.steps[graph.tasks[t].step.unwrap_or(0)];
-                let fail = |e: Box<rhai::EvalAltResult>, what: &str| -> Error {
-                    redact_err(script.error(
-                        &e,
-                        &format!(
-                            "host {}, step {:?}{what} (dry-run)",
-                            host.info.name, step.name
-                        ),
-                        &step.pos,
-                    ))
-                };
-                let mut rec = TaskRecord::default();
-                let h = host.with_timeout(step.timeout);
-                if let Some(when) = &step.when {
-                    let go = script
-                        .call_host(when, h.clone())
-                        .map_err(|e| fail(e, ", when"))?;
-                    // Probes inside the condition would run for real, so they are shown too.
-                    rec.commands.extend(take_record(own, secrets, interner));
-                    let go =
-                        predicate_at(script, step, ".when(...)", own, &go).map_err(redact_err)?;
-                    rec.skipped = !go;
-                }
-                if !rec.skipped {
-                    if let Some(action) = &step.action {
-                        let value = script
-                            .call_host(action, h.clone())
-                            .map_err(|e| fail(e, ""))?;
-                        rec.commands.extend(take_record(own, secrets, interner));
-                        if graph.tasks[t].kind == TaskKind::HostCheck {
-                            predicate_at(script, step, "the check", own, &value)
-                                .map_err(redact_err)?;
-                        }
+    // Records one host's tasks into `out` (its tasks' records, in its step order).
+    let fill = |h: usize, out: &mut [TaskRecord]| -> Result<()> {
+        let host = &hosts[h];
+        let own = Some(host.info.name.as_str());
+        take_record(own, secrets, interner);
+        HOST_BYTES.with(|b| b.set(0));
+        for (&t, slot) in graph.host_tasks[h].iter().zip(out) {
+            let step = &rb.steps[graph.tasks[t].step.unwrap_or(0)];
+            let fail = |e: Box<rhai::EvalAltResult>, what: &str| -> Error {
+                redact_err(script.error(
+                    &e,
+                    &format!(
+                        "host {}, step {:?}{what} (dry-run)",
+                        host.info.name, step.name
+                    ),
+                    &step.pos,
+                ))
+            };
+            let mut rec = TaskRecord::default();
+            let h = host.with_timeout(step.timeout);
+            if let Some(when) = &step.when {
+                let go = script
+                    .call_host(when, h.clone())
+                    .map_err(|e| fail(e, ", when"))?;
+                // Probes inside the condition would run for real, so they are shown too.
+                rec.commands = take_record(own, secrets, interner);
+                let go = predicate_at(script, step, ".when(...)", own, &go).map_err(redact_err)?;
+                rec.skipped = !go;
+            }
+            if !rec.skipped {
+                if let Some(action) = &step.action {
+                    let value = script
+                        .call_host(action, h.clone())
+                        .map_err(|e| fail(e, ""))?;
+                    rec.commands = joined(rec.commands, take_record(own, secrets, interner));
+                    if graph.tasks[t].kind == TaskKind::HostCheck {
+                        predicate_at(script, step, "the check", own, &value).map_err(redact_err)?;
                     }
                 }
-                if let Some(undo) = &step.undo {
-                    let _ = script
-                        .call_host(undo, h.clone())
-                        .map_err(|e| fail(e, ", undo"))?;
-                    rec.undo = take_record(own, secrets, interner);
-                }
-                out.push((t, rec));
             }
-            Ok(out)
-        })
-        .collect();
-    for res in per_host {
-        for (t, rec) in res? {
-            records[t] = rec;
+            if let Some(undo) = &step.undo {
+                let _ = script
+                    .call_host(undo, h.clone())
+                    .map_err(|e| fail(e, ", undo"))?;
+                rec.undo = take_record(own, secrets, interner);
+            }
+            *slot = rec;
         }
-    }
+        Ok(())
+    };
+    // Every host's result, so that the error shown is the first host's (in plan order).
+    let results: Vec<Result<()>> = match host_slices(&mut records, &graph.host_tasks) {
+        Some(slices) => slices
+            .into_par_iter()
+            .map(|(h, out)| fill(h, out))
+            .collect(),
+        None => {
+            let per_host: Vec<Result<Vec<TaskRecord>>> = (0..graph.host_tasks.len())
+                .into_par_iter()
+                .map(|h| {
+                    let mut out = vec![TaskRecord::default(); graph.host_tasks[h].len()];
+                    fill(h, &mut out).map(|()| out)
+                })
+                .collect();
+            per_host
+                .into_iter()
+                .enumerate()
+                .map(|(h, res)| {
+                    for (&t, rec) in graph.host_tasks[h].iter().zip(res?) {
+                        records[t] = rec;
+                    }
+                    Ok(())
+                })
+                .collect()
+        }
+    };
+    results.into_iter().collect::<Result<()>>()?;
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn marked(n: usize) -> Vec<TaskRecord> {
+        (0..n)
+            .map(|t| TaskRecord {
+                commands: Box::new([Shared::from(t.to_string())]),
+                ..TaskRecord::default()
+            })
+            .collect()
+    }
+
+    fn firsts(slices: &[(usize, &mut [TaskRecord])]) -> Vec<(usize, Vec<String>)> {
+        slices
+            .iter()
+            .map(|(h, s)| (*h, s.iter().map(|r| r.commands[0].to_string()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn each_host_gets_the_slice_of_its_own_tasks_or_none_if_they_are_not_together() {
+        // Task 0 is a role's barrier, host 1 has no task, task 5 the role's exit.
+        let mut records = marked(6);
+        let host_tasks = vec![vec![1, 2], vec![], vec![3, 4]];
+        let slices = host_slices(&mut records, &host_tasks).unwrap();
+        assert_eq!(
+            firsts(&slices),
+            [
+                (0, vec!["1".to_string(), "2".to_string()]),
+                (1, vec![]),
+                (2, vec!["3".to_string(), "4".to_string()])
+            ]
+        );
+        assert!(host_slices(&mut records, &[vec![1, 3], vec![2]]).is_none());
+        assert!(host_slices(&mut records, &[vec![3], vec![1]]).is_none());
+        assert!(host_slices(&mut records, &[vec![5, 6]]).is_none());
+    }
 }

@@ -121,6 +121,8 @@ pub struct Ssh {
     /// The run that leases the hosts it acts on; `None` (ad-hoc `exec`) takes no lease.
     owner: Mutex<Option<Owner>>,
     leases: Mutex<HashMap<String, LeaseCell>>,
+    /// The shell each host's commands start in, as its first command found (`HostShell`).
+    shells: Mutex<HashMap<String, HostShell>>,
     /// Leases held, with what renews them: released at `shutdown`.
     held: Mutex<Vec<Held>>,
     /// Hosts whose lease another run took over (it expired while the link was down).
@@ -153,16 +155,44 @@ fn remote_secs(d: Duration) -> u64 {
 /// What fleetbook writes to a command's stdin to have it stopped on the host.
 const KILL_LINE: &[u8] = b"kill\n";
 
-/// The wrapper script of `remote_command`; the command's script is its `$1`.
-const WRAPPER: &str = "exec 3<&0; \
+/// The wrapper script of `remote_command`; the command's script is its `$1`, run by `shell`
+/// where the wrapper does not lead its process group.
+fn wrapper(shell: &str) -> String {
+    format!(
+        "exec 3<&0; \
          if kill -0 -$$ 2>/dev/null; then trap : TERM; \
-         { read -r w <&3 && [ \"$w\" = kill ] && { trap '' TERM; kill -TERM -$$; sleep 5; kill -KILL -$$; }; } >/dev/null 2>&1 & \
+         {{ read -r w <&3 && [ \"$w\" = kill ] && {{ trap '' TERM; kill -TERM -$$; sleep 5; kill -KILL -$$; }}; }} >/dev/null 2>&1 & \
          exec 3<&-; ( eval \"shift\n$1\" ) </dev/null; r=$?; kill -KILL $! 2>/dev/null; exit $r; fi; \
-         setsid sh -c \"$1\" </dev/null 3<&- & c=$!; \
-         { read -r w <&3 && [ \"$w\" = kill ] && { kill -TERM -$c; sleep 5; kill -KILL -$c; }; } >/dev/null 2>&1 & w=$!; \
-         exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; exit $r";
+         setsid {shell} -c \"$1\" </dev/null 3<&- & c=$!; \
+         {{ read -r w <&3 && [ \"$w\" = kill ] && {{ kill -TERM -$c; sleep 5; kill -KILL -$c; }}; }} >/dev/null 2>&1 & w=$!; \
+         exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; exit $r"
+    )
+}
 
-/// The command line sent to the host: always `sh -c`, whatever the login shell is.
+/// Which shell a host's commands start in, as the first command of a run found out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostShell {
+    /// Not known (or `sh` has pipefail): `sh`, and `fail_closed` finds out per command.
+    Sh,
+    /// The host's `sh` has no pipefail and it has bash (dash hosts): every command starts in
+    /// `bash -o pipefail` at once, with no probe and no second shell per command.
+    BashPipefail,
+}
+
+impl HostShell {
+    /// What the host's lease answer said after `shell=` (see `lease_then`).
+    fn from_probe(word: &str) -> Self {
+        if word == "bash" {
+            HostShell::BashPipefail
+        } else {
+            HostShell::Sh
+        }
+    }
+}
+
+/// The command line sent to the host: always `sh -c`, whatever the login shell is (or
+/// `bash -o pipefail -c` where the run's first command found that is what `fail_closed`
+/// chooses there: `remote_command_in`).
 ///
 /// The command runs beside a watcher that reads the channel's stdin, which fleetbook holds
 /// open and writes only to kill: on `kill` the watcher stops the command's whole process
@@ -181,11 +211,35 @@ const WRAPPER: &str = "exec 3<&0; \
 /// from `setsid`. Every command runs many times per run, so each process saved on the host
 /// is saved on every host-step (bench/README.md, 2026-12-01).
 pub fn remote_command(command: &str, timeout: Option<Duration>) -> String {
-    format!(
-        "sh -c {} sh {}",
-        quote(WRAPPER),
-        quote(&bounded(command, timeout))
-    )
+    remote_command_in(HostShell::Sh, command, timeout)
+}
+
+/// `remote_command` on a host whose shell is known: on a dash host with bash, the wrapper
+/// and the command run in `bash -o pipefail` directly, as `fail_closed` would have chosen
+/// after its probe (one shell started per command instead of three).
+pub fn remote_command_in(shell: HostShell, command: &str, timeout: Option<Duration>) -> String {
+    match shell {
+        HostShell::Sh => format!(
+            "sh -c {} sh {}",
+            quote(&wrapper("sh")),
+            quote(&bounded(command, timeout))
+        ),
+        HostShell::BashPipefail => {
+            let script = match timeout {
+                Some(t) => format!(
+                    "exec timeout -k 5 {} bash -o pipefail -c {}",
+                    remote_secs(t).max(1),
+                    quote(command)
+                ),
+                None => command.to_string(),
+            };
+            format!(
+                "bash -o pipefail -c {} bash {}",
+                quote(&wrapper("bash -o pipefail")),
+                quote(&script)
+            )
+        }
+    }
 }
 
 /// The command's script: with pipefail (see `fail_closed`), under `timeout(1)` when it has
@@ -286,15 +340,22 @@ fn lease_then(take: &str, become_root: bool, remote: &str) -> String {
     } else {
         format!("{{ {take}; }}")
     };
+    // Once the lease is taken, which shell `fail_closed` would run commands in (`shell=`):
+    // the host's later commands start in it directly (`remote_command_in`).
     let script = format!(
-        "a=$({take} </dev/null); printf '%s\\n' \"$a\"; [ \"$a\" = taken ] && exec {remote}"
+        "a=$({take} </dev/null); printf '%s\\n' \"$a\"; [ \"$a\" = taken ] && {{ {PROBE}; exec {remote}; }}"
     );
     format!("sh -c {}", quote(&script))
 }
 
+/// Prints `shell=sh` when `sh` has pipefail, `shell=bash` when it has not and bash is there
+/// (the choice `fail_closed` makes per command), `shell=none` otherwise.
+const PROBE: &str = "if (set -o pipefail) 2>/dev/null; then echo shell=sh; \
+     elif command -v bash >/dev/null 2>&1; then echo shell=bash; else echo shell=none; fi";
+
 /// The lease's answer at the head of a first command's output, and the command's wait with
 /// the answer taken off (`None` when the command did not run, or said nothing usable).
-fn split_lease(host: &str, waited: Waited) -> (Result<(), TransportError>, Option<Waited>) {
+fn split_lease(host: &str, waited: Waited) -> (Result<HostShell, TransportError>, Option<Waited>) {
     let Waited::Done(Ok(mut out)) = waited else {
         let e = TransportError::Unreachable(
             "taking the host's lease: the first command got no answer".into(),
@@ -302,10 +363,19 @@ fn split_lease(host: &str, waited: Waited) -> (Result<(), TransportError>, Optio
         return (Err(e), Some(waited));
     };
     if let Some(rest) = out.stdout.strip_prefix(b"taken\n") {
+        // The probe's line, then the command's own output.
+        let (shell, rest) = match rest.strip_prefix(b"shell=") {
+            Some(r) => {
+                let end = r.iter().position(|&b| b == b'\n').unwrap_or(r.len());
+                let word = String::from_utf8_lossy(&r[..end]).into_owned();
+                (HostShell::from_probe(&word), &r[(end + 1).min(r.len())..])
+            }
+            None => (HostShell::Sh, rest),
+        };
         out.stdout = rest.to_vec();
-        return (Ok(()), Some(Waited::Done(Ok(out))));
+        return (Ok(shell), Some(Waited::Done(Ok(out))));
     }
-    (read_answer(host, Ok(out)), None)
+    (read_answer(host, Ok(out)).map(|()| HostShell::Sh), None)
 }
 
 /// Reads OpenSSH's "REMOTE HOST IDENTIFICATION HAS CHANGED" report: the key the host
@@ -433,6 +503,7 @@ impl Ssh {
             next_command: Default::default(),
             owner: Mutex::default(),
             leases: Mutex::default(),
+            shells: Mutex::default(),
             held: Mutex::default(),
             lost: Arc::default(),
         })
@@ -920,7 +991,11 @@ impl Ssh {
                 let waited = self.wait_remote(host, session, &line, timeout, start).await;
                 let (answer, waited) = split_lease(&host.name, waited);
                 match answer {
-                    Ok(()) => {
+                    Ok(shell) => {
+                        self.shells
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(host.name.clone(), shell);
                         ran = waited;
                         Ok(())
                     }
@@ -1023,7 +1098,14 @@ impl Transport for Ssh {
             return Err(TransportError::Other("the run was killed".into()));
         }
         let session = self.session(host)?;
-        let remote = remote_command(command, timeout);
+        let shell = self
+            .shells
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&host.name)
+            .copied()
+            .unwrap_or(HostShell::Sh);
+        let remote = remote_command_in(shell, command, timeout);
         let start = Instant::now();
         let waited = match self.lease_with(host, &session, &remote, timeout, start)? {
             Some(waited) => waited,
@@ -1359,8 +1441,18 @@ mod tests {
     /// last command, as bash does: the fast path), else inside another process group (the
     /// `setsid` path; dash as the login shell forks).
     fn start_in(command: &str, own_group: bool) -> std::process::Child {
+        start_with(HostShell::Sh, command, own_group, None)
+    }
+
+    /// `start_in` for a host whose shell is known (`remote_command_in`).
+    fn start_with(
+        shell: HostShell,
+        command: &str,
+        own_group: bool,
+        timeout: Option<Duration>,
+    ) -> std::process::Child {
         use std::os::unix::process::CommandExt;
-        let line = remote_command(command, None);
+        let line = remote_command_in(shell, command, timeout);
         let mut cmd = std::process::Command::new("sh");
         cmd.arg("-c")
             .arg(if own_group {
@@ -1379,17 +1471,50 @@ mod tests {
 
     #[test]
     fn the_wrapper_passes_output_and_exit_code_through() {
-        for own_group in [false, true] {
-            let child = start_in("echo 'it'\\''s' \"$#\"; echo err >&2; exit 3", own_group);
+        for (shell, own_group) in SHELLS {
+            let child = start_with(
+                shell,
+                "echo 'it'\\''s' \"$#\"; echo err >&2; exit 3",
+                own_group,
+                None,
+            );
             let out = child.wait_with_output().unwrap();
             // The command sees no arguments of the wrapper's.
-            assert_eq!(
-                String::from_utf8_lossy(&out.stdout),
-                "it's 0\n",
-                "{own_group}"
-            );
-            assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n", "{own_group}");
-            assert_eq!(out.status.code(), Some(3), "{own_group}");
+            let case = format!("{shell:?} {own_group}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "it's 0\n", "{case}");
+            assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n", "{case}");
+            assert_eq!(out.status.code(), Some(3), "{case}");
+        }
+    }
+
+    /// Both shells a command can start in, each on both of the wrapper's paths.
+    const SHELLS: [(HostShell, bool); 4] = [
+        (HostShell::Sh, false),
+        (HostShell::Sh, true),
+        (HostShell::BashPipefail, false),
+        (HostShell::BashPipefail, true),
+    ];
+
+    #[test]
+    fn a_host_known_to_run_bash_gets_pipefail_and_bash_on_both_paths_and_under_a_timeout() {
+        for (shell, own_group) in SHELLS
+            .into_iter()
+            .filter(|(s, _)| *s == HostShell::BashPipefail)
+        {
+            for timeout in [None, Some(Duration::from_secs(30))] {
+                let case = format!("{own_group} {timeout:?}");
+                // A pipeline fails when any part of it fails, as `fail_closed` has it.
+                let out = start_with(shell, "false | true", own_group, timeout)
+                    .wait_with_output()
+                    .unwrap();
+                assert_eq!(out.status.code(), Some(1), "{case}");
+                // The command runs in bash, as `fail_closed`'s `exec bash` ran it on such hosts.
+                let out = start_with(shell, "[[ a == a ]] && echo \"$0\"", own_group, timeout)
+                    .wait_with_output()
+                    .unwrap();
+                assert_eq!(String::from_utf8_lossy(&out.stdout), "bash\n", "{case}");
+                assert_eq!(out.status.code(), Some(0), "{case}");
+            }
         }
     }
 
@@ -1420,7 +1545,19 @@ mod tests {
             &ours,
         );
         let (answer, waited) = split_lease("h1", first(&line));
-        assert!(answer.is_ok(), "{answer:?}");
+        // The probe's line is the shell `fail_closed` picks on this machine.
+        let sh_has_pipefail = std::process::Command::new("sh")
+            .args(["-c", "set -o pipefail"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        let expected = if sh_has_pipefail {
+            HostShell::Sh
+        } else {
+            HostShell::BashPipefail
+        };
+        assert_eq!(answer.as_ref().ok(), Some(&expected), "{answer:?}");
         let Some(Waited::Done(Ok(out))) = waited else {
             panic!("the command did not run")
         };
@@ -1472,9 +1609,19 @@ mod tests {
     #[test]
     fn kill_on_stdin_stops_the_whole_command_and_end_of_input_does_not() {
         use std::io::Write;
-        for (own_group, tag) in [(false, "41.5"), (true, "41.6")] {
+        for (shell, own_group, tag) in [
+            (HostShell::Sh, false, "41.5"),
+            (HostShell::Sh, true, "41.6"),
+            (HostShell::BashPipefail, false, "41.55"),
+            (HostShell::BashPipefail, true, "41.65"),
+        ] {
             // Killed: the command and its children (its process group) stop at once.
-            let mut child = start_in(&format!("sleep {tag} & sleep {tag}; echo never"), own_group);
+            let mut child = start_with(
+                shell,
+                &format!("sleep {tag} & sleep {tag}; echo never"),
+                own_group,
+                None,
+            );
             std::thread::sleep(Duration::from_millis(300));
             let started = Instant::now();
             child.stdin.take().unwrap().write_all(KILL_LINE).unwrap();
@@ -1492,7 +1639,7 @@ mod tests {
                 "children left running ({own_group})"
             );
             // Input ends (fleetbook died): the command goes on to its end.
-            let mut child = start_in("sleep 0.5; echo finished", own_group);
+            let mut child = start_with(shell, "sleep 0.5; echo finished", own_group, None);
             drop(child.stdin.take());
             let out = child.wait_with_output().unwrap();
             assert_eq!(String::from_utf8_lossy(&out.stdout), "finished\n");
@@ -1504,17 +1651,23 @@ mod tests {
     fn a_command_that_ignores_term_is_killed_after_it() {
         use std::io::Write;
         // The fast path's watcher outlives the TERM it sends its own group, for the KILL.
-        let mut child = start_in("trap '' TERM; sleep 41.7; echo never", true);
-        std::thread::sleep(Duration::from_millis(300));
-        child.stdin.take().unwrap().write_all(KILL_LINE).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "");
-        assert_ne!(out.status.code(), Some(0));
-        let left = std::process::Command::new("pgrep")
-            .args(["-f", "^sleep 41.7"])
-            .output()
-            .unwrap();
-        assert!(left.stdout.is_empty(), "left running after the KILL");
+        for (shell, tag) in [(HostShell::Sh, "41.7"), (HostShell::BashPipefail, "41.75")] {
+            let command = format!("trap '' TERM; sleep {tag}; echo never");
+            let mut child = start_with(shell, &command, true, None);
+            std::thread::sleep(Duration::from_millis(300));
+            child.stdin.take().unwrap().write_all(KILL_LINE).unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{shell:?}");
+            assert_ne!(out.status.code(), Some(0), "{shell:?}");
+            let left = std::process::Command::new("pgrep")
+                .args(["-f", &format!("^sleep {tag}")])
+                .output()
+                .unwrap();
+            assert!(
+                left.stdout.is_empty(),
+                "left running after the KILL ({shell:?})"
+            );
+        }
     }
 }
 

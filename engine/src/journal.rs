@@ -32,6 +32,9 @@ pub const SCHEMA_VERSION: i32 = 4;
 pub const FILE: &str = "journal.sqlite";
 /// Beside the journal: how its files looked when a fleetbook last closed it (`seal`).
 pub const SEAL: &str = "journal.sqlite-sealed";
+/// Beside the journal: held shared by every fleetbook that has it open, so the last to
+/// close it knows it is the last (only that one seals).
+pub const OPENERS: &str = "journal.sqlite-openers";
 
 const SCHEMA: &str = "
 CREATE TABLE runs (
@@ -336,6 +339,8 @@ pub struct Journal {
     /// Commits queued writes in the background; started by the first queued write.
     flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub path: PathBuf,
+    /// This opener's shared hold on `OPENERS` (see `last_opener`).
+    openers: Option<std::fs::File>,
 }
 
 /// What the journal and its flusher thread share.
@@ -777,6 +782,31 @@ fn seal(path: &Path) {
     }
 }
 
+/// Takes a shared hold on the journal's openers file for as long as the returned file is
+/// kept; `None` when it cannot be made (a read-only directory: then nothing is sealed).
+fn hold_open(dir: &Path) -> Option<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(OPENERS))
+        .ok()?;
+    // SAFETY: flock(2) on a descriptor owned by `file`, which outlives the call.
+    (unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH) } == 0).then_some(file)
+}
+
+/// Whether this is the journal's last opener: no other fleetbook holds it open (one that
+/// does may still write, or crash after its last write, which a seal would hide).
+fn last_opener(held: Option<&std::fs::File>) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) on a descriptor owned by `file`, which outlives the call.
+    held.is_some_and(|file| unsafe {
+        libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0
+    })
+}
+
 impl Journal {
     /// Opens (or creates) the journal in `dir`. A new journal appears whole or not at all,
     /// so that runs started at once on a new state directory meet at the fleet lock; an
@@ -804,6 +834,7 @@ impl Journal {
             });
         }
         // Before SQLite opens it (opening a WAL journal may create its log).
+        let openers = hold_open(dir);
         let unchanged = sealed(dir, &path);
         let mut conn = Connection::open(&path).map_err(|e| db_error(&path, e))?;
         conn.busy_timeout(Duration::from_secs(10))
@@ -873,6 +904,7 @@ impl Journal {
                 path: path.clone(),
             }),
             flusher: Mutex::default(),
+            openers,
             path,
         })
     }
@@ -1396,8 +1428,11 @@ impl Drop for Journal {
         // the journal in a state worth checking).
         let c = self.shared.conn.lock().unwrap_or_else(|e| e.into_inner());
         let q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-        if q.broken.is_none() && q.writes.is_empty() {
+        // And only by the last opener: another may write after this seal, or crash.
+        if q.broken.is_none() && q.writes.is_empty() && last_opener(self.openers.as_ref()) {
             seal(&self.path);
+        } else if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_file(dir.join(SEAL));
         }
         drop((q, c));
     }
@@ -1565,6 +1600,24 @@ mod tests {
         assert!(!sealed(dir.path(), &path));
         drop(Journal::open(dir.path()).unwrap());
         std::fs::remove_file(dir.path().join(SEAL)).unwrap();
+        assert!(!sealed(dir.path(), &path));
+    }
+
+    #[test]
+    fn only_the_last_opener_seals_so_a_crash_of_another_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        drop(Journal::open(dir.path()).unwrap());
+        assert!(sealed(dir.path(), &path));
+        // A run has the journal open; `status` opens and closes it meanwhile; then the run
+        // dies without closing (kill -9: no Drop). The next open must check.
+        let run = Journal::open(dir.path()).unwrap();
+        drop(Journal::open(dir.path()).unwrap());
+        assert!(
+            !sealed(dir.path(), &path),
+            "sealed by an opener that was not the last"
+        );
+        std::mem::forget(run);
         assert!(!sealed(dir.path(), &path));
     }
 

@@ -155,15 +155,24 @@ fn remote_secs(d: Duration) -> u64 {
 /// What fleetbook writes to a command's stdin to have it stopped on the host.
 const KILL_LINE: &[u8] = b"kill\n";
 
-/// The wrapper script of `remote_command`; the command's script is its `$1`, run by `shell`
-/// where the wrapper does not lead its process group.
-fn wrapper(shell: &str) -> String {
+/// The wrapper script of `remote_command`; the command's script is its `$1`, run as
+/// `SHELL -c "$1" ARGV0`, exactly as that shell would run it on its own (its own `$$`, no
+/// trap of the wrapper's). `fast`: where the wrapper leads its process group, the command
+/// runs in it (a fork and the shell's exec, no `setsid`); never for a command under
+/// `timeout(1)`, which moves itself into a group of its own, out of the watcher's reach.
+fn wrapper(shell: &str, argv0: &str, fast: bool) -> String {
+    let own_group = if fast {
+        format!(
+            "if kill -0 -$$ 2>/dev/null; then trap : TERM; \
+             {{ read -r w <&3 && [ \"$w\" = kill ] && {{ trap '' TERM; kill -TERM -$$; sleep 5; kill -KILL -$$; }}; }} >/dev/null 2>&1 & \
+             exec 3<&-; ( exec {shell} -c \"$1\" {argv0} ) </dev/null; r=$?; kill -KILL $! 2>/dev/null; exit $r; fi; "
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "exec 3<&0; \
-         if kill -0 -$$ 2>/dev/null; then trap : TERM; \
-         {{ read -r w <&3 && [ \"$w\" = kill ] && {{ trap '' TERM; kill -TERM -$$; sleep 5; kill -KILL -$$; }}; }} >/dev/null 2>&1 & \
-         exec 3<&-; ( eval \"shift\n$1\" ) </dev/null; r=$?; kill -KILL $! 2>/dev/null; exit $r; fi; \
-         setsid {shell} -c \"$1\" </dev/null 3<&- & c=$!; \
+        "exec 3<&0; {own_group}\
+         setsid {shell} -c \"$1\" {argv0} </dev/null 3<&- & c=$!; \
          {{ read -r w <&3 && [ \"$w\" = kill ] && {{ kill -TERM -$c; sleep 5; kill -KILL -$c; }}; }} >/dev/null 2>&1 & w=$!; \
          exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; exit $r"
     )
@@ -190,9 +199,7 @@ impl HostShell {
     }
 }
 
-/// The command line sent to the host: always `sh -c`, whatever the login shell is (or
-/// `bash -o pipefail -c` where the run's first command found that is what `fail_closed`
-/// chooses there: `remote_command_in`).
+/// The command line sent to the host: always `sh -c`, whatever the login shell is.
 ///
 /// The command runs beside a watcher that reads the channel's stdin, which fleetbook holds
 /// open and writes only to kill: on `kill` the watcher stops the command's whole process
@@ -203,47 +210,47 @@ impl HostShell {
 ///
 /// The command's script travels as the wrapper's `$1`. Where the wrapper leads its own
 /// process group (sshd starts every session in a new one and the login shell `exec`s the
-/// last command of `-c`), that group holds nothing but this command: the script runs in a
-/// subshell (a fork, no exec) and the watcher stops the wrapper's group, ignoring its own
-/// TERM; the wrapper defers it until the command ended, so it still reports the command's
-/// status, and then ends the watcher (KILL: it ignores TERM by then), as the `setsid` path
-/// does. Anywhere else (a login shell that forks, sudo) the command gets its own session
-/// from `setsid`. Every command runs many times per run, so each process saved on the host
+/// last command of `-c`), that group holds nothing but this command: its shell runs in a
+/// subshell of the wrapper (`exec SHELL -c`: a fork and that exec, no `setsid`), and the
+/// watcher stops the wrapper's group, ignoring its own TERM; the wrapper defers it until the
+/// command ended, so it still reports the command's status, and then ends the watcher
+/// (KILL: it ignores TERM by then), as the `setsid` path does. Anywhere else (a login shell
+/// that forks, sudo), and for every command under a timeout (`timeout(1)` puts itself in a
+/// group of its own), the command gets its own session from `setsid`. Every command runs many times per run, so each process saved on the host
 /// is saved on every host-step (bench/README.md, 2026-12-01).
 pub fn remote_command(command: &str, timeout: Option<Duration>) -> String {
     remote_command_in(HostShell::Sh, command, timeout)
 }
 
-/// `remote_command` on a host whose shell is known: on a dash host with bash, the wrapper
-/// and the command run in `bash -o pipefail` directly, as `fail_closed` would have chosen
-/// after its probe (one shell started per command instead of three).
+/// `remote_command` on a host whose shell is known: on a dash host with bash, the command
+/// runs in `bash -o pipefail` directly, as `fail_closed` would have chosen after its probe
+/// (no probe, one shell fewer per command).
 pub fn remote_command_in(shell: HostShell, command: &str, timeout: Option<Duration>) -> String {
-    match shell {
-        HostShell::Sh => format!(
-            "sh -c {} sh {}",
-            quote(&wrapper("sh")),
-            quote(&bounded(command, timeout))
-        ),
-        HostShell::BashPipefail => {
-            let script = match timeout {
-                Some(t) => format!(
-                    "exec timeout -k 5 {} bash -o pipefail -c {}",
-                    remote_secs(t).max(1),
-                    quote(command)
-                ),
-                None => command.to_string(),
-            };
+    let (run, argv0, script) = match shell {
+        HostShell::Sh => ("sh", "sh", fail_closed(command)),
+        HostShell::BashPipefail => ("bash -o pipefail", "bash", command.to_string()),
+    };
+    let wrapper_and_script = match timeout {
+        // `timeout` runs the command's shell; the wrapper's `sh` runs `timeout`.
+        Some(t) => (
+            wrapper("sh", "sh", false),
             format!(
-                "bash -o pipefail -c {} bash {}",
-                quote(&wrapper("bash -o pipefail")),
+                "exec timeout -k 5 {} {run} -c {}",
+                remote_secs(t).max(1),
                 quote(&script)
-            )
-        }
-    }
+            ),
+        ),
+        None => (wrapper(run, argv0, true), script),
+    };
+    format!(
+        "sh -c {} sh {}",
+        quote(&wrapper_and_script.0),
+        quote(&wrapper_and_script.1)
+    )
 }
 
-/// The command's script: with pipefail (see `fail_closed`), under `timeout(1)` when it has
-/// one.
+/// The command's script for `sh -c`: with pipefail (see `fail_closed`), under `timeout(1)`
+/// when it has one.
 fn bounded(command: &str, timeout: Option<Duration>) -> String {
     let command = fail_closed(command);
     match timeout {
@@ -1644,6 +1651,42 @@ mod tests {
             let out = child.wait_with_output().unwrap();
             assert_eq!(String::from_utf8_lossy(&out.stdout), "finished\n");
             assert_eq!(out.status.code(), Some(0));
+        }
+    }
+
+    #[test]
+    fn a_command_under_a_timeout_is_killed_whole_on_every_path() {
+        use std::io::Write;
+        // timeout(1) leaves the wrapper's group: a kill must still reach it and its command.
+        for (shell, own_group) in SHELLS {
+            let tag = format!("41.{}{}", shell as u8, u8::from(own_group));
+            let command = format!("sleep {tag} & sleep {tag}; echo never");
+            let mut child = start_with(shell, &command, own_group, Some(Duration::from_secs(60)));
+            std::thread::sleep(Duration::from_millis(300));
+            child.stdin.take().unwrap().write_all(KILL_LINE).unwrap();
+            let out = child.wait_with_output().unwrap();
+            let case = format!("{shell:?} {own_group}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{case}");
+            assert_ne!(out.status.code(), Some(0), "{case}");
+            std::thread::sleep(Duration::from_millis(200));
+            let left = std::process::Command::new("pgrep")
+                .args(["-f", &format!("sleep {tag}")])
+                .output()
+                .unwrap();
+            assert!(left.stdout.is_empty(), "left running ({case})");
+        }
+    }
+
+    #[test]
+    fn a_command_is_its_own_shell_on_every_path() {
+        // `$$` is the command's shell and no trap of the wrapper's is in it: as `sh -c`.
+        for (shell, own_group) in SHELLS {
+            let out = start_with(shell, "kill -TERM $$; echo survived", own_group, None)
+                .wait_with_output()
+                .unwrap();
+            let case = format!("{shell:?} {own_group}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{case}");
+            assert_eq!(out.status.code(), Some(143), "{case}");
         }
     }
 

@@ -156,22 +156,17 @@ fn remote_secs(d: Duration) -> u64 {
 const KILL_LINE: &[u8] = b"kill\n";
 
 /// The wrapper script of `remote_command`; the command's script is its `$1`, run as
-/// `SHELL -c "$1" ARGV0`, exactly as that shell would run it on its own (its own `$$`, no
-/// trap of the wrapper's). `fast`: where the wrapper leads its process group, the command
-/// runs in it (a fork and the shell's exec, no `setsid`); never for a command under
-/// `timeout(1)`, which moves itself into a group of its own, out of the watcher's reach.
-fn wrapper(shell: &str, argv0: &str, fast: bool) -> String {
-    let own_group = if fast {
-        format!(
-            "if kill -0 -$$ 2>/dev/null; then trap : TERM; \
-             {{ read -r w <&3 && [ \"$w\" = kill ] && {{ trap '' TERM; kill -TERM -$$; sleep 5; kill -KILL -$$; }}; }} >/dev/null 2>&1 & \
-             exec 3<&-; ( exec {shell} -c \"$1\" {argv0} ) </dev/null; r=$?; kill -KILL $! 2>/dev/null; exit $r; fi; "
-        )
-    } else {
-        String::new()
-    };
+/// `SHELL -c "$1" ARGV0` in a session of its own (`setsid`), exactly as that shell would run
+/// it (its own `$$`, no trap of the wrapper's).
+///
+/// Always a new session, even where the wrapper already leads a process group of its own:
+/// the watcher must stay outside the command's group. `sudo` does not relay a signal sent
+/// from inside its command's process group, and a watcher that is not root cannot signal the
+/// root command itself, so a watcher in the same group could not stop a `become` step; and
+/// `timeout(1)` moves itself into a group of its own anyway.
+fn wrapper(shell: &str, argv0: &str) -> String {
     format!(
-        "exec 3<&0; {own_group}\
+        "exec 3<&0; \
          setsid {shell} -c \"$1\" {argv0} </dev/null 3<&- & c=$!; \
          {{ read -r w <&3 && [ \"$w\" = kill ] && {{ kill -TERM -$c; sleep 5; kill -KILL -$c; }}; }} >/dev/null 2>&1 & w=$!; \
          exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; exit $r"
@@ -208,16 +203,7 @@ impl HostShell {
 /// died) stops nothing: a crashed controller leaves its hosts to finish what they were doing
 /// (an apt run cut in half is worse than one that completes), and `resume` takes it from there.
 ///
-/// The command's script travels as the wrapper's `$1`. Where the wrapper leads its own
-/// process group (sshd starts every session in a new one and the login shell `exec`s the
-/// last command of `-c`), that group holds nothing but this command: its shell runs in a
-/// subshell of the wrapper (`exec SHELL -c`: a fork and that exec, no `setsid`), and the
-/// watcher stops the wrapper's group, ignoring its own TERM; the wrapper defers it until the
-/// command ended, so it still reports the command's status, and then ends the watcher
-/// (KILL: it ignores TERM by then), as the `setsid` path does. Anywhere else (a login shell
-/// that forks, sudo), and for every command under a timeout (`timeout(1)` puts itself in a
-/// group of its own), the command gets its own session from `setsid`. Every command runs many times per run, so each process saved on the host
-/// is saved on every host-step (bench/README.md, 2026-12-01).
+/// The command's script travels as the wrapper's `$1` (`wrapper`).
 pub fn remote_command(command: &str, timeout: Option<Duration>) -> String {
     remote_command_in(HostShell::Sh, command, timeout)
 }
@@ -233,14 +219,14 @@ pub fn remote_command_in(shell: HostShell, command: &str, timeout: Option<Durati
     let wrapper_and_script = match timeout {
         // `timeout` runs the command's shell; the wrapper's `sh` runs `timeout`.
         Some(t) => (
-            wrapper("sh", "sh", false),
+            wrapper("sh", "sh"),
             format!(
                 "exec timeout -k 5 {} {run} -c {}",
                 remote_secs(t).max(1),
                 quote(&script)
             ),
         ),
-        None => (wrapper(run, argv0, true), script),
+        None => (wrapper(run, argv0), script),
     };
     format!(
         "sh -c {} sh {}",
@@ -1443,15 +1429,10 @@ mod tests {
         assert!(timed.contains(" sh 'exec timeout -k 5 3 sh -c "), "{timed}");
     }
 
-    /// The wrapper as a host's login shell runs it: `sh -c LINE`, stdin a pipe (the channel);
-    /// `own_group` as sshd starts it (in a new group, under a login shell that `exec`s its
-    /// last command, as bash does: the fast path), else inside another process group (the
-    /// `setsid` path; dash as the login shell forks).
-    fn start_in(command: &str, own_group: bool) -> std::process::Child {
-        start_with(HostShell::Sh, command, own_group, None)
-    }
-
-    /// `start_in` for a host whose shell is known (`remote_command_in`).
+    /// The wrapper as a host's login shell runs it: `sh -c LINE`, stdin a pipe (the channel),
+    /// for a host whose shell is known (`remote_command_in`); `own_group` as sshd starts it
+    /// (in a new group, under a login shell that `exec`s its last command, as bash does),
+    /// else inside another process group (dash as the login shell forks).
     fn start_with(
         shell: HostShell,
         command: &str,
@@ -1588,14 +1569,9 @@ mod tests {
     }
 
     #[test]
-    fn a_wrapper_that_leads_its_group_runs_the_command_without_a_new_session() {
-        // The session a command's process is in, against this test's own session.
-        let session = |own_group: bool| {
-            let out = start_in("cut -d' ' -f6 /proc/self/stat", own_group)
-                .wait_with_output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-        };
+    fn a_command_runs_in_a_session_of_its_own_wherever_the_wrapper_runs() {
+        // The session a command's process is in, against this test's own session: never
+        // the wrapper's (its watcher must stay outside the command's group, see `wrapper`).
         let ours = std::fs::read_to_string("/proc/self/stat").unwrap();
         let ours = ours
             .rsplit(')')
@@ -1605,12 +1581,14 @@ mod tests {
             .nth(3)
             .unwrap()
             .to_string();
-        assert_eq!(session(true), ours, "the fast path runs no setsid");
-        assert_ne!(
-            session(false),
-            ours,
-            "elsewhere the command gets its own session"
-        );
+        for (shell, own_group) in SHELLS {
+            let out = start_with(shell, "cut -d' ' -f6 /proc/self/stat", own_group, None)
+                .wait_with_output()
+                .unwrap();
+            let session = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            assert!(!session.is_empty(), "{shell:?} {own_group}");
+            assert_ne!(session, ours, "{shell:?} {own_group}");
+        }
     }
 
     #[test]
@@ -1693,7 +1671,7 @@ mod tests {
     #[test]
     fn a_command_that_ignores_term_is_killed_after_it() {
         use std::io::Write;
-        // The fast path's watcher outlives the TERM it sends its own group, for the KILL.
+        // The watcher's KILL follows the TERM the command ignores.
         for (shell, tag) in [(HostShell::Sh, "41.7"), (HostShell::BashPipefail, "41.75")] {
             let command = format!("trap '' TERM; sleep {tag}; echo never");
             let mut child = start_with(shell, &command, true, None);

@@ -1475,6 +1475,15 @@ mod tests {
         }
     }
 
+    /// Whether a process whose command line matches `pattern` (pgrep -f) is still running.
+    fn left_running(pattern: &str) -> bool {
+        let found = std::process::Command::new("pgrep")
+            .args(["-f", pattern])
+            .output()
+            .unwrap();
+        !found.stdout.is_empty()
+    }
+
     /// Both shells a command can start in, each on both of the wrapper's paths.
     const SHELLS: [(HostShell, bool); 4] = [
         (HostShell::Sh, false),
@@ -1615,12 +1624,8 @@ mod tests {
             assert_eq!(out.status.code(), Some(143), "terminated ({own_group})");
             assert_eq!(String::from_utf8_lossy(&out.stdout), "");
             std::thread::sleep(Duration::from_millis(200));
-            let left = std::process::Command::new("pgrep")
-                .args(["-f", &format!("^sleep {tag}")])
-                .output()
-                .unwrap();
             assert!(
-                left.stdout.is_empty(),
+                !left_running(&format!("^sleep {tag}")),
                 "children left running ({own_group})"
             );
             // Input ends (fleetbook died): the command goes on to its end.
@@ -1647,11 +1652,10 @@ mod tests {
             assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{case}");
             assert_ne!(out.status.code(), Some(0), "{case}");
             std::thread::sleep(Duration::from_millis(200));
-            let left = std::process::Command::new("pgrep")
-                .args(["-f", &format!("sleep {tag}")])
-                .output()
-                .unwrap();
-            assert!(left.stdout.is_empty(), "left running ({case})");
+            assert!(
+                !left_running(&format!("sleep {tag}")),
+                "left running ({case})"
+            );
         }
     }
 
@@ -1680,12 +1684,8 @@ mod tests {
             let out = child.wait_with_output().unwrap();
             assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{shell:?}");
             assert_ne!(out.status.code(), Some(0), "{shell:?}");
-            let left = std::process::Command::new("pgrep")
-                .args(["-f", &format!("^sleep {tag}")])
-                .output()
-                .unwrap();
             assert!(
-                left.stdout.is_empty(),
+                !left_running(&format!("^sleep {tag}")),
                 "left running after the KILL ({shell:?})"
             );
         }

@@ -35,10 +35,15 @@ impl std::fmt::Debug for Secrets {
 /// passwords, and anything named like a password, secret, token or private key (but not a
 /// path to a key file).
 pub fn is_secret_name(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    if n.ends_with("_file") || n.ends_with("_path") || n == INVENTORY_MARKER {
+    let n = name.as_bytes();
+    let ends = |suffix: &str| {
+        n.len() >= suffix.len()
+            && n[n.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+    };
+    if ends("_file") || ends("_path") || name.eq_ignore_ascii_case(INVENTORY_MARKER) {
         return false;
     }
+    // Every host's variables are checked while planning: no lowercase copy of each name.
     [
         "pass",
         "secret",
@@ -49,7 +54,10 @@ pub fn is_secret_name(name: &str) -> bool {
         "apikey",
     ]
     .iter()
-    .any(|w| n.contains(w))
+    .any(|w| {
+        n.windows(w.len())
+            .any(|part| part.eq_ignore_ascii_case(w.as_bytes()))
+    })
 }
 
 impl Secrets {
@@ -197,17 +205,16 @@ impl Secrets {
 
 /// The variables of a host that are secret: named like a credential, or marked by the
 /// runbook (`marked`) or by the inventory ([`INVENTORY_MARKER`]).
-fn secret_vars<'v>(
-    vars: impl IntoIterator<Item = (&'v String, &'v String)> + Clone,
-    marked: &[String],
-) -> impl Iterator<Item = (&'v String, &'v String)> {
+fn secret_vars<'v, 'm>(
+    vars: impl IntoIterator<Item = (&'v String, &'v String)> + Clone + 'm,
+    marked: &'m [String],
+) -> impl Iterator<Item = (&'v String, &'v String)> + 'm {
     let from_inventory: Vec<String> = vars
         .clone()
         .into_iter()
         .find(|(k, _)| k.as_str() == INVENTORY_MARKER)
         .map(|(_, v)| marker_names(v))
         .unwrap_or_default();
-    let marked = marked.to_vec();
     vars.into_iter()
         .filter(move |(k, _)| is_secret_name(k) || marked.contains(k) || from_inventory.contains(k))
 }
@@ -259,6 +266,13 @@ mod tests {
         assert!(!is_secret_name("ansible_ssh_private_key_file"));
         assert!(!is_secret_name("replication_group"));
         assert!(!is_secret_name(INVENTORY_MARKER));
+        // Any case, as when the names were lowercased first.
+        assert!(is_secret_name("DB_PassWord"));
+        assert!(is_secret_name("GITHUB_TOKEN"));
+        assert!(!is_secret_name("SSH_PRIVATE_KEY_FILE"));
+        assert!(!is_secret_name("Cert_Path"));
+        assert!(!is_secret_name(&INVENTORY_MARKER.to_uppercase()));
+        assert!(!is_secret_name("pas"));
         let s = Secrets::new();
         let vars: Vec<(String, String)> = vec![
             (INVENTORY_MARKER.into(), "[\"api_key\", 'other']".into()),

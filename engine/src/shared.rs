@@ -127,7 +127,7 @@ impl<'de> Deserialize<'de> for Shared {
 /// One [`Shared`] per distinct text. Thread-safe: the dry run records hosts in parallel.
 #[derive(Default)]
 pub struct Interner {
-    seen: Mutex<HashSet<Shared>>,
+    seen: Mutex<HashSet<Shared, foldhash::fast::RandomState>>,
 }
 
 impl Interner {

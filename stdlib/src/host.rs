@@ -1,6 +1,6 @@
 //! The `Host` value a step closure receives (`|h| ...`), and its methods.
 
-use crate::quote::quote;
+use crate::quote::quote_into;
 use crate::transport::{HostInfo, Output, Transport, TransportError};
 use crate::{duration::parse_duration, runtime_error};
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
@@ -228,7 +228,14 @@ impl Host {
     /// `command` under `become`: sudo to root, or to `ansible_become_user`.
     pub fn become_command(&self, command: &str) -> String {
         match self.become_user() {
-            Some(user) => format!("sudo -n -u {} -- sh -c {}", quote(user), quote(command)),
+            Some(user) => {
+                let mut out = String::with_capacity(command.len() + user.len() + 32);
+                out.push_str("sudo -n -u ");
+                quote_into(&mut out, user);
+                out.push_str(" -- sh -c ");
+                quote_into(&mut out, command);
+                out
+            }
             None => sudo_command(command),
         }
     }
@@ -254,7 +261,10 @@ impl Host {
 
 /// `sudo -n`: never prompt; a host that needs a password fails with sudo's own message.
 pub fn sudo_command(command: &str) -> String {
-    format!("sudo -n -- sh -c {}", quote(command))
+    let mut out = String::with_capacity(command.len() + 24);
+    out.push_str("sudo -n -- sh -c ");
+    quote_into(&mut out, command);
+    out
 }
 
 /// `text` without one trailing newline (`\n` or `\r\n`), as Ansible gives `stdout`: a value

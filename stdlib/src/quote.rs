@@ -5,28 +5,50 @@
 /// Quotes `s` as one word for a POSIX shell. Plain words (letters, digits and `-_./:=@%+,`)
 /// stay as they are so that recorded commands remain readable.
 pub fn quote(s: &str) -> String {
-    if is_plain(s) && !s.starts_with('-') && !s.starts_with('=') {
-        return s.to_string();
-    }
     let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        if c == '\'' {
-            out.push_str("'\\''");
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('\'');
+    quote_into(&mut out, s);
     out
 }
+
+/// [`quote`], appended to `out`: what a command builder uses, so that a quoted word costs
+/// no allocation of its own.
+pub fn quote_into(out: &mut String, s: &str) {
+    if is_plain(s) && !s.starts_with('-') && !s.starts_with('=') {
+        out.push_str(s);
+        return;
+    }
+    out.push('\'');
+    let mut parts = s.split('\'');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    for part in parts {
+        out.push_str("'\\''");
+        out.push_str(part);
+    }
+    out.push('\'');
+}
+
+/// The bytes a shell reads unchanged outside quotes: letters, digits and `-_./:=@%+,`.
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'_' | b'.' | b'/' | b':' | b'=' | b'@' | b'%' | b'+' | b','
+            );
+        b += 1;
+    }
+    t
+};
 
 /// Whether a shell reads `s` unchanged without quotes: not empty, and only letters, digits
 /// and `-_./:=@%+,`. (As an operand it may still need quoting: a leading `-` or `=`.)
 pub fn is_plain(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b))
+    !s.is_empty() && s.bytes().all(|b| PLAIN[b as usize])
 }
 
 /// Quotes every word and joins them with spaces.
@@ -35,11 +57,14 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
-    words
-        .into_iter()
-        .map(|w| quote(w.as_ref()))
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut out = String::new();
+    for (i, w) in words.into_iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        quote_into(&mut out, w.as_ref());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -61,6 +86,9 @@ mod tests {
         assert_eq!(quote("$(rm -rf /)"), "'$(rm -rf /)'");
         assert_eq!(quote("a;b\nc"), "'a;b\nc'");
         assert_eq!(quote("-rf"), "'-rf'");
+        assert_eq!(quote("'a''b'"), r#"''\''a'\'''\''b'\'''"#);
+        assert_eq!(quote("é"), "'é'");
+        assert_eq!(join(["a b", "c", "=d"]), "'a b' c '=d'");
     }
 
     #[test]

@@ -29,7 +29,9 @@ impl HostInfo {
     /// `ansible_become` when it has one, else the runbook's default.
     pub fn becomes(&self) -> bool {
         match self.vars.get("ansible_become") {
-            Some(v) => matches!(v.to_ascii_lowercase().as_str(), "true" | "yes" | "1" | "on"),
+            Some(v) => ["true", "yes", "1", "on"]
+                .iter()
+                .any(|t| v.eq_ignore_ascii_case(t)),
             None => self.become_default,
         }
     }

@@ -9,7 +9,7 @@ use crate::model::Scope;
 use crate::schedule;
 use crate::script::{self, Limits, Script, ScriptInput};
 use crate::secrets::Secrets;
-use crate::shared::{Interner, Shared};
+use crate::shared::{Interner, Shared, SharedList};
 use crate::transport::dry_run;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -248,13 +248,13 @@ pub struct TaskInfo {
     pub role: Option<Shared>,
     pub start: u64,
     pub end: u64,
-    // Boxed slices, not `Vec`s: 8 bytes less each and no spare capacity, in an array of a
-    // task per host and step.
-    pub depends_on: Box<[Shared]>,
-    pub commands: Box<[Shared]>,
+    // Not `Vec`s: no spare capacity, and a list of one (most tasks' commands and
+    // dependencies) without an allocation of its own, in an array of a task per host and step.
+    pub depends_on: SharedList,
+    pub commands: SharedList,
     #[serde(skip_serializing_if = "<[Shared]>::is_empty")]
     #[serde(default)]
-    pub undo_commands: Box<[Shared]>,
+    pub undo_commands: SharedList,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     #[serde(default)]
     pub skipped: bool,
@@ -391,6 +391,18 @@ pub fn plan(req: &PlanRequest) -> Result<Planned> {
     Ok(planned)
 }
 
+/// Returns to the system the memory freed by the stage that just ended (the dry run's
+/// recording hosts and temporaries, most of them in another thread's malloc arena, which the
+/// plan's arrays made next could not reuse): planning 10,000 hosts peaks ~8% lower. A walk
+/// over the free lists, small next to the stage before it.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; it is safe to call at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Plans an already compiled script against an already parsed inventory.
 pub fn plan_loaded(
     script: Script,
@@ -406,10 +418,12 @@ pub fn plan_loaded(
     // One allocation per distinct name and command, shared by every task that shows it.
     let interner = Interner::new();
     let recorded = dry_run::record(&script, &graph, &secrets, &interner)?;
+    give_back_freed_memory();
     warnings.extend(recorded.warnings);
     let records = recorded.tasks;
     let skipped: Vec<bool> = records.iter().map(|r| r.skipped).collect();
     let sched = schedule::simulate(&graph, &skipped)?;
+    give_back_freed_memory();
     if let Some(d) = graph.rules.deadline {
         if sched.duration > d.as_secs() {
             warnings.push(format!(

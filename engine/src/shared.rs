@@ -124,6 +124,97 @@ impl<'de> Deserialize<'de> for Shared {
     }
 }
 
+/// A list of [`Shared`] texts that holds one without an allocation of its own: most of a
+/// plan's tasks have one command and one dependency, and a plan has a task per host and step.
+/// Reads as a slice; serialises as a list.
+#[derive(Clone)]
+pub enum SharedList {
+    One(Shared),
+    Many(Box<[Shared]>),
+}
+
+impl SharedList {
+    pub fn as_slice(&self) -> &[Shared] {
+        match self {
+            SharedList::One(s) => std::slice::from_ref(s),
+            SharedList::Many(all) => all,
+        }
+    }
+}
+
+impl Default for SharedList {
+    fn default() -> Self {
+        SharedList::Many(Box::default())
+    }
+}
+
+impl Deref for SharedList {
+    type Target = [Shared];
+    fn deref(&self) -> &[Shared] {
+        self.as_slice()
+    }
+}
+
+impl<'a> IntoIterator for &'a SharedList {
+    type Item = &'a Shared;
+    type IntoIter = std::slice::Iter<'a, Shared>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
+    }
+}
+
+impl FromIterator<Shared> for SharedList {
+    fn from_iter<I: IntoIterator<Item = Shared>>(items: I) -> Self {
+        let mut items = items.into_iter();
+        let Some(first) = items.next() else {
+            return SharedList::default();
+        };
+        match items.next() {
+            None => SharedList::One(first),
+            Some(second) => {
+                let mut all = vec![first, second];
+                all.extend(items);
+                SharedList::Many(all.into_boxed_slice())
+            }
+        }
+    }
+}
+
+impl From<Vec<Shared>> for SharedList {
+    fn from(mut all: Vec<Shared>) -> Self {
+        match all.len() {
+            1 => SharedList::One(all.pop().expect("one")),
+            _ => SharedList::Many(all.into_boxed_slice()),
+        }
+    }
+}
+
+impl PartialEq for SharedList {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for SharedList {}
+
+impl fmt::Debug for SharedList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+impl Serialize for SharedList {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.as_slice().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SharedList, D::Error> {
+        Vec::<Shared>::deserialize(d).map(SharedList::from)
+    }
+}
+
 /// One [`Shared`] per distinct text. Thread-safe: the dry run records hosts in parallel.
 #[derive(Default)]
 pub struct Interner {
@@ -160,6 +251,26 @@ impl Interner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_of_one_is_held_inline_and_every_list_reads_and_serialises_as_a_slice() {
+        let one: SharedList = [Shared::from("a")].into_iter().collect();
+        assert!(matches!(one, SharedList::One(_)));
+        let two: SharedList = ["a", "b"].into_iter().map(Shared::from).collect();
+        let none: SharedList = std::iter::empty().collect();
+        assert_eq!(&*two, &[Shared::from("a"), Shared::from("b")]);
+        assert!(none.is_empty());
+        assert_eq!(one, SharedList::Many(Box::new([Shared::from("a")])));
+        assert_ne!(one, two);
+        for (list, json) in [(&none, "[]"), (&one, r#"["a"]"#), (&two, r#"["a","b"]"#)] {
+            assert_eq!(serde_json::to_string(list).unwrap(), json);
+            let back: SharedList = serde_json::from_str(json).unwrap();
+            assert_eq!(&back, list);
+        }
+        let back: SharedList = serde_json::from_str(r#"["a"]"#).unwrap();
+        assert!(matches!(back, SharedList::One(_)));
+        assert_eq!(std::mem::size_of::<SharedList>(), 24);
+    }
 
     #[test]
     fn equal_texts_share_one_allocation_and_serialise_as_strings() {

@@ -103,7 +103,12 @@ impl Slots {
         }
         for (i, v) in key.by.iter().enumerate() {
             if let Some(v) = v {
-                *self.by[i].entry(v.clone()).or_insert(0) += 1;
+                match self.by[i].get_mut(v) {
+                    Some(n) => *n += 1,
+                    None => {
+                        self.by[i].insert(v.clone(), 1);
+                    }
+                }
             }
         }
     }
@@ -170,17 +175,23 @@ impl WaitingHosts {
 
     /// The lowest-numbered waiting host whose slots are free now, with its slots taken.
     pub fn start_next(&mut self, slots: &mut Slots) -> Option<usize> {
-        let (host, key) = self
+        // A host is in one queue only, so the lowest host decides; the queue is found again
+        // by its place, which costs no copy of its key.
+        let (host, at) = self
             .queues
             .iter()
-            .filter(|(k, q)| !q.is_empty() && slots.can_start(k))
-            .filter_map(|(k, q)| q.peek().map(|r| (r.0, k)))
+            .enumerate()
+            .filter(|(_, (k, _))| slots.can_start(k))
+            .filter_map(|(i, (_, q))| q.peek().map(|r| (r.0, i)))
             .min()?;
-        let key = key.clone();
-        if let Some(q) = self.queues.get_mut(&key) {
-            q.pop();
+        let (key, q) = self.queues.iter_mut().nth(at)?;
+        q.pop();
+        slots.start(key);
+        // Queues left empty go: every later call looks at every queue (a replication
+        // group's, once its hosts are done, would be looked at for every compute host).
+        if q.is_empty() {
+            self.queues.retain(|_, q| !q.is_empty());
         }
-        slots.start(&key);
         self.all.remove(&host);
         Some(host)
     }

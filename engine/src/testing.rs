@@ -436,13 +436,13 @@ fn register_plan_view(engine: &mut Engine) {
         "commands",
         |nc: NativeCallContext, p: &mut PlanView, what: &str| -> RhaiResult<Array> {
             if let Some(t) = p.0.tasks.iter().find(|t| t.id == what) {
-                return Ok(strings(t.commands.clone()));
+                return Ok(strings(t.commands.iter().cloned()));
             }
             if p.0.hosts.iter().any(|h| h.name == what) {
                 return Ok(strings(
                     p.host_tasks(what)
                         .into_iter()
-                        .flat_map(|t| t.commands.clone()),
+                        .flat_map(|t| t.commands.iter().cloned()),
                 ));
             }
             Err(unknown(&nc, p, what))
@@ -453,7 +453,7 @@ fn register_plan_view(engine: &mut Engine) {
         |nc: NativeCallContext, p: &mut PlanView, host: &str, step: &str| -> RhaiResult<Array> {
             let reference = format!("{host}/{step}");
             match p.task(&reference) {
-                Some(t) => Ok(strings(t.commands.clone())),
+                Some(t) => Ok(strings(t.commands.iter().cloned())),
                 None => Err(unknown(&nc, p, &reference)),
             }
         },
@@ -463,7 +463,7 @@ fn register_plan_view(engine: &mut Engine) {
         |nc: NativeCallContext, p: &mut PlanView, host: &str, step: &str| -> RhaiResult<Array> {
             let reference = format!("{host}/{step}");
             match p.task(&reference) {
-                Some(t) => Ok(strings(t.undo_commands.clone())),
+                Some(t) => Ok(strings(t.undo_commands.iter().cloned())),
                 None => Err(unknown(&nc, p, &reference)),
             }
         },

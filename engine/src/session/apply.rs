@@ -5,7 +5,7 @@
 use super::resume::Inputs;
 use crate::error::{Error, Result};
 use crate::plan::{self, Plan, Planned};
-use crate::shared::Shared;
+use crate::shared::{Shared, SharedList};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -113,7 +113,7 @@ fn differences(saved: &Plan, now: &Plan) -> Option<String> {
     if let Some(why) = plan::library_changes(&saved.libraries, &now.libraries) {
         return Some(why);
     }
-    let commands = |p: &Plan| -> Vec<(Shared, Box<[Shared]>)> {
+    let commands = |p: &Plan| -> Vec<(Shared, SharedList)> {
         p.tasks
             .iter()
             .map(|t| (t.id.clone(), t.commands.clone()))

@@ -8,7 +8,9 @@ use crate::error::{Error, Result, SourceDiag};
 use crate::predicate;
 use crate::script::Script;
 use crate::secrets::Secrets;
-use crate::shared::{Interner, Shared};
+#[cfg(test)]
+use crate::shared::Shared;
+use crate::shared::{Interner, SharedList};
 use fleetbook_stdlib::{Host, HostInfo, Output, Put, Transport, TransportError, Upload};
 use indexmap::IndexMap;
 use rayon::prelude::*;
@@ -19,9 +21,46 @@ use std::sync::Arc;
 use std::time::Duration;
 
 thread_local! {
-    static RECORD: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+    static RECORD: RefCell<RecordedLines> = const { RefCell::new(RecordedLines::new()) };
     /// Bytes recorded for the host (or once step) being evaluated on this thread.
     static HOST_BYTES: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The commands recorded on this thread since the last [`take_record`]: host and command of
+/// each, in one reused buffer (a dry run records a few commands per host and step).
+struct RecordedLines {
+    text: String,
+    /// Where each line's host and command end in `text`.
+    ends: Vec<(usize, usize)>,
+}
+
+impl RecordedLines {
+    const fn new() -> RecordedLines {
+        RecordedLines {
+            text: String::new(),
+            ends: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, host: &str, command: &[&str]) {
+        self.text.push_str(host);
+        let host_end = self.text.len();
+        command.iter().for_each(|part| self.text.push_str(part));
+        self.ends.push((host_end, self.text.len()));
+    }
+
+    /// Host and command of each line, in the order recorded.
+    fn lines(&self) -> impl Iterator<Item = (&str, &str)> {
+        let starts = std::iter::once(0).chain(self.ends.iter().map(|&(_, end)| end));
+        starts.zip(&self.ends).map(|(start, &(host_end, end))| {
+            (&self.text[start..host_end], &self.text[host_end..end])
+        })
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
+    }
 }
 
 /// How much a plan may record: a runbook within every script limit can still loop out
@@ -231,11 +270,13 @@ impl Recorder {
                 self.bounds.per_plan
             )));
         }
-        let line = match &host.delegate_for {
-            Some(owner) => (owner.clone(), format!("[on {}] {command}", host.name)),
-            None => (host.name.clone(), command.to_string()),
-        };
-        RECORD.with(|r| r.borrow_mut().push(line));
+        RECORD.with(|r| {
+            let mut r = r.borrow_mut();
+            match &host.delegate_for {
+                Some(owner) => r.push(owner, &["[on ", &host.name, "] ", command]),
+                None => r.push(&host.name, &[command]),
+            }
+        });
         Ok(())
     }
 }
@@ -253,36 +294,39 @@ fn host_list(hosts: &[String]) -> String {
     }
 }
 
-/// What one task would run. Boxed slices, made at their exact length: the plan keeps them
-/// as they are (no copy, no spare capacity), in an array of a task per host and step.
+/// What one task would run, as the plan keeps it (no copy, no spare capacity, and one
+/// command without an allocation of its own), in an array of a task per host and step.
 #[derive(Debug, Clone, Default)]
 pub struct TaskRecord {
-    pub commands: Box<[Shared]>,
-    pub undo: Box<[Shared]>,
+    pub commands: SharedList,
+    pub undo: SharedList,
     /// Its `.when(...)` said no (as far as the plan can tell).
     pub skipped: bool,
 }
 
 /// Commands recorded since the last call, as plain commands when they ran on `own` and as
 /// `host: command` otherwise; a command that many hosts run is kept once (`interner`).
-fn take_record(own: Option<&str>, secrets: &Secrets, interner: &Interner) -> Box<[Shared]> {
+fn take_record(own: Option<&str>, secrets: &Secrets, interner: &Interner) -> SharedList {
     RECORD.with(|r| {
-        r.borrow_mut()
-            .drain(..)
+        let mut r = r.borrow_mut();
+        let list = r
+            .lines()
             .map(|(h, c)| {
-                let c = secrets.redact(&c);
-                if Some(h.as_str()) == own {
+                let c = secrets.redact(c);
+                if Some(h) == own {
                     interner.get(&c)
                 } else {
                     interner.take(format!("{h}: {c}"))
                 }
             })
-            .collect()
+            .collect();
+        r.clear();
+        list
     })
 }
 
 /// `first` then `then`, without a copy when one is empty (a step without `.when`).
-fn joined(first: Box<[Shared]>, then: Box<[Shared]>) -> Box<[Shared]> {
+fn joined(first: SharedList, then: SharedList) -> SharedList {
     if first.is_empty() {
         then
     } else if then.is_empty() {
@@ -568,7 +612,7 @@ mod tests {
     fn marked(n: usize) -> Vec<TaskRecord> {
         (0..n)
             .map(|t| TaskRecord {
-                commands: Box::new([Shared::from(t.to_string())]),
+                commands: SharedList::One(Shared::from(t.to_string())),
                 ..TaskRecord::default()
             })
             .collect()
@@ -579,6 +623,29 @@ mod tests {
             .iter()
             .map(|(h, s)| (*h, s.iter().map(|r| r.commands[0].to_string()).collect()))
             .collect()
+    }
+
+    #[test]
+    fn recorded_lines_come_back_in_order_with_their_hosts_until_cleared() {
+        let mut r = RecordedLines::new();
+        r.push("web1", &["apt-get update"]);
+        r.push("web1", &["[on ", "lb1", "] ", "drain web1"]);
+        r.push("", &[""]);
+        r.push("db1", &["true"]);
+        let lines: Vec<(&str, &str)> = r.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                ("web1", "apt-get update"),
+                ("web1", "[on lb1] drain web1"),
+                ("", ""),
+                ("db1", "true")
+            ]
+        );
+        r.clear();
+        assert_eq!(r.lines().count(), 0);
+        r.push("x", &["y"]);
+        assert_eq!(r.lines().collect::<Vec<_>>(), [("x", "y")]);
     }
 
     #[test]

@@ -378,7 +378,7 @@ pub fn plan(req: &PlanRequest) -> Result<Planned> {
     let planned = plan_loaded(
         script,
         runbook_digest,
-        &inventory,
+        inventory,
         inventory_digest,
         req.limit,
     )?;
@@ -407,12 +407,16 @@ fn give_back_freed_memory() {
 pub fn plan_loaded(
     script: Script,
     runbook_digest: String,
-    inventory: &Inventory,
+    mut inventory: Inventory,
     inventory_digest: String,
     limit: Option<&str>,
 ) -> Result<Planned> {
     let mut warnings = compile::validate(&script)?;
-    let graph = compile::compile(&script, inventory, limit)?;
+    let graph = compile::compile(&script, &inventory, limit)?;
+    // The graph holds what the plan needs of the inventory, but its text: the parsed
+    // inventory (every host's groups and variables) goes before the dry run starts.
+    let inventory_text = std::mem::take(&mut inventory.source);
+    drop(inventory);
     let secrets = secrets_of(&script, &graph);
     warnings.extend(graph.warnings.iter().cloned());
     // One allocation per distinct name and command, shared by every task that shows it.
@@ -440,7 +444,7 @@ pub fn plan_loaded(
         records,
         &sched,
         &interner,
-        &inventory.source,
+        &inventory_text,
         limit,
         runbook_digest,
         inventory_digest,
@@ -475,7 +479,7 @@ pub fn plan_text(
     plan_loaded(
         script,
         digest(runbook.as_bytes()),
-        &inv,
+        inv,
         digest(inventory.as_bytes()),
         limit,
     )

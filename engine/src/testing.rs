@@ -261,7 +261,7 @@ impl Context {
         let inv =
             Inventory::parse("<inline inventory>", &inventory, format).map_err(|e| describe(&e))?;
         let inv_digest = plan::digest(inventory.as_bytes());
-        plan::plan_loaded(script, digest, &inv, inv_digest, limit.as_deref())
+        plan::plan_loaded(script, digest, inv, inv_digest, limit.as_deref())
             .map_err(|e| describe(&e))
     }
 }

@@ -99,7 +99,7 @@ pub fn run(s: &Subject) -> Result<Compiled, Failed> {
         }
         Depth::Plan => {
             // The planner validates again and repeats those warnings.
-            let planned = plan::plan_loaded(script, String::new(), &inv, String::new(), None)
+            let planned = plan::plan_loaded(script, String::new(), inv, String::new(), None)
                 .map_err(fail(Stage::Script))?;
             Ok(Compiled {
                 script: None,

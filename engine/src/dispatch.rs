@@ -336,11 +336,10 @@ impl<'g> Dispatcher<'g> {
             }
             self.release(t);
             if let Some((h, _)) = self.position[t] {
-                if !hosts.contains(&h) {
-                    hosts.push(h);
-                }
+                hosts.push(h);
             }
         }
+        first_of_each(&mut hosts);
         hosts.retain(|&h| self.close_if_done(h));
         hosts
     }
@@ -493,6 +492,18 @@ pub fn rollback_hosts(graph: &Graph, scope: RollbackScope, h: usize) -> Vec<usiz
     }
 }
 
+/// Drops repeated values, keeping each one at its first place, in O(n log n): a simulated
+/// fleet ends thousands of tasks in one tick (every host of a 5% window of 100,000 at once),
+/// where a search per value was quadratic.
+fn first_of_each(values: &mut Vec<usize>) {
+    let mut at: Vec<(usize, usize)> = values.iter().copied().zip(0..).collect();
+    at.sort_unstable();
+    at.dedup_by_key(|(v, _)| *v);
+    at.sort_unstable_by_key(|&(_, i)| i);
+    values.clear();
+    values.extend(at.into_iter().map(|(v, _)| v));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -601,5 +612,15 @@ mod tests {
             d.halted(),
             Some("role web has 2 failed hosts (max_failures 1)")
         );
+    }
+
+    #[test]
+    fn first_of_each_keeps_the_first_place_of_every_value() {
+        let mut v = vec![5, 3, 5, 1, 3, 9, 1];
+        first_of_each(&mut v);
+        assert_eq!(v, [5, 3, 1, 9]);
+        let mut none: Vec<usize> = Vec::new();
+        first_of_each(&mut none);
+        assert!(none.is_empty());
     }
 }

@@ -248,9 +248,53 @@ impl Interner {
     }
 }
 
+/// An [`Interner`] as one worker of the dry run sees it: a text it was handed before comes
+/// from a table of its own, without taking the shared table's lock (the dry run's threads
+/// would take it for every command, most of them the same few).
+pub struct LocalInterner<'a> {
+    shared: &'a Interner,
+    seen: HashSet<Shared, foldhash::fast::RandomState>,
+}
+
+impl<'a> LocalInterner<'a> {
+    pub fn new(shared: &'a Interner) -> LocalInterner<'a> {
+        LocalInterner {
+            shared,
+            seen: HashSet::default(),
+        }
+    }
+
+    pub fn get(&mut self, text: &str) -> Shared {
+        if let Some(s) = self.seen.get(text) {
+            return s.clone();
+        }
+        let s = self.shared.get(text);
+        self.seen.insert(s.clone());
+        s
+    }
+
+    /// The shared table, for texts this worker will not see again.
+    pub fn shared(&self) -> &'a Interner {
+        self.shared
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_local_interner_hands_out_the_shared_tables_texts() {
+        let shared = Interner::new();
+        let a = shared.get("apt-get update");
+        let mut one = LocalInterner::new(&shared);
+        let mut two = LocalInterner::new(&shared);
+        let from_one = one.get("apt-get update");
+        assert!(Arc::ptr_eq(&from_one.0, &a.0));
+        let new_in_two = two.get("true");
+        assert!(Arc::ptr_eq(&one.get("true").0, &new_in_two.0));
+        assert!(Arc::ptr_eq(&two.get("true").0, &new_in_two.0));
+    }
 
     #[test]
     fn a_list_of_one_is_held_inline_and_every_list_reads_and_serialises_as_a_slice() {

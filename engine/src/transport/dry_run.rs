@@ -8,9 +8,7 @@ use crate::error::{Error, Result, SourceDiag};
 use crate::predicate;
 use crate::script::Script;
 use crate::secrets::Secrets;
-#[cfg(test)]
-use crate::shared::Shared;
-use crate::shared::{Interner, SharedList};
+use crate::shared::{Interner, LocalInterner, Shared, SharedList};
 use fleetbook_stdlib::{Host, HostInfo, Output, Put, Transport, TransportError, Upload};
 use indexmap::IndexMap;
 use rayon::prelude::*;
@@ -305,18 +303,20 @@ pub struct TaskRecord {
 }
 
 /// Commands recorded since the last call, as plain commands when they ran on `own` and as
-/// `host: command` otherwise; a command that many hosts run is kept once (`interner`).
-fn take_record(own: Option<&str>, secrets: &Secrets, interner: &Interner) -> SharedList {
+/// `host: command` otherwise; a command that many hosts run is kept once (`interner`). One
+/// that names its own host (`nova-manage service disable web1`) is that host's alone: it is
+/// not looked up, and does not grow the interner's table (a few per host in a large fleet).
+fn take_record(own: Option<&str>, secrets: &Secrets, interner: &mut LocalInterner) -> SharedList {
     RECORD.with(|r| {
         let mut r = r.borrow_mut();
         let list = r
             .lines()
             .map(|(h, c)| {
                 let c = secrets.redact(c);
-                if Some(h) == own {
-                    interner.get(&c)
-                } else {
-                    interner.take(format!("{h}: {c}"))
+                match own {
+                    Some(own) if h == own && c.contains(own) => Shared::from(&*c),
+                    Some(own) if h == own => interner.get(&c),
+                    _ => interner.shared().take(format!("{h}: {c}")),
                 }
             })
             .collect();
@@ -502,6 +502,7 @@ fn record_with(
     let mut records = vec![TaskRecord::default(); graph.tasks.len()];
     let redact_err = |e: Error| e.redact(secrets);
 
+    let mut once = LocalInterner::new(interner);
     for (t, task) in graph.tasks.iter().enumerate() {
         if task.kind.is_host() {
             continue;
@@ -510,7 +511,7 @@ fn record_with(
             continue;
         };
         let Some(action) = &step.action else { continue };
-        take_record(None, secrets, interner);
+        take_record(None, secrets, &mut once);
         HOST_BYTES.with(|b| b.set(0));
         let value = script.call(action).map_err(|e| {
             redact_err(script.error(
@@ -522,11 +523,11 @@ fn record_with(
         if matches!(task.kind, TaskKind::Gate | TaskKind::CanaryGate) {
             predicate_at(script, step, "the gate", None, &value).map_err(redact_err)?;
         }
-        records[t].commands = take_record(None, secrets, interner);
+        records[t].commands = take_record(None, secrets, &mut once);
     }
 
     // Records one host's tasks into `out` (its tasks' records, in its step order).
-    let fill = |h: usize, out: &mut [TaskRecord]| -> Result<()> {
+    let fill = |interner: &mut LocalInterner, h: usize, out: &mut [TaskRecord]| -> Result<()> {
         let host = &hosts[h];
         let own = Some(host.info.name.as_str());
         take_record(own, secrets, interner);
@@ -579,15 +580,21 @@ fn record_with(
     let results: Vec<Result<()>> = match host_slices(&mut records, &graph.host_tasks) {
         Some(slices) => slices
             .into_par_iter()
-            .map(|(h, out)| fill(h, out))
+            .map_init(
+                || LocalInterner::new(interner),
+                |i, (h, out)| fill(i, h, out),
+            )
             .collect(),
         None => {
             let per_host: Vec<Result<Vec<TaskRecord>>> = (0..graph.host_tasks.len())
                 .into_par_iter()
-                .map(|h| {
-                    let mut out = vec![TaskRecord::default(); graph.host_tasks[h].len()];
-                    fill(h, &mut out).map(|()| out)
-                })
+                .map_init(
+                    || LocalInterner::new(interner),
+                    |i, h| {
+                        let mut out = vec![TaskRecord::default(); graph.host_tasks[h].len()];
+                        fill(i, h, &mut out).map(|()| out)
+                    },
+                )
                 .collect();
             per_host
                 .into_iter()

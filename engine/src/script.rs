@@ -201,6 +201,11 @@ pub fn compile(input: ScriptInput) -> Result<Script> {
     for m in loaded {
         engine.register_global_module(m);
     }
+    // The script is parsed and run; what is left is calling its closures, from the dry
+    // run's threads at once. Rhai's string interner is a write lock that evaluation takes
+    // (for names and property keys), which those threads queued on; without it the strings
+    // are allocated instead (planning 10,000 hosts: 0.21 -> 0.195 s wall, the same CPU).
+    engine.set_max_strings_interned(0);
 
     let handle = if let Some(rb) = result.clone().try_cast::<RunbookHandle>() {
         rb

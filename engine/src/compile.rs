@@ -764,7 +764,7 @@ impl Builder {
     #[allow(clippy::too_many_arguments)]
     fn add(
         &mut self,
-        id: std::fmt::Arguments,
+        id: &[&str],
         kind: TaskKind,
         host: Option<usize>,
         step: Option<usize>,
@@ -772,10 +772,10 @@ impl Builder {
         deps: &[usize],
         duration: u64,
     ) -> usize {
-        use std::fmt::Write;
+        // The id's parts copied in turn (a task per host and step: the formatting machinery
+        // cost more than the copies).
         self.id.clear();
-        // Writing to a String does not fail.
-        let _ = self.id.write_fmt(id);
+        id.iter().for_each(|part| self.id.push_str(part));
         self.tasks.push(Task {
             id: Shared::from(self.id.as_str()),
             kind,
@@ -832,7 +832,7 @@ impl Builder {
                 step.estimate.unwrap_or(UNIT).as_secs()
             };
             let t = self.add(
-                format_args!("{prefix}:{}", step.name),
+                &[&prefix, ":", &step.name],
                 kind,
                 None,
                 Some(s),
@@ -904,7 +904,7 @@ fn role_nodes(
         let entry_first = (!before.is_empty()).then_some(first_idx);
         let (canary_done, release) = if role.canary.is_some() {
             let done = b.add(
-                format_args!("canary:{}", role.name),
+                &["canary:", &role.name],
                 TaskKind::CanaryDone,
                 None,
                 None,
@@ -945,7 +945,7 @@ fn role_nodes(
             deps = b.chain(rb, &[s], kind, Some((ri, &role.name)), deps);
         }
         let done = b.add(
-            format_args!("done:{}", role.name),
+            &["done:", &role.name],
             TaskKind::RoleDone,
             None,
             None,
@@ -1052,7 +1052,7 @@ fn host_chains(
                 _ => (TaskKind::Host, "host"),
             };
             let t = b.add(
-                format_args!("{prefix}:{}:{}", host.name, step.name),
+                &[prefix, ":", &host.name, ":", &step.name],
                 kind,
                 Some(h),
                 Some(si),

@@ -19,15 +19,22 @@ pub type FactSink = Arc<dyn Fn(&str, &str, &str) + Send + Sync>;
 #[derive(Clone)]
 pub struct Host {
     pub info: Arc<HostInfo>,
-    transport: Arc<dyn Transport>,
-    /// Facts learned during the run (the detected package manager, the version a package
-    /// had before `pkg::` changed it, `h.set_fact`), shared by every clone.
-    facts: Arc<Mutex<Facts>>,
+    /// What every clone of this host shares. One counter per host: a clone (each closure
+    /// call takes one) touches no counter that the threads running other hosts touch too,
+    /// as the transport's and the runbook directory's own would be.
+    shared: Arc<Common>,
     /// When the step being run must end; every command gets the time that is left, so the
     /// transport can enforce it on the host too.
     pub deadline: Option<Instant>,
     /// The step's timeout, for messages: a command gets only what is left of it.
     pub timeout: Option<Duration>,
+}
+
+struct Common {
+    transport: Arc<dyn Transport>,
+    /// Facts learned during the run (the detected package manager, the version a package
+    /// had before `pkg::` changed it, `h.set_fact`).
+    facts: Mutex<Facts>,
     /// The runbook's directory, against which `file::copy` reads relative paths; shared by
     /// every host of a run and set once when the run binds its hosts.
     runbook_dir: Arc<OnceLock<PathBuf>>,
@@ -37,33 +44,44 @@ impl Host {
     pub fn new(info: Arc<HostInfo>, transport: Arc<dyn Transport>) -> Self {
         Host {
             info,
-            transport,
-            facts: Arc::default(),
+            shared: Arc::new(Common {
+                transport,
+                facts: Mutex::default(),
+                runbook_dir: Arc::default(),
+            }),
             deadline: None,
             timeout: None,
-            runbook_dir: Arc::default(),
         }
     }
 
     /// The same host, sharing `dir` (the runbook's directory, once known) with other hosts.
-    pub fn with_runbook_dir(self, dir: Arc<OnceLock<PathBuf>>) -> Self {
-        Host {
-            runbook_dir: dir,
-            ..self
+    /// Meant for a new host: one with clones already gets its own copy of their facts.
+    pub fn with_runbook_dir(mut self, dir: Arc<OnceLock<PathBuf>>) -> Self {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => shared.runbook_dir = dir,
+            None => {
+                let facts = self.facts().clone();
+                self.shared = Arc::new(Common {
+                    transport: self.shared.transport.clone(),
+                    facts: Mutex::new(facts),
+                    runbook_dir: dir,
+                });
+            }
         }
+        self
     }
 
     /// Sets the runbook's directory for this host and every host sharing it (first call wins).
     pub fn set_runbook_dir(&self, dir: PathBuf) {
-        let _ = self.runbook_dir.set(dir);
+        let _ = self.shared.runbook_dir.set(dir);
     }
 
     pub fn runbook_dir(&self) -> Option<&Path> {
-        self.runbook_dir.get().map(PathBuf::as_path)
+        self.shared.runbook_dir.get().map(PathBuf::as_path)
     }
 
     pub fn transport(&self) -> &Arc<dyn Transport> {
-        &self.transport
+        &self.shared.transport
     }
 
     /// What is left of the step's time, or the timeout error when nothing is.
@@ -112,7 +130,7 @@ impl Host {
     }
 
     pub fn is_dry_run(&self) -> bool {
-        self.transport.is_dry_run()
+        self.shared.transport.is_dry_run()
     }
 
     /// A variable as text (what commands and options use).
@@ -132,7 +150,7 @@ impl Host {
     }
 
     fn facts(&self) -> std::sync::MutexGuard<'_, Facts> {
-        self.facts.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared.facts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn fact(&self, key: &str) -> Option<String> {
@@ -171,7 +189,8 @@ impl Host {
     /// (unreachable, timeout) become script errors that fail the step.
     pub fn exec(&self, command: &str) -> RhaiResult<Output> {
         let left = self.time_left(command)?;
-        self.transport
+        self.shared
+            .transport
             .exec(&self.info, command, left)
             .map_err(|e| self.failed_to_run(command, e))
     }
@@ -242,7 +261,7 @@ impl Host {
 
     /// Tells a plan that `op`'s answer on this host is `assumption`, not something known.
     pub fn assumed(&self, op: &str, assumption: &str) {
-        self.transport.assumed(&self.info, op, assumption);
+        self.shared.transport.assumed(&self.info, op, assumption);
     }
 
     /// `command` of the root operation `op` (`service::restart`), wrapped in non-interactive
@@ -253,7 +272,7 @@ impl Host {
             return self.become_command(command);
         }
         if !self.info.logs_in_as_root() {
-            self.transport.without_root(&self.info, op, command);
+            self.shared.transport.without_root(&self.info, op, command);
         }
         command.to_string()
     }
@@ -382,7 +401,7 @@ fn wait_until(ctx: NativeCallContext, h: Host, cond: FnPtr, timeout: &str) -> Rh
         // timeout must end the wait even when the condition runs no command.
         let until = Instant::now() + (limit - elapsed).min(Duration::from_secs(2));
         while Instant::now() < until {
-            if h.transport.is_killed() {
+            if h.transport().is_killed() {
                 return Err(runtime_error(format!(
                     "host {}: killed while waiting",
                     h.info.name
@@ -407,7 +426,7 @@ fn delegate_to_name(ctx: NativeCallContext, h: &mut Host, name: &str) -> RhaiRes
     Ok(h.delegate_to(&other))
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Facts {
     values: HashMap<String, String>,
     sink: Option<FactSink>,

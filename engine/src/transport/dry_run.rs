@@ -580,6 +580,7 @@ fn record_with(
     let results: Vec<Result<()>> = match host_slices(&mut records, &graph.host_tasks) {
         Some(slices) => slices
             .into_par_iter()
+            .with_min_len(64)
             .map_init(
                 || LocalInterner::new(interner),
                 |i, (h, out)| fill(i, h, out),

@@ -393,8 +393,8 @@ pub fn plan(req: &PlanRequest) -> Result<Planned> {
 
 /// Returns to the system the memory freed by the stage that just ended (the dry run's
 /// recording hosts and temporaries, most of them in another thread's malloc arena, which the
-/// plan's arrays made next could not reuse): planning 10,000 hosts peaks ~10% lower (1.1 KiB a host at 100,000). A walk
-/// over the free lists, small next to the stage before it.
+/// plan's arrays made next could not reuse): planning 10,000 hosts peaks ~10% lower, 1.1 KiB
+/// a host lower at 100,000. A walk over the free lists, small next to the stage before it.
 fn give_back_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory; it is safe to call at any time.

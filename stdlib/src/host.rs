@@ -42,33 +42,25 @@ struct Common {
 
 impl Host {
     pub fn new(info: Arc<HostInfo>, transport: Arc<dyn Transport>) -> Self {
+        Host::sharing_dir(info, transport, Arc::default())
+    }
+
+    /// A host that shares `dir` (the runbook's directory, once known) with other hosts.
+    pub fn sharing_dir(
+        info: Arc<HostInfo>,
+        transport: Arc<dyn Transport>,
+        dir: Arc<OnceLock<PathBuf>>,
+    ) -> Self {
         Host {
             info,
             shared: Arc::new(Common {
                 transport,
                 facts: Mutex::default(),
-                runbook_dir: Arc::default(),
+                runbook_dir: dir,
             }),
             deadline: None,
             timeout: None,
         }
-    }
-
-    /// The same host, sharing `dir` (the runbook's directory, once known) with other hosts.
-    /// Meant for a new host: one with clones already gets its own copy of their facts.
-    pub fn with_runbook_dir(mut self, dir: Arc<OnceLock<PathBuf>>) -> Self {
-        match Arc::get_mut(&mut self.shared) {
-            Some(shared) => shared.runbook_dir = dir,
-            None => {
-                let facts = self.facts().clone();
-                self.shared = Arc::new(Common {
-                    transport: self.shared.transport.clone(),
-                    facts: Mutex::new(facts),
-                    runbook_dir: dir,
-                });
-            }
-        }
-        self
     }
 
     /// Sets the runbook's directory for this host and every host sharing it (first call wins).
@@ -426,7 +418,7 @@ fn delegate_to_name(ctx: NativeCallContext, h: &mut Host, name: &str) -> RhaiRes
     Ok(h.delegate_to(&other))
 }
 
-#[derive(Default, Clone)]
+#[derive(Default)]
 struct Facts {
     values: HashMap<String, String>,
     sink: Option<FactSink>,

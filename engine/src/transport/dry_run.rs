@@ -402,7 +402,7 @@ pub fn hosts(graph: &Graph, transport: Arc<dyn Transport>) -> IndexMap<String, H
     planned
         .chain(outside)
         .map(|i| {
-            let host = Host::new(Arc::new(i), transport.clone()).with_runbook_dir(Arc::clone(&dir));
+            let host = Host::sharing_dir(Arc::new(i), transport.clone(), Arc::clone(&dir));
             (host.info.name.clone(), host)
         })
         .collect()

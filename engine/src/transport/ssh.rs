@@ -218,14 +218,7 @@ pub fn remote_command_in(shell: HostShell, command: &str, timeout: Option<Durati
     };
     let wrapper_and_script = match timeout {
         // `timeout` runs the command's shell; the wrapper's `sh` runs `timeout`.
-        Some(t) => (
-            wrapper("sh", "sh"),
-            format!(
-                "exec timeout -k 5 {} {run} -c {}",
-                remote_secs(t).max(1),
-                quote(&script)
-            ),
-        ),
+        Some(_) => (wrapper("sh", "sh"), timed(run, script, timeout)),
         None => (wrapper(run, argv0), script),
     };
     format!(
@@ -238,14 +231,18 @@ pub fn remote_command_in(shell: HostShell, command: &str, timeout: Option<Durati
 /// The command's script for `sh -c`: with pipefail (see `fail_closed`), under `timeout(1)`
 /// when it has one.
 fn bounded(command: &str, timeout: Option<Duration>) -> String {
-    let command = fail_closed(command);
+    timed("sh", fail_closed(command), timeout)
+}
+
+/// `script` as is, or, with a timeout, run by `shell -c` under `timeout(1)`.
+fn timed(shell: &str, script: String, timeout: Option<Duration>) -> String {
     match timeout {
         Some(t) => format!(
-            "exec timeout -k 5 {} sh -c {}",
+            "exec timeout -k 5 {} {shell} -c {}",
             remote_secs(t).max(1),
-            quote(&command)
+            quote(&script)
         ),
-        None => command,
+        None => script,
     }
 }
 

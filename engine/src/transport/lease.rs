@@ -38,7 +38,8 @@ pub enum Answer {
 pub const DIR_VAR: &str = "fleetbook_lease_dir";
 
 /// Picks the lease file. The lock beside it serializes takers where `flock(1)` exists
-/// (util-linux); without it the check and the write are still one short script.
+/// (util-linux), and `l` says it is held; without it the check and the write are still one
+/// short script.
 fn path(dir: Option<&str>) -> String {
     let pick = match dir {
         Some(d) => format!("f={};", quote(d)),
@@ -46,7 +47,7 @@ fn path(dir: Option<&str>) -> String {
     };
     format!(
         "{pick} f=$f/fleetbook.lease; \
-         if command -v flock >/dev/null 2>&1 && : 2>/dev/null >>\"$f.lock\"; then exec 9>>\"$f.lock\"; flock -w 10 9; fi; "
+         l=; if command -v flock >/dev/null 2>&1 && : 2>/dev/null >>\"$f.lock\"; then exec 9>>\"$f.lock\"; flock -w 10 9 && l=1; fi; "
     )
 }
 
@@ -54,12 +55,18 @@ fn path(dir: Option<&str>) -> String {
 /// lease); `stale` names a run whose lease may be taken over too (its controller is known
 /// to be dead). Prints `taken`, or `held`, the holder's run, controller and expiry, one a
 /// line.
+///
+/// Under the lock the file is written in place: every reader and writer takes the lock, and
+/// a `mv` would be one more process per host. Without the lock the new lease is written
+/// beside the file and moved over it, so a reader never sees half of one.
 pub fn take_script(owner: &Owner, dir: Option<&str>, stale: Option<&str>) -> String {
     format!(
         "{}run={}; stale={}; now=$(date +%s); \
          if [ -s \"$f\" ]; then {{ read -r r; read -r c; read -r e; }} < \"$f\"; \
          if [ \"$r\" != \"$run\" ] && [ \"$r\" != \"$stale\" ] && [ \"${{e:-0}}\" -gt \"$now\" ] 2>/dev/null; then printf 'held\\n%s\\n%s\\n%s\\n' \"$r\" \"$c\" \"$e\"; exit 0; fi; fi; \
-         printf '%s\\n%s\\n%s\\n' \"$run\" {} $((now + {})) > \"$f.$$\" && mv -f \"$f.$$\" \"$f\" && echo taken",
+         if [ \"$l\" ]; then t=$f; else t=$f.$$; fi; \
+         printf '%s\\n%s\\n%s\\n' \"$run\" {} $((now + {})) > \"$t\" && \
+         {{ [ \"$t\" = \"$f\" ] || mv -f \"$t\" \"$f\"; }} && echo taken",
         path(dir),
         quote(&owner.run),
         quote(stale.unwrap_or("")),
@@ -146,6 +153,53 @@ mod tests {
             parse(&sh(&take_script(&a, Some(&d), Some("run-b")))),
             Some(Answer::Taken)
         );
+    }
+
+    #[test]
+    fn a_lease_is_taken_with_flock_and_without_it_and_leaves_no_temporary_file() {
+        let tools = tempfile::tempdir().unwrap();
+        // A host without util-linux's flock: only what the script needs besides it.
+        for tool in ["date", "mv", "rm"] {
+            let found = std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .unwrap();
+            let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
+            std::os::unix::fs::symlink(path, tools.path().join(tool)).unwrap();
+        }
+        let owner = Owner {
+            run: "run-a".into(),
+            controller: "c:1".into(),
+        };
+        for path in [None, Some(tools.path().display().to_string())] {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path().display().to_string();
+            let mut cmd = std::process::Command::new("/bin/sh");
+            cmd.arg("-c").arg(take_script(&owner, Some(&d), None));
+            if let Some(p) = &path {
+                cmd.env("PATH", p);
+            }
+            let out = cmd.output().unwrap();
+            let case = format!("PATH {path:?}");
+            assert_eq!(
+                parse(&String::from_utf8_lossy(&out.stdout)),
+                Some(Answer::Taken),
+                "{case}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let lease = std::fs::read_to_string(dir.path().join("fleetbook.lease")).unwrap();
+            assert!(lease.starts_with("run-a\nc:1\n"), "{case}: {lease}");
+            let mut names: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            let expected: &[&str] = match path {
+                None => &["fleetbook.lease", "fleetbook.lease.lock"],
+                Some(_) => &["fleetbook.lease"],
+            };
+            assert_eq!(names, expected, "{case}");
+        }
     }
 
     #[test]

@@ -212,20 +212,29 @@ pub fn remote_command(command: &str, timeout: Option<Duration>) -> String {
 /// runs in `bash -o pipefail` directly, as `fail_closed` would have chosen after its probe
 /// (no probe, one shell fewer per command).
 pub fn remote_command_in(shell: HostShell, command: &str, timeout: Option<Duration>) -> String {
+    let (wrapper, script) = wrapped(shell, command, timeout);
+    format!("sh -c {} sh {}", quote(&wrapper), quote(&script))
+}
+
+/// `remote_command_in` as the tail of a script that already runs in `sh` (a first command,
+/// see `lease_then`): the wrapper runs in that shell with the command's script as its `$1`,
+/// without a second `sh` started for it.
+fn inline_command(shell: HostShell, command: &str, timeout: Option<Duration>) -> String {
+    let (wrapper, script) = wrapped(shell, command, timeout);
+    format!("set -- {}; {wrapper}", quote(&script))
+}
+
+/// The wrapper script and the command's script (the wrapper's `$1`) for a host's shell.
+fn wrapped(shell: HostShell, command: &str, timeout: Option<Duration>) -> (String, String) {
     let (run, argv0, script) = match shell {
         HostShell::Sh => ("sh", "sh", fail_closed(command)),
         HostShell::BashPipefail => ("bash -o pipefail", "bash", command.to_string()),
     };
-    let wrapper_and_script = match timeout {
+    match timeout {
         // `timeout` runs the command's shell; the wrapper's `sh` runs `timeout`.
         Some(_) => (wrapper("sh", "sh"), timed(run, script, timeout)),
         None => (wrapper(run, argv0), script),
-    };
-    format!(
-        "sh -c {} sh {}",
-        quote(&wrapper_and_script.0),
-        quote(&wrapper_and_script.1)
-    )
+    }
 }
 
 /// The command's script for `sh -c`: with pipefail (see `fail_closed`), under `timeout(1)`
@@ -324,24 +333,27 @@ fn read_answer(
 /// The host's first command, after its lease: one round trip where two were. The take's
 /// answer comes first on stdout (`split_lease` takes it off); the command runs only when the
 /// lease was taken.
-fn lease_then(take: &str, become_root: bool, remote: &str) -> String {
+///
+/// The same `sh` then finds out which shell the host's commands start in (`shell=`, the
+/// choice `fail_closed` makes per command, kept for the host's later commands by
+/// `remote_command_in`) and runs the command's wrapper itself, in that shell's form: no
+/// second `sh`, and no `fail_closed` probe before `bash`.
+fn lease_then(take: &str, become_root: bool, command: &str, timeout: Option<Duration>) -> String {
     let take = if become_root {
         fleetbook_stdlib::host::sudo_command(take)
     } else {
         format!("{{ {take}; }}")
     };
-    // Once the lease is taken, which shell `fail_closed` would run commands in (`shell=`):
-    // the host's later commands start in it directly (`remote_command_in`).
+    let in_sh = inline_command(HostShell::Sh, command, timeout);
+    let in_bash = inline_command(HostShell::BashPipefail, command, timeout);
     let script = format!(
-        "a=$({take} </dev/null); printf '%s\\n' \"$a\"; [ \"$a\" = taken ] && {{ {PROBE}; exec {remote}; }}"
+        "a=$({take} </dev/null); printf '%s\\n' \"$a\"; [ \"$a\" = taken ] && \
+         if (set -o pipefail) 2>/dev/null; then echo shell=sh; {in_sh}; \
+         elif command -v bash >/dev/null 2>&1; then echo shell=bash; {in_bash}; \
+         else echo shell=none; {in_sh}; fi"
     );
     format!("sh -c {}", quote(&script))
 }
-
-/// Prints `shell=sh` when `sh` has pipefail, `shell=bash` when it has not and bash is there
-/// (the choice `fail_closed` makes per command), `shell=none` otherwise.
-const PROBE: &str = "if (set -o pipefail) 2>/dev/null; then echo shell=sh; \
-     elif command -v bash >/dev/null 2>&1; then echo shell=bash; else echo shell=none; fi";
 
 /// The lease's answer at the head of a first command's output, and the command's wait with
 /// the answer taken off (`None` when the command did not run, or said nothing usable).
@@ -956,7 +968,7 @@ impl Ssh {
         &self,
         host: &HostInfo,
         session: &Arc<Session>,
-        remote: &str,
+        command: &str,
         timeout: Option<Duration>,
         start: Instant,
     ) -> Result<Option<Waited>, TransportError> {
@@ -977,7 +989,7 @@ impl Ssh {
             .rt
             .block_on(cell.get_or_init(|| async {
                 let take = lease::take_script(&owner, dir, None);
-                let line = lease_then(&take, become_root, remote);
+                let line = lease_then(&take, become_root, command, timeout);
                 let waited = self.wait_remote(host, session, &line, timeout, start).await;
                 let (answer, waited) = split_lease(&host.name, waited);
                 match answer {
@@ -1095,13 +1107,14 @@ impl Transport for Ssh {
             .get(&host.name)
             .copied()
             .unwrap_or(HostShell::Sh);
-        let remote = remote_command_in(shell, command, timeout);
         let start = Instant::now();
-        let waited = match self.lease_with(host, &session, &remote, timeout, start)? {
+        let waited = match self.lease_with(host, &session, command, timeout, start)? {
             Some(waited) => waited,
-            None => self
-                .rt
-                .block_on(self.wait_remote(host, &session, &remote, timeout, start)),
+            None => {
+                let remote = remote_command_in(shell, command, timeout);
+                self.rt
+                    .block_on(self.wait_remote(host, &session, &remote, timeout, start))
+            }
         };
         self.output(waited, timeout, start)
     }
@@ -1532,11 +1545,11 @@ mod tests {
             run: run.into(),
             controller: "here:1".into(),
         };
-        let ours = remote_command("echo ran; exit 4", None);
         let line = lease_then(
             &lease::take_script(&owner("a"), Some(d), None),
             false,
-            &ours,
+            "echo ran; exit 4",
+            None,
         );
         let (answer, waited) = split_lease("h1", first(&line));
         // The probe's line is the shell `fail_closed` picks on this machine.
@@ -1559,11 +1572,12 @@ mod tests {
         assert_eq!(out.status.code(), Some(4));
         // Another run finds the lease held: its command does not run.
         let marker = dir.path().join("ran-b");
-        let theirs = remote_command(&format!("touch {}", quote(marker.to_str().unwrap())), None);
+        let theirs = format!("touch {}", quote(marker.to_str().unwrap()));
         let line = lease_then(
             &lease::take_script(&owner("b"), Some(d), None),
             false,
             &theirs,
+            None,
         );
         let (answer, waited) = split_lease("h1", first(&line));
         assert!(
@@ -1572,6 +1586,45 @@ mod tests {
         );
         assert!(waited.is_none());
         assert!(!marker.exists());
+    }
+
+    #[test]
+    fn a_first_command_runs_in_the_shell_later_commands_get_and_in_a_session_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let owner = Owner {
+            run: "a".into(),
+            controller: "here:1".into(),
+        };
+        let ours = std::process::id().to_string();
+        // Its shell, whether a pipeline fails closed, and its session (field 6 of its stat).
+        let command = "false | true; echo \"$0 $?\"; cut -d' ' -f6 /proc/self/stat; exit 5";
+        for timeout in [None, Some(Duration::from_secs(30))] {
+            let take = lease::take_script(&owner, Some(d), None);
+            let (answer, waited) =
+                split_lease("h1", first(&lease_then(&take, false, command, timeout)));
+            let shell = answer.unwrap();
+            let Some(Waited::Done(Ok(out))) = waited else {
+                panic!("the command did not run")
+            };
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let mut lines = stdout.lines();
+            let argv0 = match shell {
+                HostShell::BashPipefail => "bash",
+                HostShell::Sh => "sh",
+            };
+            assert_eq!(
+                lines.next(),
+                Some(format!("{argv0} 1").as_str()),
+                "{timeout:?}"
+            );
+            let session = lines.next().unwrap().trim();
+            assert!(
+                !session.is_empty() && session != ours,
+                "{timeout:?}: {stdout}"
+            );
+            assert_eq!(out.status.code(), Some(5), "{timeout:?}");
+        }
     }
 
     #[test]

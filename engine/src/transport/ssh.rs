@@ -121,8 +121,8 @@ pub struct Ssh {
     /// The run that leases the hosts it acts on; `None` (ad-hoc `exec`) takes no lease.
     owner: Mutex<Option<Owner>>,
     leases: Mutex<HashMap<String, LeaseCell>>,
-    /// The shell each host's commands start in, as its first command found (`HostShell`).
-    shells: Mutex<HashMap<String, HostShell>>,
+    /// How each host's commands are sent, as its first command found (`Shells`).
+    shells: Mutex<HashMap<String, Shells>>,
     /// Leases held, with what renews them: released at `shutdown`.
     held: Mutex<Vec<Held>>,
     /// Hosts whose lease another run took over (it expired while the link was down).
@@ -133,6 +133,9 @@ struct Held {
     host: String,
     session: Arc<Session>,
     become_root: bool,
+    /// The host's login shell is one `Shells::posix_login` names (known after its first
+    /// command): the release is sent without `sh -c`.
+    posix_login: bool,
     dir: Option<String>,
     renewal: tokio::task::JoinHandle<()>,
 }
@@ -174,22 +177,49 @@ fn wrapper(shell: &str, argv0: &str) -> String {
 }
 
 /// Which shell a host's commands start in, as the first command of a run found out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HostShell {
     /// Not known (or `sh` has pipefail): `sh`, and `fail_closed` finds out per command.
+    #[default]
     Sh,
     /// The host's `sh` has no pipefail and it has bash (dash hosts): every command starts in
     /// `bash -o pipefail` at once, with no probe and no second shell per command.
     BashPipefail,
 }
 
-impl HostShell {
-    /// What the host's lease answer said after `shell=` (see `lease_then`).
-    fn from_probe(word: &str) -> Self {
-        if word == "bash" {
-            HostShell::BashPipefail
+/// How a host's commands are sent, as the first command of a run found out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Shells {
+    /// The shell the commands start in.
+    pub command: HostShell,
+    /// sshd runs each line in the user's login shell (`$SHELL -c LINE`), and the host's is
+    /// bash, dash or sh: a POSIX shell that runs the wrapper as `sh` would. Then the wrapper
+    /// is the line itself, and no `sh -c` is started for it: one process fewer per command.
+    /// Any other login shell (or one not known yet) gets `sh -c`.
+    pub posix_login: bool,
+}
+
+impl Shells {
+    /// What the host's lease answer said after `shell=` (see `lease_then`): the command's
+    /// shell, then `posix` when the login shell is one of those.
+    fn from_probe(words: &str) -> Self {
+        let mut words = words.split(' ');
+        let command = match words.next() {
+            Some("bash") => HostShell::BashPipefail,
+            _ => HostShell::Sh,
+        };
+        Shells {
+            command,
+            posix_login: words.next() == Some("posix"),
+        }
+    }
+
+    /// The line sent for `command` (see `remote_command_in`).
+    fn line(self, command: &str, timeout: Option<Duration>) -> String {
+        if self.posix_login {
+            inline_command(self.command, command, timeout)
         } else {
-            HostShell::Sh
+            remote_command_in(self.command, command, timeout)
         }
     }
 }
@@ -216,9 +246,9 @@ pub fn remote_command_in(shell: HostShell, command: &str, timeout: Option<Durati
     format!("sh -c {} sh {}", quote(&wrapper), quote(&script))
 }
 
-/// `remote_command_in` as the tail of a script that already runs in `sh` (a first command,
-/// see `lease_then`): the wrapper runs in that shell with the command's script as its `$1`,
-/// without a second `sh` started for it.
+/// `remote_command_in` as a script for a shell that is already running (a first command's
+/// `sh`, see `lease_then`, or a POSIX login shell, see `Shells`): the wrapper runs in that
+/// shell with the command's script as its `$1`, without a second `sh` started for it.
 fn inline_command(shell: HostShell, command: &str, timeout: Option<Duration>) -> String {
     let (wrapper, script) = wrapped(shell, command, timeout);
     format!("set -- {}; {wrapper}", quote(&script))
@@ -271,9 +301,12 @@ async fn short(
     session: &Session,
     script: &str,
     become_root: bool,
+    posix_login: bool,
 ) -> Result<std::process::Output, String> {
     let line = if become_root {
         fleetbook_stdlib::host::sudo_command(script)
+    } else if posix_login {
+        script.to_string()
     } else {
         format!("sh -c {}", quote(script))
     };
@@ -336,8 +369,9 @@ fn read_answer(
 ///
 /// The same `sh` then finds out which shell the host's commands start in (`shell=`, the
 /// choice `fail_closed` makes per command, kept for the host's later commands by
-/// `remote_command_in`) and runs the command's wrapper itself, in that shell's form: no
-/// second `sh`, and no `fail_closed` probe before `bash`.
+/// `remote_command_in`) and whether the login shell is POSIX (`Shells`), and runs the
+/// command's wrapper itself, in that shell's form: no second `sh`, and no `fail_closed`
+/// probe before `bash`.
 fn lease_then(take: &str, become_root: bool, command: &str, timeout: Option<Duration>) -> String {
     let take = if become_root {
         fleetbook_stdlib::host::sudo_command(take)
@@ -347,17 +381,18 @@ fn lease_then(take: &str, become_root: bool, command: &str, timeout: Option<Dura
     let in_sh = inline_command(HostShell::Sh, command, timeout);
     let in_bash = inline_command(HostShell::BashPipefail, command, timeout);
     let script = format!(
-        "a=$({take} </dev/null); printf '%s\\n' \"$a\"; [ \"$a\" = taken ] && \
-         if (set -o pipefail) 2>/dev/null; then echo shell=sh; {in_sh}; \
-         elif command -v bash >/dev/null 2>&1; then echo shell=bash; {in_bash}; \
-         else echo shell=none; {in_sh}; fi"
+        "a=$({take} </dev/null); printf '%s\\n' \"$a\"; [ \"$a\" = taken ] && {{ \
+         case ${{SHELL##*/}} in bash|dash|sh) p=' posix';; *) p=;; esac; \
+         if (set -o pipefail) 2>/dev/null; then echo \"shell=sh$p\"; {in_sh}; \
+         elif command -v bash >/dev/null 2>&1; then echo \"shell=bash$p\"; {in_bash}; \
+         else echo \"shell=none$p\"; {in_sh}; fi; }}"
     );
     format!("sh -c {}", quote(&script))
 }
 
 /// The lease's answer at the head of a first command's output, and the command's wait with
 /// the answer taken off (`None` when the command did not run, or said nothing usable).
-fn split_lease(host: &str, waited: Waited) -> (Result<HostShell, TransportError>, Option<Waited>) {
+fn split_lease(host: &str, waited: Waited) -> (Result<Shells, TransportError>, Option<Waited>) {
     let Waited::Done(Ok(mut out)) = waited else {
         let e = TransportError::Unreachable(
             "taking the host's lease: the first command got no answer".into(),
@@ -370,14 +405,14 @@ fn split_lease(host: &str, waited: Waited) -> (Result<HostShell, TransportError>
             Some(r) => {
                 let end = r.iter().position(|&b| b == b'\n').unwrap_or(r.len());
                 let word = String::from_utf8_lossy(&r[..end]).into_owned();
-                (HostShell::from_probe(&word), &r[(end + 1).min(r.len())..])
+                (Shells::from_probe(&word), &r[(end + 1).min(r.len())..])
             }
-            None => (HostShell::Sh, rest),
+            None => (Shells::default(), rest),
         };
         out.stdout = rest.to_vec();
         return (Ok(shell), Some(Waited::Done(Ok(out))));
     }
-    (read_answer(host, Ok(out)).map(|()| HostShell::Sh), None)
+    (read_answer(host, Ok(out)).map(|()| Shells::default()), None)
 }
 
 /// Reads OpenSSH's "REMOTE HOST IDENTIFICATION HAS CHANGED" report: the key the host
@@ -530,14 +565,20 @@ impl Ssh {
         let dir = host.vars.get(lease::DIR_VAR).map(String::as_str);
         let result = self.rt.block_on(cell.get_or_init(|| async {
             let script = lease::take_script(&owner, dir, None);
-            let answer = read_answer(&host.name, short(session, &script, become_root).await);
+            let answer = read_answer(
+                &host.name,
+                short(session, &script, become_root, false).await,
+            );
             match &answer {
                 // A run whose controller died on this machine acts on nothing any more.
                 Err(TransportError::Leased {
                     run, controller, ..
                 }) if dead_here(controller) => {
                     let script = lease::take_script(&owner, dir, Some(run));
-                    read_answer(&host.name, short(session, &script, become_root).await)
+                    read_answer(
+                        &host.name,
+                        short(session, &script, become_root, false).await,
+                    )
                 }
                 _ => answer,
             }
@@ -562,7 +603,7 @@ impl Ssh {
                 tokio::time::sleep(lease::RENEW).await;
                 // A silent host keeps its lease until it expires; its commands fail anyway.
                 if let Err(e @ TransportError::Leased { .. }) =
-                    read_answer(&name, short(&s, &script, become_root).await)
+                    read_answer(&name, short(&s, &script, become_root, false).await)
                 {
                     lost.lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -575,6 +616,7 @@ impl Ssh {
             host: host.name.clone(),
             session: session.clone(),
             become_root,
+            posix_login: false,
             dir: host.vars.get(lease::DIR_VAR).cloned(),
             renewal,
         });
@@ -993,11 +1035,15 @@ impl Ssh {
                 let waited = self.wait_remote(host, session, &line, timeout, start).await;
                 let (answer, waited) = split_lease(&host.name, waited);
                 match answer {
-                    Ok(shell) => {
+                    Ok(shells) => {
                         self.shells
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .insert(host.name.clone(), shell);
+                            .insert(host.name.clone(), shells);
+                        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                        if let Some(h) = held.iter_mut().find(|h| h.host == host.name) {
+                            h.posix_login = shells.posix_login;
+                        }
                         ran = waited;
                         Ok(())
                     }
@@ -1006,7 +1052,10 @@ impl Ssh {
                         run, controller, ..
                     }) if dead_here(&controller) => {
                         let script = lease::take_script(&owner, dir, Some(&run));
-                        read_answer(&host.name, short(session, &script, become_root).await)
+                        read_answer(
+                            &host.name,
+                            short(session, &script, become_root, false).await,
+                        )
                     }
                     Err(e) => {
                         // The command's own failure says more than the lease's.
@@ -1100,18 +1149,18 @@ impl Transport for Ssh {
             return Err(TransportError::Other("the run was killed".into()));
         }
         let session = self.session(host)?;
-        let shell = self
+        let shells = self
             .shells
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&host.name)
             .copied()
-            .unwrap_or(HostShell::Sh);
+            .unwrap_or_default();
         let start = Instant::now();
         let waited = match self.lease_with(host, &session, command, timeout, start)? {
             Some(waited) => waited,
             None => {
-                let remote = remote_command_in(shell, command, timeout);
+                let remote = shells.line(command, timeout);
                 self.rt
                     .block_on(self.wait_remote(host, &session, &remote, timeout, start))
             }
@@ -1381,7 +1430,7 @@ async fn reuse(dir: &std::path::Path) -> Option<Session> {
 async fn release(h: Held, owner: &Owner) {
     h.renewal.abort();
     let script = lease::release_script(&owner.run, h.dir.as_deref());
-    let _ = short(&h.session, &script, h.become_root).await;
+    let _ = short(&h.session, &script, h.become_root, h.posix_login).await;
 }
 
 /// Closes a master: through the mux protocol when nothing else holds the session, else by
@@ -1439,21 +1488,26 @@ mod tests {
         assert!(timed.contains(" sh 'exec timeout -k 5 3 sh -c "), "{timed}");
     }
 
-    /// The wrapper as a host's login shell runs it: `sh -c LINE`, stdin a pipe (the channel),
-    /// for a host whose shell is known (`remote_command_in`); `own_group` as sshd starts it
-    /// (in a new group, under a login shell that `exec`s its last command, as bash does),
-    /// else inside another process group (dash as the login shell forks).
+    /// The wrapper as a host's login shell runs it, stdin a pipe (the channel), for a host
+    /// whose shells are known (`Shells::line`). Sent through `sh -c`: `own_group` as sshd
+    /// starts it (in a new group, under a login shell that `exec`s its last command, as bash
+    /// does), else inside another process group (dash as the login shell forks). Sent as
+    /// the line itself to a POSIX login shell: bash in a group of its own (`own_group`), or
+    /// dash inside another group.
     fn start_with(
-        shell: HostShell,
+        shells: Shells,
         command: &str,
         own_group: bool,
         timeout: Option<Duration>,
     ) -> std::process::Child {
         use std::os::unix::process::CommandExt;
-        let line = remote_command_in(shell, command, timeout);
-        let mut cmd = std::process::Command::new("sh");
+        let line = shells.line(command, timeout);
+        let mut cmd = match (shells.posix_login, own_group) {
+            (true, true) => std::process::Command::new("bash"),
+            _ => std::process::Command::new("sh"),
+        };
         cmd.arg("-c")
-            .arg(if own_group {
+            .arg(if own_group && !shells.posix_login {
                 format!("exec {line}")
             } else {
                 line
@@ -1494,19 +1548,32 @@ mod tests {
         !found.stdout.is_empty()
     }
 
-    /// Both shells a command can start in, each on both of the wrapper's paths.
-    const SHELLS: [(HostShell, bool); 4] = [
-        (HostShell::Sh, false),
-        (HostShell::Sh, true),
-        (HostShell::BashPipefail, false),
-        (HostShell::BashPipefail, true),
-    ];
+    /// Both shells a command can start in, sent through `sh -c` or to a POSIX login shell,
+    /// each on both of the wrapper's paths.
+    const SHELLS: [(Shells, bool); 8] = {
+        const fn s(command: HostShell, posix_login: bool) -> Shells {
+            Shells {
+                command,
+                posix_login,
+            }
+        }
+        [
+            (s(HostShell::Sh, false), false),
+            (s(HostShell::Sh, false), true),
+            (s(HostShell::BashPipefail, false), false),
+            (s(HostShell::BashPipefail, false), true),
+            (s(HostShell::Sh, true), false),
+            (s(HostShell::Sh, true), true),
+            (s(HostShell::BashPipefail, true), false),
+            (s(HostShell::BashPipefail, true), true),
+        ]
+    };
 
     #[test]
     fn a_host_known_to_run_bash_gets_pipefail_and_bash_on_both_paths_and_under_a_timeout() {
         for (shell, own_group) in SHELLS
             .into_iter()
-            .filter(|(s, _)| *s == HostShell::BashPipefail)
+            .filter(|(s, _)| s.command == HostShell::BashPipefail)
         {
             for timeout in [None, Some(Duration::from_secs(30))] {
                 let case = format!("{own_group} {timeout:?}");
@@ -1525,12 +1592,19 @@ mod tests {
         }
     }
 
-    /// A first command as the host runs it (`sh -c LINE`), its wait as `exec` sees it.
+    /// A first command as the host runs it (`sh -c LINE`, with bash as the login shell),
+    /// its wait as `exec` sees it.
     fn first(line: &str) -> Waited {
+        first_under(line, "/bin/bash")
+    }
+
+    /// `first`, with `login` as the user's login shell (`$SHELL`).
+    fn first_under(line: &str, login: &str) -> Waited {
         Waited::Done(
             std::process::Command::new("sh")
                 .arg("-c")
                 .arg(line)
+                .env("SHELL", login)
                 .stdin(std::process::Stdio::piped())
                 .output()
                 .map_err(openssh::Error::ChildIo),
@@ -1563,6 +1637,10 @@ mod tests {
             HostShell::Sh
         } else {
             HostShell::BashPipefail
+        };
+        let expected = Shells {
+            command: expected,
+            posix_login: true,
         };
         assert_eq!(answer.as_ref().ok(), Some(&expected), "{answer:?}");
         let Some(Waited::Done(Ok(out))) = waited else {
@@ -1599,11 +1677,24 @@ mod tests {
         let ours = std::process::id().to_string();
         // Its shell, whether a pipeline fails closed, and its session (field 6 of its stat).
         let command = "false | true; echo \"$0 $?\"; cut -d' ' -f6 /proc/self/stat; exit 5";
-        for timeout in [None, Some(Duration::from_secs(30))] {
+        let logins = [
+            ("/bin/bash", true),
+            ("/usr/bin/dash", true),
+            ("/bin/sh", true),
+            ("/usr/bin/fish", false),
+            ("/bin/tcsh", false),
+            ("", false),
+        ];
+        for (timeout, (login, posix)) in [None, Some(Duration::from_secs(30))]
+            .into_iter()
+            .flat_map(|t| logins.map(|l| (t, l)))
+        {
             let take = lease::take_script(&owner, Some(d), None);
-            let (answer, waited) =
-                split_lease("h1", first(&lease_then(&take, false, command, timeout)));
-            let shell = answer.unwrap();
+            let line = lease_then(&take, false, command, timeout);
+            let (answer, waited) = split_lease("h1", first_under(&line, login));
+            let shells = answer.unwrap();
+            assert_eq!(shells.posix_login, posix, "{login}");
+            let shell = shells.command;
             let Some(Waited::Done(Ok(out))) = waited else {
                 panic!("the command did not run")
             };
@@ -1653,12 +1744,8 @@ mod tests {
     #[test]
     fn kill_on_stdin_stops_the_whole_command_and_end_of_input_does_not() {
         use std::io::Write;
-        for (shell, own_group, tag) in [
-            (HostShell::Sh, false, "41.5"),
-            (HostShell::Sh, true, "41.6"),
-            (HostShell::BashPipefail, false, "41.55"),
-            (HostShell::BashPipefail, true, "41.65"),
-        ] {
+        for (i, (shell, own_group)) in SHELLS.into_iter().enumerate() {
+            let tag = format!("42.1{i}");
             // Killed: the command and its children (its process group) stop at once.
             let mut child = start_with(
                 shell,
@@ -1691,8 +1778,8 @@ mod tests {
     fn a_command_under_a_timeout_is_killed_whole_on_every_path() {
         use std::io::Write;
         // timeout(1) leaves the wrapper's group: a kill must still reach it and its command.
-        for (shell, own_group) in SHELLS {
-            let tag = format!("41.{}{}", shell as u8, u8::from(own_group));
+        for (i, (shell, own_group)) in SHELLS.into_iter().enumerate() {
+            let tag = format!("42.2{i}");
             let command = format!("sleep {tag} & sleep {tag}; echo never");
             let mut child = start_with(shell, &command, own_group, Some(Duration::from_secs(60)));
             std::thread::sleep(Duration::from_millis(300));
@@ -1725,18 +1812,32 @@ mod tests {
     #[test]
     fn a_command_that_ignores_term_is_killed_after_it() {
         use std::io::Write;
-        // The watcher's KILL follows the TERM the command ignores.
-        for (shell, tag) in [(HostShell::Sh, "41.7"), (HostShell::BashPipefail, "41.75")] {
-            let command = format!("trap '' TERM; sleep {tag}; echo never");
-            let mut child = start_with(shell, &command, true, None);
-            std::thread::sleep(Duration::from_millis(300));
-            child.stdin.take().unwrap().write_all(KILL_LINE).unwrap();
+        // The watcher's KILL follows the TERM the command ignores. All paths at once: each
+        // waits out the watcher's 5 s.
+        let children: Vec<_> = SHELLS
+            .into_iter()
+            .enumerate()
+            .map(|(i, (shell, own_group))| {
+                let tag = format!("42.3{i}");
+                let command = format!("trap '' TERM; sleep {tag}; echo never");
+                (tag, start_with(shell, &command, own_group, None))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let killed: Vec<_> = children
+            .into_iter()
+            .map(|(tag, mut child)| {
+                child.stdin.take().unwrap().write_all(KILL_LINE).unwrap();
+                (tag, child)
+            })
+            .collect();
+        for (tag, child) in killed {
             let out = child.wait_with_output().unwrap();
-            assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{shell:?}");
-            assert_ne!(out.status.code(), Some(0), "{shell:?}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{tag}");
+            assert_ne!(out.status.code(), Some(0), "{tag}");
             assert!(
                 !left_running(&format!("^sleep {tag}")),
-                "left running after the KILL ({shell:?})"
+                "left running after the KILL ({tag})"
             );
         }
     }

@@ -133,8 +133,8 @@ struct Held {
     host: String,
     session: Arc<Session>,
     become_root: bool,
-    /// The host's login shell is one `Shells::posix_login` names (known after its first
-    /// command): the release is sent without `sh -c`.
+    /// The host's login shell runs POSIX scripts (`Login`, known after its first command):
+    /// the release is sent without `sh -c`.
     posix_login: bool,
     dir: Option<String>,
     renewal: tokio::task::JoinHandle<()>,
@@ -159,21 +159,42 @@ fn remote_secs(d: Duration) -> u64 {
 const KILL_LINE: &[u8] = b"kill\n";
 
 /// The wrapper script of `remote_command`; the command's script is its `$1`, run as
-/// `SHELL -c "$1" ARGV0` in a session of its own (`setsid`), exactly as that shell would run
-/// it (its own `$$`, no trap of the wrapper's).
+/// `SHELL -c "$1" ARGV0` in a process group of its own (`Group`), exactly as that shell would
+/// run it (its own `$$`, no trap of the wrapper's).
 ///
-/// Always a new session, even where the wrapper already leads a process group of its own:
-/// the watcher must stay outside the command's group. `sudo` does not relay a signal sent
-/// from inside its command's process group, and a watcher that is not root cannot signal the
+/// Always a new process group, even where the wrapper already leads one of its own: the
+/// watcher must stay outside the command's group. `sudo` does not relay a signal sent from
+/// inside its command's process group, and a watcher that is not root cannot signal the
 /// root command itself, so a watcher in the same group could not stop a `become` step; and
 /// `timeout(1)` moves itself into a group of its own anyway.
-fn wrapper(shell: &str, argv0: &str) -> String {
+///
+/// `sh` has no way to start one but `setsid(1)`, a new session, one more process per
+/// command; bash does it itself as a job (`Group::Job`).
+fn wrapper(shell: &str, argv0: &str, group: Group) -> String {
+    let (start, started) = match group {
+        Group::Session => ("setsid ", ""),
+        Group::Job => ("set -m; ", "set +m; "),
+    };
+    let start = match group {
+        Group::Session => format!("exec 3<&0; {start}{shell}"),
+        Group::Job => format!("{start}exec 3<&0; {shell}"),
+    };
     format!(
-        "exec 3<&0; \
-         setsid {shell} -c \"$1\" {argv0} </dev/null 3<&- & c=$!; \
+        "{start} -c \"$1\" {argv0} </dev/null 3<&- & c=$!; {started}\
          {{ read -r w <&3 && [ \"$w\" = kill ] && {{ kill -TERM -$c; sleep 5; kill -KILL -$c; }}; }} >/dev/null 2>&1 & w=$!; \
          exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; exit $r"
     )
+}
+
+/// How the wrapper puts the command in a process group of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    /// `setsid(1)`: a new session, from any POSIX shell.
+    Session,
+    /// bash's job control (`set -m`, no terminal needed): a new group in the same session,
+    /// without `setsid` started for it. Switched off again before the watcher starts, which
+    /// stays in the wrapper's group.
+    Job,
 }
 
 /// Which shell a host's commands start in, as the first command of a run found out.
@@ -187,44 +208,58 @@ pub enum HostShell {
     BashPipefail,
 }
 
+/// The user's login shell on a host: sshd runs each line in it (`$SHELL -c LINE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Login {
+    /// Not known yet, or not one below: each line is `sh -c WRAPPER`.
+    #[default]
+    Other,
+    /// dash or sh: a POSIX shell that runs the wrapper as `sh` would, so the wrapper is the
+    /// line itself, with no `sh -c` started for it: one process fewer per command.
+    Posix,
+    /// bash: as `Posix`, and the wrapper puts the command in a group of its own with bash's
+    /// job control instead of `setsid` (`Group::Job`): one process fewer again.
+    Bash,
+}
+
 /// How a host's commands are sent, as the first command of a run found out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Shells {
     /// The shell the commands start in.
     pub command: HostShell,
-    /// sshd runs each line in the user's login shell (`$SHELL -c LINE`), and the host's is
-    /// bash, dash or sh: a POSIX shell that runs the wrapper as `sh` would. Then the wrapper
-    /// is the line itself, and no `sh -c` is started for it: one process fewer per command.
-    /// Any other login shell (or one not known yet) gets `sh -c`.
-    pub posix_login: bool,
+    /// The login shell the lines are sent to.
+    pub login: Login,
 }
 
 impl Shells {
     /// What the host's lease answer said after `shell=` (see `lease_then`): the command's
-    /// shell, then `posix` when the login shell is one of those.
+    /// shell, then the login shell's kind when it is one `Login` names.
     fn from_probe(words: &str) -> Self {
         let mut words = words.split(' ');
         let command = match words.next() {
             Some("bash") => HostShell::BashPipefail,
             _ => HostShell::Sh,
         };
-        Shells {
-            command,
-            posix_login: words.next() == Some("posix"),
-        }
+        let login = match words.next() {
+            Some("bash-login") => Login::Bash,
+            Some("posix-login") => Login::Posix,
+            _ => Login::Other,
+        };
+        Shells { command, login }
     }
 
     /// The line sent for `command` (see `remote_command_in`).
     fn line(self, command: &str, timeout: Option<Duration>) -> String {
-        if self.posix_login {
-            inline_command(self.command, command, timeout)
-        } else {
-            remote_command_in(self.command, command, timeout)
+        match self.login {
+            Login::Other => remote_command_in(self.command, command, timeout),
+            Login::Posix => inline_command(self.command, Group::Session, command, timeout),
+            Login::Bash => inline_command(self.command, Group::Job, command, timeout),
         }
     }
 }
 
-/// The command line sent to the host: always `sh -c`, whatever the login shell is.
+/// The command line sent to a host whose login shell is not known: `sh -c`, whatever the
+/// login shell is (`Shells::line` sends the wrapper itself to a POSIX one).
 ///
 /// The command runs beside a watcher that reads the channel's stdin, which fleetbook holds
 /// open and writes only to kill: on `kill` the watcher stops the command's whole process
@@ -242,28 +277,38 @@ pub fn remote_command(command: &str, timeout: Option<Duration>) -> String {
 /// runs in `bash -o pipefail` directly, as `fail_closed` would have chosen after its probe
 /// (no probe, one shell fewer per command).
 pub fn remote_command_in(shell: HostShell, command: &str, timeout: Option<Duration>) -> String {
-    let (wrapper, script) = wrapped(shell, command, timeout);
+    let (wrapper, script) = wrapped(shell, Group::Session, command, timeout);
     format!("sh -c {} sh {}", quote(&wrapper), quote(&script))
 }
 
 /// `remote_command_in` as a script for a shell that is already running (a first command's
 /// `sh`, see `lease_then`, or a POSIX login shell, see `Shells`): the wrapper runs in that
 /// shell with the command's script as its `$1`, without a second `sh` started for it.
-fn inline_command(shell: HostShell, command: &str, timeout: Option<Duration>) -> String {
-    let (wrapper, script) = wrapped(shell, command, timeout);
+fn inline_command(
+    shell: HostShell,
+    group: Group,
+    command: &str,
+    timeout: Option<Duration>,
+) -> String {
+    let (wrapper, script) = wrapped(shell, group, command, timeout);
     format!("set -- {}; {wrapper}", quote(&script))
 }
 
 /// The wrapper script and the command's script (the wrapper's `$1`) for a host's shell.
-fn wrapped(shell: HostShell, command: &str, timeout: Option<Duration>) -> (String, String) {
+fn wrapped(
+    shell: HostShell,
+    group: Group,
+    command: &str,
+    timeout: Option<Duration>,
+) -> (String, String) {
     let (run, argv0, script) = match shell {
         HostShell::Sh => ("sh", "sh", fail_closed(command)),
         HostShell::BashPipefail => ("bash -o pipefail", "bash", command.to_string()),
     };
     match timeout {
         // `timeout` runs the command's shell; the wrapper's `sh` runs `timeout`.
-        Some(_) => (wrapper("sh", "sh"), timed(run, script, timeout)),
-        None => (wrapper(run, argv0), script),
+        Some(_) => (wrapper("sh", "sh", group), timed(run, script, timeout)),
+        None => (wrapper(run, argv0, group), script),
     }
 }
 
@@ -378,11 +423,11 @@ fn lease_then(take: &str, become_root: bool, command: &str, timeout: Option<Dura
     } else {
         format!("{{ {take}; }}")
     };
-    let in_sh = inline_command(HostShell::Sh, command, timeout);
-    let in_bash = inline_command(HostShell::BashPipefail, command, timeout);
+    let in_sh = inline_command(HostShell::Sh, Group::Session, command, timeout);
+    let in_bash = inline_command(HostShell::BashPipefail, Group::Session, command, timeout);
     let script = format!(
         "a=$({take} </dev/null); printf '%s\\n' \"$a\"; [ \"$a\" = taken ] && {{ \
-         case ${{SHELL##*/}} in bash|dash|sh) p=' posix';; *) p=;; esac; \
+         case ${{SHELL##*/}} in bash) p=' bash-login';; dash|sh) p=' posix-login';; *) p=;; esac; \
          if (set -o pipefail) 2>/dev/null; then echo \"shell=sh$p\"; {in_sh}; \
          elif command -v bash >/dev/null 2>&1; then echo \"shell=bash$p\"; {in_bash}; \
          else echo \"shell=none$p\"; {in_sh}; fi; }}"
@@ -1042,7 +1087,7 @@ impl Ssh {
                             .insert(host.name.clone(), shells);
                         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
                         if let Some(h) = held.iter_mut().find(|h| h.host == host.name) {
-                            h.posix_login = shells.posix_login;
+                            h.posix_login = shells.login != Login::Other;
                         }
                         ran = waited;
                         Ok(())
@@ -1492,8 +1537,8 @@ mod tests {
     /// whose shells are known (`Shells::line`). Sent through `sh -c`: `own_group` as sshd
     /// starts it (in a new group, under a login shell that `exec`s its last command, as bash
     /// does), else inside another process group (dash as the login shell forks). Sent as
-    /// the line itself to a POSIX login shell: bash in a group of its own (`own_group`), or
-    /// dash inside another group.
+    /// the line itself to the login shell (dash, or bash): in a group of its own as sshd
+    /// starts it (`own_group`), or inside another group (under another program).
     fn start_with(
         shells: Shells,
         command: &str,
@@ -1502,16 +1547,14 @@ mod tests {
     ) -> std::process::Child {
         use std::os::unix::process::CommandExt;
         let line = shells.line(command, timeout);
-        let mut cmd = match (shells.posix_login, own_group) {
-            (true, true) => std::process::Command::new("bash"),
-            _ => std::process::Command::new("sh"),
+        let (login, line) = match shells.login {
+            Login::Other if own_group => ("sh", format!("exec {line}")),
+            Login::Other | Login::Posix => ("sh", line),
+            Login::Bash => ("bash", line),
         };
+        let mut cmd = std::process::Command::new(login);
         cmd.arg("-c")
-            .arg(if own_group && !shells.posix_login {
-                format!("exec {line}")
-            } else {
-                line
-            })
+            .arg(line)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
@@ -1550,22 +1593,25 @@ mod tests {
 
     /// Both shells a command can start in, sent through `sh -c` or to a POSIX login shell,
     /// each on both of the wrapper's paths.
-    const SHELLS: [(Shells, bool); 8] = {
-        const fn s(command: HostShell, posix_login: bool) -> Shells {
-            Shells {
-                command,
-                posix_login,
-            }
+    const SHELLS: [(Shells, bool); 12] = {
+        const fn s(command: HostShell, login: Login) -> Shells {
+            Shells { command, login }
         }
+        use HostShell::{BashPipefail, Sh};
+        use Login::{Bash, Other, Posix};
         [
-            (s(HostShell::Sh, false), false),
-            (s(HostShell::Sh, false), true),
-            (s(HostShell::BashPipefail, false), false),
-            (s(HostShell::BashPipefail, false), true),
-            (s(HostShell::Sh, true), false),
-            (s(HostShell::Sh, true), true),
-            (s(HostShell::BashPipefail, true), false),
-            (s(HostShell::BashPipefail, true), true),
+            (s(Sh, Other), false),
+            (s(Sh, Other), true),
+            (s(BashPipefail, Other), false),
+            (s(BashPipefail, Other), true),
+            (s(Sh, Posix), false),
+            (s(Sh, Posix), true),
+            (s(BashPipefail, Posix), false),
+            (s(BashPipefail, Posix), true),
+            (s(Sh, Bash), false),
+            (s(Sh, Bash), true),
+            (s(BashPipefail, Bash), false),
+            (s(BashPipefail, Bash), true),
         ]
     };
 
@@ -1640,7 +1686,7 @@ mod tests {
         };
         let expected = Shells {
             command: expected,
-            posix_login: true,
+            login: Login::Bash,
         };
         assert_eq!(answer.as_ref().ok(), Some(&expected), "{answer:?}");
         let Some(Waited::Done(Ok(out))) = waited else {
@@ -1678,14 +1724,14 @@ mod tests {
         // Its shell, whether a pipeline fails closed, and its session (field 6 of its stat).
         let command = "false | true; echo \"$0 $?\"; cut -d' ' -f6 /proc/self/stat; exit 5";
         let logins = [
-            ("/bin/bash", true),
-            ("/usr/bin/dash", true),
-            ("/bin/sh", true),
-            ("/usr/bin/fish", false),
-            ("/bin/tcsh", false),
-            ("", false),
+            ("/bin/bash", Login::Bash),
+            ("/usr/bin/dash", Login::Posix),
+            ("/bin/sh", Login::Posix),
+            ("/usr/bin/fish", Login::Other),
+            ("/bin/tcsh", Login::Other),
+            ("", Login::Other),
         ];
-        for (timeout, (login, posix)) in [None, Some(Duration::from_secs(30))]
+        for (timeout, (login, kind)) in [None, Some(Duration::from_secs(30))]
             .into_iter()
             .flat_map(|t| logins.map(|l| (t, l)))
         {
@@ -1693,7 +1739,7 @@ mod tests {
             let line = lease_then(&take, false, command, timeout);
             let (answer, waited) = split_lease("h1", first_under(&line, login));
             let shells = answer.unwrap();
-            assert_eq!(shells.posix_login, posix, "{login}");
+            assert_eq!(shells.login, kind, "{login}");
             let shell = shells.command;
             let Some(Waited::Done(Ok(out))) = waited else {
                 panic!("the command did not run")
@@ -1719,25 +1765,24 @@ mod tests {
     }
 
     #[test]
-    fn a_command_runs_in_a_session_of_its_own_wherever_the_wrapper_runs() {
-        // The session a command's process is in, against this test's own session: never
-        // the wrapper's (its watcher must stay outside the command's group, see `wrapper`).
-        let ours = std::fs::read_to_string("/proc/self/stat").unwrap();
-        let ours = ours
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .nth(3)
-            .unwrap()
-            .to_string();
+    fn a_command_runs_in_a_process_group_of_its_own_wherever_the_wrapper_runs() {
+        // The group a command's process is in: never the wrapper's, where its watcher is
+        // (see `wrapper`), whether the wrapper leads a group (the login shell's pid) or runs
+        // in another one (this test's).
+        let group_of = |stat: &str| {
+            let fields = stat.rsplit(')').next().unwrap().split_whitespace();
+            fields.clone().nth(2).unwrap().to_string()
+        };
+        let ours = group_of(&std::fs::read_to_string("/proc/self/stat").unwrap());
         for (shell, own_group) in SHELLS {
-            let out = start_with(shell, "cut -d' ' -f6 /proc/self/stat", own_group, None)
-                .wait_with_output()
-                .unwrap();
-            let session = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            assert!(!session.is_empty(), "{shell:?} {own_group}");
-            assert_ne!(session, ours, "{shell:?} {own_group}");
+            let child = start_with(shell, "cat /proc/self/stat", own_group, None);
+            let login = child.id().to_string();
+            let out = child.wait_with_output().unwrap();
+            let group = group_of(&String::from_utf8_lossy(&out.stdout));
+            let case = format!("{shell:?} {own_group}");
+            assert!(!group.is_empty(), "{case}");
+            assert_ne!(group, ours, "{case}");
+            assert_ne!(group, login, "{case}");
         }
     }
 

@@ -38,8 +38,7 @@ pub enum Answer {
 pub const DIR_VAR: &str = "fleetbook_lease_dir";
 
 /// Picks the lease file. The lock beside it serializes takers where `flock(1)` exists
-/// (util-linux), and `l` says it is held; without it the check and the write are still one
-/// short script.
+/// (util-linux); without it the check and the write are still one short script.
 fn path(dir: Option<&str>) -> String {
     let pick = match dir {
         Some(d) => format!("f={};", quote(d)),
@@ -47,7 +46,7 @@ fn path(dir: Option<&str>) -> String {
     };
     format!(
         "{pick} f=$f/fleetbook.lease; \
-         l=; if command -v flock >/dev/null 2>&1 && : 2>/dev/null >>\"$f.lock\"; then exec 9>>\"$f.lock\"; flock -w 10 9 && l=1; fi; "
+         if command -v flock >/dev/null 2>&1 && : 2>/dev/null >>\"$f.lock\"; then exec 9>>\"$f.lock\"; flock -w 10 9; fi; "
     )
 }
 
@@ -56,17 +55,16 @@ fn path(dir: Option<&str>) -> String {
 /// to be dead). Prints `taken`, or `held`, the holder's run, controller and expiry, one a
 /// line.
 ///
-/// Under the lock the file is written in place: every reader and writer takes the lock, and
-/// a `mv` would be one more process per host. Without the lock the new lease is written
-/// beside the file and moved over it, so a reader never sees half of one.
+/// The new lease is always written beside the file and moved over it, with or without the
+/// lock: a taker that could not get the lock (`flock -w` timed out, or a lock file it may not
+/// open) never reads half a lease as no lease, and a write that fails (a full disk) leaves
+/// the old lease whole.
 pub fn take_script(owner: &Owner, dir: Option<&str>, stale: Option<&str>) -> String {
     format!(
         "{}run={}; stale={}; now=$(date +%s); \
          if [ -s \"$f\" ]; then {{ read -r r; read -r c; read -r e; }} < \"$f\"; \
          if [ \"$r\" != \"$run\" ] && [ \"$r\" != \"$stale\" ] && [ \"${{e:-0}}\" -gt \"$now\" ] 2>/dev/null; then printf 'held\\n%s\\n%s\\n%s\\n' \"$r\" \"$c\" \"$e\"; exit 0; fi; fi; \
-         if [ \"$l\" ]; then t=$f; else t=$f.$$; fi; \
-         printf '%s\\n%s\\n%s\\n' \"$run\" {} $((now + {})) > \"$t\" && \
-         {{ [ \"$t\" = \"$f\" ] || mv -f \"$t\" \"$f\"; }} && echo taken",
+         printf '%s\\n%s\\n%s\\n' \"$run\" {} $((now + {})) > \"$f.$$\" && mv -f \"$f.$$\" \"$f\" && echo taken",
         path(dir),
         quote(&owner.run),
         quote(stale.unwrap_or("")),
@@ -200,6 +198,34 @@ mod tests {
             };
             assert_eq!(names, expected, "{case}");
         }
+    }
+
+    #[test]
+    fn a_take_that_cannot_write_leaves_the_holders_lease_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let owner = |run: &str| Owner {
+            run: run.into(),
+            controller: "c:1".into(),
+        };
+        assert_eq!(
+            parse(&sh(&take_script(&owner("run-a"), Some(&d), None))),
+            Some(Answer::Taken)
+        );
+        let before = std::fs::read_to_string(dir.path().join("fleetbook.lease")).unwrap();
+        // The holder's renewal on a full disk (no byte may be written) fails...
+        let full = format!(
+            "trap '' XFSZ; ulimit -f 0; {}",
+            take_script(&owner("run-a"), Some(&d), None)
+        );
+        assert_eq!(parse(&sh(&full)), None);
+        // ...and leaves its lease as it was, so another run is still refused.
+        let after = std::fs::read_to_string(dir.path().join("fleetbook.lease")).unwrap();
+        assert_eq!(before, after);
+        assert!(matches!(
+            parse(&sh(&take_script(&owner("run-b"), Some(&d), None))),
+            Some(Answer::Held { .. })
+        ));
     }
 
     #[test]

@@ -133,7 +133,7 @@ struct Held {
     host: String,
     session: Arc<Session>,
     become_root: bool,
-    /// The host's login shell runs POSIX scripts (`Login`, known after its first command):
+    /// The host's login shell runs POSIX scripts (`Shells`, known after its first command):
     /// the release is sent without `sh -c`.
     posix_login: bool,
     dir: Option<String>,
@@ -159,42 +159,24 @@ fn remote_secs(d: Duration) -> u64 {
 const KILL_LINE: &[u8] = b"kill\n";
 
 /// The wrapper script of `remote_command`; the command's script is its `$1`, run as
-/// `SHELL -c "$1" ARGV0` in a process group of its own (`Group`), exactly as that shell would
-/// run it (its own `$$`, no trap of the wrapper's).
+/// `SHELL -c "$1" ARGV0` in a session of its own (`setsid`), exactly as that shell would run
+/// it (its own `$$`, no trap of the wrapper's).
 ///
-/// Always a new process group, even where the wrapper already leads one of its own: the
-/// watcher must stay outside the command's group. `sudo` does not relay a signal sent from
-/// inside its command's process group, and a watcher that is not root cannot signal the
+/// Always a new session, even where the wrapper already leads a process group of its own:
+/// the watcher must stay outside the command's group. `sudo` does not relay a signal sent
+/// from inside its command's process group, and a watcher that is not root cannot signal the
 /// root command itself, so a watcher in the same group could not stop a `become` step; and
-/// `timeout(1)` moves itself into a group of its own anyway.
-///
-/// `sh` has no way to start one but `setsid(1)`, a new session, one more process per
-/// command; bash does it itself as a job (`Group::Job`).
-fn wrapper(shell: &str, argv0: &str, group: Group) -> String {
-    let (start, started) = match group {
-        Group::Session => ("setsid ", ""),
-        Group::Job => ("set -m; ", "set +m; "),
-    };
-    let start = match group {
-        Group::Session => format!("exec 3<&0; {start}{shell}"),
-        Group::Job => format!("{start}exec 3<&0; {shell}"),
-    };
+/// `timeout(1)` moves itself into a group of its own anyway. (bash's job control, `set -m`,
+/// would start a group without `setsid`, but that group is not orphaned: a stray SIGTSTP
+/// would stop the command, and a bash built without job control would leave the command in
+/// the watcher's group, where no kill reaches it.)
+fn wrapper(shell: &str, argv0: &str) -> String {
     format!(
-        "{start} -c \"$1\" {argv0} </dev/null 3<&- & c=$!; {started}\
+        "exec 3<&0; \
+         setsid {shell} -c \"$1\" {argv0} </dev/null 3<&- & c=$!; \
          {{ read -r w <&3 && [ \"$w\" = kill ] && {{ kill -TERM -$c; sleep 5; kill -KILL -$c; }}; }} >/dev/null 2>&1 & w=$!; \
          exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; exit $r"
     )
-}
-
-/// How the wrapper puts the command in a process group of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Group {
-    /// `setsid(1)`: a new session, from any POSIX shell.
-    Session,
-    /// bash's job control (`set -m`, no terminal needed): a new group in the same session,
-    /// without `setsid` started for it. Switched off again before the watcher starts, which
-    /// stays in the wrapper's group.
-    Job,
 }
 
 /// Which shell a host's commands start in, as the first command of a run found out.
@@ -208,52 +190,58 @@ pub enum HostShell {
     BashPipefail,
 }
 
-/// The user's login shell on a host: sshd runs each line in it (`$SHELL -c LINE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Login {
-    /// Not known yet, or not one below: each line is `sh -c WRAPPER`.
-    #[default]
-    Other,
-    /// dash or sh: a POSIX shell that runs the wrapper as `sh` would, so the wrapper is the
-    /// line itself, with no `sh -c` started for it: one process fewer per command.
-    Posix,
-    /// bash: as `Posix`, and the wrapper puts the command in a group of its own with bash's
-    /// job control instead of `setsid` (`Group::Job`): one process fewer again.
-    Bash,
-}
-
 /// How a host's commands are sent, as the first command of a run found out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Shells {
     /// The shell the commands start in.
     pub command: HostShell,
-    /// The login shell the lines are sent to.
-    pub login: Login,
+    /// sshd runs each line in the user's login shell (`$SHELL -c LINE`), and the host's is
+    /// bash, dash or sh (as `$SHELL` says and the user's passwd entry agrees): a POSIX shell
+    /// that runs the wrapper as `sh` would. Then the wrapper is the line itself, after
+    /// `CLEAN`, and no `sh -c` is started for it: one process fewer per command. Any other
+    /// login shell (or one not known yet) gets `sh -c`.
+    pub posix_login: bool,
 }
+
+/// What a line sent to a POSIX login shell starts with: bash, run by sshd, reads the user's
+/// `~/.bashrc` first, which may define functions or aliases named as the commands the
+/// wrapper uses, set `-e`/`-u`, or trap the shell's exit; none of that may change the
+/// wrapper (with `sh -c` it could not reach it). Its own line, so that aliases are off before
+/// the wrapper's line is read; dash ignores what is bash's (`builtin`, `shopt`, `ERR`).
+const CLEAN: &str = "builtin unset -f builtin unset command set exec exit trap read wait kill \
+     sleep setsid test '[' echo printf rm flock date mv : 2>/dev/null; \
+     shopt -u expand_aliases 2>/dev/null; set +eu; trap - EXIT; trap - ERR 2>/dev/null\n";
 
 impl Shells {
     /// What the host's lease answer said after `shell=` (see `lease_then`): the command's
-    /// shell, then the login shell's kind when it is one `Login` names.
+    /// shell, then `posix` when the login shell is POSIX.
     fn from_probe(words: &str) -> Self {
         let mut words = words.split(' ');
         let command = match words.next() {
             Some("bash") => HostShell::BashPipefail,
             _ => HostShell::Sh,
         };
-        let login = match words.next() {
-            Some("bash-login") => Login::Bash,
-            Some("posix-login") => Login::Posix,
-            _ => Login::Other,
-        };
-        Shells { command, login }
+        Shells {
+            command,
+            posix_login: words.next() == Some("posix"),
+        }
     }
 
     /// The line sent for `command` (see `remote_command_in`).
     fn line(self, command: &str, timeout: Option<Duration>) -> String {
-        match self.login {
-            Login::Other => remote_command_in(self.command, command, timeout),
-            Login::Posix => inline_command(self.command, Group::Session, command, timeout),
-            Login::Bash => inline_command(self.command, Group::Job, command, timeout),
+        if self.posix_login {
+            format!("{CLEAN}{}", inline_command(self.command, command, timeout))
+        } else {
+            remote_command_in(self.command, command, timeout)
+        }
+    }
+
+    /// The line sent for one of fleetbook's own scripts (a lease's release).
+    fn script(self, script: &str) -> String {
+        if self.posix_login {
+            format!("{CLEAN}{script}")
+        } else {
+            format!("sh -c {}", quote(script))
         }
     }
 }
@@ -277,38 +265,28 @@ pub fn remote_command(command: &str, timeout: Option<Duration>) -> String {
 /// runs in `bash -o pipefail` directly, as `fail_closed` would have chosen after its probe
 /// (no probe, one shell fewer per command).
 pub fn remote_command_in(shell: HostShell, command: &str, timeout: Option<Duration>) -> String {
-    let (wrapper, script) = wrapped(shell, Group::Session, command, timeout);
+    let (wrapper, script) = wrapped(shell, command, timeout);
     format!("sh -c {} sh {}", quote(&wrapper), quote(&script))
 }
 
 /// `remote_command_in` as a script for a shell that is already running (a first command's
 /// `sh`, see `lease_then`, or a POSIX login shell, see `Shells`): the wrapper runs in that
 /// shell with the command's script as its `$1`, without a second `sh` started for it.
-fn inline_command(
-    shell: HostShell,
-    group: Group,
-    command: &str,
-    timeout: Option<Duration>,
-) -> String {
-    let (wrapper, script) = wrapped(shell, group, command, timeout);
+fn inline_command(shell: HostShell, command: &str, timeout: Option<Duration>) -> String {
+    let (wrapper, script) = wrapped(shell, command, timeout);
     format!("set -- {}; {wrapper}", quote(&script))
 }
 
 /// The wrapper script and the command's script (the wrapper's `$1`) for a host's shell.
-fn wrapped(
-    shell: HostShell,
-    group: Group,
-    command: &str,
-    timeout: Option<Duration>,
-) -> (String, String) {
+fn wrapped(shell: HostShell, command: &str, timeout: Option<Duration>) -> (String, String) {
     let (run, argv0, script) = match shell {
         HostShell::Sh => ("sh", "sh", fail_closed(command)),
         HostShell::BashPipefail => ("bash -o pipefail", "bash", command.to_string()),
     };
     match timeout {
         // `timeout` runs the command's shell; the wrapper's `sh` runs `timeout`.
-        Some(_) => (wrapper("sh", "sh", group), timed(run, script, timeout)),
-        None => (wrapper(run, argv0, group), script),
+        Some(_) => (wrapper("sh", "sh"), timed(run, script, timeout)),
+        None => (wrapper(run, argv0), script),
     }
 }
 
@@ -350,10 +328,12 @@ async fn short(
 ) -> Result<std::process::Output, String> {
     let line = if become_root {
         fleetbook_stdlib::host::sudo_command(script)
-    } else if posix_login {
-        script.to_string()
     } else {
-        format!("sh -c {}", quote(script))
+        Shells {
+            posix_login,
+            ..Shells::default()
+        }
+        .script(script)
     };
     match tokio::time::timeout(
         SHORT,
@@ -423,17 +403,25 @@ fn lease_then(take: &str, become_root: bool, command: &str, timeout: Option<Dura
     } else {
         format!("{{ {take}; }}")
     };
-    let in_sh = inline_command(HostShell::Sh, Group::Session, command, timeout);
-    let in_bash = inline_command(HostShell::BashPipefail, Group::Session, command, timeout);
+    let in_sh = inline_command(HostShell::Sh, command, timeout);
+    let in_bash = inline_command(HostShell::BashPipefail, command, timeout);
     let script = format!(
         "a=$({take} </dev/null); printf '%s\\n' \"$a\"; [ \"$a\" = taken ] && {{ \
-         case ${{SHELL##*/}} in bash) p=' bash-login';; dash|sh) p=' posix-login';; *) p=;; esac; \
+         {LOGIN_PROBE} \
          if (set -o pipefail) 2>/dev/null; then echo \"shell=sh$p\"; {in_sh}; \
          elif command -v bash >/dev/null 2>&1; then echo \"shell=bash$p\"; {in_bash}; \
          else echo \"shell=none$p\"; {in_sh}; fi; }}"
     );
     format!("sh -c {}", quote(&script))
 }
+
+/// Sets `p` to ` posix` when the login shell is bash, dash or sh: `$SHELL` says so, and the
+/// user's entry in /etc/passwd names that same shell (a login shell's startup files may set
+/// `SHELL` to another shell than the one sshd runs; a user only a directory service knows
+/// gets `sh -c`). Read with `read`, no process started.
+const LOGIN_PROBE: &str = "p=; u=${LOGNAME:-$USER}; case ${SHELL##*/} in bash|dash|sh) \
+     while IFS=: read -r n _ _ _ _ _ s; do if [ \"$n\" = \"$u\" ]; then \
+     [ \"$s\" = \"$SHELL\" ] && p=' posix'; break; fi; done </etc/passwd;; esac 2>/dev/null;";
 
 /// The lease's answer at the head of a first command's output, and the command's wait with
 /// the answer taken off (`None` when the command did not run, or said nothing usable).
@@ -1087,7 +1075,7 @@ impl Ssh {
                             .insert(host.name.clone(), shells);
                         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
                         if let Some(h) = held.iter_mut().find(|h| h.host == host.name) {
-                            h.posix_login = shells.login != Login::Other;
+                            h.posix_login = shells.posix_login;
                         }
                         ran = waited;
                         Ok(())
@@ -1547,14 +1535,22 @@ mod tests {
     ) -> std::process::Child {
         use std::os::unix::process::CommandExt;
         let line = shells.line(command, timeout);
-        let (login, line) = match shells.login {
-            Login::Other if own_group => ("sh", format!("exec {line}")),
-            Login::Other | Login::Posix => ("sh", line),
-            Login::Bash => ("bash", line),
+        let mut cmd = match (shells.posix_login, own_group) {
+            (false, true) => std::process::Command::new("sh"),
+            (false, false) | (true, false) => std::process::Command::new("sh"),
+            (true, true) => std::process::Command::new("bash"),
         };
-        let mut cmd = std::process::Command::new(login);
+        if shells.posix_login && own_group {
+            // bash as sshd runs it reads the user's ~/.bashrc: here one that redefines what
+            // the wrapper uses, as `BASH_ENV` (what a non-interactive bash reads).
+            cmd.env("BASH_ENV", hostile_bashrc());
+        }
         cmd.arg("-c")
-            .arg(line)
+            .arg(if own_group && !shells.posix_login {
+                format!("exec {line}")
+            } else {
+                line
+            })
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
@@ -1593,27 +1589,43 @@ mod tests {
 
     /// Both shells a command can start in, sent through `sh -c` or to a POSIX login shell,
     /// each on both of the wrapper's paths.
-    const SHELLS: [(Shells, bool); 12] = {
-        const fn s(command: HostShell, login: Login) -> Shells {
-            Shells { command, login }
+    const SHELLS: [(Shells, bool); 8] = {
+        const fn s(command: HostShell, posix_login: bool) -> Shells {
+            Shells {
+                command,
+                posix_login,
+            }
         }
         use HostShell::{BashPipefail, Sh};
-        use Login::{Bash, Other, Posix};
         [
-            (s(Sh, Other), false),
-            (s(Sh, Other), true),
-            (s(BashPipefail, Other), false),
-            (s(BashPipefail, Other), true),
-            (s(Sh, Posix), false),
-            (s(Sh, Posix), true),
-            (s(BashPipefail, Posix), false),
-            (s(BashPipefail, Posix), true),
-            (s(Sh, Bash), false),
-            (s(Sh, Bash), true),
-            (s(BashPipefail, Bash), false),
-            (s(BashPipefail, Bash), true),
+            (s(Sh, false), false),
+            (s(Sh, false), true),
+            (s(BashPipefail, false), false),
+            (s(BashPipefail, false), true),
+            (s(Sh, true), false),
+            (s(Sh, true), true),
+            (s(BashPipefail, true), false),
+            (s(BashPipefail, true), true),
         ]
     };
+
+    /// A ~/.bashrc that would break a wrapper run after it: functions named as what the
+    /// wrapper runs, aliases on, `set -eu`, and an exit trap that prints.
+    fn hostile_bashrc() -> PathBuf {
+        let path = std::env::temp_dir().join(format!("fleetbook-bashrc-{}", std::process::id()));
+        std::fs::write(
+            &path,
+            // Only the login shell reads it (sshd's bash does; the command's own bash, a
+            // level deeper, does not).
+            "[ -n \"${FB_TEST_RC:-}\" ] && return; export FB_TEST_RC=1\n\
+             kill() { echo kill-shadowed; }; wait() { return 0; }; read() { return 1; }\n\
+             sleep() { :; }; setsid() { echo setsid-shadowed; }; exit() { builtin exit 0; }\n\
+             shopt -s expand_aliases; alias exec='echo exec-shadowed'\n\
+             set -eu; trap 'echo bye' EXIT\n",
+        )
+        .unwrap();
+        path
+    }
 
     #[test]
     fn a_host_known_to_run_bash_gets_pipefail_and_bash_on_both_paths_and_under_a_timeout() {
@@ -1641,7 +1653,33 @@ mod tests {
     /// A first command as the host runs it (`sh -c LINE`, with bash as the login shell),
     /// its wait as `exec` sees it.
     fn first(line: &str) -> Waited {
-        first_under(line, "/bin/bash")
+        first_under(line, &passwd_shell())
+    }
+
+    /// This user's name, as sshd sets `LOGNAME`.
+    fn user_name() -> String {
+        let out = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// This user's login shell, from its /etc/passwd entry.
+    fn passwd_shell() -> String {
+        let name = user_name();
+        std::fs::read_to_string("/etc/passwd")
+            .unwrap()
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.len() == 7 && f[0] == name)
+            .map(|f| f[6].to_string())
+            .expect("this user is in /etc/passwd")
+    }
+
+    /// Whether a login shell is one fleetbook sends its wrapper to as the line itself.
+    fn is_posix(shell: &str) -> bool {
+        matches!(shell.rsplit('/').next(), Some("bash" | "dash" | "sh"))
     }
 
     /// `first`, with `login` as the user's login shell (`$SHELL`).
@@ -1651,6 +1689,7 @@ mod tests {
                 .arg("-c")
                 .arg(line)
                 .env("SHELL", login)
+                .env("LOGNAME", user_name())
                 .stdin(std::process::Stdio::piped())
                 .output()
                 .map_err(openssh::Error::ChildIo),
@@ -1686,7 +1725,7 @@ mod tests {
         };
         let expected = Shells {
             command: expected,
-            login: Login::Bash,
+            posix_login: is_posix(&passwd_shell()),
         };
         assert_eq!(answer.as_ref().ok(), Some(&expected), "{answer:?}");
         let Some(Waited::Done(Ok(out))) = waited else {
@@ -1723,13 +1762,20 @@ mod tests {
         let ours = std::process::id().to_string();
         // Its shell, whether a pipeline fails closed, and its session (field 6 of its stat).
         let command = "false | true; echo \"$0 $?\"; cut -d' ' -f6 /proc/self/stat; exit 5";
+        // The passwd entry of the user these tests run as names the real login shell.
+        let real = passwd_shell();
+        // `SHELL` names a POSIX shell that is not the user's (a startup file set it).
+        let other = if real == "/bin/sh" {
+            "/bin/bash"
+        } else {
+            "/bin/sh"
+        };
         let logins = [
-            ("/bin/bash", Login::Bash),
-            ("/usr/bin/dash", Login::Posix),
-            ("/bin/sh", Login::Posix),
-            ("/usr/bin/fish", Login::Other),
-            ("/bin/tcsh", Login::Other),
-            ("", Login::Other),
+            (real.as_str(), is_posix(&real)),
+            (other, false),
+            ("/usr/bin/fish", false),
+            ("/bin/tcsh", false),
+            ("", false),
         ];
         for (timeout, (login, kind)) in [None, Some(Duration::from_secs(30))]
             .into_iter()
@@ -1739,7 +1785,7 @@ mod tests {
             let line = lease_then(&take, false, command, timeout);
             let (answer, waited) = split_lease("h1", first_under(&line, login));
             let shells = answer.unwrap();
-            assert_eq!(shells.login, kind, "{login}");
+            assert_eq!(shells.posix_login, kind, "{login}");
             let shell = shells.command;
             let Some(Waited::Done(Ok(out))) = waited else {
                 panic!("the command did not run")

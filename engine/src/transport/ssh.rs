@@ -1684,12 +1684,17 @@ mod tests {
 
     /// `first`, with `login` as the user's login shell (`$SHELL`).
     fn first_under(line: &str, login: &str) -> Waited {
+        first_as(line, login, &user_name())
+    }
+
+    /// `first_under`, with `user` as the user's name (`$LOGNAME`).
+    fn first_as(line: &str, login: &str, user: &str) -> Waited {
         Waited::Done(
             std::process::Command::new("sh")
                 .arg("-c")
                 .arg(line)
                 .env("SHELL", login)
-                .env("LOGNAME", user_name())
+                .env("LOGNAME", user)
                 .stdin(std::process::Stdio::piped())
                 .output()
                 .map_err(openssh::Error::ChildIo),
@@ -1808,6 +1813,11 @@ mod tests {
             );
             assert_eq!(out.status.code(), Some(5), "{timeout:?}");
         }
+        // A user /etc/passwd does not know (a directory service's) gets `sh -c`.
+        let take = lease::take_script(&owner, Some(d), None);
+        let line = lease_then(&take, false, "exit 0", None);
+        let (answer, _) = split_lease("h1", first_as(&line, &real, "no-such-user-fb14"));
+        assert!(!answer.unwrap().posix_login);
     }
 
     #[test]

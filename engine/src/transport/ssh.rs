@@ -170,11 +170,15 @@ const KILL_LINE: &[u8] = b"kill\n";
 /// would start a group without `setsid`, but that group is not orphaned: a stray SIGTSTP
 /// would stop the command, and a bash built without job control would leave the command in
 /// the watcher's group, where no kill reaches it.)
+///
+/// Once told to kill, the watcher ignores TERM: the wrapper stops it when the command's
+/// shell ends, which the TERM may do at once, while a child that ignores TERM still runs in
+/// the group; the watcher then outlives the wrapper for its 5 s and KILLs that child.
 fn wrapper(shell: &str, argv0: &str) -> String {
     format!(
         "exec 3<&0; \
          setsid {shell} -c \"$1\" {argv0} </dev/null 3<&- & c=$!; \
-         {{ read -r w <&3 && [ \"$w\" = kill ] && {{ kill -TERM -$c; sleep 5; kill -KILL -$c; }}; }} >/dev/null 2>&1 & w=$!; \
+         {{ read -r w <&3 && [ \"$w\" = kill ] && {{ trap '' TERM; kill -TERM -$c; sleep 5; kill -KILL -$c; }}; }} >/dev/null 2>&1 & w=$!; \
          exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; exit $r"
     )
 }
@@ -1579,12 +1583,17 @@ mod tests {
     }
 
     /// Whether a process whose command line matches `pattern` (pgrep -f) is still running.
+    /// Some process whose command line matches `pattern` runs, besides a wrapper's watcher
+    /// (a fork of the wrapper, whose line holds the command's script): told to kill, it
+    /// outlives the command for its 5 s before the KILL, then ends.
     fn left_running(pattern: &str) -> bool {
         let found = std::process::Command::new("pgrep")
-            .args(["-f", pattern])
+            .args(["-af", pattern])
             .output()
             .unwrap();
-        !found.stdout.is_empty()
+        String::from_utf8_lossy(&found.stdout)
+            .lines()
+            .any(|l| !l.contains("exec 3<&0"))
     }
 
     /// Both shells a command can start in, sent through `sh -c` or to a POSIX login shell,
@@ -1611,7 +1620,15 @@ mod tests {
 
     /// A ~/.bashrc that would break a wrapper run after it: functions named as what the
     /// wrapper runs, aliases on, `set -eu`, and an exit trap that prints.
+    ///
+    /// Written once per test process: a bash that read it while another test rewrote it
+    /// would see only part of it (no guard, so the command's own bash reads it too).
     fn hostile_bashrc() -> PathBuf {
+        static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+        PATH.get_or_init(write_hostile_bashrc).clone()
+    }
+
+    fn write_hostile_bashrc() -> PathBuf {
         let path = std::env::temp_dir().join(format!("fleetbook-bashrc-{}", std::process::id()));
         std::fs::write(
             &path,
@@ -1913,15 +1930,31 @@ mod tests {
     #[test]
     fn a_command_that_ignores_term_is_killed_after_it() {
         use std::io::Write;
-        // The watcher's KILL follows the TERM the command ignores. All paths at once: each
-        // waits out the watcher's 5 s.
+        // The watcher's KILL follows a TERM that is ignored: by the command's shell, which
+        // then goes on (3x), or only by a child, when the shell itself ends at the TERM and
+        // the wrapper with it (4x; the child holds no output, so the channel ends at once).
+        // All paths at once: each waits out the watcher's 5 s.
         let children: Vec<_> = SHELLS
             .into_iter()
             .enumerate()
-            .map(|(i, (shell, own_group))| {
-                let tag = format!("42.3{i}");
-                let command = format!("trap '' TERM; sleep {tag}; echo never");
-                (tag, start_with(shell, &command, own_group, None))
+            .flat_map(|(i, (shell, own_group))| {
+                let itself = format!("42.3{i}");
+                let child = format!("42.4{i}");
+                [
+                    (
+                        itself.clone(),
+                        start_with(shell, &format!("trap '' TERM; sleep {itself}; echo never"), own_group, None),
+                    ),
+                    (
+                        child.clone(),
+                        start_with(
+                            shell,
+                            &format!("(trap '' TERM; exec sleep {child}) >/dev/null 2>&1 & sleep {child}; echo never"),
+                            own_group,
+                            None,
+                        ),
+                    ),
+                ]
             })
             .collect();
         std::thread::sleep(Duration::from_millis(300));
@@ -1932,13 +1965,36 @@ mod tests {
                 (tag, child)
             })
             .collect();
+        // Those whose shell ended at the TERM first, before their watcher's KILL.
+        let (mut killed, itself): (Vec<_>, Vec<_>) = killed
+            .into_iter()
+            .partition(|(tag, _)| tag.starts_with("42.4"));
+        killed.extend(itself);
+        let mut orphans = Vec::new();
         for (tag, child) in killed {
             let out = child.wait_with_output().unwrap();
             assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{tag}");
             assert_ne!(out.status.code(), Some(0), "{tag}");
+            if tag.starts_with("42.4") {
+                // The wrapper is gone and the child is not, yet.
+                assert!(left_running(&format!("^sleep {tag}")), "{tag}");
+                orphans.push(tag);
+            } else {
+                assert!(
+                    !left_running(&format!("^sleep {tag}")),
+                    "left running after the KILL ({tag})"
+                );
+            }
+        }
+        let until = Instant::now() + Duration::from_secs(10);
+        while orphans.iter().any(|t| left_running(&format!("^sleep {t}"))) && Instant::now() < until
+        {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        for tag in orphans {
             assert!(
                 !left_running(&format!("^sleep {tag}")),
-                "left running after the KILL ({tag})"
+                "a child that ignores TERM outlived its command's kill ({tag})"
             );
         }
     }

@@ -218,14 +218,35 @@ fn go_when_joined(fleet: &Fleet, joined: &Mutex<String>, id: &str) {
     std::fs::write(fleet.dir.path().join("go"), "").unwrap();
 }
 
+/// The run id, once `controller` has recorded its run; its standard error if it ended first.
+fn run_id_of(state: &str, controller: &mut Child, err: &Mutex<String>) -> String {
+    let mut id = String::new();
+    wait_for(
+        || {
+            if let Ok(Some(status)) = controller.try_wait() {
+                panic!("the controller ended ({status}): {}", err.lock().unwrap());
+            }
+            id = recorded_run(state);
+            !id.is_empty()
+        },
+        "the run to be recorded",
+    );
+    id
+}
+
+/// The id of the run `state` records first, or "".
+fn recorded_run(state: &str) -> String {
+    let out = fleetbook(&["runs", "--format", "json", "--state", state]).run();
+    let runs: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+    runs[0]["id"].as_str().unwrap_or_default().to_string()
+}
+
 /// The run id, once the run is recorded.
 fn run_id(state: &str) -> String {
     let mut id = String::new();
     wait_for(
         || {
-            let out = fleetbook(&["runs", "--format", "json", "--state", state]).run();
-            let runs: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
-            id = runs[0]["id"].as_str().unwrap_or_default().to_string();
+            id = recorded_run(state);
             !id.is_empty()
         },
         "the run to be recorded",
@@ -326,8 +347,8 @@ fn when_one_of_two_controllers_dies_the_other_finishes_the_run() {
     let (fleet, inv, rb) = shared_fleet();
     let state = etcd.url("fleetbook");
     let (rb, inv) = (rb.display().to_string(), inv.display().to_string());
-    let (mut a, _) = controller(&fleet, &state, &["run", &rb, "-i", &inv]);
-    let id = run_id(&state);
+    let (mut a, a_err) = controller(&fleet, &state, &["run", &rb, "-i", &inv]);
+    let id = run_id_of(&state, &mut a, &a_err);
     // `resume` of a run that is running joins it. The step is idempotent (it checks on the
     // host whether it is done), so one the dead controller left running is run again.
     let (b, b_err) = controller(&fleet, &state, &["resume", &id]);

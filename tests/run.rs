@@ -514,14 +514,23 @@ fn ctrl_c_twice_kills_the_steps_in_flight() {
         );
     }
     // The hosts are loopback sshd processes: their commands are this machine's processes.
-    let sleeping = std::process::Command::new("pgrep")
-        .args(["-f", "sleep 37.25"])
-        .output()
-        .unwrap();
+    // Each kill's watcher (whose command line holds the step's) looks once a second whether
+    // the step's group is gone before it ends too.
+    let sleeping = || {
+        let out = std::process::Command::new("pgrep")
+            .args(["-af", "sleep 37.25"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while !sleeping().is_empty() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let left = sleeping();
     assert!(
-        sleeping.stdout.is_empty(),
-        "the killed step still runs on a host: {}",
-        String::from_utf8_lossy(&sleeping.stdout)
+        left.is_empty(),
+        "the killed step still runs on a host: {left}"
     );
     let left = live_ssh(&fleet.ssh_config.display().to_string());
     assert!(left.is_empty(), "ssh processes left behind: {left:?}");

@@ -173,12 +173,13 @@ const KILL_LINE: &[u8] = b"kill\n";
 ///
 /// Once told to kill, the watcher ignores TERM: the wrapper stops it when the command's
 /// shell ends, which the TERM may do at once, while a child that ignores TERM still runs in
-/// the group; the watcher then outlives the wrapper for its 5 s and KILLs that child.
+/// the group; the watcher then outlives the wrapper until the group is gone (it looks once a
+/// second) or for 5 s, and KILLs what is left.
 fn wrapper(shell: &str, argv0: &str) -> String {
     format!(
         "exec 3<&0; \
          setsid {shell} -c \"$1\" {argv0} </dev/null 3<&- & c=$!; \
-         {{ read -r w <&3 && [ \"$w\" = kill ] && {{ trap '' TERM; kill -TERM -$c; sleep 5; kill -KILL -$c; }}; }} >/dev/null 2>&1 & w=$!; \
+         {{ read -r w <&3 && [ \"$w\" = kill ] && {{ trap '' TERM; kill -TERM -$c; for i in 1 2 3 4 5; do kill -0 -$c || break; sleep 1; done; kill -KILL -$c; }}; }} >/dev/null 2>&1 & w=$!; \
          exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; exit $r"
     )
 }

@@ -11,6 +11,53 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
+/// Every fleet scenario, one after another in this one test. A fleet takes the machine's
+/// two cores, so fleets come up one at a time; as tests of their own, those waiting for
+/// their turn held libtest's other thread idle, where the rest of the suite now runs beside
+/// them. `FLEETBOOK_FLEET=NAME ./test.sh -- fleet` runs the scenarios whose name holds NAME.
+#[test]
+fn fleet_scenarios_one_at_a_time() {
+    macro_rules! scenarios {
+        ($($f:ident),* $(,)?) => { [$((stringify!($f), $f as fn())),*] };
+    }
+    let all = scenarios![
+        swh_debian_upgrade_runs_for_real,
+        faults_mid_rollout,
+        controller_killed_then_resumed,
+        network_cut_fails_the_host_at_its_step_timeout,
+        jiocloud_rolling_converges_with_masterless_puppet,
+        punch_patch_deploys_verifies_and_rolls_back,
+        demo_upgrade_limits_hold_on_the_hosts,
+        starlingx_patch_waits_for_alarms_then_patches_in_order,
+        maintenance_mode_keeps_each_cluster_in_service,
+        sudo_without_a_password_or_a_clear_hint,
+        reboot_brings_a_container_host_back_and_the_step_goes_on,
+        documented_fleet_commands_run,
+    ];
+    let only = std::env::var("FLEETBOOK_FLEET").ok();
+    let mut failed = Vec::new();
+    let mut ran = 0;
+    for (name, scenario) in all {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
+        ran += 1;
+        let start = std::time::Instant::now();
+        // A failed scenario's panic is printed where it happened; the others still run.
+        let ok = std::panic::catch_unwind(scenario).is_ok();
+        eprintln!(
+            "fleet scenario {name}: {} in {:.0} s",
+            if ok { "ok" } else { "FAILED" },
+            start.elapsed().as_secs_f64()
+        );
+        if !ok {
+            failed.push(name);
+        }
+    }
+    assert!(ran > 0, "FLEETBOOK_FLEET={only:?} names no fleet scenario");
+    assert!(failed.is_empty(), "fleet scenarios failed: {failed:?}");
+}
+
 /// Building the image is shared; fleets come up one test at a time (two cores).
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -271,7 +318,6 @@ fn assert_upgraded(f: &DemoFleet, host: &str, version: &str) {
 ///    the `finally` covered the rest.
 /// 2. fixed, resumed: cron and puppet are off again on a worker while it upgrades, and every
 ///    host ends on 2.0 with them back on.
-#[test]
 fn swh_debian_upgrade_runs_for_real() {
     let (_one, f) = fleet();
     let workers = &HOSTS[3..9];
@@ -398,7 +444,6 @@ fn swh_debian_upgrade_runs_for_real() {
     );
 }
 
-#[test]
 fn faults_mid_rollout() {
     let (_one, f) = fleet();
     let inv = f.path("hosts.ini");
@@ -503,7 +548,6 @@ fn faults_mid_rollout() {
     }
 }
 
-#[test]
 fn controller_killed_then_resumed() {
     let (_one, f) = fleet();
     let inv = f.path("hosts.ini");
@@ -556,7 +600,6 @@ fn controller_killed_then_resumed() {
     }
 }
 
-#[test]
 fn network_cut_fails_the_host_at_its_step_timeout() {
     let (_one, f) = fleet();
     let rb = f.write(
@@ -648,7 +691,6 @@ fn network_cut_fails_the_host_at_its_step_timeout() {
 /// for its turn (the computes sit idle for over a minute behind the controllers).
 /// cmp6 already runs 2.0: it is skipped (its service is not restarted) but recorded; every
 /// host's running version is recorded in jiocloud's keys (/running/versions/<host>/<version>).
-#[test]
 fn jiocloud_rolling_converges_with_masterless_puppet() {
     let (_one, f) = fleet();
     f.sh("cmp6", "DEBIAN_FRONTEND=noninteractive apt-get install -y -q fleetbook-demo=2.0 >/dev/null && systemctl restart fleetbook-demo");
@@ -710,7 +752,6 @@ fn jiocloud_rolling_converges_with_masterless_puppet() {
 /// : .." in the service log; cmp3's service loads no patch (a unit drop-in), so its check fails
 /// and the run halts; the rollback covers the group (seed step 4): on every host of it the
 /// patch directory is removed before the restart, so each runs again without the patch.
-#[test]
 fn punch_patch_deploys_verifies_and_rolls_back() {
     let (_one, f) = fleet();
     let group = ["cmp1", "cmp2", "cmp3"];
@@ -808,7 +849,6 @@ fn punch_patch_deploys_verifies_and_rolls_back() {
     );
 }
 
-#[test]
 fn demo_upgrade_limits_hold_on_the_hosts() {
     let (_one, f) = fleet();
     let out = f
@@ -880,7 +920,6 @@ fn run_id(f: &DemoFleet) -> String {
 ///    system's own log), Applied, every host runs 2.0;
 /// 4. a reboot-required patch (storage and workers): each host locked, installed, unlocked,
 ///    and the next host of its lane starts only once the previous one is back from its reboot.
-#[test]
 fn starlingx_patch_waits_for_alarms_then_patches_in_order() {
     let (_one, f) = fleet();
     let alarm = "/opt/platform/alarms/4b1d6c8e-6a52-4c53-9d0e-0a3b1f1c0d01";
@@ -1142,7 +1181,6 @@ fn starlingx_patch_waits_for_alarms_then_patches_in_order() {
 /// the timeout, it stays in maintenance, the run goes on (one failure tolerated); once fixed,
 /// `resume` takes it out of maintenance. Then a run in replace mode (refused by the manager:
 /// no IaaS) halts, and its `finally` leaves autoscaling and autohealing on.
-#[test]
 fn maintenance_mode_keeps_each_cluster_in_service() {
     let (_one, f) = fleet();
     let members = &HOSTS[3..9];
@@ -1312,7 +1350,6 @@ fn maintenance_mode_keeps_each_cluster_in_service() {
 
 /// `h.sudo` on hosts reached as an ordinary user: with passwordless sudo it runs as root; where
 /// sudo wants a password it fails at once (never prompts) and says why.
-#[test]
 fn sudo_without_a_password_or_a_clear_hint() {
     let (_one, f) = fleet();
     for (host, user, rule) in [
@@ -1371,7 +1408,6 @@ fn sudo_without_a_password_or_a_clear_hint() {
 // Issue 19: `h.reboot` on a container host (systemd as PID 1, `--restart unless-stopped`):
 // the host goes down, comes back at the same address, and the step goes on after it on a
 // fresh connection.
-#[test]
 fn reboot_brings_a_container_host_back_and_the_step_goes_on() {
     let (_one, f) = fleet();
     let rb = f.write(
@@ -1420,7 +1456,6 @@ rb
     );
 }
 
-#[test]
 fn documented_fleet_commands_run() {
     let _one = fleet_turn();
     let owner = std::process::id().to_string();

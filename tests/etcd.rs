@@ -12,6 +12,7 @@ use fleetbook_engine::store::{EtcdAccess, RunStore};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The lease TTL of these tests' controllers, in seconds.
 const TTL: f64 = 3.0;
@@ -220,18 +221,23 @@ fn go_when_joined(fleet: &Fleet, joined: &Mutex<String>, id: &str) {
 
 /// The run id, once `controller` has recorded its run; its standard error if it ended first.
 fn run_id_of(state: &str, controller: &mut Child, err: &Mutex<String>) -> String {
-    let mut id = String::new();
-    wait_for(
-        || {
-            if let Ok(Some(status)) = controller.try_wait() {
-                panic!("the controller ended ({status}): {}", err.lock().unwrap());
-            }
-            id = recorded_run(state);
-            !id.is_empty()
-        },
-        "the run to be recorded",
-    );
-    id
+    // As long as `wait_for` waits.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(Some(status)) = controller.try_wait() {
+            panic!("the controller ended ({status}): {}", err.lock().unwrap());
+        }
+        let id = recorded_run(state);
+        if !id.is_empty() {
+            return id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the controller recorded no run in 120 s; its standard error so far: {}",
+            err.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The id of the run `state` records first, or "".

@@ -174,12 +174,13 @@ const KILL_LINE: &[u8] = b"kill\n";
 /// Once told to kill, the watcher ignores TERM: the wrapper stops it when the command's
 /// shell ends, which the TERM may do at once, while a child that ignores TERM still runs in
 /// the group; the watcher then outlives the wrapper until the group is gone (it looks once a
-/// second) or for 5 s, and KILLs what is left.
+/// second, and sends no KILL to a group it found gone, whose id may be reused) or for 5 s,
+/// and KILLs what is left.
 fn wrapper(shell: &str, argv0: &str) -> String {
     format!(
         "exec 3<&0; \
          setsid {shell} -c \"$1\" {argv0} </dev/null 3<&- & c=$!; \
-         {{ read -r w <&3 && [ \"$w\" = kill ] && {{ trap '' TERM; kill -TERM -$c; for i in 1 2 3 4 5; do kill -0 -$c || break; sleep 1; done; kill -KILL -$c; }}; }} >/dev/null 2>&1 & w=$!; \
+         {{ read -r w <&3 && [ \"$w\" = kill ] && {{ trap '' TERM; kill -TERM -$c; for w in 1 2 3 4 5; do kill -0 -$c || exit 0; sleep 1; done; kill -KILL -$c; }}; }} >/dev/null 2>&1 & w=$!; \
          exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; exit $r"
     )
 }
@@ -210,12 +211,14 @@ pub struct Shells {
 
 /// What a line sent to a POSIX login shell starts with: bash, run by sshd, reads the user's
 /// `~/.bashrc` first, which may define functions or aliases named as the commands the
-/// wrapper uses, set `-e`/`-u`, or trap the shell's exit; none of that may change the
+/// wrapper uses, set `-e`/`-u`, job control (`-m`: the command's `setsid` would be a job
+/// that forks, and the wrapper would wait for nothing), tracing (`-x`, `-v`), or trap the
+/// shell's exit; none of that may change the
 /// wrapper (with `sh -c` it could not reach it). Its own line, so that aliases are off before
 /// the wrapper's line is read; dash ignores what is bash's (`builtin`, `shopt`, `ERR`).
 const CLEAN: &str = "builtin unset -f builtin unset command set exec exit trap read wait kill \
      sleep setsid test '[' echo printf rm flock date mv : 2>/dev/null; \
-     shopt -u expand_aliases 2>/dev/null; set +eu; trap - EXIT; trap - ERR 2>/dev/null\n";
+     shopt -u expand_aliases 2>/dev/null; set +eumxv; trap - EXIT; trap - ERR 2>/dev/null\n";
 
 impl Shells {
     /// What the host's lease answer said after `shell=` (see `lease_then`): the command's
@@ -1620,10 +1623,11 @@ mod tests {
     };
 
     /// A ~/.bashrc that would break a wrapper run after it: functions named as what the
-    /// wrapper runs, aliases on, `set -eu`, and an exit trap that prints.
+    /// wrapper runs, aliases on, `set -eum`, and an exit trap that prints.
     ///
     /// Written once per test process: a bash that read it while another test rewrote it
-    /// would see only part of it (no guard, so the command's own bash reads it too).
+    /// could find it empty, export no `FB_TEST_RC`, and leave the command's own bash to read
+    /// it whole.
     fn hostile_bashrc() -> PathBuf {
         static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
         PATH.get_or_init(write_hostile_bashrc).clone()
@@ -1639,7 +1643,7 @@ mod tests {
              kill() { echo kill-shadowed; }; wait() { return 0; }; read() { return 1; }\n\
              sleep() { :; }; setsid() { echo setsid-shadowed; }; exit() { builtin exit 0; }\n\
              shopt -s expand_aliases; alias exec='echo exec-shadowed'\n\
-             set -eu; trap 'echo bye' EXIT\n",
+             set -eum; trap 'echo bye' EXIT\n",
         )
         .unwrap();
         path

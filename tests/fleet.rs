@@ -9,6 +9,7 @@ use crate::support::root;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Every fleet scenario, one after another in this one test. A fleet takes the machine's
@@ -35,12 +36,19 @@ fn fleet_scenarios_one_at_a_time() {
         documented_fleet_commands_run,
     ];
     let only = std::env::var("FLEETBOOK_FLEET").ok();
+    let chosen: Vec<_> = all
+        .into_iter()
+        .filter(|(name, _)| only.as_deref().is_none_or(|o| name.contains(o)))
+        .collect();
+    // Each scenario takes one fleet, but the last, which brings its own up as the docs say.
+    let own = |name: &str| name == "documented_fleet_commands_run";
+    WANTED.store(
+        chosen.iter().filter(|(name, _)| !own(name)).count(),
+        Ordering::SeqCst,
+    );
     let mut failed = Vec::new();
     let mut ran = 0;
-    for (name, scenario) in all {
-        if only.as_deref().is_some_and(|o| !name.contains(o)) {
-            continue;
-        }
+    for (name, scenario) in chosen {
         ran += 1;
         let start = std::time::Instant::now();
         // A failed scenario's panic is printed where it happened; the others still run.
@@ -53,6 +61,10 @@ fn fleet_scenarios_one_at_a_time() {
         if !ok {
             failed.push(name);
         }
+    }
+    // A fleet brought up for a scenario that failed before it took it.
+    if let Some(left) = NEXT.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        drop(left.join());
     }
     assert!(ran > 0, "FLEETBOOK_FLEET={only:?} names no fleet scenario");
     assert!(failed.is_empty(), "fleet scenarios failed: {failed:?}");
@@ -110,8 +122,23 @@ fn on_path(tool: &str) -> bool {
 fn fleet() -> (std::sync::MutexGuard<'static, ()>, DemoFleet) {
     crate::support::keep_no_connections();
     let one = fleet_turn();
-    (one, DemoFleet::up())
+    let ready = NEXT.lock().unwrap_or_else(|e| e.into_inner()).take();
+    // One that failed to come up in the background is brought up here, where its error
+    // fails this scenario.
+    let fleet = ready
+        .and_then(|r| r.join().ok())
+        .unwrap_or_else(DemoFleet::up);
+    if WANTED.fetch_sub(1, Ordering::SeqCst) > 1 {
+        *NEXT.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::spawn(DemoFleet::up));
+    }
+    (one, fleet)
 }
+
+/// The next scenario's fleet, coming up while this one runs: about 17 s of container and
+/// systemd start-up each, which is mostly waiting, off the suite's longest path.
+static NEXT: Mutex<Option<std::thread::JoinHandle<DemoFleet>>> = Mutex::new(None);
+/// How many scenarios still take a fleet (`fleet_scenarios_one_at_a_time` sets it).
+static WANTED: AtomicUsize = AtomicUsize::new(0);
 
 /// This test's turn to bring a fleet up.
 fn fleet_turn() -> std::sync::MutexGuard<'static, ()> {

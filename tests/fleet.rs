@@ -1426,6 +1426,58 @@ fn sudo_without_a_password_or_a_clear_hint() {
         f.sh("cmp1", "test -e /tmp/whoami && echo ran || echo not-run"),
         "not-run"
     );
+    become_step_that_ignores_term_is_killed(&f, &line("cmp2"));
+}
+
+/// Ctrl-C twice kills a `become` step that ignores TERM: the kill's watcher runs as the
+/// login user (ops), who cannot KILL root's processes, so it signals through `sudo -n kill`.
+fn become_step_that_ignores_term_is_killed(f: &DemoFleet, host_line: &str) {
+    let inv = f.write(
+        "ops-cmp2.ini",
+        &format!("[compute]\n{host_line} ansible_user=ops\n"),
+    );
+    let rb = f.write(
+        "stubborn.rhai",
+        "let rb = runbook(\"stubborn\");\n\
+         rb.step(\"hold\", |h| h.sudo(\"trap '' TERM; touch /tmp/holding; sleep 307\"));\nrb\n",
+    );
+    let child = f
+        .fleetbook(&[&"run", &rb, &"-i", &inv, &"--yes"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while f.sh("cmp2", "test -e /tmp/holding && echo yes") != "yes" {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the step never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let root_sleeps = || {
+        f.sh(
+            "cmp2",
+            "ps -o user=,args= -C sleep | grep -c '^root .*sleep 307$' || true",
+        )
+    };
+    assert_eq!(root_sleeps(), "1", "the step runs as root");
+    for _ in 0..2 {
+        // SAFETY: a signal to the child this test started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    let killed = std::time::Instant::now();
+    while root_sleeps() != "0" && killed.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert_eq!(
+        root_sleeps(),
+        "0",
+        "root's step outlived the kill:\n{stderr}"
+    );
 }
 
 // The README's fleet commands were never run: a documented example could rot unseen.

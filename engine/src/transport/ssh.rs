@@ -176,13 +176,27 @@ const KILL_LINE: &[u8] = b"kill\n";
 /// the group; the watcher then outlives the wrapper until the group is gone (it looks once a
 /// second, and sends no KILL to a group it found gone, whose id may be reused) or for 5 s,
 /// and KILLs what is left.
-fn wrapper(shell: &str, argv0: &str) -> String {
+///
+/// A `become` command (it starts with `sudo -n`) runs as root under a watcher that does not:
+/// sudo passes a TERM on, but a KILL would reach only sudo. So that watcher signals through
+/// `sudo -n kill`, and with its own rights where sudo refuses.
+fn wrapper(shell: &str, argv0: &str, become_root: bool) -> String {
+    let signal = if become_root {
+        "sudo -n kill \"$1\" -- -$c 2>/dev/null || kill \"$1\" -$c"
+    } else {
+        "kill \"$1\" -$c"
+    };
     format!(
         "exec 3<&0; \
          setsid {shell} -c \"$1\" {argv0} </dev/null 3<&- & c=$!; \
-         {{ read -r w <&3 && [ \"$w\" = kill ] && {{ trap '' TERM; kill -TERM -$c; for w in 1 2 3 4 5; do kill -0 -$c || exit 0; sleep 1; done; kill -KILL -$c; }}; }} >/dev/null 2>&1 & w=$!; \
+         {{ read -r w <&3 && [ \"$w\" = kill ] && {{ trap '' TERM; k() {{ {signal}; }}; k -TERM; for w in 1 2 3 4 5; do k -0 || exit 0; sleep 1; done; k -KILL; }}; }} >/dev/null 2>&1 & w=$!; \
          exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; exit $r"
     )
+}
+
+/// A command that `become` wrapped (`Host::become_command`, `sudo_command`).
+fn becomes_root(command: &str) -> bool {
+    command.starts_with("sudo -n ")
 }
 
 /// Which shell a host's commands start in, as the first command of a run found out.
@@ -217,7 +231,7 @@ pub struct Shells {
 /// wrapper (with `sh -c` it could not reach it). Its own line, so that aliases are off before
 /// the wrapper's line is read; dash ignores what is bash's (`builtin`, `shopt`, `ERR`).
 const CLEAN: &str = "builtin unset -f builtin unset command set exec exit trap read wait kill \
-     sleep setsid test '[' echo printf rm flock date mv : 2>/dev/null; \
+     sleep setsid sudo test '[' echo printf rm flock date mv : 2>/dev/null; \
      shopt -u expand_aliases 2>/dev/null; set +eumxv; trap - EXIT; trap - ERR 2>/dev/null\n";
 
 impl Shells {
@@ -291,10 +305,14 @@ fn wrapped(shell: HostShell, command: &str, timeout: Option<Duration>) -> (Strin
         HostShell::Sh => ("sh", "sh", fail_closed(command)),
         HostShell::BashPipefail => ("bash -o pipefail", "bash", command.to_string()),
     };
+    let become_root = becomes_root(command);
     match timeout {
         // `timeout` runs the command's shell; the wrapper's `sh` runs `timeout`.
-        Some(_) => (wrapper("sh", "sh"), timed(run, script, timeout)),
-        None => (wrapper(run, argv0), script),
+        Some(_) => (
+            wrapper("sh", "sh", become_root),
+            timed(run, script, timeout),
+        ),
+        None => (wrapper(run, argv0, become_root), script),
     }
 }
 
@@ -1938,6 +1956,8 @@ mod tests {
         // The watcher's KILL follows a TERM that is ignored: by the command's shell, which
         // then goes on (3x), or only by a child, when the shell itself ends at the TERM and
         // the wrapper with it (4x; the child holds no output, so the channel ends at once).
+        // A `become` command's watcher signals through `sudo -n kill`, and with its own
+        // rights where sudo is missing or refuses, as here (42.5x; the fleet tests have sudo).
         // All paths at once: each waits out the watcher's 5 s.
         let children: Vec<_> = SHELLS
             .into_iter()
@@ -1945,6 +1965,10 @@ mod tests {
             .flat_map(|(i, (shell, own_group))| {
                 let itself = format!("42.3{i}");
                 let child = format!("42.4{i}");
+                let become_root = format!("42.5{i}");
+                let orphan = |tag: &str| {
+                    format!("(trap '' TERM; exec sleep {tag}) >/dev/null 2>&1 & sleep {tag}; echo never")
+                };
                 [
                     (
                         itself.clone(),
@@ -1952,9 +1976,13 @@ mod tests {
                     ),
                     (
                         child.clone(),
+                        start_with(shell, &orphan(&child), own_group, None),
+                    ),
+                    (
+                        become_root.clone(),
                         start_with(
                             shell,
-                            &format!("(trap '' TERM; exec sleep {child}) >/dev/null 2>&1 & sleep {child}; echo never"),
+                            &format!("sudo -n true 2>/dev/null; {}", orphan(&become_root)),
                             own_group,
                             None,
                         ),
@@ -1973,14 +2001,14 @@ mod tests {
         // Those whose shell ended at the TERM first, before their watcher's KILL.
         let (mut killed, itself): (Vec<_>, Vec<_>) = killed
             .into_iter()
-            .partition(|(tag, _)| tag.starts_with("42.4"));
+            .partition(|(tag, _)| !tag.starts_with("42.3"));
         killed.extend(itself);
         let mut orphans = Vec::new();
         for (tag, child) in killed {
             let out = child.wait_with_output().unwrap();
             assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{tag}");
             assert_ne!(out.status.code(), Some(0), "{tag}");
-            if tag.starts_with("42.4") {
+            if !tag.starts_with("42.3") {
                 // The wrapper is gone and the child is not, yet.
                 assert!(left_running(&format!("^sleep {tag}")), "{tag}");
                 orphans.push(tag);

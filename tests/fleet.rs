@@ -16,8 +16,8 @@ use std::sync::Mutex;
 /// two cores, so fleets come up one at a time; as tests of their own, those waiting for
 /// their turn held libtest's other thread idle, where the rest of the suite now runs beside
 /// them. `FLEETBOOK_FLEET=NAME ./test.sh -- fleet` runs the scenarios whose name holds NAME.
-#[test]
-fn fleet_scenarios_one_at_a_time() {
+/// (The test is `a_fleet_scenarios_one_at_a_time` in lib.rs.)
+pub fn scenarios_one_at_a_time() {
     macro_rules! scenarios {
         ($($f:ident),* $(,)?) => { [$((stringify!($f), $f as fn())),*] };
     }

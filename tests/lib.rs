@@ -32,3 +32,11 @@ mod testing;
 mod trust;
 mod ux;
 mod watch;
+
+/// The fleet scenarios (`fleet::scenarios_one_at_a_time`), named to sort first: libtest
+/// starts tests in the order of their names, and these are the suite's longest path (about
+/// 14 minutes on two cores), which the rest of the suite runs beside.
+#[test]
+fn a_fleet_scenarios_one_at_a_time() {
+    fleet::scenarios_one_at_a_time();
+}

@@ -120,6 +120,11 @@ fn on_path(tool: &str) -> bool {
 
 /// A fresh fleet, one test at a time.
 fn fleet() -> (std::sync::MutexGuard<'static, ()>, DemoFleet) {
+    // Counted before anything can fail, so that no fleet comes up for a scenario that will
+    // not take it.
+    let more = WANTED
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok_and(|n| n > 1);
     crate::support::keep_no_connections();
     let one = fleet_turn();
     let ready = NEXT.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -128,7 +133,7 @@ fn fleet() -> (std::sync::MutexGuard<'static, ()>, DemoFleet) {
     let fleet = ready
         .and_then(|r| r.join().ok())
         .unwrap_or_else(DemoFleet::up);
-    if WANTED.fetch_sub(1, Ordering::SeqCst) > 1 {
+    if more {
         *NEXT.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::spawn(DemoFleet::up));
     }
     (one, fleet)
@@ -1430,7 +1435,7 @@ fn sudo_without_a_password_or_a_clear_hint() {
 }
 
 /// Ctrl-C twice kills a `become` step that ignores TERM: the kill's watcher runs as the
-/// login user (ops), who cannot KILL root's processes, so it signals through `sudo -n kill`.
+/// login user (ops), who cannot KILL root's processes, so it signals through sudo.
 fn become_step_that_ignores_term_is_killed(f: &DemoFleet, host_line: &str) {
     let inv = f.write(
         "ops-cmp2.ini",

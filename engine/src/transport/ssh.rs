@@ -179,10 +179,11 @@ const KILL_LINE: &[u8] = b"kill\n";
 ///
 /// A `become` command (it starts with `sudo -n`) runs as root under a watcher that does not:
 /// sudo passes a TERM on, but a KILL would reach only sudo. So that watcher signals through
-/// `sudo -n kill`, and with its own rights where sudo refuses.
+/// sudo, with root's `sh` and its `kill` built in (a host may have no `kill` program), and
+/// with its own rights where sudo refuses.
 fn wrapper(shell: &str, argv0: &str, become_root: bool) -> String {
     let signal = if become_root {
-        "sudo -n kill \"$1\" -- -$c 2>/dev/null || kill \"$1\" -$c"
+        "sudo -n sh -c 'kill \"$1\" \"-$2\"' sh \"$1\" $c 2>/dev/null || kill \"$1\" -$c"
     } else {
         "kill \"$1\" -$c"
     };
@@ -1956,8 +1957,9 @@ mod tests {
         // The watcher's KILL follows a TERM that is ignored: by the command's shell, which
         // then goes on (3x), or only by a child, when the shell itself ends at the TERM and
         // the wrapper with it (4x; the child holds no output, so the channel ends at once).
-        // A `become` command's watcher signals through `sudo -n kill`, and with its own
-        // rights where sudo is missing or refuses, as here (42.5x; the fleet tests have sudo).
+        // A `become` command's watcher signals through sudo (root's `sh -c kill`), and with
+        // its own rights where sudo is missing or refuses, as here (42.5x; the fleet tests
+        // have sudo).
         // All paths at once: each waits out the watcher's 5 s.
         let children: Vec<_> = SHELLS
             .into_iter()

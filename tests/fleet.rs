@@ -46,10 +46,12 @@ pub fn scenarios_one_at_a_time() {
         chosen.iter().filter(|(name, _)| !own(name)).count(),
         Ordering::SeqCst,
     );
+    assert!(
+        !chosen.is_empty(),
+        "FLEETBOOK_FLEET={only:?} names no fleet scenario"
+    );
     let mut failed = Vec::new();
-    let mut ran = 0;
     for (name, scenario) in chosen {
-        ran += 1;
         let start = std::time::Instant::now();
         // A failed scenario's panic is printed where it happened; the others still run.
         let ok = std::panic::catch_unwind(scenario).is_ok();
@@ -66,11 +68,10 @@ pub fn scenarios_one_at_a_time() {
     if let Some(left) = NEXT.lock().unwrap_or_else(|e| e.into_inner()).take() {
         drop(left.join());
     }
-    assert!(ran > 0, "FLEETBOOK_FLEET={only:?} names no fleet scenario");
     assert!(failed.is_empty(), "fleet scenarios failed: {failed:?}");
 }
 
-/// Building the image is shared; fleets come up one test at a time (two cores).
+/// Building the image is shared; one scenario runs at a time (two cores).
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Fails the test, saying what to install, when Docker, debootstrap or dpkg-dev is missing:
@@ -142,7 +143,7 @@ fn fleet() -> (std::sync::MutexGuard<'static, ()>, DemoFleet) {
 /// The next scenario's fleet, coming up while this one runs: about 17 s of container and
 /// systemd start-up each, which is mostly waiting, off the suite's longest path.
 static NEXT: Mutex<Option<std::thread::JoinHandle<DemoFleet>>> = Mutex::new(None);
-/// How many scenarios still take a fleet (`fleet_scenarios_one_at_a_time` sets it).
+/// How many scenarios still take a fleet (`scenarios_one_at_a_time` sets it).
 static WANTED: AtomicUsize = AtomicUsize::new(0);
 
 /// This test's turn to bring a fleet up.

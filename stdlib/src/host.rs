@@ -278,6 +278,13 @@ pub fn sudo_command(command: &str) -> String {
     out
 }
 
+/// Whether `command` is one that `sudo_command` or `Host::become_command` made: it runs
+/// under sudo, as root or as the become user (a transport that kills it must signal through
+/// sudo too).
+pub fn runs_under_sudo(command: &str) -> bool {
+    command.starts_with("sudo -n ")
+}
+
 /// `text` without one trailing newline (`\n` or `\r\n`), as Ansible gives `stdout`: a value
 /// read from a command's output (`uname -r`) must not carry the newline into a fact or into
 /// the next command built from it.
@@ -546,6 +553,21 @@ mod tests {
             .unwrap();
         let commands = transport.1.lock().unwrap().clone();
         (h, value, commands)
+    }
+
+    #[test]
+    fn commands_made_to_run_under_sudo_are_recognised() {
+        let (_, _, commands) = eval("", "", r#"h.sudo("id -u")"#);
+        assert!(runs_under_sudo(&commands[0]), "{commands:?}");
+        let mut info = HostInfo::default();
+        info.vars.insert("ansible_become_user".into(), "app".into());
+        let h = Host::new(
+            Arc::new(info),
+            Arc::new(Answer(Output::default(), Mutex::default())),
+        );
+        assert!(runs_under_sudo(&h.become_command("id -u")));
+        assert!(!runs_under_sudo("echo sudo -n id -u"));
+        assert!(!runs_under_sudo("sudo id -u"));
     }
 
     // Issue 10 #15: `h.set_fact("kernel", h.run("uname -r").stdout)` stored "6.1.0\n", and a

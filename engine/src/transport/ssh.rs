@@ -195,11 +195,6 @@ fn wrapper(shell: &str, argv0: &str, become_root: bool) -> String {
     )
 }
 
-/// A command that `become` wrapped (`Host::become_command`, `sudo_command`).
-fn becomes_root(command: &str) -> bool {
-    command.starts_with("sudo -n ")
-}
-
 /// Which shell a host's commands start in, as the first command of a run found out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HostShell {
@@ -306,7 +301,7 @@ fn wrapped(shell: HostShell, command: &str, timeout: Option<Duration>) -> (Strin
         HostShell::Sh => ("sh", "sh", fail_closed(command)),
         HostShell::BashPipefail => ("bash -o pipefail", "bash", command.to_string()),
     };
-    let become_root = becomes_root(command);
+    let become_root = fleetbook_stdlib::host::runs_under_sudo(command);
     match timeout {
         // `timeout` runs the command's shell; the wrapper's `sh` runs `timeout`.
         Some(_) => (
@@ -1605,10 +1600,9 @@ mod tests {
         }
     }
 
-    /// Whether a process whose command line matches `pattern` (pgrep -f) is still running.
-    /// Some process whose command line matches `pattern` runs, besides a wrapper's watcher
-    /// (a fork of the wrapper, whose line holds the command's script): told to kill, it
-    /// outlives the command for its 5 s before the KILL, then ends.
+    /// Whether a process whose command line matches `pattern` (pgrep -f) is still running,
+    /// besides a wrapper's watcher (a fork of the wrapper, whose line holds the command's
+    /// script): told to kill, it outlives the command until its group is gone, 5 s at most.
     fn left_running(pattern: &str) -> bool {
         let found = std::process::Command::new("pgrep")
             .args(["-af", pattern])

@@ -1433,10 +1433,12 @@ fn sudo_without_a_password_or_a_clear_hint() {
         "not-run"
     );
     become_step_that_ignores_term_is_killed(&f, &line("cmp2"));
+    become_step_past_its_timeout_is_killed(&f, &line("cmp2"));
 }
 
 /// Ctrl-C twice kills a `become` step that ignores TERM: the kill's watcher runs as the
-/// login user (ops), who cannot KILL root's processes, so it signals through sudo.
+/// login user (ops), who cannot KILL root's processes, so it signals through sudo. HUP is
+/// ignored too, so that nothing but the KILL can be what stops it.
 fn become_step_that_ignores_term_is_killed(f: &DemoFleet, host_line: &str) {
     let inv = f.write(
         "ops-cmp2.ini",
@@ -1445,7 +1447,7 @@ fn become_step_that_ignores_term_is_killed(f: &DemoFleet, host_line: &str) {
     let rb = f.write(
         "stubborn.rhai",
         "let rb = runbook(\"stubborn\");\n\
-         rb.step(\"hold\", |h| h.sudo(\"trap '' TERM; touch /tmp/holding; sleep 307\"));\nrb\n",
+         rb.step(\"hold\", |h| h.sudo(\"trap '' TERM HUP; touch /tmp/holding; sleep 307\"));\nrb\n",
     );
     let child = f
         .fleetbook(&[&"run", &rb, &"-i", &inv, &"--yes"])
@@ -1460,13 +1462,7 @@ fn become_step_that_ignores_term_is_killed(f: &DemoFleet, host_line: &str) {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    let root_sleeps = || {
-        f.sh(
-            "cmp2",
-            "ps -o user=,args= -C sleep | grep -c '^root .*sleep 307$' || true",
-        )
-    };
-    assert_eq!(root_sleeps(), "1", "the step runs as root");
+    assert_eq!(root_sleeps(f, "cmp2", 307), "1", "the step runs as root");
     for _ in 0..2 {
         // SAFETY: a signal to the child this test started.
         unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -1475,14 +1471,80 @@ fn become_step_that_ignores_term_is_killed(f: &DemoFleet, host_line: &str) {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
-    let killed = std::time::Instant::now();
-    while root_sleeps() != "0" && killed.elapsed() < std::time::Duration::from_secs(10) {
+    assert!(
+        root_sleeps_end(f, "cmp2", 307, std::time::Duration::from_secs(10)),
+        "root's step outlived the kill:\n{stderr}"
+    );
+}
+
+/// Root's processes on `host` whose command line is `sleep SECS`, counted.
+fn root_sleeps(f: &DemoFleet, host: &str, secs: u32) -> String {
+    f.sh(
+        host,
+        &format!("ps -o user=,args= -C sleep | grep -c '^root .*sleep {secs}$' || true"),
+    )
+}
+
+/// Waits up to `limit` for `host` to have no root `sleep SECS` left, and says whether it has
+/// none.
+fn root_sleeps_end(f: &DemoFleet, host: &str, secs: u32, limit: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    while root_sleeps(f, host, secs) != "0" && start.elapsed() < limit {
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
-    assert_eq!(
-        root_sleeps(),
-        "0",
-        "root's step outlived the kill:\n{stderr}"
+    root_sleeps(f, host, secs) == "0"
+}
+
+// Stop 28's note: a `become` step's `timeout(1)` ran as the login user, outside sudo, so its
+// KILL reached sudo but not the root command that ignored the TERM. On a live link the kill
+// watcher (through sudo) stops such a command anyway; on a cut one, the host's own timeout is
+// all there is.
+/// A `become` step past its timeout is stopped on the host, TERM and HUP ignored, even when
+/// the link to the host is cut.
+fn become_step_past_its_timeout_is_killed(f: &DemoFleet, host_line: &str) {
+    let inv = f.write(
+        "ops-cmp2-timed.ini",
+        &format!("[compute]\n{host_line} ansible_user=ops\n"),
+    );
+    let rb = f.write(
+        "stubborn-timed.rhai",
+        "let rb = runbook(\"stubborn-timed\");\n\
+         rb.step(\"hold\", |h| h.sudo(\"trap '' TERM HUP; sleep 308\")).timeout(\"3s\");\nrb\n",
+    );
+    let child = f
+        .fleetbook(&[&"run", &rb, &"-i", &inv, &"--yes"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while root_sleeps(f, "cmp2", 308) != "1" {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the step never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let net = format!(
+        "{}-net",
+        std::fs::read_to_string(f.path("fleet-id")).unwrap().trim()
+    );
+    let cut = Command::new("docker")
+        .args(["network", "disconnect", &net, &f.container("cmp2")])
+        .output()
+        .unwrap();
+    assert!(
+        cut.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cut.stderr)
+    );
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "the step times out:\n{stderr}");
+    assert!(stderr.contains("timed out after 3s"), "{stderr}");
+    // The host's `timeout -k 5 3`: TERM at 3 s, KILL at 8 s after the step started.
+    assert!(
+        root_sleeps_end(f, "cmp2", 308, std::time::Duration::from_secs(15)),
+        "root's step outlived its timeout on the cut-off host:\n{stderr}"
     );
 }
 

@@ -180,7 +180,9 @@ const KILL_LINE: &[u8] = b"kill\n";
 /// A `become` command (it starts with `sudo -n`) runs as root under a watcher that does not:
 /// sudo passes a TERM on, but a KILL would reach only sudo. So that watcher signals through
 /// sudo, with root's `sh` and its `kill` built in (a host may have no `kill` program), and
-/// with its own rights where sudo refuses.
+/// with its own rights where sudo refuses. (sudo runs without a terminal here, so even
+/// under `Defaults use_pty` it keeps the command in its own process group, which the KILL
+/// reaches.)
 fn wrapper(shell: &str, argv0: &str, become_root: bool) -> String {
     let signal = if become_root {
         "sudo -n sh -c 'kill \"$1\" \"-$2\"' sh \"$1\" $c 2>/dev/null || kill \"$1\" -$c"
@@ -297,6 +299,14 @@ fn inline_command(shell: HostShell, command: &str, timeout: Option<Duration>) ->
 
 /// The wrapper script and the command's script (the wrapper's `$1`) for a host's shell.
 fn wrapped(shell: HostShell, command: &str, timeout: Option<Duration>) -> (String, String) {
+    match timed_under_sudo(command, timeout) {
+        Some(timed) => wrapped_as_is(shell, &timed, None),
+        None => wrapped_as_is(shell, command, timeout),
+    }
+}
+
+/// `wrapped`, for a command whose `become` part already has its `timeout(1)`.
+fn wrapped_as_is(shell: HostShell, command: &str, timeout: Option<Duration>) -> (String, String) {
     let (run, argv0, script) = match shell {
         HostShell::Sh => ("sh", "sh", fail_closed(command)),
         HostShell::BashPipefail => ("bash -o pipefail", "bash", command.to_string()),
@@ -315,17 +325,31 @@ fn wrapped(shell: HostShell, command: &str, timeout: Option<Duration>) -> (Strin
 /// The command's script for `sh -c`: with pipefail (see `fail_closed`), under `timeout(1)`
 /// when it has one.
 fn bounded(command: &str, timeout: Option<Duration>) -> String {
-    timed("sh", fail_closed(command), timeout)
+    match timed_under_sudo(command, timeout) {
+        Some(timed) => fail_closed(&timed),
+        None => timed("sh", fail_closed(command), timeout),
+    }
+}
+
+/// A `become` command with a timeout, with `timeout(1)` under sudo, where it runs as the
+/// command's user. Run outside sudo, as the login user, its TERM would not be passed on (sudo
+/// ignores a signal from its own process group) and its KILL would reach only sudo: where the
+/// link is cut and the kill watcher hears nothing, the host's own timeout is all that stops
+/// the command. `None` for any other command.
+fn timed_under_sudo(command: &str, timeout: Option<Duration>) -> Option<String> {
+    fleetbook_stdlib::host::under_sudo_with(command, &timeout_words(timeout?))
+}
+
+/// `timeout(1)` for a step's timeout: TERM at the end (rounded up to whole seconds), KILL
+/// 5 s later.
+fn timeout_words(t: Duration) -> String {
+    format!("timeout -k 5 {}", remote_secs(t).max(1))
 }
 
 /// `script` as is, or, with a timeout, run by `shell -c` under `timeout(1)`.
 fn timed(shell: &str, script: String, timeout: Option<Duration>) -> String {
     match timeout {
-        Some(t) => format!(
-            "exec timeout -k 5 {} {shell} -c {}",
-            remote_secs(t).max(1),
-            quote(&script)
-        ),
+        Some(t) => format!("exec {} {shell} -c {}", timeout_words(t), quote(&script)),
         None => script,
     }
 }
@@ -1541,6 +1565,24 @@ mod tests {
         );
         let timed = remote_command("sleep 100", Some(Duration::from_millis(2500)));
         assert!(timed.contains(" sh 'exec timeout -k 5 3 sh -c "), "{timed}");
+    }
+
+    // Stop 28's note: a `become` step's timeout ran outside sudo, as the login user.
+    #[test]
+    fn a_become_commands_timeout_runs_under_sudo() {
+        let cmd = fleetbook_stdlib::host::sudo_command("sleep 100");
+        let t = Some(Duration::from_millis(2500));
+        for shell in [HostShell::Sh, HostShell::BashPipefail] {
+            let (_, script) = wrapped(shell, &cmd, t);
+            assert!(!script.contains("exec timeout"), "{script}");
+            assert!(
+                script.ends_with("sudo -n -- timeout -k 5 3 sh -c 'sleep 100'"),
+                "{script}"
+            );
+        }
+        assert!(bounded(&cmd, t).ends_with("sudo -n -- timeout -k 5 3 sh -c 'sleep 100'"));
+        let (_, script) = wrapped(HostShell::BashPipefail, &cmd, None);
+        assert_eq!(script, cmd);
     }
 
     /// The wrapper as a host's login shell runs it, stdin a pipe (the channel), for a host

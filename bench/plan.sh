@@ -11,7 +11,8 @@ large="${2:-100000}"
 for n in "$small" "$large"; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "bench/plan.sh: sizes must be positive numbers, not '$n'" >&2; exit 2; }
 done
-cargo bench --bench plan --no-run 2>/dev/null
+cargo build --release --quiet --features plan-bench --bin fleetbook-plan-bench
+bench="$PWD/target/release/fleetbook-plan-bench"
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
 echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -19,7 +20,7 @@ for n in "$small" "$large"; do
   # The default bound on recorded commands (64 MiB) is for runbooks that loop without end;
   # 100,000 hosts of this runbook record more than that.
   FLEETBOOK_BENCH_HOSTS="$n" FLEETBOOK_BENCH_HTML="${BENCH_HTML:-0}" \
-    FLEETBOOK_MAX_PLAN_BYTES=$((1 << 30)) cargo bench --bench plan 2>/dev/null | tee -a "$out"
+    FLEETBOOK_MAX_PLAN_BYTES=$((1 << 30)) "$bench" | tee -a "$out"
   echo
 done
 awk '/^result / { n[++i] = $2; cpu[i] = $3; kib[i] = $4 }

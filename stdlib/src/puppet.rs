@@ -31,7 +31,7 @@ pub(crate) fn module() -> Module {
     let mut m = Module::new();
     FuncRegistration::new("disable").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host, reason: &str| -> RhaiResult<()> {
+        |ctx: NativeCallContext, h: &mut Host, reason: &str| -> RhaiResult<()> {
             located(&ctx, || {
                 h.run(&h.privileged("puppet::disable", &disable_command(reason)))
                     .map(|_| ())
@@ -40,7 +40,7 @@ pub(crate) fn module() -> Module {
     );
     FuncRegistration::new("enable").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host| -> RhaiResult<()> {
+        |ctx: NativeCallContext, h: &mut Host| -> RhaiResult<()> {
             located(&ctx, || {
                 h.run(&h.privileged("puppet::enable", ENABLE)).map(|_| ())
             })
@@ -48,7 +48,7 @@ pub(crate) fn module() -> Module {
     );
     FuncRegistration::new("run").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host| -> RhaiResult<()> {
+        |ctx: NativeCallContext, h: &mut Host| -> RhaiResult<()> {
             located(&ctx, || {
                 h.run(&h.privileged("puppet::run", RUN)).map(|_| ())
             })
@@ -56,7 +56,7 @@ pub(crate) fn module() -> Module {
     );
     FuncRegistration::new("apply").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host, manifest: &str| -> RhaiResult<()> {
+        |ctx: NativeCallContext, h: &mut Host, manifest: &str| -> RhaiResult<()> {
             located(&ctx, || {
                 h.run(&h.privileged("puppet::apply", &apply_command(manifest)))
                     .map(|_| ())
@@ -65,7 +65,7 @@ pub(crate) fn module() -> Module {
     );
     FuncRegistration::new("is_disabled").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host| -> RhaiResult<bool> {
+        |ctx: NativeCallContext, h: &mut Host| -> RhaiResult<bool> {
             located(&ctx, || {
                 h.run_ok("test -e \"$(puppet config print agent_disabled_lockfile)\"")
             })

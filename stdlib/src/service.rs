@@ -38,7 +38,7 @@ pub fn check_name(op: &str, name: &str) -> RhaiResult<()> {
 fn register_action(m: &mut Module, action: &'static str) {
     FuncRegistration::new(action).set_into_module(
         m,
-        move |ctx: NativeCallContext, h: Host, name: &str| -> RhaiResult<()> {
+        move |ctx: NativeCallContext, h: &mut Host, name: &str| -> RhaiResult<()> {
             located(&ctx, || {
                 let op = format!("service::{action}");
                 check_name(&op, name)?;
@@ -56,7 +56,7 @@ pub(crate) fn module() -> Module {
     }
     FuncRegistration::new("is_active").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host, name: &str| -> RhaiResult<bool> {
+        |ctx: NativeCallContext, h: &mut Host, name: &str| -> RhaiResult<bool> {
             located(&ctx, || {
                 check_name("service::is_active", name)?;
                 h.run_ok(&is_active_command(name))
@@ -65,7 +65,7 @@ pub(crate) fn module() -> Module {
     );
     FuncRegistration::new("main_pid").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host, name: &str| -> RhaiResult<INT> {
+        |ctx: NativeCallContext, h: &mut Host, name: &str| -> RhaiResult<INT> {
             located(&ctx, || {
                 check_name("service::main_pid", name)?;
                 let out = h.run(&main_pid_command(name))?;

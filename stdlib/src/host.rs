@@ -31,6 +31,9 @@ pub struct Host {
 }
 
 struct Common {
+    /// `h.name` as Rhai holds it, made once: a step that reads the name (to build a
+    /// command) then gets a shared string, not two allocations per read.
+    name: rhai::ImmutableString,
     transport: Arc<dyn Transport>,
     /// Facts learned during the run (the detected package manager, the version a package
     /// had before `pkg::` changed it, `h.set_fact`).
@@ -52,12 +55,13 @@ impl Host {
         dir: Arc<OnceLock<PathBuf>>,
     ) -> Self {
         Host {
-            info,
             shared: Arc::new(Common {
+                name: info.name.as_str().into(),
                 transport,
                 facts: Mutex::default(),
                 runbook_dir: dir,
             }),
+            info,
             deadline: None,
             timeout: None,
         }
@@ -476,7 +480,7 @@ fn fact(h: &mut Host, name: &str) -> RhaiResult<String> {
 pub(crate) fn register(engine: &mut Engine) {
     engine
         .register_type_with_name::<Host>("Host")
-        .register_get("name", |h: &mut Host| h.info.name.clone())
+        .register_get("name", |h: &mut Host| h.shared.name.clone())
         .register_get("roles", |h: &mut Host| -> Array {
             h.info.roles.iter().map(|r| r.clone().into()).collect()
         })

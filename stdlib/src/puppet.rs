@@ -6,13 +6,16 @@
 
 use crate::host::Host;
 use crate::located;
-use crate::quote::quote;
+use crate::quote::{quote, quote_into};
 use rhai::{EvalAltResult, FuncRegistration, Module, NativeCallContext};
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
 pub fn disable_command(reason: &str) -> String {
-    format!("puppet agent --disable={}", quote(reason))
+    let mut out = String::with_capacity(reason.len() + 32);
+    out.push_str("puppet agent --disable=");
+    quote_into(&mut out, reason);
+    out
 }
 
 pub const ENABLE: &str = "puppet agent --enable";

@@ -167,10 +167,14 @@ impl WaitingHosts {
 
     pub fn push(&mut self, key: &SlotKey, host: usize) {
         self.all.insert(host);
-        self.queues
-            .entry(key.clone())
-            .or_default()
-            .push(std::cmp::Reverse(host));
+        // The key is copied only for a new queue: most hosts join one that exists.
+        match self.queues.get_mut(key) {
+            Some(q) => q.push(std::cmp::Reverse(host)),
+            None => {
+                let q = std::iter::once(std::cmp::Reverse(host)).collect();
+                self.queues.insert(key.clone(), q);
+            }
+        }
     }
 
     /// The lowest-numbered waiting host whose slots are free now, with its slots taken.

@@ -4,7 +4,7 @@ use crate::quote::quote_into;
 use crate::transport::{HostInfo, Output, Transport, TransportError};
 use crate::{duration::parse_duration, runtime_error};
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -450,9 +450,7 @@ fn delegate_to_name(ctx: NativeCallContext, h: &mut Host, name: &str) -> RhaiRes
 
 #[derive(Default)]
 struct Facts {
-    /// A host has a few facts: a sorted map finds one in a few comparisons, with no hashing
-    /// (a dry run looks facts up several times per host).
-    values: BTreeMap<String, String>,
+    values: HashMap<String, String>,
     sink: Option<FactSink>,
 }
 

@@ -126,6 +126,18 @@ const _: () = assert!(std::mem::size_of::<Deps>() <= 24);
 impl Deps {
     /// The dependencies on these tasks (in any order, repeats allowed).
     fn of(tasks: &[usize]) -> Deps {
+        // Most tasks wait for one or two others: sorted on the stack, without a Vec.
+        if tasks.len() <= INLINE_DEPS {
+            let mut items = [0; INLINE_DEPS];
+            tasks
+                .iter()
+                .zip(&mut items)
+                .for_each(|(&t, i)| *i = task_index(t));
+            let items = &mut items[..tasks.len()];
+            items.sort_unstable();
+            let len = dedup_sorted(items);
+            return Deps::sorted(&items[..len]);
+        }
         let mut items: Vec<u32> = tasks.iter().map(|&t| task_index(t)).collect();
         items.sort_unstable();
         items.dedup();
@@ -182,6 +194,18 @@ impl std::fmt::Debug for Deps {
 }
 
 /// A task index as [`Deps`] keeps it.
+/// Moves the distinct items of a sorted slice to its front; how many there are.
+fn dedup_sorted(items: &mut [u32]) -> usize {
+    let mut len = 0;
+    for i in 0..items.len() {
+        if len == 0 || items[i] != items[len - 1] {
+            items[len] = items[i];
+            len += 1;
+        }
+    }
+    len
+}
+
 fn task_index(t: usize) -> u32 {
     // Every task holds at least its id and this entry: 2^32 of them would not fit in memory.
     u32::try_from(t).expect("a graph holds fewer than 2^32 tasks")
@@ -227,21 +251,47 @@ pub struct Graph {
 
 impl Graph {
     /// For each task, the tasks that depend on it, and how many tasks it waits for.
-    pub fn dependents(&self) -> (Vec<Vec<usize>>, Vec<usize>) {
+    pub fn dependents(&self) -> (Dependents, Vec<usize>) {
         dependents_of(&self.tasks)
     }
 }
 
-fn dependents_of(tasks: &[Task]) -> (Vec<Vec<usize>>, Vec<usize>) {
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
-    let mut waiting: Vec<usize> = vec![0; tasks.len()];
+/// For each task, the tasks that depend on it (ascending), all in one array: a list per
+/// task was an allocation per task, made again by every dispatcher.
+#[derive(Debug, Clone)]
+pub struct Dependents {
+    /// Where each task's dependents start in `all`; one more entry for the end.
+    starts: Vec<u32>,
+    all: Vec<u32>,
+}
+
+impl Dependents {
+    /// The tasks that depend on task `t`.
+    pub fn of(&self, t: usize) -> impl ExactSizeIterator<Item = usize> + '_ {
+        let (start, end) = (self.starts[t] as usize, self.starts[t + 1] as usize);
+        self.all[start..end].iter().map(|&d| d as usize)
+    }
+}
+
+fn dependents_of(tasks: &[Task]) -> (Dependents, Vec<usize>) {
+    // Counted first, then filled in task order: each task's dependents ascend.
+    let mut starts = vec![0u32; tasks.len() + 1];
+    for task in tasks {
+        task.deps.indices().for_each(|d| starts[d + 1] += 1);
+    }
+    for t in 0..tasks.len() {
+        starts[t + 1] += starts[t];
+    }
+    let mut filled = starts.clone();
+    let mut all = vec![0u32; starts[tasks.len()] as usize];
     for (t, task) in tasks.iter().enumerate() {
-        waiting[t] = task.deps.len();
         for d in task.deps.indices() {
-            dependents[d].push(t);
+            all[filled[d] as usize] = task_index(t);
+            filled[d] += 1;
         }
     }
-    (dependents, waiting)
+    let waiting = tasks.iter().map(|task| task.deps.len()).collect();
+    (Dependents { starts, all }, waiting)
 }
 
 fn at(script: &Script, pos: &Pos, message: String, label: &str) -> SourceDiag {
@@ -1085,7 +1135,7 @@ fn finally_tasks(b: &mut Builder, rb: &Runbook) {
     if !finals.is_empty() {
         let (dependents, _) = dependents_of(&b.tasks);
         let sinks: Vec<usize> = (0..b.tasks.len())
-            .filter(|&t| dependents[t].is_empty())
+            .filter(|&t| dependents.of(t).len() == 0)
             .collect();
         b.chain(rb, &finals, TaskKind::Finally, None, sinks);
     }

@@ -42,7 +42,7 @@ pub struct Placed {
 
 pub struct Dispatcher<'g> {
     graph: &'g Graph,
-    dependents: Vec<Vec<usize>>,
+    dependents: crate::compile::Dependents,
     /// Per task: dependencies not yet finished (Kahn's counters).
     waiting: Vec<usize>,
     finished: Vec<bool>,
@@ -120,13 +120,13 @@ impl<'g> Dispatcher<'g> {
                     .for_each(|&t| finished[t] = false);
             }
         }
-        for t in 0..n {
+        for (t, task) in graph.tasks.iter().enumerate() {
             // A resumed run runs its `finally` steps again; a replay keeps what happened.
-            if defer && graph.tasks[t].kind == TaskKind::Finally {
+            if defer && task.kind == TaskKind::Finally {
                 finished[t] = false;
             }
             if finished[t] {
-                dependents[t].iter().for_each(|&d| waiting[d] -= 1);
+                dependents.of(t).for_each(|d| waiting[d] -= 1);
             }
         }
         // A resumed host takes its slot again at its first task still to do.
@@ -364,7 +364,7 @@ impl<'g> Dispatcher<'g> {
     }
 
     fn release(&mut self, t: usize) {
-        for &d in &self.dependents[t] {
+        for d in self.dependents.of(t) {
             self.waiting[d] -= 1;
             if self.waiting[d] == 0 && !self.finished[d] {
                 self.ready.push(d);

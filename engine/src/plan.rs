@@ -617,7 +617,13 @@ fn host_infos(
                 vars: host
                     .vars
                     .iter()
-                    .map(|(k, v)| (interner.get(k), interner.take(secrets.redacted(v))))
+                    .map(|(k, v)| {
+                        let v = match secrets.redact(v) {
+                            std::borrow::Cow::Borrowed(v) => interner.get(v),
+                            std::borrow::Cow::Owned(v) => interner.take(v),
+                        };
+                        (interner.get(k), v)
+                    })
                     .collect(),
                 start: ts.first().map_or(0, |&t| sched.tasks[t].start),
                 end: ts.last().map_or(0, |&t| sched.tasks[t].end),

@@ -197,7 +197,7 @@ pub(crate) fn file_module() -> Module {
     let mut m = Module::new();
     FuncRegistration::new("read").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host, path: &str| -> RhaiResult<String> {
+        |ctx: NativeCallContext, h: &mut Host, path: &str| -> RhaiResult<String> {
             located(&ctx, || {
                 let out = h.run(&read_command(path))?;
                 Ok(crate::host::strip_newline(&out.stdout).to_string())
@@ -206,7 +206,7 @@ pub(crate) fn file_module() -> Module {
     );
     FuncRegistration::new("exists").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host, path: &str| -> RhaiResult<bool> {
+        |ctx: NativeCallContext, h: &mut Host, path: &str| -> RhaiResult<bool> {
             located(&ctx, || {
                 let found = h.run_ok(&exists_command(path))?;
                 if h.is_dry_run() {
@@ -218,39 +218,39 @@ pub(crate) fn file_module() -> Module {
     );
     FuncRegistration::new("copy").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host, local: &str, remote: &str| -> RhaiResult<bool> {
-            located(&ctx, || copy(&h, local, remote, None))
+        |ctx: NativeCallContext, h: &mut Host, local: &str, remote: &str| -> RhaiResult<bool> {
+            located(&ctx, || copy(h, local, remote, None))
         },
     );
     FuncRegistration::new("copy").set_into_module(
         &mut m,
         |ctx: NativeCallContext,
-         h: Host,
+         h: &mut Host,
          local: &str,
          remote: &str,
          mode: Dynamic|
          -> RhaiResult<bool> {
             located(&ctx, || {
-                copy(&h, local, remote, Some(parse_mode("file::copy", &mode)?))
+                copy(h, local, remote, Some(parse_mode("file::copy", &mode)?))
             })
         },
     );
     FuncRegistration::new("put").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host, remote: &str, text: &str| -> RhaiResult<bool> {
-            located(&ctx, || put(&h, remote, text, None))
+        |ctx: NativeCallContext, h: &mut Host, remote: &str, text: &str| -> RhaiResult<bool> {
+            located(&ctx, || put(h, remote, text, None))
         },
     );
     FuncRegistration::new("put").set_into_module(
         &mut m,
         |ctx: NativeCallContext,
-         h: Host,
+         h: &mut Host,
          remote: &str,
          text: &str,
          mode: Dynamic|
          -> RhaiResult<bool> {
             located(&ctx, || {
-                put(&h, remote, text, Some(parse_mode("file::put", &mode)?))
+                put(h, remote, text, Some(parse_mode("file::put", &mode)?))
             })
         },
     );
@@ -261,7 +261,7 @@ pub(crate) fn http_module() -> Module {
     let mut m = Module::new();
     FuncRegistration::new("ok").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host, url: &str| -> RhaiResult<bool> {
+        |ctx: NativeCallContext, h: &mut Host, url: &str| -> RhaiResult<bool> {
             located(&ctx, || h.run_ok(&http_ok_command(url)))
         },
     );

@@ -31,6 +31,9 @@ pub struct Host {
 }
 
 struct Common {
+    /// `h.name` as Rhai holds it, made once: a step that reads the name (to build a
+    /// command) then gets a shared string, not two allocations per read.
+    name: rhai::ImmutableString,
     transport: Arc<dyn Transport>,
     /// Facts learned during the run (the detected package manager, the version a package
     /// had before `pkg::` changed it, `h.set_fact`).
@@ -52,12 +55,13 @@ impl Host {
         dir: Arc<OnceLock<PathBuf>>,
     ) -> Self {
         Host {
-            info,
             shared: Arc::new(Common {
+                name: info.name.as_str().into(),
                 transport,
                 facts: Mutex::default(),
                 runbook_dir: dir,
             }),
+            info,
             deadline: None,
             timeout: None,
         }
@@ -149,6 +153,11 @@ impl Host {
         self.facts().values.get(key).cloned()
     }
 
+    /// Whether the fact is known, without a copy of its value.
+    pub fn has_fact(&self, key: &str) -> bool {
+        self.facts().values.contains_key(key)
+    }
+
     pub fn fact_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.facts().values.keys().cloned().collect();
         names.sort();
@@ -157,14 +166,15 @@ impl Host {
 
     /// Learns a fact, and hands it to the fact sink (if any) before returning.
     pub fn set_fact(&self, key: &str, value: String) {
-        let sink = {
-            let mut f = self.facts();
-            f.values.insert(key.to_string(), value.clone());
-            f.sink.clone()
+        let mut facts = self.facts();
+        let Some(sink) = facts.sink.clone() else {
+            // Nothing to tell (a dry run): the value is moved in, not copied.
+            facts.values.insert(key.to_string(), value);
+            return;
         };
-        if let Some(sink) = sink {
-            sink(&self.info.name, key, &value);
-        }
+        facts.values.insert(key.to_string(), value.clone());
+        drop(facts);
+        sink(&self.info.name, key, &value);
     }
 
     /// Where this host's facts (and its clones') go as they are learned.
@@ -337,11 +347,24 @@ pub fn strip_newline(text: &str) -> &str {
 fn output_map(out: Output) -> Map {
     let mut m = Map::new();
     m.insert("code".into(), Dynamic::from_int(out.code as rhai::INT));
-    m.insert("stdout".into(), strip_newline(&out.stdout).into());
-    m.insert("stderr".into(), strip_newline(&out.stderr).into());
-    m.insert("stdout_raw".into(), out.stdout.into());
-    m.insert("stderr_raw".into(), out.stderr.into());
+    let (stdout, stdout_raw) = stripped_and_raw(out.stdout);
+    let (stderr, stderr_raw) = stripped_and_raw(out.stderr);
+    m.insert("stdout".into(), stdout);
+    m.insert("stderr".into(), stderr);
+    m.insert("stdout_raw".into(), stdout_raw);
+    m.insert("stderr_raw".into(), stderr_raw);
     m
+}
+
+/// A stream's text without one trailing newline, and as it is: one shared string when the
+/// two are the same (no newline, or empty as every dry-run command's output is).
+fn stripped_and_raw(raw: String) -> (Dynamic, Dynamic) {
+    if strip_newline(&raw).len() == raw.len() {
+        let text = rhai::ImmutableString::from(raw);
+        (text.clone().into(), text.into())
+    } else {
+        (strip_newline(&raw).into(), raw.into())
+    }
 }
 
 fn tail(text: &str, lines: usize) -> String {
@@ -418,11 +441,11 @@ fn call_condition(ctx: &NativeCallContext, cond: &FnPtr, h: &Host) -> RhaiResult
 }
 
 /// Polls `cond` every 2 s (or less) until it holds or `timeout` passes.
-fn wait_until(ctx: NativeCallContext, h: Host, cond: FnPtr, timeout: &str) -> RhaiResult<()> {
+fn wait_until(ctx: NativeCallContext, h: &mut Host, cond: FnPtr, timeout: &str) -> RhaiResult<()> {
     let limit = parse_duration(timeout).map_err(runtime_error)?;
     let start = Instant::now();
     loop {
-        let ok = call_condition(&ctx, &cond, &h)?;
+        let ok = call_condition(&ctx, &cond, h)?;
         // The recorder answers every probe with success, so one evaluation shows the commands.
         if ok || h.is_dry_run() {
             return Ok(());
@@ -493,7 +516,7 @@ fn fact(h: &mut Host, name: &str) -> RhaiResult<String> {
 pub(crate) fn register(engine: &mut Engine) {
     engine
         .register_type_with_name::<Host>("Host")
-        .register_get("name", |h: &mut Host| h.info.name.clone())
+        .register_get("name", |h: &mut Host| h.shared.name.clone())
         .register_get("roles", |h: &mut Host| -> Array {
             h.info.roles.iter().map(|r| r.clone().into()).collect()
         })

@@ -9,9 +9,9 @@
 //! (dnf 5 has no `--`, so there the check is what keeps a name from being an option).
 
 use crate::host::Host;
-use crate::quote::{join, quote};
+use crate::quote::{join_into, quote};
 use crate::{located, refused, runtime_error};
-use rhai::{Array, EvalAltResult, FuncRegistration, Module, NativeCallContext};
+use rhai::{Array, EvalAltResult, FuncRegistration, ImmutableString, Module, NativeCallContext};
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
@@ -29,28 +29,29 @@ const LOCK_WAIT: &str = "-o DPkg::Lock::Timeout=120";
 const APT: &str = "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=120 -o APT::Cmd::Pattern-Only=true -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold";
 
 pub fn manager(h: &Host) -> RhaiResult<Manager> {
-    let known = h
-        .var("pkg_manager")
-        .map(str::to_string)
-        .or_else(|| h.fact("pkg_manager"));
-    let name = match known {
-        Some(n) => n,
-        None => {
-            let detected = if h.run_ok("command -v apt-get >/dev/null 2>&1")? {
-                "apt"
-            } else if h.run_ok("command -v dnf >/dev/null 2>&1")? {
-                "dnf"
-            } else {
-                return Err(runtime_error(format!(
-                    "host {}: neither apt-get nor dnf found; set the host variable pkg_manager",
-                    h.info.name
-                )));
-            };
-            h.set_fact("pkg_manager", detected.to_string());
-            detected.to_string()
-        }
+    // The inventory's variable is borrowed: no copy of it per package operation.
+    if let Some(name) = h.var("pkg_manager") {
+        return manager_named(h, name);
+    }
+    if let Some(name) = h.fact("pkg_manager") {
+        return manager_named(h, &name);
+    }
+    let detected = if h.run_ok("command -v apt-get >/dev/null 2>&1")? {
+        "apt"
+    } else if h.run_ok("command -v dnf >/dev/null 2>&1")? {
+        "dnf"
+    } else {
+        return Err(runtime_error(format!(
+            "host {}: neither apt-get nor dnf found; set the host variable pkg_manager",
+            h.info.name
+        )));
     };
-    match name.as_str() {
+    h.set_fact("pkg_manager", detected.to_string());
+    manager_named(h, detected)
+}
+
+fn manager_named(h: &Host, name: &str) -> RhaiResult<Manager> {
+    match name {
         "apt" => Ok(Manager::Apt),
         "dnf" | "yum" => Ok(Manager::Dnf),
         other => Err(runtime_error(format!(
@@ -98,10 +99,11 @@ pub fn check_version(op: &str, version: &str) -> RhaiResult<()> {
     Ok(())
 }
 
-fn names(op: &str, list: &Array) -> RhaiResult<Vec<String>> {
+/// The names of `list`, checked: each shares the array's string (no copy per name).
+fn names(op: &str, list: &Array) -> RhaiResult<Vec<ImmutableString>> {
     list.iter()
         .map(|v| {
-            let name = v.clone().into_string().map_err(|t| {
+            let name = v.clone().into_immutable_string().map_err(|t| {
                 runtime_error(format!("{op}: package names must be strings, got {t}"))
             })?;
             check_name(op, &name)?;
@@ -110,30 +112,44 @@ fn names(op: &str, list: &Array) -> RhaiResult<Vec<String>> {
         .collect()
 }
 
+/// `head`, then `words` quoted and joined by spaces, then `tail`, in one allocation: every
+/// host runs these commands, and a `format!` of a long head cost more than the copy.
+fn command<S: AsRef<str>>(head: &[&str], words: &[S], tail: &str) -> String {
+    let len = head.iter().map(|p| p.len()).sum::<usize>()
+        + words.iter().map(|w| w.as_ref().len() + 3).sum::<usize>()
+        + tail.len();
+    let mut out = String::with_capacity(len);
+    head.iter().for_each(|p| out.push_str(p));
+    join_into(&mut out, words);
+    out.push_str(tail);
+    out
+}
+
 pub fn update_index_command(m: Manager) -> String {
     match m {
-        Manager::Apt => format!("apt-get -q {LOCK_WAIT} update"),
+        Manager::Apt => ["apt-get -q ", LOCK_WAIT, " update"].concat(),
         Manager::Dnf => "dnf -q -y makecache".into(),
     }
 }
 
-pub fn upgrade_command(m: Manager, names: &[String]) -> String {
+pub fn upgrade_command<S: AsRef<str>>(m: Manager, names: &[S]) -> String {
     match (m, names.is_empty()) {
-        (Manager::Apt, true) => format!("{APT} dist-upgrade"),
-        (Manager::Apt, false) => format!("{APT} install --only-upgrade -- {}", join(names)),
+        (Manager::Apt, true) => [APT, " dist-upgrade"].concat(),
+        (Manager::Apt, false) => command(&[APT, " install --only-upgrade -- "], names, ""),
         (Manager::Dnf, true) => "dnf -y upgrade".into(),
-        (Manager::Dnf, false) => format!("dnf -y upgrade {}", join(names)),
+        (Manager::Dnf, false) => command(&["dnf -y upgrade "], names, ""),
     }
 }
 
 pub fn install_command(m: Manager, name: &str, version: &str) -> String {
     match (m, version.is_empty()) {
-        (Manager::Apt, true) => format!("{APT} install -- {}", quote(name)),
-        (Manager::Apt, false) => format!(
-            "{APT} install --allow-downgrades -- {}",
-            quote(&format!("{name}={version}"))
+        (Manager::Apt, true) => command(&[APT, " install -- "], &[name], ""),
+        (Manager::Apt, false) => command(
+            &[APT, " install --allow-downgrades -- "],
+            &[[name, "=", version].concat()],
+            "",
         ),
-        (Manager::Dnf, true) => format!("dnf -y install {}", quote(name)),
+        (Manager::Dnf, true) => command(&["dnf -y install "], &[name], ""),
         (Manager::Dnf, false) => {
             let spec = quote(&format!("{name}-{version}"));
             format!("dnf -y install {spec} || dnf -y downgrade {spec}")
@@ -158,28 +174,41 @@ pub fn version_command(m: Manager, name: &str) -> String {
 /// One query for the installed versions of several packages: a `NAME VERSION` line each
 /// (packages that are not installed print nothing, or an empty version).
 pub fn versions_command(m: Manager, names: &[&str]) -> String {
-    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     match m {
-        Manager::Apt => format!(
-            "dpkg-query -W -f='${{Package}} ${{Version}}\\n' -- {} 2>/dev/null || true",
-            join(&names)
+        Manager::Apt => command(
+            &["dpkg-query -W -f='${Package} ${Version}\\n' -- "],
+            names,
+            " 2>/dev/null || true",
         ),
-        Manager::Dnf => format!(
-            "rpm -q --qf '%{{NAME}} %{{VERSION}}-%{{RELEASE}}\\n' -- {} 2>/dev/null | grep -v ' is not installed$' || true",
-            join(&names)
+        Manager::Dnf => command(
+            &["rpm -q --qf '%{NAME} %{VERSION}-%{RELEASE}\\n' -- "],
+            names,
+            " 2>/dev/null | grep -v ' is not installed$' || true",
         ),
     }
+}
+
+/// The fact that holds the version `name` had before this run changed it.
+const PREVIOUS: &str = "previous_version:";
+
+/// `previous_version:NAME` in `key`, a buffer reused for each name.
+fn previous_key<'a>(key: &'a mut String, name: &str) -> &'a str {
+    key.clear();
+    key.push_str(PREVIOUS);
+    key.push_str(name);
+    key
 }
 
 /// Before a package changes, the version it had becomes the facts `previous_version:NAME`
 /// (empty: it was not installed) and, for the first package the run changes on this host,
 /// `previous_version`, so that an undo can put it back. A fact already known is kept: a
 /// retry or a resumed run must not take the new version for the old one.
-fn remember_previous(h: &Host, mgr: Manager, names: &[String]) -> RhaiResult<()> {
+fn remember_previous<S: AsRef<str>>(h: &Host, mgr: Manager, names: &[S]) -> RhaiResult<()> {
+    let mut key = String::with_capacity(64);
     let missing: Vec<&str> = names
         .iter()
-        .map(String::as_str)
-        .filter(|n| h.fact(&format!("previous_version:{n}")).is_none())
+        .map(AsRef::as_ref)
+        .filter(|n| !h.has_fact(previous_key(&mut key, n)))
         .collect();
     if !missing.is_empty() {
         let out = h.exec(&versions_command(mgr, &missing))?;
@@ -190,20 +219,20 @@ fn remember_previous(h: &Host, mgr: Manager, names: &[String]) -> RhaiResult<()>
             .collect();
         for n in &missing {
             let v = if h.is_dry_run() {
-                format!("<previous_version:{n}>")
+                ["<", previous_key(&mut key, n), ">"].concat()
             } else {
                 found
                     .get(n)
                     .map(|v| v.trim().to_string())
                     .unwrap_or_default()
             };
-            h.set_fact(&format!("previous_version:{n}"), v);
+            h.set_fact(previous_key(&mut key, n), v);
         }
     }
-    if h.fact("previous_version").is_none() {
+    if !h.has_fact("previous_version") {
         if let Some(v) = names
             .first()
-            .and_then(|n| h.fact(&format!("previous_version:{n}")))
+            .and_then(|n| h.fact(previous_key(&mut key, n.as_ref())))
         {
             h.set_fact("previous_version", v);
         }
@@ -219,56 +248,56 @@ pub(crate) fn module() -> Module {
     let mut m = Module::new();
     FuncRegistration::new("update_index").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host| -> RhaiResult<()> {
+        |ctx: NativeCallContext, h: &mut Host| -> RhaiResult<()> {
             located(&ctx, || {
-                let mgr = manager(&h)?;
-                run_privileged(&h, "pkg::update_index", &update_index_command(mgr))
+                let mgr = manager(h)?;
+                run_privileged(h, "pkg::update_index", &update_index_command(mgr))
             })
         },
     );
     FuncRegistration::new("upgrade").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host, list: Array| -> RhaiResult<()> { located(&ctx, || {
+        |ctx: NativeCallContext, h: &mut Host, list: Array| -> RhaiResult<()> { located(&ctx, || {
             let list = names("pkg::upgrade", &list)?;
-            let mgr = manager(&h)?;
+            let mgr = manager(h)?;
             if list.is_empty() {
                 return Err(runtime_error(
                     "pkg::upgrade needs package names; use pkg::dist_upgrade(h) to upgrade everything",
                 ));
             }
-            remember_previous(&h, mgr, &list)?;
-            run_privileged(&h, "pkg::upgrade", &upgrade_command(mgr, &list))
+            remember_previous(h, mgr, &list)?;
+            run_privileged(h, "pkg::upgrade", &upgrade_command(mgr, &list))
         }) },
     );
     FuncRegistration::new("dist_upgrade").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host| -> RhaiResult<()> {
+        |ctx: NativeCallContext, h: &mut Host| -> RhaiResult<()> {
             located(&ctx, || {
-                let mgr = manager(&h)?;
-                run_privileged(&h, "pkg::dist_upgrade", &upgrade_command(mgr, &[]))
+                let mgr = manager(h)?;
+                run_privileged(h, "pkg::dist_upgrade", &upgrade_command::<&str>(mgr, &[]))
             })
         },
     );
     FuncRegistration::new("install").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host, name: &str, version: &str| -> RhaiResult<()> {
+        |ctx: NativeCallContext, h: &mut Host, name: &str, version: &str| -> RhaiResult<()> {
             located(&ctx, || {
                 check_name("pkg::install", name)?;
                 check_version("pkg::install", version)?;
-                let mgr = manager(&h)?;
-                remember_previous(&h, mgr, &[name.to_string()])?;
-                run_privileged(&h, "pkg::install", &install_command(mgr, name, version))
+                let mgr = manager(h)?;
+                remember_previous(h, mgr, &[name])?;
+                run_privileged(h, "pkg::install", &install_command(mgr, name, version))
             })
         },
     );
     FuncRegistration::new("install").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host, name: &str| -> RhaiResult<()> {
+        |ctx: NativeCallContext, h: &mut Host, name: &str| -> RhaiResult<()> {
             located(&ctx, || {
                 check_name("pkg::install", name)?;
-                let mgr = manager(&h)?;
-                remember_previous(&h, mgr, &[name.to_string()])?;
-                run_privileged(&h, "pkg::install", &install_command(mgr, name, ""))
+                let mgr = manager(h)?;
+                remember_previous(h, mgr, &[name])?;
+                run_privileged(h, "pkg::install", &install_command(mgr, name, ""))
             })
         },
     );
@@ -276,26 +305,26 @@ pub(crate) fn module() -> Module {
     // recorded in the fact previous_version:NAME, or removed if it was not installed.
     FuncRegistration::new("restore").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host, name: &str| -> RhaiResult<()> { located(&ctx, || {
+        |ctx: NativeCallContext, h: &mut Host, name: &str| -> RhaiResult<()> { located(&ctx, || {
             check_name("pkg::restore", name)?;
-            let mgr = manager(&h)?;
+            let mgr = manager(h)?;
             let key = format!("previous_version:{name}");
             match h.fact(&key) {
                 None if h.is_dry_run() => {
-                    run_privileged(&h, "pkg::restore", &install_command(mgr, name, &format!("<{key}>")))
+                    run_privileged(h, "pkg::restore", &install_command(mgr, name, &format!("<{key}>")))
                 }
                 None => Err(runtime_error(format!(
                     "pkg::restore: host {} has no fact {key}: this run did not change {name} there (pkg::install or pkg::upgrade record it)",
                     h.info.name
                 ))),
-                Some(v) if v.is_empty() => run_privileged(&h, "pkg::restore", &remove_command(mgr, name)),
-                Some(v) => run_privileged(&h, "pkg::restore", &install_command(mgr, name, &v)),
+                Some(v) if v.is_empty() => run_privileged(h, "pkg::restore", &remove_command(mgr, name)),
+                Some(v) => run_privileged(h, "pkg::restore", &install_command(mgr, name, &v)),
             }
         }) },
     );
     FuncRegistration::new("remove").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host, name: &str| -> RhaiResult<()> {
+        |ctx: NativeCallContext, h: &mut Host, name: &str| -> RhaiResult<()> {
             located(&ctx, || {
                 check_name("pkg::remove", name)?;
                 if name.ends_with('+') {
@@ -306,17 +335,17 @@ pub(crate) fn module() -> Module {
                         "apt-get reads a trailing + as \"install\"",
                     ));
                 }
-                let mgr = manager(&h)?;
-                run_privileged(&h, "pkg::remove", &remove_command(mgr, name))
+                let mgr = manager(h)?;
+                run_privileged(h, "pkg::remove", &remove_command(mgr, name))
             })
         },
     );
     FuncRegistration::new("version").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host, name: &str| -> RhaiResult<String> {
+        |ctx: NativeCallContext, h: &mut Host, name: &str| -> RhaiResult<String> {
             located(&ctx, || {
                 check_name("pkg::version", name)?;
-                let mgr = manager(&h)?;
+                let mgr = manager(h)?;
                 let out = h.exec(&version_command(mgr, name))?;
                 // Not installed is an answer (""), not a failure.
                 Ok(if out.code == 0 {
@@ -336,7 +365,7 @@ mod tests {
 
     #[test]
     fn apt_upgrade_is_noninteractive_and_keeps_configs() {
-        let cmd = upgrade_command(Manager::Apt, &["nova-common".into(), "a b".into()]);
+        let cmd = upgrade_command(Manager::Apt, &["nova-common", "a b"]);
         assert_eq!(
             cmd,
             "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=120 \
@@ -344,7 +373,9 @@ mod tests {
              -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
              install --only-upgrade -- nova-common 'a b'"
         );
-        assert!(upgrade_command(Manager::Apt, &[]).ends_with("--force-confold dist-upgrade"));
+        assert!(
+            upgrade_command::<&str>(Manager::Apt, &[]).ends_with("--force-confold dist-upgrade")
+        );
     }
 
     #[test]

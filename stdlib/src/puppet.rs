@@ -6,13 +6,16 @@
 
 use crate::host::Host;
 use crate::located;
-use crate::quote::quote;
+use crate::quote::{quote, quote_into};
 use rhai::{EvalAltResult, FuncRegistration, Module, NativeCallContext};
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
 pub fn disable_command(reason: &str) -> String {
-    format!("puppet agent --disable={}", quote(reason))
+    let mut out = String::with_capacity(reason.len() + 32);
+    out.push_str("puppet agent --disable=");
+    quote_into(&mut out, reason);
+    out
 }
 
 pub const ENABLE: &str = "puppet agent --enable";
@@ -31,7 +34,7 @@ pub(crate) fn module() -> Module {
     let mut m = Module::new();
     FuncRegistration::new("disable").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host, reason: &str| -> RhaiResult<()> {
+        |ctx: NativeCallContext, h: &mut Host, reason: &str| -> RhaiResult<()> {
             located(&ctx, || {
                 h.run(&h.privileged("puppet::disable", &disable_command(reason)))
                     .map(|_| ())
@@ -40,7 +43,7 @@ pub(crate) fn module() -> Module {
     );
     FuncRegistration::new("enable").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host| -> RhaiResult<()> {
+        |ctx: NativeCallContext, h: &mut Host| -> RhaiResult<()> {
             located(&ctx, || {
                 h.run(&h.privileged("puppet::enable", ENABLE)).map(|_| ())
             })
@@ -48,7 +51,7 @@ pub(crate) fn module() -> Module {
     );
     FuncRegistration::new("run").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host| -> RhaiResult<()> {
+        |ctx: NativeCallContext, h: &mut Host| -> RhaiResult<()> {
             located(&ctx, || {
                 h.run(&h.privileged("puppet::run", RUN)).map(|_| ())
             })
@@ -56,7 +59,7 @@ pub(crate) fn module() -> Module {
     );
     FuncRegistration::new("apply").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host, manifest: &str| -> RhaiResult<()> {
+        |ctx: NativeCallContext, h: &mut Host, manifest: &str| -> RhaiResult<()> {
             located(&ctx, || {
                 h.run(&h.privileged("puppet::apply", &apply_command(manifest)))
                     .map(|_| ())
@@ -65,7 +68,7 @@ pub(crate) fn module() -> Module {
     );
     FuncRegistration::new("is_disabled").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host| -> RhaiResult<bool> {
+        |ctx: NativeCallContext, h: &mut Host| -> RhaiResult<bool> {
             located(&ctx, || {
                 h.run_ok("test -e \"$(puppet config print agent_disabled_lockfile)\"")
             })

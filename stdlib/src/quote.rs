@@ -58,13 +58,22 @@ where
     S: AsRef<str>,
 {
     let mut out = String::new();
+    join_into(&mut out, words);
+    out
+}
+
+/// [`join`], appended to `out`.
+pub fn join_into<I, S>(out: &mut String, words: I)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
     for (i, w) in words.into_iter().enumerate() {
         if i > 0 {
             out.push(' ');
         }
-        quote_into(&mut out, w.as_ref());
+        quote_into(out, w.as_ref());
     }
-    out
 }
 
 #[cfg(test)]

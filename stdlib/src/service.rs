@@ -4,14 +4,19 @@
 //! name with a glob character is refused: systemctl would act on every unit it matches.
 
 use crate::host::Host;
-use crate::quote::quote;
+use crate::quote::{quote, quote_into};
 use crate::{located, refused, runtime_error};
 use rhai::{EvalAltResult, FuncRegistration, Module, NativeCallContext, INT};
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
 pub fn action_command(action: &str, name: &str) -> String {
-    format!("systemctl {action} -- {}", quote(name))
+    let mut out = String::with_capacity(action.len() + name.len() + 16);
+    out.push_str("systemctl ");
+    out.push_str(action);
+    out.push_str(" -- ");
+    quote_into(&mut out, name);
+    out
 }
 
 pub fn is_active_command(name: &str) -> String {
@@ -36,11 +41,12 @@ pub fn check_name(op: &str, name: &str) -> RhaiResult<()> {
 }
 
 fn register_action(m: &mut Module, action: &'static str) {
+    // The operation's name, made once here rather than on every call.
+    let op = format!("service::{action}");
     FuncRegistration::new(action).set_into_module(
         m,
-        move |ctx: NativeCallContext, h: Host, name: &str| -> RhaiResult<()> {
+        move |ctx: NativeCallContext, h: &mut Host, name: &str| -> RhaiResult<()> {
             located(&ctx, || {
-                let op = format!("service::{action}");
                 check_name(&op, name)?;
                 h.run(&h.privileged(&op, &action_command(action, name)))
                     .map(|_| ())
@@ -56,7 +62,7 @@ pub(crate) fn module() -> Module {
     }
     FuncRegistration::new("is_active").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host, name: &str| -> RhaiResult<bool> {
+        |ctx: NativeCallContext, h: &mut Host, name: &str| -> RhaiResult<bool> {
             located(&ctx, || {
                 check_name("service::is_active", name)?;
                 h.run_ok(&is_active_command(name))
@@ -65,7 +71,7 @@ pub(crate) fn module() -> Module {
     );
     FuncRegistration::new("main_pid").set_into_module(
         &mut m,
-        |ctx: NativeCallContext, h: Host, name: &str| -> RhaiResult<INT> {
+        |ctx: NativeCallContext, h: &mut Host, name: &str| -> RhaiResult<INT> {
             located(&ctx, || {
                 check_name("service::main_pid", name)?;
                 let out = h.run(&main_pid_command(name))?;

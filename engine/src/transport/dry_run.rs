@@ -225,17 +225,26 @@ impl Transport for Recorder {
 
     fn without_root(&self, host: &HostInfo, op: &str, command: &str) {
         let mut seen = self.without_root.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = seen
-            .entry(op.to_string())
-            .or_insert_with(|| (command.to_string(), Vec::new()));
-        entry.1.push(host.name.clone());
+        // Looked up by `&str` first: every host after the first adds only its name.
+        match seen.get_mut(op) {
+            Some((_, hosts)) => hosts.push(host.name.clone()),
+            None => {
+                seen.insert(
+                    op.to_string(),
+                    (command.to_string(), vec![host.name.clone()]),
+                );
+            }
+        }
     }
 
     fn assumed(&self, host: &HostInfo, _op: &str, assumption: &str) {
         let mut seen = self.assumed.lock().unwrap_or_else(|e| e.into_inner());
-        seen.entry(assumption.to_string())
-            .or_default()
-            .push(host.name.clone());
+        match seen.get_mut(assumption) {
+            Some(hosts) => hosts.push(host.name.clone()),
+            None => {
+                seen.insert(assumption.to_string(), vec![host.name.clone()]);
+            }
+        }
     }
 
     fn is_dry_run(&self) -> bool {

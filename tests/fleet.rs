@@ -210,6 +210,23 @@ impl DemoFleet {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// Takes `host` off the fleet's network (`docker network disconnect`): the link is cut,
+    /// the host runs on.
+    fn cut_off(&self, host: &str) {
+        let net = format!(
+            "{}-net",
+            std::fs::read_to_string(self.path("fleet-id"))
+                .unwrap()
+                .trim()
+        );
+        succeeds(Command::new("docker").args([
+            "network",
+            "disconnect",
+            &net,
+            &self.container(host),
+        ]));
+    }
+
     fn installed(&self, host: &str) -> String {
         self.sh(host, "dpkg-query -W -f='${Version}' fleetbook-demo")
     }
@@ -276,6 +293,16 @@ fn take_down(dir: &std::path::Path) {
 const HOSTS: [&str; 12] = [
     "ctl1", "ctl2", "ctl3", "cmp1", "cmp2", "cmp3", "cmp4", "cmp5", "cmp6", "st1", "st2", "st3",
 ];
+
+/// Runs `cmd` and fails the test with its stderr unless it succeeds.
+fn succeeds(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 fn run(cmd: &mut Command) -> (i32, String) {
     let out = cmd.output().unwrap();
@@ -640,10 +667,6 @@ fn network_cut_fails_the_host_at_its_step_timeout() {
         "let rb = runbook(\"cut\");\nrb.limit(\"compute\", 3);\nrb.max_failures(\"compute\", 1);\n\
          rb.step(\"slow\", |h| h.run(`if [ ${h.name} = cmp2 ]; then sleep 30; else sleep 2; fi; touch /root/slow-done`)).roles([\"compute\"]).timeout(\"6s\");\nrb\n",
     );
-    let net = format!(
-        "{}-net",
-        std::fs::read_to_string(f.path("fleet-id")).unwrap().trim()
-    );
     let started = std::time::Instant::now();
     let mut child = f
         .fleetbook(&[
@@ -671,15 +694,7 @@ fn network_cut_fails_the_host_at_its_step_timeout() {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
-            let out = Command::new("docker")
-                .args(["network", "disconnect", &net, &f.container("cmp2")])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            f.cut_off("cmp2");
             cut = true;
         }
         seen.push(line);
@@ -960,18 +975,13 @@ fn starlingx_patch_waits_for_alarms_then_patches_in_order() {
     f.sh("ctl1", &raise);
     // The patches on this machine (from the image), copied by the runbook to /root/uploads.
     for id in ["FB_PATCH_0001", "FB_PATCH_0002"] {
-        let out = Command::new("docker")
-            .args([
-                "cp",
-                &format!("{}:/root/patches/{id}.patch", f.container("ctl1")),
-            ])
-            .arg(f.path(&format!("{id}.patch")))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        succeeds(
+            Command::new("docker")
+                .args([
+                    "cp",
+                    &format!("{}:/root/patches/{id}.patch", f.container("ctl1")),
+                ])
+                .arg(f.path(&format!("{id}.patch"))),
         );
     }
     let sha256 = |path: &std::path::Path| {
@@ -1440,29 +1450,7 @@ fn sudo_without_a_password_or_a_clear_hint() {
 /// login user (ops), who cannot KILL root's processes, so it signals through sudo. HUP is
 /// ignored too, so that nothing but the KILL can be what stops it.
 fn become_step_that_ignores_term_is_killed(f: &DemoFleet, host_line: &str) {
-    let inv = f.write(
-        "ops-cmp2.ini",
-        &format!("[compute]\n{host_line} ansible_user=ops\n"),
-    );
-    let rb = f.write(
-        "stubborn.rhai",
-        "let rb = runbook(\"stubborn\");\n\
-         rb.step(\"hold\", |h| h.sudo(\"trap '' TERM HUP; touch /tmp/holding; sleep 307\"));\nrb\n",
-    );
-    let child = f
-        .fleetbook(&[&"run", &rb, &"-i", &inv, &"--yes"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while f.sh("cmp2", "test -e /tmp/holding && echo yes") != "yes" {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "the step never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    assert_eq!(root_sleeps(f, "cmp2", 307), "1", "the step runs as root");
+    let child = start_stubborn_root_step(f, host_line, 307, "");
     for _ in 0..2 {
         // SAFETY: a signal to the child this test started.
         unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -1475,6 +1463,62 @@ fn become_step_that_ignores_term_is_killed(f: &DemoFleet, host_line: &str) {
         root_sleeps_end(f, "cmp2", 307, std::time::Duration::from_secs(10)),
         "root's step outlived the kill:\n{stderr}"
     );
+}
+
+// Stop 28's note: a `become` step's `timeout(1)` ran as the login user, outside sudo, so its
+// KILL reached sudo but not the root command that ignored the TERM. On a live link the kill
+// watcher (through sudo) stops such a command anyway; on a cut one, the host's own timeout is
+// all there is.
+/// A `become` step past its timeout is stopped on the host, TERM and HUP ignored, even when
+/// the link to the host is cut.
+fn become_step_past_its_timeout_is_killed(f: &DemoFleet, host_line: &str) {
+    let child = start_stubborn_root_step(f, host_line, 308, ".timeout(\"3s\")");
+    f.cut_off("cmp2");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "the step times out:\n{stderr}");
+    assert!(stderr.contains("timed out after 3s"), "{stderr}");
+    // The host's `timeout -k 5 3`: TERM at 3 s, KILL at 8 s after the step started.
+    assert!(
+        root_sleeps_end(f, "cmp2", 308, std::time::Duration::from_secs(15)),
+        "root's step outlived its timeout on the cut-off host:\n{stderr}"
+    );
+}
+
+/// Starts `fleetbook run` of one step on cmp2 as user ops, `h.sudo` of a `sleep SECS` that
+/// ignores TERM and HUP (`options` after the step: `.timeout("3s")`), and waits until root's
+/// `sleep SECS` runs there.
+fn start_stubborn_root_step(
+    f: &DemoFleet,
+    host_line: &str,
+    secs: u32,
+    options: &str,
+) -> std::process::Child {
+    let inv = f.write(
+        &format!("ops-cmp2-{secs}.ini"),
+        &format!("[compute]\n{host_line} ansible_user=ops\n"),
+    );
+    let rb = f.write(
+        &format!("stubborn-{secs}.rhai"),
+        &format!(
+            "let rb = runbook(\"stubborn\");\n\
+             rb.step(\"hold\", |h| h.sudo(\"trap '' TERM HUP; sleep {secs}\")){options};\nrb\n"
+        ),
+    );
+    let child = f
+        .fleetbook(&[&"run", &rb, &"-i", &inv, &"--yes"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while root_sleeps(f, "cmp2", secs) != "1" {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the step never started as root"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child
 }
 
 /// Root's processes on `host` whose command line is `sleep SECS`, counted.
@@ -1493,59 +1537,6 @@ fn root_sleeps_end(f: &DemoFleet, host: &str, secs: u32, limit: std::time::Durat
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
     root_sleeps(f, host, secs) == "0"
-}
-
-// Stop 28's note: a `become` step's `timeout(1)` ran as the login user, outside sudo, so its
-// KILL reached sudo but not the root command that ignored the TERM. On a live link the kill
-// watcher (through sudo) stops such a command anyway; on a cut one, the host's own timeout is
-// all there is.
-/// A `become` step past its timeout is stopped on the host, TERM and HUP ignored, even when
-/// the link to the host is cut.
-fn become_step_past_its_timeout_is_killed(f: &DemoFleet, host_line: &str) {
-    let inv = f.write(
-        "ops-cmp2-timed.ini",
-        &format!("[compute]\n{host_line} ansible_user=ops\n"),
-    );
-    let rb = f.write(
-        "stubborn-timed.rhai",
-        "let rb = runbook(\"stubborn-timed\");\n\
-         rb.step(\"hold\", |h| h.sudo(\"trap '' TERM HUP; sleep 308\")).timeout(\"3s\");\nrb\n",
-    );
-    let child = f
-        .fleetbook(&[&"run", &rb, &"-i", &inv, &"--yes"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while root_sleeps(f, "cmp2", 308) != "1" {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "the step never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let net = format!(
-        "{}-net",
-        std::fs::read_to_string(f.path("fleet-id")).unwrap().trim()
-    );
-    let cut = Command::new("docker")
-        .args(["network", "disconnect", &net, &f.container("cmp2")])
-        .output()
-        .unwrap();
-    assert!(
-        cut.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cut.stderr)
-    );
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "the step times out:\n{stderr}");
-    assert!(stderr.contains("timed out after 3s"), "{stderr}");
-    // The host's `timeout -k 5 3`: TERM at 3 s, KILL at 8 s after the step started.
-    assert!(
-        root_sleeps_end(f, "cmp2", 308, std::time::Duration::from_secs(15)),
-        "root's step outlived its timeout on the cut-off host:\n{stderr}"
-    );
 }
 
 // The README's fleet commands were never run: a documented example could rot unseen.

@@ -292,45 +292,7 @@ pub fn sudo_command(command: &str) -> String {
 /// under sudo, as root or as the become user (a transport that kills it must signal through
 /// sudo too).
 pub fn runs_under_sudo(command: &str) -> bool {
-    sudo_prefix_len(command).is_some()
-}
-
-/// `command` (one that `sudo_command` or `Host::become_command` made) with `words` run under
-/// sudo in front of its `sh -c`: `timeout -k 5 60` there runs as the user the command runs
-/// as, so its signals reach the command (from outside sudo, the KILL would reach only sudo,
-/// and sudo does not pass on a signal sent from its own process group). `None` for a command
-/// that does not run under sudo.
-pub fn under_sudo_with(command: &str, words: &str) -> Option<String> {
-    let at = sudo_prefix_len(command)?;
-    Some(format!("{}{words} {}", &command[..at], &command[at..]))
-}
-
-/// The length of a sudo command's `sudo -n [-u USER] -- `: what comes after is the command
-/// sudo runs.
-fn sudo_prefix_len(command: &str) -> Option<usize> {
-    let rest = command.strip_prefix("sudo -n ")?;
-    let rest = match rest.strip_prefix("-u ") {
-        Some(user) => after_word(user)?,
-        None => rest,
-    };
-    let command_part = rest.strip_prefix("-- ")?;
-    Some(command.len() - command_part.len())
-}
-
-/// What follows one shell word (as `quote` writes it) and the space after it.
-fn after_word(text: &str) -> Option<&str> {
-    let mut quoted = false;
-    let mut escaped = false;
-    for (i, c) in text.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\'' => quoted = !quoted,
-            '\\' if !quoted => escaped = true,
-            ' ' if !quoted => return (i > 0).then(|| &text[i + 1..]),
-            _ => {}
-        }
-    }
-    None
+    command.starts_with("sudo -n ")
 }
 
 /// `text` without one trailing newline (`\n` or `\r\n`), as Ansible gives `stdout`: a value
@@ -629,37 +591,6 @@ mod tests {
         assert!(runs_under_sudo(&h.become_command("id -u")));
         assert!(!runs_under_sudo("echo sudo -n id -u"));
         assert!(!runs_under_sudo("sudo id -u"));
-        assert!(!runs_under_sudo("sudo -n -u app id -u"));
-    }
-
-    // Stop 28's note: a `become` step's `timeout(1)` ran as the login user, outside sudo, so
-    // its KILL reached sudo but not the root command that ignored the TERM.
-    #[test]
-    fn words_go_under_sudo_before_the_command_it_runs() {
-        let timed = |cmd: &str| under_sudo_with(cmd, "timeout -k 5 9");
-        assert_eq!(
-            timed(&sudo_command("id -u")).as_deref(),
-            Some("sudo -n -- timeout -k 5 9 sh -c 'id -u'")
-        );
-        for user in ["app", "a b -- c", "it's", "-- x"] {
-            let mut info = HostInfo::default();
-            info.vars.insert("ansible_become_user".into(), user.into());
-            let h = Host::new(
-                Arc::new(info),
-                Arc::new(Answer(Output::default(), Mutex::default())),
-            );
-            let cmd = h.become_command("id -u");
-            let user_word = crate::quote::quote(user);
-            assert_eq!(
-                timed(&cmd),
-                Some(format!(
-                    "sudo -n -u {user_word} -- timeout -k 5 9 sh -c 'id -u'"
-                )),
-                "{cmd}"
-            );
-        }
-        assert_eq!(timed("id -u"), None);
-        assert_eq!(timed("echo sudo -n -- id"), None);
     }
 
     // Issue 10 #15: `h.set_fact("kernel", h.run("uname -r").stdout)` stored "6.1.0\n", and a

@@ -180,20 +180,33 @@ const KILL_LINE: &[u8] = b"kill\n";
 /// A `become` command (it starts with `sudo -n`) runs as root under a watcher that does not:
 /// sudo passes a TERM on, but a KILL would reach only sudo. So that watcher signals through
 /// sudo, with root's `sh` and its `kill` built in (a host may have no `kill` program), and
-/// with its own rights where sudo refuses. (sudo runs without a terminal here, so even
-/// under `Defaults use_pty` it keeps the command in its own process group, which the KILL
-/// reaches.)
-fn wrapper(shell: &str, argv0: &str, become_root: bool) -> String {
+/// with its own rights where sudo refuses. (sudo, which runs without a terminal here, keeps
+/// the command in sudo's process group even under `Defaults use_pty`.)
+///
+/// A timed `become` command (`timed`) has the same problem at its timeout: `timeout(1)` runs
+/// as the login user, sudo does not pass on a signal from the process group it was started
+/// in, and the KILL reaches only sudo. Where the link is cut, no kill request comes. So when `timeout`
+/// says it stopped the command (124) or killed it (137), the wrapper kills what is left of
+/// the group as the watcher would, in the background, and ends at once. (A command that
+/// exits 124 or 137 by itself has whatever it left in its group killed too.)
+fn wrapper(shell: &str, argv0: &str, become_root: bool, timed: bool) -> String {
     let signal = if become_root {
         "sudo -n sh -c 'kill \"$1\" \"-$2\"' sh \"$1\" $c 2>/dev/null || kill \"$1\" -$c"
     } else {
         "kill \"$1\" -$c"
     };
+    let after = if become_root && timed {
+        "case $r in 124|137) z </dev/null >/dev/null 2>&1 & esac; "
+    } else {
+        ""
+    };
     format!(
         "exec 3<&0; \
          setsid {shell} -c \"$1\" {argv0} </dev/null 3<&- & c=$!; \
-         {{ read -r w <&3 && [ \"$w\" = kill ] && {{ trap '' TERM; k() {{ {signal}; }}; k -TERM; for w in 1 2 3 4 5; do k -0 || exit 0; sleep 1; done; k -KILL; }}; }} >/dev/null 2>&1 & w=$!; \
-         exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; exit $r"
+         k() {{ {signal}; }}; \
+         z() {{ trap '' TERM; k -TERM; for w in 1 2 3 4 5; do k -0 || exit 0; sleep 1; done; k -KILL; }}; \
+         {{ read -r w <&3 && [ \"$w\" = kill ] && z; }} >/dev/null 2>&1 & w=$!; \
+         exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; {after}exit $r"
     )
 }
 
@@ -299,14 +312,6 @@ fn inline_command(shell: HostShell, command: &str, timeout: Option<Duration>) ->
 
 /// The wrapper script and the command's script (the wrapper's `$1`) for a host's shell.
 fn wrapped(shell: HostShell, command: &str, timeout: Option<Duration>) -> (String, String) {
-    match timed_under_sudo(command, timeout) {
-        Some(timed) => wrapped_as_is(shell, &timed, None),
-        None => wrapped_as_is(shell, command, timeout),
-    }
-}
-
-/// `wrapped`, for a command whose `become` part already has its `timeout(1)`.
-fn wrapped_as_is(shell: HostShell, command: &str, timeout: Option<Duration>) -> (String, String) {
     let (run, argv0, script) = match shell {
         HostShell::Sh => ("sh", "sh", fail_closed(command)),
         HostShell::BashPipefail => ("bash -o pipefail", "bash", command.to_string()),
@@ -315,41 +320,27 @@ fn wrapped_as_is(shell: HostShell, command: &str, timeout: Option<Duration>) -> 
     match timeout {
         // `timeout` runs the command's shell; the wrapper's `sh` runs `timeout`.
         Some(_) => (
-            wrapper("sh", "sh", become_root),
+            wrapper("sh", "sh", become_root, true),
             timed(run, script, timeout),
         ),
-        None => (wrapper(run, argv0, become_root), script),
+        None => (wrapper(run, argv0, become_root, false), script),
     }
 }
 
 /// The command's script for `sh -c`: with pipefail (see `fail_closed`), under `timeout(1)`
 /// when it has one.
 fn bounded(command: &str, timeout: Option<Duration>) -> String {
-    match timed_under_sudo(command, timeout) {
-        Some(timed) => fail_closed(&timed),
-        None => timed("sh", fail_closed(command), timeout),
-    }
-}
-
-/// A `become` command with a timeout, with `timeout(1)` under sudo, where it runs as the
-/// command's user. Run outside sudo, as the login user, its TERM would not be passed on (sudo
-/// ignores a signal from its own process group) and its KILL would reach only sudo: where the
-/// link is cut and the kill watcher hears nothing, the host's own timeout is all that stops
-/// the command. `None` for any other command.
-fn timed_under_sudo(command: &str, timeout: Option<Duration>) -> Option<String> {
-    fleetbook_stdlib::host::under_sudo_with(command, &timeout_words(timeout?))
-}
-
-/// `timeout(1)` for a step's timeout: TERM at the end (rounded up to whole seconds), KILL
-/// 5 s later.
-fn timeout_words(t: Duration) -> String {
-    format!("timeout -k 5 {}", remote_secs(t).max(1))
+    timed("sh", fail_closed(command), timeout)
 }
 
 /// `script` as is, or, with a timeout, run by `shell -c` under `timeout(1)`.
 fn timed(shell: &str, script: String, timeout: Option<Duration>) -> String {
     match timeout {
-        Some(t) => format!("exec {} {shell} -c {}", timeout_words(t), quote(&script)),
+        Some(t) => format!(
+            "exec timeout -k 5 {} {shell} -c {}",
+            remote_secs(t).max(1),
+            quote(&script)
+        ),
         None => script,
     }
 }
@@ -1567,22 +1558,22 @@ mod tests {
         assert!(timed.contains(" sh 'exec timeout -k 5 3 sh -c "), "{timed}");
     }
 
-    // Stop 28's note: a `become` step's timeout ran outside sudo, as the login user.
+    // Stop 28's note: a timed `become` command that ignored TERM outlived its timeout where
+    // the link was cut (the login user's `timeout` reaches only sudo).
     #[test]
-    fn a_become_commands_timeout_runs_under_sudo() {
-        let cmd = fleetbook_stdlib::host::sudo_command("sleep 100");
-        let t = Some(Duration::from_millis(2500));
+    fn only_a_timed_become_command_is_killed_through_sudo_after_its_timeout() {
+        let t = Some(Duration::from_secs(3));
+        let sudo = fleetbook_stdlib::host::sudo_command("sleep 100");
+        let after = "case $r in 124|137) z </dev/null >/dev/null 2>&1 & esac; exit $r";
         for shell in [HostShell::Sh, HostShell::BashPipefail] {
-            let (_, script) = wrapped(shell, &cmd, t);
-            assert!(!script.contains("exec timeout"), "{script}");
-            assert!(
-                script.ends_with("sudo -n -- timeout -k 5 3 sh -c 'sleep 100'"),
-                "{script}"
-            );
+            let (timed_sudo, _) = wrapped(shell, &sudo, t);
+            assert!(timed_sudo.ends_with(after), "{timed_sudo}");
+            assert!(timed_sudo.contains("sudo -n sh -c 'kill"), "{timed_sudo}");
+            for (command, timeout) in [(sudo.as_str(), None), ("sleep 100", t)] {
+                let (wrapper, _) = wrapped(shell, command, timeout);
+                assert!(!wrapper.contains("case $r"), "{wrapper}");
+            }
         }
-        assert!(bounded(&cmd, t).ends_with("sudo -n -- timeout -k 5 3 sh -c 'sleep 100'"));
-        let (_, script) = wrapped(HostShell::BashPipefail, &cmd, None);
-        assert_eq!(script, cmd);
     }
 
     /// The wrapper as a host's login shell runs it, stdin a pipe (the channel), for a host

@@ -185,10 +185,13 @@ const KILL_LINE: &[u8] = b"kill\n";
 ///
 /// A timed `become` command (`timed`) has the same problem at its timeout: `timeout(1)` runs
 /// as the login user, sudo does not pass on a signal from the process group it was started
-/// in, and the KILL reaches only sudo. Where the link is cut, no kill request comes. So when `timeout`
-/// says it stopped the command (124) or killed it (137), the wrapper kills what is left of
-/// the group as the watcher would, in the background, and ends at once. (A command that
-/// exits 124 or 137 by itself has whatever it left in its group killed too.)
+/// in, and the KILL reaches only sudo. Where the link is cut, no kill request comes. So when
+/// `timeout` says it killed the command (137: its TERM never reaches a root command, so a
+/// timed-out `become` command always ends so), the wrapper kills what is left of the group
+/// as the watcher would, in the background, and ends at once. (A command that exits 137 by
+/// itself has whatever it left in its group killed too.) The job is a brace group with its
+/// redirections: dash keeps copies of the wrapper's stdout and stderr open while a function
+/// call with redirections of its own runs, and they would hold the channel open.
 fn wrapper(shell: &str, argv0: &str, become_root: bool, timed: bool) -> String {
     let signal = if become_root {
         "sudo -n sh -c 'kill \"$1\" \"-$2\"' sh \"$1\" $c 2>/dev/null || kill \"$1\" -$c"
@@ -196,7 +199,7 @@ fn wrapper(shell: &str, argv0: &str, become_root: bool, timed: bool) -> String {
         "kill \"$1\" -$c"
     };
     let after = if become_root && timed {
-        "case $r in 124|137) z </dev/null >/dev/null 2>&1 & esac; "
+        "{ [ $r = 137 ] && k -0 && z; } </dev/null >/dev/null 2>&1 & "
     } else {
         ""
     };
@@ -1564,14 +1567,14 @@ mod tests {
     fn only_a_timed_become_command_is_killed_through_sudo_after_its_timeout() {
         let t = Some(Duration::from_secs(3));
         let sudo = fleetbook_stdlib::host::sudo_command("sleep 100");
-        let after = "case $r in 124|137) z </dev/null >/dev/null 2>&1 & esac; exit $r";
+        let after = "{ [ $r = 137 ] && k -0 && z; } </dev/null >/dev/null 2>&1 & exit $r";
         for shell in [HostShell::Sh, HostShell::BashPipefail] {
             let (timed_sudo, _) = wrapped(shell, &sudo, t);
             assert!(timed_sudo.ends_with(after), "{timed_sudo}");
             assert!(timed_sudo.contains("sudo -n sh -c 'kill"), "{timed_sudo}");
             for (command, timeout) in [(sudo.as_str(), None), ("sleep 100", t)] {
                 let (wrapper, _) = wrapped(shell, command, timeout);
-                assert!(!wrapper.contains("case $r"), "{wrapper}");
+                assert!(!wrapper.contains("$r = 137"), "{wrapper}");
             }
         }
     }

@@ -193,7 +193,6 @@ impl std::fmt::Debug for Deps {
     }
 }
 
-/// A task index as [`Deps`] keeps it.
 /// Moves the distinct items of a sorted slice to its front; how many there are.
 fn dedup_sorted(items: &mut [u32]) -> usize {
     let mut len = 0;
@@ -206,6 +205,7 @@ fn dedup_sorted(items: &mut [u32]) -> usize {
     len
 }
 
+/// A task index as [`Deps`] keeps it.
 fn task_index(t: usize) -> u32 {
     // Every task holds at least its id and this entry: 2^32 of them would not fit in memory.
     u32::try_from(t).expect("a graph holds fewer than 2^32 tasks")

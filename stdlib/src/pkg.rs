@@ -9,7 +9,7 @@
 //! (dnf 5 has no `--`, so there the check is what keeps a name from being an option).
 
 use crate::host::Host;
-use crate::quote::{join_into, quote};
+use crate::quote::{command, quote};
 use crate::{located, refused, runtime_error};
 use rhai::{Array, EvalAltResult, FuncRegistration, ImmutableString, Module, NativeCallContext};
 
@@ -110,19 +110,6 @@ fn names(op: &str, list: &Array) -> RhaiResult<Vec<ImmutableString>> {
             Ok(name)
         })
         .collect()
-}
-
-/// `head`, then `words` quoted and joined by spaces, then `tail`, in one allocation: every
-/// host runs these commands, and a `format!` of a long head cost more than the copy.
-fn command<S: AsRef<str>>(head: &[&str], words: &[S], tail: &str) -> String {
-    let len = head.iter().map(|p| p.len()).sum::<usize>()
-        + words.iter().map(|w| w.as_ref().len() + 3).sum::<usize>()
-        + tail.len();
-    let mut out = String::with_capacity(len);
-    head.iter().for_each(|p| out.push_str(p));
-    join_into(&mut out, words);
-    out.push_str(tail);
-    out
 }
 
 pub fn update_index_command(m: Manager) -> String {

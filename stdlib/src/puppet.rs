@@ -6,16 +6,13 @@
 
 use crate::host::Host;
 use crate::located;
-use crate::quote::{quote, quote_into};
+use crate::quote::{command, quote};
 use rhai::{EvalAltResult, FuncRegistration, Module, NativeCallContext};
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
 pub fn disable_command(reason: &str) -> String {
-    let mut out = String::with_capacity(reason.len() + 32);
-    out.push_str("puppet agent --disable=");
-    quote_into(&mut out, reason);
-    out
+    command(&["puppet agent --disable="], &[reason], "")
 }
 
 pub const ENABLE: &str = "puppet agent --enable";

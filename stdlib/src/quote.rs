@@ -62,6 +62,20 @@ where
     out
 }
 
+/// `head`, then `words` quoted and joined by spaces, then `tail`, in one allocation: what a
+/// host operation's command is built with (every host runs it, and a `format!` of a long
+/// head cost more than the copy).
+pub fn command<S: AsRef<str>>(head: &[&str], words: &[S], tail: &str) -> String {
+    let len = head.iter().map(|p| p.len()).sum::<usize>()
+        + words.iter().map(|w| w.as_ref().len() + 3).sum::<usize>()
+        + tail.len();
+    let mut out = String::with_capacity(len);
+    head.iter().for_each(|p| out.push_str(p));
+    join_into(&mut out, words);
+    out.push_str(tail);
+    out
+}
+
 /// [`join`], appended to `out`.
 pub fn join_into<I, S>(out: &mut String, words: I)
 where

@@ -4,19 +4,14 @@
 //! name with a glob character is refused: systemctl would act on every unit it matches.
 
 use crate::host::Host;
-use crate::quote::{quote, quote_into};
+use crate::quote::{command, quote};
 use crate::{located, refused, runtime_error};
 use rhai::{EvalAltResult, FuncRegistration, Module, NativeCallContext, INT};
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
 pub fn action_command(action: &str, name: &str) -> String {
-    let mut out = String::with_capacity(action.len() + name.len() + 16);
-    out.push_str("systemctl ");
-    out.push_str(action);
-    out.push_str(" -- ");
-    quote_into(&mut out, name);
-    out
+    command(&["systemctl ", action, " -- "], &[name], "")
 }
 
 pub fn is_active_command(name: &str) -> String {

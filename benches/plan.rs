@@ -43,16 +43,9 @@ rb.step("puppet-on", |h| puppet::enable(h));
 rb
 "#;
 
-/// The malloc arena limit of src/main.rs (`limit_malloc_arenas`): the benchmark measures what
-/// `fleetbook plan` does.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn limit_malloc_arenas() {
-    // SAFETY: mallopt only sets a malloc parameter; no thread has started yet.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
+/// The allocator of src/main.rs: the benchmark measures what `fleetbook plan` does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A line of /proc/self/status in KiB (`VmHWM`: the peak resident set, `VmRSS`: now).
 fn status_kib(field: &str) -> Option<u64> {
@@ -71,7 +64,6 @@ fn cpu_seconds() -> f64 {
 }
 
 fn main() {
-    limit_malloc_arenas();
     let hosts = std::env::var("FLEETBOOK_BENCH_HOSTS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -8,7 +8,7 @@ use crate::{Host, HostInfo, Output, Transport, TransportError};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use rhai::{Engine, Scope, AST};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -391,7 +391,7 @@ fn cases() -> Vec<(&'static str, &'static str, Expect)> {
 }
 
 fn host(m: Manager, become_: bool, rec: Arc<Recorder>) -> Host {
-    let mut vars = BTreeMap::new();
+    let mut vars = litemap::LiteMap::new();
     let mgr = match m {
         Manager::Apt => "apt",
         Manager::Dnf => "dnf",

@@ -1,7 +1,7 @@
 //! The boundary between host operations and the machinery that reaches a host. The engine
 //! provides implementations (dry-run recorder, local, ssh); host operations only see this trait.
 
-use std::collections::BTreeMap;
+use litemap::LiteMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -12,10 +12,10 @@ pub struct HostInfo {
     pub roles: Vec<String>,
     /// Inventory variables as text (strings as they are, other values as JSON), merged from
     /// `all` through the groups to the host line: what commands, limits and secrets use.
-    pub vars: BTreeMap<String, String>,
+    pub vars: LiteMap<String, String>,
     /// The same variables with the types Ansible gives them (int, float, bool, string, list,
     /// map, null): what `h.var(name)` returns. A name missing here falls back to `vars`.
-    pub values: BTreeMap<String, serde_json::Value>,
+    pub values: LiteMap<String, serde_json::Value>,
     /// Whether root operations go through sudo when the inventory has no `ansible_become`
     /// for this host (the runbook's `rb.become(true)`).
     pub become_default: bool,

@@ -8,7 +8,7 @@ use crate::inventory::{pattern, Inventory};
 use crate::model::{Amount, Runbook, Scope};
 use crate::script::Script;
 use crate::shared::Shared;
-use indexmap::{IndexMap, IndexSet};
+use crate::shared::{NameMap, NameSet};
 use petgraph::algo::{kosaraju_scc, toposort};
 use petgraph::graphmap::DiGraphMap;
 use std::time::Duration;
@@ -22,7 +22,7 @@ pub struct PlanHost {
     /// Roles in role order.
     pub roles: Vec<usize>,
     /// Variables as text: for commands, limits by variable, secrets and the plan.
-    pub vars: IndexMap<String, String>,
+    pub vars: NameMap<String, String>,
     /// The variables whose inventory type their text does not tell (numbers, bools, lists,
     /// maps, null), as typed values: what `h.var(name)` returns. A string is only in `vars`
     /// (`Host::value` reads a name missing here from its text, the same string): most
@@ -242,7 +242,7 @@ pub struct Graph {
     /// `host(name)`), the run does not act on them.
     pub outside: Vec<PlanHost>,
     /// Every inventory group (but `all`) with its hosts, in inventory order.
-    pub groups: IndexMap<String, Vec<String>>,
+    pub groups: NameMap<String, Vec<String>>,
     /// Per task: it cannot start because a role it needs is held (`rb.limit(role, 0)`).
     pub held: Vec<bool>,
     /// `rb.become(true)`: the default for hosts whose inventory does not set become.
@@ -366,7 +366,7 @@ fn cycle_error(script: &Script, g: &DiGraphMap<&str, ()>) -> Error {
         .find(|c| c.len() > 1 || g.contains_edge(c[0], c[0]))
         .unwrap_or_default();
     // Walk inside the component until a node repeats: that walk is a cycle.
-    let members: IndexSet<&str> = scc.iter().copied().collect();
+    let members: NameSet<&str> = scc.iter().copied().collect();
     let start = members.iter().copied().min().unwrap_or_default();
     let mut path = vec![start];
     let mut cur = start;
@@ -431,7 +431,7 @@ fn is_its_text(value: &serde_json::Value, text: Option<&String>) -> bool {
 pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<Graph> {
     let rb = &script.runbook;
     let mut warnings = Vec::new();
-    let selected: IndexSet<String> = match limit {
+    let selected: NameSet<String> = match limit {
         Some(p) => pattern::select(inv, p)?,
         None => inv.hosts.keys().cloned().collect(),
     };
@@ -446,14 +446,14 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
     // names (which may be a group that only gathers others, or even `all`).
     let named = rb.named_roles();
     check_named_roles(script, inv, &named)?;
-    let mut role_names: IndexSet<String> = named.iter().map(|(r, _)| r.clone()).collect();
+    let mut role_names: NameSet<String> = named.iter().map(|(r, _)| r.clone()).collect();
     for h in &selected {
         for g in inv.direct_groups(h) {
             role_names.insert(g);
         }
     }
     let order = role_order(script, &role_names.iter().cloned().collect::<Vec<_>>())?;
-    let role_index: IndexMap<&str, usize> = order
+    let role_index: NameMap<&str, usize> = order
         .iter()
         .enumerate()
         .map(|(i, r)| (r.as_str(), i))
@@ -475,7 +475,7 @@ pub fn compile(script: &Script, inv: &Inventory, limit: Option<&str>) -> Result<
         }
     };
     let mut hosts: Vec<PlanHost> = selected.iter().map(&mut plan_host).collect();
-    let host_index: IndexMap<&str, usize> = selected
+    let host_index: NameMap<&str, usize> = selected
         .iter()
         .enumerate()
         .map(|(i, h)| (h.as_str(), i))
@@ -548,7 +548,7 @@ fn empty_roles(order: &[String], named: &[(String, Pos)]) -> Vec<Role> {
 /// What decides which planned hosts are in which role.
 struct Members<'a> {
     inv: &'a Inventory,
-    host_index: &'a IndexMap<&'a str, usize>,
+    host_index: &'a NameMap<&'a str, usize>,
     limit: Option<&'a str>,
     named: &'a [(String, Pos)],
 }
@@ -606,7 +606,7 @@ fn warn_held(roles: &[Role], warnings: &mut Vec<String>) {
 }
 
 /// Every inventory group (but `all`) with its hosts, in inventory order.
-fn groups_of(inv: &Inventory) -> IndexMap<String, Vec<String>> {
+fn groups_of(inv: &Inventory) -> NameMap<String, Vec<String>> {
     inv.groups
         .keys()
         .filter(|g| *g != "all")
@@ -709,7 +709,7 @@ fn enclosing_roles(inv: &Inventory, order: &[String]) -> Vec<Option<usize>> {
     order
         .iter()
         .map(|r| {
-            let mut seen: IndexSet<&str> = IndexSet::new();
+            let mut seen: NameSet<&str> = NameSet::default();
             let mut level: Vec<&str> = vec![r.as_str()];
             while !level.is_empty() {
                 let next: Vec<&str> = level

@@ -9,9 +9,9 @@ use crate::model::Scope;
 use crate::schedule;
 use crate::script::{self, Limits, Script, ScriptInput};
 use crate::secrets::Secrets;
+use crate::shared::NameMap;
 use crate::shared::{Interner, Shared, SharedList};
 use crate::transport::dry_run;
-use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -234,7 +234,7 @@ pub struct RoleInfo {
 pub struct HostInfo {
     pub name: Shared,
     pub roles: Vec<String>,
-    pub vars: IndexMap<Shared, Shared>,
+    pub vars: NameMap<Shared, Shared>,
     pub start: u64,
     pub end: u64,
 }

@@ -8,8 +8,8 @@ use crate::libs::resolver::{ImportFailed, ModuleCache, Resolver, Used};
 use crate::libs::Libraries;
 use crate::model::{Param, Runbook};
 use crate::secrets::Secrets;
+use crate::shared::NameMap;
 use fleetbook_stdlib::Host;
-use indexmap::IndexMap;
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, Module, Scope, Shared, AST};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -41,7 +41,7 @@ impl Default for Limits {
 
 /// Sources seen while compiling (the runbook and every imported module), by name, so that a
 /// diagnostic can quote the right file.
-pub type Sources = Arc<Mutex<IndexMap<String, Arc<str>>>>;
+pub type Sources = Arc<Mutex<NameMap<String, Arc<str>>>>;
 
 /// What to compile.
 pub struct ScriptInput<'a> {
@@ -284,7 +284,7 @@ pub fn compile(input: ScriptInput) -> Result<Script> {
 
 impl Script {
     /// Makes `host(name)` and `hosts(role)` answer with these hosts and groups.
-    pub fn bind_fleet(&self, hosts: IndexMap<String, Host>, groups: IndexMap<String, Vec<String>>) {
+    pub fn bind_fleet(&self, hosts: NameMap<String, Host>, groups: NameMap<String, Vec<String>>) {
         *self.fleet.write().unwrap_or_else(|e| e.into_inner()) =
             Some(Arc::new(Fleet { hosts, groups }));
     }

@@ -180,7 +180,7 @@ impl Secrets {
     pub fn add_typed_vars<'v>(
         &self,
         vars: impl IntoIterator<Item = (&'v String, &'v String)> + Clone,
-        values: &indexmap::IndexMap<String, serde_json::Value>,
+        values: &crate::shared::NameMap<String, serde_json::Value>,
         marked: &[String],
     ) {
         for (k, v) in secret_vars(vars, marked) {
@@ -291,7 +291,7 @@ mod tests {
     // the map's JSON text alone did not redact.
     #[test]
     fn every_part_of_a_secret_list_or_map_is_secret() {
-        let values: indexmap::IndexMap<String, serde_json::Value> = [
+        let values: crate::shared::NameMap<String, serde_json::Value> = [
             (
                 "db_creds".to_string(),
                 serde_json::json!({"user": "admin-42", "password": "pw-9876", "port": 54321}),
@@ -304,7 +304,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let vars: indexmap::IndexMap<String, String> = values
+        let vars: crate::shared::NameMap<String, String> = values
             .iter()
             .map(|(k, v)| (k.clone(), v.to_string()))
             .collect();

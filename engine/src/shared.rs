@@ -10,6 +10,16 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 
+/// The hasher of maps and sets keyed by the inventory's and the runbook's names (hosts,
+/// groups, variables) and of the interner: foldhash, not std's SipHash, which took ~5% of
+/// planning's instructions. Those keys come from the user's own files, so hash flooding is
+/// not what these maps must resist; the seed is still random per process.
+pub type NameHasher = foldhash::fast::RandomState;
+/// An insertion-ordered map keyed by names (see [`NameHasher`]).
+pub type NameMap<K, V> = indexmap::IndexMap<K, V, NameHasher>;
+/// An insertion-ordered set of names (see [`NameHasher`]).
+pub type NameSet<T> = indexmap::IndexSet<T, NameHasher>;
+
 /// Immutable text whose clones share one allocation.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Shared(Arc<str>);
@@ -218,7 +228,7 @@ impl<'de> Deserialize<'de> for SharedList {
 /// One [`Shared`] per distinct text. Thread-safe: the dry run records hosts in parallel.
 #[derive(Default)]
 pub struct Interner {
-    seen: Mutex<HashSet<Shared, foldhash::fast::RandomState>>,
+    seen: Mutex<HashSet<Shared, NameHasher>>,
 }
 
 impl Interner {
@@ -253,7 +263,7 @@ impl Interner {
 /// would take it for every command, most of them the same few).
 pub struct LocalInterner<'a> {
     shared: &'a Interner,
-    seen: HashSet<Shared, foldhash::fast::RandomState>,
+    seen: HashSet<Shared, NameHasher>,
 }
 
 impl<'a> LocalInterner<'a> {

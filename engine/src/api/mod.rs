@@ -44,9 +44,9 @@ pub type FleetBinding = Arc<RwLock<Option<Arc<Fleet>>>>;
 /// run acts on, not what the runbook can read (as Ansible's `groups[...]`).
 #[derive(Default)]
 pub struct Fleet {
-    pub hosts: indexmap::IndexMap<String, Host>,
+    pub hosts: crate::shared::NameMap<String, Host>,
     /// Every group with its hosts (through child groups), in inventory order.
-    pub groups: indexmap::IndexMap<String, Vec<String>>,
+    pub groups: crate::shared::NameMap<String, Vec<String>>,
 }
 
 /// Everything the API closures share.

@@ -3,7 +3,7 @@
 
 use super::{pattern, Inventory};
 use crate::error::Result;
-use indexmap::IndexSet;
+use crate::shared::NameSet;
 use serde_json::{json, Map, Value};
 
 /// What `fleetbook inventory` prints: `--graph GROUP`, else `--host HOST`, else `--list`;
@@ -36,7 +36,7 @@ fn json(v: &Value) -> String {
 pub fn list(inv: &Inventory, limit: Option<&str>) -> Result<Value> {
     let selected = selected(inv, limit)?;
     let mut out = Map::new();
-    let mut seen: IndexSet<String> = IndexSet::new();
+    let mut seen: NameSet<String> = NameSet::default();
     format_group(inv, "all", &selected, &mut out, &mut seen);
     let values = inv.all_host_values();
     let mut hostvars = Map::new();
@@ -53,7 +53,7 @@ pub fn list(inv: &Inventory, limit: Option<&str>) -> Result<Value> {
     Ok(Value::Object(out))
 }
 
-fn selected(inv: &Inventory, limit: Option<&str>) -> Result<IndexSet<String>> {
+fn selected(inv: &Inventory, limit: Option<&str>) -> Result<NameSet<String>> {
     match limit {
         Some(p) => pattern::select(inv, p),
         None => Ok(inv.hosts.keys().cloned().collect()),
@@ -69,10 +69,10 @@ fn children_of(inv: &Inventory, name: &str) -> Vec<String> {
     if name != "all" {
         return g.children.iter().cloned().collect();
     }
-    let mut kids: IndexSet<String> = IndexSet::new();
+    let mut kids: NameSet<String> = NameSet::default();
     kids.insert("ungrouped".into());
     kids.extend(g.children.iter().cloned());
-    let has_parent: IndexSet<&str> = inv
+    let has_parent: NameSet<&str> = inv
         .groups
         .values()
         .filter(|p| p.name != "all")
@@ -90,9 +90,9 @@ fn children_of(inv: &Inventory, name: &str) -> Vec<String> {
 fn format_group(
     inv: &Inventory,
     name: &str,
-    selected: &IndexSet<String>,
+    selected: &NameSet<String>,
     out: &mut Map<String, Value>,
-    seen: &mut IndexSet<String>,
+    seen: &mut NameSet<String>,
 ) {
     let mut body = Map::new();
     if name != "all" {
@@ -154,7 +154,7 @@ fn graph_group(
     inv: &Inventory,
     name: &str,
     depth: usize,
-    selected: &IndexSet<String>,
+    selected: &NameSet<String>,
     lines: &mut Vec<String>,
 ) {
     lines.push(graph_name(&format!("@{name}:"), depth));

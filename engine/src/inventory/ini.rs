@@ -3,7 +3,7 @@
 //! later, and Ansible's refusals (an undefined child or vars-only group).
 
 use super::{address, literal, Inventory, ParseError, Vars};
-use indexmap::IndexMap;
+use crate::shared::NameMap;
 
 #[derive(Clone, Copy, PartialEq)]
 enum State {
@@ -22,7 +22,7 @@ struct Pending {
 pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
     let mut group = "ungrouped".to_string();
     let mut state = State::Hosts;
-    let mut pending: IndexMap<String, Pending> = IndexMap::new();
+    let mut pending: NameMap<String, Pending> = NameMap::default();
     for (i, raw) in text.lines().enumerate() {
         let n = i + 1;
         let line = raw.trim();
@@ -89,7 +89,7 @@ pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
                 let Some((pattern, rest)) = words.split_first() else {
                     continue;
                 };
-                let mut vars = Vars::new();
+                let mut vars = Vars::default();
                 for w in rest {
                     let (k, v) = w.split_once('=').ok_or_else(|| {
                         ParseError::at(
@@ -163,7 +163,7 @@ pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
     Ok(())
 }
 
-fn add_pending_children(inv: &mut Inventory, group: &str, pending: &mut IndexMap<String, Pending>) {
+fn add_pending_children(inv: &mut Inventory, group: &str, pending: &mut NameMap<String, Pending>) {
     let parents = pending
         .get(group)
         .map(|p| p.parents.clone())

@@ -63,7 +63,7 @@ pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
                     format!("group {name:?}: a host name must be a string"),
                 )
             })?;
-            inv.add_host(Some(name), h, None, Vars::new())
+            inv.add_host(Some(name), h, None, Vars::default())
                 .map_err(|m| ParseError::at(line_of(h), m))?;
         }
         for c in children.into_iter().flatten() {

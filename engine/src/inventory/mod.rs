@@ -21,13 +21,13 @@ pub use load::LoadOptions;
 pub use vault::VaultKeys;
 
 use crate::error::{Error, Result, SourceDiag};
-use indexmap::{IndexMap, IndexSet};
+use crate::shared::{NameMap, NameSet};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
 
 /// Variables with their types, as Ansible gives them.
-pub type Vars = IndexMap<String, Value>;
+pub type Vars = NameMap<String, Value>;
 
 /// One host as the inventory declares it (its own variables only).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -43,8 +43,8 @@ pub struct InvHost {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Group {
     pub name: String,
-    pub hosts: IndexSet<String>,
-    pub children: IndexSet<String>,
+    pub hosts: NameSet<String>,
+    pub children: NameSet<String>,
     /// From the inventory file.
     pub vars: Vars,
     /// From `group_vars/`.
@@ -57,20 +57,20 @@ pub struct Group {
 pub struct Inventory {
     /// Where it came from, for messages.
     pub source: String,
-    pub hosts: IndexMap<String, InvHost>,
+    pub hosts: NameMap<String, InvHost>,
     /// Every group, `all` and `ungrouped` included.
-    pub groups: IndexMap<String, Group>,
+    pub groups: NameMap<String, Group>,
     /// What Ansible would warn about and go on (duplicate YAML keys, skipped entries).
     pub warnings: Vec<String>,
     /// Variables that held vaulted values: every value they take is a secret.
-    pub secret_vars: IndexSet<String>,
+    pub secret_vars: NameSet<String>,
     /// Decrypted `!vault` values and their envelopes: listings show the envelope, as
     /// `ansible-inventory` does, never the plain text.
-    pub vault_envelopes: IndexMap<String, String>,
+    pub vault_envelopes: NameMap<String, String>,
     /// sha256 of every file read (inventory, vars files), set by [`Inventory::load_with`].
     pub digest: String,
     /// Hosts put in `ungrouped` by the file itself (INI lines before any section).
-    explicit_ungrouped: IndexSet<String>,
+    explicit_ungrouped: NameSet<String>,
     /// Hosts that ranges may still produce while the inventory is read.
     ranges: range::Budget,
     /// For each host (by index), the groups that list it directly, `all` excluded; built
@@ -320,13 +320,13 @@ impl Inventory {
     /// `all` lists every host.
     fn finish(&mut self) -> Result<()> {
         self.check_children_cycles()?;
-        let grouped: IndexSet<String> = self
+        let grouped: NameSet<String> = self
             .groups
             .values()
             .filter(|g| g.name != "all" && g.name != "ungrouped")
             .flat_map(|g| g.hosts.iter().cloned())
             .collect();
-        let mut ungrouped: IndexSet<String> = self
+        let mut ungrouped: NameSet<String> = self
             .explicit_ungrouped
             .iter()
             .filter(|h| !grouped.contains(*h))
@@ -336,7 +336,7 @@ impl Inventory {
         if !ungrouped.is_empty() || self.groups.contains_key("ungrouped") {
             self.group_mut("ungrouped").hosts = ungrouped;
         }
-        let all_hosts: IndexSet<String> = self.hosts.keys().cloned().collect();
+        let all_hosts: NameSet<String> = self.hosts.keys().cloned().collect();
         self.group_mut("all").hosts = all_hosts;
         let mut direct = vec![Vec::new(); self.hosts.len()];
         for (g, grp) in self.groups.values().enumerate() {
@@ -406,13 +406,13 @@ impl Inventory {
     }
 
     /// Every host of `group`, through its children, in inventory order.
-    pub fn members(&self, group: &str) -> IndexSet<String> {
+    pub fn members(&self, group: &str) -> NameSet<String> {
         self.members_of(&[group])
     }
 
     /// Every host of any of `groups`, through their children, in inventory order: one pass
     /// over the hosts however many groups there are.
-    pub fn members_of(&self, groups: &[&str]) -> IndexSet<String> {
+    pub fn members_of(&self, groups: &[&str]) -> NameSet<String> {
         let mut seen = vec![false; self.groups.len()];
         let mut member = vec![false; self.hosts.len()];
         let mut stack: Vec<usize> = groups
@@ -501,7 +501,7 @@ impl Inventory {
     /// inventory's `all` vars, its other groups' vars (by depth, `ansible_group_priority`,
     /// name), `group_vars/all`, `group_vars/<group>` (same order), the host's own vars, then
     /// `host_vars/<host>`. Each layer replaces whole values (Ansible's `hash_behaviour`).
-    pub fn all_host_values(&self) -> IndexMap<String, Vars> {
+    pub fn all_host_values(&self) -> NameMap<String, Vars> {
         let depths = self.depths();
         let n = self.groups.len();
         let mut parents: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -530,7 +530,7 @@ impl Inventory {
         let all = self.groups.get_index_of("all");
         let mut merged: std::collections::HashMap<Vec<usize>, Vars> =
             std::collections::HashMap::new();
-        let mut out = IndexMap::with_capacity(self.hosts.len());
+        let mut out = NameMap::with_capacity_and_hasher(self.hosts.len(), Default::default());
         for ((name, host), groups) in self.hosts.iter().zip(direct) {
             let group_vars = merged.entry(groups).or_insert_with_key(|groups| {
                 let mut seen = vec![false; n];
@@ -546,7 +546,7 @@ impl Inventory {
                     let (ga, gb) = (&self.groups[a], &self.groups[b]);
                     (depths[a], ga.priority, &ga.name).cmp(&(depths[b], gb.priority, &gb.name))
                 });
-                let mut vars = Vars::new();
+                let mut vars = Vars::default();
                 let all_group = all.map(|a| &self.groups[a]);
                 let layers = all_group
                     .map(|g| &g.vars)
@@ -571,7 +571,7 @@ impl Inventory {
     /// values as JSON), for what takes text: commands, limits by variable, secrets. A host
     /// with vaulted variables gets them named in `fleetbook_secret_vars`, so they are
     /// redacted wherever the plan and the run show them.
-    pub fn all_host_vars(&self) -> IndexMap<String, IndexMap<String, String>> {
+    pub fn all_host_vars(&self) -> NameMap<String, NameMap<String, String>> {
         self.all_host_values()
             .iter()
             .map(|(h, vars)| (h.clone(), self.text_vars(vars)))
@@ -580,8 +580,8 @@ impl Inventory {
 
     /// One host's [`all_host_values`](Self::all_host_values) as text, as
     /// [`all_host_vars`](Self::all_host_vars) gives them.
-    pub fn text_vars(&self, vars: &Vars) -> IndexMap<String, String> {
-        let mut text: IndexMap<String, String> =
+    pub fn text_vars(&self, vars: &Vars) -> NameMap<String, String> {
+        let mut text: NameMap<String, String> =
             vars.iter().map(|(k, v)| (k.clone(), text_of(v))).collect();
         let vaulted: Vec<&str> = vars
             .keys()

@@ -3,7 +3,7 @@
 
 use super::Inventory;
 use crate::error::{Error, Result};
-use indexmap::IndexSet;
+use crate::shared::NameSet;
 
 /// Ansible's glob (Python's `fnmatch`): `*` any run of characters, `?` one character,
 /// `[seq]` one character of `seq` (ranges `a-z` allowed), `[!seq]` one character not in it.
@@ -77,7 +77,7 @@ fn is_glob(term: &str) -> bool {
 }
 
 /// Hosts that one term names: a group's members, a host, or every host or group a glob matches.
-fn term_hosts(inv: &Inventory, term: &str) -> IndexSet<String> {
+fn term_hosts(inv: &Inventory, term: &str) -> NameSet<String> {
     if term == "all" || term == "*" {
         return inv.hosts.keys().cloned().collect();
     }
@@ -100,9 +100,9 @@ fn term_hosts(inv: &Inventory, term: &str) -> IndexSet<String> {
         return inv.members(term);
     }
     if inv.hosts.contains_key(term) {
-        return IndexSet::from([term.to_string()]);
+        return NameSet::from_iter([term.to_string()]);
     }
-    IndexSet::new()
+    NameSet::default()
 }
 
 /// Where a pattern came from, to name it in messages.
@@ -179,12 +179,12 @@ fn subscript(term: &str) -> Option<(&str, i64, Option<i64>)> {
 /// The hosts `pattern` selects, in inventory order. An empty pattern, one of separators only,
 /// an empty selection and a term that names nothing are errors (a typo would otherwise
 /// silently shrink the run, or an empty limit widen it to the whole fleet).
-pub fn select(inv: &Inventory, pattern: &str) -> Result<IndexSet<String>> {
+pub fn select(inv: &Inventory, pattern: &str) -> Result<NameSet<String>> {
     select_as(inv, pattern, Origin::Limit)
 }
 
 /// [`select`] for a pattern that did not come from `--limit`, named as `origin` in errors.
-pub fn select_as(inv: &Inventory, pattern: &str, origin: Origin) -> Result<IndexSet<String>> {
+pub fn select_as(inv: &Inventory, pattern: &str, origin: Origin) -> Result<NameSet<String>> {
     let known = || {
         let groups: Vec<&str> = inv
             .groups
@@ -194,9 +194,9 @@ pub fn select_as(inv: &Inventory, pattern: &str, origin: Origin) -> Result<Index
             .collect();
         format!("groups in {}: {}", inv.source, groups.join(", "))
     };
-    let mut union: IndexSet<String> = IndexSet::new();
-    let mut intersect: Vec<IndexSet<String>> = Vec::new();
-    let mut exclude: IndexSet<String> = IndexSet::new();
+    let mut union: NameSet<String> = NameSet::default();
+    let mut intersect: Vec<NameSet<String>> = Vec::new();
+    let mut exclude: NameSet<String> = NameSet::default();
     let mut any_positive = false;
     let mut any_term = false;
     for raw in terms(pattern).into_iter().filter(|t| !t.is_empty()) {
@@ -268,7 +268,7 @@ pub fn select_as(inv: &Inventory, pattern: &str, origin: Origin) -> Result<Index
     if !any_positive {
         union = inv.hosts.keys().cloned().collect();
     }
-    let mut out: IndexSet<String> = union
+    let mut out: NameSet<String> = union
         .into_iter()
         .filter(|h| intersect.iter().all(|s| s.contains(h)) && !exclude.contains(h))
         .collect();

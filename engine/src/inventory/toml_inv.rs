@@ -20,7 +20,7 @@
 //! ```
 
 use super::{check_var, text_of, Inventory, ParseError, Vars};
-use indexmap::IndexMap;
+use crate::shared::NameMap;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -28,11 +28,11 @@ use serde_json::Value;
 #[serde(deny_unknown_fields)]
 struct File {
     #[serde(default)]
-    vars: IndexMap<String, toml::Value>,
+    vars: NameMap<String, toml::Value>,
     #[serde(default)]
-    groups: IndexMap<String, GroupDef>,
+    groups: NameMap<String, GroupDef>,
     #[serde(default)]
-    hosts: IndexMap<String, HostDef>,
+    hosts: NameMap<String, HostDef>,
 }
 
 #[derive(Deserialize)]
@@ -43,7 +43,7 @@ struct GroupDef {
     #[serde(default)]
     children: Vec<String>,
     #[serde(default)]
-    vars: IndexMap<String, toml::Value>,
+    vars: NameMap<String, toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -54,10 +54,10 @@ struct HostDef {
     user: Option<String>,
     key: Option<String>,
     #[serde(default)]
-    vars: IndexMap<String, toml::Value>,
+    vars: NameMap<String, toml::Value>,
 }
 
-fn typed(m: &IndexMap<String, toml::Value>) -> Vars {
+fn typed(m: &NameMap<String, toml::Value>) -> Vars {
     m.iter()
         .map(|(k, v)| {
             let v = serde_json::to_value(v).unwrap_or_else(|_| Value::String(v.to_string()));
@@ -109,7 +109,7 @@ pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
             .find(|(_, l)| l.contains(key))
             .map_or(start, |(i, _)| i + 1)
     };
-    let checked = |m: &IndexMap<String, toml::Value>, header: &str| {
+    let checked = |m: &NameMap<String, toml::Value>, header: &str| {
         let vars = typed(m);
         for (k, v) in &vars {
             check_var(k, &text_of(v)).map_err(|e| ParseError::at(line_in(header, k), e))?;
@@ -124,7 +124,7 @@ pub(crate) fn parse(text: &str, inv: &mut Inventory) -> Result<(), ParseError> {
         for pattern in &g.hosts {
             let at = |m| ParseError::at(line_of(pattern), m);
             for host in inv.expand(pattern).map_err(at)? {
-                inv.add_host(Some(name), &host, None, Vars::new())
+                inv.add_host(Some(name), &host, None, Vars::default())
                     .map_err(at)?;
             }
         }

@@ -116,7 +116,7 @@ fn load(file: &Path, inv: &mut Inventory, keys: &VaultKeys) -> Result<Vars> {
     })?;
     inv.warnings
         .extend(warnings.into_iter().map(|w| format!("{source}: {w}")));
-    let mut out = Vars::new();
+    let mut out = Vars::default();
     match doc.map(|d| (d.kind.clone(), d)) {
         None | Some((Kind::Null, _)) => {}
         Some((Kind::Map(pairs), _)) => {

@@ -71,7 +71,7 @@ fn at(n: &Node, message: impl Into<String>) -> ParseError {
 }
 
 fn vars_of(body: &Node, inv: &mut Inventory) -> Vars {
-    let mut out = Vars::new();
+    let mut out = Vars::default();
     if let Kind::Map(pairs) = &body.kind {
         for (k, v) in pairs {
             let name = k.key_text();
@@ -179,7 +179,7 @@ fn group(name: &str, body: &Node, inv: &mut Inventory) -> Result<(), ParseError>
                         ));
                     };
                     let hvars = match &hv.kind {
-                        Kind::Null => Vars::new(),
+                        Kind::Null => Vars::default(),
                         Kind::Map(_) => vars_of(hv, inv),
                         _ => {
                             return Err(at(

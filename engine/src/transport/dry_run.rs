@@ -8,9 +8,9 @@ use crate::error::{Error, Result, SourceDiag};
 use crate::predicate;
 use crate::script::Script;
 use crate::secrets::Secrets;
+use crate::shared::NameMap;
 use crate::shared::{Interner, LocalInterner, Shared, SharedList};
 use fleetbook_stdlib::{Host, HostInfo, Output, Put, Transport, TransportError, Upload};
-use indexmap::IndexMap;
 use rayon::prelude::*;
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
@@ -115,9 +115,9 @@ pub struct Recorder {
     tripped: AtomicBool,
     /// Root operations recorded on hosts that do not become root: by operation, the first
     /// command and every host.
-    without_root: std::sync::Mutex<IndexMap<String, (String, Vec<String>)>>,
+    without_root: std::sync::Mutex<NameMap<String, (String, Vec<String>)>>,
     /// Answers a plan assumes (`file::exists(...) is true`) and the hosts they were assumed on.
-    assumed: std::sync::Mutex<IndexMap<String, Vec<String>>>,
+    assumed: std::sync::Mutex<NameMap<String, Vec<String>>>,
     /// A file whose bytes hold a secret is shown without its digest: a short secret could
     /// be found again from its SHA-256.
     secrets: Secrets,
@@ -144,7 +144,7 @@ impl Recorder {
     }
 
     /// One warning per root operation run without root, naming its hosts in `order`.
-    fn root_warnings(&self, order: &IndexMap<String, Host>) -> Vec<String> {
+    fn root_warnings(&self, order: &NameMap<String, Host>) -> Vec<String> {
         let seen = self.without_root.lock().unwrap_or_else(|e| e.into_inner());
         seen.iter()
             .map(|(op, (command, hosts))| {
@@ -160,7 +160,7 @@ impl Recorder {
     }
 
     /// One warning per assumed answer, naming its hosts in `order`.
-    fn assumed_warnings(&self, order: &IndexMap<String, Host>) -> Vec<String> {
+    fn assumed_warnings(&self, order: &NameMap<String, Host>) -> Vec<String> {
         let seen = self.assumed.lock().unwrap_or_else(|e| e.into_inner());
         seen.iter()
             .map(|(assumption, hosts)| {
@@ -375,7 +375,7 @@ fn host_slices<'a>(
 /// The `Host` values the runbook's closures receive: one per planned host, in plan order
 /// (so that index `h` of the result is host `h` of the graph), then the hosts `--limit`
 /// left out, which the runbook can read but the run does not act on.
-pub fn hosts(graph: &Graph, transport: Arc<dyn Transport>) -> IndexMap<String, Host> {
+pub fn hosts(graph: &Graph, transport: Arc<dyn Transport>) -> NameMap<String, Host> {
     let info = |h: &PlanHost, roles: Vec<String>| HostInfo {
         name: h.name.clone(),
         roles,
@@ -419,7 +419,7 @@ pub fn hosts(graph: &Graph, transport: Arc<dyn Transport>) -> IndexMap<String, H
 
 /// Binds the runbook's `host(name)`/`hosts(role)` to these hosts and the graph's groups,
 /// and tells the hosts the runbook's directory (for `file::copy`'s relative paths).
-pub fn bind(script: &Script, graph: &Graph, hosts: &IndexMap<String, Host>) {
+pub fn bind(script: &Script, graph: &Graph, hosts: &NameMap<String, Host>) {
     if let Some(h) = hosts.values().next() {
         h.set_runbook_dir(runbook_dir(&script.name));
     }
@@ -504,7 +504,7 @@ fn record_with(
     script: &Script,
     graph: &Graph,
     (secrets, interner): (&Secrets, &Interner),
-    hosts: &IndexMap<String, Host>,
+    hosts: &NameMap<String, Host>,
 ) -> Result<Vec<TaskRecord>> {
     bind(script, graph, hosts);
     let rb = &script.runbook;

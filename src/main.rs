@@ -27,10 +27,10 @@ mod exit;
 mod run_cmds;
 
 /// mimalloc, not glibc's malloc: planning makes and drops millions of small objects on
-/// rayon's threads, and with mimalloc it runs about a quarter fewer instructions (callgrind,
-/// 5,000 hosts) at the same peak memory once a finished stage's memory is given back
-/// (engine/src/plan.rs, give_back_freed_memory). Runs allocate far less; they gain nothing
-/// and lose nothing measurable.
+/// rayon's threads, and with mimalloc it runs 15% fewer instructions (callgrind, 2,000 hosts)
+/// at a lower peak, once a finished stage's memory is given back (engine/src/plan.rs,
+/// give_back_freed_memory). Built without transparent huge pages: with them a plan of
+/// 10,000 hosts held ~1 KiB a host more, resident in 2 MiB steps (bench/README.md, Planning).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -9,8 +9,7 @@ use crate::model::Scope;
 use crate::schedule;
 use crate::script::{self, Limits, Script, ScriptInput};
 use crate::secrets::Secrets;
-use crate::shared::NameMap;
-use crate::shared::{Interner, Shared, SharedList};
+use crate::shared::{Interner, NameMap, Shared, SharedList};
 use crate::transport::dry_run;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -395,10 +394,9 @@ pub fn plan(req: &PlanRequest) -> Result<Planned> {
 /// stage's peak does not stack on it. The binaries allocate with mimalloc (src/main.rs),
 /// which purges freed pages only after a delay (a second): collecting after each stage
 /// lowered the peak of planning 10,000 hosts from 7.1 to 5.4 KiB a host (bench/README.md,
-/// Planning).
-/// glibc's malloc (tests and embedders that keep the system allocator) keeps the dry run's
-/// temporaries in another thread's arena that the plan's arrays made next cannot reuse.
-/// Either call is a walk over free lists, small next to the stage before it.
+/// Planning). glibc's malloc (tests and embedders that keep the system allocator) keeps the
+/// dry run's temporaries in another thread's arena that the plan's arrays made next cannot
+/// reuse. Either call is a walk over free lists, small next to the stage before it.
 fn give_back_freed_memory() {
     // SAFETY: mi_collect only returns memory mimalloc holds free; it does nothing to a heap
     // that never allocated.

@@ -50,6 +50,12 @@ fn path(dir: Option<&str>) -> String {
     )
 }
 
+/// Sets `now` to the host's clock in Unix seconds: bash's own `EPOCHSECONDS` where the script
+/// runs in bash 5 or later (a POSIX login shell that is bash, or a `/bin/sh` that is), else
+/// `date +%s` (one process more).
+const NOW: &str = "now=; case ${BASH_VERSION-} in [5-9]*) now=${EPOCHSECONDS-};; esac; \
+     case $now in ''|*[!0-9]*) now=$(date +%s);; esac;";
+
 /// Takes the lease, or renews it when this run holds it (a resumed run takes over its own
 /// lease); `stale` names a run whose lease may be taken over too (its controller is known
 /// to be dead). Prints `taken`, or `held`, the holder's run, controller and expiry, one a
@@ -61,7 +67,7 @@ fn path(dir: Option<&str>) -> String {
 /// the old lease whole.
 pub fn take_script(owner: &Owner, dir: Option<&str>, stale: Option<&str>) -> String {
     format!(
-        "{}run={}; stale={}; now=$(date +%s); \
+        "{}run={}; stale={}; {NOW} \
          if [ -s \"$f\" ]; then {{ read -r r; read -r c; read -r e; }} < \"$f\"; \
          if [ \"$r\" != \"$run\" ] && [ \"$r\" != \"$stale\" ] && [ \"${{e:-0}}\" -gt \"$now\" ] 2>/dev/null; then printf 'held\\n%s\\n%s\\n%s\\n' \"$r\" \"$c\" \"$e\"; exit 0; fi; fi; \
          printf '%s\\n%s\\n%s\\n' \"$run\" {} $((now + {})) > \"$f.$$\" && mv -f \"$f.$$\" \"$f\" && echo taken",
@@ -226,6 +232,53 @@ mod tests {
             parse(&sh(&take_script(&owner("run-b"), Some(&d), None))),
             Some(Answer::Held { .. })
         ));
+    }
+
+    /// The expiry is the host's clock plus the TTL, read by bash itself or by `date`.
+    #[test]
+    fn a_lease_expires_a_ttl_after_the_hosts_clock_in_bash_and_in_sh() {
+        let owner = Owner {
+            run: "run-a".into(),
+            controller: "c:1".into(),
+        };
+        // bash finds the time without `date`: its PATH has only `mv`.
+        let tools = tempfile::tempdir().unwrap();
+        let mv = std::process::Command::new("sh")
+            .args(["-c", "command -v mv"])
+            .output()
+            .unwrap();
+        let mv = String::from_utf8_lossy(&mv.stdout).trim().to_string();
+        std::os::unix::fs::symlink(mv, tools.path().join("mv")).unwrap();
+        for shell in ["/bin/bash", "/bin/sh"] {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path().display().to_string();
+            let before = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
+            let mut cmd = std::process::Command::new(shell);
+            if shell.ends_with("bash") {
+                cmd.env("PATH", tools.path());
+            }
+            let out = cmd
+                .arg("-c")
+                .arg(take_script(&owner, Some(&d), None))
+                .output()
+                .unwrap();
+            assert_eq!(
+                parse(&String::from_utf8_lossy(&out.stdout)),
+                Some(Answer::Taken),
+                "{shell}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let lease = std::fs::read_to_string(dir.path().join("fleetbook.lease")).unwrap();
+            let until: i64 = lease.lines().nth(2).unwrap().parse().unwrap();
+            let ttl = TTL.as_secs() as i64;
+            assert!(
+                (before + ttl..=before + ttl + 5).contains(&until),
+                "{shell}: {until} against {before}"
+            );
+        }
     }
 
     #[test]

@@ -102,6 +102,24 @@ pub fn sockets(dir: &Path) -> Vec<PathBuf> {
     found.into_iter().map(|(_, p)| p).collect()
 }
 
+/// Beside a kept master's control socket: what the first command of a run on it found out
+/// about the host's shells (the words its probe printed after `shell=`). The next command on
+/// that master starts from them, without the probe and the `sh` around it: the login shell
+/// of a connection is fixed when it logs in, and the file lives in the private directory,
+/// where only whoever may use the socket may write.
+const SHELLS: &str = "shells";
+
+/// Keeps `words` beside `socket` for the next command on that master (best effort: without
+/// the file, that command probes again).
+pub fn remember_shells(socket: &Path, words: &str) {
+    let _ = std::fs::write(socket.with_file_name(SHELLS), words);
+}
+
+/// What `remember_shells` kept beside `socket`, if anything.
+pub fn remembered_shells(socket: &Path) -> Option<String> {
+    std::fs::read_to_string(socket.with_file_name(SHELLS)).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +147,21 @@ mod tests {
         let err = make_private(&dir, uid).unwrap_err();
         assert!(err.contains("open to other users"), "{err}");
         assert!(make_private(&dir, uid + 1).is_err());
+    }
+
+    #[test]
+    fn a_masters_shells_are_kept_beside_its_socket_and_nowhere_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        for d in [&a, &b] {
+            std::fs::create_dir(d).unwrap();
+        }
+        assert_eq!(remembered_shells(&a.join("master")), None);
+        remember_shells(&a.join("master"), "bash posix");
+        assert_eq!(
+            remembered_shells(&a.join("master")).as_deref(),
+            Some("bash posix")
+        );
+        assert_eq!(remembered_shells(&b.join("master")), None);
     }
 }

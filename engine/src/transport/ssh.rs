@@ -263,6 +263,16 @@ impl Shells {
         }
     }
 
+    /// The words `from_probe` reads back (a probe's `none` reads as `sh`, as it is sent).
+    fn words(self) -> &'static str {
+        match (self.command, self.posix_login) {
+            (HostShell::Sh, false) => "sh",
+            (HostShell::Sh, true) => "sh posix",
+            (HostShell::BashPipefail, false) => "bash",
+            (HostShell::BashPipefail, true) => "bash posix",
+        }
+    }
+
     /// The line sent for `command` (see `remote_command_in`).
     fn line(self, command: &str, timeout: Option<Duration>) -> String {
         if self.posix_login {
@@ -437,16 +447,34 @@ fn read_answer(
 /// `remote_command_in`) and whether the login shell is POSIX (`Shells`), and runs the
 /// command's wrapper itself, in that shell's form: no second `sh`, and no `fail_closed`
 /// probe before `bash`.
-fn lease_then(take: &str, become_root: bool, command: &str, timeout: Option<Duration>) -> String {
+///
+/// On a master whose shells an earlier command found (`known`, see
+/// `persist::remember_shells`), the line is sent as `Shells` sends any other: the take, then
+/// the wrapper in the known shell, with no probe, and no `sh` when the login shell is POSIX.
+fn lease_then(
+    take: &str,
+    become_root: bool,
+    command: &str,
+    timeout: Option<Duration>,
+    known: Option<Shells>,
+) -> String {
     let take = if become_root {
         fleetbook_stdlib::host::sudo_command(take)
     } else {
         format!("{{ {take}; }}")
     };
+    let taken = format!("a=$({take} </dev/null); printf '%s\\n' \"$a\"; [ \"$a\" = taken ] && {{");
+    if let Some(shells) = known {
+        let run = inline_command(shells.command, command, timeout);
+        return shells.script(&format!(
+            "{taken} echo 'shell={}'; {run}; }}",
+            shells.words()
+        ));
+    }
     let in_sh = inline_command(HostShell::Sh, command, timeout);
     let in_bash = inline_command(HostShell::BashPipefail, command, timeout);
     let script = format!(
-        "a=$({take} </dev/null); printf '%s\\n' \"$a\"; [ \"$a\" = taken ] && {{ \
+        "{taken} \
          {LOGIN_PROBE} \
          if (set -o pipefail) 2>/dev/null; then echo \"shell=sh$p\"; {in_sh}; \
          elif command -v bash >/dev/null 2>&1; then echo \"shell=bash$p\"; {in_bash}; \
@@ -699,6 +727,17 @@ impl Ssh {
     /// operator stopped it).
     fn keeps(&self) -> bool {
         !self.opts.persist.is_zero() && self.kept_dir.is_some() && !persist::keeping_none()
+    }
+
+    /// Whether `session`'s master outlives this command: this one keeps its masters, or
+    /// the master is one an earlier command kept.
+    fn kept(&self, session: &Session) -> bool {
+        self.keeps()
+            || self
+                .reused
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(session.control_socket())
     }
 
     /// Where the host's kept master lives: one directory per way of reaching it.
@@ -1076,6 +1115,27 @@ impl Ssh {
         })
     }
 
+    /// How the host's commands are sent: as its first command found out, or as the first
+    /// command of an earlier run on this kept master did (`persist::remember_shells`).
+    fn shells_of(&self, host: &HostInfo, session: &Session) -> Option<Shells> {
+        let mut shells = self.shells.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = shells.get(&host.name) {
+            return Some(*s);
+        }
+        let socket = session.control_socket();
+        if !self
+            .reused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(socket)
+        {
+            return None;
+        }
+        let found = Shells::from_probe(persist::remembered_shells(socket)?.trim());
+        shells.insert(host.name.clone(), found);
+        Some(found)
+    }
+
     /// Takes the host's lease in the same round trip as its first command (`lease_then`).
     /// `Some`: the command ran, here is its wait. `None`: the lease was settled before (or by
     /// another command on the host meanwhile), and the command is still to run.
@@ -1086,6 +1146,7 @@ impl Ssh {
         command: &str,
         timeout: Option<Duration>,
         start: Instant,
+        known: Option<Shells>,
     ) -> Result<Option<Waited>, TransportError> {
         let Some(owner) = self.owner.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
             return Ok(None);
@@ -1104,11 +1165,14 @@ impl Ssh {
             .rt
             .block_on(cell.get_or_init(|| async {
                 let take = lease::take_script(&owner, dir, None);
-                let line = lease_then(&take, become_root, command, timeout);
+                let line = lease_then(&take, become_root, command, timeout, known);
                 let waited = self.wait_remote(host, session, &line, timeout, start).await;
                 let (answer, waited) = split_lease(&host.name, waited);
                 match answer {
                     Ok(shells) => {
+                        if known.is_none() && self.kept(session) {
+                            persist::remember_shells(session.control_socket(), shells.words());
+                        }
                         self.shells
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
@@ -1222,18 +1286,12 @@ impl Transport for Ssh {
             return Err(TransportError::Other("the run was killed".into()));
         }
         let session = self.session(host)?;
-        let shells = self
-            .shells
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&host.name)
-            .copied()
-            .unwrap_or_default();
+        let known = self.shells_of(host, &session);
         let start = Instant::now();
-        let waited = match self.lease_with(host, &session, command, timeout, start)? {
+        let waited = match self.lease_with(host, &session, command, timeout, start, known)? {
             Some(waited) => waited,
             None => {
-                let remote = shells.line(command, timeout);
+                let remote = known.unwrap_or_default().line(command, timeout);
                 self.rt
                     .block_on(self.wait_remote(host, &session, &remote, timeout, start))
             }
@@ -1785,6 +1843,7 @@ mod tests {
             false,
             "echo ran; exit 4",
             None,
+            None,
         );
         let (answer, waited) = split_lease("h1", first(&line));
         // The probe's line is the shell `fail_closed` picks on this machine.
@@ -1816,6 +1875,7 @@ mod tests {
             &lease::take_script(&owner("b"), Some(d), None),
             false,
             &theirs,
+            None,
             None,
         );
         let (answer, waited) = split_lease("h1", first(&line));
@@ -1858,7 +1918,7 @@ mod tests {
             .flat_map(|t| logins.map(|l| (t, l)))
         {
             let take = lease::take_script(&owner, Some(d), None);
-            let line = lease_then(&take, false, command, timeout);
+            let line = lease_then(&take, false, command, timeout, None);
             let (answer, waited) = split_lease("h1", first_under(&line, login));
             let shells = answer.unwrap();
             assert_eq!(shells.posix_login, kind, "{login}");
@@ -1886,9 +1946,89 @@ mod tests {
         }
         // A user /etc/passwd does not know (a directory service's) gets `sh -c`.
         let take = lease::take_script(&owner, Some(d), None);
-        let line = lease_then(&take, false, "exit 0", None);
+        let line = lease_then(&take, false, "exit 0", None, None);
         let (answer, _) = split_lease("h1", first_as(&line, &real, "no-such-user-fb14"));
         assert!(!answer.unwrap().posix_login);
+    }
+
+    /// On a master whose shells an earlier command found, the first command takes the lease
+    /// and runs in the known shell without a probe, sent as any other line (to a POSIX login
+    /// shell as itself, under a hostile ~/.bashrc), and does not run when the lease is held.
+    #[test]
+    fn a_first_command_on_a_master_with_known_shells_takes_the_lease_without_a_probe() {
+        let owner = |run: &str| Owner {
+            run: run.into(),
+            controller: "here:1".into(),
+        };
+        let command = "false | true; echo \"$0 $?\"; exit 6";
+        for (known, own_group) in SHELLS {
+            let case = format!("{known:?} {own_group}");
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path().to_str().unwrap();
+            let take = lease::take_script(&owner("a"), Some(d), None);
+            let line = lease_then(&take, false, command, None, Some(known));
+            assert!(!line.contains("/etc/passwd"), "{case}: no probe: {line}");
+            assert_eq!(line.starts_with("sh -c "), !known.posix_login, "{case}");
+            let run = |line: String| {
+                let out = login_run(known, line, own_group).wait_with_output();
+                split_lease("h1", Waited::Done(out.map_err(openssh::Error::ChildIo)))
+            };
+            let (answer, waited) = run(line);
+            assert_eq!(answer.as_ref().ok(), Some(&known), "{case}: {answer:?}");
+            let Some(Waited::Done(Ok(out))) = waited else {
+                panic!("{case}: the command did not run")
+            };
+            // In `sh`, `fail_closed` still picks per command: bash where `sh` has no pipefail.
+            let sh_has_pipefail = std::process::Command::new("sh")
+                .args(["-c", "set -o pipefail"])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap()
+                .success();
+            let argv0 = match known.command {
+                HostShell::Sh if sh_has_pipefail => "sh",
+                _ => "bash",
+            };
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                format!("{argv0} 1\n"),
+                "{case}"
+            );
+            assert_eq!(out.status.code(), Some(6), "{case}");
+            // Another run finds the lease held: its command does not run.
+            let marker = dir.path().join("ran-b");
+            let theirs = format!("touch {}", quote(marker.to_str().unwrap()));
+            let take = lease::take_script(&owner("b"), Some(d), None);
+            let (answer, waited) = run(lease_then(&take, false, &theirs, None, Some(known)));
+            assert!(
+                matches!(&answer, Err(TransportError::Leased { run, .. }) if run == "a"),
+                "{case}: {answer:?}"
+            );
+            assert!(waited.is_none(), "{case}");
+            assert!(!marker.exists(), "{case}");
+        }
+    }
+
+    /// `line` as the login shell `shells` says runs it (see `start_with`).
+    fn login_run(shells: Shells, line: String, own_group: bool) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = std::process::Command::new(if shells.posix_login && own_group {
+            "bash"
+        } else {
+            "sh"
+        });
+        if shells.posix_login && own_group {
+            cmd.env("BASH_ENV", hostile_bashrc());
+        }
+        cmd.arg("-c")
+            .arg(line)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if own_group {
+            cmd.process_group(0);
+        }
+        cmd.spawn().unwrap()
     }
 
     #[test]

@@ -217,3 +217,73 @@ fn a_changed_ssh_config_is_not_served_by_a_kept_connection() {
         "the edited config connects again:\n{sshd}"
     );
 }
+
+/// This user's login shell, from its /etc/passwd entry (sshd runs each command in it).
+fn login_shell() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "root".into());
+    std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() == 7 && f[0] == user)
+        .map(|f| f[6].rsplit('/').next().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+/// A run on a kept master starts where the run that kept it left off: its first command
+/// takes the lease in the login shell, without the probe's `sh` (the shells the first run
+/// found are kept beside the master's socket), and the lease is still taken.
+#[test]
+fn a_run_on_a_kept_master_takes_its_lease_without_probing_the_shells_again() {
+    let fleet = Fleet::start(&["s1"]);
+    let inv = fleet.inventory(&[("web", &["s1"])], "");
+    let config = fleet.ssh_config.display().to_string();
+    let seen = fleet.dir.path().join("parents");
+    // What the first command's wrapper runs in: the shell that started `setsid`.
+    let rb = fleet.file(
+        "rb.rhai",
+        &format!(
+            "let rb = runbook(\"t\");\n\
+             rb.step(\"a\", |h| h.run(\"cat /proc/$PPID/comm >> {}\"));\nrb\n",
+            seen.display()
+        ),
+    );
+    let run = |persist: &str| {
+        fleetbook(&["run"])
+            .arg(rb.display().to_string())
+            .arg("-i")
+            .arg(inv.display().to_string())
+            .arg("--yes")
+            .arg("--state")
+            .arg(fleet.dir.path().join("state").display().to_string())
+            .arg("--ssh-config")
+            .arg(config.clone())
+            .arg("--persist")
+            .arg(persist)
+            .code(0)
+    };
+    run("30");
+    let lease = fleet.host("s1").dir.join("fleetbook.lease");
+    let kept: Vec<_> = live_ssh(&config);
+    assert_eq!(kept.len(), 1, "one master kept: {kept:?}");
+    // The next run reuses it (and leaves it, with --persist 0, to its own idle window).
+    run("0");
+    for pid in live_ssh(&config) {
+        // SAFETY: kill(2) on the ssh master this test's first run left; no memory involved.
+        unsafe { libc_kill(pid, 15) };
+    }
+    let parents = std::fs::read_to_string(&seen).unwrap();
+    let parents: Vec<&str> = parents.lines().collect();
+    assert_eq!(parents.len(), 2, "{parents:?}");
+    // The first run's first command ran its wrapper in the probe's `sh`.
+    assert_eq!(parents[0], "sh", "{parents:?}");
+    // The second's ran it in the login shell itself when that is POSIX (bash here).
+    let login = login_shell();
+    if matches!(login.as_str(), "bash" | "dash") {
+        assert_eq!(parents[1], login, "{parents:?}");
+    }
+    // Each run released its lease at the end.
+    assert!(!lease.exists(), "the lease was left behind");
+}

@@ -52,9 +52,10 @@ fn path(dir: Option<&str>) -> String {
 
 /// Sets `now` to the host's clock in Unix seconds: bash's own `EPOCHSECONDS` where the script
 /// runs in bash 5 or later (a POSIX login shell that is bash, or a `/bin/sh` that is), else
-/// `date +%s` (one process more).
+/// `date +%s` (one process more). No `!` in it: csh expands one even inside the single quotes
+/// of the `sh -c` that carries the script there.
 const NOW: &str = "now=; case ${BASH_VERSION-} in [5-9]*) now=${EPOCHSECONDS-};; esac; \
-     case $now in ''|*[!0-9]*) now=$(date +%s);; esac;";
+     [ \"$now\" -gt 0 ] 2>/dev/null || now=$(date +%s);";
 
 /// Takes the lease, or renews it when this run holds it (a resumed run takes over its own
 /// lease); `stale` names a run whose lease may be taken over too (its controller is known

@@ -171,6 +171,9 @@ const KILL_LINE: &[u8] = b"kill\n";
 /// would stop the command, and a bash built without job control would leave the command in
 /// the watcher's group, where no kill reaches it.)
 ///
+/// The watcher reads again when a `read` times out (bash's `TMOUT`, which hardened hosts set
+/// readonly in their startup files): only end of input or a line ends its watch.
+///
 /// Once told to kill, the watcher ignores TERM: the wrapper stops it when the command's
 /// shell ends, which the TERM may do at once, while a child that ignores TERM still runs in
 /// the group; the watcher then outlives the wrapper until the group is gone (it looks once a
@@ -208,7 +211,8 @@ fn wrapper(shell: &str, argv0: &str, become_root: bool, timed: bool) -> String {
          setsid {shell} -c \"$1\" {argv0} </dev/null 3<&- & c=$!; \
          k() {{ {signal}; }}; \
          z() {{ trap '' TERM; k -TERM; for w in 1 2 3 4 5; do k -0 || exit 0; sleep 1; done; k -KILL; }}; \
-         {{ read -r w <&3 && [ \"$w\" = kill ] && z; }} >/dev/null 2>&1 & w=$!; \
+         {{ while :; do read -r w <&3 && break; [ $? -gt 128 ] || exit 0; done; \
+         [ \"$w\" = kill ] && z; }} >/dev/null 2>&1 & w=$!; \
          exec 3<&-; wait $c; r=$?; kill $w 2>/dev/null; {after}exit $r"
     )
 }
@@ -246,7 +250,8 @@ pub struct Shells {
 /// the wrapper's line is read; dash ignores what is bash's (`builtin`, `shopt`, `ERR`).
 const CLEAN: &str = "builtin unset -f builtin unset command set exec exit trap read wait kill \
      sleep setsid sudo test '[' echo printf rm flock date mv : 2>/dev/null; \
-     shopt -u expand_aliases 2>/dev/null; set +eumxv; trap - EXIT; trap - ERR 2>/dev/null\n";
+     shopt -u expand_aliases 2>/dev/null; set +eumxv; unset IFS; trap - EXIT; \
+     trap - ERR DEBUG RETURN 2>/dev/null\n";
 
 impl Shells {
     /// What the host's lease answer said after `shell=` (see `lease_then`): the command's
@@ -1374,6 +1379,12 @@ impl Transport for Ssh {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&host.name);
+        // The shells were found on the old login: the new connection's first command finds
+        // them again (a runbook may have changed them before the reboot).
+        self.shells
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&host.name);
         self.stop_renewing(&host.name);
     }
 
@@ -1730,7 +1741,8 @@ mod tests {
     };
 
     /// A ~/.bashrc that would break a wrapper run after it: functions named as what the
-    /// wrapper runs, aliases on, `set -eum`, and an exit trap that prints.
+    /// wrapper runs, aliases on, `set -eum`, an exit trap that prints, an `IFS` that splits
+    /// numbers away, and a 1 s timeout on every `read` (a hardened host's readonly `TMOUT`).
     ///
     /// Written once per test process: a bash that read it while another test rewrote it
     /// could find it empty, export no `FB_TEST_RC`, and leave the command's own bash to read
@@ -1750,7 +1762,7 @@ mod tests {
              kill() { echo kill-shadowed; }; wait() { return 0; }; read() { return 1; }\n\
              sleep() { :; }; setsid() { echo setsid-shadowed; }; exit() { builtin exit 0; }\n\
              shopt -s expand_aliases; alias exec='echo exec-shadowed'\n\
-             set -eum; trap 'echo bye' EXIT\n",
+             set -eum; trap 'echo bye' EXIT; IFS=0123456789; readonly TMOUT=1; export TMOUT\n",
         )
         .unwrap();
         path
@@ -2083,6 +2095,33 @@ mod tests {
             let out = child.wait_with_output().unwrap();
             assert_eq!(String::from_utf8_lossy(&out.stdout), "finished\n");
             assert_eq!(out.status.code(), Some(0));
+        }
+    }
+
+    /// bash's `TMOUT` (1 s in the hostile ~/.bashrc) ends a watcher's `read`: it reads
+    /// again, and a kill sent later still stops the command.
+    #[test]
+    fn a_kill_after_the_watchers_read_timed_out_still_stops_the_command() {
+        use std::io::Write;
+        for (i, (shell, own_group)) in SHELLS
+            .into_iter()
+            .filter(|(s, g)| s.posix_login && *g)
+            .enumerate()
+        {
+            let tag = format!("42.6{i}");
+            let command = format!("sleep {tag} & sleep {tag}; echo never");
+            let mut child = start_with(shell, &command, own_group, None);
+            std::thread::sleep(Duration::from_millis(2500));
+            child.stdin.take().unwrap().write_all(KILL_LINE).unwrap();
+            let out = child.wait_with_output().unwrap();
+            let case = format!("{shell:?}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{case}");
+            assert_eq!(out.status.code(), Some(143), "{case}");
+            std::thread::sleep(Duration::from_millis(200));
+            assert!(
+                !left_running(&format!("sleep {tag}")),
+                "left running ({case})"
+            );
         }
     }
 

@@ -41,6 +41,7 @@ want protoc protobuf-compiler       # etcd-client's build generates its gRPC cod
 want chromium chromium              # the web views are tested in headless Chromium,
 want chromedriver chromium-driver   # driven over WebDriver
 want tmux tmux                      # the terminal view is tested at fixed widths
+want tcsh tcsh                      # commands reach sh unchanged through a csh login shell
 want node nodejs                    # the VS Code extension is activated against stand-ins
 want python3 python3                # the inventory conformance test makes a venv with
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)   # ansible-core

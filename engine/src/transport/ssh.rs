@@ -292,9 +292,35 @@ impl Shells {
         if self.posix_login {
             format!("{CLEAN}{script}")
         } else {
-            format!("sh -c {}", quote(script))
+            sh_c(script)
         }
     }
+}
+
+/// `sh -c SCRIPT` as a line that any login shell hands to `sh` unchanged: csh and tcsh
+/// expand a `!` even inside single quotes and refuse a newline there (and then run the next
+/// line themselves: a command outside its lease and its wrapper), and fish reads `\\` inside
+/// single quotes as one backslash. A script with none of these goes single-quoted as it is;
+/// one with any is sent as `printf %b` octal escapes for the characters that the single
+/// quotes or `sh`'s double quotes would change, which `sh` turns back into the script and
+/// `eval`s: the same script, `$0` and no arguments, as `sh -c` gives it.
+fn sh_c(script: &str) -> String {
+    use std::fmt::Write;
+    if !script.contains(['\n', '\r', '!']) && !script.contains("\\\\") {
+        return format!("sh -c {}", quote(script));
+    }
+    let mut line = String::with_capacity(script.len() * 2 + 32);
+    line.push_str("sh -c 'eval \"$(printf %b \"");
+    for c in script.chars() {
+        match c {
+            '\\' | '\n' | '\r' | '!' | '\'' | '$' | '`' | '"' => {
+                let _ = write!(line, "\\0{:03o}", c as u32);
+            }
+            c => line.push(c),
+        }
+    }
+    line.push_str("\")\"'");
+    line
 }
 
 /// The command line sent to a host whose login shell is not known: `sh -c`, whatever the
@@ -316,8 +342,7 @@ pub fn remote_command(command: &str, timeout: Option<Duration>) -> String {
 /// runs in `bash -o pipefail` directly, as `fail_closed` would have chosen after its probe
 /// (no probe, one shell fewer per command).
 pub fn remote_command_in(shell: HostShell, command: &str, timeout: Option<Duration>) -> String {
-    let (wrapper, script) = wrapped(shell, command, timeout);
-    format!("sh -c {} sh {}", quote(&wrapper), quote(&script))
+    sh_c(&inline_command(shell, command, timeout))
 }
 
 /// `remote_command_in` as a script for a shell that is already running (a first command's
@@ -381,15 +406,16 @@ async fn short(
     become_root: bool,
     posix_login: bool,
 ) -> Result<std::process::Output, String> {
-    let line = if become_root {
+    let script = if become_root {
         fleetbook_stdlib::host::sudo_command(script)
     } else {
-        Shells {
-            posix_login,
-            ..Shells::default()
-        }
-        .script(script)
+        script.to_string()
     };
+    let line = Shells {
+        posix_login,
+        ..Shells::default()
+    }
+    .script(&script);
     match tokio::time::timeout(
         SHORT,
         session
@@ -485,7 +511,7 @@ fn lease_then(
          elif command -v bash >/dev/null 2>&1; then echo \"shell=bash$p\"; {in_bash}; \
          else echo \"shell=none$p\"; {in_sh}; fi; }}"
     );
-    format!("sh -c {}", quote(&script))
+    sh_c(&script)
 }
 
 /// Sets `p` to ` posix` when the login shell is bash, dash or sh: `$SHELL` says so, and the
@@ -1320,7 +1346,8 @@ impl Transport for Ssh {
         let session = self.session(host)?;
         self.lease(host, &session)?;
         let permits = self.permit(&host.name);
-        let remote = bounded(command, timeout);
+        let shells = self.shells_of(host, &session).unwrap_or_default();
+        let remote = shells.script(&bounded(command, timeout));
         let limit = timeout.map(|t| Duration::from_secs(remote_secs(t).max(1)) + TIMEOUT_MARGIN);
         let out = self.rt.block_on(async {
             let _permit = permits.acquire().await;
@@ -1620,14 +1647,91 @@ mod tests {
 
     #[test]
     fn remote_commands_are_wrapped_and_quoted() {
+        // `fail_closed`'s newline: sent as escapes that `sh` turns back (`sh_c`).
         let plain = remote_command("echo 'hi' ; id", None);
-        assert!(plain.starts_with("sh -c 'exec 3<&0; "), "{plain}");
-        assert!(
-            plain.ends_with(&format!(" sh {}", quote(&fail_closed("echo 'hi' ; id")))),
-            "{plain}"
-        );
+        assert!(plain.starts_with("sh -c 'eval \"$(printf %b \""), "{plain}");
+        assert!(!plain.contains(['\n', '!']), "{plain}");
+        assert!(plain.contains("exec 3<&0; "), "{plain}");
         let timed = remote_command("sleep 100", Some(Duration::from_millis(2500)));
-        assert!(timed.contains(" sh 'exec timeout -k 5 3 sh -c "), "{timed}");
+        assert!(timed.contains("exec timeout -k 5 3 sh -c "), "{timed}");
+        // A script none of whose characters a login shell would change goes as it is.
+        assert_eq!(sh_c("echo 'a b' $x"), "sh -c 'echo '\\''a b'\\'' $x'");
+    }
+
+    /// A command as the user's login shell runs `line` (`LOGIN -c LINE`, as sshd does), its
+    /// stdin a pipe (the channel).
+    fn under_login(login: &str, line: &str) -> std::process::Output {
+        std::process::Command::new(login)
+            .arg("-c")
+            .arg(line)
+            .env("SHELL", login)
+            .env("LOGNAME", user_name())
+            .stdin(std::process::Stdio::piped())
+            .output()
+            .unwrap()
+    }
+
+    /// Every line sent while the host's login shell is not known to be POSIX reaches `sh`
+    /// unchanged through csh and tcsh (which expand `!` inside single quotes and refuse a
+    /// newline there, then run the next line themselves) as through sh and bash: a command,
+    /// a first command after its lease, fleetbook's own scripts.
+    #[test]
+    fn lines_for_a_login_shell_not_known_to_be_posix_reach_sh_unchanged_through_csh() {
+        let logins = ["/bin/sh", "/bin/bash", "/usr/bin/tcsh", "/usr/bin/csh"];
+        for l in logins {
+            assert!(
+                std::path::Path::new(l).exists(),
+                "{l} is missing: ./test.sh --setup installs tcsh"
+            );
+        }
+        let command = "x='it'\\''s'; printf '%s|%s\\n' \"$x\" 'a!b\\\\c'\n\
+                       echo \"$((6*7))\" `echo q` 100% \"!\"; exit 7";
+        let expected = "it's|a!b\\\\c\n42 q 100% !\n";
+        let owner = |run: &str| Owner {
+            run: run.into(),
+            controller: "here:1".into(),
+        };
+        let unknown = Shells::default();
+        let bash = Shells {
+            command: HostShell::BashPipefail,
+            posix_login: false,
+        };
+        for login in logins {
+            for timeout in [None, Some(Duration::from_secs(30))] {
+                let case = format!("{login} {timeout:?}");
+                for line in [unknown.line(command, timeout), bash.line(command, timeout)] {
+                    let out = under_login(login, &line);
+                    assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{case}");
+                    assert_eq!(out.status.code(), Some(7), "{case}");
+                }
+                let dir = tempfile::tempdir().unwrap();
+                let d = dir.path().to_str().unwrap();
+                let take = lease::take_script(&owner("a"), Some(d), None);
+                let out = under_login(login, &lease_then(&take, false, command, timeout, None));
+                let (answer, waited) = split_lease("h1", Waited::Done(Ok(out)));
+                assert!(answer.is_ok(), "{case}: {answer:?}");
+                let Some(Waited::Done(Ok(out))) = waited else {
+                    panic!("{case}: the command did not run")
+                };
+                assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{case}");
+                assert_eq!(out.status.code(), Some(7), "{case}");
+                // Held by another run: no part of the command runs, not even its second line.
+                let marker = dir.path().join("ran-b");
+                let theirs = format!("true\ntouch {}", quote(marker.to_str().unwrap()));
+                let take = lease::take_script(&owner("b"), Some(d), None);
+                let out = under_login(login, &lease_then(&take, false, &theirs, timeout, None));
+                let (answer, _) = split_lease("h1", Waited::Done(Ok(out)));
+                assert!(
+                    matches!(&answer, Err(TransportError::Leased { run, .. }) if run == "a"),
+                    "{case}: {answer:?}"
+                );
+                assert!(!marker.exists(), "{case}: ran outside its lease");
+                // The release, fleetbook's own script.
+                let out = under_login(login, &unknown.script(&lease::release_script("a", Some(d))));
+                assert_eq!(String::from_utf8_lossy(&out.stdout), "released\n", "{case}");
+                assert!(!dir.path().join("fleetbook.lease").exists(), "{case}");
+            }
+        }
     }
 
     // Stop 28's note: a timed `become` command that ignored TERM outlived its timeout where

@@ -196,25 +196,53 @@ fn persist_0_leaves_no_master_behind() {
 /// fixed HostName or Port, say), the next command connects again.
 #[test]
 fn a_changed_ssh_config_is_not_served_by_a_kept_connection() {
-    let fleet = Fleet::start_logging(&["c1"], "VERBOSE");
-    let inv = fleet.inventory(&[("web", &["c1"])], "");
+    kept_until_edited("c1", |config| {
+        let mut text = std::fs::read_to_string(config).unwrap();
+        text.push_str("\n# edited in place\n");
+        std::fs::write(config, text).unwrap();
+    });
+}
+
+/// Nor by a master opened before a file the config `Include`s changed.
+#[test]
+fn a_changed_included_ssh_config_is_not_served_by_a_kept_connection() {
+    kept_until_edited("c2", |config| {
+        let extra = config.with_file_name("extra.conf");
+        std::fs::write(&extra, "# edited: a User or HostName could change here\n").unwrap();
+    });
+}
+
+/// `exec` twice with `--persist 30` (the second on the first's master), `edit` the ssh
+/// config's files, `exec` once more: that one connects again. The config includes
+/// `extra.conf` beside it.
+fn kept_until_edited(host: &str, edit: impl FnOnce(&Path)) {
+    let fleet = Fleet::start_logging(&[host], "VERBOSE");
+    let inv = fleet.inventory(&[("web", &[host])], "");
     let config = fleet.ssh_config.display().to_string();
-    let out = exec(&inv, &fleet.ssh_config, &["--persist", "30"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let mut text = std::fs::read_to_string(&fleet.ssh_config).unwrap();
-    text.push_str("\n# edited in place\n");
-    std::fs::write(&fleet.ssh_config, text).unwrap();
+    let extra = fleet.ssh_config.with_file_name("extra.conf");
+    std::fs::write(&extra, "# nothing yet\n").unwrap();
+    let text = std::fs::read_to_string(&fleet.ssh_config).unwrap();
+    std::fs::write(
+        &fleet.ssh_config,
+        format!("Include \"{}\"\n{text}", extra.display()),
+    )
+    .unwrap();
+    for persist in ["30", "30"] {
+        let out = exec(&inv, &fleet.ssh_config, &["--persist", persist]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    edit(&fleet.ssh_config);
     let out = exec(&inv, &fleet.ssh_config, &["--persist", "0"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     for pid in live_ssh(&config) {
-        // SAFETY: kill(2) on the ssh master this test's first command left; no memory involved.
+        // SAFETY: kill(2) on the ssh master this test's first commands left; no memory involved.
         unsafe { libc_kill(pid, 15) };
     }
-    let sshd = sshd_log(&fleet, "c1");
+    let sshd = sshd_log(&fleet, host);
     assert_eq!(
         sshd.matches("Accepted publickey").count(),
         2,
-        "the edited config connects again:\n{sshd}"
+        "the same files reuse the master, edited ones connect again:\n{sshd}"
     );
 }
 

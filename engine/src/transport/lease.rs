@@ -160,39 +160,54 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_lease_is_taken_with_flock_and_without_it_and_leaves_no_temporary_file() {
-        let tools = tempfile::tempdir().unwrap();
-        // A host without util-linux's flock: only what the script needs besides it.
-        for tool in ["date", "mv", "rm"] {
+    /// A directory of links to these programs only: a host's PATH that lacks the others.
+    fn only(tools: &[&str]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for tool in tools {
             let found = std::process::Command::new("sh")
                 .args(["-c", &format!("command -v {tool}")])
                 .output()
                 .unwrap();
             let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
-            std::os::unix::fs::symlink(path, tools.path().join(tool)).unwrap();
+            std::os::unix::fs::symlink(path, dir.path().join(tool)).unwrap();
         }
+        dir
+    }
+
+    /// Takes a lease in `dir` for run-a with `shell` (and `path` as its PATH): it must say
+    /// taken. The lease file's text.
+    fn taken_in(shell: &str, path: Option<&std::path::Path>, dir: &std::path::Path) -> String {
         let owner = Owner {
             run: "run-a".into(),
             controller: "c:1".into(),
         };
-        for path in [None, Some(tools.path().display().to_string())] {
+        let mut cmd = std::process::Command::new(shell);
+        if let Some(p) = path {
+            cmd.env("PATH", p);
+        }
+        let d = dir.display().to_string();
+        let out = cmd
+            .arg("-c")
+            .arg(take_script(&owner, Some(&d), None))
+            .output()
+            .unwrap();
+        assert_eq!(
+            parse(&String::from_utf8_lossy(&out.stdout)),
+            Some(Answer::Taken),
+            "{shell} PATH {path:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(dir.join("fleetbook.lease")).unwrap()
+    }
+
+    #[test]
+    fn a_lease_is_taken_with_flock_and_without_it_and_leaves_no_temporary_file() {
+        // A host without util-linux's flock: only what the script needs besides it.
+        let tools = only(&["date", "mv", "rm"]);
+        for path in [None, Some(tools.path())] {
             let dir = tempfile::tempdir().unwrap();
-            let d = dir.path().display().to_string();
-            let mut cmd = std::process::Command::new("/bin/sh");
-            cmd.arg("-c").arg(take_script(&owner, Some(&d), None));
-            if let Some(p) = &path {
-                cmd.env("PATH", p);
-            }
-            let out = cmd.output().unwrap();
             let case = format!("PATH {path:?}");
-            assert_eq!(
-                parse(&String::from_utf8_lossy(&out.stdout)),
-                Some(Answer::Taken),
-                "{case}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let lease = std::fs::read_to_string(dir.path().join("fleetbook.lease")).unwrap();
+            let lease = taken_in("/bin/sh", path, dir.path());
             assert!(lease.starts_with("run-a\nc:1\n"), "{case}: {lease}");
             let mut names: Vec<String> = std::fs::read_dir(dir.path())
                 .unwrap()
@@ -238,41 +253,15 @@ mod tests {
     /// The expiry is the host's clock plus the TTL, read by bash itself or by `date`.
     #[test]
     fn a_lease_expires_a_ttl_after_the_hosts_clock_in_bash_and_in_sh() {
-        let owner = Owner {
-            run: "run-a".into(),
-            controller: "c:1".into(),
-        };
         // bash finds the time without `date`: its PATH has only `mv`.
-        let tools = tempfile::tempdir().unwrap();
-        let mv = std::process::Command::new("sh")
-            .args(["-c", "command -v mv"])
-            .output()
-            .unwrap();
-        let mv = String::from_utf8_lossy(&mv.stdout).trim().to_string();
-        std::os::unix::fs::symlink(mv, tools.path().join("mv")).unwrap();
-        for shell in ["/bin/bash", "/bin/sh"] {
+        let tools = only(&["mv"]);
+        for (shell, path) in [("/bin/bash", Some(tools.path())), ("/bin/sh", None)] {
             let dir = tempfile::tempdir().unwrap();
-            let d = dir.path().display().to_string();
             let before = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_secs() as i64;
-            let mut cmd = std::process::Command::new(shell);
-            if shell.ends_with("bash") {
-                cmd.env("PATH", tools.path());
-            }
-            let out = cmd
-                .arg("-c")
-                .arg(take_script(&owner, Some(&d), None))
-                .output()
-                .unwrap();
-            assert_eq!(
-                parse(&String::from_utf8_lossy(&out.stdout)),
-                Some(Answer::Taken),
-                "{shell}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let lease = std::fs::read_to_string(dir.path().join("fleetbook.lease")).unwrap();
+            let lease = taken_in(shell, path, dir.path());
             let until: i64 = lease.lines().nth(2).unwrap().parse().unwrap();
             let ttl = TTL.as_secs() as i64;
             assert!(

@@ -82,6 +82,119 @@ pub fn host_dir(root: &Path, parts: &[&str]) -> PathBuf {
     root.join(name)
 }
 
+/// How deep `Include`s nest before ssh itself gives up (its `READCONF_MAX_DEPTH`).
+const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// A digest of everything ssh reads for its configuration, so that a master is never reused
+/// after any of it changed: `config` (`-F`), else the user's `~/.ssh/config` and the system's
+/// `/etc/ssh/ssh_config`; each with the files it `Include`s, as ssh_config(5) has them (glob
+/// patterns in lexical order, `~` in a user's file, a relative path from `~/.ssh` in a
+/// user's file and from `/etc/ssh` in the system's), wherever in the file the `Include` is
+/// (ssh reads them inside a `Host` or `Match` block only when it matches; the digest covers
+/// them always, which at worst opens a new master).
+pub fn config_digest(config: Option<&Path>, home: Option<&Path>) -> String {
+    let home = home.map(Path::to_path_buf);
+    let mut read = Vec::new();
+    let user = Origin::User(home.clone());
+    match config {
+        Some(c) => read_config(c, &user, 0, &mut read),
+        None => {
+            if let Some(h) = &home {
+                read_config(&h.join(".ssh/config"), &user, 0, &mut read);
+            }
+            read_config(
+                Path::new("/etc/ssh/ssh_config"),
+                &Origin::System,
+                0,
+                &mut read,
+            );
+        }
+    }
+    crate::plan::digest(&read)
+}
+
+/// Whose configuration a file is: where its relative `Include`s start, and whether `~` is
+/// expanded in them.
+enum Origin {
+    User(Option<PathBuf>),
+    System,
+}
+
+/// Adds `path`'s name and bytes to `out` (a missing file adds its name only), then those of
+/// every file it includes.
+fn read_config(path: &Path, origin: &Origin, depth: usize, out: &mut Vec<u8>) {
+    out.extend_from_slice(path.as_os_str().as_encoded_bytes());
+    out.push(0);
+    let Ok(text) = std::fs::read(path) else {
+        return;
+    };
+    out.extend_from_slice(&text);
+    out.push(0);
+    if depth >= MAX_INCLUDE_DEPTH {
+        return;
+    }
+    for pattern in String::from_utf8_lossy(&text).lines().flat_map(included) {
+        let pattern = match (origin, pattern.strip_prefix("~/")) {
+            (Origin::User(Some(home)), Some(rest)) => home.join(rest),
+            (Origin::User(home), None) if !pattern.starts_with('/') => home.as_ref().map_or_else(
+                || PathBuf::from(&pattern),
+                |h| h.join(".ssh").join(&pattern),
+            ),
+            (Origin::System, None) if !pattern.starts_with('/') => {
+                Path::new("/etc/ssh").join(&pattern)
+            }
+            _ => PathBuf::from(&pattern),
+        };
+        let Ok(found) = glob::glob(&pattern.to_string_lossy()) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = found.flatten().filter(|p| p.is_file()).collect();
+        files.sort();
+        for f in files {
+            read_config(&f, origin, depth + 1, out);
+        }
+    }
+}
+
+/// The paths an `Include` line names (`Include a b`, `include=a`, `"a b"` quoted); none for
+/// any other line.
+fn included(line: &str) -> Vec<String> {
+    let line = line.trim_start();
+    let Some(keyword) = line.get(..7) else {
+        return Vec::new();
+    };
+    let rest = &line[7..];
+    if !keyword.eq_ignore_ascii_case("include")
+        || !rest.starts_with(|c: char| c.is_whitespace() || c == '=')
+    {
+        return Vec::new();
+    }
+    let rest = rest.trim_start().strip_prefix('=').unwrap_or(rest).trim();
+    let mut paths = Vec::new();
+    let mut chars = rest.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+        } else if c == '#' {
+            break;
+        } else if c == '"' {
+            chars.next();
+            paths.push(chars.by_ref().take_while(|&c| c != '"').collect());
+        } else {
+            let mut word = String::new();
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                word.push(c);
+                chars.next();
+            }
+            paths.push(word);
+        }
+    }
+    paths
+}
+
 /// The control sockets of masters left in a host's directory, newest first.
 pub fn sockets(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -147,6 +260,47 @@ mod tests {
         let err = make_private(&dir, uid).unwrap_err();
         assert!(err.contains("open to other users"), "{err}");
         assert!(make_private(&dir, uid + 1).is_err());
+    }
+
+    #[test]
+    fn include_lines_are_read_as_ssh_reads_them() {
+        assert_eq!(included("Include config.d/*"), ["config.d/*"]);
+        assert_eq!(
+            included("  include=~/a \"b c\" d # note"),
+            ["~/a", "b c", "d"]
+        );
+        assert_eq!(included("INCLUDE\t/etc/x"), ["/etc/x"]);
+        assert!(included("IncludeX y").is_empty());
+        assert!(included("Host include").is_empty());
+        assert!(included("# Include a").is_empty());
+    }
+
+    /// A change in a file the config includes (by a relative glob, or by `~`) opens a new
+    /// master, as a change in the config itself does.
+    #[test]
+    fn the_config_digest_covers_what_the_config_includes() {
+        let home = tempfile::tempdir().unwrap();
+        let ssh = home.path().join(".ssh");
+        std::fs::create_dir_all(ssh.join("conf.d")).unwrap();
+        let config = home.path().join("my_config");
+        std::fs::write(&config, "Include conf.d/*.conf\nHost x\n  Include ~/deep\n").unwrap();
+        std::fs::write(ssh.join("conf.d/a.conf"), "Host a\n  User one\n").unwrap();
+        std::fs::write(home.path().join("deep"), "Include /nonexistent/*\n").unwrap();
+        let digest = || config_digest(Some(&config), Some(home.path()));
+        let first = digest();
+        assert_eq!(first, digest(), "the same files, the same digest");
+        std::fs::write(ssh.join("conf.d/a.conf"), "Host a\n  User two\n").unwrap();
+        let second = digest();
+        assert_ne!(first, second, "an included file changed");
+        std::fs::write(ssh.join("conf.d/b.conf"), "").unwrap();
+        let third = digest();
+        assert_ne!(second, third, "a file appeared under the include's pattern");
+        std::fs::write(home.path().join("deep"), "# changed\n").unwrap();
+        assert_ne!(third, digest(), "a file included from a Host block changed");
+        // Files the pattern does not match change nothing.
+        let fourth = digest();
+        std::fs::write(ssh.join("conf.d/notes.txt"), "x").unwrap();
+        assert_eq!(fourth, digest());
     }
 
     #[test]

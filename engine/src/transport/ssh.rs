@@ -101,6 +101,8 @@ pub struct Ssh {
     control_dir: tempfile::TempDir,
     /// The private directory of kept connections, when it can be trusted (see `persist`).
     kept_dir: Option<PathBuf>,
+    /// `persist::config_digest` of the ssh configuration, read at the first connection.
+    config_digest: std::sync::OnceLock<String>,
     /// Control sockets of masters another command left up: never closed by this one (it
     /// may still use them); they exit after their own idle window.
     reused: Arc<Mutex<std::collections::HashSet<PathBuf>>>,
@@ -659,6 +661,7 @@ impl Ssh {
             opts,
             control_dir,
             kept_dir,
+            config_digest: std::sync::OnceLock::new(),
             reused: Arc::default(),
             sessions: Mutex::default(),
             permits: Mutex::default(),
@@ -782,15 +785,11 @@ impl Ssh {
             .map(|c| c.display().to_string())
             .unwrap_or_default();
         // What the config says, not only where it is: a fixed HostName or Port must not
-        // reach the old server through a kept master. Without --ssh-config, ssh reads the
-        // user's own.
-        let read = match &self.opts.config_file {
-            Some(c) => std::fs::read(c).unwrap_or_default(),
-            None => std::env::var_os("HOME")
-                .and_then(|h| std::fs::read(PathBuf::from(h).join(".ssh/config")).ok())
-                .unwrap_or_default(),
-        };
-        let content = crate::plan::digest(&read);
+        // reach the old server through a kept master. Read once per command.
+        let content = self.config_digest.get_or_init(|| {
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            persist::config_digest(self.opts.config_file.as_deref(), home.as_deref())
+        });
         persist::host_dir(
             root,
             &[
@@ -799,7 +798,7 @@ impl Ssh {
                 var("ansible_user"),
                 var("ansible_ssh_private_key_file"),
                 &config,
-                &content,
+                content,
                 self.kex(host).unwrap_or(""),
                 if self.opts.accept_new_host_keys {
                     "accept-new"
@@ -2206,48 +2205,50 @@ mod tests {
     /// again, and a kill sent later still stops the command.
     #[test]
     fn a_kill_after_the_watchers_read_timed_out_still_stops_the_command() {
-        use std::io::Write;
         for (i, (shell, own_group)) in SHELLS
             .into_iter()
             .filter(|(s, g)| s.posix_login && *g)
             .enumerate()
         {
-            let tag = format!("42.6{i}");
-            let command = format!("sleep {tag} & sleep {tag}; echo never");
-            let mut child = start_with(shell, &command, own_group, None);
-            std::thread::sleep(Duration::from_millis(2500));
-            child.stdin.take().unwrap().write_all(KILL_LINE).unwrap();
-            let out = child.wait_with_output().unwrap();
+            let out = killed_after(shell, own_group, &format!("42.6{i}"), None, 2500);
             let case = format!("{shell:?}");
             assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{case}");
             assert_eq!(out.status.code(), Some(143), "{case}");
-            std::thread::sleep(Duration::from_millis(200));
-            assert!(
-                !left_running(&format!("sleep {tag}")),
-                "left running ({case})"
-            );
         }
+    }
+
+    /// Starts `sleep TAG & sleep TAG; echo never` on one of the wrapper's paths, writes the
+    /// kill after `after_ms`, and checks that neither sleep is left; the command's output.
+    fn killed_after(
+        shell: Shells,
+        own_group: bool,
+        tag: &str,
+        timeout: Option<Duration>,
+        after_ms: u64,
+    ) -> std::process::Output {
+        use std::io::Write;
+        let command = format!("sleep {tag} & sleep {tag}; echo never");
+        let mut child = start_with(shell, &command, own_group, timeout);
+        std::thread::sleep(Duration::from_millis(after_ms));
+        child.stdin.take().unwrap().write_all(KILL_LINE).unwrap();
+        let out = child.wait_with_output().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            !left_running(&format!("sleep {tag}")),
+            "left running ({shell:?} {own_group})"
+        );
+        out
     }
 
     #[test]
     fn a_command_under_a_timeout_is_killed_whole_on_every_path() {
-        use std::io::Write;
         // timeout(1) leaves the wrapper's group: a kill must still reach it and its command.
         for (i, (shell, own_group)) in SHELLS.into_iter().enumerate() {
-            let tag = format!("42.2{i}");
-            let command = format!("sleep {tag} & sleep {tag}; echo never");
-            let mut child = start_with(shell, &command, own_group, Some(Duration::from_secs(60)));
-            std::thread::sleep(Duration::from_millis(300));
-            child.stdin.take().unwrap().write_all(KILL_LINE).unwrap();
-            let out = child.wait_with_output().unwrap();
+            let t = Some(Duration::from_secs(60));
+            let out = killed_after(shell, own_group, &format!("42.2{i}"), t, 300);
             let case = format!("{shell:?} {own_group}");
             assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{case}");
             assert_ne!(out.status.code(), Some(0), "{case}");
-            std::thread::sleep(Duration::from_millis(200));
-            assert!(
-                !left_running(&format!("sleep {tag}")),
-                "left running ({case})"
-            );
         }
     }
 

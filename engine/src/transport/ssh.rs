@@ -1763,12 +1763,15 @@ mod tests {
         own_group: bool,
         timeout: Option<Duration>,
     ) -> std::process::Child {
+        login_run(shells, shells.line(command, timeout), own_group)
+    }
+
+    /// `line` as the login shell `shells` says runs it (see `start_with`).
+    fn login_run(shells: Shells, line: String, own_group: bool) -> std::process::Child {
         use std::os::unix::process::CommandExt;
-        let line = shells.line(command, timeout);
         let mut cmd = match (shells.posix_login, own_group) {
-            (false, true) => std::process::Command::new("sh"),
-            (false, false) | (true, false) => std::process::Command::new("sh"),
             (true, true) => std::process::Command::new("bash"),
+            _ => std::process::Command::new("sh"),
         };
         if shells.posix_login && own_group {
             // bash as sshd runs it reads the user's ~/.bashrc: here one that redefines what
@@ -2122,28 +2125,6 @@ mod tests {
             assert!(waited.is_none(), "{case}");
             assert!(!marker.exists(), "{case}");
         }
-    }
-
-    /// `line` as the login shell `shells` says runs it (see `start_with`).
-    fn login_run(shells: Shells, line: String, own_group: bool) -> std::process::Child {
-        use std::os::unix::process::CommandExt;
-        let mut cmd = std::process::Command::new(if shells.posix_login && own_group {
-            "bash"
-        } else {
-            "sh"
-        });
-        if shells.posix_login && own_group {
-            cmd.env("BASH_ENV", hostile_bashrc());
-        }
-        cmd.arg("-c")
-            .arg(line)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        if own_group {
-            cmd.process_group(0);
-        }
-        cmd.spawn().unwrap()
     }
 
     #[test]

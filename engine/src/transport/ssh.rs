@@ -1903,6 +1903,16 @@ mod tests {
         first_under(line, &passwd_shell())
     }
 
+    /// Whether this machine's `sh` has pipefail (else `fail_closed` runs commands in bash).
+    fn sh_has_pipefail() -> bool {
+        std::process::Command::new("sh")
+            .args(["-c", "set -o pipefail"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    }
+
     /// This user's name, as sshd sets `LOGNAME`.
     fn user_name() -> String {
         let out = std::process::Command::new("id")
@@ -1965,13 +1975,7 @@ mod tests {
         );
         let (answer, waited) = split_lease("h1", first(&line));
         // The probe's line is the shell `fail_closed` picks on this machine.
-        let sh_has_pipefail = std::process::Command::new("sh")
-            .args(["-c", "set -o pipefail"])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap()
-            .success();
-        let expected = if sh_has_pipefail {
+        let expected = if sh_has_pipefail() {
             HostShell::Sh
         } else {
             HostShell::BashPipefail
@@ -2097,14 +2101,8 @@ mod tests {
                 panic!("{case}: the command did not run")
             };
             // In `sh`, `fail_closed` still picks per command: bash where `sh` has no pipefail.
-            let sh_has_pipefail = std::process::Command::new("sh")
-                .args(["-c", "set -o pipefail"])
-                .stderr(std::process::Stdio::null())
-                .status()
-                .unwrap()
-                .success();
             let argv0 = match known.command {
-                HostShell::Sh if sh_has_pipefail => "sh",
+                HostShell::Sh if sh_has_pipefail() => "sh",
                 _ => "bash",
             };
             assert_eq!(
